@@ -1,1 +1,117 @@
+//! gRPC plumbing shared by every role, so each service only says which services it serves or calls.
+//!
+//! - [`serve`] runs a tonic server with `grpc.health.v1`, reflection, and a span per request whose
+//!   parent is the caller's trace (W3C `traceparent` in the request metadata).
+//! - [`connect`] builds a lazily connecting client channel that injects the current trace into every
+//!   request.
 
+use std::time::Duration;
+
+use http::HeaderMap;
+use mailbus_telemetry::propagation::{self, Extractor, Injector};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic_health::ServingStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("invalid gRPC endpoint {url:?}: {source}")]
+    Endpoint { url: String, source: tonic::transport::Error },
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Serves `routes` on `listener`, with health reporting `SERVING` for each of `service_names` (and for
+/// the whole server, the empty name), until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    service_names: &[&str],
+    shutdown: CancellationToken,
+) -> Result<(), GrpcError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in service_names.iter().chain(&[""]) {
+        reporter.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mailbus_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    Server::builder()
+        .trace_fn(request_span)
+        .add_routes(routes)
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// One span per incoming call, named `package.Service/Method` as OpenTelemetry's RPC conventions ask.
+fn request_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path().trim_start_matches('/');
+    let (service, method) = path.split_once('/').unwrap_or((path, ""));
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    );
+    propagation::adopt(&span, &HeaderCarrier(request.headers()));
+    span
+}
+
+struct HeaderCarrier<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// A client channel whose requests carry the caller's trace.
+pub type TracedChannel = InterceptedService<Channel, InjectTrace>;
+
+/// Builds a channel to `url` (`http://host:port`). It connects on first use and reconnects by itself, so
+/// a role can start before the service it calls.
+pub fn connect(url: &str) -> Result<TracedChannel, GrpcError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|source| GrpcError::Endpoint { url: url.to_owned(), source })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    Ok(InterceptedService::new(endpoint.connect_lazy(), InjectTrace))
+}
+
+/// Puts the current span's trace context into each outgoing request's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct InjectTrace;
+
+impl tonic::service::Interceptor for InjectTrace {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        propagation::inject(&tracing::Span::current(), &mut MetadataCarrier(request.metadata_mut()));
+        Ok(request)
+    }
+}
+
+struct MetadataCarrier<'a>(&'a mut MetadataMap);
+
+impl Injector for MetadataCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(value)) {
+            self.0.insert(key, value);
+        }
+    }
+}

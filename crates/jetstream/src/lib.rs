@@ -1,1 +1,33 @@
+//! The NATS topology of mailbus, in one place: every stream, bucket, consumer and subject name (under a
+//! configurable prefix, so tests and tenants stay apart), and the operations on them that more than one
+//! role performs.
+//!
+//! - The **queue**: a JetStream work-queue stream of protobuf [`Envelope`]s, one per accepted message,
+//!   deduplicated by `Nats-Msg-Id` = queue id. Relay replicas share one durable pull consumer on it.
+//! - The **body store**: a JetStream object store holding each message's octets under its queue id.
+//! - **Mailbox events**: core NATS subjects `<prefix>.mail.events.<account id>`, published by the mailbox
+//!   role after each commit.
+//!
+//! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
+mod names;
+mod queue;
+mod trace;
+
+pub use async_nats;
+pub use mailbus_proto::v1::{Envelope, MailboxEvent};
+pub use names::{NameError, Names};
+pub use queue::{Queue, QueueError, QueueStatus, RELAY_CONSUMER};
+pub use trace::{adopt_trace, inject_trace};
+
+/// Connects to NATS and keeps reconnecting for as long as the process runs: a role survives a NATS
+/// restart without being restarted itself.
+pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .name(client_name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+}

@@ -1,1 +1,134 @@
+//! The mailbox role: the only owner of PostgreSQL. It serves the `Directory` (domains, accounts,
+//! credentials) and `Mailbox` (deliver, list, fetch, expunge) gRPC services, runs the schema migrations
+//! at start-up, and publishes a change event on NATS after each commit.
+//!
+//! It must not talk SMTP, POP3 or IMAP, and no other role may open a database connection.
 
+mod directory;
+mod error;
+mod events;
+mod maildrop;
+mod password;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailbus_jetstream::Names;
+use mailbus_proto::v1::{directory_server::DirectoryServer, mailbox_server::MailboxServer};
+use mailbus_telemetry::ops::{self, Readiness};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+pub use error::MailboxError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    pub database_url: String,
+    pub nats_url: String,
+    pub names: Names,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub max_message_size: u64,
+    pub max_db_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connecting to PostgreSQL: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("running migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("connecting to NATS: {0}")]
+    Nats(#[from] async_nats::ConnectError),
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Grpc(#[from] mailbus_grpc::GrpcError),
+    #[error("metrics endpoint: {0}")]
+    Ops(std::io::Error),
+}
+
+/// A mailbox role with its listeners bound and its dependencies connected, ready to serve.
+pub struct Mailbox {
+    grpc: TcpListener,
+    ops: TcpListener,
+    service: service::MailboxService,
+    registry: Registry,
+}
+
+async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Connects to PostgreSQL (running migrations; several replicas starting at once take turns on the
+/// migrator's advisory lock) and NATS, and binds the listeners.
+pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_db_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&config.database_url)
+        .await
+        .map_err(StartError::Database)?;
+    MIGRATOR.run(&pool).await?;
+    let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-mailbox").await?;
+    let mut registry = Registry::with_prefix("mailbus_mailbox");
+    let deliveries = Family::<Vec<(String, String)>, Counter>::default();
+    registry.register("deliveries", "Deliver calls by outcome", deliveries.clone());
+    let service = service::MailboxService {
+        pool,
+        events: events::Events::new(nats, config.names.clone()),
+        max_message_size: config.max_message_size,
+        deliveries,
+    };
+    Ok(Mailbox { grpc: bind_addr(config.grpc_listen).await?, ops: bind_addr(config.metrics_listen).await?, service, registry })
+}
+
+impl Mailbox {
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.ops.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight calls finish.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let pool = self.service.pool.clone();
+        let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
+        let watch = tokio::spawn(watch_database(pool, readiness, shutdown.clone()));
+        let routes = Routes::new(DirectoryServer::new(self.service.clone())).add_service(MailboxServer::new(self.service));
+        let served = mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.Directory", "mailbus.v1.Mailbox"], shutdown).await;
+        watch.abort();
+        ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
+        served?;
+        Ok(())
+    }
+}
+
+/// `/readyz` follows the database: a mailbox role that cannot reach PostgreSQL should get no traffic.
+async fn watch_database(pool: sqlx::PgPool, readiness: Readiness, shutdown: CancellationToken) {
+    loop {
+        let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        readiness.set(ok);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+pub async fn serve(config: MailboxConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    bind(config).await?.serve(shutdown).await
+}

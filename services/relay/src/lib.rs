@@ -1,1 +1,112 @@
+//! The relay role: the mail queue's consumer. Relay replicas share one durable pull consumer on the queue
+//! stream; each message is delivered recipient by recipient and acknowledged only once every recipient
+//! is final, so a relay killed at any instant loses nothing (the message is redelivered) and duplicates
+//! nothing (`Mailbox.Deliver` is idempotent per queue id and recipient).
+//!
+//! It also serves the operator's `QueueAdmin` gRPC service. It must not open a database connection:
+//! local delivery goes through the mailbox role.
 
+mod admin;
+mod delivery;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailbus_jetstream::{Names, Queue, QueueError};
+use mailbus_proto::v1::queue_admin_server::QueueAdminServer;
+use mailbus_telemetry::ops::{self, Readiness};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+pub use delivery::{Deliverer, Outcome};
+pub use worker::Worker;
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub nats_url: String,
+    pub names: Names,
+    pub mailbox_url: String,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    /// How long a relay may hold a message unacknowledged before another replica gets it. Long
+    /// deliveries extend it with progress acks.
+    pub ack_wait: Duration,
+    /// How many messages one relay works on at once.
+    pub concurrency: usize,
+    /// Request timeout for JetStream operations.
+    pub nats_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connecting to NATS: {0}")]
+    Nats(#[from] async_nats::ConnectError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Grpc(#[from] mailbus_grpc::GrpcError),
+    #[error("metrics endpoint: {0}")]
+    Ops(std::io::Error),
+}
+
+pub struct Relay {
+    grpc: TcpListener,
+    ops: TcpListener,
+    worker: Worker,
+    queue: Queue,
+    registry: Registry,
+}
+
+async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
+    let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-relay").await?;
+    let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
+    let mut registry = Registry::with_prefix("mailbus_relay");
+    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?);
+    let worker = Worker::new(queue.clone(), deliverer, config.ack_wait, config.concurrency, &mut registry);
+    Ok(Relay {
+        grpc: bind_addr(config.grpc_listen).await?,
+        ops: bind_addr(config.metrics_listen).await?,
+        worker,
+        queue,
+        registry,
+    })
+}
+
+impl Relay {
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.ops.local_addr().expect("bound listener has an address")
+    }
+
+    /// Consumes the queue until `shutdown` is cancelled, then finishes the messages in hand.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let readiness = Readiness::default();
+        let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
+        let routes = Routes::new(QueueAdminServer::new(admin::QueueAdminService { queue: self.queue }));
+        let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.QueueAdmin"], shutdown.clone()));
+        let worked = self.worker.run(readiness, shutdown.clone()).await;
+        shutdown.cancel();
+        let served = grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?;
+        ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
+        worked?;
+        served?;
+        Ok(())
+    }
+}
+
+pub async fn serve(config: RelayConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    bind(config).await?.serve(shutdown).await
+}

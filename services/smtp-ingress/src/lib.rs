@@ -1,1 +1,172 @@
+//! The smtp-ingress role: SMTP sessions on port 25. It checks each recipient with the directory (over
+//! gRPC), makes each accepted message durable in JetStream, and answers `250` only after the queue has
+//! acknowledged it (`451 4.3.0` when it cannot).
+//!
+//! It holds no state beyond its connections and must never talk to PostgreSQL or deliver mail itself.
+//! The protocol lives in the sans-I/O `mailbus-smtp` crate; this crate only does the I/O around it.
 
+mod connection;
+mod directory;
+mod metrics;
+mod ports;
+mod received;
+mod spool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailbus_jetstream::{Names, Queue, QueueError};
+use mailbus_smtp::reply::{Enhanced, Reply};
+use mailbus_smtp::session::SessionConfig;
+use mailbus_telemetry::ops::{self, Readiness};
+use prometheus_client::registry::Registry;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
+
+pub use connection::Context;
+pub use ports::{ClientInfo, Directory, Spool, SpoolError};
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub hostname: String,
+    pub nats_url: String,
+    pub names: Names,
+    pub mailbox_url: String,
+    pub smtp_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    /// How long to wait for JetStream to acknowledge a body or envelope before answering 451.
+    pub nats_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connecting to NATS: {0}")]
+    Nats(#[from] async_nats::ConnectError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Grpc(#[from] mailbus_grpc::GrpcError),
+    #[error("metrics endpoint: {0}")]
+    Ops(std::io::Error),
+}
+
+pub struct SmtpIngress {
+    smtp: TcpListener,
+    grpc: TcpListener,
+    ops: TcpListener,
+    context: Arc<Context<directory::GrpcDirectory, spool::JetStreamSpool>>,
+    registry: Registry,
+    max_connections: usize,
+}
+
+async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
+    let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-smtp-ingress").await?;
+    let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
+    let mut registry = Registry::with_prefix("mailbus_smtp");
+    let context = Arc::new(Context {
+        directory: directory::GrpcDirectory::new(mailbus_grpc::connect(&config.mailbox_url)?),
+        spool: spool::JetStreamSpool::new(queue),
+        session: SessionConfig {
+            hostname: config.hostname.clone(),
+            max_message_size: config.max_message_size,
+            max_recipients: config.max_recipients,
+        },
+        metrics: metrics::Metrics::register(&mut registry),
+    });
+    Ok(SmtpIngress {
+        smtp: bind_addr(config.smtp_listen).await?,
+        grpc: bind_addr(config.grpc_listen).await?,
+        ops: bind_addr(config.metrics_listen).await?,
+        context,
+        registry,
+        max_connections: config.max_connections,
+    })
+}
+
+impl SmtpIngress {
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.ops.local_addr().expect("bound listener has an address")
+    }
+
+    /// Accepts connections until `shutdown`, then tells idle sessions 421 and waits for the others to end.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness, shutdown.clone()));
+        let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.smtp"], shutdown.clone()));
+        accept_loop(self.smtp, self.context, self.max_connections, shutdown).await;
+        grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
+        ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
+        Ok(())
+    }
+}
+
+async fn accept_loop<D: Directory, S: Spool>(
+    listener: TcpListener,
+    context: Arc<Context<D, S>>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            context.metrics.refused_connections.inc();
+            let reply = Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later");
+            tracker.spawn(async move {
+                let _ = stream.write_all(&reply.to_bytes()).await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (context, shutdown) = (context.clone(), shutdown.clone());
+        context.metrics.sessions.inc();
+        tracker.spawn(async move {
+            context.metrics.active_sessions.inc();
+            connection::handle(stream, ClientInfo { peer }, context.clone(), shutdown).await;
+            context.metrics.active_sessions.dec();
+            drop(slot);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+pub async fn serve(config: SmtpConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    bind(config).await?.serve(shutdown).await
+}

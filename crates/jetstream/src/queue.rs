@@ -1,0 +1,212 @@
+//! The queue stream and the body store.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, object_store, stream};
+use async_nats::{HeaderMap, connection::State};
+use mailbus_proto::v1::Envelope;
+use prost::Message as _;
+use tokio::io::AsyncReadExt;
+
+use crate::names::Names;
+use crate::trace::inject_trace;
+
+/// The durable pull consumer that relay replicas share.
+pub const RELAY_CONSUMER: &str = "relay";
+
+/// RFC-free but operationally important: how long the server remembers a `Nats-Msg-Id`. A client retry
+/// of the same publish within this window is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("not connected to NATS")]
+    Disconnected,
+    #[error("creating {what}: {message}")]
+    Setup { what: String, message: String },
+    #[error("storing body {key}: {message}")]
+    PutBody { key: String, message: String },
+    #[error("reading body {key}: {message}")]
+    GetBody { key: String, message: String },
+    #[error("body {key} is missing from the body store")]
+    MissingBody { key: String },
+    #[error("publishing envelope {queue_id}: {message}")]
+    Publish { queue_id: String, message: String },
+}
+
+/// Handle on the queue stream and body store of one prefix.
+#[derive(Clone)]
+pub struct Queue {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    names: Names,
+    bodies: object_store::ObjectStore,
+}
+
+impl Queue {
+    /// Opens the queue, creating the stream and the body bucket if they do not exist yet. Every role that
+    /// uses them calls this, so start-up order does not matter.
+    pub async fn open(client: async_nats::Client, names: Names, timeout: Duration) -> Result<Self, QueueError> {
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(timeout);
+        let setup = |what: String| move |e: &dyn std::fmt::Display| QueueError::Setup { what, message: e.to_string() };
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: names.queue_stream(),
+                subjects: vec![names.queue_subject()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup(names.queue_stream())(&e))?;
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: names.dead_letter_stream(),
+                subjects: vec![names.dead_letter_subject()],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup(names.dead_letter_stream())(&e))?;
+        let bodies = match jetstream.get_object_store(names.bodies_bucket()).await {
+            Ok(store) => store,
+            Err(_) => jetstream
+                .create_object_store(object_store::Config {
+                    bucket: names.bodies_bucket(),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| setup(names.bodies_bucket())(&e))?,
+        };
+        Ok(Queue { client, jetstream, names, bodies })
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    /// Makes a message durable: the body into the body store, then the envelope onto the queue stream,
+    /// waiting for the server's acknowledgement of each. Only after `Ok` may SMTP answer 250.
+    ///
+    /// Safe to repeat: the body is overwritten under the same key and the envelope is deduplicated by its
+    /// `Nats-Msg-Id`.
+    pub async fn enqueue(&self, envelope: &Envelope, body: &[u8]) -> Result<(), QueueError> {
+        if self.client.connection_state() != State::Connected {
+            return Err(QueueError::Disconnected);
+        }
+        let key = envelope.body_key.clone();
+        self.bodies
+            .put(key.as_str(), &mut &body[..])
+            .await
+            .map_err(|e| QueueError::PutBody { key: key.clone(), message: e.to_string() })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.queue_id.as_str());
+        inject_trace(&tracing::Span::current(), &mut headers);
+        let publish_error = |e: &dyn std::fmt::Display| QueueError::Publish {
+            queue_id: envelope.queue_id.clone(),
+            message: e.to_string(),
+        };
+        self.jetstream
+            .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
+            .await
+            .map_err(|e| publish_error(&e))?
+            .await
+            .map_err(|e| publish_error(&e))?;
+        Ok(())
+    }
+
+    /// Keeps an envelope that cannot be processed (it does not decode, or its body is gone) on the
+    /// dead-letter stream, with the reason in the `Mailbus-Dead-Reason` header. Nothing is dropped silently.
+    pub async fn dead_letter(&self, payload: bytes::Bytes, mut headers: HeaderMap, reason: &str) -> Result<(), QueueError> {
+        headers.insert("Mailbus-Dead-Reason", reason);
+        let error = |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: "dead letter".into(), message: e.to_string() };
+        self.jetstream
+            .publish_with_headers(self.names.dead_letter_subject(), headers, payload)
+            .await
+            .map_err(|e| error(&e))?
+            .await
+            .map_err(|e| error(&e))?;
+        Ok(())
+    }
+
+    /// Reads a whole body.
+    pub async fn body(&self, key: &str) -> Result<Vec<u8>, QueueError> {
+        let mut object = self.bodies.get(key).await.map_err(|e| match e.kind() {
+            object_store::GetErrorKind::NotFound => QueueError::MissingBody { key: key.to_owned() },
+            _ => QueueError::GetBody { key: key.to_owned(), message: e.to_string() },
+        })?;
+        let mut body = Vec::new();
+        object
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| QueueError::GetBody { key: key.to_owned(), message: e.to_string() })?;
+        Ok(body)
+    }
+
+    /// Deletes a body once every recipient of its message is final. A body already gone is not an error.
+    pub async fn delete_body(&self, key: &str) -> Result<(), QueueError> {
+        match self.bodies.delete(key).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(QueueError::GetBody { key: key.to_owned(), message: e.to_string() }),
+        }
+    }
+
+    /// The relay's durable pull consumer, created on first use. `ack_wait` is how long a relay may hold a
+    /// message before the server hands it to another replica.
+    pub async fn relay_consumer(&self, ack_wait: Duration) -> Result<consumer::PullConsumer, QueueError> {
+        let stream = self
+            .jetstream
+            .get_stream(self.names.queue_stream())
+            .await
+            .map_err(|e| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() })?;
+        stream
+            .get_or_create_consumer(
+                RELAY_CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(RELAY_CONSUMER.to_owned()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait,
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| QueueError::Setup { what: format!("consumer {RELAY_CONSUMER}"), message: e.to_string() })
+    }
+
+    /// Numbers for the operator: the stream's message and byte counts and the consumer's backlog.
+    pub async fn status(&self) -> Result<QueueStatus, QueueError> {
+        let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
+        let info = stream.info().await.map_err(|e| setup(&e))?.clone();
+        let (pending, in_flight) = match stream.consumer_info(RELAY_CONSUMER).await {
+            Ok(consumer) => (consumer.num_pending, consumer.num_ack_pending as u64),
+            Err(_) => (info.state.messages, 0),
+        };
+        Ok(QueueStatus {
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            pending,
+            in_flight,
+            oldest_unix: if info.state.messages == 0 { 0 } else { info.state.first_timestamp.unix_timestamp() },
+        })
+    }
+}
+
+/// See [`Queue::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub messages: u64,
+    pub bytes: u64,
+    pub pending: u64,
+    pub in_flight: u64,
+    pub oldest_unix: i64,
+}

@@ -1,0 +1,34 @@
+//! Change events, published on NATS after each commit so that sessions on any access replica learn of
+//! new mail and expunges.
+
+use mailbus_jetstream::{MailboxEvent, Names};
+use mailbus_proto::v1::MailboxEventKind;
+use prost::Message as _;
+
+#[derive(Clone)]
+pub struct Events {
+    client: async_nats::Client,
+    names: Names,
+}
+
+impl Events {
+    pub fn new(client: async_nats::Client, names: Names) -> Self {
+        Events { client, names }
+    }
+
+    /// Best effort by design: the commit is the truth and has already happened. A lost event delays a
+    /// notification until the session's next command; it loses no mail.
+    pub async fn publish(&self, account_id: i64, mailbox: &str, kind: MailboxEventKind, uids: Vec<u32>, modseq: i64, uidvalidity: u32) {
+        let event = MailboxEvent {
+            account_id,
+            mailbox: mailbox.to_owned(),
+            kind: kind.into(),
+            uids,
+            modseq: modseq as u64,
+            uidvalidity,
+        };
+        if let Err(error) = self.client.publish(self.names.mailbox_events(account_id), event.encode_to_vec().into()).await {
+            tracing::warn!(account_id, %error, "mailbox event not published");
+        }
+    }
+}

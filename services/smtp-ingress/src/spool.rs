@@ -1,0 +1,86 @@
+//! The spool port over JetStream: prepend `Received:`, store the body, publish the envelope, and wait
+//! for the acknowledgements.
+
+use chrono::Utc;
+use mailbus_address::QueueId;
+use mailbus_jetstream::{Envelope, Queue};
+use mailbus_proto::v1::{BodyType, ClientFacts, DsnRet, EnvelopeRecipient};
+use mailbus_smtp::session::{self, Message, ReversePath};
+use tracing::Instrument;
+
+use crate::ports::{ClientInfo, Spool, SpoolError};
+use crate::received::received_header;
+
+#[derive(Clone)]
+pub struct JetStreamSpool {
+    queue: Queue,
+}
+
+impl JetStreamSpool {
+    pub fn new(queue: Queue) -> Self {
+        JetStreamSpool { queue }
+    }
+}
+
+impl Spool for JetStreamSpool {
+    async fn enqueue(&self, message: Message, client: &ClientInfo, hostname: &str) -> Result<String, SpoolError> {
+        let queue_id = QueueId::generate();
+        let now = Utc::now();
+        let mut body = received_header(&message, client, hostname, &queue_id, now).into_bytes();
+        body.extend_from_slice(&message.body);
+        let envelope = envelope(&message, client, &queue_id, body.len(), now.timestamp_millis());
+        let span = tracing::info_span!(
+            "smtp.enqueue",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation = "publish",
+            messaging.destination.name = %self.queue.names().queue_subject(),
+            queue_id = %queue_id,
+            size = body.len(),
+        );
+        self.queue.enqueue(&envelope, &body).instrument(span).await.map_err(|e| SpoolError(e.to_string()))?;
+        Ok(queue_id.to_string())
+    }
+}
+
+fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: usize, arrival_ms: i64) -> Envelope {
+    Envelope {
+        queue_id: queue_id.to_string(),
+        mail_from: match &message.from.path {
+            ReversePath::Null => String::new(),
+            ReversePath::Address(address) => address.to_string(),
+        },
+        recipients: message
+            .recipients
+            .iter()
+            .map(|r| EnvelopeRecipient {
+                address: r.address.to_string(),
+                notify: r.notify as u32,
+                orcpt: r.orcpt.clone().unwrap_or_default(),
+            })
+            .collect(),
+        size: size as u64,
+        body_key: queue_id.to_string(),
+        arrival_unix_ms: arrival_ms,
+        client: Some(ClientFacts {
+            remote_ip: client.peer.ip().to_string(),
+            remote_port: u32::from(client.peer.port()),
+            helo: message.helo.name.clone(),
+            authenticated_as: String::new(),
+            tls: false,
+        }),
+        body_type: match message.from.body_type {
+            session::BodyType::SevenBit => BodyType::SevenBit,
+            session::BodyType::EightBitMime => BodyType::EightBitMime,
+        }
+        .into(),
+        smtputf8: message.from.smtputf8,
+        dsn_envid: message.from.env_id.clone().unwrap_or_default(),
+        dsn_ret: match message.from.ret {
+            None => DsnRet::Unspecified,
+            Some(session::DsnReturn::Full) => DsnRet::Full,
+            Some(session::DsnReturn::Headers) => DsnRet::Hdrs,
+        }
+        .into(),
+    }
+}
