@@ -66,13 +66,13 @@ impl Nats {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         std::fs::create_dir_all(&self.store)?;
-        let mut child = spawn_tied(
-            Command::new(&self.binary)
-                .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-                .arg(&self.store)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )?;
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = spawn_tied(command)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         wait_for_port(&mut child, addr, Duration::from_secs(30), "nats-server")?;
         self.child = Some(child);

@@ -92,7 +92,7 @@ impl Postgres {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         as_user(&mut postgres);
-        let mut child = spawn_tied(&mut postgres)?;
+        let mut child = spawn_tied(postgres)?;
         wait_for_port(&mut child, SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30), "postgres")?;
         // Accepting TCP is not yet accepting sessions; pg_isready knows the difference.
         for _ in 0..300 {

@@ -2,13 +2,36 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// Starts `command` so that the kernel kills it when the thread that started it exits. Callers start
-/// servers from a thread that lives as long as the process.
-pub fn spawn_tied(command: &mut Command) -> anyhow::Result<Child> {
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The thread that forks our servers. PR_SET_PDEATHSIG fires when the *thread* that forked the child
+/// exits, not the process, so forking from a test thread or a blocking-pool thread would kill the server
+/// as soon as that thread ends. This one never ends.
+static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+
+fn spawner() -> mpsc::Sender<SpawnRequest> {
+    let sender = SPAWNER.get_or_init(|| {
+        let (sender, requests) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("devstack-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in requests {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("spawning the devstack spawner thread");
+        Mutex::new(sender)
+    });
+    sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+/// Starts `command` so that the kernel kills it when this process exits, however it exits.
+pub fn spawn_tied(mut command: Command) -> anyhow::Result<Child> {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of ours; it is the only call made between
     // fork and exec.
@@ -21,7 +44,10 @@ pub fn spawn_tied(command: &mut Command) -> anyhow::Result<Child> {
             Ok(())
         });
     }
-    command.spawn().with_context(|| format!("starting {:?}", command.get_program()))
+    let program = command.get_program().to_owned();
+    let (reply, result) = mpsc::channel();
+    spawner().send((command, reply)).context("devstack spawner thread is gone")?;
+    result.recv().context("devstack spawner thread is gone")?.with_context(|| format!("starting {program:?}"))
 }
 
 /// Waits until something accepts connections on `addr`, or the child exits, or `limit` passes.

@@ -9,7 +9,8 @@ use mailbus_smtp::command::CommandDecoder;
 use mailbus_smtp::data::{DataProgress, DataReader};
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{Action, DataOutcome, Session, SessionConfig};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use mailbus_acceptor::wire::{ReadError, Wire};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,9 +33,7 @@ pub struct Context<D, S> {
 #[derive(Debug)]
 enum End {
     Quit,
-    Eof,
-    Timeout,
-    Shutdown,
+    Read(ReadError),
     Io(std::io::Error),
 }
 
@@ -44,18 +43,18 @@ where
     D: Directory,
     S: Spool,
 {
-    let mut conn = Connection { io, input: Vec::with_capacity(4096), output: Vec::new(), client, ctx };
+    let mut conn = Connection { wire: Wire::new(io), client, ctx };
     let end = conn.run(&shutdown).await;
     match end {
-        End::Io(error) => tracing::info!(peer = %conn.client.peer, %error, "connection failed"),
+        End::Io(error) | End::Read(ReadError::Io(error)) => {
+            tracing::info!(peer = %conn.client.peer, %error, "connection failed")
+        }
         other => tracing::debug!(peer = %conn.client.peer, end = ?other, "connection closed"),
     }
 }
 
 struct Connection<IO, D, S> {
-    io: IO,
-    input: Vec<u8>,
-    output: Vec<u8>,
+    wire: Wire<IO>,
     client: ClientInfo,
     ctx: Arc<Context<D, S>>,
 }
@@ -69,22 +68,22 @@ where
     async fn run(&mut self, shutdown: &CancellationToken) -> End {
         let mut session = Session::new(self.ctx.session.clone());
         let mut decoder = CommandDecoder::default();
-        self.output.extend(session.greeting().to_bytes());
+        self.wire.output.extend(session.greeting().to_bytes());
         loop {
             // Answer every complete command already received (PIPELINING, RFC 2920), then flush once.
             loop {
-                let command = match decoder.decode(&self.input) {
+                let command = match decoder.decode(&self.wire.input) {
                     Decode::Incomplete => break,
                     Decode::Skip { consumed } => {
-                        self.input.drain(..consumed);
+                        self.wire.consume(consumed);
                         continue;
                     }
                     Decode::Item { item, consumed } => {
-                        self.input.drain(..consumed);
+                        self.wire.consume(consumed);
                         Ok(item)
                     }
                     Decode::Invalid { error, consumed } => {
-                        self.input.drain(..consumed);
+                        self.wire.consume(consumed);
                         Err(error)
                     }
                 };
@@ -93,20 +92,20 @@ where
                     return end;
                 }
             }
-            if let Err(error) = self.flush().await {
+            if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            match self.read_more(COMMAND_TIMEOUT, shutdown).await {
+            match self.wire.read_more(COMMAND_TIMEOUT, shutdown).await {
                 Ok(()) => {}
-                Err(End::Timeout) => {
+                Err(ReadError::Timeout) => {
                     self.reply(Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection")).await;
-                    return End::Timeout;
+                    return End::Read(ReadError::Timeout);
                 }
-                Err(End::Shutdown) => {
+                Err(ReadError::Shutdown) => {
                     self.reply(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down")).await;
-                    return End::Shutdown;
+                    return End::Read(ReadError::Shutdown);
                 }
-                Err(other) => return other,
+                Err(other) => return End::Read(other),
             }
         }
     }
@@ -114,14 +113,14 @@ where
     /// Carries out one action; `Some` ends the connection.
     async fn act(&mut self, session: &mut Session, action: Action) -> Option<End> {
         match action {
-            Action::Reply(reply) => self.output.extend(reply.to_bytes()),
+            Action::Reply(reply) => self.wire.output.extend(reply.to_bytes()),
             Action::CheckRecipient(check) => {
                 let verdict = self.ctx.directory.verdict(&check.recipient.address).await;
-                self.output.extend(session.recipient_checked(check, verdict).to_bytes());
+                self.wire.output.extend(session.recipient_checked(check, verdict).to_bytes());
             }
             Action::ReceiveData(go_ahead) => {
-                self.output.extend(go_ahead.to_bytes());
-                if let Err(error) = self.flush().await {
+                self.wire.output.extend(go_ahead.to_bytes());
+                if let Err(error) = self.wire.flush().await {
                     return Some(End::Io(error));
                 }
                 let span = tracing::info_span!("smtp.data", otel.kind = "server", network.peer.address = %self.client.peer.ip());
@@ -129,7 +128,7 @@ where
                     Ok(reply) => reply,
                     Err(end) => return Some(end),
                 };
-                self.output.extend(reply.to_bytes());
+                self.wire.output.extend(reply.to_bytes());
             }
             Action::Close(reply) => {
                 self.reply(reply).await;
@@ -143,13 +142,13 @@ where
     async fn receive_message(&mut self, session: &mut Session) -> Result<Reply, End> {
         let mut reader = DataReader::new(session.max_message_size());
         let progress = loop {
-            let (consumed, progress) = reader.feed(&self.input);
-            self.input.drain(..consumed);
+            let (consumed, progress) = reader.feed(&self.wire.input);
+            self.wire.consume(consumed);
             if progress != DataProgress::Incomplete {
                 break progress;
             }
             // Shutdown waits for a body in progress; the block timeout bounds that wait.
-            self.read_more(DATA_BLOCK_TIMEOUT, &CancellationToken::new()).await?;
+            self.wire.read_more(DATA_BLOCK_TIMEOUT, &CancellationToken::new()).await.map_err(End::Read)?;
         };
         match session.data_received(progress) {
             DataOutcome::Reply(reply) => {
@@ -173,34 +172,7 @@ where
         }
     }
 
-    async fn read_more(&mut self, timeout: Duration, shutdown: &CancellationToken) -> Result<(), End> {
-        let mut chunk = [0u8; 8192];
-        let read = tokio::select! {
-            read = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => read,
-            _ = shutdown.cancelled() => return Err(End::Shutdown),
-        };
-        match read {
-            Err(_) => Err(End::Timeout),
-            Ok(Err(error)) => Err(End::Io(error)),
-            Ok(Ok(0)) => Err(End::Eof),
-            Ok(Ok(n)) => {
-                self.input.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
-        }
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.output.is_empty() {
-            self.io.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        self.io.flush().await
-    }
-
-    /// Sends a last reply; the connection is closing, so a write error changes nothing.
     async fn reply(&mut self, reply: Reply) {
-        self.output.extend(reply.to_bytes());
-        let _ = self.flush().await;
+        self.wire.last_words(&reply.to_bytes()).await;
     }
 }

@@ -21,11 +21,9 @@ use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::SessionConfig;
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::registry::Registry;
-use tokio::io::AsyncWriteExt;
+use mailbus_acceptor::{Limits, accept_loop};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 
 pub use connection::Context;
@@ -117,54 +115,27 @@ impl SmtpIngress {
         readiness.set(true);
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness, shutdown.clone()));
         let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.smtp"], shutdown.clone()));
-        accept_loop(self.smtp, self.context, self.max_connections, shutdown).await;
+        let limits = Limits {
+            max_connections: self.max_connections,
+            refusal: Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later").to_bytes(),
+        };
+        let context = self.context;
+        let metrics = context.metrics.clone();
+        let sessions = shutdown.clone();
+        accept_loop(self.smtp, limits, shutdown, move || { metrics.refused_connections.inc(); }, move |stream, peer| {
+            let (context, shutdown) = (context.clone(), sessions.clone());
+            context.metrics.sessions.inc();
+            async move {
+                context.metrics.active_sessions.inc();
+                connection::handle(stream, ClientInfo { peer }, context.clone(), shutdown).await;
+                context.metrics.active_sessions.dec();
+            }
+        })
+        .await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())
     }
-}
-
-async fn accept_loop<D: Directory, S: Spool>(
-    listener: TcpListener,
-    context: Arc<Context<D, S>>,
-    max_connections: usize,
-    shutdown: CancellationToken,
-) {
-    let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let (mut stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            context.metrics.refused_connections.inc();
-            let reply = Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later");
-            tracker.spawn(async move {
-                let _ = stream.write_all(&reply.to_bytes()).await;
-            });
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (context, shutdown) = (context.clone(), shutdown.clone());
-        context.metrics.sessions.inc();
-        tracker.spawn(async move {
-            context.metrics.active_sessions.inc();
-            connection::handle(stream, ClientInfo { peer }, context.clone(), shutdown).await;
-            context.metrics.active_sessions.dec();
-            drop(slot);
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
 }
 
 pub async fn serve(config: SmtpConfig, shutdown: CancellationToken) -> Result<(), StartError> {

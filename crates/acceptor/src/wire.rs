@@ -1,0 +1,69 @@
+//! The byte plumbing of a line-protocol connection: an input buffer the codec decodes from, an output
+//! buffer replies collect in (flushed once per batch, which is what PIPELINING needs), and reads bounded
+//! by a timeout and by shutdown.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Why a read brought no bytes.
+#[derive(Debug)]
+pub enum ReadError {
+    Timeout,
+    Shutdown,
+    Eof,
+    Io(std::io::Error),
+}
+
+pub struct Wire<IO> {
+    io: IO,
+    /// Received bytes not yet consumed by the decoder.
+    pub input: Vec<u8>,
+    /// Replies not yet written.
+    pub output: Vec<u8>,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
+    pub fn new(io: IO) -> Self {
+        Wire { io, input: Vec::with_capacity(4096), output: Vec::new() }
+    }
+
+    /// Drops `n` decoded bytes from the front of the input.
+    pub fn consume(&mut self, n: usize) {
+        self.input.drain(..n);
+    }
+
+    /// Reads what the peer sent next into `input`.
+    pub async fn read_more(&mut self, timeout: Duration, shutdown: &CancellationToken) -> Result<(), ReadError> {
+        let mut chunk = [0u8; 8192];
+        let read = tokio::select! {
+            read = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => read,
+            _ = shutdown.cancelled() => return Err(ReadError::Shutdown),
+        };
+        match read {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(error)) => Err(ReadError::Io(error)),
+            Ok(Ok(0)) => Err(ReadError::Eof),
+            Ok(Ok(n)) => {
+                self.input.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes out everything in `output`.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.io.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        self.io.flush().await
+    }
+
+    /// Sends a last line before closing; a write error changes nothing then.
+    pub async fn last_words(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+        let _ = self.flush().await;
+    }
+}

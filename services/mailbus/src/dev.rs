@@ -1,0 +1,108 @@
+//! `mailbus dev`: the whole system on this machine with nothing installed but PostgreSQL's server
+//! binaries and nats-server. It starts a throwaway PostgreSQL and nats-server (unless `DATABASE_URL` /
+//! `NATS_URL` point at real ones), runs every role on unprivileged loopback ports, creates a demo
+//! domain and account, and says how to connect.
+
+use anyhow::Context;
+use mailbus_devstack::{Nats, Postgres, free_port};
+use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient};
+use tokio_util::sync::CancellationToken;
+
+use crate::roles::{self, Role};
+use crate::settings::Settings;
+
+const DEMO_DOMAIN: &str = "example.test";
+const DEMO_ACCOUNT: &str = "demo@example.test";
+const DEMO_PASSWORD: &str = "demo";
+
+/// Unprivileged loopback defaults, unless the environment says otherwise.
+const DEV_DEFAULTS: &[(&str, &str)] = &[
+    ("MAILBUS_SMTP_LISTEN", "127.0.0.1:2525"),
+    ("MAILBUS_POP3_LISTEN", "127.0.0.1:1110"),
+    ("MAILBUS_MAILBOX_GRPC_LISTEN", "127.0.0.1:50051"),
+    ("MAILBUS_RELAY_GRPC_LISTEN", "127.0.0.1:50052"),
+    ("MAILBUS_SMTP_GRPC_LISTEN", "127.0.0.1:50053"),
+    ("MAILBUS_ACCESS_GRPC_LISTEN", "127.0.0.1:50054"),
+    ("MAILBUS_SMTP_METRICS_LISTEN", "127.0.0.1:9101"),
+    ("MAILBUS_RELAY_METRICS_LISTEN", "127.0.0.1:9102"),
+    ("MAILBUS_MAILBOX_METRICS_LISTEN", "127.0.0.1:9103"),
+    ("MAILBUS_ACCESS_METRICS_LISTEN", "127.0.0.1:9104"),
+    ("MAILBUS_HOSTNAME", "mail.example.test"),
+];
+
+/// Servers started for this run; they stop when this is dropped.
+struct Provisioned {
+    _postgres: Option<Postgres>,
+    _nats: Option<Nats>,
+    _dir: tempfile::TempDir,
+}
+
+fn provision(settings: &mut Settings) -> anyhow::Result<Provisioned> {
+    let dir = tempfile::Builder::new().prefix("mailbus-dev-").tempdir()?;
+    let postgres = if settings.optional("DATABASE_URL").is_none() {
+        let postgres = Postgres::start(&dir.path().join("postgres"), free_port()?).context("starting PostgreSQL")?;
+        settings.set("DATABASE_URL", &postgres.url("postgres"));
+        Some(postgres)
+    } else {
+        None
+    };
+    let nats = if std::env::var_os("NATS_URL").is_none() {
+        let nats = Nats::start(&dir.path().join("nats"), free_port()?).context("starting nats-server")?;
+        settings.set("NATS_URL", &nats.url());
+        Some(nats)
+    } else {
+        None
+    };
+    Ok(Provisioned { _postgres: postgres, _nats: nats, _dir: dir })
+}
+
+pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for (name, value) in DEV_DEFAULTS {
+        settings.default_to(name, value);
+    }
+    // Provisioning blocks (initdb, waiting for ports): keep it off the async workers.
+    let (settings, provisioned) = tokio::task::spawn_blocking(move || {
+        let provisioned = provision(&mut settings)?;
+        anyhow::Ok((settings, provisioned))
+    })
+    .await??;
+    let bound = roles::bind(&Role::ALL, &settings).await?;
+    let mailbox_url = format!("http://{}", bound.mailbox.as_ref().map(|m| m.grpc_addr()).context("mailbox not bound")?);
+    let serving = tokio::spawn(bound.serve(shutdown.clone()));
+    create_demo(&mailbox_url).await?;
+    let smtp = settings.addr("MAILBUS_SMTP_LISTEN")?;
+    let pop3 = settings.addr("MAILBUS_POP3_LISTEN")?;
+    println!(
+        "\nmailbus is running (Ctrl-C stops it)\n\
+         \n  SMTP    {smtp}   e.g. swaks --server {smtp} --to {DEMO_ACCOUNT}\
+         \n  POP3    {pop3}   user {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
+         \n  gRPC    {mailbox_url} (Directory, Mailbox)\
+         \n  metrics http://{} http://{} http://{} http://{}\
+         \n  admin   MAILBUS_MAILBOX_URL={mailbox_url} mailbus admin account list\n",
+        settings.addr("MAILBUS_SMTP_METRICS_LISTEN")?,
+        settings.addr("MAILBUS_RELAY_METRICS_LISTEN")?,
+        settings.addr("MAILBUS_MAILBOX_METRICS_LISTEN")?,
+        settings.addr("MAILBUS_ACCESS_METRICS_LISTEN")?,
+    );
+    let result = serving.await.context("roles task panicked")?;
+    drop(provisioned);
+    result
+}
+
+/// Creates the demo domain and account; both may exist already when `DATABASE_URL` is reused.
+async fn create_demo(mailbox_url: &str) -> anyhow::Result<()> {
+    let mut directory = DirectoryClient::new(mailbus_grpc::connect(mailbox_url)?);
+    let exists = |status: &tonic::Status| status.code() == tonic::Code::AlreadyExists;
+    if let Err(status) = directory.add_domain(pb::AddDomainRequest { name: DEMO_DOMAIN.into() }).await
+        && !exists(&status)
+    {
+        return Err(status).context("creating the demo domain");
+    }
+    let account = pb::AddAccountRequest { address: DEMO_ACCOUNT.into(), password: DEMO_PASSWORD.into() };
+    if let Err(status) = directory.add_account(account).await
+        && !exists(&status)
+    {
+        return Err(status).context("creating the demo account");
+    }
+    Ok(())
+}

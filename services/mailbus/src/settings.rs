@@ -1,0 +1,178 @@
+//! Every setting the binary reads from its environment, in one table: the source of `mailbus env`, the
+//! README's table, and the check that refuses unknown `MAILBUS_*` variables (a typo fails start-up
+//! instead of being silently ignored).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mailbus_jetstream::Names;
+
+pub struct Var {
+    pub name: &'static str,
+    /// `None`: no default (required where used, or optional).
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+const fn var(name: &'static str, default: Option<&'static str>, help: &'static str) -> Var {
+    Var { name, default, help }
+}
+
+pub const VARS: &[Var] = &[
+    var("DATABASE_URL", None, "PostgreSQL URL; the mailbox role's only, required there"),
+    var("NATS_URL", Some("nats://127.0.0.1:4222"), "NATS server (JetStream enabled)"),
+    var("MAILBUS_NATS_PREFIX", Some("mailbus"), "prefix of every stream, bucket and subject name"),
+    var("MAILBUS_HOSTNAME", None, "name in the SMTP/POP3 greetings and Received: (default: the system host name)"),
+    var("MAILBUS_MAILBOX_URL", Some("http://127.0.0.1:50051"), "gRPC address of the mailbox role, for the other roles and admin"),
+    var("MAILBUS_SMTP_LISTEN", Some("0.0.0.0:25"), "SMTP (MX) listener"),
+    var("MAILBUS_POP3_LISTEN", Some("0.0.0.0:110"), "POP3 listener"),
+    var("MAILBUS_MAILBOX_GRPC_LISTEN", Some("0.0.0.0:50051"), "mailbox role: Directory and Mailbox gRPC"),
+    var("MAILBUS_RELAY_GRPC_LISTEN", Some("0.0.0.0:50052"), "relay role: QueueAdmin gRPC"),
+    var("MAILBUS_SMTP_GRPC_LISTEN", Some("0.0.0.0:50053"), "smtp-ingress role: gRPC health"),
+    var("MAILBUS_ACCESS_GRPC_LISTEN", Some("0.0.0.0:50054"), "access role: gRPC health"),
+    var("MAILBUS_SMTP_METRICS_LISTEN", Some("0.0.0.0:9101"), "smtp-ingress /metrics, /healthz, /readyz"),
+    var("MAILBUS_RELAY_METRICS_LISTEN", Some("0.0.0.0:9102"), "relay /metrics, /healthz, /readyz"),
+    var("MAILBUS_MAILBOX_METRICS_LISTEN", Some("0.0.0.0:9103"), "mailbox /metrics, /healthz, /readyz"),
+    var("MAILBUS_ACCESS_METRICS_LISTEN", Some("0.0.0.0:9104"), "access /metrics, /healthz, /readyz"),
+    var("MAILBUS_MAX_MESSAGE_SIZE", Some("52428800"), "largest message accepted, in octets (SMTP SIZE)"),
+    var("MAILBUS_MAX_RECIPIENTS", Some("100"), "recipients per SMTP transaction (RFC 5321 asks for at least 100)"),
+    var("MAILBUS_SMTP_MAX_CONNECTIONS", Some("1000"), "simultaneous SMTP sessions per smtp-ingress process"),
+    var("MAILBUS_POP3_MAX_CONNECTIONS", Some("1000"), "simultaneous POP3 sessions per access process"),
+    var("MAILBUS_RELAY_ACK_WAIT_SECS", Some("300"), "how long a relay may hold a message before another replica gets it"),
+    var("MAILBUS_RELAY_CONCURRENCY", Some("16"), "messages one relay process works on at once"),
+    var("MAILBUS_NATS_TIMEOUT_MS", Some("5000"), "JetStream request timeout; past it SMTP answers 451"),
+    var("MAILBUS_DB_MAX_CONNECTIONS", Some("20"), "PostgreSQL pool size per mailbox process"),
+    var("MAILBUS_LOG_FORMAT", Some("text"), "text or json"),
+    var("RUST_LOG", Some("info"), "log filter (tracing-subscriber EnvFilter syntax)"),
+    var("OTEL_EXPORTER_OTLP_ENDPOINT", None, "OTLP/gRPC endpoint; traces are exported when set"),
+    var("OTEL_SERVICE_NAME", None, "service name on exported spans (default: mailbus-<role>)"),
+];
+
+/// A snapshot of the environment, validated against [`VARS`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let values: BTreeMap<String, String> = pairs.into_iter().collect();
+        let unknown: Vec<&String> =
+            values.keys().filter(|k| k.starts_with("MAILBUS_") && !VARS.iter().any(|v| v.name == *k) && !DEV_VARS.contains(&k.as_str())).collect();
+        if let Some(name) = unknown.first() {
+            bail!("unknown setting {name} (`mailbus env` lists the settings)");
+        }
+        Ok(Settings { values })
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.values.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Sets `name` unless the environment already did.
+    pub fn default_to(&mut self, name: &str, value: &str) {
+        self.values.entry(name.to_owned()).or_insert_with(|| value.to_owned());
+    }
+
+    fn raw(&self, name: &str) -> Option<&str> {
+        let known = VARS.iter().find(|v| v.name == name).map(|v| v.default);
+        debug_assert!(known.is_some(), "{name} is missing from VARS");
+        self.values.get(name).map(String::as_str).filter(|v| !v.is_empty()).or(known.flatten())
+    }
+
+    pub fn string(&self, name: &str) -> anyhow::Result<String> {
+        self.raw(name).map(str::to_owned).with_context(|| format!("{name} must be set"))
+    }
+
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.raw(name).map(str::to_owned)
+    }
+
+    pub fn parse<T: FromStr>(&self, name: &str) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.string(name)?;
+        raw.parse().map_err(|e| anyhow::anyhow!("{name}={raw:?} is not valid: {e}"))
+    }
+
+    pub fn addr(&self, name: &str) -> anyhow::Result<SocketAddr> {
+        self.parse(name)
+    }
+
+    pub fn millis(&self, name: &str) -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(self.parse(name)?))
+    }
+
+    pub fn secs(&self, name: &str) -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(self.parse(name)?))
+    }
+
+    pub fn names(&self) -> anyhow::Result<Names> {
+        Ok(Names::new(&self.string("MAILBUS_NATS_PREFIX")?)?)
+    }
+
+    pub fn hostname(&self) -> String {
+        self.optional("MAILBUS_HOSTNAME").unwrap_or_else(system_hostname)
+    }
+}
+
+/// Read by `mailbus dev` and the test harness only: where to find PostgreSQL and nats-server binaries.
+pub const DEV_VARS: &[&str] = &["MAILBUS_PG_BIN", "MAILBUS_NATS_SERVER"];
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        Settings::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_apply_and_values_override_them() {
+        let s = settings(&[("MAILBUS_SMTP_LISTEN", "127.0.0.1:2525")]).unwrap();
+        assert_eq!(s.addr("MAILBUS_SMTP_LISTEN").unwrap().port(), 2525);
+        assert_eq!(s.addr("MAILBUS_POP3_LISTEN").unwrap().port(), 110);
+        assert!(s.optional("DATABASE_URL").is_none());
+    }
+
+    #[test]
+    fn unknown_mailbus_variables_fail_and_name_themselves() {
+        let error = settings(&[("MAILBUS_SMTP_LISTENER", "x")]).unwrap_err().to_string();
+        assert!(error.contains("MAILBUS_SMTP_LISTENER"), "{error}");
+        assert!(settings(&[("HOME", "/root"), ("MAILBUS_PG_BIN", "/usr/bin")]).is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let s = settings(&[("MAILBUS_MAX_RECIPIENTS", "many")]).unwrap();
+        let error = s.parse::<usize>("MAILBUS_MAX_RECIPIENTS").unwrap_err().to_string();
+        assert!(error.contains("MAILBUS_MAX_RECIPIENTS"), "{error}");
+        let s = settings(&[("MAILBUS_NATS_PREFIX", "a.b")]).unwrap();
+        assert!(s.names().is_err());
+    }
+
+    #[test]
+    fn every_default_parses() {
+        let s = settings(&[]).unwrap();
+        for v in VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
+            s.addr(v.name).unwrap();
+        }
+    }
+}
