@@ -5,7 +5,8 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -67,12 +68,19 @@ pub fn init(default_service_name: &str, format: LogFormat) -> anyhow::Result<Tel
     } else {
         None
     };
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("mailbus")));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json()).try_init(),
-    }
-    .context("installing the tracing subscriber")?;
+    // RUST_LOG filters the logs only: a quiet log must not cost us the traces, which keep every span at
+    // INFO and above.
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("mailbus")).with_filter(LevelFilter::INFO));
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(logs.with_filter(filter))
+        .try_init()
+        .context("installing the tracing subscriber")?;
     Ok(Telemetry { provider })
 }

@@ -20,6 +20,7 @@ use mailbus_proto::v1::{directory_server::DirectoryServer, mailbox_server::Mailb
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
@@ -63,6 +64,7 @@ pub struct Mailbox {
     ops: TcpListener,
     service: service::MailboxService,
     registry: Registry,
+    database_up: Gauge<i64>,
 }
 
 async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -83,13 +85,15 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
     let mut registry = Registry::with_prefix("mailbus_mailbox");
     let deliveries = Family::<Vec<(String, String)>, Counter>::default();
     registry.register("deliveries", "Deliver calls by outcome", deliveries.clone());
+    let database_up = Gauge::<i64>::default();
+    registry.register("database_up", "1 when the last PostgreSQL probe succeeded", database_up.clone());
     let service = service::MailboxService {
         pool,
         events: events::Events::new(nats, config.names.clone()),
         max_message_size: config.max_message_size,
         deliveries,
     };
-    Ok(Mailbox { grpc: bind_addr(config.grpc_listen).await?, ops: bind_addr(config.metrics_listen).await?, service, registry })
+    Ok(Mailbox { grpc: bind_addr(config.grpc_listen).await?, ops: bind_addr(config.metrics_listen).await?, service, registry, database_up })
 }
 
 impl Mailbox {
@@ -107,7 +111,7 @@ impl Mailbox {
         readiness.set(true);
         let pool = self.service.pool.clone();
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
-        let watch = tokio::spawn(watch_database(pool, readiness, shutdown.clone()));
+        let watch = tokio::spawn(watch_database(pool, readiness, self.database_up, shutdown.clone()));
         let routes = Routes::new(DirectoryServer::new(self.service.clone())).add_service(MailboxServer::new(self.service));
         let served = mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.Directory", "mailbus.v1.Mailbox"], shutdown).await;
         watch.abort();
@@ -118,10 +122,11 @@ impl Mailbox {
 }
 
 /// `/readyz` follows the database: a mailbox role that cannot reach PostgreSQL should get no traffic.
-async fn watch_database(pool: sqlx::PgPool, readiness: Readiness, shutdown: CancellationToken) {
+async fn watch_database(pool: sqlx::PgPool, readiness: Readiness, up: Gauge<i64>, shutdown: CancellationToken) {
     loop {
         let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
         readiness.set(ok);
+        up.set(i64::from(ok));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -29,6 +29,7 @@ pub struct Worker {
     ack_wait: Duration,
     concurrency: usize,
     recipients: Family<Labels, Counter>,
+    messages: Family<Labels, Counter>,
 }
 
 /// What to tell JetStream about a message once we are done with it.
@@ -44,7 +45,13 @@ impl Worker {
     pub fn new(queue: Queue, deliverer: Deliverer, ack_wait: Duration, concurrency: usize, registry: &mut Registry) -> Self {
         let recipients = Family::<Labels, Counter>::default();
         registry.register("recipients", "Recipients processed, by outcome", recipients.clone());
-        Worker { queue, deliverer, ack_wait, concurrency: concurrency.max(1), recipients }
+        let messages = Family::<Labels, Counter>::default();
+        registry.register("messages", "Queue messages settled, by disposition", messages.clone());
+        // Present from the start, so dashboards see zeros rather than nothing.
+        for disposition in ["done", "retry", "dead_letter"] {
+            messages.get_or_create(&vec![("disposition".into(), disposition.into())]);
+        }
+        Worker { queue, deliverer, ack_wait, concurrency: concurrency.max(1), recipients, messages }
     }
 
     /// Runs until `shutdown`. Losing NATS is not fatal: the loop opens the consumer again.
@@ -143,7 +150,12 @@ impl Worker {
         }
     }
 
+    fn count(&self, disposition: &str) {
+        self.messages.get_or_create(&vec![("disposition".into(), disposition.into())]).inc();
+    }
+
     async fn settle(&self, message: &jetstream::Message, envelope: &Envelope, disposition: Disposition) {
+        self.count(if disposition == Disposition::Done { "done" } else { "retry" });
         match disposition {
             Disposition::Done => {
                 // Wait for the server to confirm the ack before deleting the body: an ack that is lost
@@ -166,6 +178,7 @@ impl Worker {
 
     async fn dead_letter(&self, message: &jetstream::Message, reason: &str) {
         tracing::error!(subject = %message.subject, %reason, "dead-lettering message");
+        self.count("dead_letter");
         let headers = message.headers.clone().unwrap_or_default();
         match self.queue.dead_letter(message.payload.clone(), headers, reason).await {
             Ok(()) => {

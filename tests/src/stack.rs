@@ -1,0 +1,179 @@
+//! One test's mailbus: its own database and NATS prefix, roles bound on loopback port 0, in-process.
+
+use std::net::SocketAddr;
+
+use mailbus::roles::{self, Role};
+use mailbus::settings::Settings;
+use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::infra::Infra;
+
+pub struct StackBuilder {
+    roles: Vec<Role>,
+    nats_url: Option<String>,
+    extra: Vec<(String, String)>,
+}
+
+impl StackBuilder {
+    pub fn roles(mut self, roles: &[Role]) -> Self {
+        self.roles = roles.to_vec();
+        self
+    }
+
+    /// Use this NATS instead of the shared one.
+    pub fn nats(mut self, url: &str) -> Self {
+        self.nats_url = Some(url.to_owned());
+        self
+    }
+
+    /// Any setting from `mailbus env`.
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.extra.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn start(self) -> TestStack {
+        let infra = tokio::task::spawn_blocking(Infra::get).await.expect("infrastructure start-up panicked");
+        let database_url = infra.create_database().await;
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let nats_url = self.nats_url.unwrap_or_else(|| infra.nats_url().to_owned());
+        let mut pairs: Vec<(String, String)> = [
+            ("DATABASE_URL", database_url.as_str()),
+            ("NATS_URL", nats_url.as_str()),
+            ("MAILBUS_NATS_PREFIX", prefix.as_str()),
+            ("MAILBUS_HOSTNAME", "mx.test"),
+            ("MAILBUS_NATS_TIMEOUT_MS", "2000"),
+            ("MAILBUS_DB_MAX_CONNECTIONS", "5"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
+            pairs.push((var.name.to_owned(), "127.0.0.1:0".to_owned()));
+        }
+        pairs.extend(self.extra);
+        let settings = Settings::from_pairs(pairs).expect("test settings are valid");
+        let mut stack = TestStack {
+            settings,
+            database_url,
+            smtp: None,
+            pop3: None,
+            mailbox_metrics: None,
+            shutdown: CancellationToken::new(),
+            tasks: Vec::new(),
+        };
+        stack.start_roles(&self.roles).await;
+        stack
+    }
+}
+
+pub struct TestStack {
+    /// The settings the roles run with; `MAILBUS_MAILBOX_URL` points at this stack's mailbox role.
+    pub settings: Settings,
+    pub database_url: String,
+    pub smtp: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub mailbox_metrics: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestStack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder { roles: Role::ALL.to_vec(), nats_url: None, extra: Vec::new() }
+    }
+
+    /// Every role, on the shared servers.
+    pub async fn start() -> TestStack {
+        Self::builder().start().await
+    }
+
+    /// Starts more roles against the same database, NATS and prefix (a second relay, say).
+    pub async fn start_roles(&mut self, roles: &[Role]) {
+        let bound = roles::bind(roles, &self.settings).await.expect("binding roles");
+        if let Some(mailbox) = &bound.mailbox {
+            self.settings.set("MAILBUS_MAILBOX_URL", &format!("http://{}", mailbox.grpc_addr()));
+            self.mailbox_metrics = Some(mailbox.metrics_addr());
+        }
+        if let Some(smtp) = &bound.smtp {
+            self.smtp = Some(smtp.smtp_addr());
+        }
+        if let Some(access) = &bound.access {
+            self.pop3 = Some(access.pop3_addr());
+        }
+        self.tasks.push(tokio::spawn(bound.serve(self.shutdown.clone())));
+    }
+
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp.expect("this stack runs smtp-ingress")
+    }
+
+    pub fn pop3_addr(&self) -> SocketAddr {
+        self.pop3.expect("this stack runs access")
+    }
+
+    pub fn mailbox_url(&self) -> String {
+        self.settings.string("MAILBUS_MAILBOX_URL").expect("mailbox URL is set")
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.mailbox_url()).expect("valid URL").connect().await.expect("connecting to the mailbox role")
+    }
+
+    pub async fn directory(&self) -> DirectoryClient<Channel> {
+        DirectoryClient::new(self.channel().await)
+    }
+
+    pub async fn mailbox(&self) -> MailboxClient<Channel> {
+        MailboxClient::new(self.channel().await)
+    }
+
+    /// Creates `address` (and its domain, if new) with `password`; returns the account id.
+    pub async fn add_account(&self, address: &str, password: &str) -> i64 {
+        let mut directory = self.directory().await;
+        let domain = address.rsplit_once('@').expect("address has a domain").1;
+        match directory.add_domain(pb::AddDomainRequest { name: domain.into() }).await {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            Err(status) => panic!("adding domain {domain}: {status}"),
+        }
+        let account = pb::AddAccountRequest { address: address.into(), password: password.into() };
+        directory.add_account(account).await.expect("adding account").into_inner().id
+    }
+
+    /// UIDs in the account's INBOX.
+    pub async fn inbox_uids(&self, account_id: i64) -> Vec<u32> {
+        let request = pb::ListMessagesRequest { account_id, mailbox: "INBOX".into() };
+        let listing = self.mailbox().await.list_messages(request).await.expect("listing INBOX").into_inner();
+        listing.messages.iter().map(|m| m.uid).collect()
+    }
+
+    /// Waits until the INBOX holds `count` messages, or panics after `limit`.
+    pub async fn wait_for_inbox(&self, account_id: i64, count: usize, limit: std::time::Duration) -> Vec<u32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let uids = self.inbox_uids(account_id).await;
+            if uids.len() >= count || tokio::time::Instant::now() > deadline {
+                assert_eq!(uids.len(), count, "INBOX of account {account_id} after waiting {limit:?}");
+                return uids;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every role gracefully and reports the first role error.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            task.await.expect("role task panicked").expect("role failed");
+        }
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

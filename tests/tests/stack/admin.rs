@@ -1,0 +1,58 @@
+//! `mailbus admin` as an operator's script runs it: the real binary, passwords on standard input, and
+//! exit codes to branch on.
+
+use std::process::Stdio;
+
+use mailbus::roles::Role;
+use mailbus_tests::TestStack;
+use tokio::io::AsyncWriteExt;
+
+async fn admin(stack: &TestStack, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
+        .arg("admin")
+        .args(args)
+        .env_clear()
+        .env("MAILBUS_MAILBOX_URL", stack.mailbox_url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running mailbus admin");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(output.stdout), text(output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_creates_domains_and_accounts_with_passwords_from_stdin() {
+    let stack = TestStack::builder().roles(&[Role::Mailbox, Role::Access]).start().await;
+    assert_eq!(admin(&stack, &["domain", "add", "Example.COM"], "").await.0, 0);
+    let (code, _, stderr) = admin(&stack, &["domain", "add", "example.com"], "").await;
+    assert_eq!(code, 3, "a duplicate has its own exit code: {stderr}");
+    let (code, stdout, stderr) = admin(&stack, &["account", "add", "Grace@example.com"], "pass word\n").await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("account grace@example.com added"), "{stdout}");
+    let (code, _, stderr) = admin(&stack, &["account", "add", "heidi@unhosted.org"], "pw\n").await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not hosted"), "{stderr}");
+    assert_eq!(admin(&stack, &["account", "add", "ivan@example.com"], "\n").await.0, 1, "empty passwords are refused");
+    let (code, stdout, _) = admin(&stack, &["account", "list"], "").await;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("ADDRESS"), "{stdout}");
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[1].starts_with("grace@example.com") && lines[1].contains("active"), "{stdout}");
+    // The password given on stdin is the one that works.
+    let session = mailbus_tests::clients::pop3_session(
+        stack.pop3_addr(),
+        "grace@example.com",
+        "pass word",
+        mailbus_tests::clients::Pop3End::Quit,
+    )
+    .await;
+    assert_eq!(session.stat, (0, 0));
+    let (code, _, stderr) = admin(&stack, &["domain", "add", "bad domain"], "").await;
+    assert_eq!(code, 1, "{stderr}");
+    stack.stop().await;
+}

@@ -1,0 +1,86 @@
+//! The life of a message: SMTP in, relay, mailbox, POP3 out.
+
+use mailbus_tests::TestStack;
+use mailbus_tests::clients::{Pop3End, SmtpOutcome, pop3_session, smtp_send};
+
+use crate::{PATIENCE, message};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_message_is_read_back_byte_identical_over_pop3_and_quit_deletes_it() {
+    let stack = TestStack::start().await;
+    let account = stack.add_account("alice@example.org", "secret one").await;
+    let sent = message("alice@example.org", "roundtrip");
+
+    let outcome = smtp_send(stack.smtp_addr(), "sender@example.net", &["alice@example.org"], &sent).await;
+    let SmtpOutcome::Accepted { code: 250, text } = outcome else { panic!("not accepted: {outcome:?}") };
+    assert!(text.starts_with("2.0.0 Ok: queued as "), "{text}");
+    stack.wait_for_inbox(account, 1, PATIENCE).await;
+
+    // A session that deletes and then drops the connection without QUIT deletes nothing (RFC 1939 §6).
+    let first = pop3_session(stack.pop3_addr(), "alice@example.org", "secret one", Pop3End::DeleteAndDrop).await;
+    assert_eq!(first.stat.0, 1);
+    let received = &first.messages[0];
+    let (trace, rest) = split_received(received);
+    assert_eq!(rest, sent.as_slice(), "the message must arrive unchanged apart from Received:");
+    assert!(trace.starts_with(b"Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mailbus) with ESMTP id "));
+    // LIST and STAT count exactly the octets RETR delivers (before dot-stuffing).
+    assert_eq!(first.list, vec![(1, received.len() as u64)]);
+    assert_eq!(first.stat.1, received.len() as u64);
+    stack.wait_for_inbox(account, 1, PATIENCE).await;
+
+    let second = pop3_session(stack.pop3_addr(), "alice@example.org", "secret one", Pop3End::DeleteAndQuit).await;
+    assert_eq!(second.messages, first.messages);
+    assert_eq!(second.uidl, first.uidl, "UIDL values are stable across sessions");
+    assert!(second.quit.as_deref().unwrap_or_default().starts_with("+OK"), "{:?}", second.quit);
+    assert!(stack.inbox_uids(account).await.is_empty(), "QUIT applies the deletions");
+
+    let third = pop3_session(stack.pop3_addr(), "alice@example.org", "secret one", Pop3End::Quit).await;
+    assert_eq!(third.stat, (0, 0));
+    stack.stop().await;
+}
+
+/// Splits a delivered message into its leading `Received:` field (with folded lines) and the rest.
+fn split_received(message: &[u8]) -> (&[u8], &[u8]) {
+    assert!(message.starts_with(b"Received: "), "no Received: first");
+    let mut end = 0;
+    while let Some(pos) = message[end..].windows(2).position(|w| w == b"\r\n") {
+        end += pos + 2;
+        if !matches!(message.get(end), Some(b' ' | b'\t')) {
+            break;
+        }
+    }
+    message.split_at(end)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_users_get_550_and_other_domains_554() {
+    let stack = TestStack::start().await;
+    stack.add_account("bob@example.org", "pw").await;
+    let body = message("x", "refused");
+    let unknown = smtp_send(stack.smtp_addr(), "sender@example.net", &["nobody@example.org"], &body).await;
+    assert_eq!(unknown, SmtpOutcome::RecipientsRefused(vec![("nobody@example.org".into(), 550)]));
+    let relay = smtp_send(stack.smtp_addr(), "sender@example.net", &["someone@elsewhere.net"], &body).await;
+    assert_eq!(relay, SmtpOutcome::RecipientsRefused(vec![("someone@elsewhere.net".into(), 554)]));
+    // One good recipient among bad ones: the message goes to the good one only.
+    let mixed = smtp_send(stack.smtp_addr(), "sender@example.net", &["nobody@example.org", "bob@example.org"], &body).await;
+    assert!(matches!(mixed, SmtpOutcome::Accepted { code: 250, .. }), "{mixed:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_pop3_password_is_refused_and_unknown_users_look_the_same() {
+    let stack = TestStack::start().await;
+    stack.add_account("carol@example.org", "right").await;
+    let pop3 = stack.pop3_addr();
+    for (user, password) in [("carol@example.org", "wrong"), ("nobody@example.org", "right")] {
+        let result = tokio::process::Command::new("python3")
+            .args(["-c", "import poplib,sys\np=poplib.POP3(sys.argv[1],int(sys.argv[2]))\np.user(sys.argv[3])\ntry:\n  p.pass_(sys.argv[4]); print('accepted')\nexcept poplib.error_proto as e: print(e.args[0].decode())"])
+            .args([pop3.ip().to_string(), pop3.port().to_string(), user.into(), password.into()])
+            .output()
+            .await
+            .expect("python3");
+        let said = String::from_utf8_lossy(&result.stdout);
+        assert_eq!(said.trim(), "-ERR [AUTH] invalid user name or password", "{user}");
+    }
+    stack.stop().await;
+}

@@ -1,0 +1,124 @@
+//! The promises that hold when parts fail: no loss, no duplicates, strictly increasing UIDs.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mailbus::roles::Role;
+use mailbus_jetstream::{Envelope, Names, Queue};
+use mailbus_proto::v1::{self as pb, deliver_request::Part};
+use mailbus_relay::{Deliverer, Outcome};
+use mailbus_tests::clients::{SmtpOutcome, smtp_send};
+use mailbus_tests::{TestStack, infra};
+use prost::Message as _;
+
+use crate::{PATIENCE, message};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nats_outage_gets_451_and_the_clients_retry_succeeds() {
+    let mut nats = infra::dedicated_nats("outage");
+    let stack = TestStack::builder().nats(&nats.url()).start().await;
+    let account = stack.add_account("dave@example.org", "pw").await;
+    let body = message("dave@example.org", "outage");
+
+    nats.kill();
+    let refused = smtp_send(stack.smtp_addr(), "sender@example.net", &["dave@example.org"], &body).await;
+    assert!(matches!(refused, SmtpOutcome::Refused { code: 451, ref text } if text.starts_with("4.3.0")), "{refused:?}");
+
+    nats.restart().expect("restarting nats-server");
+    // A client retries a 451 later; the roles reconnect on their own in the meantime.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match smtp_send(stack.smtp_addr(), "sender@example.net", &["dave@example.org"], &body).await {
+            SmtpOutcome::Accepted { code: 250, .. } => break,
+            SmtpOutcome::Refused { code: 451, .. } if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!("retry after the restart: {other:?}"),
+        }
+    }
+    // Exactly one copy: the refused attempt left nothing behind that could be delivered.
+    stack.wait_for_inbox(account, 1, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stack.inbox_uids(account).await.len(), 1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
+    // No relay at first: the test plays the relay that dies.
+    let mut stack = TestStack::builder()
+        .roles(&[Role::Mailbox, Role::SmtpIngress])
+        .set("MAILBUS_RELAY_ACK_WAIT_SECS", "2")
+        .start()
+        .await;
+    let account = stack.add_account("erin@example.org", "pw").await;
+    let sent = smtp_send(stack.smtp_addr(), "sender@example.net", &["erin@example.org"], &message("erin", "once")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
+
+    let nats = mailbus_jetstream::connect(&stack.settings.string("NATS_URL").unwrap(), "test").await.unwrap();
+    let names = Names::new(&stack.settings.string("MAILBUS_NATS_PREFIX").unwrap()).unwrap();
+    let queue = Queue::open(nats, names, Duration::from_secs(5)).await.unwrap();
+    let consumer = queue.relay_consumer(Duration::from_secs(2)).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let taken = batch.next().await.expect("the message is on the queue").unwrap();
+    let envelope = Envelope::decode(taken.payload.clone()).unwrap();
+    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&stack.mailbox_url()).unwrap());
+    let outcomes = deliverer.deliver(&envelope).await.unwrap();
+    assert!(matches!(outcomes[..], [(_, Outcome::Delivered { duplicate: false, .. })]), "{outcomes:?}");
+    assert_eq!(stack.inbox_uids(account).await.len(), 1);
+    // The relay dies here: the delivery is committed, the ack never sent.
+    drop(taken);
+    drop(batch);
+
+    stack.start_roles(&[Role::Relay]).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while queue.status().await.unwrap().messages > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the real relay never settled the redelivered message");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stack.inbox_uids(account).await.len(), 1, "redelivery must not add a second copy");
+    let metrics = reqwest_metrics(stack.mailbox_metrics.unwrap()).await;
+    assert!(metrics.contains("mailbus_mailbox_deliveries_total{outcome=\"duplicate\"} 1"), "{metrics}");
+    stack.stop().await;
+}
+
+/// GET /metrics over a plain TCP connection.
+pub async fn reqwest_metrics(addr: std::net::SocketAddr) -> String {
+    crate::ops::http_get(addr, "/metrics").await.1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_parallel_deliveries_into_one_mailbox_get_distinct_increasing_uids() {
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let account = stack.add_account("frank@example.org", "pw").await;
+    let deliveries = (0..50).map(|i| {
+        let stack = &stack;
+        async move {
+            let body = message("frank@example.org", &format!("parallel-{i}"));
+            let header = pb::DeliveryHeader {
+                queue_id: format!("{:032x}", i),
+                recipient: "frank@example.org".into(),
+                mail_from: "sender@example.net".into(),
+                size: body.len() as u64,
+            };
+            let parts = [Part::Header(header), Part::Chunk(body)].map(|part| pb::DeliverRequest { part: Some(part) });
+            let reply = stack.mailbox().await.deliver(futures::stream::iter(parts)).await.expect("deliver");
+            reply.into_inner().uid
+        }
+    });
+    let mut uids = futures::future::join_all(deliveries).await;
+    uids.sort_unstable();
+    uids.dedup();
+    assert_eq!(uids.len(), 50, "every delivery got its own UID");
+    assert_eq!(uids, (1..=50).collect::<Vec<u32>>(), "UIDs are dense and increasing: no gaps, no reuse");
+    assert_eq!(stack.inbox_uids(account).await, uids);
+    let listing = stack
+        .mailbox()
+        .await
+        .list_messages(pb::ListMessagesRequest { account_id: account, mailbox: "INBOX".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listing.uidnext, 51);
+    stack.stop().await;
+}

@@ -1,0 +1,21 @@
+//! Whole-stack tests: real PostgreSQL, real nats-server, real clients. One test binary, so the servers
+//! are started once and shared; every test has its own database and NATS prefix.
+
+mod admin;
+mod delivery;
+mod failures;
+mod ops;
+mod tracing;
+
+use std::time::Duration;
+
+/// Generous bound for things that normally take milliseconds, so a loaded CI machine does not flake.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A small RFC 5322 message with CRLF line endings.
+pub fn message(to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@example.net>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.net>\r\n\r\nHello.\r\n.A line that starts with a dot.\r\n\r\nBye.\r\n"
+    )
+    .into_bytes()
+}
