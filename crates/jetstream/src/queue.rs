@@ -124,9 +124,15 @@ impl Queue {
 
     /// Keeps an envelope that cannot be processed (it does not decode, or its body is gone) on the
     /// dead-letter stream, with the reason in the `Mailbus-Dead-Reason` header. Nothing is dropped silently.
-    pub async fn dead_letter(&self, payload: bytes::Bytes, mut headers: HeaderMap, reason: &str) -> Result<(), QueueError> {
+    pub async fn dead_letter(
+        &self,
+        payload: bytes::Bytes,
+        mut headers: HeaderMap,
+        reason: &str,
+    ) -> Result<(), QueueError> {
         headers.insert("Mailbus-Dead-Reason", reason);
-        let error = |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: "dead letter".into(), message: e.to_string() };
+        let error =
+            |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: "dead letter".into(), message: e.to_string() };
         self.jetstream
             .publish_with_headers(self.names.dead_letter_subject(), headers, payload)
             .await
@@ -184,7 +190,8 @@ impl Queue {
 
     /// Numbers for the operator: the stream's message and byte counts and the consumer's backlog.
     pub async fn status(&self) -> Result<QueueStatus, QueueError> {
-        let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let setup =
+            |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
         let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
         let info = stream.info().await.map_err(|e| setup(&e))?.clone();
         let (pending, in_flight) = match stream.consumer_info(RELAY_CONSUMER).await {

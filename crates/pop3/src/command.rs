@@ -99,32 +99,18 @@ impl CommandDecoder {
                     self.discarding = false;
                     Decode::Skip { consumed: pos + 1 }
                 }
-                None => Decode::Skip {
-                    consumed: input.len(),
-                },
+                None => Decode::Skip { consumed: input.len() },
             };
         }
         match lf {
             Some(pos) if pos < MAX_COMMAND_LINE => match parse_line(&input[..=pos]) {
-                Ok(item) => Decode::Item {
-                    item,
-                    consumed: pos + 1,
-                },
-                Err(error) => Decode::Invalid {
-                    error,
-                    consumed: pos + 1,
-                },
+                Ok(item) => Decode::Item { item, consumed: pos + 1 },
+                Err(error) => Decode::Invalid { error, consumed: pos + 1 },
             },
-            Some(pos) => Decode::Invalid {
-                error: CommandError::LineTooLong,
-                consumed: pos + 1,
-            },
+            Some(pos) => Decode::Invalid { error: CommandError::LineTooLong, consumed: pos + 1 },
             None if input.len() >= MAX_COMMAND_LINE => {
                 self.discarding = true;
-                Decode::Invalid {
-                    error: CommandError::LineTooLong,
-                    consumed: input.len(),
-                }
+                Decode::Invalid { error: CommandError::LineTooLong, consumed: input.len() }
             }
             None => Decode::Incomplete,
         }
@@ -206,9 +192,7 @@ fn msg(rest: &[u8], usage: &'static str) -> Result<u32, CommandError> {
 fn optional_msg(rest: &[u8], usage: &'static str) -> Result<Option<u32>, CommandError> {
     match args(rest, usage)?[..] {
         [] => Ok(None),
-        [arg] => message_number(arg)
-            .map(Some)
-            .ok_or(CommandError::Syntax(usage)),
+        [arg] => message_number(arg).map(Some).ok_or(CommandError::Syntax(usage)),
         _ => Err(CommandError::Syntax(usage)),
     }
 }
@@ -302,7 +286,8 @@ mod tests {
 
     #[test]
     fn pipelined_commands_decode_in_order_at_every_split() {
-        let input = b"USER alice\r\nPASS two words\r\nSTAT\r\nLIST\r\nUIDL 2\r\nTOP 1 10\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n";
+        let input =
+            b"USER alice\r\nPASS two words\r\nSTAT\r\nLIST\r\nUIDL 2\r\nTOP 1 10\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n";
         let expected = vec![
             Ok(Command::User("alice".into())),
             Ok(Command::Pass(Secret::new("two words"))),
@@ -346,10 +331,7 @@ mod tests {
     #[test]
     fn keywords_are_case_insensitive_and_blanks_are_lenient() {
         assert_eq!(decode_one("stat\r\n"), Ok(Command::Stat));
-        assert_eq!(
-            decode_one("Top  2   5 \r\n"),
-            Ok(Command::Top { msg: 2, lines: 5 })
-        );
+        assert_eq!(decode_one("Top  2   5 \r\n"), Ok(Command::Top { msg: 2, lines: 5 }));
         assert_eq!(decode_one("  list\t7\r\n"), Ok(Command::List(Some(7))));
         assert_eq!(decode_one("user bob\n"), Ok(Command::User("bob".into())));
         assert_eq!(decode_one("NOOP \r\n"), Ok(Command::Noop));
@@ -358,22 +340,10 @@ mod tests {
 
     #[test]
     fn pass_takes_the_rest_of_the_line_verbatim() {
-        assert_eq!(
-            decode_one("PASS  spaced out \r\n"),
-            Ok(Command::Pass(Secret::new(" spaced out ")))
-        );
-        assert_eq!(
-            decode_one("pass p@ss w0rd\n"),
-            Ok(Command::Pass(Secret::new("p@ss w0rd")))
-        );
-        assert_eq!(
-            decode_one("PASS\r\n"),
-            Err(CommandError::Syntax("usage: PASS password"))
-        );
-        assert_eq!(
-            decode_one("PASS \r\n"),
-            Err(CommandError::Syntax("usage: PASS password"))
-        );
+        assert_eq!(decode_one("PASS  spaced out \r\n"), Ok(Command::Pass(Secret::new(" spaced out "))));
+        assert_eq!(decode_one("pass p@ss w0rd\n"), Ok(Command::Pass(Secret::new("p@ss w0rd"))));
+        assert_eq!(decode_one("PASS\r\n"), Err(CommandError::Syntax("usage: PASS password")));
+        assert_eq!(decode_one("PASS \r\n"), Err(CommandError::Syntax("usage: PASS password")));
     }
 
     #[test]
@@ -381,9 +351,7 @@ mod tests {
         let command = Command::Pass(Secret::new("hunter2"));
         let shown = format!("{command:?}");
         assert_eq!(shown, "Pass(Secret(***))");
-        let Command::Pass(secret) = command else {
-            unreachable!()
-        };
+        let Command::Pass(secret) = command else { unreachable!() };
         assert_eq!(secret.expose(), "hunter2");
     }
 
@@ -409,32 +377,16 @@ mod tests {
             ("NOOP x\r\n", "usage: NOOP"),
         ];
         for (line, usage) in cases {
-            assert_eq!(
-                decode_one(line),
-                Err(CommandError::Syntax(usage)),
-                "{line:?}"
-            );
+            assert_eq!(decode_one(line), Err(CommandError::Syntax(usage)), "{line:?}");
         }
     }
 
     #[test]
     fn huge_numbers_are_syntax_errors_not_overflows() {
-        assert_eq!(
-            decode_one("RETR 4294967296\r\n"),
-            Err(CommandError::Syntax("usage: RETR msg"))
-        );
+        assert_eq!(decode_one("RETR 4294967296\r\n"), Err(CommandError::Syntax("usage: RETR msg")));
         let huge = format!("TOP 1 {}\r\n", "9".repeat(200));
-        assert_eq!(
-            decode_one(&huge),
-            Err(CommandError::Syntax("usage: TOP msg lines"))
-        );
-        assert_eq!(
-            decode_one("TOP 4294967295 4294967295\r\n"),
-            Ok(Command::Top {
-                msg: u32::MAX,
-                lines: u32::MAX
-            })
-        );
+        assert_eq!(decode_one(&huge), Err(CommandError::Syntax("usage: TOP msg lines")));
+        assert_eq!(decode_one("TOP 4294967295 4294967295\r\n"), Ok(Command::Top { msg: u32::MAX, lines: u32::MAX }));
     }
 
     #[test]
@@ -443,25 +395,15 @@ mod tests {
             decode_one("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
             Err(CommandError::Unknown("APOP".into()))
         );
-        assert_eq!(
-            decode_one("\r\n"),
-            Err(CommandError::Unknown(String::new()))
-        );
-        assert_eq!(
-            decode_all(b"X\x01\xff\r\n"),
-            vec![Err(CommandError::Unknown("X\\x01\\xff".into()))]
-        );
+        assert_eq!(decode_one("\r\n"), Err(CommandError::Unknown(String::new())));
+        assert_eq!(decode_all(b"X\x01\xff\r\n"), vec![Err(CommandError::Unknown("X\\x01\\xff".into()))]);
         let long = format!("{}\r\n", "Z".repeat(200));
-        assert_eq!(
-            decode_one(&long),
-            Err(CommandError::Unknown("Z".repeat(MAX_ECHOED_VERB)))
-        );
+        assert_eq!(decode_one(&long), Err(CommandError::Unknown("Z".repeat(MAX_ECHOED_VERB))));
     }
 
     #[test]
     fn non_utf8_arguments_are_errors_not_panics() {
-        let decoded =
-            decode_all(b"USER \xff\xfe\r\nPASS \xc3\r\nLIST \x80\r\nTOP \xff 1\r\n\xe2\x82\r\n");
+        let decoded = decode_all(b"USER \xff\xfe\r\nPASS \xc3\r\nLIST \x80\r\nTOP \xff 1\r\n\xe2\x82\r\n");
         assert_eq!(
             decoded,
             vec![
@@ -480,10 +422,7 @@ mod tests {
         input.extend(std::iter::repeat_n(b'x', 2000));
         input.extend_from_slice(b"\r\nQUIT\r\n");
         for decoded in decode_split_everywhere(&input) {
-            assert_eq!(
-                decoded,
-                vec![Err(CommandError::LineTooLong), Ok(Command::Quit)]
-            );
+            assert_eq!(decoded, vec![Err(CommandError::LineTooLong), Ok(Command::Quit)]);
         }
     }
 
@@ -493,9 +432,7 @@ mod tests {
         line.extend(std::iter::repeat_n(b'x', MAX_COMMAND_LINE - 7));
         line.extend_from_slice(b"\r\n");
         assert_eq!(line.len(), MAX_COMMAND_LINE);
-        assert!(
-            matches!(&decode_all(&line)[..], [Ok(Command::Pass(p))] if p.expose().len() == MAX_COMMAND_LINE - 7)
-        );
+        assert!(matches!(&decode_all(&line)[..], [Ok(Command::Pass(p))] if p.expose().len() == MAX_COMMAND_LINE - 7));
         line.insert(5, b'x');
         assert_eq!(decode_all(&line), vec![Err(CommandError::LineTooLong)]);
     }
@@ -505,12 +442,6 @@ mod tests {
         let mut decoder = CommandDecoder::default();
         assert_eq!(decoder.decode(b""), Decode::Incomplete);
         assert_eq!(decoder.decode(b"STAT\r"), Decode::Incomplete);
-        assert_eq!(
-            decoder.decode(b"STAT\r\nNO"),
-            Decode::Item {
-                item: Command::Stat,
-                consumed: 6
-            }
-        );
+        assert_eq!(decoder.decode(b"STAT\r\nNO"), Decode::Item { item: Command::Stat, consumed: 6 });
     }
 }

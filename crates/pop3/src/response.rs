@@ -62,10 +62,7 @@ fn status_line(out: &mut Vec<u8>, indicator: &str, text: &str) {
 /// Writes one line and its CRLF. A CR or LF inside the text would end the line early and let the rest
 /// pass for a response of its own, so they become spaces.
 fn push_line(out: &mut Vec<u8>, text: &str) {
-    out.extend(
-        text.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
     out.extend_from_slice(b"\r\n");
 }
 
@@ -82,10 +79,7 @@ mod tests {
     #[test]
     fn single_line_responses() {
         assert_eq!(Response::ok("2 320").to_bytes(), b"+OK 2 320\r\n");
-        assert_eq!(
-            Response::err("no such message").to_bytes(),
-            b"-ERR no such message\r\n"
-        );
+        assert_eq!(Response::err("no such message").to_bytes(), b"-ERR no such message\r\n");
         assert_eq!(Response::ok("").to_bytes(), b"+OK\r\n");
         assert_eq!(Response::err("").to_bytes(), b"-ERR\r\n");
         assert!(Response::err("x").is_error());
@@ -98,35 +92,23 @@ mod tests {
             first: "2 messages".into(),
             lines: vec!["1 120".into(), ".".into(), "..x".into(), "".into()],
         };
-        assert_eq!(
-            response.to_bytes(),
-            b"+OK 2 messages\r\n1 120\r\n..\r\n...x\r\n\r\n.\r\n"
-        );
+        assert_eq!(response.to_bytes(), b"+OK 2 messages\r\n1 120\r\n..\r\n...x\r\n\r\n.\r\n");
         assert!(!response.is_error());
-        let empty = Response::MultiLine {
-            first: String::new(),
-            lines: Vec::new(),
-        };
+        let empty = Response::MultiLine { first: String::new(), lines: Vec::new() };
         assert_eq!(empty.to_bytes(), b"+OK\r\n.\r\n");
     }
 
     #[test]
     fn line_breaks_inside_text_cannot_forge_a_response() {
         assert_eq!(Response::err("a\r\n+OK b").to_bytes(), b"-ERR a  +OK b\r\n");
-        let response = Response::MultiLine {
-            first: "x\ny".into(),
-            lines: vec!["1\r\n.".into()],
-        };
+        let response = Response::MultiLine { first: "x\ny".into(), lines: vec!["1\r\n.".into()] };
         assert_eq!(response.to_bytes(), b"+OK x y\r\n1  .\r\n.\r\n");
     }
 
     #[test]
     fn display_is_the_wire_form_without_the_last_crlf() {
         assert_eq!(Response::ok("hi").to_string(), "+OK hi");
-        let response = Response::MultiLine {
-            first: "list".into(),
-            lines: vec!["1 2".into()],
-        };
+        let response = Response::MultiLine { first: "list".into(), lines: vec!["1 2".into()] };
         assert_eq!(response.to_string(), "+OK list\r\n1 2\r\n.");
     }
 }

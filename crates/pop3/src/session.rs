@@ -75,10 +75,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(hostname: &str) -> Self {
-        Session {
-            hostname: hostname.to_owned(),
-            state: State::Authorization { user: None },
-        }
+        Session { hostname: hostname.to_owned(), state: State::Authorization { user: None } }
     }
 
     /// RFC 1939 §4: the greeting puts the session in AUTHORIZATION.
@@ -96,13 +93,9 @@ impl Session {
                 return Action::Close(Response::err("session is over"));
             }
             (_, Err(error)) => Action::Reply(command_error(error)),
-            (State::Authorization { user }, Ok(command)) => {
-                authorization(user, command, &self.hostname)
-            }
+            (State::Authorization { user }, Ok(command)) => authorization(user, command, &self.hostname),
             (State::Authenticating, Ok(command)) => Action::Reply(authenticating(command)),
-            (State::Transaction(transaction), Ok(command)) => {
-                transaction_command(transaction, command)
-            }
+            (State::Transaction(transaction), Ok(command)) => transaction_command(transaction, command),
         };
         self.follow(&action);
         action
@@ -202,9 +195,7 @@ fn transaction_command(transaction: &mut Transaction, command: Command) -> Actio
         Command::Noop => Response::ok(""),
         // RFC 1939 §6: QUIT in TRANSACTION enters UPDATE.
         Command::Quit => {
-            return Action::Update {
-                deleted_uids: transaction.deleted_uids(),
-            };
+            return Action::Update { deleted_uids: transaction.deleted_uids() };
         }
         Command::Capa => capabilities(),
         Command::User(_) | Command::Pass(_) => not_in_this_state(),
@@ -214,19 +205,8 @@ fn transaction_command(transaction: &mut Transaction, command: Command) -> Actio
 
 /// RFC 2449 §5: the same list in every state, since everything we offer works in both.
 fn capabilities() -> Response {
-    let lines = [
-        "TOP",
-        "UIDL",
-        "USER",
-        "RESP-CODES",
-        "AUTH-RESP-CODE",
-        "PIPELINING",
-        "IMPLEMENTATION mailbus",
-    ];
-    Response::MultiLine {
-        first: "capability list follows".into(),
-        lines: lines.map(String::from).into(),
-    }
+    let lines = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION mailbus"];
+    Response::MultiLine { first: "capability list follows".into(), lines: lines.map(String::from).into() }
 }
 
 fn command_error(error: CommandError) -> Response {
@@ -262,14 +242,8 @@ mod tests {
     const THIRD: &[u8] = b"Subject: three\r\n\r\n";
 
     fn maildrop() -> Maildrop {
-        let info = |uid, body: &[u8]| MessageInfo {
-            uid,
-            size: body.len() as u64,
-        };
-        Maildrop {
-            uidvalidity: 7,
-            messages: vec![info(10, FIRST), info(11, SECOND), info(15, THIRD)],
-        }
+        let info = |uid, body: &[u8]| MessageInfo { uid, size: body.len() as u64 };
+        Maildrop { uidvalidity: 7, messages: vec![info(10, FIRST), info(11, SECOND), info(15, THIRD)] }
     }
 
     /// An in-memory stand-in for the connection task and its backends.
@@ -296,10 +270,7 @@ mod tests {
 
         fn logged_in() -> Self {
             let mut server = Server::new();
-            assert_eq!(
-                server.run("USER alice\r\nPASS open sesame\r\n")[1],
-                "+OK maildrop has 3 messages (100 octets)"
-            );
+            assert_eq!(server.run("USER alice\r\nPASS open sesame\r\n")[1], "+OK maildrop has 3 messages (100 octets)");
             server
         }
 
@@ -341,11 +312,7 @@ mod tests {
                     };
                     response.to_bytes()
                 }
-                Action::Retrieve {
-                    uid,
-                    size,
-                    top_lines,
-                } => retrieve(uid, size, top_lines),
+                Action::Retrieve { uid, size, top_lines } => retrieve(uid, size, top_lines),
                 Action::Update { deleted_uids } => {
                     self.expunged = Some(deleted_uids);
                     self.session.updated(self.expunge_works).to_bytes()
@@ -372,13 +339,9 @@ mod tests {
     #[test]
     fn a_whole_session_as_in_rfc_1939() {
         let mut server = Server::new();
-        assert_eq!(
-            server.session.greeting().to_string(),
-            "+OK pop.example.org POP3 server ready"
-        );
-        let replies = server.run(
-            "USER alice\r\nPASS open sesame\r\nSTAT\r\nLIST\r\nRETR 1\r\nDELE 1\r\nRETR 2\r\nDELE 2\r\nQUIT\r\n",
-        );
+        assert_eq!(server.session.greeting().to_string(), "+OK pop.example.org POP3 server ready");
+        let replies = server
+            .run("USER alice\r\nPASS open sesame\r\nSTAT\r\nLIST\r\nRETR 1\r\nDELE 1\r\nRETR 2\r\nDELE 2\r\nQUIT\r\n");
         assert_eq!(
             replies,
             [
@@ -399,39 +362,22 @@ mod tests {
     #[test]
     fn transaction_commands_are_refused_before_login() {
         let mut server = Server::new();
-        let commands = [
-            "STAT", "LIST", "LIST 1", "UIDL", "UIDL 1", "RETR 1", "TOP 1 0", "DELE 1", "RSET",
-            "NOOP",
-        ];
+        let commands = ["STAT", "LIST", "LIST 1", "UIDL", "UIDL 1", "RETR 1", "TOP 1 0", "DELE 1", "RSET", "NOOP"];
         let client: String = commands.iter().map(|c| format!("{c}\r\n")).collect();
         let replies = server.run(&client);
         assert_eq!(replies.len(), commands.len());
-        assert!(
-            replies
-                .iter()
-                .all(|r| r == "-ERR command not valid in this state"),
-            "{replies:?}"
-        );
+        assert!(replies.iter().all(|r| r == "-ERR command not valid in this state"), "{replies:?}");
         // The session is still in AUTHORIZATION and can log in.
-        assert_eq!(
-            server.run("USER alice\r\nPASS open sesame\r\n")[1],
-            "+OK maildrop has 3 messages (100 octets)"
-        );
+        assert_eq!(server.run("USER alice\r\nPASS open sesame\r\n")[1], "+OK maildrop has 3 messages (100 octets)");
     }
 
     #[test]
     fn pass_needs_a_user_and_a_later_user_replaces_the_first() {
         let mut server = Server::new();
-        let replies =
-            server.run("PASS open sesame\r\nUSER mallory\r\nUSER alice\r\nPASS open sesame\r\n");
+        let replies = server.run("PASS open sesame\r\nUSER mallory\r\nUSER alice\r\nPASS open sesame\r\n");
         assert_eq!(
             replies,
-            [
-                "-ERR send USER first",
-                "+OK send PASS",
-                "+OK send PASS",
-                "+OK maildrop has 3 messages (100 octets)"
-            ]
+            ["-ERR send USER first", "+OK send PASS", "+OK send PASS", "+OK maildrop has 3 messages (100 octets)"]
         );
     }
 
@@ -460,18 +406,9 @@ mod tests {
     fn quit_before_login_closes_without_update() {
         let mut session = Session::new("pop.example.org");
         let quit = session.handle(Ok(Command::Quit));
-        assert_eq!(
-            quit,
-            Action::Close(Response::ok("pop.example.org POP3 server signing off"))
-        );
-        assert_eq!(
-            session.handle(Ok(Command::Noop)),
-            Action::Close(Response::err("session is over"))
-        );
-        assert_eq!(
-            session.updated(true),
-            Response::err("no update in progress")
-        );
+        assert_eq!(quit, Action::Close(Response::ok("pop.example.org POP3 server signing off")));
+        assert_eq!(session.handle(Ok(Command::Noop)), Action::Close(Response::err("session is over")));
+        assert_eq!(session.updated(true), Response::err("no update in progress"));
     }
 
     #[test]
@@ -499,54 +436,25 @@ mod tests {
     #[test]
     fn while_authenticating_commands_wait_and_stray_results_are_refused() {
         let mut session = Session::new("pop.example.org");
-        assert_eq!(
-            session.authenticated(Some(maildrop())),
-            Response::err("no authentication in progress")
-        );
-        assert_eq!(
-            session.auth_unavailable(),
-            Response::err("no authentication in progress")
-        );
-        assert_eq!(
-            session.handle(Ok(Command::Stat)),
-            Action::Reply(Response::err("command not valid in this state"))
-        );
+        assert_eq!(session.authenticated(Some(maildrop())), Response::err("no authentication in progress"));
+        assert_eq!(session.auth_unavailable(), Response::err("no authentication in progress"));
+        assert_eq!(session.handle(Ok(Command::Stat)), Action::Reply(Response::err("command not valid in this state")));
         session.handle(Ok(Command::User("alice".into())));
         let action = session.handle(Ok(Command::Pass(Secret::new("pw"))));
-        assert_eq!(
-            action,
-            Action::Authenticate {
-                user: "alice".into(),
-                password: Secret::new("pw")
-            }
-        );
-        assert_eq!(
-            session.handle(Ok(Command::Stat)),
-            Action::Reply(Response::err("authentication in progress"))
-        );
-        assert_eq!(
-            session.handle(Ok(Command::Quit)),
-            Action::Reply(Response::err("authentication in progress"))
-        );
-        assert_eq!(
-            session.authenticated(Some(maildrop())),
-            Response::ok("maildrop has 3 messages (100 octets)")
-        );
+        assert_eq!(action, Action::Authenticate { user: "alice".into(), password: Secret::new("pw") });
+        assert_eq!(session.handle(Ok(Command::Stat)), Action::Reply(Response::err("authentication in progress")));
+        assert_eq!(session.handle(Ok(Command::Quit)), Action::Reply(Response::err("authentication in progress")));
+        assert_eq!(session.authenticated(Some(maildrop())), Response::ok("maildrop has 3 messages (100 octets)"));
         // A second result for the same PASS cannot log in again or undo the login.
-        assert_eq!(
-            session.authenticated(None),
-            Response::err("no authentication in progress")
-        );
-        assert_eq!(
-            session.handle(Ok(Command::Stat)),
-            Action::Reply(Response::ok("3 100"))
-        );
+        assert_eq!(session.authenticated(None), Response::err("no authentication in progress"));
+        assert_eq!(session.handle(Ok(Command::Stat)), Action::Reply(Response::ok("3 100")));
     }
 
     #[test]
     fn list_and_uidl_with_and_without_argument() {
         let mut server = Server::logged_in();
-        let replies = server.run("LIST 2\r\nUIDL 3\r\nUIDL\r\nDELE 2\r\nLIST\r\nUIDL\r\nLIST 2\r\nUIDL 2\r\nLIST 4\r\nUIDL 4\r\n");
+        let replies = server
+            .run("LIST 2\r\nUIDL 3\r\nUIDL\r\nDELE 2\r\nLIST\r\nUIDL\r\nLIST 2\r\nUIDL 2\r\nLIST 4\r\nUIDL 4\r\n");
         assert_eq!(
             replies,
             [
@@ -567,8 +475,7 @@ mod tests {
     #[test]
     fn retr_and_top_stream_stuffed_bodies() {
         let mut server = Server::logged_in();
-        let replies = server
-            .run("TOP 1 0\r\nTOP 1 2\r\nTOP 1 99\r\nTOP 3 5\r\nRETR 3\r\nRETR 4\r\nTOP 9 1\r\n");
+        let replies = server.run("TOP 1 0\r\nTOP 1 2\r\nTOP 1 99\r\nTOP 3 5\r\nRETR 3\r\nRETR 4\r\nTOP 9 1\r\n");
         assert_eq!(
             replies,
             [
@@ -590,47 +497,22 @@ mod tests {
         session.handle(Ok(Command::Pass(Secret::new("pw"))));
         session.authenticated(Some(maildrop()));
         let retr = session.handle(Ok(Command::Retr(2)));
-        assert_eq!(
-            retr,
-            Action::Retrieve {
-                uid: 11,
-                size: 32,
-                top_lines: None
-            }
-        );
+        assert_eq!(retr, Action::Retrieve { uid: 11, size: 32, top_lines: None });
         let top = session.handle(Ok(Command::Top { msg: 1, lines: 0 }));
-        assert_eq!(
-            top,
-            Action::Retrieve {
-                uid: 10,
-                size: 50,
-                top_lines: Some(0)
-            }
-        );
+        assert_eq!(top, Action::Retrieve { uid: 10, size: 50, top_lines: Some(0) });
         session.handle(Ok(Command::Dele(2)));
         let no_such = Action::Reply(Response::err("no such message"));
         assert_eq!(session.handle(Ok(Command::Retr(2))), no_such);
-        assert_eq!(
-            session.handle(Ok(Command::Top { msg: 2, lines: 1 })),
-            no_such
-        );
+        assert_eq!(session.handle(Ok(Command::Top { msg: 2, lines: 1 })), no_such);
         // Commands built by hand can hold numbers the decoder never yields.
         assert_eq!(session.handle(Ok(Command::Retr(0))), no_such);
-        assert_eq!(
-            session.handle(Ok(Command::Top {
-                msg: u32::MAX,
-                lines: u32::MAX
-            })),
-            no_such
-        );
+        assert_eq!(session.handle(Ok(Command::Top { msg: u32::MAX, lines: u32::MAX })), no_such);
     }
 
     #[test]
     fn dele_rset_noop_and_stat() {
         let mut server = Server::logged_in();
-        let replies = server.run(
-            "DELE 1\r\nDELE 1\r\nSTAT\r\nDELE 3\r\nSTAT\r\nNOOP\r\nRSET\r\nSTAT\r\nDELE 5\r\n",
-        );
+        let replies = server.run("DELE 1\r\nDELE 1\r\nSTAT\r\nDELE 3\r\nSTAT\r\nNOOP\r\nRSET\r\nSTAT\r\nDELE 5\r\n");
         assert_eq!(
             replies,
             [
@@ -653,11 +535,7 @@ mod tests {
         let replies = server.run("USER bob\r\nPASS x\r\nSTAT\r\n");
         assert_eq!(
             replies,
-            [
-                "-ERR command not valid in this state",
-                "-ERR command not valid in this state",
-                "+OK 3 100"
-            ]
+            ["-ERR command not valid in this state", "-ERR command not valid in this state", "+OK 3 100"]
         );
     }
 
@@ -667,23 +545,14 @@ mod tests {
         let replies = server.run("DELE 3\r\nDELE 1\r\nQUIT\r\nNOOP\r\nFOO\r\n");
         assert_eq!(replies[2], "+OK pop.example.org POP3 server signing off");
         assert_eq!(server.expunged, Some(vec![10, 15]));
-        assert_eq!(
-            replies[3..],
-            ["-ERR session is over", "-ERR session is over"]
-        );
-        assert_eq!(
-            server.session.handle(Ok(Command::Noop)),
-            Action::Close(Response::err("session is over"))
-        );
+        assert_eq!(replies[3..], ["-ERR session is over", "-ERR session is over"]);
+        assert_eq!(server.session.handle(Ok(Command::Noop)), Action::Close(Response::err("session is over")));
     }
 
     #[test]
     fn quit_with_nothing_deleted_still_updates() {
         let mut server = Server::logged_in();
-        assert_eq!(
-            server.run("RETR 1\r\nQUIT\r\n")[1],
-            "+OK pop.example.org POP3 server signing off"
-        );
+        assert_eq!(server.run("RETR 1\r\nQUIT\r\n")[1], "+OK pop.example.org POP3 server signing off");
         assert_eq!(server.expunged, Some(vec![]));
     }
 
@@ -692,10 +561,7 @@ mod tests {
         let mut server = Server::logged_in();
         server.expunge_works = false;
         let replies = server.run("DELE 2\r\nQUIT\r\n");
-        assert_eq!(
-            replies[1],
-            "-ERR [SYS/TEMP] some deleted messages not removed"
-        );
+        assert_eq!(replies[1], "-ERR [SYS/TEMP] some deleted messages not removed");
         assert_eq!(server.expunged, Some(vec![11]));
     }
 
@@ -704,43 +570,17 @@ mod tests {
         let mut session = Session::new("pop.example.org");
         session.handle(Ok(Command::User("alice".into())));
         session.handle(Ok(Command::Pass(Secret::new("pw"))));
-        let login = session.authenticated(Some(Maildrop {
-            uidvalidity: 1,
-            messages: vec![],
-        }));
+        let login = session.authenticated(Some(Maildrop { uidvalidity: 1, messages: vec![] }));
         assert_eq!(login, Response::ok("maildrop has 0 messages (0 octets)"));
         assert_eq!(written(session.handle(Ok(Command::Stat))), "+OK 0 0");
-        assert_eq!(
-            written(session.handle(Ok(Command::List(None)))),
-            "+OK 0 messages (0 octets)\r\n."
-        );
-        assert_eq!(
-            written(session.handle(Ok(Command::Uidl(None)))),
-            "+OK unique-id listing follows\r\n."
-        );
-        assert_eq!(
-            written(session.handle(Ok(Command::Dele(1)))),
-            "-ERR no such message"
-        );
-        assert_eq!(
-            session.handle(Ok(Command::Quit)),
-            Action::Update {
-                deleted_uids: vec![]
-            }
-        );
+        assert_eq!(written(session.handle(Ok(Command::List(None)))), "+OK 0 messages (0 octets)\r\n.");
+        assert_eq!(written(session.handle(Ok(Command::Uidl(None)))), "+OK unique-id listing follows\r\n.");
+        assert_eq!(written(session.handle(Ok(Command::Dele(1)))), "-ERR no such message");
+        assert_eq!(session.handle(Ok(Command::Quit)), Action::Update { deleted_uids: vec![] });
         // A command that slips in before the expunge reports does not lose the final response.
-        assert_eq!(
-            session.handle(Ok(Command::Noop)),
-            Action::Close(Response::err("session is over"))
-        );
-        assert_eq!(
-            session.updated(true),
-            Response::ok("pop.example.org POP3 server signing off")
-        );
-        assert_eq!(
-            session.updated(true),
-            Response::err("no update in progress")
-        );
+        assert_eq!(session.handle(Ok(Command::Noop)), Action::Close(Response::err("session is over")));
+        assert_eq!(session.updated(true), Response::ok("pop.example.org POP3 server signing off"));
+        assert_eq!(session.updated(true), Response::err("no update in progress"));
     }
 
     #[test]

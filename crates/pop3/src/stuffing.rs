@@ -71,12 +71,7 @@ pub fn top(message: &[u8], lines: u32) -> &[u8] {
         return &message[..body_start];
     };
     let body = &message[body_start..];
-    let end = body
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\n')
-        .nth(last_line)
-        .map_or(body.len(), |(lf, _)| lf + 1);
+    let end = body.iter().enumerate().filter(|&(_, &b)| b == b'\n').nth(last_line).map_or(body.len(), |(lf, _)| lf + 1);
     &message[..body_start + end]
 }
 
@@ -165,18 +160,9 @@ mod tests {
 
     #[test]
     fn top_keeps_the_header_blank_line_and_asked_lines() {
-        assert_eq!(
-            top(MESSAGE, 0),
-            b"From: a@example.org\r\nSubject: hi\r\n\r\n"
-        );
-        assert_eq!(
-            top(MESSAGE, 1),
-            b"From: a@example.org\r\nSubject: hi\r\n\r\none\r\n"
-        );
-        assert_eq!(
-            top(MESSAGE, 2),
-            b"From: a@example.org\r\nSubject: hi\r\n\r\none\r\n.two\r\n"
-        );
+        assert_eq!(top(MESSAGE, 0), b"From: a@example.org\r\nSubject: hi\r\n\r\n");
+        assert_eq!(top(MESSAGE, 1), b"From: a@example.org\r\nSubject: hi\r\n\r\none\r\n");
+        assert_eq!(top(MESSAGE, 2), b"From: a@example.org\r\nSubject: hi\r\n\r\none\r\n.two\r\n");
         assert_eq!(top(MESSAGE, 3), MESSAGE);
         assert_eq!(top(MESSAGE, 4), MESSAGE);
         assert_eq!(top(MESSAGE, u32::MAX), MESSAGE);
@@ -202,9 +188,6 @@ mod tests {
         let mut stuffer = DotStuffer::new();
         stuffer.push(top(MESSAGE, 2), &mut out);
         stuffer.finish(&mut out);
-        assert_eq!(
-            out,
-            b"From: a@example.org\r\nSubject: hi\r\n\r\none\r\n..two\r\n.\r\n"
-        );
+        assert_eq!(out, b"From: a@example.org\r\nSubject: hi\r\n\r\none\r\n..two\r\n.\r\n");
     }
 }

@@ -72,8 +72,12 @@ fn parse_line(line: &[u8]) -> Result<Command, CommandError> {
         Err(smtp_proto::Error::SyntaxError { syntax }) => Err(CommandError::Syntax(format!("syntax: {syntax}"))),
         Err(smtp_proto::Error::InvalidSenderAddress) => Err(CommandError::InvalidSender),
         Err(smtp_proto::Error::InvalidRecipientAddress) => Err(CommandError::InvalidRecipient),
-        Err(smtp_proto::Error::InvalidParameter { param }) => Err(CommandError::Syntax(format!("invalid parameter {param}"))),
-        Err(smtp_proto::Error::UnsupportedParameter { param }) => Err(CommandError::Syntax(format!("unsupported parameter {param}"))),
+        Err(smtp_proto::Error::InvalidParameter { param }) => {
+            Err(CommandError::Syntax(format!("invalid parameter {param}")))
+        }
+        Err(smtp_proto::Error::UnsupportedParameter { param }) => {
+            Err(CommandError::Syntax(format!("unsupported parameter {param}")))
+        }
         Err(other) => Err(CommandError::Syntax(format!("{other:?}").to_lowercase())),
     }
 }
@@ -144,7 +148,9 @@ mod tests {
         for decoded in decode_split_everywhere(input) {
             assert_eq!(decoded.len(), 4);
             assert!(matches!(&decoded[0], Ok(Request::Ehlo { host }) if host == "client.example"));
-            assert!(matches!(&decoded[1], Ok(Request::Mail { from }) if from.address == "a@example.org" && from.size == 100));
+            assert!(
+                matches!(&decoded[1], Ok(Request::Mail { from }) if from.address == "a@example.org" && from.size == 100)
+            );
             assert!(matches!(&decoded[2], Ok(Request::Rcpt { to }) if to.address == "b@example.net"));
             assert!(matches!(&decoded[3], Ok(Request::Data)));
         }

@@ -110,7 +110,11 @@ mod tests {
         let input = b"Subject: x\r\n\r\n..leading dot\r\nline\r\n.\r\nQUIT\r\n";
         for chunk in 1..=input.len() {
             let (progress, left) = read_in_chunks(input, chunk, 1000);
-            assert_eq!(progress, DataProgress::Complete(b"Subject: x\r\n\r\n.leading dot\r\nline\r\n".to_vec()), "chunk {chunk}");
+            assert_eq!(
+                progress,
+                DataProgress::Complete(b"Subject: x\r\n\r\n.leading dot\r\nline\r\n".to_vec()),
+                "chunk {chunk}"
+            );
             assert_eq!(left, b"QUIT\r\n".len(), "chunk {chunk}");
         }
     }

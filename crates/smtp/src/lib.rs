@@ -15,8 +15,16 @@ pub mod session;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decode<T, E> {
     Incomplete,
-    Item { item: T, consumed: usize },
-    Invalid { error: E, consumed: usize },
+    Item {
+        item: T,
+        consumed: usize,
+    },
+    Invalid {
+        error: E,
+        consumed: usize,
+    },
     /// Bytes to drop with nothing to report, such as the tail of a line whose error was already reported.
-    Skip { consumed: usize },
+    Skip {
+        consumed: usize,
+    },
 }

@@ -121,9 +121,18 @@ pub enum DataOutcome {
 enum State {
     #[default]
     Connected,
-    Greeted { helo: Helo },
-    Mail { helo: Helo, from: MailFrom },
-    Rcpt { helo: Helo, from: MailFrom, recipients: Vec<Recipient> },
+    Greeted {
+        helo: Helo,
+    },
+    Mail {
+        helo: Helo,
+        from: MailFrom,
+    },
+    Rcpt {
+        helo: Helo,
+        from: MailFrom,
+        recipients: Vec<Recipient>,
+    },
 }
 
 #[derive(Debug)]
@@ -166,11 +175,9 @@ impl Session {
             )),
             Request::Help { .. } => Action::Reply(Reply::new(214, Enhanced(2, 0, 0), "See RFC 5321")),
             Request::Quit => Action::Close(Reply::new(221, Enhanced(2, 0, 0), "Bye")),
-            other => Action::Reply(Reply::new(
-                502,
-                Enhanced(5, 5, 1),
-                format!("{} command not implemented", other.name()),
-            )),
+            other => {
+                Action::Reply(Reply::new(502, Enhanced(5, 5, 1), format!("{} command not implemented", other.name())))
+            }
         }
     }
 
@@ -229,9 +236,7 @@ impl Session {
                 return Action::Reply(Reply::new(501, Enhanced(5, 1, 3), format!("Bad recipient address: {error}")));
             }
         };
-        Action::CheckRecipient(RecipientCheck {
-            recipient: Recipient { address, notify: to.flags, orcpt: to.orcpt },
-        })
+        Action::CheckRecipient(RecipientCheck { recipient: Recipient { address, notify: to.flags, orcpt: to.orcpt } })
     }
 
     /// Takes the directory's verdict on a recipient that [`Action::CheckRecipient`] asked about.
@@ -240,7 +245,11 @@ impl Session {
         match verdict {
             Verdict::Local => {}
             Verdict::UnknownUser => {
-                return Reply::new(550, Enhanced(5, 1, 1), format!("<{address}>: Recipient address rejected: User unknown"));
+                return Reply::new(
+                    550,
+                    Enhanced(5, 1, 1),
+                    format!("<{address}>: Recipient address rejected: User unknown"),
+                );
             }
             Verdict::RelayDenied => {
                 return Reply::new(554, Enhanced(5, 7, 1), format!("<{address}>: Relay access denied"));
@@ -269,7 +278,9 @@ impl Session {
 
     fn data(&mut self) -> Action {
         match &self.state {
-            State::Rcpt { .. } => Action::ReceiveData(Reply::plain(354, vec!["End data with <CR><LF>.<CR><LF>".into()])),
+            State::Rcpt { .. } => {
+                Action::ReceiveData(Reply::plain(354, vec!["End data with <CR><LF>.<CR><LF>".into()]))
+            }
             // RFC 5321 §3.3: with no valid recipient, DATA gets 554 (or 503).
             State::Mail { .. } => Action::Reply(Reply::new(554, Enhanced(5, 5, 1), "No valid recipients")),
             State::Connected | State::Greeted { .. } => Action::Reply(bad_sequence("need RCPT command")),
@@ -427,7 +438,10 @@ mod tests {
     fn a_plain_transaction() {
         let mut s = session();
         assert_eq!(s.greeting().to_string(), "220 mx.example.org ESMTP mailbus");
-        let replies = transcript(&mut s, "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n");
+        let replies = transcript(
+            &mut s,
+            "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n",
+        );
         assert_eq!(
             replies,
             [
@@ -489,7 +503,10 @@ mod tests {
     #[test]
     fn size_limits() {
         let mut s = session();
-        let replies = transcript(&mut s, "EHLO c\r\nMAIL FROM:<a@example.net> SIZE=1001\r\nMAIL FROM:<a@example.net> SIZE=1000\r\nRCPT TO:<alice@example.org>\r\n");
+        let replies = transcript(
+            &mut s,
+            "EHLO c\r\nMAIL FROM:<a@example.net> SIZE=1001\r\nMAIL FROM:<a@example.net> SIZE=1000\r\nRCPT TO:<alice@example.org>\r\n",
+        );
         assert_eq!(replies[1], "552 5.3.4 Message size exceeds fixed maximum message size");
         assert_eq!(replies[2], "250 2.1.0 Ok");
         assert_eq!(
@@ -514,7 +531,10 @@ mod tests {
     #[test]
     fn mail_parameters_need_ehlo_and_smtputf8_is_not_offered_yet() {
         let mut s = session();
-        let replies = transcript(&mut s, "HELO c\r\nMAIL FROM:<a@example.net> BODY=8BITMIME\r\nEHLO c\r\nMAIL FROM:<a@example.net> SMTPUTF8\r\nMAIL FROM:<a@example.net> BODY=8BITMIME\r\n");
+        let replies = transcript(
+            &mut s,
+            "HELO c\r\nMAIL FROM:<a@example.net> BODY=8BITMIME\r\nEHLO c\r\nMAIL FROM:<a@example.net> SMTPUTF8\r\nMAIL FROM:<a@example.net> BODY=8BITMIME\r\n",
+        );
         assert!(replies[1].starts_with("555 5.5.4"));
         assert!(replies[3].starts_with("555 5.5.4"));
         assert_eq!(replies[4], "250 2.1.0 Ok");

@@ -28,7 +28,11 @@ pub struct Account {
 
 pub trait Backend: Send + Sync + 'static {
     /// `Ok(None)` for wrong credentials.
-    fn authenticate(&self, user: &str, password: &str) -> impl Future<Output = Result<Option<Account>, Unavailable>> + Send;
+    fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<Option<Account>, Unavailable>> + Send;
     fn maildrop(&self, account: &Account) -> impl Future<Output = Result<Maildrop, Unavailable>> + Send;
     /// The message's octets, in chunks.
     fn fetch(
@@ -67,7 +71,11 @@ impl Backend for GrpcBackend {
         })
     }
 
-    async fn fetch(&self, account: &Account, uid: u32) -> Result<BoxStream<'static, Result<Vec<u8>, Unavailable>>, Unavailable> {
+    async fn fetch(
+        &self,
+        account: &Account,
+        uid: u32,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, Unavailable>>, Unavailable> {
         let request = pb::FetchMessageRequest { account_id: account.id, mailbox: MAILDROP.into(), uid };
         let stream = self.mailbox.clone().fetch_message(request).await?.into_inner();
         Ok(stream.map_ok(|chunk| chunk.data).map_err(Unavailable::from).boxed())

@@ -86,16 +86,25 @@ impl Access {
         let readiness = Readiness::default();
         readiness.set(true);
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));
-        let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.access"], shutdown.clone()));
+        let grpc =
+            tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.access"], shutdown.clone()));
         let limits = Limits {
             max_connections: self.max_connections,
             refusal: Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
         };
         let (context, session_shutdown) = (self.context, shutdown.clone());
-        accept_loop(self.pop3, limits, shutdown, move || { refused.inc(); }, move |stream, peer| {
-            sessions.inc();
-            pop3::handle(stream, peer, context.clone(), session_shutdown.clone())
-        })
+        accept_loop(
+            self.pop3,
+            limits,
+            shutdown,
+            move || {
+                refused.inc();
+            },
+            move |stream, peer| {
+                sessions.inc();
+                pop3::handle(stream, peer, context.clone(), session_shutdown.clone())
+            },
+        )
         .await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;

@@ -51,7 +51,11 @@ pub async fn resolve(pool: &PgPool, address: &EmailAddress) -> Result<Resolution
 }
 
 /// Checks credentials. `None` for an unknown user, a disabled account or a wrong password alike.
-pub async fn authenticate(pool: &PgPool, username: &str, password: Password) -> Result<Option<(i64, String)>, MailboxError> {
+pub async fn authenticate(
+    pool: &PgPool,
+    username: &str,
+    password: Password,
+) -> Result<Option<(i64, String)>, MailboxError> {
     let account: Option<(i64, String, String)> = match username.parse::<EmailAddress>() {
         Ok(address) => {
             sqlx::query_as("SELECT id, address, password_hash FROM accounts WHERE address = $1 AND NOT disabled")
@@ -70,16 +74,15 @@ pub async fn authenticate(pool: &PgPool, username: &str, password: Password) -> 
 
 pub async fn add_domain(pool: &PgPool, name: &str) -> Result<DomainRow, MailboxError> {
     let domain: Domain = name.parse().map_err(|e| MailboxError::InvalidArgument(format!("domain {name:?}: {e}")))?;
-    let (name, created_unix): (String, i64) = sqlx::query_as(
-        "INSERT INTO domains (name) VALUES ($1) RETURNING name, extract(epoch FROM created_at)::bigint",
-    )
-    .bind(domain.as_str())
-    .fetch_one(pool)
-    .await
-    .map_err(|e| match MailboxError::from(e) {
-        MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("domain {domain}")),
-        other => other,
-    })?;
+    let (name, created_unix): (String, i64) =
+        sqlx::query_as("INSERT INTO domains (name) VALUES ($1) RETURNING name, extract(epoch FROM created_at)::bigint")
+            .bind(domain.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(|e| match MailboxError::from(e) {
+                MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("domain {domain}")),
+                other => other,
+            })?;
     Ok(DomainRow { name, created_unix })
 }
 
@@ -122,7 +125,14 @@ pub async fn add_account(pool: &PgPool, address: &str, password: Password) -> Re
         crate::maildrop::create_mailbox(&mut tx, id, name).await?;
     }
     tx.commit().await?;
-    Ok(AccountRow { id, address: address.lookup_key(), disabled: false, created_unix, message_count: 0, storage_bytes: 0 })
+    Ok(AccountRow {
+        id,
+        address: address.lookup_key(),
+        disabled: false,
+        created_unix,
+        message_count: 0,
+        storage_bytes: 0,
+    })
 }
 
 pub async fn list_accounts(pool: &PgPool, domain: Option<&str>) -> Result<Vec<AccountRow>, MailboxError> {

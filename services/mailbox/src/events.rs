@@ -18,7 +18,15 @@ impl Events {
 
     /// Best effort by design: the commit is the truth and has already happened. A lost event delays a
     /// notification until the session's next command; it loses no mail.
-    pub async fn publish(&self, account_id: i64, mailbox: &str, kind: MailboxEventKind, uids: Vec<u32>, modseq: i64, uidvalidity: u32) {
+    pub async fn publish(
+        &self,
+        account_id: i64,
+        mailbox: &str,
+        kind: MailboxEventKind,
+        uids: Vec<u32>,
+        modseq: i64,
+        uidvalidity: u32,
+    ) {
         let event = MailboxEvent {
             account_id,
             mailbox: mailbox.to_owned(),
@@ -27,7 +35,9 @@ impl Events {
             modseq: modseq as u64,
             uidvalidity,
         };
-        if let Err(error) = self.client.publish(self.names.mailbox_events(account_id), event.encode_to_vec().into()).await {
+        if let Err(error) =
+            self.client.publish(self.names.mailbox_events(account_id), event.encode_to_vec().into()).await
+        {
             tracing::warn!(account_id, %error, "mailbox event not published");
         }
     }

@@ -93,7 +93,13 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         max_message_size: config.max_message_size,
         deliveries,
     };
-    Ok(Mailbox { grpc: bind_addr(config.grpc_listen).await?, ops: bind_addr(config.metrics_listen).await?, service, registry, database_up })
+    Ok(Mailbox {
+        grpc: bind_addr(config.grpc_listen).await?,
+        ops: bind_addr(config.metrics_listen).await?,
+        service,
+        registry,
+        database_up,
+    })
 }
 
 impl Mailbox {
@@ -112,8 +118,10 @@ impl Mailbox {
         let pool = self.service.pool.clone();
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
         let watch = tokio::spawn(watch_database(pool, readiness, self.database_up, shutdown.clone()));
-        let routes = Routes::new(DirectoryServer::new(self.service.clone())).add_service(MailboxServer::new(self.service));
-        let served = mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.Directory", "mailbus.v1.Mailbox"], shutdown).await;
+        let routes =
+            Routes::new(DirectoryServer::new(self.service.clone())).add_service(MailboxServer::new(self.service));
+        let served =
+            mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.Directory", "mailbus.v1.Mailbox"], shutdown).await;
         watch.abort();
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         served?;

@@ -205,7 +205,11 @@ pub async fn expunge(pool: &PgPool, account_id: i64, name: &str, uids: &[u32]) -
     .await?;
     if gone.is_empty() {
         tx.commit().await?;
-        return Ok(Expunged { uidvalidity: mailbox.uidvalidity as u32, uids: Vec::new(), modseq: mailbox.highestmodseq });
+        return Ok(Expunged {
+            uidvalidity: mailbox.uidvalidity as u32,
+            uids: Vec::new(),
+            modseq: mailbox.highestmodseq,
+        });
     }
     let (gone_uids, message_ids): (Vec<i64>, Vec<i64>) = gone.into_iter().unzip();
     sqlx::query(
@@ -224,7 +228,11 @@ pub async fn expunge(pool: &PgPool, account_id: i64, name: &str, uids: &[u32]) -
     .bind(&message_ids)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1").bind(mailbox.id).bind(modseq).execute(&mut *tx).await?;
+    sqlx::query("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1")
+        .bind(mailbox.id)
+        .bind(modseq)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Expunged {
         uidvalidity: mailbox.uidvalidity as u32,

@@ -117,7 +117,10 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::MessageChunk, Status>> +
 
 #[tonic::async_trait]
 impl pb::mailbox_server::Mailbox for MailboxService {
-    async fn deliver(&self, request: Request<Streaming<pb::DeliverRequest>>) -> Result<Response<pb::DeliverResponse>, Status> {
+    async fn deliver(
+        &self,
+        request: Request<Streaming<pb::DeliverRequest>>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
         let mut stream = request.into_inner();
         let header = match stream.next().await {
             Some(Ok(pb::DeliverRequest { part: Some(deliver_request::Part::Header(header)) })) => header,
@@ -171,7 +174,14 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         let gone = maildrop::expunge(&self.pool, request.account_id, &request.mailbox, &request.uids).await?;
         if !gone.uids.is_empty() {
             self.events
-                .publish(request.account_id, &request.mailbox, MailboxEventKind::Expunged, gone.uids.clone(), gone.modseq, gone.uidvalidity)
+                .publish(
+                    request.account_id,
+                    &request.mailbox,
+                    MailboxEventKind::Expunged,
+                    gone.uids.clone(),
+                    gone.modseq,
+                    gone.uidvalidity,
+                )
                 .await;
         }
         Ok(Response::new(pb::ExpungeResponse { expunged: gone.uids, highest_modseq: gone.modseq as u64 }))
@@ -205,11 +215,19 @@ impl MailboxService {
         if content.len() as u64 != header.size {
             return Err(invalid(format!("body has {} octets, the header said {}", content.len(), header.size)));
         }
-        let placed = maildrop::deliver(&self.pool, account_id, &header.queue_id, &recipient.lookup_key(), &content).await?;
+        let placed =
+            maildrop::deliver(&self.pool, account_id, &header.queue_id, &recipient.lookup_key(), &content).await?;
         tracing::Span::current().record("uid", placed.uid);
         if !placed.duplicate {
             self.events
-                .publish(account_id, &placed.mailbox, MailboxEventKind::Appended, vec![placed.uid], placed.modseq, placed.uidvalidity)
+                .publish(
+                    account_id,
+                    &placed.mailbox,
+                    MailboxEventKind::Appended,
+                    vec![placed.uid],
+                    placed.modseq,
+                    placed.uidvalidity,
+                )
                 .await;
         }
         Ok(pb::DeliverResponse {

@@ -73,7 +73,13 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
                 .into_iter()
                 .map(|a| {
                     let state = if a.disabled { "disabled" } else { "active" };
-                    vec![a.address, a.id.to_string(), state.into(), a.message_count.to_string(), a.storage_bytes.to_string()]
+                    vec![
+                        a.address,
+                        a.id.to_string(),
+                        state.into(),
+                        a.message_count.to_string(),
+                        a.storage_bytes.to_string(),
+                    ]
                 })
                 .collect();
             print_table(&["ADDRESS", "ID", "STATE", "MESSAGES", "BYTES"], rows);

@@ -82,12 +82,16 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    let roles: &[Role] = match command {
+    // `env` must work whatever the environment holds: it is how one finds out what is allowed there.
+    let settings = match command {
         Command::Env { markdown } => {
             print_env(markdown);
             return Ok(());
         }
+        _ => Settings::from_env()?,
+    };
+    let roles: &[Role] = match command {
+        Command::Env { .. } => return Ok(()),
         Command::Admin(admin) => return admin::run(admin, &settings).await,
         Command::Healthcheck { role } => return healthcheck::run(role, &settings).await,
         Command::SmtpIngress => &[Role::SmtpIngress],
@@ -134,14 +138,11 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 fn print_env(markdown: bool) {
-    if !markdown {
+    if markdown {
+        print!("{}", settings::markdown_table());
+    } else {
         for var in VARS {
             println!("{}", var.name);
         }
-        return;
-    }
-    println!("| variable | default | what it sets |\n|---|---|---|");
-    for var in VARS {
-        println!("| `{}` | {} | {} |", var.name, var.default.map(|d| format!("`{d}`")).unwrap_or_default(), var.help);
     }
 }

@@ -1,1 +1,3 @@
-fn main() -> std::process::ExitCode { mailbus::main() }
+fn main() -> std::process::ExitCode {
+    mailbus::main()
+}

@@ -117,7 +117,8 @@ pub async fn bind(roles: &[Role], settings: &Settings) -> anyhow::Result<Bound> 
         bound.relay = Some(mailbus_relay::bind(relay_config(&settings)?).await.context("starting the relay role")?);
     }
     if roles.contains(&Role::SmtpIngress) {
-        bound.smtp = Some(mailbus_smtp_ingress::bind(smtp_config(&settings)?).await.context("starting the smtp-ingress role")?);
+        bound.smtp =
+            Some(mailbus_smtp_ingress::bind(smtp_config(&settings)?).await.context("starting the smtp-ingress role")?);
     }
     if roles.contains(&Role::Access) {
         bound.access = Some(mailbus_access::bind(access_config(&settings)?).await.context("starting the access role")?);

@@ -26,7 +26,11 @@ pub const VARS: &[Var] = &[
     var("NATS_URL", Some("nats://127.0.0.1:4222"), "NATS server (JetStream enabled)"),
     var("MAILBUS_NATS_PREFIX", Some("mailbus"), "prefix of every stream, bucket and subject name"),
     var("MAILBUS_HOSTNAME", None, "name in the SMTP/POP3 greetings and Received: (default: the system host name)"),
-    var("MAILBUS_MAILBOX_URL", Some("http://127.0.0.1:50051"), "gRPC address of the mailbox role, for the other roles and admin"),
+    var(
+        "MAILBUS_MAILBOX_URL",
+        Some("http://127.0.0.1:50051"),
+        "gRPC address of the mailbox role, for the other roles and admin",
+    ),
     var("MAILBUS_SMTP_LISTEN", Some("0.0.0.0:25"), "SMTP (MX) listener"),
     var("MAILBUS_POP3_LISTEN", Some("0.0.0.0:110"), "POP3 listener"),
     var("MAILBUS_MAILBOX_GRPC_LISTEN", Some("0.0.0.0:50051"), "mailbox role: Directory and Mailbox gRPC"),
@@ -41,15 +45,29 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_MAX_RECIPIENTS", Some("100"), "recipients per SMTP transaction (RFC 5321 asks for at least 100)"),
     var("MAILBUS_SMTP_MAX_CONNECTIONS", Some("1000"), "simultaneous SMTP sessions per smtp-ingress process"),
     var("MAILBUS_POP3_MAX_CONNECTIONS", Some("1000"), "simultaneous POP3 sessions per access process"),
-    var("MAILBUS_RELAY_ACK_WAIT_SECS", Some("300"), "how long a relay may hold a message before another replica gets it"),
+    var(
+        "MAILBUS_RELAY_ACK_WAIT_SECS",
+        Some("300"),
+        "how long a relay may hold a message before another replica gets it",
+    ),
     var("MAILBUS_RELAY_CONCURRENCY", Some("16"), "messages one relay process works on at once"),
     var("MAILBUS_NATS_TIMEOUT_MS", Some("5000"), "JetStream request timeout; past it SMTP answers 451"),
     var("MAILBUS_DB_MAX_CONNECTIONS", Some("20"), "PostgreSQL pool size per mailbox process"),
     var("MAILBUS_LOG_FORMAT", Some("text"), "text or json"),
     var("RUST_LOG", Some("info"), "log filter (tracing-subscriber EnvFilter syntax)"),
     var("OTEL_EXPORTER_OTLP_ENDPOINT", None, "OTLP/gRPC endpoint; traces are exported when set"),
-    var("OTEL_SERVICE_NAME", None, "service name on exported spans (default: mailbus-<role>)"),
+    var("OTEL_SERVICE_NAME", None, "service name on exported spans (default: mailbus-smtp-ingress, mailbus-relay, …)"),
 ];
+
+/// [`VARS`] as a Markdown table, for the README.
+pub fn markdown_table() -> String {
+    let mut table = String::from("| variable | default | what it sets |\n|---|---|---|\n");
+    for var in VARS {
+        let default = var.default.map(|d| format!("`{d}`")).unwrap_or_default();
+        table.push_str(&format!("| `{}` | {default} | {} |\n", var.name, var.help));
+    }
+    table
+}
 
 /// A snapshot of the environment, validated against [`VARS`].
 #[derive(Debug, Clone)]
@@ -64,8 +82,12 @@ impl Settings {
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
         let values: BTreeMap<String, String> = pairs.into_iter().collect();
-        let unknown: Vec<&String> =
-            values.keys().filter(|k| k.starts_with("MAILBUS_") && !VARS.iter().any(|v| v.name == *k) && !DEV_VARS.contains(&k.as_str())).collect();
+        let unknown: Vec<&String> = values
+            .keys()
+            .filter(|k| {
+                k.starts_with("MAILBUS_") && !VARS.iter().any(|v| v.name == *k) && !DEV_VARS.contains(&k.as_str())
+            })
+            .collect();
         if let Some(name) = unknown.first() {
             bail!("unknown setting {name} (`mailbus env` lists the settings)");
         }
@@ -166,6 +188,12 @@ mod tests {
         assert!(error.contains("MAILBUS_MAX_RECIPIENTS"), "{error}");
         let s = settings(&[("MAILBUS_NATS_PREFIX", "a.b")]).unwrap();
         assert!(s.names().is_err());
+    }
+
+    #[test]
+    fn the_readme_table_is_the_settings_table() {
+        let readme = include_str!("../../../README.md");
+        assert!(readme.contains(&markdown_table()), "README.md is stale: paste `mailbus env --markdown` into it");
     }
 
     #[test]

@@ -13,7 +13,10 @@ const CHUNK: usize = 64 * 1024;
 /// How one recipient ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { uid: u32, duplicate: bool },
+    Delivered {
+        uid: u32,
+        duplicate: bool,
+    },
     /// Try again later.
     TemporaryFailure(String),
     /// Never going to work; the sender should hear about it.

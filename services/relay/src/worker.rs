@@ -42,14 +42,20 @@ enum Disposition {
 }
 
 impl Worker {
-    pub fn new(queue: Queue, deliverer: Deliverer, ack_wait: Duration, concurrency: usize, registry: &mut Registry) -> Self {
+    pub fn new(
+        queue: Queue,
+        deliverer: Deliverer,
+        ack_wait: Duration,
+        concurrency: usize,
+        registry: &mut Registry,
+    ) -> Self {
         let recipients = Family::<Labels, Counter>::default();
         registry.register("recipients", "Recipients processed, by outcome", recipients.clone());
         let messages = Family::<Labels, Counter>::default();
         registry.register("messages", "Queue messages settled, by disposition", messages.clone());
         // Present from the start, so dashboards see zeros rather than nothing.
         for disposition in ["done", "retry", "dead_letter"] {
-            messages.get_or_create(&vec![("disposition".into(), disposition.into())]);
+            drop(messages.get_or_create(&vec![("disposition".into(), disposition.into())]));
         }
         Worker { queue, deliverer, ack_wait, concurrency: concurrency.max(1), recipients, messages }
     }

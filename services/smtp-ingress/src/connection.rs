@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailbus_acceptor::wire::{ReadError, Wire};
 use mailbus_smtp::Decode;
 use mailbus_smtp::command::CommandDecoder;
 use mailbus_smtp::data::{DataProgress, DataReader};
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{Action, DataOutcome, Session, SessionConfig};
-use mailbus_acceptor::wire::{ReadError, Wire};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;

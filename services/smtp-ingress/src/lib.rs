@@ -16,12 +16,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailbus_acceptor::{Limits, accept_loop};
 use mailbus_jetstream::{Names, Queue, QueueError};
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::SessionConfig;
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::registry::Registry;
-use mailbus_acceptor::{Limits, accept_loop};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -122,15 +122,23 @@ impl SmtpIngress {
         let context = self.context;
         let metrics = context.metrics.clone();
         let sessions = shutdown.clone();
-        accept_loop(self.smtp, limits, shutdown, move || { metrics.refused_connections.inc(); }, move |stream, peer| {
-            let (context, shutdown) = (context.clone(), sessions.clone());
-            context.metrics.sessions.inc();
-            async move {
-                context.metrics.active_sessions.inc();
-                connection::handle(stream, ClientInfo { peer }, context.clone(), shutdown).await;
-                context.metrics.active_sessions.dec();
-            }
-        })
+        accept_loop(
+            self.smtp,
+            limits,
+            shutdown,
+            move || {
+                metrics.refused_connections.inc();
+            },
+            move |stream, peer| {
+                let (context, shutdown) = (context.clone(), sessions.clone());
+                context.metrics.sessions.inc();
+                async move {
+                    context.metrics.active_sessions.inc();
+                    connection::handle(stream, ClientInfo { peer }, context.clone(), shutdown).await;
+                    context.metrics.active_sessions.dec();
+                }
+            },
+        )
         .await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;

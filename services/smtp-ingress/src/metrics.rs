@@ -20,7 +20,11 @@ impl Metrics {
         let metrics = Metrics::default();
         registry.register("sessions", "SMTP sessions accepted", metrics.sessions.clone());
         registry.register("active_sessions", "SMTP sessions open now", metrics.active_sessions.clone());
-        registry.register("refused_connections", "Connections refused at the connection cap", metrics.refused_connections.clone());
+        registry.register(
+            "refused_connections",
+            "Connections refused at the connection cap",
+            metrics.refused_connections.clone(),
+        );
         registry.register("messages", "End-of-data outcomes, by reply code", metrics.messages.clone());
         metrics
     }

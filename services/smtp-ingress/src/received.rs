@@ -9,7 +9,13 @@ use crate::ports::ClientInfo;
 /// `Received: from <helo> ([ip]) by <host> (mailbus) with ESMTP id <queue id> for <rcpt>; <date>`,
 /// folded as Postfix folds it. `for` is given only with a single recipient, so one copy does not reveal
 /// the others (Bcc). The protocol name follows RFC 3848.
-pub fn received_header(message: &Message, client: &ClientInfo, hostname: &str, id: &QueueId, now: DateTime<Utc>) -> String {
+pub fn received_header(
+    message: &Message,
+    client: &ClientInfo,
+    hostname: &str,
+    id: &QueueId,
+    now: DateTime<Utc>,
+) -> String {
     let helo: String = message.helo.name.chars().filter(|c| !c.is_control()).collect();
     let ip = match client.peer.ip() {
         std::net::IpAddr::V4(ip) => ip.to_string(),
@@ -35,7 +41,13 @@ mod tests {
     fn received_header_names_client_host_protocol_and_single_recipient() {
         let message = Message {
             helo: Helo { name: "client.example".into(), extended: true },
-            from: MailFrom { path: ReversePath::Null, body_type: BodyType::SevenBit, smtputf8: false, env_id: None, ret: None },
+            from: MailFrom {
+                path: ReversePath::Null,
+                body_type: BodyType::SevenBit,
+                smtputf8: false,
+                env_id: None,
+                ret: None,
+            },
             recipients: vec![Recipient { address: "alice@example.org".parse().unwrap(), notify: 0, orcpt: None }],
             body: Vec::new(),
         };

@@ -56,3 +56,48 @@ async fn admin_creates_domains_and_accounts_with_passwords_from_stdin() {
     assert_eq!(code, 1, "{stderr}");
     stack.stop().await;
 }
+
+/// SIGTERM (what Docker and Kubernetes send) stops `mailbus all` cleanly and promptly.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_shuts_every_role_down_gracefully() {
+    let infra = tokio::task::spawn_blocking(mailbus_tests::Infra::get).await.unwrap();
+    let port = || format!("127.0.0.1:{}", mailbus_devstack::free_port().unwrap());
+    let smtp = port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"));
+    command
+        .arg("all")
+        .env_clear()
+        .env("DATABASE_URL", infra.create_database().await)
+        .env("NATS_URL", infra.nats_url())
+        .env("MAILBUS_NATS_PREFIX", format!("sig{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+        .env("MAILBUS_SMTP_LISTEN", &smtp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN") && v.name != "MAILBUS_SMTP_LISTEN") {
+        command.env(var.name, port());
+    }
+    let mailbox_grpc = port();
+    command.env("MAILBUS_MAILBOX_GRPC_LISTEN", &mailbox_grpc).env("MAILBUS_MAILBOX_URL", format!("http://{mailbox_grpc}"));
+    let mut child = command.spawn().unwrap();
+    // Serving SMTP means every role has bound.
+    let deadline = tokio::time::Instant::now() + crate::PATIENCE;
+    let mut banner = String::new();
+    while !banner.starts_with("220 ") {
+        assert!(tokio::time::Instant::now() < deadline, "mailbus all never greeted");
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(&smtp).await {
+            let mut buf = [0u8; 128];
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await.unwrap_or(0);
+            banner = String::from_utf8_lossy(&buf[..n]).into_owned();
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let pid = child.id().expect("running") as i32;
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = tokio::time::timeout(crate::PATIENCE, child.wait()).await.expect("shutdown took too long").unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
+}

@@ -62,7 +62,8 @@ async fn unknown_users_get_550_and_other_domains_554() {
     let relay = smtp_send(stack.smtp_addr(), "sender@example.net", &["someone@elsewhere.net"], &body).await;
     assert_eq!(relay, SmtpOutcome::RecipientsRefused(vec![("someone@elsewhere.net".into(), 554)]));
     // One good recipient among bad ones: the message goes to the good one only.
-    let mixed = smtp_send(stack.smtp_addr(), "sender@example.net", &["nobody@example.org", "bob@example.org"], &body).await;
+    let mixed =
+        smtp_send(stack.smtp_addr(), "sender@example.net", &["nobody@example.org", "bob@example.org"], &body).await;
     assert!(matches!(mixed, SmtpOutcome::Accepted { code: 250, .. }), "{mixed:?}");
     stack.stop().await;
 }

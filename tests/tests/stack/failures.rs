@@ -22,7 +22,10 @@ async fn nats_outage_gets_451_and_the_clients_retry_succeeds() {
 
     nats.kill();
     let refused = smtp_send(stack.smtp_addr(), "sender@example.net", &["dave@example.org"], &body).await;
-    assert!(matches!(refused, SmtpOutcome::Refused { code: 451, ref text } if text.starts_with("4.3.0")), "{refused:?}");
+    assert!(
+        matches!(refused, SmtpOutcome::Refused { code: 451, ref text } if text.starts_with("4.3.0")),
+        "{refused:?}"
+    );
 
     nats.restart().expect("restarting nats-server");
     // A client retries a 451 later; the roles reconnect on their own in the meantime.
@@ -52,7 +55,8 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
         .start()
         .await;
     let account = stack.add_account("erin@example.org", "pw").await;
-    let sent = smtp_send(stack.smtp_addr(), "sender@example.net", &["erin@example.org"], &message("erin", "once")).await;
+    let sent =
+        smtp_send(stack.smtp_addr(), "sender@example.net", &["erin@example.org"], &message("erin", "once")).await;
     assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
 
     let nats = mailbus_jetstream::connect(&stack.settings.string("NATS_URL").unwrap(), "test").await.unwrap();

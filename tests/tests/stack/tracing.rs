@@ -122,7 +122,10 @@ async fn one_message_is_one_trace_from_smtp_data_to_the_mailbox_commit() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let sent = loop {
         match tokio::net::TcpStream::connect(smtp_addr).await {
-            Ok(_) => break smtp_send(smtp_addr, "sender@example.net", &["judy@example.org"], &message("judy", "traced")).await,
+            Ok(_) => {
+                break smtp_send(smtp_addr, "sender@example.net", &["judy@example.org"], &message("judy", "traced"))
+                    .await;
+            }
             Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(e) => panic!("smtp-ingress never came up: {e}"),
         }
@@ -132,8 +135,11 @@ async fn one_message_is_one_trace_from_smtp_data_to_the_mailbox_commit() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let seen = spans.lock().unwrap().clone();
-        let data_traces: HashSet<&String> =
-            seen.iter().filter(|(service, name, _)| service == "mailbus-smtp-ingress" && name == "smtp.data").map(|(_, _, t)| t).collect();
+        let data_traces: HashSet<&String> = seen
+            .iter()
+            .filter(|(service, name, _)| service == "mailbus-smtp-ingress" && name == "smtp.data")
+            .map(|(_, _, t)| t)
+            .collect();
         let services_in = |trace: &String| -> HashSet<&str> {
             seen.iter().filter(|(_, _, t)| t == trace).map(|(s, _, _)| s.as_str()).collect()
         };
@@ -142,7 +148,8 @@ async fn one_message_is_one_trace_from_smtp_data_to_the_mailbox_commit() {
             ["mailbus-smtp-ingress", "mailbus-relay", "mailbus-mailbox"].iter().all(|s| services.contains(s))
         });
         if let Some(trace) = complete {
-            let names: HashSet<&str> = seen.iter().filter(|(_, _, t)| t == *trace).map(|(_, n, _)| n.as_str()).collect();
+            let names: HashSet<&str> =
+                seen.iter().filter(|(_, _, t)| t == *trace).map(|(_, n, _)| n.as_str()).collect();
             for expected in ["smtp.data", "smtp.enqueue", "relay.process", "mailbox.deliver"] {
                 assert!(names.contains(expected), "trace {trace} lacks {expected}: {names:?}");
             }

@@ -35,44 +35,32 @@ impl Transaction {
     /// RFC 1939 §5 LIST: one message's size, or a scan listing of every message not marked deleted.
     pub(super) fn list(&self, msg: Option<u32>) -> Response {
         if let Some(msg) = msg {
-            return self.live(msg).map_or_else(no_such_message, |info| {
-                Response::ok(format!("{msg} {}", info.size))
-            });
+            return self.live(msg).map_or_else(no_such_message, |info| Response::ok(format!("{msg} {}", info.size)));
         }
         let (count, octets) = self.totals();
         Response::MultiLine {
             first: format!("{count} messages ({octets} octets)"),
-            lines: self
-                .numbered()
-                .map(|(n, info)| format!("{n} {}", info.size))
-                .collect(),
+            lines: self.numbered().map(|(n, info)| format!("{n} {}", info.size)).collect(),
         }
     }
 
     /// RFC 1939 §7 UIDL: one message's unique id, or a listing of every message not marked deleted.
     pub(super) fn uidl(&self, msg: Option<u32>) -> Response {
         if let Some(msg) = msg {
-            return self.live(msg).map_or_else(no_such_message, |info| {
-                Response::ok(format!("{msg} {}", self.unique_id(info)))
-            });
+            return self
+                .live(msg)
+                .map_or_else(no_such_message, |info| Response::ok(format!("{msg} {}", self.unique_id(info))));
         }
         Response::MultiLine {
             first: "unique-id listing follows".into(),
-            lines: self
-                .numbered()
-                .map(|(n, info)| format!("{n} {}", self.unique_id(info)))
-                .collect(),
+            lines: self.numbered().map(|(n, info)| format!("{n} {}", self.unique_id(info))).collect(),
         }
     }
 
     /// RETR and TOP: the connection task streams the message.
     pub(super) fn retrieve(&self, msg: u32, top_lines: Option<u32>) -> Action {
         match self.live(msg) {
-            Some(info) => Action::Retrieve {
-                uid: info.uid,
-                size: info.size,
-                top_lines,
-            },
+            Some(info) => Action::Retrieve { uid: info.uid, size: info.size, top_lines },
             None => Action::Reply(no_such_message()),
         }
     }
@@ -97,10 +85,7 @@ impl Transaction {
     /// The uids to expunge in UPDATE, in message-number order.
     pub(super) fn deleted_uids(&self) -> Vec<u32> {
         let messages = self.maildrop.messages.iter().zip(&self.deleted);
-        messages
-            .filter(|(_, deleted)| **deleted)
-            .map(|(info, _)| info.uid)
-            .collect()
+        messages.filter(|(_, deleted)| **deleted).map(|(info, _)| info.uid).collect()
     }
 
     /// RFC 1939 §7 UIDL: a unique id must never change for a message and never be given to another one.
@@ -112,16 +97,12 @@ impl Transaction {
     /// Messages not marked deleted, with their message numbers.
     fn numbered(&self) -> impl Iterator<Item = (usize, &MessageInfo)> {
         let messages = self.maildrop.messages.iter().zip(&self.deleted).enumerate();
-        messages
-            .filter(|(_, (_, deleted))| !**deleted)
-            .map(|(index, (info, _))| (index + 1, info))
+        messages.filter(|(_, (_, deleted))| !**deleted).map(|(index, (info, _))| (index + 1, info))
     }
 
     fn totals(&self) -> (usize, u64) {
         // Saturating: sizes come from the store, and a sum must not panic in a debug build.
-        self.numbered().fold((0, 0), |(count, octets), (_, info)| {
-            (count + 1, octets.saturating_add(info.size))
-        })
+        self.numbered().fold((0, 0), |(count, octets), (_, info)| (count + 1, octets.saturating_add(info.size)))
     }
 
     /// The index of message number `msg`, if it exists, deleted or not.
@@ -175,10 +156,7 @@ mod tests {
         assert_eq!(t.dele(1), Response::ok("message 1 deleted"));
         assert_eq!(t.deleted_uids(), vec![3, 12]);
         assert_eq!(t.summary(), "maildrop has 1 messages (20 octets)");
-        assert_eq!(
-            t.rset(),
-            Response::ok("maildrop has 3 messages (125 octets)")
-        );
+        assert_eq!(t.rset(), Response::ok("maildrop has 3 messages (125 octets)"));
         assert_eq!(t.deleted_uids(), Vec::<u32>::new());
     }
 
@@ -186,16 +164,7 @@ mod tests {
     fn octet_totals_saturate_instead_of_overflowing() {
         let t = Transaction::new(Maildrop {
             uidvalidity: 1,
-            messages: vec![
-                MessageInfo {
-                    uid: 1,
-                    size: u64::MAX,
-                },
-                MessageInfo {
-                    uid: 2,
-                    size: u64::MAX,
-                },
-            ],
+            messages: vec![MessageInfo { uid: 1, size: u64::MAX }, MessageInfo { uid: 2, size: u64::MAX }],
         });
         assert_eq!(t.stat(), Response::ok(format!("2 {}", u64::MAX)));
     }
