@@ -16,6 +16,29 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "binding {}: {}", self.addr, self.source)
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Binds a listener, with an error that names the address (port 25 taken, or not allowed to bind it).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
+}
+
 pub struct Limits {
     pub max_connections: usize,
     /// Sent to a connection over the cap before closing it: `421 4.7.0 …` for SMTP, `-ERR [SYS/TEMP] …`

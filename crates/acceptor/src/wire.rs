@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use mailbus_lines::Decode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     /// Drops `n` decoded bytes from the front of the input.
     pub fn consume(&mut self, n: usize) {
         self.input.drain(..n);
+    }
+
+    /// The next item `decode` finds in the input, with the bytes it used dropped; `None` when more bytes
+    /// are needed.
+    pub fn next_item<T, E>(&mut self, mut decode: impl FnMut(&[u8]) -> Decode<T, E>) -> Option<Result<T, E>> {
+        loop {
+            match decode(&self.input) {
+                Decode::Incomplete => return None,
+                Decode::Skip { consumed } => self.consume(consumed),
+                Decode::Item { item, consumed } => {
+                    self.consume(consumed);
+                    return Some(Ok(item));
+                }
+                Decode::Invalid { error, consumed } => {
+                    self.consume(consumed);
+                    return Some(Err(error));
+                }
+            }
+        }
     }
 
     /// Reads what the peer sent next into `input`.

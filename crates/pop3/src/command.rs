@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::Decode;
+use mailbus_lines::{Decode, LineFramer, LineTooLong};
 
 /// RFC 2449 §4: a command line is at most 255 octets, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 255;
@@ -79,41 +79,15 @@ pub enum CommandError {
     Syntax(&'static str),
 }
 
-/// Splits the input into command lines. It keeps one bit of state: whether it is discarding the tail of an
-/// over-long line.
+/// Splits the input into command lines and parses them.
 #[derive(Debug, Default)]
 pub struct CommandDecoder {
-    discarding: bool,
+    lines: LineFramer,
 }
 
 impl CommandDecoder {
     pub fn decode(&mut self, input: &[u8]) -> Decode<Command, CommandError> {
-        if input.is_empty() {
-            return Decode::Incomplete;
-        }
-        let lf = input.iter().position(|&b| b == b'\n');
-        if self.discarding {
-            // The error for this line was already reported; drop its tail quietly.
-            return match lf {
-                Some(pos) => {
-                    self.discarding = false;
-                    Decode::Skip { consumed: pos + 1 }
-                }
-                None => Decode::Skip { consumed: input.len() },
-            };
-        }
-        match lf {
-            Some(pos) if pos < MAX_COMMAND_LINE => match parse_line(&input[..=pos]) {
-                Ok(item) => Decode::Item { item, consumed: pos + 1 },
-                Err(error) => Decode::Invalid { error, consumed: pos + 1 },
-            },
-            Some(pos) => Decode::Invalid { error: CommandError::LineTooLong, consumed: pos + 1 },
-            None if input.len() >= MAX_COMMAND_LINE => {
-                self.discarding = true;
-                Decode::Invalid { error: CommandError::LineTooLong, consumed: input.len() }
-            }
-            None => Decode::Incomplete,
-        }
+        self.lines.next(input, MAX_COMMAND_LINE).and_then(parse_line, |LineTooLong| CommandError::LineTooLong)
     }
 }
 
@@ -253,35 +227,8 @@ mod tests {
         decoded.into_iter().next().unwrap()
     }
 
-    /// Feeds the input split at every position, the way a slow or hostile client might send it.
     fn decode_split_everywhere(input: &[u8]) -> Vec<Vec<Result<Command, CommandError>>> {
-        (0..=input.len())
-            .map(|split| {
-                let mut decoder = CommandDecoder::default();
-                let mut buf = Vec::new();
-                let mut out = Vec::new();
-                for part in [&input[..split], &input[split..]] {
-                    buf.extend_from_slice(part);
-                    loop {
-                        match decoder.decode(&buf) {
-                            Decode::Incomplete => break,
-                            Decode::Item { item, consumed } => {
-                                out.push(Ok(item));
-                                buf.drain(..consumed);
-                            }
-                            Decode::Skip { consumed } => {
-                                buf.drain(..consumed);
-                            }
-                            Decode::Invalid { error, consumed } => {
-                                out.push(Err(error));
-                                buf.drain(..consumed);
-                            }
-                        }
-                    }
-                }
-                out
-            })
-            .collect()
+        mailbus_lines::decode_at_every_split(input, CommandDecoder::decode)
     }
 
     #[test]

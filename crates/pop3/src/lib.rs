@@ -11,21 +11,4 @@ pub mod response;
 pub mod session;
 pub mod stuffing;
 
-/// The outcome of decoding from a byte buffer: enough bytes for an item, not enough yet, or bytes that
-/// can never become a valid item. `consumed` says how many input bytes the caller may drop.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decode<T, E> {
-    Incomplete,
-    Item {
-        item: T,
-        consumed: usize,
-    },
-    Invalid {
-        error: E,
-        consumed: usize,
-    },
-    /// Bytes to drop with nothing to report, such as the tail of a line whose error was already reported.
-    Skip {
-        consumed: usize,
-    },
-}
+pub use mailbus_lines::Decode;

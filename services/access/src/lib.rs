@@ -33,8 +33,8 @@ pub struct AccessConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] mailbus_acceptor::BindError),
     #[error(transparent)]
     Grpc(#[from] mailbus_grpc::GrpcError),
     #[error("metrics endpoint: {0}")]
@@ -49,16 +49,12 @@ pub struct Access {
     max_connections: usize,
 }
 
-async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
-}
-
 pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
     let backend = GrpcBackend::new(mailbus_grpc::connect(&config.mailbox_url)?);
     Ok(Access {
-        pop3: bind_addr(config.pop3_listen).await?,
-        grpc: bind_addr(config.grpc_listen).await?,
-        ops: bind_addr(config.metrics_listen).await?,
+        pop3: mailbus_acceptor::bind(config.pop3_listen).await?,
+        grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
+        ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context: Arc::new(pop3::Context { backend, hostname: config.hostname }),
         max_connections: config.max_connections,
     })

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mailbus_acceptor::wire::{ReadError, Wire};
-use mailbus_pop3::Decode;
 use mailbus_pop3::command::CommandDecoder;
 use mailbus_pop3::response::Response;
 use mailbus_pop3::session::{Action, Session};
@@ -62,22 +61,7 @@ where
         let mut decoder = CommandDecoder::default();
         self.wire.output.extend(session.greeting().to_bytes());
         loop {
-            loop {
-                let command = match decoder.decode(&self.wire.input) {
-                    Decode::Incomplete => break,
-                    Decode::Skip { consumed } => {
-                        self.wire.consume(consumed);
-                        continue;
-                    }
-                    Decode::Item { item, consumed } => {
-                        self.wire.consume(consumed);
-                        Ok(item)
-                    }
-                    Decode::Invalid { error, consumed } => {
-                        self.wire.consume(consumed);
-                        Err(error)
-                    }
-                };
+            while let Some(command) = self.wire.next_item(|input| decoder.decode(input)) {
                 let action = session.handle(command);
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;

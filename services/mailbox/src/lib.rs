@@ -50,8 +50,8 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("connecting to NATS: {0}")]
     Nats(#[from] async_nats::ConnectError),
-    #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] mailbus_acceptor::BindError),
     #[error(transparent)]
     Grpc(#[from] mailbus_grpc::GrpcError),
     #[error("metrics endpoint: {0}")]
@@ -65,10 +65,6 @@ pub struct Mailbox {
     service: service::MailboxService,
     registry: Registry,
     database_up: Gauge<i64>,
-}
-
-async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Connects to PostgreSQL (running migrations; several replicas starting at once take turns on the
@@ -94,8 +90,8 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         deliveries,
     };
     Ok(Mailbox {
-        grpc: bind_addr(config.grpc_listen).await?,
-        ops: bind_addr(config.metrics_listen).await?,
+        grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
+        ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         service,
         registry,
         database_up,

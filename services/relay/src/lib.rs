@@ -47,8 +47,8 @@ pub enum StartError {
     Nats(#[from] async_nats::ConnectError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] mailbus_acceptor::BindError),
     #[error(transparent)]
     Grpc(#[from] mailbus_grpc::GrpcError),
     #[error("metrics endpoint: {0}")]
@@ -63,10 +63,6 @@ pub struct Relay {
     registry: Registry,
 }
 
-async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
-}
-
 pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-relay").await?;
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
@@ -74,8 +70,8 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?);
     let worker = Worker::new(queue.clone(), deliverer, config.ack_wait, config.concurrency, &mut registry);
     Ok(Relay {
-        grpc: bind_addr(config.grpc_listen).await?,
-        ops: bind_addr(config.metrics_listen).await?,
+        grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
+        ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         worker,
         queue,
         registry,

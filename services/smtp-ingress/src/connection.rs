@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_acceptor::wire::{ReadError, Wire};
-use mailbus_smtp::Decode;
 use mailbus_smtp::command::CommandDecoder;
 use mailbus_smtp::data::{DataProgress, DataReader};
 use mailbus_smtp::reply::{Enhanced, Reply};
@@ -71,22 +70,7 @@ where
         self.wire.output.extend(session.greeting().to_bytes());
         loop {
             // Answer every complete command already received (PIPELINING, RFC 2920), then flush once.
-            loop {
-                let command = match decoder.decode(&self.wire.input) {
-                    Decode::Incomplete => break,
-                    Decode::Skip { consumed } => {
-                        self.wire.consume(consumed);
-                        continue;
-                    }
-                    Decode::Item { item, consumed } => {
-                        self.wire.consume(consumed);
-                        Ok(item)
-                    }
-                    Decode::Invalid { error, consumed } => {
-                        self.wire.consume(consumed);
-                        Err(error)
-                    }
-                };
+            while let Some(command) = self.wire.next_item(|input| decoder.decode(input)) {
                 let action = session.handle(command);
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;

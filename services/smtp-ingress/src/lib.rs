@@ -51,8 +51,8 @@ pub enum StartError {
     Nats(#[from] async_nats::ConnectError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] mailbus_acceptor::BindError),
     #[error(transparent)]
     Grpc(#[from] mailbus_grpc::GrpcError),
     #[error("metrics endpoint: {0}")]
@@ -66,10 +66,6 @@ pub struct SmtpIngress {
     context: Arc<Context<directory::GrpcDirectory, spool::JetStreamSpool>>,
     registry: Registry,
     max_connections: usize,
-}
-
-async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
 pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
@@ -87,9 +83,9 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         metrics: metrics::Metrics::register(&mut registry),
     });
     Ok(SmtpIngress {
-        smtp: bind_addr(config.smtp_listen).await?,
-        grpc: bind_addr(config.grpc_listen).await?,
-        ops: bind_addr(config.metrics_listen).await?,
+        smtp: mailbus_acceptor::bind(config.smtp_listen).await?,
+        grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
+        ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
         registry,
         max_connections: config.max_connections,

@@ -74,11 +74,14 @@ async fn sigterm_shuts_every_role_down_gracefully() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN") && v.name != "MAILBUS_SMTP_LISTEN") {
+    for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN") && v.name != "MAILBUS_SMTP_LISTEN")
+    {
         command.env(var.name, port());
     }
     let mailbox_grpc = port();
-    command.env("MAILBUS_MAILBOX_GRPC_LISTEN", &mailbox_grpc).env("MAILBUS_MAILBOX_URL", format!("http://{mailbox_grpc}"));
+    command
+        .env("MAILBUS_MAILBOX_GRPC_LISTEN", &mailbox_grpc)
+        .env("MAILBUS_MAILBOX_URL", format!("http://{mailbox_grpc}"));
     let mut child = command.spawn().unwrap();
     // Serving SMTP means every role has bound.
     let deadline = tokio::time::Instant::now() + crate::PATIENCE;
