@@ -9,6 +9,9 @@ use sqlx::Connection;
 pub struct Infra {
     /// A URL on which `CREATE DATABASE` works.
     admin_url: String,
+    /// A self-signed certificate for `mx.test` and loopback, as PEM files the roles load like any operator's.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
     nats_url: String,
     _postgres: Option<Postgres>,
     _nats: Option<Nats>,
@@ -59,7 +62,12 @@ impl Infra {
                 (nats.url(), Some(nats))
             }
         };
-        Ok(Infra { admin_url, nats_url, _postgres: postgres, _nats: nats })
+        let generated = mailbus_tls::self_signed(&["mx.test".to_owned(), "localhost".to_owned()])?;
+        std::fs::create_dir_all(&dir)?;
+        let (tls_cert, tls_key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&tls_cert, generated.cert_pem)?;
+        std::fs::write(&tls_key, generated.key_pem)?;
+        Ok(Infra { admin_url, nats_url, tls_cert, tls_key, _postgres: postgres, _nats: nats })
     }
 
     pub fn nats_url(&self) -> &str {

@@ -39,6 +39,7 @@ impl StackBuilder {
         let database_url = infra.create_database().await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let nats_url = self.nats_url.unwrap_or_else(|| infra.nats_url().to_owned());
+        let (cert, key) = (infra.tls_cert.display().to_string(), infra.tls_key.display().to_string());
         let mut pairs: Vec<(String, String)> = [
             ("DATABASE_URL", database_url.as_str()),
             ("NATS_URL", nats_url.as_str()),
@@ -46,6 +47,10 @@ impl StackBuilder {
             ("MAILBUS_HOSTNAME", "mx.test"),
             ("MAILBUS_NATS_TIMEOUT_MS", "2000"),
             ("MAILBUS_DB_MAX_CONNECTIONS", "5"),
+            ("MAILBUS_TLS_CERT", cert.as_str()),
+            ("MAILBUS_TLS_KEY", key.as_str()),
+            // Failed logins are slowed down in production; tests would only wait.
+            ("MAILBUS_SMTP_AUTH_FAILURE_DELAY_MS", "0"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -59,6 +64,8 @@ impl StackBuilder {
             settings,
             database_url,
             smtp: None,
+            submission: None,
+            submissions: None,
             pop3: None,
             mailbox_metrics: None,
             shutdown: CancellationToken::new(),
@@ -74,6 +81,8 @@ pub struct TestStack {
     pub settings: Settings,
     pub database_url: String,
     pub smtp: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub submissions: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -99,6 +108,8 @@ impl TestStack {
         }
         if let Some(smtp) = &bound.smtp {
             self.smtp = Some(smtp.smtp_addr());
+            self.submission = smtp.submission_addr();
+            self.submissions = smtp.submissions_addr();
         }
         if let Some(access) = &bound.access {
             self.pop3 = Some(access.pop3_addr());
@@ -163,6 +174,27 @@ impl TestStack {
                 assert_eq!(uids.len(), count, "INBOX of account {account_id} after waiting {limit:?}");
                 return uids;
             }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A handle on this stack's queue stream and body store.
+    pub async fn queue(&self) -> mailbus_jetstream::Queue {
+        let nats = mailbus_jetstream::connect(&self.settings.string("NATS_URL").unwrap(), "test").await.unwrap();
+        let names = mailbus_jetstream::Names::new(&self.settings.string("MAILBUS_NATS_PREFIX").unwrap()).unwrap();
+        mailbus_jetstream::Queue::open(nats, names, std::time::Duration::from_secs(5)).await.expect("opening the queue")
+    }
+
+    /// Waits until the relay has settled every queued message, or panics after `limit`.
+    pub async fn wait_for_empty_queue(&self, limit: std::time::Duration) {
+        let queue = self.queue().await;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let status = queue.status().await.expect("queue status");
+            if status.messages == 0 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "queue still holds {status:?} after {limit:?}");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }

@@ -1,18 +1,20 @@
-//! The accept loop every protocol role (SMTP, POP3, later IMAP) runs: at most `max_connections` sessions
-//! at once, a protocol-specific refusal line for the connection over the cap, and on shutdown no new
-//! connections while the open ones finish (each session watches the same token and says goodbye).
+//! The accept loop every protocol role (SMTP, POP3, later IMAP) runs: global and per-address connection
+//! caps shared by a process's listeners, a protocol-specific refusal line for a connection over a cap,
+//! and on shutdown no new connections while the open ones finish within a grace period (each session
+//! watches the same token and says goodbye).
 //! [`wire`] is the buffered, time-bounded reading and writing that each session does.
 
 pub mod wire;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,28 +41,81 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
-pub struct Limits {
-    pub max_connections: usize,
-    /// Sent to a connection over the cap before closing it: `421 4.7.0 …` for SMTP, `-ERR [SYS/TEMP] …`
-    /// for POP3.
-    pub refusal: Vec<u8>,
+/// The connection caps of one process, shared by all its listeners of one protocol: at most `max` sessions
+/// at once, and at most `max_per_ip` from one client address (IPv6 clients are counted per address).
+pub struct ConnectionLimits {
+    slots: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
 }
 
-/// Accepts until `shutdown` is cancelled, runs `session` for each connection, then waits for every
-/// session to end. `refused` is called for each connection turned away at the cap.
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooManyConnections,
+    TooManyFromAddress,
+}
+
+/// A connection's place under the caps; dropping it frees the place.
+pub struct Admission {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut per_ip = self.limits.per_ip.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    pub fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(ConnectionLimits { slots: Arc::new(Semaphore::new(max)), per_ip: Mutex::default(), max_per_ip })
+    }
+
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| Refusal::TooManyConnections)?;
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        *count += 1;
+        Ok(Admission { limits: self.clone(), ip, _slot: slot })
+    }
+}
+
+/// How one listener admits connections.
+pub struct Admit {
+    pub limits: Arc<ConnectionLimits>,
+    /// Sent to a connection over a cap before closing it: `421 4.7.0 …` for SMTP, `-ERR [SYS/TEMP] …` for
+    /// POP3.
+    pub refusal: Vec<u8>,
+    /// After shutdown, how long open sessions get to finish before the loop stops waiting for them.
+    pub grace: Duration,
+}
+
+/// Accepts until `shutdown` is cancelled, runs `session` for each admitted connection, then waits (up to
+/// the grace period) for the sessions to end. `refused` is called for each connection turned away.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    limits: Limits,
+    admit: Admit,
     shutdown: CancellationToken,
-    refused: impl Fn(),
+    refused: impl Fn(Refusal),
     session: F,
 ) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let refusal: Arc<[u8]> = limits.refusal.into();
+    let refusal: Arc<[u8]> = admit.refusal.into();
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -74,23 +129,29 @@ pub async fn accept_loop<F, Fut>(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused();
-            let refusal = refusal.clone();
-            tracker.spawn(async move {
-                let _ = stream.write_all(&refusal).await;
-            });
-            continue;
+        let admission = match admit.limits.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(reason) => {
+                refused(reason);
+                let refusal = refusal.clone();
+                tracker.spawn(async move {
+                    let _ = stream.write_all(&refusal).await;
+                });
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let work = session(stream, peer);
         tracker.spawn(async move {
             work.await;
-            drop(slot);
+            drop(admission);
         });
     }
+    drop(listener);
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(admit.grace, tracker.wait()).await.is_err() {
+        tracing::warn!(sessions = tracker.len(), "sessions still open after the shutdown grace period");
+    }
 }
 
 #[cfg(test)]
@@ -109,9 +170,13 @@ mod tests {
         let held = release.clone();
         let server = tokio::spawn(accept_loop(
             listener,
-            Limits { max_connections: 1, refusal: b"busy\r\n".to_vec() },
+            Admit {
+                limits: ConnectionLimits::new(1, 1),
+                refusal: b"busy\r\n".to_vec(),
+                grace: Duration::from_secs(30),
+            },
             shutdown.clone(),
-            move || {
+            move |_| {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             },
             move |mut stream, _| {
@@ -136,5 +201,18 @@ mod tests {
         assert!(!server.is_finished(), "shutdown must wait for the open session");
         release.cancel();
         server.await.unwrap();
+    }
+
+    #[test]
+    fn per_address_cap_is_separate_from_the_global_cap_and_places_come_back() {
+        let limits = ConnectionLimits::new(3, 2);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = limits.admit(a).unwrap();
+        let _second = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).err(), Some(Refusal::TooManyFromAddress));
+        let _third = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).err(), Some(Refusal::TooManyConnections));
+        drop(first);
+        assert!(limits.admit(a).is_ok(), "a closed connection frees its places");
     }
 }

@@ -8,6 +8,11 @@ use mailbus_lines::Decode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+/// How long one flush may take before the peer is given up on.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Pending output beyond which [`Wire::flush_if_large`] writes it out.
+pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
 /// Why a read brought no bytes.
 #[derive(Debug)]
 pub enum ReadError {
@@ -72,13 +77,29 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         }
     }
 
-    /// Writes out everything in `output`.
+    /// Writes out everything in `output`. A peer that stops reading gets [`WRITE_TIMEOUT`], not forever:
+    /// it would hold a connection slot and hold up shutdown.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.output.is_empty() {
-            self.io.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        self.io.flush().await
+        let write = async {
+            if !self.output.is_empty() {
+                self.io.write_all(&self.output).await?;
+                self.output.clear();
+            }
+            self.io.flush().await
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading")))
+    }
+
+    /// Flushes once the pending output passes [`OUTPUT_HIGH_WATER`], so that a client pipelining many
+    /// large responses (POP3 TOP, long listings) cannot make us buffer them all.
+    pub async fn flush_if_large(&mut self) -> std::io::Result<()> {
+        if self.output.len() >= OUTPUT_HIGH_WATER { self.flush().await } else { Ok(()) }
+    }
+
+    pub fn io_mut(&mut self) -> &mut IO {
+        &mut self.io
     }
 
     /// Sends a last line before closing; a write error changes nothing then.

@@ -91,8 +91,23 @@ pub fn connect(url: &str) -> Result<TracedChannel, GrpcError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|source| GrpcError::Endpoint { url: url.to_owned(), source })?
         .connect_timeout(Duration::from_secs(5))
+        // No call may hang a session or hold a queue message forever; a 50 MB body streams well within it.
+        .timeout(Duration::from_secs(60))
+        // Half-open connections (a peer that vanished without a FIN) are found and replaced.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     Ok(InterceptedService::new(endpoint.connect_lazy(), InjectTrace))
+}
+
+/// Whether the server behind `channel` reports `SERVING` for `service` (the empty name asks about the
+/// server as a whole), within five seconds. Roles use it for their own readiness.
+pub async fn is_serving(channel: TracedChannel, service: &str) -> bool {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
+    let reply = tokio::time::timeout(Duration::from_secs(5), health.check(request)).await;
+    matches!(reply, Ok(Ok(reply)) if reply.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving)
 }
 
 /// Puts the current span's trace context into each outgoing request's metadata.

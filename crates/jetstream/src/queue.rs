@@ -28,6 +28,8 @@ pub enum QueueError {
     PutBody { key: String, message: String },
     #[error("reading body {key}: {message}")]
     GetBody { key: String, message: String },
+    #[error("deleting body {key}: {message}")]
+    DeleteBody { key: String, message: String },
     #[error("body {key} is missing from the body store")]
     MissingBody { key: String },
     #[error("publishing envelope {queue_id}: {message}")]
@@ -82,6 +84,11 @@ impl Queue {
                 .map_err(|e| setup(names.bodies_bucket())(&e))?,
         };
         Ok(Queue { client, jetstream, names, bodies })
+    }
+
+    /// Whether the NATS connection is up right now (for readiness; an operation may still fail).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
     }
 
     pub fn names(&self) -> &Names {
@@ -161,7 +168,7 @@ impl Queue {
         match self.bodies.delete(key).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
-            Err(e) => Err(QueueError::GetBody { key: key.to_owned(), message: e.to_string() }),
+            Err(e) => Err(QueueError::DeleteBody { key: key.to_owned(), message: e.to_string() }),
         }
     }
 
@@ -173,17 +180,16 @@ impl Queue {
             .get_stream(self.names.queue_stream())
             .await
             .map_err(|e| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() })?;
+        // Create or update: a changed ack_wait setting must reach the server, or it would redeliver messages
+        // a relay is still working on.
         stream
-            .get_or_create_consumer(
-                RELAY_CONSUMER,
-                consumer::pull::Config {
-                    durable_name: Some(RELAY_CONSUMER.to_owned()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait,
-                    max_deliver: -1,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(RELAY_CONSUMER.to_owned()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait,
+                max_deliver: -1,
+                ..Default::default()
+            })
             .await
             .map_err(|e| QueueError::Setup { what: format!("consumer {RELAY_CONSUMER}"), message: e.to_string() })
     }

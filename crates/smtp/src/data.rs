@@ -1,10 +1,37 @@
-//! Reading a DATA body (RFC 5321 §4.1.1.4): dot-unstuffing, the end-of-data mark and the size limit.
+//! Reading a DATA body (RFC 5321 §4.1.1.4): dot-unstuffing, the end-of-data mark, the size limit and the
+//! line policies.
 //!
 //! Only `<CRLF>.<CRLF>` ends the body. A lone LF or CR around the dot never does, which is what defeats
-//! SMTP smuggling (the 2023 attacks: `\n.\n`, `\r.\r`, `\r\n.\r`, `\n.\r\n` …). Lines that end in a bare LF
-//! are stored with CRLF, so every stored message has one line-ending convention.
+//! SMTP smuggling (the 2023 attacks: `\n.\n`, `\r.\r`, `\r\n.\r`, `\n.\r\n` …). A body with bare-LF line
+//! endings is refused or, by policy, stored with CRLF, so every stored message has one line-ending
+//! convention. A bare CR is data, not a line ending.
+//!
+//! BDAT chunks (RFC 3030) do not pass through here: they are length-delimited, need no unstuffing and
+//! cannot be smuggled into, so they are stored exactly as sent and neither line policy applies to them.
 
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
+
+/// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets, CRLF included (the dot added for transparency
+/// not counted).
+pub const MAX_TEXT_LINE: usize = 1000;
+
+/// What to do with a DATA body that has a text line over [`MAX_TEXT_LINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongLines {
+    /// Refuse the message (`500 5.5.2`); the session goes on.
+    Reject,
+    /// Store it as sent, as Postfix does; the relay folds or re-encodes for peers that mind.
+    Accept,
+}
+
+/// What to do with a DATA body whose lines end in a bare LF, the ingredient of SMTP smuggling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLf {
+    /// Refuse the message (`554 5.5.2`), as Postfix's `smtpd_forbid_bare_newline = reject` does.
+    Reject,
+    /// Store every bare LF as CRLF.
+    Normalise,
+}
 
 /// What a call to [`DataReader::feed`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,6 +43,10 @@ pub enum DataProgress {
     /// The body went over the limit. Its bytes were discarded up to the end-of-data mark, so the session
     /// can answer `552` and go on.
     TooLarge,
+    /// [`LongLines::Reject`] and a line was over [`MAX_TEXT_LINE`]; the body was read to its end mark.
+    LineTooLong,
+    /// [`BareLf::Reject`] and a line ended in a bare LF; the body was read to its end mark.
+    BareLfRejected,
 }
 
 enum Receiver {
@@ -23,21 +54,23 @@ enum Receiver {
     Discarding(DummyDataReceiver),
 }
 
-/// Collects one DATA body, keeping at most `max_size` octets.
+/// Collects one DATA body, keeping at most `max_size` octets, and applies the line policies at its end.
 pub struct DataReader {
     receiver: Receiver,
     max_size: usize,
+    long_lines: LongLines,
+    bare_lf: BareLf,
 }
 
 impl DataReader {
-    pub fn new(max_size: usize) -> Self {
+    pub fn new(max_size: usize, long_lines: LongLines, bare_lf: BareLf) -> Self {
         // The CRLF that ended the DATA command line is the first CRLF of a possible `<CRLF>.<CRLF>`, so an
         // empty body is just ".\r\n". The receiver starts with no history, so give it that CRLF.
         let mut receiver = DataReceiver::new();
         let mut body = Vec::new();
         receiver.ingest(&mut b"\r\n".iter(), &mut body);
         body.clear();
-        DataReader { receiver: Receiver::Keeping { receiver, body }, max_size }
+        DataReader { receiver: Receiver::Keeping { receiver, body }, max_size, long_lines, bare_lf }
     }
 
     /// Consumes bytes from `input` and returns how many it used; bytes after the end-of-data mark are left
@@ -61,15 +94,36 @@ impl DataReader {
             return (consumed, DataProgress::Incomplete);
         }
         match std::mem::replace(&mut self.receiver, Receiver::Discarding(DummyDataReceiver::new_bdat(0))) {
-            Receiver::Keeping { body, .. } => (consumed, DataProgress::Complete(normalise_line_endings(body))),
+            Receiver::Keeping { body, .. } => (consumed, self.finish(body)),
             Receiver::Discarding(_) => (consumed, DataProgress::TooLarge),
         }
     }
+
+    fn finish(&self, body: Vec<u8>) -> DataProgress {
+        let bare = count_bare_lf(&body);
+        if bare > 0 && self.bare_lf == BareLf::Reject {
+            return DataProgress::BareLfRejected;
+        }
+        if self.long_lines == LongLines::Reject && has_long_line(&body) {
+            return DataProgress::LineTooLong;
+        }
+        DataProgress::Complete(normalise_line_endings(body, bare))
+    }
 }
 
-/// Turns every bare LF into CRLF. A bare CR is left alone: it is data, not a line ending.
-fn normalise_line_endings(body: Vec<u8>) -> Vec<u8> {
-    let bare = body.iter().enumerate().filter(|&(i, &b)| b == b'\n' && (i == 0 || body[i - 1] != b'\r')).count();
+/// An LF with no CR before it. The first octet of the body follows the CRLF of the DATA command line, so
+/// an LF there is bare too.
+fn count_bare_lf(body: &[u8]) -> usize {
+    body.iter().enumerate().filter(|&(i, &b)| b == b'\n' && (i == 0 || body[i - 1] != b'\r')).count()
+}
+
+/// Measures each line as it will be stored, with CRLF, whatever ending it arrived with.
+fn has_long_line(body: &[u8]) -> bool {
+    body.split(|&b| b == b'\n').any(|line| line.strip_suffix(b"\r").unwrap_or(line).len() + 2 > MAX_TEXT_LINE)
+}
+
+/// Turns every one of the `bare` bare LFs into CRLF. A bare CR is left alone: it is data, not a line ending.
+fn normalise_line_endings(body: Vec<u8>, bare: usize) -> Vec<u8> {
     if bare == 0 {
         return body;
     }
@@ -90,7 +144,10 @@ mod tests {
     /// Feeds `input` in pieces of `chunk` octets, as Stalwart's tests do, and returns the outcome with the
     /// number of bytes left over after the end-of-data mark.
     fn read_in_chunks(input: &[u8], chunk: usize, max: usize) -> (DataProgress, usize) {
-        let mut reader = DataReader::new(max);
+        read_with(DataReader::new(max, LongLines::Accept, BareLf::Normalise), input, chunk)
+    }
+
+    fn read_with(mut reader: DataReader, input: &[u8], chunk: usize) -> (DataProgress, usize) {
         let mut buf: Vec<u8> = Vec::new();
         let mut total_consumed = 0;
         for piece in input.chunks(chunk) {
@@ -157,5 +214,96 @@ mod tests {
     fn empty_body_and_leading_dot_line() {
         assert_eq!(read_in_chunks(b".\r\n", 1, 10).0, DataProgress::Complete(Vec::new()));
         assert_eq!(read_in_chunks(b"..x\r\n.\r\n", 1, 10).0, DataProgress::Complete(b".x\r\n".to_vec()));
+    }
+
+    fn line_of(len_with_crlf: usize) -> Vec<u8> {
+        let mut line = vec![b'x'; len_with_crlf - 2];
+        line.extend_from_slice(b"\r\n");
+        line
+    }
+
+    #[test]
+    fn a_1000_octet_line_passes_and_a_1001_octet_line_follows_the_policy() {
+        let rejecting = || DataReader::new(10_000, LongLines::Reject, BareLf::Normalise);
+        let accepting = || DataReader::new(10_000, LongLines::Accept, BareLf::Normalise);
+        let mut fits = line_of(MAX_TEXT_LINE);
+        fits.extend_from_slice(b".\r\nQUIT\r\n");
+        let mut long = b"Subject: x\r\n\r\n".to_vec();
+        long.extend(line_of(MAX_TEXT_LINE + 1));
+        long.extend_from_slice(b"end\r\n.\r\nQUIT\r\n");
+        for chunk in [1, 7, 999, 1000, 1001, long.len()] {
+            assert_eq!(read_with(rejecting(), &fits, chunk), (DataProgress::Complete(line_of(MAX_TEXT_LINE)), 6));
+            assert_eq!(read_with(rejecting(), &long, chunk), (DataProgress::LineTooLong, 6), "chunk {chunk}");
+            let (progress, left) = read_with(accepting(), &long, chunk);
+            assert!(matches!(progress, DataProgress::Complete(body) if body.len() == long.len() - 9));
+            assert_eq!(left, 6);
+        }
+    }
+
+    #[test]
+    fn a_stuffed_dot_does_not_count_towards_the_line_length() {
+        let mut input = b".".to_vec();
+        input.extend(line_of(MAX_TEXT_LINE));
+        input[1] = b'.';
+        input.extend_from_slice(b".\r\n");
+        let (progress, _) = read_with(DataReader::new(10_000, LongLines::Reject, BareLf::Normalise), &input, 1);
+        assert!(matches!(progress, DataProgress::Complete(body) if body.len() == MAX_TEXT_LINE && body[0] == b'.'));
+    }
+
+    #[test]
+    fn a_bare_lf_line_is_measured_as_it_will_be_stored() {
+        // 998 octets and a bare LF is 1000 octets once normalised; 999 and a bare LF is one too many.
+        let reader = || DataReader::new(10_000, LongLines::Reject, BareLf::Normalise);
+        let mut fits = vec![b'x'; 998];
+        fits.extend_from_slice(b"\n\r\n.\r\n");
+        assert!(matches!(read_with(reader(), &fits, 64).0, DataProgress::Complete(_)));
+        let mut long = vec![b'x'; 999];
+        long.extend_from_slice(b"\n\r\n.\r\n");
+        assert_eq!(read_with(reader(), &long, 64).0, DataProgress::LineTooLong);
+    }
+
+    #[test]
+    fn bare_lf_policy_reject_refuses_the_body_but_reads_it_to_the_end_mark() {
+        let reject = || DataReader::new(1000, LongLines::Accept, BareLf::Reject);
+        for input in [&b"a\nb\r\n.\r\nQUIT\r\n"[..], b"\nfirst octet\r\n.\r\nQUIT\r\n", b"x\r\n\n.\n\r\n.\r\nQUIT\r\n"]
+        {
+            for chunk in 1..=input.len() {
+                assert_eq!(read_with(reject(), input, chunk), (DataProgress::BareLfRejected, 6), "{input:?} {chunk}");
+            }
+        }
+        // CRLF throughout, and a bare CR, are fine.
+        assert_eq!(read_with(reject(), b"a\rb\r\n.\r\n", 1).0, DataProgress::Complete(b"a\rb\r\n".to_vec()));
+    }
+
+    #[test]
+    fn over_size_wins_over_the_line_policies() {
+        let mut input = vec![b'\n'; 2000];
+        input.extend_from_slice(b"\r\n.\r\n");
+        let reader = DataReader::new(1000, LongLines::Reject, BareLf::Reject);
+        assert_eq!(read_with(reader, &input, 100), (DataProgress::TooLarge, 0));
+    }
+
+    #[test]
+    fn smuggling_payloads_never_end_the_body_under_either_bare_lf_policy() {
+        for payload in [&b"\n.\n"[..], b"\r.\r", b"\r\n.\r", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\n.\r"] {
+            let mut input = b"Subject: s\r\n\r\nbefore".to_vec();
+            input.extend_from_slice(payload);
+            input.extend_from_slice(b"MAIL FROM:<evil@example.org>\r\n.\r\nRSET\r\n");
+            // "before" precedes the payload, so an LF at its start is bare too.
+            let has_bare_lf = count_bare_lf(payload) > 0;
+            for chunk in [1, 2, 3, 7, input.len()] {
+                let reader = DataReader::new(1000, LongLines::Reject, BareLf::Reject);
+                let (progress, left) = read_with(reader, &input, chunk);
+                assert_eq!(left, b"RSET\r\n".len(), "{payload:?} chunk {chunk}: the end mark was misplaced");
+                match progress {
+                    DataProgress::BareLfRejected => assert!(has_bare_lf, "{payload:?}"),
+                    DataProgress::Complete(body) => {
+                        assert!(!has_bare_lf, "{payload:?}");
+                        assert!(body.windows(9).any(|w| w == b"MAIL FROM"), "{payload:?}");
+                    }
+                    other => panic!("{payload:?} chunk {chunk}: {other:?}"),
+                }
+            }
+        }
     }
 }

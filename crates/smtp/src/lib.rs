@@ -1,9 +1,12 @@
-//! Sans-I/O SMTP server protocol (RFC 5321): turning bytes into commands ([`command`]), reading a DATA
-//! body ([`data`]), formatting replies ([`reply`]) and the session state machine ([`session`]).
+//! Sans-I/O SMTP server protocol (RFC 5321 and the extensions we offer): turning bytes into commands and
+//! SASL lines ([`command`]), reading a DATA body under the size and line policies ([`data`]), formatting
+//! replies ([`reply`]) and the session state machine ([`session`]), which decides every reply, including
+//! the STARTTLS reset, the AUTH exchange, BDAT chunks and the error caps.
 //!
 //! Nothing here does I/O or depends on an async runtime: the connection task in `smtp-ingress` feeds
-//! bytes in, writes the replies out and performs the lookups the session asks for. Command parsing is
-//! delegated to `smtp-proto` once our framing has found a complete line within the length limit.
+//! bytes in, writes the replies out, performs the lookups, credential checks and TLS handshakes the session
+//! asks for, and reads BDAT chunks by their announced length. Command parsing is delegated to `smtp-proto`
+//! once our framing has found a complete line within the length limit.
 
 pub mod command;
 pub mod data;

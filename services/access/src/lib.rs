@@ -10,7 +10,7 @@ mod pop3;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mailbus_acceptor::{Limits, accept_loop};
+use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
 use mailbus_pop3::response::Response;
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 pub use backend::{Account, Backend, GrpcBackend, Unavailable};
+
+/// POP3 sessions have nothing in flight worth waiting for: they are told goodbye at once, and this only
+/// bounds waiting for a RETR that is streaming.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct AccessConfig {
@@ -46,16 +50,20 @@ pub struct Access {
     grpc: TcpListener,
     ops: TcpListener,
     context: Arc<pop3::Context<GrpcBackend>>,
+    /// For readiness: every POP3 command needs the mailbox role.
+    mailbox: mailbus_grpc::TracedChannel,
     max_connections: usize,
 }
 
 pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
-    let backend = GrpcBackend::new(mailbus_grpc::connect(&config.mailbox_url)?);
+    let mailbox = mailbus_grpc::connect(&config.mailbox_url)?;
+    let backend = GrpcBackend::new(mailbox.clone());
     Ok(Access {
         pop3: mailbus_acceptor::bind(config.pop3_listen).await?,
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context: Arc::new(pop3::Context { backend, hostname: config.hostname }),
+        mailbox,
         max_connections: config.max_connections,
     })
 }
@@ -80,20 +88,21 @@ impl Access {
         registry.register("pop3_sessions", "POP3 sessions accepted", sessions.clone());
         registry.register("refused_connections", "Connections refused at the connection cap", refused.clone());
         let readiness = Readiness::default();
-        readiness.set(true);
+        tokio::spawn(watch_mailbox(self.mailbox.clone(), readiness.clone(), shutdown.clone()));
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));
         let grpc =
             tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.access"], shutdown.clone()));
-        let limits = Limits {
-            max_connections: self.max_connections,
+        let admit = Admit {
+            limits: ConnectionLimits::new(self.max_connections, self.max_connections),
             refusal: Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
+            grace: SHUTDOWN_GRACE,
         };
         let (context, session_shutdown) = (self.context, shutdown.clone());
         accept_loop(
             self.pop3,
-            limits,
+            admit,
             shutdown,
-            move || {
+            move |_| {
                 refused.inc();
             },
             move |stream, peer| {
@@ -105,6 +114,17 @@ impl Access {
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())
+    }
+}
+
+/// `/readyz` follows the mailbox role: without it no session can log in or read mail.
+async fn watch_mailbox(mailbox: mailbus_grpc::TracedChannel, readiness: Readiness, shutdown: CancellationToken) {
+    loop {
+        readiness.set(mailbus_grpc::is_serving(mailbox.clone(), "mailbus.v1.Mailbox").await);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
     }
 }
 

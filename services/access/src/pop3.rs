@@ -66,6 +66,9 @@ where
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;
                 }
+                if let Err(error) = self.wire.flush_if_large().await {
+                    return End::Io(error);
+                }
             }
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
@@ -160,9 +163,7 @@ where
                     let chunk = chunk.map_err(|e| End::Io(std::io::Error::other(e)))?;
                     stuffer.push(&chunk, &mut self.wire.output);
                     // Keep memory flat for big messages: write as we go.
-                    if self.wire.output.len() >= 256 * 1024 {
-                        self.wire.flush().await.map_err(End::Io)?;
-                    }
+                    self.wire.flush_if_large().await.map_err(End::Io)?;
                 }
             }
             Some(lines) => {

@@ -72,6 +72,18 @@ pub async fn authenticate(
     Ok(account.filter(|_| ok).map(|(id, address, _)| (id, address)))
 }
 
+/// Whether `account_id` may send as `address`: its own address. (Aliases that lead to the account will
+/// count too once they exist.)
+pub async fn sender_allowed(pool: &PgPool, account_id: i64, address: &EmailAddress) -> Result<bool, MailboxError> {
+    let allowed: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1 AND address = $2 AND NOT disabled")
+            .bind(account_id)
+            .bind(address.lookup_key())
+            .fetch_optional(pool)
+            .await?;
+    Ok(allowed.is_some())
+}
+
 pub async fn add_domain(pool: &PgPool, name: &str) -> Result<DomainRow, MailboxError> {
     let domain: Domain = name.parse().map_err(|e| MailboxError::InvalidArgument(format!("domain {name:?}: {e}")))?;
     let (name, created_unix): (String, i64) =

@@ -17,8 +17,9 @@ impl Events {
     }
 
     /// Best effort by design: the commit is the truth and has already happened. A lost event delays a
-    /// notification until the session's next command; it loses no mail.
-    pub async fn publish(
+    /// notification until the session's next command; it loses no mail. The publish runs on its own task
+    /// so that a NATS outage never holds up the reply to the caller.
+    pub fn publish(
         &self,
         account_id: i64,
         mailbox: &str,
@@ -35,10 +36,14 @@ impl Events {
             modseq: modseq as u64,
             uidvalidity,
         };
-        if let Err(error) =
-            self.client.publish(self.names.mailbox_events(account_id), event.encode_to_vec().into()).await
-        {
-            tracing::warn!(account_id, %error, "mailbox event not published");
-        }
+        let (client, subject) = (self.client.clone(), self.names.mailbox_events(account_id));
+        tokio::spawn(async move {
+            let publish = client.publish(subject, event.encode_to_vec().into());
+            match tokio::time::timeout(std::time::Duration::from_secs(5), publish).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(account_id, %error, "mailbox event not published"),
+                Err(_) => tracing::warn!(account_id, "mailbox event not published: timed out"),
+            }
+        });
     }
 }

@@ -167,7 +167,8 @@ pub async fn list(pool: &PgPool, account_id: i64, name: &str) -> Result<Listing,
     .await?;
     Ok(Listing {
         uidvalidity: uidvalidity as u32,
-        uidnext: uidnext as u32,
+        // UIDNEXT may be 2^32 once the last UID is used; clients see the largest value that fits.
+        uidnext: u32::try_from(uidnext).unwrap_or(u32::MAX),
         messages: rows
             .into_iter()
             .map(|(uid, size, date)| Summary { uid: uid as u32, size: size as u64, internal_date_unix: date })

@@ -68,6 +68,16 @@ impl pb::directory_server::Directory for MailboxService {
         }))
     }
 
+    async fn check_sender(
+        &self,
+        request: Request<pb::CheckSenderRequest>,
+    ) -> Result<Response<pb::CheckSenderResponse>, Status> {
+        let request = request.into_inner();
+        let address: EmailAddress = request.address.parse().map_err(invalid)?;
+        let allowed = directory::sender_allowed(&self.pool, request.account_id, &address).await?;
+        Ok(Response::new(pb::CheckSenderResponse { allowed }))
+    }
+
     async fn add_domain(&self, request: Request<pb::AddDomainRequest>) -> Result<Response<pb::Domain>, Status> {
         let row = directory::add_domain(&self.pool, &request.into_inner().name).await?;
         Ok(Response::new(pb::Domain { name: row.name, created_unix: row.created_unix }))
@@ -173,16 +183,14 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         let request = request.into_inner();
         let gone = maildrop::expunge(&self.pool, request.account_id, &request.mailbox, &request.uids).await?;
         if !gone.uids.is_empty() {
-            self.events
-                .publish(
-                    request.account_id,
-                    &request.mailbox,
-                    MailboxEventKind::Expunged,
-                    gone.uids.clone(),
-                    gone.modseq,
-                    gone.uidvalidity,
-                )
-                .await;
+            self.events.publish(
+                request.account_id,
+                &request.mailbox,
+                MailboxEventKind::Expunged,
+                gone.uids.clone(),
+                gone.modseq,
+                gone.uidvalidity,
+            );
         }
         Ok(Response::new(pb::ExpungeResponse { expunged: gone.uids, highest_modseq: gone.modseq as u64 }))
     }
@@ -219,16 +227,14 @@ impl MailboxService {
             maildrop::deliver(&self.pool, account_id, &header.queue_id, &recipient.lookup_key(), &content).await?;
         tracing::Span::current().record("uid", placed.uid);
         if !placed.duplicate {
-            self.events
-                .publish(
-                    account_id,
-                    &placed.mailbox,
-                    MailboxEventKind::Appended,
-                    vec![placed.uid],
-                    placed.modseq,
-                    placed.uidvalidity,
-                )
-                .await;
+            self.events.publish(
+                account_id,
+                &placed.mailbox,
+                MailboxEventKind::Appended,
+                vec![placed.uid],
+                placed.modseq,
+                placed.uidvalidity,
+            );
         }
         Ok(pb::DeliverResponse {
             account_id,

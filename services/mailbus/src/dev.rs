@@ -18,6 +18,8 @@ const DEMO_PASSWORD: &str = "demo";
 /// Unprivileged loopback defaults, unless the environment says otherwise.
 const DEV_DEFAULTS: &[(&str, &str)] = &[
     ("MAILBUS_SMTP_LISTEN", "127.0.0.1:2525"),
+    ("MAILBUS_SUBMISSION_LISTEN", "127.0.0.1:5870"),
+    ("MAILBUS_SUBMISSIONS_LISTEN", "127.0.0.1:4650"),
     ("MAILBUS_POP3_LISTEN", "127.0.0.1:1110"),
     ("MAILBUS_MAILBOX_GRPC_LISTEN", "127.0.0.1:50051"),
     ("MAILBUS_RELAY_GRPC_LISTEN", "127.0.0.1:50052"),
@@ -71,10 +73,13 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let serving = tokio::spawn(bound.serve(shutdown.clone()));
     create_demo(&mailbox_url).await?;
     let smtp = settings.addr("MAILBUS_SMTP_LISTEN")?;
+    let submission = settings.string("MAILBUS_SUBMISSION_LISTEN")?;
+    let submissions = settings.string("MAILBUS_SUBMISSIONS_LISTEN")?;
     let pop3 = settings.addr("MAILBUS_POP3_LISTEN")?;
     println!(
         "\nmailbus is running (Ctrl-C stops it)\n\
          \n  SMTP    {smtp}   e.g. swaks --server {smtp} --to {DEMO_ACCOUNT}\
+         \n  submission {submission} (STARTTLS) and {submissions} (TLS): AUTH as {DEMO_ACCOUNT} / {DEMO_PASSWORD}\
          \n  POP3    {pop3}   user {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
          \n  gRPC    {mailbox_url} (Directory, Mailbox)\
          \n  metrics http://{} http://{} http://{} http://{}\

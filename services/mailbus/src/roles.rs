@@ -1,15 +1,24 @@
 //! Turning settings into role configurations, and binding and serving any set of roles in one process.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use mailbus_access::{Access, AccessConfig};
 use mailbus_mailbox::{Mailbox, MailboxConfig};
 use mailbus_relay::{Relay, RelayConfig};
-use mailbus_smtp_ingress::{SmtpConfig, SmtpIngress};
+use mailbus_smtp::session::{BareLf, LongLines};
+use mailbus_smtp_ingress::{Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
+use mailbus_tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
+
+/// 1 GiB: far above any real mail (and within what a u64/usize size and PostgreSQL's bytea can hold).
+const MAX_MESSAGE_SIZE: u64 = 1 << 30;
+/// Far above what one process can serve, and far below what a semaphore can count.
+const MAX_CONNECTIONS: usize = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -49,8 +58,8 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         names: s.names()?,
         grpc_listen: s.addr("MAILBUS_MAILBOX_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_MAILBOX_METRICS_LISTEN")?,
-        max_message_size: s.parse("MAILBUS_MAX_MESSAGE_SIZE")?,
-        max_db_connections: s.parse("MAILBUS_DB_MAX_CONNECTIONS")?,
+        max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE)?,
+        max_db_connections: s.bounded("MAILBUS_DB_MAX_CONNECTIONS", 1..=1000)?,
     })
 }
 
@@ -62,25 +71,68 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         grpc_listen: s.addr("MAILBUS_RELAY_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_RELAY_METRICS_LISTEN")?,
         ack_wait: s.secs("MAILBUS_RELAY_ACK_WAIT_SECS")?,
-        concurrency: s.parse("MAILBUS_RELAY_CONCURRENCY")?,
+        concurrency: s.bounded("MAILBUS_RELAY_CONCURRENCY", 1..=1024)?,
         nats_timeout: s.millis("MAILBUS_NATS_TIMEOUT_MS")?,
     })
 }
 
 pub fn smtp_config(s: &Settings) -> anyhow::Result<SmtpConfig> {
+    let hostname = s.hostname();
     Ok(SmtpConfig {
-        hostname: s.hostname(),
+        tls: server_tls(s, &hostname)?,
+        hostname,
         nats_url: s.string("NATS_URL")?,
         names: s.names()?,
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,
-        smtp_listen: s.addr("MAILBUS_SMTP_LISTEN")?,
+        listeners: Listeners {
+            mx: s.addr("MAILBUS_SMTP_LISTEN")?,
+            submission: s.optional_addr("MAILBUS_SUBMISSION_LISTEN")?,
+            submissions: s.optional_addr("MAILBUS_SUBMISSIONS_LISTEN")?,
+        },
         grpc_listen: s.addr("MAILBUS_SMTP_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_SMTP_METRICS_LISTEN")?,
-        max_message_size: s.parse("MAILBUS_MAX_MESSAGE_SIZE")?,
-        max_recipients: s.parse("MAILBUS_MAX_RECIPIENTS")?,
-        max_connections: s.parse("MAILBUS_SMTP_MAX_CONNECTIONS")?,
+        policy: Policy {
+            max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE as usize)?,
+            max_recipients: s.bounded("MAILBUS_MAX_RECIPIENTS", 1..=100_000)?,
+            max_errors: s.bounded("MAILBUS_SMTP_MAX_ERRORS", 1..=10_000)?,
+            max_auth_failures: s.bounded("MAILBUS_SMTP_MAX_AUTH_FAILURES", 1..=1000)?,
+            plaintext_auth: s.flag("MAILBUS_SMTP_PLAINTEXT_AUTH")?,
+            long_lines: match s.string("MAILBUS_SMTP_LONG_LINES")?.as_str() {
+                "accept" => LongLines::Accept,
+                "reject" => LongLines::Reject,
+                other => anyhow::bail!("MAILBUS_SMTP_LONG_LINES={other:?} must be accept or reject"),
+            },
+            bare_lf: match s.string("MAILBUS_SMTP_BARE_LF")?.as_str() {
+                "normalise" | "normalize" => BareLf::Normalise,
+                "reject" => BareLf::Reject,
+                other => anyhow::bail!("MAILBUS_SMTP_BARE_LF={other:?} must be normalise or reject"),
+            },
+        },
+        timeouts: Timeouts {
+            command: s.secs("MAILBUS_SMTP_COMMAND_TIMEOUT_SECS")?,
+            data: s.secs("MAILBUS_SMTP_DATA_TIMEOUT_SECS")?,
+            auth_failure_delay: Duration::from_millis(s.bounded("MAILBUS_SMTP_AUTH_FAILURE_DELAY_MS", 0..=60_000)?),
+        },
+        max_connections: s.bounded("MAILBUS_SMTP_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
+        max_connections_per_ip: s.bounded("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", 1..=MAX_CONNECTIONS)?,
+        shutdown_grace: s.secs("MAILBUS_SHUTDOWN_GRACE_SECS")?,
         nats_timeout: s.millis("MAILBUS_NATS_TIMEOUT_MS")?,
     })
+}
+
+/// The TLS certificate from `MAILBUS_TLS_CERT` and `MAILBUS_TLS_KEY`, or, with neither set, a self-signed
+/// one for the host name (as Postfix's "snakeoil" default): STARTTLS is always offered, and a warning says
+/// that clients will not be able to verify it.
+pub fn server_tls(s: &Settings, hostname: &str) -> anyhow::Result<ServerTls> {
+    match (s.optional("MAILBUS_TLS_CERT"), s.optional("MAILBUS_TLS_KEY")) {
+        (Some(cert), Some(key)) => Ok(ServerTls::from_pem_files(Path::new(&cert), Path::new(&key))?),
+        (None, None) => {
+            tracing::warn!(%hostname, "no MAILBUS_TLS_CERT: using a self-signed certificate clients cannot verify");
+            let generated = mailbus_tls::self_signed(&[hostname.to_owned()])?;
+            Ok(ServerTls::from_pem(&generated.cert_pem, &generated.key_pem)?)
+        }
+        _ => anyhow::bail!("MAILBUS_TLS_CERT and MAILBUS_TLS_KEY must be set together"),
+    }
 }
 
 pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
@@ -90,7 +142,7 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         pop3_listen: s.addr("MAILBUS_POP3_LISTEN")?,
         grpc_listen: s.addr("MAILBUS_ACCESS_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_ACCESS_METRICS_LISTEN")?,
-        max_connections: s.parse("MAILBUS_POP3_MAX_CONNECTIONS")?,
+        max_connections: s.bounded("MAILBUS_POP3_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
     })
 }
 

@@ -31,7 +31,19 @@ pub const VARS: &[Var] = &[
         Some("http://127.0.0.1:50051"),
         "gRPC address of the mailbox role, for the other roles and admin",
     ),
-    var("MAILBUS_SMTP_LISTEN", Some("0.0.0.0:25"), "SMTP (MX) listener"),
+    var("MAILBUS_SMTP_LISTEN", Some("0.0.0.0:25"), "SMTP (MX) listener: mail from the world for local domains"),
+    var(
+        "MAILBUS_SUBMISSION_LISTEN",
+        Some("0.0.0.0:587"),
+        "submission listener (STARTTLS, then AUTH); `off` disables it",
+    ),
+    var("MAILBUS_SUBMISSIONS_LISTEN", Some("0.0.0.0:465"), "submission over implicit TLS; `off` disables it"),
+    var(
+        "MAILBUS_TLS_CERT",
+        None,
+        "PEM certificate chain; without it a self-signed certificate is generated at start-up",
+    ),
+    var("MAILBUS_TLS_KEY", None, "PEM private key of MAILBUS_TLS_CERT"),
     var("MAILBUS_POP3_LISTEN", Some("0.0.0.0:110"), "POP3 listener"),
     var("MAILBUS_MAILBOX_GRPC_LISTEN", Some("0.0.0.0:50051"), "mailbox role: Directory and Mailbox gRPC"),
     var("MAILBUS_RELAY_GRPC_LISTEN", Some("0.0.0.0:50052"), "relay role: QueueAdmin gRPC"),
@@ -44,6 +56,32 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_MAX_MESSAGE_SIZE", Some("52428800"), "largest message accepted, in octets (SMTP SIZE)"),
     var("MAILBUS_MAX_RECIPIENTS", Some("100"), "recipients per SMTP transaction (RFC 5321 asks for at least 100)"),
     var("MAILBUS_SMTP_MAX_CONNECTIONS", Some("1000"), "simultaneous SMTP sessions per smtp-ingress process"),
+    var("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", Some("50"), "simultaneous SMTP sessions from one client address"),
+    var("MAILBUS_SMTP_MAX_ERRORS", Some("20"), "error replies in one SMTP session before 421 and disconnect"),
+    var("MAILBUS_SMTP_MAX_AUTH_FAILURES", Some("3"), "failed AUTHs in one session before 421 and disconnect"),
+    var(
+        "MAILBUS_SMTP_AUTH_FAILURE_DELAY_MS",
+        Some("1000"),
+        "delay before answering a failed AUTH, times the failures so far",
+    ),
+    var("MAILBUS_SMTP_PLAINTEXT_AUTH", Some("false"), "development only: offer AUTH without TLS"),
+    var("MAILBUS_SMTP_LONG_LINES", Some("accept"), "message lines over 1000 octets: accept or reject (500 5.5.2)"),
+    var("MAILBUS_SMTP_BARE_LF", Some("normalise"), "bare LF line endings in DATA: normalise (to CRLF) or reject"),
+    var(
+        "MAILBUS_SMTP_COMMAND_TIMEOUT_SECS",
+        Some("300"),
+        "wait for the next SMTP command (RFC 5321 §4.5.3.2.7: at least 5 min)",
+    ),
+    var(
+        "MAILBUS_SMTP_DATA_TIMEOUT_SECS",
+        Some("180"),
+        "wait for each block of message data (RFC 5321 §4.5.3.2.5: at least 3 min)",
+    ),
+    var(
+        "MAILBUS_SHUTDOWN_GRACE_SECS",
+        Some("30"),
+        "on shutdown, how long sessions in the middle of a message get to finish",
+    ),
     var("MAILBUS_POP3_MAX_CONNECTIONS", Some("1000"), "simultaneous POP3 sessions per access process"),
     var(
         "MAILBUS_RELAY_ACK_WAIT_SECS",
@@ -125,16 +163,46 @@ impl Settings {
         raw.parse().map_err(|e| anyhow::anyhow!("{name}={raw:?} is not valid: {e}"))
     }
 
+    /// Parses a number and checks it lies in `range`: a zero timeout or a cap of 0 would make a role
+    /// useless (or panic), so it fails start-up instead, naming the setting.
+    pub fn bounded<T>(&self, name: &str, range: std::ops::RangeInclusive<T>) -> anyhow::Result<T>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value: T = self.parse(name)?;
+        if !range.contains(&value) {
+            bail!("{name}={value} is out of range: it must be from {} to {}", range.start(), range.end());
+        }
+        Ok(value)
+    }
+
     pub fn addr(&self, name: &str) -> anyhow::Result<SocketAddr> {
         self.parse(name)
     }
 
-    pub fn millis(&self, name: &str) -> anyhow::Result<Duration> {
-        Ok(Duration::from_millis(self.parse(name)?))
+    /// An address, or `off` for a listener that should not run.
+    pub fn optional_addr(&self, name: &str) -> anyhow::Result<Option<SocketAddr>> {
+        if self.string(name)? == "off" { Ok(None) } else { self.addr(name).map(Some) }
     }
 
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    pub fn flag(&self, name: &str) -> anyhow::Result<bool> {
+        match self.string(name)?.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            other => bail!("{name}={other:?} must be true or false"),
+        }
+    }
+
+    /// A duration in milliseconds, from 1 ms to one hour.
+    pub fn millis(&self, name: &str) -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(self.bounded(name, 1..=3_600_000)?))
+    }
+
+    /// A duration in seconds, from 1 s to one day.
     pub fn secs(&self, name: &str) -> anyhow::Result<Duration> {
-        Ok(Duration::from_secs(self.parse(name)?))
+        Ok(Duration::from_secs(self.bounded(name, 1..=86_400)?))
     }
 
     pub fn names(&self) -> anyhow::Result<Names> {
@@ -188,6 +256,15 @@ mod tests {
         assert!(error.contains("MAILBUS_MAX_RECIPIENTS"), "{error}");
         let s = settings(&[("MAILBUS_NATS_PREFIX", "a.b")]).unwrap();
         assert!(s.names().is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_range_fail_and_name_the_setting() {
+        let s = settings(&[("MAILBUS_RELAY_ACK_WAIT_SECS", "0"), ("MAILBUS_MAX_RECIPIENTS", "5")]).unwrap();
+        let error = s.secs("MAILBUS_RELAY_ACK_WAIT_SECS").unwrap_err().to_string();
+        assert!(error.contains("MAILBUS_RELAY_ACK_WAIT_SECS=0 is out of range"), "{error}");
+        assert_eq!(s.bounded::<usize>("MAILBUS_MAX_RECIPIENTS", 1..=10).unwrap(), 5);
+        assert!(s.bounded::<usize>("MAILBUS_MAX_RECIPIENTS", 10..=20).is_err());
     }
 
     #[test]

@@ -35,8 +35,11 @@ pub struct Worker {
 /// What to tell JetStream about a message once we are done with it.
 #[derive(Debug, PartialEq, Eq)]
 enum Disposition {
-    /// Every recipient is final.
+    /// Every recipient is delivered.
     Done,
+    /// Every recipient is final and some failed for good. Until bounces (RFC 3464 DSNs) exist, the
+    /// message is kept on the dead-letter stream, with its body, for an operator: never dropped.
+    Failed(String),
     /// Some recipient failed temporarily; see the message again after the delay.
     RetryAfter(Duration),
 }
@@ -80,7 +83,11 @@ impl Worker {
 
     async fn consume(&self, readiness: &Readiness, shutdown: &CancellationToken) -> Result<(), QueueError> {
         let consumer = self.queue.relay_consumer(self.ack_wait).await?;
+        // Pull no more than we work on at once: a pulled message's ack_wait is running, and only the ones
+        // in hand get progress acks.
         let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.concurrency)
             .messages()
             .await
             .map_err(|e| QueueError::Setup { what: "consumer stream".into(), message: e.to_string() })?;
@@ -143,17 +150,22 @@ impl Worker {
             match outcome {
                 Outcome::Delivered { uid, duplicate } => tracing::info!(%recipient, uid, duplicate, "delivered"),
                 Outcome::TemporaryFailure(reason) => tracing::warn!(%recipient, %reason, attempt, "temporary failure"),
-                // Bounces (RFC 3464 DSNs) come with the queue work; until then the failure is logged.
                 Outcome::PermanentFailure(reason) => {
                     tracing::error!(queue_id = %envelope.queue_id, %recipient, %reason, "permanent failure")
                 }
             }
         }
-        if outcomes.iter().all(|(_, outcome)| outcome.is_final()) {
-            Disposition::Done
-        } else {
-            Disposition::RetryAfter(retry_delay(attempt))
+        if !outcomes.iter().all(|(_, outcome)| outcome.is_final()) {
+            return Disposition::RetryAfter(retry_delay(attempt));
         }
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(recipient, outcome)| match outcome {
+                Outcome::PermanentFailure(reason) => Some(format!("<{recipient}>: {reason}")),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() { Disposition::Done } else { Disposition::Failed(failed.join("; ")) }
     }
 
     fn count(&self, disposition: &str) {
@@ -161,8 +173,15 @@ impl Worker {
     }
 
     async fn settle(&self, message: &jetstream::Message, envelope: &Envelope, disposition: Disposition) {
-        self.count(if disposition == Disposition::Done { "done" } else { "retry" });
         match disposition {
+            Disposition::Failed(reason) => {
+                return self.dead_letter(message, &format!("permanent failure: {reason}")).await;
+            }
+            Disposition::Done => self.count("done"),
+            Disposition::RetryAfter(_) => self.count("retry"),
+        }
+        match disposition {
+            Disposition::Failed(_) => {}
             Disposition::Done => {
                 // Wait for the server to confirm the ack before deleting the body: an ack that is lost
                 // means a redelivery, and a redelivery needs the body.

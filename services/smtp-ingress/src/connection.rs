@@ -1,31 +1,51 @@
 //! One SMTP connection: read, decode, let the session decide, carry out its action, write — under the
-//! RFC 5321 §4.5.3.2 timeouts, until QUIT, EOF, a timeout or shutdown.
+//! configured timeouts, until QUIT, EOF, a timeout or shutdown. The session decides everything a reply
+//! says; this file only moves bytes, asks the ports, and upgrades to TLS when told to.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_acceptor::wire::{ReadError, Wire};
-use mailbus_smtp::command::CommandDecoder;
-use mailbus_smtp::data::{DataProgress, DataReader};
+use mailbus_smtp::command::{Command, CommandDecoder, CommandError};
+use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::reply::{Enhanced, Reply};
-use mailbus_smtp::session::{Action, DataOutcome, Session, SessionConfig};
+use mailbus_smtp::session::{
+    Action, Credentials, DataOutcome, Expect, RecipientCheck, SenderCheck, Session, SessionConfig, TlsInfo,
+};
+use mailbus_tls::{MaybeTls, ServerTls, TlsFacts};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::ports::{ClientInfo, Directory, Spool};
+use crate::ports::{ClientInfo, Directory, Spool, SpoolError};
 
-/// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
-/// RFC 5321 §4.5.3.2.5: at least 3 minutes for each block of DATA.
-pub const DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(180);
+/// RFC 5321 §4.5.3.2 timeouts, and the delay that slows down password guessing.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// §4.5.3.2.7: waiting for the next command, at least 5 minutes.
+    pub command: Duration,
+    /// §4.5.3.2.5: waiting for each block of DATA, at least 3 minutes.
+    pub data: Duration,
+    /// Before each failed AUTH reply, this times the failures so far.
+    pub auth_failure_delay: Duration,
+}
 
 pub struct Context<D, S> {
     pub directory: D,
     pub spool: S,
-    pub session: SessionConfig,
+    pub tls: ServerTls,
+    pub timeouts: Timeouts,
     pub metrics: Metrics,
+}
+
+/// What a listener makes of its connections.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Port 25 or submission, and the rest of the session's policy.
+    pub session: SessionConfig,
+    /// Port 465: the handshake comes before the greeting (RFC 8314).
+    pub implicit_tls: bool,
 }
 
 /// Why a connection ended, for the log.
@@ -34,44 +54,75 @@ enum End {
     Quit,
     Read(ReadError),
     Io(std::io::Error),
+    TlsHandshake(std::io::Error),
 }
 
-pub async fn handle<IO, D, S>(io: IO, client: ClientInfo, ctx: Arc<Context<D, S>>, shutdown: CancellationToken)
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
+/// A line from the client, decoded as what the session expects.
+enum Input {
+    Command(Result<Command, CommandError>),
+    SaslResponse(Result<Vec<u8>, CommandError>),
+}
+
+pub async fn handle<IO, D, S>(
+    io: IO,
+    client: ClientInfo,
+    listener: Arc<Listener>,
+    ctx: Arc<Context<D, S>>,
+    shutdown: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
     D: Directory,
     S: Spool,
 {
-    let mut conn = Connection { wire: Wire::new(io), client, ctx };
-    let end = conn.run(&shutdown).await;
-    match end {
+    let mut stream = MaybeTls::Plain(io);
+    let tls = if listener.implicit_tls {
+        match tokio::time::timeout(ctx.timeouts.command, stream.upgrade(&ctx.tls)).await {
+            Ok(Ok(facts)) => Some(tls_info(facts)),
+            Ok(Err(error)) => return tracing::debug!(peer = %client.peer, %error, "implicit TLS handshake failed"),
+            Err(_) => return tracing::debug!(peer = %client.peer, "implicit TLS handshake timed out"),
+        }
+    } else {
+        None
+    };
+    let session = Session::new(listener.session.clone(), tls);
+    let mut conn =
+        Connection { wire: Wire::new(stream), decoder: CommandDecoder::default(), client, ctx, auth_failures: 0 };
+    match conn.run(session, &shutdown).await {
         End::Io(error) | End::Read(ReadError::Io(error)) => {
             tracing::info!(peer = %conn.client.peer, %error, "connection failed")
         }
+        End::TlsHandshake(error) => tracing::info!(peer = %conn.client.peer, %error, "STARTTLS handshake failed"),
         other => tracing::debug!(peer = %conn.client.peer, end = ?other, "connection closed"),
     }
 }
 
+fn tls_info(facts: TlsFacts) -> TlsInfo {
+    TlsInfo { version: facts.version, cipher: facts.cipher }
+}
+
 struct Connection<IO, D, S> {
-    wire: Wire<IO>,
+    wire: Wire<MaybeTls<IO>>,
+    decoder: CommandDecoder,
     client: ClientInfo,
     ctx: Arc<Context<D, S>>,
+    auth_failures: u32,
 }
 
 impl<IO, D, S> Connection<IO, D, S>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
     D: Directory,
     S: Spool,
 {
-    async fn run(&mut self, shutdown: &CancellationToken) -> End {
-        let mut session = Session::new(self.ctx.session.clone());
-        let mut decoder = CommandDecoder::default();
+    async fn run(&mut self, mut session: Session, shutdown: &CancellationToken) -> End {
         self.wire.output.extend(session.greeting().to_bytes());
         loop {
             // Answer every complete command already received (PIPELINING, RFC 2920), then flush once.
-            while let Some(command) = self.wire.next_item(|input| decoder.decode(input)) {
-                let action = session.handle(command);
+            while let Some(input) = self.next_input(session.expects()) {
+                let action = match input {
+                    Input::Command(command) => session.handle(command),
+                    Input::SaslResponse(line) => session.handle_sasl_response(line),
+                };
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;
                 }
@@ -79,7 +130,7 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            match self.wire.read_more(COMMAND_TIMEOUT, shutdown).await {
+            match self.wire.read_more(self.ctx.timeouts.command, shutdown).await {
                 Ok(()) => {}
                 Err(ReadError::Timeout) => {
                     self.reply(Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection")).await;
@@ -94,25 +145,53 @@ where
         }
     }
 
+    /// A command line, or after a 334 challenge a SASL response line.
+    fn next_input(&mut self, expect: Expect) -> Option<Input> {
+        let decoder = &mut self.decoder;
+        match expect {
+            Expect::Command => self.wire.next_item(|input| decoder.decode(input)).map(Input::Command),
+            Expect::SaslResponse => {
+                self.wire.next_item(|input| decoder.decode_sasl_line(input)).map(Input::SaslResponse)
+            }
+        }
+    }
+
     /// Carries out one action; `Some` ends the connection.
     async fn act(&mut self, session: &mut Session, action: Action) -> Option<End> {
         match action {
             Action::Reply(reply) => self.wire.output.extend(reply.to_bytes()),
             Action::CheckRecipient(check) => {
-                let verdict = self.ctx.directory.verdict(&check.recipient.address).await;
-                self.wire.output.extend(session.recipient_checked(check, verdict).to_bytes());
+                let reply = self.check_recipient(session, check).await;
+                self.wire.output.extend(reply.to_bytes());
+            }
+            Action::CheckSender(check) => {
+                let reply = self.check_sender(session, check).await;
+                self.wire.output.extend(reply.to_bytes());
             }
             Action::ReceiveData(go_ahead) => {
                 self.wire.output.extend(go_ahead.to_bytes());
                 if let Err(error) = self.wire.flush().await {
                     return Some(End::Io(error));
                 }
-                let span = tracing::info_span!("smtp.data", otel.kind = "server", network.peer.address = %self.client.peer.ip());
-                let reply = match self.receive_message(session).instrument(span).await {
+                let span = self.data_span("DATA");
+                let reply = match self.receive_data(session).instrument(span).await {
                     Ok(reply) => reply,
                     Err(end) => return Some(end),
                 };
                 self.wire.output.extend(reply.to_bytes());
+            }
+            Action::ReceiveChunk { size, last } => {
+                let span = self.data_span("BDAT");
+                let reply = match self.receive_chunk(session, size, last).instrument(span).await {
+                    Ok(reply) => reply,
+                    Err(end) => return Some(end),
+                };
+                self.wire.output.extend(reply.to_bytes());
+            }
+            Action::StartTls(go_ahead) => return self.start_tls(session, go_ahead).await,
+            Action::Authenticate(credentials) => {
+                let next = self.authenticate(session, credentials).await;
+                return Box::pin(self.act(session, next)).await;
             }
             Action::Close(reply) => {
                 self.reply(reply).await;
@@ -122,38 +201,126 @@ where
         None
     }
 
-    /// Reads the body and makes it durable; the reply is 250 only if that succeeded.
-    async fn receive_message(&mut self, session: &mut Session) -> Result<Reply, End> {
-        let mut reader = DataReader::new(session.max_message_size());
+    async fn check_recipient(&self, session: &mut Session, check: RecipientCheck) -> Reply {
+        let verdict = self.ctx.directory.verdict(&check.recipient.address).await;
+        session.recipient_checked(check, verdict)
+    }
+
+    async fn check_sender(&self, session: &mut Session, check: SenderCheck) -> Reply {
+        let allowed = self.ctx.directory.sender_allowed(&check.user, &check.address).await.ok();
+        session.sender_checked(check, allowed)
+    }
+
+    /// RFC 3207: the 220 goes out in the clear; anything the client pipelined after STARTTLS is dropped
+    /// unread (CVE-2011-0411); the handshake; then the session starts over.
+    async fn start_tls(&mut self, session: &mut Session, go_ahead: Reply) -> Option<End> {
+        self.wire.output.extend(go_ahead.to_bytes());
+        if let Err(error) = self.wire.flush().await {
+            return Some(End::Io(error));
+        }
+        self.wire.input.clear();
+        self.decoder = CommandDecoder::default();
+        let handshake = tokio::time::timeout(self.ctx.timeouts.command, self.wire.io_mut().upgrade(&self.ctx.tls));
+        match handshake.await {
+            Ok(Ok(facts)) => {
+                session.tls_started(tls_info(facts));
+                None
+            }
+            Ok(Err(error)) => Some(End::TlsHandshake(error)),
+            Err(_) => Some(End::TlsHandshake(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// Checks credentials; a failure is answered only after a delay that grows with each failure, which
+    /// makes guessing slow without costing honest users anything.
+    async fn authenticate(&mut self, session: &mut Session, credentials: Credentials) -> Action {
+        let checked = self.ctx.directory.authenticate(&credentials.username, credentials.password.expose()).await;
+        match checked {
+            Ok(Some(user)) => {
+                tracing::info!(peer = %self.client.peer, user = %user.address, "authenticated");
+                session.authenticated(Some(user))
+            }
+            Ok(None) => {
+                self.auth_failures += 1;
+                self.ctx.metrics.auth_failures.inc();
+                tracing::info!(peer = %self.client.peer, username = %credentials.username, "authentication failed");
+                tokio::time::sleep(self.ctx.timeouts.auth_failure_delay * self.auth_failures).await;
+                session.authenticated(None)
+            }
+            Err(_) => Action::Reply(session.auth_unavailable()),
+        }
+    }
+
+    fn data_span(&self, verb: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "smtp.data",
+            otel.kind = "server",
+            smtp.command = verb,
+            network.peer.address = %self.client.peer.ip(),
+        )
+    }
+
+    /// Reads a DATA body, then makes it durable; the reply is 250 only if that succeeded.
+    async fn receive_data(&mut self, session: &mut Session) -> Result<Reply, End> {
+        let mut reader = session.data_reader();
         let progress = loop {
             let (consumed, progress) = reader.feed(&self.wire.input);
             self.wire.consume(consumed);
             if progress != DataProgress::Incomplete {
                 break progress;
             }
-            // Shutdown waits for a body in progress; the block timeout bounds that wait.
-            self.wire.read_more(DATA_BLOCK_TIMEOUT, &CancellationToken::new()).await.map_err(End::Read)?;
+            // Shutdown waits for a body in progress; the accept loop's grace period bounds that wait.
+            self.wire.read_more(self.ctx.timeouts.data, &CancellationToken::new()).await.map_err(End::Read)?;
         };
-        match session.data_received(progress) {
-            DataOutcome::Reply(reply) => {
-                self.ctx.metrics.message(reply.code);
-                Ok(reply)
+        let outcome = session.data_received(progress);
+        Ok(self.settle(session, outcome).await)
+    }
+
+    /// Reads one BDAT chunk: exactly `size` octets, of which at most the size limit (plus one, to show the
+    /// excess) are kept.
+    async fn receive_chunk(&mut self, session: &mut Session, size: usize, last: bool) -> Result<Reply, End> {
+        let keep_limit = session.max_message_size().saturating_add(1);
+        let mut chunk = Vec::with_capacity(size.min(keep_limit).min(1 << 20));
+        let mut left = size;
+        loop {
+            let take = left.min(self.wire.input.len());
+            let keep = take.min(keep_limit.saturating_sub(chunk.len()));
+            chunk.extend_from_slice(&self.wire.input[..keep]);
+            self.wire.consume(take);
+            left -= take;
+            if left == 0 {
+                break;
             }
+            self.wire.read_more(self.ctx.timeouts.data, &CancellationToken::new()).await.map_err(End::Read)?;
+        }
+        tracing::debug!(size, last, "BDAT chunk read");
+        let outcome = session.chunk_received(chunk);
+        Ok(self.settle(session, outcome).await)
+    }
+
+    /// Makes a finished message durable, or passes the session's refusal on.
+    async fn settle(&mut self, session: &mut Session, outcome: DataOutcome) -> Reply {
+        let reply = match outcome {
+            DataOutcome::Reply(reply) => reply,
             DataOutcome::Enqueue(message) => {
-                let reply = match self.ctx.spool.enqueue(message, &self.client, session.hostname()).await {
+                match self.ctx.spool.enqueue(message, &self.client, session.hostname()).await {
                     Ok(queue_id) => {
                         tracing::info!(%queue_id, peer = %self.client.peer, "message accepted");
                         session.queued(&queue_id)
+                    }
+                    Err(SpoolError::TooLarge { size, limit }) => {
+                        tracing::info!(size, limit, peer = %self.client.peer, "message refused: too large");
+                        Reply::new(552, Enhanced(5, 3, 4), "Message size exceeds fixed maximum message size")
                     }
                     Err(error) => {
                         tracing::warn!(%error, peer = %self.client.peer, "message not queued");
                         session.not_queued()
                     }
-                };
-                self.ctx.metrics.message(reply.code);
-                Ok(reply)
+                }
             }
-        }
+        };
+        self.ctx.metrics.message(reply.code);
+        reply
     }
 
     async fn reply(&mut self, reply: Reply) {

@@ -1,12 +1,12 @@
-//! The directory port over gRPC: `Directory.ResolveRecipient` on the mailbox role.
+//! The directory port over gRPC: the mailbox role's `Directory` service.
 
 use mailbus_address::EmailAddress;
 use mailbus_grpc::TracedChannel;
-use mailbus_proto::v1::{RecipientKind, ResolveRecipientRequest, directory_client::DirectoryClient};
-use mailbus_smtp::session::Verdict;
+use mailbus_proto::v1::{self as pb, RecipientKind, directory_client::DirectoryClient};
+use mailbus_smtp::session::{AuthenticatedUser, Verdict};
 use tracing::Instrument;
 
-use crate::ports::Directory;
+use crate::ports::{Directory, DirectoryUnavailable};
 
 #[derive(Clone)]
 pub struct GrpcDirectory {
@@ -19,27 +19,56 @@ impl GrpcDirectory {
     }
 }
 
+fn client_span(method: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "directory.call",
+        otel.name = %format!("mailbus.v1.Directory/{method}"),
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = "mailbus.v1.Directory",
+        rpc.method = method,
+    )
+}
+
+fn unavailable(status: tonic::Status) -> DirectoryUnavailable {
+    tracing::warn!(%status, "directory call failed");
+    DirectoryUnavailable
+}
+
 impl Directory for GrpcDirectory {
     async fn verdict(&self, address: &EmailAddress) -> Verdict {
-        let span = tracing::info_span!(
-            "directory.resolve_recipient",
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = "mailbus.v1.Directory",
-            rpc.method = "ResolveRecipient",
-        );
-        let request = ResolveRecipientRequest { address: address.to_string() };
-        let reply = self.client.clone().resolve_recipient(request).instrument(span).await;
+        let request = pb::ResolveRecipientRequest { address: address.to_string() };
+        let reply = self.client.clone().resolve_recipient(request).instrument(client_span("ResolveRecipient")).await;
         match reply.map(|r| r.into_inner().kind()) {
             Ok(RecipientKind::Local) => Verdict::Local,
             Ok(RecipientKind::UnknownUser) => Verdict::UnknownUser,
-            // No session may relay until submission with AUTH exists (invariant 6: no open relay).
-            Ok(RecipientKind::NotLocal) => Verdict::RelayDenied,
+            Ok(RecipientKind::NotLocal) => Verdict::NotLocal,
             Ok(RecipientKind::Unspecified) => Verdict::Unavailable,
             Err(status) => {
-                tracing::warn!(%status, "recipient lookup failed");
+                unavailable(status);
                 Verdict::Unavailable
             }
         }
+    }
+
+    async fn sender_allowed(
+        &self,
+        user: &AuthenticatedUser,
+        address: &EmailAddress,
+    ) -> Result<bool, DirectoryUnavailable> {
+        let request = pb::CheckSenderRequest { account_id: user.account_id, address: address.to_string() };
+        let reply = self.client.clone().check_sender(request).instrument(client_span("CheckSender")).await;
+        Ok(reply.map_err(unavailable)?.into_inner().allowed)
+    }
+
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<AuthenticatedUser>, DirectoryUnavailable> {
+        let request = pb::AuthenticateRequest { username: username.to_owned(), password: password.to_owned() };
+        let reply = self.client.clone().authenticate(request).instrument(client_span("Authenticate")).await;
+        let reply = reply.map_err(unavailable)?.into_inner();
+        Ok(reply.ok.then_some(AuthenticatedUser { account_id: reply.account_id, address: reply.account_address }))
     }
 }

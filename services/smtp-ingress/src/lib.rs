@@ -1,6 +1,8 @@
-//! The smtp-ingress role: SMTP sessions on port 25. It checks each recipient with the directory (over
-//! gRPC), makes each accepted message durable in JetStream, and answers `250` only after the queue has
-//! acknowledged it (`451 4.3.0` when it cannot).
+//! The smtp-ingress role: SMTP sessions on port 25 (mail from the world, for local domains only), 587
+//! (submission: STARTTLS, then AUTH, then relaying anywhere) and 465 (submission over implicit TLS). It
+//! checks recipients, senders and credentials with the directory (over gRPC), makes each accepted
+//! message durable in JetStream, and answers `250` only after the queue has acknowledged it (`451 4.3.0`
+//! when it cannot).
 //!
 //! It holds no state beyond its connections and must never talk to PostgreSQL or deliver mail itself.
 //! The protocol lives in the sans-I/O `mailbus-smtp` crate; this crate only does the I/O around it.
@@ -16,18 +18,43 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailbus_acceptor::{Limits, accept_loop};
+use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
 use mailbus_jetstream::{Names, Queue, QueueError};
 use mailbus_smtp::reply::{Enhanced, Reply};
-use mailbus_smtp::session::SessionConfig;
+use mailbus_smtp::session::{BareLf, LongLines, Mode, SessionConfig};
 use mailbus_telemetry::ops::{self, Readiness};
+use mailbus_tls::ServerTls;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-pub use connection::Context;
-pub use ports::{ClientInfo, Directory, Spool, SpoolError};
+pub use connection::{Context, Listener, Timeouts};
+pub use ports::{ClientInfo, Directory, DirectoryUnavailable, Spool, SpoolError};
+
+/// Where to listen; `None` leaves a listener off.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// Port 25.
+    pub mx: SocketAddr,
+    /// Port 587.
+    pub submission: Option<SocketAddr>,
+    /// Port 465.
+    pub submissions: Option<SocketAddr>,
+}
+
+/// What every session on every listener shares.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_errors: usize,
+    pub max_auth_failures: usize,
+    /// Development only: AUTH before TLS.
+    pub plaintext_auth: bool,
+    pub long_lines: LongLines,
+    pub bare_lf: BareLf,
+}
 
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
@@ -35,12 +62,16 @@ pub struct SmtpConfig {
     pub nats_url: String,
     pub names: Names,
     pub mailbox_url: String,
-    pub smtp_listen: SocketAddr,
+    pub listeners: Listeners,
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
-    pub max_message_size: usize,
-    pub max_recipients: usize,
+    pub tls: ServerTls,
+    pub policy: Policy,
+    pub timeouts: Timeouts,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// On shutdown, how long sessions in the middle of a message get to finish.
+    pub shutdown_grace: Duration,
     /// How long to wait for JetStream to acknowledge a body or envelope before answering 451.
     pub nats_timeout: Duration,
 }
@@ -59,13 +90,45 @@ pub enum StartError {
     Ops(std::io::Error),
 }
 
+type ProductionContext = Context<directory::GrpcDirectory, spool::JetStreamSpool>;
+
+/// A bound SMTP listener and what its sessions are.
+struct Bound {
+    listener: TcpListener,
+    kind: Arc<Listener>,
+}
+
 pub struct SmtpIngress {
-    smtp: TcpListener,
+    mx: Bound,
+    submission: Option<Bound>,
+    submissions: Option<Bound>,
     grpc: TcpListener,
     ops: TcpListener,
-    context: Arc<Context<directory::GrpcDirectory, spool::JetStreamSpool>>,
+    context: Arc<ProductionContext>,
     registry: Registry,
     max_connections: usize,
+    max_connections_per_ip: usize,
+    shutdown_grace: Duration,
+}
+
+fn session_config(config: &SmtpConfig, mode: Mode) -> SessionConfig {
+    let policy = &config.policy;
+    SessionConfig {
+        hostname: config.hostname.clone(),
+        max_message_size: policy.max_message_size,
+        max_recipients: policy.max_recipients,
+        mode,
+        starttls_available: true,
+        plaintext_auth: policy.plaintext_auth,
+        max_errors: policy.max_errors,
+        max_auth_failures: policy.max_auth_failures,
+        long_lines: policy.long_lines,
+        bare_lf: policy.bare_lf,
+    }
+}
+
+async fn bind_listener(addr: SocketAddr, session: SessionConfig, implicit_tls: bool) -> Result<Bound, StartError> {
+    Ok(Bound { listener: mailbus_acceptor::bind(addr).await?, kind: Arc::new(Listener { session, implicit_tls }) })
 }
 
 pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
@@ -74,71 +137,119 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let mut registry = Registry::with_prefix("mailbus_smtp");
     let context = Arc::new(Context {
         directory: directory::GrpcDirectory::new(mailbus_grpc::connect(&config.mailbox_url)?),
-        spool: spool::JetStreamSpool::new(queue),
-        session: SessionConfig {
-            hostname: config.hostname.clone(),
-            max_message_size: config.max_message_size,
-            max_recipients: config.max_recipients,
-        },
+        spool: spool::JetStreamSpool::new(queue, config.policy.max_message_size),
+        tls: config.tls.clone(),
+        timeouts: config.timeouts,
         metrics: metrics::Metrics::register(&mut registry),
     });
+    let mx = bind_listener(config.listeners.mx, session_config(&config, Mode::Mx), false).await?;
+    let submission = match config.listeners.submission {
+        Some(addr) => Some(bind_listener(addr, session_config(&config, Mode::Submission), false).await?),
+        None => None,
+    };
+    let submissions = match config.listeners.submissions {
+        Some(addr) => Some(bind_listener(addr, session_config(&config, Mode::Submission), true).await?),
+        None => None,
+    };
     Ok(SmtpIngress {
-        smtp: mailbus_acceptor::bind(config.smtp_listen).await?,
+        mx,
+        submission,
+        submissions,
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
         registry,
         max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        shutdown_grace: config.shutdown_grace,
     })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().expect("bound listener has an address")
 }
 
 impl SmtpIngress {
     pub fn smtp_addr(&self) -> SocketAddr {
-        self.smtp.local_addr().expect("bound listener has an address")
+        local_addr(&self.mx.listener)
+    }
+
+    pub fn submission_addr(&self) -> Option<SocketAddr> {
+        self.submission.as_ref().map(|b| local_addr(&b.listener))
+    }
+
+    pub fn submissions_addr(&self) -> Option<SocketAddr> {
+        self.submissions.as_ref().map(|b| local_addr(&b.listener))
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("bound listener has an address")
+        local_addr(&self.grpc)
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("bound listener has an address")
+        local_addr(&self.ops)
     }
 
-    /// Accepts connections until `shutdown`, then tells idle sessions 421 and waits for the others to end.
+    /// Accepts connections until `shutdown`, then tells idle sessions 421 and gives the ones in the middle
+    /// of a message the grace period to finish.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let readiness = Readiness::default();
-        readiness.set(true);
-        let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness, shutdown.clone()));
+        let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
         let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.smtp"], shutdown.clone()));
-        let limits = Limits {
-            max_connections: self.max_connections,
-            refusal: Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later").to_bytes(),
-        };
-        let context = self.context;
-        let metrics = context.metrics.clone();
-        let sessions = shutdown.clone();
-        accept_loop(
-            self.smtp,
-            limits,
-            shutdown,
-            move || {
-                metrics.refused_connections.inc();
-            },
-            move |stream, peer| {
-                let (context, shutdown) = (context.clone(), sessions.clone());
-                context.metrics.sessions.inc();
-                async move {
-                    context.metrics.active_sessions.inc();
-                    connection::handle(stream, ClientInfo { peer }, context.clone(), shutdown).await;
-                    context.metrics.active_sessions.dec();
-                }
-            },
-        )
-        .await;
+        tokio::spawn(watch_queue(self.context.clone(), readiness, shutdown.clone()));
+        // One set of caps for the process, whichever port a client comes to.
+        let limits = ConnectionLimits::new(self.max_connections, self.max_connections_per_ip);
+        let listeners = [Some(self.mx), self.submission, self.submissions];
+        let loops = listeners.into_iter().flatten().map(|bound| {
+            serve_listener(bound, limits.clone(), self.context.clone(), self.shutdown_grace, shutdown.clone())
+        });
+        futures::future::join_all(loops).await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())
+    }
+}
+
+async fn serve_listener(
+    bound: Bound,
+    limits: Arc<ConnectionLimits>,
+    context: Arc<ProductionContext>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) {
+    let refusal = Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later").to_bytes();
+    let admit = Admit { limits, refusal, grace };
+    let metrics = context.metrics.clone();
+    let sessions = shutdown.clone();
+    let kind = bound.kind;
+    accept_loop(
+        bound.listener,
+        admit,
+        shutdown,
+        move |_| {
+            metrics.refused_connections.inc();
+        },
+        move |stream, peer| {
+            let (context, shutdown, kind) = (context.clone(), sessions.clone(), kind.clone());
+            context.metrics.sessions.inc();
+            async move {
+                context.metrics.active_sessions.inc();
+                connection::handle(stream, ClientInfo { peer }, kind, context.clone(), shutdown).await;
+                context.metrics.active_sessions.dec();
+            }
+        },
+    )
+    .await;
+}
+
+/// `/readyz` follows the NATS connection: without it every message would get 451.
+async fn watch_queue(context: Arc<ProductionContext>, readiness: Readiness, shutdown: CancellationToken) {
+    loop {
+        readiness.set(context.spool.is_connected());
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

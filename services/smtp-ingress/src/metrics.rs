@@ -12,6 +12,7 @@ pub struct Metrics {
     pub sessions: Counter,
     pub active_sessions: Gauge,
     pub refused_connections: Counter,
+    pub auth_failures: Counter,
     messages: Family<Labels, Counter>,
 }
 
@@ -26,6 +27,7 @@ impl Metrics {
             metrics.refused_connections.clone(),
         );
         registry.register("messages", "End-of-data outcomes, by reply code", metrics.messages.clone());
+        registry.register("auth_failures", "Failed AUTH attempts", metrics.auth_failures.clone());
         metrics
     }
 

@@ -14,11 +14,16 @@ use crate::received::received_header;
 #[derive(Clone)]
 pub struct JetStreamSpool {
     queue: Queue,
+    max_message_size: usize,
 }
 
 impl JetStreamSpool {
-    pub fn new(queue: Queue) -> Self {
-        JetStreamSpool { queue }
+    pub fn new(queue: Queue, max_message_size: usize) -> Self {
+        JetStreamSpool { queue, max_message_size }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.queue.is_connected()
     }
 }
 
@@ -28,6 +33,9 @@ impl Spool for JetStreamSpool {
         let now = Utc::now();
         let mut body = received_header(&message, client, hostname, &queue_id, now).into_bytes();
         body.extend_from_slice(&message.body);
+        if body.len() > self.max_message_size {
+            return Err(SpoolError::TooLarge { size: body.len(), limit: self.max_message_size });
+        }
         let envelope = envelope(&message, client, &queue_id, body.len(), now.timestamp_millis());
         let span = tracing::info_span!(
             "smtp.enqueue",
@@ -38,7 +46,11 @@ impl Spool for JetStreamSpool {
             queue_id = %queue_id,
             size = body.len(),
         );
-        self.queue.enqueue(&envelope, &body).instrument(span).await.map_err(|e| SpoolError(e.to_string()))?;
+        self.queue
+            .enqueue(&envelope, &body)
+            .instrument(span)
+            .await
+            .map_err(|e| SpoolError::Unavailable(e.to_string()))?;
         Ok(queue_id.to_string())
     }
 }
@@ -66,8 +78,8 @@ fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: us
             remote_ip: client.peer.ip().to_string(),
             remote_port: u32::from(client.peer.port()),
             helo: message.helo.name.clone(),
-            authenticated_as: String::new(),
-            tls: false,
+            authenticated_as: message.authenticated.as_ref().map(|u| u.address.clone()).unwrap_or_default(),
+            tls: message.tls.is_some(),
         }),
         body_type: match message.from.body_type {
             session::BodyType::SevenBit => BodyType::SevenBit,

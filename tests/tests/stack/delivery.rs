@@ -55,7 +55,7 @@ fn split_received(message: &[u8]) -> (&[u8], &[u8]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_users_get_550_and_other_domains_554() {
     let stack = TestStack::start().await;
-    stack.add_account("bob@example.org", "pw").await;
+    let bob = stack.add_account("bob@example.org", "pw").await;
     let body = message("x", "refused");
     let unknown = smtp_send(stack.smtp_addr(), "sender@example.net", &["nobody@example.org"], &body).await;
     assert_eq!(unknown, SmtpOutcome::RecipientsRefused(vec![("nobody@example.org".into(), 550)]));
@@ -65,6 +65,7 @@ async fn unknown_users_get_550_and_other_domains_554() {
     let mixed =
         smtp_send(stack.smtp_addr(), "sender@example.net", &["nobody@example.org", "bob@example.org"], &body).await;
     assert!(matches!(mixed, SmtpOutcome::Accepted { code: 250, .. }), "{mixed:?}");
+    stack.wait_for_inbox(bob, 1, PATIENCE).await;
     stack.stop().await;
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mailbus::roles::Role;
-use mailbus_jetstream::{Envelope, Names, Queue};
+use mailbus_jetstream::Envelope;
 use mailbus_proto::v1::{self as pb, deliver_request::Part};
 use mailbus_relay::{Deliverer, Outcome};
 use mailbus_tests::clients::{SmtpOutcome, smtp_send};
@@ -40,8 +40,7 @@ async fn nats_outage_gets_451_and_the_clients_retry_succeeds() {
         }
     }
     // Exactly one copy: the refused attempt left nothing behind that could be delivered.
-    stack.wait_for_inbox(account, 1, PATIENCE).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
     assert_eq!(stack.inbox_uids(account).await.len(), 1);
     stack.stop().await;
 }
@@ -59,9 +58,7 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
         smtp_send(stack.smtp_addr(), "sender@example.net", &["erin@example.org"], &message("erin", "once")).await;
     assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
 
-    let nats = mailbus_jetstream::connect(&stack.settings.string("NATS_URL").unwrap(), "test").await.unwrap();
-    let names = Names::new(&stack.settings.string("MAILBUS_NATS_PREFIX").unwrap()).unwrap();
-    let queue = Queue::open(nats, names, Duration::from_secs(5)).await.unwrap();
+    let queue = stack.queue().await;
     let consumer = queue.relay_consumer(Duration::from_secs(2)).await.unwrap();
     let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
     let taken = batch.next().await.expect("the message is on the queue").unwrap();
@@ -75,11 +72,7 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
     drop(batch);
 
     stack.start_roles(&[Role::Relay]).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while queue.status().await.unwrap().messages > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the real relay never settled the redelivered message");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stack.wait_for_empty_queue(PATIENCE).await;
     assert_eq!(stack.inbox_uids(account).await.len(), 1, "redelivery must not add a second copy");
     let metrics = reqwest_metrics(stack.mailbox_metrics.unwrap()).await;
     assert!(metrics.contains("mailbus_mailbox_deliveries_total{outcome=\"duplicate\"} 1"), "{metrics}");
@@ -124,5 +117,29 @@ async fn fifty_parallel_deliveries_into_one_mailbox_get_distinct_increasing_uids
         .unwrap()
         .into_inner();
     assert_eq!(listing.uidnext, 51);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recipient_that_fails_for_good_is_kept_on_the_dead_letter_stream_not_dropped() {
+    let mut stack = TestStack::builder().roles(&[Role::Mailbox, Role::SmtpIngress]).start().await;
+    stack.add_account("grace@example.org", "pw").await;
+    let sent =
+        smtp_send(stack.smtp_addr(), "sender@example.net", &["grace@example.org"], &message("grace", "dead")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
+    // Between RCPT and delivery the account goes away: delivery now fails permanently.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    sqlx::query("UPDATE accounts SET disabled = true").execute(&mut db).await.unwrap();
+
+    stack.start_roles(&[Role::Relay]).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
+    let queue = stack.queue().await;
+    let mut dead = queue.jetstream().get_stream(queue.names().dead_letter_stream()).await.unwrap();
+    assert_eq!(dead.info().await.unwrap().state.messages, 1, "the message is kept for an operator");
+    let kept = dead.get_last_raw_message_by_subject(&queue.names().dead_letter_subject()).await.unwrap();
+    let envelope = Envelope::decode(kept.payload.clone()).unwrap();
+    let reason = kept.headers.get("Mailbus-Dead-Reason").map(|v| v.as_str().to_owned()).unwrap_or_default();
+    assert!(reason.contains("permanent failure") && reason.contains("grace@example.org"), "{reason}");
+    assert!(queue.body(&envelope.body_key).await.is_ok(), "its body is kept with it");
     stack.stop().await;
 }
