@@ -115,3 +115,128 @@ pub async fn pop3_session(server: SocketAddr, user: &str, password: &str, end: P
         quit: result["quit"].as_str().map(str::to_owned),
     }
 }
+
+/// A bare SMTP connection for the tests that need exact bytes on the wire (pipelining, BDAT, smuggling,
+/// open-relay attempts). The real-client tests use smtplib, swaks and curl instead.
+pub struct SmtpRaw {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+/// One SMTP reply: its code and its lines' texts joined with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawReply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl SmtpRaw {
+    /// Connects and returns the connection with its greeting.
+    pub async fn connect(server: SocketAddr) -> (SmtpRaw, RawReply) {
+        let stream = tokio::net::TcpStream::connect(server).await.expect("connecting to SMTP");
+        let mut raw = SmtpRaw { stream: tokio::io::BufReader::new(stream) };
+        let greeting = raw.reply().await;
+        (raw, greeting)
+    }
+
+    /// Writes bytes as they are.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.get_mut().write_all(bytes).await.expect("writing to SMTP");
+    }
+
+    /// Reads one (possibly multi-line) reply; code 0 when the server closed the connection.
+    pub async fn reply(&mut self) -> RawReply {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(std::time::Duration::from_secs(30), self.stream.read_line(&mut line))
+                .await
+                .expect("no SMTP reply within 30 s")
+                .expect("reading from SMTP");
+            if read == 0 {
+                return RawReply { code: 0, text: lines.join("\n") };
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            lines.push(line.get(4..).unwrap_or_default().to_owned());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return RawReply { code, text: lines.join("\n") };
+            }
+        }
+    }
+
+    /// Sends one command line (CRLF added) and reads its reply.
+    pub async fn command(&mut self, line: &str) -> RawReply {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+}
+
+/// What a submission session with smtplib saw.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// EHLO keywords before STARTTLS (empty for implicit TLS).
+    pub features_before_tls: Vec<String>,
+    /// EHLO keywords on the encrypted connection.
+    pub features: Vec<String>,
+    /// "ok", or the stage that failed and the server's code and text.
+    pub outcome: String,
+    pub code: u16,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitMode {
+    /// Port 587: STARTTLS, AUTH PLAIN, send.
+    StartTls,
+    /// Port 465: TLS from the first byte, AUTH LOGIN, send.
+    ImplicitTls,
+    /// STARTTLS but no AUTH.
+    StartTlsNoAuth,
+    /// Port 25 style: STARTTLS, no AUTH.
+    Mx,
+}
+
+/// Sends `message` with smtplib over TLS (verifying the server against `cafile`), authenticating as `user`.
+pub async fn smtp_submit(
+    server: SocketAddr,
+    mode: SubmitMode,
+    cafile: &std::path::Path,
+    (user, password): (&str, &str),
+    from: &str,
+    to: &[&str],
+    message: &[u8],
+) -> Submission {
+    let mode = match mode {
+        SubmitMode::StartTls => "starttls",
+        SubmitMode::ImplicitTls => "tls",
+        SubmitMode::StartTlsNoAuth => "starttls-noauth",
+        SubmitMode::Mx => "mx",
+    };
+    let mut args = vec![
+        server.ip().to_string(),
+        server.port().to_string(),
+        mode.to_owned(),
+        cafile.display().to_string(),
+        user.to_owned(),
+        from.to_owned(),
+    ];
+    args.extend(to.iter().map(|t| t.to_string()));
+    let mut input = format!("{password}\n").into_bytes();
+    input.extend_from_slice(message);
+    let result = run("smtp_submit.py", &args, Some(&input)).await;
+    let words = |key: &str| -> Vec<String> {
+        result[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    Submission {
+        features_before_tls: words("features_before_tls"),
+        features: words("features"),
+        outcome: result["outcome"].as_str().unwrap_or_default().to_owned(),
+        code: result["code"].as_u64().unwrap_or(0) as u16,
+        text: result["text"].as_str().unwrap_or_default().to_owned(),
+    }
+}

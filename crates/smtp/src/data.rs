@@ -9,8 +9,6 @@
 //! BDAT chunks (RFC 3030) do not pass through here: they are length-delimited, need no unstuffing and
 //! cannot be smuggled into, so they are stored exactly as sent and neither line policy applies to them.
 
-use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
-
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets, CRLF included (the dot added for transparency
 /// not counted).
 pub const MAX_TEXT_LINE: usize = 1000;
@@ -49,14 +47,46 @@ pub enum DataProgress {
     BareLfRejected,
 }
 
-enum Receiver {
-    Keeping { receiver: DataReceiver, body: Vec<u8> },
-    Discarding(DummyDataReceiver),
+/// Where the scan of the DATA stream stands. The end mark is recognised byte by byte, strictly: a line
+/// that starts after a CRLF, holds a single `.`, and ends in CRLF. (smtp-proto's receiver also ends on
+/// `<CRLF>.<CR><CR><LF>`, which is exactly the kind of leniency smuggling feeds on, so we scan ourselves.)
+#[derive(Debug, Clone, Copy)]
+enum Scan {
+    /// In a line; `line_start` after a CRLF (or at the start, which follows the DATA command's CRLF).
+    Text { line_start: bool, last_cr: bool },
+    /// A `.` at the start of a line.
+    Dot,
+    /// `.` and CR at the start of a line: an LF now ends the body.
+    DotCr,
+}
+
+impl Scan {
+    /// Takes one byte; returns the body bytes it releases (at most two) and whether the body has ended.
+    fn step(self, b: u8, emit: &mut impl FnMut(u8)) -> Option<Scan> {
+        match self {
+            Scan::Text { line_start: true, .. } if b == b'.' => Some(Scan::Dot),
+            Scan::Text { last_cr, .. } => {
+                emit(b);
+                Some(Scan::Text { line_start: last_cr && b == b'\n', last_cr: b == b'\r' })
+            }
+            Scan::Dot if b == b'\r' => Some(Scan::DotCr),
+            // RFC 5321 §4.5.2: a leading dot with more on the line was added for transparency; drop it.
+            Scan::Dot => Scan::Text { line_start: false, last_cr: false }.step(b, emit),
+            Scan::DotCr if b == b'\n' => None,
+            Scan::DotCr => {
+                emit(b'\r');
+                Scan::Text { line_start: false, last_cr: true }.step(b, emit)
+            }
+        }
+    }
 }
 
 /// Collects one DATA body, keeping at most `max_size` octets, and applies the line policies at its end.
 pub struct DataReader {
-    receiver: Receiver,
+    scan: Scan,
+    body: Vec<u8>,
+    /// The body went over `max_size`; the rest is read and dropped.
+    over: bool,
     max_size: usize,
     long_lines: LongLines,
     bare_lf: BareLf,
@@ -65,38 +95,44 @@ pub struct DataReader {
 impl DataReader {
     pub fn new(max_size: usize, long_lines: LongLines, bare_lf: BareLf) -> Self {
         // The CRLF that ended the DATA command line is the first CRLF of a possible `<CRLF>.<CRLF>`, so an
-        // empty body is just ".\r\n". The receiver starts with no history, so give it that CRLF.
-        let mut receiver = DataReceiver::new();
-        let mut body = Vec::new();
-        receiver.ingest(&mut b"\r\n".iter(), &mut body);
-        body.clear();
-        DataReader { receiver: Receiver::Keeping { receiver, body }, max_size, long_lines, bare_lf }
+        // empty body is just ".\r\n": the scan starts at the start of a line.
+        DataReader {
+            scan: Scan::Text { line_start: true, last_cr: false },
+            body: Vec::new(),
+            over: false,
+            max_size,
+            long_lines,
+            bare_lf,
+        }
     }
 
     /// Consumes bytes from `input` and returns how many it used; bytes after the end-of-data mark are left
     /// for the command decoder (a pipelining client may already have sent `QUIT`).
     pub fn feed(&mut self, input: &[u8]) -> (usize, DataProgress) {
-        let mut iter = input.iter();
-        let done = match &mut self.receiver {
-            Receiver::Keeping { receiver, body } => {
-                let done = receiver.ingest(&mut iter, body);
-                if body.len() > self.max_size && !done {
-                    self.receiver = Receiver::Discarding(DummyDataReceiver::new_data(receiver));
-                } else if body.len() > self.max_size {
-                    return (input.len() - iter.as_slice().len(), DataProgress::TooLarge);
+        let (body, over, max_size) = (&mut self.body, &mut self.over, self.max_size);
+        let mut emit = |b: u8| {
+            if !*over {
+                body.push(b);
+                if body.len() > max_size {
+                    *over = true;
+                    *body = Vec::new();
                 }
-                done
             }
-            Receiver::Discarding(receiver) => receiver.ingest(&mut iter),
         };
-        let consumed = input.len() - iter.as_slice().len();
-        if !done {
-            return (consumed, DataProgress::Incomplete);
+        let mut ended_at = None;
+        for (i, &b) in input.iter().enumerate() {
+            match self.scan.step(b, &mut emit) {
+                Some(next) => self.scan = next,
+                None => {
+                    ended_at = Some(i + 1);
+                    break;
+                }
+            }
         }
-        match std::mem::replace(&mut self.receiver, Receiver::Discarding(DummyDataReceiver::new_bdat(0))) {
-            Receiver::Keeping { body, .. } => (consumed, self.finish(body)),
-            Receiver::Discarding(_) => (consumed, DataProgress::TooLarge),
-        }
+        let Some(consumed) = ended_at else { return (input.len(), DataProgress::Incomplete) };
+        let body = std::mem::take(&mut self.body);
+        let progress = if self.over { DataProgress::TooLarge } else { self.finish(body) };
+        (consumed, progress)
     }
 
     fn finish(&self, body: Vec<u8>) -> DataProgress {
@@ -179,7 +215,18 @@ mod tests {
     #[test]
     fn smuggling_payloads_never_end_the_body() {
         // Each of these must be data; only the final CRLF.CRLF ends the message.
-        for payload in [&b"\n.\n"[..], b"\r.\r", b"\r\n.\r", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\n.\r"] {
+        for payload in [
+            &b"\n.\n"[..],
+            b"\r.\r",
+            b"\r\n.\r",
+            b"\n.\r\n",
+            b"\r.\r\n",
+            b"\r\n.\n",
+            b"\n.\r",
+            b"\r\n.\r\r\n",
+            b"\r\n. \r\n",
+            b"\r\n.\x00\r\n",
+        ] {
             let mut input = b"Subject: s\r\n\r\nbefore".to_vec();
             input.extend_from_slice(payload);
             input.extend_from_slice(b"MAIL FROM:<evil@example.org>\r\n.\r\n");
@@ -285,7 +332,18 @@ mod tests {
 
     #[test]
     fn smuggling_payloads_never_end_the_body_under_either_bare_lf_policy() {
-        for payload in [&b"\n.\n"[..], b"\r.\r", b"\r\n.\r", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\n.\r"] {
+        for payload in [
+            &b"\n.\n"[..],
+            b"\r.\r",
+            b"\r\n.\r",
+            b"\n.\r\n",
+            b"\r.\r\n",
+            b"\r\n.\n",
+            b"\n.\r",
+            b"\r\n.\r\r\n",
+            b"\r\n. \r\n",
+            b"\r\n.\x00\r\n",
+        ] {
             let mut input = b"Subject: s\r\n\r\nbefore".to_vec();
             input.extend_from_slice(payload);
             input.extend_from_slice(b"MAIL FROM:<evil@example.org>\r\n.\r\nRSET\r\n");

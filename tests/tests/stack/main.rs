@@ -5,6 +5,7 @@ mod admin;
 mod delivery;
 mod failures;
 mod ops;
+mod smtp;
 mod tracing;
 
 use std::time::Duration;

@@ -1,0 +1,355 @@
+//! SMTP ingress as the Internet and mail clients see it: submission with TLS and AUTH, port 25's
+//! refusals, protocol extensions on the wire, limits, and real clients (smtplib, swaks, curl).
+
+use std::process::Stdio;
+
+use mailbus::roles::Role;
+use mailbus_tests::clients::{Pop3End, SmtpRaw, SubmitMode, pop3_session, smtp_submit};
+use mailbus_tests::{Infra, TestStack};
+
+use crate::{PATIENCE, message};
+
+fn cafile() -> std::path::PathBuf {
+    Infra::get().tls_cert.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submission_on_587_needs_starttls_then_auth_and_then_relays_anywhere() {
+    let stack = TestStack::start().await;
+    stack.add_account("alice@example.org", "alice pw").await;
+    let bob = stack.add_account("bob@example.org", "bob pw").await;
+    let port = stack.submission.expect("submission listener");
+    let alice = ("alice@example.org", "alice pw");
+    let to = ["bob@example.org", "carol@elsewhere.net"];
+
+    let sent =
+        smtp_submit(port, SubmitMode::StartTls, &cafile(), alice, "alice@example.org", &to, &message("bob", "sub"))
+            .await;
+    assert_eq!(sent.outcome, "ok", "{sent:?}");
+    assert!(sent.features_before_tls.contains(&"STARTTLS".to_owned()), "{sent:?}");
+    assert!(!sent.features_before_tls.iter().any(|f| f.starts_with("AUTH")), "no AUTH in the clear: {sent:?}");
+    assert!(sent.features.contains(&"AUTH= PLAIN LOGIN".to_owned()), "{sent:?}");
+    assert!(!sent.features.contains(&"STARTTLS".to_owned()), "STARTTLS is not offered twice: {sent:?}");
+    stack.wait_for_inbox(bob, 1, PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "bob@example.org", "bob pw", Pop3End::Quit).await;
+    let received = String::from_utf8_lossy(&read.messages[0]);
+    assert!(received.contains("(Authenticated sender: alice@example.org)"), "{received}");
+    assert!(received.contains("with ESMTPSA id"), "{received}");
+    assert!(received.contains("(using TLSv1.3 with cipher "), "{received}");
+
+    // MAIL FROM must be an address the account owns (553 5.7.1).
+    let forged = smtp_submit(port, SubmitMode::StartTls, &cafile(), alice, "bob@example.org", &to, b"x\r\n").await;
+    assert_eq!((forged.outcome.as_str(), forged.code), ("send refused", 553), "{forged:?}");
+    assert!(forged.text.starts_with("5.7.1"), "{forged:?}");
+    // A wrong password is 535 5.7.8.
+    let wrong = smtp_submit(
+        port,
+        SubmitMode::StartTls,
+        &cafile(),
+        ("alice@example.org", "nope"),
+        "alice@example.org",
+        &to,
+        b"x\r\n",
+    )
+    .await;
+    assert_eq!((wrong.outcome.as_str(), wrong.code), ("auth refused", 535), "{wrong:?}");
+    // Without AUTH, MAIL gets 530 5.7.0.
+    let anonymous =
+        smtp_submit(port, SubmitMode::StartTlsNoAuth, &cafile(), alice, "alice@example.org", &to, b"x\r\n").await;
+    assert_eq!((anonymous.outcome.as_str(), anonymous.code), ("send refused", 530), "{anonymous:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submission_on_465_is_tls_from_the_first_byte_with_auth_login() {
+    let stack = TestStack::start().await;
+    let dave = stack.add_account("dave@example.org", "dave pw").await;
+    let port = stack.submissions.expect("implicit TLS listener");
+    let sent = smtp_submit(
+        port,
+        SubmitMode::ImplicitTls,
+        &cafile(),
+        ("dave@example.org", "dave pw"),
+        "dave@example.org",
+        &["dave@example.org"],
+        &message("dave", "465"),
+    )
+    .await;
+    assert_eq!(sent.outcome, "ok", "{sent:?}");
+    assert!(sent.features.contains(&"AUTH= PLAIN LOGIN".to_owned()), "{sent:?}");
+    stack.wait_for_inbox(dave, 1, PATIENCE).await;
+    // A client that speaks plain SMTP to 465 gets no greeting.
+    let mut plain = tokio::net::TcpStream::connect(port).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut plain, b"EHLO client.test\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n =
+        tokio::time::timeout(PATIENCE, tokio::io::AsyncReadExt::read(&mut plain, &mut buf)).await.unwrap().unwrap_or(0);
+    assert!(!buf[..n].starts_with(b"220"), "no plaintext SMTP on 465");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_25_offers_starttls_but_never_auth_and_delivers_locally() {
+    let stack = TestStack::start().await;
+    let erin = stack.add_account("erin@example.org", "pw").await;
+    let sent = smtp_submit(
+        stack.smtp_addr(),
+        SubmitMode::Mx,
+        &cafile(),
+        ("", ""),
+        "someone@elsewhere.net",
+        &["erin@example.org"],
+        &message("erin", "mx-tls"),
+    )
+    .await;
+    assert_eq!(sent.outcome, "ok", "{sent:?}");
+    assert!(sent.features_before_tls.contains(&"STARTTLS".to_owned()), "{sent:?}");
+    for features in [&sent.features_before_tls, &sent.features] {
+        assert!(!features.iter().any(|f| f.starts_with("AUTH")), "port 25 never offers AUTH: {sent:?}");
+        for keyword in ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN", "SIZE"] {
+            assert!(features.contains(&keyword.to_owned()), "{keyword} missing: {sent:?}");
+        }
+    }
+    stack.wait_for_inbox(erin, 1, PATIENCE).await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_open_relay_battery_is_refused_on_port_25() {
+    let stack = TestStack::start().await;
+    stack.add_account("frank@example.org", "pw").await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.smtp_addr()).await;
+    assert_eq!(smtp.command("EHLO attacker.test").await.code, 250);
+    assert_eq!(smtp.command("MAIL FROM:<spammer@attacker.test>").await.code, 250);
+    let attempts = [
+        "<victim@elsewhere.net>",
+        "<victim@elsewhere.net.>",
+        "<victim%elsewhere.net@example.org>",
+        "<victim!elsewhere.net@example.org>",
+        "<elsewhere.net!victim@example.org>",
+        "<\"victim@elsewhere.net\"@example.org>",
+        "<@example.org:victim@elsewhere.net>",
+        "<@example.org,@relay.test:victim@elsewhere.net>",
+        "<victim@[127.0.0.1]>",
+        "<victim@[IPv6:::1]>",
+        "<victim@example.org.elsewhere.net>",
+        "<victim@elsewhere.net@example.org>",
+        "<frank@example.org@elsewhere.net>",
+        "<VICTIM@ELSEWHERE.NET>",
+    ];
+    for attempt in attempts {
+        let reply = smtp.command(&format!("RCPT TO:{attempt}")).await;
+        assert!(reply.code >= 500, "{attempt} got {reply:?}");
+    }
+    // The session is still usable, and a local recipient is still accepted.
+    assert_eq!(smtp.command("RCPT TO:<frank@example.org>").await.code, 250);
+    assert_eq!(smtp.command("QUIT").await.code, 221);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_transactions_and_bdat_on_the_wire() {
+    let stack = TestStack::start().await;
+    let gina = stack.add_account("gina@example.org", "pw").await;
+    let (mut smtp, greeting) = SmtpRaw::connect(stack.smtp_addr()).await;
+    assert_eq!(greeting.code, 220);
+    // RFC 2920: a whole transaction, and the next MAIL, in one write.
+    smtp.send(
+        b"EHLO client.test\r\nMAIL FROM:<a@elsewhere.net>\r\nRCPT TO:<gina@example.org>\r\nRCPT TO:<nobody@example.org>\r\nDATA\r\n",
+    )
+    .await;
+    let codes: Vec<u16> =
+        [smtp.reply().await, smtp.reply().await, smtp.reply().await, smtp.reply().await, smtp.reply().await]
+            .iter()
+            .map(|r| r.code)
+            .collect();
+    assert_eq!(codes, [250, 250, 250, 550, 354]);
+    smtp.send(b"Subject: one\r\n\r\npipelined\r\n.\r\nMAIL FROM:<a@elsewhere.net>\r\nRCPT TO:<gina@example.org>\r\n")
+        .await;
+    assert_eq!(smtp.reply().await.code, 250, "end of data");
+    assert_eq!(smtp.reply().await.code, 250, "MAIL");
+    assert_eq!(smtp.reply().await.code, 250, "RCPT");
+    // RFC 3030: the body in two chunks; the second chunk ends with bytes that look like commands.
+    smtp.send(b"BDAT 22\r\nSubject: two\r\n\r\nchunk ").await;
+    let first = smtp.reply().await;
+    assert_eq!(first.code, 250, "{first:?}");
+    smtp.send(b"BDAT 16 LAST\r\nQUIT\r\n.\r\nbytes\r\n").await;
+    let last = smtp.reply().await;
+    assert_eq!(last.code, 250, "{last:?}");
+    assert!(last.text.contains("queued as"), "{last:?}");
+    assert_eq!(smtp.command("QUIT").await.code, 221);
+    stack.wait_for_inbox(gina, 2, PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "gina@example.org", "pw", Pop3End::Quit).await;
+    assert!(read.messages[1].ends_with(b"Subject: two\r\n\r\nchunk QUIT\r\n.\r\nbytes\r\n"), "{:?}", read.messages[1]);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smuggled_commands_stay_inside_the_one_message() {
+    let stack = TestStack::start().await;
+    let hank = stack.add_account("hank@example.org", "pw").await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.smtp_addr()).await;
+    smtp.command("EHLO client.test").await;
+    smtp.command("MAIL FROM:<a@elsewhere.net>").await;
+    smtp.command("RCPT TO:<hank@example.org>").await;
+    assert_eq!(smtp.command("DATA").await.code, 354);
+    // The 2023 SMTP smuggling payloads: none of these ends the message.
+    smtp.send(b"Subject: smuggle\r\n\r\nbefore\n.\nMAIL FROM:<ceo@example.org>\r\nRCPT TO:<hank@example.org>\r\nDATA\r\n\r.\rsecond\r\n.\r\r\n\n.\r\nthird\r\n.\r\n").await;
+    let reply = smtp.reply().await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert_eq!(smtp.command("QUIT").await.code, 221, "the smuggled DATA left no transaction open");
+    stack.wait_for_empty_queue(PATIENCE).await;
+    assert_eq!(stack.inbox_uids(hank).await.len(), 1, "one message, not two");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_bit_bodies_and_utf8_addresses_arrive_intact() {
+    let stack = TestStack::start().await;
+    let jorg = stack.add_account("jörg@example.org", "pw").await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.smtp_addr()).await;
+    smtp.command("EHLO client.test").await;
+    let refused = smtp.command("MAIL FROM:<zoë@elsewhere.net>").await;
+    assert_eq!((refused.code, refused.text.get(..5)), (553, Some("5.6.7")), "UTF-8 needs SMTPUTF8: {refused:?}");
+    assert_eq!(smtp.command("MAIL FROM:<zoë@elsewhere.net> SMTPUTF8 BODY=8BITMIME").await.code, 250);
+    assert_eq!(smtp.command("RCPT TO:<jörg@example.org>").await.code, 250);
+    assert_eq!(smtp.command("DATA").await.code, 354);
+    let body = "From: zoë@elsewhere.net\r\nSubject: Grüße\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nÄrger, Öl, Übel — ça va? 日本語\r\n";
+    smtp.send(format!("{body}.\r\n").as_bytes()).await;
+    assert_eq!(smtp.reply().await.code, 250);
+    stack.wait_for_inbox(jorg, 1, PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "jörg@example.org", "pw", Pop3End::Quit).await;
+    assert!(read.messages[0].ends_with(body.as_bytes()), "8-bit body changed");
+    let received = String::from_utf8_lossy(&read.messages[0]);
+    assert!(received.contains("with UTF8SMTP id"), "{received}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_answer_with_the_rfc_codes() {
+    let stack = TestStack::builder()
+        .set("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "2")
+        .set("MAILBUS_MAX_MESSAGE_SIZE", "2048")
+        .set("MAILBUS_SMTP_LONG_LINES", "reject")
+        .start()
+        .await;
+    stack.add_account("ivy@example.org", "pw").await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.smtp_addr()).await;
+    let long = smtp.command(&format!("NOOP {}", "x".repeat(600))).await;
+    assert_eq!((long.code, long.text.get(..5)), (500, Some("5.5.2")), "{long:?}");
+    smtp.command("EHLO client.test").await;
+    let size = smtp.command("MAIL FROM:<a@elsewhere.net> SIZE=4096").await;
+    assert_eq!((size.code, size.text.get(..5)), (552, Some("5.3.4")), "{size:?}");
+    smtp.command("MAIL FROM:<a@elsewhere.net>").await;
+    smtp.command("RCPT TO:<ivy@example.org>").await;
+    smtp.command("DATA").await;
+    smtp.send(format!("Subject: big\r\n\r\n{}\r\n.\r\n", "y".repeat(3000)).as_bytes()).await;
+    let too_big = smtp.reply().await;
+    assert_eq!((too_big.code, too_big.text.get(..5)), (552, Some("5.3.4")), "{too_big:?}");
+    smtp.command("MAIL FROM:<a@elsewhere.net>").await;
+    smtp.command("RCPT TO:<ivy@example.org>").await;
+    smtp.command("DATA").await;
+    smtp.send(format!("Subject: long line\r\n\r\n{}\r\n.\r\n", "z".repeat(1200)).as_bytes()).await;
+    let long_line = smtp.reply().await;
+    assert_eq!((long_line.code, long_line.text.get(..5)), (500, Some("5.5.2")), "{long_line:?}");
+    // Per-address connection cap: this is the second; the third is refused with 421 4.7.0.
+    let (_second, greeting) = SmtpRaw::connect(stack.smtp_addr()).await;
+    assert_eq!(greeting.code, 220);
+    let (_, refused) = SmtpRaw::connect(stack.smtp_addr()).await;
+    assert_eq!((refused.code, refused.text.get(..5)), (421, Some("4.7.0")), "{refused:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_directory_gets_451_not_a_hang_or_a_250() {
+    let stack =
+        TestStack::builder().roles(&[Role::SmtpIngress]).set("MAILBUS_MAILBOX_URL", "http://127.0.0.1:9").start().await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.smtp_addr()).await;
+    smtp.command("EHLO client.test").await;
+    smtp.command("MAIL FROM:<a@elsewhere.net>").await;
+    let reply = smtp.command("RCPT TO:<anyone@example.org>").await;
+    assert_eq!((reply.code, reply.text.get(..5)), (451, Some("4.3.0")), "{reply:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_says_421_to_idle_sessions() {
+    let stack = TestStack::start().await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.smtp_addr()).await;
+    assert_eq!(smtp.command("EHLO client.test").await.code, 250);
+    let stopping = tokio::spawn(stack.stop());
+    let goodbye = smtp.reply().await;
+    assert_eq!((goodbye.code, goodbye.text.get(..5)), (421, Some("4.3.2")), "{goodbye:?}");
+    tokio::time::timeout(PATIENCE, stopping).await.expect("shutdown finished").unwrap();
+}
+
+/// Runs a command-line client; returns its exit status and output.
+async fn run_client(program: &str, args: &[String], stdin: &[u8]) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed (deploy/prerequisites installs it): {e}"));
+    child.stdin.take().unwrap().write_all(stdin).await.unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swaks_and_curl_submit_over_tls_with_auth() {
+    let stack = TestStack::start().await;
+    let kim = stack.add_account("kim@example.org", "kim pw").await;
+    let submission = stack.submission.unwrap().to_string();
+    let ca = cafile().display().to_string();
+    let swaks: Vec<String> = [
+        "--server",
+        &submission,
+        "--tls",
+        "--tls-verify",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "kim@example.org",
+        "--auth-password",
+        "kim pw",
+        "--from",
+        "kim@example.org",
+        "--to",
+        "kim@example.org",
+        "--header",
+        "Subject: swaks",
+        "--pipeline",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (ok, output) = run_client("swaks", &swaks, b"").await;
+    assert!(ok, "swaks failed:\n{output}");
+    let curl: Vec<String> = [
+        &format!("smtp://{submission}"),
+        "--ssl-reqd",
+        "--cacert",
+        &ca,
+        "--user",
+        "kim@example.org:kim pw",
+        "--mail-from",
+        "kim@example.org",
+        "--mail-rcpt",
+        "kim@example.org",
+        "--upload-file",
+        "-",
+        "--silent",
+        "--show-error",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (ok, output) = run_client("curl", &curl, &message("kim", "curl")).await;
+    assert!(ok, "curl failed:\n{output}");
+    stack.wait_for_inbox(kim, 2, PATIENCE).await;
+    stack.stop().await;
+}
