@@ -327,3 +327,154 @@ where
         self.wire.last_words(&reply.to_bytes()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The connection task against in-memory fakes of the directory and the spool, over an in-memory
+    //! stream: what only the I/O layer can get wrong.
+
+    use std::sync::Mutex;
+
+    use mailbus_address::EmailAddress;
+    use mailbus_smtp::session::{AuthenticatedUser, BareLf, LongLines, Message, Mode, Verdict};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+    use super::*;
+    use crate::ports::DirectoryUnavailable;
+
+    struct FakeDirectory;
+
+    impl Directory for FakeDirectory {
+        async fn verdict(&self, address: &EmailAddress) -> Verdict {
+            if address.domain().as_str() == "example.org" { Verdict::Local } else { Verdict::NotLocal }
+        }
+
+        async fn sender_allowed(&self, _: &AuthenticatedUser, _: &EmailAddress) -> Result<bool, DirectoryUnavailable> {
+            Ok(true)
+        }
+
+        async fn authenticate(&self, _: &str, _: &str) -> Result<Option<AuthenticatedUser>, DirectoryUnavailable> {
+            Ok(None)
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeSpool {
+        broken: bool,
+        queued: Mutex<Vec<Message>>,
+    }
+
+    /// Shared, so the test can look at what the connection queued.
+    impl Spool for Arc<FakeSpool> {
+        async fn enqueue(&self, message: Message, _: &ClientInfo, _: &str) -> Result<String, SpoolError> {
+            if self.broken {
+                return Err(SpoolError::Unavailable("nats down".into()));
+            }
+            self.queued.lock().unwrap().push(message);
+            Ok("q1".into())
+        }
+    }
+
+    fn session_config() -> SessionConfig {
+        SessionConfig {
+            hostname: "mx.test".into(),
+            max_message_size: 10_000,
+            max_recipients: 10,
+            mode: Mode::Mx,
+            starttls_available: true,
+            plaintext_auth: false,
+            max_errors: 20,
+            max_auth_failures: 3,
+            long_lines: LongLines::Accept,
+            bare_lf: BareLf::Normalise,
+        }
+    }
+
+    fn server_tls() -> (ServerTls, String) {
+        let generated = mailbus_tls::self_signed(&["mx.test".to_owned()]).unwrap();
+        (ServerTls::from_pem(&generated.cert_pem, &generated.key_pem).unwrap(), generated.cert_pem)
+    }
+
+    /// Starts a connection task on one end of an in-memory stream and returns the other end.
+    fn connect(spool: Arc<FakeSpool>, tls: ServerTls) -> (BufReader<DuplexStream>, tokio::task::JoinHandle<()>) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let ctx = Arc::new(Context {
+            directory: FakeDirectory,
+            spool,
+            tls,
+            timeouts: Timeouts {
+                command: Duration::from_secs(5),
+                data: Duration::from_secs(5),
+                auth_failure_delay: Duration::ZERO,
+            },
+            metrics: Metrics::default(),
+        });
+        let listener = Arc::new(Listener { session: session_config(), implicit_tls: false });
+        let client_info = ClientInfo { peer: "192.0.2.1:1000".parse().unwrap() };
+        let task = tokio::spawn(handle(server, client_info, listener, ctx, CancellationToken::new()));
+        (BufReader::new(client), task)
+    }
+
+    async fn reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all.trim_end().to_owned();
+            }
+        }
+    }
+
+    const TRANSACTION: &[u8] = b"EHLO c.test\r\nMAIL FROM:<a@elsewhere.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n";
+
+    #[tokio::test]
+    async fn the_250_comes_only_from_a_spool_that_took_the_message_and_a_failure_is_451() {
+        for broken in [false, true] {
+            let spool = Arc::new(FakeSpool { broken, ..Default::default() });
+            let (mut client, task) = connect(spool.clone(), server_tls().0);
+            assert!(reply(&mut client).await.starts_with("220 "));
+            client.get_mut().write_all(TRANSACTION).await.unwrap();
+            for expected in ["250-mx.test", "250 2.1.0", "250 2.1.5", "354 "] {
+                let got = reply(&mut client).await;
+                assert!(got.starts_with(expected), "{got} is not {expected}");
+            }
+            client.get_mut().write_all(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n").await.unwrap();
+            let end = reply(&mut client).await;
+            if broken {
+                assert!(end.starts_with("451 4.3.0"), "{end}");
+                assert!(spool.queued.lock().unwrap().is_empty());
+            } else {
+                assert_eq!(end, "250 2.0.0 Ok: queued as q1");
+                assert_eq!(spool.queued.lock().unwrap().len(), 1);
+            }
+            assert!(reply(&mut client).await.starts_with("221 "), "QUIT pipelined after the body is answered");
+            task.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_pipelined_after_starttls_are_dropped_not_run_inside_tls() {
+        let (tls, cert_pem) = server_tls();
+        let spool = Arc::new(FakeSpool::default());
+        let (mut client, task) = connect(spool, tls);
+        reply(&mut client).await;
+        client.get_mut().write_all(b"EHLO c.test\r\n").await.unwrap();
+        assert!(reply(&mut client).await.contains("STARTTLS"));
+        // CVE-2011-0411: the injected FOO must never be answered, in the clear or over TLS.
+        client.get_mut().write_all(b"STARTTLS\r\nFOO\r\n").await.unwrap();
+        assert!(reply(&mut client).await.starts_with("220 2.0.0"));
+        let connector = tokio_rustls::TlsConnector::from(mailbus_tls::client_config_trusting(&cert_pem).unwrap());
+        let name = rustls_pki_types::ServerName::try_from("mx.test").unwrap();
+        let stream = connector.connect(name, client.into_inner()).await.unwrap();
+        let mut secure = BufReader::new(stream);
+        secure.get_mut().write_all(b"NOOP\r\n").await.unwrap();
+        assert_eq!(reply(&mut secure).await, "250 2.0.0 Ok", "the first reply over TLS answers NOOP, not FOO");
+        secure.get_mut().write_all(b"MAIL FROM:<a@elsewhere.net>\r\n").await.unwrap();
+        assert!(reply(&mut secure).await.starts_with("503 5.5.1"), "TLS starts a new session: EHLO first");
+        secure.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+        assert!(reply(&mut secure).await.starts_with("221"));
+        task.await.unwrap();
+    }
+}

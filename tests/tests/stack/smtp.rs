@@ -353,3 +353,40 @@ async fn swaks_and_curl_submit_over_tls_with_auth() {
     stack.wait_for_inbox(kim, 2, PATIENCE).await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_is_refused_in_the_clear_and_repeated_failures_end_the_session() {
+    fn plain(user: &str, password: &str) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+    }
+    let stack = TestStack::start().await;
+    stack.add_account("lea@example.org", "right").await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.submission.unwrap()).await;
+    smtp.command("EHLO client.test").await;
+    let clear = smtp.command(&format!("AUTH PLAIN {}", plain("lea@example.org", "right"))).await;
+    assert_eq!((clear.code, clear.text.get(..6)), (538, Some("5.7.11")), "{clear:?}");
+    stack.stop().await;
+
+    // With the development flag, AUTH works in the clear, and the third failure ends the session.
+    let stack = TestStack::builder()
+        .set("MAILBUS_SMTP_PLAINTEXT_AUTH", "true")
+        .set("MAILBUS_SMTP_MAX_AUTH_FAILURES", "3")
+        .start()
+        .await;
+    stack.add_account("lea@example.org", "right").await;
+    let (mut smtp, _) = SmtpRaw::connect(stack.submission.unwrap()).await;
+    smtp.command("EHLO client.test").await;
+    for attempt in 1..=2 {
+        let failed = smtp.command(&format!("AUTH PLAIN {}", plain("lea@example.org", "wrong"))).await;
+        assert_eq!((failed.code, failed.text.get(..5)), (535, Some("5.7.8")), "attempt {attempt}: {failed:?}");
+    }
+    let last = smtp.command(&format!("AUTH PLAIN {}", plain("lea@example.org", "wrong"))).await;
+    assert_eq!((last.code, last.text.get(..5)), (421, Some("4.7.0")), "{last:?}");
+    assert_eq!(smtp.reply().await.code, 0, "the server closed the connection");
+    let (mut again, _) = SmtpRaw::connect(stack.submission.unwrap()).await;
+    again.command("EHLO client.test").await;
+    let ok = again.command(&format!("AUTH PLAIN {}", plain("lea@example.org", "right"))).await;
+    assert_eq!((ok.code, ok.text.get(..5)), (235, Some("2.7.0")), "{ok:?}");
+    stack.stop().await;
+}

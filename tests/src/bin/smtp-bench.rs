@@ -1,0 +1,865 @@
+//! `smtp-bench`: how fast smtp-ingress accepts mail durably on port 25, and what 1,000 idle sessions
+//! cost it (issue 3). A benchmark, not a test: it measures and prints, and asserts nothing;
+//! BENCHMARKS.md records its output with the command that produced it.
+//!
+//! It starts PostgreSQL and nats-server through the test harness (or uses `DATABASE_URL` / `NATS_URL`),
+//! runs `mailbus mailbox`, `relay` and `smtp-ingress` from the given binary as separate processes on
+//! free loopback ports, and drives them with its own SMTP load generator: C connections, each one
+//! EHLO and then MAIL/RCPT/DATA transactions in lock-step (no PIPELINING), until M messages got `250`.
+//! When Postfix's `smtp-source` is installed it runs that against the same smtp-ingress too, and with
+//! `--postfix` it measures a throwaway Postfix on a loopback port with the same load.
+//!
+//! Every process it starts is killed when it ends, also on error and Ctrl-C.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use futures::StreamExt;
+use mailbus_devstack::free_port;
+use mailbus_proto::v1 as pb;
+use mailbus_tests::Infra;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "bench.test";
+const SENDER: &str = "bench@bench.test";
+const RECIPIENT: &str = "sink@bench.test";
+/// Longest wait for one reply; a server that takes longer is stuck, not slow.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a role to become ready, or for the queue to make progress.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+#[derive(Parser, Debug)]
+#[command(about = "Measures smtp-ingress: durable accept rate, latency of the final 250, idle-session memory")]
+struct Args {
+    /// The (release-built) mailbus binary to run the roles from.
+    mailbus: PathBuf,
+    /// Messages to get accepted (250) in each load run.
+    #[arg(long, default_value_t = 10_000)]
+    messages: usize,
+    /// Concurrent SMTP connections of the load.
+    #[arg(long, default_value_t = 20)]
+    connections: usize,
+    /// Size of each message in octets (headers and body, without the terminating ".").
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Idle sessions (greeting and EHLO, then nothing) to open for the memory measurement.
+    #[arg(long, default_value_t = 1000)]
+    idle_sessions: usize,
+    /// Also measure a throwaway Postfix (needs root and /usr/sbin/postfix) on a loopback port, with
+    /// local delivery to the discard transport, under the same load.
+    #[arg(long)]
+    postfix: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(args.size >= HEADER.len() + 2, "--size must be at least {} octets", HEADER.len() + 2);
+    ensure!(args.connections > 0 && args.messages > 0, "--connections and --messages must be positive");
+    // Dropping `run` on Ctrl-C drops every child handle, and `kill_on_drop` ends them.
+    tokio::select! {
+        result = run(args) => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    print_setting(&args);
+    raise_open_files_limit(args.idle_sessions + args.connections + 512)?;
+    let message: Arc<[u8]> = message_of_size(args.size).into();
+    let load = Load { messages: args.messages, connections: args.connections, message };
+
+    let stack = Stack::start(&args.mailbus).await?;
+    let account_id = stack.create_sink().await?;
+    let rss_fresh = rss_kib(stack.smtp_pid)?;
+
+    println!("\n== mailbus smtp-ingress, this load generator ({}) ==", stack.smtp);
+    let report = load.run(stack.smtp).await;
+    report.print();
+    let backlog = stack.queue_status().await?.messages;
+    println!("queue backlog at the last 250: {backlog} messages");
+    let mut in_mailbox = report.accepted;
+    let drained = stack.wait_drained(account_id, Some(in_mailbox)).await?;
+    if let Some(first) = report.first_accept {
+        let span = drained.duration_since(first);
+        println!(
+            "end to end: {} messages from the first 250 to the last in the mailbox in {:.2} s = {:.0} msgs/s",
+            report.accepted,
+            span.as_secs_f64(),
+            rate(report.accepted, span)
+        );
+    }
+
+    idle_sessions(stack.smtp, stack.smtp_pid, args.idle_sessions, rss_fresh).await?;
+
+    match smtp_source() {
+        Some(tool) => {
+            for persistent in [false, true] {
+                println!("\n== mailbus smtp-ingress, smtp-source ==");
+                run_smtp_source(&tool, &args, stack.smtp, persistent).await?;
+                stack.wait_drained(account_id, None).await?;
+                let now_in_mailbox = stack.mailbox_count(account_id).await?;
+                println!("delivered to the mailbox: {}", now_in_mailbox - in_mailbox);
+                in_mailbox = now_in_mailbox;
+            }
+        }
+        None => println!("\nsmtp-source: not found (Debian package postfix); skipped"),
+    }
+    stack.print_memory();
+    stack.print_log_summary();
+    drop(stack);
+
+    if args.postfix {
+        measure_postfix(&args, &load).await?;
+    }
+    Ok(())
+}
+
+fn print_setting(args: &Args) {
+    let command: Vec<String> = std::env::args().collect();
+    println!("command: {}", command.join(" "));
+    println!(
+        "load: {} messages of {} octets over {} connections; {} idle sessions",
+        args.messages, args.size, args.connections, args.idle_sessions
+    );
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+}
+
+/// 1,000 idle sessions need as many descriptors in this process and in smtp-ingress (which inherits
+/// the limit from us).
+fn raise_open_files_limit(needed: usize) -> anyhow::Result<()> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    ensure!(got == 0, "getrlimit: {}", std::io::Error::last_os_error());
+    let needed = needed as libc::rlim_t;
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    ensure!(limit.rlim_max >= needed, "open-files hard limit {} is below the {needed} needed", limit.rlim_max);
+    limit.rlim_cur = needed;
+    #[allow(unsafe_code)]
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    ensure!(set == 0, "setrlimit: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+const HEADER: &str = "From: <bench@bench.test>\r\nTo: <sink@bench.test>\r\nSubject: smtp-bench\r\n\r\n";
+
+/// A message of exactly `size` octets: the header, then body lines of at most 78 characters plus CRLF.
+/// No line starts with "." so no dot-stuffing is needed.
+fn message_of_size(size: usize) -> Vec<u8> {
+    let mut message = HEADER.as_bytes().to_vec();
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut line_number = 0;
+    while message.len() < size {
+        let left = size - message.len();
+        // A line is at least CRLF, so never leave a single octet over.
+        let line = if left <= 80 {
+            left
+        } else if left - 80 == 1 {
+            79
+        } else {
+            80
+        };
+        let start = message.len();
+        message.extend((0..line - 2).map(|i| alphabet[(i + line_number) % alphabet.len()]));
+        message.extend_from_slice(b"\r\n");
+        debug_assert_ne!(message.get(start), Some(&b'.'));
+        line_number += 1;
+    }
+    message
+}
+
+fn rate(messages: usize, elapsed: Duration) -> f64 {
+    messages as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The stack under test
+
+/// One role of mailbus, as a child process that dies with us.
+struct Role {
+    name: &'static str,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+fn spawn_role(mailbus: &Path, name: &'static str, env: &HashMap<&str, String>, logs: &Path) -> anyhow::Result<Role> {
+    let log = logs.join(format!("{name}.log"));
+    let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let child = tokio::process::Command::new(mailbus)
+        .arg(name)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} {name}", mailbus.display()))?;
+    Ok(Role { name, child, log })
+}
+
+struct Stack {
+    roles: Vec<Role>,
+    smtp: SocketAddr,
+    smtp_pid: u32,
+    mailbox_url: String,
+    relay_url: String,
+}
+
+impl Stack {
+    async fn start(mailbus: &Path) -> anyhow::Result<Stack> {
+        let infra = tokio::task::spawn_blocking(Infra::get).await.context("starting PostgreSQL and nats-server")?;
+        let port = || free_port().map(|p| format!("127.0.0.1:{p}"));
+        let (mailbox_grpc, relay_grpc, smtp) = (port()?, port()?, port()?);
+        let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut env: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", infra.create_database().await),
+            ("NATS_URL", infra.nats_url().to_owned()),
+            ("MAILBUS_NATS_PREFIX", prefix),
+            ("MAILBUS_HOSTNAME", "mx.bench.test".into()),
+            ("MAILBUS_MAILBOX_URL", format!("http://{mailbox_grpc}")),
+            ("MAILBUS_MAILBOX_GRPC_LISTEN", mailbox_grpc.clone()),
+            ("MAILBUS_RELAY_GRPC_LISTEN", relay_grpc.clone()),
+            ("MAILBUS_SMTP_LISTEN", smtp.clone()),
+            ("MAILBUS_TLS_CERT", infra.tls_cert.display().to_string()),
+            ("MAILBUS_TLS_KEY", infra.tls_key.display().to_string()),
+            // The idle-session measurement opens 1,000 sessions from one address.
+            ("MAILBUS_SMTP_MAX_CONNECTIONS", "5000".into()),
+            ("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "5000".into()),
+            ("RUST_LOG", "warn".into()),
+        ]);
+        for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
+            if !env.contains_key(var.name) {
+                env.insert(var.name, port()?);
+            }
+        }
+        let logs = mailbus_tests::infra::scratch_dir().join("bench-logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        println!("role logs (RUST_LOG=warn): {}", logs.display());
+        let mut roles = Vec::new();
+        for (name, metrics) in [
+            ("mailbox", "MAILBUS_MAILBOX_METRICS_LISTEN"),
+            ("relay", "MAILBUS_RELAY_METRICS_LISTEN"),
+            ("smtp-ingress", "MAILBUS_SMTP_METRICS_LISTEN"),
+        ] {
+            let mut role = spawn_role(mailbus, name, &env, &logs)?;
+            wait_ready(&mut role, env[metrics].parse()?).await?;
+            roles.push(role);
+        }
+        let smtp_pid = roles[2].child.id().context("smtp-ingress has no pid")?;
+        Ok(Stack {
+            roles,
+            smtp: smtp.parse()?,
+            smtp_pid,
+            mailbox_url: format!("http://{mailbox_grpc}"),
+            relay_url: format!("http://{relay_grpc}"),
+        })
+    }
+
+    /// Creates the domain and the account every message goes to; returns the account id.
+    async fn create_sink(&self) -> anyhow::Result<i64> {
+        let mut directory = pb::directory_client::DirectoryClient::connect(self.mailbox_url.clone()).await?;
+        directory.add_domain(pb::AddDomainRequest { name: DOMAIN.into() }).await.context("adding the domain")?;
+        let account = pb::AddAccountRequest { address: RECIPIENT.into(), password: "bench".into() };
+        Ok(directory.add_account(account).await.context("adding the account")?.into_inner().id)
+    }
+
+    async fn queue_status(&self) -> anyhow::Result<pb::QueueStatusResponse> {
+        let mut admin = pb::queue_admin_client::QueueAdminClient::connect(self.relay_url.clone()).await?;
+        Ok(admin.queue_status(pb::QueueStatusRequest {}).await.context("QueueStatus")?.into_inner())
+    }
+
+    async fn mailbox_count(&self, account_id: i64) -> anyhow::Result<usize> {
+        let mut mailbox = pb::mailbox_client::MailboxClient::connect(self.mailbox_url.clone()).await?;
+        let request = pb::ListMessagesRequest { account_id, mailbox: "INBOX".into() };
+        Ok(mailbox.list_messages(request).await.context("ListMessages")?.into_inner().messages.len())
+    }
+
+    /// Waits until the queue stream is empty (and, when given, the mailbox holds `expected` messages), and
+    /// returns when that was seen. Polls every 100 ms; gives up when nothing moves for [`PATIENCE`].
+    async fn wait_drained(&self, account_id: i64, expected: Option<usize>) -> anyhow::Result<Instant> {
+        let mut last_change = (Instant::now(), u64::MAX);
+        loop {
+            let queued = self.queue_status().await?.messages;
+            if queued == 0 {
+                let Some(expected) = expected else { return Ok(Instant::now()) };
+                let seen = Instant::now();
+                let count = self.mailbox_count(account_id).await?;
+                if count >= expected {
+                    return Ok(seen);
+                }
+            }
+            if queued != last_change.1 {
+                last_change = (Instant::now(), queued);
+            }
+            ensure!(last_change.0.elapsed() < PATIENCE, "the queue is stuck at {queued} messages");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn print_memory(&self) {
+        println!();
+        for role in &self.roles {
+            let Some(pid) = role.child.id() else { continue };
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |name: &str| status_field(&status, name).map_or("?".into(), |kib| format!("{kib} KiB"));
+            println!("{:<13} VmRSS {:>10}   VmHWM (peak) {:>10}", role.name, field("VmRSS"), field("VmHWM"));
+        }
+    }
+
+    /// What the roles logged at warn and above: the count, and the first lines.
+    fn print_log_summary(&self) {
+        for role in &self.roles {
+            let log = std::fs::read_to_string(&role.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+            println!("{} log: {} lines at warn or above", role.name, lines.len());
+            for line in lines.iter().take(5) {
+                println!("  {line}");
+            }
+        }
+    }
+}
+
+/// Polls the role's `/readyz` until it answers 200; fails if the role exits first.
+async fn wait_ready(role: &mut Role, metrics: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = role.child.try_wait()? {
+            bail!("{} exited with {status} during start-up; see {}", role.name, role.log.display());
+        }
+        if is_ready(metrics).await {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{} not ready after {PATIENCE:?}; see {}", role.name, role.log.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn is_ready(metrics: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(metrics).await else { return false };
+    let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
+fn status_field(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(':'))?;
+    line[name.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status_field(&status, "VmRSS").with_context(|| format!("no VmRSS in {path}"))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The SMTP client
+
+struct Reply {
+    code: u16,
+    /// The last line, without CRLF.
+    text: String,
+}
+
+/// One plain-TCP SMTP connection, in lock-step: each command waits for its reply.
+struct SmtpClient {
+    stream: BufReader<TcpStream>,
+}
+
+/// How one transaction ended.
+enum Sent {
+    /// `250` after the final ".": how long it took from writing the "." line.
+    Accepted(Duration),
+    /// Any other reply; the connection goes on unless it was 421.
+    Refused(Reply),
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting and says EHLO.
+    async fn open(addr: SocketAddr) -> anyhow::Result<SmtpClient> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        // The final ".\r\n" is a small write right after the body: without this Nagle would hold it.
+        stream.set_nodelay(true)?;
+        let mut client = SmtpClient { stream: BufReader::new(stream) };
+        client.expect(220, "greeting").await?;
+        client.command("EHLO smtp-bench.localhost\r\n").await?;
+        client.expect(250, "EHLO").await?;
+        Ok(client)
+    }
+
+    async fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        self.stream.get_mut().write_all(line.as_bytes()).await.context("writing to the server")
+    }
+
+    async fn reply(&mut self) -> anyhow::Result<Reply> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_line(&mut line))
+                .await
+                .context("no reply within a minute")?
+                .context("reading a reply")?;
+            ensure!(read > 0, "the server closed the connection");
+            let code = line.get(..3).and_then(|c| c.parse().ok()).with_context(|| format!("bad reply {line:?}"))?;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(Reply { code, text: line.trim_end().to_owned() });
+            }
+        }
+    }
+
+    async fn expect(&mut self, code: u16, what: &str) -> anyhow::Result<()> {
+        let reply = self.reply().await?;
+        ensure!(reply.code == code, "{what}: {}", reply.text);
+        Ok(())
+    }
+
+    /// MAIL, RCPT, DATA, the message, ".". A refused MAIL, RCPT or DATA is followed by RSET.
+    async fn send(&mut self, message: &[u8]) -> anyhow::Result<Sent> {
+        for (command, wanted) in [
+            (format!("MAIL FROM:<{SENDER}>\r\n"), 250),
+            (format!("RCPT TO:<{RECIPIENT}>\r\n"), 250),
+            ("DATA\r\n".into(), 354),
+        ] {
+            self.command(&command).await?;
+            let reply = self.reply().await?;
+            if reply.code != wanted {
+                if reply.code != 421 {
+                    self.command("RSET\r\n").await?;
+                    self.reply().await?;
+                }
+                return Ok(Sent::Refused(reply));
+            }
+        }
+        self.stream.get_mut().write_all(message).await.context("writing the message")?;
+        let start = Instant::now();
+        self.command(".\r\n").await?;
+        let reply = self.reply().await?;
+        Ok(if reply.code == 250 { Sent::Accepted(start.elapsed()) } else { Sent::Refused(reply) })
+    }
+
+    async fn quit(mut self) {
+        if self.command("QUIT\r\n").await.is_ok() {
+            let _ = self.reply().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The load
+
+struct Load {
+    messages: usize,
+    connections: usize,
+    message: Arc<[u8]>,
+}
+
+/// The messages still to be sent, shared by the connections. A refused message is not retried, but a
+/// new one takes its place until `messages` were accepted; the load stops early after as many errors.
+struct Budget {
+    unclaimed: AtomicUsize,
+    errors: AtomicUsize,
+    error_limit: usize,
+}
+
+impl Budget {
+    fn claim(&self) -> bool {
+        if self.errors.load(Ordering::Relaxed) >= self.error_limit {
+            return false;
+        }
+        self.unclaimed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
+    fn failed(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.unclaimed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct Tally {
+    accepted: usize,
+    /// Every non-250 end of a transaction, and every I/O failure.
+    errors: Vec<String>,
+    /// From writing the final "." to reading the 250, per accepted message.
+    latencies: Vec<Duration>,
+    first_accept: Option<Instant>,
+    last_accept: Option<Instant>,
+}
+
+/// What all connections saw together, from the start of the load.
+struct LoadReport {
+    start: Instant,
+    accepted: usize,
+    errors: Vec<String>,
+    /// Sorted.
+    latencies: Vec<Duration>,
+    first_accept: Option<Instant>,
+    last_accept: Option<Instant>,
+}
+
+impl Load {
+    async fn run(&self, server: SocketAddr) -> LoadReport {
+        let budget = Arc::new(Budget {
+            unclaimed: AtomicUsize::new(self.messages),
+            errors: AtomicUsize::new(0),
+            error_limit: self.messages,
+        });
+        let start = Instant::now();
+        let senders = (0..self.connections).map(|_| tokio::spawn(sender(server, self.message.clone(), budget.clone())));
+        let mut report = LoadReport {
+            start,
+            accepted: 0,
+            errors: Vec::new(),
+            latencies: Vec::with_capacity(self.messages),
+            first_accept: None,
+            last_accept: None,
+        };
+        for finished in futures::future::join_all(senders).await {
+            let tally = finished.unwrap_or_else(|e| Tally { errors: vec![e.to_string()], ..Default::default() });
+            report.accepted += tally.accepted;
+            report.errors.extend(tally.errors);
+            report.latencies.extend(tally.latencies);
+            report.first_accept = earliest(report.first_accept, tally.first_accept);
+            report.last_accept = report.last_accept.max(tally.last_accept);
+        }
+        report.latencies.sort_unstable();
+        report
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One connection's share of the load: it claims messages until none are left.
+async fn sender(server: SocketAddr, message: Arc<[u8]>, budget: Arc<Budget>) -> Tally {
+    let mut tally = Tally::default();
+    let mut client: Option<SmtpClient> = None;
+    while budget.claim() {
+        let connection = match client.as_mut() {
+            Some(connection) => connection,
+            None => match SmtpClient::open(server).await {
+                Ok(connection) => client.insert(connection),
+                Err(error) => {
+                    tally.errors.push(format!("{error:#}"));
+                    budget.failed();
+                    continue;
+                }
+            },
+        };
+        match connection.send(&message).await {
+            Ok(Sent::Accepted(latency)) => {
+                let now = Instant::now();
+                tally.accepted += 1;
+                tally.latencies.push(latency);
+                tally.first_accept.get_or_insert(now);
+                tally.last_accept = Some(now);
+            }
+            Ok(Sent::Refused(reply)) => {
+                if reply.code == 421 {
+                    client = None;
+                }
+                tally.errors.push(reply.text);
+                budget.failed();
+            }
+            Err(error) => {
+                tally.errors.push(format!("{error:#}"));
+                budget.failed();
+                client = None;
+            }
+        }
+    }
+    if let Some(connection) = client {
+        connection.quit().await;
+    }
+    tally
+}
+
+impl LoadReport {
+    /// Nearest-rank percentile of the sorted latencies.
+    fn percentile(&self, p: usize) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = (p * self.latencies.len()).div_ceil(100).max(1);
+        self.latencies[rank - 1]
+    }
+
+    /// From the start of the load to the last 250.
+    fn elapsed(&self) -> Duration {
+        self.last_accept.map_or(Duration::ZERO, |last| last.duration_since(self.start))
+    }
+
+    fn print(&self) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "accepted {} messages in {:.2} s = {:.0} msgs/s",
+            self.accepted,
+            self.elapsed().as_secs_f64(),
+            rate(self.accepted, self.elapsed())
+        );
+        println!(
+            "latency of the final 250: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(self.percentile(50)),
+            ms(self.percentile(99)),
+            ms(self.latencies.last().copied().unwrap_or_default())
+        );
+        println!("errors: {}", self.errors.len());
+        let mut distinct: Vec<&String> = self.errors.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        for error in distinct.iter().take(5) {
+            println!("  {error}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Idle sessions
+
+/// Opens `count` sessions that greet and say EHLO, then stay idle, and prints what they cost
+/// smtp-ingress in resident memory.
+async fn idle_sessions(server: SocketAddr, pid: u32, count: usize, rss_fresh: u64) -> anyhow::Result<()> {
+    println!("\n== mailbus smtp-ingress, {count} idle sessions ==");
+    let before = rss_kib(pid)?;
+    let opened: Vec<anyhow::Result<SmtpClient>> =
+        futures::stream::iter(0..count).map(|_| SmtpClient::open(server)).buffer_unordered(64).collect().await;
+    let (sessions, failures): (Vec<_>, Vec<_>) = opened.into_iter().partition(Result::is_ok);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with = rss_kib(pid)?;
+    println!("VmRSS of smtp-ingress: {rss_fresh} KiB after start-up, {before} KiB after the load");
+    println!(
+        "VmRSS with {} idle sessions open: {with} KiB = {:.1} MiB; {:+} KiB over before them = {:.1} KiB per session",
+        sessions.len(),
+        with as f64 / 1024.0,
+        with as i64 - before as i64,
+        (with as f64 - before as f64) / sessions.len().max(1) as f64
+    );
+    if let Some(Err(error)) = failures.first() {
+        println!("sessions that failed to open: {} (first: {error:#})", failures.len());
+    }
+    drop(sessions);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("VmRSS a second after closing them: {} KiB", rss_kib(pid)?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Postfix's smtp-source, and Postfix itself
+
+fn smtp_source() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("smtp-source"));
+    on_path.chain([PathBuf::from("/usr/sbin/smtp-source")]).find(|p| p.is_file())
+}
+
+/// Runs smtp-source with the load's numbers and prints its rate. By default smtp-source opens a new
+/// connection per message; `persistent` (-d) keeps each session for many messages, like our generator.
+async fn run_smtp_source(tool: &Path, args: &Args, server: SocketAddr, persistent: bool) -> anyhow::Result<()> {
+    let mut command_line: Vec<String> = vec!["-c".into()];
+    if persistent {
+        command_line.push("-d".into());
+    }
+    command_line.extend(
+        [
+            "-l",
+            &args.size.to_string(),
+            "-m",
+            &args.messages.to_string(),
+            "-s",
+            &args.connections.to_string(),
+            "-f",
+            SENDER,
+            "-t",
+            RECIPIENT,
+            &server.to_string(),
+        ]
+        .map(String::from),
+    );
+    println!("command: {} {}", tool.display(), command_line.join(" "));
+    let start = Instant::now();
+    let output = tokio::process::Command::new(tool)
+        .args(&command_line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {}", tool.display()))?;
+    let elapsed = start.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        println!("smtp-source failed ({}): {}", output.status, stderr.trim());
+        return Ok(());
+    }
+    println!(
+        "smtp-source: {} messages in {:.2} s = {:.0} msgs/s",
+        args.messages,
+        elapsed.as_secs_f64(),
+        rate(args.messages, elapsed)
+    );
+    Ok(())
+}
+
+/// A Postfix instance of our own: its configuration, queue and log in a temporary directory, smtpd on
+/// one loopback port, every local recipient accepted and delivered to the discard transport. Stopped
+/// on drop.
+struct ThrowawayPostfix {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+}
+
+impl ThrowawayPostfix {
+    fn start() -> anyhow::Result<ThrowawayPostfix> {
+        #[allow(unsafe_code)]
+        // SAFETY: geteuid has no preconditions and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        ensure!(euid == 0, "starting Postfix needs root");
+        ensure!(Path::new("/usr/sbin/postfix").is_file(), "/usr/sbin/postfix not found (Debian package postfix)");
+        let dir = tempfile::Builder::new().prefix("smtp-bench-postfix-").tempdir()?;
+        let root = dir.path();
+        for sub in ["etc", "queue", "data"] {
+            std::fs::create_dir(root.join(sub))?;
+        }
+        // Postfix's daemons run as the postfix user and must reach the queue and data directories.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
+        run_checked("chown", &["postfix", &root.join("data").display().to_string()])?;
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        std::fs::write(root.join("etc/main.cf"), postfix_main_cf(root))?;
+        std::fs::write(root.join("etc/master.cf"), postfix_master_cf(addr))?;
+        let postfix = ThrowawayPostfix { dir, addr };
+        run_checked("/usr/sbin/postfix", &["-c", &postfix.config_dir(), "start"])
+            .with_context(|| format!("starting Postfix; see {}", postfix.dir.path().join("maillog").display()))?;
+        Ok(postfix)
+    }
+
+    fn config_dir(&self) -> String {
+        self.dir.path().join("etc").display().to_string()
+    }
+}
+
+impl Drop for ThrowawayPostfix {
+    /// Stops the instance and waits (up to ten seconds) for its master to exit before the directory goes.
+    fn drop(&mut self) {
+        let pid_file = self.dir.path().join("queue/pid/master.pid");
+        let master = std::fs::read_to_string(pid_file).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
+        if let Err(error) = run_checked("/usr/sbin/postfix", &["-c", &self.config_dir(), "stop"]) {
+            eprintln!("stopping the throwaway Postfix: {error:#}");
+        }
+        let Some(master) = master else { return };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{master}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn run_checked(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status =
+        std::process::Command::new(program).args(args).status().with_context(|| format!("running {program}"))?;
+    ensure!(status.success(), "{program} {} exited with {status}", args.join(" "));
+    Ok(())
+}
+
+fn postfix_main_cf(root: &Path) -> String {
+    let root = root.display();
+    format!(
+        "compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+maillog_file = {root}/maillog
+maillog_file_prefixes = {root}
+myhostname = postfix.bench.test
+mydomain = {DOMAIN}
+mydestination = {DOMAIN}
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+local_recipient_maps =
+alias_maps =
+alias_database =
+default_transport = discard
+local_transport = discard
+relay_transport = discard
+biff = no
+"
+    )
+}
+
+/// Only the services a queue-and-discard Postfix needs; none chrooted, smtpd on `addr` only.
+fn postfix_master_cf(addr: SocketAddr) -> String {
+    format!(
+        "{addr} inet n - n - - smtpd
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"
+    )
+}
+
+async fn measure_postfix(args: &Args, load: &Load) -> anyhow::Result<()> {
+    let postfix = match ThrowawayPostfix::start() {
+        Ok(postfix) => postfix,
+        Err(error) => {
+            println!("\nPostfix: not measured: {error:#}");
+            return Ok(());
+        }
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(postfix.addr).await.is_err() {
+        ensure!(Instant::now() < deadline, "Postfix smtpd never listened on {}", postfix.addr);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("\n== Postfix (queue to disk, discard delivery), this load generator ({}) ==", postfix.addr);
+    load.run(postfix.addr).await.print();
+    if let Some(tool) = smtp_source() {
+        for persistent in [false, true] {
+            println!("\n== Postfix, smtp-source ==");
+            run_smtp_source(&tool, args, postfix.addr, persistent).await?;
+        }
+    }
+    Ok(())
+}
