@@ -80,29 +80,56 @@ pub enum Pop3End {
     Quit,
 }
 
-/// Logs in with USER/PASS, runs STAT, LIST, UIDL, RETR of each message, then ends as `end` says.
-pub async fn pop3_session(server: SocketAddr, user: &str, password: &str, end: Pop3End) -> Pop3Session {
-    let end = match end {
-        Pop3End::DeleteAndQuit => "dele-quit",
-        Pop3End::DeleteAndDrop => "dele-drop",
-        Pop3End::Quit => "quit",
-    };
-    let args = [server.ip().to_string(), server.port().to_string(), user.to_owned(), end.to_owned()];
-    let result = run("pop3_session.py", &args, Some(format!("{password}\n").as_bytes())).await;
+/// How a POP3 client connects and logs in.
+#[derive(Debug, Clone, Default)]
+pub struct Pop3Options {
+    pub tls: Option<Pop3Tls>,
+    /// The certificate to verify the server against.
+    pub cafile: Option<std::path::PathBuf>,
+    /// AUTH PLAIN (RFC 5034, with an initial response) instead of USER/PASS.
+    pub auth_plain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pop3Tls {
+    /// STLS on the plain port (RFC 2595).
+    Stls,
+    /// TLS from the first byte (port 995).
+    Implicit,
+}
+
+fn pop3_args(server: SocketAddr, user: &str, end: &str, options: &Pop3Options) -> Vec<String> {
+    let mut args = vec![server.ip().to_string(), server.port().to_string(), user.to_owned(), end.to_owned()];
+    match options.tls {
+        Some(Pop3Tls::Stls) => args.extend(["--tls".into(), "stls".into()]),
+        Some(Pop3Tls::Implicit) => args.extend(["--tls".into(), "implicit".into()]),
+        None => {}
+    }
+    if let Some(cafile) = &options.cafile {
+        args.extend(["--cafile".into(), cafile.display().to_string()]);
+    }
+    if options.auth_plain {
+        args.extend(["--auth".into(), "plain".into()]);
+    }
+    args
+}
+
+fn parse_pop3(result: &Value) -> Result<Pop3Session, String> {
+    if let Some(error) = result["error"].as_str() {
+        return Err(error.to_owned());
+    }
     let pairs = |key: &str| -> Vec<(u64, String)> {
         result[key]
             .as_array()
             .expect("array")
             .iter()
             .map(|pair| {
-                (
-                    pair[0].as_u64().expect("number"),
-                    pair[1].as_str().map(str::to_owned).unwrap_or_else(|| pair[1].to_string()),
-                )
+                let second = pair[1].as_str().map(str::to_owned).unwrap_or_else(|| pair[1].to_string());
+                (pair[0].as_u64().expect("number"), second)
             })
             .collect()
     };
-    Pop3Session {
+    Ok(Pop3Session {
         stat: (result["stat"][0].as_u64().expect("count"), result["stat"][1].as_u64().expect("size")),
         list: pairs("list").into_iter().map(|(n, size)| (n, size.parse().expect("size"))).collect(),
         uidl: pairs("uidl"),
@@ -113,7 +140,64 @@ pub async fn pop3_session(server: SocketAddr, user: &str, password: &str, end: P
             .map(|m| m.as_str().expect("latin-1 text").chars().map(|c| c as u8).collect())
             .collect(),
         quit: result["quit"].as_str().map(str::to_owned),
+    })
+}
+
+fn end_word(end: Pop3End) -> &'static str {
+    match end {
+        Pop3End::DeleteAndQuit => "dele-quit",
+        Pop3End::DeleteAndDrop => "dele-drop",
+        Pop3End::Quit => "quit",
     }
+}
+
+/// Logs in with USER/PASS in the clear, runs STAT, LIST, UIDL, RETR of each message, then ends as `end`
+/// says. Panics if the login is refused.
+pub async fn pop3_session(server: SocketAddr, user: &str, password: &str, end: Pop3End) -> Pop3Session {
+    pop3_session_with(server, user, password, end, &Pop3Options::default())
+        .await
+        .unwrap_or_else(|error| panic!("POP3 login as {user} refused: {error}"))
+}
+
+/// Like [`pop3_session`], with TLS and AUTH options; `Err` holds the server's refusal of the login.
+pub async fn pop3_session_with(
+    server: SocketAddr,
+    user: &str,
+    password: &str,
+    end: Pop3End,
+    options: &Pop3Options,
+) -> Result<Pop3Session, String> {
+    let args = pop3_args(server, user, end_word(end), options);
+    let result = run("pop3_session.py", &args, Some(format!("{password}\n").as_bytes())).await;
+    parse_pop3(&result)
+}
+
+/// A POP3 session that stays logged in (holding the maildrop lock) until dropped or killed.
+pub struct HeldPop3 {
+    pub child: tokio::process::Child,
+    pub login: Result<Pop3Session, String>,
+    /// Closing it ends the session (without QUIT).
+    _stdin: tokio::process::ChildStdin,
+}
+
+/// Logs in and keeps the session open.
+pub async fn pop3_hold(server: SocketAddr, user: &str, password: &str, options: &Pop3Options) -> HeldPop3 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script("pop3_session.py"))
+        .args(pop3_args(server, user, "hold", options))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 is needed for the client tests");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(format!("{password}\n").as_bytes()).await.expect("writing the password");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.expect("reading the held session's report");
+    let result: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("pop3 hold printed {line:?}: {e}"));
+    HeldPop3 { child, login: parse_pop3(&result), _stdin: stdin }
 }
 
 /// A bare SMTP connection for the tests that need exact bytes on the wire (pipelining, BDAT, smuggling,

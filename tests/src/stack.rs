@@ -67,6 +67,7 @@ impl StackBuilder {
             submission: None,
             submissions: None,
             pop3: None,
+            pop3s: None,
             mailbox_metrics: None,
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
@@ -84,6 +85,7 @@ pub struct TestStack {
     pub submission: Option<SocketAddr>,
     pub submissions: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -113,6 +115,7 @@ impl TestStack {
         }
         if let Some(access) = &bound.access {
             self.pop3 = Some(access.pop3_addr());
+            self.pop3s = access.pop3s_addr();
         }
         self.tasks.push(tokio::spawn(bound.serve(self.shutdown.clone())));
     }

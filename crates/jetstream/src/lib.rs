@@ -8,13 +8,17 @@
 //! - **Mailbox events**: core NATS subjects `<prefix>.mail.events.<account id>`, published by the mailbox
 //!   role after each commit.
 //!
+//! - **Leases**: a key-value bucket of locks that expire by themselves (the POP3 maildrop lock).
+//!
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
+mod lease;
 mod names;
 mod queue;
 mod trace;
 
 pub use async_nats;
+pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};
 pub use names::{NameError, Names};
 pub use queue::{Queue, QueueError, QueueStatus, RELAY_CONSUMER};

@@ -48,6 +48,11 @@ impl Names {
         format!("{}_bodies", self.prefix)
     }
 
+    /// The key-value bucket of POP3 maildrop locks (one key per account).
+    pub fn pop3_locks_bucket(&self) -> String {
+        format!("{}_pop3_locks", self.prefix)
+    }
+
     /// Where the mailbox role announces changes to one account's mailboxes.
     pub fn mailbox_events(&self, account_id: i64) -> String {
         format!("{}.mail.events.{account_id}", self.prefix)

@@ -1,4 +1,5 @@
-//! Command lines (RFC 1939 §3): framing with the RFC 2449 length limit, then parsing into [`Command`].
+//! Command lines (RFC 1939 §3): framing with the RFC 2449 length limit, then parsing into [`Command`]; and
+//! the raw lines of an AUTH exchange (RFC 5034 §4).
 
 use std::fmt;
 
@@ -6,6 +7,22 @@ use mailbus_lines::{Decode, LineFramer, LineTooLong};
 
 /// RFC 2449 §4: a command line is at most 255 octets, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 255;
+
+/// The longest SASL name (RFC 4422 §3.1) that PLAIN credentials may hold, for [`MAX_SASL_LINE`].
+const MAX_CREDENTIAL: usize = 255;
+
+/// RFC 5034 §4 keeps the 255-octet lines of RFC 2449 §4 for the AUTH exchange too, which cuts PLAIN
+/// credentials short. We take the larger of that and a PLAIN response (RFC 4616 §2) with a 255-octet user
+/// name given as both authzid and authcid and a 255-octet password: 3 × 255 + 2 NULs = 767 octets, in
+/// base64 4 × ⌈767 / 3⌉ = 1024, plus CRLF: 1026 octets.
+pub const MAX_SASL_LINE: usize = {
+    let plain = 3 * MAX_CREDENTIAL + 2;
+    let line = plain.div_ceil(3) * 4 + 2;
+    if line > MAX_COMMAND_LINE { line } else { MAX_COMMAND_LINE }
+};
+
+/// RFC 4422 §3.1: a SASL mechanism name is 1 to 20 characters.
+const MAX_MECHANISM: usize = 20;
 
 /// An unknown keyword is cut to this many octets before it is echoed back, so the `-ERR` line stays well
 /// inside the RFC 2449 §4 limit of 512 octets for a response line.
@@ -24,8 +41,24 @@ pub enum Command {
     Rset,
     Noop,
     Quit,
-    Top { msg: u32, lines: u32 },
+    Top {
+        msg: u32,
+        lines: u32,
+    },
     Capa,
+    /// RFC 2595 §4.
+    Stls,
+    /// RFC 5034 §4: `mechanism` is upper-case; `initial_response` is the base64 text as sent (`=` for an
+    /// empty response), kept secret because for PLAIN it holds the password.
+    Auth {
+        mechanism: String,
+        initial_response: Option<Secret>,
+    },
+    /// AUTH without arguments: the list of SASL mechanisms (RFC 5034 §4 leaves it to the server; clients
+    /// such as fetchmail probe with it).
+    AuthList,
+    /// RFC 6856 §2.
+    Utf8,
 }
 
 impl Command {
@@ -44,6 +77,9 @@ impl Command {
             Command::Quit => "QUIT",
             Command::Top { .. } => "TOP",
             Command::Capa => "CAPA",
+            Command::Stls => "STLS",
+            Command::Auth { .. } | Command::AuthList => "AUTH",
+            Command::Utf8 => "UTF8",
         }
     }
 }
@@ -70,7 +106,8 @@ impl fmt::Debug for Secret {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandError {
-    /// The line went past [`MAX_COMMAND_LINE`]; the rest of it up to the next LF is discarded.
+    /// The line went past [`MAX_COMMAND_LINE`] (for [`CommandDecoder::decode_sasl_line`], [`MAX_SASL_LINE`]);
+    /// the rest of it up to the next LF is discarded.
     LineTooLong,
     /// A keyword we do not know, made printable and cut short so it can go into the `-ERR` text. Empty
     /// for a blank line.
@@ -88,6 +125,15 @@ pub struct CommandDecoder {
 impl CommandDecoder {
     pub fn decode(&mut self, input: &[u8]) -> Decode<Command, CommandError> {
         self.lines.next(input, MAX_COMMAND_LINE).and_then(parse_line, |LineTooLong| CommandError::LineTooLong)
+    }
+
+    /// The next raw line of an AUTH exchange, line ending included, up to [`MAX_SASL_LINE`] octets, for when
+    /// the session [expects](crate::session::Session::expects) one. It shares the framing state with
+    /// [`Self::decode`], so the tail of an over-long line is skipped whichever of the two reads next.
+    pub fn decode_sasl_line(&mut self, input: &[u8]) -> Decode<Vec<u8>, CommandError> {
+        self.lines
+            .next(input, MAX_SASL_LINE)
+            .and_then(|line| Ok(line.to_vec()), |LineTooLong| CommandError::LineTooLong)
     }
 }
 
@@ -108,6 +154,9 @@ fn parse_line(line: &[u8]) -> Result<Command, CommandError> {
         b"QUIT" => no_args(rest, Command::Quit, "usage: QUIT"),
         b"TOP" => top(rest),
         b"CAPA" => no_args(rest, Command::Capa, "usage: CAPA"),
+        b"STLS" => no_args(rest, Command::Stls, "usage: STLS"),
+        b"AUTH" => auth(rest),
+        b"UTF8" => no_args(rest, Command::Utf8, "usage: UTF8"),
         _ => Err(unknown(verb)),
     }
 }
@@ -181,6 +230,23 @@ fn top(rest: &[u8]) -> Result<Command, CommandError> {
         },
         _ => Err(CommandError::Syntax(USAGE)),
     }
+}
+
+/// RFC 5034 §4: `AUTH mechanism [initial-response]`, or a bare `AUTH` for the mechanism list.
+fn auth(rest: &[u8]) -> Result<Command, CommandError> {
+    const USAGE: &str = "usage: AUTH [mechanism [initial-response]]";
+    let (mechanism, initial_response) = match args(rest, USAGE)?[..] {
+        [] => return Ok(Command::AuthList),
+        [mechanism] => (mechanism, None),
+        [mechanism, response] => (mechanism, Some(Secret::new(response))),
+        _ => return Err(CommandError::Syntax(USAGE)),
+    };
+    // RFC 4422 §3.1: upper-case letters, digits, "-" and "_"; we take lower case too.
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if mechanism.len() > MAX_MECHANISM || !mechanism.bytes().all(valid) {
+        return Err(CommandError::Syntax(USAGE));
+    }
+    Ok(Command::Auth { mechanism: mechanism.to_ascii_uppercase(), initial_response })
 }
 
 /// RFC 1939 §3: message numbers start at 1.
@@ -268,6 +334,21 @@ mod tests {
             ("QUIT\r\n", Command::Quit),
             ("TOP 1 0\r\n", Command::Top { msg: 1, lines: 0 }),
             ("CAPA\r\n", Command::Capa),
+            ("STLS\r\n", Command::Stls),
+            ("AUTH\r\n", Command::AuthList),
+            ("AUTH PLAIN\r\n", Command::Auth { mechanism: "PLAIN".into(), initial_response: None }),
+            (
+                "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+                Command::Auth {
+                    mechanism: "PLAIN".into(),
+                    initial_response: Some(Secret::new("AGFsaWNlAHNlY3JldA==")),
+                },
+            ),
+            (
+                "AUTH SCRAM-SHA-256 =\r\n",
+                Command::Auth { mechanism: "SCRAM-SHA-256".into(), initial_response: Some(Secret::new("=")) },
+            ),
+            ("UTF8\r\n", Command::Utf8),
         ];
         for (line, command) in cases {
             assert!(line.starts_with(command.keyword()), "{line:?}");
@@ -283,6 +364,11 @@ mod tests {
         assert_eq!(decode_one("user bob\n"), Ok(Command::User("bob".into())));
         assert_eq!(decode_one("NOOP \r\n"), Ok(Command::Noop));
         assert_eq!(decode_one("retr 007\r\n"), Ok(Command::Retr(7)));
+        assert_eq!(decode_one("stls\r\n"), Ok(Command::Stls));
+        assert_eq!(
+            decode_one("auth\tplain \r\n"),
+            Ok(Command::Auth { mechanism: "PLAIN".into(), initial_response: None })
+        );
     }
 
     #[test]
@@ -300,6 +386,9 @@ mod tests {
         assert_eq!(shown, "Pass(Secret(***))");
         let Command::Pass(secret) = command else { unreachable!() };
         assert_eq!(secret.expose(), "hunter2");
+        // For PLAIN the initial response is the password in base64.
+        let command = decode_one("AUTH PLAIN AGFsaWNlAGh1bnRlcjI=\r\n").unwrap();
+        assert_eq!(format!("{command:?}"), r#"Auth { mechanism: "PLAIN", initial_response: Some(Secret(***)) }"#);
     }
 
     #[test]
@@ -322,6 +411,12 @@ mod tests {
             ("QUIT please\r\n", "usage: QUIT"),
             ("CAPA x\r\n", "usage: CAPA"),
             ("NOOP x\r\n", "usage: NOOP"),
+            ("STLS now\r\n", "usage: STLS"),
+            ("UTF8 on\r\n", "usage: UTF8"),
+            ("AUTH PLAIN a b\r\n", "usage: AUTH [mechanism [initial-response]]"),
+            ("AUTH PL.AIN\r\n", "usage: AUTH [mechanism [initial-response]]"),
+            ("AUTH ABCDEFGHIJKLMNOPQRSTU\r\n", "usage: AUTH [mechanism [initial-response]]"),
+            ("AUTH é\r\n", "usage: AUTH [mechanism [initial-response]]"),
         ];
         for (line, usage) in cases {
             assert_eq!(decode_one(line), Err(CommandError::Syntax(usage)), "{line:?}");
@@ -382,6 +477,66 @@ mod tests {
         assert!(matches!(&decode_all(&line)[..], [Ok(Command::Pass(p))] if p.expose().len() == MAX_COMMAND_LINE - 7));
         line.insert(5, b'x');
         assert_eq!(decode_all(&line), vec![Err(CommandError::LineTooLong)]);
+    }
+
+    #[test]
+    fn mechanism_names_may_be_20_characters() {
+        let name = "A".repeat(MAX_MECHANISM);
+        let command = Command::Auth { mechanism: name.clone(), initial_response: None };
+        assert_eq!(decode_one(&format!("AUTH {name}\r\n")), Ok(command));
+    }
+
+    #[test]
+    fn sasl_line_limit_fits_plain_credentials_of_255_octets() {
+        assert_eq!(MAX_SASL_LINE, 1026);
+        let name = "n".repeat(MAX_CREDENTIAL);
+        let plain = format!("{name}\0{name}\0{}", "p".repeat(MAX_CREDENTIAL));
+        let mut line = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, plain).into_bytes();
+        line.extend_from_slice(b"\r\n");
+        assert_eq!(line.len(), MAX_SASL_LINE);
+        let mut decoder = CommandDecoder::default();
+        assert_eq!(decoder.decode_sasl_line(&line), Decode::Item { item: line.clone(), consumed: MAX_SASL_LINE });
+    }
+
+    #[test]
+    fn sasl_lines_of_exactly_the_limit_pass_and_longer_ones_share_the_skipping() {
+        let mut line = vec![b'A'; MAX_SASL_LINE - 2];
+        line.extend_from_slice(b"\r\n");
+        let mut decoder = CommandDecoder::default();
+        assert_eq!(decoder.decode_sasl_line(&line), Decode::Item { item: line.clone(), consumed: MAX_SASL_LINE });
+        // One more octet is too many; the rest of that line is skipped even by the command decoder.
+        let long = vec![b'A'; MAX_SASL_LINE];
+        assert_eq!(
+            decoder.decode_sasl_line(&long),
+            Decode::Invalid { error: CommandError::LineTooLong, consumed: MAX_SASL_LINE }
+        );
+        assert_eq!(decoder.decode(b"AAA\r\nQUIT\r\n"), Decode::Skip { consumed: 5 });
+        assert_eq!(decoder.decode(b"QUIT\r\n"), Decode::Item { item: Command::Quit, consumed: 6 });
+        // A SASL line may be longer than a command line.
+        let mut longer_than_a_command = vec![b'A'; MAX_COMMAND_LINE * 2];
+        longer_than_a_command.extend_from_slice(b"\r\n");
+        let whole = Decode::Item { item: longer_than_a_command.clone(), consumed: longer_than_a_command.len() };
+        assert_eq!(decoder.decode_sasl_line(&longer_than_a_command), whole);
+    }
+
+    #[test]
+    fn sasl_lines_decode_at_every_split() {
+        let mut input = b"AGFsaWNlAHNlY3JldA==\r\n*\r\n\r\n=\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_SASL_LINE + 10));
+        input.extend_from_slice(b"\r\n \t* \r\n");
+        let expected = vec![
+            Ok(b"AGFsaWNlAHNlY3JldA==\r\n".to_vec()),
+            Ok(b"*\r\n".to_vec()),
+            Ok(b"\r\n".to_vec()),
+            Ok(b"=\n".to_vec()),
+            Err(CommandError::LineTooLong),
+            Ok(b" \t* \r\n".to_vec()),
+        ];
+        for (split, decoded) in
+            mailbus_lines::decode_at_every_split(&input, CommandDecoder::decode_sasl_line).into_iter().enumerate()
+        {
+            assert_eq!(decoded, expected, "split at {split}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! POP3 responses (RFC 1939 §3): a status indicator and text, and for multi-line responses the
-//! dot-stuffed lines and the terminating ".".
+//! dot-stuffed lines and the terminating "."; also the "+ " challenge of an AUTH exchange (RFC 5034 §4).
 
 use std::fmt;
 
@@ -13,6 +13,9 @@ pub enum Response {
         first: String,
         lines: Vec<String>,
     },
+    /// RFC 5034 §4: a SASL challenge, "+ " and the base64 text (empty for PLAIN). The space is sent even
+    /// when the text is empty.
+    Continue(String),
 }
 
 impl Response {
@@ -45,6 +48,10 @@ impl Response {
                     push_line(&mut out, line);
                 }
                 out.extend_from_slice(b".\r\n");
+            }
+            Response::Continue(challenge) => {
+                out.extend_from_slice(b"+ ");
+                push_line(&mut out, challenge);
             }
         }
         out
@@ -84,6 +91,13 @@ mod tests {
         assert_eq!(Response::err("").to_bytes(), b"-ERR\r\n");
         assert!(Response::err("x").is_error());
         assert!(!Response::ok("x").is_error());
+    }
+
+    #[test]
+    fn sasl_challenges_keep_their_space() {
+        assert_eq!(Response::Continue(String::new()).to_bytes(), b"+ \r\n");
+        assert_eq!(Response::Continue("PDEyMzQ+".into()).to_bytes(), b"+ PDEyMzQ+\r\n");
+        assert!(!Response::Continue(String::new()).is_error());
     }
 
     #[test]

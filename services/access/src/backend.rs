@@ -41,6 +41,13 @@ pub trait Backend: Send + Sync + 'static {
         uid: u32,
     ) -> impl Future<Output = Result<BoxStream<'static, Result<Vec<u8>, Unavailable>>, Unavailable>> + Send;
     fn expunge(&self, account: &Account, uids: Vec<u32>) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    /// Moves messages out of the maildrop into another mailbox of the account.
+    fn move_to(
+        &self,
+        account: &Account,
+        uids: Vec<u32>,
+        mailbox: &str,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
 #[derive(Clone)]
@@ -84,6 +91,13 @@ impl Backend for GrpcBackend {
     async fn expunge(&self, account: &Account, uids: Vec<u32>) -> Result<(), Unavailable> {
         let request = pb::ExpungeRequest { account_id: account.id, mailbox: MAILDROP.into(), uids };
         self.mailbox.clone().expunge(request).await?;
+        Ok(())
+    }
+
+    async fn move_to(&self, account: &Account, uids: Vec<u32>, mailbox: &str) -> Result<(), Unavailable> {
+        let request =
+            pb::MoveRequest { account_id: account.id, from_mailbox: MAILDROP.into(), to_mailbox: mailbox.into(), uids };
+        self.mailbox.clone().r#move(request).await?;
         Ok(())
     }
 }

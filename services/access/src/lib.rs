@@ -1,18 +1,25 @@
-//! The access role: POP3 sessions on port 110 (IMAP comes next), each a client of the mailbox role's gRPC
-//! API for every operation. It keeps no state beyond its connections: a POP3 session's maildrop listing
-//! and deletion marks live in the session, and deletions reach the mailbox only at QUIT (RFC 1939 §6).
+//! The access role: POP3 sessions (IMAP comes next), each a client of the mailbox role's gRPC API for
+//! every operation. Port 110 offers STLS (RFC 2595) and 995 is TLS from the first byte. A session holds
+//! an exclusive lock on its maildrop (RFC 1939 §8) as a lease in NATS, so that two sessions on different
+//! replicas cannot both hold it, and a crashed replica's lock expires by itself.
 //!
-//! The protocol lives in the sans-I/O `mailbus-pop3` crate; this crate only does the I/O around it.
+//! It keeps no state beyond its connections: a session's maildrop listing and deletion marks live in the
+//! session, and deletions reach the mailbox only at QUIT (RFC 1939 §6). The protocol lives in the sans-I/O
+//! `mailbus-pop3` crate; this crate only does the I/O around it.
 
 mod backend;
 mod pop3;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
+use mailbus_jetstream::{Leases, Names, QueueError};
 use mailbus_pop3::response::Response;
+use mailbus_pop3::session::PlaintextAuth;
 use mailbus_telemetry::ops::{self, Readiness};
+use mailbus_tls::ServerTls;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -20,23 +27,38 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 pub use backend::{Account, Backend, GrpcBackend, Unavailable};
+pub use pop3::DeletePolicy;
 
 /// POP3 sessions have nothing in flight worth waiting for: they are told goodbye at once, and this only
 /// bounds waiting for a RETR that is streaming.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct AccessConfig {
     pub hostname: String,
     pub mailbox_url: String,
+    pub nats_url: String,
+    pub names: Names,
     pub pop3_listen: SocketAddr,
+    /// Port 995; `None` leaves it off.
+    pub pop3s_listen: Option<SocketAddr>,
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    pub tls: ServerTls,
+    pub plaintext_auth: PlaintextAuth,
+    pub delete_policy: DeletePolicy,
+    pub lock_ttl: Duration,
+    pub max_auth_failures: usize,
+    pub idle_timeout: Duration,
     pub max_connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("connecting to NATS: {0}")]
+    Nats(#[from] async_nats::ConnectError),
+    #[error(transparent)]
+    Locks(#[from] QueueError),
     #[error(transparent)]
     Bind(#[from] mailbus_acceptor::BindError),
     #[error(transparent)]
@@ -47,6 +69,7 @@ pub enum StartError {
 
 pub struct Access {
     pop3: TcpListener,
+    pop3s: Option<TcpListener>,
     grpc: TcpListener,
     ops: TcpListener,
     context: Arc<pop3::Context<GrpcBackend>>,
@@ -57,28 +80,52 @@ pub struct Access {
 
 pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
     let mailbox = mailbus_grpc::connect(&config.mailbox_url)?;
-    let backend = GrpcBackend::new(mailbox.clone());
+    let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-access").await?;
+    let jetstream = async_nats::jetstream::new(nats);
+    let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.lock_ttl).await?;
+    let context = Arc::new(pop3::Context {
+        backend: GrpcBackend::new(mailbox.clone()),
+        locks,
+        tls: config.tls,
+        hostname: config.hostname,
+        plaintext_auth: config.plaintext_auth,
+        delete_policy: config.delete_policy,
+        max_auth_failures: config.max_auth_failures,
+        idle_timeout: config.idle_timeout,
+    });
     Ok(Access {
         pop3: mailbus_acceptor::bind(config.pop3_listen).await?,
+        pop3s: match config.pop3s_listen {
+            Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
+            None => None,
+        },
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
-        context: Arc::new(pop3::Context { backend, hostname: config.hostname }),
+        context,
         mailbox,
         max_connections: config.max_connections,
     })
 }
 
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().expect("bound listener has an address")
+}
+
 impl Access {
     pub fn pop3_addr(&self) -> SocketAddr {
-        self.pop3.local_addr().expect("bound listener has an address")
+        local_addr(&self.pop3)
+    }
+
+    pub fn pop3s_addr(&self) -> Option<SocketAddr> {
+        self.pop3s.as_ref().map(local_addr)
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("bound listener has an address")
+        local_addr(&self.grpc)
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("bound listener has an address")
+        local_addr(&self.ops)
     }
 
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
@@ -92,25 +139,32 @@ impl Access {
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));
         let grpc =
             tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.access"], shutdown.clone()));
-        let admit = Admit {
-            limits: ConnectionLimits::new(self.max_connections, self.max_connections),
-            refusal: Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
-            grace: SHUTDOWN_GRACE,
-        };
-        let (context, session_shutdown) = (self.context, shutdown.clone());
-        accept_loop(
-            self.pop3,
-            admit,
-            shutdown,
-            move |_| {
-                refused.inc();
-            },
-            move |stream, peer| {
-                sessions.inc();
-                pop3::handle(stream, peer, context.clone(), session_shutdown.clone())
-            },
-        )
-        .await;
+        // One cap for both ports. POP3 has no per-address cap: the maildrop lock already allows one
+        // session per account.
+        let limits = ConnectionLimits::new(self.max_connections, self.max_connections);
+        let listeners = [Some((self.pop3, false)), self.pop3s.map(|l| (l, true))];
+        let loops = listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
+            let admit = Admit {
+                limits: limits.clone(),
+                refusal: Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
+                grace: SHUTDOWN_GRACE,
+            };
+            let (context, session_shutdown, sessions, refused) =
+                (self.context.clone(), shutdown.clone(), sessions.clone(), refused.clone());
+            accept_loop(
+                listener,
+                admit,
+                shutdown.clone(),
+                move |_| {
+                    refused.inc();
+                },
+                move |stream, peer| {
+                    sessions.inc();
+                    pop3::handle(stream, peer, implicit_tls, context.clone(), session_shutdown.clone())
+                },
+            )
+        });
+        futures::future::join_all(loops).await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())
@@ -123,7 +177,7 @@ async fn watch_mailbox(mailbox: mailbus_grpc::TracedChannel, readiness: Readines
         readiness.set(mailbus_grpc::is_serving(mailbox.clone(), "mailbus.v1.Mailbox").await);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
 }

@@ -1,26 +1,50 @@
-//! One POP3 connection: read, decode, let the session decide, carry out its action, write.
+//! One POP3 connection: read, decode, let the session decide, carry out its action, write. This file
+//! moves bytes, upgrades to TLS when told to, checks credentials, holds the maildrop lock for the life of
+//! the session, and applies the deletion policy at QUIT.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use mailbus_acceptor::wire::{ReadError, Wire};
-use mailbus_pop3::command::CommandDecoder;
+use mailbus_jetstream::{Lease, Leases};
+use mailbus_pop3::command::Secret;
+use mailbus_pop3::command::{Command, CommandDecoder, CommandError};
 use mailbus_pop3::response::Response;
-use mailbus_pop3::session::{Action, Session};
+use mailbus_pop3::session::{Action, AuthOutcome, Expect, Expire, PlaintextAuth, Session, SessionConfig};
 use mailbus_pop3::stuffing::{DotStuffer, top};
+use mailbus_tls::{MaybeTls, ServerTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{Account, Backend};
 
-/// RFC 1939 §3: an autologout timer of at least 10 minutes.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// What DELE does to a message once the session QUITs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletePolicy {
+    /// Remove it (RFC 1939's download-and-delete).
+    Expunge,
+    /// Move it to the account's Trash, where IMAP clients can still find it.
+    MoveToTrash,
+    /// Leave it in the maildrop, for sites that keep a server copy.
+    Keep,
+}
+
+/// The mailbox DELE moves to under [`DeletePolicy::MoveToTrash`].
+const TRASH: &str = "Trash";
 
 pub struct Context<B> {
     pub backend: B,
+    pub locks: Leases,
+    pub tls: ServerTls,
     pub hostname: String,
+    pub plaintext_auth: PlaintextAuth,
+    pub delete_policy: DeletePolicy,
+    pub max_auth_failures: usize,
+    /// RFC 1939 §3: the autologout timer, at least 10 minutes.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -28,41 +52,81 @@ enum End {
     Closed,
     Read(ReadError),
     Io(std::io::Error),
+    TlsHandshake(std::io::Error),
 }
 
-pub async fn handle<IO, B>(io: IO, peer: std::net::SocketAddr, ctx: Arc<Context<B>>, shutdown: CancellationToken)
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
+/// A line from the client, decoded as what the session expects.
+enum Input {
+    Command(Result<Command, CommandError>),
+    SaslResponse(Result<Vec<u8>, CommandError>),
+}
+
+pub async fn handle<IO, B>(
+    io: IO,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    ctx: Arc<Context<B>>,
+    shutdown: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
 {
-    let mut conn = Connection { wire: Wire::new(io), ctx, account: None };
     let span = tracing::info_span!("pop3.session", network.peer.address = %peer.ip(), account = tracing::field::Empty);
-    let end = conn.run(&shutdown).instrument(span).await;
-    match end {
-        End::Io(error) | End::Read(ReadError::Io(error)) => tracing::info!(%peer, %error, "pop3 connection failed"),
-        other => tracing::debug!(%peer, end = ?other, "pop3 connection closed"),
+    async {
+        let mut stream = MaybeTls::Plain(io);
+        if implicit_tls {
+            match tokio::time::timeout(ctx.idle_timeout, stream.upgrade(&ctx.tls)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "implicit TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "implicit TLS handshake timed out"),
+            }
+        }
+        let config = SessionConfig {
+            hostname: ctx.hostname.clone(),
+            stls_available: true,
+            plaintext_allowed: ctx.plaintext_auth.allows(peer.ip()),
+            max_auth_failures: ctx.max_auth_failures,
+            expire: Expire::Never,
+        };
+        let session = Session::new(config, implicit_tls);
+        let mut conn = Connection { wire: Wire::new(stream), decoder: CommandDecoder::default(), ctx, login: None };
+        match conn.run(session, &shutdown).await {
+            End::Io(error) | End::Read(ReadError::Io(error)) => tracing::info!(%peer, %error, "pop3 connection failed"),
+            End::TlsHandshake(error) => tracing::info!(%peer, %error, "STLS handshake failed"),
+            other => tracing::debug!(%peer, end = ?other, "pop3 connection closed"),
+        }
+        // Dropping the login releases the maildrop lock, whatever way the session ended.
     }
+    .instrument(span)
+    .await
+}
+
+/// A logged-in account and its maildrop lock.
+struct Login {
+    account: Account,
+    _lock: Lease,
 }
 
 struct Connection<IO, B> {
-    wire: Wire<IO>,
+    wire: Wire<MaybeTls<IO>>,
+    decoder: CommandDecoder,
     ctx: Arc<Context<B>>,
-    /// Set once PASS succeeded.
-    account: Option<Account>,
+    login: Option<Login>,
 }
 
 impl<IO, B> Connection<IO, B>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
 {
-    async fn run(&mut self, shutdown: &CancellationToken) -> End {
-        let mut session = Session::new(&self.ctx.hostname);
-        let mut decoder = CommandDecoder::default();
+    async fn run(&mut self, mut session: Session, shutdown: &CancellationToken) -> End {
         self.wire.output.extend(session.greeting().to_bytes());
         loop {
-            while let Some(command) = self.wire.next_item(|input| decoder.decode(input)) {
-                let action = session.handle(command);
+            while let Some(input) = self.next_input(session.expects()) {
+                let action = match input {
+                    Input::Command(command) => session.handle(command),
+                    Input::SaslResponse(line) => session.handle_sasl_response(line),
+                };
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;
                 }
@@ -73,7 +137,7 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            match self.wire.read_more(IDLE_TIMEOUT, shutdown).await {
+            match self.wire.read_more(self.ctx.idle_timeout, shutdown).await {
                 Ok(()) => {}
                 // RFC 1939 §3: an autologout does not enter UPDATE, so nothing is deleted.
                 Err(ReadError::Timeout) => {
@@ -89,47 +153,32 @@ where
         }
     }
 
+    fn next_input(&mut self, expect: Expect) -> Option<Input> {
+        let decoder = &mut self.decoder;
+        match expect {
+            Expect::Command => self.wire.next_item(|input| decoder.decode(input)).map(Input::Command),
+            Expect::SaslResponse => {
+                self.wire.next_item(|input| decoder.decode_sasl_line(input)).map(Input::SaslResponse)
+            }
+        }
+    }
+
     async fn act(&mut self, session: &mut Session, action: Action) -> Option<End> {
         match action {
             Action::Reply(response) => self.wire.output.extend(response.to_bytes()),
             Action::Authenticate { user, password } => {
-                let response = match self.ctx.backend.authenticate(&user, password.expose()).await {
-                    Ok(Some(account)) => match self.ctx.backend.maildrop(&account).await {
-                        Ok(maildrop) => {
-                            tracing::Span::current().record("account", account.address.as_str());
-                            self.account = Some(account);
-                            session.authenticated(Some(maildrop))
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "maildrop unavailable");
-                            session.auth_unavailable()
-                        }
-                    },
-                    Ok(None) => session.authenticated(None),
-                    Err(error) => {
-                        tracing::warn!(%error, "authentication unavailable");
-                        session.auth_unavailable()
-                    }
-                };
-                self.wire.output.extend(response.to_bytes());
+                let outcome = self.log_in(&user, password).await;
+                let next = session.authenticated(outcome);
+                return Box::pin(self.act(session, next)).await;
             }
+            Action::StartTls(go_ahead) => return self.start_tls(session, go_ahead).await,
             Action::Retrieve { uid, size, top_lines } => {
                 if let Err(end) = self.retrieve(uid, size, top_lines).await {
                     return Some(end);
                 }
             }
             Action::Update { deleted_uids } => {
-                let ok = match (&self.account, deleted_uids.is_empty()) {
-                    (_, true) => true,
-                    (Some(account), false) => match self.ctx.backend.expunge(account, deleted_uids).await {
-                        Ok(()) => true,
-                        Err(error) => {
-                            tracing::warn!(%error, "expunge at QUIT failed");
-                            false
-                        }
-                    },
-                    (None, false) => false,
-                };
+                let ok = self.apply_deletions(deleted_uids).await;
                 self.wire.last_words(&session.updated(ok).to_bytes()).await;
                 return Some(End::Closed);
             }
@@ -141,13 +190,78 @@ where
         None
     }
 
+    /// RFC 2595 §4: the +OK goes out in the clear, anything pipelined after STLS is dropped unread, then the
+    /// handshake, then the session starts over.
+    async fn start_tls(&mut self, session: &mut Session, go_ahead: Response) -> Option<End> {
+        self.wire.output.extend(go_ahead.to_bytes());
+        if let Err(error) = self.wire.flush().await {
+            return Some(End::Io(error));
+        }
+        self.wire.input.clear();
+        self.decoder = CommandDecoder::default();
+        match tokio::time::timeout(self.ctx.idle_timeout, self.wire.io_mut().upgrade(&self.ctx.tls)).await {
+            Ok(Ok(_)) => {
+                session.tls_started();
+                None
+            }
+            Ok(Err(error)) => Some(End::TlsHandshake(error)),
+            Err(_) => Some(End::TlsHandshake(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// Checks the credentials, takes the maildrop lock (RFC 1939 §8) and lists the maildrop.
+    async fn log_in(&mut self, user: &str, password: Secret) -> AuthOutcome {
+        let account = match self.ctx.backend.authenticate(user, password.expose()).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return AuthOutcome::Invalid,
+            Err(error) => {
+                tracing::warn!(%error, "authentication unavailable");
+                return AuthOutcome::Unavailable;
+            }
+        };
+        let holder = format!("{}@{}", std::process::id(), self.ctx.hostname);
+        let lock = match self.ctx.locks.acquire(&account.id.to_string(), &holder).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return AuthOutcome::InUse,
+            Err(error) => {
+                tracing::warn!(%error, "maildrop lock unavailable");
+                return AuthOutcome::Unavailable;
+            }
+        };
+        match self.ctx.backend.maildrop(&account).await {
+            Ok(maildrop) => {
+                tracing::Span::current().record("account", account.address.as_str());
+                self.login = Some(Login { account, _lock: lock });
+                AuthOutcome::Maildrop(maildrop)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "maildrop unavailable");
+                AuthOutcome::Unavailable
+            }
+        }
+    }
+
+    /// RFC 1939 §6, the UPDATE state, under the site's deletion policy.
+    async fn apply_deletions(&self, uids: Vec<u32>) -> bool {
+        if uids.is_empty() {
+            return true;
+        }
+        let Some(login) = &self.login else { return false };
+        let applied = match self.ctx.delete_policy {
+            DeletePolicy::Expunge => self.ctx.backend.expunge(&login.account, uids).await,
+            DeletePolicy::MoveToTrash => self.ctx.backend.move_to(&login.account, uids, TRASH).await,
+            DeletePolicy::Keep => Ok(()),
+        };
+        applied.map_err(|error| tracing::warn!(%error, "deletions at QUIT failed")).is_ok()
+    }
+
     /// RETR and TOP. Once "+OK" is out, a failure can only be reported by closing the connection.
     async fn retrieve(&mut self, uid: u32, size: u64, top_lines: Option<u32>) -> Result<(), End> {
-        let Some(account) = &self.account else {
+        let Some(login) = &self.login else {
             self.wire.output.extend(Response::err("not logged in").to_bytes());
             return Ok(());
         };
-        let mut chunks = match self.ctx.backend.fetch(account, uid).await {
+        let mut chunks = match self.ctx.backend.fetch(&login.account, uid).await {
             Ok(chunks) => chunks,
             Err(error) => {
                 tracing::warn!(%error, uid, "message unavailable");
@@ -167,7 +281,7 @@ where
                 }
             }
             Some(lines) => {
-                let mut message = Vec::with_capacity(size as usize);
+                let mut message = Vec::with_capacity(size.min(1 << 20) as usize);
                 while let Some(chunk) = chunks.next().await {
                     message.extend(chunk.map_err(|e| End::Io(std::io::Error::other(e)))?);
                 }

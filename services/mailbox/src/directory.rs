@@ -30,8 +30,15 @@ pub struct AccountRow {
     pub storage_bytes: i64,
 }
 
-/// The mailboxes every account starts with. More (SPECIAL-USE) come with the IMAP work.
-const INITIAL_MAILBOXES: &[&str] = &["INBOX"];
+/// The mailboxes every account starts with: INBOX and the RFC 6154 SPECIAL-USE set.
+const INITIAL_MAILBOXES: &[(&str, Option<&str>)] = &[
+    ("INBOX", None),
+    ("Drafts", Some("\\Drafts")),
+    ("Sent", Some("\\Sent")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
 
 pub async fn resolve(pool: &PgPool, address: &EmailAddress) -> Result<Resolution, MailboxError> {
     let row: Option<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
@@ -133,8 +140,8 @@ pub async fn add_account(pool: &PgPool, address: &str, password: Password) -> Re
         MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("account {address}")),
         other => other,
     })?;
-    for name in INITIAL_MAILBOXES {
-        crate::maildrop::create_mailbox(&mut tx, id, name).await?;
+    for (name, special_use) in INITIAL_MAILBOXES {
+        crate::maildrop::create_mailbox(&mut tx, id, name, *special_use).await?;
     }
     tx.commit().await?;
     Ok(AccountRow {

@@ -46,13 +46,19 @@ struct Locked {
 
 /// UIDVALIDITY for a new mailbox: the creation time in seconds, as Dovecot does, so a mailbox deleted and
 /// created again gets a new one.
-pub async fn create_mailbox(conn: &mut PgConnection, account_id: i64, name: &str) -> Result<(), MailboxError> {
+pub async fn create_mailbox(
+    conn: &mut PgConnection,
+    account_id: i64,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<(), MailboxError> {
     sqlx::query(
-        "INSERT INTO mailboxes (account_id, name, uidvalidity)
-         VALUES ($1, $2, greatest(1, extract(epoch FROM clock_timestamp())::bigint % 4294967296))",
+        "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)
+         VALUES ($1, $2, greatest(1, extract(epoch FROM clock_timestamp())::bigint % 4294967296), $3)",
     )
     .bind(account_id)
     .bind(name)
+    .bind(special_use)
     .execute(conn)
     .await?;
     Ok(())
@@ -239,5 +245,97 @@ pub async fn expunge(pool: &PgPool, account_id: i64, name: &str, uids: &[u32]) -
         uidvalidity: mailbox.uidvalidity as u32,
         uids: gone_uids.into_iter().map(|u| u as u32).collect(),
         modseq,
+    })
+}
+
+/// The outcome of a move: the source's expunged UIDs and the UIDs they got in the target, in the same
+/// order (RFC 4315 COPYUID / RFC 6851).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub source: Expunged,
+    pub target_uidvalidity: u32,
+    pub target_uids: Vec<u32>,
+    pub target_modseq: i64,
+}
+
+/// Moves messages between two mailboxes of one account, in one transaction: each gets the target's next
+/// UID and keeps its content (stored once) and flags; the source keeps a tombstone.
+pub async fn move_messages(
+    pool: &PgPool,
+    account_id: i64,
+    from: &str,
+    to: &str,
+    uids: &[u32],
+) -> Result<Moved, MailboxError> {
+    if from == to {
+        return Err(MailboxError::InvalidArgument("source and target mailbox are the same".into()));
+    }
+    let mut tx = pool.begin().await?;
+    // Lock in a fixed order (by name) so that two opposite moves cannot deadlock.
+    let (first, second) = if from < to { (from, to) } else { (to, from) };
+    let a = lock(&mut tx, account_id, first).await?;
+    let b = lock(&mut tx, account_id, second).await?;
+    let (source, target) = if from < to { (a, b) } else { (b, a) };
+    let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+    let moving: Vec<(i64, i64, Vec<String>)> = sqlx::query_as(
+        "SELECT uid, message_id, flags FROM mailbox_entries
+          WHERE mailbox_id = $1 AND uid = ANY($2) AND expunged_modseq IS NULL ORDER BY uid",
+    )
+    .bind(source.id)
+    .bind(&uids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (source_modseq, target_modseq) = (source.highestmodseq + 1, target.highestmodseq + 1);
+    if target.uidnext + moving.len() as i64 > i64::from(u32::MAX) + 1 {
+        return Err(MailboxError::FailedPrecondition(format!("mailbox {to:?} has run out of UIDs")));
+    }
+    let mut target_uids = Vec::with_capacity(moving.len());
+    for (offset, (_, message_id, flags)) in moving.iter().enumerate() {
+        let uid = target.uidnext + offset as i64;
+        sqlx::query(
+            "INSERT INTO mailbox_entries (mailbox_id, uid, message_id, flags, modseq) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(target.id)
+        .bind(uid)
+        .bind(message_id)
+        .bind(flags)
+        .bind(target_modseq)
+        .execute(&mut *tx)
+        .await?;
+        target_uids.push(uid as u32);
+    }
+    let moved_uids: Vec<i64> = moving.iter().map(|(uid, _, _)| *uid).collect();
+    sqlx::query(
+        "UPDATE mailbox_entries SET expunged_modseq = $3, message_id = NULL, modseq = $3
+          WHERE mailbox_id = $1 AND uid = ANY($2)",
+    )
+    .bind(source.id)
+    .bind(&moved_uids)
+    .bind(source_modseq)
+    .execute(&mut *tx)
+    .await?;
+    if !moving.is_empty() {
+        sqlx::query("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1")
+            .bind(source.id)
+            .bind(source_modseq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE mailboxes SET uidnext = uidnext + $2, highestmodseq = $3 WHERE id = $1")
+            .bind(target.id)
+            .bind(moving.len() as i64)
+            .bind(target_modseq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Moved {
+        source: Expunged {
+            uidvalidity: source.uidvalidity as u32,
+            uids: moved_uids.into_iter().map(|u| u as u32).collect(),
+            modseq: source_modseq,
+        },
+        target_uidvalidity: target.uidvalidity as u32,
+        target_uids,
+        target_modseq,
     })
 }

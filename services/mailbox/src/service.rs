@@ -194,6 +194,43 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         }
         Ok(Response::new(pb::ExpungeResponse { expunged: gone.uids, highest_modseq: gone.modseq as u64 }))
     }
+
+    async fn r#move(&self, request: Request<pb::MoveRequest>) -> Result<Response<pb::MoveResponse>, Status> {
+        let request = request.into_inner();
+        let moved = maildrop::move_messages(
+            &self.pool,
+            request.account_id,
+            &request.from_mailbox,
+            &request.to_mailbox,
+            &request.uids,
+        )
+        .await?;
+        if !moved.target_uids.is_empty() {
+            let account = request.account_id;
+            let source = &moved.source;
+            self.events.publish(
+                account,
+                &request.from_mailbox,
+                MailboxEventKind::Expunged,
+                source.uids.clone(),
+                source.modseq,
+                source.uidvalidity,
+            );
+            self.events.publish(
+                account,
+                &request.to_mailbox,
+                MailboxEventKind::Appended,
+                moved.target_uids.clone(),
+                moved.target_modseq,
+                moved.target_uidvalidity,
+            );
+        }
+        Ok(Response::new(pb::MoveResponse {
+            source_uids: moved.source.uids,
+            target_uidvalidity: moved.target_uidvalidity,
+            target_uids: moved.target_uids,
+        }))
+    }
 }
 
 impl MailboxService {

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use mailbus_access::{Access, AccessConfig};
+use mailbus_access::{Access, AccessConfig, DeletePolicy};
 use mailbus_mailbox::{Mailbox, MailboxConfig};
+use mailbus_pop3::session::PlaintextAuth;
 use mailbus_relay::{Relay, RelayConfig};
 use mailbus_smtp::session::{BareLf, LongLines};
 use mailbus_smtp_ingress::{Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
@@ -136,12 +137,33 @@ pub fn server_tls(s: &Settings, hostname: &str) -> anyhow::Result<ServerTls> {
 }
 
 pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
+    let hostname = s.hostname();
     Ok(AccessConfig {
-        hostname: s.hostname(),
+        tls: server_tls(s, &hostname)?,
+        hostname,
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,
+        nats_url: s.string("NATS_URL")?,
+        names: s.names()?,
         pop3_listen: s.addr("MAILBUS_POP3_LISTEN")?,
+        pop3s_listen: s.optional_addr("MAILBUS_POP3S_LISTEN")?,
         grpc_listen: s.addr("MAILBUS_ACCESS_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_ACCESS_METRICS_LISTEN")?,
+        plaintext_auth: match s.string("MAILBUS_POP3_PLAINTEXT_AUTH")?.as_str() {
+            "never" => PlaintextAuth::Never,
+            "loopback" => PlaintextAuth::Loopback,
+            "always" => PlaintextAuth::Always,
+            other => anyhow::bail!("MAILBUS_POP3_PLAINTEXT_AUTH={other:?} must be never, loopback or always"),
+        },
+        delete_policy: match s.string("MAILBUS_POP3_DELETE")?.as_str() {
+            "expunge" => DeletePolicy::Expunge,
+            "trash" => DeletePolicy::MoveToTrash,
+            "keep" => DeletePolicy::Keep,
+            other => anyhow::bail!("MAILBUS_POP3_DELETE={other:?} must be expunge, trash or keep"),
+        },
+        lock_ttl: s.secs("MAILBUS_POP3_LOCK_TTL_SECS")?,
+        max_auth_failures: s.bounded("MAILBUS_POP3_MAX_AUTH_FAILURES", 1..=1000)?,
+        // RFC 1939 §3: the autologout timer must be at least 10 minutes.
+        idle_timeout: Duration::from_secs(s.bounded("MAILBUS_POP3_IDLE_TIMEOUT_SECS", 600..=86_400)?),
         max_connections: s.bounded("MAILBUS_POP3_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
     })
 }

@@ -82,7 +82,7 @@ async fn wrong_pop3_password_is_refused_and_unknown_users_look_the_same() {
             .await
             .expect("python3");
         let said = String::from_utf8_lossy(&result.stdout);
-        assert_eq!(said.trim(), "-ERR [AUTH] invalid user name or password", "{user}");
+        assert_eq!(said.trim(), "-ERR [AUTH] Authentication failed", "{user}");
     }
     stack.stop().await;
 }

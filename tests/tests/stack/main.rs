@@ -5,6 +5,7 @@ mod admin;
 mod delivery;
 mod failures;
 mod ops;
+mod pop3;
 mod smtp;
 mod tracing;
 
