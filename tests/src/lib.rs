@@ -5,6 +5,7 @@
 //! poplib, driven through the scripts in `tests/clients/`.
 
 pub mod clients;
+pub mod fake_smtp;
 pub mod infra;
 pub mod stack;
 

@@ -129,6 +129,24 @@ impl Queue {
         Ok(())
     }
 
+    /// Publishes the next state of an envelope (its recipients' statuses, attempts, next attempt time)
+    /// as a new queue message, deduplicated per attempt. The caller acks the old message only after this
+    /// succeeded, so a crash in between repeats the attempt rather than losing the message.
+    pub async fn requeue(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        let mut headers = HeaderMap::new();
+        let id = format!("{}.{}", envelope.queue_id, envelope.attempts);
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        inject_trace(&tracing::Span::current(), &mut headers);
+        let error = |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: id.clone(), message: e.to_string() };
+        self.jetstream
+            .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
+            .await
+            .map_err(|e| error(&e))?
+            .await
+            .map_err(|e| error(&e))?;
+        Ok(())
+    }
+
     /// Keeps an envelope that cannot be processed (it does not decode, or its body is gone) on the
     /// dead-letter stream, with the reason in the `Mailbus-Dead-Reason` header. Nothing is dropped silently.
     pub async fn dead_letter(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use mailbus_access::{Access, AccessConfig, DeletePolicy};
 use mailbus_mailbox::{Mailbox, MailboxConfig};
 use mailbus_pop3::session::PlaintextAuth;
-use mailbus_relay::{Relay, RelayConfig};
+use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
 use mailbus_smtp::session::{BareLf, LongLines};
 use mailbus_smtp_ingress::{Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
 use mailbus_tls::ServerTls;
@@ -65,7 +65,19 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
 }
 
 pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
+    let delay_warning = match s.string("MAILBUS_RELAY_DELAY_WARNING_SECS")?.as_str() {
+        "off" => None,
+        _ => Some(s.secs("MAILBUS_RELAY_DELAY_WARNING_SECS")?),
+    };
     Ok(RelayConfig {
+        hostname: s.hostname(),
+        transports: s.optional("MAILBUS_RELAY_TRANSPORTS").unwrap_or_default().parse()?,
+        retry: RetryPolicy {
+            schedule: s.schedule("MAILBUS_RELAY_RETRY_SCHEDULE")?,
+            max_lifetime: Duration::from_secs(s.bounded("MAILBUS_RELAY_MAX_LIFETIME_SECS", 1..=365 * 86_400)?),
+            delay_warning,
+        },
+        smtp_timeout: s.secs("MAILBUS_RELAY_SMTP_TIMEOUT_SECS")?,
         nats_url: s.string("NATS_URL")?,
         names: s.names()?,
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,

@@ -99,6 +99,27 @@ pub const VARS: &[Var] = &[
         "how long a relay may hold a message before another replica gets it",
     ),
     var("MAILBUS_RELAY_CONCURRENCY", Some("16"), "messages one relay process works on at once"),
+    var(
+        "MAILBUS_RELAY_TRANSPORTS",
+        None,
+        "static routes before DNS: `domain=host:port,*=smarthost:25` (Postfix's transport_maps)",
+    ),
+    var("MAILBUS_RELAY_RETRY_SCHEDULE", Some("1m,5m,15m,30m,1h,2h,4h"), "waits between attempts; the last one repeats"),
+    var(
+        "MAILBUS_RELAY_MAX_LIFETIME_SECS",
+        Some("432000"),
+        "queue lifetime (5 days): then a temporary failure becomes permanent",
+    ),
+    var(
+        "MAILBUS_RELAY_DELAY_WARNING_SECS",
+        Some("off"),
+        "send a \"delayed\" DSN (to NOTIFY=DELAY recipients) after this long",
+    ),
+    var(
+        "MAILBUS_RELAY_SMTP_TIMEOUT_SECS",
+        Some("300"),
+        "wait for each reply of a remote SMTP server (RFC 5321 §4.5.3.2)",
+    ),
     var("MAILBUS_NATS_TIMEOUT_MS", Some("5000"), "JetStream request timeout; past it SMTP answers 451"),
     var("MAILBUS_DB_MAX_CONNECTIONS", Some("20"), "PostgreSQL pool size per mailbox process"),
     var("MAILBUS_LOG_FORMAT", Some("text"), "text or json"),
@@ -210,6 +231,16 @@ impl Settings {
         Ok(Duration::from_millis(self.bounded(name, 1..=3_600_000)?))
     }
 
+    /// A list of waits like `30s,5m,1h,2d`.
+    pub fn schedule(&self, name: &str) -> anyhow::Result<Vec<Duration>> {
+        let raw = self.string(name)?;
+        let waits: Result<Vec<Duration>, _> = raw.split(',').map(|w| parse_wait(w.trim())).collect();
+        match waits {
+            Ok(waits) if !waits.is_empty() => Ok(waits),
+            _ => bail!("{name}={raw:?} must be waits like 30s,5m,1h,2d"),
+        }
+    }
+
     /// A duration in seconds, from 1 s to one day.
     pub fn secs(&self, name: &str) -> anyhow::Result<Duration> {
         Ok(Duration::from_secs(self.bounded(name, 1..=86_400)?))
@@ -222,6 +253,20 @@ impl Settings {
     pub fn hostname(&self) -> String {
         self.optional("MAILBUS_HOSTNAME").unwrap_or_else(system_hostname)
     }
+}
+
+fn parse_wait(wait: &str) -> Result<Duration, ()> {
+    let split = wait.find(|c: char| !c.is_ascii_digit()).ok_or(())?;
+    let (number, unit) = wait.split_at(split);
+    let number: u64 = number.parse().map_err(|_| ())?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return Err(()),
+    };
+    if seconds == 0 { Err(()) } else { Ok(Duration::from_secs(seconds)) }
 }
 
 /// Read by `mailbus dev` and the test harness only: where to find PostgreSQL and nats-server binaries.
@@ -281,6 +326,19 @@ mod tests {
     fn the_readme_table_is_the_settings_table() {
         let readme = include_str!("../../../README.md");
         assert!(readme.contains(&markdown_table()), "README.md is stale: paste `mailbus env --markdown` into it");
+    }
+
+    #[test]
+    fn retry_schedules_parse() {
+        let s = settings(&[("MAILBUS_RELAY_RETRY_SCHEDULE", "30s, 5m,1h,2d")]).unwrap();
+        let secs: Vec<u64> = s.schedule("MAILBUS_RELAY_RETRY_SCHEDULE").unwrap().iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, [30, 300, 3600, 172_800]);
+        for bad in ["", "5", "5x", "0s", "m"] {
+            let s = settings(&[("MAILBUS_RELAY_RETRY_SCHEDULE", bad)]).unwrap();
+            if !bad.is_empty() {
+                assert!(s.schedule("MAILBUS_RELAY_RETRY_SCHEDULE").is_err(), "{bad}");
+            }
+        }
     }
 
     #[test]

@@ -1,25 +1,31 @@
-//! Delivering one envelope: fetch the body, hand it to the mailbox role for each recipient, and say how
-//! each recipient ended. Results are data, so the worker decides about acks in one place.
+//! Delivering one envelope's pending recipients: each is asked about at the directory; local ones go to
+//! the mailbox role (`Mailbox.Deliver`), remote ones are grouped by domain and sent over SMTP. Results are
+//! data, one [`Outcome`] per recipient, so the worker decides about acks, retries and DSNs in one place.
+
+use std::collections::BTreeMap;
 
 use mailbus_grpc::TracedChannel;
 use mailbus_jetstream::{Envelope, Queue, QueueError};
-use mailbus_proto::v1::{self as pb, deliver_request::Part, mailbox_client::MailboxClient};
+use mailbus_proto::v1::{
+    self as pb, RecipientKind, RecipientStatus, deliver_request::Part, directory_client::DirectoryClient,
+    mailbox_client::MailboxClient,
+};
 use tonic::Code;
 use tracing::Instrument;
+
+use crate::remote::{Outgoing, Remote};
 
 /// Chunk size for streaming bodies to the mailbox role.
 const CHUNK: usize = 64 * 1024;
 
-/// How one recipient ended.
+/// How one recipient ended this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered {
-        uid: u32,
-        duplicate: bool,
-    },
-    /// Try again later.
+    /// Stored in a local mailbox (with its UID), or accepted by the remote server (UID 0).
+    Delivered { uid: u32, duplicate: bool },
+    /// Try again later; the reason starts with its RFC 3463 code.
     TemporaryFailure(String),
-    /// Never going to work; the sender should hear about it.
+    /// Never going to work; the sender hears about it.
     PermanentFailure(String),
 }
 
@@ -29,38 +35,80 @@ impl Outcome {
     }
 }
 
-#[derive(Clone)]
 pub struct Deliverer {
     queue: Queue,
+    directory: DirectoryClient<TracedChannel>,
     mailbox: MailboxClient<TracedChannel>,
+    remote: Remote,
 }
 
 impl Deliverer {
-    pub fn new(queue: Queue, channel: TracedChannel) -> Self {
-        Deliverer { queue, mailbox: MailboxClient::new(channel) }
+    pub fn new(queue: Queue, channel: TracedChannel, remote: Remote) -> Self {
+        Deliverer {
+            queue,
+            directory: DirectoryClient::new(channel.clone()),
+            mailbox: MailboxClient::new(channel),
+            remote,
+        }
     }
 
-    /// Delivers every recipient of `envelope`. An error means the body could not be read; recipient
-    /// failures are outcomes, not errors.
-    pub async fn deliver(&self, envelope: &Envelope) -> Result<Vec<(String, Outcome)>, QueueError> {
+    /// Delivers every pending recipient of `envelope`; returns (index in `envelope.recipients`, outcome).
+    /// An error means the body could not be read; recipient failures are outcomes, not errors.
+    pub async fn deliver(&self, envelope: &Envelope) -> Result<Vec<(usize, Outcome)>, QueueError> {
         let body = self.queue.body(&envelope.body_key).await?;
-        let mut outcomes = Vec::with_capacity(envelope.recipients.len());
-        for recipient in &envelope.recipients {
-            let span = tracing::info_span!(
-                "relay.deliver_local",
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = "mailbus.v1.Mailbox",
-                rpc.method = "Deliver",
-                queue_id = %envelope.queue_id,
-            );
-            let outcome = self.deliver_local(envelope, &recipient.address, &body).instrument(span).await;
-            outcomes.push((recipient.address.clone(), outcome));
+        let mut outcomes = Vec::new();
+        let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, recipient) in envelope.recipients.iter().enumerate() {
+            if recipient.status() != RecipientStatus::Pending {
+                continue;
+            }
+            match self.resolve(&recipient.address).await {
+                Ok(RecipientKind::Local) => {
+                    outcomes.push((index, self.deliver_local(envelope, &recipient.address, &body).await));
+                }
+                Ok(RecipientKind::NotLocal) => {
+                    let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
+                    remote.entry(domain).or_default().push(index);
+                }
+                Ok(_) => outcomes.push((
+                    index,
+                    Outcome::PermanentFailure(format!("5.1.1 <{}>: no such user here", recipient.address)),
+                )),
+                Err(status) => outcomes.push((
+                    index,
+                    Outcome::TemporaryFailure(format!("4.3.0 directory unavailable: {}", status.message())),
+                )),
+            }
+        }
+        for (domain, indexes) in remote {
+            let recipients: Vec<String> = indexes.iter().map(|&i| envelope.recipients[i].address.clone()).collect();
+            let message = Outgoing {
+                from: &envelope.mail_from,
+                recipients: &recipients,
+                body: &body,
+                smtputf8: envelope.smtputf8,
+            };
+            let span = tracing::info_span!("relay.deliver_remote", otel.kind = "client", server.address = %domain, recipients = recipients.len());
+            let results = self.remote.deliver(&domain, &message).instrument(span).await;
+            outcomes.extend(indexes.into_iter().zip(results));
         }
         Ok(outcomes)
     }
 
+    async fn resolve(&self, address: &str) -> Result<RecipientKind, tonic::Status> {
+        let request = pb::ResolveRecipientRequest { address: address.to_owned() };
+        Ok(self.directory.clone().resolve_recipient(request).await?.into_inner().kind())
+    }
+
     async fn deliver_local(&self, envelope: &Envelope, recipient: &str, body: &[u8]) -> Outcome {
+        let span = tracing::info_span!(
+            "relay.deliver_local",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "mailbus.v1.Mailbox",
+            rpc.method = "Deliver",
+            queue_id = %envelope.queue_id,
+        );
         let header = pb::DeliveryHeader {
             queue_id: envelope.queue_id.clone(),
             recipient: recipient.to_owned(),
@@ -71,7 +119,7 @@ impl Deliverer {
             .chain(body.chunks(CHUNK).map(|c| Part::Chunk(c.to_vec())))
             .map(|part| pb::DeliverRequest { part: Some(part) })
             .collect();
-        match self.mailbox.clone().deliver(futures::stream::iter(parts)).await {
+        match self.mailbox.clone().deliver(futures::stream::iter(parts)).instrument(span).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 Outcome::Delivered { uid: reply.uid, duplicate: reply.duplicate }
@@ -81,14 +129,14 @@ impl Deliverer {
     }
 }
 
-/// Which gRPC failures are worth retrying.
+/// Which gRPC failures are worth retrying, with the RFC 3463 code a DSN will carry.
 fn classify(status: &tonic::Status) -> Outcome {
-    let reason = format!("{:?}: {}", status.code(), status.message());
+    let message = status.message();
     match status.code() {
-        Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied => {
-            Outcome::PermanentFailure(reason)
-        }
-        _ => Outcome::TemporaryFailure(reason),
+        Code::NotFound => Outcome::PermanentFailure(format!("5.1.1 {message}")),
+        Code::InvalidArgument => Outcome::PermanentFailure(format!("5.6.0 {message}")),
+        Code::FailedPrecondition | Code::PermissionDenied => Outcome::PermanentFailure(format!("5.2.0 {message}")),
+        _ => Outcome::TemporaryFailure(format!("4.3.0 mailbox service: {message}")),
     }
 }
 
@@ -100,7 +148,10 @@ mod tests {
     fn grpc_failures_are_classified() {
         assert!(matches!(classify(&tonic::Status::unavailable("db down")), Outcome::TemporaryFailure(_)));
         assert!(matches!(classify(&tonic::Status::deadline_exceeded("slow")), Outcome::TemporaryFailure(_)));
-        assert!(matches!(classify(&tonic::Status::not_found("no mailbox")), Outcome::PermanentFailure(_)));
+        assert_eq!(
+            classify(&tonic::Status::not_found("no mailbox")),
+            Outcome::PermanentFailure("5.1.1 no mailbox".into())
+        );
         assert!(!Outcome::TemporaryFailure(String::new()).is_final());
         assert!(Outcome::PermanentFailure(String::new()).is_final());
     }

@@ -3,11 +3,20 @@
 //! is final, so a relay killed at any instant loses nothing (the message is redelivered) and duplicates
 //! nothing (`Mailbox.Deliver` is idempotent per queue id and recipient).
 //!
+//! Local recipients go to the mailbox role; remote ones, grouped by domain, to the domain's servers over
+//! SMTP (a transport map, else MX). A recipient that fails temporarily is retried on a schedule, with the
+//! envelope's new state requeued; past the queue lifetime it fails for good. Permanent failures produce one
+//! DSN to the sender, itself queued like any message.
+//!
 //! It also serves the operator's `QueueAdmin` gRPC service. It must not open a database connection:
 //! local delivery goes through the mailbox role.
 
 mod admin;
 mod delivery;
+mod downgrade;
+mod dsn;
+mod remote;
+mod routing;
 mod worker;
 
 use std::net::SocketAddr;
@@ -23,10 +32,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 pub use delivery::{Deliverer, Outcome};
-pub use worker::Worker;
+pub use remote::Remote;
+pub use routing::{BadTransport, Router, TransportMap};
+pub use worker::{RetryPolicy, Worker};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// Our name in EHLO and in DSNs.
+    pub hostname: String,
     pub nats_url: String,
     pub names: Names,
     pub mailbox_url: String,
@@ -39,6 +52,11 @@ pub struct RelayConfig {
     pub concurrency: usize,
     /// Request timeout for JetStream operations.
     pub nats_timeout: Duration,
+    /// Static routes for remote domains, before DNS.
+    pub transports: TransportMap,
+    pub retry: RetryPolicy,
+    /// Wait for each SMTP reply from a remote server.
+    pub smtp_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +85,16 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-relay").await?;
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
     let mut registry = Registry::with_prefix("mailbus_relay");
-    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?);
-    let worker = Worker::new(queue.clone(), deliverer, config.ack_wait, config.concurrency, &mut registry);
+    let remote = Remote::new(Router::new(config.transports), config.hostname.clone(), config.smtp_timeout);
+    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?, remote);
+    let worker = Worker::new(
+        queue.clone(),
+        deliverer,
+        config.retry,
+        config.hostname,
+        (config.ack_wait, config.concurrency),
+        &mut registry,
+    );
     Ok(Relay {
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,

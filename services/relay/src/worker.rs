@@ -1,10 +1,15 @@
-//! The consumer loop: pull envelopes, deliver them, and acknowledge, retry later, or dead-letter each.
+//! The consumer loop: pull envelopes; deliver their pending recipients; then acknowledge (every recipient
+//! final, with DSNs queued), requeue the envelope's new state for a later attempt, or dead-letter what
+//! cannot be processed at all. No message is processed before its time, and none is dropped.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use chrono::Utc;
 use futures::StreamExt;
+use mailbus_address::QueueId;
 use mailbus_jetstream::{Envelope, Queue, QueueError, adopt_trace};
+use mailbus_proto::v1::{EnvelopeRecipient, RecipientStatus};
 use mailbus_telemetry::ops::Readiness;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,66 +20,87 @@ use tracing::Instrument;
 
 use crate::StartError;
 use crate::delivery::{Deliverer, Outcome};
+use crate::dsn::{self, DsnAction, Entry};
 
-/// Retry delays grow from this, doubling per attempt, up to [`MAX_RETRY_DELAY`]. The full schedule with
-/// expiry and bounces belongs to the queue work; this keeps a failing mailbox role from being hammered.
-const FIRST_RETRY_DELAY: Duration = Duration::from_secs(10);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// RFC 3461 NOTIFY bits as smtp-proto encodes them.
+const NOTIFY_SUCCESS: u32 = 1;
+const NOTIFY_FAILURE: u32 = 2;
+const NOTIFY_DELAY: u32 = 4;
+const NOTIFY_NEVER: u32 = 8;
+
+/// When to try again and when to give up.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// The wait after the 1st, 2nd, … failed attempt; the last entry repeats.
+    pub schedule: Vec<Duration>,
+    /// Past this age a temporary failure becomes permanent (Postfix's `maximal_queue_lifetime`).
+    pub max_lifetime: Duration,
+    /// Send a "delayed" DSN once a message is this old and still pending.
+    pub delay_warning: Option<Duration>,
+}
+
+impl RetryPolicy {
+    fn wait_after(&self, attempts: u32) -> Duration {
+        let index = (attempts.max(1) as usize - 1).min(self.schedule.len().saturating_sub(1));
+        self.schedule.get(index).copied().unwrap_or(Duration::from_secs(300))
+    }
+}
 
 type Labels = Vec<(String, String)>;
 
 pub struct Worker {
     queue: Queue,
     deliverer: Deliverer,
+    policy: RetryPolicy,
+    hostname: String,
     ack_wait: Duration,
     concurrency: usize,
     recipients: Family<Labels, Counter>,
     messages: Family<Labels, Counter>,
-}
-
-/// What to tell JetStream about a message once we are done with it.
-#[derive(Debug, PartialEq, Eq)]
-enum Disposition {
-    /// Every recipient is delivered.
-    Done,
-    /// Every recipient is final and some failed for good. Until bounces (RFC 3464 DSNs) exist, the
-    /// message is kept on the dead-letter stream, with its body, for an operator: never dropped.
-    Failed(String),
-    /// Some recipient failed temporarily; see the message again after the delay.
-    RetryAfter(Duration),
+    dsns: Family<Labels, Counter>,
 }
 
 impl Worker {
     pub fn new(
         queue: Queue,
         deliverer: Deliverer,
-        ack_wait: Duration,
-        concurrency: usize,
+        policy: RetryPolicy,
+        hostname: String,
+        (ack_wait, concurrency): (Duration, usize),
         registry: &mut Registry,
     ) -> Self {
         let recipients = Family::<Labels, Counter>::default();
         registry.register("recipients", "Recipients processed, by outcome", recipients.clone());
         let messages = Family::<Labels, Counter>::default();
         registry.register("messages", "Queue messages settled, by disposition", messages.clone());
+        let dsns = Family::<Labels, Counter>::default();
+        registry.register("dsns", "Delivery status notifications queued, by action", dsns.clone());
         // Present from the start, so dashboards see zeros rather than nothing.
         for disposition in ["done", "retry", "dead_letter"] {
             drop(messages.get_or_create(&vec![("disposition".into(), disposition.into())]));
         }
-        Worker { queue, deliverer, ack_wait, concurrency: concurrency.max(1), recipients, messages }
+        Worker {
+            queue,
+            deliverer,
+            policy,
+            hostname,
+            ack_wait,
+            concurrency: concurrency.max(1),
+            recipients,
+            messages,
+            dsns,
+        }
     }
 
     /// Runs until `shutdown`. Losing NATS is not fatal: the loop opens the consumer again.
     pub async fn run(self, readiness: Readiness, shutdown: CancellationToken) -> Result<(), StartError> {
         while !shutdown.is_cancelled() {
-            match self.consume(&readiness, &shutdown).await {
-                Ok(()) => {}
-                Err(error) => {
-                    readiness.set(false);
-                    tracing::warn!(%error, "queue consumer interrupted, reopening");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+            if let Err(error) = self.consume(&readiness, &shutdown).await {
+                readiness.set(false);
+                tracing::warn!(%error, "queue consumer interrupted, reopening");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
@@ -105,10 +131,16 @@ impl Worker {
     }
 
     async fn handle(&self, message: jetstream::Message) {
-        let envelope = match Envelope::decode(message.payload.clone()) {
+        let mut envelope = match Envelope::decode(message.payload.clone()) {
             Ok(envelope) => envelope,
             Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
         };
+        // A message whose time has not come goes back, to come round exactly when it is due.
+        let wait = envelope.next_attempt_unix_ms - Utc::now().timestamp_millis();
+        if wait > 0 {
+            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(wait as u64)))).await;
+            return;
+        }
         let span = tracing::info_span!(
             "relay.process",
             otel.kind = "consumer",
@@ -116,89 +148,165 @@ impl Worker {
             messaging.operation = "process",
             messaging.destination.name = %message.subject,
             queue_id = %envelope.queue_id,
+            attempt = envelope.attempts + 1,
             recipients = envelope.recipients.len(),
         );
         adopt_trace(&span, message.headers.as_ref());
         async {
-            let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
-            let outcomes = with_progress(self.deliverer.deliver(&envelope), &message, self.ack_wait).await;
-            let disposition = match outcomes {
-                Ok(outcomes) => self.disposition(&envelope, &outcomes, attempt),
+            match with_progress(self.deliverer.deliver(&envelope), &message, self.ack_wait).await {
+                Ok(outcomes) => {
+                    self.record(&mut envelope, outcomes);
+                    self.settle(&message, envelope).await;
+                }
                 Err(QueueError::MissingBody { key }) => {
-                    return self.dead_letter(&message, &format!("body {key} is missing")).await;
+                    self.dead_letter(&message, &format!("body {key} is missing")).await
                 }
                 Err(error) => {
                     tracing::warn!(%error, "body unavailable, will retry");
-                    Disposition::RetryAfter(retry_delay(attempt))
+                    let _ = message.ack_with(AckKind::Nak(Some(self.policy.wait_after(1)))).await;
                 }
-            };
-            self.settle(&message, &envelope, disposition).await;
+            }
         }
         .instrument(span)
         .await
     }
 
-    fn disposition(&self, envelope: &Envelope, outcomes: &[(String, Outcome)], attempt: i64) -> Disposition {
-        for (recipient, outcome) in outcomes {
-            let label = match outcome {
-                Outcome::Delivered { duplicate: false, .. } => "delivered",
+    /// Writes this attempt's outcomes into the envelope's recipients.
+    fn record(&self, envelope: &mut Envelope, outcomes: Vec<(usize, Outcome)>) {
+        envelope.attempts += 1;
+        for (index, outcome) in outcomes {
+            let recipient = &mut envelope.recipients[index];
+            let label = match &outcome {
                 Outcome::Delivered { duplicate: true, .. } => "duplicate",
+                Outcome::Delivered { .. } => "delivered",
                 Outcome::TemporaryFailure(_) => "temporary_failure",
                 Outcome::PermanentFailure(_) => "permanent_failure",
             };
             self.recipients.get_or_create(&vec![("outcome".into(), label.into())]).inc();
             match outcome {
-                Outcome::Delivered { uid, duplicate } => tracing::info!(%recipient, uid, duplicate, "delivered"),
-                Outcome::TemporaryFailure(reason) => tracing::warn!(%recipient, %reason, attempt, "temporary failure"),
+                Outcome::Delivered { uid, duplicate } => {
+                    tracing::info!(recipient = %recipient.address, uid, duplicate, "delivered");
+                    recipient.set_status(RecipientStatus::Delivered);
+                }
+                Outcome::TemporaryFailure(reason) => {
+                    tracing::warn!(recipient = %recipient.address, %reason, "temporary failure");
+                    recipient.last_error = reason;
+                }
                 Outcome::PermanentFailure(reason) => {
-                    tracing::error!(queue_id = %envelope.queue_id, %recipient, %reason, "permanent failure")
+                    tracing::warn!(recipient = %recipient.address, %reason, "permanent failure");
+                    recipient.set_status(RecipientStatus::Failed);
+                    recipient.last_error = reason;
                 }
             }
         }
-        if !outcomes.iter().all(|(_, outcome)| outcome.is_final()) {
-            return Disposition::RetryAfter(retry_delay(attempt));
+    }
+
+    async fn settle(&self, message: &jetstream::Message, mut envelope: Envelope) {
+        let now = Utc::now();
+        let age = Duration::from_millis((now.timestamp_millis() - envelope.arrival_unix_ms).max(0) as u64);
+        let pending = |e: &Envelope| e.recipients.iter().any(|r| r.status() == RecipientStatus::Pending);
+        if pending(&envelope) && age >= self.policy.max_lifetime {
+            for recipient in envelope.recipients.iter_mut().filter(|r| r.status() == RecipientStatus::Pending) {
+                recipient.set_status(RecipientStatus::Failed);
+                recipient.last_error = format!("4.4.7 delivery time expired; last error: {}", recipient.last_error);
+            }
         }
-        let failed: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(recipient, outcome)| match outcome {
-                Outcome::PermanentFailure(reason) => Some(format!("<{recipient}>: {reason}")),
-                _ => None,
-            })
-            .collect();
-        if failed.is_empty() { Disposition::Done } else { Disposition::Failed(failed.join("; ")) }
+        if !pending(&envelope) {
+            return self.finish(message, &envelope).await;
+        }
+        if let Some(warning) = self.policy.delay_warning
+            && !envelope.delay_warned
+            && age >= warning
+        {
+            envelope.delay_warned = true;
+            if let Err(error) = self.notify(&envelope, DsnAction::Delayed).await {
+                tracing::warn!(%error, "delay notification not queued");
+            }
+        }
+        let wait = self.policy.wait_after(envelope.attempts);
+        envelope.next_attempt_unix_ms = now.timestamp_millis() + wait.as_millis() as i64;
+        match self.queue.requeue(&envelope).await {
+            Ok(()) => {
+                self.count("retry");
+                tracing::info!(attempt = envelope.attempts, ?wait, "will retry");
+                if let Err(error) = message.double_ack().await {
+                    tracing::warn!(%error, "ack after requeue not confirmed; the attempt may repeat");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "requeue failed; the message comes back as it was");
+                let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+            }
+        }
+    }
+
+    /// Every recipient is final: queue the DSNs the sender asked for, then ack, then drop the body.
+    async fn finish(&self, message: &jetstream::Message, envelope: &Envelope) {
+        let failed = envelope.recipients.iter().any(|r| r.status() == RecipientStatus::Failed);
+        if failed && envelope.mail_from.is_empty() {
+            // RFC 3464 §4: a null sender is never bounced; an operator can still see the failure.
+            return self.dead_letter(message, "permanent failure of a message with a null sender").await;
+        }
+        for action in [DsnAction::Failed, DsnAction::Delivered] {
+            if let Err(error) = self.notify(envelope, action).await {
+                tracing::warn!(%error, "DSN not queued; the attempt repeats");
+                let _ = message.ack_with(AckKind::Nak(Some(self.policy.wait_after(1)))).await;
+                return;
+            }
+        }
+        self.count("done");
+        // Wait for the server to confirm the ack before deleting the body: an ack that is lost means a
+        // redelivery, and a redelivery needs the body.
+        if let Err(error) = message.double_ack().await {
+            tracing::warn!(%error, "ack not confirmed; the message will be redelivered and deduplicated");
+            return;
+        }
+        if let Err(error) = self.queue.delete_body(&envelope.body_key).await {
+            tracing::warn!(%error, "body not deleted");
+        }
+    }
+
+    /// Queues one DSN of `action` to the sender for the recipients that asked for it; nothing to do is Ok.
+    async fn notify(&self, envelope: &Envelope, action: DsnAction) -> Result<(), QueueError> {
+        if envelope.mail_from.is_empty() {
+            return Ok(());
+        }
+        let wanted = |r: &EnvelopeRecipient| {
+            let (status, notify) = (r.status(), r.notify);
+            let asked = |bit: u32| notify & bit != 0 || (notify == 0 && bit == NOTIFY_FAILURE);
+            notify & NOTIFY_NEVER == 0
+                && match action {
+                    DsnAction::Failed => status == RecipientStatus::Failed && asked(NOTIFY_FAILURE),
+                    DsnAction::Delayed => status == RecipientStatus::Pending && asked(NOTIFY_DELAY),
+                    DsnAction::Delivered => status == RecipientStatus::Delivered && notify & NOTIFY_SUCCESS != 0,
+                }
+        };
+        let entries: Vec<Entry<'_>> =
+            envelope.recipients.iter().filter(|r| wanted(r)).map(|recipient| Entry { recipient, action }).collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let original = self.queue.body(&envelope.body_key).await?;
+        let report = dsn::build(envelope, &entries, &original, &self.hostname, Utc::now());
+        let queue_id = QueueId::generate();
+        let dsn_envelope = Envelope {
+            queue_id: queue_id.to_string(),
+            mail_from: String::new(),
+            recipients: vec![EnvelopeRecipient { address: envelope.mail_from.clone(), ..Default::default() }],
+            size: report.len() as u64,
+            body_key: queue_id.to_string(),
+            arrival_unix_ms: Utc::now().timestamp_millis(),
+            smtputf8: envelope.smtputf8,
+            ..Default::default()
+        };
+        self.queue.enqueue(&dsn_envelope, &report).await?;
+        self.dsns.get_or_create(&vec![("action".into(), format!("{action:?}").to_lowercase())]).inc();
+        tracing::info!(dsn = %queue_id, ?action, recipients = entries.len(), "DSN queued");
+        Ok(())
     }
 
     fn count(&self, disposition: &str) {
         self.messages.get_or_create(&vec![("disposition".into(), disposition.into())]).inc();
-    }
-
-    async fn settle(&self, message: &jetstream::Message, envelope: &Envelope, disposition: Disposition) {
-        match disposition {
-            Disposition::Failed(reason) => {
-                return self.dead_letter(message, &format!("permanent failure: {reason}")).await;
-            }
-            Disposition::Done => self.count("done"),
-            Disposition::RetryAfter(_) => self.count("retry"),
-        }
-        match disposition {
-            Disposition::Failed(_) => {}
-            Disposition::Done => {
-                // Wait for the server to confirm the ack before deleting the body: an ack that is lost
-                // means a redelivery, and a redelivery needs the body.
-                if let Err(error) = message.double_ack().await {
-                    tracing::warn!(%error, "ack not confirmed; the message will be redelivered and deduplicated");
-                    return;
-                }
-                if let Err(error) = self.queue.delete_body(&envelope.body_key).await {
-                    tracing::warn!(%error, "body not deleted");
-                }
-            }
-            Disposition::RetryAfter(delay) => {
-                if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
-                    tracing::warn!(%error, "nak failed; the message comes back after ack_wait");
-                }
-            }
-        }
     }
 
     async fn dead_letter(&self, message: &jetstream::Message, reason: &str) {
@@ -234,21 +342,20 @@ async fn with_progress<T>(work: impl Future<Output = T>, message: &jetstream::Me
     }
 }
 
-fn retry_delay(attempt: i64) -> Duration {
-    let doublings = attempt.clamp(1, 16) as u32 - 1;
-    FIRST_RETRY_DELAY.saturating_mul(1 << doublings).min(MAX_RETRY_DELAY)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn retry_delay_grows_and_is_capped() {
-        assert_eq!(retry_delay(1), Duration::from_secs(10));
-        assert_eq!(retry_delay(2), Duration::from_secs(20));
-        assert_eq!(retry_delay(4), Duration::from_secs(80));
-        assert_eq!(retry_delay(100), MAX_RETRY_DELAY);
-        assert_eq!(retry_delay(0), Duration::from_secs(10));
+    fn the_schedule_steps_and_then_repeats_its_last_wait() {
+        let policy = RetryPolicy {
+            schedule: vec![Duration::from_secs(60), Duration::from_secs(300)],
+            max_lifetime: Duration::from_secs(3600),
+            delay_warning: None,
+        };
+        assert_eq!(policy.wait_after(1), Duration::from_secs(60));
+        assert_eq!(policy.wait_after(2), Duration::from_secs(300));
+        assert_eq!(policy.wait_after(9), Duration::from_secs(300));
+        assert_eq!(policy.wait_after(0), Duration::from_secs(60));
     }
 }

@@ -69,6 +69,7 @@ fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: us
                 address: r.address.to_string(),
                 notify: r.notify as u32,
                 orcpt: r.orcpt.clone().unwrap_or_default(),
+                ..Default::default()
             })
             .collect(),
         size: size as u64,
@@ -94,5 +95,7 @@ fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: us
             Some(session::DsnReturn::Headers) => DsnRet::Hdrs,
         }
         .into(),
+        // A new message: no attempt yet, due at once.
+        ..Default::default()
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +35,8 @@ const RECIPIENT: &str = "sink@bench.test";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a role to become ready, or for the queue to make progress.
 const PATIENCE: Duration = Duration::from_secs(120);
+/// Longest wait for the queue to drain after a load.
+const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
 #[derive(Parser, Debug)]
 #[command(about = "Measures smtp-ingress: durable accept rate, latency of the final 250, idle-session memory")]
@@ -60,14 +62,17 @@ struct Args {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     ensure!(args.size >= HEADER.len() + 2, "--size must be at least {} octets", HEADER.len() + 2);
     ensure!(args.connections > 0 && args.messages > 0, "--connections and --messages must be positive");
     // Dropping `run` on Ctrl-C drops every child handle, and `kill_on_drop` ends them.
     tokio::select! {
-        result = run(args) => result,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        result = run(args) => result.map(|()| ExitCode::SUCCESS),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("smtp-bench: interrupted; stopping what it started");
+            Ok(ExitCode::from(130))
+        }
     }
 }
 
@@ -77,6 +82,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let message: Arc<[u8]> = message_of_size(args.size).into();
     let load = Load { messages: args.messages, connections: args.connections, message };
 
+    measure_mailbus(&args, &load).await?;
+    if args.postfix {
+        measure_postfix(&args, &load).await?;
+    }
+    Ok(())
+}
+
+async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
     let stack = Stack::start(&args.mailbus).await?;
     let account_id = stack.create_sink().await?;
     let rss_fresh = rss_kib(stack.smtp_pid)?;
@@ -84,11 +97,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("\n== mailbus smtp-ingress, this load generator ({}) ==", stack.smtp);
     let report = load.run(stack.smtp).await;
     report.print();
-    let backlog = stack.queue_status().await?.messages;
-    println!("queue backlog at the last 250: {backlog} messages");
-    let mut in_mailbox = report.accepted;
-    let drained = stack.wait_drained(account_id, Some(in_mailbox)).await?;
-    if let Some(first) = report.first_accept {
+    println!("queue backlog at the last 250: {} messages", stack.queue_status().await?.messages);
+    let drained = stack.wait_drained(account_id, report.accepted).await?;
+    if let (Some(first), Some(drained)) = (report.first_accept, drained) {
         let span = drained.duration_since(first);
         println!(
             "end to end: {} messages from the first 250 to the last in the mailbox in {:.2} s = {:.0} msgs/s",
@@ -97,30 +108,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             rate(report.accepted, span)
         );
     }
+    stack.print_relay_outcomes().await;
 
     idle_sessions(stack.smtp, stack.smtp_pid, args.idle_sessions, rss_fresh).await?;
 
-    match smtp_source() {
-        Some(tool) => {
-            for persistent in [false, true] {
-                println!("\n== mailbus smtp-ingress, smtp-source ==");
-                run_smtp_source(&tool, &args, stack.smtp, persistent).await?;
-                stack.wait_drained(account_id, None).await?;
-                let now_in_mailbox = stack.mailbox_count(account_id).await?;
-                println!("delivered to the mailbox: {}", now_in_mailbox - in_mailbox);
-                in_mailbox = now_in_mailbox;
-            }
-        }
-        None => println!("\nsmtp-source: not found (Debian package postfix); skipped"),
+    let Some(tool) = smtp_source() else {
+        println!("\nsmtp-source: not found (Debian package postfix); skipped");
+        return stack.finish();
+    };
+    for persistent in [false, true] {
+        println!("\n== mailbus smtp-ingress, smtp-source ==");
+        let before = stack.mailbox_count(account_id).await?;
+        run_smtp_source(&tool, args, stack.smtp, persistent).await?;
+        stack.wait_drained(account_id, before + args.messages).await?;
+        println!("delivered to the mailbox: {}", stack.mailbox_count(account_id).await? - before);
     }
-    stack.print_memory();
-    stack.print_log_summary();
-    drop(stack);
-
-    if args.postfix {
-        measure_postfix(&args, &load).await?;
-    }
-    Ok(())
+    stack.print_relay_outcomes().await;
+    stack.finish()
 }
 
 fn print_setting(args: &Args) {
@@ -201,12 +205,14 @@ struct Role {
 
 fn spawn_role(mailbus: &Path, name: &'static str, env: &HashMap<&str, String>, logs: &Path) -> anyhow::Result<Role> {
     let log = logs.join(format!("{name}.log"));
-    let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    // The roles log to stdout; both streams go to the file.
+    let stdout = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let stderr = stdout.try_clone()?;
     let child = tokio::process::Command::new(mailbus)
         .arg(name)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
@@ -218,6 +224,7 @@ struct Stack {
     roles: Vec<Role>,
     smtp: SocketAddr,
     smtp_pid: u32,
+    relay_metrics: SocketAddr,
     mailbox_url: String,
     relay_url: String,
 }
@@ -267,6 +274,7 @@ impl Stack {
             roles,
             smtp: smtp.parse()?,
             smtp_pid,
+            relay_metrics: env["MAILBUS_RELAY_METRICS_LISTEN"].parse()?,
             mailbox_url: format!("http://{mailbox_grpc}"),
             relay_url: format!("http://{relay_grpc}"),
         })
@@ -291,26 +299,44 @@ impl Stack {
         Ok(mailbox.list_messages(request).await.context("ListMessages")?.into_inner().messages.len())
     }
 
-    /// Waits until the queue stream is empty (and, when given, the mailbox holds `expected` messages), and
-    /// returns when that was seen. Polls every 100 ms; gives up when nothing moves for [`PATIENCE`].
-    async fn wait_drained(&self, account_id: i64, expected: Option<usize>) -> anyhow::Result<Instant> {
-        let mut last_change = (Instant::now(), u64::MAX);
+    /// Waits until the queue stream is empty and the mailbox holds `expected` messages, and returns when
+    /// that was seen (polling every 100 ms). `None`, after saying so, when the queue did not move for
+    /// [`PATIENCE`] or did not drain within [`DRAIN_LIMIT`].
+    async fn wait_drained(&self, account_id: i64, expected: usize) -> anyhow::Result<Option<Instant>> {
+        let start = Instant::now();
+        let mut last_change = (start, u64::MAX);
         loop {
             let queued = self.queue_status().await?.messages;
             if queued == 0 {
-                let Some(expected) = expected else { return Ok(Instant::now()) };
                 let seen = Instant::now();
-                let count = self.mailbox_count(account_id).await?;
-                if count >= expected {
-                    return Ok(seen);
+                if self.mailbox_count(account_id).await? >= expected {
+                    return Ok(Some(seen));
                 }
             }
             if queued != last_change.1 {
                 last_change = (Instant::now(), queued);
             }
-            ensure!(last_change.0.elapsed() < PATIENCE, "the queue is stuck at {queued} messages");
+            if last_change.0.elapsed() > PATIENCE || start.elapsed() > DRAIN_LIMIT {
+                let waited = start.elapsed().as_secs();
+                println!("NOT DRAINED: {queued} messages still queued after {waited} s of waiting");
+                return Ok(None);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The relay's count of messages by disposition: retries mean deliveries that failed for a while.
+    async fn print_relay_outcomes(&self) {
+        let metrics = http_get(self.relay_metrics, "/metrics").await.unwrap_or_default();
+        let counts: Vec<&str> = metrics.lines().filter(|l| l.starts_with("mailbus_relay_messages_total")).collect();
+        println!("relay: {}", counts.join(", "));
+    }
+
+    /// Prints what the roles used and logged, then stops them.
+    fn finish(self) -> anyhow::Result<()> {
+        self.print_memory();
+        self.print_log_summary();
+        Ok(())
     }
 
     fn print_memory(&self) {
@@ -352,14 +378,19 @@ async fn wait_ready(role: &mut Role, metrics: SocketAddr) -> anyhow::Result<()> 
 }
 
 async fn is_ready(metrics: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(metrics).await else { return false };
-    let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request).await.is_err() {
-        return false;
-    }
+    http_get(metrics, "/readyz").await.is_some()
+}
+
+/// The body of a `200 OK` answer to a plain HTTP/1.1 GET, or `None`.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
-    response.starts_with(b"HTTP/1.1 200")
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await.ok()?.ok()?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 fn status_field(status: &str, name: &str) -> Option<u64> {

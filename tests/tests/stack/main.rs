@@ -6,6 +6,7 @@ mod delivery;
 mod failures;
 mod ops;
 mod pop3;
+mod relay;
 mod smtp;
 mod tracing;
 

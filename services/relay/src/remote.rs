@@ -1,0 +1,272 @@
+//! Delivering one message to one remote domain over SMTP (RFC 5321): try each hop in order; EHLO (HELO if
+//! refused); STARTTLS when offered (opportunistic, RFC 7435); MAIL with BODY=8BITMIME and SMTPUTF8 as the
+//! message needs and the peer allows, a 7-bit downgrade for peers without 8BITMIME (RFC 6152 §3); RCPT for
+//! each recipient, whose replies are the recipients' outcomes; then DATA.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use mail_send::SmtpClient;
+use mail_send::smtp::message::Parameters;
+use smtp_proto::{EXT_8BIT_MIME, EXT_SMTP_UTF8, EXT_START_TLS, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::delivery::Outcome;
+use crate::downgrade;
+use crate::routing::{Hop, NoRoute, Router};
+
+pub struct Remote {
+    router: Router,
+    tls: TlsConnector,
+    /// Our name in EHLO.
+    hostname: String,
+    /// Each command's reply, RFC 5321 §4.5.3.2 (minutes there; configurable for tests).
+    timeout: Duration,
+}
+
+/// What the message needs from a peer.
+pub struct Outgoing<'a> {
+    pub from: &'a str,
+    pub recipients: &'a [String],
+    pub body: &'a [u8],
+    pub smtputf8: bool,
+}
+
+impl Remote {
+    pub fn new(router: Router, hostname: String, timeout: Duration) -> Self {
+        Remote { router, tls: TlsConnector::from(mailbus_tls::opportunistic_client_config()), hostname, timeout }
+    }
+
+    /// Delivers to every recipient (all of one domain); one outcome per recipient, in order.
+    pub async fn deliver(&self, domain: &str, message: &Outgoing<'_>) -> Vec<Outcome> {
+        let all = |outcome: Outcome| vec![outcome; message.recipients.len()];
+        let hops = match self.router.hops(domain).await {
+            Ok(hops) => hops,
+            Err(NoRoute::NullMx) => {
+                return all(Outcome::PermanentFailure(format!("5.1.10 {domain} accepts no mail (null MX)")));
+            }
+            Err(NoRoute::Lookup(error)) => {
+                return all(Outcome::TemporaryFailure(format!("4.4.3 DNS lookup for {domain} failed: {error}")));
+            }
+        };
+        let mut last = Outcome::TemporaryFailure(format!("4.4.1 no host for {domain} answered"));
+        for hop in hops {
+            match self.try_hop(&hop, message).await {
+                Ok(outcomes) => return outcomes,
+                Err(reason) => {
+                    tracing::info!(host = %hop.host, port = hop.port, %reason, "hop failed, trying the next");
+                    last = Outcome::TemporaryFailure(format!("4.4.1 {}:{}: {reason}", hop.host, hop.port));
+                }
+            }
+        }
+        all(last)
+    }
+
+    /// `Err` means this hop could not take the message at all (connection, greeting, EHLO, MAIL
+    /// temporarily): the next hop is tried. Per-recipient and DATA replies are outcomes.
+    async fn try_hop(&self, hop: &Hop, message: &Outgoing<'_>) -> Result<Vec<Outcome>, String> {
+        let stream = tokio::time::timeout(self.timeout, TcpStream::connect((hop.host.as_str(), hop.port)))
+            .await
+            .map_err(|_| "connection timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let mut client = SmtpClient { stream: ClientStream::Plain(stream), timeout: self.timeout };
+        let greeting = client.read().await.map_err(|e| e.to_string())?;
+        if greeting.code != 220 {
+            return Err(format!("greeting {}", reply_text(&greeting)));
+        }
+        let mut ehlo = self.hello(&mut client).await?;
+        if ehlo.has_capability(EXT_START_TLS) {
+            let reply = client.cmd(b"STARTTLS\r\n").await.map_err(|e| e.to_string())?;
+            if reply.code == 220 {
+                client.stream.upgrade(&self.tls, &hop.host).await.map_err(|e| format!("TLS: {e}"))?;
+                ehlo = self.hello(&mut client).await?;
+            }
+        }
+        let outcomes = self.transaction(&mut client, &ehlo, message).await;
+        let _ = client.quit().await;
+        Ok(outcomes)
+    }
+
+    async fn hello(&self, client: &mut SmtpClient<ClientStream>) -> Result<smtp_proto::EhloResponse<String>, String> {
+        match client.ehlo(&self.hostname).await {
+            Ok(ehlo) => Ok(ehlo),
+            Err(mail_send::Error::UnexpectedReply(_)) => {
+                // RFC 5321 §3.2: an old server that refuses EHLO gets HELO, and no extensions.
+                let reply = client.cmd(format!("HELO {}\r\n", self.hostname)).await.map_err(|e| e.to_string())?;
+                if reply.code != 250 {
+                    return Err(format!("HELO refused: {}", reply_text(&reply)));
+                }
+                Ok(smtp_proto::EhloResponse { hostname: String::new(), capabilities: 0, ..Default::default() })
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn transaction(
+        &self,
+        client: &mut SmtpClient<ClientStream>,
+        ehlo: &smtp_proto::EhloResponse<String>,
+        message: &Outgoing<'_>,
+    ) -> Vec<Outcome> {
+        let all = |outcome: Outcome| vec![outcome; message.recipients.len()];
+        if message.smtputf8 && !ehlo.has_capability(EXT_SMTP_UTF8) {
+            return all(Outcome::PermanentFailure("5.6.7 the receiving server does not support SMTPUTF8".into()));
+        }
+        let eight_bit = downgrade::is_eight_bit(message.body);
+        let downgraded;
+        let body = if eight_bit && !ehlo.has_capability(EXT_8BIT_MIME) {
+            match downgrade::to_seven_bit(message.body) {
+                Some(seven_bit) => {
+                    downgraded = seven_bit;
+                    downgraded.as_slice()
+                }
+                None => {
+                    return all(Outcome::PermanentFailure(
+                        "5.6.3 conversion to 7 bit required but not possible".into(),
+                    ));
+                }
+            }
+        } else {
+            message.body
+        };
+        let mut params = Parameters::new();
+        if eight_bit && ehlo.has_capability(EXT_8BIT_MIME) && body.len() == message.body.len() {
+            params.add("BODY=8BITMIME");
+        }
+        if message.smtputf8 {
+            params.add("SMTPUTF8");
+        }
+        match client.cmd(format!("MAIL FROM:<{}>{params}\r\n", message.from)).await {
+            Ok(reply) if reply.code / 100 == 2 => {}
+            Ok(reply) => return all(outcome_of(&reply)),
+            Err(e) => return all(Outcome::TemporaryFailure(format!("4.4.2 {e}"))),
+        }
+        let mut outcomes = Vec::with_capacity(message.recipients.len());
+        for recipient in message.recipients {
+            let outcome = match client.cmd(format!("RCPT TO:<{recipient}>\r\n")).await {
+                Ok(reply) if reply.code / 100 == 2 => None,
+                Ok(reply) => Some(outcome_of(&reply)),
+                Err(e) => Some(Outcome::TemporaryFailure(format!("4.4.2 {e}"))),
+            };
+            outcomes.push(outcome);
+        }
+        if outcomes.iter().all(Option::is_some) {
+            let _ = client.rset().await;
+            return outcomes.into_iter().flatten().collect();
+        }
+        let data = match send_data(client, body).await {
+            Ok(reply) if reply.code / 100 == 2 => Outcome::Delivered { uid: 0, duplicate: false },
+            Ok(reply) => outcome_of(&reply),
+            Err(e) => Outcome::TemporaryFailure(format!("4.4.2 {e}")),
+        };
+        outcomes.into_iter().map(|o| o.unwrap_or_else(|| data.clone())).collect()
+    }
+}
+
+/// DATA, the body with dot-stuffing (RFC 5321 §4.5.2), and the end mark. (mail-send's own `data` adds a
+/// CRLF even to a body that ends in one, which would change the message.)
+async fn send_data(client: &mut SmtpClient<ClientStream>, body: &[u8]) -> mail_send::Result<Response<String>> {
+    use tokio::io::AsyncWriteExt;
+    let go_ahead = client.cmd(b"DATA\r\n").await?;
+    if go_ahead.code != 354 {
+        return Ok(go_ahead);
+    }
+    let mut wire = Vec::with_capacity(body.len() + body.len() / 64 + 5);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            wire.push(b'.');
+        }
+        wire.push(b);
+        line_start = b == b'\n';
+    }
+    if !body.ends_with(b"\r\n") {
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b".\r\n");
+    tokio::time::timeout(client.timeout, async {
+        client.stream.write_all(&wire).await?;
+        client.stream.flush().await?;
+        client.read().await
+    })
+    .await
+    .map_err(|_| mail_send::Error::Timeout)?
+}
+
+fn reply_text(reply: &Response<String>) -> String {
+    let [a, b, c] = reply.esc;
+    if a == 0 {
+        format!("{} {}", reply.code, reply.message)
+    } else {
+        format!("{} {a}.{b}.{c} {}", reply.code, reply.message)
+    }
+}
+
+/// A refusal's class decides: 4yz is worth retrying, 5yz is not (RFC 5321 §4.2.1).
+fn outcome_of(reply: &Response<String>) -> Outcome {
+    let text = reply_text(reply);
+    if reply.code >= 500 { Outcome::PermanentFailure(text) } else { Outcome::TemporaryFailure(text) }
+}
+
+/// The client side of an SMTP connection, plain until STARTTLS upgrades it in place.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Only while the handshake runs, or after it failed.
+    Closed,
+}
+
+impl ClientStream {
+    async fn upgrade(&mut self, tls: &TlsConnector, host: &str) -> std::io::Result<()> {
+        let ClientStream::Plain(stream) = std::mem::replace(self, ClientStream::Closed) else {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        };
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .unwrap_or_else(|_| rustls_pki_types::ServerName::try_from("invalid.invalid").expect("a valid name"));
+        *self = ClientStream::Tls(Box::new(tls.connect(name, stream).await?));
+        Ok(())
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "connection closed after a failed TLS handshake")
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
