@@ -24,11 +24,18 @@ pub struct Script {
     pub eight_bit_mime: bool,
     pub smtputf8: bool,
     pub rcpt: RcptScript,
+    /// A server that is slow once: wait this long before answering the first message's DATA.
+    pub first_data_delay: std::time::Duration,
 }
 
 impl Default for Script {
     fn default() -> Self {
-        Script { eight_bit_mime: true, smtputf8: true, rcpt: Box::new(|_, _| "250 2.1.5 Ok".into()) }
+        Script {
+            eight_bit_mime: true,
+            smtputf8: true,
+            rcpt: Box::new(|_, _| "250 2.1.5 Ok".into()),
+            first_data_delay: std::time::Duration::ZERO,
+        }
     }
 }
 
@@ -126,7 +133,14 @@ async fn session(stream: TcpStream, script: Arc<Script>, state: Arc<Mutex<State>
                 Some(mut t) => {
                     let _ = stream.get_mut().write_all(b"354 go ahead\r\n").await;
                     t.data = read_data(&mut stream).await;
-                    state.lock().unwrap().received.push(t);
+                    let first = {
+                        let mut state = state.lock().unwrap();
+                        state.received.push(t);
+                        state.received.len() == 1
+                    };
+                    if first {
+                        tokio::time::sleep(script.first_data_delay).await;
+                    }
                     "250 2.0.0 Ok: queued".into()
                 }
             }

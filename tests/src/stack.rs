@@ -71,6 +71,7 @@ impl StackBuilder {
             submissions: None,
             pop3: None,
             pop3s: None,
+            relay_grpc: None,
             mailbox_metrics: None,
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
@@ -89,6 +90,8 @@ pub struct TestStack {
     pub submissions: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
+    /// The relay's QueueAdmin gRPC address.
+    pub relay_grpc: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -110,6 +113,9 @@ impl TestStack {
         if let Some(mailbox) = &bound.mailbox {
             self.settings.set("MAILBUS_MAILBOX_URL", &format!("http://{}", mailbox.grpc_addr()));
             self.mailbox_metrics = Some(mailbox.metrics_addr());
+        }
+        if let Some(relay) = &bound.relay {
+            self.relay_grpc = Some(relay.grpc_addr());
         }
         if let Some(smtp) = &bound.smtp {
             self.smtp = Some(smtp.smtp_addr());

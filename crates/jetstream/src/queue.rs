@@ -133,11 +133,14 @@ impl Queue {
     /// as a new queue message, deduplicated per attempt. The caller acks the old message only after this
     /// succeeded, so a crash in between repeats the attempt rather than losing the message.
     pub async fn requeue(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        self.publish_envelope(envelope, &format!("{}.{}", envelope.queue_id, envelope.attempts)).await
+    }
+
+    async fn publish_envelope(&self, envelope: &Envelope, id: &str) -> Result<(), QueueError> {
         let mut headers = HeaderMap::new();
-        let id = format!("{}.{}", envelope.queue_id, envelope.attempts);
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
         inject_trace(&tracing::Span::current(), &mut headers);
-        let error = |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: id.clone(), message: e.to_string() };
+        let error = |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: id.to_owned(), message: e.to_string() };
         self.jetstream
             .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
             .await
@@ -210,6 +213,47 @@ impl Queue {
             })
             .await
             .map_err(|e| QueueError::Setup { what: format!("consumer {RELAY_CONSUMER}"), message: e.to_string() })
+    }
+
+    /// Every message in the queue stream with its sequence number, oldest first (at most `limit`).
+    pub async fn list(&self, limit: usize) -> Result<Vec<(u64, Envelope)>, QueueError> {
+        let setup =
+            |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
+        let state = stream.info().await.map_err(|e| setup(&e))?.state.clone();
+        let mut found = Vec::new();
+        if state.messages == 0 {
+            return Ok(found);
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            if found.len() >= limit {
+                break;
+            }
+            // A work queue has holes where messages were acked.
+            let Ok(message) = stream.get_raw_message(sequence).await else { continue };
+            if let Ok(envelope) = Envelope::decode(message.payload) {
+                found.push((sequence, envelope));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Puts a changed envelope in place of the message at `sequence`: the new one first, then the old one
+    /// goes, so a crash in between leaves a duplicate (delivered once, thanks to the delivery key), never
+    /// a loss.
+    pub async fn replace(&self, sequence: u64, envelope: &Envelope, change: &str) -> Result<(), QueueError> {
+        let id = format!("{}.{}.{change}.{}", envelope.queue_id, envelope.attempts, uuid::Uuid::now_v7().simple());
+        self.publish_envelope(envelope, &id).await?;
+        self.remove(sequence).await
+    }
+
+    /// Takes the message at `sequence` out of the queue.
+    pub async fn remove(&self, sequence: u64) -> Result<(), QueueError> {
+        let setup =
+            |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
+        stream.delete_message(sequence).await.map_err(|e| setup(&e))?;
+        Ok(())
     }
 
     /// Numbers for the operator: the stream's message and byte counts and the consumer's backlog.

@@ -31,6 +31,7 @@ pub const VARS: &[Var] = &[
         Some("http://127.0.0.1:50051"),
         "gRPC address of the mailbox role, for the other roles and admin",
     ),
+    var("MAILBUS_RELAY_URL", Some("http://127.0.0.1:50052"), "gRPC address of a relay role, for `mailbus admin queue`"),
     var("MAILBUS_SMTP_LISTEN", Some("0.0.0.0:25"), "SMTP (MX) listener: mail from the world for local domains"),
     var(
         "MAILBUS_SUBMISSION_LISTEN",

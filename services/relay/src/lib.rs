@@ -26,6 +26,7 @@ use std::time::Duration;
 use mailbus_jetstream::{Names, Queue, QueueError};
 use mailbus_proto::v1::queue_admin_server::QueueAdminServer;
 use mailbus_telemetry::ops::{self, Readiness};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +80,28 @@ pub struct Relay {
     worker: Worker,
     queue: Queue,
     registry: Registry,
+    gauges: QueueGauges,
+}
+
+/// Queue depth and age for dashboards, read from the stream every few seconds.
+#[derive(Clone, Default)]
+struct QueueGauges {
+    messages: Gauge<i64>,
+    oldest_age_seconds: Gauge<i64>,
+}
+
+async fn watch_queue(queue: Queue, gauges: QueueGauges, shutdown: CancellationToken) {
+    loop {
+        if let Ok(status) = queue.status().await {
+            gauges.messages.set(status.messages as i64);
+            let age = if status.oldest_unix == 0 { 0 } else { chrono::Utc::now().timestamp() - status.oldest_unix };
+            gauges.oldest_age_seconds.set(age.max(0));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
@@ -95,7 +118,15 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
         (config.ack_wait, config.concurrency),
         &mut registry,
     );
+    let gauges = QueueGauges::default();
+    registry.register("queue_messages", "Messages in the queue stream", gauges.messages.clone());
+    registry.register(
+        "queue_oldest_age_seconds",
+        "Age of the oldest queued message",
+        gauges.oldest_age_seconds.clone(),
+    );
     Ok(Relay {
+        gauges,
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         worker,
@@ -117,8 +148,9 @@ impl Relay {
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let readiness = Readiness::default();
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
-        let routes = Routes::new(QueueAdminServer::new(admin::QueueAdminService { queue: self.queue }));
+        let routes = Routes::new(QueueAdminServer::new(admin::QueueAdminService { queue: self.queue.clone() }));
         let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.QueueAdmin"], shutdown.clone()));
+        tokio::spawn(watch_queue(self.queue.clone(), self.gauges, shutdown.clone()));
         let worked = self.worker.run(readiness, shutdown.clone()).await;
         shutdown.cancel();
         let served = grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?;

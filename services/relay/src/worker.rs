@@ -28,6 +28,9 @@ const NOTIFY_FAILURE: u32 = 2;
 const NOTIFY_DELAY: u32 = 4;
 const NOTIFY_NEVER: u32 = 8;
 
+/// How often a held message is looked at again.
+const HELD_RECHECK: Duration = Duration::from_secs(3600);
+
 /// When to try again and when to give up.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -135,6 +138,11 @@ impl Worker {
             Ok(envelope) => envelope,
             Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
         };
+        // On hold: look again in a while; an operator's release replaces the message anyway.
+        if envelope.held {
+            let _ = message.ack_with(AckKind::Nak(Some(HELD_RECHECK))).await;
+            return;
+        }
         // A message whose time has not come goes back, to come round exactly when it is due.
         let wait = envelope.next_attempt_unix_ms - Utc::now().timestamp_millis();
         if wait > 0 {

@@ -154,3 +154,108 @@ async fn two_domains_two_stacks_the_textbook_path() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `mailbus admin queue …` against this stack's relay; returns (exit code, stdout).
+async fn queue_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
+        .args(["admin", "queue"])
+        .args(args)
+        .env_clear()
+        .env("MAILBUS_RELAY_URL", format!("http://{}", stack.relay_grpc.unwrap()))
+        .output()
+        .await
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_list_hold_release_and_bounce_queued_mail() {
+    let fake =
+        FakeSmtp::start(Script { rcpt: Box::new(|_, _| "451 4.3.0 not now".into()), ..Default::default() }).await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .set("MAILBUS_RELAY_RETRY_SCHEDULE", "1h")
+        .start()
+        .await;
+    let ann = stack.add_account("ann@example.org", "pw").await;
+    send(&stack, "ann@example.org", &["stuck@remote.test"], &message("stuck", "queued")).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let listing = loop {
+        let (code, listing) = queue_admin(&stack, &["list"]).await;
+        assert_eq!(code, 0, "{listing}");
+        if listing.contains("attempts 1") {
+            break listing;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first attempt never happened: {listing}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(listing.contains("ann@example.org") && listing.contains("next attempt"), "{listing}");
+    assert!(listing.contains("stuck@remote.test") && listing.contains("pending  (451 4.3.0 not now)"), "{listing}");
+    let queue_id = listing.split_whitespace().next().unwrap().to_owned();
+
+    let (code, out) = queue_admin(&stack, &["hold", &queue_id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(queue_admin(&stack, &["show", &queue_id]).await.1.contains("held"));
+    let (code, out) = queue_admin(&stack, &["release", &queue_id]).await;
+    assert_eq!(code, 0, "{out}");
+    // Released means due now: the relay tries again at once.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while fake.attempts("stuck@remote.test") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "release did not trigger an attempt");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (code, out) = queue_admin(&stack, &["bounce", "--all"]).await;
+    assert_eq!(code, 0, "{out}");
+    stack.wait_for_inbox(ann, 1, PATIENCE).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "ann@example.org", "pw", Pop3End::Quit).await;
+    assert!(String::from_utf8_lossy(&read.messages[0]).contains("returned to sender by the mail system administrator"));
+    let (code, out) = queue_admin(&stack, &["show", &queue_id]).await;
+    assert_ne!(code, 0, "a bounced message has left the queue: {out}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_killed_in_the_middle_of_a_delivery_loses_nothing() {
+    let fake =
+        FakeSmtp::start(Script { first_data_delay: std::time::Duration::from_secs(60), ..Default::default() }).await;
+    let transports = format!("remote.test={},*=127.0.0.1:9", fake.addr());
+    let mut stack = TestStack::builder()
+        .roles(&[mailbus::roles::Role::Mailbox, mailbus::roles::Role::SmtpIngress])
+        .set("MAILBUS_RELAY_TRANSPORTS", &transports)
+        .set("MAILBUS_RELAY_ACK_WAIT_SECS", "2")
+        .start()
+        .await;
+    stack.add_account("ann@example.org", "pw").await;
+    // The relay that will die runs as its own process.
+    let port = || format!("127.0.0.1:{}", mailbus_devstack::free_port().unwrap());
+    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
+        .arg("relay")
+        .env_clear()
+        .env("NATS_URL", stack.settings.string("NATS_URL").unwrap())
+        .env("MAILBUS_NATS_PREFIX", stack.settings.string("MAILBUS_NATS_PREFIX").unwrap())
+        .env("MAILBUS_MAILBOX_URL", stack.mailbox_url())
+        .env("MAILBUS_RELAY_TRANSPORTS", &transports)
+        .env("MAILBUS_RELAY_ACK_WAIT_SECS", "2")
+        .env("MAILBUS_RELAY_GRPC_LISTEN", port())
+        .env("MAILBUS_RELAY_METRICS_LISTEN", port())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    send(&stack, "ann@example.org", &["far@remote.test"], &message("far", "killed")).await;
+    // Wait until the remote has the message and is slow to answer, then kill the relay (SIGKILL).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while fake.received().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the first relay never reached DATA");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    relay.kill().await.unwrap();
+    // Another relay takes the unacknowledged message over and delivers it.
+    stack.start_roles(&[mailbus::roles::Role::Relay]).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
+    assert!(fake.attempts("far@remote.test") >= 2, "the message was delivered again after the kill");
+    stack.stop().await;
+}
