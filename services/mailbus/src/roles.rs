@@ -78,6 +78,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
             delay_warning,
         },
         smtp_timeout: s.secs("MAILBUS_RELAY_SMTP_TIMEOUT_SECS")?,
+        destination_concurrency: s.bounded("MAILBUS_RELAY_DESTINATION_CONCURRENCY", 1..=1000)?,
         nats_url: s.string("NATS_URL")?,
         names: s.names()?,
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,

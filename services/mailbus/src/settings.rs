@@ -100,6 +100,7 @@ pub const VARS: &[Var] = &[
         "how long a relay may hold a message before another replica gets it",
     ),
     var("MAILBUS_RELAY_CONCURRENCY", Some("16"), "messages one relay process works on at once"),
+    var("MAILBUS_RELAY_DESTINATION_CONCURRENCY", Some("20"), "simultaneous deliveries to one remote domain"),
     var(
         "MAILBUS_RELAY_TRANSPORTS",
         None,

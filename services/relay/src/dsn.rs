@@ -111,7 +111,12 @@ fn delivery_status(envelope: &Envelope, entries: &[Entry<'_>], hostname: &str, n
     for entry in entries {
         let recipient = entry.recipient;
         status.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", recipient.address));
-        if let Some(original) = recipient.orcpt.split_once(';').map(|(kind, addr)| format!("{kind}; {addr}")) {
+        // smtp-proto hands ORCPT over without its address type; RFC 3461 §4.2 types it rfc822 for SMTP.
+        if !recipient.orcpt.is_empty() {
+            let original = match recipient.orcpt.split_once(';') {
+                Some((kind, addr)) => format!("{kind}; {addr}"),
+                None => format!("rfc822; {}", recipient.orcpt),
+            };
             status.push_str(&format!("Original-Recipient: {original}\r\n"));
         }
         status.push_str(&format!("Action: {}\r\n", entry.action.as_str()));

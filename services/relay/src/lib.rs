@@ -58,6 +58,8 @@ pub struct RelayConfig {
     pub retry: RetryPolicy,
     /// Wait for each SMTP reply from a remote server.
     pub smtp_timeout: Duration,
+    /// Simultaneous deliveries to one remote domain.
+    pub destination_concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,12 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-relay").await?;
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
     let mut registry = Registry::with_prefix("mailbus_relay");
-    let remote = Remote::new(Router::new(config.transports), config.hostname.clone(), config.smtp_timeout);
+    let remote = Remote::new(
+        Router::new(config.transports),
+        config.hostname.clone(),
+        config.smtp_timeout,
+        config.destination_concurrency,
+    );
     let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?, remote);
     let worker = Worker::new(
         queue.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mail_send::SmtpClient;
 use mail_send::smtp::message::Parameters;
-use smtp_proto::{EXT_8BIT_MIME, EXT_SMTP_UTF8, EXT_START_TLS, Response};
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8, EXT_START_TLS, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -20,6 +20,10 @@ use crate::routing::{Hop, NoRoute, Router};
 
 pub struct Remote {
     router: Router,
+    /// Connections at once to one destination domain, so a big mailing does not flood one peer
+    /// (Postfix's `default_destination_concurrency_limit`).
+    per_destination: usize,
+    slots: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
     tls: TlsConnector,
     /// Our name in EHLO.
     hostname: String,
@@ -36,13 +40,32 @@ pub struct Outgoing<'a> {
 }
 
 impl Remote {
-    pub fn new(router: Router, hostname: String, timeout: Duration) -> Self {
-        Remote { router, tls: TlsConnector::from(mailbus_tls::opportunistic_client_config()), hostname, timeout }
+    pub fn new(router: Router, hostname: String, timeout: Duration, per_destination: usize) -> Self {
+        Remote {
+            router,
+            per_destination: per_destination.max(1),
+            slots: Default::default(),
+            tls: TlsConnector::from(mailbus_tls::opportunistic_client_config()),
+            hostname,
+            timeout,
+        }
+    }
+
+    fn slots(&self, domain: &str) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots
+            .entry(domain.to_owned())
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
+            .clone()
     }
 
     /// Delivers to every recipient (all of one domain); one outcome per recipient, in order.
     pub async fn deliver(&self, domain: &str, message: &Outgoing<'_>) -> Vec<Outcome> {
         let all = |outcome: Outcome| vec![outcome; message.recipients.len()];
+        let slots = self.slots(domain);
+        let Ok(_slot) = slots.acquire().await else {
+            return all(Outcome::TemporaryFailure("4.3.0 relay shutting down".into()));
+        };
         let hops = match self.router.hops(domain).await {
             Ok(hops) => hops,
             Err(NoRoute::NullMx) => {
@@ -139,20 +162,23 @@ impl Remote {
         if message.smtputf8 {
             params.add("SMTPUTF8");
         }
-        match client.cmd(format!("MAIL FROM:<{}>{params}\r\n", message.from)).await {
-            Ok(reply) if reply.code / 100 == 2 => {}
-            Ok(reply) => return all(outcome_of(&reply)),
+        let mail_from = format!("MAIL FROM:<{}>{params}\r\n", message.from);
+        let rcpts: Vec<String> = message.recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
+        let replies = if ehlo.has_capability(EXT_PIPELINING) {
+            // RFC 2920: MAIL and every RCPT in one write, then their replies in order.
+            pipelined(client, &mail_from, &rcpts).await
+        } else {
+            one_by_one(client, &mail_from, &rcpts).await
+        };
+        let (mail, rcpt_replies) = match replies {
+            Ok(replies) => replies,
             Err(e) => return all(Outcome::TemporaryFailure(format!("4.4.2 {e}"))),
+        };
+        if mail.code / 100 != 2 {
+            return all(outcome_of(&mail));
         }
-        let mut outcomes = Vec::with_capacity(message.recipients.len());
-        for recipient in message.recipients {
-            let outcome = match client.cmd(format!("RCPT TO:<{recipient}>\r\n")).await {
-                Ok(reply) if reply.code / 100 == 2 => None,
-                Ok(reply) => Some(outcome_of(&reply)),
-                Err(e) => Some(Outcome::TemporaryFailure(format!("4.4.2 {e}"))),
-            };
-            outcomes.push(outcome);
-        }
+        let outcomes: Vec<Option<Outcome>> =
+            rcpt_replies.iter().map(|reply| (reply.code / 100 != 2).then(|| outcome_of(reply))).collect();
         if outcomes.iter().all(Option::is_some) {
             let _ = client.rset().await;
             return outcomes.into_iter().flatten().collect();
@@ -164,6 +190,42 @@ impl Remote {
         };
         outcomes.into_iter().map(|o| o.unwrap_or_else(|| data.clone())).collect()
     }
+}
+
+type EnvelopeReplies = (Response<String>, Vec<Response<String>>);
+
+async fn pipelined(
+    client: &mut SmtpClient<ClientStream>,
+    mail: &str,
+    rcpts: &[String],
+) -> mail_send::Result<EnvelopeReplies> {
+    use tokio::io::AsyncWriteExt;
+    let batch: String = std::iter::once(mail).chain(rcpts.iter().map(String::as_str)).collect();
+    client.stream.write_all(batch.as_bytes()).await?;
+    client.stream.flush().await?;
+    // One read may carry several replies: read them together (a lone `read` would drop the rest).
+    let mut replies = tokio::time::timeout(client.timeout, client.read_many(1 + rcpts.len()))
+        .await
+        .map_err(|_| mail_send::Error::Timeout)??
+        .into_iter();
+    let mail = replies.next().ok_or(mail_send::Error::UnparseableReply)?;
+    let replies: Vec<Response<String>> = replies.collect();
+    Ok((mail, replies))
+}
+
+async fn one_by_one(
+    client: &mut SmtpClient<ClientStream>,
+    mail: &str,
+    rcpts: &[String],
+) -> mail_send::Result<EnvelopeReplies> {
+    let mail = client.cmd(mail).await?;
+    let mut replies = Vec::with_capacity(rcpts.len());
+    if mail.code / 100 == 2 {
+        for rcpt in rcpts {
+            replies.push(client.cmd(rcpt.as_str()).await?);
+        }
+    }
+    Ok((mail, replies))
 }
 
 /// DATA, the body with dot-stuffing (RFC 5321 §4.5.2), and the end mark. (mail-send's own `data` adds a

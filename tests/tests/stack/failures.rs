@@ -64,7 +64,7 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
     let taken = batch.next().await.expect("the message is on the queue").unwrap();
     let envelope = Envelope::decode(taken.payload.clone()).unwrap();
     let nowhere =
-        Remote::new(Router::new("*=127.0.0.1:9".parse().unwrap()), "relay.test".into(), Duration::from_secs(5));
+        Remote::new(Router::new("*=127.0.0.1:9".parse().unwrap()), "relay.test".into(), Duration::from_secs(5), 1);
     let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&stack.mailbox_url()).unwrap(), nowhere);
     let outcomes = deliverer.deliver(&envelope).await.unwrap();
     assert!(matches!(outcomes[..], [(0, Outcome::Delivered { duplicate: false, .. })]), "{outcomes:?}");

@@ -259,3 +259,50 @@ async fn a_relay_killed_in_the_middle_of_a_delivery_loses_nothing() {
     assert!(fake.attempts("far@remote.test") >= 2, "the message was delivered again after the kill");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dsn_parameters_are_honoured_success_never_ret_and_envid() {
+    let fake = FakeSmtp::start(Script {
+        rcpt: Box::new(|to, _| if to == "bad@remote.test" { "550 5.1.1 no".into() } else { "250 2.1.5 Ok".into() }),
+        ..Default::default()
+    })
+    .await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .set("MAILBUS_SMTP_PLAINTEXT_AUTH", "true")
+        .start()
+        .await;
+    let ann = stack.add_account("ann@example.org", "pw").await;
+    let (mut smtp, _) = mailbus_tests::clients::SmtpRaw::connect(stack.submission.unwrap()).await;
+    smtp.command("EHLO client.test").await;
+    let token = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("\0ann@example.org\0pw")
+    };
+    assert_eq!(smtp.command(&format!("AUTH PLAIN {token}")).await.code, 235);
+    assert_eq!(smtp.command("MAIL FROM:<ann@example.org> RET=HDRS ENVID=env-42").await.code, 250);
+    assert_eq!(smtp.command("RCPT TO:<ok@remote.test> NOTIFY=SUCCESS ORCPT=rfc822;ok@remote.test").await.code, 250);
+    assert_eq!(smtp.command("RCPT TO:<bad@remote.test> NOTIFY=NEVER").await.code, 250);
+    assert_eq!(smtp.command("DATA").await.code, 354);
+    smtp.send(b"Subject: dsn params\r\n\r\nsecret body\r\n.\r\n").await;
+    assert_eq!(smtp.reply().await.code, 250);
+    stack.wait_for_empty_queue(PATIENCE).await;
+    stack.wait_for_inbox(ann, 1, PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "ann@example.org", "pw", Pop3End::Quit).await;
+    assert_eq!(read.messages.len(), 1, "a success report, and no failure report for NOTIFY=NEVER");
+    let report = String::from_utf8_lossy(&read.messages[0]);
+    assert!(report.contains("Subject: Successful Mail Delivery Report"), "{report}");
+    assert!(report.contains("Original-Envelope-Id: env-42"), "{report}");
+    assert!(
+        report.contains(
+            "Final-Recipient: rfc822; ok@remote.test\r\nOriginal-Recipient: rfc822; ok@remote.test\r\nAction: delivered"
+        ),
+        "{report}"
+    );
+    assert!(!report.contains("bad@remote.test"), "{report}");
+    assert!(
+        report.contains("Content-Type: text/rfc822-headers") && !report.contains("secret body"),
+        "RET=HDRS: {report}"
+    );
+    stack.stop().await;
+}
