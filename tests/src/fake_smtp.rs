@@ -43,6 +43,7 @@ impl Default for Script {
 struct State {
     received: Vec<Received>,
     attempts: HashMap<String, usize>,
+    connections: usize,
 }
 
 pub struct FakeSmtp {
@@ -59,6 +60,7 @@ impl FakeSmtp {
         let (script, shared) = (Arc::new(script), state.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                shared.lock().unwrap().connections += 1;
                 tokio::spawn(session(stream, script.clone(), shared.clone()));
             }
         });
@@ -71,6 +73,11 @@ impl FakeSmtp {
 
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// How many connections the server accepted.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
     }
 
     /// How many times RCPT was given for `address`.

@@ -14,9 +14,13 @@ use crate::trace::inject_trace;
 /// The durable pull consumer that relay replicas share.
 pub const RELAY_CONSUMER: &str = "relay";
 
-/// RFC-free but operationally important: how long the server remembers a `Nats-Msg-Id`. A client retry
-/// of the same publish within this window is stored once.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long the server remembers a `Nats-Msg-Id`: a repeated publish within it is stored once. It must
+/// outlast a relay's ack_wait twice over, so that an attempt repeated after a lost ack still publishes
+/// its requeue under an id the server remembers ([`MAX_ACK_WAIT`]).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(900);
+
+/// The longest ack_wait the relay may use (see [`DUPLICATE_WINDOW`]).
+pub const MAX_ACK_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

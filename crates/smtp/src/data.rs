@@ -6,8 +6,9 @@
 //! endings is refused or, by policy, stored with CRLF, so every stored message has one line-ending
 //! convention. A bare CR is data, not a line ending.
 //!
-//! BDAT chunks (RFC 3030) do not pass through here: they are length-delimited, need no unstuffing and
-//! cannot be smuggled into, so they are stored exactly as sent and neither line policy applies to them.
+//! BDAT chunks (RFC 3030) do not pass through the reader: they are length-delimited, need no unstuffing
+//! and cannot be smuggled into. Their bare LFs are stored as CRLF too ([`crlf_line_endings`]); the
+//! long-line policy does not apply to them.
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets, CRLF included (the dot added for transparency
 /// not counted).
@@ -18,7 +19,7 @@ pub const MAX_TEXT_LINE: usize = 1000;
 pub enum LongLines {
     /// Refuse the message (`500 5.5.2`); the session goes on.
     Reject,
-    /// Store it as sent, as Postfix does; the relay folds or re-encodes for peers that mind.
+    /// Store it as sent, as Postfix does (and pass it on as it is).
     Accept,
 }
 
@@ -156,6 +157,12 @@ fn count_bare_lf(body: &[u8]) -> usize {
 /// Measures each line as it will be stored, with CRLF, whatever ending it arrived with.
 fn has_long_line(body: &[u8]) -> bool {
     body.split(|&b| b == b'\n').any(|line| line.strip_suffix(b"\r").unwrap_or(line).len() + 2 > MAX_TEXT_LINE)
+}
+
+/// Every bare LF as CRLF.
+pub fn crlf_line_endings(body: Vec<u8>) -> Vec<u8> {
+    let bare = count_bare_lf(&body);
+    normalise_line_endings(body, bare)
 }
 
 /// Turns every one of the `bare` bare LFs into CRLF. A bare CR is left alone: it is data, not a line ending.

@@ -84,7 +84,10 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,
         grpc_listen: s.addr("MAILBUS_RELAY_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_RELAY_METRICS_LISTEN")?,
-        ack_wait: s.secs("MAILBUS_RELAY_ACK_WAIT_SECS")?,
+        // At most MAX_ACK_WAIT, so that the queue's duplicate window covers a repeated attempt.
+        ack_wait: Duration::from_secs(
+            s.bounded("MAILBUS_RELAY_ACK_WAIT_SECS", 1..=mailbus_jetstream::MAX_ACK_WAIT.as_secs())?,
+        ),
         concurrency: s.bounded("MAILBUS_RELAY_CONCURRENCY", 1..=1024)?,
         nats_timeout: s.millis("MAILBUS_NATS_TIMEOUT_MS")?,
     })

@@ -16,8 +16,10 @@ pub fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
     if is_eight_bit(header) {
         return None;
     }
-    let content_type = header_value(header, "content-type").unwrap_or_default().to_ascii_lowercase();
-    if let Some(boundary) = content_type.starts_with("multipart/").then(|| boundary(&content_type)).flatten() {
+    // The boundary keeps its case (Outlook's "----=_NextPart_…" has capitals); the type does not matter.
+    let raw_type = header_value(header, "content-type").unwrap_or_default();
+    let content_type = raw_type.to_ascii_lowercase();
+    if let Some(boundary) = content_type.starts_with("multipart/").then(|| boundary(&raw_type)).flatten() {
         let mut out = header.to_vec();
         out.extend(downgrade_multipart(body, boundary.as_bytes())?);
         return Some(out);
@@ -70,7 +72,7 @@ fn header_value(header: &[u8], name: &str) -> Option<String> {
 }
 
 fn boundary(content_type: &str) -> Option<String> {
-    let start = content_type.find("boundary=")? + "boundary=".len();
+    let start = content_type.to_ascii_lowercase().find("boundary=")? + "boundary=".len();
     let rest = &content_type[start..];
     let value = match rest.strip_prefix('"') {
         Some(quoted) => quoted.split('"').next()?,
@@ -225,13 +227,21 @@ mod tests {
 
     #[test]
     fn multiparts_keep_their_structure_and_only_8bit_parts_change() {
-        let message = b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\npreamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nplain ascii\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n\xff\xfe\x00bin\r\n--b1--\r\nepilogue\r\n";
+        let message = b"Content-Type: multipart/mixed; Boundary=\"b1\"\r\n\r\npreamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nplain ascii\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n\xff\xfe\x00bin\r\n--b1--\r\nepilogue\r\n";
         let seven = to_seven_bit(message).unwrap();
         assert!(!is_eight_bit(&seven));
         let text = String::from_utf8(seven).unwrap();
         assert!(text.contains("--b1\r\nContent-Type: text/plain\r\n\r\nplain ascii\r\n--b1\r\n"), "{text}");
         assert!(text.contains("Content-Transfer-Encoding: base64\r\n\r\n//4AYmlu\r\n"), "{text}");
         assert!(text.ends_with("--b1--\r\nepilogue\r\n"), "{text}");
+    }
+
+    #[test]
+    fn mixed_case_boundaries_are_found() {
+        let message = "Content-Type: multipart/alternative;\r\n\tboundary=\"----=_NextPart_000_0001_01DA\"\r\n\r\n------=_NextPart_000_0001_01DA\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nÄ\r\n------=_NextPart_000_0001_01DA--\r\n";
+        let seven = to_seven_bit(message.as_bytes()).expect("Outlook-style boundary");
+        assert!(!is_eight_bit(&seven));
+        assert!(String::from_utf8(seven).unwrap().contains("=C3=84"));
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn human_text(entries: &[Entry<'_>], hostname: &str, worst: DsnAction) -> String
 fn delivery_status(envelope: &Envelope, entries: &[Entry<'_>], hostname: &str, now: DateTime<Utc>) -> String {
     let mut status = format!("Reporting-MTA: dns; {hostname}\r\n");
     if !envelope.dsn_envid.is_empty() {
-        status.push_str(&format!("Original-Envelope-Id: {}\r\n", envelope.dsn_envid));
+        status.push_str(&format!("Original-Envelope-Id: {}\r\n", printable(&envelope.dsn_envid)));
     }
     if let Some(arrival) = Utc.timestamp_millis_opt(envelope.arrival_unix_ms).single() {
         status.push_str(&format!("Arrival-Date: {}\r\n", arrival.to_rfc2822()));
@@ -114,8 +114,8 @@ fn delivery_status(envelope: &Envelope, entries: &[Entry<'_>], hostname: &str, n
         // smtp-proto hands ORCPT over without its address type; RFC 3461 §4.2 types it rfc822 for SMTP.
         if !recipient.orcpt.is_empty() {
             let original = match recipient.orcpt.split_once(';') {
-                Some((kind, addr)) => format!("{kind}; {addr}"),
-                None => format!("rfc822; {}", recipient.orcpt),
+                Some((kind, addr)) => format!("{}; {}", printable(kind), printable(addr)),
+                None => format!("rfc822; {}", printable(&recipient.orcpt)),
             };
             status.push_str(&format!("Original-Recipient: {original}\r\n"));
         }
@@ -127,6 +127,12 @@ fn delivery_status(envelope: &Envelope, entries: &[Entry<'_>], hostname: &str, n
         status.push_str(&format!("Last-Attempt-Date: {}\r\n", now.to_rfc2822()));
     }
     status
+}
+
+/// RFC 3461 §4: ENVID and ORCPT are printable US-ASCII. smtp-proto decodes xtext (`+0D+0A` becomes a real
+/// CR LF), so anything else is replaced here: a client must not write fields into our reports.
+fn printable(value: &str) -> String {
+    value.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect()
 }
 
 fn header_of(message: &[u8]) -> &[u8] {
@@ -189,6 +195,27 @@ mod tests {
             headers.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\nFrom: alice@a.test\r\n\r\n--")
         );
         assert!(!headers.contains("body text"));
+    }
+
+    #[test]
+    fn envid_and_orcpt_cannot_inject_fields() {
+        let mut bad = envelope(DsnRet::Hdrs);
+        bad.dsn_envid = "x\r\nX-Injected: yes".into();
+        let recipient = EnvelopeRecipient {
+            address: "bob@b.test".into(),
+            orcpt: "rfc822;bob@b.test\r\nSubject: pwned".into(),
+            last_error: "550 5.1.1 no".into(),
+            ..Default::default()
+        };
+        let dsn = build(
+            &bad,
+            &[Entry { recipient: &recipient, action: DsnAction::Failed }],
+            b"S: x\r\n\r\n",
+            "mx",
+            Utc::now(),
+        );
+        let text = String::from_utf8(dsn).unwrap();
+        assert!(!text.contains("\r\nX-Injected") && !text.contains("\r\nSubject: pwned"), "{text}");
     }
 
     #[test]

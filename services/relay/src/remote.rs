@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mail_send::SmtpClient;
 use mail_send::smtp::message::Parameters;
@@ -24,6 +24,8 @@ pub struct Remote {
     /// (Postfix's `default_destination_concurrency_limit`).
     per_destination: usize,
     slots: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// Open, greeted connections kept a few seconds for the next message to the same hop.
+    cache: std::sync::Mutex<std::collections::HashMap<(String, u16), Vec<Cached>>>,
     tls: TlsConnector,
     /// Our name in EHLO.
     hostname: String,
@@ -45,6 +47,7 @@ impl Remote {
             router,
             per_destination: per_destination.max(1),
             slots: Default::default(),
+            cache: Default::default(),
             tls: TlsConnector::from(mailbus_tls::opportunistic_client_config()),
             hostname,
             timeout,
@@ -68,6 +71,9 @@ impl Remote {
         };
         let hops = match self.router.hops(domain).await {
             Ok(hops) => hops,
+            Err(NoRoute::NoSuchDomain) => {
+                return all(Outcome::PermanentFailure(format!("5.1.2 domain {domain} does not exist")));
+            }
             Err(NoRoute::NullMx) => {
                 return all(Outcome::PermanentFailure(format!("5.1.10 {domain} accepts no mail (null MX)")));
             }
@@ -89,14 +95,38 @@ impl Remote {
     }
 
     /// `Err` means this hop could not take the message at all (connection, greeting, EHLO, MAIL
-    /// temporarily): the next hop is tried. Per-recipient and DATA replies are outcomes.
+    /// temporarily): the next hop is tried. Per-recipient and DATA replies are outcomes. A connection left
+    /// by an earlier message to the same hop is used first; if it turns out to be dead, a new one is opened.
     async fn try_hop(&self, hop: &Hop, message: &Outgoing<'_>) -> Result<Vec<Outcome>, String> {
+        if let Some(mut cached) = self.take_cached(hop) {
+            match self.transaction(&mut cached.client, &cached.ehlo, message).await {
+                Transaction::Done { outcomes, reusable } => {
+                    self.finish(hop, cached, reusable).await;
+                    return Ok(outcomes);
+                }
+                Transaction::Stale => tracing::debug!(host = %hop.host, "cached connection was closed, reconnecting"),
+            }
+        }
+        let mut fresh = self.connect(hop).await?;
+        match self.transaction(&mut fresh.client, &fresh.ehlo, message).await {
+            Transaction::Done { outcomes, reusable } => {
+                self.finish(hop, fresh, reusable).await;
+                Ok(outcomes)
+            }
+            Transaction::Stale => Err("connection lost before MAIL was answered".into()),
+        }
+    }
+
+    async fn connect(&self, hop: &Hop) -> Result<Cached, String> {
         let stream = tokio::time::timeout(self.timeout, TcpStream::connect((hop.host.as_str(), hop.port)))
             .await
             .map_err(|_| "connection timed out".to_owned())?
             .map_err(|e| e.to_string())?;
         let mut client = SmtpClient { stream: ClientStream::Plain(stream), timeout: self.timeout };
-        let greeting = client.read().await.map_err(|e| e.to_string())?;
+        let greeting = tokio::time::timeout(self.timeout, client.read())
+            .await
+            .map_err(|_| "no greeting".to_owned())?
+            .map_err(|e| e.to_string())?;
         if greeting.code != 220 {
             return Err(format!("greeting {}", reply_text(&greeting)));
         }
@@ -104,13 +134,37 @@ impl Remote {
         if ehlo.has_capability(EXT_START_TLS) {
             let reply = client.cmd(b"STARTTLS\r\n").await.map_err(|e| e.to_string())?;
             if reply.code == 220 {
-                client.stream.upgrade(&self.tls, &hop.host).await.map_err(|e| format!("TLS: {e}"))?;
+                tokio::time::timeout(self.timeout, client.stream.upgrade(&self.tls, &hop.host))
+                    .await
+                    .map_err(|_| "TLS handshake timed out".to_owned())?
+                    .map_err(|e| format!("TLS: {e}"))?;
                 ehlo = self.hello(&mut client).await?;
             }
         }
-        let outcomes = self.transaction(&mut client, &ehlo, message).await;
-        let _ = client.quit().await;
-        Ok(outcomes)
+        Ok(Cached { client, ehlo, idle_since: Instant::now() })
+    }
+
+    /// Keeps a healthy connection for the next message (up to the destination's concurrency), or says
+    /// goodbye.
+    async fn finish(&self, hop: &Hop, mut connection: Cached, reusable: bool) {
+        if reusable {
+            connection.idle_since = Instant::now();
+            let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let idle = cache.entry((hop.host.clone(), hop.port)).or_default();
+            if idle.len() < self.per_destination {
+                idle.push(connection);
+                return;
+            }
+        }
+        let _ = connection.client.quit().await;
+    }
+
+    fn take_cached(&self, hop: &Hop) -> Option<Cached> {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let idle = cache.get_mut(&(hop.host.clone(), hop.port))?;
+        // Older ones are dropped (closed): the peer may be about to time them out.
+        idle.retain(|c| c.idle_since.elapsed() < REUSE_WINDOW);
+        idle.pop()
     }
 
     async fn hello(&self, client: &mut SmtpClient<ClientStream>) -> Result<smtp_proto::EhloResponse<String>, String> {
@@ -133,8 +187,9 @@ impl Remote {
         client: &mut SmtpClient<ClientStream>,
         ehlo: &smtp_proto::EhloResponse<String>,
         message: &Outgoing<'_>,
-    ) -> Vec<Outcome> {
-        let all = |outcome: Outcome| vec![outcome; message.recipients.len()];
+    ) -> Transaction {
+        let all =
+            |outcome: Outcome| Transaction::Done { outcomes: vec![outcome; message.recipients.len()], reusable: true };
         if message.smtputf8 && !ehlo.has_capability(EXT_SMTP_UTF8) {
             return all(Outcome::PermanentFailure("5.6.7 the receiving server does not support SMTPUTF8".into()));
         }
@@ -172,24 +227,48 @@ impl Remote {
         };
         let (mail, rcpt_replies) = match replies {
             Ok(replies) => replies,
-            Err(e) => return all(Outcome::TemporaryFailure(format!("4.4.2 {e}"))),
+            // Nothing was answered: the connection is gone (a cached one may simply have timed out).
+            Err(_) => return Transaction::Stale,
         };
         if mail.code / 100 != 2 {
+            let _ = client.rset().await;
             return all(outcome_of(&mail));
         }
         let outcomes: Vec<Option<Outcome>> =
             rcpt_replies.iter().map(|reply| (reply.code / 100 != 2).then(|| outcome_of(reply))).collect();
         if outcomes.iter().all(Option::is_some) {
-            let _ = client.rset().await;
-            return outcomes.into_iter().flatten().collect();
+            let reusable = client.rset().await.is_ok();
+            return Transaction::Done { outcomes: outcomes.into_iter().flatten().collect(), reusable };
         }
-        let data = match send_data(client, body).await {
-            Ok(reply) if reply.code / 100 == 2 => Outcome::Delivered { uid: 0, duplicate: false },
-            Ok(reply) => outcome_of(&reply),
-            Err(e) => Outcome::TemporaryFailure(format!("4.4.2 {e}")),
+        let (data, reusable) = match send_data(client, body).await {
+            Ok(reply) if reply.code / 100 == 2 => (Outcome::Delivered { uid: 0, duplicate: false }, true),
+            Ok(reply) => (outcome_of(&reply), true),
+            Err(e) => (Outcome::TemporaryFailure(format!("4.4.2 {e}")), false),
         };
-        outcomes.into_iter().map(|o| o.unwrap_or_else(|| data.clone())).collect()
+        Transaction::Done {
+            outcomes: outcomes.into_iter().map(|o| o.unwrap_or_else(|| data.clone())).collect(),
+            reusable,
+        }
     }
+}
+
+/// A greeted connection and what its server offered.
+struct Cached {
+    client: SmtpClient<ClientStream>,
+    ehlo: smtp_proto::EhloResponse<String>,
+    idle_since: Instant,
+}
+
+/// How long an idle connection is kept for the next message to the same hop (Postfix keeps them 2 s).
+const REUSE_WINDOW: Duration = Duration::from_secs(5);
+
+enum Transaction {
+    Done {
+        outcomes: Vec<Outcome>,
+        reusable: bool,
+    },
+    /// The connection was dead before the envelope was answered; nothing was sent.
+    Stale,
 }
 
 type EnvelopeReplies = (Response<String>, Vec<Response<String>>);
@@ -201,8 +280,12 @@ async fn pipelined(
 ) -> mail_send::Result<EnvelopeReplies> {
     use tokio::io::AsyncWriteExt;
     let batch: String = std::iter::once(mail).chain(rcpts.iter().map(String::as_str)).collect();
-    client.stream.write_all(batch.as_bytes()).await?;
-    client.stream.flush().await?;
+    tokio::time::timeout(client.timeout, async {
+        client.stream.write_all(batch.as_bytes()).await?;
+        client.stream.flush().await
+    })
+    .await
+    .map_err(|_| mail_send::Error::Timeout)??;
     // One read may carry several replies: read them together (a lone `read` would drop the rest).
     let mut replies = tokio::time::timeout(client.timeout, client.read_many(1 + rcpts.len()))
         .await

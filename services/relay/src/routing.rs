@@ -19,6 +19,8 @@ pub struct Hop {
 pub enum NoRoute {
     /// RFC 7505: the domain says it accepts no mail. Permanent.
     NullMx,
+    /// The domain does not exist (NXDOMAIN). Permanent.
+    NoSuchDomain,
     /// The lookup failed; try again later.
     Lookup(String),
 }
@@ -101,6 +103,7 @@ impl Router {
                 mx.sort();
                 Ok(mx.into_iter().map(|(_, host)| Hop { host, port: 25 }).collect())
             }
+            Err(error) if error.is_nx_domain() => Err(NoRoute::NoSuchDomain),
             // RFC 5321 §5.1: no MX records, so the domain itself is the host.
             Err(error) if error.is_no_records_found() => Ok(vec![Hop { host: domain.to_owned(), port: 25 }]),
             Err(error) => Err(NoRoute::Lookup(error.to_string())),

@@ -195,6 +195,8 @@ impl Worker {
                 Outcome::Delivered { uid, duplicate } => {
                     tracing::info!(recipient = %recipient.address, uid, duplicate, "delivered");
                     recipient.set_status(RecipientStatus::Delivered);
+                    // A success report must not show an earlier attempt's failure.
+                    recipient.last_error.clear();
                 }
                 Outcome::TemporaryFailure(reason) => {
                     tracing::warn!(recipient = %recipient.address, %reason, "temporary failure");
@@ -296,7 +298,9 @@ impl Worker {
         }
         let original = self.queue.body(&envelope.body_key).await?;
         let report = dsn::build(envelope, &entries, &original, &self.hostname, Utc::now());
-        let queue_id = QueueId::generate();
+        // The same report for the same message gets the same id, so a repeated attempt (after a lost ack
+        // or a failed requeue) queues it once: the queue deduplicates on it.
+        let queue_id = dsn_queue_id(envelope, action);
         let dsn_envelope = Envelope {
             queue_id: queue_id.to_string(),
             mail_from: String::new(),
@@ -331,6 +335,17 @@ impl Worker {
             Err(error) => tracing::error!(%error, "dead-letter publish failed"),
         }
     }
+}
+
+/// A queue id derived from the message's and the report's kind (and, for delay warnings, the attempt).
+fn dsn_queue_id(envelope: &Envelope, action: DsnAction) -> QueueId {
+    let name = format!(
+        "{}.dsn.{action:?}.{}",
+        envelope.queue_id,
+        if action == DsnAction::Delayed { envelope.attempts } else { 0 }
+    );
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+    id.simple().to_string().parse().expect("a UUID in simple form is a valid queue id")
 }
 
 /// Runs `work` while telling JetStream every third of `ack_wait` that the message is still in hand.

@@ -35,7 +35,7 @@ const RECIPIENT: &str = "sink@bench.test";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a role to become ready, or for the queue to make progress.
 const PATIENCE: Duration = Duration::from_secs(120);
-/// Longest wait for the queue to drain after a load.
+/// Longest wait for the queue to drain after the main load.
 const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
 #[derive(Parser, Debug)]
@@ -98,7 +98,7 @@ async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
     let report = load.run(stack.smtp).await;
     report.print();
     println!("queue backlog at the last 250: {} messages", stack.queue_status().await?.messages);
-    let drained = stack.wait_drained(account_id, report.accepted).await?;
+    let drained = stack.wait_drained(account_id, report.accepted, DRAIN_LIMIT).await?;
     if let (Some(first), Some(drained)) = (report.first_accept, drained) {
         let span = drained.duration_since(first);
         println!(
@@ -120,7 +120,8 @@ async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
         println!("\n== mailbus smtp-ingress, smtp-source ==");
         let before = stack.mailbox_count(account_id).await?;
         run_smtp_source(&tool, args, stack.smtp, persistent).await?;
-        stack.wait_drained(account_id, before + args.messages).await?;
+        // Only so that the next run starts on a quiet machine; the time is not reported.
+        stack.wait_drained(account_id, before + args.messages, PATIENCE).await?;
         println!("delivered to the mailbox: {}", stack.mailbox_count(account_id).await? - before);
     }
     stack.print_relay_outcomes().await;
@@ -134,6 +135,10 @@ fn print_setting(args: &Args) {
         "load: {} messages of {} octets over {} connections; {} idle sessions",
         args.messages, args.size, args.connections, args.idle_sessions
     );
+    for var in ["DATABASE_URL", "NATS_URL"] {
+        let given = std::env::var(var).unwrap_or_default();
+        println!("{var}: {}", if given.is_empty() { "(none: the harness starts its own)" } else { &given });
+    }
     let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "machine: {} CPUs, load average {}",
@@ -301,8 +306,8 @@ impl Stack {
 
     /// Waits until the queue stream is empty and the mailbox holds `expected` messages, and returns when
     /// that was seen (polling every 100 ms). `None`, after saying so, when the queue did not move for
-    /// [`PATIENCE`] or did not drain within [`DRAIN_LIMIT`].
-    async fn wait_drained(&self, account_id: i64, expected: usize) -> anyhow::Result<Option<Instant>> {
+    /// [`PATIENCE`] or did not drain within `limit`.
+    async fn wait_drained(&self, account_id: i64, expected: usize, limit: Duration) -> anyhow::Result<Option<Instant>> {
         let start = Instant::now();
         let mut last_change = (start, u64::MAX);
         loop {
@@ -316,7 +321,7 @@ impl Stack {
             if queued != last_change.1 {
                 last_change = (Instant::now(), queued);
             }
-            if last_change.0.elapsed() > PATIENCE || start.elapsed() > DRAIN_LIMIT {
+            if last_change.0.elapsed() > PATIENCE || start.elapsed() > limit {
                 let waited = start.elapsed().as_secs();
                 println!("NOT DRAINED: {queued} messages still queued after {waited} s of waiting");
                 return Ok(None);
@@ -349,17 +354,50 @@ impl Stack {
         }
     }
 
-    /// What the roles logged at warn and above: the count, and the first lines.
+    /// What the roles logged at warn and above: the number of lines, and the most frequent kinds.
     fn print_log_summary(&self) {
         for role in &self.roles {
             let log = std::fs::read_to_string(&role.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-            println!("{} log: {} lines at warn or above", role.name, lines.len());
-            for line in lines.iter().take(5) {
-                println!("  {line}");
+            let mut kinds: HashMap<String, usize> = HashMap::new();
+            for line in log.lines().filter(|l| !l.trim().is_empty()) {
+                *kinds.entry(log_kind(line)).or_default() += 1;
+            }
+            let total: usize = kinds.values().sum();
+            println!("{} log: {total} lines at warn or above", role.name);
+            let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
+            kinds.sort_by(|a, b| b.1.cmp(&a.1));
+            for (kind, count) in kinds.iter().take(5) {
+                println!("  {count} x {kind}");
             }
         }
     }
+}
+
+/// A log line without its colours, time stamp and hexadecimal ids, so that lines of one kind compare equal.
+fn log_kind(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour sequence: ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let without_time = plain.split_once(' ').map_or(plain.as_str(), |(_, rest)| rest).trim();
+    without_time
+        .split(' ')
+        .map(|word| {
+            let hex = word.chars().filter(char::is_ascii_hexdigit).count();
+            if hex >= 16 { "<id>" } else { word }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Polls the role's `/readyz` until it answers 200; fails if the role exits first.

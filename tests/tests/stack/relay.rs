@@ -306,3 +306,25 @@ async fn dsn_parameters_are_honoured_success_never_ret_and_envid() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_to_one_destination_share_a_connection() {
+    let fake = FakeSmtp::start(Script::default()).await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .set("MAILBUS_RELAY_DESTINATION_CONCURRENCY", "1")
+        .start()
+        .await;
+    stack.add_account("ann@example.org", "pw").await;
+    for n in 0..4 {
+        send(&stack, "ann@example.org", &[&format!("r{n}@remote.test")], &message("r", &format!("reuse-{n}"))).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while fake.received().len() <= n {
+            assert!(tokio::time::Instant::now() < deadline, "message {n} never arrived");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(fake.received().len(), 4);
+    assert_eq!(fake.connections(), 1, "four messages in a row, one connection");
+    stack.stop().await;
+}

@@ -106,6 +106,9 @@ impl Session {
         message.body.extend_from_slice(&chunk);
         if pending.last {
             self.state = State::Greeted { helo: message.helo.clone() };
+            // Without BINARYMIME a BDAT body is still text with CRLF lines (RFC 3030 §3); bare LFs are
+            // stored as CRLF, as DATA does, so that every stored message has one convention.
+            message.body = crate::data::crlf_line_endings(std::mem::take(&mut message.body));
             return DataOutcome::Enqueue(message);
         }
         self.state = State::Chunking { message };

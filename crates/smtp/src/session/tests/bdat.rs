@@ -9,15 +9,15 @@ fn in_transaction() -> Client {
 }
 
 #[test]
-fn chunks_are_joined_exactly_as_sent() {
+fn chunks_are_joined_as_sent_with_bare_lf_stored_as_crlf() {
     let mut client = in_transaction();
-    // Bare LF, a lone dot line and a "\r\n.\r\n" are all just octets in a chunk.
+    // A lone dot line and a "\r\n.\r\n" are just octets in a chunk; a bare LF becomes CRLF, as in DATA.
     let replies = client.send("BDAT 9\r\nSubject: BDAT 11\r\nbody\n.\r\n.\r\nBDAT 0 LAST\r\nNOOP\r\n");
     assert_eq!(
         replies,
         ["250 2.0.0 9 octets received", "250 2.0.0 11 octets received", "250 2.0.0 Ok: queued as Q1", "250 2.0.0 Ok"]
     );
-    assert_eq!(client.messages[0].body, b"Subject: body\n.\r\n.\r\n");
+    assert_eq!(client.messages[0].body, b"Subject: body\r\n.\r\n.\r\n");
 }
 
 #[test]

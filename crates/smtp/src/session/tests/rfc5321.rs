@@ -161,6 +161,6 @@ fn a_pipelined_session_is_the_same_at_every_split() {
         replies.extend(client.send(&input[split..]));
         assert_eq!(replies, expected, "split {split}");
         assert_eq!(client.messages[0].body, b"Blah\r\n.dot\r\n");
-        assert_eq!(client.messages[1].body, b"chunk\n.\r\n");
+        assert_eq!(client.messages[1].body, b"chunk\r\n.\r\n");
     }
 }
