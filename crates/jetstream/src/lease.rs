@@ -4,7 +4,7 @@
 //! exclusive maildrop lock across every access replica (RFC 1939 §8).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -22,7 +22,9 @@ pub struct Lease {
     kv: kv::Store,
     key: String,
     revision: Arc<AtomicU64>,
+    lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
+    released: bool,
 }
 
 impl Leases {
@@ -47,22 +49,68 @@ impl Leases {
             Err(e) => return Err(QueueError::Setup { what: format!("lease {key}"), message: e.to_string() }),
         };
         let revision = Arc::new(AtomicU64::new(revision));
-        let renewer =
-            tokio::spawn(renew(self.kv.clone(), key.to_owned(), holder.to_owned(), revision.clone(), self.ttl));
-        Ok(Some(Lease { kv: self.kv.clone(), key: key.to_owned(), revision, renewer }))
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn(renew(
+            self.kv.clone(),
+            (key.to_owned(), holder.to_owned()),
+            revision.clone(),
+            lost.clone(),
+            self.ttl,
+        ));
+        Ok(Some(Lease { kv: self.kv.clone(), key: key.to_owned(), revision, lost, renewer, released: false }))
     }
 }
 
-/// Renews the entry every third of the TTL, as long as it is still ours.
-async fn renew(kv: kv::Store, key: String, holder: String, revision: Arc<AtomicU64>, ttl: Duration) {
+/// Renews the entry every third of the TTL. A failed renewal is retried until the TTL since the last
+/// success has nearly run out; only then is the lease given up as lost, and the holder told.
+async fn renew(
+    kv: kv::Store,
+    (key, holder): (String, String),
+    revision: Arc<AtomicU64>,
+    lost: Arc<AtomicBool>,
+    ttl: Duration,
+) {
+    let mut last_renewed = tokio::time::Instant::now();
+    let mut wait = ttl / 3;
     loop {
-        tokio::time::sleep(ttl / 3).await;
+        tokio::time::sleep(wait).await;
         match kv.update(&key, holder.clone().into(), revision.load(Ordering::SeqCst)).await {
-            Ok(next) => revision.store(next, Ordering::SeqCst),
-            Err(error) => {
-                tracing::warn!(%key, %error, "lease lost");
+            Ok(next) => {
+                revision.store(next, Ordering::SeqCst);
+                last_renewed = tokio::time::Instant::now();
+                wait = ttl / 3;
+            }
+            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                tracing::warn!(%key, %error, "lease taken over by another holder");
+                lost.store(true, Ordering::SeqCst);
                 return;
             }
+            Err(error) if last_renewed.elapsed() + ttl / 6 >= ttl => {
+                tracing::warn!(%key, %error, "lease could not be renewed in time");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%key, %error, "lease renewal failed, retrying");
+                wait = ttl / 6;
+            }
+        }
+    }
+}
+
+impl Lease {
+    /// Whether the lease ran out or was taken over: the holder must not act as if it still held it.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Releases the lease and waits until that is done, so the next holder finds it free at once.
+    pub async fn release(mut self) {
+        self.renewer.abort();
+        self.released = true;
+        let revision = self.revision.load(Ordering::SeqCst);
+        if let Err(error) = self.kv.delete_expect_revision(&self.key, Some(revision)).await {
+            tracing::debug!(key = %self.key, %error, "lease not released; it expires by itself");
         }
     }
 }
@@ -70,6 +118,9 @@ async fn renew(kv: kv::Store, key: String, holder: String, revision: Arc<AtomicU
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.abort();
+        if self.released {
+            return;
+        }
         let (kv, key, revision) =
             (self.kv.clone(), std::mem::take(&mut self.key), self.revision.load(Ordering::SeqCst));
         // Only our own revision is deleted: if the lease expired and someone else took it, theirs stays.

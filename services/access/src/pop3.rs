@@ -104,7 +104,7 @@ pub async fn handle<IO, B>(
 /// A logged-in account and its maildrop lock.
 struct Login {
     account: Account,
-    _lock: Lease,
+    lock: Lease,
 }
 
 struct Connection<IO, B> {
@@ -179,10 +179,12 @@ where
             }
             Action::Update { deleted_uids } => {
                 let ok = self.apply_deletions(deleted_uids).await;
+                self.release_lock().await;
                 self.wire.last_words(&session.updated(ok).to_bytes()).await;
                 return Some(End::Closed);
             }
             Action::Close(response) => {
+                self.release_lock().await;
                 self.wire.last_words(&response.to_bytes()).await;
                 return Some(End::Closed);
             }
@@ -231,7 +233,7 @@ where
         match self.ctx.backend.maildrop(&account).await {
             Ok(maildrop) => {
                 tracing::Span::current().record("account", account.address.as_str());
-                self.login = Some(Login { account, _lock: lock });
+                self.login = Some(Login { account, lock });
                 AuthOutcome::Maildrop(maildrop)
             }
             Err(error) => {
@@ -241,12 +243,25 @@ where
         }
     }
 
+    /// Lets go of the maildrop lock before the last reply, so that a client logging in again at once finds
+    /// the maildrop free.
+    async fn release_lock(&mut self) {
+        if let Some(login) = self.login.take() {
+            login.lock.release().await;
+        }
+    }
+
     /// RFC 1939 §6, the UPDATE state, under the site's deletion policy.
     async fn apply_deletions(&self, uids: Vec<u32>) -> bool {
         if uids.is_empty() {
             return true;
         }
         let Some(login) = &self.login else { return false };
+        // Without the lock another session may hold the maildrop now: change nothing.
+        if login.lock.is_lost() {
+            tracing::warn!(account = %login.account.address, "maildrop lock lost; deletions not applied");
+            return false;
+        }
         let applied = match self.ctx.delete_policy {
             DeletePolicy::Expunge => self.ctx.backend.expunge(&login.account, uids).await,
             DeletePolicy::MoveToTrash => self.ctx.backend.move_to(&login.account, uids, TRASH).await,

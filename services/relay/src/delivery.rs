@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use mailbus_grpc::TracedChannel;
 use mailbus_jetstream::{Envelope, Queue, QueueError};
 use mailbus_proto::v1::{
-    self as pb, RecipientKind, RecipientStatus, deliver_request::Part, directory_client::DirectoryClient,
+    self as pb, DsnRet, RecipientKind, RecipientStatus, deliver_request::Part, directory_client::DirectoryClient,
     mailbox_client::MailboxClient,
 };
 use tonic::Code;
 use tracing::Instrument;
 
-use crate::remote::{Outgoing, Remote};
+use crate::remote::{Outgoing, Remote, RemoteRecipient};
 
 /// Chunk size for streaming bodies to the mailbox role.
 const CHUNK: usize = 64 * 1024;
@@ -21,8 +21,11 @@ const CHUNK: usize = 64 * 1024;
 /// How one recipient ended this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Stored in a local mailbox (with its UID), or accepted by the remote server (UID 0).
+    /// Stored in a local mailbox, with its UID.
     Delivered { uid: u32, duplicate: bool },
+    /// Accepted by the next hop; `dsn_passed_on` when that hop speaks DSN and so takes over the
+    /// sender's NOTIFY=SUCCESS request (RFC 3461 §6.2).
+    Relayed { dsn_passed_on: bool },
     /// Try again later; the reason starts with its RFC 3463 code.
     TemporaryFailure(String),
     /// Never going to work; the sender hears about it.
@@ -81,12 +84,24 @@ impl Deliverer {
             }
         }
         for (domain, indexes) in remote {
-            let recipients: Vec<String> = indexes.iter().map(|&i| envelope.recipients[i].address.clone()).collect();
+            let recipients: Vec<RemoteRecipient> = indexes
+                .iter()
+                .map(|&i| {
+                    let r = &envelope.recipients[i];
+                    RemoteRecipient { address: r.address.clone(), notify: r.notify, orcpt: r.orcpt.clone() }
+                })
+                .collect();
             let message = Outgoing {
                 from: &envelope.mail_from,
                 recipients: &recipients,
                 body: &body,
                 smtputf8: envelope.smtputf8,
+                envid: &envelope.dsn_envid,
+                ret: match envelope.dsn_ret() {
+                    DsnRet::Full => Some("FULL"),
+                    DsnRet::Hdrs => Some("HDRS"),
+                    DsnRet::Unspecified => None,
+                },
             };
             let span = tracing::info_span!("relay.deliver_remote", otel.kind = "client", server.address = %domain, recipients = recipients.len());
             let results = self.remote.deliver(&domain, &message).instrument(span).await;

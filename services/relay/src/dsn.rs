@@ -119,7 +119,9 @@ fn delivery_status(envelope: &Envelope, entries: &[Entry<'_>], hostname: &str, n
             };
             status.push_str(&format!("Original-Recipient: {original}\r\n"));
         }
-        status.push_str(&format!("Action: {}\r\n", entry.action.as_str()));
+        let action =
+            if entry.action == DsnAction::Delivered && recipient.relayed { "relayed" } else { entry.action.as_str() };
+        status.push_str(&format!("Action: {action}\r\n"));
         status.push_str(&format!("Status: {}\r\n", status_of(&recipient.last_error, entry.action)));
         if !recipient.last_error.is_empty() {
             status.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", recipient.last_error.replace(['\r', '\n'], " ")));

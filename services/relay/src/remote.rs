@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mail_send::SmtpClient;
 use mail_send::smtp::message::Parameters;
-use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8, EXT_START_TLS, Response};
+use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SMTP_UTF8, EXT_START_TLS, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -33,12 +33,23 @@ pub struct Remote {
     timeout: Duration,
 }
 
+/// One recipient as the next hop should see it.
+pub struct RemoteRecipient {
+    pub address: String,
+    /// RFC 3461 NOTIFY bits (smtp-proto's encoding); 0 when not given.
+    pub notify: u32,
+    pub orcpt: String,
+}
+
 /// What the message needs from a peer.
 pub struct Outgoing<'a> {
     pub from: &'a str,
-    pub recipients: &'a [String],
+    pub recipients: &'a [RemoteRecipient],
     pub body: &'a [u8],
     pub smtputf8: bool,
+    /// RFC 3461 ENVID and RET, passed on to peers that speak DSN.
+    pub envid: &'a str,
+    pub ret: Option<&'static str>,
 }
 
 impl Remote {
@@ -107,7 +118,16 @@ impl Remote {
                 Transaction::Stale => tracing::debug!(host = %hop.host, "cached connection was closed, reconnecting"),
             }
         }
-        let mut fresh = self.connect(hop).await?;
+        let mut fresh = match self.connect(hop, true).await {
+            Ok(fresh) => fresh,
+            // RFC 7435: opportunistic TLS that fails falls back to the clear, as Postfix's "may" level does;
+            // a peer with a broken TLS stack must still get its mail.
+            Err(Connect::Tls(reason)) => {
+                tracing::info!(host = %hop.host, %reason, "STARTTLS failed, retrying without TLS");
+                self.connect(hop, false).await.map_err(Connect::into_reason)?
+            }
+            Err(other) => return Err(other.into_reason()),
+        };
         match self.transaction(&mut fresh.client, &fresh.ehlo, message).await {
             Transaction::Done { outcomes, reusable } => {
                 self.finish(hop, fresh, reusable).await;
@@ -117,28 +137,28 @@ impl Remote {
         }
     }
 
-    async fn connect(&self, hop: &Hop) -> Result<Cached, String> {
+    async fn connect(&self, hop: &Hop, try_tls: bool) -> Result<Cached, Connect> {
         let stream = tokio::time::timeout(self.timeout, TcpStream::connect((hop.host.as_str(), hop.port)))
             .await
-            .map_err(|_| "connection timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Connect::Other("connection timed out".to_owned()))?
+            .map_err(|e| Connect::Other(e.to_string()))?;
         let mut client = SmtpClient { stream: ClientStream::Plain(stream), timeout: self.timeout };
         let greeting = tokio::time::timeout(self.timeout, client.read())
             .await
-            .map_err(|_| "no greeting".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Connect::Other("no greeting".to_owned()))?
+            .map_err(|e| Connect::Other(e.to_string()))?;
         if greeting.code != 220 {
-            return Err(format!("greeting {}", reply_text(&greeting)));
+            return Err(Connect::Other(format!("greeting {}", reply_text(&greeting))));
         }
-        let mut ehlo = self.hello(&mut client).await?;
-        if ehlo.has_capability(EXT_START_TLS) {
-            let reply = client.cmd(b"STARTTLS\r\n").await.map_err(|e| e.to_string())?;
+        let mut ehlo = self.hello(&mut client).await.map_err(Connect::Other)?;
+        if try_tls && ehlo.has_capability(EXT_START_TLS) {
+            let reply = client.cmd(b"STARTTLS\r\n").await.map_err(|e| Connect::Other(e.to_string()))?;
             if reply.code == 220 {
                 tokio::time::timeout(self.timeout, client.stream.upgrade(&self.tls, &hop.host))
                     .await
-                    .map_err(|_| "TLS handshake timed out".to_owned())?
-                    .map_err(|e| format!("TLS: {e}"))?;
-                ehlo = self.hello(&mut client).await?;
+                    .map_err(|_| Connect::Tls("handshake timed out".to_owned()))?
+                    .map_err(|e| Connect::Tls(e.to_string()))?;
+                ehlo = self.hello(&mut client).await.map_err(Connect::Other)?;
             }
         }
         Ok(Cached { client, ehlo, idle_since: Instant::now() })
@@ -190,8 +210,21 @@ impl Remote {
     ) -> Transaction {
         let all =
             |outcome: Outcome| Transaction::Done { outcomes: vec![outcome; message.recipients.len()], reusable: true };
-        if message.smtputf8 && !ehlo.has_capability(EXT_SMTP_UTF8) {
-            return all(Outcome::PermanentFailure("5.6.7 the receiving server does not support SMTPUTF8".into()));
+        // RFC 6531 §3.2: without SMTPUTF8 at the peer, a message that needs it (UTF-8 sender or headers)
+        // fails for everyone, and a UTF-8 recipient address fails alone.
+        let utf8_peer = ehlo.has_capability(EXT_SMTP_UTF8);
+        let mut early: Vec<Option<Outcome>> = vec![None; message.recipients.len()];
+        if message.smtputf8 && !utf8_peer {
+            let header_end = message.body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(message.body.len());
+            if !message.from.is_ascii() || downgrade::is_eight_bit(&message.body[..header_end]) {
+                return all(Outcome::PermanentFailure("5.6.7 the receiving server does not support SMTPUTF8".into()));
+            }
+            for (slot, recipient) in early.iter_mut().zip(message.recipients) {
+                if !recipient.address.is_ascii() {
+                    *slot =
+                        Some(Outcome::PermanentFailure("5.6.7 the receiving server does not support SMTPUTF8".into()));
+                }
+            }
         }
         let eight_bit = downgrade::is_eight_bit(message.body);
         let downgraded;
@@ -210,15 +243,30 @@ impl Remote {
         } else {
             message.body
         };
+        let dsn_peer = ehlo.has_capability(EXT_DSN);
         let mut params = Parameters::new();
         if eight_bit && ehlo.has_capability(EXT_8BIT_MIME) && body.len() == message.body.len() {
             params.add("BODY=8BITMIME");
         }
-        if message.smtputf8 {
+        if message.smtputf8 && utf8_peer {
             params.add("SMTPUTF8");
         }
+        if dsn_peer {
+            // RFC 3461 §4: the sender's DSN requests travel on with the message.
+            if let Some(ret) = message.ret {
+                params.add(format!("RET={ret}"));
+            }
+            if !message.envid.is_empty() {
+                params.add(format!("ENVID={}", xtext(message.envid)));
+            }
+        }
         let mail_from = format!("MAIL FROM:<{}>{params}\r\n", message.from);
-        let rcpts: Vec<String> = message.recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
+        let sending: Vec<&RemoteRecipient> =
+            message.recipients.iter().zip(&early).filter(|(_, e)| e.is_none()).map(|(r, _)| r).collect();
+        if sending.is_empty() {
+            return Transaction::Done { outcomes: early.into_iter().flatten().collect(), reusable: true };
+        }
+        let rcpts: Vec<String> = sending.iter().map(|r| rcpt_command(r, dsn_peer)).collect();
         let replies = if ehlo.has_capability(EXT_PIPELINING) {
             // RFC 2920: MAIL and every RCPT in one write, then their replies in order.
             pipelined(client, &mail_from, &rcpts).await
@@ -232,22 +280,75 @@ impl Remote {
         };
         if mail.code / 100 != 2 {
             let _ = client.rset().await;
-            return all(outcome_of(&mail));
+            let refused = outcome_of(&mail);
+            let outcomes = early.into_iter().map(|e| e.unwrap_or_else(|| refused.clone())).collect();
+            return Transaction::Done { outcomes, reusable: true };
         }
+        let mut replies = rcpt_replies.iter().map(|reply| (reply.code / 100 != 2).then(|| outcome_of(reply)));
         let outcomes: Vec<Option<Outcome>> =
-            rcpt_replies.iter().map(|reply| (reply.code / 100 != 2).then(|| outcome_of(reply))).collect();
+            early.into_iter().map(|e| e.or_else(|| replies.next().flatten())).collect();
         if outcomes.iter().all(Option::is_some) {
             let reusable = client.rset().await.is_ok();
             return Transaction::Done { outcomes: outcomes.into_iter().flatten().collect(), reusable };
         }
         let (data, reusable) = match send_data(client, body).await {
-            Ok(reply) if reply.code / 100 == 2 => (Outcome::Delivered { uid: 0, duplicate: false }, true),
+            Ok(reply) if reply.code / 100 == 2 => (Outcome::Relayed { dsn_passed_on: dsn_peer }, true),
             Ok(reply) => (outcome_of(&reply), true),
             Err(e) => (Outcome::TemporaryFailure(format!("4.4.2 {e}")), false),
         };
         Transaction::Done {
             outcomes: outcomes.into_iter().map(|o| o.unwrap_or_else(|| data.clone())).collect(),
             reusable,
+        }
+    }
+}
+
+/// `RCPT TO:<…>`, with NOTIFY and ORCPT for a peer that speaks DSN.
+fn rcpt_command(recipient: &RemoteRecipient, dsn_peer: bool) -> String {
+    let mut command = format!("RCPT TO:<{}>", recipient.address);
+    if dsn_peer {
+        const NAMES: [(u32, &str); 3] = [(1, "SUCCESS"), (2, "FAILURE"), (4, "DELAY")];
+        if recipient.notify & 8 != 0 {
+            command.push_str(" NOTIFY=NEVER");
+        } else if recipient.notify != 0 {
+            let names: Vec<&str> =
+                NAMES.iter().filter(|(bit, _)| recipient.notify & bit != 0).map(|(_, n)| *n).collect();
+            command.push_str(&format!(" NOTIFY={}", names.join(",")));
+        }
+        let original = if recipient.orcpt.is_empty() { recipient.address.as_str() } else { recipient.orcpt.as_str() };
+        let original = original.split_once(';').map_or(original, |(_, address)| address);
+        command.push_str(&format!(" ORCPT=rfc822;{}", xtext(original)));
+    }
+    command.push_str("\r\n");
+    command
+}
+
+/// RFC 3461 §4 xtext: printable ASCII except "+" and "=", the rest as "+XX".
+fn xtext(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+                (b as char).to_string()
+            } else {
+                format!("+{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Why a connection could not be set up.
+enum Connect {
+    /// The STARTTLS handshake failed: worth trying again in the clear.
+    Tls(String),
+    Other(String),
+}
+
+impl Connect {
+    fn into_reason(self) -> String {
+        match self {
+            Connect::Tls(reason) => format!("TLS: {reason}"),
+            Connect::Other(reason) => reason,
         }
     }
 }

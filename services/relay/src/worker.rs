@@ -187,6 +187,7 @@ impl Worker {
             let label = match &outcome {
                 Outcome::Delivered { duplicate: true, .. } => "duplicate",
                 Outcome::Delivered { .. } => "delivered",
+                Outcome::Relayed { .. } => "relayed",
                 Outcome::TemporaryFailure(_) => "temporary_failure",
                 Outcome::PermanentFailure(_) => "permanent_failure",
             };
@@ -197,6 +198,17 @@ impl Worker {
                     recipient.set_status(RecipientStatus::Delivered);
                     // A success report must not show an earlier attempt's failure.
                     recipient.last_error.clear();
+                }
+                Outcome::Relayed { dsn_passed_on } => {
+                    tracing::info!(recipient = %recipient.address, dsn_passed_on, "relayed");
+                    recipient.set_status(RecipientStatus::Delivered);
+                    recipient.last_error.clear();
+                    if dsn_passed_on {
+                        // The next hop reports success itself.
+                        recipient.notify &= !NOTIFY_SUCCESS;
+                    } else {
+                        recipient.relayed = true;
+                    }
                 }
                 Outcome::TemporaryFailure(reason) => {
                     tracing::warn!(recipient = %recipient.address, %reason, "temporary failure");
