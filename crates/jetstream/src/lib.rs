@@ -21,7 +21,7 @@ pub use async_nats;
 pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};
 pub use names::{NameError, Names};
-pub use queue::{DUPLICATE_WINDOW, MAX_ACK_WAIT, Queue, QueueError, QueueStatus, RELAY_CONSUMER};
+pub use queue::{DUPLICATE_WINDOW, INLINE_LIMIT, MAX_ACK_WAIT, Queue, QueueError, QueueStatus, RELAY_CONSUMER};
 pub use trace::{adopt_trace, inject_trace};
 
 /// Connects to NATS and keeps reconnecting for as long as the process runs: a role survives a NATS

@@ -11,6 +11,9 @@ use tokio::io::AsyncReadExt;
 use crate::names::Names;
 use crate::trace::inject_trace;
 
+/// Bodies up to this size travel inside the envelope (NATS's default max payload is 1 MiB).
+pub const INLINE_LIMIT: usize = 256 * 1024;
+
 /// The durable pull consumer that relay replicas share.
 pub const RELAY_CONSUMER: &str = "relay";
 
@@ -103,8 +106,9 @@ impl Queue {
         &self.jetstream
     }
 
-    /// Makes a message durable: the body into the body store, then the envelope onto the queue stream,
-    /// waiting for the server's acknowledgement of each. Only after `Ok` may SMTP answer 250.
+    /// Makes a message durable: a small body inside the envelope, a large one into the body store first;
+    /// then the envelope onto the queue stream, waiting for the server's acknowledgement of each. Only
+    /// after `Ok` may SMTP answer 250.
     ///
     /// Safe to repeat: the body is overwritten under the same key and the envelope is deduplicated by its
     /// `Nats-Msg-Id`.
@@ -112,11 +116,19 @@ impl Queue {
         if self.client.connection_state() != State::Connected {
             return Err(QueueError::Disconnected);
         }
-        let key = envelope.body_key.clone();
-        self.bodies
-            .put(key.as_str(), &mut &body[..])
-            .await
-            .map_err(|e| QueueError::PutBody { key: key.clone(), message: e.to_string() })?;
+        let mut envelope = envelope.clone();
+        if body.len() <= INLINE_LIMIT {
+            // Measured: the object store's get and delete cost several round trips (and a consumer) per
+            // message, which made the relay the bottleneck for ordinary mail.
+            envelope.inline_body = body.to_vec();
+            envelope.body_key.clear();
+        } else {
+            let key = envelope.body_key.clone();
+            self.bodies
+                .put(key.as_str(), &mut &body[..])
+                .await
+                .map_err(|e| QueueError::PutBody { key: key.clone(), message: e.to_string() })?;
+        }
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.queue_id.as_str());
         inject_trace(&tracing::Span::current(), &mut headers);
@@ -172,6 +184,22 @@ impl Queue {
             .await
             .map_err(|e| error(&e))?;
         Ok(())
+    }
+
+    /// The body of `envelope`, inline or from the body store.
+    pub async fn body_of(&self, envelope: &Envelope) -> Result<Vec<u8>, QueueError> {
+        if envelope.body_key.is_empty() {
+            return Ok(envelope.inline_body.clone());
+        }
+        self.body(&envelope.body_key).await
+    }
+
+    /// Deletes the body of `envelope` from the body store, if it is there.
+    pub async fn delete_body_of(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        if envelope.body_key.is_empty() {
+            return Ok(());
+        }
+        self.delete_body(&envelope.body_key).await
     }
 
     /// Reads a whole body.

@@ -85,7 +85,7 @@ impl QueueAdminService {
         match change {
             QueueChange::Delete => {
                 self.queue.remove(sequence).await?;
-                return self.queue.delete_body(&envelope.body_key).await;
+                return self.queue.delete_body_of(&envelope).await;
             }
             QueueChange::Retry => envelope.next_attempt_unix_ms = 0,
             QueueChange::Hold => envelope.held = true,

@@ -58,7 +58,7 @@ impl Deliverer {
     /// Delivers every pending recipient of `envelope`; returns (index in `envelope.recipients`, outcome).
     /// An error means the body could not be read; recipient failures are outcomes, not errors.
     pub async fn deliver(&self, envelope: &Envelope) -> Result<Vec<(usize, Outcome)>, QueueError> {
-        let body = self.queue.body(&envelope.body_key).await?;
+        let body = self.queue.body_of(envelope).await?;
         let mut outcomes = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, recipient) in envelope.recipients.iter().enumerate() {

@@ -283,7 +283,7 @@ impl Worker {
             tracing::warn!(%error, "ack not confirmed; the message will be redelivered and deduplicated");
             return;
         }
-        if let Err(error) = self.queue.delete_body(&envelope.body_key).await {
+        if let Err(error) = self.queue.delete_body_of(envelope).await {
             tracing::warn!(%error, "body not deleted");
         }
     }
@@ -308,7 +308,7 @@ impl Worker {
         if entries.is_empty() {
             return Ok(());
         }
-        let original = self.queue.body(&envelope.body_key).await?;
+        let original = self.queue.body_of(envelope).await?;
         let report = dsn::build(envelope, &entries, &original, &self.hostname, Utc::now());
         // The same report for the same message gets the same id, so a repeated attempt (after a lost ack
         // or a failed requeue) queues it once: the queue deduplicates on it.

@@ -86,3 +86,24 @@ async fn wrong_pop3_password_is_refused_and_unknown_users_look_the_same() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_message_goes_through_the_body_store_and_arrives_intact() {
+    let stack = TestStack::start().await;
+    let account = stack.add_account("lars@example.org", "pw").await;
+    // Over the inline limit, so the body travels through the object store, not inside the envelope.
+    let line = "The quick brown fox jumps over the lazy dog. 0123456789 ".repeat(16);
+    let mut sent = b"From: sender@example.net\r\nTo: lars@example.org\r\nSubject: large\r\n\r\n".to_vec();
+    while sent.len() <= mailbus_jetstream::INLINE_LIMIT * 2 {
+        sent.extend_from_slice(line.as_bytes());
+        sent.extend_from_slice(b"\r\n");
+    }
+    let outcome = smtp_send(stack.smtp_addr(), "sender@example.net", &["lars@example.org"], &sent).await;
+    assert!(matches!(outcome, SmtpOutcome::Accepted { code: 250, .. }), "{outcome:?}");
+    stack.wait_for_inbox(account, 1, PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "lars@example.org", "pw", Pop3End::Quit).await;
+    let (_, rest) = split_received(&read.messages[0]);
+    assert_eq!(rest.len(), sent.len());
+    assert!(rest == sent.as_slice(), "the large message changed on the way");
+    stack.stop().await;
+}

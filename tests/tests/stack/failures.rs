@@ -174,6 +174,6 @@ async fn a_bounce_that_fails_for_good_is_kept_on_the_dead_letter_stream_not_boun
     let envelope = Envelope::decode(kept.payload.clone()).unwrap();
     let reason = kept.headers.get("Mailbus-Dead-Reason").map(|v| v.as_str().to_owned()).unwrap_or_default();
     assert!(reason.contains("null sender"), "{reason}");
-    assert!(queue.body(&envelope.body_key).await.is_ok(), "its body is kept with it");
+    assert!(queue.body_of(&envelope).await.is_ok(), "its body is kept with it");
     stack.stop().await;
 }
