@@ -1,8 +1,6 @@
 //! Command lines (RFC 1939 §3): framing with the RFC 2449 length limit, then parsing into [`Command`]; and
 //! the raw lines of an AUTH exchange (RFC 5034 §4).
 
-use std::fmt;
-
 use mailbus_lines::{Decode, LineFramer, LineTooLong};
 
 /// RFC 2449 §4: a command line is at most 255 octets, CRLF included.
@@ -84,25 +82,7 @@ impl Command {
     }
 }
 
-/// A password. Its `Debug` form hides it, so it cannot reach a log by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Secret(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use mailbus_sasl::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandError {

@@ -7,9 +7,7 @@
 //! `max_auth_failures` closes the connection. Refusals that check no password (plaintext not allowed, an
 //! unknown mechanism, bad base64, a cancelled exchange) are not failed logins.
 
-use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::{DecodePaddingMode, GeneralPurpose as Base64};
+use mailbus_sasl::decode_base64;
 
 use super::{Action, AuthOutcome, Session, State, transaction::Transaction};
 use crate::command::{CommandError, Secret};
@@ -17,12 +15,6 @@ use crate::response::Response;
 
 /// The SASL mechanisms we offer, for CAPA and a bare AUTH.
 pub(super) const MECHANISMS: &[&str] = &["PLAIN"];
-
-/// RFC 4648 base64; padding optional, as some clients leave it out.
-const BASE64: Base64 = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 impl Session {
     /// RFC 1939 §7 USER. A second USER replaces the first, so the PASS after it goes with the latest name.
@@ -67,7 +59,7 @@ impl Session {
         // RFC 5034 §4: "=" is an initial response that is present and empty.
         match initial_response.expose() {
             "=" => self.plain(&[]),
-            text => match BASE64.decode(text) {
+            text => match decode_base64(text) {
                 Ok(response) => self.plain(&response),
                 Err(_) => Action::Reply(invalid_base64()),
             },
@@ -109,7 +101,7 @@ impl Session {
         if text == b"*" {
             return Action::Reply(Response::err("Authentication cancelled"));
         }
-        match BASE64.decode(text) {
+        match decode_base64(text) {
             Ok(response) => self.plain(&response),
             Err(_) => Action::Reply(invalid_base64()),
         }
@@ -162,16 +154,8 @@ impl Session {
     }
 }
 
-/// RFC 4616 §2: `[authzid] NUL authcid NUL passwd`, UTF-8. We let nobody act for another, so the authzid
-/// must be empty or the authcid itself.
 fn parse_plain(response: &[u8]) -> Option<(String, Secret)> {
-    let text = std::str::from_utf8(response).ok()?;
-    let mut parts = text.split('\0');
-    let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || authcid.is_empty() || !(authzid.is_empty() || authzid == authcid) {
-        return None;
-    }
-    Some((authcid.to_owned(), Secret::new(password)))
+    mailbus_sasl::parse_plain(response).map(|plain| (plain.username, plain.password))
 }
 
 /// RFC 2595 §4: Dovecot's wording, which clients know.

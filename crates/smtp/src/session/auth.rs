@@ -3,47 +3,19 @@
 //! The session decodes the exchange and hands the connection [`Credentials`]; checking them is the
 //! directory's business. Failures are counted, and after `max_auth_failures` the connection is closed.
 
-use std::fmt;
 use std::mem;
 
-use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::{DecodePaddingMode, GeneralPurpose as Base64};
+pub use mailbus_sasl::Secret;
+use mailbus_sasl::decode_base64;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 
 use super::{Action, AuthenticatedUser, Helo, Mode, Session, State, bad_sequence};
 use crate::command::CommandError;
 use crate::reply::{Enhanced, Reply};
 
-/// RFC 4648 base64; padding optional, as some clients leave it out.
-const BASE64: Base64 = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// "Username:" and "Password:", the challenges every LOGIN client expects.
 const LOGIN_USERNAME: &str = "VXNlcm5hbWU6";
 const LOGIN_PASSWORD: &str = "UGFzc3dvcmQ6";
-
-/// A password. Its `Debug` form hides it, so it cannot reach a log by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Secret(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// What the client proved itself with: for PLAIN the authentication identity, for LOGIN the user name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +59,7 @@ impl Session {
         let initial = match initial_response.as_str() {
             "" => None,
             "=" => Some(Vec::new()),
-            text => match BASE64.decode(text) {
+            text => match decode_base64(text) {
                 Ok(bytes) => Some(bytes),
                 Err(_) => return self.abandon(helo, bad_base64()),
             },
@@ -171,7 +143,7 @@ impl Session {
         if text == b"*" {
             return self.abandon(helo, Reply::new(501, Enhanced(5, 0, 0), "Authentication cancelled"));
         }
-        let Ok(response) = BASE64.decode(text) else {
+        let Ok(response) = decode_base64(text) else {
             return self.abandon(helo, bad_base64());
         };
         match step {
@@ -245,16 +217,8 @@ impl Session {
     }
 }
 
-/// RFC 4616 §2: `[authzid] NUL authcid NUL passwd`, UTF-8. We let nobody act for another, so the authzid
-/// must be empty or the authcid itself.
 fn parse_plain(response: &[u8]) -> Option<Credentials> {
-    let text = std::str::from_utf8(response).ok()?;
-    let mut parts = text.split('\0');
-    let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || authcid.is_empty() || !(authzid.is_empty() || authzid == authcid) {
-        return None;
-    }
-    Some(Credentials { username: authcid.to_owned(), password: Secret::new(password) })
+    mailbus_sasl::parse_plain(response).map(|plain| Credentials { username: plain.username, password: plain.password })
 }
 
 fn bad_base64() -> Reply {

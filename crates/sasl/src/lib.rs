@@ -1,0 +1,84 @@
+//! The SASL pieces that SMTP AUTH (RFC 4954), POP3 AUTH (RFC 5034) and later IMAP AUTHENTICATE share:
+//! a [`Secret`] that never prints, the lenient base64 clients send, and the PLAIN mechanism (RFC 4616).
+//! Sans-I/O; the protocol crates decide the exchange and the replies.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+
+/// A password. Its `Debug` form hides it, so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// RFC 4648 base64; padding optional, as some clients leave it out.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidBase64;
+
+pub fn decode_base64(text: impl AsRef<[u8]>) -> Result<Vec<u8>, InvalidBase64> {
+    BASE64.decode(text).map_err(|_| InvalidBase64)
+}
+
+/// What a PLAIN response proves: the authentication identity and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plain {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// RFC 4616 §2: `[authzid] NUL authcid NUL passwd`, UTF-8. We let nobody act for another, so the authzid
+/// must be empty or the authcid itself.
+pub fn parse_plain(response: &[u8]) -> Option<Plain> {
+    let text = std::str::from_utf8(response).ok()?;
+    let mut parts = text.split('\0');
+    let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || authcid.is_empty() || !(authzid.is_empty() || authzid == authcid) {
+        return None;
+    }
+    Some(Plain { username: authcid.to_owned(), password: Secret::new(password) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_responses_parse_and_refuse_acting_for_another() {
+        let ok = parse_plain(b"\0alice\0pass word").unwrap();
+        assert_eq!((ok.username.as_str(), ok.password.expose()), ("alice", "pass word"));
+        assert!(parse_plain(b"alice\0alice\0pw").is_some());
+        for bad in [&b"bob\0alice\0pw"[..], b"\0\0pw", b"\0alice", b"\0alice\0pw\0x", b"\0al\xffice\0pw"] {
+            assert!(parse_plain(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(format!("{:?}", ok.password), "Secret(***)");
+    }
+
+    #[test]
+    fn base64_padding_is_optional() {
+        assert_eq!(decode_base64(b"YQ==").unwrap(), b"a");
+        assert_eq!(decode_base64(b"YQ").unwrap(), b"a");
+        assert!(decode_base64(b"!!").is_err());
+    }
+}
