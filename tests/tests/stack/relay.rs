@@ -330,3 +330,41 @@ async fn messages_to_one_destination_share_a_connection() {
     assert_eq!(fake.connections(), 1, "four messages in a row, one connection");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_delay_gets_one_warning_before_the_final_report() {
+    let fake =
+        FakeSmtp::start(Script { rcpt: Box::new(|_, _| "451 4.3.0 not now".into()), ..Default::default() }).await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .set("MAILBUS_RELAY_RETRY_SCHEDULE", "1s")
+        .set("MAILBUS_RELAY_DELAY_WARNING_SECS", "1")
+        .set("MAILBUS_RELAY_MAX_LIFETIME_SECS", "5")
+        .set("MAILBUS_SMTP_PLAINTEXT_AUTH", "true")
+        .start()
+        .await;
+    let ann = stack.add_account("ann@example.org", "pw").await;
+    let (mut smtp, _) = mailbus_tests::clients::SmtpRaw::connect(stack.submission.unwrap()).await;
+    smtp.command("EHLO client.test").await;
+    let token = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("\0ann@example.org\0pw")
+    };
+    assert_eq!(smtp.command(&format!("AUTH PLAIN {token}")).await.code, 235);
+    assert_eq!(smtp.command("MAIL FROM:<ann@example.org>").await.code, 250);
+    assert_eq!(smtp.command("RCPT TO:<slow@remote.test> NOTIFY=DELAY,FAILURE").await.code, 250);
+    assert_eq!(smtp.command("DATA").await.code, 354);
+    smtp.send(b"Subject: slow\r\n\r\nbody\r\n.\r\n").await;
+    assert_eq!(smtp.reply().await.code, 250);
+    stack.wait_for_inbox(ann, 2, PATIENCE).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
+    let read = pop3_session(stack.pop3_addr(), "ann@example.org", "pw", Pop3End::Quit).await;
+    assert_eq!(read.messages.len(), 2, "one warning, one final report");
+    let (warning, last) = (String::from_utf8_lossy(&read.messages[0]), String::from_utf8_lossy(&read.messages[1]));
+    assert!(
+        warning.contains("Subject: Delayed Mail (still being retried)") && warning.contains("Action: delayed"),
+        "{warning}"
+    );
+    assert!(last.contains("Action: failed") && last.contains("Status: 4.4.7"), "{last}");
+    stack.stop().await;
+}
