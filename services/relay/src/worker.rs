@@ -247,7 +247,7 @@ impl Worker {
         }
         let wait = self.policy.wait_after(envelope.attempts);
         envelope.next_attempt_unix_ms = now.timestamp_millis() + wait.as_millis() as i64;
-        match self.queue.requeue(&envelope).await {
+        match self.requeue(&envelope).await {
             Ok(()) => {
                 self.count("retry");
                 tracing::info!(attempt = envelope.attempts, ?wait, "will retry");
@@ -267,7 +267,9 @@ impl Worker {
         let failed = envelope.recipients.iter().any(|r| r.status() == RecipientStatus::Failed);
         if failed && envelope.mail_from.is_empty() {
             // RFC 3464 §4: a null sender is never bounced; an operator can still see the failure.
-            return self.dead_letter(message, "permanent failure of a message with a null sender").await;
+            // Kept with this attempt's outcomes, so an operator sees which recipients failed and why.
+            let reason = "permanent failure of a message with a null sender";
+            return self.dead_letter_payload(message, envelope.encode_to_vec().into(), reason).await;
         }
         for action in [DsnAction::Failed, DsnAction::Delivered] {
             if let Err(error) = self.notify(envelope, action).await {
@@ -333,11 +335,29 @@ impl Worker {
         self.messages.get_or_create(&vec![("disposition".into(), disposition.into())]).inc();
     }
 
+    /// Requeues an envelope's new state, trying a few times: giving up means the message comes back as
+    /// it was, and recipients that accepted this time would be sent it again.
+    async fn requeue(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        let mut result = self.queue.requeue(envelope).await;
+        for pause in [200, 1000, 3000] {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            result = self.queue.requeue(envelope).await;
+        }
+        result
+    }
+
     async fn dead_letter(&self, message: &jetstream::Message, reason: &str) {
+        self.dead_letter_payload(message, message.payload.clone(), reason).await
+    }
+
+    async fn dead_letter_payload(&self, message: &jetstream::Message, payload: bytes::Bytes, reason: &str) {
         tracing::error!(subject = %message.subject, %reason, "dead-lettering message");
         self.count("dead_letter");
         let headers = message.headers.clone().unwrap_or_default();
-        match self.queue.dead_letter(message.payload.clone(), headers, reason).await {
+        match self.queue.dead_letter(payload, headers, reason).await {
             Ok(()) => {
                 if let Err(error) = message.double_ack().await {
                     tracing::warn!(%error, "ack of dead-lettered message failed");
