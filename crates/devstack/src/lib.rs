@@ -13,8 +13,21 @@ use std::net::TcpListener;
 pub use nats::{Nats, find_nats_server};
 pub use postgres::{Postgres, find_pg_bin};
 
-/// A loopback port that was free a moment ago. The servers we start bind it right away; a clash is
-/// possible in principle and shows as a start-up failure, not as wrong results.
+/// A loopback port that was free a moment ago, for a server another process will bind. It is drawn from
+/// below the kernel's ephemeral range (which starts at 32768 by default), so that nothing binding port 0
+/// meanwhile (every in-process listener of a test) can be handed the same port before the server takes it.
 pub fn free_port() -> std::io::Result<u16> {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut candidate = seed ^ std::process::id().rotate_left(16);
+    for _ in 0..64 {
+        // A small xorshift: no dependency for a handful of random numbers.
+        candidate ^= candidate << 13;
+        candidate ^= candidate >> 17;
+        candidate ^= candidate << 5;
+        let port = 20_000 + (candidate % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
