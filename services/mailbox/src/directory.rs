@@ -4,7 +4,7 @@ use mailbus_address::{Domain, EmailAddress};
 use sqlx::PgPool;
 
 use crate::error::MailboxError;
-use crate::password::{self, Password};
+use crate::password::{Hasher, Password};
 
 /// Where an address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,7 @@ pub async fn resolve(pool: &PgPool, address: &EmailAddress) -> Result<Resolution
 /// Checks credentials. `None` for an unknown user, a disabled account or a wrong password alike.
 pub async fn authenticate(
     pool: &PgPool,
+    hasher: &Hasher,
     username: &str,
     password: Password,
 ) -> Result<Option<(i64, String)>, MailboxError> {
@@ -73,9 +74,7 @@ pub async fn authenticate(
         Err(_) => None,
     };
     let stored = account.as_ref().map(|(_, _, hash)| hash.clone());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
-        .await
-        .map_err(|e| MailboxError::Hashing(e.to_string()))?;
+    let ok = hasher.verify(password, stored).await?;
     Ok(account.filter(|_| ok).map(|(id, address, _)| (id, address)))
 }
 
@@ -114,12 +113,15 @@ pub async fn list_domains(pool: &PgPool) -> Result<Vec<DomainRow>, MailboxError>
 }
 
 /// Creates an account and its initial mailboxes in one transaction.
-pub async fn add_account(pool: &PgPool, address: &str, password: Password) -> Result<AccountRow, MailboxError> {
+pub async fn add_account(
+    pool: &PgPool,
+    hasher: &Hasher,
+    address: &str,
+    password: Password,
+) -> Result<AccountRow, MailboxError> {
     let address: EmailAddress =
         address.parse().map_err(|e| MailboxError::InvalidArgument(format!("address {address:?}: {e}")))?;
-    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| MailboxError::Hashing(e.to_string()))??;
+    let hash = hasher.hash(password).await?;
     let mut tx = pool.begin().await?;
     let domain_id: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
         .bind(address.domain().as_str())

@@ -83,8 +83,10 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
     registry.register("deliveries", "Deliver calls by outcome", deliveries.clone());
     let database_up = Gauge::<i64>::default();
     registry.register("database_up", "1 when the last PostgreSQL probe succeeded", database_up.clone());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let service = service::MailboxService {
         pool,
+        hasher: password::Hasher::new(threads),
         events: events::Events::new(nats, config.names.clone()),
         max_message_size: config.max_message_size,
         deliveries,

@@ -16,7 +16,7 @@ use crate::directory::{self, Resolution};
 use crate::error::MailboxError;
 use crate::events::Events;
 use crate::maildrop;
-use crate::password::Password;
+use crate::password::{Hasher, Password};
 
 /// Message bodies go out in chunks of this size.
 const CHUNK: usize = 64 * 1024;
@@ -24,6 +24,7 @@ const CHUNK: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct MailboxService {
     pub pool: PgPool,
+    pub hasher: Hasher,
     pub events: Events,
     pub max_message_size: u64,
     pub deliveries: Family<Vec<(String, String)>, Counter>,
@@ -61,7 +62,9 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         let request = request.into_inner();
-        let account = directory::authenticate(&self.pool, &request.username, Password::new(request.password)).await?;
+        let account =
+            directory::authenticate(&self.pool, &self.hasher, &request.username, Password::new(request.password))
+                .await?;
         Ok(Response::new(match account {
             Some((account_id, account_address)) => pb::AuthenticateResponse { ok: true, account_id, account_address },
             None => pb::AuthenticateResponse::default(),
@@ -98,7 +101,8 @@ impl pb::directory_server::Directory for MailboxService {
         if request.password.is_empty() {
             return Err(invalid("password must not be empty"));
         }
-        let row = directory::add_account(&self.pool, &request.address, Password::new(request.password)).await?;
+        let row =
+            directory::add_account(&self.pool, &self.hasher, &request.address, Password::new(request.password)).await?;
         Ok(Response::new(account_to_pb(row)))
     }
 
