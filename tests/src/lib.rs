@@ -4,6 +4,7 @@
 //! as separate `mailbus` processes when a test needs them apart. Clients are real: Python's smtplib and
 //! poplib, driven through the scripts in `tests/clients/`.
 
+pub mod bench;
 pub mod clients;
 pub mod fake_smtp;
 pub mod infra;

@@ -11,7 +11,6 @@
 //!
 //! Every process it starts is killed when it ends, also on error and Ctrl-C.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -19,22 +18,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::Parser;
 use futures::StreamExt;
 use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
-use mailbus_tests::Infra;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use mailbus_tests::bench::{self, PATIENCE, Reply, SmtpClient, Stack, ms, percentile, rate, rss_kib};
 use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bench.test";
 const SENDER: &str = "bench@bench.test";
 const RECIPIENT: &str = "sink@bench.test";
-/// Longest wait for one reply; a server that takes longer is stuck, not slow.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for a role to become ready, or for the queue to make progress.
-const PATIENCE: Duration = Duration::from_secs(120);
 /// Longest wait for the queue to drain after the main load.
 const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 
@@ -79,7 +73,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 async fn run(args: Args) -> anyhow::Result<()> {
     print_setting(&args);
     raise_open_files_limit(args.idle_sessions + args.connections + 512)?;
-    let message: Arc<[u8]> = message_of_size(args.size).into();
+    let message: Arc<[u8]> = bench::message_of_size(HEADER, args.size).into();
     let load = Load { messages: args.messages, connections: args.connections, message };
 
     measure_mailbus(&args, &load).await?;
@@ -90,15 +84,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
-    let stack = Stack::start(&args.mailbus).await?;
-    let account_id = stack.create_sink().await?;
-    let rss_fresh = rss_kib(stack.smtp_pid)?;
+    let settings = [
+        // The idle-session measurement opens 1,000 sessions from one address.
+        ("MAILBUS_SMTP_MAX_CONNECTIONS", "5000".to_owned()),
+        ("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "5000".to_owned()),
+    ];
+    let stack = Stack::start(&args.mailbus, &["mailbox", "relay", "smtp-ingress"], &settings).await?;
+    let smtp = stack.addr("MAILBUS_SMTP_LISTEN")?;
+    let smtp_pid = stack.pid("smtp-ingress").context("smtp-ingress has no pid")?;
+    let account_id = create_sink(&stack).await?;
+    let rss_fresh = rss_kib(smtp_pid)?;
 
-    println!("\n== mailbus smtp-ingress, this load generator ({}) ==", stack.smtp);
-    let report = load.run(stack.smtp).await;
+    println!("\n== mailbus smtp-ingress, this load generator ({smtp}) ==");
+    let report = load.run(smtp).await;
     report.print();
     println!("queue backlog at the last 250: {} messages", stack.queue_status().await?.messages);
-    let drained = stack.wait_drained(account_id, report.accepted, DRAIN_LIMIT).await?;
+    let drained = wait_drained(&stack, account_id, report.accepted, DRAIN_LIMIT).await?;
     if let (Some(first), Some(drained)) = (report.first_accept, drained) {
         let span = drained.duration_since(first);
         println!(
@@ -108,42 +109,33 @@ async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
             rate(report.accepted, span)
         );
     }
-    stack.print_relay_outcomes().await;
+    print_relay_outcomes(&stack).await;
 
-    idle_sessions(stack.smtp, stack.smtp_pid, args.idle_sessions, rss_fresh).await?;
+    idle_sessions(smtp, smtp_pid, args.idle_sessions, rss_fresh).await?;
 
     let Some(tool) = smtp_source() else {
         println!("\nsmtp-source: not found (Debian package postfix); skipped");
-        return stack.finish();
+        return finish(&stack);
     };
     for persistent in [false, true] {
         println!("\n== mailbus smtp-ingress, smtp-source ==");
         let before = stack.mailbox_count(account_id).await?;
-        run_smtp_source(&tool, args, stack.smtp, persistent).await?;
+        run_smtp_source(&tool, args, smtp, persistent).await?;
         // Only so that the next run starts on a quiet machine; the time is not reported.
-        stack.wait_drained(account_id, before + args.messages, PATIENCE).await?;
+        wait_drained(&stack, account_id, before + args.messages, PATIENCE).await?;
         println!("delivered to the mailbox: {}", stack.mailbox_count(account_id).await? - before);
     }
-    stack.print_relay_outcomes().await;
-    stack.finish()
+    print_relay_outcomes(&stack).await;
+    finish(&stack)
 }
 
 fn print_setting(args: &Args) {
-    let command: Vec<String> = std::env::args().collect();
-    println!("command: {}", command.join(" "));
-    println!(
-        "load: {} messages of {} octets over {} connections; {} idle sessions",
-        args.messages, args.size, args.connections, args.idle_sessions
-    );
-    for var in ["DATABASE_URL", "NATS_URL"] {
-        let given = std::env::var(var).unwrap_or_default();
-        println!("{var}: {}", if given.is_empty() { "(none: the harness starts its own)" } else { &given });
-    }
-    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "machine: {} CPUs, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    bench::print_setting_on(
+        &format!(
+            "{} messages of {} octets over {} connections; {} idle sessions",
+            args.messages, args.size, args.connections, args.idle_sessions
+        ),
+        &format!("{} CPUs, load average {}", bench::cpus(), bench::load_average()),
     );
 }
 
@@ -169,291 +161,60 @@ fn raise_open_files_limit(needed: usize) -> anyhow::Result<()> {
 
 const HEADER: &str = "From: <bench@bench.test>\r\nTo: <sink@bench.test>\r\nSubject: smtp-bench\r\n\r\n";
 
-/// A message of exactly `size` octets: the header, then body lines of at most 78 characters plus CRLF.
-/// No line starts with "." so no dot-stuffing is needed.
-fn message_of_size(size: usize) -> Vec<u8> {
-    let mut message = HEADER.as_bytes().to_vec();
-    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut line_number = 0;
-    while message.len() < size {
-        let left = size - message.len();
-        // A line is at least CRLF, so never leave a single octet over.
-        let line = if left <= 80 {
-            left
-        } else if left - 80 == 1 {
-            79
-        } else {
-            80
-        };
-        let start = message.len();
-        message.extend((0..line - 2).map(|i| alphabet[(i + line_number) % alphabet.len()]));
-        message.extend_from_slice(b"\r\n");
-        debug_assert_ne!(message.get(start), Some(&b'.'));
-        line_number += 1;
-    }
-    message
-}
-
-fn rate(messages: usize, elapsed: Duration) -> f64 {
-    messages as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
-}
-
 // ---------------------------------------------------------------------------------------------------
 // The stack under test
 
-/// One role of mailbus, as a child process that dies with us.
-struct Role {
-    name: &'static str,
-    child: tokio::process::Child,
-    log: PathBuf,
+/// Creates the domain and the account every message goes to; returns the account id.
+async fn create_sink(stack: &Stack) -> anyhow::Result<i64> {
+    let mut directory = stack.directory().await?;
+    directory.add_domain(pb::AddDomainRequest { name: DOMAIN.into() }).await.context("adding the domain")?;
+    let account = pb::AddAccountRequest { address: RECIPIENT.into(), password: "bench".into() };
+    Ok(directory.add_account(account).await.context("adding the account")?.into_inner().id)
 }
 
-fn spawn_role(mailbus: &Path, name: &'static str, env: &HashMap<&str, String>, logs: &Path) -> anyhow::Result<Role> {
-    let log = logs.join(format!("{name}.log"));
-    // The roles log to stdout; both streams go to the file.
-    let stdout = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let stderr = stdout.try_clone()?;
-    let child = tokio::process::Command::new(mailbus)
-        .arg(name)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {} {name}", mailbus.display()))?;
-    Ok(Role { name, child, log })
-}
-
-struct Stack {
-    roles: Vec<Role>,
-    smtp: SocketAddr,
-    smtp_pid: u32,
-    relay_metrics: SocketAddr,
-    mailbox_url: String,
-    relay_url: String,
-}
-
-impl Stack {
-    async fn start(mailbus: &Path) -> anyhow::Result<Stack> {
-        let infra = tokio::task::spawn_blocking(Infra::get).await.context("starting PostgreSQL and nats-server")?;
-        let port = || free_port().map(|p| format!("127.0.0.1:{p}"));
-        let (mailbox_grpc, relay_grpc, smtp) = (port()?, port()?, port()?);
-        let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let mut env: HashMap<&str, String> = HashMap::from([
-            ("DATABASE_URL", infra.create_database().await),
-            ("NATS_URL", infra.nats_url().to_owned()),
-            ("MAILBUS_NATS_PREFIX", prefix),
-            ("MAILBUS_HOSTNAME", "mx.bench.test".into()),
-            ("MAILBUS_MAILBOX_URL", format!("http://{mailbox_grpc}")),
-            ("MAILBUS_MAILBOX_GRPC_LISTEN", mailbox_grpc.clone()),
-            ("MAILBUS_RELAY_GRPC_LISTEN", relay_grpc.clone()),
-            ("MAILBUS_SMTP_LISTEN", smtp.clone()),
-            ("MAILBUS_TLS_CERT", infra.tls_cert.display().to_string()),
-            ("MAILBUS_TLS_KEY", infra.tls_key.display().to_string()),
-            // The idle-session measurement opens 1,000 sessions from one address.
-            ("MAILBUS_SMTP_MAX_CONNECTIONS", "5000".into()),
-            ("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "5000".into()),
-            ("RUST_LOG", "warn".into()),
-        ]);
-        for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
-            if !env.contains_key(var.name) {
-                env.insert(var.name, port()?);
-            }
-        }
-        let logs = mailbus_tests::infra::scratch_dir().join("bench-logs");
-        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-        println!("role logs (RUST_LOG=warn): {}", logs.display());
-        let mut roles = Vec::new();
-        for (name, metrics) in [
-            ("mailbox", "MAILBUS_MAILBOX_METRICS_LISTEN"),
-            ("relay", "MAILBUS_RELAY_METRICS_LISTEN"),
-            ("smtp-ingress", "MAILBUS_SMTP_METRICS_LISTEN"),
-        ] {
-            let mut role = spawn_role(mailbus, name, &env, &logs)?;
-            wait_ready(&mut role, env[metrics].parse()?).await?;
-            roles.push(role);
-        }
-        let smtp_pid = roles[2].child.id().context("smtp-ingress has no pid")?;
-        Ok(Stack {
-            roles,
-            smtp: smtp.parse()?,
-            smtp_pid,
-            relay_metrics: env["MAILBUS_RELAY_METRICS_LISTEN"].parse()?,
-            mailbox_url: format!("http://{mailbox_grpc}"),
-            relay_url: format!("http://{relay_grpc}"),
-        })
-    }
-
-    /// Creates the domain and the account every message goes to; returns the account id.
-    async fn create_sink(&self) -> anyhow::Result<i64> {
-        let mut directory = pb::directory_client::DirectoryClient::connect(self.mailbox_url.clone()).await?;
-        directory.add_domain(pb::AddDomainRequest { name: DOMAIN.into() }).await.context("adding the domain")?;
-        let account = pb::AddAccountRequest { address: RECIPIENT.into(), password: "bench".into() };
-        Ok(directory.add_account(account).await.context("adding the account")?.into_inner().id)
-    }
-
-    async fn queue_status(&self) -> anyhow::Result<pb::QueueStatusResponse> {
-        let mut admin = pb::queue_admin_client::QueueAdminClient::connect(self.relay_url.clone()).await?;
-        Ok(admin.queue_status(pb::QueueStatusRequest {}).await.context("QueueStatus")?.into_inner())
-    }
-
-    async fn mailbox_count(&self, account_id: i64) -> anyhow::Result<usize> {
-        let mut mailbox = pb::mailbox_client::MailboxClient::connect(self.mailbox_url.clone()).await?;
-        let request = pb::ListMessagesRequest { account_id, mailbox: "INBOX".into() };
-        Ok(mailbox.list_messages(request).await.context("ListMessages")?.into_inner().messages.len())
-    }
-
-    /// Waits until the queue stream is empty and the mailbox holds `expected` messages, and returns when
-    /// that was seen (polling every 100 ms). `None`, after saying so, when the queue did not move for
-    /// [`PATIENCE`] or did not drain within `limit`.
-    async fn wait_drained(&self, account_id: i64, expected: usize, limit: Duration) -> anyhow::Result<Option<Instant>> {
-        let start = Instant::now();
-        let mut last_change = (start, u64::MAX);
-        loop {
-            let queued = self.queue_status().await?.messages;
-            if queued == 0 {
-                let seen = Instant::now();
-                if self.mailbox_count(account_id).await? >= expected {
-                    return Ok(Some(seen));
-                }
-            }
-            if queued != last_change.1 {
-                last_change = (Instant::now(), queued);
-            }
-            if last_change.0.elapsed() > PATIENCE || start.elapsed() > limit {
-                let waited = start.elapsed().as_secs();
-                println!("NOT DRAINED: {queued} messages still queued after {waited} s of waiting");
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The relay's count of messages by disposition: retries mean deliveries that failed for a while.
-    async fn print_relay_outcomes(&self) {
-        let metrics = http_get(self.relay_metrics, "/metrics").await.unwrap_or_default();
-        let counts: Vec<&str> = metrics.lines().filter(|l| l.starts_with("mailbus_relay_messages_total")).collect();
-        println!("relay: {}", counts.join(", "));
-    }
-
-    /// Prints what the roles used and logged, then stops them.
-    fn finish(self) -> anyhow::Result<()> {
-        self.print_memory();
-        self.print_log_summary();
-        Ok(())
-    }
-
-    fn print_memory(&self) {
-        println!();
-        for role in &self.roles {
-            let Some(pid) = role.child.id() else { continue };
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let field = |name: &str| status_field(&status, name).map_or("?".into(), |kib| format!("{kib} KiB"));
-            println!("{:<13} VmRSS {:>10}   VmHWM (peak) {:>10}", role.name, field("VmRSS"), field("VmHWM"));
-        }
-    }
-
-    /// What the roles logged at warn and above: the number of lines, and the most frequent kinds.
-    fn print_log_summary(&self) {
-        for role in &self.roles {
-            let log = std::fs::read_to_string(&role.log).unwrap_or_default();
-            let mut kinds: HashMap<String, usize> = HashMap::new();
-            for line in log.lines().filter(|l| !l.trim().is_empty()) {
-                *kinds.entry(log_kind(line)).or_default() += 1;
-            }
-            let total: usize = kinds.values().sum();
-            println!("{} log: {total} lines at warn or above", role.name);
-            let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
-            kinds.sort_by(|a, b| b.1.cmp(&a.1));
-            for (kind, count) in kinds.iter().take(5) {
-                println!("  {count} x {kind}");
-            }
-        }
-    }
-}
-
-/// A log line without its colours, time stamp and hexadecimal ids, so that lines of one kind compare equal.
-fn log_kind(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // An ANSI colour sequence: ESC [ ... m
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    let without_time = plain.split_once(' ').map_or(plain.as_str(), |(_, rest)| rest).trim();
-    without_time
-        .split(' ')
-        .map(|word| {
-            let hex = word.chars().filter(char::is_ascii_hexdigit).count();
-            if hex >= 16 { "<id>" } else { word }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Polls the role's `/readyz` until it answers 200; fails if the role exits first.
-async fn wait_ready(role: &mut Role, metrics: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PATIENCE;
+/// Waits until the queue stream is empty and the mailbox holds `expected` messages, and returns when
+/// that was seen (polling every 100 ms). `None`, after saying so, when the queue did not move for
+/// [`PATIENCE`] or did not drain within `limit`.
+async fn wait_drained(
+    stack: &Stack,
+    account_id: i64,
+    expected: usize,
+    limit: Duration,
+) -> anyhow::Result<Option<Instant>> {
+    let start = Instant::now();
+    let mut last_change = (start, u64::MAX);
     loop {
-        if let Some(status) = role.child.try_wait()? {
-            bail!("{} exited with {status} during start-up; see {}", role.name, role.log.display());
+        let queued = stack.queue_status().await?.messages;
+        if queued == 0 {
+            let seen = Instant::now();
+            if stack.mailbox_count(account_id).await? >= expected {
+                return Ok(Some(seen));
+            }
         }
-        if is_ready(metrics).await {
-            return Ok(());
+        if queued != last_change.1 {
+            last_change = (Instant::now(), queued);
         }
-        ensure!(Instant::now() < deadline, "{} not ready after {PATIENCE:?}; see {}", role.name, role.log.display());
+        if last_change.0.elapsed() > PATIENCE || start.elapsed() > limit {
+            let waited = start.elapsed().as_secs();
+            println!("NOT DRAINED: {queued} messages still queued after {waited} s of waiting");
+            return Ok(None);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn is_ready(metrics: SocketAddr) -> bool {
-    http_get(metrics, "/readyz").await.is_some()
+/// The relay's count of messages by disposition: retries mean deliveries that failed for a while.
+async fn print_relay_outcomes(stack: &Stack) {
+    let counts = stack.metrics("relay", "mailbus_relay_messages_total").await;
+    println!("relay: {}", counts.join(", "));
 }
 
-/// The body of a `200 OK` answer to a plain HTTP/1.1 GET, or `None`.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await.ok()?.ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
-fn status_field(status: &str, name: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(':'))?;
-    line[name.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status_field(&status, "VmRSS").with_context(|| format!("no VmRSS in {path}"))
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The SMTP client
-
-struct Reply {
-    code: u16,
-    /// The last line, without CRLF.
-    text: String,
-}
-
-/// One plain-TCP SMTP connection, in lock-step: each command waits for its reply.
-struct SmtpClient {
-    stream: BufReader<TcpStream>,
+/// Prints what the roles used and logged; dropping the stack then stops them.
+fn finish(stack: &Stack) -> anyhow::Result<()> {
+    println!();
+    stack.print_memory();
+    stack.print_log_summary();
+    Ok(())
 }
 
 /// How one transaction ended.
@@ -464,74 +225,17 @@ enum Sent {
     Refused(Reply),
 }
 
-impl SmtpClient {
-    /// Connects, reads the greeting and says EHLO.
-    async fn open(addr: SocketAddr) -> anyhow::Result<SmtpClient> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        // The final ".\r\n" is a small write right after the body: without this Nagle would hold it.
-        stream.set_nodelay(true)?;
-        let mut client = SmtpClient { stream: BufReader::new(stream) };
-        client.expect(220, "greeting").await?;
-        client.command("EHLO smtp-bench.localhost\r\n").await?;
-        client.expect(250, "EHLO").await?;
-        Ok(client)
-    }
+/// MAIL, RCPT, DATA, the message, "." on `client`. A refused MAIL, RCPT or DATA is followed by RSET.
+async fn send(client: &mut SmtpClient, message: &[u8]) -> anyhow::Result<Sent> {
+    Ok(match client.send_timed(SENDER, RECIPIENT, message).await? {
+        (reply, Some(latency)) if reply.code == 250 => Sent::Accepted(latency),
+        (reply, _) => Sent::Refused(reply),
+    })
+}
 
-    async fn command(&mut self, line: &str) -> anyhow::Result<()> {
-        self.stream.get_mut().write_all(line.as_bytes()).await.context("writing to the server")
-    }
-
-    async fn reply(&mut self) -> anyhow::Result<Reply> {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let read = tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_line(&mut line))
-                .await
-                .context("no reply within a minute")?
-                .context("reading a reply")?;
-            ensure!(read > 0, "the server closed the connection");
-            let code = line.get(..3).and_then(|c| c.parse().ok()).with_context(|| format!("bad reply {line:?}"))?;
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(Reply { code, text: line.trim_end().to_owned() });
-            }
-        }
-    }
-
-    async fn expect(&mut self, code: u16, what: &str) -> anyhow::Result<()> {
-        let reply = self.reply().await?;
-        ensure!(reply.code == code, "{what}: {}", reply.text);
-        Ok(())
-    }
-
-    /// MAIL, RCPT, DATA, the message, ".". A refused MAIL, RCPT or DATA is followed by RSET.
-    async fn send(&mut self, message: &[u8]) -> anyhow::Result<Sent> {
-        for (command, wanted) in [
-            (format!("MAIL FROM:<{SENDER}>\r\n"), 250),
-            (format!("RCPT TO:<{RECIPIENT}>\r\n"), 250),
-            ("DATA\r\n".into(), 354),
-        ] {
-            self.command(&command).await?;
-            let reply = self.reply().await?;
-            if reply.code != wanted {
-                if reply.code != 421 {
-                    self.command("RSET\r\n").await?;
-                    self.reply().await?;
-                }
-                return Ok(Sent::Refused(reply));
-            }
-        }
-        self.stream.get_mut().write_all(message).await.context("writing the message")?;
-        let start = Instant::now();
-        self.command(".\r\n").await?;
-        let reply = self.reply().await?;
-        Ok(if reply.code == 250 { Sent::Accepted(start.elapsed()) } else { Sent::Refused(reply) })
-    }
-
-    async fn quit(mut self) {
-        if self.command("QUIT\r\n").await.is_ok() {
-            let _ = self.reply().await;
-        }
-    }
+/// Connects, reads the greeting and says EHLO.
+async fn open(server: SocketAddr) -> anyhow::Result<SmtpClient> {
+    SmtpClient::open_as(server, "smtp-bench.localhost").await
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -632,7 +336,7 @@ async fn sender(server: SocketAddr, message: Arc<[u8]>, budget: Arc<Budget>) -> 
     while budget.claim() {
         let connection = match client.as_mut() {
             Some(connection) => connection,
-            None => match SmtpClient::open(server).await {
+            None => match open(server).await {
                 Ok(connection) => client.insert(connection),
                 Err(error) => {
                     tally.errors.push(format!("{error:#}"));
@@ -641,7 +345,7 @@ async fn sender(server: SocketAddr, message: Arc<[u8]>, budget: Arc<Budget>) -> 
                 }
             },
         };
-        match connection.send(&message).await {
+        match send(connection, &message).await {
             Ok(Sent::Accepted(latency)) => {
                 let now = Instant::now();
                 tally.accepted += 1;
@@ -672,11 +376,7 @@ async fn sender(server: SocketAddr, message: Arc<[u8]>, budget: Arc<Budget>) -> 
 impl LoadReport {
     /// Nearest-rank percentile of the sorted latencies.
     fn percentile(&self, p: usize) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (p * self.latencies.len()).div_ceil(100).max(1);
-        self.latencies[rank - 1]
+        percentile(&self.latencies, p)
     }
 
     /// From the start of the load to the last 250.
@@ -685,7 +385,6 @@ impl LoadReport {
     }
 
     fn print(&self) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "accepted {} messages in {:.2} s = {:.0} msgs/s",
             self.accepted,
@@ -717,7 +416,7 @@ async fn idle_sessions(server: SocketAddr, pid: u32, count: usize, rss_fresh: u6
     println!("\n== mailbus smtp-ingress, {count} idle sessions ==");
     let before = rss_kib(pid)?;
     let opened: Vec<anyhow::Result<SmtpClient>> =
-        futures::stream::iter(0..count).map(|_| SmtpClient::open(server)).buffer_unordered(64).collect().await;
+        futures::stream::iter(0..count).map(|_| open(server)).buffer_unordered(64).collect().await;
     let (sessions, failures): (Vec<_>, Vec<_>) = opened.into_iter().partition(Result::is_ok);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let with = rss_kib(pid)?;

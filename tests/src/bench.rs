@@ -1,0 +1,431 @@
+//! What the benchmarks in `src/bin/*-bench.rs` share: roles of a given (release-built) `mailbus` binary
+//! started as separate processes on free loopback ports, over the harness's PostgreSQL and nats-server
+//! ([`crate::Infra`]), a lock-step SMTP client, and the arithmetic of the reports. Benchmarks measure
+//! and print; they assert nothing.
+//!
+//! Every process started here is a child that dies with the benchmark (`kill_on_drop`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use base64::Engine;
+use mailbus_devstack::free_port;
+use mailbus_proto::v1 as pb;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::Infra;
+
+/// Longest wait for one reply; a server that takes longer is stuck, not slow.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a role to become ready, or for the queue to make progress.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Prints the command line, where PostgreSQL and NATS come from, and the machine.
+pub fn print_setting(load: &str) {
+    print_setting_on(load, &machine());
+}
+
+/// [`print_setting`] with the machine described by the caller.
+pub fn print_setting_on(load: &str, machine: &str) {
+    let command: Vec<String> = std::env::args().collect();
+    println!("command: {}", command.join(" "));
+    println!("load: {load}");
+    for var in ["DATABASE_URL", "NATS_URL"] {
+        let given = std::env::var(var).unwrap_or_default();
+        println!("{var}: {}", if given.is_empty() { "(none: the harness starts its own)" } else { &given });
+    }
+    println!("machine: {machine}");
+}
+
+/// CPUs, model and load average, in one line.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, m)| m.trim()))
+        .unwrap_or("unknown CPU");
+    format!("{} CPUs ({model}), load average {}", cpus(), load_average())
+}
+
+/// The CPUs this process may use (0 when unknown).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// The 1, 5 and 15 minute load averages, separated by spaces.
+pub fn load_average() -> String {
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load_average.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// A message of exactly `size` octets: `header` (CRLF line endings, ending with the empty line), then
+/// body lines of at most 78 characters plus CRLF. No line starts with "." so no dot-stuffing is needed.
+pub fn message_of_size(header: &str, size: usize) -> Vec<u8> {
+    let mut message = header.as_bytes().to_vec();
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut line_number = 0;
+    while message.len() < size {
+        let left = size - message.len();
+        // A line is at least CRLF, so never leave a single octet over.
+        let line = if left <= 80 {
+            left
+        } else if left - 80 == 1 {
+            79
+        } else {
+            80
+        };
+        message.extend((0..line - 2).map(|i| alphabet[(i + line_number) % alphabet.len()]));
+        message.extend_from_slice(b"\r\n");
+        line_number += 1;
+    }
+    message
+}
+
+pub fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// Nearest-rank percentile of sorted durations.
+pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Roles as processes
+
+/// One role of mailbus, as a child process that dies with us.
+pub struct Role {
+    pub name: &'static str,
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+/// The variable naming a role's `/metrics` `/healthz` `/readyz` listener.
+pub fn metrics_var(role: &str) -> anyhow::Result<&'static str> {
+    Ok(match role {
+        "mailbox" => "MAILBUS_MAILBOX_METRICS_LISTEN",
+        "relay" => "MAILBUS_RELAY_METRICS_LISTEN",
+        "smtp-ingress" => "MAILBUS_SMTP_METRICS_LISTEN",
+        "access" => "MAILBUS_ACCESS_METRICS_LISTEN",
+        other => bail!("no such role: {other}"),
+    })
+}
+
+/// The roles of one mailbus over the shared PostgreSQL and nats-server, with their own database and NATS
+/// prefix, every listener on a free loopback port.
+pub struct Stack {
+    pub roles: Vec<Role>,
+    pub env: HashMap<&'static str, String>,
+    mailbus: PathBuf,
+    logs: PathBuf,
+}
+
+impl Stack {
+    /// Starts `roles` in this order, each once the one before is ready. `settings` are added to (or
+    /// override) the defaults: loopback listeners, the harness's certificate, `RUST_LOG=warn`.
+    pub async fn start(
+        mailbus: &Path,
+        roles: &[&'static str],
+        settings: &[(&'static str, String)],
+    ) -> anyhow::Result<Stack> {
+        let infra = tokio::task::spawn_blocking(Infra::get).await.context("starting PostgreSQL and nats-server")?;
+        let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut env: HashMap<&'static str, String> = HashMap::from([
+            ("DATABASE_URL", infra.create_database().await),
+            ("NATS_URL", infra.nats_url().to_owned()),
+            ("MAILBUS_NATS_PREFIX", prefix),
+            ("MAILBUS_HOSTNAME", "mx.bench.test".into()),
+            ("MAILBUS_TLS_CERT", infra.tls_cert.display().to_string()),
+            ("MAILBUS_TLS_KEY", infra.tls_key.display().to_string()),
+            ("RUST_LOG", "warn".into()),
+        ]);
+        for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
+            env.insert(var.name, format!("127.0.0.1:{}", free_port()?));
+        }
+        env.insert("MAILBUS_MAILBOX_URL", format!("http://{}", env["MAILBUS_MAILBOX_GRPC_LISTEN"]));
+        env.insert("MAILBUS_RELAY_URL", format!("http://{}", env["MAILBUS_RELAY_GRPC_LISTEN"]));
+        env.extend(settings.iter().cloned());
+        let logs = crate::infra::scratch_dir().join("bench-logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        println!("role logs (RUST_LOG={}): {}", env["RUST_LOG"], logs.display());
+        let mut stack = Stack { roles: Vec::new(), env, mailbus: mailbus.to_owned(), logs };
+        for role in roles {
+            stack.start_role(role).await?;
+        }
+        Ok(stack)
+    }
+
+    /// Starts one more role and waits until its `/readyz` answers 200; returns when that was seen.
+    pub async fn start_role(&mut self, name: &'static str) -> anyhow::Result<Instant> {
+        let log = self.logs.join(format!("{name}.log"));
+        // The roles log to stdout; both streams go to the file.
+        let stdout = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let stderr = stdout.try_clone()?;
+        let child = tokio::process::Command::new(&self.mailbus)
+            .arg(name)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} {name}", self.mailbus.display()))?;
+        let mut role = Role { name, child, log };
+        let ready = wait_ready(&mut role, self.addr(metrics_var(name)?)?).await?;
+        self.roles.push(role);
+        Ok(ready)
+    }
+
+    /// The address a `*_LISTEN` variable was given.
+    pub fn addr(&self, var: &str) -> anyhow::Result<SocketAddr> {
+        let value = self.env.get(var).with_context(|| format!("{var} is not set"))?;
+        value.parse().with_context(|| format!("{var}={value}"))
+    }
+
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.roles.iter().find(|r| r.name == name)?.child.id()
+    }
+
+    pub async fn directory(&self) -> anyhow::Result<pb::directory_client::DirectoryClient<tonic::transport::Channel>> {
+        Ok(pb::directory_client::DirectoryClient::connect(self.env["MAILBUS_MAILBOX_URL"].clone()).await?)
+    }
+
+    pub async fn queue_status(&self) -> anyhow::Result<pb::QueueStatusResponse> {
+        let url = self.env["MAILBUS_RELAY_URL"].clone();
+        let mut admin = pb::queue_admin_client::QueueAdminClient::connect(url).await?;
+        Ok(admin.queue_status(pb::QueueStatusRequest {}).await.context("QueueStatus")?.into_inner())
+    }
+
+    pub async fn mailbox_count(&self, account_id: i64) -> anyhow::Result<usize> {
+        let url = self.env["MAILBUS_MAILBOX_URL"].clone();
+        let mut mailbox = pb::mailbox_client::MailboxClient::connect(url).await?;
+        let request = pb::ListMessagesRequest { account_id, mailbox: "INBOX".into() };
+        Ok(mailbox.list_messages(request).await.context("ListMessages")?.into_inner().messages.len())
+    }
+
+    /// The lines of a role's `/metrics` that start with `prefix`.
+    pub async fn metrics(&self, role: &str, prefix: &str) -> Vec<String> {
+        let Ok(addr) = metrics_var(role).and_then(|var| self.addr(var)) else { return Vec::new() };
+        let metrics = http_get(addr, "/metrics").await.unwrap_or_default();
+        metrics.lines().filter(|l| l.starts_with(prefix)).map(str::to_owned).collect()
+    }
+
+    /// Resident memory of every role, now and at its peak.
+    pub fn print_memory(&self) {
+        for role in &self.roles {
+            let Some(pid) = role.child.id() else { continue };
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |name: &str| status_field(&status, name).map_or("?".into(), |kib| format!("{kib} KiB"));
+            println!("{:<13} VmRSS {:>10}   VmHWM (peak) {:>10}", role.name, field("VmRSS"), field("VmHWM"));
+        }
+    }
+
+    /// What the roles logged at warn and above: the number of lines, and the most frequent kinds.
+    pub fn print_log_summary(&self) {
+        for role in &self.roles {
+            let log = std::fs::read_to_string(&role.log).unwrap_or_default();
+            let mut kinds: HashMap<String, usize> = HashMap::new();
+            for line in log.lines().filter(|l| !l.trim().is_empty()) {
+                *kinds.entry(log_kind(line)).or_default() += 1;
+            }
+            let total: usize = kinds.values().sum();
+            println!("{} log: {total} lines at warn or above", role.name);
+            let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
+            kinds.sort_by_key(|kind| std::cmp::Reverse(kind.1));
+            for (kind, count) in kinds.iter().take(5) {
+                println!("  {count} x {kind}");
+            }
+        }
+    }
+}
+
+/// A log line without its colours, time stamp and hexadecimal ids, so that lines of one kind compare equal.
+pub fn log_kind(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour sequence: ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let without_time = plain.split_once(' ').map_or(plain.as_str(), |(_, rest)| rest).trim();
+    without_time
+        .split(' ')
+        .map(|word| {
+            let hex = word.chars().filter(char::is_ascii_hexdigit).count();
+            if hex >= 16 { "<id>" } else { word }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Polls the role's `/readyz` every 20 ms until it answers 200 and returns when it did; fails if the
+/// role exits first.
+pub async fn wait_ready(role: &mut Role, metrics: SocketAddr) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = role.child.try_wait()? {
+            bail!("{} exited with {status} during start-up; see {}", role.name, role.log.display());
+        }
+        if http_get(metrics, "/readyz").await.is_some() {
+            return Ok(Instant::now());
+        }
+        ensure!(Instant::now() < deadline, "{} not ready after {PATIENCE:?}; see {}", role.name, role.log.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The body of a `200 OK` answer to a plain HTTP/1.1 GET, or `None`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await.ok()?.ok()?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+pub fn status_field(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(':'))?;
+    line[name.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// `VmRSS` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status_field(&status, "VmRSS").with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((status_field(&status, "VmRSS")?, status_field(&status, "VmHWM")?))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A lock-step SMTP client
+
+pub struct Reply {
+    pub code: u16,
+    /// The last line, without CRLF.
+    pub text: String,
+}
+
+/// One plain-TCP SMTP connection: each command waits for its reply (no PIPELINING).
+pub struct SmtpClient {
+    stream: BufReader<TcpStream>,
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting and says EHLO bench.localhost.
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<SmtpClient> {
+        SmtpClient::open_as(addr, "bench.localhost").await
+    }
+
+    /// Connects, reads the greeting and says EHLO `domain`.
+    pub async fn open_as(addr: SocketAddr, domain: &str) -> anyhow::Result<SmtpClient> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        // The final ".\r\n" is a small write right after the body: without this Nagle would hold it.
+        stream.set_nodelay(true)?;
+        let mut client = SmtpClient { stream: BufReader::new(stream) };
+        client.expect(220, "greeting").await?;
+        client.command(&format!("EHLO {domain}\r\n")).await?;
+        client.expect(250, "EHLO").await?;
+        Ok(client)
+    }
+
+    /// AUTH PLAIN with an initial response.
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.command(&format!("AUTH PLAIN {token}\r\n")).await?;
+        self.expect(235, "AUTH PLAIN").await
+    }
+
+    pub async fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        self.stream.get_mut().write_all(line.as_bytes()).await.context("writing to the server")
+    }
+
+    pub async fn reply(&mut self) -> anyhow::Result<Reply> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_line(&mut line))
+                .await
+                .context("no reply within a minute")?
+                .context("reading a reply")?;
+            ensure!(read > 0, "the server closed the connection");
+            let code = line.get(..3).and_then(|c| c.parse().ok()).with_context(|| format!("bad reply {line:?}"))?;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(Reply { code, text: line.trim_end().to_owned() });
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, code: u16, what: &str) -> anyhow::Result<()> {
+        let reply = self.reply().await?;
+        ensure!(reply.code == code, "{what}: {}", reply.text);
+        Ok(())
+    }
+
+    /// MAIL, RCPT, DATA, the message (which must need no dot-stuffing), "."; returns the final reply,
+    /// or the first refusal (then after RSET). The message is accepted when the code is 250.
+    pub async fn send(&mut self, from: &str, to: &str, message: &[u8]) -> anyhow::Result<Reply> {
+        Ok(self.send_timed(from, to, message).await?.0)
+    }
+
+    /// [`SmtpClient::send`], also returning how long the final reply took from writing the "." line;
+    /// `None` when the transaction was refused before the message was sent.
+    pub async fn send_timed(
+        &mut self,
+        from: &str,
+        to: &str,
+        message: &[u8],
+    ) -> anyhow::Result<(Reply, Option<Duration>)> {
+        for (command, wanted) in
+            [(format!("MAIL FROM:<{from}>\r\n"), 250), (format!("RCPT TO:<{to}>\r\n"), 250), ("DATA\r\n".into(), 354)]
+        {
+            self.command(&command).await?;
+            let reply = self.reply().await?;
+            if reply.code != wanted {
+                if reply.code != 421 {
+                    self.command("RSET\r\n").await?;
+                    self.reply().await?;
+                }
+                return Ok((reply, None));
+            }
+        }
+        self.stream.get_mut().write_all(message).await.context("writing the message")?;
+        let start = Instant::now();
+        self.command(".\r\n").await?;
+        let reply = self.reply().await?;
+        Ok((reply, Some(start.elapsed())))
+    }
+
+    pub async fn quit(mut self) {
+        if self.command("QUIT\r\n").await.is_ok() {
+            let _ = self.reply().await;
+        }
+    }
+}
