@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use mailbus_lines::Decode;
+use mailbus_tls::{MaybeTls, ServerTls, TlsFacts};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,15 @@ use tokio_util::sync::CancellationToken;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pending output beyond which [`Wire::flush_if_large`] writes it out.
 pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Why STARTTLS (or STLS) did not leave a TLS connection behind.
+#[derive(Debug)]
+pub enum StartTlsError {
+    /// The go-ahead could not be written.
+    Write(std::io::Error),
+    /// The handshake failed or timed out.
+    Handshake(std::io::Error),
+}
 
 /// Why a read brought no bytes.
 #[derive(Debug)]
@@ -106,5 +116,27 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     pub async fn last_words(&mut self, bytes: &[u8]) {
         self.output.extend_from_slice(bytes);
         let _ = self.flush().await;
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<MaybeTls<IO>> {
+    /// STARTTLS (RFC 3207) and STLS (RFC 2595) alike: the go-ahead goes out in the clear, anything the
+    /// client pipelined after the command is dropped unread (CVE-2011-0411: nothing sent in the clear may
+    /// be read as if it came over TLS), then the handshake, bounded by `timeout`. The caller starts a fresh
+    /// decoder and tells its session.
+    pub async fn start_tls(
+        &mut self,
+        go_ahead: &[u8],
+        tls: &ServerTls,
+        timeout: Duration,
+    ) -> Result<TlsFacts, StartTlsError> {
+        self.output.extend_from_slice(go_ahead);
+        self.flush().await.map_err(StartTlsError::Write)?;
+        self.input.clear();
+        match tokio::time::timeout(timeout, self.io.upgrade(tls)).await {
+            Ok(Ok(facts)) => Ok(facts),
+            Ok(Err(error)) => Err(StartTlsError::Handshake(error)),
+            Err(_) => Err(StartTlsError::Handshake(std::io::ErrorKind::TimedOut.into())),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mailbus_acceptor::wire::{ReadError, Wire};
+use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
 use mailbus_jetstream::{Lease, Leases};
 use mailbus_pop3::command::Secret;
 use mailbus_pop3::command::{Command, CommandDecoder, CommandError};
@@ -192,22 +192,17 @@ where
         None
     }
 
-    /// RFC 2595 §4: the +OK goes out in the clear, anything pipelined after STLS is dropped unread, then the
-    /// handshake, then the session starts over.
+    /// RFC 2595 STLS; the session starts over after it.
     async fn start_tls(&mut self, session: &mut Session, go_ahead: Response) -> Option<End> {
-        self.wire.output.extend(go_ahead.to_bytes());
-        if let Err(error) = self.wire.flush().await {
-            return Some(End::Io(error));
-        }
-        self.wire.input.clear();
+        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.ctx.idle_timeout).await;
         self.decoder = CommandDecoder::default();
-        match tokio::time::timeout(self.ctx.idle_timeout, self.wire.io_mut().upgrade(&self.ctx.tls)).await {
-            Ok(Ok(_)) => {
+        match upgraded {
+            Ok(_) => {
                 session.tls_started();
                 None
             }
-            Ok(Err(error)) => Some(End::TlsHandshake(error)),
-            Err(_) => Some(End::TlsHandshake(std::io::ErrorKind::TimedOut.into())),
+            Err(StartTlsError::Write(error)) => Some(End::Io(error)),
+            Err(StartTlsError::Handshake(error)) => Some(End::TlsHandshake(error)),
         }
     }
 

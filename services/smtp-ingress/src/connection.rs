@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailbus_acceptor::wire::{ReadError, Wire};
+use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
 use mailbus_smtp::command::{Command, CommandDecoder, CommandError};
 use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::reply::{Enhanced, Reply};
@@ -211,23 +211,17 @@ where
         session.sender_checked(check, allowed)
     }
 
-    /// RFC 3207: the 220 goes out in the clear; anything the client pipelined after STARTTLS is dropped
-    /// unread (CVE-2011-0411); the handshake; then the session starts over.
+    /// RFC 3207 STARTTLS; the session starts over after it.
     async fn start_tls(&mut self, session: &mut Session, go_ahead: Reply) -> Option<End> {
-        self.wire.output.extend(go_ahead.to_bytes());
-        if let Err(error) = self.wire.flush().await {
-            return Some(End::Io(error));
-        }
-        self.wire.input.clear();
+        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.ctx.timeouts.command).await;
         self.decoder = CommandDecoder::default();
-        let handshake = tokio::time::timeout(self.ctx.timeouts.command, self.wire.io_mut().upgrade(&self.ctx.tls));
-        match handshake.await {
-            Ok(Ok(facts)) => {
+        match upgraded {
+            Ok(facts) => {
                 session.tls_started(tls_info(facts));
                 None
             }
-            Ok(Err(error)) => Some(End::TlsHandshake(error)),
-            Err(_) => Some(End::TlsHandshake(std::io::ErrorKind::TimedOut.into())),
+            Err(StartTlsError::Write(error)) => Some(End::Io(error)),
+            Err(StartTlsError::Handshake(error)) => Some(End::TlsHandshake(error)),
         }
     }
 

@@ -7,6 +7,17 @@ use mailbus_tests::{Infra, TestStack};
 
 use crate::{PATIENCE, message};
 
+/// A submission session on the bare wire, logged in with AUTH PLAIN (the stack must allow AUTH in the
+/// clear: MAILBUS_SMTP_PLAINTEXT_AUTH=true), for tests that need exact MAIL and RCPT parameters.
+async fn raw_submission(stack: &TestStack, user: &str, password: &str) -> mailbus_tests::clients::SmtpRaw {
+    use base64::Engine as _;
+    let (mut smtp, _) = mailbus_tests::clients::SmtpRaw::connect(stack.submission.unwrap()).await;
+    smtp.command("EHLO client.test").await;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+    assert_eq!(smtp.command(&format!("AUTH PLAIN {token}")).await.code, 235);
+    smtp
+}
+
 /// A stack whose relay sends `remote.test` to `fake` and retries every second.
 async fn stack_towards(fake: &FakeSmtp, lifetime_secs: &str) -> TestStack {
     TestStack::builder()
@@ -274,13 +285,7 @@ async fn dsn_parameters_are_honoured_success_never_ret_and_envid() {
         .start()
         .await;
     let ann = stack.add_account("ann@example.org", "pw").await;
-    let (mut smtp, _) = mailbus_tests::clients::SmtpRaw::connect(stack.submission.unwrap()).await;
-    smtp.command("EHLO client.test").await;
-    let token = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode("\0ann@example.org\0pw")
-    };
-    assert_eq!(smtp.command(&format!("AUTH PLAIN {token}")).await.code, 235);
+    let mut smtp = raw_submission(&stack, "ann@example.org", "pw").await;
     assert_eq!(smtp.command("MAIL FROM:<ann@example.org> RET=HDRS ENVID=env-42").await.code, 250);
     assert_eq!(smtp.command("RCPT TO:<ok@remote.test> NOTIFY=SUCCESS ORCPT=rfc822;ok@remote.test").await.code, 250);
     assert_eq!(smtp.command("RCPT TO:<bad@remote.test> NOTIFY=NEVER").await.code, 250);
@@ -344,13 +349,7 @@ async fn notify_delay_gets_one_warning_before_the_final_report() {
         .start()
         .await;
     let ann = stack.add_account("ann@example.org", "pw").await;
-    let (mut smtp, _) = mailbus_tests::clients::SmtpRaw::connect(stack.submission.unwrap()).await;
-    smtp.command("EHLO client.test").await;
-    let token = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode("\0ann@example.org\0pw")
-    };
-    assert_eq!(smtp.command(&format!("AUTH PLAIN {token}")).await.code, 235);
+    let mut smtp = raw_submission(&stack, "ann@example.org", "pw").await;
     assert_eq!(smtp.command("MAIL FROM:<ann@example.org>").await.code, 250);
     assert_eq!(smtp.command("RCPT TO:<slow@remote.test> NOTIFY=DELAY,FAILURE").await.code, 250);
     assert_eq!(smtp.command("DATA").await.code, 354);
