@@ -12,3 +12,13 @@ pub mod stack;
 
 pub use infra::Infra;
 pub use stack::{StackBuilder, TestStack};
+
+/// Polls `ready` until it holds, and fails the test with `what` once `limit` has passed. For conditions the
+/// test cannot be told about (a port opening, a remote server receiving); it returns as soon as `ready` does.
+pub async fn wait_until(limit: std::time::Duration, what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what} (waited {limit:?})");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

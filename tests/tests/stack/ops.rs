@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use mailbus::roles::Role;
-use mailbus_tests::TestStack;
+use mailbus_tests::{TestStack, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -34,11 +34,9 @@ async fn every_role_serves_health_readiness_metrics_and_grpc_health() {
     let serving = tokio::spawn(bound.serve(shutdown.clone()));
     for (role, metrics, grpc, service) in endpoints {
         assert_eq!(http_get(metrics, "/healthz").await.0, "HTTP/1.0 200 OK", "{role} /healthz");
-        let deadline = tokio::time::Instant::now() + crate::PATIENCE;
-        while http_get(metrics, "/readyz").await.0 != "HTTP/1.0 200 OK" {
-            assert!(tokio::time::Instant::now() < deadline, "{role} never became ready");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let never_ready = format!("{role} never became ready");
+        wait_until(crate::PATIENCE, &never_ready, async || http_get(metrics, "/readyz").await.0 == "HTTP/1.0 200 OK")
+            .await;
         let (status, body) = http_get(metrics, "/metrics").await;
         assert_eq!(status, "HTTP/1.0 200 OK", "{role} /metrics");
         assert!(body.contains("# TYPE mailbus_"), "{role} exposes its metrics: {body}");

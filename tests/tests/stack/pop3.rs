@@ -8,7 +8,7 @@ use mailbus_proto::v1 as pb;
 use mailbus_tests::clients::{
     Pop3End, Pop3Options, Pop3Tls, SmtpOutcome, pop3_hold, pop3_session, pop3_session_with, smtp_send,
 };
-use mailbus_tests::{Infra, TestStack};
+use mailbus_tests::{Infra, TestStack, wait_until};
 
 use crate::{PATIENCE, message};
 
@@ -107,11 +107,10 @@ async fn access_process(stack: &TestStack) -> (tokio::process::Child, std::net::
         .spawn()
         .unwrap();
     let addr = pop3.parse().unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the second access replica never listened");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until(PATIENCE, "the second access replica never listened", async || {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
     (child, addr)
 }
 
@@ -147,14 +146,10 @@ async fn the_maildrop_lock_spans_replicas_and_a_killed_holder_frees_it() {
     let dropped = pop3_hold(stack.pop3_addr(), "pia@example.org", "pw", &Default::default()).await;
     assert!(dropped.login.is_ok());
     drop(dropped);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while pop3_session_with(stack.pop3_addr(), "pia@example.org", "pw", Pop3End::Quit, &Default::default())
-        .await
-        .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "a closed session kept the lock");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until(PATIENCE, "a closed session kept the lock", async || {
+        pop3_session_with(stack.pop3_addr(), "pia@example.org", "pw", Pop3End::Quit, &Default::default()).await.is_ok()
+    })
+    .await;
     stack.stop().await;
 }
 

@@ -3,7 +3,7 @@
 
 use mailbus_tests::clients::{Pop3End, SmtpOutcome, SubmitMode, pop3_session, smtp_send, smtp_submit};
 use mailbus_tests::fake_smtp::{FakeSmtp, Script};
-use mailbus_tests::{Infra, TestStack};
+use mailbus_tests::{Infra, TestStack, wait_until};
 
 use crate::{PATIENCE, message};
 
@@ -212,11 +212,7 @@ async fn operators_list_hold_release_and_bounce_queued_mail() {
     let (code, out) = queue_admin(&stack, &["release", &queue_id]).await;
     assert_eq!(code, 0, "{out}");
     // Released means due now: the relay tries again at once.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while fake.attempts("stuck@remote.test") < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "release did not trigger an attempt");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until(PATIENCE, "release did not trigger an attempt", async || fake.attempts("stuck@remote.test") >= 2).await;
     let (code, out) = queue_admin(&stack, &["bounce", "--all"]).await;
     assert_eq!(code, 0, "{out}");
     stack.wait_for_inbox(ann, 1, PATIENCE).await;
@@ -259,11 +255,7 @@ async fn a_relay_killed_in_the_middle_of_a_delivery_loses_nothing() {
         .unwrap();
     send(&stack, "ann@example.org", &["far@remote.test"], &message("far", "killed")).await;
     // Wait until the remote has the message and is slow to answer, then kill the relay (SIGKILL).
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while fake.received().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the first relay never reached DATA");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until(PATIENCE, "the first relay never reached DATA", async || !fake.received().is_empty()).await;
     relay.kill().await.unwrap();
     // Another relay takes the unacknowledged message over and delivers it.
     stack.start_roles(&[mailbus::roles::Role::Relay]).await;
@@ -325,11 +317,7 @@ async fn messages_to_one_destination_share_a_connection() {
     stack.add_account("ann@example.org", "pw").await;
     for n in 0..4 {
         send(&stack, "ann@example.org", &[&format!("r{n}@remote.test")], &message("r", &format!("reuse-{n}"))).await;
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while fake.received().len() <= n {
-            assert!(tokio::time::Instant::now() < deadline, "message {n} never arrived");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_until(PATIENCE, &format!("message {n} never arrived"), async || fake.received().len() > n).await;
     }
     assert_eq!(fake.received().len(), 4);
     assert_eq!(fake.connections(), 1, "four messages in a row, one connection");
