@@ -87,6 +87,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         }
     }
 
+    /// [`Self::read_more`] for a session waiting on its client's next command: an idle timeout or a
+    /// shutdown first sends the line `farewell` gives for it (SMTP's 421, POP3's -ERR), then is returned.
+    pub async fn read_or_farewell(
+        &mut self,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+        farewell: impl FnOnce(&ReadError) -> Option<Vec<u8>>,
+    ) -> Result<(), ReadError> {
+        let read = self.read_more(timeout, shutdown).await;
+        if let Err(error) = &read
+            && let Some(line) = farewell(error)
+        {
+            self.last_words(&line).await;
+        }
+        read
+    }
+
     /// Writes out everything in `output`. A peer that stops reading gets [`WRITE_TIMEOUT`], not forever:
     /// it would hold a connection slot and hold up shutdown.
     pub async fn flush(&mut self) -> std::io::Result<()> {
@@ -138,5 +155,49 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<MaybeTls<IO>> {
             Ok(Err(error)) => Err(StartTlsError::Handshake(error)),
             Err(_) => Err(StartTlsError::Handshake(std::io::ErrorKind::TimedOut.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn farewell(error: &ReadError) -> Option<Vec<u8>> {
+        match error {
+            ReadError::Timeout => Some(b"idle\r\n".to_vec()),
+            ReadError::Shutdown => Some(b"bye\r\n".to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The peer's view after `read_or_farewell` returned `expected`: everything the server wrote, to EOF.
+    async fn farewell_seen(shutdown: CancellationToken, peer_closes: bool) -> (ReadError, Vec<u8>) {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut wire = Wire::new(server);
+        if peer_closes {
+            client.shutdown().await.unwrap();
+        }
+        let error = wire.read_or_farewell(Duration::from_millis(100), &shutdown, farewell).await.unwrap_err();
+        drop(wire);
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.unwrap();
+        (error, seen)
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_or_a_shutdown_gets_the_farewell_and_a_closed_peer_nothing() {
+        let (error, seen) = farewell_seen(CancellationToken::new(), false).await;
+        assert!(matches!(error, ReadError::Timeout), "{error:?}");
+        assert_eq!(seen, b"idle\r\n");
+
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let (error, seen) = farewell_seen(stopped, false).await;
+        assert!(matches!(error, ReadError::Shutdown), "{error:?}");
+        assert_eq!(seen, b"bye\r\n");
+
+        let (error, seen) = farewell_seen(CancellationToken::new(), true).await;
+        assert!(matches!(error, ReadError::Eof), "{error:?}");
+        assert_eq!(seen, b"");
     }
 }

@@ -137,18 +137,14 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            match self.wire.read_more(self.ctx.idle_timeout, shutdown).await {
-                Ok(()) => {}
-                // RFC 1939 §3: an autologout does not enter UPDATE, so nothing is deleted.
-                Err(ReadError::Timeout) => {
-                    self.wire.last_words(&Response::err("autologout: idle too long").to_bytes()).await;
-                    return End::Read(ReadError::Timeout);
-                }
-                Err(ReadError::Shutdown) => {
-                    self.wire.last_words(&Response::err("[SYS/TEMP] server shutting down").to_bytes()).await;
-                    return End::Read(ReadError::Shutdown);
-                }
-                Err(other) => return End::Read(other),
+            // RFC 1939 §3: an autologout does not enter UPDATE, so nothing is deleted.
+            let farewell = |error: &ReadError| match error {
+                ReadError::Timeout => Some(Response::err("autologout: idle too long").to_bytes()),
+                ReadError::Shutdown => Some(Response::err("[SYS/TEMP] server shutting down").to_bytes()),
+                _ => None,
+            };
+            if let Err(error) = self.wire.read_or_farewell(self.ctx.idle_timeout, shutdown, farewell).await {
+                return End::Read(error);
             }
         }
     }

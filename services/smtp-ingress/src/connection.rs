@@ -130,17 +130,15 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            match self.wire.read_more(self.ctx.timeouts.command, shutdown).await {
-                Ok(()) => {}
-                Err(ReadError::Timeout) => {
-                    self.reply(Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection")).await;
-                    return End::Read(ReadError::Timeout);
+            let farewell = |error: &ReadError| match error {
+                ReadError::Timeout => {
+                    Some(Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection").to_bytes())
                 }
-                Err(ReadError::Shutdown) => {
-                    self.reply(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down")).await;
-                    return End::Read(ReadError::Shutdown);
-                }
-                Err(other) => return End::Read(other),
+                ReadError::Shutdown => Some(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down").to_bytes()),
+                _ => None,
+            };
+            if let Err(error) = self.wire.read_or_farewell(self.ctx.timeouts.command, shutdown, farewell).await {
+                return End::Read(error);
             }
         }
     }
@@ -391,13 +389,21 @@ mod tests {
 
     /// Starts a connection task on one end of an in-memory stream and returns the other end.
     fn connect(spool: Arc<FakeSpool>, tls: ServerTls) -> (BufReader<DuplexStream>, tokio::task::JoinHandle<()>) {
+        connect_with(spool, tls, Duration::from_secs(5))
+    }
+
+    fn connect_with(
+        spool: Arc<FakeSpool>,
+        tls: ServerTls,
+        command_timeout: Duration,
+    ) -> (BufReader<DuplexStream>, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let ctx = Arc::new(Context {
             directory: FakeDirectory,
             spool,
             tls,
             timeouts: Timeouts {
-                command: Duration::from_secs(5),
+                command: command_timeout,
                 data: Duration::from_secs(5),
                 auth_failure_delay: Duration::ZERO,
             },
@@ -446,6 +452,20 @@ mod tests {
             assert!(reply(&mut client).await.starts_with("221 "), "QUIT pipelined after the body is answered");
             task.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_silent_past_the_command_timeout_gets_421_4_4_2_and_is_closed() {
+        let (mut client, task) = connect_with(Arc::default(), server_tls().0, Duration::from_millis(200));
+        assert!(reply(&mut client).await.starts_with("220 "));
+        client.get_mut().write_all(b"EHLO c.test\r\n").await.unwrap();
+        assert!(reply(&mut client).await.starts_with("250"));
+        // RFC 5321 §4.5.3.2: the server may close an idle session, with a 421 first.
+        assert_eq!(reply(&mut client).await, "421 4.4.2 Timeout exceeded, closing connection");
+        let mut rest = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut client, &mut rest).await.unwrap();
+        assert_eq!(rest, "", "nothing after the 421, and the connection is closed");
+        task.await.unwrap();
     }
 
     #[tokio::test]
