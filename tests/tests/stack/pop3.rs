@@ -244,3 +244,38 @@ async fn fetchmail_keeps_and_fetches_only_new_mail_or_removes_it() {
     assert_eq!(count(&stack, rex, "INBOX").await, 0, "without keep the server copy is removed");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_says_sys_temp_to_idle_sessions_and_deletes_nothing() {
+    use sqlx::Connection as _;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let stack = TestStack::start().await;
+    let pia = stack.add_account("pia@example.org", "pw").await;
+    deliver(&stack, "pia@example.org", "kept").await;
+    stack.wait_for_inbox(pia, 1, PATIENCE).await;
+    // The loopback policy allows USER/PASS in the clear; DELE marks the message, and QUIT never comes.
+    let stream = tokio::net::TcpStream::connect(stack.pop3_addr()).await.unwrap();
+    let mut pop = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    pop.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("+OK"), "{line}");
+    for command in ["USER pia@example.org", "PASS pw", "DELE 1"] {
+        pop.get_mut().write_all(format!("{command}\r\n").as_bytes()).await.unwrap();
+        line.clear();
+        pop.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+OK"), "{command}: {line}");
+    }
+    let database_url = stack.database_url.clone();
+    let stopping = tokio::spawn(stack.stop());
+    line.clear();
+    pop.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "-ERR [SYS/TEMP] server shutting down\r\n");
+    tokio::time::timeout(PATIENCE, stopping).await.expect("shutdown finished").unwrap();
+    // RFC 1939 §6: without QUIT there is no UPDATE state, so the marked message stays.
+    let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM mailbox_entries WHERE message_id IS NOT NULL")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+}
