@@ -219,15 +219,7 @@ pub async fn expunge(pool: &PgPool, account_id: i64, name: &str, uids: &[u32]) -
         });
     }
     let (gone_uids, message_ids): (Vec<i64>, Vec<i64>) = gone.into_iter().unzip();
-    sqlx::query(
-        "UPDATE mailbox_entries SET expunged_modseq = $3, message_id = NULL, modseq = $3
-          WHERE mailbox_id = $1 AND uid = ANY($2)",
-    )
-    .bind(mailbox.id)
-    .bind(&gone_uids)
-    .bind(modseq)
-    .execute(&mut *tx)
-    .await?;
+    mark_expunged(&mut tx, mailbox.id, &gone_uids, modseq).await?;
     sqlx::query(
         "DELETE FROM messages m WHERE m.id = ANY($1)
             AND NOT EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)",
@@ -260,6 +252,21 @@ pub struct Moved {
 
 /// Moves messages between two mailboxes of one account, in one transaction: each gets the target's next
 /// UID and keeps its content (stored once) and flags; the source keeps a tombstone.
+/// Records `uids` of a mailbox as expunged at `modseq`: each row keeps its UID and MODSEQ (so no UID is
+/// reused and QRESYNC can report it VANISHED) and lets go of its message.
+async fn mark_expunged(conn: &mut PgConnection, mailbox_id: i64, uids: &[i64], modseq: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE mailbox_entries SET expunged_modseq = $3, message_id = NULL, modseq = $3
+          WHERE mailbox_id = $1 AND uid = ANY($2)",
+    )
+    .bind(mailbox_id)
+    .bind(uids)
+    .bind(modseq)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn move_messages(
     pool: &PgPool,
     account_id: i64,
@@ -305,15 +312,7 @@ pub async fn move_messages(
         target_uids.push(uid as u32);
     }
     let moved_uids: Vec<i64> = moving.iter().map(|(uid, _, _)| *uid).collect();
-    sqlx::query(
-        "UPDATE mailbox_entries SET expunged_modseq = $3, message_id = NULL, modseq = $3
-          WHERE mailbox_id = $1 AND uid = ANY($2)",
-    )
-    .bind(source.id)
-    .bind(&moved_uids)
-    .bind(source_modseq)
-    .execute(&mut *tx)
-    .await?;
+    mark_expunged(&mut tx, source.id, &moved_uids, source_modseq).await?;
     if !moving.is_empty() {
         sqlx::query("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1")
             .bind(source.id)
