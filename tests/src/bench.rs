@@ -24,6 +24,21 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a role to become ready, or for the queue to make progress.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
+/// Runs a benchmark to its end, or until Ctrl-C: dropping `run` then drops every child handle and guard,
+/// and `kill_on_drop` stops what the benchmark started. Exit status 130 on an interruption, as a shell has.
+pub async fn until_interrupted(
+    name: &str,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    tokio::select! {
+        result = run => result.map(|()| std::process::ExitCode::SUCCESS),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("{name}: interrupted; stopping what it started");
+            Ok(std::process::ExitCode::from(130))
+        }
+    }
+}
+
 /// Prints the command line, where PostgreSQL and NATS come from, and the machine.
 pub fn print_setting(load: &str) {
     print_setting_on(load, &machine());

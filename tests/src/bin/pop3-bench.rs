@@ -65,14 +65,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     ensure!(args.clients > 0 && args.sessions > 0 && args.messages > 0, "counts must be positive");
     ensure!(args.size >= 200, "--size must be at least 200 octets");
-    // Dropping `run` on Ctrl-C drops every child handle and the Dovecot guard, which stop them.
-    tokio::select! {
-        result = run(args) => result.map(|()| ExitCode::SUCCESS),
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("pop3-bench: interrupted; stopping what it started");
-            Ok(ExitCode::from(130))
-        }
-    }
+    bench::until_interrupted("pop3-bench", run(args)).await
 }
 
 fn user(i: usize) -> String {

@@ -67,13 +67,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     ensure!(args.connections > 0 && args.messages > 0 && args.concurrency > 0, "counts must be positive");
     ensure!(args.size >= 200, "--size must be at least 200 octets");
-    tokio::select! {
-        result = run(args) => result.map(|()| ExitCode::SUCCESS),
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("relay-bench: interrupted; stopping what it started");
-            Ok(ExitCode::from(130))
-        }
-    }
+    bench::until_interrupted("relay-bench", run(args)).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

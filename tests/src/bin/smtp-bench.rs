@@ -60,14 +60,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     ensure!(args.size >= HEADER.len() + 2, "--size must be at least {} octets", HEADER.len() + 2);
     ensure!(args.connections > 0 && args.messages > 0, "--connections and --messages must be positive");
-    // Dropping `run` on Ctrl-C drops every child handle, and `kill_on_drop` ends them.
-    tokio::select! {
-        result = run(args) => result.map(|()| ExitCode::SUCCESS),
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("smtp-bench: interrupted; stopping what it started");
-            Ok(ExitCode::from(130))
-        }
-    }
+    bench::until_interrupted("smtp-bench", run(args)).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
