@@ -52,21 +52,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
 
     /// The next item `decode` finds in the input, with the bytes it used dropped; `None` when more bytes
     /// are needed.
-    pub fn next_item<T, E>(&mut self, mut decode: impl FnMut(&[u8]) -> Decode<T, E>) -> Option<Result<T, E>> {
-        loop {
-            match decode(&self.input) {
-                Decode::Incomplete => return None,
-                Decode::Skip { consumed } => self.consume(consumed),
-                Decode::Item { item, consumed } => {
-                    self.consume(consumed);
-                    return Some(Ok(item));
-                }
-                Decode::Invalid { error, consumed } => {
-                    self.consume(consumed);
-                    return Some(Err(error));
-                }
-            }
-        }
+    pub fn next_item<T, E>(&mut self, decode: impl FnMut(&[u8]) -> Decode<T, E>) -> Option<Result<T, E>> {
+        mailbus_lines::next_item(&mut self.input, decode)
     }
 
     /// Reads what the peer sent next into `input`.

@@ -38,6 +38,24 @@ impl<T, E> Decode<T, E> {
     }
 }
 
+/// The next item or error `decode` finds at the front of `buf`, with the bytes it used (and any it said to
+/// skip) drained from `buf`; `None` when more bytes are needed.
+pub fn next_item<T, E>(buf: &mut Vec<u8>, mut decode: impl FnMut(&[u8]) -> Decode<T, E>) -> Option<Result<T, E>> {
+    loop {
+        let (item, consumed) = match decode(buf) {
+            Decode::Incomplete => return None,
+            Decode::Skip { consumed } => {
+                buf.drain(..consumed);
+                continue;
+            }
+            Decode::Item { item, consumed } => (Ok(item), consumed),
+            Decode::Invalid { error, consumed } => (Err(error), consumed),
+        };
+        buf.drain(..consumed);
+        return Some(item);
+    }
+}
+
 /// A line longer than the protocol allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineTooLong;
@@ -90,20 +108,8 @@ pub fn decode_at_every_split<D: Default, T, E>(
             let (mut buf, mut out) = (Vec::new(), Vec::new());
             for part in [&input[..split], &input[split..]] {
                 buf.extend_from_slice(part);
-                loop {
-                    let consumed = match decode(&mut decoder, &buf) {
-                        Decode::Incomplete => break,
-                        Decode::Item { item, consumed } => {
-                            out.push(Ok(item));
-                            consumed
-                        }
-                        Decode::Invalid { error, consumed } => {
-                            out.push(Err(error));
-                            consumed
-                        }
-                        Decode::Skip { consumed } => consumed,
-                    };
-                    buf.drain(..consumed);
+                while let Some(decoded) = next_item(&mut buf, |bytes| decode(&mut decoder, bytes)) {
+                    out.push(decoded);
                 }
             }
             out

@@ -8,7 +8,6 @@ mod rfc1939;
 mod stls;
 
 use super::*;
-use crate::Decode;
 use crate::command::CommandDecoder;
 use crate::stuffing::{DotStuffer, top};
 
@@ -116,29 +115,13 @@ impl Server {
 
     /// Decodes what the session expects next and hands it over; `None` when more bytes are needed.
     fn next_action(&mut self) -> Option<Action> {
-        loop {
-            let decoded = match self.session.expects() {
-                Expect::Command => self.decoder.decode(&self.buf).and_then(|c| Ok(Ok(c)), |e| e),
-                Expect::SaslResponse => self.decoder.decode_sasl_line(&self.buf).and_then(|l| Ok(Err(l)), |e| e),
-            };
-            let (input, consumed) = match decoded {
-                Decode::Incomplete => return None,
-                Decode::Skip { consumed } => {
-                    self.buf.drain(..consumed);
-                    continue;
-                }
-                Decode::Item { item, consumed } => (Ok(item), consumed),
-                Decode::Invalid { error, consumed } => (Err(error), consumed),
-            };
-            self.buf.drain(..consumed);
-            return Some(match (self.session.expects(), input) {
-                (Expect::Command, Ok(Ok(command))) => self.session.handle(Ok(command)),
-                (Expect::Command, Err(error)) => self.session.handle(Err(error)),
-                (Expect::SaslResponse, Ok(Err(line))) => self.session.handle_sasl_response(Ok(line)),
-                (Expect::SaslResponse, Err(error)) => self.session.handle_sasl_response(Err(error)),
-                (expect, input) => panic!("decoded {input:?} while expecting {expect:?}"),
-            });
-        }
+        let decoder = &mut self.decoder;
+        Some(match self.session.expects() {
+            Expect::Command => self.session.handle(mailbus_lines::next_item(&mut self.buf, |b| decoder.decode(b))?),
+            Expect::SaslResponse => self
+                .session
+                .handle_sasl_response(mailbus_lines::next_item(&mut self.buf, |b| decoder.decode_sasl_line(b))?),
+        })
     }
 
     fn carry_out(&mut self, action: Action) -> Vec<u8> {

@@ -12,7 +12,6 @@ mod starttls;
 mod submission;
 
 use super::*;
-use crate::Decode;
 use crate::command::CommandDecoder;
 use crate::data::DataReader;
 
@@ -163,37 +162,18 @@ impl Client {
     }
 
     fn command(&mut self, replies: &mut Vec<String>) -> bool {
+        let decoder = &mut self.decoder;
         let action = match self.session.expects() {
-            Expect::Command => match self.decoder.decode(&self.input) {
-                Decode::Incomplete => return false,
-                Decode::Skip { consumed } => {
-                    self.input.drain(..consumed);
-                    return true;
-                }
-                Decode::Item { item, consumed } => {
-                    self.input.drain(..consumed);
-                    self.session.handle(Ok(item))
-                }
-                Decode::Invalid { error, consumed } => {
-                    self.input.drain(..consumed);
-                    self.session.handle(Err(error))
-                }
+            Expect::Command => match mailbus_lines::next_item(&mut self.input, |bytes| decoder.decode(bytes)) {
+                None => return false,
+                Some(command) => self.session.handle(command),
             },
-            Expect::SaslResponse => match self.decoder.decode_sasl_line(&self.input) {
-                Decode::Incomplete => return false,
-                Decode::Skip { consumed } => {
-                    self.input.drain(..consumed);
-                    return true;
+            Expect::SaslResponse => {
+                match mailbus_lines::next_item(&mut self.input, |bytes| decoder.decode_sasl_line(bytes)) {
+                    None => return false,
+                    Some(line) => self.session.handle_sasl_response(line),
                 }
-                Decode::Item { item, consumed } => {
-                    self.input.drain(..consumed);
-                    self.session.handle_sasl_response(Ok(item))
-                }
-                Decode::Invalid { error, consumed } => {
-                    self.input.drain(..consumed);
-                    self.session.handle_sasl_response(Err(error))
-                }
-            },
+            }
         };
         self.act(action, replies);
         true
