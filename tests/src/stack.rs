@@ -170,6 +170,31 @@ impl TestStack {
         directory.add_account(account).await.expect("adding account").into_inner().id
     }
 
+    /// Whether the directory accepts these credentials.
+    pub async fn authenticates(&self, username: &str, password: &str) -> bool {
+        let request = pb::AuthenticateRequest { username: username.into(), password: password.into() };
+        self.directory().await.authenticate(request).await.expect("authenticate").into_inner().ok
+    }
+
+    /// Calls Deliver as the relay would, with the body in one chunk.
+    pub async fn deliver(
+        &self,
+        queue_id: &str,
+        recipient: &str,
+        body: &[u8],
+    ) -> Result<pb::DeliverResponse, tonic::Status> {
+        use pb::deliver_request::Part;
+        let header = pb::DeliveryHeader {
+            queue_id: queue_id.into(),
+            recipient: recipient.into(),
+            mail_from: "sender@example.net".into(),
+            size: body.len() as u64,
+        };
+        let parts =
+            [Part::Header(header), Part::Chunk(body.to_vec())].map(|part| pb::DeliverRequest { part: Some(part) });
+        self.mailbox().await.deliver(futures::stream::iter(parts)).await.map(tonic::Response::into_inner)
+    }
+
     /// UIDs in the account's INBOX.
     pub async fn inbox_uids(&self, account_id: i64) -> Vec<u32> {
         let request = pb::ListMessagesRequest { account_id, mailbox: "INBOX".into() };

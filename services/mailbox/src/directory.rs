@@ -1,7 +1,7 @@
 //! Domains, accounts and credentials.
 
 use mailbus_address::{Domain, EmailAddress};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::error::MailboxError;
 use crate::password::{Hasher, Password};
@@ -9,7 +9,8 @@ use crate::password::{Hasher, Password};
 /// Where an address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    Local { account_id: i64, address: String },
+    /// The enabled accounts it leads to, in id order; never empty.
+    Local(Vec<i64>),
     UnknownUser,
     NotLocal,
 }
@@ -28,6 +29,24 @@ pub struct AccountRow {
     pub created_unix: i64,
     pub message_count: i64,
     pub storage_bytes: i64,
+    pub quota_bytes: Option<i64>,
+    pub quota_messages: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRow {
+    pub address: String,
+    pub targets: Vec<String>,
+}
+
+/// What an operator may change about an account; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct AccountChange {
+    pub password: Option<Password>,
+    pub disabled: Option<bool>,
+    /// `Some(None)` removes the limit.
+    pub quota_bytes: Option<Option<i64>>,
+    pub quota_messages: Option<Option<i64>>,
 }
 
 /// The mailboxes every account starts with: INBOX and the RFC 6154 SPECIAL-USE set.
@@ -40,20 +59,34 @@ const INITIAL_MAILBOXES: &[(&str, Option<&str>)] = &[
     ("Archive", Some("\\Archive")),
 ];
 
+/// The accounts an address leads to, in the order Postfix's virtual maps would try them: the account with
+/// that address, else the alias with that address, else the domain's catch-all alias. A disabled account
+/// stops the search (its address does not fall through to the catch-all) but receives nothing.
+const RESOLVE: &str = "
+    SELECT rank, array_remove(array_agg(target ORDER BY target), NULL)
+      FROM (SELECT 1 AS rank, CASE WHEN NOT disabled THEN id END AS target FROM accounts WHERE address = $2
+            UNION ALL
+            SELECT CASE WHEN al.address = $2 THEN 2 ELSE 3 END, CASE WHEN NOT a.disabled THEN a.id END
+              FROM aliases al
+              JOIN alias_targets t ON t.alias_id = al.id
+              JOIN accounts a ON a.id = t.account_id
+             WHERE al.address IN ($2, '@' || $1)) candidates
+     GROUP BY rank
+     ORDER BY rank
+     LIMIT 1";
+
 pub async fn resolve(pool: &PgPool, address: &EmailAddress) -> Result<Resolution, MailboxError> {
-    let row: Option<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT d.id, d.name, a.id, a.address
-           FROM domains d LEFT JOIN accounts a ON a.domain_id = d.id AND a.address = $2 AND NOT a.disabled
-          WHERE d.name = $1",
-    )
-    .bind(address.domain().as_str())
-    .bind(address.lookup_key())
-    .fetch_optional(pool)
-    .await?;
-    Ok(match row {
-        None => Resolution::NotLocal,
-        Some((_, _, Some(account_id), Some(address))) => Resolution::Local { account_id, address },
-        Some(_) => Resolution::UnknownUser,
+    let domain = address.domain().as_str();
+    let hosted: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM domains WHERE name = $1").bind(domain).fetch_optional(pool).await?;
+    if hosted.is_none() {
+        return Ok(Resolution::NotLocal);
+    }
+    let found: Option<(i32, Vec<i64>)> =
+        sqlx::query_as(RESOLVE).bind(domain).bind(address.lookup_key()).fetch_optional(pool).await?;
+    Ok(match found {
+        Some((_, accounts)) if !accounts.is_empty() => Resolution::Local(accounts),
+        _ => Resolution::UnknownUser,
     })
 }
 
@@ -78,15 +111,20 @@ pub async fn authenticate(
     Ok(account.filter(|_| ok).map(|(id, address, _)| (id, address)))
 }
 
-/// Whether `account_id` may send as `address`: its own address. (Aliases that lead to the account will
-/// count too once they exist.)
+/// Whether `account_id` may send as `address`: its own address, or an alias that leads to it. A catch-all
+/// does not count: it would let one account speak for the whole domain.
 pub async fn sender_allowed(pool: &PgPool, account_id: i64, address: &EmailAddress) -> Result<bool, MailboxError> {
-    let allowed: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1 AND address = $2 AND NOT disabled")
-            .bind(account_id)
-            .bind(address.lookup_key())
-            .fetch_optional(pool)
-            .await?;
+    let allowed: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM accounts WHERE id = $1 AND address = $2 AND NOT disabled
+         UNION ALL
+         SELECT 1 FROM aliases al JOIN alias_targets t ON t.alias_id = al.id
+          WHERE t.account_id = $1 AND al.address = $2
+         LIMIT 1",
+    )
+    .bind(account_id)
+    .bind(address.lookup_key())
+    .fetch_optional(pool)
+    .await?;
     Ok(allowed.is_some())
 }
 
@@ -129,6 +167,15 @@ pub async fn add_account(
         .await?;
     let domain_id = domain_id
         .ok_or_else(|| MailboxError::FailedPrecondition(format!("domain {} is not hosted here", address.domain())))?;
+    // An address is an account's or an alias's, never both (see `add_alias`).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(address.lookup_key()).execute(&mut *tx).await?;
+    let alias: Option<i64> = sqlx::query_scalar("SELECT id FROM aliases WHERE address = $1")
+        .bind(address.lookup_key())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if alias.is_some() {
+        return Err(MailboxError::AlreadyExists(format!("alias {address}")));
+    }
     let (id, created_unix): (i64, i64) = sqlx::query_as(
         "INSERT INTO accounts (domain_id, address, password_hash) VALUES ($1, $2, $3)
          RETURNING id, extract(epoch FROM created_at)::bigint",
@@ -153,32 +200,216 @@ pub async fn add_account(
         created_unix,
         message_count: 0,
         storage_bytes: 0,
+        quota_bytes: None,
+        quota_messages: None,
     })
 }
 
+type AccountTuple = (i64, String, bool, i64, i64, i64, Option<i64>, Option<i64>);
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.disabled, extract(epoch FROM a.created_at)::bigint,
+    a.used_messages, a.used_bytes, a.quota_bytes, a.quota_messages";
+
+fn account_row(t: AccountTuple) -> AccountRow {
+    let (id, address, disabled, created_unix, message_count, storage_bytes, quota_bytes, quota_messages) = t;
+    AccountRow { id, address, disabled, created_unix, message_count, storage_bytes, quota_bytes, quota_messages }
+}
+
 pub async fn list_accounts(pool: &PgPool, domain: Option<&str>) -> Result<Vec<AccountRow>, MailboxError> {
-    let rows: Vec<(i64, String, bool, i64, i64, i64)> = sqlx::query_as(
-        "SELECT a.id, a.address, a.disabled, extract(epoch FROM a.created_at)::bigint,
-                count(m.id), coalesce(sum(m.size), 0)::bigint
-           FROM accounts a
-           JOIN domains d ON d.id = a.domain_id
-           LEFT JOIN messages m ON m.account_id = a.id
+    let rows: Vec<AccountTuple> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a JOIN domains d ON d.id = a.domain_id
           WHERE $1::text IS NULL OR d.name = $1
-          GROUP BY a.id
-          ORDER BY a.address",
-    )
+          ORDER BY a.address"
+    )))
     .bind(domain.map(str::to_lowercase))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, address, disabled, created_unix, message_count, storage_bytes)| AccountRow {
-            id,
-            address,
-            disabled,
-            created_unix,
-            message_count,
-            storage_bytes,
-        })
-        .collect())
+    Ok(rows.into_iter().map(account_row).collect())
+}
+
+fn parse_address(address: &str) -> Result<EmailAddress, MailboxError> {
+    address.parse().map_err(|e| MailboxError::InvalidArgument(format!("address {address:?}: {e}")))
+}
+
+fn no_account(address: &EmailAddress) -> MailboxError {
+    MailboxError::NotFound(format!("no account {address}"))
+}
+
+pub async fn update_account(
+    pool: &PgPool,
+    hasher: &Hasher,
+    address: &str,
+    change: AccountChange,
+) -> Result<AccountRow, MailboxError> {
+    let address = parse_address(address)?;
+    let hash = match change.password {
+        Some(password) => Some(hasher.hash(password).await?),
+        None => None,
+    };
+    // For a quota, the first parameter says whether to change it and the second is the new value.
+    let row: Option<AccountTuple> = sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE accounts a
+            SET password_hash = coalesce($2, password_hash),
+                disabled = coalesce($3, disabled),
+                quota_bytes = CASE WHEN $4 THEN $5 ELSE quota_bytes END,
+                quota_messages = CASE WHEN $6 THEN $7 ELSE quota_messages END
+          WHERE address = $1
+      RETURNING {ACCOUNT_COLUMNS}"
+    )))
+    .bind(address.lookup_key())
+    .bind(hash)
+    .bind(change.disabled)
+    .bind(change.quota_bytes.is_some())
+    .bind(change.quota_bytes.flatten())
+    .bind(change.quota_messages.is_some())
+    .bind(change.quota_messages.flatten())
+    .fetch_optional(pool)
+    .await?;
+    row.map(account_row).ok_or_else(|| no_account(&address))
+}
+
+/// Deletes an account, its mailboxes and messages, and its place in aliases; an alias left with no target
+/// goes too.
+pub async fn remove_account(pool: &PgPool, address: &str) -> Result<(), MailboxError> {
+    let address = parse_address(address)?;
+    let mut tx = pool.begin().await?;
+    let removed = sqlx::query("DELETE FROM accounts WHERE address = $1")
+        .bind(address.lookup_key())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(no_account(&address));
+    }
+    delete_empty_aliases(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn delete_empty_aliases(conn: &mut sqlx::PgConnection) -> Result<(), MailboxError> {
+    sqlx::query("DELETE FROM aliases al WHERE NOT EXISTS (SELECT 1 FROM alias_targets t WHERE t.alias_id = al.id)")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An alias's lookup form: an address, or "@domain" for a catch-all; and its domain.
+fn alias_key(address: &str) -> Result<(String, String), MailboxError> {
+    match address.strip_prefix('@') {
+        Some(domain) => {
+            let domain: Domain =
+                domain.parse().map_err(|e| MailboxError::InvalidArgument(format!("domain {domain:?}: {e}")))?;
+            Ok((format!("@{domain}"), domain.to_string()))
+        }
+        None => {
+            let address = parse_address(address)?;
+            Ok((address.lookup_key(), address.domain().to_string()))
+        }
+    }
+}
+
+/// Creates an alias or adds targets to it. Its domain must be hosted here, its address must not be an
+/// account's, and every target must be an account here.
+pub async fn add_alias(pool: &PgPool, address: &str, targets: &[String]) -> Result<AliasRow, MailboxError> {
+    if targets.is_empty() {
+        return Err(MailboxError::InvalidArgument("an alias needs at least one target account".into()));
+    }
+    let (key, domain) = alias_key(address)?;
+    let targets: Vec<String> =
+        targets.iter().map(|t| parse_address(t).map(|a| a.lookup_key())).collect::<Result<_, _>>()?;
+    let mut tx = pool.begin().await?;
+    let domain_id: i64 = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(&domain)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| MailboxError::FailedPrecondition(format!("domain {domain} is not hosted here")))?;
+    // Serialises alias creation with account creation for this address, so the two cannot cross.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&key).execute(&mut *tx).await?;
+    let taken: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1").bind(&key).fetch_optional(&mut *tx).await?;
+    if taken.is_some() {
+        return Err(MailboxError::AlreadyExists(format!("account {key}")));
+    }
+    let account_ids: Vec<(i64, String)> = sqlx::query_as("SELECT id, address FROM accounts WHERE address = ANY($1)")
+        .bind(&targets)
+        .fetch_all(&mut *tx)
+        .await?;
+    if let Some(missing) = targets.iter().find(|t| !account_ids.iter().any(|(_, a)| a == *t)) {
+        return Err(MailboxError::NotFound(format!("no account {missing}")));
+    }
+    sqlx::query("INSERT INTO aliases (domain_id, address) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING")
+        .bind(domain_id)
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
+    let ids: Vec<i64> = account_ids.iter().map(|(id, _)| *id).collect();
+    sqlx::query(
+        "INSERT INTO alias_targets (alias_id, account_id)
+         SELECT al.id, t FROM aliases al, unnest($2::bigint[]) t WHERE al.address = $1
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&key)
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut aliases = list_aliases_where(pool, "al.address = $1", &key).await?;
+    aliases.pop().ok_or_else(|| MailboxError::NotFound(format!("alias {key}")))
+}
+
+/// Removes some targets of an alias, or (with none named) the whole alias. An alias left with no target
+/// is removed.
+pub async fn remove_alias(pool: &PgPool, address: &str, targets: &[String]) -> Result<(), MailboxError> {
+    let (key, _) = alias_key(address)?;
+    let targets: Vec<String> =
+        targets.iter().map(|t| parse_address(t).map(|a| a.lookup_key())).collect::<Result<_, _>>()?;
+    let mut tx = pool.begin().await?;
+    let alias_id: i64 = sqlx::query_scalar("SELECT id FROM aliases WHERE address = $1 FOR UPDATE")
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| MailboxError::NotFound(format!("no alias {key}")))?;
+    if targets.is_empty() {
+        sqlx::query("DELETE FROM aliases WHERE id = $1").bind(alias_id).execute(&mut *tx).await?;
+    } else {
+        let removed = sqlx::query(
+            "DELETE FROM alias_targets t USING accounts a
+              WHERE t.alias_id = $1 AND a.id = t.account_id AND a.address = ANY($2)",
+        )
+        .bind(alias_id)
+        .bind(&targets)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if removed != targets.len() as u64 {
+            return Err(MailboxError::NotFound(format!("alias {key} does not lead to all of {}", targets.join(", "))));
+        }
+        delete_empty_aliases(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_aliases(pool: &PgPool, domain: Option<&str>) -> Result<Vec<AliasRow>, MailboxError> {
+    match domain {
+        Some(domain) => list_aliases_where(pool, "d.name = $1", &domain.to_lowercase()).await,
+        None => list_aliases_where(pool, "$1 = ''", "").await,
+    }
+}
+
+async fn list_aliases_where(pool: &PgPool, condition: &str, value: &str) -> Result<Vec<AliasRow>, MailboxError> {
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT al.address, array_agg(a.address ORDER BY a.address)
+           FROM aliases al
+           JOIN domains d ON d.id = al.domain_id
+           JOIN alias_targets t ON t.alias_id = al.id
+           JOIN accounts a ON a.id = t.account_id
+          WHERE {condition}
+          GROUP BY al.address
+          ORDER BY al.address"
+    )))
+    .bind(value)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(address, targets)| AliasRow { address, targets }).collect())
 }

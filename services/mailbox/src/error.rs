@@ -14,6 +14,9 @@ pub enum MailboxError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The account's quota has no room; the text says which limit.
+    #[error("{0}")]
+    OverQuota(String),
     #[error("password hashing: {0}")]
     Hashing(String),
 }
@@ -38,6 +41,8 @@ impl From<MailboxError> for tonic::Status {
             MailboxError::NotFound(what) => Status::not_found(what),
             MailboxError::InvalidArgument(what) => Status::invalid_argument(what),
             MailboxError::FailedPrecondition(what) => Status::failed_precondition(what),
+            // RFC 3463 4.2.2: a mailbox may have room again later. Deliver may turn this permanent by policy.
+            MailboxError::OverQuota(what) => Status::resource_exhausted(format!("4.2.2 {what}")),
             // Callers retry UNAVAILABLE later: right for a database that is down or restarting.
             MailboxError::Database(e) => {
                 tracing::error!(error = %e, "database error");

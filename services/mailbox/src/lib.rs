@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 pub use error::MailboxError;
+pub use service::QuotaFull;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -40,6 +41,7 @@ pub struct MailboxConfig {
     pub metrics_listen: SocketAddr,
     pub max_message_size: u64,
     pub max_db_connections: u32,
+    pub quota_full: QuotaFull,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         hasher: password::Hasher::new(threads),
         events: events::Events::new(nats, config.names.clone()),
         max_message_size: config.max_message_size,
+        quota_full: config.quota_full,
         deliveries,
     };
     Ok(Mailbox {

@@ -64,6 +64,34 @@ pub async fn create_mailbox(
     Ok(())
 }
 
+/// Refuses to add `messages` entries of `bytes` octets in all to an account that would then exceed its
+/// quota. Called under a mailbox lock; the usage itself is kept by a trigger on `mailbox_entries`.
+pub(crate) async fn check_quota(
+    conn: &mut PgConnection,
+    account_id: i64,
+    messages: i64,
+    bytes: i64,
+) -> Result<(), MailboxError> {
+    let over: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT CASE
+                WHEN quota_bytes IS NOT NULL AND used_bytes + $3 > quota_bytes
+                    THEN format('storage quota exceeded (%s of %s octets used)', used_bytes, quota_bytes)
+                WHEN quota_messages IS NOT NULL AND used_messages + $2 > quota_messages
+                    THEN format('message quota exceeded (%s of %s messages)', used_messages, quota_messages)
+                END
+           FROM accounts WHERE id = $1",
+    )
+    .bind(account_id)
+    .bind(messages)
+    .bind(bytes)
+    .fetch_optional(conn)
+    .await?;
+    match over.flatten() {
+        Some(why) => Err(MailboxError::OverQuota(why)),
+        None => Ok(()),
+    }
+}
+
 /// Locks a mailbox row for the rest of the transaction. Every change to a mailbox takes this lock first,
 /// which is what keeps UIDs strictly increasing under parallel deliveries.
 async fn lock(conn: &mut PgConnection, account_id: i64, name: &str) -> Result<Locked, MailboxError> {
@@ -93,11 +121,13 @@ pub async fn deliver(
     let mailbox = lock(&mut tx, account_id, INBOX).await?;
     // Under the mailbox lock a concurrent delivery of the same key has either committed (and is seen
     // here) or not started.
-    let earlier: Option<i64> = sqlx::query_scalar("SELECT uid FROM deliveries WHERE queue_id = $1 AND recipient = $2")
-        .bind(queue_id)
-        .bind(recipient)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let earlier: Option<i64> =
+        sqlx::query_scalar("SELECT uid FROM deliveries WHERE queue_id = $1 AND recipient = $2 AND mailbox_id = $3")
+            .bind(queue_id)
+            .bind(recipient)
+            .bind(mailbox.id)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some(uid) = earlier {
         return Ok(Placed {
             account_id,
@@ -111,6 +141,7 @@ pub async fn deliver(
     if mailbox.uidnext > i64::from(u32::MAX) {
         return Err(MailboxError::FailedPrecondition(format!("mailbox {INBOX} has run out of UIDs")));
     }
+    check_quota(&mut tx, account_id, 1, content.len() as i64).await?;
     let (uid, modseq) = (mailbox.uidnext, mailbox.highestmodseq + 1);
     let message_id: i64 =
         sqlx::query_scalar("INSERT INTO messages (account_id, content, size) VALUES ($1, $2, $3) RETURNING id")

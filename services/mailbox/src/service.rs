@@ -21,12 +21,23 @@ use crate::password::{Hasher, Password};
 /// Message bodies go out in chunks of this size.
 const CHUNK: usize = 64 * 1024;
 
+/// What a delivery into a full mailbox gets: Dovecot's `quota_full_tempfail` as a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuotaFull {
+    /// 5.2.2: the sender gets a bounce now (Dovecot's default).
+    #[default]
+    Bounce,
+    /// 4.2.2: the relay keeps trying until the message expires, in case the owner makes room.
+    Defer,
+}
+
 #[derive(Clone)]
 pub struct MailboxService {
     pub pool: PgPool,
     pub hasher: Hasher,
     pub events: Events,
     pub max_message_size: u64,
+    pub quota_full: QuotaFull,
     pub deliveries: Family<Vec<(String, String)>, Counter>,
 }
 
@@ -42,11 +53,9 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         let address: EmailAddress = request.into_inner().address.parse().map_err(invalid)?;
         let reply = match directory::resolve(&self.pool, &address).await? {
-            Resolution::Local { account_id, address } => pb::ResolveRecipientResponse {
-                kind: pb::RecipientKind::Local.into(),
-                account_id,
-                account_address: address,
-            },
+            Resolution::Local(account_ids) => {
+                pb::ResolveRecipientResponse { kind: pb::RecipientKind::Local.into(), account_ids }
+            }
             Resolution::UnknownUser => {
                 pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }
             }
@@ -114,6 +123,59 @@ impl pb::directory_server::Directory for MailboxService {
         let rows = directory::list_accounts(&self.pool, Some(domain.as_str()).filter(|d| !d.is_empty())).await?;
         Ok(Response::new(pb::ListAccountsResponse { accounts: rows.into_iter().map(account_to_pb).collect() }))
     }
+
+    async fn update_account(
+        &self,
+        request: Request<pb::UpdateAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let request = request.into_inner();
+        if request.password.as_deref() == Some("") {
+            return Err(invalid("password must not be empty"));
+        }
+        let limit = |value: Option<u64>| value.map(|v| (v > 0).then_some(v.min(i64::MAX as u64) as i64));
+        let change = directory::AccountChange {
+            password: request.password.map(Password::new),
+            disabled: request.disabled,
+            quota_bytes: limit(request.quota_bytes),
+            quota_messages: limit(request.quota_messages),
+        };
+        let row = directory::update_account(&self.pool, &self.hasher, &request.address, change).await?;
+        Ok(Response::new(account_to_pb(row)))
+    }
+
+    async fn remove_account(
+        &self,
+        request: Request<pb::RemoveAccountRequest>,
+    ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
+        directory::remove_account(&self.pool, &request.into_inner().address).await?;
+        Ok(Response::new(pb::RemoveAccountResponse {}))
+    }
+
+    async fn add_alias(&self, request: Request<pb::AddAliasRequest>) -> Result<Response<pb::Alias>, Status> {
+        let request = request.into_inner();
+        let row = directory::add_alias(&self.pool, &request.address, &request.targets).await?;
+        Ok(Response::new(pb::Alias { address: row.address, targets: row.targets }))
+    }
+
+    async fn remove_alias(
+        &self,
+        request: Request<pb::RemoveAliasRequest>,
+    ) -> Result<Response<pb::RemoveAliasResponse>, Status> {
+        let request = request.into_inner();
+        directory::remove_alias(&self.pool, &request.address, &request.targets).await?;
+        Ok(Response::new(pb::RemoveAliasResponse {}))
+    }
+
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> Result<Response<pb::ListAliasesResponse>, Status> {
+        let domain = request.into_inner().domain;
+        let rows = directory::list_aliases(&self.pool, Some(domain.as_str()).filter(|d| !d.is_empty())).await?;
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases: rows.into_iter().map(|a| pb::Alias { address: a.address, targets: a.targets }).collect(),
+        }))
+    }
 }
 
 fn account_to_pb(row: directory::AccountRow) -> pb::Account {
@@ -124,6 +186,8 @@ fn account_to_pb(row: directory::AccountRow) -> pb::Account {
         created_unix: row.created_unix,
         message_count: row.message_count as u64,
         storage_bytes: row.storage_bytes as u64,
+        quota_bytes: row.quota_bytes.map(|q| q as u64),
+        quota_messages: row.quota_messages.map(|q| q as u64),
     }
 }
 
@@ -146,6 +210,9 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         let label = match &outcome {
             Ok(reply) if reply.duplicate => "duplicate",
             Ok(_) => "delivered",
+            Err(status) if status.message().starts_with("4.2.2") || status.message().starts_with("5.2.2") => {
+                "over_quota"
+            }
             Err(status) if status.code() == tonic::Code::Unavailable => "temporary_failure",
             Err(_) => "rejected",
         };
@@ -247,8 +314,8 @@ impl MailboxService {
             return Err(Status::invalid_argument(format!("message of {} octets exceeds the limit", header.size)));
         }
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
-        let account_id = match directory::resolve(&self.pool, &recipient).await? {
-            Resolution::Local { account_id, .. } => account_id,
+        let accounts = match directory::resolve(&self.pool, &recipient).await? {
+            Resolution::Local(accounts) => accounts,
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
         };
         let mut content = Vec::with_capacity(header.size as usize);
@@ -264,25 +331,48 @@ impl MailboxService {
         if content.len() as u64 != header.size {
             return Err(invalid(format!("body has {} octets, the header said {}", content.len(), header.size)));
         }
-        let placed =
-            maildrop::deliver(&self.pool, account_id, &header.queue_id, &recipient.lookup_key(), &content).await?;
-        tracing::Span::current().record("uid", placed.uid);
-        if !placed.duplicate {
-            self.events.publish(
-                account_id,
-                &placed.mailbox,
-                MailboxEventKind::Appended,
-                vec![placed.uid],
-                placed.modseq,
-                placed.uidvalidity,
-            );
+        // An alias may lead to several accounts: each gets its own copy in its own transaction, and a
+        // repeated call skips the accounts that already have theirs, so a refusal for one (a full mailbox)
+        // neither blocks nor duplicates the others.
+        let mut reply = pb::DeliverResponse { placements: Vec::new(), duplicate: true };
+        let mut refusal = None;
+        for account_id in accounts {
+            let key = recipient.lookup_key();
+            match maildrop::deliver(&self.pool, account_id, &header.queue_id, &key, &content).await {
+                Ok(placed) => {
+                    if !placed.duplicate {
+                        reply.duplicate = false;
+                        self.events.publish(
+                            account_id,
+                            &placed.mailbox,
+                            MailboxEventKind::Appended,
+                            vec![placed.uid],
+                            placed.modseq,
+                            placed.uidvalidity,
+                        );
+                    }
+                    reply.placements.push(pb::Placement {
+                        account_id,
+                        mailbox: placed.mailbox,
+                        uidvalidity: placed.uidvalidity,
+                        uid: placed.uid,
+                    });
+                }
+                Err(MailboxError::OverQuota(why)) => {
+                    tracing::info!(account_id, %why, "mailbox full");
+                    refusal = Some(match self.quota_full {
+                        QuotaFull::Bounce => Status::failed_precondition(format!("5.2.2 mailbox full: {why}")),
+                        QuotaFull::Defer => Status::resource_exhausted(format!("4.2.2 mailbox full: {why}")),
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
-        Ok(pb::DeliverResponse {
-            account_id,
-            mailbox: placed.mailbox,
-            uidvalidity: placed.uidvalidity,
-            uid: placed.uid,
-            duplicate: placed.duplicate,
-        })
+        let uids: Vec<u32> = reply.placements.iter().map(|p| p.uid).collect();
+        tracing::Span::current().record("uid", tracing::field::debug(&uids));
+        match refusal {
+            Some(status) => Err(status),
+            None => Ok(reply),
+        }
     }
 }

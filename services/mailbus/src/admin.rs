@@ -17,6 +17,12 @@ pub enum AdminCommand {
     /// Mail accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Aliases: addresses (or a domain's catch-all, `@domain`) that lead to accounts.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Per-account storage and message-count limits.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// The mail queue, at the relay role's MAILBUS_RELAY_URL.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -69,6 +75,78 @@ pub enum AccountCommand {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// Set a new password, read as for `add`. It takes effect at the next login.
+    Passwd { address: String },
+    /// Refuse logins and mail for the account (mail to it is answered 550 5.1.1), keeping its mail.
+    Disable { address: String },
+    /// Undo `disable`.
+    Enable { address: String },
+    /// Delete the account with all its mail, and take it out of aliases.
+    Remove { address: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AliasCommand {
+    /// Create an alias, or add targets to an existing one.
+    Add {
+        /// An address of a hosted domain, or `@domain` for the domain's catch-all.
+        address: String,
+        /// The accounts it leads to.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Remove the named targets of an alias, or the whole alias when none is named.
+    Remove { address: String, targets: Vec<String> },
+    /// List aliases and where they lead.
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QuotaCommand {
+    /// Set an account's limits: sizes like 500M or 2G (powers of 1024), counts as numbers; `none` removes
+    /// a limit. A limit not named stays as it is.
+    Set {
+        address: String,
+        #[arg(long, value_parser = parse_size)]
+        storage: Option<u64>,
+        #[arg(long, value_parser = parse_count)]
+        messages: Option<u64>,
+    },
+    /// Usage against the limits, per account.
+    Show {
+        /// Only this domain's accounts.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+}
+
+/// A size in octets, with an optional K/M/G/T suffix in powers of 1024; `none` is 0, "no limit".
+fn parse_size(text: &str) -> Result<u64, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(0);
+    }
+    let upper = text.trim().to_ascii_uppercase();
+    let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &upper[digits.len()..] {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}; use K, M, G or T")),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size"))?;
+    number.checked_mul(unit).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(0);
+    }
+    text.parse().map_err(|_| format!("{text:?} is not a number"))
 }
 
 /// Exit code for "it already exists".
@@ -114,6 +192,64 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
                 })
                 .collect();
             print_table(&["ADDRESS", "ID", "STATE", "MESSAGES", "BYTES"], rows);
+        }
+        AdminCommand::Account(AccountCommand::Passwd { address }) => {
+            let password = read_password()?;
+            let request = pb::UpdateAccountRequest { address, password: Some(password), ..Default::default() };
+            let account = directory.update_account(request).await.map_err(status_error)?.into_inner();
+            println!("password of {} changed", account.address);
+        }
+        AdminCommand::Account(AccountCommand::Disable { address }) => {
+            set_disabled(&mut directory, address, true).await?
+        }
+        AdminCommand::Account(AccountCommand::Enable { address }) => {
+            set_disabled(&mut directory, address, false).await?
+        }
+        AdminCommand::Account(AccountCommand::Remove { address }) => {
+            directory
+                .remove_account(pb::RemoveAccountRequest { address: address.clone() })
+                .await
+                .map_err(status_error)?;
+            println!("account {address} removed");
+        }
+        AdminCommand::Alias(AliasCommand::Add { address, targets }) => {
+            let alias =
+                directory.add_alias(pb::AddAliasRequest { address, targets }).await.map_err(status_error)?.into_inner();
+            println!("alias {} -> {}", alias.address, alias.targets.join(", "));
+        }
+        AdminCommand::Alias(AliasCommand::Remove { address, targets }) => {
+            let request = pb::RemoveAliasRequest { address: address.clone(), targets: targets.clone() };
+            directory.remove_alias(request).await.map_err(status_error)?;
+            if targets.is_empty() {
+                println!("alias {address} removed");
+            } else {
+                println!("alias {address}: removed {}", targets.join(", "));
+            }
+        }
+        AdminCommand::Alias(AliasCommand::List { domain }) => {
+            let request = pb::ListAliasesRequest { domain: domain.unwrap_or_default() };
+            let aliases = directory.list_aliases(request).await.map_err(status_error)?.into_inner().aliases;
+            print_table(
+                &["ALIAS", "TARGETS"],
+                aliases.into_iter().map(|a| vec![a.address, a.targets.join(", ")]).collect(),
+            );
+        }
+        AdminCommand::Quota(QuotaCommand::Set { address, storage, messages }) => {
+            if storage.is_none() && messages.is_none() {
+                bail!("name a limit: --storage, --messages or both");
+            }
+            let request = pb::UpdateAccountRequest {
+                address,
+                quota_bytes: storage,
+                quota_messages: messages,
+                ..Default::default()
+            };
+            let account = directory.update_account(request).await.map_err(status_error)?.into_inner();
+            print_quotas(vec![account]);
+        }
+        AdminCommand::Quota(QuotaCommand::Show { domain }) => {
+            let request = pb::ListAccountsRequest { domain: domain.unwrap_or_default() };
+            print_quotas(directory.list_accounts(request).await.map_err(status_error)?.into_inner().accounts);
         }
         AdminCommand::Queue(command) => return queue(command, settings).await,
     }
@@ -186,6 +322,39 @@ async fn print_queue(
         }
     }
     Ok(())
+}
+
+async fn set_disabled(
+    directory: &mut DirectoryClient<mailbus_grpc::TracedChannel>,
+    address: String,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let request = pb::UpdateAccountRequest { address, disabled: Some(disabled), ..Default::default() };
+    let account = directory.update_account(request).await.map_err(status_error)?.into_inner();
+    println!("account {} {}", account.address, if account.disabled { "disabled" } else { "enabled" });
+    Ok(())
+}
+
+/// Usage against limits; USED is the fuller of the two, as a percentage.
+fn print_quotas(accounts: Vec<pb::Account>) {
+    let limit = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let percent = |used: u64, quota: Option<u64>| quota.filter(|&q| q > 0).map(|q| used.saturating_mul(100) / q);
+    let rows = accounts
+        .into_iter()
+        .map(|a| {
+            let fullest = percent(a.storage_bytes, a.quota_bytes).max(percent(a.message_count, a.quota_messages));
+            let fullest = fullest.map_or_else(|| "-".to_owned(), |p| format!("{p}%"));
+            vec![
+                a.address,
+                a.storage_bytes.to_string(),
+                limit(a.quota_bytes),
+                a.message_count.to_string(),
+                limit(a.quota_messages),
+                fullest,
+            ]
+        })
+        .collect();
+    print_table(&["ADDRESS", "BYTES", "BYTE LIMIT", "MESSAGES", "MESSAGE LIMIT", "USED"], rows);
 }
 
 fn unix_ms(ms: i64) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mailbus_access::{Access, AccessConfig, DeletePolicy};
-use mailbus_mailbox::{Mailbox, MailboxConfig};
+use mailbus_mailbox::{Mailbox, MailboxConfig, QuotaFull};
 use mailbus_pop3::session::PlaintextAuth;
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
 use mailbus_smtp::session::{BareLf, LongLines};
@@ -61,6 +61,11 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         metrics_listen: s.addr("MAILBUS_MAILBOX_METRICS_LISTEN")?,
         max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE)?,
         max_db_connections: s.bounded("MAILBUS_DB_MAX_CONNECTIONS", 1..=1000)?,
+        quota_full: match s.string("MAILBUS_QUOTA_FULL")?.as_str() {
+            "bounce" => QuotaFull::Bounce,
+            "defer" => QuotaFull::Defer,
+            other => anyhow::bail!("MAILBUS_QUOTA_FULL={other:?} must be bounce or defer"),
+        },
     })
 }
 

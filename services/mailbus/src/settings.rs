@@ -56,6 +56,11 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_POP3_LOCK_TTL_SECS", Some("60"), "POP3 maildrop lock lease: how long a crashed replica can hold it"),
     var("MAILBUS_POP3_MAX_AUTH_FAILURES", Some("3"), "failed POP3 logins in one session before disconnect"),
     var("MAILBUS_POP3_IDLE_TIMEOUT_SECS", Some("600"), "POP3 autologout timer (RFC 1939 §3: at least 10 minutes)"),
+    var(
+        "MAILBUS_QUOTA_FULL",
+        Some("bounce"),
+        "a delivery to a full mailbox: bounce (5.2.2, as Dovecot) or defer (4.2.2, retried until it expires)",
+    ),
     var("MAILBUS_MAILBOX_GRPC_LISTEN", Some("0.0.0.0:50051"), "mailbox role: Directory and Mailbox gRPC"),
     var("MAILBUS_RELAY_GRPC_LISTEN", Some("0.0.0.0:50052"), "relay role: QueueAdmin gRPC"),
     var("MAILBUS_SMTP_GRPC_LISTEN", Some("0.0.0.0:50053"), "smtp-ingress role: gRPC health"),

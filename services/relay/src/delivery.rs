@@ -21,8 +21,8 @@ const CHUNK: usize = 64 * 1024;
 /// How one recipient ended this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Stored in a local mailbox, with its UID.
-    Delivered { uid: u32, duplicate: bool },
+    /// Stored in the local mailbox of each account the address leads to, with the UIDs there.
+    Delivered { uids: Vec<u32>, duplicate: bool },
     /// Accepted by the next hop; `dsn_passed_on` when that hop speaks DSN and so takes over the
     /// sender's NOTIFY=SUCCESS request (RFC 3461 §6.2).
     Relayed { dsn_passed_on: bool },
@@ -137,22 +137,39 @@ impl Deliverer {
         match self.mailbox.clone().deliver(futures::stream::iter(parts)).instrument(span).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
-                Outcome::Delivered { uid: reply.uid, duplicate: reply.duplicate }
+                Outcome::Delivered {
+                    uids: reply.placements.iter().map(|p| p.uid).collect(),
+                    duplicate: reply.duplicate,
+                }
             }
             Err(status) => classify(&status),
         }
     }
 }
 
-/// Which gRPC failures are worth retrying, with the RFC 3463 code a DSN will carry.
+/// Which gRPC failures are worth retrying, with the RFC 3463 code a DSN will carry: the mailbox role's own
+/// when its message starts with one (a full mailbox is 4.2.2 or 5.2.2), else one for the gRPC code.
 fn classify(status: &tonic::Status) -> Outcome {
     let message = status.message();
+    let coded = |class: char, default: &str| match message.split_once(' ') {
+        Some((code, _)) if is_enhanced_code(code, class) => message.to_owned(),
+        _ => format!("{default} {message}"),
+    };
     match status.code() {
-        Code::NotFound => Outcome::PermanentFailure(format!("5.1.1 {message}")),
-        Code::InvalidArgument => Outcome::PermanentFailure(format!("5.6.0 {message}")),
-        Code::FailedPrecondition | Code::PermissionDenied => Outcome::PermanentFailure(format!("5.2.0 {message}")),
+        Code::NotFound => Outcome::PermanentFailure(coded('5', "5.1.1")),
+        Code::InvalidArgument => Outcome::PermanentFailure(coded('5', "5.6.0")),
+        Code::FailedPrecondition | Code::PermissionDenied => Outcome::PermanentFailure(coded('5', "5.2.0")),
+        Code::ResourceExhausted => Outcome::TemporaryFailure(coded('4', "4.2.2")),
         _ => Outcome::TemporaryFailure(format!("4.3.0 mailbox service: {message}")),
     }
+}
+
+/// RFC 3463: class.subject.detail, with the class given.
+fn is_enhanced_code(code: &str, class: char) -> bool {
+    let mut parts = code.split('.');
+    parts.next().is_some_and(|c| c.len() == 1 && c.starts_with(class))
+        && parts.clone().count() == 2
+        && parts.all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -166,6 +183,19 @@ mod tests {
         assert_eq!(
             classify(&tonic::Status::not_found("no mailbox")),
             Outcome::PermanentFailure("5.1.1 no mailbox".into())
+        );
+        assert_eq!(
+            classify(&tonic::Status::failed_precondition("5.2.2 mailbox full: storage quota exceeded")),
+            Outcome::PermanentFailure("5.2.2 mailbox full: storage quota exceeded".into())
+        );
+        assert_eq!(
+            classify(&tonic::Status::resource_exhausted("4.2.2 mailbox full")),
+            Outcome::TemporaryFailure("4.2.2 mailbox full".into())
+        );
+        // A code of the wrong class is text, not a code.
+        assert_eq!(
+            classify(&tonic::Status::failed_precondition("4.2.2 odd")),
+            Outcome::PermanentFailure("5.2.0 4.2.2 odd".into())
         );
         assert!(!Outcome::TemporaryFailure(String::new()).is_final());
         assert!(Outcome::PermanentFailure(String::new()).is_final());

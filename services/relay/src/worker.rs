@@ -193,8 +193,8 @@ impl Worker {
             };
             self.recipients.get_or_create(&vec![("outcome".into(), label.into())]).inc();
             match outcome {
-                Outcome::Delivered { uid, duplicate } => {
-                    tracing::info!(recipient = %recipient.address, uid, duplicate, "delivered");
+                Outcome::Delivered { uids, duplicate } => {
+                    tracing::info!(recipient = %recipient.address, ?uids, duplicate, "delivered");
                     recipient.set_status(RecipientStatus::Delivered);
                     // A success report must not show an earlier attempt's failure.
                     recipient.last_error.clear();

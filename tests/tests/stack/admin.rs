@@ -104,3 +104,60 @@ async fn sigterm_shuts_every_role_down_gracefully() {
     let status = tokio::time::timeout(crate::PATIENCE, child.wait()).await.expect("shutdown took too long").unwrap();
     assert!(status.success(), "graceful shutdown exits 0: {status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_manages_aliases_quotas_passwords_and_disabled_accounts() {
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    assert_eq!(admin(&stack, &["domain", "add", "example.com"], "").await.0, 0);
+    for who in ["judy", "ken"] {
+        let (code, _, stderr) = admin(&stack, &["account", "add", &format!("{who}@example.com")], "pw\n").await;
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, stdout, stderr) =
+        admin(&stack, &["alias", "add", "sales@example.com", "judy@example.com", "ken@example.com"], "").await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "alias sales@example.com -> judy@example.com, ken@example.com");
+    let (code, _, stderr) = admin(&stack, &["alias", "add", "judy@example.com", "ken@example.com"], "").await;
+    assert_eq!(code, 3, "an alias over an account is 'already exists': {stderr}");
+    let (code, _, stderr) = admin(&stack, &["alias", "add", "x@example.com", "nobody@example.com"], "").await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no account nobody@example.com"), "{stderr}");
+    assert_eq!(admin(&stack, &["alias", "add", "@example.com", "ken@example.com"], "").await.0, 0);
+    let (_, stdout, _) = admin(&stack, &["alias", "list"], "").await;
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["ALIAS", "TARGETS"]);
+    assert!(lines[1].starts_with("@example.com") && lines[1].ends_with("ken@example.com"), "{stdout}");
+    assert!(lines[2].starts_with("sales@example.com") && lines[2].ends_with("judy@example.com, ken@example.com"));
+    assert_eq!(admin(&stack, &["alias", "remove", "sales@example.com", "ken@example.com"], "").await.0, 0);
+    assert_eq!(admin(&stack, &["alias", "remove", "sales@example.com"], "").await.0, 0);
+    assert_eq!(admin(&stack, &["alias", "remove", "sales@example.com"], "").await.0, 1);
+
+    let (code, stdout, stderr) =
+        admin(&stack, &["quota", "set", "judy@example.com", "--storage", "2M", "--messages", "1000"], "").await;
+    assert_eq!(code, 0, "{stderr}");
+    let row: Vec<&str> = stdout.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["judy@example.com", "0", "2097152", "0", "1000", "0%"], "{stdout}");
+    let (code, _, stderr) = admin(&stack, &["quota", "set", "judy@example.com", "--storage", "2X"], "").await;
+    assert_ne!(code, 0, "{stderr}");
+    assert_eq!(admin(&stack, &["quota", "set", "judy@example.com", "--storage", "none"], "").await.0, 0);
+    let (_, stdout, _) = admin(&stack, &["quota", "show", "--domain", "example.com"], "").await;
+    let judy: Vec<&str> = stdout.lines().find(|l| l.starts_with("judy")).unwrap().split_whitespace().collect();
+    assert_eq!(judy, ["judy@example.com", "0", "-", "0", "1000", "0%"], "{stdout}");
+
+    assert!(stack.authenticates("judy@example.com", "pw").await);
+    assert_eq!(admin(&stack, &["account", "passwd", "judy@example.com"], "fresh pw\n").await.0, 0);
+    assert!(!stack.authenticates("judy@example.com", "pw").await);
+    assert!(stack.authenticates("judy@example.com", "fresh pw").await);
+    let (code, stdout, _) = admin(&stack, &["account", "disable", "judy@example.com"], "").await;
+    assert_eq!((code, stdout.trim()), (0, "account judy@example.com disabled"));
+    assert!(!stack.authenticates("judy@example.com", "fresh pw").await);
+    let (_, stdout, _) = admin(&stack, &["account", "list"], "").await;
+    assert!(stdout.lines().any(|l| l.starts_with("judy@example.com") && l.contains("disabled")), "{stdout}");
+    assert_eq!(admin(&stack, &["account", "enable", "judy@example.com"], "").await.0, 0);
+    assert!(stack.authenticates("judy@example.com", "fresh pw").await);
+    assert_eq!(admin(&stack, &["account", "remove", "ken@example.com"], "").await.0, 0);
+    assert_eq!(admin(&stack, &["account", "remove", "ken@example.com"], "").await.0, 1);
+    let (_, stdout, _) = admin(&stack, &["alias", "list"], "").await;
+    assert_eq!(stdout.lines().count(), 1, "the catch-all went with its only target: {stdout}");
+    stack.stop().await;
+}

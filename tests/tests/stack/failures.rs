@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use mailbus::roles::Role;
 use mailbus_jetstream::Envelope;
-use mailbus_proto::v1::{self as pb, deliver_request::Part};
+use mailbus_proto::v1 as pb;
 use mailbus_relay::{Deliverer, Outcome, Remote, Router};
 use mailbus_tests::clients::{SmtpOutcome, smtp_send};
 use mailbus_tests::{TestStack, infra};
@@ -94,15 +94,8 @@ async fn fifty_parallel_deliveries_into_one_mailbox_get_distinct_increasing_uids
         let stack = &stack;
         async move {
             let body = message("frank@example.org", &format!("parallel-{i}"));
-            let header = pb::DeliveryHeader {
-                queue_id: format!("{:032x}", i),
-                recipient: "frank@example.org".into(),
-                mail_from: "sender@example.net".into(),
-                size: body.len() as u64,
-            };
-            let parts = [Part::Header(header), Part::Chunk(body)].map(|part| pb::DeliverRequest { part: Some(part) });
-            let reply = stack.mailbox().await.deliver(futures::stream::iter(parts)).await.expect("deliver");
-            reply.into_inner().uid
+            let reply = stack.deliver(&format!("{i:032x}"), "frank@example.org", &body).await.expect("deliver");
+            reply.placements[0].uid
         }
     });
     let mut uids = futures::future::join_all(deliveries).await;

@@ -8,6 +8,7 @@ mod ops;
 mod pop3;
 mod relay;
 mod smtp;
+mod store;
 mod tracing;
 
 use std::time::Duration;
