@@ -89,7 +89,8 @@ impl Backend for GrpcBackend {
     }
 
     async fn expunge(&self, account: &Account, uids: Vec<u32>) -> Result<(), Unavailable> {
-        let request = pb::ExpungeRequest { account_id: account.id, mailbox: MAILDROP.into(), uids };
+        let request =
+            pb::ExpungeRequest { account_id: account.id, mailbox: MAILDROP.into(), uids, deleted_only: false };
         self.mailbox.clone().expunge(request).await?;
         Ok(())
     }

@@ -190,7 +190,12 @@ pub async fn add_account(
         other => other,
     })?;
     for (name, special_use) in INITIAL_MAILBOXES {
-        crate::maildrop::create_mailbox(&mut tx, id, name, *special_use).await?;
+        crate::mailboxes::insert(&mut tx, id, name, *special_use).await?;
+        sqlx::query("INSERT INTO subscriptions (account_id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(AccountRow {

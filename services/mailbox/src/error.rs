@@ -14,6 +14,9 @@ pub enum MailboxError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// RFC 9051 HASCHILDREN: a mailbox with children cannot be deleted.
+    #[error("mailbox {0:?} has children")]
+    HasChildren(String),
     /// The account's quota has no room; the text says which limit.
     #[error("{0}")]
     OverQuota(String),
@@ -29,6 +32,12 @@ impl From<sqlx::Error> for MailboxError {
         {
             return MailboxError::AlreadyExists(db.constraint().unwrap_or("row").to_owned());
         }
+        // A CHECK constraint caught a value the code let through: the caller's fault, not an outage.
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("23514")
+        {
+            return MailboxError::InvalidArgument(format!("value refused by {}", db.constraint().unwrap_or("a check")));
+        }
         MailboxError::Database(error)
     }
 }
@@ -41,6 +50,9 @@ impl From<MailboxError> for tonic::Status {
             MailboxError::NotFound(what) => Status::not_found(what),
             MailboxError::InvalidArgument(what) => Status::invalid_argument(what),
             MailboxError::FailedPrecondition(what) => Status::failed_precondition(what),
+            MailboxError::HasChildren(name) => {
+                Status::failed_precondition(format!("[HASCHILDREN] mailbox {name:?} has children"))
+            }
             // RFC 3463 4.2.2: a mailbox may have room again later. Deliver may turn this permanent by policy.
             MailboxError::OverQuota(what) => Status::resource_exhausted(format!("4.2.2 {what}")),
             // Callers retry UNAVAILABLE later: right for a database that is down or restarting.

@@ -1,14 +1,21 @@
-//! The mailbox role: the only owner of PostgreSQL. It serves the `Directory` (domains, accounts,
-//! credentials) and `Mailbox` (deliver, list, fetch, expunge) gRPC services, runs the schema migrations
-//! at start-up, and publishes a change event on NATS after each commit.
+//! The mailbox role: the only owner of PostgreSQL. It serves the `Directory` (domains, accounts, aliases,
+//! quotas, credentials) and `Mailbox` (mailboxes; deliver, append, fetch, store, copy, move, expunge,
+//! search) gRPC services, runs the schema migrations at start-up, and publishes a change event on NATS
+//! after each commit.
 //!
 //! It must not talk SMTP, POP3 or IMAP, and no other role may open a database connection.
 
 mod directory;
 mod error;
 mod events;
+mod mailbox_rpc;
+mod mailboxes;
 mod maildrop;
+mod mime;
+mod names;
 mod password;
+mod search;
+mod sections;
 mod service;
 
 use std::net::SocketAddr;
@@ -118,12 +125,21 @@ impl Mailbox {
         readiness.set(true);
         let pool = self.service.pool.clone();
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
-        let watch = tokio::spawn(watch_database(pool, readiness, self.database_up, shutdown.clone()));
+        let watch = tokio::spawn(watch_database(pool.clone(), readiness, self.database_up, shutdown.clone()));
+        // Messages stored before MIME parsing existed; several replicas may run this at once harmlessly.
+        let backfill = tokio::spawn(async move {
+            match mime::backfill(&pool).await {
+                Ok(0) => {}
+                Ok(parsed) => tracing::info!(parsed, "parsed messages stored before MIME parsing existed"),
+                Err(error) => tracing::warn!(%error, "MIME backfill stopped; it resumes at the next start"),
+            }
+        });
         let routes =
             Routes::new(DirectoryServer::new(self.service.clone())).add_service(MailboxServer::new(self.service));
         let served =
             mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.Directory", "mailbus.v1.Mailbox"], shutdown).await;
         watch.abort();
+        backfill.abort();
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         served?;
         Ok(())

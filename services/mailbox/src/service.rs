@@ -1,25 +1,16 @@
-//! The gRPC edge: `Directory` and `Mailbox` requests become calls on the store, and the store's rows
-//! become protobuf replies. Nothing else in this crate sees a generated type.
+//! The gRPC edge of the directory: `Directory` requests become calls on the store, and the store's rows
+//! become protobuf replies. The `Mailbox` service is in `mailbox_rpc`.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
 use mailbus_address::EmailAddress;
-use mailbus_proto::v1::{self as pb, MailboxEventKind, deliver_request};
+use mailbus_proto::v1 as pb;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use sqlx::PgPool;
-use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
+use tonic::{Request, Response, Status};
 
 use crate::directory::{self, Resolution};
-use crate::error::MailboxError;
 use crate::events::Events;
-use crate::maildrop;
 use crate::password::{Hasher, Password};
-
-/// Message bodies go out in chunks of this size.
-const CHUNK: usize = 64 * 1024;
 
 /// What a delivery into a full mailbox gets: Dovecot's `quota_full_tempfail` as a choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,7 +32,7 @@ pub struct MailboxService {
     pub deliveries: Family<Vec<(String, String)>, Counter>,
 }
 
-fn invalid(what: impl std::fmt::Display) -> Status {
+pub(crate) fn invalid(what: impl std::fmt::Display) -> Status {
     Status::invalid_argument(what.to_string())
 }
 
@@ -188,191 +179,5 @@ fn account_to_pb(row: directory::AccountRow) -> pb::Account {
         storage_bytes: row.storage_bytes as u64,
         quota_bytes: row.quota_bytes.map(|q| q as u64),
         quota_messages: row.quota_messages.map(|q| q as u64),
-    }
-}
-
-type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::MessageChunk, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl pb::mailbox_server::Mailbox for MailboxService {
-    async fn deliver(
-        &self,
-        request: Request<Streaming<pb::DeliverRequest>>,
-    ) -> Result<Response<pb::DeliverResponse>, Status> {
-        let mut stream = request.into_inner();
-        let header = match stream.next().await {
-            Some(Ok(pb::DeliverRequest { part: Some(deliver_request::Part::Header(header)) })) => header,
-            Some(Err(status)) => return Err(status),
-            _ => return Err(invalid("the first Deliver message must be the header")),
-        };
-        let span = tracing::info_span!("mailbox.deliver", queue_id = %header.queue_id, uid = tracing::field::Empty);
-        let outcome = self.deliver_one(header, stream).instrument(span.clone()).await;
-        let label = match &outcome {
-            Ok(reply) if reply.duplicate => "duplicate",
-            Ok(_) => "delivered",
-            Err(status) if status.message().starts_with("4.2.2") || status.message().starts_with("5.2.2") => {
-                "over_quota"
-            }
-            Err(status) if status.code() == tonic::Code::Unavailable => "temporary_failure",
-            Err(_) => "rejected",
-        };
-        self.deliveries.get_or_create(&vec![("outcome".into(), label.into())]).inc();
-        outcome.map(Response::new)
-    }
-
-    async fn list_messages(
-        &self,
-        request: Request<pb::ListMessagesRequest>,
-    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        let request = request.into_inner();
-        let listing = maildrop::list(&self.pool, request.account_id, &request.mailbox).await?;
-        Ok(Response::new(pb::ListMessagesResponse {
-            uidvalidity: listing.uidvalidity,
-            uidnext: listing.uidnext,
-            messages: listing
-                .messages
-                .into_iter()
-                .map(|m| pb::MessageSummary { uid: m.uid, size: m.size, internal_date_unix: m.internal_date_unix })
-                .collect(),
-        }))
-    }
-
-    type FetchMessageStream = ChunkStream;
-
-    async fn fetch_message(
-        &self,
-        request: Request<pb::FetchMessageRequest>,
-    ) -> Result<Response<Self::FetchMessageStream>, Status> {
-        let request = request.into_inner();
-        let content = maildrop::content(&self.pool, request.account_id, &request.mailbox, request.uid).await?;
-        let chunks: Vec<Result<pb::MessageChunk, Status>> =
-            content.chunks(CHUNK).map(|c| Ok(pb::MessageChunk { data: c.to_vec() })).collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
-    }
-
-    async fn expunge(&self, request: Request<pb::ExpungeRequest>) -> Result<Response<pb::ExpungeResponse>, Status> {
-        let request = request.into_inner();
-        let gone = maildrop::expunge(&self.pool, request.account_id, &request.mailbox, &request.uids).await?;
-        if !gone.uids.is_empty() {
-            self.events.publish(
-                request.account_id,
-                &request.mailbox,
-                MailboxEventKind::Expunged,
-                gone.uids.clone(),
-                gone.modseq,
-                gone.uidvalidity,
-            );
-        }
-        Ok(Response::new(pb::ExpungeResponse { expunged: gone.uids, highest_modseq: gone.modseq as u64 }))
-    }
-
-    async fn r#move(&self, request: Request<pb::MoveRequest>) -> Result<Response<pb::MoveResponse>, Status> {
-        let request = request.into_inner();
-        let moved = maildrop::move_messages(
-            &self.pool,
-            request.account_id,
-            &request.from_mailbox,
-            &request.to_mailbox,
-            &request.uids,
-        )
-        .await?;
-        if !moved.target_uids.is_empty() {
-            let account = request.account_id;
-            let source = &moved.source;
-            self.events.publish(
-                account,
-                &request.from_mailbox,
-                MailboxEventKind::Expunged,
-                source.uids.clone(),
-                source.modseq,
-                source.uidvalidity,
-            );
-            self.events.publish(
-                account,
-                &request.to_mailbox,
-                MailboxEventKind::Appended,
-                moved.target_uids.clone(),
-                moved.target_modseq,
-                moved.target_uidvalidity,
-            );
-        }
-        Ok(Response::new(pb::MoveResponse {
-            source_uids: moved.source.uids,
-            target_uidvalidity: moved.target_uidvalidity,
-            target_uids: moved.target_uids,
-        }))
-    }
-}
-
-impl MailboxService {
-    async fn deliver_one(
-        &self,
-        header: pb::DeliveryHeader,
-        mut stream: Streaming<pb::DeliverRequest>,
-    ) -> Result<pb::DeliverResponse, Status> {
-        if header.size > self.max_message_size {
-            return Err(Status::invalid_argument(format!("message of {} octets exceeds the limit", header.size)));
-        }
-        let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
-        let accounts = match directory::resolve(&self.pool, &recipient).await? {
-            Resolution::Local(accounts) => accounts,
-            _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
-        };
-        let mut content = Vec::with_capacity(header.size as usize);
-        while let Some(part) = stream.next().await {
-            match part?.part {
-                Some(deliver_request::Part::Chunk(chunk)) => content.extend_from_slice(&chunk),
-                _ => return Err(invalid("only body chunks may follow the header")),
-            }
-            if content.len() as u64 > header.size {
-                return Err(invalid("body is longer than the header's size"));
-            }
-        }
-        if content.len() as u64 != header.size {
-            return Err(invalid(format!("body has {} octets, the header said {}", content.len(), header.size)));
-        }
-        // An alias may lead to several accounts: each gets its own copy in its own transaction, and a
-        // repeated call skips the accounts that already have theirs, so a refusal for one (a full mailbox)
-        // neither blocks nor duplicates the others.
-        let mut reply = pb::DeliverResponse { placements: Vec::new(), duplicate: true };
-        let mut refusal = None;
-        for account_id in accounts {
-            let key = recipient.lookup_key();
-            match maildrop::deliver(&self.pool, account_id, &header.queue_id, &key, &content).await {
-                Ok(placed) => {
-                    if !placed.duplicate {
-                        reply.duplicate = false;
-                        self.events.publish(
-                            account_id,
-                            &placed.mailbox,
-                            MailboxEventKind::Appended,
-                            vec![placed.uid],
-                            placed.modseq,
-                            placed.uidvalidity,
-                        );
-                    }
-                    reply.placements.push(pb::Placement {
-                        account_id,
-                        mailbox: placed.mailbox,
-                        uidvalidity: placed.uidvalidity,
-                        uid: placed.uid,
-                    });
-                }
-                Err(MailboxError::OverQuota(why)) => {
-                    tracing::info!(account_id, %why, "mailbox full");
-                    refusal = Some(match self.quota_full {
-                        QuotaFull::Bounce => Status::failed_precondition(format!("5.2.2 mailbox full: {why}")),
-                        QuotaFull::Defer => Status::resource_exhausted(format!("4.2.2 mailbox full: {why}")),
-                    });
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        let uids: Vec<u32> = reply.placements.iter().map(|p| p.uid).collect();
-        tracing::Span::current().record("uid", tracing::field::debug(&uids));
-        match refusal {
-            Some(status) => Err(status),
-            None => Ok(reply),
-        }
     }
 }

@@ -185,7 +185,7 @@ async fn a_full_mailbox_refuses_with_5_2_2_and_takes_mail_again_once_there_is_ro
     let listed = stack.directory().await.list_accounts(pb::ListAccountsRequest::default()).await.unwrap().into_inner();
     let erin_row = listed.accounts.iter().find(|a| a.id == erin).unwrap();
     assert_eq!((erin_row.message_count, erin_row.storage_bytes), (2, 2 * size));
-    let expunge = pb::ExpungeRequest { account_id: erin, mailbox: "INBOX".into(), uids: vec![1] };
+    let expunge = pb::ExpungeRequest { account_id: erin, mailbox: "INBOX".into(), uids: vec![1], deleted_only: false };
     stack.mailbox().await.expunge(expunge).await.unwrap();
     let retried = stack.deliver("q4", "both@example.org", &body).await.unwrap();
     assert!(!retried.duplicate);

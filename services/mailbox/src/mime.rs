@@ -1,0 +1,470 @@
+//! A message parsed once, when it is stored: the IMAP ENVELOPE and BODYSTRUCTURE with every part's
+//! offsets (so FETCH of a section slices the stored octets instead of parsing again), the Date field, the
+//! header fields and the decoded text that SEARCH looks at.
+
+use mail_parser::{Address, Header, HeaderName, HeaderValue, Message, MessageParser, PartType};
+use mailbus_proto::v1 as pb;
+
+/// Text longer than this is cut before indexing: PostgreSQL's tsvector holds at most 1 MiB, and the
+/// first 256 KiB of a message's text are what a search is about.
+const MAX_INDEXED_TEXT: usize = 256 * 1024;
+
+/// Nested message/rfc822 parts deeper than this are described as opaque parts.
+const MAX_DEPTH: usize = 20;
+
+/// What the store keeps of a message besides its octets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub structure: pb::MessageStructure,
+    /// The Date field, as a Unix time.
+    pub sent_unix: Option<i64>,
+    /// Header fields of the message (not of its parts): names in lower case, values unfolded and with
+    /// encoded words decoded.
+    pub header_names: Vec<String>,
+    pub header_values: Vec<String>,
+    /// The decoded text of its text and HTML bodies, for full-text search.
+    pub text: String,
+}
+
+impl Parsed {
+    /// Octets of the message's header, the blank line included.
+    pub fn header_size(&self) -> u64 {
+        self.structure.body.as_ref().map_or(0, |b| b.body_offset)
+    }
+}
+
+/// Rows stored before parsing existed get their columns from this, at start-up.
+pub async fn backfill(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    use prost::Message as _;
+    let mut done = 0;
+    loop {
+        let batch: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, content FROM messages WHERE structure IS NULL ORDER BY id LIMIT 50")
+                .fetch_all(pool)
+                .await?;
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        for (id, content) in batch {
+            let parsed = tokio::task::spawn_blocking(move || parse(&content))
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
+            sqlx::query(
+                "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
+                        header_values = $5, body_text = to_tsvector('simple', $6), header_size = $7
+                  WHERE id = $1",
+            )
+            .bind(id)
+            .bind(parsed.structure.encode_to_vec())
+            .bind(parsed.sent_unix.map(|t| t as f64))
+            .bind(&parsed.header_names)
+            .bind(&parsed.header_values)
+            .bind(&parsed.text)
+            .bind(parsed.header_size() as i32)
+            .execute(pool)
+            .await?;
+            done += 1;
+        }
+    }
+}
+
+pub fn parse(content: &[u8]) -> Parsed {
+    let Some(message) = MessageParser::default().parse(content) else {
+        // mail-parser gives up only on input without any header; describe it as one text part.
+        return Parsed {
+            structure: pb::MessageStructure {
+                envelope: Some(pb::MessageEnvelope::default()),
+                body: Some(opaque(content)),
+            },
+            sent_unix: None,
+            header_names: Vec::new(),
+            header_values: Vec::new(),
+            text: String::from_utf8_lossy(&content[..content.len().min(MAX_INDEXED_TEXT)]).replace('\0', " "),
+        };
+    };
+    let headers = message.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
+    let (header_names, header_values): (Vec<String>, Vec<String>) =
+        headers.iter().map(|h| (h.name.as_str().to_ascii_lowercase(), searchable_value(h, content))).unzip();
+    let mut text = String::new();
+    for index in 0..message.text_body_count().max(message.html_body_count()) {
+        let part = if index < message.text_body_count() { message.body_text(index) } else { message.body_html(index) };
+        if let Some(part) = part {
+            text.push_str(&part);
+            text.push('\n');
+        }
+        if text.len() >= MAX_INDEXED_TEXT {
+            break;
+        }
+    }
+    truncate(&mut text, MAX_INDEXED_TEXT);
+    // PostgreSQL text cannot hold NUL.
+    let text = text.replace('\0', " ");
+    let header_values = header_values.into_iter().map(|v: String| v.replace('\0', " ")).collect();
+    let header_names = header_names.into_iter().map(|v: String| v.replace('\0', " ")).collect();
+    Parsed {
+        structure: pb::MessageStructure {
+            envelope: Some(envelope(headers, content)),
+            body: Some(body_part(&message, 0, content, 0, Default::default())),
+        },
+        sent_unix: message.date().map(|d| d.to_timestamp()),
+        header_names,
+        header_values,
+        text,
+    }
+}
+
+fn truncate(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+/// A whole message that could not be parsed as one: text/plain of its octets.
+fn opaque(content: &[u8]) -> pb::BodyPart {
+    pb::BodyPart {
+        r#type: "text".into(),
+        subtype: "plain".into(),
+        params: vec![param("charset", "us-ascii")],
+        encoding: "7BIT".into(),
+        size: content.len() as u64,
+        lines: count_lines(content),
+        body_offset: 0,
+        end_offset: content.len() as u64,
+        ..Default::default()
+    }
+}
+
+fn param(name: &str, value: &str) -> pb::Param {
+    pb::Param { name: name.to_ascii_lowercase(), value: value.to_owned() }
+}
+
+fn count_lines(body: &[u8]) -> u64 {
+    body.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+fn field<'a, 'x>(headers: &'a [Header<'x>], name: &HeaderName<'_>) -> Option<&'a Header<'x>> {
+    headers.iter().find(|h| &h.name == name)
+}
+
+/// A field's value as written: unfolded, trimmed, encoded words left alone (what IMAP's ENVELOPE and
+/// BODYSTRUCTURE strings carry).
+fn raw_value(header: &Header<'_>, raw: &[u8]) -> String {
+    let bytes = raw.get(header.offset_start as usize..header.offset_end as usize).unwrap_or_default();
+    let text = String::from_utf8_lossy(bytes);
+    text.replace("\r\n", "").replace('\n', "").trim().to_owned()
+}
+
+fn raw_field(headers: &[Header<'_>], name: HeaderName<'_>, raw: &[u8]) -> Option<String> {
+    field(headers, &name).map(|h| raw_value(h, raw))
+}
+
+fn searchable_value(header: &Header<'_>, raw: &[u8]) -> String {
+    match &header.value {
+        HeaderValue::Text(text) => text.to_string(),
+        HeaderValue::TextList(list) => list.join(", "),
+        HeaderValue::Address(address) => {
+            let addrs: Vec<String> = address_list(address)
+                .into_iter()
+                .filter(|a| !a.group_start && !a.group_end)
+                .map(|a| format!("{} <{}@{}>", a.name, a.mailbox, a.host).trim_start().to_owned())
+                .collect();
+            addrs.join(", ")
+        }
+        _ => raw_value(header, raw),
+    }
+}
+
+fn envelope(headers: &[Header<'_>], raw: &[u8]) -> pb::MessageEnvelope {
+    let addresses = |name: HeaderName<'_>| match field(headers, &name).map(|h| &h.value) {
+        Some(HeaderValue::Address(address)) => address_list(address),
+        _ => Vec::new(),
+    };
+    let from = addresses(HeaderName::From);
+    // RFC 9051 §7.5.2: Sender and Reply-To default to From.
+    let or_from = |list: Vec<pb::EnvelopeAddress>| if list.is_empty() { from.clone() } else { list };
+    pb::MessageEnvelope {
+        date: raw_field(headers, HeaderName::Date, raw),
+        subject: raw_field(headers, HeaderName::Subject, raw),
+        sender: or_from(addresses(HeaderName::Sender)),
+        reply_to: or_from(addresses(HeaderName::ReplyTo)),
+        from: from.clone(),
+        to: addresses(HeaderName::To),
+        cc: addresses(HeaderName::Cc),
+        bcc: addresses(HeaderName::Bcc),
+        in_reply_to: raw_field(headers, HeaderName::InReplyTo, raw),
+        message_id: raw_field(headers, HeaderName::MessageId, raw),
+    }
+}
+
+fn address_list(address: &Address<'_>) -> Vec<pb::EnvelopeAddress> {
+    let one = |addr: &mail_parser::Addr<'_>| {
+        let full = addr.address.as_deref().unwrap_or_default();
+        let (mailbox, host) = full.rsplit_once('@').unwrap_or((full, ""));
+        pb::EnvelopeAddress {
+            name: addr.name.as_deref().unwrap_or_default().to_owned(),
+            mailbox: mailbox.to_owned(),
+            host: host.to_owned(),
+            ..Default::default()
+        }
+    };
+    match address {
+        Address::List(list) => list.iter().map(one).collect(),
+        Address::Group(groups) => {
+            let mut out = Vec::new();
+            for group in groups {
+                match &group.name {
+                    Some(name) => {
+                        out.push(pb::EnvelopeAddress {
+                            mailbox: name.to_string(),
+                            group_start: true,
+                            ..Default::default()
+                        });
+                        out.extend(group.addresses.iter().map(one));
+                        out.push(pb::EnvelopeAddress { group_end: true, ..Default::default() });
+                    }
+                    None => out.extend(group.addresses.iter().map(one)),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The content type a part has by default (RFC 2046 §5.1.5): message/rfc822 in a multipart/digest, else
+/// text/plain in US-ASCII.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Parent {
+    #[default]
+    Other,
+    Digest,
+}
+
+/// Describes part `id` of `message`. `raw` is the octets the message's offsets point into; `base` is added
+/// to them to make them offsets in the stored message (0 except inside an encoded message/rfc822, whose
+/// offsets cannot point into the stored octets and are left as they are).
+fn body_part(message: &Message<'_>, id: usize, raw: &[u8], depth: usize, parent: Parent) -> pb::BodyPart {
+    let Some(part) = message.parts.get(id) else { return pb::BodyPart::default() };
+    let headers = part.headers.as_slice();
+    let content_type = field(headers, &HeaderName::ContentType).and_then(|h| h.value.as_content_type());
+    let (r#type, subtype, mut params) = match content_type {
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+            ct.attributes().unwrap_or_default().iter().map(|a| param(&a.name, &a.value)).collect::<Vec<_>>(),
+        ),
+        None if parent == Parent::Digest => ("message".into(), "rfc822".into(), Vec::new()),
+        None => ("text".into(), "plain".into(), Vec::new()),
+    };
+    if r#type == "text" && !params.iter().any(|p| p.name == "charset") {
+        params.insert(0, param("charset", "us-ascii"));
+    }
+    let (body_start, end) = (part.offset_body as usize, (part.offset_end as usize).max(part.offset_body as usize));
+    let body = raw.get(body_start..end).unwrap_or_default();
+    let disposition = field(headers, &HeaderName::ContentDisposition).and_then(|h| h.value.as_content_type());
+    let language = match field(headers, &HeaderName::ContentLanguage).map(|h| &h.value) {
+        Some(HeaderValue::Text(one)) => vec![one.to_string()],
+        Some(HeaderValue::TextList(list)) => list.iter().map(|l| l.to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = pb::BodyPart {
+        r#type,
+        subtype,
+        params,
+        id: raw_field(headers, HeaderName::ContentId, raw),
+        description: raw_field(headers, HeaderName::ContentDescription, raw),
+        encoding: raw_field(headers, HeaderName::ContentTransferEncoding, raw)
+            .map_or_else(|| "7BIT".to_owned(), |e| e.to_ascii_uppercase()),
+        size: body.len() as u64,
+        lines: 0,
+        disposition: disposition.map(|d| d.ctype().to_ascii_lowercase()),
+        disposition_params: disposition
+            .and_then(|d| d.attributes())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| param(&a.name, &a.value))
+            .collect(),
+        language,
+        location: raw_field(headers, HeaderName::ContentLocation, raw),
+        parts: Vec::new(),
+        message_envelope: None,
+        message_body: None,
+        header_offset: u64::from(part.offset_header),
+        body_offset: body_start as u64,
+        end_offset: end as u64,
+    };
+    match &part.body {
+        PartType::Multipart(children) => {
+            let parent = if out.subtype == "digest" { Parent::Digest } else { Parent::Other };
+            out.parts = children.iter().map(|&c| body_part(message, c as usize, raw, depth, parent)).collect();
+            out.lines = 0;
+            out.size = 0;
+        }
+        PartType::Message(nested) if depth < MAX_DEPTH => {
+            out.lines = count_lines(body);
+            let nested_headers = nested.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
+            out.message_envelope = Some(envelope(nested_headers, nested.raw_message.as_ref()));
+            let mut inner = body_part(nested, 0, nested.raw_message.as_ref(), depth + 1, Parent::Other);
+            if out.encoding != "7BIT" && out.encoding != "8BIT" && out.encoding != "BINARY" {
+                // Offsets into decoded octets mean nothing in the stored message.
+                clear_offsets(&mut inner);
+            }
+            out.message_body = Some(Box::new(inner));
+        }
+        _ if out.r#type == "text" => out.lines = count_lines(body),
+        _ => {}
+    }
+    out
+}
+
+fn clear_offsets(part: &mut pb::BodyPart) {
+    part.header_offset = 0;
+    part.body_offset = 0;
+    part.end_offset = 0;
+    part.parts.iter_mut().for_each(clear_offsets);
+    if let Some(inner) = part.message_body.as_deref_mut() {
+        clear_offsets(inner);
+    }
+}
+
+/// Whether a part is a message whose header and text sections exist (the message itself, or a
+/// message/rfc822 part).
+pub fn is_message(part: &pb::BodyPart) -> bool {
+    part.r#type == "message" && (part.subtype == "rfc822" || part.subtype == "global")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MULTIPART: &[u8] = b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\n\
+To: Team: ann@example.org, Bob <bob@example.org>;, carl@example.org\r\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and\r\n folded\r\n\
+Date: Tue, 24 Nov 2026 10:00:00 +0100\r\n\
+Message-ID: <m1@example.org>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\r\n\
+\r\n\
+preamble\r\n\
+--outer\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Hello J=C3=B6rg,\r\nsecond line\r\n\
+--outer\r\n\
+Content-Type: message/rfc822\r\n\
+Content-Disposition: attachment; filename=\"fwd.eml\"\r\n\
+\r\n\
+From: Inner <inner@example.net>\r\n\
+Subject: inner\r\n\
+\r\n\
+Inner body.\r\n\
+--outer\r\n\
+Content-Type: application/octet-stream; name=\"x.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+Content-ID: <x@y>\r\n\
+\r\n\
+AAECAw==\r\n\
+--outer--\r\n\
+epilogue\r\n";
+
+    fn slice(content: &[u8], from: u64, to: u64) -> &str {
+        std::str::from_utf8(&content[from as usize..to as usize]).unwrap()
+    }
+
+    #[test]
+    fn envelope_keeps_raw_strings_and_decodes_names_and_groups() {
+        let parsed = parse(MULTIPART);
+        let envelope = parsed.structure.envelope.unwrap();
+        assert_eq!(envelope.subject.as_deref(), Some("=?utf-8?q?Gr=C3=BC=C3=9Fe?= and folded"));
+        assert_eq!(envelope.date.as_deref(), Some("Tue, 24 Nov 2026 10:00:00 +0100"));
+        assert_eq!(envelope.message_id.as_deref(), Some("<m1@example.org>"));
+        assert_eq!(envelope.in_reply_to, None);
+        assert_eq!(envelope.from[0].name, "Jörg");
+        assert_eq!((envelope.from[0].mailbox.as_str(), envelope.from[0].host.as_str()), ("jorg", "example.org"));
+        assert_eq!(envelope.sender, envelope.from);
+        assert_eq!(envelope.reply_to, envelope.from);
+        let to: Vec<(bool, bool, &str, &str)> =
+            envelope.to.iter().map(|a| (a.group_start, a.group_end, a.mailbox.as_str(), a.host.as_str())).collect();
+        assert_eq!(
+            to,
+            [
+                (true, false, "Team", ""),
+                (false, false, "ann", "example.org"),
+                (false, false, "bob", "example.org"),
+                (false, true, "", ""),
+                (false, false, "carl", "example.org"),
+            ]
+        );
+        assert_eq!(parsed.sent_unix, Some(1_795_510_800), "2026-11-24 09:00 UTC");
+        let subject = parsed.header_names.iter().position(|n| n == "subject").unwrap();
+        assert_eq!(parsed.header_values[subject], "Grüße and folded");
+        assert!(parsed.text.contains("Hello Jörg,"), "{}", parsed.text);
+    }
+
+    #[test]
+    fn body_structure_has_each_part_with_offsets_into_the_stored_octets() {
+        let body = parse(MULTIPART).structure.body.unwrap();
+        assert_eq!((body.r#type.as_str(), body.subtype.as_str()), ("multipart", "mixed"));
+        assert_eq!(body.params, [param("boundary", "outer")]);
+        assert_eq!(body.parts.len(), 3);
+
+        let text = &body.parts[0];
+        assert_eq!(
+            (text.r#type.as_str(), text.subtype.as_str(), text.encoding.as_str()),
+            ("text", "plain", "QUOTED-PRINTABLE")
+        );
+        assert_eq!(slice(MULTIPART, text.body_offset, text.end_offset), "Hello J=C3=B6rg,\r\nsecond line");
+        assert_eq!((text.size, text.lines), (29, 1));
+        assert!(slice(MULTIPART, text.header_offset, text.body_offset).starts_with("Content-Type: text/plain"));
+
+        let forwarded = &body.parts[1];
+        assert!(is_message(forwarded));
+        assert_eq!(forwarded.disposition.as_deref(), Some("attachment"));
+        assert_eq!(forwarded.disposition_params, [param("filename", "fwd.eml")]);
+        assert_eq!(
+            slice(MULTIPART, forwarded.body_offset, forwarded.end_offset),
+            "From: Inner <inner@example.net>\r\nSubject: inner\r\n\r\nInner body."
+        );
+        assert_eq!(forwarded.message_envelope.as_ref().unwrap().subject.as_deref(), Some("inner"));
+        let inner = forwarded.message_body.as_ref().unwrap();
+        assert_eq!((inner.r#type.as_str(), inner.params.clone()), ("text", vec![param("charset", "us-ascii")]));
+        assert_eq!(slice(MULTIPART, inner.body_offset, inner.end_offset), "Inner body.");
+        assert_eq!(
+            slice(MULTIPART, inner.header_offset, inner.body_offset),
+            "From: Inner <inner@example.net>\r\nSubject: inner\r\n\r\n"
+        );
+
+        let binary = &body.parts[2];
+        assert_eq!((binary.r#type.as_str(), binary.encoding.as_str()), ("application", "BASE64"));
+        assert_eq!(binary.id.as_deref(), Some("<x@y>"));
+        assert_eq!(slice(MULTIPART, binary.body_offset, binary.end_offset), "AAECAw==");
+    }
+
+    #[test]
+    fn a_plain_message_without_mime_is_text_plain_us_ascii() {
+        let content = b"Subject: hi\r\n\r\nline one\r\nline two\r\n";
+        let body = parse(content).structure.body.unwrap();
+        assert_eq!((body.r#type.as_str(), body.subtype.as_str(), body.encoding.as_str()), ("text", "plain", "7BIT"));
+        assert_eq!(body.params, [param("charset", "us-ascii")]);
+        assert_eq!((body.size, body.lines), (20, 2));
+        assert_eq!((body.header_offset, body.body_offset, body.end_offset), (0, 15, 35));
+    }
+
+    #[test]
+    fn garbage_never_panics_and_still_gets_a_structure() {
+        for input in
+            [&b""[..], b"\r\n\r\n", b"no header at all", b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"]
+        {
+            let parsed = parse(input);
+            assert!(parsed.structure.body.is_some());
+        }
+        // PostgreSQL text cannot hold NUL: the searchable copies drop it (the octets keep it).
+        let parsed = parse(b"Subject: a\0b\r\n\r\nnul\0here\r\n");
+        assert!(!parsed.text.contains('\0') && parsed.text.contains("nul here"), "{:?}", parsed.text);
+        assert!(parsed.header_values.iter().all(|v| !v.contains('\0')));
+    }
+}
