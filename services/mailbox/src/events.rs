@@ -35,7 +35,24 @@ impl Events {
             uids,
             modseq: modseq as u64,
             uidvalidity,
+            renamed_to: String::new(),
         };
+        self.send(event);
+    }
+
+    /// A change to the hierarchy: CREATED, DELETED, or RENAMED to `renamed_to`.
+    pub fn publish_hierarchy(&self, account_id: i64, mailbox: &str, kind: MailboxEventKind, renamed_to: &str) {
+        self.send(MailboxEvent {
+            account_id,
+            mailbox: mailbox.to_owned(),
+            kind: kind.into(),
+            renamed_to: renamed_to.to_owned(),
+            ..Default::default()
+        });
+    }
+
+    fn send(&self, event: MailboxEvent) {
+        let account_id = event.account_id;
         let (client, subject) = (self.client.clone(), self.names.mailbox_events(account_id));
         tokio::spawn(async move {
             let publish = client.publish(subject, event.encode_to_vec().into());

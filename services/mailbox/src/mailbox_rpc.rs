@@ -178,6 +178,8 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     ) -> Result<Response<pb::CreateMailboxResponse>, Status> {
         let r = request.into_inner();
         let uidvalidity = mailboxes::create(&self.pool, r.account_id, &r.name, &r.special_use).await?;
+        let name = crate::names::mailbox_name(&r.name)?;
+        self.events.publish_hierarchy(r.account_id, &name, MailboxEventKind::Created, "");
         Ok(Response::new(pb::CreateMailboxResponse { uidvalidity }))
     }
 
@@ -186,8 +188,14 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         request: Request<pb::RenameMailboxRequest>,
     ) -> Result<Response<pb::RenameMailboxResponse>, Status> {
         let r = request.into_inner();
-        if let RenameOutcome::InboxMoved(moved) = mailboxes::rename(&self.pool, r.account_id, &r.from, &r.to).await? {
-            self.publish_copied(r.account_id, &moved);
+        match mailboxes::rename(&self.pool, r.account_id, &r.from, &r.to).await? {
+            RenameOutcome::InboxMoved(moved) => {
+                self.events.publish_hierarchy(r.account_id, &moved.target, MailboxEventKind::Created, "");
+                self.publish_copied(r.account_id, &moved);
+            }
+            RenameOutcome::Renamed { from, to } => {
+                self.events.publish_hierarchy(r.account_id, &from, MailboxEventKind::Renamed, &to);
+            }
         }
         Ok(Response::new(pb::RenameMailboxResponse {}))
     }
@@ -198,6 +206,8 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     ) -> Result<Response<pb::DeleteMailboxResponse>, Status> {
         let r = request.into_inner();
         mailboxes::delete(&self.pool, r.account_id, &r.name).await?;
+        let name = crate::names::mailbox_name(&r.name)?;
+        self.events.publish_hierarchy(r.account_id, &name, MailboxEventKind::Deleted, "");
         Ok(Response::new(pb::DeleteMailboxResponse {}))
     }
 

@@ -172,7 +172,7 @@ pub async fn rename(pool: &PgPool, account_id: i64, from: &str, to: &str) -> Res
         tx.commit().await?;
         return Ok(RenameOutcome::InboxMoved(moved));
     }
-    let renamed = sqlx::query(
+    sqlx::query(
         "UPDATE mailboxes SET name = $3 || substr(name, length($2) + 1)
           WHERE account_id = $1 AND (name = $2 OR left(name, length($2) + 1) = $2 || '/')",
     )
@@ -180,8 +180,7 @@ pub async fn rename(pool: &PgPool, account_id: i64, from: &str, to: &str) -> Res
     .bind(&from)
     .bind(&to)
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .await?;
     sqlx::query(
         "UPDATE subscriptions SET name = $3 || substr(name, length($2) + 1)
           WHERE account_id = $1 AND (name = $2 OR left(name, length($2) + 1) = $2 || '/')
@@ -194,13 +193,13 @@ pub async fn rename(pool: &PgPool, account_id: i64, from: &str, to: &str) -> Res
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(RenameOutcome::Renamed(renamed))
+    Ok(RenameOutcome::Renamed { from, to })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenameOutcome {
-    /// How many mailboxes (the one named and its children) got new names.
-    Renamed(u64),
+    /// The mailbox (and its children with it) has its new name.
+    Renamed { from: String, to: String },
     /// INBOX was renamed: its messages moved to a new mailbox.
     InboxMoved(crate::maildrop::Copied),
 }

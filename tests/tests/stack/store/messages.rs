@@ -385,3 +385,49 @@ async fn parallel_appends_copies_and_flag_changes_lose_nothing() {
     assert_eq!(flags.len(), 20, "{flags:?}");
     stack.stop().await;
 }
+
+/// Every committed change is followed by one event on `mail.events.<account>` naming the mailbox, the
+/// kind, the UIDs and the MODSEQ: what IMAP sessions on any replica listen to.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_change_publishes_its_event_after_the_commit() {
+    use futures::StreamExt as _;
+    use pb::MailboxEventKind as Kind;
+    use prost::Message as _;
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let id = stack.add_account("events@example.org", "pw").await;
+    let mut events = stack.mailbox_events(id).await;
+    let mut next = async || {
+        let message = tokio::time::timeout(crate::PATIENCE, events.next()).await.expect("an event").unwrap();
+        let event = pb::MailboxEvent::decode(message.payload).unwrap();
+        (event.kind(), event.mailbox, event.uids, event.modseq, event.renamed_to)
+    };
+
+    let appended = append(&stack, id, "INBOX", &[], None, &plain("e", "x")).await.unwrap();
+    let (kind, mailbox, uids, modseq, _) = next().await;
+    assert_eq!((kind, mailbox.as_str(), uids), (Kind::Appended, "INBOX", vec![appended.uid]));
+    let stored = store(&stack, id, &[1], pb::StoreMode::Add, &["\\Seen"], None).await.unwrap();
+    assert_eq!(next().await, (Kind::FlagsChanged, "INBOX".into(), vec![1], stored.highest_modseq, String::new()));
+    assert!(stored.highest_modseq > modseq);
+    let copy =
+        pb::CopyRequest { account_id: id, from_mailbox: "inbox".into(), to_mailbox: "Archive".into(), uids: vec![1] };
+    stack.mailbox().await.copy(copy).await.unwrap();
+    let (kind, mailbox, ..) = next().await;
+    assert_eq!((kind, mailbox.as_str()), (Kind::Appended, "Archive"));
+    let expunge = pb::ExpungeRequest { account_id: id, mailbox: "INBOX".into(), uids: vec![1], deleted_only: false };
+    let expunged = stack.mailbox().await.expunge(expunge).await.unwrap().into_inner();
+    assert_eq!(next().await, (Kind::Expunged, "INBOX".into(), vec![1], expunged.highest_modseq, String::new()));
+    let create = pb::CreateMailboxRequest { account_id: id, name: "Lists".into(), special_use: String::new() };
+    stack.mailbox().await.create_mailbox(create).await.unwrap();
+    assert_eq!(next().await.0, Kind::Created);
+    let rename = pb::RenameMailboxRequest { account_id: id, from: "Lists".into(), to: "Groups".into() };
+    stack.mailbox().await.rename_mailbox(rename).await.unwrap();
+    assert_eq!(next().await, (Kind::Renamed, "Lists".into(), vec![], 0, "Groups".into()));
+    let delete = pb::DeleteMailboxRequest { account_id: id, name: "Groups".into() };
+    stack.mailbox().await.delete_mailbox(delete).await.unwrap();
+    assert_eq!(next().await.0, Kind::Deleted);
+    // A change that changes nothing says nothing: the next event is the append below, not a STORE.
+    store(&stack, id, &[7], pb::StoreMode::Add, &["\\Seen"], None).await.unwrap();
+    append(&stack, id, "INBOX", &[], None, &plain("last", "x")).await.unwrap();
+    assert_eq!(next().await.0, Kind::Appended);
+    stack.stop().await;
+}
