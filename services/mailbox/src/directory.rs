@@ -278,6 +278,14 @@ pub async fn update_account(
 pub async fn remove_account(pool: &PgPool, address: &str) -> Result<(), MailboxError> {
     let address = parse_address(address)?;
     let mut tx = pool.begin().await?;
+    // Mailbox rows first, in name order, as every message change locks them before the accounts row.
+    sqlx::query(
+        "SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id
+          WHERE a.address = $1 ORDER BY b.name FOR UPDATE OF b",
+    )
+    .bind(address.lookup_key())
+    .execute(&mut *tx)
+    .await?;
     let removed = sqlx::query("DELETE FROM accounts WHERE address = $1")
         .bind(address.lookup_key())
         .execute(&mut *tx)

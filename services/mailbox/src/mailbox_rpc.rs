@@ -420,13 +420,19 @@ async fn stream_fetch(
             Default::default()
         };
         for row in batch {
-            let structure = match &row.structure {
-                Some(bytes) => pb::MessageStructure::decode(bytes.as_slice())
-                    .map_err(|e| Status::internal(format!("stored structure of UID {}: {e}", row.uid)))?,
-                None => {
-                    // Stored before parsing existed and not backfilled yet: parse it now.
+            if wants_octets && !octets.contains_key(&row.message_id) {
+                continue; // Expunged (by another session) since the rows were read: it is gone.
+            }
+            let needs_structure = request.envelope || request.body_structure || wants_octets;
+            let stored = row.structure.as_deref().filter(|_| needs_structure).map(pb::MessageStructure::decode);
+            let structure = match stored {
+                Some(Ok(structure)) => structure,
+                None if !needs_structure => pb::MessageStructure::default(),
+                // Stored before parsing existed (and not backfilled yet), or unreadable: parse it now.
+                _ => {
                     let whole = maildrop::octets(pool, &[row.message_id], false).await?;
-                    mime::parse(whole.get(&row.message_id).map(Vec::as_slice).unwrap_or_default()).structure
+                    let Some(whole) = whole.get(&row.message_id) else { continue };
+                    mime::parse(whole).structure
                 }
             };
             let content = octets.get(&row.message_id).map(Vec::as_slice).unwrap_or_default();

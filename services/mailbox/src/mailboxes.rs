@@ -118,10 +118,34 @@ async fn create_parents(conn: &mut PgConnection, account_id: i64, name: &str) ->
     Ok(())
 }
 
-/// Serialises hierarchy changes of one account, so that a rename and a create cannot cross.
+/// Serialises hierarchy changes of one account, so that a rename and a create cannot cross. An advisory
+/// lock rather than the accounts row: message changes lock a mailbox row and then the accounts row (the
+/// usage trigger), and a hierarchy change must not take them in the other order. (Two-key advisory locks
+/// are a space apart from the directory's one-key ones.)
 async fn lock_hierarchy(conn: &mut PgConnection, account_id: i64) -> Result<(), MailboxError> {
-    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE").bind(account_id).execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(1, ($1 % 2147483647)::integer)").bind(account_id).execute(conn).await?;
     Ok(())
+}
+
+/// Locks the rows of a mailbox and (with `children`) every mailbox below it, in name order as message
+/// changes do, before anything touches the accounts row; returns how many there are.
+async fn lock_subtree(
+    conn: &mut PgConnection,
+    account_id: i64,
+    name: &str,
+    children: bool,
+) -> Result<usize, MailboxError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM mailboxes
+          WHERE account_id = $1 AND (name = $2 OR ($3 AND left(name, length($2) + 1) = $2 || '/'))
+          ORDER BY name FOR UPDATE",
+    )
+    .bind(account_id)
+    .bind(name)
+    .bind(children)
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.len())
 }
 
 pub async fn create(pool: &PgPool, account_id: i64, name: &str, special_use: &str) -> Result<u32, MailboxError> {
@@ -154,12 +178,13 @@ pub async fn rename(pool: &PgPool, account_id: i64, from: &str, to: &str) -> Res
     if to == INBOX {
         return Err(MailboxError::AlreadyExists("mailbox \"INBOX\"".into()));
     }
-    if to == from || to.starts_with(&format!("{from}{SEPARATOR}")) {
+    // INBOX's children stay where they are when it is renamed, so INBOX/old is a fine new name for it.
+    if to == from || (from != INBOX && to.starts_with(&format!("{from}{SEPARATOR}"))) {
         return Err(MailboxError::InvalidArgument(format!("cannot rename {from:?} into itself")));
     }
     let mut tx = pool.begin().await?;
     lock_hierarchy(&mut tx, account_id).await?;
-    if !exists(&mut tx, account_id, &from).await? {
+    if lock_subtree(&mut tx, account_id, &from, from != INBOX).await? == 0 {
         return Err(MailboxError::NotFound(format!("mailbox {from:?} not found")));
     }
     if exists(&mut tx, account_id, &to).await? {

@@ -92,7 +92,9 @@ impl Locked {
 }
 
 /// Refuses to add `messages` entries of `bytes` octets in all to an account that would then exceed its
-/// quota. Called under a mailbox lock; the usage itself is kept by a trigger on `mailbox_entries`.
+/// quota. Called under a mailbox lock; the usage itself is kept by a trigger on `mailbox_entries`. The
+/// accounts row is locked (as the trigger would lock it anyway, and in the same order) so that two
+/// changes in different mailboxes cannot both pass the check on the same usage.
 pub(crate) async fn check_quota(
     conn: &mut PgConnection,
     account_id: i64,
@@ -106,7 +108,8 @@ pub(crate) async fn check_quota(
                 WHEN quota_messages IS NOT NULL AND used_messages + $2 > quota_messages
                     THEN format('message quota exceeded (%s of %s messages)', used_messages, quota_messages)
                 END
-           FROM accounts WHERE id = $1",
+           FROM accounts WHERE id = $1
+            FOR NO KEY UPDATE",
     )
     .bind(account_id)
     .bind(messages)
@@ -274,6 +277,11 @@ pub async fn append(
     parsed: &Parsed,
 ) -> Result<Placed, MailboxError> {
     let flags = names::flags(flags)?;
+    // RFC 9051 date-time: years 1900 to 9999 (so PostgreSQL's timestamp range is never left).
+    const DATES: std::ops::RangeInclusive<i64> = -2_208_988_800..=253_402_300_799;
+    if let Some(date) = internal_date_unix.filter(|d| !DATES.contains(d)) {
+        return Err(MailboxError::InvalidArgument(format!("internal date {date} is out of range")));
+    }
     let mut tx = pool.begin().await?;
     let mailbox = lock(&mut tx, account_id, mailbox).await?;
     let placed = add(&mut tx, account_id, &mailbox, content, parsed, &flags, internal_date_unix).await?;
@@ -327,8 +335,14 @@ pub async fn content(pool: &PgPool, account_id: i64, name: &str, uid: u32) -> Re
     content.ok_or_else(|| MailboxError::NotFound(format!("message {uid} not found in {name:?}")))
 }
 
-/// Deletes the octets of messages that no entry references any more.
+/// Deletes the octets of messages that no entry references any more. The rows are locked first: two
+/// transactions dropping the last two references to one message each see the other's reference in
+/// their snapshot, but the second to get the lock looks again after the first committed.
 pub(crate) async fn free_unreferenced(conn: &mut PgConnection, message_ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query("SELECT id FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(message_ids)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "DELETE FROM messages m WHERE m.id = ANY($1)
             AND NOT EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)",

@@ -9,8 +9,10 @@ use mailbus_proto::v1 as pb;
 /// first 256 KiB of a message's text are what a search is about.
 const MAX_INDEXED_TEXT: usize = 256 * 1024;
 
-/// Nested message/rfc822 parts deeper than this are described as opaque parts.
-const MAX_DEPTH: usize = 20;
+/// Parts nested deeper than this (multiparts and message/rfc822 alike) are described as opaque
+/// application/octet-stream: it bounds our recursion and keeps the stored structure well inside prost's
+/// decoding recursion limit of 100.
+const MAX_DEPTH: usize = 40;
 
 /// What the store keeps of a message besides its octets.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +250,9 @@ enum Parent {
 /// offsets cannot point into the stored octets and are left as they are).
 fn body_part(message: &Message<'_>, id: usize, raw: &[u8], depth: usize, parent: Parent) -> pb::BodyPart {
     let Some(part) = message.parts.get(id) else { return pb::BodyPart::default() };
+    if depth >= MAX_DEPTH {
+        return opaque_part(part, raw);
+    }
     let headers = part.headers.as_slice();
     let content_type = field(headers, &HeaderName::ContentType).and_then(|h| h.value.as_content_type());
     let (r#type, subtype, mut params) = match content_type {
@@ -299,11 +304,23 @@ fn body_part(message: &Message<'_>, id: usize, raw: &[u8], depth: usize, parent:
     match &part.body {
         PartType::Multipart(children) => {
             let parent = if out.subtype == "digest" { Parent::Digest } else { Parent::Other };
-            out.parts = children.iter().map(|&c| body_part(message, c as usize, raw, depth, parent)).collect();
+            out.parts = children.iter().map(|&c| body_part(message, c as usize, raw, depth + 1, parent)).collect();
             out.lines = 0;
             out.size = 0;
+            if out.parts.is_empty() {
+                // IMAP's grammar needs at least one body in a multipart.
+                out.parts.push(opaque_part(part, raw));
+            }
         }
-        PartType::Message(nested) if depth < MAX_DEPTH => {
+        _ if out.r#type == "multipart" => {
+            // A multipart that mail-parser could not split (no boundary, or one that never appears): its
+            // octets are text, as mail-parser read them.
+            out.r#type = "text".into();
+            out.subtype = "plain".into();
+            out.params = vec![param("charset", "us-ascii")];
+            out.lines = count_lines(body);
+        }
+        PartType::Message(nested) => {
             out.lines = count_lines(body);
             let nested_headers = nested.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
             out.message_envelope = Some(envelope(nested_headers, nested.raw_message.as_ref()));
@@ -318,6 +335,21 @@ fn body_part(message: &Message<'_>, id: usize, raw: &[u8], depth: usize, parent:
         _ => {}
     }
     out
+}
+
+/// A part described without looking inside: application/octet-stream over its body's octets.
+fn opaque_part(part: &mail_parser::MessagePart<'_>, raw: &[u8]) -> pb::BodyPart {
+    let (start, end) = (part.offset_body as usize, (part.offset_end as usize).max(part.offset_body as usize));
+    pb::BodyPart {
+        r#type: "application".into(),
+        subtype: "octet-stream".into(),
+        encoding: "7BIT".into(),
+        size: raw.get(start..end).map_or(0, |b| b.len() as u64),
+        header_offset: u64::from(part.offset_header),
+        body_offset: start as u64,
+        end_offset: end as u64,
+        ..Default::default()
+    }
 }
 
 fn clear_offsets(part: &mut pb::BodyPart) {
@@ -463,6 +495,17 @@ epilogue\r\n";
             assert!(parsed.structure.body.is_some());
         }
         // PostgreSQL text cannot hold NUL: the searchable copies drop it (the octets keep it).
+        // A multipart without a boundary is text; one nested a thousand deep is cut off, not recursed into.
+        let body = parse(b"Content-Type: multipart/mixed\r\n\r\nno parts\r\n").structure.body.unwrap();
+        assert_eq!((body.r#type.as_str(), body.subtype.as_str()), ("text", "plain"));
+        let mut deep = String::new();
+        for level in 0..1000 {
+            deep.push_str(&format!("Content-Type: multipart/mixed; boundary=b{level}\r\n\r\n--b{level}\r\n"));
+        }
+        deep.push_str("\r\nbottom\r\n");
+        let structure = parse(deep.as_bytes()).structure;
+        let encoded = prost::Message::encode_to_vec(&structure);
+        assert!(<pb::MessageStructure as prost::Message>::decode(encoded.as_slice()).is_ok(), "decodable again");
         let parsed = parse(b"Subject: a\0b\r\n\r\nnul\0here\r\n");
         assert!(!parsed.text.contains('\0') && parsed.text.contains("nul here"), "{:?}", parsed.text);
         assert!(parsed.header_values.iter().all(|v| !v.contains('\0')));

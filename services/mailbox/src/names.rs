@@ -46,23 +46,15 @@ pub fn parents(name: &str) -> impl Iterator<Item = &str> {
 /// RFC 9051 §6.3.9 LIST matching: "*" matches any run of characters, "%" any run without the separator.
 /// INBOX matches case-insensitively, as its name is.
 pub fn matches(pattern: &str, name: &str) -> bool {
-    let pattern = match mailbox_prefix_inbox(pattern) {
-        Some(rest) => format!("{INBOX}{rest}"),
-        None => pattern.to_owned(),
-    };
-    glob(pattern.as_bytes(), name.as_bytes())
-}
-
-/// A pattern that starts with "inbox" in any case, followed by the end or a separator: the rest.
-fn mailbox_prefix_inbox(pattern: &str) -> Option<&str> {
-    let head = pattern.get(..INBOX.len())?;
-    let rest = &pattern[INBOX.len()..];
-    (head.eq_ignore_ascii_case(INBOX) && (rest.is_empty() || rest.starts_with(SEPARATOR))).then_some(rest)
+    let first_level = name.split(SEPARATOR).next().unwrap_or_default();
+    let case_insensitive = if first_level == INBOX { INBOX.len() } else { 0 };
+    glob(pattern.as_bytes(), name.as_bytes(), case_insensitive)
 }
 
 /// Dynamic programming over (pattern position, name position), so that a pattern full of wildcards costs
 /// O(pattern × name) rather than backtracking exponentially.
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+/// The first `case_insensitive` octets of the name (its INBOX) match letters in either case.
+fn glob(pattern: &[u8], name: &[u8], case_insensitive: usize) -> bool {
     // row[j]: pattern[..i] matches name[..j].
     let mut row = vec![false; name.len() + 1];
     row[0] = true;
@@ -88,7 +80,9 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
             }
             _ => {
                 for j in 1..=name.len() {
-                    next[j] = row[j - 1] && name[j - 1] == c;
+                    let same =
+                        if j <= case_insensitive { name[j - 1].eq_ignore_ascii_case(&c) } else { name[j - 1] == c };
+                    next[j] = row[j - 1] && same;
                 }
             }
         }
@@ -155,6 +149,8 @@ mod tests {
         assert!(matches("inbox", "INBOX"));
         assert!(matches("Inbox/%", "INBOX/x"));
         assert!(!matches("inboxes", "Inboxes"), "only INBOX itself is case-insensitive");
+        assert!(matches("inbox*", "INBOX") && matches("In%", "INBOX") && matches("inb*", "INBOX/Sub"));
+        assert!(!matches("INBOX/sub", "INBOX/Sub"), "below INBOX, names are case-sensitive");
         assert!(matches("", "") && !matches("", "a"));
     }
 

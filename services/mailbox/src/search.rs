@@ -67,6 +67,7 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
             q.push(")");
         }
         Key::Not(inner) => {
+            // Every leaf is TRUE or FALSE, never NULL (see `coalesce` below), so NOT is the complement.
             q.push("NOT ");
             condition(q, inner, depth + 1)?;
         }
@@ -126,7 +127,8 @@ fn body_match(q: &mut QueryBuilder<Postgres>, text: &str) {
         q.push("TRUE");
         return;
     }
-    q.push("m.body_text @@ phraseto_tsquery('simple', ").push_bind(text.to_owned()).push(")");
+    // body_text is NULL until a message stored before parsing existed is backfilled.
+    q.push("coalesce(m.body_text @@ phraseto_tsquery('simple', ").push_bind(text.to_owned()).push("), false)");
 }
 
 /// RFC 9051 dates disregard time and zone; days are counted in UTC.
@@ -137,8 +139,9 @@ fn date_match(q: &mut QueryBuilder<Postgres>, column: &str, date: &pb::DateMatch
         Relation::Since => ">=",
         Relation::Unspecified => return Err(MailboxError::InvalidArgument("date relation missing".into())),
     };
-    q.push("(").push(column).push(" AT TIME ZONE 'UTC')::date ").push(operator);
-    q.push(" (date '1970-01-01' + ").push_bind(date.day.clamp(-1_000_000, 1_000_000) as i32).push(")");
+    // A message without a Date field has no sent date: it matches no date key, and NOT of one.
+    q.push("coalesce((").push(column).push(" AT TIME ZONE 'UTC')::date ").push(operator);
+    q.push(" (date '1970-01-01' + ").push_bind(date.day.clamp(-1_000_000, 1_000_000) as i32).push("), false)");
     Ok(())
 }
 

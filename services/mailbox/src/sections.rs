@@ -23,6 +23,10 @@ pub fn extract<'a>(content: &'a [u8], structure: &pb::MessageStructure, section:
         }
     } else {
         let part = find(root, &section.part)?;
+        if part.end_offset == 0 {
+            // Inside an encoded message/rfc822: its parts do not lie in the stored octets.
+            return None;
+        }
         let slice = |from: u64, to: u64| content.get(from as usize..to as usize);
         match text {
             SectionText::Unspecified | SectionText::Full => slice(part.body_offset, part.end_offset)?.into(),

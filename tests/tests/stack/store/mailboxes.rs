@@ -129,6 +129,9 @@ async fn rename_moves_children_and_subscriptions_and_renaming_inbox_moves_its_me
     assert_eq!((old.messages, old.uidnext), (2, 3));
     let placed = stack.deliver("q9", "ren@example.org", &message("ren@example.org", "three")).await.unwrap();
     assert_eq!(placed.placements[0].uid, 3);
+    // INBOX's children stay put when it is renamed, so it may be renamed below itself.
+    rename(&stack, id, "INBOX", "INBOX/Older").await.unwrap();
+    assert_eq!(status(&stack, id, "INBOX/Older").await.unwrap().messages, 1);
     stack.stop().await;
 }
 

@@ -275,7 +275,8 @@ async fn search_keys_cover_flags_headers_sizes_dates_uids_modseq_and_full_text()
     assert_eq!(search(&stack, id, header("from", "alice@example")).await, [1]);
     assert_eq!(search(&stack, id, header("from", "Carol")).await, [2, 3]);
     assert_eq!(search(&stack, id, header("message-id", "")).await, [1], "an empty value asks for the field");
-    assert_eq!(search(&stack, id, header("subject", "100%")).await, Vec::<u32>::new(), "% is literal");
+    assert_eq!(search(&stack, id, header("subject", "R%t")).await, Vec::<u32>::new(), "% is literal, not a wildcard");
+    assert_eq!(search(&stack, id, header("subject", "R_: report")).await, Vec::<u32>::new(), "_ is literal too");
     assert_eq!(search(&stack, id, Key::Body("excellent".into())).await, [1, 3]);
     assert_eq!(search(&stack, id, Key::Body("numbers look excellent".into())).await, [1]);
     assert_eq!(search(&stack, id, Key::Text("lunch".into())).await, [2], "TEXT finds header words too");
@@ -303,6 +304,12 @@ async fn search_keys_cover_flags_headers_sizes_dates_uids_modseq_and_full_text()
     let request = pb::SearchRequest { account_id: id, mailbox: "INBOX".into(), key: Some(key(Key::Modseq(modseq))) };
     let found = stack.mailbox().await.search(request).await.unwrap().into_inner();
     assert_eq!((found.uids, found.highest_modseq), (vec![2], modseq));
+
+    // A message without a Date field matches no SENT* key, and so every NOT of one: NOT is the complement.
+    append(&stack, id, "INBOX", &[], None, b"Subject: undated\r\n\r\nno date\r\n").await.unwrap(); // 4
+    assert_eq!(search(&stack, id, Key::SentDate(day(Since, 0))).await, [1, 2, 3]);
+    let not_since = Key::Not(Box::new(key(Key::SentDate(day(Since, 0)))));
+    assert_eq!(search(&stack, id, not_since).await, [4]);
     stack.stop().await;
 }
 
