@@ -324,3 +324,17 @@ pub async fn smtp_submit(
         text: result["text"].as_str().unwrap_or_default().to_owned(),
     }
 }
+
+/// Runs an imaplib session: each step is `["method", args...]` (see `tests/clients/imap_session.py`);
+/// returns one `[type, data]` per step, after the greeting at index 0.
+pub async fn imap_session(server: SocketAddr, tls: Option<(&str, &std::path::Path)>, steps: Value) -> Vec<Value> {
+    let mut args = vec![server.ip().to_string(), server.port().to_string()];
+    if let Some((mode, cafile)) = tls {
+        args.extend(["--tls".into(), mode.into(), "--cafile".into(), cafile.display().to_string()]);
+    }
+    let stdin = steps.to_string();
+    match run("imap_session.py", &args, Some(stdin.as_bytes())).await {
+        Value::Array(results) => results,
+        other => panic!("imap_session.py printed {other}"),
+    }
+}

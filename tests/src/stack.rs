@@ -71,6 +71,8 @@ impl StackBuilder {
             submissions: None,
             pop3: None,
             pop3s: None,
+            imap: None,
+            imaps: None,
             relay_grpc: None,
             mailbox_metrics: None,
             shutdown: CancellationToken::new(),
@@ -90,6 +92,8 @@ pub struct TestStack {
     pub submissions: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
     /// The relay's QueueAdmin gRPC address.
     pub relay_grpc: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
@@ -125,6 +129,8 @@ impl TestStack {
         if let Some(access) = &bound.access {
             self.pop3 = Some(access.pop3_addr());
             self.pop3s = access.pop3s_addr();
+            self.imap = Some(access.imap_addr());
+            self.imaps = access.imaps_addr();
         }
         self.tasks.push(tokio::spawn(bound.serve(self.shutdown.clone())));
     }
@@ -135,6 +141,10 @@ impl TestStack {
 
     pub fn pop3_addr(&self) -> SocketAddr {
         self.pop3.expect("this stack runs access")
+    }
+
+    pub fn imap_addr(&self) -> SocketAddr {
+        self.imap.expect("this stack runs access")
     }
 
     pub fn mailbox_url(&self) -> String {

@@ -1,5 +1,6 @@
-//! The access role: POP3 sessions (IMAP comes next), each a client of the mailbox role's gRPC API for
-//! every operation. Port 110 offers STLS (RFC 2595) and 995 is TLS from the first byte. A session holds
+//! The access role: IMAP (`imap`) and POP3 sessions, each a client of the mailbox role's gRPC API for
+//! every operation. IMAP listens on 143 (STARTTLS) and 993 (TLS from the first byte); a session learns of
+//! changes made elsewhere from the mailbox events on NATS. Port 110 offers STLS (RFC 2595) and 995 is TLS from the first byte. A session holds
 //! an exclusive lock on its maildrop (RFC 1939 §8) as a lease in NATS, so that two sessions on different
 //! replicas cannot both hold it, and a crashed replica's lock expires by itself.
 //!
@@ -8,6 +9,7 @@
 //! `mailbus-pop3` crate; this crate only does the I/O around it.
 
 mod backend;
+pub mod imap;
 mod pop3;
 
 use std::net::SocketAddr;
@@ -51,6 +53,13 @@ pub struct AccessConfig {
     pub max_auth_failures: usize,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub imap_listen: SocketAddr,
+    /// Port 993; `None` leaves it off.
+    pub imaps_listen: Option<SocketAddr>,
+    pub imap_plaintext_auth: PlaintextAuth,
+    pub imap_idle_timeout: Duration,
+    pub imap_max_auth_failures: usize,
+    pub max_message_size: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +79,9 @@ pub enum StartError {
 pub struct Access {
     pop3: TcpListener,
     pop3s: Option<TcpListener>,
+    imap: TcpListener,
+    imaps: Option<TcpListener>,
+    imap_context: Arc<imap::ImapContext>,
     grpc: TcpListener,
     ops: TcpListener,
     context: Arc<pop3::Context<GrpcBackend>>,
@@ -81,8 +93,22 @@ pub struct Access {
 pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
     let mailbox = mailbus_grpc::connect(&config.mailbox_url)?;
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-access").await?;
-    let jetstream = async_nats::jetstream::new(nats);
+    let jetstream = async_nats::jetstream::new(nats.clone());
     let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.lock_ttl).await?;
+    let (mailbox_client, directory_client) = imap::ImapContext::new_clients(mailbox.clone());
+    let imap_context = Arc::new(imap::ImapContext {
+        mailbox: mailbox_client,
+        directory: directory_client,
+        nats: nats.clone(),
+        names: config.names.clone(),
+        tls: config.tls.clone(),
+        hostname: config.hostname.clone(),
+        plaintext_auth: config.imap_plaintext_auth,
+        max_auth_failures: config.imap_max_auth_failures,
+        idle_timeout: config.imap_idle_timeout,
+        max_message_size: config.max_message_size,
+        commands: Default::default(),
+    });
     let context = Arc::new(pop3::Context {
         backend: GrpcBackend::new(mailbox.clone()),
         locks,
@@ -99,6 +125,12 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
             Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
             None => None,
         },
+        imap: mailbus_acceptor::bind(config.imap_listen).await?,
+        imaps: match config.imaps_listen {
+            Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
+            None => None,
+        },
+        imap_context,
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
@@ -120,6 +152,14 @@ impl Access {
         self.pop3s.as_ref().map(local_addr)
     }
 
+    pub fn imap_addr(&self) -> SocketAddr {
+        local_addr(&self.imap)
+    }
+
+    pub fn imaps_addr(&self) -> Option<SocketAddr> {
+        self.imaps.as_ref().map(local_addr)
+    }
+
     pub fn grpc_addr(&self) -> SocketAddr {
         local_addr(&self.grpc)
     }
@@ -134,6 +174,9 @@ impl Access {
         let refused = Counter::<u64>::default();
         registry.register("pop3_sessions", "POP3 sessions accepted", sessions.clone());
         registry.register("refused_connections", "Connections refused at the connection cap", refused.clone());
+        let imap_sessions = Counter::<u64>::default();
+        registry.register("imap_sessions", "IMAP sessions accepted", imap_sessions.clone());
+        registry.register("imap_commands", "IMAP commands by name", self.imap_context.commands.clone());
         let readiness = Readiness::default();
         tokio::spawn(watch_mailbox(self.mailbox.clone(), readiness.clone(), shutdown.clone()));
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));
@@ -164,7 +207,29 @@ impl Access {
                 },
             )
         });
-        futures::future::join_all(loops).await;
+        let imap_listeners = [Some((self.imap, false)), self.imaps.map(|l| (l, true))];
+        let imap_loops = imap_listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
+            let admit = Admit {
+                limits: limits.clone(),
+                refusal: b"* BYE [UNAVAILABLE] too many connections, try again later\r\n".to_vec(),
+                grace: SHUTDOWN_GRACE,
+            };
+            let (context, session_shutdown, sessions, refused) =
+                (self.imap_context.clone(), shutdown.clone(), imap_sessions.clone(), refused.clone());
+            accept_loop(
+                listener,
+                admit,
+                shutdown.clone(),
+                move |_| {
+                    refused.inc();
+                },
+                move |stream, peer| {
+                    sessions.inc();
+                    imap::handle(stream, peer, implicit_tls, context.clone(), session_shutdown.clone())
+                },
+            )
+        });
+        futures::future::join(futures::future::join_all(loops), futures::future::join_all(imap_loops)).await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())

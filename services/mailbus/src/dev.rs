@@ -20,6 +20,8 @@ const DEV_DEFAULTS: &[(&str, &str)] = &[
     ("MAILBUS_SMTP_LISTEN", "127.0.0.1:2525"),
     ("MAILBUS_SUBMISSION_LISTEN", "127.0.0.1:5870"),
     ("MAILBUS_SUBMISSIONS_LISTEN", "127.0.0.1:4650"),
+    ("MAILBUS_IMAP_LISTEN", "127.0.0.1:1143"),
+    ("MAILBUS_IMAPS_LISTEN", "127.0.0.1:9930"),
     ("MAILBUS_POP3_LISTEN", "127.0.0.1:1110"),
     ("MAILBUS_POP3S_LISTEN", "127.0.0.1:9950"),
     ("MAILBUS_MAILBOX_GRPC_LISTEN", "127.0.0.1:50051"),
@@ -76,12 +78,15 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let smtp = settings.addr("MAILBUS_SMTP_LISTEN")?;
     let submission = settings.string("MAILBUS_SUBMISSION_LISTEN")?;
     let submissions = settings.string("MAILBUS_SUBMISSIONS_LISTEN")?;
+    let imap = settings.addr("MAILBUS_IMAP_LISTEN")?;
+    let imaps = settings.string("MAILBUS_IMAPS_LISTEN")?;
     let pop3 = settings.addr("MAILBUS_POP3_LISTEN")?;
     let pop3s = settings.string("MAILBUS_POP3S_LISTEN")?;
     println!(
         "\nmailbus is running (Ctrl-C stops it)\n\
          \n  SMTP    {smtp}   e.g. swaks --server {smtp} --to {DEMO_ACCOUNT}\
          \n  submission {submission} (STARTTLS) and {submissions} (TLS): AUTH as {DEMO_ACCOUNT} / {DEMO_PASSWORD}\
+         \n  IMAP    {imap} (STARTTLS) and {imaps} (TLS)   user {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
          \n  POP3    {pop3} (STLS) and {pop3s} (TLS)   user {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
          \n  gRPC    {mailbox_url} (Directory, Mailbox)\
          \n  metrics http://{} http://{} http://{} http://{}\

@@ -169,12 +169,7 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         pop3s_listen: s.optional_addr("MAILBUS_POP3S_LISTEN")?,
         grpc_listen: s.addr("MAILBUS_ACCESS_GRPC_LISTEN")?,
         metrics_listen: s.addr("MAILBUS_ACCESS_METRICS_LISTEN")?,
-        plaintext_auth: match s.string("MAILBUS_POP3_PLAINTEXT_AUTH")?.as_str() {
-            "never" => PlaintextAuth::Never,
-            "loopback" => PlaintextAuth::Loopback,
-            "always" => PlaintextAuth::Always,
-            other => anyhow::bail!("MAILBUS_POP3_PLAINTEXT_AUTH={other:?} must be never, loopback or always"),
-        },
+        plaintext_auth: plaintext_auth(s, "MAILBUS_POP3_PLAINTEXT_AUTH")?,
         delete_policy: match s.string("MAILBUS_POP3_DELETE")?.as_str() {
             "expunge" => DeletePolicy::Expunge,
             "trash" => DeletePolicy::MoveToTrash,
@@ -186,6 +181,22 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         // RFC 1939 §3: the autologout timer must be at least 10 minutes.
         idle_timeout: Duration::from_secs(s.bounded("MAILBUS_POP3_IDLE_TIMEOUT_SECS", 600..=86_400)?),
         max_connections: s.bounded("MAILBUS_POP3_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
+        imap_listen: s.addr("MAILBUS_IMAP_LISTEN")?,
+        imaps_listen: s.optional_addr("MAILBUS_IMAPS_LISTEN")?,
+        imap_plaintext_auth: plaintext_auth(s, "MAILBUS_IMAP_PLAINTEXT_AUTH")?,
+        // RFC 9051 §5.4 and RFC 2177: the autologout timer must be at least 30 minutes.
+        imap_idle_timeout: Duration::from_secs(s.bounded("MAILBUS_IMAP_IDLE_TIMEOUT_SECS", 1800..=86_400)?),
+        imap_max_auth_failures: s.bounded("MAILBUS_IMAP_MAX_AUTH_FAILURES", 1..=1000)?,
+        max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE)?,
+    })
+}
+
+fn plaintext_auth(s: &Settings, name: &str) -> anyhow::Result<PlaintextAuth> {
+    Ok(match s.string(name)?.as_str() {
+        "never" => PlaintextAuth::Never,
+        "loopback" => PlaintextAuth::Loopback,
+        "always" => PlaintextAuth::Always,
+        other => anyhow::bail!("{name}={other:?} must be never, loopback or always"),
     })
 }
 

@@ -45,6 +45,19 @@ pub const VARS: &[Var] = &[
         "PEM certificate chain; without it a self-signed certificate is generated at start-up",
     ),
     var("MAILBUS_TLS_KEY", None, "PEM private key of MAILBUS_TLS_CERT"),
+    var("MAILBUS_IMAP_LISTEN", Some("0.0.0.0:143"), "IMAP listener (STARTTLS)"),
+    var("MAILBUS_IMAPS_LISTEN", Some("0.0.0.0:993"), "IMAP over implicit TLS; `off` disables it"),
+    var(
+        "MAILBUS_IMAP_PLAINTEXT_AUTH",
+        Some("loopback"),
+        "IMAP logins without TLS: never, loopback (as Dovecot) or always; otherwise LOGINDISABLED",
+    ),
+    var("MAILBUS_IMAP_MAX_AUTH_FAILURES", Some("3"), "failed IMAP logins in one session before disconnect"),
+    var(
+        "MAILBUS_IMAP_IDLE_TIMEOUT_SECS",
+        Some("1800"),
+        "IMAP autologout timer, IDLE included (RFC 9051 §5.4: at least 30 minutes)",
+    ),
     var("MAILBUS_POP3_LISTEN", Some("0.0.0.0:110"), "POP3 listener (STLS)"),
     var("MAILBUS_POP3S_LISTEN", Some("0.0.0.0:995"), "POP3 over implicit TLS; `off` disables it"),
     var(

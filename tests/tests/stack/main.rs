@@ -4,6 +4,7 @@
 mod admin;
 mod delivery;
 mod failures;
+mod imap;
 mod ops;
 mod pop3;
 mod relay;

@@ -1,0 +1,1527 @@
+//! One IMAP connection. imap-next frames the client's commands (literals, AUTHENTICATE, IDLE) and
+//! imap-codec parses and writes them, both without I/O; this module moves the bytes, upgrades to TLS, and
+//! carries the session through its states (RFC 9051 §3: not authenticated, authenticated, selected,
+//! logout), each command a call on the mailbox role.
+//!
+//! A selected session keeps the mailbox's UIDs in order (message number n is `uids[n - 1]`) and the
+//! MODSEQ it has reported up to. Changes made elsewhere (another session, another replica, a delivery)
+//! arrive as NATS events, which only mark the session out of date; it then asks the store what changed
+//! since its MODSEQ and tells the client with EXISTS, FETCH FLAGS and EXPUNGE, at the moments RFC 9051
+//! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
+
+pub mod render;
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use imap_codec::ResponseCodec;
+use imap_codec::encode::Encoder;
+use imap_next::server::{Error as FrameError, Event, Options, Server};
+use imap_next::types::CommandAuthenticate;
+use imap_next::{Interrupt, Io, State as _};
+use imap_types::IntoStatic;
+use imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_types::command::{CommandBody, FetchModifier, SelectParameter, StoreModifier};
+use imap_types::core::{Atom, Charset, QuotedChar, Tag, Vec1};
+use imap_types::extensions::namespace::Namespace;
+use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section};
+use imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
+use imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_types::response::{Capability, Code, CodeOther, CommandContinuationRequest, Data, Greeting, Response, Status};
+use imap_types::search::SearchKey;
+use imap_types::sequence::SequenceSet;
+use imap_types::status::{StatusDataItem, StatusDataItemName};
+use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_grpc::TracedChannel;
+use mailbus_jetstream::Names;
+use mailbus_pop3::session::PlaintextAuth;
+use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
+use mailbus_tls::{MaybeTls, ServerTls};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use render::nz;
+
+/// The hierarchy separator the store uses and IMAP clients see.
+const DELIMITER: char = '/';
+
+/// Octets per chunk when APPEND streams a message to the mailbox role.
+const CHUNK: usize = 64 * 1024;
+
+/// Largest gRPC reply a session accepts (SELECT of a very large mailbox lists every UID).
+const MAX_REPLY: usize = 256 * 1024 * 1024;
+
+pub struct ImapContext {
+    pub mailbox: MailboxClient<TracedChannel>,
+    pub directory: DirectoryClient<TracedChannel>,
+    pub nats: async_nats::Client,
+    pub names: Names,
+    pub tls: ServerTls,
+    pub hostname: String,
+    pub plaintext_auth: PlaintextAuth,
+    pub max_auth_failures: usize,
+    /// The autologout timer: RFC 9051 §5.4 asks for at least 30 minutes, IDLE included (RFC 2177).
+    pub idle_timeout: Duration,
+    pub max_message_size: u64,
+    pub commands: Family<Vec<(String, String)>, Counter>,
+}
+
+impl ImapContext {
+    pub fn new_clients(channel: TracedChannel) -> (MailboxClient<TracedChannel>, DirectoryClient<TracedChannel>) {
+        (MailboxClient::new(channel.clone()).max_decoding_message_size(MAX_REPLY), DirectoryClient::new(channel))
+    }
+}
+
+/// A logged-in account.
+struct Login {
+    account_id: i64,
+    /// ENABLE CONDSTORE, or a command that implies it (RFC 7162 §3.1).
+    condstore: bool,
+    events: async_nats::Subscriber,
+}
+
+/// The selected mailbox, as this session has told the client about it.
+struct Selected {
+    name: String,
+    read_only: bool,
+    uidvalidity: u32,
+    uids: Vec<u32>,
+    highest_modseq: u64,
+    /// An event said the mailbox changed since the session last looked.
+    dirty: bool,
+    /// Expunged elsewhere, not yet announced (EXPUNGE must wait for a command that allows it).
+    vanished: Vec<u32>,
+}
+
+enum State {
+    NotAuthenticated { failures: usize },
+    Authenticated(Login),
+    Selected(Login, Selected),
+}
+
+impl State {
+    fn login(&self) -> Option<&Login> {
+        match self {
+            State::Authenticated(login) | State::Selected(login, _) => Some(login),
+            State::NotAuthenticated { .. } => None,
+        }
+    }
+
+    fn login_mut(&mut self) -> Option<&mut Login> {
+        match self {
+            State::Authenticated(login) | State::Selected(login, _) => Some(login),
+            State::NotAuthenticated { .. } => None,
+        }
+    }
+
+    fn selected(&mut self) -> Option<&mut Selected> {
+        match self {
+            State::Selected(_, selected) => Some(selected),
+            _ => None,
+        }
+    }
+
+    /// Back to authenticated (CLOSE, UNSELECT, a failed SELECT).
+    fn deselect(&mut self) {
+        if let State::Selected(..) = self {
+            let State::Selected(login, _) = std::mem::replace(self, State::NotAuthenticated { failures: 0 }) else {
+                unreachable!()
+            };
+            *self = State::Authenticated(login);
+        }
+    }
+}
+
+/// When a command's untagged updates may include EXPUNGE (RFC 9051 §7.4.1).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Full,
+    NoExpunge,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+#[derive(Debug)]
+enum End {
+    Closed,
+    Read(ReadError),
+    Io(std::io::Error),
+}
+
+pub async fn handle<IO>(
+    io: IO,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    ctx: Arc<ImapContext>,
+    shutdown: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let span = tracing::info_span!("imap.session", network.peer.address = %peer.ip(), account = tracing::field::Empty);
+    async {
+        let mut stream = MaybeTls::Plain(io);
+        if implicit_tls {
+            match tokio::time::timeout(Duration::from_secs(60), stream.upgrade(&ctx.tls)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "implicit TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "implicit TLS handshake timed out"),
+            }
+        }
+        let mut conn = Connection {
+            wire: Wire::new(stream),
+            server: new_server(&ctx, None),
+            tls: implicit_tls,
+            plaintext_allowed: ctx.plaintext_auth.allows(peer.ip()),
+            state: State::NotAuthenticated { failures: 0 },
+            auth_tag: None,
+            idle_tag: None,
+            ctx,
+        };
+        let greeting = conn.capabilities();
+        conn.server = new_server(&conn.ctx, Some(greeting));
+        match conn.run(&shutdown).await {
+            End::Io(error) | End::Read(ReadError::Io(error)) => tracing::info!(%peer, %error, "imap connection failed"),
+            other => tracing::debug!(%peer, end = ?other, "imap connection closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A framer for a new connection (with its greeting) or for one that has just started TLS (whose
+/// greeting was already sent, so the new one is taken out unsent).
+fn new_server(ctx: &ImapContext, capabilities: Option<Vec1<Capability<'static>>>) -> Server {
+    let mut options = Options::default();
+    options.crlf_relaxed = true;
+    let limit = u32::try_from(ctx.max_message_size).unwrap_or(u32::MAX - 65536);
+    options.max_literal_size = limit;
+    options.max_command_size = limit.saturating_add(64 * 1024);
+    let fresh = capabilities.is_none();
+    let greeting = Greeting::ok(capabilities.map(Code::Capability), "mailbus IMAP ready").expect("valid greeting");
+    let mut server = Server::new(options, greeting);
+    if fresh {
+        // Swallow the greeting: after STARTTLS it must not be sent again.
+        let _ = server.next();
+        let _ = server.next();
+    }
+    server
+}
+
+fn text(message: &str) -> String {
+    let clean: String = message.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(200).collect();
+    if clean.trim().is_empty() { "failed".into() } else { clean }
+}
+
+fn ok(tag: Tag<'static>, code: Option<Code<'static>>, message: &str) -> Status<'static> {
+    Status::ok(Some(tag), code, text(message)).expect("ASCII text")
+}
+
+fn no(tag: Tag<'static>, code: Option<Code<'static>>, message: &str) -> Status<'static> {
+    Status::no(Some(tag), code, text(message)).expect("ASCII text")
+}
+
+fn bad(tag: Option<Tag<'static>>, message: &str) -> Status<'static> {
+    Status::bad(tag, None, text(message)).expect("ASCII text")
+}
+
+fn other_code(code: &str) -> Code<'static> {
+    Code::Other(CodeOther::unvalidated(code.as_bytes().to_vec()))
+}
+
+fn atom(text: &str) -> Atom<'static> {
+    Atom::try_from(text.to_owned()).expect("a valid atom")
+}
+
+/// A failed call on the mailbox role, as the NO a client understands (RFC 5530 response codes).
+fn refusal(tag: Tag<'static>, status: &tonic::Status) -> Status<'static> {
+    use tonic::Code as G;
+    let message = status.message();
+    let code = match status.code() {
+        G::NotFound => Some(other_code("NONEXISTENT")),
+        G::AlreadyExists => Some(other_code("ALREADYEXISTS")),
+        G::ResourceExhausted => Some(Code::OverQuota),
+        G::FailedPrecondition if message.starts_with("[HASCHILDREN]") => Some(other_code("HASCHILDREN")),
+        G::FailedPrecondition | G::InvalidArgument => Some(other_code("CANNOT")),
+        _ => Some(other_code("UNAVAILABLE")),
+    };
+    let message = message.trim_start_matches("[HASCHILDREN] ");
+    let message = if matches!(status.code(), G::Unavailable | G::Internal | G::Unknown | G::DeadlineExceeded) {
+        "the mail store is unavailable, try again"
+    } else {
+        message
+    };
+    no(tag, code, message)
+}
+
+fn encode(status: Status<'static>) -> Vec<u8> {
+    ResponseCodec::default().encode(&Response::Status(status)).dump()
+}
+
+fn mailbox_name(mailbox: &Mailbox<'_>) -> Option<String> {
+    match mailbox {
+        Mailbox::Inbox => Some("INBOX".into()),
+        Mailbox::Other(other) => render::from_utf7(std::str::from_utf8(other.inner().as_ref()).ok()?),
+    }
+}
+
+fn wire_mailbox(name: &str) -> Mailbox<'static> {
+    Mailbox::try_from(render::to_utf7(name)).unwrap_or(Mailbox::Inbox)
+}
+
+fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
+    names.iter().filter_map(|f| Flag::try_from(f.as_str()).ok()).map(|f| FlagFetch::Flag(f.into_static())).collect()
+}
+
+struct Connection<IO> {
+    wire: Wire<MaybeTls<IO>>,
+    server: Server,
+    ctx: Arc<ImapContext>,
+    tls: bool,
+    plaintext_allowed: bool,
+    state: State,
+    /// Inside AUTHENTICATE: its tag.
+    auth_tag: Option<Tag<'static>>,
+    /// Inside IDLE: its tag.
+    idle_tag: Option<Tag<'static>>,
+}
+
+enum Woken {
+    Input,
+    Event(Option<async_nats::Message>),
+}
+
+impl<IO> Connection<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn capabilities(&self) -> Vec1<Capability<'static>> {
+        let mut caps = vec![Capability::Imap4Rev1, Capability::LiteralPlus, Capability::SaslIr, Capability::Idle];
+        caps.extend(["ID", "ENABLE", "NAMESPACE"].map(|c| Capability::from(atom(c))));
+        match &self.state {
+            State::NotAuthenticated { .. } => {
+                if !self.tls {
+                    caps.push(Capability::StartTls);
+                }
+                if self.tls || self.plaintext_allowed {
+                    caps.push(Capability::Auth(AuthMechanism::Plain));
+                } else {
+                    caps.push(Capability::LoginDisabled);
+                }
+            }
+            _ => {
+                caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect]);
+                caps.extend(["CHILDREN", "SPECIAL-USE", "CONDSTORE", "STATUS=SIZE"].map(|c| Capability::from(atom(c))));
+                caps.push(Capability::from(atom(&format!("APPENDLIMIT={}", self.ctx.max_message_size))));
+            }
+        }
+        Vec1::try_from(caps).expect("never empty")
+    }
+
+    async fn run(&mut self, shutdown: &CancellationToken) -> End {
+        loop {
+            match self.server.next() {
+                Ok(event) => {
+                    if let Flow::Close = self.event(event).await {
+                        let _ = self.wire.flush().await;
+                        return End::Closed;
+                    }
+                }
+                Err(Interrupt::Io(Io::Output(bytes))) => {
+                    self.wire.output.extend_from_slice(&bytes);
+                    if let Err(error) = self.wire.flush_if_large().await {
+                        return End::Io(error);
+                    }
+                }
+                Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    if let Err(error) = self.wire.flush().await {
+                        return End::Io(error);
+                    }
+                    match self.wait(shutdown).await {
+                        Ok(Woken::Input) => {
+                            self.server.enqueue_input(&self.wire.input);
+                            self.wire.input.clear();
+                        }
+                        Ok(Woken::Event(message)) => {
+                            if let Flow::Close = self.on_event(message).await {
+                                let _ = self.wire.flush().await;
+                                return End::Closed;
+                            }
+                        }
+                        Err(error) => {
+                            let farewell = match error {
+                                ReadError::Timeout => Some("autologout: idle for too long"),
+                                ReadError::Shutdown => Some("server shutting down"),
+                                _ => None,
+                            };
+                            if let Some(why) = farewell {
+                                let bye = Status::bye(Some(other_code("UNAVAILABLE")), why).expect("ASCII text");
+                                self.wire.last_words(&encode(bye)).await;
+                            }
+                            return End::Read(error);
+                        }
+                    }
+                }
+                Err(Interrupt::Error(error)) => self.malformed(error),
+            }
+        }
+    }
+
+    /// The next input, or a mailbox event for this account, whichever comes first.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> Result<Woken, ReadError> {
+        let events = self.state.login_mut().map(|login| &mut login.events);
+        let event = async {
+            match events {
+                Some(events) => events.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = self.wire.read_more(self.ctx.idle_timeout, shutdown) => read.map(|()| Woken::Input),
+            message = event => Ok(Woken::Event(message)),
+        }
+    }
+
+    /// A mailbox event: the selected mailbox is out of date; during IDLE, tell the client at once.
+    async fn on_event(&mut self, message: Option<async_nats::Message>) -> Flow {
+        let Some(message) = message else {
+            // The subscription ended (NATS gone); sessions still see changes at their next command.
+            if let Some(login) = self.state.login_mut() {
+                login.events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id)).await {
+                    Ok(events) => events,
+                    Err(_) => return Flow::Continue,
+                };
+            }
+            return Flow::Continue;
+        };
+        let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(message.payload) else { return Flow::Continue };
+        if let Some(selected) = self.state.selected()
+            && (event.mailbox == selected.name || event.renamed_to == selected.name)
+        {
+            selected.dirty = true;
+        }
+        if self.idle_tag.is_some() { self.sync(Sync::Full, false).await } else { Flow::Continue }
+    }
+
+    /// imap-next could not frame or parse what the client sent: BAD, with the tag when there was one,
+    /// and the session goes on (imap-next answered an over-long synchronizing literal itself).
+    fn malformed(&mut self, error: FrameError) {
+        let (bytes, why): (&[u8], &str) = match &error {
+            FrameError::LiteralTooLong { .. } => return,
+            FrameError::CommandTooLong { discarded_bytes } => (discarded_bytes.declassify(), "command too long"),
+            FrameError::MalformedMessage { discarded_bytes } | FrameError::ExpectedCrlfGotLf { discarded_bytes } => {
+                (discarded_bytes.declassify(), "unknown command or syntax error")
+            }
+        };
+        let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
+        self.command_metric("malformed");
+        self.server.enqueue_status(bad(tag, why));
+    }
+
+    fn command_metric(&self, name: &str) {
+        self.ctx.commands.get_or_create(&vec![("command".into(), name.to_ascii_lowercase())]).inc();
+    }
+
+    async fn event(&mut self, event: Event) -> Flow {
+        match event {
+            Event::GreetingSent { .. } | Event::ResponseSent { .. } => Flow::Continue,
+            Event::CommandReceived { command } => {
+                self.command_metric(command.body.name());
+                let span = tracing::info_span!("imap.command", command = command.body.name());
+                self.command(command.tag, command.body).instrument(span).await
+            }
+            Event::CommandAuthenticateReceived { command_authenticate } => {
+                self.command_metric("authenticate");
+                self.authenticate_start(command_authenticate).await
+            }
+            Event::AuthenticateDataReceived { authenticate_data } => {
+                let tag = self.auth_tag.take().expect("imap-next reports data only inside AUTHENTICATE");
+                let status = match authenticate_data {
+                    AuthenticateData::Continue(data) => match self.plain(tag.clone(), data.declassify()).await {
+                        Ok(status) => status,
+                        Err(flow) => return flow,
+                    },
+                    AuthenticateData::Cancel => bad(Some(tag), "authentication cancelled"),
+                };
+                let _ = self.server.authenticate_finish(status);
+                Flow::Continue
+            }
+            Event::IdleCommandReceived { tag } => {
+                self.command_metric("idle");
+                if self.state.login().is_none() {
+                    let _ = self.server.idle_reject(bad(Some(tag), "log in first"));
+                    return Flow::Continue;
+                }
+                let accept = CommandContinuationRequest::basic(None, "idling").expect("valid continuation");
+                let _ = self.server.idle_accept(accept);
+                self.idle_tag = Some(tag);
+                self.sync(Sync::Full, true).await
+            }
+            Event::IdleDoneReceived => {
+                if let Some(tag) = self.idle_tag.take() {
+                    self.server.enqueue_status(ok(tag, None, "IDLE terminated"));
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn authenticate_start(&mut self, command: CommandAuthenticate) -> Flow {
+        let CommandAuthenticate { tag, mechanism, initial_response } = command;
+        let refused = match &self.state {
+            State::NotAuthenticated { .. } if !self.tls && !self.plaintext_allowed => {
+                Some(no(tag.clone(), Some(other_code("PRIVACYREQUIRED")), "use STARTTLS first"))
+            }
+            State::NotAuthenticated { .. } if mechanism != AuthMechanism::Plain => {
+                Some(no(tag.clone(), Some(other_code("CANNOT")), "only AUTHENTICATE PLAIN is offered"))
+            }
+            State::NotAuthenticated { .. } => None,
+            _ => Some(bad(Some(tag.clone()), "already authenticated")),
+        };
+        if let Some(status) = refused {
+            let _ = self.server.authenticate_finish(status);
+            return Flow::Continue;
+        }
+        match initial_response {
+            Some(response) => match self.plain(tag, response.declassify()).await {
+                Ok(status) => {
+                    let _ = self.server.authenticate_finish(status);
+                    Flow::Continue
+                }
+                Err(flow) => flow,
+            },
+            None => {
+                let _ = self.server.authenticate_continue(CommandContinuationRequest::base64(Vec::<u8>::new()));
+                self.auth_tag = Some(tag);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password; an authzid other than the user is refused.
+    async fn plain(&mut self, tag: Tag<'static>, response: &[u8]) -> Result<Status<'static>, Flow> {
+        let mut parts = response.split(|&b| b == 0);
+        let (authzid, user, password) = (parts.next(), parts.next(), parts.next());
+        let (Some(authzid), Some(user), Some(password), None) = (authzid, user, password, parts.next()) else {
+            return Ok(bad(Some(tag), "malformed PLAIN response"));
+        };
+        let (user, password) =
+            (String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(password).into_owned());
+        if !authzid.is_empty() && authzid != user.as_bytes() {
+            return Ok(no(tag, Some(other_code("AUTHORIZATIONFAILED")), "cannot act as another user"));
+        }
+        self.log_in(tag, &user, &password).await
+    }
+
+    async fn log_in(&mut self, tag: Tag<'static>, user: &str, password: &str) -> Result<Status<'static>, Flow> {
+        let request = pb::AuthenticateRequest { username: user.to_owned(), password: password.to_owned() };
+        let reply = match self.ctx.directory.clone().authenticate(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return Ok(refusal(tag, &status)),
+        };
+        if !reply.ok {
+            let State::NotAuthenticated { failures } = &mut self.state else {
+                return Ok(bad(Some(tag), "already authenticated"));
+            };
+            *failures += 1;
+            let failures = *failures;
+            // A growing delay, then the door (as the SMTP and POP3 sessions do).
+            tokio::time::sleep(Duration::from_millis(500 * failures as u64)).await;
+            if failures >= self.ctx.max_auth_failures {
+                self.server.enqueue_status(no(tag, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed"));
+                self.server.enqueue_status(Status::bye(None, "too many authentication failures").expect("ASCII"));
+                self.drain().await;
+                return Err(Flow::Close);
+            }
+            return Ok(no(tag, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed"));
+        }
+        let events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(reply.account_id)).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to mailbox events");
+                return Ok(no(tag, Some(other_code("UNAVAILABLE")), "try again later"));
+            }
+        };
+        tracing::Span::current().record("account", reply.account_address.as_str());
+        self.state = State::Authenticated(Login { account_id: reply.account_id, condstore: false, events });
+        Ok(ok(tag, Some(Code::Capability(self.capabilities())), "logged in"))
+    }
+
+    /// Moves every queued response into the output buffer (for a session about to close).
+    async fn drain(&mut self) {
+        loop {
+            match self.server.next() {
+                Err(Interrupt::Io(Io::Output(bytes))) => self.wire.output.extend_from_slice(&bytes),
+                Ok(Event::ResponseSent { .. } | Event::GreetingSent { .. }) => {}
+                _ => break,
+            }
+        }
+        let _ = self.wire.flush().await;
+    }
+
+    async fn command(&mut self, tag: Tag<'static>, body: CommandBody<'static>) -> Flow {
+        let account_id = self.state.login().map(|l| l.account_id);
+        let selected = matches!(self.state, State::Selected(..));
+        let name = body.name();
+        // RFC 9051 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH by message number.
+        let by_number = matches!(
+            &body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+        );
+        let status = match (body, account_id) {
+            (CommandBody::Capability, _) => {
+                self.server.enqueue_data(Data::Capability(self.capabilities()));
+                ok(tag, None, "CAPABILITY completed")
+            }
+            (CommandBody::Noop | CommandBody::Check, _) => {
+                if let Flow::Close = self.sync(Sync::Full, true).await {
+                    return Flow::Close;
+                }
+                ok(tag, None, &format!("{name} completed"))
+            }
+            (CommandBody::Logout, _) => {
+                self.server.enqueue_status(Status::bye(None, "logging out").expect("ASCII"));
+                self.server.enqueue_status(ok(tag, None, "LOGOUT completed"));
+                self.drain().await;
+                return Flow::Close;
+            }
+            (CommandBody::Id { .. }, _) => {
+                let field = |k: &str, v: &str| (render::istring(k), render::nstring(Some(v)));
+                let parameters = vec![field("name", "mailbus"), field("version", env!("CARGO_PKG_VERSION"))];
+                self.server.enqueue_data(Data::Id { parameters: Some(parameters) });
+                ok(tag, None, "ID completed")
+            }
+            (CommandBody::StartTLS, None) if !self.tls => return self.start_tls(tag).await,
+            (CommandBody::StartTLS, _) => bad(Some(tag), "TLS is already active"),
+            (CommandBody::Login { username, password }, None) => {
+                if !self.tls && !self.plaintext_allowed {
+                    no(tag, Some(other_code("PRIVACYREQUIRED")), "LOGIN is disabled until STARTTLS")
+                } else {
+                    let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                    let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                    match self.log_in(tag, &user, &password).await {
+                        Ok(status) => status,
+                        Err(flow) => return flow,
+                    }
+                }
+            }
+            (CommandBody::Login { .. }, Some(_)) => bad(Some(tag), "already authenticated"),
+            (_, None) => bad(Some(tag), "log in first"),
+            (CommandBody::Enable { capabilities }, Some(_)) => {
+                let mut enabled = Vec::new();
+                for capability in capabilities.as_ref() {
+                    if capability.to_string().eq_ignore_ascii_case("CONDSTORE") {
+                        if let Some(login) = self.state.login_mut() {
+                            login.condstore = true;
+                        }
+                        enabled.push(capability.clone());
+                    }
+                }
+                self.server.enqueue_data(Data::Enabled { capabilities: enabled });
+                ok(tag, None, "ENABLE completed")
+            }
+            (CommandBody::Namespace, Some(_)) => {
+                let personal = Namespace {
+                    prefix: render::istring(""),
+                    delimiter: Some(QuotedChar::try_from(DELIMITER).expect("a valid delimiter")),
+                    extensions: Vec::new(),
+                };
+                self.server.enqueue_data(Data::Namespace {
+                    personal: vec![personal],
+                    other: Vec::new(),
+                    shared: Vec::new(),
+                });
+                ok(tag, None, "NAMESPACE completed")
+            }
+            (CommandBody::Select { mailbox, parameters }, Some(id)) => {
+                let condstore =
+                    !parameters.is_empty() && parameters.iter().any(|p| matches!(p, SelectParameter::CondStore));
+                self.select(tag, id, &mailbox, false, condstore).await
+            }
+            (CommandBody::Examine { mailbox, parameters }, Some(id)) => {
+                let condstore = parameters.iter().any(|p| matches!(p, SelectParameter::CondStore));
+                self.select(tag, id, &mailbox, true, condstore).await
+            }
+            (CommandBody::Create { mailbox }, Some(id)) => self.create(tag, id, &mailbox).await,
+            (CommandBody::Delete { mailbox }, Some(id)) => self.delete(tag, id, &mailbox).await,
+            (CommandBody::Rename { from, to }, Some(id)) => self.rename(tag, id, &from, &to).await,
+            (CommandBody::Subscribe { mailbox }, Some(id)) => self.subscribe(tag, id, &mailbox, true).await,
+            (CommandBody::Unsubscribe { mailbox }, Some(id)) => self.subscribe(tag, id, &mailbox, false).await,
+            (CommandBody::List { reference, mailbox_wildcard }, Some(id)) => {
+                self.list(tag, id, &reference, &mailbox_wildcard, false).await
+            }
+            (CommandBody::Lsub { reference, mailbox_wildcard }, Some(id)) => {
+                self.list(tag, id, &reference, &mailbox_wildcard, true).await
+            }
+            (CommandBody::Status { mailbox, item_names }, Some(id)) => {
+                self.status(tag, id, &mailbox, &item_names).await
+            }
+            (CommandBody::Append { mailbox, flags, date, message }, Some(id)) => {
+                let data = match &message {
+                    imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                    imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                };
+                let date = date.map(|d| d.as_ref().timestamp());
+                self.append(tag, id, &mailbox, &flags, date, data).await
+            }
+            (_, Some(_)) if !selected => bad(Some(tag), "select a mailbox first"),
+            (CommandBody::Close, Some(id)) => {
+                let read_only = self.state.selected().is_some_and(|s| s.read_only);
+                if !read_only && let Some(selected) = self.state.selected() {
+                    // CLOSE expunges silently (RFC 9051 §6.4.2).
+                    let request = pb::ExpungeRequest {
+                        account_id: id,
+                        mailbox: selected.name.clone(),
+                        uids: selected.uids.clone(),
+                        deleted_only: true,
+                    };
+                    if let Err(status) = self.ctx.mailbox.clone().expunge(request).await {
+                        tracing::warn!(%status, "CLOSE could not expunge");
+                    }
+                }
+                self.state.deselect();
+                ok(tag, None, "CLOSE completed")
+            }
+            (CommandBody::Unselect, Some(_)) => {
+                self.state.deselect();
+                ok(tag, None, "UNSELECT completed")
+            }
+            (CommandBody::Expunge, Some(id)) => self.expunge(tag, id, None).await,
+            (CommandBody::ExpungeUid { sequence_set }, Some(id)) => self.expunge(tag, id, Some(&sequence_set)).await,
+            (CommandBody::Search { charset, criteria, uid }, Some(id)) => {
+                self.search(tag, id, charset.as_ref(), criteria.as_ref(), uid).await
+            }
+            (CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers }, Some(id)) => {
+                let changed_since = modifiers.iter().find_map(|m| match m {
+                    FetchModifier::ChangedSince(since) => Some(since.get()),
+                    _ => None,
+                });
+                self.fetch(tag, id, &sequence_set, &macro_or_item_names, uid, changed_since).await
+            }
+            (CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers }, Some(id)) => {
+                let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
+                self.store(tag, id, &sequence_set, &kind, &response, &flags, uid, unchanged_since).await
+            }
+            (CommandBody::Copy { sequence_set, mailbox, uid }, Some(id)) => {
+                self.copy(tag, id, &sequence_set, &mailbox, uid, false).await
+            }
+            (CommandBody::Move { sequence_set, mailbox, uid }, Some(id)) => {
+                self.copy(tag, id, &sequence_set, &mailbox, uid, true).await
+            }
+            (_, Some(_)) => bad(Some(tag), "command not supported"),
+        };
+        if matches!(self.state, State::Selected(..)) {
+            let mode = if by_number { Sync::NoExpunge } else { Sync::Full };
+            if let Flow::Close = self.sync(mode, false).await {
+                return Flow::Close;
+            }
+        }
+        self.server.enqueue_status(status);
+        Flow::Continue
+    }
+
+    /// RFC 9051 §6.2.1: the go-ahead goes out in the clear; anything the client sent after STARTTLS is
+    /// dropped unread; then a fresh framer over the TLS stream.
+    async fn start_tls(&mut self, tag: Tag<'static>) -> Flow {
+        self.server.enqueue_status(ok(tag, None, "begin TLS negotiation now"));
+        self.drain().await;
+        let go_ahead = std::mem::take(&mut self.wire.output);
+        match self.wire.start_tls(&go_ahead, &self.ctx.tls, Duration::from_secs(60)).await {
+            Ok(_) => {
+                self.tls = true;
+                self.server = new_server(&self.ctx, None);
+                Flow::Continue
+            }
+            Err(StartTlsError::Write(error)) => {
+                tracing::debug!(%error, "STARTTLS go-ahead not written");
+                Flow::Close
+            }
+            Err(error) => {
+                tracing::info!(?error, "STARTTLS handshake failed");
+                Flow::Close
+            }
+        }
+    }
+
+    /// Brings the selected mailbox up to date with the store and tells the client: EXPUNGE (when `mode`
+    /// allows), EXISTS for new messages, FETCH FLAGS for changed ones. `force` looks even without an event.
+    async fn sync(&mut self, mode: Sync, force: bool) -> Flow {
+        let Some(account_id) = self.state.login().map(|l| l.account_id) else { return Flow::Continue };
+        let condstore = self.state.login().is_some_and(|l| l.condstore);
+        let Some(selected) = self.state.selected() else { return Flow::Continue };
+        if selected.dirty || force {
+            let request = pb::ChangesRequest {
+                account_id,
+                mailbox: selected.name.clone(),
+                since_modseq: selected.highest_modseq,
+            };
+            let changes = match self.ctx.mailbox.clone().changes(request).await {
+                Ok(changes) => changes.into_inner(),
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    self.server.enqueue_status(Status::bye(None, "the selected mailbox was deleted").expect("ASCII"));
+                    self.drain().await;
+                    return Flow::Close;
+                }
+                Err(status) => {
+                    tracing::warn!(%status, "cannot read mailbox changes");
+                    return Flow::Continue;
+                }
+            };
+            let Some(selected) = self.state.selected() else { return Flow::Continue };
+            if changes.uidvalidity != selected.uidvalidity {
+                self.server.enqueue_status(Status::bye(None, "the selected mailbox was replaced").expect("ASCII"));
+                self.drain().await;
+                return Flow::Close;
+            }
+            selected.dirty = false;
+            selected.highest_modseq = selected.highest_modseq.max(changes.highest_modseq);
+            let known = selected.uids.last().copied().unwrap_or(0);
+            for uid in changes.vanished {
+                if selected.uids.binary_search(&uid).is_ok() && !selected.vanished.contains(&uid) {
+                    selected.vanished.push(uid);
+                }
+            }
+            let mut data = Vec::new();
+            let mut flags_changed = Vec::new();
+            let mut arrived = false;
+            for entry in changes.changed {
+                if entry.uid > known {
+                    selected.uids.push(entry.uid);
+                    arrived = true;
+                } else if let Ok(index) = selected.uids.binary_search(&entry.uid) {
+                    flags_changed.push((index, entry));
+                }
+            }
+            if arrived {
+                selected.uids.sort_unstable();
+                selected.uids.dedup();
+            }
+            for (index, entry) in flags_changed {
+                let mut items =
+                    vec![MessageDataItem::Flags(flags_of(&entry.flags)), MessageDataItem::Uid(nz(entry.uid))];
+                if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
+                    items.push(MessageDataItem::ModSeq(modseq));
+                }
+                data.push(Data::Fetch { seq: nz(index as u32 + 1), items: Vec1::try_from(items).expect("not empty") });
+            }
+            for item in data {
+                self.server.enqueue_data(item);
+            }
+            if arrived && let Some(selected) = self.state.selected() {
+                // Messages expunged but not yet announced still count: their numbers are still in use.
+                self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
+            }
+        }
+        if mode == Sync::Full
+            && let Some(selected) = self.state.selected()
+            && !selected.vanished.is_empty()
+        {
+            let mut gone = std::mem::take(&mut selected.vanished);
+            gone.sort_unstable();
+            let mut expunges = Vec::new();
+            for uid in gone {
+                if let Ok(index) = selected.uids.binary_search(&uid) {
+                    selected.uids.remove(index);
+                    expunges.push(Data::Expunge(nz(index as u32 + 1)));
+                }
+            }
+            for expunge in expunges {
+                self.server.enqueue_data(expunge);
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn select(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        mailbox: &Mailbox<'_>,
+        read_only: bool,
+        condstore: bool,
+    ) -> Status<'static> {
+        let had_selection = matches!(self.state, State::Selected(..));
+        self.state.deselect();
+        let condstore = condstore || self.state.login().is_some_and(|l| l.condstore);
+        if condstore && let Some(login) = self.state.login_mut() {
+            login.condstore = true;
+        }
+        if had_selection && condstore {
+            let closed = Status::ok(None, Some(Code::Closed), "previous mailbox closed").expect("ASCII");
+            self.server.enqueue_status(closed);
+        }
+        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let request = pb::SelectRequest { account_id, mailbox: name.clone() };
+        let selected = match self.ctx.mailbox.clone().select(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let status = selected.status.unwrap_or_default();
+        let mut flags = vec![Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft];
+        flags.extend(
+            selected.keywords.iter().filter_map(|k| Flag::try_from(k.as_str()).ok().map(IntoStatic::into_static)),
+        );
+        self.server.enqueue_data(Data::Flags(flags.clone()));
+        self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
+        self.server.enqueue_data(Data::Recent(0));
+        if let Some(position) = selected.uids.iter().position(|&u| u == selected.first_unseen_uid) {
+            let unseen = Status::ok(None, Some(Code::Unseen(nz(position as u32 + 1))), "first unseen").expect("ASCII");
+            self.server.enqueue_status(unseen);
+        }
+        let permanent: Vec<FlagPerm> = if read_only {
+            Vec::new()
+        } else {
+            flags.into_iter().map(FlagPerm::Flag).chain([FlagPerm::Asterisk]).collect()
+        };
+        let say = |code: Code<'static>, text: &str| Status::ok(None, Some(code), text.to_owned()).expect("ASCII");
+        self.server.enqueue_status(say(Code::PermanentFlags(permanent), "flags permitted"));
+        self.server.enqueue_status(say(Code::UidNext(nz(status.uidnext)), "predicted next UID"));
+        self.server.enqueue_status(say(Code::UidValidity(nz(status.uidvalidity)), "UIDs valid"));
+        if condstore {
+            match NonZeroU64::new(status.highest_modseq) {
+                Some(modseq) => self.server.enqueue_status(say(Code::HighestModSeq(modseq), "highest")),
+                None => self.server.enqueue_status(say(Code::NoModSeq, "no MODSEQ yet")),
+            };
+        }
+        let login = match std::mem::replace(&mut self.state, State::NotAuthenticated { failures: 0 }) {
+            State::Authenticated(login) | State::Selected(login, _) => login,
+            State::NotAuthenticated { .. } => unreachable!("select runs authenticated"),
+        };
+        self.state = State::Selected(
+            login,
+            Selected {
+                name,
+                read_only,
+                uidvalidity: status.uidvalidity,
+                uids: selected.uids,
+                highest_modseq: status.highest_modseq,
+                dirty: false,
+                vanished: Vec::new(),
+            },
+        );
+        let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
+        ok(tag, Some(code), if read_only { "EXAMINE completed" } else { "SELECT completed" })
+    }
+
+    async fn create(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
+        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        // RFC 9051 §6.3.4: a trailing separator only says the client means to create children.
+        let name = name.trim_end_matches(DELIMITER).to_owned();
+        let request = pb::CreateMailboxRequest { account_id, name, special_use: String::new() };
+        match self.ctx.mailbox.clone().create_mailbox(request).await {
+            Ok(_) => ok(tag, None, "CREATE completed"),
+            Err(status) => refusal(tag, &status),
+        }
+    }
+
+    async fn delete(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
+        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let request = pb::DeleteMailboxRequest { account_id, name: name.clone() };
+        match self.ctx.mailbox.clone().delete_mailbox(request).await {
+            Ok(_) => {
+                let _ = self
+                    .ctx
+                    .mailbox
+                    .clone()
+                    .subscribe(pb::SubscribeRequest { account_id, name, subscribed: false })
+                    .await;
+                ok(tag, None, "DELETE completed")
+            }
+            Err(status) => refusal(tag, &status),
+        }
+    }
+
+    async fn rename(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        from: &Mailbox<'_>,
+        to: &Mailbox<'_>,
+    ) -> Status<'static> {
+        let (Some(from), Some(to)) = (mailbox_name(from), mailbox_name(to)) else {
+            return no(tag, None, "mailbox name is not modified UTF-7");
+        };
+        let request = pb::RenameMailboxRequest { account_id, from, to };
+        match self.ctx.mailbox.clone().rename_mailbox(request).await {
+            Ok(_) => ok(tag, None, "RENAME completed"),
+            Err(status) => refusal(tag, &status),
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        mailbox: &Mailbox<'_>,
+        subscribed: bool,
+    ) -> Status<'static> {
+        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        match self.ctx.mailbox.clone().subscribe(pb::SubscribeRequest { account_id, name, subscribed }).await {
+            Ok(_) => ok(tag, None, if subscribed { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }),
+            Err(status) => refusal(tag, &status),
+        }
+    }
+
+    async fn list(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+    ) -> Status<'static> {
+        let pattern = match pattern {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        let reference = match reference {
+            Mailbox::Inbox => "INBOX".to_owned(),
+            Mailbox::Other(other) => String::from_utf8_lossy(other.inner().as_ref()).into_owned(),
+        };
+        let delimiter = Some(QuotedChar::try_from(DELIMITER).expect("a valid delimiter"));
+        if pattern.is_empty() {
+            // RFC 9051 §6.3.9: LIST "" "" asks for the delimiter and the root.
+            let root = Mailbox::try_from(String::new()).unwrap_or(Mailbox::Inbox);
+            let items = vec![FlagNameAttribute::Noselect];
+            self.server.enqueue_data(if lsub {
+                Data::Lsub { items, delimiter, mailbox: root }
+            } else {
+                Data::List { items, delimiter, mailbox: root }
+            });
+            return ok(tag, None, "LIST completed");
+        }
+        let (Some(reference), Some(pattern)) = (render::from_utf7(&reference), render::from_utf7(&pattern)) else {
+            return ok(tag, None, "LIST completed");
+        };
+        let request = pb::ListMailboxesRequest {
+            account_id,
+            reference,
+            patterns: vec![pattern],
+            subscribed_only: lsub,
+            ..Default::default()
+        };
+        let listed = match self.ctx.mailbox.clone().list_mailboxes(request).await {
+            Ok(reply) => reply.into_inner().mailboxes,
+            Err(status) => return refusal(tag, &status),
+        };
+        for mailbox in listed {
+            let attribute = |name: &str| FlagNameAttribute::from(atom(name));
+            let mut items = Vec::new();
+            if !mailbox.exists {
+                items.push(FlagNameAttribute::Noselect);
+            }
+            items.push(attribute(if mailbox.has_children { "HasChildren" } else { "HasNoChildren" }));
+            if let Some(special) = mailbox.special_use.strip_prefix('\\') {
+                items.push(attribute(special));
+            }
+            let name = wire_mailbox(&mailbox.name);
+            self.server.enqueue_data(if lsub {
+                Data::Lsub { items, delimiter: delimiter.clone(), mailbox: name }
+            } else {
+                Data::List { items, delimiter: delimiter.clone(), mailbox: name }
+            });
+        }
+        ok(tag, None, if lsub { "LSUB completed" } else { "LIST completed" })
+    }
+
+    async fn status(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        mailbox: &Mailbox<'static>,
+        names: &[StatusDataItemName],
+    ) -> Status<'static> {
+        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let status = match self.ctx.mailbox.clone().status(pb::StatusRequest { account_id, mailbox: name }).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let items: Vec<StatusDataItem> = names
+            .iter()
+            .filter_map(|item| match item {
+                StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
+                StatusDataItemName::Recent => Some(StatusDataItem::Recent(0)),
+                StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(nz(status.uidnext))),
+                StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(nz(status.uidvalidity))),
+                StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
+                StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(status.deleted)),
+                StatusDataItemName::Size => Some(StatusDataItem::Size(status.size)),
+                StatusDataItemName::HighestModSeq => Some(StatusDataItem::HighestModSeq(status.highest_modseq)),
+                _ => None,
+            })
+            .collect();
+        self.server.enqueue_data(Data::Status { mailbox: mailbox.clone(), items: items.into() });
+        ok(tag, None, "STATUS completed")
+    }
+
+    async fn append(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        mailbox: &Mailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<i64>,
+        data: Vec<u8>,
+    ) -> Status<'static> {
+        use pb::append_request::Part;
+        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        if data.len() as u64 > self.ctx.max_message_size {
+            return no(tag, Some(Code::TooBig), "message exceeds APPENDLIMIT");
+        }
+        let header = pb::AppendHeader {
+            account_id,
+            mailbox: name,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            internal_date_unix: date,
+            size: data.len() as u64,
+        };
+        let parts: Vec<pb::AppendRequest> = std::iter::once(Part::Header(header))
+            .chain(data.chunks(CHUNK).map(|c| Part::Chunk(c.to_vec())))
+            .map(|part| pb::AppendRequest { part: Some(part) })
+            .collect();
+        match self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                let code = Code::AppendUid { uid_validity: nz(reply.uidvalidity), uid: nz(reply.uid) };
+                if let Some(selected) = self.state.selected() {
+                    selected.dirty = true;
+                }
+                ok(tag, Some(code), "APPEND completed")
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => no(tag, Some(Code::TryCreate), "no such mailbox"),
+            Err(status) => refusal(tag, &status),
+        }
+    }
+
+    async fn expunge(&mut self, tag: Tag<'static>, account_id: i64, set: Option<&SequenceSet>) -> Status<'static> {
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        if selected.read_only {
+            return no(tag, Some(Code::ReadOnly), "the mailbox is read-only");
+        }
+        let uids = match set {
+            Some(set) => render::resolve(set, &selected.uids, true),
+            None => selected.uids.clone(),
+        };
+        let request = pb::ExpungeRequest { account_id, mailbox: selected.name.clone(), uids, deleted_only: true };
+        match self.ctx.mailbox.clone().expunge(request).await {
+            Ok(reply) => {
+                if let Some(selected) = self.state.selected() {
+                    selected.vanished.extend(reply.into_inner().expunged);
+                }
+                ok(tag, None, "EXPUNGE completed")
+            }
+            Err(status) => refusal(tag, &status),
+        }
+    }
+
+    async fn search(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        charset: Option<&Charset<'_>>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        if let Some(charset) = charset {
+            let name = charset.as_ref();
+            if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
+                let allowed = ["UTF-8", "US-ASCII"].map(|c| Charset::try_from(c).expect("valid")).to_vec();
+                return no(tag, Some(Code::BadCharset { allowed }), "unsupported charset");
+            }
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let wants_modseq = criteria.iter().any(has_modseq);
+        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
+        let request = pb::SearchRequest { account_id, mailbox: selected.name.clone(), key: Some(key) };
+        let found = match self.ctx.mailbox.clone().search(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        // Only messages this session has announced: a UID the client has not heard of yet is left out.
+        let numbers: Vec<NonZeroU32> = found
+            .uids
+            .iter()
+            .filter_map(|uid| {
+                selected.uids.binary_search(uid).ok().map(|i| if by_uid { nz(*uid) } else { nz(i as u32 + 1) })
+            })
+            .collect();
+        let modseq = if wants_modseq && !numbers.is_empty() { NonZeroU64::new(found.highest_modseq) } else { None };
+        self.server.enqueue_data(Data::Search(numbers, modseq));
+        ok(tag, None, "SEARCH completed")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        set: &SequenceSet,
+        kind: &StoreType,
+        response: &StoreResponse,
+        flags: &[Flag<'_>],
+        by_uid: bool,
+        unchanged_since: Option<u64>,
+    ) -> Status<'static> {
+        let condstore = unchanged_since.is_some() || self.state.login().is_some_and(|l| l.condstore);
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        if selected.read_only {
+            return no(tag, Some(Code::ReadOnly), "the mailbox is read-only");
+        }
+        if !by_uid && render::out_of_range(set, selected.uids.len()) {
+            return bad(Some(tag), "no such message");
+        }
+        let uids = render::resolve(set, &selected.uids, by_uid);
+        let mode = match kind {
+            StoreType::Replace => pb::StoreMode::Replace,
+            StoreType::Add => pb::StoreMode::Add,
+            StoreType::Remove => pb::StoreMode::Remove,
+        };
+        let request = pb::StoreRequest {
+            account_id,
+            mailbox: selected.name.clone(),
+            uids,
+            mode: mode.into(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            unchanged_since,
+        };
+        let stored = match self.ctx.mailbox.clone().store(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        if condstore && let Some(login) = self.state.login_mut() {
+            login.condstore = true;
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let silent = matches!(response, StoreResponse::Silent);
+        for entry in &stored.updated {
+            let Ok(index) = selected.uids.binary_search(&entry.uid) else { continue };
+            // .SILENT leaves out the FLAGS the client set itself, but with CONDSTORE the new MODSEQ still goes out.
+            let mut items = Vec::new();
+            if !silent {
+                items.push(MessageDataItem::Flags(flags_of(&entry.flags)));
+            }
+            if by_uid || !silent {
+                items.push(MessageDataItem::Uid(nz(entry.uid)));
+            }
+            if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
+                items.push(MessageDataItem::ModSeq(modseq));
+            }
+            if let Ok(items) = Vec1::try_from(items) {
+                self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
+            }
+        }
+        selected.highest_modseq = selected.highest_modseq.max(stored.highest_modseq);
+        if stored.modified.is_empty() {
+            return ok(tag, None, "STORE completed");
+        }
+        let modified: Vec<u32> = if by_uid {
+            stored.modified
+        } else {
+            stored.modified.iter().filter_map(|u| selected.uids.binary_search(u).ok()).map(|i| i as u32 + 1).collect()
+        };
+        match SequenceSet::try_from(render::uid_set_text(&modified).as_str()) {
+            Ok(set) => ok(tag, Some(Code::Modified(set)), "conditional STORE failed for some messages"),
+            Err(_) => ok(tag, None, "STORE completed"),
+        }
+    }
+
+    async fn copy(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        set: &SequenceSet,
+        mailbox: &Mailbox<'_>,
+        by_uid: bool,
+        moving: bool,
+    ) -> Status<'static> {
+        let Some(target) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        if moving && selected.read_only {
+            return no(tag, Some(Code::ReadOnly), "the mailbox is read-only");
+        }
+        if !by_uid && render::out_of_range(set, selected.uids.len()) {
+            return bad(Some(tag), "no such message");
+        }
+        let uids = render::resolve(set, &selected.uids, by_uid);
+        if uids.is_empty() {
+            return ok(tag, None, "no messages");
+        }
+        let source = selected.name.clone();
+        let reply = if moving {
+            let request = pb::MoveRequest { account_id, from_mailbox: source, to_mailbox: target, uids };
+            self.ctx.mailbox.clone().r#move(request).await.map(|r| {
+                let r = r.into_inner();
+                (r.source_uids, r.target_uidvalidity, r.target_uids)
+            })
+        } else {
+            let request = pb::CopyRequest { account_id, from_mailbox: source, to_mailbox: target, uids };
+            self.ctx.mailbox.clone().copy(request).await.map(|r| {
+                let r = r.into_inner();
+                (r.source_uids, r.target_uidvalidity, r.target_uids)
+            })
+        };
+        let (source_uids, uidvalidity, target_uids) = match reply {
+            Ok(reply) => reply,
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                return no(tag, Some(Code::TryCreate), "no such mailbox");
+            }
+            Err(status) => return refusal(tag, &status),
+        };
+        let code = copy_uid(uidvalidity, &source_uids, &target_uids);
+        if moving {
+            // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+            if let Some(code) = code {
+                self.server.enqueue_status(Status::ok(None, Some(code), "moved").expect("ASCII"));
+            }
+            if let Some(selected) = self.state.selected() {
+                selected.vanished.extend(source_uids);
+            }
+            return ok(tag, None, "MOVE completed");
+        }
+        ok(tag, code, "COPY completed")
+    }
+
+    async fn fetch(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        set: &SequenceSet,
+        names: &MacroOrMessageDataItemNames<'static>,
+        by_uid: bool,
+        changed_since: Option<u64>,
+    ) -> Status<'static> {
+        let mut names: Vec<MessageDataItemName<'static>> = match names {
+            MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
+                vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size]
+            }
+            MacroOrMessageDataItemNames::Macro(Macro::All) => vec![
+                MessageDataItemName::Flags,
+                MessageDataItemName::InternalDate,
+                MessageDataItemName::Rfc822Size,
+                MessageDataItemName::Envelope,
+            ],
+            MacroOrMessageDataItemNames::Macro(_) => vec![
+                MessageDataItemName::Flags,
+                MessageDataItemName::InternalDate,
+                MessageDataItemName::Rfc822Size,
+                MessageDataItemName::Envelope,
+                MessageDataItemName::Body,
+            ],
+            MacroOrMessageDataItemNames::MessageDataItemNames(names) => names.clone(),
+        };
+        if by_uid && !names.contains(&MessageDataItemName::Uid) {
+            names.insert(0, MessageDataItemName::Uid);
+        }
+        let condstore = changed_since.is_some()
+            || names.contains(&MessageDataItemName::ModSeq)
+            || self.state.login().is_some_and(|l| l.condstore);
+        if condstore && !names.contains(&MessageDataItemName::ModSeq) && changed_since.is_some() {
+            names.push(MessageDataItemName::ModSeq);
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        if !by_uid && render::out_of_range(set, selected.uids.len()) {
+            return bad(Some(tag), "no such message");
+        }
+        let uids = render::resolve(set, &selected.uids, by_uid);
+        let mut sections = Vec::new();
+        let mut section_of = Vec::with_capacity(names.len());
+        let mut set_seen = false;
+        for name in &names {
+            let wanted = match name {
+                MessageDataItemName::BodyExt { section, partial, peek } => {
+                    set_seen |= !peek;
+                    Some(section_request(section.as_ref(), *partial))
+                }
+                MessageDataItemName::Rfc822 => {
+                    set_seen = true;
+                    Some(section_request(None, None))
+                }
+                MessageDataItemName::Rfc822Header => Some(section_request(Some(&Section::Header(None)), None)),
+                MessageDataItemName::Rfc822Text => {
+                    set_seen = true;
+                    Some(section_request(Some(&Section::Text(None)), None))
+                }
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
+                    return bad(Some(tag), "BINARY is not offered");
+                }
+                _ => None,
+            };
+            section_of.push(wanted.map(|section| {
+                sections.push(section);
+                sections.len() - 1
+            }));
+        }
+        let set_seen = set_seen && !selected.read_only;
+        if set_seen && !names.contains(&MessageDataItemName::Flags) {
+            names.push(MessageDataItemName::Flags);
+            section_of.push(None);
+        }
+        let request = pb::FetchRequest {
+            account_id,
+            mailbox: selected.name.clone(),
+            uids,
+            envelope: names.contains(&MessageDataItemName::Envelope),
+            body_structure: names
+                .iter()
+                .any(|n| matches!(n, MessageDataItemName::Body | MessageDataItemName::BodyStructure)),
+            sections,
+            changed_since,
+            set_seen,
+        };
+        let mut stream = match self.ctx.mailbox.clone().fetch(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let mut current: Option<(pb::FetchedMessage, Vec<Vec<u8>>)> = None;
+        loop {
+            let item = match stream.message().await {
+                Ok(item) => item,
+                Err(status) => return refusal(tag, &status),
+            };
+            match item.and_then(|i| i.item) {
+                Some(pb::fetch_response::Item::Chunk(chunk)) => {
+                    if let Some((_, data)) = current.as_mut()
+                        && let Some(section) = data.get_mut(chunk.section as usize)
+                    {
+                        section.extend_from_slice(&chunk.data);
+                    }
+                }
+                next => {
+                    if let Some((message, data)) = current.take() {
+                        self.emit_fetch(&names, &section_of, message, data);
+                    }
+                    match next {
+                        Some(pb::fetch_response::Item::Message(message)) => {
+                            let count = message.section_sizes.len();
+                            current = Some((message, vec![Vec::new(); count]));
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        ok(tag, None, "FETCH completed")
+    }
+
+    fn emit_fetch(
+        &mut self,
+        names: &[MessageDataItemName<'static>],
+        section_of: &[Option<usize>],
+        message: pb::FetchedMessage,
+        mut data: Vec<Vec<u8>>,
+    ) {
+        let Some(selected) = self.state.selected() else { return };
+        let Ok(index) = selected.uids.binary_search(&message.uid) else { return };
+        let mut items = Vec::with_capacity(names.len());
+        for (name, section) in names.iter().zip(section_of) {
+            let take = |data: &mut Vec<Vec<u8>>| section.map(|i| std::mem::take(&mut data[i])).unwrap_or_default();
+            let item = match name {
+                MessageDataItemName::Uid => MessageDataItem::Uid(nz(message.uid)),
+                MessageDataItemName::Flags => MessageDataItem::Flags(flags_of(&message.flags)),
+                MessageDataItemName::InternalDate => {
+                    MessageDataItem::InternalDate(render::date_time(message.internal_date_unix))
+                }
+                MessageDataItemName::Rfc822Size => {
+                    MessageDataItem::Rfc822Size(message.size.min(u64::from(u32::MAX)) as u32)
+                }
+                MessageDataItemName::Envelope => {
+                    MessageDataItem::Envelope(render::envelope(&message.envelope.clone().unwrap_or_default()))
+                }
+                MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
+                    let extended = matches!(name, MessageDataItemName::BodyStructure);
+                    let structure =
+                        render::body_structure(&message.body_structure.clone().unwrap_or_default(), extended);
+                    if extended { MessageDataItem::BodyStructure(structure) } else { MessageDataItem::Body(structure) }
+                }
+                MessageDataItemName::BodyExt { section: wanted, partial, .. } => MessageDataItem::BodyExt {
+                    section: wanted.clone(),
+                    origin: partial.map(|(start, _)| start),
+                    data: render::literal(take(&mut data)),
+                },
+                MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(render::literal(take(&mut data))),
+                MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(render::literal(take(&mut data))),
+                MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(render::literal(take(&mut data))),
+                MessageDataItemName::ModSeq => match NonZeroU64::new(message.modseq) {
+                    Some(modseq) => MessageDataItem::ModSeq(modseq),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            items.push(item);
+        }
+        if let Ok(items) = Vec1::try_from(items) {
+            self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
+        }
+    }
+}
+
+fn has_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::Not(inner) => has_modseq(inner),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        SearchKey::And(all) => all.as_ref().iter().any(has_modseq),
+        _ => false,
+    }
+}
+
+fn section_request(section: Option<&Section<'_>>, partial: Option<(u32, NonZeroU32)>) -> pb::Section {
+    use pb::SectionText as T;
+    let part =
+        |p: &Option<Part>| p.as_ref().map(|p| p.0.as_ref().iter().map(|n| n.get()).collect()).unwrap_or_default();
+    let fields = |list: &Vec1<imap_types::core::AString<'_>>| {
+        list.as_ref().iter().map(|f| String::from_utf8_lossy(f.as_ref()).into_owned()).collect()
+    };
+    let (part, text, fields) = match section {
+        None => (Vec::new(), T::Full, Vec::new()),
+        Some(Section::Part(p)) => (p.0.as_ref().iter().map(|n| n.get()).collect(), T::Full, Vec::new()),
+        Some(Section::Header(p)) => (part(p), T::Header, Vec::new()),
+        Some(Section::HeaderFields(p, list)) => (part(p), T::HeaderFields, fields(list)),
+        Some(Section::HeaderFieldsNot(p, list)) => (part(p), T::HeaderFieldsNot, fields(list)),
+        Some(Section::Text(p)) => (part(p), T::Text, Vec::new()),
+        Some(Section::Mime(p)) => (p.0.as_ref().iter().map(|n| n.get()).collect(), T::Mime, Vec::new()),
+    };
+    pb::Section {
+        part,
+        text: text.into(),
+        fields,
+        offset: partial.map(|(start, _)| u64::from(start)),
+        length: partial.map(|(_, length)| u64::from(length.get())),
+    }
+}
+
+/// RFC 4315 COPYUID: the target's UIDVALIDITY, then source and target UIDs in corresponding order.
+fn copy_uid(uidvalidity: u32, source: &[u32], target: &[u32]) -> Option<Code<'static>> {
+    use imap_types::extensions::uidplus::{UidElement, UidSet};
+    // Both lists ascend together, so runs compress alike and the correspondence holds.
+    let set = |uids: &[u32]| -> Option<UidSet> {
+        let mut elements: Vec<UidElement> = Vec::new();
+        let mut i = 0;
+        while i < uids.len() {
+            let start = i;
+            while i + 1 < uids.len() && uids[i + 1] == uids[i] + 1 {
+                i += 1;
+            }
+            elements.push(if start == i {
+                UidElement::Single(nz(uids[i]))
+            } else {
+                UidElement::Range(nz(uids[start]), nz(uids[i]))
+            });
+            i += 1;
+        }
+        Some(UidSet(Vec1::try_from(elements).ok()?))
+    };
+    Some(Code::CopyUid { uid_validity: nz(uidvalidity), source: set(source)?, destination: set(target)? })
+}

@@ -1,0 +1,426 @@
+//! Between the mailbox role's types and IMAP's: modified UTF-7 mailbox names (RFC 3501 §5.1.3), sequence
+//! sets over a session's UID map, the stored ENVELOPE and BODYSTRUCTURE as imap-types values, and SEARCH
+//! keys as the store's.
+
+use std::num::NonZeroU32;
+
+use chrono::{FixedOffset, TimeZone};
+use imap_types::body::{
+    BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData, SinglePartExtensionData,
+    SpecificFields,
+};
+use imap_types::core::{IString, Literal, NString, Vec1};
+use imap_types::datetime::DateTime;
+use imap_types::envelope::{Address, Envelope};
+use imap_types::search::SearchKey;
+use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use mailbus_proto::v1::{self as pb, search_key::Key};
+
+// ---------------------------------------------------------------------------------------------------
+// Modified UTF-7
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+fn flush_utf16(buf: &mut Vec<u16>, out: &mut String) {
+    if buf.is_empty() {
+        return;
+    }
+    let bytes: Vec<u8> = buf.iter().flat_map(|u| u.to_be_bytes()).collect();
+    out.push('&');
+    for chunk in bytes.chunks(3) {
+        let b0 = u32::from(chunk[0]);
+        let b1 = u32::from(chunk.get(1).copied().unwrap_or(0));
+        let b2 = u32::from(chunk.get(2).copied().unwrap_or(0));
+        let n = (b0 << 16) | (b1 << 8) | b2;
+        for i in 0..=chunk.len() {
+            out.push(B64[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
+        }
+    }
+    out.push('-');
+    buf.clear();
+}
+
+/// A UTF-8 mailbox name as IMAP4rev1 clients see it.
+pub fn to_utf7(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut buf: Vec<u16> = Vec::new();
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush_utf16(&mut buf, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut units = [0u16; 2];
+            buf.extend_from_slice(c.encode_utf16(&mut units));
+        }
+    }
+    flush_utf16(&mut buf, &mut out);
+    out
+}
+
+/// A client's modified UTF-7 name in UTF-8; None when it is not valid modified UTF-7.
+pub fn from_utf7(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(pos) = rest.find('&') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos + 1..];
+        let end = rest.find('-')?;
+        let encoded = &rest[..end];
+        rest = &rest[end + 1..];
+        if encoded.is_empty() {
+            out.push('&');
+            continue;
+        }
+        let (mut bits, mut nbits, mut bytes) = (0u32, 0u32, Vec::new());
+        for b in encoded.bytes() {
+            let v = B64.iter().position(|&x| x == b)? as u32;
+            bits = (bits << 6) | v;
+            nbits += 6;
+            if nbits >= 8 {
+                nbits -= 8;
+                bytes.push((bits >> nbits) as u8);
+                bits &= (1u32 << nbits) - 1;
+            }
+        }
+        if !bytes.len().is_multiple_of(2) {
+            return None;
+        }
+        let units: Vec<u16> = bytes.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
+        out.push_str(&String::from_utf16(&units).ok()?);
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Sequence sets
+
+/// The UIDs a set names. `uids` is the session's map (ascending; message n is `uids[n - 1]`); with
+/// `by_uid` the set holds UIDs, else message numbers. `*` is the largest one there is (RFC 9051 §6.4.8: a
+/// UID range is valid whatever its ends; UIDs that do not exist are left out). Never expands the set.
+pub fn resolve(set: &SequenceSet, uids: &[u32], by_uid: bool) -> Vec<u32> {
+    let largest = if by_uid { uids.last().copied().unwrap_or(0) } else { uids.len() as u32 };
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    let ranges: Vec<(u32, u32)> = set
+        .0
+        .as_ref()
+        .iter()
+        .map(|sequence| match sequence {
+            Sequence::Single(s) => (value(s), value(s)),
+            Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
+        })
+        .collect();
+    let within = |n: u32| ranges.iter().any(|&(low, high)| low <= n && n <= high);
+    uids.iter()
+        .enumerate()
+        .filter(|&(i, &uid)| within(if by_uid { uid } else { i as u32 + 1 }))
+        .map(|(_, &u)| u)
+        .collect()
+}
+
+/// Whether a message-number set names a message that does not exist (RFC 9051: BAD for FETCH and STORE).
+pub fn out_of_range(set: &SequenceSet, exists: usize) -> bool {
+    let beyond = |s: &SeqOrUid| matches!(s, SeqOrUid::Value(v) if v.get() as usize > exists);
+    set.0.as_ref().iter().any(|sequence| match sequence {
+        Sequence::Single(s) => beyond(s),
+        Sequence::Range(a, b) => beyond(a) && beyond(b),
+    })
+}
+
+/// A set of UIDs in the compact form COPYUID and MODIFIED use: "1:3,7".
+pub fn uid_set_text(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end += 1;
+        }
+        out.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        i += 1;
+    }
+    out.join(",")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Values
+
+pub fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// An IMAP string: quoted when it can be, a literal otherwise (8-bit text, CR/LF, quotes).
+pub fn istring(text: &str) -> IString<'static> {
+    IString::try_from(text.to_owned())
+        .or_else(|_| Literal::try_from(text.replace('\0', " ").into_bytes()).map(IString::from))
+        .unwrap_or_else(|_| IString::try_from("").expect("the empty string is a valid quoted string"))
+}
+
+pub fn nstring(text: Option<&str>) -> NString<'static> {
+    NString(text.map(istring))
+}
+
+/// Message octets as a literal. IMAP literals cannot carry NUL (RFC 9051 CHAR8); such octets go out as
+/// spaces, as Dovecot does without BINARY.
+pub fn literal(mut data: Vec<u8>) -> NString<'static> {
+    for b in data.iter_mut().filter(|b| **b == 0) {
+        *b = b' ';
+    }
+    NString(Literal::try_from(data).ok().map(IString::from))
+}
+
+pub fn date_time(unix: i64) -> DateTime {
+    let utc = FixedOffset::east_opt(0).expect("UTC is a valid offset");
+    let when = utc.timestamp_opt(unix, 0).single().unwrap_or_else(|| utc.timestamp_opt(0, 0).unwrap());
+    DateTime::try_from(when).unwrap_or_else(|_| DateTime::unvalidated(utc.timestamp_opt(0, 0).unwrap()))
+}
+
+/// Display names may be UTF-8 in the store; an IMAP4rev1 ENVELOPE carries them as RFC 2047 words.
+fn encoded_word(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_owned();
+    }
+    let mut out = String::from("=?utf-8?b?");
+    out.push_str(&base64_encode(name.as_bytes()));
+    out.push_str("?=");
+    out
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
+            | u32::from(chunk.get(2).copied().unwrap_or(0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(STD[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn address(a: &pb::EnvelopeAddress) -> Address<'static> {
+    let text = |s: &str| if s.is_empty() { None } else { Some(s.to_owned()) };
+    if a.group_start {
+        return Address {
+            name: NString(None),
+            adl: NString(None),
+            mailbox: nstring(Some(&a.mailbox)),
+            host: NString(None),
+        };
+    }
+    if a.group_end {
+        return Address { name: NString(None), adl: NString(None), mailbox: NString(None), host: NString(None) };
+    }
+    Address {
+        name: nstring(text(&a.name).map(|n| encoded_word(&n)).as_deref()),
+        adl: NString(None),
+        mailbox: nstring(text(&a.mailbox).as_deref()),
+        host: nstring(Some(&a.host)),
+    }
+}
+
+pub fn envelope(e: &pb::MessageEnvelope) -> Envelope<'static> {
+    let list = |l: &[pb::EnvelopeAddress]| l.iter().map(address).collect::<Vec<_>>();
+    Envelope {
+        date: nstring(e.date.as_deref()),
+        subject: nstring(e.subject.as_deref()),
+        from: list(&e.from),
+        sender: list(&e.sender),
+        reply_to: list(&e.reply_to),
+        to: list(&e.to),
+        cc: list(&e.cc),
+        bcc: list(&e.bcc),
+        in_reply_to: nstring(e.in_reply_to.as_deref()),
+        message_id: nstring(e.message_id.as_deref()),
+    }
+}
+
+fn params(list: &[pb::Param]) -> Vec<(IString<'static>, IString<'static>)> {
+    list.iter().map(|p| (istring(&p.name.to_ascii_uppercase()), istring(&p.value))).collect()
+}
+
+fn disposition(part: &pb::BodyPart) -> Option<Disposition<'static>> {
+    Some(Disposition {
+        disposition: part
+            .disposition
+            .as_deref()
+            .map(|d| (istring(&d.to_ascii_uppercase()), params(&part.disposition_params))),
+        tail: Some(Language {
+            language: part.language.iter().map(|l| istring(l)).collect(),
+            tail: Some(Location { location: nstring(part.location.as_deref()), extensions: Vec::new() }),
+        }),
+    })
+}
+
+/// BODYSTRUCTURE (with extension data) or BODY (without), RFC 9051 §7.5.2.
+pub fn body_structure(part: &pb::BodyPart, extended: bool) -> BodyStructure<'static> {
+    let clamp = |n: u64| n.min(u64::from(u32::MAX)) as u32;
+    if part.r#type == "multipart" && !part.parts.is_empty() {
+        let bodies: Vec<BodyStructure<'static>> = part.parts.iter().map(|p| body_structure(p, extended)).collect();
+        return BodyStructure::Multi {
+            bodies: Vec1::try_from(bodies).expect("a multipart has parts"),
+            subtype: istring(&part.subtype.to_ascii_uppercase()),
+            extension_data: extended
+                .then(|| MultiPartExtensionData { parameter_list: params(&part.params), tail: disposition(part) }),
+        };
+    }
+    let basic = BasicFields {
+        parameter_list: params(&part.params),
+        id: nstring(part.id.as_deref()),
+        description: nstring(part.description.as_deref()),
+        content_transfer_encoding: istring(&part.encoding),
+        size: clamp(part.size),
+    };
+    let specific = match (part.r#type.as_str(), &part.message_envelope, &part.message_body) {
+        ("text", _, _) => SpecificFields::Text {
+            subtype: istring(&part.subtype.to_ascii_uppercase()),
+            number_of_lines: clamp(part.lines),
+        },
+        ("message", Some(inner_envelope), Some(inner)) if part.subtype == "rfc822" => SpecificFields::Message {
+            envelope: Box::new(envelope(inner_envelope)),
+            body_structure: Box::new(body_structure(inner, extended)),
+            number_of_lines: clamp(part.lines),
+        },
+        (kind, _, _) => SpecificFields::Basic {
+            r#type: istring(&kind.to_ascii_uppercase()),
+            subtype: istring(&part.subtype.to_ascii_uppercase()),
+        },
+    };
+    BodyStructure::Single {
+        body: Body { basic, specific },
+        extension_data: extended.then(|| SinglePartExtensionData { md5: NString(None), tail: disposition(part) }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SEARCH
+
+fn text(a: &imap_types::core::AString<'_>) -> String {
+    String::from_utf8_lossy(a.as_ref()).into_owned()
+}
+
+fn key(k: Key) -> pb::SearchKey {
+    pb::SearchKey { key: Some(k) }
+}
+
+fn header(field: &str, value: String) -> Key {
+    Key::Header(pb::HeaderMatch { field: field.into(), value })
+}
+
+fn day(date: &imap_types::datetime::NaiveDate, relation: pb::date_match::Relation) -> pb::DateMatch {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    pb::DateMatch { relation: relation.into(), day: (*date.as_ref() - epoch).num_days() }
+}
+
+/// An IMAP search key as the store's. Message-number sets become UID lists through the session's map;
+/// \Recent no longer exists (IMAP4rev2), so RECENT and NEW match nothing and OLD everything.
+pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
+    use pb::date_match::Relation::{Before, On, Since};
+    let flag = |f: &str| key(Key::Flag(f.into()));
+    let not = |k: pb::SearchKey| key(Key::Not(Box::new(k)));
+    let nothing = || not(key(Key::All(true)));
+    match k {
+        SearchKey::All | SearchKey::Old => key(Key::All(true)),
+        SearchKey::New | SearchKey::Recent => nothing(),
+        SearchKey::Answered => flag("\\Answered"),
+        SearchKey::Deleted => flag("\\Deleted"),
+        SearchKey::Draft => flag("\\Draft"),
+        SearchKey::Flagged => flag("\\Flagged"),
+        SearchKey::Seen => flag("\\Seen"),
+        SearchKey::Unanswered => not(flag("\\Answered")),
+        SearchKey::Undeleted => not(flag("\\Deleted")),
+        SearchKey::Undraft => not(flag("\\Draft")),
+        SearchKey::Unflagged => not(flag("\\Flagged")),
+        SearchKey::Unseen => not(flag("\\Seen")),
+        SearchKey::Keyword(atom) => flag(atom.inner()),
+        SearchKey::Unkeyword(atom) => not(flag(atom.inner())),
+        SearchKey::Bcc(v) => key(header("bcc", text(v))),
+        SearchKey::Cc(v) => key(header("cc", text(v))),
+        SearchKey::From(v) => key(header("from", text(v))),
+        SearchKey::To(v) => key(header("to", text(v))),
+        SearchKey::Subject(v) => key(header("subject", text(v))),
+        SearchKey::Header(name, v) => key(header(&text(name).to_ascii_lowercase(), text(v))),
+        SearchKey::Body(v) => key(Key::Body(text(v))),
+        SearchKey::Text(v) => key(Key::Text(text(v))),
+        SearchKey::Before(d) => key(Key::InternalDate(day(d, Before))),
+        SearchKey::On(d) => key(Key::InternalDate(day(d, On))),
+        SearchKey::Since(d) => key(Key::InternalDate(day(d, Since))),
+        SearchKey::SentBefore(d) => key(Key::SentDate(day(d, Before))),
+        SearchKey::SentOn(d) => key(Key::SentDate(day(d, On))),
+        SearchKey::SentSince(d) => key(Key::SentDate(day(d, Since))),
+        SearchKey::Larger(n) => key(Key::Larger(u64::from(*n))),
+        SearchKey::Smaller(n) => key(Key::Smaller(u64::from(*n))),
+        SearchKey::Not(inner) => not(search_key(inner, uids)),
+        SearchKey::Or(a, b) => key(Key::Or(Box::new(pb::SearchPair {
+            a: Some(Box::new(search_key(a, uids))),
+            b: Some(Box::new(search_key(b, uids))),
+        }))),
+        SearchKey::And(all) => {
+            key(Key::And(pb::SearchKeys { keys: all.as_ref().iter().map(|k| search_key(k, uids)).collect() }))
+        }
+        SearchKey::Uid(set) => key(Key::Uids(pb::UidList { uids: resolve(set, uids, true) })),
+        SearchKey::SequenceSet(set) => key(Key::Uids(pb::UidList { uids: resolve(set, uids, false) })),
+        SearchKey::ModSequence { modseq, .. } => key(Key::Modseq(*modseq)),
+        #[allow(unreachable_patterns)]
+        _ => nothing(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modified_utf7_round_trips() {
+        for (utf8, utf7) in [
+            ("Entwürfe", "Entw&APw-rfe"),
+            ("Входящие", "&BBIERQQ+BDQETwRJBDgENQ-"),
+            ("A&B", "A&-B"),
+            ("😀x", "&2D3eAA-x"),
+            ("INBOX/Sent", "INBOX/Sent"),
+        ] {
+            assert_eq!(to_utf7(utf8), utf7);
+            assert_eq!(from_utf7(utf7).as_deref(), Some(utf8));
+        }
+        assert_eq!(from_utf7("bad&AAA"), None, "unterminated");
+        assert_eq!(from_utf7("&A-"), None, "odd number of octets");
+    }
+
+    #[test]
+    fn sequence_sets_resolve_against_the_uid_map() {
+        let uids = [3, 5, 9, 10];
+        let set = |s: &str| SequenceSet::try_from(s).unwrap();
+        assert_eq!(resolve(&set("1:2"), &uids, false), [3, 5]);
+        assert_eq!(resolve(&set("*"), &uids, false), [10]);
+        assert_eq!(resolve(&set("4:1"), &uids, false), [3, 5, 9, 10]);
+        assert_eq!(resolve(&set("5:9"), &uids, true), [5, 9]);
+        assert_eq!(resolve(&set("1:4294967295"), &uids, true), [3, 5, 9, 10], "never expanded");
+        assert_eq!(resolve(&set("11:*"), &uids, true), [10], "RFC 9051: n:* includes the largest UID");
+        assert!(resolve(&set("1:*"), &[], false).is_empty());
+        assert!(out_of_range(&set("5"), 4) && !out_of_range(&set("4:*"), 4));
+        assert_eq!(uid_set_text(&[7, 1, 2, 3, 9, 10]), "1:3,7,9:10");
+    }
+
+    #[test]
+    fn non_ascii_display_names_become_encoded_words() {
+        assert_eq!(encoded_word("Jörg"), "=?utf-8?b?SsO2cmc=?=");
+        assert_eq!(encoded_word("Plain"), "Plain");
+    }
+}

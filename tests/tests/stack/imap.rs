@@ -1,0 +1,273 @@
+//! IMAP with real clients: Python's imaplib (through `tests/clients/imap_session.py`) and curl, against
+//! the whole stack. Sync across sessions and replicas, IDLE, STARTTLS and bad input.
+
+use mailbus::roles::Role;
+use mailbus_tests::clients::{Pop3End, SmtpOutcome, imap_session, pop3_session, smtp_send};
+use mailbus_tests::{Infra, TestStack};
+use serde_json::{Value, json};
+
+use crate::{PATIENCE, message};
+
+async fn deliver(stack: &TestStack, to: &str, subject: &str) {
+    let sent = smtp_send(stack.smtp_addr(), "sender@example.net", &[to], &message(to, subject)).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
+}
+
+/// A step's reply type ("OK", "NO", "BAD", "error") and its data flattened into one string.
+fn reply(result: &Value) -> (String, String) {
+    let kind = result[0].as_str().unwrap_or_default().to_owned();
+    let mut text = String::new();
+    flatten(&result[1], &mut text);
+    (kind, text)
+}
+
+fn flatten(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
+        Value::Null => {}
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn ok(results: &[Value], index: usize) -> String {
+    let (kind, text) = reply(&results[index]);
+    assert_eq!(kind, "OK", "step {index}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imaplib_reads_flags_copies_moves_appends_searches_and_expunges() {
+    let stack = TestStack::start().await;
+    let ann = stack.add_account("ann@example.org", "ann pw").await;
+    deliver(&stack, "ann@example.org", "first").await;
+    deliver(&stack, "ann@example.org", "second").await;
+    let uids = stack.wait_for_inbox(ann, 2, PATIENCE).await;
+    let steps = json!([
+        ["capabilities"],                       // 1
+        ["login", "ann@example.org", "ann pw"], // 2
+        ["list", "\"\"", "*"],                  // 3
+        ["select", "INBOX"],                    // 4
+        ["fetch", "1:*", "(UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])"], // 5
+        ["fetch", "2", "(BODY[])"],             // 6
+        ["fetch", "2", "(FLAGS)"],              // 7
+        ["store", "1", "+FLAGS", "(\\Flagged $Important)"], // 8
+        ["search", null, "UNSEEN"],             // 9
+        ["uid", "SEARCH", "SUBJECT", "second"], // 10
+        ["copy", "1:2", "Archive"],             // 11
+        ["uid", "MOVE", format!("{}", uids[0]), "Trash"], // 12
+        ["append", "Drafts", "(\\Draft)", null, "Subject: draft\r\n\r\nA draft.\r\n"], // 13
+        ["create", "Projects/2026"],            // 14
+        ["rename", "Projects", "Work"],         // 15
+        ["list", "Work", "*"],                  // 16
+        ["status", "Archive", "(MESSAGES UIDNEXT UNSEEN SIZE)"], // 17
+        ["store", "1", "+FLAGS.SILENT", "(\\Deleted)"], // 18
+        ["expunge"],                            // 19
+        ["select", "INBOX"],                    // 20
+        ["delete", "Work"],                     // 21
+        ["delete", "Work/2026"],                // 22
+        ["fetch", "9", "(FLAGS)"],              // 23
+        ["logout"],                             // 24
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert!(ok(&results, 0).contains("mailbus IMAP ready"));
+    let caps = ok(&results, 1);
+    for cap in ["IMAP4REV1", "IDLE", "LITERAL+", "STARTTLS", "AUTH=PLAIN", "ID", "ENABLE", "SASL-IR"] {
+        assert!(caps.contains(cap), "{cap} missing: {caps}");
+    }
+    let login = ok(&results, 2);
+    assert!(login.contains("[CAPABILITY IMAP4REV1") && login.contains("UIDPLUS"), "capabilities with the OK: {login}");
+    let list = ok(&results, 3);
+    assert!(list.contains("(\\HasNoChildren \\Sent) \"/\" Sent"), "{list}");
+    assert!(list.contains("\"/\" INBOX"), "{list}");
+    assert_eq!(ok(&results, 4).trim(), "2", "SELECT answers with EXISTS");
+    let fetched = ok(&results, 5);
+    assert!(fetched.contains("ENVELOPE (") && fetched.contains("\"first\""), "{fetched}");
+    assert!(
+        fetched.contains("BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" "),
+        "{fetched}"
+    );
+    assert!(fetched.contains("Subject: second"), "{fetched}");
+    let body = ok(&results, 6);
+    assert!(body.contains("Subject: second") && body.contains(".A line that starts with a dot."), "{body}");
+    assert!(ok(&results, 7).contains("\\Seen"), "BODY[] without PEEK sets \\Seen");
+    let stored = ok(&results, 8);
+    assert!(stored.contains("\\Flagged") && stored.contains("$Important"), "{stored}");
+    assert_eq!(ok(&results, 9).trim(), "1", "message 2 was read");
+    assert_eq!(ok(&results, 10).trim(), uids[1].to_string());
+    let copied = ok(&results, 11);
+    assert!(copied.contains("[COPYUID ") && copied.contains(" 1:2 1:2]"), "{copied}");
+    ok(&results, 12);
+    assert!(ok(&results, 13).contains("[APPENDUID "), "{:?}", results[13]);
+    ok(&results, 14);
+    ok(&results, 15);
+    let work = ok(&results, 16);
+    assert!(work.contains("Work/2026") && work.contains("\\HasChildren"), "{work}");
+    let status = ok(&results, 17);
+    assert!(status.contains("MESSAGES 2") && status.contains("UIDNEXT 3") && status.contains("SIZE "), "{status}");
+    ok(&results, 18);
+    // imaplib hands back every EXPUNGE since the last call: the MOVE's and this one's.
+    assert_eq!(ok(&results, 19).trim(), "1\n1", "MOVE expunged message 1, then EXPUNGE the new message 1");
+    assert_eq!(ok(&results, 20).trim(), "0", "INBOX is empty: one moved away, one expunged");
+    let (kind, text) = reply(&results[21]);
+    assert_eq!(kind, "NO", "a parent with children is not deleted: {text}");
+    assert!(text.contains("HASCHILDREN"), "{text}");
+    ok(&results, 22);
+    assert_eq!(reply(&results[23]).0, "error", "FETCH of a message that does not exist is BAD");
+    assert_eq!(reply(&results[24]).0, "BYE", "imaplib reports the BYE of LOGOUT");
+    stack.stop().await;
+}
+
+/// Two sessions of one account on two access replicas: a delivery reaches the IDLE one within a second,
+/// and a flag change made in one shows in the other at its next command.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_reach_an_idle_session_on_another_replica() {
+    let mut stack = TestStack::start().await;
+    let first_access = stack.imap_addr();
+    stack.start_roles(&[Role::Access]).await;
+    let second_access = stack.imap_addr();
+    assert_ne!(first_access, second_access);
+    let bea = stack.add_account("bea@example.org", "bea pw").await;
+    deliver(&stack, "bea@example.org", "before").await;
+    stack.wait_for_inbox(bea, 1, PATIENCE).await;
+
+    let watcher = {
+        let steps = json!([
+            ["login", "bea@example.org", "bea pw"],
+            ["select", "INBOX"],
+            ["idle", 20], // 3: the delivery
+            ["idle", 20], // 4: the other session's flag change
+            ["noop"],
+        ]);
+        tokio::spawn(async move { imap_session(first_access, None, steps).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    deliver(&stack, "bea@example.org", "during idle").await;
+    stack.wait_for_inbox(bea, 2, PATIENCE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let steps = json!([
+        ["login", "bea@example.org", "bea pw"],
+        ["select", "INBOX"],
+        ["store", "1", "+FLAGS", "(\\Answered)"],
+        ["logout"],
+    ]);
+    let other = imap_session(second_access, None, steps).await;
+    ok(&other, 3);
+    let watched = watcher.await.unwrap();
+    let (_, idle) = reply(&watched[3]);
+    assert!(idle.contains("* 2 EXISTS"), "{idle}");
+    let (_, flags) = reply(&watched[4]);
+    assert!(flags.contains("* 1 FETCH (FLAGS (\\Answered)"), "{flags}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logindisabled_until_starttls_and_993_speaks_tls_from_the_first_byte() {
+    let stack = TestStack::builder().set("MAILBUS_IMAP_PLAINTEXT_AUTH", "never").start().await;
+    stack.add_account("cy@example.org", "cy pw").await;
+    let cafile = Infra::get().tls_cert.clone();
+    let steps = json!([
+        ["capabilities"],
+        ["login", "cy@example.org", "cy pw"],
+        ["starttls"],
+        ["capabilities"],
+        ["login", "cy@example.org", "cy pw"],
+        ["logout"]
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert!(ok(&results, 1).contains("LOGINDISABLED"));
+    assert_eq!(reply(&results[2]).0, "error", "LOGIN refused before TLS: {:?}", results[2]);
+    ok(&results, 3);
+    ok(&results, 5);
+    let steps = json!([["login", "cy@example.org", "cy pw"], ["select", "INBOX"], ["logout"]]);
+    let tls = imap_session(stack.imaps.unwrap(), Some(("implicit", cafile.as_path())), steps).await;
+    ok(&tls, 1);
+    ok(&tls, 2);
+    let wrong = json!([["login", "cy@example.org", "nope"]]);
+    let results = imap_session(stack.imaps.unwrap(), Some(("implicit", cafile.as_path())), wrong).await;
+    assert!(reply(&results[1]).1.contains("AUTHENTICATIONFAILED"), "{:?}", results[1]);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_commands_get_bad_and_the_session_goes_on() {
+    let stack = TestStack::start().await;
+    stack.add_account("dan@example.org", "dan pw").await;
+    let steps = json!([
+        ["raw", "a1 FROBNICATE"],
+        ["raw", "a2 SELECT"],
+        ["raw", "a3 FETCH 1 (FLAGS)"],
+        ["raw", "a4 LOGIN dan@example.org \"dan pw\""],
+        ["raw", "a5 FETCH 1 (FLAGS)"],
+        ["raw", "a6 SELECT INBOX"],
+        ["raw", "a7 FETCH 1:* (FLAGS)"],
+        ["raw", "a8 STORE 5 +FLAGS (\\Seen)"],
+        ["raw", "a9 UID FETCH 1:* (FLAGS)"],
+        ["raw", "b1 SEARCH CHARSET KOI8-R ALL"],
+        ["raw", "b2 NOOP"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let last = |i: usize| reply(&results[i]).1.lines().last().unwrap_or_default().to_owned();
+    assert!(last(1).starts_with("a1 BAD"), "{}", last(1));
+    assert!(last(2).starts_with("a2 BAD"), "{}", last(2));
+    assert!(last(3).starts_with("a3 BAD"), "{}", last(3));
+    assert!(last(4).starts_with("a4 OK"), "{}", last(4));
+    assert!(last(5).starts_with("a5 BAD"), "no mailbox selected: {}", last(5));
+    assert!(last(6).starts_with("a6 OK [READ-WRITE]"), "{}", last(6));
+    assert!(last(7).starts_with("a7 OK"), "an empty mailbox answers 1:* with nothing: {}", last(7));
+    assert!(last(8).starts_with("a8 BAD"), "{}", last(8));
+    assert!(last(9).starts_with("a9 OK"), "{}", last(9));
+    assert!(last(10).starts_with("b1 NO [BADCHARSET"), "{}", last(10));
+    assert!(last(11).starts_with("b2 OK"), "{}", last(11));
+    stack.stop().await;
+}
+
+/// Issue 7's last clause: mail expunged over POP3 disappears from an IMAP session with EXPUNGE.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop3_deletion_reaches_a_selected_imap_session_as_expunge() {
+    let stack = TestStack::start().await;
+    let eve = stack.add_account("eve@example.org", "eve pw").await;
+    deliver(&stack, "eve@example.org", "pop me").await;
+    stack.wait_for_inbox(eve, 1, PATIENCE).await;
+    let imap = stack.imap_addr();
+    let watcher = tokio::spawn(async move {
+        let steps = json!([["login", "eve@example.org", "eve pw"], ["select", "INBOX"], ["idle", 20], ["noop"]]);
+        imap_session(imap, None, steps).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let popped = pop3_session(stack.pop3_addr(), "eve@example.org", "eve pw", Pop3End::DeleteAndQuit).await;
+    assert_eq!(popped.stat.0, 1);
+    let watched = watcher.await.unwrap();
+    assert_eq!(ok(&watched, 2).trim(), "1");
+    let (_, idle) = reply(&watched[3]);
+    assert!(idle.contains("* 1 EXPUNGE"), "{idle}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_lists_and_fetches_over_imap_and_imaps() {
+    let stack = TestStack::start().await;
+    let fay = stack.add_account("fay@example.org", "fay pw").await;
+    deliver(&stack, "fay@example.org", "curl-imap").await;
+    stack.wait_for_inbox(fay, 1, PATIENCE).await;
+    let curl = |url: String, extra: Vec<String>| async move {
+        let output = tokio::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--user", "fay@example.org:fay pw"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .await
+            .expect("curl is needed (deploy/prerequisites installs it)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listing = curl(format!("imap://{}/", stack.imap_addr()), vec![]).await;
+    assert!(listing.contains("INBOX") && listing.contains("Sent"), "{listing}");
+    let cafile = Infra::get().tls_cert.display().to_string();
+    let fetched = curl(format!("imaps://{}/INBOX;UID=1", stack.imaps.unwrap()), vec!["--cacert".into(), cafile]).await;
+    assert!(fetched.contains("Subject: curl-imap"), "{fetched}");
+    stack.stop().await;
+}
