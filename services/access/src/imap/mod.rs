@@ -1026,9 +1026,9 @@ where
             }
             let name = wire_mailbox(&mailbox.name);
             self.server.enqueue_data(if lsub {
-                Data::Lsub { items, delimiter: delimiter.clone(), mailbox: name }
+                Data::Lsub { items, delimiter, mailbox: name }
             } else {
-                Data::List { items, delimiter: delimiter.clone(), mailbox: name }
+                Data::List { items, delimiter, mailbox: name }
             });
         }
         ok(tag, None, if lsub { "LSUB completed" } else { "LIST completed" })

@@ -86,7 +86,8 @@ pub fn from_utf7(name: &str) -> Option<String> {
                 bits &= (1u32 << nbits) - 1;
             }
         }
-        if !bytes.len().is_multiple_of(2) {
+        // Whole UTF-16 units, and no stray bits left over (RFC 3501 §5.1.3's base64 is unpadded but exact).
+        if bytes.is_empty() || !bytes.len().is_multiple_of(2) || nbits >= 6 || bits != 0 {
             return None;
         }
         let units: Vec<u16> = bytes.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
