@@ -271,3 +271,114 @@ async fn curl_lists_and_fetches_over_imap_and_imaps() {
     assert!(fetched.contains("Subject: curl-imap"), "{fetched}");
     stack.stop().await;
 }
+
+/// mbsync (isync) keeps a local Maildir in sync: a full first sync, then a server-side flag change and a
+/// new message, a flag set on the device, and a server-side expunge, each carried over by the next run.
+#[tokio::test(flavor = "multi_thread")]
+async fn mbsync_syncs_a_maildir_both_ways() {
+    let stack = TestStack::start().await;
+    let gil = stack.add_account("gil@example.org", "gil pw").await;
+    deliver(&stack, "gil@example.org", "one").await;
+    deliver(&stack, "gil@example.org", "two").await;
+    stack.wait_for_inbox(gil, 2, PATIENCE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let rc = dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount gil\nHost 127.0.0.1\nPort {}\nUser gil@example.org\nPass \"gil pw\"\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount gil\n\n\
+             MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
+             Channel gil\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSync All\nExpunge Both\nSyncState *\n",
+            stack.imap_addr().port(),
+            m = maildir.display()
+        ),
+    )
+    .unwrap();
+    let mbsync = || async {
+        let output = tokio::process::Command::new("mbsync")
+            .args(["-c", rc.to_str().unwrap(), "-a"])
+            .output()
+            .await
+            .expect("mbsync is needed (deploy/prerequisites installs isync)");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "mbsync failed: {text}");
+    };
+    // Local messages of a Maildir folder: (file name's flags, contents).
+    let local = |folder: &str| -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(maildir.join(folder).join(sub)) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let flags = name.rsplit_once(":2,").map(|(_, f)| f.to_owned()).unwrap_or_default();
+                found.push((flags, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        found
+    };
+
+    mbsync().await;
+    let inbox = local("INBOX");
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert!(
+        inbox.iter().any(|(_, m)| m.contains("Subject: one")) && inbox.iter().any(|(_, m)| m.contains("Subject: two"))
+    );
+    for folder in ["Sent", "Drafts", "Trash", "Junk", "Archive"] {
+        assert!(maildir.join(folder).join("cur").is_dir(), "{folder} was created locally");
+    }
+
+    // On the server: a flag on "one", and a third message.
+    let steps = json!([
+        ["login", "gil@example.org", "gil pw"],
+        ["select", "INBOX"],
+        ["uid", "STORE", "1", "+FLAGS", "(\\Flagged)"],
+        ["logout"]
+    ]);
+    ok(&imap_session(stack.imap_addr(), None, steps).await, 3);
+    deliver(&stack, "gil@example.org", "three").await;
+    stack.wait_for_inbox(gil, 3, PATIENCE).await;
+    mbsync().await;
+    let inbox = local("INBOX");
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    let one = inbox.iter().find(|(_, m)| m.contains("Subject: one")).unwrap();
+    assert!(one.0.contains('F'), "the server's \\Flagged reached the device: {inbox:?}");
+
+    // On the device: "two" is marked seen (Maildir flag S); the next run sets \Seen on the server.
+    let cur = maildir.join("INBOX").join("cur");
+    let new = maildir.join("INBOX").join("new");
+    for dir in [&new, &cur] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if std::fs::read_to_string(&path).unwrap().contains("Subject: two") {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let base = name.split(":2,").next().unwrap().to_owned();
+                std::fs::rename(&path, cur.join(format!("{base}:2,S"))).unwrap();
+            }
+        }
+    }
+    mbsync().await;
+    let steps =
+        json!([["login", "gil@example.org", "gil pw"], ["select", "INBOX"], ["uid", "SEARCH", "SEEN"], ["logout"]]);
+    let seen = imap_session(stack.imap_addr(), None, steps).await;
+    assert_eq!(ok(&seen, 3).trim(), "2", "the device's \\Seen reached the server");
+
+    // An expunge on the server removes the local copy at the next run.
+    let steps = json!([
+        ["login", "gil@example.org", "gil pw"],
+        ["select", "INBOX"],
+        ["uid", "STORE", "3", "+FLAGS", "(\\Deleted)"],
+        ["expunge"],
+        ["logout"]
+    ]);
+    ok(&imap_session(stack.imap_addr(), None, steps).await, 4);
+    mbsync().await;
+    let inbox = local("INBOX");
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert!(!inbox.iter().any(|(_, m)| m.contains("Subject: three")));
+    stack.stop().await;
+}
