@@ -59,6 +59,7 @@ pub struct AccessConfig {
     pub imap_plaintext_auth: PlaintextAuth,
     pub imap_idle_timeout: Duration,
     pub imap_max_auth_failures: usize,
+    pub imap_max_user_connections: usize,
     pub max_message_size: u64,
 }
 
@@ -108,6 +109,8 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         idle_timeout: config.imap_idle_timeout,
         max_message_size: config.max_message_size,
         commands: Default::default(),
+        max_user_connections: config.imap_max_user_connections,
+        user_connections: Default::default(),
     });
     let context = Arc::new(pop3::Context {
         backend: GrpcBackend::new(mailbox.clone()),

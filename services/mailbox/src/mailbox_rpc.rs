@@ -385,6 +385,24 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         let found = search::search(&self.pool, r.account_id, &r.mailbox, &key).await?;
         Ok(Response::new(pb::SearchResponse { uids: found.uids, highest_modseq: found.highest_modseq }))
     }
+
+    async fn get_quota(&self, request: Request<pb::GetQuotaRequest>) -> Result<Response<pb::QuotaUsage>, Status> {
+        let account_id = request.into_inner().account_id;
+        let row: Option<(i64, i64, Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT used_bytes, used_messages, quota_bytes, quota_messages FROM accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(MailboxError::from)?;
+        let (used_bytes, used_messages, limit_bytes, limit_messages) =
+            row.ok_or_else(|| MailboxError::NotFound(format!("no account {account_id}")))?;
+        Ok(Response::new(pb::QuotaUsage {
+            used_bytes: used_bytes.max(0) as u64,
+            used_messages: used_messages.max(0) as u64,
+            limit_bytes: limit_bytes.map(|l| l as u64),
+            limit_messages: limit_messages.map(|l| l as u64),
+        }))
+    }
 }
 
 /// Whether a section lies in the message's own header, so that FETCH need read only the header octets.

@@ -187,6 +187,7 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         // RFC 9051 §5.4 and RFC 2177: the autologout timer must be at least 30 minutes.
         imap_idle_timeout: Duration::from_secs(s.bounded("MAILBUS_IMAP_IDLE_TIMEOUT_SECS", 1800..=86_400)?),
         imap_max_auth_failures: s.bounded("MAILBUS_IMAP_MAX_AUTH_FAILURES", 1..=1000)?,
+        imap_max_user_connections: s.bounded("MAILBUS_IMAP_MAX_USER_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
         max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE)?,
     })
 }

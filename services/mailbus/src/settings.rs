@@ -54,6 +54,11 @@ pub const VARS: &[Var] = &[
     ),
     var("MAILBUS_IMAP_MAX_AUTH_FAILURES", Some("3"), "failed IMAP logins in one session before disconnect"),
     var(
+        "MAILBUS_IMAP_MAX_USER_CONNECTIONS",
+        Some("10"),
+        "IMAP sessions one account may have from one address, per access process (as Dovecot's default)",
+    ),
+    var(
         "MAILBUS_IMAP_IDLE_TIMEOUT_SECS",
         Some("1800"),
         "IMAP autologout timer, IDLE included (RFC 9051 §5.4: at least 30 minutes)",

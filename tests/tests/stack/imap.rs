@@ -382,3 +382,41 @@ async fn mbsync_syncs_a_maildir_both_ways() {
     assert!(!inbox.iter().any(|(_, m)| m.contains("Subject: three")));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_is_reported_and_connections_per_user_and_address_are_capped() {
+    let stack = TestStack::builder().set("MAILBUS_IMAP_MAX_USER_CONNECTIONS", "2").start().await;
+    let hal = stack.add_account("hal@example.org", "hal pw").await;
+    let limits = mailbus_proto::v1::UpdateAccountRequest {
+        address: "hal@example.org".into(),
+        quota_bytes: Some(10 * 1024 * 1024),
+        quota_messages: Some(500),
+        ..Default::default()
+    };
+    stack.directory().await.update_account(limits).await.unwrap();
+    deliver(&stack, "hal@example.org", "counted").await;
+    stack.wait_for_inbox(hal, 1, PATIENCE).await;
+    let steps = json!([["login", "hal@example.org", "hal pw"], ["getquotaroot", "INBOX"], ["getquota", "\"\""]]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let root = ok(&results, 2);
+    assert!(root.contains("INBOX \"\""), "{root}");
+    assert!(root.contains("(STORAGE 1 10240 MESSAGE 1 500)"), "{root}");
+    assert!(ok(&results, 3).contains("STORAGE 1 10240"), "{:?}", results[3]);
+
+    // Two sessions from this address hold both slots; a third is refused until one ends.
+    let addr = stack.imap_addr();
+    let hold = || {
+        tokio::spawn(async move {
+            imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"], ["idle", 4], ["logout"]])).await
+        })
+    };
+    let (first, second) = (hold(), hold());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let refused = imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"]])).await;
+    assert!(reply(&refused[1]).1.contains("LIMIT"), "{:?}", refused[1]);
+    ok(&first.await.unwrap(), 1);
+    ok(&second.await.unwrap(), 1);
+    let again = imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"], ["logout"]])).await;
+    ok(&again, 1);
+    stack.stop().await;
+}

@@ -70,6 +70,40 @@ pub struct ImapContext {
     pub idle_timeout: Duration,
     pub max_message_size: u64,
     pub commands: Family<Vec<(String, String)>, Counter>,
+    /// Sessions one account may have open from one address in this process (Dovecot's
+    /// `mail_max_userip_connections`).
+    pub max_user_connections: usize,
+    pub user_connections: std::sync::Mutex<std::collections::HashMap<(i64, std::net::IpAddr), usize>>,
+}
+
+/// One of an account's connection slots from one address; given back when the session ends.
+struct UserSlot {
+    ctx: Arc<ImapContext>,
+    key: (i64, std::net::IpAddr),
+}
+
+impl UserSlot {
+    fn take(ctx: &Arc<ImapContext>, account_id: i64, ip: std::net::IpAddr) -> Option<UserSlot> {
+        let mut open = ctx.user_connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry((account_id, ip)).or_default();
+        if *count >= ctx.max_user_connections {
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot { ctx: ctx.clone(), key: (account_id, ip) })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut open = self.ctx.user_connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl ImapContext {
@@ -84,6 +118,7 @@ struct Login {
     /// ENABLE CONDSTORE, or a command that implies it (RFC 7162 §3.1).
     condstore: bool,
     events: async_nats::Subscriber,
+    _slot: UserSlot,
 }
 
 /// The selected mailbox, as this session has told the client about it.
@@ -177,6 +212,7 @@ pub async fn handle<IO>(
             }
         }
         let mut conn = Connection {
+            peer,
             wire: Wire::new(stream),
             server: new_server(&ctx, None),
             tls: implicit_tls,
@@ -282,6 +318,7 @@ fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
 }
 
 struct Connection<IO> {
+    peer: SocketAddr,
     wire: Wire<MaybeTls<IO>>,
     server: Server,
     ctx: Arc<ImapContext>,
@@ -320,6 +357,7 @@ where
             _ => {
                 caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect]);
                 caps.extend(["CHILDREN", "SPECIAL-USE", "CONDSTORE", "STATUS=SIZE"].map(|c| Capability::from(atom(c))));
+                caps.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"].map(|c| Capability::from(atom(c))));
                 caps.push(Capability::from(atom(&format!("APPENDLIMIT={}", self.ctx.max_message_size))));
             }
         }
@@ -543,6 +581,9 @@ where
             }
             return Ok(no(tag, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed"));
         }
+        let Some(slot) = UserSlot::take(&self.ctx, reply.account_id, self.peer.ip()) else {
+            return Ok(no(tag, Some(other_code("LIMIT")), "too many connections for this account from this address"));
+        };
         let events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(reply.account_id)).await {
             Ok(events) => events,
             Err(error) => {
@@ -551,7 +592,8 @@ where
             }
         };
         tracing::Span::current().record("account", reply.account_address.as_str());
-        self.state = State::Authenticated(Login { account_id: reply.account_id, condstore: false, events });
+        self.state =
+            State::Authenticated(Login { account_id: reply.account_id, condstore: false, events, _slot: slot });
         Ok(ok(tag, Some(Code::Capability(self.capabilities())), "logged in"))
     }
 
@@ -673,6 +715,14 @@ where
                 };
                 let date = date.map(|d| d.as_ref().timestamp());
                 self.append(tag, id, &mailbox, &flags, date, data).await
+            }
+            (CommandBody::GetQuotaRoot { mailbox }, Some(id)) => self.quota(tag, id, Some(mailbox)).await,
+            (CommandBody::GetQuota { root }, Some(id)) => {
+                if root.as_ref().is_empty() {
+                    self.quota(tag, id, None).await
+                } else {
+                    no(tag, Some(other_code("NONEXISTENT")), "the only quota root is \"\"")
+                }
             }
             (_, Some(_)) if !selected => bad(Some(tag), "select a mailbox first"),
             (CommandBody::Close, Some(id)) => {
@@ -911,6 +961,37 @@ where
         );
         let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
         ok(tag, Some(code), if read_only { "EXAMINE completed" } else { "SELECT completed" })
+    }
+
+    /// RFC 9208: one quota root, "", for the whole account, with STORAGE (in KiB) and MESSAGE limits.
+    async fn quota(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: i64,
+        mailbox: Option<Mailbox<'static>>,
+    ) -> Status<'static> {
+        use imap_types::core::AString;
+        use imap_types::extensions::quota::{QuotaGet, Resource};
+        let usage = match self.ctx.mailbox.clone().get_quota(pb::GetQuotaRequest { account_id }).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let mut quotas = Vec::new();
+        if let Some(limit) = usage.limit_bytes {
+            quotas.push(QuotaGet::new(Resource::Storage, usage.used_bytes.div_ceil(1024), limit / 1024));
+        }
+        if let Some(limit) = usage.limit_messages {
+            quotas.push(QuotaGet::new(Resource::Message, usage.used_messages, limit));
+        }
+        let root = AString::try_from("").expect("the empty string is a valid astring");
+        if let Some(mailbox) = mailbox {
+            let roots = if quotas.is_empty() { Vec::new() } else { vec![root.clone()] };
+            self.server.enqueue_data(Data::QuotaRoot { mailbox, roots });
+        }
+        if let Ok(quotas) = Vec1::try_from(quotas) {
+            self.server.enqueue_data(Data::Quota { root, quotas });
+        }
+        ok(tag, None, "GETQUOTA completed")
     }
 
     async fn create(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
