@@ -4,7 +4,8 @@
 usage: imap_session.py HOST PORT [--tls starttls|implicit --cafile FILE]
        steps on stdin, a JSON list: ["method", arg, ...] calls imaplib.IMAP4.method(*args);
        ["idle", seconds] sends IDLE, collects untagged lines until one arrives or the time is up, sends DONE;
-       ["raw", line] sends one line and collects lines until the tagged reply;
+       ["raw", line, tag?] sends one line and collects lines until the reply tagged with tag (the line's
+       first word by default) or a continuation request;
        ["untagged", name] takes the untagged responses imaplib collected under that name (EXISTS, ...).
 
 Each step's result is [type, data] with bytes as Latin-1 strings (every octet survives the JSON), or
@@ -50,14 +51,16 @@ def idle(imap, seconds):
         lines.append(line)
 
 
-def raw(imap, line):
-    tag = line.split(" ", 1)[0]
+def raw(imap, line, tag=None):
+    """Sends a line; reads until the reply tagged with `tag` (the line's first word unless given), or a
+    continuation request ("+"), whichever first."""
+    tag = tag or line.split(" ", 1)[0]
     imap.send(line.encode() + b"\r\n")
     lines = []
     while True:
         reply = imap.readline().decode("latin-1").rstrip("\r\n")
         lines.append(reply)
-        if reply.startswith(tag + " ") or not reply:
+        if reply.startswith(tag + " ") or reply.startswith("+") or not reply:
             return ["OK", lines]
 
 

@@ -261,6 +261,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             keywords: selected.keywords,
             uids: selected.uids,
             first_unseen_uid: selected.first_unseen_uid,
+            name: crate::names::mailbox_name(&r.mailbox)?,
         }))
     }
 

@@ -372,8 +372,7 @@ fn to_i64(uids: &[u32]) -> Vec<i64> {
     uids.iter().map(|&u| i64::from(u)).collect()
 }
 
-/// Expunges the given UIDs (with `deleted_only`, those of them that have \Deleted, or with no UIDs every
-/// message that has it): their entries stay as tombstones with the new MODSEQ, and octets that no entry
+/// Expunges the given UIDs (with `deleted_only`, those of them that have \Deleted; no UIDs, nothing): their entries stay as tombstones with the new MODSEQ, and octets that no entry
 /// references any more are deleted.
 pub async fn expunge(
     pool: &PgPool,
@@ -387,7 +386,7 @@ pub async fn expunge(
     let gone: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT uid, message_id FROM mailbox_entries
           WHERE mailbox_id = $1 AND expunged_modseq IS NULL
-            AND (uid = ANY($2) OR ($3 AND cardinality($2) = 0))
+            AND uid = ANY($2)
             AND (NOT $3 OR flags @> '{\\\\Deleted}')
           ORDER BY uid",
     )

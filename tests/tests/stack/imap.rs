@@ -217,7 +217,7 @@ async fn bad_commands_get_bad_and_the_session_goes_on() {
     assert!(last(4).starts_with("a4 OK"), "{}", last(4));
     assert!(last(5).starts_with("a5 BAD"), "no mailbox selected: {}", last(5));
     assert!(last(6).starts_with("a6 OK [READ-WRITE]"), "{}", last(6));
-    assert!(last(7).starts_with("a7 OK"), "an empty mailbox answers 1:* with nothing: {}", last(7));
+    assert!(last(7).starts_with("a7 BAD"), "RFC 9051 §9: * names no message in an empty mailbox: {}", last(7));
     assert!(last(8).starts_with("a8 BAD"), "{}", last(8));
     assert!(last(9).starts_with("a9 OK"), "{}", last(9));
     assert!(last(10).starts_with("b1 NO [BADCHARSET"), "{}", last(10));
@@ -418,5 +418,50 @@ async fn quota_is_reported_and_connections_per_user_and_address_are_capped() {
     ok(&second.await.unwrap(), 1);
     let again = imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"], ["logout"]])).await;
     ok(&again, 1);
+    stack.stop().await;
+}
+
+/// What an independent review found, each pinned: an unknown UID in UID EXPUNGE expunges nothing; the
+/// selected mailbox renamed under the session stays selected; a SASL line that is not base64 ends the
+/// AUTHENTICATE with a tagged BAD instead of leaving the client waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn uid_expunge_of_unknown_uids_rename_of_the_selected_mailbox_and_bad_sasl_lines() {
+    let stack = TestStack::start().await;
+    let ivy = stack.add_account("ivy@example.org", "ivy pw").await;
+    deliver(&stack, "ivy@example.org", "keep me").await;
+    stack.wait_for_inbox(ivy, 1, PATIENCE).await;
+    let steps = json!([
+        ["raw", "a1 LOGIN ivy@example.org \"ivy pw\""],
+        ["raw", "a2 CREATE Projects"],
+        ["raw", "a3 SELECT INBOX"],
+        ["raw", "a4 COPY 1 Projects"],
+        ["raw", "a5 STORE 1 +FLAGS (\\Deleted)"],
+        ["raw", "a6 UID EXPUNGE 4000000000"],
+        ["raw", "a7 FETCH 1 (FLAGS)"],
+        ["raw", "a8 SELECT Projects"],
+        ["raw", "a9 RENAME Projects Work"],
+        ["raw", "b1 NOOP"],
+        ["raw", "b2 FETCH 1 (UID)"],
+        ["raw", "b3 AUTHENTICATE PLAIN"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let text = |i: usize| reply(&results[i]).1;
+    assert!(text(6).contains("a6 OK"), "{}", text(6));
+    assert!(
+        text(7).contains("\\Deleted") && text(7).contains("a7 OK"),
+        "the \\Deleted message is still there: {}",
+        text(7)
+    );
+    assert!(text(10).contains("b1 OK") && !text(10).contains("BYE"), "{}", text(10));
+    assert!(text(11).contains("* 1 FETCH (UID 1)"), "still selected under its new name: {}", text(11));
+    assert!(text(12).contains("b3 BAD"), "already authenticated: {}", text(12));
+
+    // A SASL response line that is not base64.
+    let steps = json!([["raw", "c1 AUTHENTICATE PLAIN"], ["raw", "!!!", "c1"], ["raw", "c2 NOOP"]]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert!(reply(&results[1]).1.starts_with("+"), "{:?}", results[1]);
+    let answered = reply(&results[2]).1;
+    assert!(answered.contains("c1 BAD"), "{answered}");
+    assert!(reply(&results[3]).1.contains("c2 OK"), "{:?}", results[3]);
     stack.stop().await;
 }

@@ -117,8 +117,21 @@ struct Login {
     account_id: i64,
     /// ENABLE CONDSTORE, or a command that implies it (RFC 7162 §3.1).
     condstore: bool,
-    events: async_nats::Subscriber,
+    /// None after NATS dropped the subscription, until it is made again.
+    events: Option<async_nats::Subscriber>,
     _slot: UserSlot,
+}
+
+impl Selected {
+    /// RENAME keeps UIDVALIDITY: a session with the mailbox (or one below it) selected keeps it, by its
+    /// new name.
+    fn follow_rename(&mut self, from: &str, to: &str) {
+        if self.name == from {
+            self.name = to.to_owned();
+        } else if let Some(rest) = self.name.strip_prefix(from).filter(|rest| rest.starts_with(DELIMITER)) {
+            self.name = format!("{to}{rest}");
+        }
+    }
 }
 
 /// The selected mailbox, as this session has told the client about it.
@@ -220,6 +233,8 @@ pub async fn handle<IO>(
             state: State::NotAuthenticated { failures: 0 },
             auth_tag: None,
             idle_tag: None,
+            pending: Default::default(),
+            deadline: tokio::time::Instant::now() + ctx.idle_timeout,
             ctx,
         };
         let greeting = conn.capabilities();
@@ -329,11 +344,17 @@ struct Connection<IO> {
     auth_tag: Option<Tag<'static>>,
     /// Inside IDLE: its tag.
     idle_tag: Option<Tag<'static>>,
+    /// What the framer produced while a command was being answered, for `run` to handle next.
+    pending: std::collections::VecDeque<Result<Event, FrameError>>,
+    /// The autologout time: the idle timeout after the client's last input.
+    deadline: tokio::time::Instant,
 }
 
 enum Woken {
     Input,
-    Event(Option<async_nats::Message>),
+    Event(async_nats::Message),
+    EventsEnded,
+    Resubscribe,
 }
 
 impl<IO> Connection<IO>
@@ -366,7 +387,12 @@ where
 
     async fn run(&mut self, shutdown: &CancellationToken) -> End {
         loop {
-            match self.server.next() {
+            let next = match self.pending.pop_front() {
+                Some(Ok(event)) => Ok(event),
+                Some(Err(error)) => Err(Interrupt::Error(error)),
+                None => self.server.next(),
+            };
+            match next {
                 Ok(event) => {
                     if let Flow::Close = self.event(event).await {
                         let _ = self.wire.flush().await;
@@ -385,6 +411,7 @@ where
                     }
                     match self.wait(shutdown).await {
                         Ok(Woken::Input) => {
+                            self.deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
                             self.server.enqueue_input(&self.wire.input);
                             self.wire.input.clear();
                         }
@@ -394,6 +421,12 @@ where
                                 return End::Closed;
                             }
                         }
+                        Ok(Woken::EventsEnded) => {
+                            if let Some(login) = self.state.login_mut() {
+                                login.events = None;
+                            }
+                        }
+                        Ok(Woken::Resubscribe) => self.resubscribe().await,
                         Err(error) => {
                             let farewell = match error {
                                 ReadError::Timeout => Some("autologout: idle for too long"),
@@ -413,38 +446,74 @@ where
         }
     }
 
-    /// The next input, or a mailbox event for this account, whichever comes first.
+    /// Writes out what the framer has queued so far (a long FETCH goes out as it is read, not all at the
+    /// end). A command the client pipelined meanwhile is kept for `run`.
+    async fn pump(&mut self) -> std::io::Result<()> {
+        loop {
+            match self.server.next() {
+                Err(Interrupt::Io(Io::Output(bytes))) => {
+                    self.wire.output.extend_from_slice(&bytes);
+                    self.wire.flush_if_large().await?;
+                }
+                Ok(Event::ResponseSent { .. } | Event::GreetingSent { .. }) => {}
+                Ok(event) => {
+                    self.pending.push_back(Ok(event));
+                    return Ok(());
+                }
+                Err(Interrupt::Error(error)) => {
+                    self.pending.push_back(Err(error));
+                    return Ok(());
+                }
+                Err(Interrupt::Io(Io::NeedMoreInput)) => return Ok(()),
+            }
+        }
+    }
+
+    /// The next input, or a mailbox event for this account, whichever comes first. The autologout clock
+    /// runs from the client's last input: events do not keep a silent session alive.
     async fn wait(&mut self, shutdown: &CancellationToken) -> Result<Woken, ReadError> {
-        let events = self.state.login_mut().map(|login| &mut login.events);
+        let timeout = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let login = self.state.login_mut();
         let event = async {
-            match events {
-                Some(events) => events.next().await,
+            match login {
+                Some(Login { events: Some(events), .. }) => match events.next().await {
+                    Some(message) => Woken::Event(message),
+                    None => Woken::EventsEnded,
+                },
+                Some(_) => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Woken::Resubscribe
+                }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            read = self.wire.read_more(self.ctx.idle_timeout, shutdown) => read.map(|()| Woken::Input),
-            message = event => Ok(Woken::Event(message)),
+            read = self.wire.read_more(timeout, shutdown) => read.map(|()| Woken::Input),
+            woken = event => Ok(woken),
+        }
+    }
+
+    /// After the event subscription was lost (NATS restarted): subscribe again, and look for what was
+    /// missed meanwhile.
+    async fn resubscribe(&mut self) {
+        let Some(login) = self.state.login_mut() else { return };
+        if let Ok(events) = self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id)).await {
+            login.events = Some(events);
+            if let Some(selected) = self.state.selected() {
+                selected.dirty = true;
+            }
         }
     }
 
     /// A mailbox event: the selected mailbox is out of date; during IDLE, tell the client at once.
-    async fn on_event(&mut self, message: Option<async_nats::Message>) -> Flow {
-        let Some(message) = message else {
-            // The subscription ended (NATS gone); sessions still see changes at their next command.
-            if let Some(login) = self.state.login_mut() {
-                login.events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id)).await {
-                    Ok(events) => events,
-                    Err(_) => return Flow::Continue,
-                };
-            }
-            return Flow::Continue;
-        };
+    async fn on_event(&mut self, message: async_nats::Message) -> Flow {
         let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(message.payload) else { return Flow::Continue };
-        if let Some(selected) = self.state.selected()
-            && (event.mailbox == selected.name || event.renamed_to == selected.name)
-        {
-            selected.dirty = true;
+        if let Some(selected) = self.state.selected() {
+            if event.kind() == pb::MailboxEventKind::Renamed {
+                selected.follow_rename(&event.mailbox, &event.renamed_to);
+            } else if event.mailbox == selected.name {
+                selected.dirty = true;
+            }
         }
         if self.idle_tag.is_some() { self.sync(Sync::Full, false).await } else { Flow::Continue }
     }
@@ -459,8 +528,17 @@ where
                 (discarded_bytes.declassify(), "unknown command or syntax error")
             }
         };
-        let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
         self.command_metric("malformed");
+        if let Some(tag) = self.auth_tag.take() {
+            // A continuation line that is not base64 ends the exchange; imap-next waits for us to say so.
+            let _ = self.server.authenticate_finish(bad(Some(tag), "the SASL response is not base64"));
+            return;
+        }
+        if self.idle_tag.is_some() {
+            self.server.enqueue_status(bad(None, "expected DONE"));
+            return;
+        }
+        let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
         self.server.enqueue_status(bad(tag, why));
     }
 
@@ -592,8 +670,12 @@ where
             }
         };
         tracing::Span::current().record("account", reply.account_address.as_str());
-        self.state =
-            State::Authenticated(Login { account_id: reply.account_id, condstore: false, events, _slot: slot });
+        self.state = State::Authenticated(Login {
+            account_id: reply.account_id,
+            condstore: false,
+            events: Some(events),
+            _slot: slot,
+        });
         Ok(ok(tag, Some(Code::Capability(self.capabilities())), "logged in"))
     }
 
@@ -727,7 +809,10 @@ where
             (_, Some(_)) if !selected => bad(Some(tag), "select a mailbox first"),
             (CommandBody::Close, Some(id)) => {
                 let read_only = self.state.selected().is_some_and(|s| s.read_only);
-                if !read_only && let Some(selected) = self.state.selected() {
+                if !read_only
+                    && let Some(selected) = self.state.selected()
+                    && !selected.uids.is_empty()
+                {
                     // CLOSE expunges silently (RFC 9051 §6.4.2).
                     let request = pb::ExpungeRequest {
                         account_id: id,
@@ -937,7 +1022,8 @@ where
         self.server.enqueue_status(say(Code::PermanentFlags(permanent), "flags permitted"));
         self.server.enqueue_status(say(Code::UidNext(nz(status.uidnext)), "predicted next UID"));
         self.server.enqueue_status(say(Code::UidValidity(nz(status.uidvalidity)), "UIDs valid"));
-        if condstore {
+        // RFC 7162 §3.1.2.1: a server that offers CONDSTORE reports HIGHESTMODSEQ on every SELECT.
+        {
             match NonZeroU64::new(status.highest_modseq) {
                 Some(modseq) => self.server.enqueue_status(say(Code::HighestModSeq(modseq), "highest")),
                 None => self.server.enqueue_status(say(Code::NoModSeq, "no MODSEQ yet")),
@@ -950,7 +1036,7 @@ where
         self.state = State::Selected(
             login,
             Selected {
-                name,
+                name: if selected.name.is_empty() { name } else { selected.name },
                 read_only,
                 uidvalidity: status.uidvalidity,
                 uids: selected.uids,
@@ -1032,9 +1118,16 @@ where
         let (Some(from), Some(to)) = (mailbox_name(from), mailbox_name(to)) else {
             return no(tag, None, "mailbox name is not modified UTF-7");
         };
-        let request = pb::RenameMailboxRequest { account_id, from, to };
+        let request = pb::RenameMailboxRequest { account_id, from: from.clone(), to: to.clone() };
         match self.ctx.mailbox.clone().rename_mailbox(request).await {
-            Ok(_) => ok(tag, None, "RENAME completed"),
+            Ok(_) => {
+                if from != "INBOX"
+                    && let Some(selected) = self.state.selected()
+                {
+                    selected.follow_rename(&from, &to);
+                }
+                ok(tag, None, "RENAME completed")
+            }
             Err(status) => refusal(tag, &status),
         }
     }
@@ -1193,6 +1286,9 @@ where
             Some(set) => render::resolve(set, &selected.uids, true),
             None => selected.uids.clone(),
         };
+        if uids.is_empty() {
+            return ok(tag, None, "EXPUNGE completed");
+        }
         let request = pb::ExpungeRequest { account_id, mailbox: selected.name.clone(), uids, deleted_only: true };
         match self.ctx.mailbox.clone().expunge(request).await {
             Ok(reply) => {
@@ -1223,6 +1319,10 @@ where
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
         let wants_modseq = criteria.iter().any(has_modseq);
+        if wants_modseq && let Some(login) = self.state.login_mut() {
+            login.condstore = true;
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
         let request = pb::SearchRequest { account_id, mailbox: selected.name.clone(), key: Some(key) };
         let found = match self.ctx.mailbox.clone().search(request).await {
@@ -1264,6 +1364,9 @@ where
             return bad(Some(tag), "no such message");
         }
         let uids = render::resolve(set, &selected.uids, by_uid);
+        if !by_uid && uids.iter().any(|u| selected.vanished.contains(u)) {
+            return no(tag, Some(other_code("EXPUNGEISSUED")), "some of the messages were expunged");
+        }
         let mode = match kind {
             StoreType::Replace => pb::StoreMode::Replace,
             StoreType::Add => pb::StoreMode::Add,
@@ -1293,17 +1396,18 @@ where
             if !silent {
                 items.push(MessageDataItem::Flags(flags_of(&entry.flags)));
             }
-            if by_uid || !silent {
-                items.push(MessageDataItem::Uid(nz(entry.uid)));
-            }
             if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
                 items.push(MessageDataItem::ModSeq(modseq));
+            }
+            if by_uid && !items.is_empty() {
+                items.push(MessageDataItem::Uid(nz(entry.uid)));
             }
             if let Ok(items) = Vec1::try_from(items) {
                 self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
             }
         }
-        selected.highest_modseq = selected.highest_modseq.max(stored.highest_modseq);
+        // The session's MODSEQ moves only in `sync`: changes made elsewhere before this STORE have not been
+        // reported yet, and the next sync will repeat this one's FETCH, which is harmless.
         if stored.modified.is_empty() {
             return ok(tag, None, "STORE completed");
         }
@@ -1336,6 +1440,9 @@ where
             return bad(Some(tag), "no such message");
         }
         let uids = render::resolve(set, &selected.uids, by_uid);
+        if !by_uid && uids.iter().any(|u| selected.vanished.contains(u)) {
+            return no(tag, Some(other_code("EXPUNGEISSUED")), "some of the messages were expunged");
+        }
         if uids.is_empty() {
             return ok(tag, None, "no messages");
         }
@@ -1408,7 +1515,12 @@ where
         let condstore = changed_since.is_some()
             || names.contains(&MessageDataItemName::ModSeq)
             || self.state.login().is_some_and(|l| l.condstore);
-        if condstore && !names.contains(&MessageDataItemName::ModSeq) && changed_since.is_some() {
+        if condstore && let Some(login) = self.state.login_mut() {
+            // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE for the session.
+            login.condstore = true;
+        }
+        let wants_flags = names.contains(&MessageDataItemName::Flags);
+        if condstore && (changed_since.is_some() || wants_flags) && !names.contains(&MessageDataItemName::ModSeq) {
             names.push(MessageDataItemName::ModSeq);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
@@ -1416,6 +1528,7 @@ where
             return bad(Some(tag), "no such message");
         }
         let uids = render::resolve(set, &selected.uids, by_uid);
+        let ghosts = !by_uid && uids.iter().any(|u| selected.vanished.contains(u));
         let mut sections = Vec::new();
         let mut section_of = Vec::with_capacity(names.len());
         let mut set_seen = false;
@@ -1482,6 +1595,10 @@ where
                 next => {
                     if let Some((message, data)) = current.take() {
                         self.emit_fetch(&names, &section_of, message, data);
+                        if let Err(error) = self.pump().await {
+                            tracing::debug!(%error, "client went away during FETCH");
+                            return no(tag, None, "connection lost");
+                        }
                     }
                     match next {
                         Some(pb::fetch_response::Item::Message(message)) => {
@@ -1492,6 +1609,10 @@ where
                     }
                 }
             }
+        }
+        if ghosts {
+            // RFC 5530: the client asked for messages it does not know are gone; the rest were sent.
+            return ok(tag, Some(other_code("EXPUNGEISSUED")), "some of the messages were expunged");
         }
         ok(tag, None, "FETCH completed")
     }

@@ -109,29 +109,38 @@ pub fn resolve(set: &SequenceSet, uids: &[u32], by_uid: bool) -> Vec<u32> {
         SeqOrUid::Value(v) => v.get(),
         SeqOrUid::Asterisk => largest,
     };
-    let ranges: Vec<(u32, u32)> = set
-        .0
-        .as_ref()
-        .iter()
-        .map(|sequence| match sequence {
+    // Each range becomes a slice of the map (by binary search for UIDs, by index for numbers), so the
+    // cost is the ranges times log n plus the answer, whatever the client sends.
+    let mut out = Vec::new();
+    for sequence in set.0.as_ref() {
+        let (low, high) = match sequence {
             Sequence::Single(s) => (value(s), value(s)),
             Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
-        })
-        .collect();
-    let within = |n: u32| ranges.iter().any(|&(low, high)| low <= n && n <= high);
-    uids.iter()
-        .enumerate()
-        .filter(|&(i, &uid)| within(if by_uid { uid } else { i as u32 + 1 }))
-        .map(|(_, &u)| u)
-        .collect()
+        };
+        let (start, end) = if by_uid {
+            (uids.partition_point(|&u| u < low), uids.partition_point(|&u| u <= high))
+        } else {
+            ((low.max(1) as usize - 1).min(uids.len()), (high as usize).min(uids.len()))
+        };
+        if start < end {
+            out.extend_from_slice(&uids[start..end]);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
-/// Whether a message-number set names a message that does not exist (RFC 9051: BAD for FETCH and STORE).
+/// Whether a message-number set names a message that does not exist, `*` in an empty mailbox included
+/// (RFC 9051 §9, seq-number: such a set is invalid, and the command gets BAD).
 pub fn out_of_range(set: &SequenceSet, exists: usize) -> bool {
-    let beyond = |s: &SeqOrUid| matches!(s, SeqOrUid::Value(v) if v.get() as usize > exists);
+    let beyond = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get() as usize > exists,
+        SeqOrUid::Asterisk => exists == 0,
+    };
     set.0.as_ref().iter().any(|sequence| match sequence {
         Sequence::Single(s) => beyond(s),
-        Sequence::Range(a, b) => beyond(a) && beyond(b),
+        Sequence::Range(a, b) => beyond(a) || beyond(b),
     })
 }
 
@@ -299,6 +308,11 @@ pub fn body_structure(part: &pb::BodyPart, extended: bool) -> BodyStructure<'sta
             body_structure: Box::new(body_structure(inner, extended)),
             number_of_lines: clamp(part.lines),
         },
+        // A message/rfc822 part whose message could not be parsed has nothing to encapsulate; the grammar
+        // has no message/rfc822 without an envelope, so it goes out as opaque octets.
+        ("message", _, _) if part.subtype == "rfc822" => {
+            SpecificFields::Basic { r#type: istring("APPLICATION"), subtype: istring("OCTET-STREAM") }
+        }
         (kind, _, _) => SpecificFields::Basic {
             r#type: istring(&kind.to_ascii_uppercase()),
             subtype: istring(&part.subtype.to_ascii_uppercase()),
@@ -415,8 +429,21 @@ mod tests {
         assert_eq!(resolve(&set("1:4294967295"), &uids, true), [3, 5, 9, 10], "never expanded");
         assert_eq!(resolve(&set("11:*"), &uids, true), [10], "RFC 9051: n:* includes the largest UID");
         assert!(resolve(&set("1:*"), &[], false).is_empty());
-        assert!(out_of_range(&set("5"), 4) && !out_of_range(&set("4:*"), 4));
+        assert!(out_of_range(&set("5"), 4) && out_of_range(&set("3:10"), 4) && !out_of_range(&set("4:*"), 4));
+        assert!(out_of_range(&set("1:*"), 0), "* names nothing in an empty mailbox");
         assert_eq!(uid_set_text(&[7, 1, 2, 3, 9, 10]), "1:3,7,9:10");
+    }
+
+    #[test]
+    fn a_message_part_without_its_message_is_not_rendered_as_message_rfc822() {
+        let part = pb::BodyPart {
+            r#type: "message".into(),
+            subtype: "rfc822".into(),
+            encoding: "7BIT".into(),
+            ..Default::default()
+        };
+        let BodyStructure::Single { body, .. } = body_structure(&part, true) else { panic!("a single part") };
+        assert!(matches!(body.specific, SpecificFields::Basic { .. }));
     }
 
     #[test]

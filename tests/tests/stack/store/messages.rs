@@ -200,9 +200,13 @@ async fn store_changes_flags_under_one_modseq_and_unchanged_since_reports_confli
 
     store(&stack, id, &[2, 3], pb::StoreMode::Add, &["\\Deleted"], None).await.unwrap();
     let before_expunge = select(&stack, id, "INBOX").await.status.unwrap().highest_modseq;
-    let expunge = pb::ExpungeRequest { account_id: id, mailbox: "INBOX".into(), uids: vec![], deleted_only: true };
+    let nothing = pb::ExpungeRequest { account_id: id, mailbox: "INBOX".into(), uids: vec![], deleted_only: true };
+    let expunged = stack.mailbox().await.expunge(nothing).await.unwrap().into_inner();
+    assert!(expunged.expunged.is_empty(), "no UIDs never means every \\Deleted message");
+    let expunge =
+        pb::ExpungeRequest { account_id: id, mailbox: "INBOX".into(), uids: vec![1, 2, 3], deleted_only: true };
     let expunged = stack.mailbox().await.expunge(expunge).await.unwrap().into_inner();
-    assert_eq!(expunged.expunged, [2, 3]);
+    assert_eq!(expunged.expunged, [2, 3], "message 1 has no \\Deleted");
     let changes = pb::ChangesRequest { account_id: id, mailbox: "INBOX".into(), since_modseq: before_expunge };
     let changes = stack.mailbox().await.changes(changes).await.unwrap().into_inner();
     assert_eq!(changes.vanished, [2, 3]);
