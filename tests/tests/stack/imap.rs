@@ -465,3 +465,61 @@ async fn uid_expunge_of_unknown_uids_rename_of_the_selected_mailbox_and_bad_sasl
     assert!(reply(&results[3]).1.contains("c2 OK"), "{:?}", results[3]);
     stack.stop().await;
 }
+
+/// QRESYNC (RFC 7162 §3.2): a client that comes back with its UIDVALIDITY and MODSEQ learns what it
+/// missed in the SELECT itself, and expunges come as VANISHED.
+#[tokio::test(flavor = "multi_thread")]
+async fn qresync_reports_what_a_returning_client_missed_and_expunges_as_vanished() {
+    let stack = TestStack::start().await;
+    let jon = stack.add_account("jon@example.org", "jon pw").await;
+    for subject in ["q1", "q2", "q3"] {
+        deliver(&stack, "jon@example.org", subject).await;
+    }
+    stack.wait_for_inbox(jon, 3, PATIENCE).await;
+    let login = ["raw", "a1 LOGIN jon@example.org \"jon pw\""];
+    let first =
+        imap_session(stack.imap_addr(), None, json!([login, ["raw", "a2 SELECT INBOX"], ["raw", "a3 LOGOUT"]])).await;
+    let selected = reply(&first[2]).1;
+    let code = |name: &str| -> String {
+        let start =
+            selected.find(&format!("[{name} ")).unwrap_or_else(|| panic!("{name} in {selected}")) + name.len() + 2;
+        selected[start..].split(']').next().unwrap().to_owned()
+    };
+    let (uidvalidity, modseq) = (code("UIDVALIDITY"), code("HIGHESTMODSEQ"));
+
+    // While the client is away: message 1 expunged, message 2 read.
+    let away = json!([
+        login,
+        ["raw", "b1 SELECT INBOX"],
+        ["raw", "b2 STORE 1 +FLAGS (\\Deleted)"],
+        ["raw", "b3 EXPUNGE"],
+        ["raw", "b4 STORE 1 +FLAGS (\\Seen)"],
+        ["raw", "b5 LOGOUT"]
+    ]);
+    imap_session(stack.imap_addr(), None, away).await;
+
+    let back = json!([
+        login,
+        ["raw", format!("c1 SELECT INBOX (QRESYNC ({uidvalidity} {modseq}))")],
+        ["raw", "c2 ENABLE QRESYNC"],
+        ["raw", format!("c3 SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:3))")],
+        ["raw", "c4 STORE 1 +FLAGS.SILENT (\\Deleted)"],
+        ["raw", "c5 EXPUNGE"],
+        ["raw", format!("c6 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, back).await;
+    let text = |i: usize| reply(&results[i]).1;
+    assert!(text(2).contains("c1 BAD"), "QRESYNC needs ENABLE first: {}", text(2));
+    assert!(text(3).contains("* ENABLED QRESYNC"), "{}", text(3));
+    let resynced = text(4);
+    assert!(resynced.contains("* VANISHED (EARLIER) 1"), "{resynced}");
+    assert!(resynced.contains("* 1 FETCH (UID 2 FLAGS (\\Seen) MODSEQ ("), "{resynced}");
+    assert!(!resynced.contains("UID 3 FLAGS"), "message 3 did not change: {resynced}");
+    assert!(resynced.contains("c3 OK [READ-WRITE]"), "{resynced}");
+    let expunged = text(6);
+    assert!(expunged.contains("* VANISHED 2") && !expunged.contains("EXPUNGE\n"), "{expunged}");
+    let fetched = text(7);
+    assert!(fetched.contains("* VANISHED (EARLIER) 1:2"), "{fetched}");
+    assert!(fetched.contains("c6 OK"), "{fetched}");
+    stack.stop().await;
+}

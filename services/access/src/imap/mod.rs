@@ -117,6 +117,8 @@ struct Login {
     account_id: i64,
     /// ENABLE CONDSTORE, or a command that implies it (RFC 7162 §3.1).
     condstore: bool,
+    /// ENABLE QRESYNC (RFC 7162 §3.2): expunges are reported as VANISHED.
+    qresync: bool,
     /// None after NATS dropped the subscription, until it is made again.
     events: Option<async_nats::Subscriber>,
     _slot: UserSlot,
@@ -377,7 +379,10 @@ where
             }
             _ => {
                 caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect]);
-                caps.extend(["CHILDREN", "SPECIAL-USE", "CONDSTORE", "STATUS=SIZE"].map(|c| Capability::from(atom(c))));
+                caps.extend(
+                    ["CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "STATUS=SIZE"]
+                        .map(|c| Capability::from(atom(c))),
+                );
                 caps.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"].map(|c| Capability::from(atom(c))));
                 caps.push(Capability::from(atom(&format!("APPENDLIMIT={}", self.ctx.max_message_size))));
             }
@@ -673,6 +678,7 @@ where
         self.state = State::Authenticated(Login {
             account_id: reply.account_id,
             condstore: false,
+            qresync: false,
             events: Some(events),
             _slot: slot,
         });
@@ -744,10 +750,14 @@ where
             (CommandBody::Enable { capabilities }, Some(_)) => {
                 let mut enabled = Vec::new();
                 for capability in capabilities.as_ref() {
-                    if capability.to_string().eq_ignore_ascii_case("CONDSTORE") {
-                        if let Some(login) = self.state.login_mut() {
-                            login.condstore = true;
-                        }
+                    let name = capability.to_string();
+                    let qresync = name.eq_ignore_ascii_case("QRESYNC");
+                    if (qresync || name.eq_ignore_ascii_case("CONDSTORE"))
+                        && let Some(login) = self.state.login_mut()
+                    {
+                        // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+                        login.condstore = true;
+                        login.qresync |= qresync;
                         enabled.push(capability.clone());
                     }
                 }
@@ -767,14 +777,18 @@ where
                 });
                 ok(tag, None, "NAMESPACE completed")
             }
+            (CommandBody::Select { mailbox, parameters } | CommandBody::Examine { mailbox, parameters }, Some(id))
+                if parameters.iter().any(|p| matches!(p, SelectParameter::QResync { .. }))
+                    && !self.state.login().is_some_and(|l| l.qresync) =>
+            {
+                let _ = (mailbox, id);
+                bad(Some(tag), "ENABLE QRESYNC first")
+            }
             (CommandBody::Select { mailbox, parameters }, Some(id)) => {
-                let condstore =
-                    !parameters.is_empty() && parameters.iter().any(|p| matches!(p, SelectParameter::CondStore));
-                self.select(tag, id, &mailbox, false, condstore).await
+                self.select(tag, id, &mailbox, false, &parameters).await
             }
             (CommandBody::Examine { mailbox, parameters }, Some(id)) => {
-                let condstore = parameters.iter().any(|p| matches!(p, SelectParameter::CondStore));
-                self.select(tag, id, &mailbox, true, condstore).await
+                self.select(tag, id, &mailbox, true, &parameters).await
             }
             (CommandBody::Create { mailbox }, Some(id)) => self.create(tag, id, &mailbox).await,
             (CommandBody::Delete { mailbox }, Some(id)) => self.delete(tag, id, &mailbox).await,
@@ -841,7 +855,16 @@ where
                     FetchModifier::ChangedSince(since) => Some(since.get()),
                     _ => None,
                 });
-                self.fetch(tag, id, &sequence_set, &macro_or_item_names, uid, changed_since).await
+                let vanished = modifiers.iter().any(|m| matches!(m, FetchModifier::Vanished));
+                if vanished && !(uid && changed_since.is_some() && self.state.login().is_some_and(|l| l.qresync)) {
+                    // RFC 7162 §3.2.6: VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled.
+                    bad(Some(tag), "VANISHED needs UID FETCH with CHANGEDSINCE, after ENABLE QRESYNC")
+                } else {
+                    if vanished && let Some(since) = changed_since {
+                        self.vanished_earlier(id, &sequence_set, since).await;
+                    }
+                    self.fetch(tag, id, &sequence_set, &macro_or_item_names, uid, changed_since).await
+                }
             }
             (CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers }, Some(id)) => {
                 let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
@@ -957,6 +980,7 @@ where
                 self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
             }
         }
+        let qresync = self.state.login().is_some_and(|l| l.qresync);
         if mode == Sync::Full
             && let Some(selected) = self.state.selected()
             && !selected.vanished.is_empty()
@@ -964,14 +988,23 @@ where
             let mut gone = std::mem::take(&mut selected.vanished);
             gone.sort_unstable();
             let mut expunges = Vec::new();
+            let mut vanished = Vec::new();
             for uid in gone {
                 if let Ok(index) = selected.uids.binary_search(&uid) {
                     selected.uids.remove(index);
                     expunges.push(Data::Expunge(nz(index as u32 + 1)));
+                    vanished.push(uid);
                 }
             }
-            for expunge in expunges {
-                self.server.enqueue_data(expunge);
+            if qresync {
+                // RFC 7162 §3.2.10: with QRESYNC, one VANISHED instead of an EXPUNGE per message.
+                if let Ok(known_uids) = SequenceSet::try_from(render::uid_set_text(&vanished).as_str()) {
+                    self.server.enqueue_data(Data::Vanished { earlier: false, known_uids });
+                }
+            } else {
+                for expunge in expunges {
+                    self.server.enqueue_data(expunge);
+                }
             }
         }
         Flow::Continue
@@ -983,8 +1016,16 @@ where
         account_id: i64,
         mailbox: &Mailbox<'_>,
         read_only: bool,
-        condstore: bool,
+        parameters: &[SelectParameter],
     ) -> Status<'static> {
+        let condstore =
+            parameters.iter().any(|p| matches!(p, SelectParameter::CondStore | SelectParameter::QResync { .. }));
+        let resync = parameters.iter().find_map(|p| match p {
+            SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } => {
+                Some((uid_validity.get(), mod_sequence_value.get(), known_uids.clone()))
+            }
+            _ => None,
+        });
         let had_selection = matches!(self.state, State::Selected(..));
         self.state.deselect();
         let condstore = condstore || self.state.login().is_some_and(|l| l.condstore);
@@ -1045,8 +1086,56 @@ where
                 vanished: Vec::new(),
             },
         );
+        if let Some((uidvalidity, since, known)) = resync
+            && uidvalidity == status.uidvalidity
+        {
+            self.resync(account_id, since, known.as_ref()).await;
+        }
         let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
         ok(tag, Some(code), if read_only { "EXAMINE completed" } else { "SELECT completed" })
+    }
+
+    /// SELECT (QRESYNC (uidvalidity modseq [known-uids])), RFC 7162 §3.2.5.1: what the client's cache
+    /// missed since its MODSEQ, as VANISHED (EARLIER) and FETCH (UID FLAGS MODSEQ).
+    async fn resync(&mut self, account_id: i64, since: u64, known: Option<&SequenceSet>) {
+        let Some(selected) = self.state.selected() else { return };
+        let request = pb::ChangesRequest { account_id, mailbox: selected.name.clone(), since_modseq: since };
+        let Ok(changes) = self.ctx.mailbox.clone().changes(request).await.map(tonic::Response::into_inner) else {
+            return;
+        };
+        let Some(selected) = self.state.selected() else { return };
+        let mut gone = changes.vanished;
+        if let Some(known) = known {
+            gone = render::resolve(known, &gone, true);
+        }
+        if let Ok(known_uids) = SequenceSet::try_from(render::uid_set_text(&gone).as_str()) {
+            self.server.enqueue_data(Data::Vanished { earlier: true, known_uids });
+        }
+        let mut data = Vec::new();
+        for entry in changes.changed {
+            let Ok(index) = selected.uids.binary_search(&entry.uid) else { continue };
+            let mut items = vec![MessageDataItem::Uid(nz(entry.uid)), MessageDataItem::Flags(flags_of(&entry.flags))];
+            if let Some(modseq) = NonZeroU64::new(entry.modseq) {
+                items.push(MessageDataItem::ModSeq(modseq));
+            }
+            data.push(Data::Fetch { seq: nz(index as u32 + 1), items: Vec1::try_from(items).expect("not empty") });
+        }
+        for item in data {
+            self.server.enqueue_data(item);
+        }
+    }
+
+    /// UID FETCH … (CHANGEDSINCE m VANISHED), RFC 7162 §3.2.6: the UIDs of the set expunged since m.
+    async fn vanished_earlier(&mut self, account_id: i64, set: &SequenceSet, since: u64) {
+        let Some(selected) = self.state.selected() else { return };
+        let request = pb::ChangesRequest { account_id, mailbox: selected.name.clone(), since_modseq: since };
+        let Ok(changes) = self.ctx.mailbox.clone().changes(request).await.map(tonic::Response::into_inner) else {
+            return;
+        };
+        let gone = render::resolve(set, &changes.vanished, true);
+        if let Ok(known_uids) = SequenceSet::try_from(render::uid_set_text(&gone).as_str()) {
+            self.server.enqueue_data(Data::Vanished { earlier: true, known_uids });
+        }
     }
 
     /// RFC 9208: one quota root, "", for the whole account, with STORAGE (in KiB) and MESSAGE limits.
