@@ -338,3 +338,11 @@ pub async fn imap_session(server: SocketAddr, tls: Option<(&str, &std::path::Pat
         other => panic!("imap_session.py printed {other}"),
     }
 }
+
+/// Reads INBOX with IMAPClient (PyPI): `mode` is `structure` (ENVELOPE, BODYSTRUCTURE and FLAGS of every
+/// message, as IMAPClient parsed them) or `idle <seconds>` (the responses an IDLE brought).
+pub async fn imapclient_session(server: SocketAddr, user: &str, password: &str, mode: &[&str]) -> Value {
+    let mut args = vec![server.ip().to_string(), server.port().to_string(), user.to_owned()];
+    args.extend(mode.iter().map(|m| m.to_string()));
+    run("imapclient_session.py", &args, Some(password.as_bytes())).await
+}

@@ -2,7 +2,7 @@
 //! the whole stack. Sync across sessions and replicas, IDLE, STARTTLS and bad input.
 
 use mailbus::roles::Role;
-use mailbus_tests::clients::{Pop3End, SmtpOutcome, imap_session, pop3_session, smtp_send};
+use mailbus_tests::clients::{Pop3End, SmtpOutcome, imap_session, imapclient_session, pop3_session, smtp_send};
 use mailbus_tests::{Infra, TestStack};
 use serde_json::{Value, json};
 
@@ -521,5 +521,40 @@ async fn qresync_reports_what_a_returning_client_missed_and_expunges_as_vanished
     let fetched = text(7);
     assert!(fetched.contains("* VANISHED (EARLIER) 1:2"), "{fetched}");
     assert!(fetched.contains("c6 OK"), "{fetched}");
+    stack.stop().await;
+}
+
+/// IMAPClient, a parser we did not write, reads our ENVELOPE and BODYSTRUCTURE of a MIME message with an
+/// encoded display name, a forwarded message and an attachment, and sees a delivery during IDLE.
+#[tokio::test(flavor = "multi_thread")]
+async fn imapclient_parses_envelope_and_body_structure_and_idles() {
+    let stack = TestStack::start().await;
+    let kim = stack.add_account("kim@example.org", "kim pw").await;
+    let mime = b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.net>\r\nTo: kim@example.org\r\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHallo.\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@example.net\r\nSubject: inner\r\n\r\nInner.\r\n\
+--b\r\nContent-Type: application/pdf; name=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n\
+--b--\r\n";
+    let sent = smtp_send(stack.smtp_addr(), "jorg@example.net", &["kim@example.org"], mime).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
+    stack.wait_for_inbox(kim, 1, PATIENCE).await;
+    let seen = imapclient_session(stack.imap_addr(), "kim@example.org", "kim pw", &["structure"]).await;
+    let message = &seen[0];
+    assert_eq!(message["subject"], "Grüße");
+    assert_eq!(message["from"], json!([["Jörg", "jorg", "example.net"]]));
+    let body = &message["body"];
+    assert_eq!(body["multipart"], "mixed");
+    let types: Vec<&str> =
+        body["parts"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap_or("multipart")).collect();
+    assert_eq!(types, ["text/plain", "message/rfc822", "application/pdf"]);
+
+    let addr = stack.imap_addr();
+    let idle =
+        tokio::spawn(async move { imapclient_session(addr, "kim@example.org", "kim pw", &["idle", "20"]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    deliver(&stack, "kim@example.org", "while idle").await;
+    let responses = idle.await.unwrap();
+    assert!(responses["responses"].as_array().unwrap().iter().any(|r| r == &json!([2, "EXISTS"])), "{responses}");
     stack.stop().await;
 }
