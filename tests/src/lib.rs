@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod clients;
+pub mod dovecot;
 pub mod fake_smtp;
 pub mod infra;
 pub mod stack;

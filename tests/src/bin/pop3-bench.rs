@@ -19,24 +19,22 @@
 //! Every process it starts is stopped when it ends, also on error and Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Parser;
-use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
 use mailbus_tests::bench::{self, REPLY_TIMEOUT, SmtpClient, Stack, ms, percentile, rate};
+use mailbus_tests::dovecot::{Protocol, ThrowawayDovecot, doveadm_pw, dovecot_version};
 use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bench.test";
 const PASSWORD: &str = "bench";
-/// The owner of Dovecot's maildirs (`nobody`): Dovecot refuses to access mail as root.
-const MAIL_UID: u32 = 65534;
 
 #[derive(Parser, Debug)]
 #[command(about = "Measures POP3 sessions per second of mailbus access, and of a throwaway Dovecot")]
@@ -86,10 +84,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.no_dovecot {
         println!("\nDovecot: skipped (--no-dovecot)");
     } else {
-        match dovecot_version() {
+        match dovecot_version(Protocol::Pop3) {
             Err(error) => println!("\nDovecot: not measured: {error:#}"),
             Ok(version) => {
-                let sha512 = doveadm_pw("SHA512-CRYPT")?;
+                let sha512 = doveadm_pw("SHA512-CRYPT", PASSWORD)?;
                 let same: Vec<String> = hashes.iter().map(|h| format!("{{ARGON2ID}}{h}")).collect();
                 let generated = vec![sha512; users.len()];
                 for (scheme, hashes) in [("the same argon2id hashes", same), ("SHA512-CRYPT", generated)] {
@@ -125,7 +123,7 @@ async fn measure_dovecot(
     contents: &[Vec<Vec<u8>>],
     args: &Args,
 ) -> anyhow::Result<Report> {
-    let dovecot = ThrowawayDovecot::start(users, hashes, contents)?;
+    let dovecot = ThrowawayDovecot::start(Protocol::Pop3, users, hashes, contents)?;
     println!("listening on {}, files in {}", dovecot.addr, dovecot.dir.path().display());
     warm_up(dovecot.addr, users, args.messages).await?;
     let report = load(dovecot.addr, users, args.sessions, args.messages).await;
@@ -367,161 +365,3 @@ async fn load(addr: SocketAddr, users: &[String], sessions: usize, messages: usi
 
 // ---------------------------------------------------------------------------------------------------
 // Dovecot
-
-fn dovecot_version() -> anyhow::Result<String> {
-    #[allow(unsafe_code)]
-    // SAFETY: geteuid has no preconditions and touches no memory.
-    let euid = unsafe { libc::geteuid() };
-    ensure!(euid == 0, "running Dovecot needs root");
-    ensure!(Path::new("/usr/sbin/dovecot").is_file(), "/usr/sbin/dovecot not found (Debian package dovecot-pop3d)");
-    let output = std::process::Command::new("/usr/sbin/dovecot").arg("--version").output()?;
-    ensure!(output.status.success(), "dovecot --version: {}", output.status);
-    Ok(String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap_or("?").to_owned())
-}
-
-/// A password hash from `doveadm pw`, with its `{SCHEME}` prefix.
-fn doveadm_pw(scheme: &str) -> anyhow::Result<String> {
-    let output = std::process::Command::new("doveadm").args(["pw", "-s", scheme, "-p", PASSWORD]).output()?;
-    ensure!(output.status.success(), "doveadm pw: {}", String::from_utf8_lossy(&output.stderr));
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-fn run_checked(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let status =
-        std::process::Command::new(program).args(args).status().with_context(|| format!("running {program}"))?;
-    ensure!(status.success(), "{program} {} exited with {status}", args.join(" "));
-    Ok(())
-}
-
-/// A Dovecot of our own: configuration, passwd-file, maildirs, runtime and state directories and log
-/// in a temporary directory, POP3 on one loopback port and nothing else. Stopped on drop.
-struct ThrowawayDovecot {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-    addr: SocketAddr,
-}
-
-impl ThrowawayDovecot {
-    fn start(users: &[String], hashes: &[String], contents: &[Vec<Vec<u8>>]) -> anyhow::Result<ThrowawayDovecot> {
-        let dir = tempfile::Builder::new().prefix("pop3-bench-dovecot-").tempdir()?;
-        let root = &dir.path().to_owned();
-        // The mail processes run as MAIL_UID and must reach the maildirs.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
-        for sub in ["base", "state", "mail"] {
-            std::fs::create_dir(root.join(sub))?;
-        }
-        let mut passwd = String::new();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-        for ((user, hash), messages) in users.iter().zip(hashes).zip(contents) {
-            let home = root.join("mail").join(user);
-            passwd.push_str(&format!("{user}:{hash}:{MAIL_UID}:{MAIL_UID}::{}::\n", home.display()));
-            for sub in ["cur", "new", "tmp"] {
-                std::fs::create_dir_all(home.join("Maildir").join(sub))?;
-            }
-            // Already seen, in cur/, with the sizes in the name so Dovecot need not compute them.
-            for (n, message) in messages.iter().enumerate() {
-                let len = message.len();
-                let name = format!("{}.M{n}P{}.bench,S={len},W={len}:2,S", now + n as u64, std::process::id());
-                std::fs::write(home.join("Maildir/cur").join(name), message)?;
-            }
-        }
-        std::fs::write(root.join("users"), passwd)?;
-        let owner = format!("{MAIL_UID}:{MAIL_UID}");
-        run_checked("chown", &["-R", &owner, &root.join("mail").display().to_string()])?;
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, dovecot_conf(root, addr))?;
-        let dovecot = ThrowawayDovecot { dir, conf, addr };
-        run_checked("/usr/sbin/dovecot", &["-c", &dovecot.conf.display().to_string()])
-            .with_context(|| format!("starting Dovecot; see {}", root.join("dovecot.log").display()))?;
-        let deadline = Instant::now() + bench::PATIENCE;
-        while std::net::TcpStream::connect(addr).is_err() {
-            ensure!(Instant::now() < deadline, "Dovecot never listened on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(dovecot)
-    }
-
-    fn master_pid(&self) -> Option<u32> {
-        let pid = std::fs::read_to_string(self.dir.path().join("base/master.pid")).ok()?;
-        pid.trim().parse().ok()
-    }
-
-    /// Resident memory of the master and every process it forked (login, auth, pop3, …), summed.
-    fn print_memory(&self) {
-        let Some(master) = self.master_pid() else { return };
-        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
-        let pids = std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok()));
-        let rss: Vec<u64> = pids.filter_map(|pid| bench::memory_kib(pid).map(|(rss, _)| rss)).collect();
-        let total = (rss.len(), rss.iter().sum::<u64>());
-        println!("Dovecot after the load: {} processes, VmRSS {} KiB together", total.0, total.1);
-    }
-}
-
-impl Drop for ThrowawayDovecot {
-    /// Stops the instance and waits (up to ten seconds, then kills it) for its master to exit.
-    fn drop(&mut self) {
-        let master = self.master_pid();
-        if let Err(error) = run_checked("doveadm", &["-c", &self.conf.display().to_string(), "stop"]) {
-            eprintln!("stopping the throwaway Dovecot: {error:#}");
-        }
-        let Some(master) = master else { return };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{master}")).exists() {
-            if Instant::now() > deadline {
-                let _ = run_checked("kill", &["-9", &master.to_string()]);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// POP3 only, on `addr` only; no TLS, plaintext logins allowed, passwd-file users, maildirs, no auth
-/// cache (the default), and an exclusive maildrop lock per session like mailbus's.
-fn dovecot_conf(root: &Path, addr: SocketAddr) -> String {
-    let root = root.display();
-    let (ip, port) = (addr.ip(), addr.port());
-    format!(
-        "protocols = pop3
-listen = {ip}
-base_dir = {root}/base
-state_dir = {root}/state
-instance_name = pop3-bench-{port}
-log_path = {root}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:~/Maildir
-pop3_lock_session = yes
-default_login_user = dovenull
-default_internal_user = dovecot
-passdb {{
-  driver = passwd-file
-  args = {root}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {root}/users
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = {ip}
-    port = {port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = 0
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"
-    )
-}
