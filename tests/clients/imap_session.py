@@ -58,9 +58,12 @@ def raw(imap, line, tag=None):
     imap.send(line.encode() + b"\r\n")
     lines = []
     while True:
-        reply = imap.readline().decode("latin-1").rstrip("\r\n")
+        raw_line = imap.readline()
+        if not raw_line:  # the server closed the connection
+            return ["OK", lines]
+        reply = raw_line.decode("latin-1").rstrip("\r\n")
         lines.append(reply)
-        if reply.startswith(tag + " ") or reply.startswith("+") or not reply:
+        if reply.startswith(tag + " ") or reply.startswith("+"):
             return ["OK", lines]
 
 

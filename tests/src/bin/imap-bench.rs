@@ -6,8 +6,8 @@
 //! It starts PostgreSQL and nats-server through the test harness (or uses `DATABASE_URL` / `NATS_URL`),
 //! runs `mailbus mailbox` and `access` from the given binary as separate processes, creates one account
 //! per client and stores M messages in each INBOX (through `Deliver`). Every client then runs sessions one
-//! after the other, each: LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), UID FETCH of one
-//! message's BODY.PEEK[], STORE +FLAGS (\Seen), APPEND of a 4 KiB message flagged \Deleted, EXPUNGE,
+//! after the other, each: LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), FETCH of one message's
+//! BODY.PEEK[], STORE +FLAGS (\Seen), APPEND of a 4 KiB message flagged \Deleted, EXPUNGE,
 //! LOGOUT: 8 commands. It reports commands and sessions per second and session latency, for each client
 //! count asked for.
 //!
@@ -103,7 +103,7 @@ impl Report {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     bench::print_setting(&format!(
-        "{:?} clients x {} sessions (LOGIN, SELECT, FETCH 1:* FLAGS, UID FETCH BODY.PEEK[], STORE, APPEND, EXPUNGE, LOGOUT); {} messages of {} octets per INBOX",
+        "{:?} clients x {} sessions (LOGIN, SELECT, FETCH 1:* FLAGS, FETCH BODY.PEEK[], STORE, APPEND, EXPUNGE, LOGOUT); {} messages of {} octets per INBOX",
         args.clients, args.sessions, args.messages, args.size
     ));
     let most = *args.clients.iter().max().expect("not empty");
@@ -339,7 +339,9 @@ async fn session(addr: SocketAddr, user: &str, n: usize, append: &[u8]) -> anyho
     client.command("SELECT INBOX").await?;
     client.command("FETCH 1:* (FLAGS UID RFC822.SIZE)").await?;
     client.command(&format!("FETCH {} BODY.PEEK[]", n % 10 + 1)).await?;
-    client.command(&format!("STORE {} {}FLAGS (\\Seen)", n % 10 + 1, if n.is_multiple_of(2) { '+' } else { '-' })).await?;
+    client
+        .command(&format!("STORE {} {}FLAGS (\\Seen)", n % 10 + 1, if n.is_multiple_of(2) { '+' } else { '-' }))
+        .await?;
     client.append(append).await?;
     client.command("EXPUNGE").await?;
     client.command("LOGOUT").await.or_else(|e| if format!("{e}").contains("closed") { Ok(()) } else { Err(e) })?;

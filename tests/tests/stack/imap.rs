@@ -558,3 +558,66 @@ Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMIME-Version: 1.0\r\nContent-Type: multi
     assert!(responses["responses"].as_array().unwrap().iter().any(|r| r == &json!([2, "EXISTS"])), "{responses}");
     stack.stop().await;
 }
+
+/// RFC 9051's examples, replayed: the server's lines must be the RFC's, up to the values that differ by
+/// nature (UIDVALIDITY, MODSEQ, dates).
+#[tokio::test(flavor = "multi_thread")]
+async fn transcripts_from_the_rfc_examples() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("smith@example.org", "pw").await;
+    // Eleven messages, so that §6.4.3's EXPUNGE example (3, 4, 7 and 11 deleted) can be replayed.
+    for n in 1..=11u32 {
+        let body = format!(
+            "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nFrom: Fred Foobar <foobar@Blurdybloop.example>\r\nSubject: afternoon meeting {n}\r\nTo: mooch@owatagu.siam.edu.example\r\n\r\nHello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
+        );
+        crate::store::append(&stack, id, "INBOX", &[], Some(760_686_745), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a001 LOGIN smith@example.org pw"],
+        ["raw", "A002 LIST \"\" \"\""], // §6.3.9: the delimiter
+        ["raw", "A682 LIST \"\" *"],
+        ["raw", "A042 STATUS INBOX (MESSAGES UIDNEXT)"], // §6.3.11
+        ["raw", "A142 SELECT INBOX"],                    // §6.3.2
+        ["raw", "A654 FETCH 2:4 (FLAGS BODY.PEEK[HEADER.FIELDS (DATE FROM)])"], // §6.4.5
+        ["raw", "A003 STORE 3,4,7,11 +FLAGS (\\Deleted)"], // §6.4.6
+        ["raw", "A202 EXPUNGE"],                         // §6.4.3
+        ["raw", "A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\""], // §6.4.4
+        ["raw", "A283 SEARCH TEXT \"afternoon meeting 5\""],
+        ["raw", "A004 UID FETCH 1:* (UID)"],
+        ["raw", "A005 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(2), ["* LIST (\\Noselect) \"/\" \"\"", "A002 OK LIST completed"]);
+    assert_eq!(lines(3)[0], "* LIST (\\HasNoChildren) \"/\" INBOX");
+    assert!(lines(3).contains(&"* LIST (\\HasNoChildren \\Sent) \"/\" Sent".to_owned()), "{:?}", lines(3));
+    assert_eq!(lines(4), ["* STATUS INBOX (MESSAGES 11 UIDNEXT 12)", "A042 OK STATUS completed"]);
+    let select = lines(5);
+    assert_eq!(select[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+    assert_eq!(select[1], "* 11 EXISTS");
+    assert_eq!(select[2], "* 0 RECENT");
+    assert_eq!(select[3], "* OK [UNSEEN 1] first unseen");
+    assert_eq!(select[4], "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags permitted");
+    assert_eq!(select[5], "* OK [UIDNEXT 12] predicted next UID");
+    assert!(select[6].starts_with("* OK [UIDVALIDITY ") && select[6].ends_with("] UIDs valid"), "{select:?}");
+    assert!(select[7].starts_with("* OK [HIGHESTMODSEQ "), "{select:?}");
+    assert_eq!(select[8], "A142 OK [READ-WRITE] SELECT completed");
+    let fetched = lines(6);
+    assert_eq!(fetched[0], "* 2 FETCH (FLAGS () BODY[HEADER.FIELDS (DATE FROM)] {88}");
+    assert_eq!(fetched[1], "Date: Mon, 7 Feb 1994 21:52:25 -0800");
+    assert_eq!(fetched[2], "From: Fred Foobar <foobar@Blurdybloop.example>");
+    assert_eq!(fetched[3], "");
+    assert_eq!(fetched[4], ")");
+    assert_eq!(fetched.last().unwrap(), "A654 OK FETCH completed");
+    let stored = lines(7);
+    assert_eq!(stored[0], "* 3 FETCH (FLAGS (\\Deleted))");
+    assert_eq!(stored[3], "* 11 FETCH (FLAGS (\\Deleted))");
+    // §6.4.3: each EXPUNGE renumbers the messages after it.
+    assert_eq!(lines(8), ["* 3 EXPUNGE", "* 3 EXPUNGE", "* 5 EXPUNGE", "* 8 EXPUNGE", "A202 OK EXPUNGE completed"]);
+    assert_eq!(lines(9), ["* SEARCH", "A282 OK SEARCH completed"]);
+    assert_eq!(lines(10), ["* SEARCH 3", "A283 OK SEARCH completed"], "message 5 is number 3 once 3 and 4 are gone");
+    let uids: Vec<String> = lines(11).into_iter().filter(|l| l.starts_with("* ")).collect();
+    assert_eq!(uids.len(), 7);
+    assert_eq!(uids[2], "* 3 FETCH (UID 5)");
+    assert_eq!(lines(12), ["* BYE logging out", "A005 OK LOGOUT completed"]);
+}
