@@ -621,3 +621,34 @@ async fn transcripts_from_the_rfc_examples() {
     assert_eq!(uids[2], "* 3 FETCH (UID 5)");
     assert_eq!(lines(12), ["* BYE logging out", "A005 OK LOGOUT completed"]);
 }
+
+/// Mailbox names are modified UTF-7 for IMAP4rev1 clients and UTF-8 after ENABLE UTF8=ACCEPT (RFC 6855),
+/// the same mailbox either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn mailbox_names_are_modified_utf7_or_utf8_after_enable() {
+    let stack = TestStack::start().await;
+    stack.add_account("lea@example.org", "pw").await;
+    let steps = json!([
+        ["raw", "a1 LOGIN lea@example.org pw"],
+        ["raw", "a2 CREATE Entw&APw-rfe"],
+        ["raw", "a3 LIST \"\" Entw*"],
+        ["raw", "a4 ENABLE UTF8=ACCEPT"],
+        ["raw", "a5 CREATE \"Grüße\""],
+        ["raw", "a6 LIST \"\" *e"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let text = |i: usize| reply(&results[i]).1;
+    assert!(text(2).contains("a2 OK"), "{}", text(2));
+    assert!(text(3).contains("* LIST (\\HasNoChildren) \"/\" Entw&APw-rfe"), "{}", text(3));
+    assert!(text(4).contains("* ENABLED UTF8=ACCEPT"), "{}", text(4));
+    assert!(text(5).contains("a5 OK"), "{}", text(5));
+    // The client script reads octets as Latin-1: UTF-8 shows as its octets.
+    let octets = |s: &str| s.bytes().map(char::from).collect::<String>();
+    let listed = text(6);
+    assert!(listed.contains(&format!("\"/\" \"{}\"", octets("Entwürfe"))), "quoted UTF-8: {listed}");
+    assert!(listed.contains(&octets("Grüße")), "{listed}");
+    let steps = json!([["raw", "b1 LOGIN lea@example.org pw"], ["raw", "b2 LIST \"\" Gr*"]]);
+    let plain = imap_session(stack.imap_addr(), None, steps).await;
+    assert!(reply(&plain[2]).1.contains("\"/\" Gr&APwA3w-e"), "{:?}", plain[2]);
+    stack.stop().await;
+}

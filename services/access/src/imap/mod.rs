@@ -119,6 +119,8 @@ struct Login {
     condstore: bool,
     /// ENABLE QRESYNC (RFC 7162 §3.2): expunges are reported as VANISHED.
     qresync: bool,
+    /// ENABLE UTF8=ACCEPT (RFC 6855).
+    utf8: bool,
     /// None after NATS dropped the subscription, until it is made again.
     events: Option<async_nats::Subscriber>,
     _slot: UserSlot,
@@ -319,15 +321,41 @@ fn encode(status: Status<'static>) -> Vec<u8> {
     ResponseCodec::default().encode(&Response::Status(status)).dump()
 }
 
-fn mailbox_name(mailbox: &Mailbox<'_>) -> Option<String> {
+/// A mailbox name from the client: modified UTF-7, or (after ENABLE UTF8=ACCEPT, RFC 6855 §3) UTF-8.
+fn mailbox_name_in(mailbox: &Mailbox<'_>, utf8: bool) -> Option<String> {
     match mailbox {
         Mailbox::Inbox => Some("INBOX".into()),
-        Mailbox::Other(other) => render::from_utf7(std::str::from_utf8(other.inner().as_ref()).ok()?),
+        Mailbox::Other(other) => {
+            let name = std::str::from_utf8(other.inner().as_ref()).ok()?;
+            if utf8 { Some(name.to_owned()) } else { render::from_utf7(name) }
+        }
     }
 }
 
+/// A mailbox name for the client, in the form it reads.
+fn wire_mailbox_in(name: &str, utf8: bool) -> Mailbox<'static> {
+    use imap_types::core::{AString, IString};
+    use imap_types::extensions::utf8::QuotedUtf8;
+    use imap_types::mailbox::MailboxOther;
+    if utf8 && !name.is_ascii() {
+        // A quoted UTF-8 string, as RFC 6855 lets the server send once the client enabled it.
+        let quoted = QuotedUtf8::try_from(name.to_owned()).ok().map(IString::QuotedUtf8).map(AString::String);
+        if let Some(other) = quoted.and_then(|q| MailboxOther::try_from(q).ok()) {
+            return Mailbox::Other(other);
+        }
+    }
+    let name = if utf8 { name.to_owned() } else { render::to_utf7(name) };
+    Mailbox::try_from(name).unwrap_or(Mailbox::Inbox)
+}
+
+#[cfg(test)]
+fn mailbox_name(mailbox: &Mailbox<'_>) -> Option<String> {
+    mailbox_name_in(mailbox, false)
+}
+
+#[cfg(test)]
 fn wire_mailbox(name: &str) -> Mailbox<'static> {
-    Mailbox::try_from(render::to_utf7(name)).unwrap_or(Mailbox::Inbox)
+    wire_mailbox_in(name, false)
 }
 
 fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
@@ -363,6 +391,15 @@ impl<IO> Connection<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    /// ENABLE UTF8=ACCEPT was given: mailbox names are UTF-8 both ways.
+    fn utf8(&self) -> bool {
+        self.state.login().is_some_and(|l| l.utf8)
+    }
+
+    fn name_of(&self, mailbox: &Mailbox<'_>) -> Option<String> {
+        mailbox_name_in(mailbox, self.utf8())
+    }
+
     fn capabilities(&self) -> Vec1<Capability<'static>> {
         let mut caps = vec![Capability::Imap4Rev1, Capability::LiteralPlus, Capability::SaslIr, Capability::Idle];
         caps.extend(["ID", "ENABLE", "NAMESPACE"].map(|c| Capability::from(atom(c))));
@@ -380,7 +417,7 @@ where
             _ => {
                 caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect]);
                 caps.extend(
-                    ["CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "STATUS=SIZE"]
+                    ["CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT"]
                         .map(|c| Capability::from(atom(c))),
                 );
                 caps.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"].map(|c| Capability::from(atom(c))));
@@ -679,6 +716,7 @@ where
             account_id: reply.account_id,
             condstore: false,
             qresync: false,
+            utf8: false,
             events: Some(events),
             _slot: slot,
         });
@@ -751,6 +789,13 @@ where
                 let mut enabled = Vec::new();
                 for capability in capabilities.as_ref() {
                     let name = capability.to_string();
+                    if name.eq_ignore_ascii_case("UTF8=ACCEPT")
+                        && let Some(login) = self.state.login_mut()
+                    {
+                        login.utf8 = true;
+                        enabled.push(capability.clone());
+                        continue;
+                    }
                     let qresync = name.eq_ignore_ascii_case("QRESYNC");
                     if (qresync || name.eq_ignore_ascii_case("CONDSTORE"))
                         && let Some(login) = self.state.login_mut()
@@ -1036,7 +1081,7 @@ where
             let closed = Status::ok(None, Some(Code::Closed), "previous mailbox closed").expect("ASCII");
             self.server.enqueue_status(closed);
         }
-        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         let request = pb::SelectRequest { account_id, mailbox: name.clone() };
         let selected = match self.ctx.mailbox.clone().select(request).await {
             Ok(reply) => reply.into_inner(),
@@ -1170,7 +1215,7 @@ where
     }
 
     async fn create(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
-        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         // RFC 9051 §6.3.4: a trailing separator only says the client means to create children.
         let name = name.trim_end_matches(DELIMITER).to_owned();
         let request = pb::CreateMailboxRequest { account_id, name, special_use: String::new() };
@@ -1181,7 +1226,7 @@ where
     }
 
     async fn delete(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
-        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         let request = pb::DeleteMailboxRequest { account_id, name: name.clone() };
         match self.ctx.mailbox.clone().delete_mailbox(request).await {
             Ok(_) => {
@@ -1204,7 +1249,7 @@ where
         from: &Mailbox<'_>,
         to: &Mailbox<'_>,
     ) -> Status<'static> {
-        let (Some(from), Some(to)) = (mailbox_name(from), mailbox_name(to)) else {
+        let (Some(from), Some(to)) = (self.name_of(from), self.name_of(to)) else {
             return no(tag, None, "mailbox name is not modified UTF-7");
         };
         let request = pb::RenameMailboxRequest { account_id, from: from.clone(), to: to.clone() };
@@ -1228,7 +1273,7 @@ where
         mailbox: &Mailbox<'_>,
         subscribed: bool,
     ) -> Status<'static> {
-        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         match self.ctx.mailbox.clone().subscribe(pb::SubscribeRequest { account_id, name, subscribed }).await {
             Ok(_) => ok(tag, None, if subscribed { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }),
             Err(status) => refusal(tag, &status),
@@ -1287,7 +1332,7 @@ where
             if let Some(special) = mailbox.special_use.strip_prefix('\\') {
                 items.push(attribute(special));
             }
-            let name = wire_mailbox(&mailbox.name);
+            let name = wire_mailbox_in(&mailbox.name, self.utf8());
             self.server.enqueue_data(if lsub {
                 Data::Lsub { items, delimiter, mailbox: name }
             } else {
@@ -1304,7 +1349,7 @@ where
         mailbox: &Mailbox<'static>,
         names: &[StatusDataItemName],
     ) -> Status<'static> {
-        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         let status = match self.ctx.mailbox.clone().status(pb::StatusRequest { account_id, mailbox: name }).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1337,7 +1382,7 @@ where
         data: Vec<u8>,
     ) -> Status<'static> {
         use pb::append_request::Part;
-        let Some(name) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         if data.len() as u64 > self.ctx.max_message_size {
             return no(tag, Some(Code::TooBig), "message exceeds APPENDLIMIT");
         }
@@ -1520,7 +1565,7 @@ where
         by_uid: bool,
         moving: bool,
     ) -> Status<'static> {
-        let Some(target) = mailbox_name(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+        let Some(target) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         if moving && selected.read_only {
             return no(tag, Some(Code::ReadOnly), "the mailbox is read-only");
