@@ -652,3 +652,43 @@ async fn mailbox_names_are_modified_utf7_or_utf8_after_enable() {
     assert!(reply(&plain[2]).1.contains("\"/\" Gr&APwA3w-e"), "{:?}", plain[2]);
     stack.stop().await;
 }
+
+/// ESEARCH (RFC 4731), LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819), which imap-codec does not
+/// parse: the options are cut out and the rest goes through imap-codec.
+#[tokio::test(flavor = "multi_thread")]
+async fn esearch_list_extended_and_list_status() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("max@example.org", "pw").await;
+    for n in 1..=4u32 {
+        let flags: &[&str] = if n % 2 == 0 { &["\\Seen"] } else { &[] };
+        let body = format!("Subject: m{n}\r\n\r\nbody\r\n");
+        crate::store::append(&stack, id, "INBOX", flags, None, body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN max@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 SEARCH RETURN (MIN MAX COUNT) UNSEEN"],
+        ["raw", "a4 UID SEARCH RETURN () ALL"],
+        ["raw", "a5 SEARCH RETURN (COUNT) SUBJECT nothing-like-this"],
+        ["raw", "a6 SUBSCRIBE Gone"],
+        ["raw", "a7 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN)"],
+        ["raw", "a8 LIST \"\" \"INBOX\" RETURN (STATUS (MESSAGES UNSEEN SIZE))"],
+        ["raw", "a9 SEARCH RETURN (MIN"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3), ["* ESEARCH (TAG \"a3\") MIN 1 MAX 3 COUNT 2", "a3 OK SEARCH completed"]);
+    assert_eq!(lines(4), ["* ESEARCH (TAG \"a4\") UID ALL 1:4", "a4 OK SEARCH completed"]);
+    assert_eq!(lines(5), ["* ESEARCH (TAG \"a5\") COUNT 0", "a5 OK SEARCH completed"]);
+    let subscribed = lines(7);
+    assert!(
+        subscribed.contains(&"* LIST (\\NonExistent \\Subscribed \\HasNoChildren) \"/\" Gone".to_owned()),
+        "{subscribed:?}"
+    );
+    assert!(subscribed.contains(&"* LIST (\\Subscribed \\HasNoChildren) \"/\" INBOX".to_owned()), "{subscribed:?}");
+    let status = lines(8);
+    assert_eq!(status[0], "* LIST (\\HasNoChildren) \"/\" INBOX");
+    assert!(status[1].starts_with("* STATUS INBOX (MESSAGES 4 UNSEEN 2 SIZE "), "{status:?}");
+    assert!(lines(9).last().unwrap().starts_with("a9 BAD"), "{:?}", lines(9));
+    stack.stop().await;
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use imap_codec::ResponseCodec;
+use imap_codec::decode::Decoder;
 use imap_codec::encode::Encoder;
 use imap_next::server::{Error as FrameError, Event, Options, Server};
 use imap_next::types::CommandAuthenticate;
@@ -238,6 +239,7 @@ pub async fn handle<IO>(
             auth_tag: None,
             idle_tag: None,
             pending: Default::default(),
+            extended: None,
             deadline: tokio::time::Instant::now() + ctx.idle_timeout,
             ctx,
         };
@@ -374,6 +376,8 @@ struct Connection<IO> {
     auth_tag: Option<Tag<'static>>,
     /// Inside IDLE: its tag.
     idle_tag: Option<Tag<'static>>,
+    /// The ESEARCH or LIST-EXTENDED options of the command being answered.
+    extended: Option<render::Extended>,
     /// What the framer produced while a command was being answered, for `run` to handle next.
     pending: std::collections::VecDeque<Result<Event, FrameError>>,
     /// The autologout time: the idle timeout after the client's last input.
@@ -417,8 +421,18 @@ where
             _ => {
                 caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect]);
                 caps.extend(
-                    ["CHILDREN", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT"]
-                        .map(|c| Capability::from(atom(c))),
+                    [
+                        "CHILDREN",
+                        "SPECIAL-USE",
+                        "CONDSTORE",
+                        "QRESYNC",
+                        "STATUS=SIZE",
+                        "UTF8=ACCEPT",
+                        "ESEARCH",
+                        "LIST-EXTENDED",
+                        "LIST-STATUS",
+                    ]
+                    .map(|c| Capability::from(atom(c))),
                 );
                 caps.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"].map(|c| Capability::from(atom(c))));
                 caps.push(Capability::from(atom(&format!("APPENDLIMIT={}", self.ctx.max_message_size))));
@@ -483,7 +497,12 @@ where
                         }
                     }
                 }
-                Err(Interrupt::Error(error)) => self.malformed(error),
+                Err(Interrupt::Error(error)) => {
+                    if let Flow::Close = self.malformed(error).await {
+                        let _ = self.wire.flush().await;
+                        return End::Closed;
+                    }
+                }
             }
         }
     }
@@ -509,6 +528,14 @@ where
                 Err(Interrupt::Io(Io::NeedMoreInput)) => return Ok(()),
             }
         }
+    }
+
+    /// An untagged response imap-types has no type for (ESEARCH), written after everything queued so far.
+    async fn raw_untagged(&mut self, line: String) {
+        if let Err(error) = self.pump().await {
+            tracing::debug!(%error, "client went away");
+        }
+        self.wire.output.extend_from_slice(line.as_bytes());
     }
 
     /// The next input, or a mailbox event for this account, whichever comes first. The autologout clock
@@ -562,9 +589,9 @@ where
 
     /// imap-next could not frame or parse what the client sent: BAD, with the tag when there was one,
     /// and the session goes on (imap-next answered an over-long synchronizing literal itself).
-    fn malformed(&mut self, error: FrameError) {
+    async fn malformed(&mut self, error: FrameError) -> Flow {
         let (bytes, why): (&[u8], &str) = match &error {
-            FrameError::LiteralTooLong { .. } => return,
+            FrameError::LiteralTooLong { .. } => return Flow::Continue,
             FrameError::CommandTooLong { discarded_bytes } => (discarded_bytes.declassify(), "command too long"),
             FrameError::MalformedMessage { discarded_bytes } | FrameError::ExpectedCrlfGotLf { discarded_bytes } => {
                 (discarded_bytes.declassify(), "unknown command or syntax error")
@@ -574,14 +601,26 @@ where
         if let Some(tag) = self.auth_tag.take() {
             // A continuation line that is not base64 ends the exchange; imap-next waits for us to say so.
             let _ = self.server.authenticate_finish(bad(Some(tag), "the SASL response is not base64"));
-            return;
+            return Flow::Continue;
         }
         if self.idle_tag.is_some() {
             self.server.enqueue_status(bad(None, "expected DONE"));
-            return;
+            return Flow::Continue;
+        }
+        // ESEARCH and LIST-EXTENDED syntax: the options cut out, the rest parsed by imap-codec.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some((extended, rest)) = render::rewrite_extended(bytes)
+            && let Ok((_, command)) = imap_codec::CommandCodec::default().decode(&rest)
+        {
+            let command = command.into_static();
+            self.extended = Some(extended);
+            let flow = self.command(command.tag, command.body).await;
+            self.extended = None;
+            return flow;
         }
         let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
         self.server.enqueue_status(bad(tag, why));
+        Flow::Continue
     }
 
     fn command_metric(&self, name: &str) {
@@ -1308,15 +1347,26 @@ where
             });
             return ok(tag, None, "LIST completed");
         }
-        let (Some(reference), Some(pattern)) = (render::from_utf7(&reference), render::from_utf7(&pattern)) else {
+        let decode = |text: &str| if self.utf8() { Some(text.to_owned()) } else { render::from_utf7(text) };
+        let (Some(reference), Some(pattern)) = (decode(&reference), decode(&pattern)) else {
             return ok(tag, None, "LIST completed");
         };
+        // RFC 5258 selection options and RFC 5258/5819 return options, when the command had them.
+        let (selection, returns, status_items) = match self.extended.take() {
+            Some(render::Extended::List { selection, returns, status }) => (selection, returns, status),
+            _ => Default::default(),
+        };
+        let extended = !selection.is_empty() || !returns.is_empty();
+        let has = |list: &[String], word: &str| list.iter().any(|w| w == word);
+        let subscribed_only = lsub || has(&selection, "SUBSCRIBED");
+        let mark_subscribed = has(&selection, "SUBSCRIBED") || has(&returns, "SUBSCRIBED");
         let request = pb::ListMailboxesRequest {
             account_id,
             reference,
             patterns: vec![pattern],
-            subscribed_only: lsub,
-            ..Default::default()
+            subscribed_only,
+            special_use_only: has(&selection, "SPECIAL-USE"),
+            with_status: !status_items.is_empty(),
         };
         let listed = match self.ctx.mailbox.clone().list_mailboxes(request).await {
             Ok(reply) => reply.into_inner().mailboxes,
@@ -1326,7 +1376,11 @@ where
             let attribute = |name: &str| FlagNameAttribute::from(atom(name));
             let mut items = Vec::new();
             if !mailbox.exists {
-                items.push(FlagNameAttribute::Noselect);
+                // RFC 5258 §3: \NonExistent (which implies \Noselect) for a subscribed name with no mailbox.
+                items.push(if extended { attribute("NonExistent") } else { FlagNameAttribute::Noselect });
+            }
+            if mark_subscribed && mailbox.subscribed {
+                items.push(attribute("Subscribed"));
             }
             items.push(attribute(if mailbox.has_children { "HasChildren" } else { "HasNoChildren" }));
             if let Some(special) = mailbox.special_use.strip_prefix('\\') {
@@ -1334,10 +1388,16 @@ where
             }
             let name = wire_mailbox_in(&mailbox.name, self.utf8());
             self.server.enqueue_data(if lsub {
-                Data::Lsub { items, delimiter, mailbox: name }
+                Data::Lsub { items, delimiter, mailbox: name.clone() }
             } else {
-                Data::List { items, delimiter, mailbox: name }
+                Data::List { items, delimiter, mailbox: name.clone() }
             });
+            // RFC 5819: the STATUS of each selectable mailbox, right after its LIST.
+            if let Some(status) = mailbox.status.filter(|_| mailbox.exists) {
+                let items: Vec<StatusDataItem> =
+                    status_items.iter().filter_map(|item| status_item(item, &status)).collect();
+                self.server.enqueue_data(Data::Status { mailbox: name, items: items.into() });
+            }
         }
         ok(tag, None, if lsub { "LSUB completed" } else { "LIST completed" })
     }
@@ -1473,6 +1533,37 @@ where
             })
             .collect();
         let modseq = if wants_modseq && !numbers.is_empty() { NonZeroU64::new(found.highest_modseq) } else { None };
+        if let Some(render::Extended::Search { options }) = self.extended.take() {
+            // RFC 4731: one ESEARCH line with what RETURN asked for (ALL when it asked for nothing).
+            let values: Vec<u32> = numbers.iter().map(|n| n.get()).collect();
+            let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
+            if by_uid {
+                line.push_str(" UID");
+            }
+            let all = options.is_empty() || options.iter().any(|o| o == "ALL");
+            if options.iter().any(|o| o == "MIN")
+                && let Some(min) = values.first()
+            {
+                line.push_str(&format!(" MIN {min}"));
+            }
+            if options.iter().any(|o| o == "MAX")
+                && let Some(max) = values.last()
+            {
+                line.push_str(&format!(" MAX {max}"));
+            }
+            if all && !values.is_empty() {
+                line.push_str(&format!(" ALL {}", render::uid_set_text(&values)));
+            }
+            if options.iter().any(|o| o == "COUNT") {
+                line.push_str(&format!(" COUNT {}", values.len()));
+            }
+            if let Some(modseq) = modseq {
+                line.push_str(&format!(" MODSEQ {modseq}"));
+            }
+            line.push_str("\r\n");
+            self.raw_untagged(line).await;
+            return ok(tag, None, "SEARCH completed");
+        }
         self.server.enqueue_data(Data::Search(numbers, modseq));
         ok(tag, None, "SEARCH completed")
     }
@@ -1801,6 +1892,21 @@ where
             self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
         }
     }
+}
+
+/// One STATUS item, by name, of a mailbox's status (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162).
+fn status_item(name: &str, status: &pb::MailboxStatus) -> Option<StatusDataItem> {
+    Some(match name {
+        "MESSAGES" => StatusDataItem::Messages(status.messages),
+        "RECENT" => StatusDataItem::Recent(0),
+        "UIDNEXT" => StatusDataItem::UidNext(nz(status.uidnext)),
+        "UIDVALIDITY" => StatusDataItem::UidValidity(nz(status.uidvalidity)),
+        "UNSEEN" => StatusDataItem::Unseen(status.unseen),
+        "DELETED" => StatusDataItem::Deleted(status.deleted),
+        "SIZE" => StatusDataItem::Size(status.size),
+        "HIGHESTMODSEQ" => StatusDataItem::HighestModSeq(status.highest_modseq),
+        _ => return None,
+    })
 }
 
 fn has_modseq(key: &SearchKey<'_>) -> bool {

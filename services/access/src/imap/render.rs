@@ -398,6 +398,90 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Extended syntax imap-codec does not parse
+
+/// RFC 4731 ESEARCH and RFC 5258/5819 LIST-EXTENDED/LIST-STATUS, which imap-codec 2.0 alpha cannot parse:
+/// the options are cut out and the rest of the command is left for imap-codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extended {
+    /// `SEARCH RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
+    Search { options: Vec<String> },
+    /// `LIST (selection) ref pattern RETURN (options STATUS (items))`.
+    List { selection: Vec<String>, returns: Vec<String>, status: Vec<String> },
+}
+
+/// The parenthesised list starting at `text[0] == '('`: its inside and the text after it.
+fn parenthesised(text: &str) -> Option<(&str, &str)> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some((&text[1..i], &text[i + 1..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits `line` (a whole command, CRLF optional) into what the extended syntax adds and a command
+/// imap-codec can parse; None when it is not one of these.
+pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches(['\r', '\n']);
+    let (tag, rest) = line.split_once(' ')?;
+    let upper = rest.to_ascii_uppercase();
+    for verb in ["UID SEARCH RETURN ", "SEARCH RETURN "] {
+        if upper.starts_with(verb) {
+            let (inside, after) = parenthesised(&rest[verb.len()..])?;
+            let options = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+            let criteria = after.trim();
+            let criteria = if criteria.is_empty() { "ALL" } else { criteria };
+            let command = format!("{tag} {}{criteria}\r\n", &rest[..verb.len() - "RETURN ".len()]);
+            return Some((Extended::Search { options }, command.into_bytes()));
+        }
+    }
+    if !upper.starts_with("LIST ") {
+        return None;
+    }
+    let mut middle = rest["LIST ".len()..].trim_start();
+    let mut selection = Vec::new();
+    if middle.starts_with('(') {
+        let (inside, after) = parenthesised(middle)?;
+        selection = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+        middle = after.trim_start();
+    }
+    let (mut returns, mut status) = (Vec::new(), Vec::new());
+    let upper_middle = middle.to_ascii_uppercase();
+    if let Some(at) = upper_middle.rfind(" RETURN (") {
+        let (inside, after) = parenthesised(&middle[at + " RETURN ".len()..])?;
+        if !after.trim().is_empty() {
+            return None;
+        }
+        let mut rest = inside.trim();
+        while !rest.is_empty() {
+            let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            let word = word.to_ascii_uppercase();
+            rest = after.trim_start();
+            if word == "STATUS" && rest.starts_with('(') {
+                let (items, after) = parenthesised(rest)?;
+                status = items.split_whitespace().map(str::to_ascii_uppercase).collect();
+                rest = after.trim_start();
+            }
+            returns.push(word);
+        }
+        middle = &middle[..at];
+    }
+    if selection.is_empty() && returns.is_empty() {
+        return None;
+    }
+    Some((Extended::List { selection, returns, status }, format!("{tag} LIST {middle}\r\n").into_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +528,31 @@ mod tests {
         };
         let BodyStructure::Single { body, .. } = body_structure(&part, true) else { panic!("a single part") };
         assert!(matches!(body.specific, SpecificFields::Basic { .. }));
+    }
+
+    #[test]
+    fn extended_search_and_list_are_cut_down_to_what_imap_codec_parses() {
+        let (ext, rest) = rewrite_extended(b"a1 UID SEARCH RETURN (MIN COUNT) UNSEEN SINCE 1-Jan-2026\r\n").unwrap();
+        assert_eq!(ext, Extended::Search { options: vec!["MIN".into(), "COUNT".into()] });
+        assert_eq!(rest, b"a1 UID SEARCH UNSEEN SINCE 1-Jan-2026\r\n");
+        let (ext, rest) = rewrite_extended(b"a2 search return () FLAGGED").unwrap();
+        assert_eq!(ext, Extended::Search { options: vec![] });
+        assert_eq!(rest, b"a2 search FLAGGED\r\n");
+        let (ext, rest) =
+            rewrite_extended(b"a3 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n")
+                .unwrap();
+        assert_eq!(
+            ext,
+            Extended::List {
+                selection: vec!["SUBSCRIBED".into()],
+                returns: vec!["CHILDREN".into(), "STATUS".into()],
+                status: vec!["MESSAGES".into(), "UNSEEN".into()],
+            }
+        );
+        assert_eq!(rest, b"a3 LIST \"\" \"*\"\r\n");
+        assert_eq!(rewrite_extended(b"a4 LIST \"\" *\r\n"), None, "plain LIST is imap-codec's");
+        assert_eq!(rewrite_extended(b"a5 SEARCH RETURN (MIN"), None);
+        assert_eq!(rewrite_extended(b"a6 FETCH 1 FLAGS"), None);
     }
 
     #[test]
