@@ -350,16 +350,6 @@ fn wire_mailbox_in(name: &str, utf8: bool) -> Mailbox<'static> {
     Mailbox::try_from(name).unwrap_or(Mailbox::Inbox)
 }
 
-#[cfg(test)]
-fn mailbox_name(mailbox: &Mailbox<'_>) -> Option<String> {
-    mailbox_name_in(mailbox, false)
-}
-
-#[cfg(test)]
-fn wire_mailbox(name: &str) -> Mailbox<'static> {
-    wire_mailbox_in(name, false)
-}
-
 fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
     names.iter().filter_map(|f| Flag::try_from(f.as_str()).ok()).map(|f| FlagFetch::Flag(f.into_static())).collect()
 }
@@ -1968,6 +1958,81 @@ fn copy_uid(uidvalidity: u32, source: &[u32], target: &[u32]) -> Option<Code<'st
     Some(Code::CopyUid { uid_validity: nz(uidvalidity), source: set(source)?, destination: set(target)? })
 }
 
+/// Runs `input` through the framer and every command it yields through the session's pure conversions
+/// (sequence sets, sections, search keys, mailbox names), as the session would before calling the store.
+/// For the robustness test and the fuzz target (`services/access/fuzz`); returns how many commands and
+/// how many framing errors there were.
+#[doc(hidden)]
+pub fn exercise(input: &[u8]) -> (usize, usize) {
+    let mut options = Options::default();
+    options.crlf_relaxed = true;
+    options.max_literal_size = 1024;
+    options.max_command_size = 4096;
+    let mut server = Server::new(options, Greeting::ok(None, "ready").expect("valid greeting"));
+    server.enqueue_input(input);
+    let (mut commands, mut errors) = (0, 0);
+    for _ in 0..256 {
+        match server.next() {
+            Ok(Event::CommandReceived { command }) => {
+                commands += 1;
+                convert(&command.body);
+            }
+            Ok(Event::CommandAuthenticateReceived { .. }) => {
+                let _ = server.authenticate_finish(bad(None, "done"));
+            }
+            Ok(Event::IdleCommandReceived { .. }) => {
+                let _ = server.idle_reject(bad(None, "done"));
+            }
+            Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
+            Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+            Err(Interrupt::Error(_)) => errors += 1,
+        }
+    }
+    (commands, errors)
+}
+
+/// Everything the session computes from a command before it calls the store.
+fn convert(body: &CommandBody<'_>) {
+    let uids: Vec<u32> = vec![1, 2, 5, 9, 4_294_967_295];
+    match body {
+        CommandBody::Fetch { sequence_set, macro_or_item_names, .. } => {
+            let _ = render::resolve(sequence_set, &uids, true);
+            let _ = render::resolve(sequence_set, &uids, false);
+            let _ = render::out_of_range(sequence_set, uids.len());
+            if let MacroOrMessageDataItemNames::MessageDataItemNames(names) = macro_or_item_names {
+                for name in names {
+                    if let MessageDataItemName::BodyExt { section, partial, .. } = name {
+                        let _ = section_request(section.as_ref(), *partial);
+                    }
+                }
+            }
+        }
+        CommandBody::Search { criteria, .. } => {
+            for key in criteria.as_ref() {
+                let _ = render::search_key(key, &uids);
+                let _ = has_modseq(key);
+            }
+        }
+        CommandBody::Select { mailbox, .. }
+        | CommandBody::Status { mailbox, .. }
+        | CommandBody::Copy { mailbox, .. } => {
+            for utf8 in [false, true] {
+                if let Some(name) = mailbox_name_in(mailbox, utf8) {
+                    let _ = wire_mailbox_in(&name, utf8);
+                }
+            }
+        }
+        CommandBody::List { mailbox_wildcard: ListMailbox::String(s), .. } => {
+            let _ = render::from_utf7(&String::from_utf8_lossy(s.as_ref()));
+        }
+        CommandBody::Store { sequence_set, .. } | CommandBody::ExpungeUid { sequence_set } => {
+            let text = render::uid_set_text(&render::resolve(sequence_set, &uids, true));
+            let _ = SequenceSet::try_from(text.as_str());
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod robustness {
     //! The session's pure layer fed what a hostile or broken client sends: valid commands cut, spliced
@@ -2029,69 +2094,14 @@ mod robustness {
         input
     }
 
-    /// Everything the session computes from a command before it calls the store.
-    fn convert(body: &CommandBody<'_>) {
-        let uids: Vec<u32> = vec![1, 2, 5, 9, 4_294_967_295];
-        match body {
-            CommandBody::Fetch { sequence_set, macro_or_item_names, .. } => {
-                let _ = render::resolve(sequence_set, &uids, true);
-                let _ = render::resolve(sequence_set, &uids, false);
-                let _ = render::out_of_range(sequence_set, uids.len());
-                if let MacroOrMessageDataItemNames::MessageDataItemNames(names) = macro_or_item_names {
-                    for name in names {
-                        if let MessageDataItemName::BodyExt { section, partial, .. } = name {
-                            let _ = section_request(section.as_ref(), *partial);
-                        }
-                    }
-                }
-            }
-            CommandBody::Search { criteria, .. } => {
-                for key in criteria.as_ref() {
-                    let _ = render::search_key(key, &uids);
-                    let _ = has_modseq(key);
-                }
-            }
-            CommandBody::Select { mailbox, .. }
-            | CommandBody::Status { mailbox, .. }
-            | CommandBody::Copy { mailbox, .. } => {
-                if let Some(name) = mailbox_name(mailbox) {
-                    let _ = wire_mailbox(&name);
-                }
-            }
-            CommandBody::List { mailbox_wildcard: ListMailbox::String(s), .. } => {
-                let _ = render::from_utf7(&String::from_utf8_lossy(s.as_ref()));
-            }
-            CommandBody::Store { sequence_set, .. } | CommandBody::ExpungeUid { sequence_set } => {
-                let text = render::uid_set_text(&render::resolve(sequence_set, &uids, true));
-                let _ = SequenceSet::try_from(text.as_str());
-            }
-            _ => {}
-        }
-    }
-
     #[test]
     fn mutated_commands_never_panic_the_framer_or_the_conversions() {
         let mut rng = Rng(0x5eed_1234_abcd_0042);
         let (mut commands, mut errors) = (0, 0);
         for _ in 0..3_000 {
-            let mut options = Options::default();
-            options.crlf_relaxed = true;
-            options.max_literal_size = 1024;
-            options.max_command_size = 4096;
-            let greeting = Greeting::ok(None, "ready").unwrap();
-            let mut server = Server::new(options, greeting);
-            server.enqueue_input(&mutate(&mut rng));
-            for _ in 0..64 {
-                match server.next() {
-                    Ok(Event::CommandReceived { command }) => {
-                        commands += 1;
-                        convert(&command.body);
-                    }
-                    Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
-                    Err(Interrupt::Io(Io::NeedMoreInput)) => break,
-                    Err(Interrupt::Error(_)) => errors += 1,
-                }
-            }
+            let (c, e) = exercise(&mutate(&mut rng));
+            commands += c;
+            errors += e;
         }
         // Both kinds occur, so the generator exercises the conversions and the error paths alike.
         assert!(commands > 100 && errors > 100, "{commands} commands, {errors} errors");
