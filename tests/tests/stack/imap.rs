@@ -674,6 +674,10 @@ async fn esearch_list_extended_and_list_status() {
         ["raw", "a7 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN)"],
         ["raw", "a8 LIST \"\" \"INBOX\" RETURN (STATUS (MESSAGES UNSEEN SIZE))"],
         ["raw", "a9 SEARCH RETURN (MIN"],
+        ["raw", "b1 SEARCH RETURN é(MIN) ALL"],
+        ["raw", "b2 SEARCH RETURN (FOO) ALL"],
+        ["raw", "b3 ENABLE UTF8=ACCEPT"],
+        ["raw", "b4 NOOP"],
     ]);
     let results = imap_session(stack.imap_addr(), None, steps).await;
     let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
@@ -690,5 +694,9 @@ async fn esearch_list_extended_and_list_status() {
     assert_eq!(status[0], "* LIST (\\HasNoChildren) \"/\" INBOX");
     assert!(status[1].starts_with("* STATUS INBOX (MESSAGES 4 UNSEEN 2 SIZE "), "{status:?}");
     assert!(lines(9).last().unwrap().starts_with("a9 BAD"), "{:?}", lines(9));
+    assert!(lines(10).last().unwrap().starts_with("b1 BAD"), "{:?}", lines(10));
+    assert!(lines(11).last().unwrap().starts_with("b2 BAD"), "unknown RETURN option: {:?}", lines(11));
+    assert!(lines(12).last().unwrap().starts_with("b3 BAD"), "ENABLE while selected: {:?}", lines(12));
+    assert!(lines(13).last().unwrap().starts_with("b4 OK"), "{:?}", lines(13));
     stack.stop().await;
 }

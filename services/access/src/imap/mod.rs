@@ -149,7 +149,7 @@ struct Selected {
     /// An event said the mailbox changed since the session last looked.
     dirty: bool,
     /// Expunged elsewhere, not yet announced (EXPUNGE must wait for a command that allows it).
-    vanished: Vec<u32>,
+    vanished: std::collections::BTreeSet<u32>,
 }
 
 enum State {
@@ -587,27 +587,33 @@ where
                 (discarded_bytes.declassify(), "unknown command or syntax error")
             }
         };
-        self.command_metric("malformed");
         if let Some(tag) = self.auth_tag.take() {
+            self.command_metric("malformed");
             // A continuation line that is not base64 ends the exchange; imap-next waits for us to say so.
             let _ = self.server.authenticate_finish(bad(Some(tag), "the SASL response is not base64"));
             return Flow::Continue;
         }
         if self.idle_tag.is_some() {
+            self.command_metric("malformed");
             self.server.enqueue_status(bad(None, "expected DONE"));
             return Flow::Continue;
         }
         // ESEARCH and LIST-EXTENDED syntax: the options cut out, the rest parsed by imap-codec.
         if let FrameError::MalformedMessage { .. } = &error
+            && bytes.len() as u64 <= self.ctx.max_message_size.saturating_add(64 * 1024)
+            && !render::has_literal(bytes)
             && let Some((extended, rest)) = render::rewrite_extended(bytes)
             && let Ok((_, command)) = imap_codec::CommandCodec::default().decode(&rest)
         {
             let command = command.into_static();
+            self.command_metric(command.body.name());
             self.extended = Some(extended);
-            let flow = self.command(command.tag, command.body).await;
+            let span = tracing::info_span!("imap.command", command = command.body.name());
+            let flow = self.command(command.tag, command.body).instrument(span).await;
             self.extended = None;
             return flow;
         }
+        self.command_metric("malformed");
         let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
         self.server.enqueue_status(bad(tag, why));
         Flow::Continue
@@ -814,6 +820,9 @@ where
             }
             (CommandBody::Login { .. }, Some(_)) => bad(Some(tag), "already authenticated"),
             (_, None) => bad(Some(tag), "log in first"),
+            (CommandBody::Enable { .. }, Some(_)) if selected => {
+                bad(Some(tag), "ENABLE is for the authenticated state (RFC 5161)")
+            }
             (CommandBody::Enable { capabilities }, Some(_)) => {
                 let mut enabled = Vec::new();
                 for capability in capabilities.as_ref() {
@@ -934,10 +943,14 @@ where
                     // RFC 7162 §3.2.6: VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled.
                     bad(Some(tag), "VANISHED needs UID FETCH with CHANGEDSINCE, after ENABLE QRESYNC")
                 } else {
-                    if vanished && let Some(since) = changed_since {
-                        self.vanished_earlier(id, &sequence_set, since).await;
+                    let earlier = match changed_since.filter(|_| vanished) {
+                        Some(since) => self.vanished_earlier(id, &sequence_set, since).await,
+                        None => Ok(()),
+                    };
+                    match earlier {
+                        Ok(()) => self.fetch(tag, id, &sequence_set, &macro_or_item_names, uid, changed_since).await,
+                        Err(status) => refusal(tag, &status),
                     }
-                    self.fetch(tag, id, &sequence_set, &macro_or_item_names, uid, changed_since).await
                 }
             }
             (CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers }, Some(id)) => {
@@ -1019,8 +1032,8 @@ where
             selected.highest_modseq = selected.highest_modseq.max(changes.highest_modseq);
             let known = selected.uids.last().copied().unwrap_or(0);
             for uid in changes.vanished {
-                if selected.uids.binary_search(&uid).is_ok() && !selected.vanished.contains(&uid) {
-                    selected.vanished.push(uid);
+                if selected.uids.binary_search(&uid).is_ok() {
+                    selected.vanished.insert(uid);
                 }
             }
             let mut data = Vec::new();
@@ -1059,17 +1072,21 @@ where
             && let Some(selected) = self.state.selected()
             && !selected.vanished.is_empty()
         {
-            let mut gone = std::mem::take(&mut selected.vanished);
-            gone.sort_unstable();
+            let gone = std::mem::take(&mut selected.vanished);
+            // Each EXPUNGE numbers the message as it is after the ones before it (RFC 9051 §7.5.1); one
+            // pass over the map rather than a removal per UID.
             let mut expunges = Vec::new();
             let mut vanished = Vec::new();
-            for uid in gone {
-                if let Ok(index) = selected.uids.binary_search(&uid) {
-                    selected.uids.remove(index);
-                    expunges.push(Data::Expunge(nz(index as u32 + 1)));
+            let mut kept = Vec::with_capacity(selected.uids.len().saturating_sub(gone.len()));
+            for &uid in &selected.uids {
+                if gone.contains(&uid) {
+                    expunges.push(Data::Expunge(nz(kept.len() as u32 + 1)));
                     vanished.push(uid);
+                } else {
+                    kept.push(uid);
                 }
             }
+            selected.uids = kept;
             if qresync {
                 // RFC 7162 §3.2.10: with QRESYNC, one VANISHED instead of an EXPUNGE per message.
                 if let Ok(known_uids) = SequenceSet::try_from(render::uid_set_text(&vanished).as_str()) {
@@ -1157,13 +1174,16 @@ where
                 uids: selected.uids,
                 highest_modseq: status.highest_modseq,
                 dirty: false,
-                vanished: Vec::new(),
+                vanished: Default::default(),
             },
         );
         if let Some((uidvalidity, since, known)) = resync
             && uidvalidity == status.uidvalidity
+            && let Err(status) = self.resync(account_id, since, known.as_ref()).await
         {
-            self.resync(account_id, since, known.as_ref()).await;
+            // The client would keep a MODSEQ that its cache does not match: no SELECT rather than a wrong one.
+            self.state.deselect();
+            return refusal(tag, &status);
         }
         let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
         ok(tag, Some(code), if read_only { "EXAMINE completed" } else { "SELECT completed" })
@@ -1171,16 +1191,15 @@ where
 
     /// SELECT (QRESYNC (uidvalidity modseq [known-uids])), RFC 7162 §3.2.5.1: what the client's cache
     /// missed since its MODSEQ, as VANISHED (EARLIER) and FETCH (UID FLAGS MODSEQ).
-    async fn resync(&mut self, account_id: i64, since: u64, known: Option<&SequenceSet>) {
-        let Some(selected) = self.state.selected() else { return };
+    async fn resync(&mut self, account_id: i64, since: u64, known: Option<&SequenceSet>) -> Result<(), tonic::Status> {
+        let Some(selected) = self.state.selected() else { return Ok(()) };
         let request = pb::ChangesRequest { account_id, mailbox: selected.name.clone(), since_modseq: since };
-        let Ok(changes) = self.ctx.mailbox.clone().changes(request).await.map(tonic::Response::into_inner) else {
-            return;
-        };
-        let Some(selected) = self.state.selected() else { return };
+        let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
+        let Some(selected) = self.state.selected() else { return Ok(()) };
         let mut gone = changes.vanished;
         if let Some(known) = known {
-            gone = render::resolve(known, &gone, true);
+            let largest = selected.uids.last().copied().unwrap_or(0).max(gone.last().copied().unwrap_or(0));
+            gone = render::resolve_with_largest(known, &gone, largest);
         }
         if let Ok(known_uids) = SequenceSet::try_from(render::uid_set_text(&gone).as_str()) {
             self.server.enqueue_data(Data::Vanished { earlier: true, known_uids });
@@ -1197,19 +1216,22 @@ where
         for item in data {
             self.server.enqueue_data(item);
         }
+        Ok(())
     }
 
     /// UID FETCH … (CHANGEDSINCE m VANISHED), RFC 7162 §3.2.6: the UIDs of the set expunged since m.
-    async fn vanished_earlier(&mut self, account_id: i64, set: &SequenceSet, since: u64) {
-        let Some(selected) = self.state.selected() else { return };
+    async fn vanished_earlier(&mut self, account_id: i64, set: &SequenceSet, since: u64) -> Result<(), tonic::Status> {
+        let Some(selected) = self.state.selected() else { return Ok(()) };
         let request = pb::ChangesRequest { account_id, mailbox: selected.name.clone(), since_modseq: since };
-        let Ok(changes) = self.ctx.mailbox.clone().changes(request).await.map(tonic::Response::into_inner) else {
-            return;
-        };
-        let gone = render::resolve(set, &changes.vanished, true);
+        let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
+        let Some(selected) = self.state.selected() else { return Ok(()) };
+        // `*` is the mailbox's largest UID, not the largest expunged one.
+        let largest = selected.uids.last().copied().unwrap_or(0).max(changes.vanished.last().copied().unwrap_or(0));
+        let gone = render::resolve_with_largest(set, &changes.vanished, largest);
         if let Ok(known_uids) = SequenceSet::try_from(render::uid_set_text(&gone).as_str()) {
             self.server.enqueue_data(Data::Vanished { earlier: true, known_uids });
         }
+        Ok(())
     }
 
     /// RFC 9208: one quota root, "", for the whole account, with STORAGE (in KiB) and MESSAGE limits.
@@ -1221,6 +1243,14 @@ where
     ) -> Status<'static> {
         use imap_types::core::AString;
         use imap_types::extensions::quota::{QuotaGet, Resource};
+        if let Some(mailbox) = &mailbox {
+            // RFC 9208 §4.3: GETQUOTAROOT of a mailbox that does not exist is NO.
+            let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
+            if let Err(status) = self.ctx.mailbox.clone().status(pb::StatusRequest { account_id, mailbox: name }).await
+            {
+                return refusal(tag, &status);
+            }
+        }
         let usage = match self.ctx.mailbox.clone().get_quota(pb::GetQuotaRequest { account_id }).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1985,7 +2015,15 @@ pub fn exercise(input: &[u8]) -> (usize, usize) {
             }
             Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
             Err(Interrupt::Io(Io::NeedMoreInput)) => break,
-            Err(Interrupt::Error(_)) => errors += 1,
+            Err(Interrupt::Error(error)) => {
+                errors += 1;
+                if let FrameError::MalformedMessage { discarded_bytes } = &error
+                    && let Some((_, rest)) = render::rewrite_extended(discarded_bytes.declassify())
+                    && let Ok((_, command)) = imap_codec::CommandCodec::default().decode(&rest)
+                {
+                    convert(&command.body);
+                }
+            }
         }
     }
     (commands, errors)

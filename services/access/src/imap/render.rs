@@ -105,6 +105,28 @@ pub fn from_utf7(name: &str) -> Option<String> {
 /// UID range is valid whatever its ends; UIDs that do not exist are left out). Never expands the set.
 pub fn resolve(set: &SequenceSet, uids: &[u32], by_uid: bool) -> Vec<u32> {
     let largest = if by_uid { uids.last().copied().unwrap_or(0) } else { uids.len() as u32 };
+    resolve_in(set, uids, by_uid, largest)
+}
+
+/// The UIDs of `uids` a UID set names, with `*` standing for `largest` (the mailbox's largest UID, when
+/// `uids` is some other list, such as expunged UIDs).
+pub fn resolve_with_largest(set: &SequenceSet, uids: &[u32], largest: u32) -> Vec<u32> {
+    resolve_in(set, uids, true, largest)
+}
+
+/// Whether a command line carries a literal (`{n}`, `{n+}`): the extended-syntax rewrite leaves those to
+/// the framer's limits and answers BAD.
+pub fn has_literal(line: &[u8]) -> bool {
+    line.iter().enumerate().filter(|&(_, &b)| b == b'{').any(|(at, _)| {
+        let rest = &line[at + 1..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let rest = &rest[digits..];
+        let rest = rest.strip_prefix(b"+").or_else(|| rest.strip_prefix(b"-")).unwrap_or(rest);
+        digits > 0 && rest.first() == Some(&b'}')
+    })
+}
+
+fn resolve_in(set: &SequenceSet, uids: &[u32], by_uid: bool, largest: u32) -> Vec<u32> {
     let value = |s: &SeqOrUid| match s {
         SeqOrUid::Value(v) => v.get(),
         SeqOrUid::Asterisk => largest,
@@ -411,8 +433,11 @@ pub enum Extended {
     List { selection: Vec<String>, returns: Vec<String>, status: Vec<String> },
 }
 
-/// The parenthesised list starting at `text[0] == '('`: its inside and the text after it.
+/// The parenthesised list at the start of `text`: its inside and the text after it.
 fn parenthesised(text: &str) -> Option<(&str, &str)> {
+    if !text.starts_with('(') {
+        return None;
+    }
     let mut depth = 0usize;
     for (i, c) in text.char_indices() {
         match c {
@@ -432,13 +457,18 @@ fn parenthesised(text: &str) -> Option<(&str, &str)> {
 /// Splits `line` (a whole command, CRLF optional) into what the extended syntax adds and a command
 /// imap-codec can parse; None when it is not one of these.
 pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches(['\r', '\n']);
+    let line = std::str::from_utf8(line).ok()?;
+    let line = line.strip_suffix("\r\n").or_else(|| line.strip_suffix('\n')).unwrap_or(line);
     let (tag, rest) = line.split_once(' ')?;
     let upper = rest.to_ascii_uppercase();
     for verb in ["UID SEARCH RETURN ", "SEARCH RETURN "] {
         if upper.starts_with(verb) {
             let (inside, after) = parenthesised(&rest[verb.len()..])?;
-            let options = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+            let options: Vec<String> = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+            // RFC 4731's return options; anything else is a syntax error (BAD).
+            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL"].contains(&o.as_str())) {
+                return None;
+            }
             let criteria = after.trim();
             let criteria = if criteria.is_empty() { "ALL" } else { criteria };
             let command = format!("{tag} {}{criteria}\r\n", &rest[..verb.len() - "RETURN ".len()]);
@@ -453,6 +483,10 @@ pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     if middle.starts_with('(') {
         let (inside, after) = parenthesised(middle)?;
         selection = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+        // RFC 5258 §3: an unknown selection option is BAD. REMOTE selects nothing more here (no referrals).
+        if !selection.iter().all(|o| ["SUBSCRIBED", "REMOTE", "SPECIAL-USE"].contains(&o.as_str())) {
+            return None;
+        }
         middle = after.trim_start();
     }
     let (mut returns, mut status) = (Vec::new(), Vec::new());
@@ -471,6 +505,9 @@ pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
                 let (items, after) = parenthesised(rest)?;
                 status = items.split_whitespace().map(str::to_ascii_uppercase).collect();
                 rest = after.trim_start();
+            }
+            if !["SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"].contains(&word.as_str()) {
+                return None;
             }
             returns.push(word);
         }
@@ -553,6 +590,10 @@ mod tests {
         assert_eq!(rewrite_extended(b"a4 LIST \"\" *\r\n"), None, "plain LIST is imap-codec's");
         assert_eq!(rewrite_extended(b"a5 SEARCH RETURN (MIN"), None);
         assert_eq!(rewrite_extended(b"a6 FETCH 1 FLAGS"), None);
+        assert_eq!(rewrite_extended("a7 SEARCH RETURN é(MIN)\r\n".as_bytes()), None, "no panic on a multibyte char");
+        assert_eq!(rewrite_extended(b"a8 SEARCH RETURN (FOO) ALL"), None, "unknown return option");
+        assert_eq!(rewrite_extended(b"a9 LIST (FOO) \"\" *"), None, "unknown selection option");
+        assert!(has_literal(b"a SEARCH RETURN (COUNT) BODY {5+}") && !has_literal(b"a SEARCH ALL"));
     }
 
     #[test]
