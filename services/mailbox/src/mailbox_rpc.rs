@@ -455,8 +455,8 @@ async fn stream_fetch(
                 }
             };
             let content = octets.get(&row.message_id).map(Vec::as_slice).unwrap_or_default();
-            let sections: Vec<Option<Vec<u8>>> =
-                request.sections.iter().map(|s| sections::extract(content, &structure, s)).collect();
+            let sections: Vec<Result<Option<Vec<u8>>, sections::UnknownCte>> =
+                request.sections.iter().map(|s| sections::extract_section(content, &structure, s)).collect();
             let meta = pb::FetchedMessage {
                 uid: row.uid,
                 flags: row.flags.clone(),
@@ -465,14 +465,21 @@ async fn stream_fetch(
                 size: row.size,
                 envelope: if request.envelope { structure.envelope.clone() } else { None },
                 body_structure: if request.body_structure { structure.body.clone() } else { None },
-                section_sizes: sections.iter().map(|s| s.as_ref().map_or(-1, |d| d.len() as i64)).collect(),
+                section_sizes: sections
+                    .iter()
+                    .map(|s| match s {
+                        Ok(Some(data)) => data.len() as i64,
+                        Ok(None) => -1,
+                        Err(sections::UnknownCte) => -2,
+                    })
+                    .collect(),
             };
             let item = pb::fetch_response::Item::Message(meta);
             if sender.send(Ok(pb::FetchResponse { item: Some(item) })).await.is_err() {
                 return Ok(()); // The caller went away.
             }
             for (index, data) in sections.into_iter().enumerate() {
-                for chunk in data.unwrap_or_default().chunks(CHUNK) {
+                for chunk in data.ok().flatten().unwrap_or_default().chunks(CHUNK) {
                     let chunk = pb::SectionChunk { section: index as u32, data: chunk.to_vec() };
                     let item = pb::fetch_response::Item::Chunk(chunk);
                     if sender.send(Ok(pb::FetchResponse { item: Some(item) })).await.is_err() {

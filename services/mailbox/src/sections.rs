@@ -5,6 +5,39 @@ use mailbus_proto::v1::{self as pb, SectionText};
 
 use crate::mime::is_message;
 
+/// A section's octets, decoded for BINARY when the section asks: `Err` when its Content-Transfer-Encoding
+/// is one BINARY cannot undo (RFC 3516 UNKNOWN-CTE), or does not decode.
+pub fn extract_section(
+    content: &[u8],
+    structure: &pb::MessageStructure,
+    section: &pb::Section,
+) -> Result<Option<Vec<u8>>, UnknownCte> {
+    if !section.decode {
+        return Ok(extract(content, structure, section));
+    }
+    let whole = pb::Section { offset: None, length: None, decode: false, ..section.clone() };
+    let Some(raw) = extract(content, structure, &whole) else { return Ok(None) };
+    let encoding = match section.part.as_slice() {
+        [] => "7BIT".to_owned(),
+        path => {
+            structure.body.as_ref().and_then(|root| find(root, path)).map_or_else(String::new, |p| p.encoding.clone())
+        }
+    };
+    let decoded = match encoding.as_str() {
+        "7BIT" | "8BIT" | "BINARY" | "" => raw,
+        "BASE64" => mail_parser::decoders::base64::base64_decode(&raw).ok_or(UnknownCte)?,
+        "QUOTED-PRINTABLE" => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(&raw).ok_or(UnknownCte)?
+        }
+        _ => return Err(UnknownCte),
+    };
+    Ok(Some(partial(&decoded, section.offset, section.length).to_vec()))
+}
+
+/// RFC 3516: a Content-Transfer-Encoding the server cannot undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCte;
+
 /// The octets a section names, or None when the message has no such part (IMAP answers those with an
 /// empty string, as Dovecot does).
 pub fn extract<'a>(content: &'a [u8], structure: &pb::MessageStructure, section: &pb::Section) -> Option<Vec<u8>> {
@@ -147,6 +180,7 @@ Content-Type: text/html\r\n\
             fields: fields.iter().map(|f| f.to_string()).collect(),
             offset: None,
             length: None,
+            decode: false,
         };
         extract(MESSAGE, &structure, &section).map(|b| String::from_utf8(b).unwrap())
     }
@@ -187,6 +221,21 @@ Content-Type: text/html\r\n\
         assert_eq!(get(&[1, 2], Full, &[]), None);
         assert_eq!(get(&[1], Header, &[]), None, "HEADER applies only to message parts");
         assert_eq!(get(&[0], Full, &[]), None);
+    }
+
+    #[test]
+    fn binary_undoes_the_transfer_encoding() {
+        let message = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        let structure = parse(message).structure;
+        let binary = |part: u32| {
+            let section =
+                pb::Section { part: vec![part], text: SectionText::Full.into(), decode: true, ..Default::default() };
+            extract_section(message, &structure, &section)
+        };
+        assert_eq!(binary(1), Ok(Some(vec![0, 1, 2, 3])));
+        assert_eq!(binary(2), Ok(Some("café".as_bytes().to_vec())));
+        assert_eq!(binary(3), Err(UnknownCte));
+        assert_eq!(binary(4), Ok(None));
     }
 
     #[test]

@@ -700,3 +700,26 @@ async fn esearch_list_extended_and_list_status() {
     assert!(lines(13).last().unwrap().starts_with("b4 OK"), "{:?}", lines(13));
     stack.stop().await;
 }
+
+/// BINARY (RFC 3516): a part with its transfer encoding undone, its size, and UNKNOWN-CTE.
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_fetches_decoded_parts() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("ned@example.org", "pw").await;
+    let mime = b"Subject: b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nplain\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gYmluYXJ5DQo=\r\n--x\r\nContent-Transfer-Encoding: x-unknown\r\n\r\n???\r\n--x--\r\n";
+    crate::store::append(&stack, id, "INBOX", &[], None, mime).await.unwrap();
+    let steps = json!([
+        ["raw", "a1 LOGIN ned@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])"],
+        ["raw", "a4 FETCH 1 (BINARY.PEEK[3])"],
+        ["raw", "a5 CAPABILITY"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let text = |i: usize| reply(&results[i]).1;
+    assert!(text(3).starts_with("* 1 FETCH (BINARY[2] ~{14}\nhello binary\n"), "{}", text(3));
+    assert!(text(3).contains("BINARY.SIZE[2] 14)") && text(3).contains("a3 OK"), "{}", text(3));
+    assert!(text(4).contains("a4 NO [UNKNOWN-CTE]"), "{}", text(4));
+    assert!(text(5).contains(" BINARY"), "{}", text(5));
+    stack.stop().await;
+}

@@ -409,7 +409,7 @@ where
                 }
             }
             _ => {
-                caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect]);
+                caps.extend([Capability::UidPlus, Capability::Move, Capability::Unselect, Capability::Binary]);
                 caps.extend(
                     [
                         "CHILDREN",
@@ -1792,9 +1792,11 @@ where
                     set_seen = true;
                     Some(section_request(Some(&Section::Text(None)), None))
                 }
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
-                    return bad(Some(tag), "BINARY is not offered");
+                MessageDataItemName::Binary { section, partial, peek } => {
+                    set_seen |= !peek;
+                    Some(binary_request(section, *partial))
                 }
+                MessageDataItemName::BinarySize { section } => Some(binary_request(section, None)),
                 _ => None,
             };
             section_of.push(wanted.map(|section| {
@@ -1824,6 +1826,7 @@ where
             Err(status) => return refusal(tag, &status),
         };
         let mut current: Option<(pb::FetchedMessage, Vec<Vec<u8>>)> = None;
+        let mut unknown_cte = false;
         loop {
             let item = match stream.message().await {
                 Ok(item) => item,
@@ -1848,12 +1851,17 @@ where
                     match next {
                         Some(pb::fetch_response::Item::Message(message)) => {
                             let count = message.section_sizes.len();
+                            unknown_cte |= message.section_sizes.contains(&-2);
                             current = Some((message, vec![Vec::new(); count]));
                         }
                         _ => break,
                     }
                 }
             }
+        }
+        if unknown_cte {
+            // RFC 3516 §4.2: a transfer encoding BINARY cannot undo fails the FETCH.
+            return no(tag, Some(Code::UnknownCte), "a part's Content-Transfer-Encoding cannot be decoded");
         }
         if ghosts {
             // RFC 5530: the client asked for messages it does not know are gone; the rest were sent.
@@ -1897,6 +1905,19 @@ where
                     origin: partial.map(|(start, _)| start),
                     data: render::literal(take(&mut data)),
                 },
+                MessageDataItemName::Binary { section: part, .. } => {
+                    use imap_types::core::{LiteralMode, NString8};
+                    use imap_types::extensions::binary::Literal8;
+                    let data = take(&mut data);
+                    MessageDataItem::Binary {
+                        section: part.clone(),
+                        value: NString8::Literal8(Literal8 { data: data.into(), mode: LiteralMode::Sync }),
+                    }
+                }
+                MessageDataItemName::BinarySize { section: part } => MessageDataItem::BinarySize {
+                    section: part.clone(),
+                    size: take(&mut data).len().min(u32::MAX as usize) as u32,
+                },
                 MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(render::literal(take(&mut data))),
                 MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(render::literal(take(&mut data))),
                 MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(render::literal(take(&mut data))),
@@ -1904,7 +1925,6 @@ where
                     Some(modseq) => MessageDataItem::ModSeq(modseq),
                     None => continue,
                 },
-                _ => continue,
             };
             items.push(item);
         }
@@ -1961,7 +1981,13 @@ fn section_request(section: Option<&Section<'_>>, partial: Option<(u32, NonZeroU
         fields,
         offset: partial.map(|(start, _)| u64::from(start)),
         length: partial.map(|(_, length)| u64::from(length.get())),
+        decode: false,
     }
+}
+
+/// RFC 3516 BINARY[part]<partial> and BINARY.SIZE[part]: the part's body, transfer encoding undone.
+fn binary_request(part: &[NonZeroU32], partial: Option<(u32, NonZeroU32)>) -> pb::Section {
+    pb::Section { part: part.iter().map(|n| n.get()).collect(), decode: true, ..section_request(None, partial) }
 }
 
 /// RFC 4315 COPYUID: the target's UIDVALIDITY, then source and target UIDs in corresponding order.
