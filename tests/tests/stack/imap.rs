@@ -723,3 +723,43 @@ async fn binary_fetches_decoded_parts() {
     assert!(text(5).contains(" BINARY"), "{}", text(5));
     stack.stop().await;
 }
+
+/// ENABLE IMAP4rev2 (RFC 9051): ESEARCH answers SEARCH, no RECENT, UTF-8 names; and SEARCHRES's `$`.
+#[tokio::test(flavor = "multi_thread")]
+async fn imap4rev2_when_enabled_and_searchres() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("ola@example.org", "pw").await;
+    for n in 1..=3u32 {
+        let flags: &[&str] = if n == 2 { &["\\Seen"] } else { &[] };
+        crate::store::append(&stack, id, "INBOX", flags, None, format!("Subject: r{n}\r\n\r\nx\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN ola@example.org pw"],
+        ["raw", "a2 ENABLE IMAP4rev2"],
+        ["raw", "a3 SELECT INBOX"],
+        ["raw", "a4 SEARCH UNSEEN"],
+        ["raw", "a5 SEARCH RETURN (SAVE) UNSEEN"],
+        ["raw", "a6 FETCH $ (UID)"],
+        ["raw", "a7 UID STORE $ +FLAGS (\\Flagged)"],
+        ["raw", "a8 CREATE \"Entwürfe\""],
+        ["raw", "a9 LIST \"\" Entw*"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let text = |i: usize| reply(&results[i]).1;
+    assert!(ok(&results, 0).contains("IMAP4rev2"), "advertised in the greeting");
+    assert!(text(2).contains("* ENABLED IMAP4rev2"), "{}", text(2));
+    assert!(!text(3).contains("RECENT"), "{}", text(3));
+    assert!(text(4).contains("* ESEARCH (TAG \"a4\") ALL 1,3"), "{}", text(4));
+    assert!(!text(5).contains("ESEARCH") && text(5).contains("a5 OK"), "{}", text(5));
+    assert!(
+        text(6).contains("* 1 FETCH (UID 1)") && text(6).contains("* 3 FETCH (UID 3)") && !text(6).contains("UID 2"),
+        "{}",
+        text(6)
+    );
+    assert!(text(7).contains("FLAGS (\\Flagged) UID 3)") && text(7).contains("a7 OK"), "{}", text(7));
+    let octets = |s: &str| s.bytes().map(char::from).collect::<String>();
+    assert!(text(9).contains(&octets("Entwürfe")), "UTF-8 names in IMAP4rev2: {}", text(9));
+    stack.stop().await;
+}

@@ -122,6 +122,8 @@ struct Login {
     qresync: bool,
     /// ENABLE UTF8=ACCEPT (RFC 6855).
     utf8: bool,
+    /// ENABLE IMAP4rev2 (RFC 9051): UTF-8 names, ESEARCH replies to SEARCH, no \Recent.
+    rev2: bool,
     /// None after NATS dropped the subscription, until it is made again.
     events: Option<async_nats::Subscriber>,
     _slot: UserSlot,
@@ -148,6 +150,8 @@ struct Selected {
     highest_modseq: u64,
     /// An event said the mailbox changed since the session last looked.
     dirty: bool,
+    /// The last SEARCH RETURN (SAVE) result, by UID, for `$` (RFC 5182).
+    saved: Vec<u32>,
     /// Expunged elsewhere, not yet announced (EXPUNGE must wait for a command that allows it).
     vanished: std::collections::BTreeSet<u32>,
 }
@@ -385,9 +389,13 @@ impl<IO> Connection<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// ENABLE UTF8=ACCEPT was given: mailbox names are UTF-8 both ways.
+    /// ENABLE UTF8=ACCEPT or IMAP4rev2 was given: mailbox names are UTF-8 both ways.
     fn utf8(&self) -> bool {
-        self.state.login().is_some_and(|l| l.utf8)
+        self.state.login().is_some_and(|l| l.utf8 || l.rev2)
+    }
+
+    fn rev2(&self) -> bool {
+        self.state.login().is_some_and(|l| l.rev2)
     }
 
     fn name_of(&self, mailbox: &Mailbox<'_>) -> Option<String> {
@@ -396,6 +404,7 @@ where
 
     fn capabilities(&self) -> Vec1<Capability<'static>> {
         let mut caps = vec![Capability::Imap4Rev1, Capability::LiteralPlus, Capability::SaslIr, Capability::Idle];
+        caps.push(Capability::from(atom("IMAP4rev2")));
         caps.extend(["ID", "ENABLE", "NAMESPACE"].map(|c| Capability::from(atom(c))));
         match &self.state {
             State::NotAuthenticated { .. } => {
@@ -598,6 +607,42 @@ where
             self.server.enqueue_status(bad(None, "expected DONE"));
             return Flow::Continue;
         }
+        // RFC 5182 `$`: the saved search result, written out as the set it stands for.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some(selected) = self.state.selected()
+            && let Some(line) = render::substitute_saved(bytes, &selected.saved, &selected.uids)
+        {
+            let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
+            return match line {
+                None => {
+                    // `$` is empty: the command acts on no message.
+                    self.server.enqueue_status(Status::ok(tag, None, "no messages in $").expect("ASCII"));
+                    Flow::Continue
+                }
+                Some(line) => {
+                    // Run it now, in its place among pipelined commands; it may use the extended syntax too.
+                    let (extended, line) = match render::rewrite_extended(&line) {
+                        Some((extended, rest)) => (Some(extended), rest),
+                        None => (None, line),
+                    };
+                    match imap_codec::CommandCodec::default().decode(&line) {
+                        Ok((_, command)) => {
+                            let command = command.into_static();
+                            self.command_metric(command.body.name());
+                            self.extended = extended;
+                            let flow = self.command(command.tag, command.body).await;
+                            self.extended = None;
+                            flow
+                        }
+                        Err(_) => {
+                            self.command_metric("malformed");
+                            self.server.enqueue_status(bad(tag, "unknown command or syntax error"));
+                            Flow::Continue
+                        }
+                    }
+                }
+            };
+        }
         // ESEARCH and LIST-EXTENDED syntax: the options cut out, the rest parsed by imap-codec.
         if let FrameError::MalformedMessage { .. } = &error
             && bytes.len() as u64 <= self.ctx.max_message_size.saturating_add(64 * 1024)
@@ -752,6 +797,7 @@ where
             condstore: false,
             qresync: false,
             utf8: false,
+            rev2: false,
             events: Some(events),
             _slot: slot,
         });
@@ -831,6 +877,13 @@ where
                         && let Some(login) = self.state.login_mut()
                     {
                         login.utf8 = true;
+                        enabled.push(capability.clone());
+                        continue;
+                    }
+                    if name.eq_ignore_ascii_case("IMAP4REV2")
+                        && let Some(login) = self.state.login_mut()
+                    {
+                        login.rev2 = true;
                         enabled.push(capability.clone());
                         continue;
                     }
@@ -1140,7 +1193,10 @@ where
         );
         self.server.enqueue_data(Data::Flags(flags.clone()));
         self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
-        self.server.enqueue_data(Data::Recent(0));
+        if !self.rev2() {
+            // IMAP4rev2 has no \Recent and no RECENT response.
+            self.server.enqueue_data(Data::Recent(0));
+        }
         if let Some(position) = selected.uids.iter().position(|&u| u == selected.first_unseen_uid) {
             let unseen = Status::ok(None, Some(Code::Unseen(nz(position as u32 + 1))), "first unseen").expect("ASCII");
             self.server.enqueue_status(unseen);
@@ -1175,6 +1231,7 @@ where
                 highest_modseq: status.highest_modseq,
                 dirty: false,
                 vanished: Default::default(),
+                saved: Vec::new(),
             },
         );
         if let Some((uidvalidity, since, known)) = resync
@@ -1523,6 +1580,7 @@ where
         criteria: &[SearchKey<'_>],
         by_uid: bool,
     ) -> Status<'static> {
+        let rev2 = self.rev2();
         if let Some(charset) = charset {
             let name = charset.as_ref();
             if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
@@ -1553,7 +1611,23 @@ where
             })
             .collect();
         let modseq = if wants_modseq && !numbers.is_empty() { NonZeroU64::new(found.highest_modseq) } else { None };
-        if let Some(render::Extended::Search { options }) = self.extended.take() {
+        let extended = match self.extended.take() {
+            // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+            None if rev2 => Some(render::Extended::Search { options: Vec::new() }),
+            other => other,
+        };
+        if let Some(render::Extended::Search { mut options }) = extended {
+            if let Some(at) = options.iter().position(|o| o == "SAVE") {
+                // RFC 5182 SEARCHRES: remember the result for `$`; alone, SAVE asks for no ESEARCH line.
+                options.remove(at);
+                let saved = found.uids.iter().copied().filter(|u| selected.uids.binary_search(u).is_ok()).collect();
+                if let Some(selected) = self.state.selected() {
+                    selected.saved = saved;
+                }
+                if options.is_empty() {
+                    return ok(tag, None, "SEARCH completed, result saved");
+                }
+            }
             // RFC 4731: one ESEARCH line with what RETURN asked for (ALL when it asked for nothing).
             let values: Vec<u32> = numbers.iter().map(|n| n.get()).collect();
             let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());

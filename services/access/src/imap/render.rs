@@ -114,6 +114,36 @@ pub fn resolve_with_largest(set: &SequenceSet, uids: &[u32], largest: u32) -> Ve
     resolve_in(set, uids, true, largest)
 }
 
+/// RFC 5182: a command using `$` (the saved search result), with `$` written out as UIDs (after UID) or
+/// message numbers; Some(None) when `$` is empty; None when the command has no `$` token.
+pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Option<Vec<u8>>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let words: Vec<&str> = text.split(' ').collect();
+    if words.len() < 3 || !words[1..].iter().any(|w| w.trim_end_matches(['\r', '\n']) == "$") {
+        return None;
+    }
+    let by_uid = words[1].eq_ignore_ascii_case("UID");
+    let present: Vec<u32> = saved.iter().copied().filter(|u| uids.binary_search(u).is_ok()).collect();
+    if present.is_empty() {
+        return Some(None);
+    }
+    let values: Vec<u32> = if by_uid {
+        present
+    } else {
+        present.iter().filter_map(|u| uids.binary_search(u).ok()).map(|i| i as u32 + 1).collect()
+    };
+    let set = uid_set_text(&values);
+    let rewritten: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let bare = w.trim_end_matches(['\r', '\n']);
+            if i > 0 && bare == "$" { w.replacen('$', &set, 1) } else { (*w).to_owned() }
+        })
+        .collect();
+    Some(Some(rewritten.join(" ").into_bytes()))
+}
+
 /// Whether a command line carries a literal (`{n}`, `{n+}`): the extended-syntax rewrite leaves those to
 /// the framer's limits and answers BAD.
 pub fn has_literal(line: &[u8]) -> bool {
@@ -466,7 +496,7 @@ pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
             let (inside, after) = parenthesised(&rest[verb.len()..])?;
             let options: Vec<String> = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
             // RFC 4731's return options; anything else is a syntax error (BAD).
-            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL"].contains(&o.as_str())) {
+            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&o.as_str())) {
                 return None;
             }
             let criteria = after.trim();
