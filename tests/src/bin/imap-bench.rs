@@ -13,7 +13,8 @@
 //!
 //! With `/usr/sbin/dovecot` and dovecot-imapd installed and run as root, the same load runs against a
 //! throwaway Dovecot holding the same messages, once with the argon2id hashes mailbus stored and once
-//! with SHA512-CRYPT. Last, N connections log in to mailbus and IDLE, and the access role's resident
+//! with SHA512-CRYPT. Then one session IDLEs while deliveries arrive, each timed from the Deliver call to
+//! the EXISTS line. Last, N connections log in to mailbus and IDLE, and the access role's resident
 //! memory before and after gives the figure per idle connection, in the clear and over TLS (993).
 
 use std::net::SocketAddr;
@@ -58,6 +59,9 @@ struct Args {
     /// Idle IDLE connections over TLS (port 993).
     #[arg(long, default_value_t = 1_000)]
     idle_tls: usize,
+    /// Deliveries whose notification to an IDLE session is timed.
+    #[arg(long, default_value_t = 50)]
+    notifications: usize,
     /// Skip the Dovecot measurement.
     #[arg(long)]
     no_dovecot: bool,
@@ -200,6 +204,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             report.errors.len()
         );
     }
+
+    println!("\n== from Deliver to * EXISTS in an IDLE session ==");
+    let latencies = idle_notification(imap, &mailbox_url, &users[0], args.notifications, args.size).await?;
+    println!(
+        "{} deliveries: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms (from calling Deliver to reading the EXISTS line, one session in IDLE)",
+        latencies.len(),
+        ms(percentile(&latencies, 50)),
+        ms(percentile(&latencies, 99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    );
 
     println!("\n== memory of idle IDLE connections (access role) ==");
     let pid = stack.pid("access").context("the access role is not running")?;
@@ -346,6 +360,46 @@ async fn session(addr: SocketAddr, user: &str, n: usize, append: &[u8]) -> anyho
     client.command("EXPUNGE").await?;
     client.command("LOGOUT").await.or_else(|e| if format!("{e}").contains("closed") { Ok(()) } else { Err(e) })?;
     Ok(())
+}
+
+/// One session in IDLE; each delivery to its INBOX is timed from the Deliver call to the EXISTS line.
+async fn idle_notification(
+    imap: SocketAddr,
+    mailbox_url: &str,
+    user: &str,
+    count: usize,
+    size: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut client = match idle_connection(imap, user.to_owned(), false).await? {
+        Idle::Plain(client) => client,
+        Idle::Tls(_) => bail!("a plain connection was asked for"),
+    };
+    let mut mailbox = pb::mailbox_client::MailboxClient::connect(mailbox_url.to_owned()).await?;
+    let body = bench::message_of_size("From: bench@example.net\r\nSubject: notify\r\n\r\n", size);
+    let mut latencies = Vec::with_capacity(count);
+    for n in 0..count {
+        use pb::deliver_request::Part;
+        let header = pb::DeliveryHeader {
+            queue_id: format!("notify-{}-{n}", uuid::Uuid::new_v4().simple()),
+            recipient: user.to_owned(),
+            mail_from: "bench@example.net".into(),
+            size: body.len() as u64,
+        };
+        let parts =
+            [Part::Header(header), Part::Chunk(body.clone())].map(|part| pb::DeliverRequest { part: Some(part) });
+        let delivered = Instant::now();
+        mailbox.deliver(futures::stream::iter(parts)).await.context("Deliver")?;
+        loop {
+            let line = client.line().await?;
+            if line.trim_end().ends_with("EXISTS") {
+                break;
+            }
+        }
+        latencies.push(delivered.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
 }
 
 /// An open connection in IDLE, held until dropped.
