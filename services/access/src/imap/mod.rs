@@ -150,6 +150,9 @@ struct Selected {
     highest_modseq: u64,
     /// An event said the mailbox changed since the session last looked.
     dirty: bool,
+    /// MODSEQs of flag changes and expunges this session made and already told its client about: their
+    /// events do not make the session out of date. Cleared whenever it catches up.
+    own_modseqs: std::collections::BTreeSet<u64>,
     /// The last SEARCH RETURN (SAVE) result, by UID, for `$` (RFC 5182).
     saved: Vec<u32>,
     /// Expunged elsewhere, not yet announced (EXPUNGE must wait for a command that allows it).
@@ -577,9 +580,12 @@ where
     async fn on_event(&mut self, message: async_nats::Message) -> Flow {
         let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(message.payload) else { return Flow::Continue };
         if let Some(selected) = self.state.selected() {
-            if event.kind() == pb::MailboxEventKind::Renamed {
+            let kind = event.kind();
+            let own = matches!(kind, pb::MailboxEventKind::FlagsChanged | pb::MailboxEventKind::Expunged)
+                && selected.own_modseqs.contains(&event.modseq);
+            if kind == pb::MailboxEventKind::Renamed {
                 selected.follow_rename(&event.mailbox, &event.renamed_to);
-            } else if event.mailbox == selected.name {
+            } else if event.mailbox == selected.name && !own {
                 selected.dirty = true;
             }
         }
@@ -1082,6 +1088,7 @@ where
                 return Flow::Close;
             }
             selected.dirty = false;
+            selected.own_modseqs.clear();
             selected.highest_modseq = selected.highest_modseq.max(changes.highest_modseq);
             let known = selected.uids.last().copied().unwrap_or(0);
             for uid in changes.vanished {
@@ -1232,6 +1239,7 @@ where
                 dirty: false,
                 vanished: Default::default(),
                 saved: Vec::new(),
+                own_modseqs: Default::default(),
             },
         );
         if let Some((uidvalidity, since, known)) = resync
@@ -1563,8 +1571,12 @@ where
         let request = pb::ExpungeRequest { account_id, mailbox: selected.name.clone(), uids, deleted_only: true };
         match self.ctx.mailbox.clone().expunge(request).await {
             Ok(reply) => {
+                let reply = reply.into_inner();
                 if let Some(selected) = self.state.selected() {
-                    selected.vanished.extend(reply.into_inner().expunged);
+                    if !reply.expunged.is_empty() {
+                        selected.own_modseqs.insert(reply.highest_modseq);
+                    }
+                    selected.vanished.extend(reply.expunged);
                 }
                 ok(tag, None, "EXPUNGE completed")
             }
@@ -1703,6 +1715,12 @@ where
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
         };
+        if let Some(selected) = self.state.selected()
+            && stored.updated.iter().any(|e| e.modseq == stored.highest_modseq)
+        {
+            // This session's own change, already answered with FETCH: its event needs no `Changes` call.
+            selected.own_modseqs.insert(stored.highest_modseq);
+        }
         if condstore && let Some(login) = self.state.login_mut() {
             login.condstore = true;
         }
