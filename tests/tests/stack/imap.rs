@@ -678,6 +678,7 @@ async fn esearch_list_extended_and_list_status() {
         ["raw", "b2 SEARCH RETURN (FOO) ALL"],
         ["raw", "b3 ENABLE UTF8=ACCEPT"],
         ["raw", "b4 NOOP"],
+        ["raw", "b5 SEARCH RETURN (COUNT) CHARSET UTF-8 SUBJECT {2+}\r\nm3"],
     ]);
     let results = imap_session(stack.imap_addr(), None, steps).await;
     let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
@@ -698,6 +699,7 @@ async fn esearch_list_extended_and_list_status() {
     assert!(lines(11).last().unwrap().starts_with("b2 BAD"), "unknown RETURN option: {:?}", lines(11));
     assert!(lines(12).last().unwrap().starts_with("b3 BAD"), "ENABLE while selected: {:?}", lines(12));
     assert!(lines(13).last().unwrap().starts_with("b4 OK"), "{:?}", lines(13));
+    assert_eq!(lines(14), ["* ESEARCH (TAG \"b5\") COUNT 1", "b5 OK SEARCH completed"], "a literal search string");
     stack.stop().await;
 }
 

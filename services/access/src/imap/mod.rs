@@ -652,7 +652,7 @@ where
         // ESEARCH and LIST-EXTENDED syntax: the options cut out, the rest parsed by imap-codec.
         if let FrameError::MalformedMessage { .. } = &error
             && bytes.len() as u64 <= self.ctx.max_message_size.saturating_add(64 * 1024)
-            && !render::has_literal(bytes)
+            && render::largest_literal(bytes) <= 64 * 1024
             && let Some((extended, rest)) = render::rewrite_extended(bytes)
             && let Ok((_, command)) = imap_codec::CommandCodec::default().decode(&rest)
         {

@@ -144,16 +144,23 @@ pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Opti
     Some(Some(rewritten.join(" ").into_bytes()))
 }
 
-/// Whether a command line carries a literal (`{n}`, `{n+}`): the extended-syntax rewrite leaves those to
-/// the framer's limits and answers BAD.
-pub fn has_literal(line: &[u8]) -> bool {
-    line.iter().enumerate().filter(|&(_, &b)| b == b'{').any(|(at, _)| {
-        let rest = &line[at + 1..];
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let rest = &rest[digits..];
-        let rest = rest.strip_prefix(b"+").or_else(|| rest.strip_prefix(b"-")).unwrap_or(rest);
-        digits > 0 && rest.first() == Some(&b'}')
-    })
+/// The largest literal (`{n}`, `{n+}`) a command announces, 0 for none. The extended-syntax rewrite
+/// takes search strings and names as literals (clients send non-ASCII text that way) but not more than
+/// a search string needs: a non-synchronising literal over the framer's limit reaches it too.
+pub fn largest_literal(line: &[u8]) -> u64 {
+    line.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'{')
+        .filter_map(|(at, _)| {
+            let rest = &line[at + 1..];
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let number = std::str::from_utf8(&rest[..digits]).ok()?.parse::<u64>().ok();
+            let rest = &rest[digits..];
+            let rest = rest.strip_prefix(b"+").or_else(|| rest.strip_prefix(b"-")).unwrap_or(rest);
+            (digits > 0 && rest.first() == Some(&b'}')).then_some(number.unwrap_or(u64::MAX))
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn resolve_in(set: &SequenceSet, uids: &[u32], by_uid: bool, largest: u32) -> Vec<u32> {
@@ -623,7 +630,10 @@ mod tests {
         assert_eq!(rewrite_extended("a7 SEARCH RETURN é(MIN)\r\n".as_bytes()), None, "no panic on a multibyte char");
         assert_eq!(rewrite_extended(b"a8 SEARCH RETURN (FOO) ALL"), None, "unknown return option");
         assert_eq!(rewrite_extended(b"a9 LIST (FOO) \"\" *"), None, "unknown selection option");
-        assert!(has_literal(b"a SEARCH RETURN (COUNT) BODY {5+}") && !has_literal(b"a SEARCH ALL"));
+        assert_eq!(largest_literal(b"a SEARCH RETURN (COUNT) BODY {5+}\r\nhello TEXT {12}"), 12);
+        assert_eq!(largest_literal(b"a SEARCH ALL"), 0);
+        let (_, rest) = rewrite_extended(b"b1 SEARCH RETURN (COUNT) CHARSET UTF-8 BODY {5+}\r\nhello\r\n").unwrap();
+        assert_eq!(rest, b"b1 SEARCH CHARSET UTF-8 BODY {5+}\r\nhello\r\n", "a literal passes through whole");
     }
 
     #[test]
