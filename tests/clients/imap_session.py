@@ -3,7 +3,9 @@
 
 usage: imap_session.py HOST PORT [--tls starttls|implicit --cafile FILE]
        steps on stdin, a JSON list: ["method", arg, ...] calls imaplib.IMAP4.method(*args);
-       ["idle", seconds] sends IDLE, collects untagged lines until one arrives or the time is up, sends DONE;
+       ["idle", seconds, marker?] sends IDLE, collects untagged lines until one arrives or the time is up,
+       sends DONE; with a marker path, appends a line to that file once the server has accepted the IDLE;
+       ["mark", path] appends a line to a file; ["await_file", path, seconds] waits until the file exists;
        ["raw", line, tag?] sends one line and collects lines until the reply tagged with tag (the line's
        first word by default) or a continuation request;
        ["untagged", name] takes the untagged responses imaplib collected under that name (EXISTS, ...).
@@ -13,6 +15,7 @@ Each step's result is [type, data] with bytes as Latin-1 strings (every octet su
 """
 import argparse
 import json
+import os
 import imaplib
 import ssl
 import sys
@@ -27,13 +30,29 @@ def plain(value):
     return value
 
 
-def idle(imap, seconds):
+def mark(path):
+    with open(path, "a") as marker:
+        marker.write("mark\n")
+
+
+def await_file(path, seconds):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return ["NO", [f"{path} never appeared"]]
+        time.sleep(0.02)
+    return ["OK", []]
+
+
+def idle(imap, seconds, marker=None):
     tag = imap._new_tag().decode()
     imap.send(f"{tag} IDLE\r\n".encode())
     lines = []
     first = imap.readline().decode("latin-1").rstrip("\r\n")
     if not first.startswith("+"):
         return ["NO", [first]]
+    if marker:
+        mark(marker)
     started = time.monotonic()
     imap.sock.settimeout(seconds)
     try:
@@ -86,6 +105,11 @@ def main():
         try:
             if name == "idle":
                 results.append(idle(imap, *rest))
+            elif name == "mark":
+                mark(*rest)
+                results.append(["OK", []])
+            elif name == "await_file":
+                results.append(await_file(*rest))
             elif name == "raw":
                 results.append(raw(imap, *rest))
             elif name == "untagged":

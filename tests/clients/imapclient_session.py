@@ -4,7 +4,8 @@ it understood as JSON.
 
 usage: imapclient_session.py HOST PORT USER structure      (password on stdin)
            -> [{"uid", "flags", "subject", "from": [[name, mailbox, host]], "body": <tree>}, ...]
-       imapclient_session.py HOST PORT USER idle SECONDS  -> {"responses": [...]} from IDLE
+       imapclient_session.py HOST PORT USER idle SECONDS MARKER  -> {"responses": [...]} from IDLE,
+           appending a line to MARKER once the server has accepted the IDLE
 """
 import email.header
 import json
@@ -35,6 +36,8 @@ def main():
     client.select_folder("INBOX")
     if mode == "idle":
         client.idle()
+        with open(sys.argv[6], "a") as marker:
+            marker.write("idling\n")
         responses = client.idle_check(timeout=float(sys.argv[5]))
         client.idle_done()
         print(json.dumps({"responses": [[r if isinstance(r, int) else text(r) for r in resp] for resp in responses]}))

@@ -8,6 +8,15 @@ use serde_json::{Value, json};
 
 use crate::{PATIENCE, message};
 
+/// Waits until a client script has appended `lines` lines to `marker` (it does so once the server has
+/// accepted its IDLE, or at a `mark` step).
+async fn wait_for_marks(marker: &std::path::Path, lines: usize) {
+    mailbus_tests::wait_until(PATIENCE, &format!("{lines} marks in {}", marker.display()), async || {
+        std::fs::read_to_string(marker).map_or(0, |text| text.lines().count()) >= lines
+    })
+    .await;
+}
+
 async fn deliver(stack: &TestStack, to: &str, subject: &str) {
     let sent = smtp_send(stack.smtp_addr(), "sender@example.net", &[to], &message(to, subject)).await;
     assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
@@ -134,20 +143,23 @@ async fn changes_reach_an_idle_session_on_another_replica() {
     deliver(&stack, "bea@example.org", "before").await;
     stack.wait_for_inbox(bea, 1, PATIENCE).await;
 
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("idling");
     let watcher = {
         let steps = json!([
             ["login", "bea@example.org", "bea pw"],
             ["select", "INBOX"],
-            ["idle", 20], // 3: the delivery
-            ["idle", 20], // 4: the other session's flag change
+            ["idle", 20, marker], // 3: the delivery
+            ["idle", 20, marker], // 4: the other session's flag change
             ["noop"],
         ]);
         tokio::spawn(async move { imap_session(first_access, None, steps).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    wait_for_marks(&marker, 1).await;
     deliver(&stack, "bea@example.org", "during idle").await;
     stack.wait_for_inbox(bea, 2, PATIENCE).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The first IDLE has ended with the EXISTS and the second has begun.
+    wait_for_marks(&marker, 2).await;
     let steps = json!([
         ["login", "bea@example.org", "bea pw"],
         ["select", "INBOX"],
@@ -233,11 +245,11 @@ async fn a_pop3_deletion_reaches_a_selected_imap_session_as_expunge() {
     deliver(&stack, "eve@example.org", "pop me").await;
     stack.wait_for_inbox(eve, 1, PATIENCE).await;
     let imap = stack.imap_addr();
-    let watcher = tokio::spawn(async move {
-        let steps = json!([["login", "eve@example.org", "eve pw"], ["select", "INBOX"], ["idle", 20], ["noop"]]);
-        imap_session(imap, None, steps).await
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("idling");
+    let steps = json!([["login", "eve@example.org", "eve pw"], ["select", "INBOX"], ["idle", 20, marker], ["noop"]]);
+    let watcher = tokio::spawn(async move { imap_session(imap, None, steps).await });
+    wait_for_marks(&marker, 1).await;
     let popped = pop3_session(stack.pop3_addr(), "eve@example.org", "eve pw", Pop3End::DeleteAndQuit).await;
     assert_eq!(popped.stat.0, 1);
     let watched = watcher.await.unwrap();
@@ -405,15 +417,18 @@ async fn quota_is_reported_and_connections_per_user_and_address_are_capped() {
 
     // Two sessions from this address hold both slots; a third is refused until one ends.
     let addr = stack.imap_addr();
+    let scratch = tempfile::tempdir().unwrap();
+    let (held, release) = (scratch.path().join("held"), scratch.path().join("release"));
     let hold = || {
-        tokio::spawn(async move {
-            imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"], ["idle", 4], ["logout"]])).await
-        })
+        let steps =
+            json!([["login", "hal@example.org", "hal pw"], ["mark", held], ["await_file", release, 60], ["logout"]]);
+        tokio::spawn(async move { imap_session(addr, None, steps).await })
     };
     let (first, second) = (hold(), hold());
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    wait_for_marks(&held, 2).await;
     let refused = imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"]])).await;
     assert!(reply(&refused[1]).1.contains("LIMIT"), "{:?}", refused[1]);
+    std::fs::write(&release, "").unwrap();
     ok(&first.await.unwrap(), 1);
     ok(&second.await.unwrap(), 1);
     let again = imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"], ["logout"]])).await;
@@ -550,9 +565,13 @@ Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMIME-Version: 1.0\r\nContent-Type: multi
     assert_eq!(types, ["text/plain", "message/rfc822", "application/pdf"]);
 
     let addr = stack.imap_addr();
-    let idle =
-        tokio::spawn(async move { imapclient_session(addr, "kim@example.org", "kim pw", &["idle", "20"]).await });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("idling");
+    let marker_arg = marker.display().to_string();
+    let idle = tokio::spawn(async move {
+        imapclient_session(addr, "kim@example.org", "kim pw", &["idle", "20", &marker_arg]).await
+    });
+    wait_for_marks(&marker, 1).await;
     deliver(&stack, "kim@example.org", "while idle").await;
     let responses = idle.await.unwrap();
     assert!(responses["responses"].as_array().unwrap().iter().any(|r| r == &json!([2, "EXISTS"])), "{responses}");
