@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
 use mailbus_jetstream::{Leases, Names, QueueError};
 use mailbus_pop3::response::Response;
@@ -188,55 +189,74 @@ impl Access {
         // One cap for both ports. POP3 has no per-address cap: the maildrop lock already allows one
         // session per account.
         let limits = ConnectionLimits::new(self.max_connections, self.max_connections);
-        let listeners = [Some((self.pop3, false)), self.pop3s.map(|l| (l, true))];
-        let loops = listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
-            let admit = Admit {
-                limits: limits.clone(),
-                refusal: Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
-                grace: SHUTDOWN_GRACE,
-            };
-            let (context, session_shutdown, sessions, refused) =
-                (self.context.clone(), shutdown.clone(), sessions.clone(), refused.clone());
-            accept_loop(
-                listener,
-                admit,
-                shutdown.clone(),
-                move |_| {
-                    refused.inc();
-                },
-                move |stream, peer| {
-                    sessions.inc();
-                    pop3::handle(stream, peer, implicit_tls, context.clone(), session_shutdown.clone())
-                },
-            )
-        });
-        let imap_listeners = [Some((self.imap, false)), self.imaps.map(|l| (l, true))];
-        let imap_loops = imap_listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
-            let admit = Admit {
-                limits: limits.clone(),
-                refusal: b"* BYE [UNAVAILABLE] too many connections, try again later\r\n".to_vec(),
-                grace: SHUTDOWN_GRACE,
-            };
-            let (context, session_shutdown, sessions, refused) =
-                (self.imap_context.clone(), shutdown.clone(), imap_sessions.clone(), refused.clone());
-            accept_loop(
-                listener,
-                admit,
-                shutdown.clone(),
-                move |_| {
-                    refused.inc();
-                },
-                move |stream, peer| {
-                    sessions.inc();
-                    imap::handle(stream, peer, implicit_tls, context.clone(), session_shutdown.clone())
-                },
-            )
-        });
-        futures::future::join(futures::future::join_all(loops), futures::future::join_all(imap_loops)).await;
+        let pop3 = accept_loops(
+            [Some((self.pop3, false)), self.pop3s.map(|l| (l, true))],
+            Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
+            &limits,
+            &shutdown,
+            sessions,
+            refused.clone(),
+            {
+                let context = self.context.clone();
+                move |stream, peer, implicit_tls, shutdown| {
+                    pop3::handle(stream, peer, implicit_tls, context.clone(), shutdown)
+                }
+            },
+        );
+        let imap = accept_loops(
+            [Some((self.imap, false)), self.imaps.map(|l| (l, true))],
+            b"* BYE [UNAVAILABLE] too many connections, try again later\r\n".to_vec(),
+            &limits,
+            &shutdown,
+            imap_sessions,
+            refused,
+            {
+                let context = self.imap_context.clone();
+                move |stream, peer, implicit_tls, shutdown| {
+                    imap::handle(stream, peer, implicit_tls, context.clone(), shutdown)
+                }
+            },
+        );
+        futures::future::join(pop3, imap).await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())
     }
+}
+
+/// One protocol's accept loops, on its plain and implicit-TLS listeners (either may be absent), under the
+/// role's shared connection cap; `handle` runs each admitted session.
+fn accept_loops<F, Fut>(
+    listeners: [Option<(TcpListener, bool)>; 2],
+    refusal: Vec<u8>,
+    limits: &Arc<ConnectionLimits>,
+    shutdown: &CancellationToken,
+    sessions: Counter<u64>,
+    refused: Counter<u64>,
+    handle: F,
+) -> impl std::future::Future<Output = ()>
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr, bool, CancellationToken) -> Fut + Clone,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let loops = listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
+        let admit = Admit { limits: limits.clone(), refusal: refusal.clone(), grace: SHUTDOWN_GRACE };
+        let (handle, session_shutdown, sessions, refused) =
+            (handle.clone(), shutdown.clone(), sessions.clone(), refused.clone());
+        accept_loop(
+            listener,
+            admit,
+            shutdown.clone(),
+            move |_| {
+                refused.inc();
+            },
+            move |stream, peer| {
+                sessions.inc();
+                handle(stream, peer, implicit_tls, session_shutdown.clone())
+            },
+        )
+    });
+    futures::future::join_all(loops.collect::<Vec<_>>()).map(drop)
 }
 
 /// `/readyz` follows the mailbox role: without it no session can log in or read mail.
