@@ -193,15 +193,13 @@ impl TestStack {
         recipient: &str,
         body: &[u8],
     ) -> Result<pb::DeliverResponse, tonic::Status> {
-        use pb::deliver_request::Part;
         let header = pb::DeliveryHeader {
             queue_id: queue_id.into(),
             recipient: recipient.into(),
             mail_from: "sender@example.net".into(),
             size: body.len() as u64,
         };
-        let parts =
-            [Part::Header(header), Part::Chunk(body.to_vec())].map(|part| pb::DeliverRequest { part: Some(part) });
+        let parts = mailbus_proto::upload::deliver(header, body);
         self.mailbox().await.deliver(futures::stream::iter(parts)).await.map(tonic::Response::into_inner)
     }
 

@@ -49,32 +49,62 @@ fn entry_to_pb(e: EntryState) -> pb::EntryState {
     pb::EntryState { uid: e.uid, flags: e.flags, modseq: e.modseq }
 }
 
+/// A client-streamed upload (Deliver, Append): a header that announces the size, then body chunks.
+trait Upload: prost::Message + Default + 'static {
+    type Header;
+    /// The header, or a chunk; None for an empty message.
+    fn split(self) -> Option<Result<Self::Header, Vec<u8>>>;
+    fn size(header: &Self::Header) -> u64;
+}
+
+impl Upload for pb::DeliverRequest {
+    type Header = pb::DeliveryHeader;
+
+    fn split(self) -> Option<Result<Self::Header, Vec<u8>>> {
+        match self.part? {
+            deliver_request::Part::Header(header) => Some(Ok(header)),
+            deliver_request::Part::Chunk(chunk) => Some(Err(chunk)),
+        }
+    }
+
+    fn size(header: &Self::Header) -> u64 {
+        header.size
+    }
+}
+
+impl Upload for pb::AppendRequest {
+    type Header = pb::AppendHeader;
+
+    fn split(self) -> Option<Result<Self::Header, Vec<u8>>> {
+        match self.part? {
+            append_request::Part::Header(header) => Some(Ok(header)),
+            append_request::Part::Chunk(chunk) => Some(Err(chunk)),
+        }
+    }
+
+    fn size(header: &Self::Header) -> u64 {
+        header.size
+    }
+}
+
 /// Reads a client stream of `header, chunk, chunk, ...` into the header and the octets, checking the size
 /// the header announced against the limit and against what arrived.
-async fn read_upload<R, H>(
-    mut stream: Streaming<R>,
-    split: impl Fn(R) -> Option<Result<H, Vec<u8>>>,
-    size_of: impl Fn(&H) -> u64,
-    limit: u64,
-) -> Result<(H, Vec<u8>), Status>
-where
-    R: prost::Message + Default + 'static,
-{
+async fn read_upload<R: Upload>(mut stream: Streaming<R>, limit: u64) -> Result<(R::Header, Vec<u8>), Status> {
     let header = match stream.next().await {
-        Some(Ok(first)) => match split(first) {
+        Some(Ok(first)) => match first.split() {
             Some(Ok(header)) => header,
             _ => return Err(invalid("the first message must be the header")),
         },
         Some(Err(status)) => return Err(status),
         None => return Err(invalid("empty request stream")),
     };
-    let size = size_of(&header);
+    let size = R::size(&header);
     if size > limit {
         return Err(invalid(format!("message of {size} octets exceeds the limit of {limit}")));
     }
     let mut content = Vec::with_capacity(size as usize);
     while let Some(part) = stream.next().await {
-        match split(part?) {
+        match part?.split() {
             Some(Err(chunk)) => content.extend_from_slice(&chunk),
             _ => return Err(invalid("only body chunks may follow the header")),
         }
@@ -104,11 +134,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         &self,
         request: Request<Streaming<pb::DeliverRequest>>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
-        let split = |r: pb::DeliverRequest| match r.part? {
-            deliver_request::Part::Header(h) => Some(Ok(h)),
-            deliver_request::Part::Chunk(c) => Some(Err(c)),
-        };
-        let (header, content) = read_upload(request.into_inner(), split, |h| h.size, self.max_message_size).await?;
+        let (header, content) = read_upload(request.into_inner(), self.max_message_size).await?;
         let span = tracing::info_span!("mailbox.deliver", queue_id = %header.queue_id, uid = tracing::field::Empty);
         let outcome = self.deliver_one(header, content).instrument(span.clone()).await;
         let label = match &outcome {
@@ -280,11 +306,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         &self,
         request: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let split = |r: pb::AppendRequest| match r.part? {
-            append_request::Part::Header(h) => Some(Ok(h)),
-            append_request::Part::Chunk(c) => Some(Err(c)),
-        };
-        let (header, content) = read_upload(request.into_inner(), split, |h| h.size, self.max_message_size).await?;
+        let (header, content): (pb::AppendHeader, _) = read_upload(request.into_inner(), self.max_message_size).await?;
         let (content, parsed) = parse(content).await?;
         let placed = maildrop::append(
             &self.pool,

@@ -7,16 +7,13 @@ use std::collections::BTreeMap;
 use mailbus_grpc::TracedChannel;
 use mailbus_jetstream::{Envelope, Queue, QueueError};
 use mailbus_proto::v1::{
-    self as pb, DsnRet, RecipientKind, RecipientStatus, deliver_request::Part, directory_client::DirectoryClient,
+    self as pb, DsnRet, RecipientKind, RecipientStatus, directory_client::DirectoryClient,
     mailbox_client::MailboxClient,
 };
 use tonic::Code;
 use tracing::Instrument;
 
 use crate::remote::{Outgoing, Remote, RemoteRecipient};
-
-/// Chunk size for streaming bodies to the mailbox role.
-const CHUNK: usize = 64 * 1024;
 
 /// How one recipient ended this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,10 +127,7 @@ impl Deliverer {
             mail_from: envelope.mail_from.clone(),
             size: body.len() as u64,
         };
-        let parts: Vec<pb::DeliverRequest> = std::iter::once(Part::Header(header))
-            .chain(body.chunks(CHUNK).map(|c| Part::Chunk(c.to_vec())))
-            .map(|part| pb::DeliverRequest { part: Some(part) })
-            .collect();
+        let parts = mailbus_proto::upload::deliver(header, body);
         match self.mailbox.clone().deliver(futures::stream::iter(parts)).instrument(span).await {
             Ok(reply) => {
                 let reply = reply.into_inner();

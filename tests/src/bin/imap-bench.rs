@@ -137,15 +137,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         directory.add_account(account).await.context("AddAccount")?;
         let mut mailbox = pb::mailbox_client::MailboxClient::connect(mailbox_url.clone()).await?;
         for (n, body) in messages.iter().enumerate() {
-            use pb::deliver_request::Part;
             let header = pb::DeliveryHeader {
                 queue_id: format!("{address}-{n}"),
                 recipient: address.clone(),
                 mail_from: "bench@example.net".into(),
                 size: body.len() as u64,
             };
-            let parts =
-                [Part::Header(header), Part::Chunk(body.clone())].map(|part| pb::DeliverRequest { part: Some(part) });
+            let parts = mailbus_proto::upload::deliver(header, body);
             mailbox.deliver(futures::stream::iter(parts)).await.context("Deliver")?;
         }
     }
@@ -378,15 +376,13 @@ async fn idle_notification(
     let body = bench::message_of_size("From: bench@example.net\r\nSubject: notify\r\n\r\n", size);
     let mut latencies = Vec::with_capacity(count);
     for n in 0..count {
-        use pb::deliver_request::Part;
         let header = pb::DeliveryHeader {
             queue_id: format!("notify-{}-{n}", uuid::Uuid::new_v4().simple()),
             recipient: user.to_owned(),
             mail_from: "bench@example.net".into(),
             size: body.len() as u64,
         };
-        let parts =
-            [Part::Header(header), Part::Chunk(body.clone())].map(|part| pb::DeliverRequest { part: Some(part) });
+        let parts = mailbus_proto::upload::deliver(header, &body);
         let delivered = Instant::now();
         mailbox.deliver(futures::stream::iter(parts)).await.context("Deliver")?;
         loop {

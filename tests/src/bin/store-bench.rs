@@ -89,10 +89,9 @@ async fn deliver(
     to: String,
     body: Vec<u8>,
 ) -> anyhow::Result<()> {
-    use pb::deliver_request::Part;
     let header =
         pb::DeliveryHeader { queue_id, recipient: to, mail_from: "bench@example.net".into(), size: body.len() as u64 };
-    let parts = [Part::Header(header), Part::Chunk(body)].map(|part| pb::DeliverRequest { part: Some(part) });
+    let parts = mailbus_proto::upload::deliver(header, &body);
     client.deliver(futures::stream::iter(parts)).await.context("Deliver")?;
     Ok(())
 }

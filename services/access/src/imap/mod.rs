@@ -52,9 +52,6 @@ use render::nz;
 /// The hierarchy separator the store uses and IMAP clients see.
 const DELIMITER: char = '/';
 
-/// Octets per chunk when APPEND streams a message to the mailbox role.
-const CHUNK: usize = 64 * 1024;
-
 /// Largest gRPC reply a session accepts (SELECT of a very large mailbox lists every UID).
 const MAX_REPLY: usize = 256 * 1024 * 1024;
 
@@ -1526,7 +1523,6 @@ where
         date: Option<i64>,
         data: Vec<u8>,
     ) -> Status<'static> {
-        use pb::append_request::Part;
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         if data.len() as u64 > self.ctx.max_message_size {
             return no(tag, Some(Code::TooBig), "message exceeds APPENDLIMIT");
@@ -1538,10 +1534,7 @@ where
             internal_date_unix: date,
             size: data.len() as u64,
         };
-        let parts: Vec<pb::AppendRequest> = std::iter::once(Part::Header(header))
-            .chain(data.chunks(CHUNK).map(|c| Part::Chunk(c.to_vec())))
-            .map(|part| pb::AppendRequest { part: Some(part) })
-            .collect();
+        let parts = mailbus_proto::upload::append(header, &data, mailbus_proto::upload::CHUNK);
         match self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await {
             Ok(reply) => {
                 let reply = reply.into_inner();

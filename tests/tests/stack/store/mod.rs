@@ -16,7 +16,6 @@ pub async fn append(
     internal_date_unix: Option<i64>,
     content: &[u8],
 ) -> Result<pb::AppendResponse, tonic::Status> {
-    use pb::append_request::Part;
     let header = pb::AppendHeader {
         account_id,
         mailbox: mailbox.into(),
@@ -24,10 +23,7 @@ pub async fn append(
         internal_date_unix,
         size: content.len() as u64,
     };
-    let parts: Vec<pb::AppendRequest> = std::iter::once(Part::Header(header))
-        .chain(content.chunks(1000).map(|c| Part::Chunk(c.to_vec())))
-        .map(|part| pb::AppendRequest { part: Some(part) })
-        .collect();
+    let parts = mailbus_proto::upload::append(header, content, 1000);
     stack.mailbox().await.append(futures::stream::iter(parts)).await.map(tonic::Response::into_inner)
 }
 
