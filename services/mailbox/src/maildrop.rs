@@ -158,8 +158,8 @@ async fn insert_message(
     parsed: &Parsed,
     internal_date_unix: Option<i64>,
 ) -> Result<i64, MailboxError> {
-    use prost::Message as _;
-    let id = sqlx::query_scalar(
+    use sqlx::Row as _;
+    let insert = sqlx::query(
         "INSERT INTO messages (account_id, content, size, internal_date, structure, sent_at,
                                header_names, header_values, body_text, header_size)
          VALUES ($1, $2, $3, coalesce(to_timestamp($4), now()), $5, to_timestamp($6), $7, $8,
@@ -169,15 +169,8 @@ async fn insert_message(
     .bind(account_id)
     .bind(content)
     .bind(content.len() as i64)
-    .bind(internal_date_unix.map(|t| t as f64))
-    .bind(parsed.structure.encode_to_vec())
-    .bind(parsed.sent_unix.map(|t| t as f64))
-    .bind(&parsed.header_names)
-    .bind(&parsed.header_values)
-    .bind(&parsed.text)
-    .bind(parsed.header_size() as i32)
-    .fetch_one(conn)
-    .await?;
+    .bind(internal_date_unix.map(|t| t as f64));
+    let id: i64 = crate::mime::bind_parsed(insert, parsed).fetch_one(conn).await?.try_get(0)?;
     Ok(id)
 }
 

@@ -35,9 +35,24 @@ impl Parsed {
     }
 }
 
+/// Binds what is stored of a parsed message, in the order both writers (delivery and the backfill) list
+/// the columns: structure, sent_at, header_names, header_values, body_text, header_size.
+pub(crate) fn bind_parsed<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    parsed: &'q Parsed,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    use prost::Message as _;
+    query
+        .bind(parsed.structure.encode_to_vec())
+        .bind(parsed.sent_unix.map(|t| t as f64))
+        .bind(&parsed.header_names)
+        .bind(&parsed.header_values)
+        .bind(&parsed.text)
+        .bind(parsed.header_size() as i32)
+}
+
 /// Rows stored before parsing existed get their columns from this, at start-up.
 pub async fn backfill(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    use prost::Message as _;
     let mut done = 0;
     loop {
         let batch: Vec<(i64, Vec<u8>)> =
@@ -51,20 +66,13 @@ pub async fn backfill(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
             let parsed = tokio::task::spawn_blocking(move || parse(&content))
                 .await
                 .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
-            sqlx::query(
+            let update = sqlx::query(
                 "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
                         header_values = $5, body_text = to_tsvector('simple', $6), header_size = $7
                   WHERE id = $1",
             )
-            .bind(id)
-            .bind(parsed.structure.encode_to_vec())
-            .bind(parsed.sent_unix.map(|t| t as f64))
-            .bind(&parsed.header_names)
-            .bind(&parsed.header_values)
-            .bind(&parsed.text)
-            .bind(parsed.header_size() as i32)
-            .execute(pool)
-            .await?;
+            .bind(id);
+            bind_parsed(update, &parsed).execute(pool).await?;
             done += 1;
         }
     }
