@@ -84,8 +84,8 @@ impl Extractor for HeaderCarrier<'_> {
     }
 }
 
-/// A client channel whose requests carry the caller's trace.
-pub type TracedChannel = InterceptedService<Channel, InjectTrace>;
+/// A client channel whose requests carry the caller's trace, and whose failed calls are counted.
+pub type TracedChannel = CountErrors<InterceptedService<Channel, InjectTrace>>;
 
 /// Builds a channel to `url` (`http://host:port`). It connects on first use and reconnects by itself, so
 /// a role can start before the service it calls.
@@ -100,7 +100,7 @@ pub fn connect(url: &str) -> Result<TracedChannel, GrpcError> {
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
         .tcp_nodelay(true);
-    Ok(InterceptedService::new(endpoint.connect_lazy(), InjectTrace))
+    Ok(CountErrors(InterceptedService::new(endpoint.connect_lazy(), InjectTrace)))
 }
 
 /// Whether the server behind `channel` reports `SERVING` for `service` (the empty name asks about the
@@ -110,6 +110,51 @@ pub async fn is_serving(channel: TracedChannel, service: &str) -> bool {
     let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
     let reply = tokio::time::timeout(Duration::from_secs(5), health.check(request)).await;
     matches!(reply, Ok(Ok(reply)) if reply.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving)
+}
+
+/// Counts each call that fails (`mailbus_grpc_client_errors_total`): one whose response carries a
+/// non-OK `grpc-status` in its headers (how a server answers a call it refuses before any reply
+/// message), or that never got a response (`code="transport"`: connection refused, timeout). A status
+/// that arrives only in the trailers of a streamed reply is not seen here.
+#[derive(Debug, Clone)]
+pub struct CountErrors<S>(S);
+
+impl<S, B, R> tower::Service<http::Request<B>> for CountErrors<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            let failed = match &response {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .map(|status| tonic::Code::from_bytes(status.as_bytes()))
+                    .filter(|code| *code != tonic::Code::Ok)
+                    .map(|code| format!("{code:?}")),
+                Err(_) => Some("transport".to_owned()),
+            };
+            if let Some(code) = failed {
+                let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((&path, ""));
+                mailbus_telemetry::metrics::grpc_client_error(service, method, &code);
+            }
+            response
+        })
+    }
 }
 
 /// Puts the current span's trace context into each outgoing request's metadata.

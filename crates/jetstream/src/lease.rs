@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 
 use crate::queue::QueueError;
 
@@ -46,7 +47,10 @@ impl Leases {
         let revision = match self.kv.create(key, holder.to_owned().into()).await {
             Ok(revision) => revision,
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => return Ok(None),
-            Err(e) => return Err(QueueError::Setup { what: format!("lease {key}"), message: e.to_string() }),
+            Err(e) => {
+                nats_client_error(NatsOperation::KvCreate);
+                return Err(QueueError::Setup { what: format!("lease {key}"), message: e.to_string() });
+            }
         };
         let revision = Arc::new(AtomicU64::new(revision));
         let lost = Arc::new(AtomicBool::new(false));
@@ -86,11 +90,13 @@ async fn renew(
                 return;
             }
             Err(error) if last_renewed.elapsed() + ttl / 6 >= ttl => {
+                nats_client_error(NatsOperation::KvUpdate);
                 tracing::warn!(%key, %error, "lease could not be renewed in time");
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
             Err(error) => {
+                nats_client_error(NatsOperation::KvUpdate);
                 tracing::debug!(%key, %error, "lease renewal failed, retrying");
                 wait = ttl / 6;
             }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, object_store, stream};
 use async_nats::{HeaderMap, connection::State};
 use mailbus_proto::v1::Envelope;
+use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use prost::Message as _;
 use tokio::io::AsyncReadExt;
 
@@ -114,6 +115,7 @@ impl Queue {
     /// `Nats-Msg-Id`.
     pub async fn enqueue(&self, envelope: &Envelope, body: &[u8]) -> Result<(), QueueError> {
         if self.client.connection_state() != State::Connected {
+            nats_client_error(NatsOperation::Publish);
             return Err(QueueError::Disconnected);
         }
         let mut envelope = envelope.clone();
@@ -124,17 +126,17 @@ impl Queue {
             envelope.body_key.clear();
         } else {
             let key = envelope.body_key.clone();
-            self.bodies
-                .put(key.as_str(), &mut &body[..])
-                .await
-                .map_err(|e| QueueError::PutBody { key: key.clone(), message: e.to_string() })?;
+            self.bodies.put(key.as_str(), &mut &body[..]).await.map_err(|e| {
+                nats_client_error(NatsOperation::BodyPut);
+                QueueError::PutBody { key: key.clone(), message: e.to_string() }
+            })?;
         }
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.queue_id.as_str());
         inject_trace(&tracing::Span::current(), &mut headers);
-        let publish_error = |e: &dyn std::fmt::Display| QueueError::Publish {
-            queue_id: envelope.queue_id.clone(),
-            message: e.to_string(),
+        let publish_error = |e: &dyn std::fmt::Display| {
+            nats_client_error(NatsOperation::Publish);
+            QueueError::Publish { queue_id: envelope.queue_id.clone(), message: e.to_string() }
         };
         self.jetstream
             .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
@@ -156,7 +158,10 @@ impl Queue {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
         inject_trace(&tracing::Span::current(), &mut headers);
-        let error = |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: id.to_owned(), message: e.to_string() };
+        let error = |e: &dyn std::fmt::Display| {
+            nats_client_error(NatsOperation::Publish);
+            QueueError::Publish { queue_id: id.to_owned(), message: e.to_string() }
+        };
         self.jetstream
             .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
             .await
@@ -175,8 +180,10 @@ impl Queue {
         reason: &str,
     ) -> Result<(), QueueError> {
         headers.insert("Mailbus-Dead-Reason", reason);
-        let error =
-            |e: &dyn std::fmt::Display| QueueError::Publish { queue_id: "dead letter".into(), message: e.to_string() };
+        let error = |e: &dyn std::fmt::Display| {
+            nats_client_error(NatsOperation::Publish);
+            QueueError::Publish { queue_id: "dead letter".into(), message: e.to_string() }
+        };
         self.jetstream
             .publish_with_headers(self.names.dead_letter_subject(), headers, payload)
             .await
@@ -206,13 +213,16 @@ impl Queue {
     pub async fn body(&self, key: &str) -> Result<Vec<u8>, QueueError> {
         let mut object = self.bodies.get(key).await.map_err(|e| match e.kind() {
             object_store::GetErrorKind::NotFound => QueueError::MissingBody { key: key.to_owned() },
-            _ => QueueError::GetBody { key: key.to_owned(), message: e.to_string() },
+            _ => {
+                nats_client_error(NatsOperation::BodyGet);
+                QueueError::GetBody { key: key.to_owned(), message: e.to_string() }
+            }
         })?;
         let mut body = Vec::new();
-        object
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| QueueError::GetBody { key: key.to_owned(), message: e.to_string() })?;
+        object.read_to_end(&mut body).await.map_err(|e| {
+            nats_client_error(NatsOperation::BodyGet);
+            QueueError::GetBody { key: key.to_owned(), message: e.to_string() }
+        })?;
         Ok(body)
     }
 
@@ -221,18 +231,20 @@ impl Queue {
         match self.bodies.delete(key).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
-            Err(e) => Err(QueueError::DeleteBody { key: key.to_owned(), message: e.to_string() }),
+            Err(e) => {
+                nats_client_error(NatsOperation::BodyDelete);
+                Err(QueueError::DeleteBody { key: key.to_owned(), message: e.to_string() })
+            }
         }
     }
 
     /// The relay's durable pull consumer, created on first use. `ack_wait` is how long a relay may hold a
     /// message before the server hands it to another replica.
     pub async fn relay_consumer(&self, ack_wait: Duration) -> Result<consumer::PullConsumer, QueueError> {
-        let stream = self
-            .jetstream
-            .get_stream(self.names.queue_stream())
-            .await
-            .map_err(|e| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() })?;
+        let stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| {
+            nats_client_error(NatsOperation::ConsumerCreate);
+            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
+        })?;
         // Create or update: a changed ack_wait setting must reach the server, or it would redeliver messages
         // a relay is still working on.
         stream
@@ -244,13 +256,18 @@ impl Queue {
                 ..Default::default()
             })
             .await
-            .map_err(|e| QueueError::Setup { what: format!("consumer {RELAY_CONSUMER}"), message: e.to_string() })
+            .map_err(|e| {
+                nats_client_error(NatsOperation::ConsumerCreate);
+                QueueError::Setup { what: format!("consumer {RELAY_CONSUMER}"), message: e.to_string() }
+            })
     }
 
     /// Every message in the queue stream with its sequence number, oldest first (at most `limit`).
     pub async fn list(&self, limit: usize) -> Result<Vec<(u64, Envelope)>, QueueError> {
-        let setup =
-            |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let setup = |e: &dyn std::fmt::Display| {
+            nats_client_error(NatsOperation::StreamAdmin);
+            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
+        };
         let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
         let state = stream.info().await.map_err(|e| setup(&e))?.state.clone();
         let mut found = Vec::new();
@@ -281,8 +298,10 @@ impl Queue {
 
     /// Takes the message at `sequence` out of the queue.
     pub async fn remove(&self, sequence: u64) -> Result<(), QueueError> {
-        let setup =
-            |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let setup = |e: &dyn std::fmt::Display| {
+            nats_client_error(NatsOperation::StreamAdmin);
+            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
+        };
         let stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
         stream.delete_message(sequence).await.map_err(|e| setup(&e))?;
         Ok(())
@@ -290,8 +309,10 @@ impl Queue {
 
     /// Numbers for the operator: the stream's message and byte counts and the consumer's backlog.
     pub async fn status(&self) -> Result<QueueStatus, QueueError> {
-        let setup =
-            |e: &dyn std::fmt::Display| QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() };
+        let setup = |e: &dyn std::fmt::Display| {
+            nats_client_error(NatsOperation::StreamAdmin);
+            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
+        };
         let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
         let info = stream.info().await.map_err(|e| setup(&e))?.clone();
         let (pending, in_flight) = match stream.consumer_info(RELAY_CONSUMER).await {

@@ -6,6 +6,7 @@
 //! metrics; they never install subscribers. Transport-specific carriers (gRPC metadata, NATS headers)
 //! live next to their transports and use [`propagation`].
 
+pub mod metrics;
 pub mod ops;
 pub mod propagation;
 mod subscriber;

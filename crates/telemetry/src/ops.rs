@@ -30,6 +30,8 @@ impl Readiness {
 #[derive(Clone)]
 struct Ops {
     registry: Arc<Registry>,
+    /// The process-wide metrics, on the first endpoint of a process only.
+    process: Option<&'static Registry>,
     readiness: Readiness,
 }
 
@@ -44,14 +46,13 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(Ops { registry, readiness });
+        .with_state(Ops { registry, process: crate::metrics::claim_process_registry(), readiness });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &ops.registry) {
-        Ok(()) => (
+    match encode(&ops) {
+        Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
             body,
@@ -59,6 +60,17 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// The role's metrics, then the process-wide ones, under one `# EOF`.
+fn encode(ops: &Ops) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut body, &ops.registry)?;
+    if let Some(process) = ops.process {
+        prometheus_client::encoding::text::encode_registry(&mut body, process)?;
+    }
+    prometheus_client::encoding::text::encode_eof(&mut body)?;
+    Ok(body)
 }
 
 async fn ready(State(ops): State<Ops>) -> impl IntoResponse {

@@ -5,8 +5,12 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -74,8 +78,14 @@ pub fn init(default_service_name: &str, format: LogFormat) -> anyhow::Result<Tel
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("mailbus")).with_filter(LevelFilter::INFO));
     let logs = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .event_format(WithTraceIds::text(format::Format::default()))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .event_format(WithTraceIds::json(format::Format::default().json()))
+            .boxed(),
     };
     tracing_subscriber::registry()
         .with(otel)
@@ -83,4 +93,58 @@ pub fn init(default_service_name: &str, format: LogFormat) -> anyhow::Result<Tel
         .try_init()
         .context("installing the tracing subscriber")?;
     Ok(Telemetry { provider })
+}
+
+/// Adds the OpenTelemetry trace and span ids of the event's span to each log line, so a line can be
+/// found from its trace and a trace from its line: as `trace_id=… span_id=…` at the end of a text line,
+/// as `"trace_id"` and `"span_id"` members of a JSON line. Lines outside any traced span carry neither.
+struct WithTraceIds<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<F> WithTraceIds<F> {
+    fn text(inner: F) -> Self {
+        WithTraceIds { inner, json: false }
+    }
+
+    fn json(inner: F) -> Self {
+        WithTraceIds { inner, json: true }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        let Some((trace_id, span_id)) = trace_ids() else { return writer.write_str(&line) };
+        if self.json
+            && let Some(rest) = line.strip_prefix('{')
+        {
+            write!(writer, "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}")
+        } else {
+            let body = line.trim_end_matches('\n');
+            writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
+        }
+    }
+}
+
+/// The trace and span ids of the current span, when OpenTelemetry records it.
+fn trace_ids() -> Option<(String, String)> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| (span_context.trace_id().to_string(), span_context.span_id().to_string()))
 }

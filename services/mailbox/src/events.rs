@@ -58,8 +58,14 @@ impl Events {
             let publish = client.publish(subject, event.encode_to_vec().into());
             match tokio::time::timeout(std::time::Duration::from_secs(5), publish).await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(account_id, %error, "mailbox event not published"),
-                Err(_) => tracing::warn!(account_id, "mailbox event not published: timed out"),
+                Ok(Err(error)) => {
+                    mailbus_telemetry::metrics::nats_client_error(mailbus_telemetry::metrics::NatsOperation::Publish);
+                    tracing::warn!(account_id, %error, "mailbox event not published");
+                }
+                Err(_) => {
+                    mailbus_telemetry::metrics::nats_client_error(mailbus_telemetry::metrics::NatsOperation::Publish);
+                    tracing::warn!(account_id, "mailbox event not published: timed out");
+                }
             }
         });
     }
