@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod imap;
+mod metrics;
 mod pop3;
 
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         idle_timeout: config.imap_idle_timeout,
         max_message_size: config.max_message_size,
         commands: Default::default(),
+        metrics: Default::default(),
         max_user_connections: config.imap_max_user_connections,
         user_connections: Default::default(),
     });
@@ -122,6 +124,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         delete_policy: config.delete_policy,
         max_auth_failures: config.max_auth_failures,
         idle_timeout: config.idle_timeout,
+        metrics: Default::default(),
     });
     Ok(Access {
         pop3: mailbus_acceptor::bind(config.pop3_listen).await?,
@@ -181,6 +184,8 @@ impl Access {
         let imap_sessions = Counter::<u64>::default();
         registry.register("imap_sessions", "IMAP sessions accepted", imap_sessions.clone());
         registry.register("imap_commands", "IMAP commands by name", self.imap_context.commands.clone());
+        self.imap_context.metrics.register(&mut registry, "imap");
+        self.context.metrics.register(&mut registry, "pop3");
         let readiness = Readiness::default();
         tokio::spawn(watch_mailbox(self.mailbox.clone(), readiness.clone(), shutdown.clone()));
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{Account, Backend};
+use crate::metrics::SessionMetrics;
 
 /// What DELE does to a message once the session QUITs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub struct Context<B> {
     pub max_auth_failures: usize,
     /// RFC 1939 §3: the autologout timer, at least 10 minutes.
     pub idle_timeout: Duration,
+    pub metrics: SessionMetrics,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,8 @@ pub async fn handle<IO, B>(
     B: Backend,
 {
     let span = tracing::info_span!("pop3.session", network.peer.address = %peer.ip(), account = tracing::field::Empty);
+    let _active = ctx.metrics.open();
+    let session_span = span.clone();
     async {
         let mut stream = MaybeTls::Plain(io);
         if implicit_tls {
@@ -89,7 +93,8 @@ pub async fn handle<IO, B>(
             expire: Expire::Never,
         };
         let session = Session::new(config, implicit_tls);
-        let mut conn = Connection { wire: Wire::new(stream), decoder: CommandDecoder::default(), ctx, login: None };
+        let mut conn =
+            Connection { wire: Wire::new(stream), decoder: CommandDecoder::default(), ctx, login: None, session_span };
         match conn.run(session, &shutdown).await {
             End::Io(error) | End::Read(ReadError::Io(error)) => tracing::info!(%peer, %error, "pop3 connection failed"),
             End::TlsHandshake(error) => tracing::info!(%peer, %error, "STLS handshake failed"),
@@ -112,6 +117,7 @@ struct Connection<IO, B> {
     decoder: CommandDecoder,
     ctx: Arc<Context<B>>,
     login: Option<Login>,
+    session_span: tracing::Span,
 }
 
 impl<IO, B> Connection<IO, B>
@@ -123,11 +129,28 @@ where
         self.wire.output.extend(session.greeting().to_bytes());
         loop {
             while let Some(input) = self.next_input(session.expects()) {
+                let name = match &input {
+                    Input::Command(Ok(command)) => command.name(),
+                    Input::Command(Err(_)) => "invalid",
+                    Input::SaslResponse(_) => "AUTH",
+                };
+                let span = tracing::info_span!(
+                    "pop3.command",
+                    otel.name = %format!("POP3 {name}"),
+                    command = name,
+                    account = self.login.as_ref().map(|login| login.account.address.as_str()),
+                );
+                let started = std::time::Instant::now();
                 let action = match input {
                     Input::Command(command) => session.handle(command),
                     Input::SaslResponse(line) => session.handle_sasl_response(line),
                 };
-                if let Some(end) = self.act(&mut session, action).await {
+                let end = self.act(&mut session, action).instrument(span.clone()).await;
+                if let Some(login) = &self.login {
+                    span.record("account", login.account.address.as_str());
+                }
+                self.ctx.metrics.observe(name, started);
+                if let Some(end) = end {
                     return end;
                 }
                 if let Err(error) = self.wire.flush_if_large().await {
@@ -223,7 +246,7 @@ where
         };
         match self.ctx.backend.maildrop(&account).await {
             Ok(maildrop) => {
-                tracing::Span::current().record("account", account.address.as_str());
+                self.session_span.record("account", account.address.as_str());
                 self.login = Some(Login { account, lock });
                 AuthOutcome::Maildrop(maildrop)
             }

@@ -28,7 +28,7 @@ use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +90,13 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
     let mut registry = Registry::with_prefix("mailbus_mailbox");
     let deliveries = Family::<Vec<(String, String)>, Counter>::default();
     registry.register("deliveries", "Deliver calls by outcome", deliveries.clone());
+    let deliver_seconds = mailbus_telemetry::metrics::latency_histogram();
+    registry.register_with_unit(
+        "deliver_duration",
+        "Deliver calls, from arrival to reply",
+        Unit::Seconds,
+        deliver_seconds.clone(),
+    );
     let database_up = Gauge::<i64>::default();
     registry.register("database_up", "1 when the last PostgreSQL probe succeeded", database_up.clone());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -100,6 +107,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         max_message_size: config.max_message_size,
         quota_full: config.quota_full,
         deliveries,
+        deliver_seconds,
     };
     Ok(Mailbox {
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,

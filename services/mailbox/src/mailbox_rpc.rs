@@ -134,8 +134,14 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         &self,
         request: Request<Streaming<pb::DeliverRequest>>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let started = std::time::Instant::now();
         let (header, content) = read_upload(request.into_inner(), self.max_message_size).await?;
-        let span = tracing::info_span!("mailbox.deliver", queue_id = %header.queue_id, uid = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "mailbox.deliver",
+            queue_id = %header.queue_id,
+            uid = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
         let outcome = self.deliver_one(header, content).instrument(span.clone()).await;
         let label = match &outcome {
             Ok(reply) if reply.duplicate => "duplicate",
@@ -146,7 +152,9 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             Err(status) if status.code() == tonic::Code::Unavailable => "temporary_failure",
             Err(_) => "rejected",
         };
+        span.record("outcome", label);
         self.deliveries.get_or_create(&vec![("outcome".into(), label.into())]).inc();
+        self.deliver_seconds.observe(started.elapsed().as_secs_f64());
         outcome.map(Response::new)
     }
 

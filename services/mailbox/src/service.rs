@@ -5,6 +5,7 @@ use mailbus_address::EmailAddress;
 use mailbus_proto::v1 as pb;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -30,6 +31,8 @@ pub struct MailboxService {
     pub max_message_size: u64,
     pub quota_full: QuotaFull,
     pub deliveries: Family<Vec<(String, String)>, Counter>,
+    /// Time from a Deliver call's arrival to its reply, upload and commit included.
+    pub deliver_seconds: Histogram,
 }
 
 pub(crate) fn invalid(what: impl std::fmt::Display) -> Status {

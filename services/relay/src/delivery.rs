@@ -10,6 +10,10 @@ use mailbus_proto::v1::{
     self as pb, DsnRet, RecipientKind, RecipientStatus, directory_client::DirectoryClient,
     mailbox_client::MailboxClient,
 };
+use mailbus_telemetry::metrics::latency_histogram;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use tonic::Code;
 use tracing::Instrument;
 
@@ -35,7 +39,33 @@ impl Outcome {
     }
 }
 
+/// Where a recipient's attempt went: the metrics' destination class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A hosted domain: the mailbox role (an unknown user there included).
+    Local,
+    /// Another domain's server, over SMTP.
+    Remote,
+    /// The directory could not say.
+    Unresolved,
+}
+
+impl Destination {
+    pub fn label(self) -> &'static str {
+        match self {
+            Destination::Local => "local",
+            Destination::Remote => "remote",
+            Destination::Unresolved => "unresolved",
+        }
+    }
+}
+
+/// One recipient's attempt: its index in `envelope.recipients`, where it went, and how it ended.
+pub type Attempt = (usize, Destination, Outcome);
+
 pub struct Deliverer {
+    /// Seconds per attempt, by destination class: one Deliver call, or one SMTP transaction per domain.
+    durations: Family<Vec<(String, String)>, Histogram>,
     queue: Queue,
     directory: DirectoryClient<TracedChannel>,
     mailbox: MailboxClient<TracedChannel>,
@@ -43,8 +73,16 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(queue: Queue, channel: TracedChannel, remote: Remote) -> Self {
+    pub fn new(queue: Queue, channel: TracedChannel, remote: Remote, registry: &mut Registry) -> Self {
+        let durations = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "delivery_duration",
+            "Delivery attempts, by destination class: a local Deliver call or a remote SMTP transaction",
+            Unit::Seconds,
+            durations.clone(),
+        );
         Deliverer {
+            durations,
             queue,
             directory: DirectoryClient::new(channel.clone()),
             mailbox: MailboxClient::new(channel),
@@ -52,9 +90,9 @@ impl Deliverer {
         }
     }
 
-    /// Delivers every pending recipient of `envelope`; returns (index in `envelope.recipients`, outcome).
-    /// An error means the body could not be read; recipient failures are outcomes, not errors.
-    pub async fn deliver(&self, envelope: &Envelope) -> Result<Vec<(usize, Outcome)>, QueueError> {
+    /// Delivers every pending recipient of `envelope`, one [`Attempt`] each. An error means the body could
+    /// not be read; recipient failures are outcomes, not errors.
+    pub async fn deliver(&self, envelope: &Envelope) -> Result<Vec<Attempt>, QueueError> {
         let body = self.queue.body_of(envelope).await?;
         let mut outcomes = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -64,7 +102,10 @@ impl Deliverer {
             }
             match self.resolve(&recipient.address).await {
                 Ok(RecipientKind::Local) => {
-                    outcomes.push((index, self.deliver_local(envelope, &recipient.address, &body).await));
+                    let started = std::time::Instant::now();
+                    let outcome = self.deliver_local(envelope, &recipient.address, &body).await;
+                    self.observe(Destination::Local, started);
+                    outcomes.push((index, Destination::Local, outcome));
                 }
                 Ok(RecipientKind::NotLocal) => {
                     let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
@@ -72,10 +113,12 @@ impl Deliverer {
                 }
                 Ok(_) => outcomes.push((
                     index,
+                    Destination::Local,
                     Outcome::PermanentFailure(format!("5.1.1 <{}>: no such user here", recipient.address)),
                 )),
                 Err(status) => outcomes.push((
                     index,
+                    Destination::Unresolved,
                     Outcome::TemporaryFailure(format!("4.3.0 directory unavailable: {}", status.message())),
                 )),
             }
@@ -101,10 +144,18 @@ impl Deliverer {
                 },
             };
             let span = tracing::info_span!("relay.deliver_remote", otel.kind = "client", server.address = %domain, recipients = recipients.len());
+            let started = std::time::Instant::now();
             let results = self.remote.deliver(&domain, &message).instrument(span).await;
-            outcomes.extend(indexes.into_iter().zip(results));
+            self.observe(Destination::Remote, started);
+            outcomes
+                .extend(indexes.into_iter().zip(results).map(|(index, outcome)| (index, Destination::Remote, outcome)));
         }
         Ok(outcomes)
+    }
+
+    fn observe(&self, destination: Destination, started: std::time::Instant) {
+        let labels = vec![("destination".to_owned(), destination.label().to_owned())];
+        self.durations.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     }
 
     async fn resolve(&self, address: &str) -> Result<RecipientKind, tonic::Status> {

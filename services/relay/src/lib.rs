@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-pub use delivery::{Deliverer, Outcome};
+pub use delivery::{Attempt, Deliverer, Destination, Outcome};
 pub use remote::Remote;
 pub use routing::{BadTransport, Router, TransportMap};
 pub use worker::{RetryPolicy, Worker};
@@ -116,7 +116,7 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
         config.smtp_timeout,
         config.destination_concurrency,
     );
-    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?, remote);
+    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?, remote, &mut registry);
     let worker = Worker::new(
         queue.clone(),
         deliverer,

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use mailbus_address::QueueId;
 use mailbus_jetstream::{Envelope, Queue, QueueError, adopt_trace};
 use mailbus_proto::v1::{EnvelopeRecipient, RecipientStatus};
+use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use mailbus_telemetry::ops::Readiness;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::StartError;
-use crate::delivery::{Deliverer, Outcome};
+use crate::delivery::{Attempt, Deliverer, Outcome};
 use crate::dsn::{self, DsnAction, Entry};
 
 /// RFC 3461 NOTIFY bits as smtp-proto encodes them.
@@ -73,12 +74,19 @@ impl Worker {
         registry: &mut Registry,
     ) -> Self {
         let recipients = Family::<Labels, Counter>::default();
-        registry.register("recipients", "Recipients processed, by outcome", recipients.clone());
+        registry.register(
+            "recipients",
+            "Recipients' delivery attempts, by destination class and outcome",
+            recipients.clone(),
+        );
         let messages = Family::<Labels, Counter>::default();
         registry.register("messages", "Queue messages settled, by disposition", messages.clone());
         let dsns = Family::<Labels, Counter>::default();
         registry.register("dsns", "Delivery status notifications queued, by action", dsns.clone());
         // Present from the start, so dashboards see zeros rather than nothing.
+        for action in ["failed", "delayed", "delivered"] {
+            drop(dsns.get_or_create(&vec![("action".into(), action.into())]));
+        }
         for disposition in ["done", "retry", "dead_letter"] {
             drop(messages.get_or_create(&vec![("disposition".into(), disposition.into())]));
         }
@@ -126,7 +134,10 @@ impl Worker {
             .for_each_concurrent(self.concurrency, |message| async move {
                 match message {
                     Ok(message) => self.handle(message).await,
-                    Err(error) => tracing::warn!(%error, "queue stream error"),
+                    Err(error) => {
+                        nats_client_error(NatsOperation::Consume);
+                        tracing::warn!(%error, "queue stream error");
+                    }
                 }
             })
             .await;
@@ -140,13 +151,13 @@ impl Worker {
         };
         // On hold: look again in a while; an operator's release replaces the message anyway.
         if envelope.held {
-            let _ = message.ack_with(AckKind::Nak(Some(HELD_RECHECK))).await;
+            nak(&message, Some(HELD_RECHECK)).await;
             return;
         }
         // A message whose time has not come goes back, to come round exactly when it is due.
         let wait = envelope.next_attempt_unix_ms - Utc::now().timestamp_millis();
         if wait > 0 {
-            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(wait as u64)))).await;
+            nak(&message, Some(Duration::from_millis(wait as u64))).await;
             return;
         }
         let span = tracing::info_span!(
@@ -158,6 +169,7 @@ impl Worker {
             queue_id = %envelope.queue_id,
             attempt = envelope.attempts + 1,
             recipients = envelope.recipients.len(),
+            outcome = tracing::field::Empty,
         );
         adopt_trace(&span, message.headers.as_ref());
         async {
@@ -171,7 +183,7 @@ impl Worker {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "body unavailable, will retry");
-                    let _ = message.ack_with(AckKind::Nak(Some(self.policy.wait_after(1)))).await;
+                    nak(&message, Some(self.policy.wait_after(1))).await;
                 }
             }
         }
@@ -180,9 +192,9 @@ impl Worker {
     }
 
     /// Writes this attempt's outcomes into the envelope's recipients.
-    fn record(&self, envelope: &mut Envelope, outcomes: Vec<(usize, Outcome)>) {
+    fn record(&self, envelope: &mut Envelope, outcomes: Vec<Attempt>) {
         envelope.attempts += 1;
-        for (index, outcome) in outcomes {
+        for (index, destination, outcome) in outcomes {
             let recipient = &mut envelope.recipients[index];
             let label = match &outcome {
                 Outcome::Delivered { duplicate: true, .. } => "duplicate",
@@ -191,7 +203,8 @@ impl Worker {
                 Outcome::TemporaryFailure(_) => "temporary_failure",
                 Outcome::PermanentFailure(_) => "permanent_failure",
             };
-            self.recipients.get_or_create(&vec![("outcome".into(), label.into())]).inc();
+            let labels = vec![("destination".into(), destination.label().into()), ("outcome".into(), label.into())];
+            self.recipients.get_or_create(&labels).inc();
             match outcome {
                 Outcome::Delivered { uids, duplicate } => {
                     tracing::info!(recipient = %recipient.address, ?uids, duplicate, "delivered");
@@ -252,12 +265,13 @@ impl Worker {
                 self.count("retry");
                 tracing::info!(attempt = envelope.attempts, ?wait, "will retry");
                 if let Err(error) = message.double_ack().await {
+                    nats_client_error(NatsOperation::Ack);
                     tracing::warn!(%error, "ack after requeue not confirmed; the attempt may repeat");
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, "requeue failed; the message comes back as it was");
-                let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+                nak(message, Some(wait)).await;
             }
         }
     }
@@ -274,7 +288,7 @@ impl Worker {
         for action in [DsnAction::Failed, DsnAction::Delivered] {
             if let Err(error) = self.notify(envelope, action).await {
                 tracing::warn!(%error, "DSN not queued; the attempt repeats");
-                let _ = message.ack_with(AckKind::Nak(Some(self.policy.wait_after(1)))).await;
+                nak(message, Some(self.policy.wait_after(1))).await;
                 return;
             }
         }
@@ -282,6 +296,7 @@ impl Worker {
         // Wait for the server to confirm the ack before deleting the body: an ack that is lost means a
         // redelivery, and a redelivery needs the body.
         if let Err(error) = message.double_ack().await {
+            nats_client_error(NatsOperation::Ack);
             tracing::warn!(%error, "ack not confirmed; the message will be redelivered and deduplicated");
             return;
         }
@@ -332,6 +347,7 @@ impl Worker {
     }
 
     fn count(&self, disposition: &str) {
+        tracing::Span::current().record("outcome", disposition);
         self.messages.get_or_create(&vec![("disposition".into(), disposition.into())]).inc();
     }
 
@@ -360,6 +376,7 @@ impl Worker {
         match self.queue.dead_letter(payload, headers, reason).await {
             Ok(()) => {
                 if let Err(error) = message.double_ack().await {
+                    nats_client_error(NatsOperation::Ack);
                     tracing::warn!(%error, "ack of dead-lettered message failed");
                 }
             }
@@ -380,6 +397,15 @@ fn dsn_queue_id(envelope: &Envelope, action: DsnAction) -> QueueId {
     id.simple().to_string().parse().expect("a UUID in simple form is a valid queue id")
 }
 
+/// Hands a message back to JetStream for redelivery after `wait`. A failed nak costs nothing but time:
+/// the server redelivers the message anyway once its ack_wait runs out.
+async fn nak(message: &jetstream::Message, wait: Option<Duration>) {
+    if let Err(error) = message.ack_with(AckKind::Nak(wait)).await {
+        nats_client_error(NatsOperation::Ack);
+        tracing::debug!(%error, "nak failed; the message comes back after ack_wait");
+    }
+}
+
 /// Runs `work` while telling JetStream every third of `ack_wait` that the message is still in hand.
 async fn with_progress<T>(work: impl Future<Output = T>, message: &jetstream::Message, ack_wait: Duration) -> T {
     let mut ticker = tokio::time::interval(ack_wait / 3);
@@ -390,6 +416,7 @@ async fn with_progress<T>(work: impl Future<Output = T>, message: &jetstream::Me
             result = &mut work => return result,
             _ = ticker.tick() => {
                 if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    nats_client_error(NatsOperation::Ack);
                     tracing::debug!(%error, "progress ack failed");
                 }
             }

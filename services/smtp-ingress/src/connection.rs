@@ -85,8 +85,14 @@ pub async fn handle<IO, D, S>(
         None
     };
     let session = Session::new(listener.session.clone(), tls);
-    let mut conn =
-        Connection { wire: Wire::new(stream), decoder: CommandDecoder::default(), client, ctx, auth_failures: 0 };
+    let mut conn = Connection {
+        wire: Wire::new(stream),
+        decoder: CommandDecoder::default(),
+        client,
+        ctx,
+        auth_failures: 0,
+        verb: "CONNECT",
+    };
     match conn.run(session, &shutdown).await {
         End::Io(error) | End::Read(ReadError::Io(error)) => {
             tracing::info!(peer = %conn.client.peer, %error, "connection failed")
@@ -94,6 +100,24 @@ pub async fn handle<IO, D, S>(
         End::TlsHandshake(error) => tracing::info!(peer = %conn.client.peer, %error, "STARTTLS handshake failed"),
         other => tracing::debug!(peer = %conn.client.peer, end = ?other, "connection closed"),
     }
+}
+
+/// The verb of a command line, as the metrics label it; lines that do not parse are `invalid`.
+fn verb(command: &Result<Command, CommandError>) -> &'static str {
+    command.as_ref().map_or("invalid", |command| command.name())
+}
+
+/// The Message-ID header's value, for the trace (at most 256 octets; the header section only).
+fn message_id(body: &[u8]) -> Option<&str> {
+    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
+    body[..header_end].split(|&b| b == b'\n').find_map(|line| {
+        let (name, value) = line.split_at_checked(11)?;
+        if !name.eq_ignore_ascii_case(b"message-id:") {
+            return None;
+        }
+        let value = std::str::from_utf8(value).ok()?.trim();
+        (!value.is_empty()).then(|| &value[..value.floor_char_boundary(256)])
+    })
 }
 
 fn tls_info(facts: TlsFacts) -> TlsInfo {
@@ -106,6 +130,8 @@ struct Connection<IO, D, S> {
     client: ClientInfo,
     ctx: Arc<Context<D, S>>,
     auth_failures: u32,
+    /// The verb of the command being answered, for the rejection counts.
+    verb: &'static str,
 }
 
 impl<IO, D, S> Connection<IO, D, S>
@@ -120,8 +146,14 @@ where
             // Answer every complete command already received (PIPELINING, RFC 2920), then flush once.
             while let Some(input) = self.next_input(session.expects()) {
                 let action = match input {
-                    Input::Command(command) => session.handle(command),
-                    Input::SaslResponse(line) => session.handle_sasl_response(line),
+                    Input::Command(command) => {
+                        self.verb = verb(&command);
+                        session.handle(command)
+                    }
+                    Input::SaslResponse(line) => {
+                        self.verb = "AUTH";
+                        session.handle_sasl_response(line)
+                    }
                 };
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;
@@ -157,14 +189,14 @@ where
     /// Carries out one action; `Some` ends the connection.
     async fn act(&mut self, session: &mut Session, action: Action) -> Option<End> {
         match action {
-            Action::Reply(reply) => self.wire.output.extend(reply.to_bytes()),
+            Action::Reply(reply) => self.answer(reply),
             Action::CheckRecipient(check) => {
                 let reply = self.check_recipient(session, check).await;
-                self.wire.output.extend(reply.to_bytes());
+                self.answer(reply);
             }
             Action::CheckSender(check) => {
                 let reply = self.check_sender(session, check).await;
-                self.wire.output.extend(reply.to_bytes());
+                self.answer(reply);
             }
             Action::ReceiveData(go_ahead) => {
                 self.wire.output.extend(go_ahead.to_bytes());
@@ -176,7 +208,7 @@ where
                     Ok(reply) => reply,
                     Err(end) => return Some(end),
                 };
-                self.wire.output.extend(reply.to_bytes());
+                self.answer(reply);
             }
             Action::ReceiveChunk { size, last } => {
                 let span = self.data_span("BDAT");
@@ -184,7 +216,7 @@ where
                     Ok(reply) => reply,
                     Err(end) => return Some(end),
                 };
-                self.wire.output.extend(reply.to_bytes());
+                self.answer(reply);
             }
             Action::StartTls(go_ahead) => return self.start_tls(session, go_ahead).await,
             Action::Authenticate(credentials) => {
@@ -192,11 +224,18 @@ where
                 return Box::pin(self.act(session, next)).await;
             }
             Action::Close(reply) => {
+                self.ctx.metrics.replied(self.verb, reply.code);
                 self.reply(reply).await;
                 return Some(End::Quit);
             }
         }
         None
+    }
+
+    /// Queues a reply to the command in hand, counting it when it refuses.
+    fn answer(&mut self, reply: Reply) {
+        self.ctx.metrics.replied(self.verb, reply.code);
+        self.wire.output.extend(reply.to_bytes());
     }
 
     async fn check_recipient(&self, session: &mut Session, check: RecipientCheck) -> Reply {
@@ -249,6 +288,10 @@ where
             otel.kind = "server",
             smtp.command = verb,
             network.peer.address = %self.client.peer.ip(),
+            queue_id = tracing::field::Empty,
+            mail.message_id = tracing::field::Empty,
+            mail.recipients = tracing::field::Empty,
+            smtp.reply_code = tracing::field::Empty,
         )
     }
 
@@ -295,9 +338,17 @@ where
         let reply = match outcome {
             DataOutcome::Reply(reply) => reply,
             DataOutcome::Enqueue(message) => {
+                let size = message.body.len();
+                let span = tracing::Span::current();
+                span.record("mail.recipients", message.recipients.len());
+                if let Some(message_id) = message_id(&message.body) {
+                    span.record("mail.message_id", message_id);
+                }
                 match self.ctx.spool.enqueue(message, &self.client, session.hostname()).await {
                     Ok(queue_id) => {
+                        tracing::Span::current().record("queue_id", queue_id.as_str());
                         tracing::info!(%queue_id, peer = %self.client.peer, "message accepted");
+                        self.ctx.metrics.message_size.observe(size as f64);
                         session.queued(&queue_id)
                     }
                     Err(SpoolError::TooLarge { size, limit }) => {
@@ -312,6 +363,7 @@ where
             }
         };
         self.ctx.metrics.message(reply.code);
+        tracing::Span::current().record("smtp.reply_code", reply.code);
         reply
     }
 
@@ -333,6 +385,16 @@ mod tests {
 
     use super::*;
     use crate::ports::DirectoryUnavailable;
+
+    #[test]
+    fn the_message_id_comes_from_the_header_section_only() {
+        let body = b"Subject: x\r\nMESSAGE-ID:  <a@b.example> \r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(message_id(body), Some("<a@b.example>"));
+        assert_eq!(message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n"), None);
+        assert_eq!(message_id(b"Message-ID:\r\n\r\n"), None);
+        let long = format!("Message-ID: <{}\u{e9}@x>\r\n\r\n", "a".repeat(254));
+        assert_eq!(message_id(long.as_bytes()).map(str::len), Some(255), "cut at a character boundary");
+    }
 
     struct FakeDirectory;
 

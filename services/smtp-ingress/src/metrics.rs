@@ -3,17 +3,36 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     pub sessions: Counter,
     pub active_sessions: Gauge,
     pub refused_connections: Counter,
     pub auth_failures: Counter,
     messages: Family<Labels, Counter>,
+    rejections: Family<Labels, Counter>,
+    /// Sizes of the messages accepted (250 after DATA or the last BDAT), in octets.
+    pub message_size: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            sessions: Counter::default(),
+            active_sessions: Gauge::default(),
+            refused_connections: Counter::default(),
+            auth_failures: Counter::default(),
+            messages: Family::default(),
+            rejections: Family::default(),
+            // 1 KiB to 64 MiB, by fours.
+            message_size: Histogram::new(exponential_buckets(1024.0, 4.0, 9)),
+        }
+    }
 }
 
 impl Metrics {
@@ -28,7 +47,26 @@ impl Metrics {
         );
         registry.register("messages", "End-of-data outcomes, by reply code", metrics.messages.clone());
         registry.register("auth_failures", "Failed AUTH attempts", metrics.auth_failures.clone());
+        registry.register(
+            "rejections",
+            "Replies of 400 and above, by the command they answer and reply code",
+            metrics.rejections.clone(),
+        );
+        registry.register_with_unit(
+            "message_size",
+            "Sizes of accepted messages",
+            prometheus_client::registry::Unit::Bytes,
+            metrics.message_size.clone(),
+        );
         metrics
+    }
+
+    /// Counts a reply to `verb` when it refuses (4xx or 5xx).
+    pub fn replied(&self, verb: &str, code: u16) {
+        if code >= 400 {
+            let labels = vec![("command".into(), verb.to_owned()), ("code".into(), code.to_string())];
+            self.rejections.get_or_create(&labels).inc();
+        }
     }
 
     pub fn message(&self, code: u16) {

@@ -68,6 +68,7 @@ pub struct ImapContext {
     pub idle_timeout: Duration,
     pub max_message_size: u64,
     pub commands: Family<Vec<(String, String)>, Counter>,
+    pub metrics: crate::metrics::SessionMetrics,
     /// Sessions one account may have open from one address in this process (Dovecot's
     /// `mail_max_userip_connections`).
     pub max_user_connections: usize,
@@ -113,6 +114,7 @@ impl ImapContext {
 /// A logged-in account.
 struct Login {
     account_id: i64,
+    address: String,
     /// ENABLE CONDSTORE, or a command that implies it (RFC 7162 §3.1).
     condstore: bool,
     /// ENABLE QRESYNC (RFC 7162 §3.2): expunges are reported as VANISHED.
@@ -224,6 +226,8 @@ pub async fn handle<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let span = tracing::info_span!("imap.session", network.peer.address = %peer.ip(), account = tracing::field::Empty);
+    let _active = ctx.metrics.open();
+    let session_span = span.clone();
     async {
         let mut stream = MaybeTls::Plain(io);
         if implicit_tls {
@@ -245,6 +249,7 @@ pub async fn handle<IO>(
             pending: Default::default(),
             extended: None,
             deadline: tokio::time::Instant::now() + ctx.idle_timeout,
+            session_span,
             ctx,
         };
         let greeting = conn.capabilities();
@@ -376,6 +381,8 @@ struct Connection<IO> {
     pending: std::collections::VecDeque<Result<Event, FrameError>>,
     /// The autologout time: the idle timeout after the client's last input.
     deadline: tokio::time::Instant,
+    /// `imap.session`, which names the account once logged in.
+    session_span: tracing::Span,
 }
 
 enum Woken {
@@ -654,10 +661,8 @@ where
             && let Ok((_, command)) = imap_codec::CommandCodec::default().decode(&rest)
         {
             let command = command.into_static();
-            self.command_metric(command.body.name());
             self.extended = Some(extended);
-            let span = tracing::info_span!("imap.command", command = command.body.name());
-            let flow = self.command(command.tag, command.body).instrument(span).await;
+            let flow = self.traced_command(command.tag, command.body).await;
             self.extended = None;
             return flow;
         }
@@ -667,6 +672,34 @@ where
         Flow::Continue
     }
 
+    /// Runs a command in its own span, which names the account and the selected mailbox (as they are
+    /// once the command is done, so LOGIN and SELECT show what they led to), and times it.
+    async fn traced_command(&mut self, tag: Tag<'static>, body: CommandBody<'static>) -> Flow {
+        let name = body.name();
+        self.command_metric(name);
+        let span = tracing::info_span!(
+            "imap.command",
+            otel.name = %format!("IMAP {}", name.to_ascii_uppercase()),
+            command = name,
+            account = tracing::field::Empty,
+            mailbox = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let flow = self.command(tag, body).instrument(span.clone()).await;
+        self.ctx.metrics.observe(name, started);
+        match &self.state {
+            State::Selected(login, selected) => {
+                span.record("account", login.address.as_str());
+                span.record("mailbox", selected.name.as_str());
+            }
+            State::Authenticated(login) => {
+                span.record("account", login.address.as_str());
+            }
+            State::NotAuthenticated { .. } => {}
+        }
+        flow
+    }
+
     fn command_metric(&self, name: &str) {
         self.ctx.commands.get_or_create(&vec![("command".into(), name.to_ascii_lowercase())]).inc();
     }
@@ -674,11 +707,7 @@ where
     async fn event(&mut self, event: Event) -> Flow {
         match event {
             Event::GreetingSent { .. } | Event::ResponseSent { .. } => Flow::Continue,
-            Event::CommandReceived { command } => {
-                self.command_metric(command.body.name());
-                let span = tracing::info_span!("imap.command", command = command.body.name());
-                self.command(command.tag, command.body).instrument(span).await
-            }
+            Event::CommandReceived { command } => self.traced_command(command.tag, command.body).await,
             Event::CommandAuthenticateReceived { command_authenticate } => {
                 self.command_metric("authenticate");
                 self.authenticate_start(command_authenticate).await
@@ -794,9 +823,10 @@ where
                 return Ok(no(tag, Some(other_code("UNAVAILABLE")), "try again later"));
             }
         };
-        tracing::Span::current().record("account", reply.account_address.as_str());
+        self.session_span.record("account", reply.account_address.as_str());
         self.state = State::Authenticated(Login {
             account_id: reply.account_id,
+            address: reply.account_address.clone(),
             condstore: false,
             qresync: false,
             utf8: false,
