@@ -2,8 +2,10 @@
 //! caps shared by a process's listeners, a protocol-specific refusal line for a connection over a cap,
 //! and on shutdown no new connections while the open ones finish within a grace period (each session
 //! watches the same token and says goodbye).
-//! [`wire`] is the buffered, time-bounded reading and writing that each session does.
+//! [`wire`] is the buffered, time-bounded reading and writing that each session does; [`proxy`] reads
+//! the PROXY protocol header a load balancer puts before a session.
 
+pub mod proxy;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -100,22 +102,31 @@ pub struct Admit {
     pub refusal: Vec<u8>,
     /// After shutdown, how long open sessions get to finish before the loop stops waiting for them.
     pub grace: Duration,
+    /// Connections from these addresses start with a PROXY header naming the real client, which then
+    /// stands for the connection's address everywhere: the caps, the session, the logs.
+    pub proxies: proxy::TrustedProxies,
 }
 
+/// How long a trusted proxy gets to send its header (HAProxy sends it with the connection).
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts until `shutdown` is cancelled, runs `session` for each admitted connection, then waits (up to
-/// the grace period) for the sessions to end. `refused` is called for each connection turned away.
+/// the grace period) for the sessions to end. `refused` is called for each connection turned away. A
+/// connection from a trusted proxy is admitted (and handed to `session`) as its header's client, once
+/// that header is read, in the connection's own task.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     admit: Admit,
     shutdown: CancellationToken,
-    refused: impl Fn(Refusal),
+    refused: impl Fn(Refusal) + Send + Sync + 'static,
     session: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
     let refusal: Arc<[u8]> = admit.refusal.into();
+    let (refused, session) = (Arc::new(refused), Arc::new(session));
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -129,23 +140,32 @@ pub async fn accept_loop<F, Fut>(
                 }
             },
         };
-        let admission = match admit.limits.admit(peer.ip()) {
-            Ok(admission) => admission,
-            Err(reason) => {
-                refused(reason);
-                let refusal = refusal.clone();
-                tracker.spawn(async move {
+        let _ = stream.set_nodelay(true);
+        let (limits, refusal, refused, session) =
+            (admit.limits.clone(), refusal.clone(), refused.clone(), session.clone());
+        let proxied = admit.proxies.trusts(peer.ip());
+        let start = async move {
+            let client = if proxied {
+                match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy::read_header(&mut stream)).await {
+                    Ok(Ok(client)) => client.unwrap_or(peer),
+                    Ok(Err(error)) => return tracing::info!(%peer, %error, "connection from a trusted proxy dropped"),
+                    Err(_) => return tracing::info!(%peer, "no PROXY header from a trusted proxy in time"),
+                }
+            } else {
+                peer
+            };
+            match limits.admit(client.ip()) {
+                Ok(admission) => {
+                    session(stream, client).await;
+                    drop(admission);
+                }
+                Err(reason) => {
+                    refused(reason);
                     let _ = stream.write_all(&refusal).await;
-                });
-                continue;
+                }
             }
         };
-        let _ = stream.set_nodelay(true);
-        let work = session(stream, peer);
-        tracker.spawn(async move {
-            work.await;
-            drop(admission);
-        });
+        tracker.spawn(start);
     }
     drop(listener);
     tracker.close();
@@ -174,6 +194,7 @@ mod tests {
                 limits: ConnectionLimits::new(1, 1),
                 refusal: b"busy\r\n".to_vec(),
                 grace: Duration::from_secs(30),
+                proxies: Default::default(),
             },
             shutdown.clone(),
             move |_| {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
 use mailbus_jetstream::{Leases, Names, QueueError};
 use mailbus_pop3::response::Response;
@@ -55,6 +56,8 @@ pub struct AccessConfig {
     pub max_auth_failures: usize,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Load balancers whose connections start with a PROXY protocol header.
+    pub proxies: TrustedProxies,
     pub imap_listen: SocketAddr,
     /// Port 993; `None` leaves it off.
     pub imaps_listen: Option<SocketAddr>,
@@ -91,6 +94,7 @@ pub struct Access {
     /// For readiness: every POP3 command needs the mailbox role.
     mailbox: mailbus_grpc::TracedChannel,
     max_connections: usize,
+    proxies: TrustedProxies,
 }
 
 pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
@@ -143,6 +147,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         context,
         mailbox,
         max_connections: config.max_connections,
+        proxies: config.proxies,
     })
 }
 
@@ -197,7 +202,7 @@ impl Access {
         let pop3 = accept_loops(
             [Some((self.pop3, false)), self.pop3s.map(|l| (l, true))],
             Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
-            &limits,
+            (&limits, &self.proxies),
             &shutdown,
             sessions,
             refused.clone(),
@@ -211,7 +216,7 @@ impl Access {
         let imap = accept_loops(
             [Some((self.imap, false)), self.imaps.map(|l| (l, true))],
             b"* BYE [UNAVAILABLE] too many connections, try again later\r\n".to_vec(),
-            &limits,
+            (&limits, &self.proxies),
             &shutdown,
             imap_sessions,
             refused,
@@ -234,18 +239,19 @@ impl Access {
 fn accept_loops<F, Fut>(
     listeners: [Option<(TcpListener, bool)>; 2],
     refusal: Vec<u8>,
-    limits: &Arc<ConnectionLimits>,
+    (limits, proxies): (&Arc<ConnectionLimits>, &TrustedProxies),
     shutdown: &CancellationToken,
     sessions: Counter<u64>,
     refused: Counter<u64>,
     handle: F,
 ) -> impl std::future::Future<Output = ()>
 where
-    F: Fn(tokio::net::TcpStream, SocketAddr, bool, CancellationToken) -> Fut + Clone,
+    F: Fn(tokio::net::TcpStream, SocketAddr, bool, CancellationToken) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let loops = listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
-        let admit = Admit { limits: limits.clone(), refusal: refusal.clone(), grace: SHUTDOWN_GRACE };
+        let admit =
+            Admit { limits: limits.clone(), refusal: refusal.clone(), grace: SHUTDOWN_GRACE, proxies: proxies.clone() };
         let (handle, session_shutdown, sessions, refused) =
             (handle.clone(), shutdown.clone(), sessions.clone(), refused.clone());
         accept_loop(

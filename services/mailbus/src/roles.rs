@@ -1,5 +1,6 @@
 //! Turning settings into role configurations, and binding and serving any set of roles in one process.
 
+use mailbus_acceptor::proxy::TrustedProxies;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -137,6 +138,7 @@ pub fn smtp_config(s: &Settings) -> anyhow::Result<SmtpConfig> {
         },
         max_connections: s.bounded("MAILBUS_SMTP_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
         max_connections_per_ip: s.bounded("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", 1..=MAX_CONNECTIONS)?,
+        proxies: proxies(s)?,
         shutdown_grace: s.secs("MAILBUS_SHUTDOWN_GRACE_SECS")?,
         nats_timeout: s.millis("MAILBUS_NATS_TIMEOUT_MS")?,
     })
@@ -181,6 +183,7 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         // RFC 1939 §3: the autologout timer must be at least 10 minutes.
         idle_timeout: Duration::from_secs(s.bounded("MAILBUS_POP3_IDLE_TIMEOUT_SECS", 600..=86_400)?),
         max_connections: s.bounded("MAILBUS_POP3_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
+        proxies: proxies(s)?,
         imap_listen: s.addr("MAILBUS_IMAP_LISTEN")?,
         imaps_listen: s.optional_addr("MAILBUS_IMAPS_LISTEN")?,
         imap_plaintext_auth: plaintext_auth(s, "MAILBUS_IMAP_PLAINTEXT_AUTH")?,
@@ -190,6 +193,11 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         imap_max_user_connections: s.bounded("MAILBUS_IMAP_MAX_USER_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
         max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE)?,
     })
+}
+
+fn proxies(s: &Settings) -> anyhow::Result<TrustedProxies> {
+    let text = s.optional("MAILBUS_PROXY_PROTOCOL_FROM").unwrap_or_default();
+    text.parse().map_err(|e| anyhow::anyhow!("MAILBUS_PROXY_PROTOCOL_FROM: {e}"))
 }
 
 fn plaintext_auth(s: &Settings, name: &str) -> anyhow::Result<PlaintextAuth> {

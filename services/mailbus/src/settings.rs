@@ -91,6 +91,11 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_MAX_RECIPIENTS", Some("100"), "recipients per SMTP transaction (RFC 5321 asks for at least 100)"),
     var("MAILBUS_SMTP_MAX_CONNECTIONS", Some("1000"), "simultaneous SMTP sessions per smtp-ingress process"),
     var("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", Some("50"), "simultaneous SMTP sessions from one client address"),
+    var(
+        "MAILBUS_PROXY_PROTOCOL_FROM",
+        None,
+        "load balancers (addresses or CIDR networks, comma-separated) whose connections to the SMTP, IMAP and POP3 ports must start with a PROXY protocol v1/v2 header naming the client",
+    ),
     var("MAILBUS_SMTP_MAX_ERRORS", Some("20"), "error replies in one SMTP session before 421 and disconnect"),
     var("MAILBUS_SMTP_MAX_AUTH_FAILURES", Some("3"), "failed AUTHs in one session before 421 and disconnect"),
     var(

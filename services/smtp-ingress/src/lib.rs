@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
 use mailbus_jetstream::{Names, Queue, QueueError};
 use mailbus_smtp::reply::{Enhanced, Reply};
@@ -70,6 +71,8 @@ pub struct SmtpConfig {
     pub timeouts: Timeouts,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Load balancers whose connections start with a PROXY protocol header.
+    pub proxies: TrustedProxies,
     /// On shutdown, how long sessions in the middle of a message get to finish.
     pub shutdown_grace: Duration,
     /// How long to wait for JetStream to acknowledge a body or envelope before answering 451.
@@ -108,6 +111,7 @@ pub struct SmtpIngress {
     registry: Registry,
     max_connections: usize,
     max_connections_per_ip: usize,
+    proxies: TrustedProxies,
     shutdown_grace: Duration,
 }
 
@@ -161,6 +165,7 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         registry,
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
+        proxies: config.proxies,
         shutdown_grace: config.shutdown_grace,
     })
 }
@@ -201,7 +206,13 @@ impl SmtpIngress {
         let limits = ConnectionLimits::new(self.max_connections, self.max_connections_per_ip);
         let listeners = [Some(self.mx), self.submission, self.submissions];
         let loops = listeners.into_iter().flatten().map(|bound| {
-            serve_listener(bound, limits.clone(), self.context.clone(), self.shutdown_grace, shutdown.clone())
+            let admit = Admit {
+                limits: limits.clone(),
+                refusal: Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later").to_bytes(),
+                grace: self.shutdown_grace,
+                proxies: self.proxies.clone(),
+            };
+            serve_listener(bound, admit, self.context.clone(), shutdown.clone())
         });
         futures::future::join_all(loops).await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
@@ -210,15 +221,7 @@ impl SmtpIngress {
     }
 }
 
-async fn serve_listener(
-    bound: Bound,
-    limits: Arc<ConnectionLimits>,
-    context: Arc<ProductionContext>,
-    grace: Duration,
-    shutdown: CancellationToken,
-) {
-    let refusal = Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later").to_bytes();
-    let admit = Admit { limits, refusal, grace };
+async fn serve_listener(bound: Bound, admit: Admit, context: Arc<ProductionContext>, shutdown: CancellationToken) {
     let metrics = context.metrics.clone();
     let sessions = shutdown.clone();
     let kind = bound.kind;

@@ -393,3 +393,97 @@ async fn auth_is_refused_in_the_clear_and_repeated_failures_end_the_session() {
     assert_eq!((ok.code, ok.text.get(..5)), (235, Some("2.7.0")), "{ok:?}");
     stack.stop().await;
 }
+
+/// Reads one reply (all its lines) from a raw connection; what there was when the connection ended.
+async fn raw_reply(reader: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        // A server that closes with our bytes unread resets the connection: that is an end too.
+        if matches!(reader.read_line(&mut line).await, Ok(0) | Err(_)) {
+            return reply;
+        }
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
+/// A connection through a load balancer that speaks the PROXY protocol: `header`, then the session.
+async fn through_proxy(addr: std::net::SocketAddr, header: &[u8]) -> tokio::io::BufReader<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(header).await.unwrap();
+    tokio::io::BufReader::new(stream)
+}
+
+fn proxy_v2(client: std::net::SocketAddrV4) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    header.extend(client.ip().octets());
+    header.extend([127, 0, 0, 1]);
+    header.extend(client.port().to_be_bytes());
+    header.extend(25u16.to_be_bytes());
+    header
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_proxy_the_client_named_in_its_header_is_the_client() {
+    use tokio::io::AsyncWriteExt;
+    let stack = TestStack::builder()
+        .set("MAILBUS_PROXY_PROTOCOL_FROM", "127.0.0.0/8")
+        .set("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "1")
+        .start()
+        .await;
+    let account = stack.add_account("pia@example.org", "pw").await;
+    let smtp = stack.smtp_addr();
+
+    // The header's client is the one in Received:, and the one the per-address cap counts.
+    let mut first = through_proxy(smtp, b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 25\r\n").await;
+    assert!(raw_reply(&mut first).await.starts_with("220 "));
+    let mut same_client = through_proxy(smtp, &proxy_v2("198.51.100.7:40001".parse().unwrap())).await;
+    assert!(raw_reply(&mut same_client).await.starts_with("421 4.7.0"), "one session per client address");
+    let mut other_client = through_proxy(smtp, &proxy_v2("203.0.113.5:5000".parse().unwrap())).await;
+    assert!(raw_reply(&mut other_client).await.starts_with("220 "), "another client behind the same proxy");
+    for (line, code) in [
+        ("EHLO client.example\r\n", "250"),
+        ("MAIL FROM:<someone@example.net>\r\n", "250"),
+        ("RCPT TO:<pia@example.org>\r\n", "250"),
+        ("DATA\r\n", "354"),
+    ] {
+        first.get_mut().write_all(line.as_bytes()).await.unwrap();
+        let reply = raw_reply(&mut first).await;
+        assert!(reply.starts_with(code), "{line:?}: {reply}");
+    }
+    first.get_mut().write_all(&message("pia", "proxied")).await.unwrap();
+    first.get_mut().write_all(b".\r\n").await.unwrap();
+    assert!(raw_reply(&mut first).await.starts_with("250 "));
+    stack.wait_for_inbox(account, 1, PATIENCE).await;
+    let request = mailbus_proto::v1::FetchRequest {
+        account_id: account,
+        mailbox: "INBOX".into(),
+        uids: vec![1],
+        sections: vec![crate::store::section(&[], mailbus_proto::v1::SectionText::Header)],
+        ..Default::default()
+    };
+    let fetched = crate::store::fetch(&stack, request).await.unwrap();
+    let header = String::from_utf8_lossy(fetched[0].sections[0].as_deref().unwrap()).into_owned();
+    assert!(header.contains("[198.51.100.7]"), "Received: names the proxied client: {header}");
+    assert!(!header.contains("[127.0.0.1]"), "{header}");
+
+    // From a trusted proxy the header is required: a bare session is dropped without a greeting.
+    let mut bare = through_proxy(smtp, b"EHLO client.example\r\n").await;
+    assert_eq!(raw_reply(&mut bare).await, "");
+
+    // IMAP judges the proxied client: a remote one gets LOGINDISABLED in the clear, a loopback one (a
+    // v1 header naming 127.0.0.1) may log in.
+    let imap = stack.imap_addr();
+    let mut remote = through_proxy(imap, &proxy_v2("198.51.100.7:40002".parse().unwrap())).await;
+    let greeting = raw_reply(&mut remote).await;
+    assert!(greeting.contains("LOGINDISABLED"), "{greeting}");
+    let mut local = through_proxy(imap, b"PROXY TCP4 127.0.0.1 127.0.0.1 40003 143\r\n").await;
+    let greeting = raw_reply(&mut local).await;
+    assert!(greeting.starts_with("* OK") && !greeting.contains("LOGINDISABLED"), "{greeting}");
+    stack.stop().await;
+}
