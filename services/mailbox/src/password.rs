@@ -111,8 +111,8 @@ const KEPT_BLOCKS: usize = 64 * 1024;
 
 thread_local! {
     /// argon2's working memory, reused by each hashing thread. Allocating it afresh for every login
-    /// (19 MiB, served by mmap) made the kernel fault in and zero every page each time: about a sixth of
-    /// the cost of a verification.
+    /// (19 MiB, served by mmap) made the kernel fault in and zero every page each time; without that the
+    /// IMAP benchmark's mixed load runs about 30 % faster (BENCHMARKS.md).
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
