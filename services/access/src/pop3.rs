@@ -139,6 +139,7 @@ where
                     otel.name = %format!("POP3 {name}"),
                     command = name,
                     account = self.login.as_ref().map(|login| login.account.address.as_str()),
+                    mailbox = tracing::field::Empty,
                 );
                 let started = std::time::Instant::now();
                 let action = match input {
@@ -147,7 +148,9 @@ where
                 };
                 let end = self.act(&mut session, action).instrument(span.clone()).await;
                 if let Some(login) = &self.login {
+                    // POP3's maildrop is the INBOX.
                     span.record("account", login.account.address.as_str());
+                    span.record("mailbox", "INBOX");
                 }
                 self.ctx.metrics.observe(name, started);
                 if let Some(end) = end {

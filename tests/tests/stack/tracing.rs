@@ -420,7 +420,11 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
     let logins: Vec<&Span> = seen.iter().filter(|s| s.name == "IMAP LOGIN").collect();
     assert!(logins.len() == 2 && logins.iter().all(|s| s.attr("account") == Some("judy@example.org")), "{logins:#?}");
     let retr: Vec<&Span> = seen.iter().filter(|s| s.name == "POP3 RETR").collect();
-    assert!(retr.len() == LOCAL && retr.iter().all(|s| s.attr("account") == Some("judy@example.org")), "{retr:#?}");
+    assert!(
+        retr.len() == LOCAL
+            && retr.iter().all(|s| s.attr("account") == Some("judy@example.org") && s.attr("mailbox") == Some("INBOX")),
+        "{retr:#?}"
+    );
     for span in &seen {
         for value in span.attributes.values() {
             assert!(!value.contains(PASSWORD), "a password in {span:?}");
