@@ -111,8 +111,8 @@ impl Queue {
     /// then the envelope onto the queue stream, waiting for the server's acknowledgement of each. Only
     /// after `Ok` may SMTP answer 250.
     ///
-    /// Safe to repeat: the body is overwritten under the same key and the envelope is deduplicated by its
-    /// `Nats-Msg-Id`.
+    /// Safe to repeat: the envelope is deduplicated by its `Nats-Msg-Id` (the queue id), and a repeat's
+    /// own body (under its own key) is deleted again.
     pub async fn enqueue(&self, envelope: &Envelope, body: &[u8]) -> Result<(), QueueError> {
         if self.client.connection_state() != State::Connected {
             nats_client_error(NatsOperation::Publish);
@@ -138,12 +138,21 @@ impl Queue {
             nats_client_error(NatsOperation::Publish);
             QueueError::Publish { queue_id: envelope.queue_id.clone(), message: e.to_string() }
         };
-        self.jetstream
+        let ack = self
+            .jetstream
             .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
             .await
             .map_err(|e| publish_error(&e))?
             .await
             .map_err(|e| publish_error(&e))?;
+        // The same queue id within the duplicate window: the first envelope stands, with its own body;
+        // the one just stored for this repeat is nobody's.
+        if ack.duplicate && !envelope.body_key.is_empty() {
+            tracing::info!(queue_id = %envelope.queue_id, "repeated transaction, already queued");
+            if let Err(error) = self.delete_body(&envelope.body_key).await {
+                tracing::warn!(%error, "body of a repeated transaction not deleted");
+            }
+        }
         Ok(())
     }
 

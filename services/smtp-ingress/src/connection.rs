@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::ports::{ClientInfo, Directory, Spool, SpoolError};
+use crate::spool::message_id;
 
 /// RFC 5321 §4.5.3.2 timeouts, and the delay that slows down password guessing.
 #[derive(Debug, Clone, Copy)]
@@ -105,19 +106,6 @@ pub async fn handle<IO, D, S>(
 /// The verb of a command line, as the metrics label it; lines that do not parse are `invalid`.
 fn verb(command: &Result<Command, CommandError>) -> &'static str {
     command.as_ref().map_or("invalid", |command| command.name())
-}
-
-/// The Message-ID header's value, for the trace (at most 256 octets; the header section only).
-fn message_id(body: &[u8]) -> Option<&str> {
-    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
-    body[..header_end].split(|&b| b == b'\n').find_map(|line| {
-        let (name, value) = line.split_at_checked(11)?;
-        if !name.eq_ignore_ascii_case(b"message-id:") {
-            return None;
-        }
-        let value = std::str::from_utf8(value).ok()?.trim();
-        (!value.is_empty()).then(|| &value[..value.floor_char_boundary(256)])
-    })
 }
 
 fn tls_info(facts: TlsFacts) -> TlsInfo {

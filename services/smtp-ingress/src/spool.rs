@@ -29,7 +29,7 @@ impl JetStreamSpool {
 
 impl Spool for JetStreamSpool {
     async fn enqueue(&self, message: Message, client: &ClientInfo, hostname: &str) -> Result<String, SpoolError> {
-        let queue_id = QueueId::generate();
+        let queue_id = transaction_id(&message).unwrap_or_else(QueueId::generate);
         let now = Utc::now();
         let mut body = received_header(&message, client, hostname, &queue_id, now).into_bytes();
         body.extend_from_slice(&message.body);
@@ -55,6 +55,42 @@ impl Spool for JetStreamSpool {
     }
 }
 
+/// The queue id of a message that names itself (it has a Message-ID): a digest of its envelope and its
+/// body as the client sent them. A client that sends the same transaction again because it never saw
+/// the 250 (the connection broke, or the role died, between the queue's acknowledgement and the reply)
+/// gets the same id, and the queue stream, which keeps each `Nats-Msg-Id` for
+/// [`mailbus_jetstream::DUPLICATE_WINDOW`], stores it once: delivered exactly once, and the client gets
+/// its 250. A message without a Message-ID gets a fresh id, so identical ones sent on purpose stay two.
+fn transaction_id(message: &Message) -> Option<QueueId> {
+    message_id(&message.body)?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    match &message.from.path {
+        ReversePath::Null => digest.update(b"<>"),
+        ReversePath::Address(address) => digest.update(address.to_string().as_bytes()),
+    }
+    for recipient in &message.recipients {
+        digest.update(b"\0");
+        digest.update(recipient.address.to_string().as_bytes());
+    }
+    digest.update(b"\0\0");
+    digest.update(&message.body);
+    let hex: String = digest.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    hex.parse().ok()
+}
+
+/// The Message-ID header's value (at most 256 octets), from the header section only.
+pub(crate) fn message_id(body: &[u8]) -> Option<&str> {
+    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
+    body[..header_end].split(|&b| b == b'\n').find_map(|line| {
+        let (name, value) = line.split_at_checked(11)?;
+        if !name.eq_ignore_ascii_case(b"message-id:") {
+            return None;
+        }
+        let value = std::str::from_utf8(value).ok()?.trim();
+        (!value.is_empty()).then(|| &value[..value.floor_char_boundary(256)])
+    })
+}
+
 fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: usize, arrival_ms: i64) -> Envelope {
     Envelope {
         queue_id: queue_id.to_string(),
@@ -73,7 +109,9 @@ fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: us
             })
             .collect(),
         size: size as u64,
-        body_key: queue_id.to_string(),
+        // Its own key per attempt: a repeated transaction (same queue id, see `transaction_id`) must
+        // not overwrite the body of the first, which a relay may be reading or may have deleted.
+        body_key: format!("{queue_id}.{}", QueueId::generate()),
         arrival_unix_ms: arrival_ms,
         client: Some(ClientFacts {
             remote_ip: client.peer.ip().to_string(),

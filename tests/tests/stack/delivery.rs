@@ -107,3 +107,35 @@ async fn a_large_message_goes_through_the_body_store_and_arrives_intact() {
     assert!(rest == sent.as_slice(), "the large message changed on the way");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_sent_again_is_queued_once_and_one_without_a_message_id_twice() {
+    let stack = TestStack::start().await;
+    let account = stack.add_account("rex@example.org", "pw").await;
+    let queued_as = |outcome: SmtpOutcome| match outcome {
+        SmtpOutcome::Accepted { code: 250, text } => text.rsplit(' ').next().unwrap().to_owned(),
+        other => panic!("not accepted: {other:?}"),
+    };
+    // A client that never saw the 250 sends the same transaction again: small, and large enough for
+    // the body store.
+    let small = message("rex@example.org", "sent-twice");
+    let mut large = message("rex@example.org", "large-sent-twice");
+    large.extend(b"x".repeat(70).iter().chain(b"\r\n").cycle().take(400 * 1024));
+    for body in [&small, &large] {
+        let first = queued_as(smtp_send(stack.smtp_addr(), "sender@example.net", &["rex@example.org"], body).await);
+        let again = queued_as(smtp_send(stack.smtp_addr(), "sender@example.net", &["rex@example.org"], body).await);
+        assert_eq!(first, again, "the repeat is the same queued message");
+    }
+    // The same body to another recipient, or from another sender, is another transaction.
+    let other = smtp_send(stack.smtp_addr(), "other@example.net", &["rex@example.org"], &small).await;
+    assert!(matches!(other, SmtpOutcome::Accepted { code: 250, .. }), "{other:?}");
+    // Without a Message-ID, two identical messages are two messages.
+    let anonymous = b"From: a@example.net\r\nSubject: no id\r\n\r\nSame words.\r\n".to_vec();
+    for _ in 0..2 {
+        let sent = smtp_send(stack.smtp_addr(), "sender@example.net", &["rex@example.org"], &anonymous).await;
+        assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
+    }
+    stack.wait_for_empty_queue(PATIENCE).await;
+    assert_eq!(stack.inbox_uids(account).await.len(), 5, "small, large, from another sender, two without id");
+    stack.stop().await;
+}
