@@ -88,8 +88,9 @@ impl Infra {
     }
 }
 
-/// A nats-server of one test's own, for tests that stop and restart it.
+/// A nats-server of one test's own, for tests that stop and restart it. It syncs each message before
+/// acknowledging it, so that a kill loses nothing acknowledged.
 pub fn dedicated_nats(name: &str) -> Nats {
     let dir = scratch_dir().join(format!("nats-{name}-{}", uuid::Uuid::new_v4().simple()));
-    Nats::start(&dir, free_port().expect("free port")).expect("starting a dedicated nats-server")
+    Nats::start_synced(&dir, free_port().expect("free port")).expect("starting a dedicated nats-server")
 }

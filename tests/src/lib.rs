@@ -9,6 +9,7 @@ pub mod clients;
 pub mod dovecot;
 pub mod fake_smtp;
 pub mod infra;
+pub mod processes;
 pub mod stack;
 
 pub use infra::Infra;

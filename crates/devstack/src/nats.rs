@@ -41,13 +41,25 @@ pub struct Nats {
     binary: PathBuf,
     store: PathBuf,
     port: u16,
+    /// Write and sync each message before acknowledging it (`sync_interval: always`).
+    synced: bool,
     child: Option<Child>,
 }
 
 impl Nats {
     /// Starts nats-server on `port` with its JetStream store in `store`.
     pub fn start(store: &Path, port: u16) -> anyhow::Result<Nats> {
-        let mut nats = Nats { binary: find_nats_server()?, store: store.to_owned(), port, child: None };
+        let mut nats = Nats { binary: find_nats_server()?, store: store.to_owned(), port, synced: false, child: None };
+        nats.restart()?;
+        Ok(nats)
+    }
+
+    /// Like [`Nats::start`], for a server that is killed on purpose: it writes and syncs each message
+    /// before acknowledging it. One server has no replica to hold what it acknowledged, and by default
+    /// its filestore writes in the background (and syncs every two minutes), so a `kill -9` loses
+    /// messages that were already acknowledged: mail that already had its 250.
+    pub fn start_synced(store: &Path, port: u16) -> anyhow::Result<Nats> {
+        let mut nats = Nats { binary: find_nats_server()?, store: store.to_owned(), port, synced: true, child: None };
         nats.restart()?;
         Ok(nats)
     }
@@ -68,10 +80,14 @@ impl Nats {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         std::fs::create_dir_all(&self.store)?;
+        let sync = if self.synced { "\n  sync_interval: always" } else { "" };
+        let config = self.store.join("nats-server.conf");
+        let store = self.store.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+        std::fs::write(&config, format!("jetstream {{\n  store_dir: \"{store}\"{sync}\n}}\n"))?;
         let mut command = Command::new(&self.binary);
         command
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.store)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-c"])
+            .arg(&config)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = spawn_tied(command)?;

@@ -51,12 +51,27 @@ fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
 
 pub struct Postgres {
     port: u16,
-    child: Child,
+    data: PathBuf,
+    /// Commits wait for their WAL to reach the kernel (`synchronous_commit = on`).
+    crash_safe: bool,
+    child: Option<Child>,
 }
 
 impl Postgres {
     /// Creates a cluster under `dir` and starts it on `port`, trusting local connections as `postgres`.
+    /// Tuned for tests: a crash of the server may lose the last commits.
     pub fn start(dir: &Path, port: u16) -> anyhow::Result<Postgres> {
+        Self::create(dir, port, false)
+    }
+
+    /// Like [`Postgres::start`], for a server that is killed on purpose: a commit returns only once its
+    /// WAL is written, so a `kill -9` loses nothing that was committed (a machine crash still could,
+    /// since nothing is synced to disk).
+    pub fn start_crash_safe(dir: &Path, port: u16) -> anyhow::Result<Postgres> {
+        Self::create(dir, port, true)
+    }
+
+    fn create(dir: &Path, port: u16, crash_safe: bool) -> anyhow::Result<Postgres> {
         let bin = find_pg_bin()?;
         let user = server_user()?;
         let data = dir.join("data");
@@ -80,27 +95,42 @@ impl Postgres {
         if !output.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         }
+        let mut server = Postgres { port, data, crash_safe, child: None };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts the server (again, after [`Postgres::kill`]) on its port and data directory, and waits
+    /// until it accepts sessions.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let bin = find_pg_bin()?;
+        let port = self.port;
         let mut postgres = Command::new(bin.join("postgres"));
         postgres
             .arg("-D")
-            .arg(&data)
+            .arg(&self.data)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-            .arg(&data)
-            // A throwaway cluster: durability buys nothing and costs test time.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .arg(&self.data)
+            // A throwaway cluster: durability against power loss buys nothing and costs test time.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", if self.crash_safe { "synchronous_commit=on" } else { "synchronous_commit=off" }])
             .args(["-c", "max_connections=400"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        as_user(&mut postgres);
+        if let Some((uid, gid)) = server_user()? {
+            postgres.uid(uid).gid(gid);
+        }
         let mut child = spawn_tied(postgres)?;
         wait_for_port(&mut child, SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30), "postgres")?;
+        self.child = Some(child);
         // Accepting TCP is not yet accepting sessions; pg_isready knows the difference.
         for _ in 0..300 {
             let ready = Command::new(bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
                 .status()?;
             if ready.success() {
-                return Ok(Postgres { port, child });
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -118,8 +148,10 @@ impl Postgres {
 
     /// Stops the server abruptly, as a crash would.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod delivery;
 mod failures;
 mod imap;
+mod noloss;
 mod ops;
 mod pop3;
 mod relay;
@@ -13,6 +14,11 @@ mod store;
 mod tracing;
 
 use std::time::Duration;
+
+/// The mailbus binary the process tests run (`mailbus-under-test`, built with the tests).
+pub fn under_test() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
+}
 
 /// Generous bound for things that normally take milliseconds, so a loaded CI machine does not flake.
 pub const PATIENCE: Duration = Duration::from_secs(30);

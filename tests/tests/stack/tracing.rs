@@ -10,15 +10,12 @@
 //!   metric the Grafana dashboard uses is exposed.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use mailbus_devstack::free_port;
 use mailbus_tests::clients::{Pop3End, SmtpOutcome, SubmitMode, imap_session, pop3_session, smtp_send, smtp_submit};
 use mailbus_tests::fake_smtp::{FakeSmtp, Script};
 use mailbus_tests::infra::Infra;
+use mailbus_tests::processes::Replica;
 use mailbus_tests::wait_until;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -26,8 +23,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use serde_json::json;
 
-use crate::ops::http_get;
-use crate::{PATIENCE, message};
+use crate::{PATIENCE, message, under_test};
 
 /// One exported span, flattened: who sent it and what it says.
 #[derive(Debug, Clone)]
@@ -87,52 +83,8 @@ impl TraceService for Receiver {
     }
 }
 
-/// One `mailbus <role>` process, its listening addresses and its log file.
-struct Replica {
-    name: String,
-    env: HashMap<&'static str, String>,
-    log: PathBuf,
-    child: tokio::process::Child,
-}
-
-impl Replica {
-    fn addr(&self, var: &str) -> SocketAddr {
-        self.env[var].parse().unwrap()
-    }
-
-    async fn metrics(&self, var: &str) -> Metrics {
-        let (status, body) = http_get(self.addr(var), "/metrics").await;
-        assert_eq!(status, "HTTP/1.0 200 OK", "{} /metrics", self.name);
-        Metrics::parse(&body)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-fn spawn(role: &str, name: &str, shared: &HashMap<&'static str, String>, logs: &Path) -> Replica {
-    let mut env = shared.clone();
-    for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
-        env.insert(var.name, format!("127.0.0.1:{}", free_port().unwrap()));
-    }
-    env.insert("OTEL_SERVICE_NAME", format!("mailbus-{role}"));
-    env.insert("OTEL_RESOURCE_ATTRIBUTES", format!("service.instance.id={name}"));
-    let log = logs.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
-        .arg(role)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting a mailbus role");
-    Replica { name: name.to_owned(), env, log, child }
+async fn scraped(replica: &Replica) -> Metrics {
+    Metrics::parse(&replica.metrics().await)
 }
 
 /// A scrape, as (name, labels, value) samples.
@@ -191,22 +143,17 @@ fn total(scrapes: &[Metrics], name: &str, labels: &[(&str, &str)]) -> f64 {
     scrapes.iter().map(|m| m.sum(name, labels)).sum()
 }
 
-async fn scrape(replicas: &[&Replica], var: &str) -> Vec<Metrics> {
+async fn scrape(replicas: &[&Replica]) -> Vec<Metrics> {
     let mut scrapes = Vec::new();
     for replica in replicas {
-        scrapes.push(replica.metrics(var).await);
+        scrapes.push(scraped(replica).await);
     }
     scrapes
 }
 
-async fn wait_ready(replicas: &[Replica], var: &str) {
+async fn wait_ready(replicas: &[Replica]) {
     for replica in replicas {
-        let never_ready = format!("{} never became ready (log: {})", replica.name, replica.log.display());
-        wait_until(PATIENCE, &never_ready, async || {
-            tokio::net::TcpStream::connect(replica.addr(var)).await.is_ok()
-                && http_get(replica.addr(var), "/readyz").await.0 == "HTTP/1.0 200 OK"
-        })
-        .await;
+        replica.wait_ready(PATIENCE).await;
     }
 }
 
@@ -249,9 +196,11 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
     ]);
     // The mailbox replicas first, so that no other role's first call fails (which the client-error
     // counts below would show).
-    let mut mailboxes =
-        [spawn("mailbox", "mailbox-1", &shared, logs.path()), spawn("mailbox", "mailbox-2", &shared, logs.path())];
-    wait_ready(&mailboxes, "MAILBUS_MAILBOX_METRICS_LISTEN").await;
+    let mut mailboxes = [
+        Replica::spawn(under_test(), "mailbox", "mailbox-1", &shared, logs.path()),
+        Replica::spawn(under_test(), "mailbox", "mailbox-2", &shared, logs.path()),
+    ];
+    wait_ready(&mailboxes).await;
     // Each replica of the other roles calls its own mailbox replica, so both serve.
     let with_mailbox = |mailbox: &Replica| {
         let mut env = shared.clone();
@@ -259,12 +208,21 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
         env
     };
     let (a, b) = (with_mailbox(&mailboxes[0]), with_mailbox(&mailboxes[1]));
-    let relays = [spawn("relay", "relay-1", &a, logs.path()), spawn("relay", "relay-2", &b, logs.path())];
-    let smtps = [spawn("smtp-ingress", "smtp-1", &a, logs.path()), spawn("smtp-ingress", "smtp-2", &b, logs.path())];
-    let accesses = [spawn("access", "access-1", &a, logs.path()), spawn("access", "access-2", &b, logs.path())];
-    wait_ready(&relays, "MAILBUS_RELAY_METRICS_LISTEN").await;
-    wait_ready(&smtps, "MAILBUS_SMTP_METRICS_LISTEN").await;
-    wait_ready(&accesses, "MAILBUS_ACCESS_METRICS_LISTEN").await;
+    let relays = [
+        Replica::spawn(under_test(), "relay", "relay-1", &a, logs.path()),
+        Replica::spawn(under_test(), "relay", "relay-2", &b, logs.path()),
+    ];
+    let smtps = [
+        Replica::spawn(under_test(), "smtp-ingress", "smtp-1", &a, logs.path()),
+        Replica::spawn(under_test(), "smtp-ingress", "smtp-2", &b, logs.path()),
+    ];
+    let accesses = [
+        Replica::spawn(under_test(), "access", "access-1", &a, logs.path()),
+        Replica::spawn(under_test(), "access", "access-2", &b, logs.path()),
+    ];
+    wait_ready(&relays).await;
+    wait_ready(&smtps).await;
+    wait_ready(&accesses).await;
 
     let channel =
         tonic::transport::Channel::from_shared(a["MAILBUS_MAILBOX_URL"].clone()).unwrap().connect().await.unwrap();
@@ -297,7 +255,7 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
 
     let mailbox_replicas: Vec<&Replica> = mailboxes.iter().collect();
     wait_until(PATIENCE, "the local messages were not all delivered", async || {
-        let scrapes = scrape(&mailbox_replicas, "MAILBUS_MAILBOX_METRICS_LISTEN").await;
+        let scrapes = scrape(&mailbox_replicas).await;
         total(&scrapes, "mailbus_mailbox_deliveries_total", &[("outcome", "delivered")]) == LOCAL as f64
     })
     .await;
@@ -452,10 +410,10 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
     // The counts, summed over the replicas of each role.
     let (smtp_replicas, relay_replicas, access_replicas): (Vec<&Replica>, Vec<&Replica>, Vec<&Replica>) =
         (smtps.iter().collect(), relays.iter().collect(), accesses.iter().collect());
-    let smtp = scrape(&smtp_replicas, "MAILBUS_SMTP_METRICS_LISTEN").await;
-    let relay = scrape(&relay_replicas, "MAILBUS_RELAY_METRICS_LISTEN").await;
-    let mailbox = scrape(&mailbox_replicas, "MAILBUS_MAILBOX_METRICS_LISTEN").await;
-    let access = scrape(&access_replicas, "MAILBUS_ACCESS_METRICS_LISTEN").await;
+    let smtp = scrape(&smtp_replicas).await;
+    let relay = scrape(&relay_replicas).await;
+    let mailbox = scrape(&mailbox_replicas).await;
+    let access = scrape(&access_replicas).await;
     let messages = (LOCAL + 1) as f64;
     for (scrapes, name, labels, expected) in [
         (&smtp, "mailbus_smtp_sessions_total", &[][..], messages),
@@ -500,14 +458,14 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
 
     // A call that fails is counted where it was made: with its mailbox replica gone, access-2 cannot
     // check a password.
-    mailboxes[1].child.kill().await.unwrap();
+    mailboxes[1].kill().await;
     let steps = json!([["login", "judy@example.org", PASSWORD]]);
     let refused = imap_session(accesses[1].addr("MAILBUS_IMAP_LISTEN"), None, steps).await;
     assert!(refused[1].to_string().contains("UNAVAILABLE"), "{refused:?}");
-    let after = accesses[1].metrics("MAILBUS_ACCESS_METRICS_LISTEN").await;
+    let after = scraped(&accesses[1]).await;
     let failed = after.sum("mailbus_grpc_client_errors_total", &[("rpc_service", "mailbus.v1.Directory")]);
     assert!(failed >= 1.0, "the failed Directory call is counted");
-    let access = vec![after, accesses[0].metrics("MAILBUS_ACCESS_METRICS_LISTEN").await];
+    let access = vec![after, scraped(&accesses[0]).await];
 
     // The dashboard's contract: every metric it queries is one some role exposes.
     let contract =

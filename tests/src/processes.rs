@@ -1,0 +1,131 @@
+//! mailbus roles as separate processes, each with its own listening ports, for the tests that need what
+//! only processes give: one tracing subscriber (and `service.name`) per replica, and `kill -9`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use mailbus_devstack::free_port;
+
+use crate::wait_until;
+
+/// The variable naming a role's `/metrics` `/healthz` `/readyz` listener.
+pub fn metrics_var(role: &str) -> &'static str {
+    match role {
+        "mailbox" => "MAILBUS_MAILBOX_METRICS_LISTEN",
+        "relay" => "MAILBUS_RELAY_METRICS_LISTEN",
+        "smtp-ingress" => "MAILBUS_SMTP_METRICS_LISTEN",
+        "access" => "MAILBUS_ACCESS_METRICS_LISTEN",
+        other => panic!("no such role: {other}"),
+    }
+}
+
+/// One `mailbus <role>` process. Every `*_LISTEN` address is a free loopback port of its own, kept
+/// across restarts; stdout and stderr go to `log`.
+pub struct Replica {
+    binary: PathBuf,
+    pub role: &'static str,
+    pub name: String,
+    pub env: HashMap<&'static str, String>,
+    pub log: PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl Replica {
+    /// Starts `<binary> <role>` (a test's `env!("CARGO_BIN_EXE_mailbus-under-test")`) with `shared`
+    /// settings plus its own ports, `OTEL_SERVICE_NAME` `mailbus-<role>` and `service.instance.id` = `name`.
+    pub fn spawn(
+        binary: &Path,
+        role: &'static str,
+        name: &str,
+        shared: &HashMap<&'static str, String>,
+        logs: &Path,
+    ) -> Replica {
+        let mut env = shared.clone();
+        for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
+            env.insert(var.name, format!("127.0.0.1:{}", free_port().expect("a free port")));
+        }
+        env.insert("OTEL_SERVICE_NAME", format!("mailbus-{role}"));
+        env.insert("OTEL_RESOURCE_ATTRIBUTES", format!("service.instance.id={name}"));
+        let mut replica = Replica {
+            binary: binary.to_owned(),
+            role,
+            name: name.to_owned(),
+            env,
+            log: logs.join(format!("{name}.log")),
+            child: None,
+        };
+        replica.start();
+        replica
+    }
+
+    /// Starts the process (again), with the same settings and ports; its log is appended to.
+    pub fn start(&mut self) {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("opening a role log");
+        let child = tokio::process::Command::new(&self.binary)
+            .arg(self.role)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(file.try_clone().expect("a second handle on the log"))
+            .stderr(file)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting a mailbus role");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, and waits until the process is gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    pub fn addr(&self, var: &str) -> SocketAddr {
+        self.env[var].parse().expect("a listen address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.addr(metrics_var(self.role))
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let never_ready = format!("{} never became ready (log: {})", self.name, self.log.display());
+        let addr = self.metrics_addr();
+        wait_until(limit, &never_ready, async || {
+            http_get(addr, "/readyz").await.is_some_and(|(status, _)| status == 200)
+        })
+        .await;
+    }
+
+    /// This replica's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = http_get(self.metrics_addr(), "/metrics").await.expect("reaching /metrics");
+        assert_eq!(status, 200, "{} /metrics", self.name);
+        body
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body), or `None` when nothing answers.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}

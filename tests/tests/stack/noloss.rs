@@ -1,0 +1,305 @@
+//! No loss under failure. A steady SMTP load flows into one mailbox while every part of the system is
+//! killed and started again in turn: each role (`kill -9`), nats-server and PostgreSQL. Clients do what
+//! real ones do: a message without a `250` (refused with 4xx, or cut off) is sent again. Afterwards
+//! every message is in the mailbox exactly once.
+//!
+//! The system runs as separate processes (two replicas of smtp-ingress and relay) over a PostgreSQL and
+//! a nats-server of this test's own, since they are killed too.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mailbus_devstack::{Postgres, free_port};
+use mailbus_tests::infra::{dedicated_nats, scratch_dir};
+use mailbus_tests::processes::Replica;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::under_test;
+
+/// At least this many messages, and as many more as flow while the failures are still being caused.
+const MESSAGES: usize = 2000;
+const CLIENTS: usize = 8;
+/// Each client's pause between messages, so that the load spans every failure.
+const PACE: Duration = Duration::from_millis(60);
+const RECIPIENT: &str = "sink@example.org";
+/// How long one message may take to get its 250, retries included, before the test gives up.
+const MESSAGE_PATIENCE: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+enum Attempt {
+    Accepted,
+    /// A 4xx, or the connection failed: the client tries again.
+    Again(String),
+    /// A 5xx: a bug here, since every message is valid and its recipient exists.
+    Refused(String),
+}
+
+/// One SMTP transaction, as a plain client does it.
+async fn send_once(server: SocketAddr, body: &[u8]) -> Attempt {
+    let limit = Duration::from_secs(30);
+    let transaction = async {
+        let stream = TcpStream::connect(server).await.map_err(|e| format!("connect: {e}"))?;
+        let mut stream = BufReader::new(stream);
+        let expect = async |stream: &mut BufReader<TcpStream>, send: &[u8], code: &str| -> Result<(), Attempt> {
+            if !send.is_empty() {
+                stream.get_mut().write_all(send).await.map_err(|e| Attempt::Again(format!("write: {e}")))?;
+            }
+            let mut reply = String::new();
+            loop {
+                let mut line = String::new();
+                match stream.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return Err(Attempt::Again(format!("connection lost after {reply:?}"))),
+                    Ok(_) => reply.push_str(&line),
+                }
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    break;
+                }
+            }
+            match reply.get(..3) {
+                Some(got) if got == code => Ok(()),
+                Some(got) if got.starts_with('4') => Err(Attempt::Again(reply)),
+                _ => Err(Attempt::Refused(reply)),
+            }
+        };
+        let rcpt = format!("RCPT TO:<{RECIPIENT}>\r\n");
+        let steps: [(&[u8], &str); 5] = [
+            (b"", "220"),
+            (b"EHLO load.test\r\n", "250"),
+            (b"MAIL FROM:<load@example.net>\r\n", "250"),
+            (rcpt.as_bytes(), "250"),
+            (b"DATA\r\n", "354"),
+        ];
+        for (send, code) in steps {
+            if let Err(attempt) = expect(&mut stream, send, code).await {
+                return Ok(attempt);
+            }
+        }
+        let mut data = body.to_vec();
+        data.extend_from_slice(b".\r\n");
+        if let Err(attempt) = expect(&mut stream, &data, "250").await {
+            return Ok(attempt);
+        }
+        let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
+        Ok::<Attempt, String>(Attempt::Accepted)
+    };
+    match tokio::time::timeout(limit, transaction).await {
+        Ok(Ok(attempt)) => attempt,
+        Ok(Err(error)) => Attempt::Again(error),
+        Err(_) => Attempt::Again("timed out".into()),
+    }
+}
+
+fn body(n: usize) -> Vec<u8> {
+    format!(
+        "From: load@example.net\r\nTo: {RECIPIENT}\r\nSubject: load {n}\r\nMessage-ID: <load-{n}@noloss.test>\r\n\r\nMessage {n}.\r\n"
+    )
+    .into_bytes()
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// The numbers of the messages that got their 250.
+    accepted: std::sync::Mutex<Vec<usize>>,
+    attempts: AtomicUsize,
+    /// Messages that needed more than one attempt.
+    retried: AtomicUsize,
+}
+
+/// Sends message `n` until it is accepted, through whichever ingress answers.
+async fn deliver_until_accepted(n: usize, ingress: &[SocketAddr], ledger: &Ledger) {
+    let started = Instant::now();
+    let body = body(n);
+    for attempt in 0.. {
+        ledger.attempts.fetch_add(1, Ordering::Relaxed);
+        match send_once(ingress[(n + attempt) % ingress.len()], &body).await {
+            Attempt::Accepted => {
+                ledger.accepted.lock().unwrap().push(n);
+                if attempt > 0 {
+                    ledger.retried.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            Attempt::Refused(reply) => panic!("message {n} refused for good: {reply}"),
+            Attempt::Again(why) => {
+                assert!(started.elapsed() < MESSAGE_PATIENCE, "message {n} never accepted; last: {why}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// `kill -9`, a moment down, started again, and ready.
+async fn crash_and_restart(replica: &mut Replica) {
+    replica.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replica.start();
+    replica.wait_ready(Duration::from_secs(60)).await;
+}
+
+/// The Message-IDs in the account's mailboxes, each as often as it is stored.
+async fn stored(database_url: &str) -> Result<HashMap<String, usize>, sqlx::Error> {
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(database_url).await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT h.value FROM messages m JOIN mailbox_entries e ON e.message_id = m.id, \
+         unnest(m.header_names, m.header_values) AS h(name, value) WHERE h.name = 'message-id'",
+    )
+    .fetch_all(&mut connection)
+    .await?;
+    let mut counts = HashMap::new();
+    for (id,) in rows {
+        // The stored header value may or may not keep the angle brackets.
+        *counts.entry(id.trim_matches(['<', '>', ' ']).to_owned()).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_crash_in_turn() {
+    let scratch = scratch_dir().join(format!("noloss-{}", uuid::Uuid::new_v4().simple()));
+    let pg_dir = scratch.join("postgres");
+    let mut postgres = tokio::task::spawn_blocking(move || Postgres::start_crash_safe(&pg_dir, free_port().unwrap()))
+        .await
+        .unwrap()
+        .expect("starting this test's PostgreSQL");
+    let mut nats = tokio::task::spawn_blocking(|| dedicated_nats("noloss")).await.unwrap();
+    let logs = scratch.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let database_url = postgres.url("postgres");
+    let mut shared: HashMap<&'static str, String> = HashMap::from([
+        ("DATABASE_URL", database_url.clone()),
+        ("NATS_URL", nats.url()),
+        ("MAILBUS_NATS_PREFIX", "noloss".into()),
+        ("MAILBUS_HOSTNAME", "mx.noloss.test".into()),
+        // A killed relay's messages go to the other one after this long, and retries come quickly.
+        ("MAILBUS_RELAY_ACK_WAIT_SECS", "5".into()),
+        ("MAILBUS_RELAY_RETRY_SCHEDULE", "1s".into()),
+        ("MAILBUS_NATS_TIMEOUT_MS", "2000".into()),
+        ("RUST_LOG", "warn".into()),
+    ]);
+    let mut mailbox = Replica::spawn(under_test(), "mailbox", "mailbox", &shared, &logs);
+    mailbox.wait_ready(Duration::from_secs(60)).await;
+    shared.insert("MAILBUS_MAILBOX_URL", format!("http://{}", mailbox.addr("MAILBUS_MAILBOX_GRPC_LISTEN")));
+    let mut smtp = [
+        Replica::spawn(under_test(), "smtp-ingress", "smtp-1", &shared, &logs),
+        Replica::spawn(under_test(), "smtp-ingress", "smtp-2", &shared, &logs),
+    ];
+    let mut relays = [
+        Replica::spawn(under_test(), "relay", "relay-1", &shared, &logs),
+        Replica::spawn(under_test(), "relay", "relay-2", &shared, &logs),
+    ];
+    let mut access = Replica::spawn(under_test(), "access", "access", &shared, &logs);
+    for replica in smtp.iter().chain(&relays).chain([&access]) {
+        replica.wait_ready(Duration::from_secs(60)).await;
+    }
+    let mut directory =
+        mailbus_proto::v1::directory_client::DirectoryClient::connect(shared["MAILBUS_MAILBOX_URL"].clone())
+            .await
+            .unwrap();
+    directory.add_domain(mailbus_proto::v1::AddDomainRequest { name: "example.org".into() }).await.unwrap();
+    let account = mailbus_proto::v1::AddAccountRequest { address: RECIPIENT.into(), password: "pw".into() };
+    directory.add_account(account).await.unwrap();
+
+    // The load: CLIENTS clients, each sending the next message until it has its 250, until there have
+    // been MESSAGES and the failures are over.
+    let ingress: Arc<[SocketAddr]> = smtp.iter().map(|r| r.addr("MAILBUS_SMTP_LISTEN")).collect();
+    let (next, ledger, failures_over) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(Ledger::default()), Arc::new(AtomicBool::new(false)));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (ingress, next, ledger, failures_over) =
+                (ingress.clone(), next.clone(), ledger.clone(), failures_over.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= MESSAGES && failures_over.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    deliver_until_accepted(n, &ingress, &ledger).await;
+                    tokio::time::sleep(PACE).await;
+                }
+            })
+        })
+        .collect();
+
+    // The failures, one after another while the load flows.
+    let pause = || tokio::time::sleep(Duration::from_millis(700));
+    pause().await;
+    let ([smtp_1, smtp_2], [relay_1, relay_2]) = (&mut smtp, &mut relays);
+    for replica in [smtp_1, relay_1, &mut mailbox, &mut access, smtp_2, relay_2] {
+        println!("crashing {}", replica.name);
+        crash_and_restart(replica).await;
+        pause().await;
+    }
+    println!("crashing nats-server");
+    nats = tokio::task::spawn_blocking(move || {
+        nats.restart().expect("restarting nats-server");
+        nats
+    })
+    .await
+    .unwrap();
+    for replica in smtp.iter().chain(&relays) {
+        replica.wait_ready(Duration::from_secs(60)).await;
+    }
+    pause().await;
+    println!("crashing PostgreSQL");
+    let postgres = tokio::task::spawn_blocking(move || {
+        postgres.kill();
+        // Its backends notice the postmaster is gone and leave; until they have, a new one cannot start.
+        let mut tries = 0;
+        while let Err(error) = postgres.restart() {
+            tries += 1;
+            assert!(tries < 50, "PostgreSQL does not start again: {error}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        postgres
+    })
+    .await
+    .unwrap();
+    mailbox.wait_ready(Duration::from_secs(60)).await;
+    failures_over.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let accepted = ledger.accepted.lock().unwrap().clone();
+    let sent = accepted.len();
+    assert!(sent >= MESSAGES, "{sent} messages");
+
+    // Everything accepted reaches the mailbox; then nothing more arrives (no late duplicate).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let counts = loop {
+        let counts = stored(&database_url).await.unwrap_or_default();
+        if counts.len() == sent || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let client = mailbus_jetstream::async_nats::connect(nats.url()).await.unwrap();
+    let names = mailbus_jetstream::Names::new("noloss").unwrap();
+    let queue = mailbus_jetstream::Queue::open(client, names, Duration::from_secs(5)).await.unwrap();
+    mailbus_tests::wait_until(Duration::from_secs(60), "the queue never emptied", async || {
+        queue.status().await.is_ok_and(|status| status.messages == 0)
+    })
+    .await;
+    let counts = stored(&database_url).await.unwrap_or(counts);
+    let delivered = counts.len();
+    let duplicates: usize = counts.values().map(|&c| c - 1).sum();
+    let lost: Vec<usize> =
+        accepted.iter().copied().filter(|n| !counts.contains_key(&format!("load-{n}@noloss.test"))).collect();
+    println!(
+        "no loss: accepted {sent} / delivered {delivered} / duplicates {duplicates} / lost {} \
+         ({} messages needed more than one attempt, {} attempts in all)",
+        lost.len(),
+        ledger.retried.load(Ordering::SeqCst),
+        ledger.attempts.load(Ordering::SeqCst),
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(duplicates, 0, "duplicates: {:?}", counts.iter().filter(|(_, c)| **c > 1).collect::<Vec<_>>());
+    assert_eq!(delivered, sent, "nothing that was not sent");
+    assert!(ledger.retried.load(Ordering::SeqCst) > 0, "the failures cost some attempts, or they missed the load");
+    drop((smtp, relays, access, mailbox, postgres));
+    let _ = std::fs::remove_dir_all(&scratch);
+}
