@@ -44,7 +44,9 @@ def main():
             else:
                 smtp.login(user, password)
         stage = "send"
-        refused = smtp.sendmail(sender, recipients, message)
+        # As mail programs do: 8-bit text is declared (RFC 6152) where the server takes it.
+        eight_bit = any(b >= 0x80 for b in message) and smtp.has_extn("8bitmime")
+        refused = smtp.sendmail(sender, recipients, message, mail_options=["BODY=8BITMIME"] if eight_bit else [])
         if refused:
             result.update(outcome="partly refused", text=json.dumps({r: c for r, (c, _) in refused.items()}))
         smtp.quit()

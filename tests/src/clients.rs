@@ -346,3 +346,60 @@ pub async fn imapclient_session(server: SocketAddr, user: &str, password: &str, 
     args.extend(mode.iter().map(|m| m.to_string()));
     run("imapclient_session.py", &args, Some(password.as_bytes())).await
 }
+
+/// Runs a command-line client with `stdin`; returns whether it exited 0, and its output (stdout then
+/// stderr).
+pub async fn run_program(program: &str, args: &[String], stdin: &[u8]) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed (deploy/prerequisites installs it): {e}"));
+    child.stdin.take().expect("stdin is piped").write_all(stdin).await.expect("writing to the client");
+    let output = child.wait_with_output().await.expect("running the client");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Polls a POP3 account once with fetchmail over STLS (verifying `cafile` for `mx.test`), each message
+/// into a file `msg.*` of `dir`; `keep` leaves them on the server (and fetches only new ones next time).
+/// Returns how many files `dir` holds, and what fetchmail said.
+pub async fn fetchmail(
+    server: SocketAddr,
+    (user, password): (&str, &str),
+    cafile: &std::path::Path,
+    dir: &std::path::Path,
+    keep: bool,
+) -> (usize, String) {
+    let rc = dir.join("fetchmailrc");
+    // uidl is a server option (fetchmail keeps its own record of what it has seen); keep a user option.
+    let (uidl, keep) = if keep { ("uidl", "keep") } else { ("", "nokeep") };
+    std::fs::write(
+        &rc,
+        format!(
+            "set no bouncemail\npoll {} port {} protocol pop3 {uidl} auth password\n  user '{user}' there with password '{password}' is 'root' here\n  {keep} sslproto 'TLS1.2+' sslcertck sslcertfile '{}' sslcommonname mx.test\n  mda \"/bin/sh -c 'cat > {}/msg.$$'\"\n",
+            server.ip(),
+            server.port(),
+            cafile.display(),
+            dir.display()
+        ),
+    )
+    .expect("writing the fetchmailrc");
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod fetchmailrc");
+    let args: Vec<String> = vec![
+        "-f".into(),
+        rc.display().to_string(),
+        "-i".into(),
+        dir.join("ids").display().to_string(),
+        "--nosyslog".into(),
+    ];
+    let (_, output) = run_program("fetchmail", &args, b"").await;
+    let fetched = std::fs::read_dir(dir)
+        .expect("reading the fetchmail directory")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("msg.")))
+        .count();
+    (fetched, output)
+}

@@ -1,6 +1,7 @@
 //! Whole-stack tests: real PostgreSQL, real nats-server, real clients. One test binary, so the servers
 //! are started once and shared; every test has its own database and NATS prefix.
 
+mod acceptance;
 mod admin;
 mod delivery;
 mod failures;

@@ -6,7 +6,8 @@ use std::process::Stdio;
 
 use mailbus_proto::v1 as pb;
 use mailbus_tests::clients::{
-    Pop3End, Pop3Options, Pop3Tls, SmtpOutcome, pop3_hold, pop3_session, pop3_session_with, smtp_send,
+    self, Pop3End, Pop3Options, Pop3Tls, SmtpOutcome, pop3_hold, pop3_session, pop3_session_with, run_program,
+    smtp_send,
 };
 use mailbus_tests::{Infra, TestStack, wait_until};
 
@@ -154,14 +155,7 @@ async fn the_maildrop_lock_spans_replicas_and_a_killed_holder_frees_it() {
 }
 
 async fn run(program: &str, args: &[String]) -> (bool, String) {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program} is needed (deploy/prerequisites installs it): {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
+    run_program(program, args, b"").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,34 +188,10 @@ async fn curl_reads_over_pop3_and_pop3s() {
     stack.stop().await;
 }
 
-/// Polls the account once with fetchmail into `dir` and returns how many messages it fetched in all.
+/// Polls rex's account once with fetchmail into `dir` and returns how many messages it fetched in all.
 async fn fetchmail(stack: &TestStack, dir: &std::path::Path, keep: bool) -> usize {
-    let rc = dir.join("fetchmailrc");
-    // uidl is a server option (fetchmail keeps its own record of what it has seen); keep a user option.
-    let (uidl, keep) = if keep { ("uidl", "keep") } else { ("", "nokeep") };
-    std::fs::write(
-        &rc,
-        format!(
-            "set no bouncemail\npoll 127.0.0.1 port {} protocol pop3 {uidl} auth password\n  user 'rex@example.org' there with password 'rex pw' is 'root' here\n  {keep} sslproto 'TLS1.2+' sslcertck sslcertfile '{}' sslcommonname mx.test\n  mda \"/bin/sh -c 'cat > {}/msg.$$'\"\n",
-            stack.pop3_addr().port(),
-            Infra::get().tls_cert.display(),
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let args: Vec<String> = vec![
-        "-f".into(),
-        rc.display().to_string(),
-        "-i".into(),
-        dir.join("ids").display().to_string(),
-        "--nosyslog".into(),
-    ];
-    let (_, output) = run("fetchmail", &args).await;
-    let fetched = std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("msg."))
-        .count();
+    let credentials = ("rex@example.org", "rex pw");
+    let (fetched, output) = clients::fetchmail(stack.pop3_addr(), credentials, &Infra::get().tls_cert, dir, keep).await;
     assert!(!output.contains("error"), "fetchmail said: {output}");
     fetched
 }

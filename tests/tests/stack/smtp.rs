@@ -1,10 +1,8 @@
 //! SMTP ingress as the Internet and mail clients see it: submission with TLS and AUTH, port 25's
 //! refusals, protocol extensions on the wire, limits, and real clients (smtplib, swaks, curl).
 
-use std::process::Stdio;
-
 use mailbus::roles::Role;
-use mailbus_tests::clients::{Pop3End, SmtpRaw, SubmitMode, pop3_session, smtp_submit};
+use mailbus_tests::clients::{Pop3End, SmtpRaw, SubmitMode, pop3_session, run_program, smtp_submit};
 use mailbus_tests::{Infra, TestStack};
 
 use crate::{PATIENCE, message};
@@ -286,22 +284,6 @@ async fn shutdown_says_421_to_idle_sessions() {
     tokio::time::timeout(PATIENCE, stopping).await.expect("shutdown finished").unwrap();
 }
 
-/// Runs a command-line client; returns its exit status and output.
-async fn run_client(program: &str, args: &[String], stdin: &[u8]) -> (bool, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} is needed (deploy/prerequisites installs it): {e}"));
-    child.stdin.take().unwrap().write_all(stdin).await.unwrap();
-    let output = child.wait_with_output().await.unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn swaks_and_curl_submit_over_tls_with_auth() {
     let stack = TestStack::start().await;
@@ -331,7 +313,7 @@ async fn swaks_and_curl_submit_over_tls_with_auth() {
     ]
     .map(String::from)
     .to_vec();
-    let (ok, output) = run_client("swaks", &swaks, b"").await;
+    let (ok, output) = run_program("swaks", &swaks, b"").await;
     assert!(ok, "swaks failed:\n{output}");
     let curl: Vec<String> = [
         &format!("smtp://{submission}"),
@@ -351,7 +333,7 @@ async fn swaks_and_curl_submit_over_tls_with_auth() {
     ]
     .map(String::from)
     .to_vec();
-    let (ok, output) = run_client("curl", &curl, &message("kim", "curl")).await;
+    let (ok, output) = run_program("curl", &curl, &message("kim", "curl")).await;
     assert!(ok, "curl failed:\n{output}");
     stack.wait_for_inbox(kim, 2, PATIENCE).await;
     stack.stop().await;
