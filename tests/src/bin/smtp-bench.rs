@@ -7,7 +7,14 @@
 //! free loopback ports, and drives them with its own SMTP load generator: C connections, each one
 //! EHLO and then MAIL/RCPT/DATA transactions in lock-step (no PIPELINING), until M messages got `250`.
 //! When Postfix's `smtp-source` is installed it runs that against the same smtp-ingress too, and with
-//! `--postfix` it measures a throwaway Postfix on a loopback port with the same load.
+//! `--postfix` it measures a throwaway Postfix on a loopback port with the same load. With Postfix's
+//! `smtp-sink` installed, the same load against it gives the loopback ceiling (a server that answers
+//! 250 at once and keeps nothing). The last lines are the figures as ratios to those peers.
+//!
+//! Unless `NATS_URL` names one, mailbus runs over a nats-server of its own that syncs each message
+//! before acknowledging it (as `deploy/nats/nats.conf` does), so that its 250 is as durable as
+//! Postfix's, which fsyncs its queue file first. The access role runs too: the end-to-end figure is
+//! from the first 250 until the last message shows in `STATUS INBOX (MESSAGES)` over IMAP.
 //!
 //! Every process it starts is killed when it ends, also on error and Ctrl-C.
 
@@ -69,20 +76,87 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let message: Arc<[u8]> = bench::message_of_size(HEADER, args.size).into();
     let load = Load { messages: args.messages, connections: args.connections, message };
 
-    measure_mailbus(&args, &load).await?;
-    if args.postfix {
-        measure_postfix(&args, &load).await?;
+    let mailbus = measure_mailbus(&args, &load).await?;
+    let postfix = if args.postfix { measure_postfix(&args, &load).await? } else { None };
+    let sink = measure_smtp_sink(&load).await?;
+    println!("\n== ratios (same load, same machine, this run) ==");
+    let ratio = |name: &str, peer: Option<f64>| match peer {
+        Some(peer) if peer > 0.0 => {
+            println!("mailbus durable accept rate / {name}: {:.0} / {peer:.0} = {:.2}", mailbus, mailbus / peer)
+        }
+        _ => println!("mailbus durable accept rate / {name}: {name} not measured"),
+    };
+    ratio("Postfix", postfix);
+    ratio("smtp-sink (loopback ceiling)", sink);
+    if let (Some(postfix), Some(sink)) = (postfix, sink) {
+        println!("Postfix / smtp-sink: {postfix:.0} / {sink:.0} = {:.2}", postfix / sink);
     }
     Ok(())
 }
 
-async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
-    let settings = [
+/// Postfix's `smtp-sink` on a loopback port, under the same load: the ceiling of this generator and
+/// loopback TCP, since it answers 250 at once and keeps nothing. `None` when it is not installed.
+async fn measure_smtp_sink(load: &Load) -> anyhow::Result<Option<f64>> {
+    let Some(tool) = postfix_tool("smtp-sink") else {
+        println!("\nsmtp-sink: not found (Debian package postfix); skipped");
+        return Ok(None);
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mut command = tokio::process::Command::new(&tool);
+    // As root it must be told whose privileges to drop to.
+    if is_root() {
+        command.args(["-u", "postfix"]);
+    }
+    let _sink = command
+        .arg(format!("{addr}"))
+        .arg("1024")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", tool.display()))?;
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_err() {
+        ensure!(Instant::now() < deadline, "smtp-sink never listened on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("\n== smtp-sink (answers 250 at once, keeps nothing), this load generator ({addr}) ==");
+    let report = load.run(addr).await;
+    report.print();
+    Ok(Some(rate(report.accepted, report.elapsed())))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+}
+
+/// Measures mailbus; returns its durable accept rate under this generator.
+async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<f64> {
+    let mut settings = vec![
         // The idle-session measurement opens 1,000 sessions from one address.
         ("MAILBUS_SMTP_MAX_CONNECTIONS", "5000".to_owned()),
         ("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "5000".to_owned()),
     ];
-    let stack = Stack::start(&args.mailbus, &["mailbox", "relay", "smtp-ingress"], &settings).await?;
+    let _synced_nats = match std::env::var("NATS_URL") {
+        Ok(url) => {
+            println!("nats-server: {url} (NATS_URL), as it is configured");
+            None
+        }
+        Err(_) => {
+            let store = mailbus_tests::infra::scratch_dir().join("bench-nats-synced");
+            let nats = tokio::task::spawn_blocking(move || mailbus_devstack::Nats::start_synced(&store, free_port()?))
+                .await??;
+            println!("nats-server: {} of its own, syncing each message before acknowledging it", nats.url());
+            settings.push(("NATS_URL", nats.url()));
+            Some(nats)
+        }
+    };
+    let stack = Stack::start(&args.mailbus, &["mailbox", "relay", "smtp-ingress", "access"], &settings).await?;
+    println!("\n== each role at rest, before any mail ==");
+    stack.print_memory();
     let smtp = stack.addr("MAILBUS_SMTP_LISTEN")?;
     let smtp_pid = stack.pid("smtp-ingress").context("smtp-ingress has no pid")?;
     let account_id = create_sink(&stack).await?;
@@ -92,23 +166,26 @@ async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
     let report = load.run(smtp).await;
     report.print();
     println!("queue backlog at the last 250: {} messages", stack.queue_status().await?.messages);
-    let drained = wait_drained(&stack, account_id, report.accepted, DRAIN_LIMIT).await?;
-    if let (Some(first), Some(drained)) = (report.first_accept, drained) {
-        let span = drained.duration_since(first);
+    let visible = visible_over_imap(stack.addr("MAILBUS_IMAP_LISTEN")?, report.accepted, DRAIN_LIMIT).await?;
+    if let (Some(first), Some(visible)) = (report.first_accept, visible) {
+        let span = visible.duration_since(first);
         println!(
-            "end to end: {} messages from the first 250 to the last in the mailbox in {:.2} s = {:.0} msgs/s",
+            "end to end: {} messages from the first 250 until the last shows over IMAP in {:.2} s = {:.0} msgs/s",
             report.accepted,
             span.as_secs_f64(),
             rate(report.accepted, span)
         );
     }
+    wait_drained(&stack, account_id, report.accepted, PATIENCE).await?;
     print_relay_outcomes(&stack).await;
 
     idle_sessions(smtp, smtp_pid, args.idle_sessions, rss_fresh).await?;
+    let accept_rate = rate(report.accepted, report.elapsed());
 
-    let Some(tool) = smtp_source() else {
+    let Some(tool) = postfix_tool("smtp-source") else {
         println!("\nsmtp-source: not found (Debian package postfix); skipped");
-        return finish(&stack);
+        finish(&stack);
+        return Ok(accept_rate);
     };
     for persistent in [false, true] {
         println!("\n== mailbus smtp-ingress, smtp-source ==");
@@ -119,7 +196,52 @@ async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<()> {
         println!("delivered to the mailbox: {}", stack.mailbox_count(account_id).await? - before);
     }
     print_relay_outcomes(&stack).await;
-    finish(&stack)
+    finish(&stack);
+    Ok(accept_rate)
+}
+
+/// Logs in over IMAP as the sink and asks `STATUS INBOX (MESSAGES)` every 100 ms until it reports
+/// `expected`; returns when that was seen, or `None` (after saying so) at `limit`.
+async fn visible_over_imap(server: SocketAddr, expected: usize, limit: Duration) -> anyhow::Result<Option<Instant>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut imap = BufReader::new(TcpStream::connect(server).await.context("connecting to IMAP")?);
+    let mut tag = 0;
+    let mut command = async |imap: &mut BufReader<TcpStream>, line: &str| -> anyhow::Result<String> {
+        tag += 1;
+        let tag = format!("b{tag}");
+        imap.get_mut().write_all(format!("{tag} {line}\r\n").as_bytes()).await?;
+        let mut said = String::new();
+        loop {
+            let mut reply = String::new();
+            ensure!(imap.read_line(&mut reply).await? > 0, "IMAP connection closed");
+            said.push_str(&reply);
+            if let Some(status) = reply.strip_prefix(&format!("{tag} ")) {
+                ensure!(status.starts_with("OK"), "IMAP {line:?}: {reply}");
+                return Ok(said);
+            }
+        }
+    };
+    let mut greeting = String::new();
+    imap.read_line(&mut greeting).await?;
+    command(&mut imap, &format!("LOGIN {RECIPIENT} bench")).await?;
+    let start = Instant::now();
+    loop {
+        let status = command(&mut imap, "STATUS INBOX (MESSAGES)").await?;
+        let messages = status
+            .split("MESSAGES ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        if messages >= expected {
+            return Ok(Some(Instant::now()));
+        }
+        if start.elapsed() > limit {
+            println!("NOT VISIBLE: {messages} of {expected} messages over IMAP after {} s", limit.as_secs());
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn print_setting(args: &Args) {
@@ -203,11 +325,10 @@ async fn print_relay_outcomes(stack: &Stack) {
 }
 
 /// Prints what the roles used and logged; dropping the stack then stops them.
-fn finish(stack: &Stack) -> anyhow::Result<()> {
+fn finish(stack: &Stack) {
     println!();
     stack.print_memory();
     stack.print_log_summary();
-    Ok(())
 }
 
 /// How one transaction ended.
@@ -433,12 +554,13 @@ async fn idle_sessions(server: SocketAddr, pid: u32, count: usize, rss_fresh: u6
 // ---------------------------------------------------------------------------------------------------
 // Postfix's smtp-source, and Postfix itself
 
-fn smtp_source() -> Option<PathBuf> {
+/// One of Postfix's test tools (`smtp-source`, `smtp-sink`), on PATH or in /usr/sbin.
+fn postfix_tool(name: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("smtp-source"));
-    on_path.chain([PathBuf::from("/usr/sbin/smtp-source")]).find(|p| p.is_file())
+        .map(|dir| dir.join(name));
+    on_path.chain([PathBuf::from("/usr/sbin").join(name)]).find(|p| p.is_file())
 }
 
 /// Runs smtp-source with the load's numbers and prints its rate. By default smtp-source opens a new
@@ -601,12 +723,13 @@ postlog unix-dgram n - n - 1 postlogd
     )
 }
 
-async fn measure_postfix(args: &Args, load: &Load) -> anyhow::Result<()> {
+/// Measures a throwaway Postfix; returns its accept rate under this generator.
+async fn measure_postfix(args: &Args, load: &Load) -> anyhow::Result<Option<f64>> {
     let postfix = match ThrowawayPostfix::start() {
         Ok(postfix) => postfix,
         Err(error) => {
             println!("\nPostfix: not measured: {error:#}");
-            return Ok(());
+            return Ok(None);
         }
     };
     let deadline = Instant::now() + PATIENCE;
@@ -615,12 +738,13 @@ async fn measure_postfix(args: &Args, load: &Load) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("\n== Postfix (queue to disk, discard delivery), this load generator ({}) ==", postfix.addr);
-    load.run(postfix.addr).await.print();
-    if let Some(tool) = smtp_source() {
+    let report = load.run(postfix.addr).await;
+    report.print();
+    if let Some(tool) = postfix_tool("smtp-source") {
         for persistent in [false, true] {
             println!("\n== Postfix, smtp-source ==");
             run_smtp_source(&tool, args, postfix.addr, persistent).await?;
         }
     }
-    Ok(())
+    Ok(Some(rate(report.accepted, report.elapsed())))
 }
