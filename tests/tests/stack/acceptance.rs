@@ -1,6 +1,7 @@
 //! Acceptance: two mail domains, each a whole mailbus of separate processes (`mailbus <role>`, two
 //! replicas of relay and of access), used only through the network by clients we did not write:
-//! Python's smtplib, imaplib and poplib, swaks, curl, fetchmail and mbsync.
+//! Python's smtplib, imaplib and poplib, swaks, curl (SMTP, IMAP and POP3, each with STARTTLS),
+//! fetchmail and mbsync.
 //!
 //! a.example and b.example route mail to each other's SMTP port; seven.example is a peer without
 //! 8BITMIME. The scenarios: the textbook path from a submission on one domain to IMAP on one device and
@@ -127,6 +128,16 @@ async fn imap(domain: &Domain, replica: usize, user: &str, steps: Value) -> Vec<
     results[2..].to_vec()
 }
 
+/// Fetches `url` with curl, upgraded with STARTTLS (or STLS) and the certificate verified.
+async fn curl_starttls(url: &str, user: &str) -> String {
+    let cafile = cafile().display().to_string();
+    let args: Vec<String> =
+        ["--silent", "--show-error", "--ssl-reqd", "--cacert", &cafile, "--user", user, url].map(String::from).to_vec();
+    let (ok, read) = run_program("curl", &args, b"").await;
+    assert!(ok, "curl {url}: {read}");
+    read
+}
+
 /// The text imaplib returned for a step, flattened.
 fn text(result: &Value) -> String {
     result.to_string()
@@ -239,14 +250,12 @@ async fn two_domains_and_real_clients_from_submission_to_every_device() {
     let (ok, said) = run_program("curl", &curl, reply.as_bytes()).await;
     assert!(ok, "curl submission: {said}");
     let reply_uid = wait_for_message(&a, &alice, "Re: Lunch").await;
-    let url = format!("imap://{}/INBOX;UID={reply_uid}", a.imap(1));
-    let (ok, read) = run_program(
-        "curl",
-        &["--silent".into(), "--show-error".into(), "--user".into(), "alice@a.example:alice secret".into(), url],
-        b"",
-    )
-    .await;
-    assert!(ok && read.contains("In-Reply-To: <lunch@a.example>") && read.contains("Yes, noon."), "{read}");
+    let read =
+        curl_starttls(&format!("imap://{}/INBOX;UID={reply_uid}", a.imap(1)), "alice@a.example:alice secret").await;
+    assert!(read.contains("In-Reply-To: <lunch@a.example>") && read.contains("Yes, noon."), "{read}");
+    // And over POP3 with STLS, on the other replica.
+    let read = curl_starttls(&format!("pop3://{}/1", a.pop3(0)), "alice@a.example:alice secret").await;
+    assert!(read.contains("Yes, noon."), "{read}");
 
     // A forward (swaks, STARTTLS and AUTH) to carol, who reads it over POP3 with poplib.
     let swaks: Vec<String> = [
