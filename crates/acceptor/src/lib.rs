@@ -108,7 +108,11 @@ pub struct Admit {
 }
 
 /// How long a trusted proxy gets to send its header (HAProxy sends it with the connection).
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections from trusted proxies whose header has not arrived yet, per listener. They are not
+/// sessions yet, so the caps do not count them; this does, so that silent connections from a trusted
+/// network cannot pile up.
+const MAX_PENDING_HEADERS: usize = 512;
 
 /// Accepts until `shutdown` is cancelled, runs `session` for each admitted connection, then waits (up to
 /// the grace period) for the sessions to end. `refused` is called for each connection turned away. A
@@ -127,6 +131,7 @@ pub async fn accept_loop<F, Fut>(
     let tracker = TaskTracker::new();
     let refusal: Arc<[u8]> = admit.refusal.into();
     let (refused, session) = (Arc::new(refused), Arc::new(session));
+    let pending_headers = Arc::new(Semaphore::new(MAX_PENDING_HEADERS));
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -143,16 +148,35 @@ pub async fn accept_loop<F, Fut>(
         let _ = stream.set_nodelay(true);
         let (limits, refusal, refused, session) =
             (admit.limits.clone(), refusal.clone(), refused.clone(), session.clone());
-        let proxied = admit.proxies.trusts(peer.ip());
-        let start = async move {
-            let client = if proxied {
-                match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy::read_header(&mut stream)).await {
-                    Ok(Ok(client)) => client.unwrap_or(peer),
-                    Ok(Err(error)) => return tracing::info!(%peer, %error, "connection from a trusted proxy dropped"),
-                    Err(_) => return tracing::info!(%peer, "no PROXY header from a trusted proxy in time"),
+        let waiting = if admit.proxies.trusts(peer.ip()) {
+            match pending_headers.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(%peer, "too many connections waiting for their PROXY header; dropped");
+                    continue;
                 }
-            } else {
-                peer
+            }
+        } else {
+            None
+        };
+        let shutdown = shutdown.clone();
+        let start = async move {
+            let client = match waiting {
+                None => peer,
+                Some(permit) => {
+                    let header = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy::read_header(&mut stream)) => header,
+                    };
+                    drop(permit);
+                    match header {
+                        Ok(Ok(client)) => client.unwrap_or(peer),
+                        Ok(Err(error)) => {
+                            return tracing::info!(%peer, %error, "connection from a trusted proxy dropped");
+                        }
+                        Err(_) => return tracing::info!(%peer, "no PROXY header from a trusted proxy in time"),
+                    }
+                }
             };
             match limits.admit(client.ip()) {
                 Ok(admission) => {

@@ -16,8 +16,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// A v1 header's longest form, CRLF included (the specification's 107).
 const V1_MAX: usize = 107;
-/// The address block of a v2 header may be followed by TLVs; nothing we send needs more than this.
-const V2_MAX_PAYLOAD: usize = 4096;
 
 /// The networks whose connections start with a PROXY header. Empty: none do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,6 +38,7 @@ impl TrustedProxies {
 }
 
 fn prefix_matches(network: &[u8], ip: &[u8], bits: u8) -> bool {
+    let bits = bits.min(u8::try_from(network.len() * 8).unwrap_or(u8::MAX));
     let (whole, rest) = (usize::from(bits / 8), bits % 8);
     network[..whole] == ip[..whole] && (rest == 0 || (network[whole] ^ ip[whole]) >> (8 - rest) == 0)
 }
@@ -65,7 +64,15 @@ impl FromStr for TrustedProxies {
                     .filter(|&b| b <= max)
                     .ok_or_else(|| format!("{item:?}: the prefix length must be 0 to {max}"))?,
             };
-            networks.push((address.to_canonical(), bits));
+            // An IPv4-mapped network (::ffff:10.0.0.0/104) is the IPv4 network it maps.
+            let canonical = address.to_canonical();
+            let bits = match (address, canonical) {
+                (IpAddr::V6(_), IpAddr::V4(_)) => bits
+                    .checked_sub(96)
+                    .ok_or_else(|| format!("{item:?}: an IPv4-mapped network needs a prefix length of 96 to 128"))?,
+                _ => bits,
+            };
+            networks.push((canonical, bits));
         }
         Ok(TrustedProxies(networks))
     }
@@ -103,9 +110,8 @@ pub async fn read_header<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<
     if version_command >> 4 != 2 {
         return Err(ProxyError::Malformed("not version 2"));
     }
-    if length > V2_MAX_PAYLOAD {
-        return Err(ProxyError::Malformed("header too long"));
-    }
+    // At most 65,535 octets: the addresses and any TLVs (HAProxy's SSL TLVs can carry a client
+    // certificate's names), all skipped but the addresses.
     let mut payload = vec![0u8; length];
     read(stream, &mut payload).await?;
     match version_command & 0x0f {
@@ -118,6 +124,10 @@ pub async fn read_header<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<
 
 /// The source address of a v2 PROXY command. TLVs after the addresses are ignored.
 fn v2_source(family: u8, payload: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
+    // The low nibble is the transport: a mail session is a stream (1), or unspecified (0).
+    if family & 0x0f > 1 {
+        return Err(ProxyError::Malformed("not a stream connection"));
+    }
     match family >> 4 {
         // AF_UNSPEC: no address to use.
         0 => Ok(None),
@@ -132,7 +142,8 @@ fn v2_source(family: u8, payload: &[u8]) -> Result<Option<SocketAddr>, ProxyErro
                 payload.get(..36).and_then(|b| b.try_into().ok()).ok_or(ProxyError::Malformed("short IPv6 block"))?;
             let octets: [u8; 16] = block[..16].try_into().map_err(|_| ProxyError::Malformed("short IPv6 block"))?;
             let port = u16::from_be_bytes([block[32], block[33]]);
-            Ok(Some(SocketAddr::new(Ipv6Addr::from(octets).into(), port)))
+            // A client of an IPv4 listener behind a dual-stack proxy is the IPv4 client it maps.
+            Ok(Some(SocketAddr::new(Ipv6Addr::from(octets).to_canonical(), port)))
         }
         // AF_UNIX: a local client, no network address.
         3 => Ok(None),
@@ -162,7 +173,7 @@ async fn read_v1<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<SocketAd
                 return Err(ProxyError::Malformed("address does not match the family"));
             }
             let port = source_port.parse().map_err(|_| ProxyError::Malformed("bad source port"))?;
-            Ok(Some(SocketAddr::new(ip, port)))
+            Ok(Some(SocketAddr::new(ip.to_canonical(), port)))
         }
         _ => Err(ProxyError::Malformed("not a v1 PROXY line")),
     }
@@ -218,6 +229,11 @@ mod tests {
         ipv6.extend(993u16.to_be_bytes());
         ipv6.extend(993u16.to_be_bytes());
         assert_eq!(parse(&v2(1, 0x21, &ipv6)).await.0, Ok(Some("[2001:db8::7]:993".parse().unwrap())));
+        let mut mapped = "::ffff:198.51.100.4".parse::<Ipv6Addr>().unwrap().octets().to_vec();
+        mapped.extend([0; 16]);
+        mapped.extend(2525u16.to_be_bytes());
+        mapped.extend(25u16.to_be_bytes());
+        assert_eq!(parse(&v2(1, 0x21, &mapped)).await.0, Ok(Some("198.51.100.4:2525".parse().unwrap())));
         // LOCAL (the proxy's health check) and AF_UNSPEC keep the connection's own address.
         assert_eq!(parse(&v2(0, 0x00, &[])).await.0, Ok(None));
         assert_eq!(parse(&v2(1, 0x00, &[])).await.0, Ok(None));
@@ -242,9 +258,10 @@ mod tests {
         assert_eq!(parse(&v2(1, 0x11, &[1, 2, 3])).await.0, Err(ProxyError::Malformed("short IPv4 block")));
         assert_eq!(parse(&v2(1, 0x21, &[0; 12])).await.0, Err(ProxyError::Malformed("short IPv6 block")));
         assert_eq!(parse(&v2(7, 0x11, &[0; 12])).await.0, Err(ProxyError::Malformed("unknown command")));
+        assert_eq!(parse(&v2(1, 0x12, &[0; 12])).await.0, Err(ProxyError::Malformed("not a stream connection")));
         let mut huge = V2_SIGNATURE.to_vec();
         huge.extend([0x21, 0x11, 0xff, 0xff]);
-        assert_eq!(parse(&huge).await.0, Err(ProxyError::Malformed("header too long")));
+        assert_eq!(parse(&huge).await.0, Err(ProxyError::Truncated), "65535 octets announced, none sent");
     }
 
     #[test]
@@ -258,6 +275,11 @@ mod tests {
         }
         assert!("".parse::<TrustedProxies>().unwrap().is_empty());
         assert!("0.0.0.0/0".parse::<TrustedProxies>().unwrap().trusts("198.51.100.1".parse().unwrap()));
+        // IPv4-mapped networks are the IPv4 networks they map, and never reach past an address's length.
+        let mapped: TrustedProxies = "::ffff:10.0.0.0/104, ::ffff:192.0.2.7".parse().unwrap();
+        assert!(mapped.trusts("10.200.0.1".parse().unwrap()) && mapped.trusts("192.0.2.7".parse().unwrap()));
+        assert!(!mapped.trusts("11.0.0.1".parse().unwrap()));
+        assert!("::ffff:10.0.0.0/80".parse::<TrustedProxies>().is_err());
         for bad in ["10.0.0.0/33", "fd00::/129", "example.com", "10.0.0.0/x"] {
             assert!(bad.parse::<TrustedProxies>().is_err(), "{bad}");
         }

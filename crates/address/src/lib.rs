@@ -132,8 +132,9 @@ impl fmt::Display for EmailAddress {
     }
 }
 
-/// The id smtp-ingress gives an accepted message. It names the envelope (as its `Nats-Msg-Id`), the body
-/// in the object store and the message's deliveries. Time-ordered (UUIDv7), 32 lower-case hex digits.
+/// The id smtp-ingress gives an accepted message. It names the envelope, the message's body in the
+/// object store (under `<id>.<suffix>`) and its deliveries. Time-ordered (UUIDv7), 32 lower-case hex
+/// digits; DSNs get ids derived from their message's instead.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueId(String);
 

@@ -111,9 +111,11 @@ impl Queue {
     /// then the envelope onto the queue stream, waiting for the server's acknowledgement of each. Only
     /// after `Ok` may SMTP answer 250.
     ///
-    /// Safe to repeat: the envelope is deduplicated by its `Nats-Msg-Id` (the queue id), and a repeat's
-    /// own body (under its own key) is deleted again.
-    pub async fn enqueue(&self, envelope: &Envelope, body: &[u8]) -> Result<(), QueueError> {
+    /// `dedup_id` is the envelope's `Nats-Msg-Id`: an enqueue with an id the stream saw within
+    /// [`DUPLICATE_WINDOW`] is stored once, so a repeat is safe. A large body goes under a key of its
+    /// own for each call (whatever `envelope.body_key` says), and a repeat's is deleted again: the
+    /// first envelope's body is never overwritten, nor deleted, by a repeat.
+    pub async fn enqueue(&self, envelope: &Envelope, body: &[u8], dedup_id: &str) -> Result<(), QueueError> {
         if self.client.connection_state() != State::Connected {
             nats_client_error(NatsOperation::Publish);
             return Err(QueueError::Disconnected);
@@ -125,14 +127,15 @@ impl Queue {
             envelope.inline_body = body.to_vec();
             envelope.body_key.clear();
         } else {
-            let key = envelope.body_key.clone();
+            let key = format!("{}.{}", envelope.queue_id, uuid::Uuid::now_v7().simple());
             self.bodies.put(key.as_str(), &mut &body[..]).await.map_err(|e| {
                 nats_client_error(NatsOperation::BodyPut);
                 QueueError::PutBody { key: key.clone(), message: e.to_string() }
             })?;
+            envelope.body_key = key;
         }
         let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.queue_id.as_str());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, dedup_id);
         inject_trace(&tracing::Span::current(), &mut headers);
         let publish_error = |e: &dyn std::fmt::Display| {
             nats_client_error(NatsOperation::Publish);
@@ -145,12 +148,12 @@ impl Queue {
             .map_err(|e| publish_error(&e))?
             .await
             .map_err(|e| publish_error(&e))?;
-        // The same queue id within the duplicate window: the first envelope stands, with its own body;
-        // the one just stored for this repeat is nobody's.
-        if ack.duplicate && !envelope.body_key.is_empty() {
-            tracing::info!(queue_id = %envelope.queue_id, "repeated transaction, already queued");
-            if let Err(error) = self.delete_body(&envelope.body_key).await {
-                tracing::warn!(%error, "body of a repeated transaction not deleted");
+        if ack.duplicate {
+            tracing::info!(queue_id = %envelope.queue_id, %dedup_id, "repeated enqueue, already queued");
+            if !envelope.body_key.is_empty()
+                && let Err(error) = self.delete_body(&envelope.body_key).await
+            {
+                tracing::warn!(%error, "body of a repeated enqueue not deleted");
             }
         }
         Ok(())

@@ -335,12 +335,11 @@ impl Worker {
             mail_from: String::new(),
             recipients: vec![EnvelopeRecipient { address: envelope.mail_from.clone(), ..Default::default() }],
             size: report.len() as u64,
-            body_key: queue_id.to_string(),
             arrival_unix_ms: Utc::now().timestamp_millis(),
             smtputf8: envelope.smtputf8,
             ..Default::default()
         };
-        self.queue.enqueue(&dsn_envelope, &report).await?;
+        self.queue.enqueue(&dsn_envelope, &report, queue_id.as_str()).await?;
         self.dsns.get_or_create(&vec![("action".into(), format!("{action:?}").to_lowercase())]).inc();
         tracing::info!(dsn = %queue_id, ?action, recipients = entries.len(), "DSN queued");
         Ok(())

@@ -29,7 +29,16 @@ impl JetStreamSpool {
 
 impl Spool for JetStreamSpool {
     async fn enqueue(&self, message: Message, client: &ClientInfo, hostname: &str) -> Result<String, SpoolError> {
-        let queue_id = transaction_id(&message).unwrap_or_else(QueueId::generate);
+        let queue_id = QueueId::generate();
+        // A digest of a large body takes a while: off the session threads.
+        let (dedup_id, message) = if message.body.len() > 256 * 1024 {
+            tokio::task::spawn_blocking(move || (transaction_id(&message), message))
+                .await
+                .map_err(|e| SpoolError::Unavailable(e.to_string()))?
+        } else {
+            (transaction_id(&message), message)
+        };
+        let dedup_id = dedup_id.unwrap_or_else(|| queue_id.to_string());
         let now = Utc::now();
         let mut body = received_header(&message, client, hostname, &queue_id, now).into_bytes();
         body.extend_from_slice(&message.body);
@@ -47,7 +56,7 @@ impl Spool for JetStreamSpool {
             size = body.len(),
         );
         self.queue
-            .enqueue(&envelope, &body)
+            .enqueue(&envelope, &body, &dedup_id)
             .instrument(span)
             .await
             .map_err(|e| SpoolError::Unavailable(e.to_string()))?;
@@ -55,15 +64,22 @@ impl Spool for JetStreamSpool {
     }
 }
 
-/// The queue id of a message that names itself (it has a Message-ID): a digest of its envelope and its
-/// body as the client sent them. A client that sends the same transaction again because it never saw
-/// the 250 (the connection broke, or the role died, between the queue's acknowledgement and the reply)
-/// gets the same id, and the queue stream, which keeps each `Nats-Msg-Id` for
-/// [`mailbus_jetstream::DUPLICATE_WINDOW`], stores it once: delivered exactly once, and the client gets
-/// its 250. A message without a Message-ID gets a fresh id, so identical ones sent on purpose stay two.
-fn transaction_id(message: &Message) -> Option<QueueId> {
+/// The `Nats-Msg-Id` of a message that names itself (it has a Message-ID): a digest of who sent it
+/// (the authenticated user, if any), its envelope and its body as the client sent them. A client that
+/// sends the same transaction again because it never saw the 250 (the connection broke, or the role
+/// died, between the queue's acknowledgement and the reply) within [`mailbus_jetstream::DUPLICATE_WINDOW`]
+/// has it stored once: delivered exactly once, and the client gets its 250. Later, or without a
+/// Message-ID (identical messages sent on purpose), a message is a message: it gets its queue id as its
+/// `Nats-Msg-Id`, and every message has a queue id of its own, so nothing is dropped as a duplicate
+/// further on.
+fn transaction_id(message: &Message) -> Option<String> {
     message_id(&message.body)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    match &message.authenticated {
+        Some(user) => digest.update(user.address.as_bytes()),
+        None => digest.update(b"-"),
+    }
+    digest.update(b"\0");
     match &message.from.path {
         ReversePath::Null => digest.update(b"<>"),
         ReversePath::Address(address) => digest.update(address.to_string().as_bytes()),
@@ -74,8 +90,8 @@ fn transaction_id(message: &Message) -> Option<QueueId> {
     }
     digest.update(b"\0\0");
     digest.update(&message.body);
-    let hex: String = digest.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
-    hex.parse().ok()
+    let hex: String = digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("tx.{hex}"))
 }
 
 /// The Message-ID header's value (at most 256 octets), from the header section only.
@@ -109,9 +125,8 @@ fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: us
             })
             .collect(),
         size: size as u64,
-        // Its own key per attempt: a repeated transaction (same queue id, see `transaction_id`) must
-        // not overwrite the body of the first, which a relay may be reading or may have deleted.
-        body_key: format!("{queue_id}.{}", QueueId::generate()),
+        // Set by the queue for a body it stores apart (a key of its own per enqueue).
+        body_key: String::new(),
         arrival_unix_ms: arrival_ms,
         client: Some(ClientFacts {
             remote_ip: client.peer.ip().to_string(),
