@@ -174,3 +174,25 @@ async fn a_bounce_that_fails_for_good_is_kept_on_the_dead_letter_stream_not_boun
     assert!(queue.body_of(&envelope).await.is_ok(), "its body is kept with it");
     stack.stop().await;
 }
+
+/// A repeated enqueue (a DSN queued again after a lost ack, a client's resend) is stored once, and the
+/// first envelope's large body is neither overwritten nor deleted by the repeat, whatever body key the
+/// caller had in mind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_enqueue_keeps_the_first_body_and_leaves_no_other() {
+    // No relay: the envelope stays on the queue for the test to look at.
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let queue = stack.queue().await;
+    let envelope = Envelope { queue_id: "0".repeat(31) + "1", body_key: "shared".into(), ..Default::default() };
+    let first = vec![b'a'; mailbus_jetstream::INLINE_LIMIT + 1];
+    let second = vec![b'b'; mailbus_jetstream::INLINE_LIMIT + 1];
+    queue.enqueue(&envelope, &first, "dsn-once").await.unwrap();
+    queue.enqueue(&envelope, &second, "dsn-once").await.unwrap();
+    let queued = queue.list(10).await.unwrap();
+    assert_eq!(queued.len(), 1, "stored once");
+    assert!(queue.body_of(&queued[0].1).await.unwrap() == first, "the first body, intact");
+    let bodies = queue.jetstream().get_object_store(queue.names().bodies_bucket()).await.unwrap();
+    let names: Vec<String> = bodies.list().await.unwrap().map(|info| info.unwrap().name).collect().await;
+    assert_eq!(names, [queued[0].1.body_key.clone()], "the repeat's body is gone");
+    stack.stop().await;
+}
