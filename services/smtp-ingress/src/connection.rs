@@ -150,11 +150,17 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
+            let metrics = &self.ctx.metrics;
+            // Counted as rejections too, under what ended the session rather than a command.
             let farewell = |error: &ReadError| match error {
                 ReadError::Timeout => {
+                    metrics.replied("TIMEOUT", 421);
                     Some(Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection").to_bytes())
                 }
-                ReadError::Shutdown => Some(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down").to_bytes()),
+                ReadError::Shutdown => {
+                    metrics.replied("SHUTDOWN", 421);
+                    Some(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down").to_bytes())
+                }
                 _ => None,
             };
             if let Err(error) = self.wire.read_or_farewell(self.ctx.timeouts.command, shutdown, farewell).await {
