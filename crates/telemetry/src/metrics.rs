@@ -4,7 +4,8 @@
 //! The process-wide counts live in one registry per process, without a role prefix
 //! (`mailbus_grpc_client_errors_total`, `mailbus_nats_client_errors_total`). When several roles share a
 //! process (`mailbus dev`, or several roles named on one command line) only the first role's `/metrics`
-//! shows them, so a scrape of every endpoint counts each failure once.
+//! shows them, so a scrape of every endpoint counts each failure once; when that endpoint stops, the
+//! next one to start takes them over.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,8 +113,36 @@ pub fn nats_client_error(operation: NatsOperation) {
     PROCESS.nats_client_errors.get_or_create(&vec![("operation", operation.label().to_owned())]).inc();
 }
 
-/// The process-wide registry, for the first endpoint that asks; `None` for every later one.
-pub(crate) fn claim_process_registry() -> Option<&'static Registry> {
+/// The process-wide registry, for the first endpoint that asks while no other holds it; `None` for
+/// the others. Dropping the claim (the endpoint stopped) lets the next endpoint take it.
+pub(crate) fn claim_process_registry() -> Option<ProcessClaim> {
     let process = &*PROCESS;
-    (!process.claimed.swap(true, Ordering::SeqCst)).then_some(&process.registry)
+    (!process.claimed.swap(true, Ordering::SeqCst)).then_some(ProcessClaim(&process.registry))
+}
+
+/// An endpoint's hold on the process-wide registry.
+pub(crate) struct ProcessClaim(pub(crate) &'static Registry);
+
+impl Drop for ProcessClaim {
+    fn drop(&mut self) {
+        PROCESS.claimed.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_endpoint_at_a_time_holds_the_process_metrics_and_the_next_takes_them_over() {
+        let first = claim_process_registry().expect("nobody holds them yet");
+        assert!(claim_process_registry().is_none(), "a second endpoint of the process does not show them");
+        nats_client_error(NatsOperation::Ack);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut text, first.0).unwrap();
+        assert!(text.contains("mailbus_nats_client_errors_total{operation=\"ack\"} 1"), "{text}");
+        assert!(text.contains("mailbus_nats_client_errors_total{operation=\"publish\"} 0"), "zeros from the start");
+        drop(first);
+        assert!(claim_process_registry().is_some(), "the next endpoint takes them over");
+    }
 }

@@ -30,8 +30,8 @@ impl Readiness {
 #[derive(Clone)]
 struct Ops {
     registry: Arc<Registry>,
-    /// The process-wide metrics, on the first endpoint of a process only.
-    process: Option<&'static Registry>,
+    /// The process-wide metrics, on one endpoint of a process at a time.
+    process: Option<Arc<crate::metrics::ProcessClaim>>,
     readiness: Readiness,
 }
 
@@ -46,7 +46,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(Ops { registry, process: crate::metrics::claim_process_registry(), readiness });
+        .with_state(Ops { registry, process: crate::metrics::claim_process_registry().map(Arc::new), readiness });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
@@ -66,8 +66,8 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
 fn encode(ops: &Ops) -> Result<String, std::fmt::Error> {
     let mut body = String::new();
     prometheus_client::encoding::text::encode_registry(&mut body, &ops.registry)?;
-    if let Some(process) = ops.process {
-        prometheus_client::encoding::text::encode_registry(&mut body, process)?;
+    if let Some(process) = &ops.process {
+        prometheus_client::encoding::text::encode_registry(&mut body, process.0)?;
     }
     prometheus_client::encoding::text::encode_eof(&mut body)?;
     Ok(body)

@@ -127,7 +127,7 @@ where
     ) -> std::fmt::Result {
         let mut line = String::new();
         self.inner.format_event(ctx, Writer::new(&mut line), event)?;
-        let Some((trace_id, span_id)) = trace_ids() else { return writer.write_str(&line) };
+        let Some((trace_id, span_id)) = trace_ids(ctx) else { return writer.write_str(&line) };
         if self.json
             && let Some(rest) = line.strip_prefix('{')
         {
@@ -139,11 +139,17 @@ where
     }
 }
 
-/// The trace and span ids of the current span, when OpenTelemetry records it.
-fn trace_ids() -> Option<(String, String)> {
+/// The trace and span ids of the event's span (its explicit parent, else the current span), when
+/// OpenTelemetry records it.
+fn trace_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
     use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let context = tracing::Span::current().context();
+    let id = ctx.parent_span()?.id();
+    // No span's extensions are locked here: the line was formatted before.
+    let context = tracing::dispatcher::get_default(|dispatch| tracing_opentelemetry::get_otel_context(&id, dispatch))?;
     let span = context.span();
     let span_context = span.span_context();
     span_context.is_valid().then(|| (span_context.trace_id().to_string(), span_context.span_id().to_string()))
