@@ -14,7 +14,7 @@ use anyhow::{Context, bail, ensure};
 use base64::Engine;
 use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::Infra;
@@ -129,13 +129,7 @@ pub struct Role {
 
 /// The variable naming a role's `/metrics` `/healthz` `/readyz` listener.
 pub fn metrics_var(role: &str) -> anyhow::Result<&'static str> {
-    Ok(match role {
-        "mailbox" => "MAILBUS_MAILBOX_METRICS_LISTEN",
-        "relay" => "MAILBUS_RELAY_METRICS_LISTEN",
-        "smtp-ingress" => "MAILBUS_SMTP_METRICS_LISTEN",
-        "access" => "MAILBUS_ACCESS_METRICS_LISTEN",
-        other => bail!("no such role: {other}"),
-    })
+    crate::processes::metrics_var(role).with_context(|| format!("no such role: {role}"))
 }
 
 /// The roles of one mailbus over the shared PostgreSQL and nats-server, with their own database and NATS
@@ -310,15 +304,10 @@ pub async fn wait_ready(role: &mut Role, metrics: SocketAddr) -> anyhow::Result<
 }
 
 /// The body of a `200 OK` answer to a plain HTTP/1.1 GET, or `None`.
+/// The body of a 200 answer to a GET of `path`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await.ok()?.ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let (status, body) = crate::processes::http_get(addr, path).await?;
+    (status == crate::processes::OK).then_some(body)
 }
 
 pub fn status_field(status: &str, name: &str) -> Option<u64> {

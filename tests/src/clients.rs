@@ -403,3 +403,67 @@ pub async fn fetchmail(
         .count();
     (fetched, output)
 }
+
+/// Submits with swaks: STARTTLS (verifying `cafile`), AUTH PLAIN as `user`, from `user` to `to`; `extra`
+/// are more swaks options (`--header`, `--body`, `--pipeline`). Returns whether swaks succeeded, and
+/// what it said.
+pub async fn swaks_submit(
+    server: SocketAddr,
+    cafile: &std::path::Path,
+    (user, password): (&str, &str),
+    to: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    let (server, cafile) = (server.to_string(), cafile.display().to_string());
+    let mut args = vec![
+        "--server",
+        &server,
+        "--tls",
+        "--tls-verify",
+        "--tls-ca-path",
+        &cafile,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        user,
+        "--to",
+        to,
+    ];
+    args.extend(extra);
+    let args: Vec<String> = args.into_iter().map(String::from).collect();
+    run_program("swaks", &args, b"").await
+}
+
+/// Submits `message` with curl: STARTTLS required (verifying `cafile`), AUTH as `user`, from `user` to
+/// `to`. Returns whether curl succeeded, and what it said.
+pub async fn curl_submit(
+    server: SocketAddr,
+    cafile: &std::path::Path,
+    (user, password): (&str, &str),
+    to: &str,
+    message: &[u8],
+) -> (bool, String) {
+    let args: Vec<String> = [
+        &format!("smtp://{server}"),
+        "--ssl-reqd",
+        "--cacert",
+        &cafile.display().to_string(),
+        "--user",
+        &format!("{user}:{password}"),
+        "--mail-from",
+        user,
+        "--mail-rcpt",
+        to,
+        "--upload-file",
+        "-",
+        "--silent",
+        "--show-error",
+    ]
+    .map(String::from)
+    .to_vec();
+    run_program("curl", &args, message).await
+}

@@ -11,15 +11,15 @@ use mailbus_devstack::free_port;
 
 use crate::wait_until;
 
-/// The variable naming a role's `/metrics` `/healthz` `/readyz` listener.
-pub fn metrics_var(role: &str) -> &'static str {
-    match role {
+/// The variable naming a role's `/metrics` `/healthz` `/readyz` listener; `None` for no such role.
+pub fn metrics_var(role: &str) -> Option<&'static str> {
+    Some(match role {
         "mailbox" => "MAILBUS_MAILBOX_METRICS_LISTEN",
         "relay" => "MAILBUS_RELAY_METRICS_LISTEN",
         "smtp-ingress" => "MAILBUS_SMTP_METRICS_LISTEN",
         "access" => "MAILBUS_ACCESS_METRICS_LISTEN",
-        other => panic!("no such role: {other}"),
-    }
+        _ => return None,
+    })
 }
 
 /// One `mailbus <role>` process. Every `*_LISTEN` address is a free loopback port of its own, kept
@@ -89,7 +89,7 @@ impl Replica {
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.addr(metrics_var(self.role))
+        self.addr(metrics_var(self.role).expect("a role with a metrics listener"))
     }
 
     /// Waits until `/readyz` answers 200.
@@ -97,7 +97,7 @@ impl Replica {
         let never_ready = format!("{} never became ready (log: {})", self.name, self.log.display());
         let addr = self.metrics_addr();
         wait_until(limit, &never_ready, async || {
-            http_get(addr, "/readyz").await.is_some_and(|(status, _)| status == 200)
+            http_get(addr, "/readyz").await.is_some_and(|(status, _)| status == OK)
         })
         .await;
     }
@@ -105,7 +105,7 @@ impl Replica {
     /// This replica's `/metrics`.
     pub async fn metrics(&self) -> String {
         let (status, body) = http_get(self.metrics_addr(), "/metrics").await.expect("reaching /metrics");
-        assert_eq!(status, 200, "{} /metrics", self.name);
+        assert_eq!(status, OK, "{} /metrics", self.name);
         body
     }
 }
@@ -118,14 +118,20 @@ impl Drop for Replica {
     }
 }
 
-/// A minimal HTTP/1.0 GET: (status code, body), or `None` when nothing answers.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+/// The status line of a successful answer to [`http_get`].
+pub const OK: &str = "HTTP/1.0 200 OK";
+
+/// A minimal HTTP/1.0 GET (what Prometheus and the health checks do): (status line, body), or `None`
+/// when nothing answers within five seconds.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        Some((head.lines().next().unwrap_or_default().to_owned(), body.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange).await.ok().flatten()
 }

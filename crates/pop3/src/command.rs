@@ -60,30 +60,8 @@ pub enum Command {
 }
 
 impl Command {
-    /// The keyword, upper-case, as metrics and traces name the command.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::User(_) => "USER",
-            Command::Pass(_) => "PASS",
-            Command::Stat => "STAT",
-            Command::List(_) => "LIST",
-            Command::Uidl(_) => "UIDL",
-            Command::Retr(_) => "RETR",
-            Command::Dele(_) => "DELE",
-            Command::Rset => "RSET",
-            Command::Noop => "NOOP",
-            Command::Quit => "QUIT",
-            Command::Top { .. } => "TOP",
-            Command::Capa => "CAPA",
-            Command::Stls => "STLS",
-            Command::Auth { .. } | Command::AuthList => "AUTH",
-            Command::Utf8 => "UTF8",
-        }
-    }
-}
-
-impl Command {
-    /// The keyword, upper-case, for logs: it never carries an argument, so never a password.
+    /// The keyword, upper-case, for logs, metrics and traces: it never carries an argument, so never a
+    /// password.
     pub fn keyword(&self) -> &'static str {
         match self {
             Command::User(_) => "USER",

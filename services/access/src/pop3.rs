@@ -130,7 +130,7 @@ where
         loop {
             while let Some(input) = self.next_input(session.expects()) {
                 let name = match &input {
-                    Input::Command(Ok(command)) => command.name(),
+                    Input::Command(Ok(command)) => command.keyword(),
                     Input::Command(Err(_)) => "invalid",
                     Input::SaslResponse(_) => "AUTH",
                 };

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use mailbus_tests::clients::{Pop3End, SubmitMode, fetchmail, imap_session, pop3_session, run_program, smtp_submit};
+use mailbus_tests::clients::{
+    Pop3End, SubmitMode, curl_submit, fetchmail, imap_session, pop3_session, run_program, smtp_submit, swaks_submit,
+};
 use mailbus_tests::fake_smtp::{FakeSmtp, Script};
 use mailbus_tests::infra::Infra;
 use mailbus_tests::processes::Replica;
@@ -229,25 +231,8 @@ async fn two_domains_and_real_clients_from_submission_to_every_device() {
     // A reply (curl, STARTTLS on 587) goes back to alice, who reads it with curl over IMAP.
     let reply = "From: Bob <bob@b.example>\r\nTo: alice@a.example\r\nSubject: Re: Lunch on Friday?\r\n\
                  In-Reply-To: <lunch@a.example>\r\nMessage-ID: <reply@b.example>\r\n\r\nYes, noon.\r\n";
-    let curl: Vec<String> = [
-        &format!("smtp://{}", b.submission()),
-        "--ssl-reqd",
-        "--cacert",
-        &cafile().display().to_string(),
-        "--user",
-        "bob@b.example:bob secret",
-        "--mail-from",
-        "bob@b.example",
-        "--mail-rcpt",
-        "alice@a.example",
-        "--upload-file",
-        "-",
-        "--silent",
-        "--show-error",
-    ]
-    .map(String::from)
-    .to_vec();
-    let (ok, said) = run_program("curl", &curl, reply.as_bytes()).await;
+    let bob_login = ("bob@b.example", "bob secret");
+    let (ok, said) = curl_submit(b.submission(), cafile(), bob_login, "alice@a.example", reply.as_bytes()).await;
     assert!(ok, "curl submission: {said}");
     let reply_uid = wait_for_message(&a, &alice, "Re: Lunch").await;
     let read =
@@ -258,31 +243,8 @@ async fn two_domains_and_real_clients_from_submission_to_every_device() {
     assert!(read.contains("Yes, noon."), "{read}");
 
     // A forward (swaks, STARTTLS and AUTH) to carol, who reads it over POP3 with poplib.
-    let swaks: Vec<String> = [
-        "--server",
-        &b.submission().to_string(),
-        "--tls",
-        "--tls-verify",
-        "--tls-ca-path",
-        &cafile().display().to_string(),
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "bob@b.example",
-        "--auth-password",
-        "bob secret",
-        "--from",
-        "bob@b.example",
-        "--to",
-        &carol,
-        "--header",
-        "Subject: Fwd: Lunch on Friday?",
-        "--body",
-        "Forwarded: Noon at the usual place?",
-    ]
-    .map(String::from)
-    .to_vec();
-    let (ok, said) = run_program("swaks", &swaks, b"").await;
+    let extra = ["--header", "Subject: Fwd: Lunch on Friday?", "--body", "Forwarded: Noon at the usual place?"];
+    let (ok, said) = swaks_submit(b.submission(), cafile(), bob_login, &carol, &extra).await;
     assert!(ok, "swaks: {said}");
     wait_for_message(&a, &carol, "Fwd: Lunch").await;
     let session = pop3_session(a.pop3(0), &carol, &password("carol"), Pop3End::Quit).await;

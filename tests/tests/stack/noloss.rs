@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mailbus_devstack::{Postgres, free_port};
+use mailbus_tests::bench::SmtpClient;
 use mailbus_tests::infra::{dedicated_nats, scratch_dir};
 use mailbus_tests::processes::Replica;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use crate::under_test;
 
@@ -40,55 +39,18 @@ enum Attempt {
 
 /// One SMTP transaction, as a plain client does it.
 async fn send_once(server: SocketAddr, body: &[u8]) -> Attempt {
-    let limit = Duration::from_secs(30);
     let transaction = async {
-        let stream = TcpStream::connect(server).await.map_err(|e| format!("connect: {e}"))?;
-        let mut stream = BufReader::new(stream);
-        let expect = async |stream: &mut BufReader<TcpStream>, send: &[u8], code: &str| -> Result<(), Attempt> {
-            if !send.is_empty() {
-                stream.get_mut().write_all(send).await.map_err(|e| Attempt::Again(format!("write: {e}")))?;
-            }
-            let mut reply = String::new();
-            loop {
-                let mut line = String::new();
-                match stream.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return Err(Attempt::Again(format!("connection lost after {reply:?}"))),
-                    Ok(_) => reply.push_str(&line),
-                }
-                if line.as_bytes().get(3) != Some(&b'-') {
-                    break;
-                }
-            }
-            match reply.get(..3) {
-                Some(got) if got == code => Ok(()),
-                Some(got) if got.starts_with('4') => Err(Attempt::Again(reply)),
-                _ => Err(Attempt::Refused(reply)),
-            }
-        };
-        let rcpt = format!("RCPT TO:<{RECIPIENT}>\r\n");
-        let steps: [(&[u8], &str); 5] = [
-            (b"", "220"),
-            (b"EHLO load.test\r\n", "250"),
-            (b"MAIL FROM:<load@example.net>\r\n", "250"),
-            (rcpt.as_bytes(), "250"),
-            (b"DATA\r\n", "354"),
-        ];
-        for (send, code) in steps {
-            if let Err(attempt) = expect(&mut stream, send, code).await {
-                return Ok(attempt);
-            }
-        }
-        let mut data = body.to_vec();
-        data.extend_from_slice(b".\r\n");
-        if let Err(attempt) = expect(&mut stream, &data, "250").await {
-            return Ok(attempt);
-        }
-        let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
-        Ok::<Attempt, String>(Attempt::Accepted)
+        let mut client = SmtpClient::open_as(server, "load.test").await?;
+        let reply = client.send("load@example.net", RECIPIENT, body).await?;
+        client.quit().await;
+        anyhow::Ok(reply)
     };
-    match tokio::time::timeout(limit, transaction).await {
-        Ok(Ok(attempt)) => attempt,
-        Ok(Err(error)) => Attempt::Again(error),
+    match tokio::time::timeout(Duration::from_secs(30), transaction).await {
+        Ok(Ok(reply)) if reply.code == 250 => Attempt::Accepted,
+        Ok(Ok(reply)) if reply.code / 100 == 4 => Attempt::Again(reply.text),
+        Ok(Ok(reply)) => Attempt::Refused(reply.text),
+        // No connection, a greeting other than 220, or the connection lost on the way.
+        Ok(Err(error)) => Attempt::Again(format!("{error:#}")),
         Err(_) => Attempt::Again("timed out".into()),
     }
 }
@@ -132,10 +94,9 @@ async fn deliver_until_accepted(n: usize, ingress: &[SocketAddr], ledger: &Ledge
     }
 }
 
-/// `kill -9`, a moment down, started again, and ready.
+/// `kill -9` (waiting until the process is gone), started again, and ready.
 async fn crash_and_restart(replica: &mut Replica) {
     replica.kill().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     replica.start();
     replica.wait_ready(Duration::from_secs(60)).await;
 }
@@ -226,7 +187,13 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
         .collect();
 
     // The failures, one after another while the load flows.
-    let pause = || tokio::time::sleep(Duration::from_millis(700));
+    // Between failures, mail flows again: the next failure waits for 100 more 250s.
+    let pause = async || {
+        let target = ledger.accepted.lock().unwrap().len() + 100;
+        let flowing = format!("fewer than {target} messages accepted: mail does not flow again");
+        mailbus_tests::wait_until(MESSAGE_PATIENCE, &flowing, async || ledger.accepted.lock().unwrap().len() >= target)
+            .await;
+    };
     pause().await;
     let ([smtp_1, smtp_2], [relay_1, relay_2]) = (&mut smtp, &mut relays);
     for replica in [smtp_1, relay_1, &mut mailbox, &mut access, smtp_2, relay_2] {
@@ -269,14 +236,12 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
     assert!(sent >= MESSAGES, "{sent} messages");
 
     // Everything accepted reaches the mailbox; then nothing more arrives (no late duplicate).
+    // Until every accepted message is stored (or two minutes pass: then the counts below say what is
+    // missing).
     let deadline = Instant::now() + Duration::from_secs(120);
-    let counts = loop {
-        let counts = stored(&database_url).await.unwrap_or_default();
-        if counts.len() == sent || Instant::now() > deadline {
-            break counts;
-        }
+    while stored(&database_url).await.map_or(0, |counts| counts.len()) < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    }
     let client = mailbus_jetstream::async_nats::connect(nats.url()).await.unwrap();
     let names = mailbus_jetstream::Names::new("noloss").unwrap();
     let queue = mailbus_jetstream::Queue::open(client, names, Duration::from_secs(5)).await.unwrap();
@@ -284,7 +249,7 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
         queue.status().await.is_ok_and(|status| status.messages == 0)
     })
     .await;
-    let counts = stored(&database_url).await.unwrap_or(counts);
+    let counts = stored(&database_url).await.unwrap();
     let delivered = counts.len();
     let duplicates: usize = counts.values().map(|&c| c - 1).sum();
     let lost: Vec<usize> =

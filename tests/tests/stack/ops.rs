@@ -4,17 +4,11 @@ use std::net::SocketAddr;
 
 use mailbus::roles::Role;
 use mailbus_tests::{TestStack, wait_until};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-/// A minimal HTTP/1.0 GET: (status line, body).
+/// A GET of `path`: (status line, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connecting");
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+    mailbus_tests::processes::http_get(addr, path).await.expect("an answer over HTTP")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,7 @@
 //! refusals, protocol extensions on the wire, limits, and real clients (smtplib, swaks, curl).
 
 use mailbus::roles::Role;
-use mailbus_tests::clients::{Pop3End, SmtpRaw, SubmitMode, pop3_session, run_program, smtp_submit};
+use mailbus_tests::clients::{Pop3End, SmtpRaw, SubmitMode, curl_submit, pop3_session, smtp_submit, swaks_submit};
 use mailbus_tests::{Infra, TestStack};
 
 use crate::{PATIENCE, message};
@@ -288,52 +288,12 @@ async fn shutdown_says_421_to_idle_sessions() {
 async fn swaks_and_curl_submit_over_tls_with_auth() {
     let stack = TestStack::start().await;
     let kim = stack.add_account("kim@example.org", "kim pw").await;
-    let submission = stack.submission.unwrap().to_string();
-    let ca = cafile().display().to_string();
-    let swaks: Vec<String> = [
-        "--server",
-        &submission,
-        "--tls",
-        "--tls-verify",
-        "--tls-ca-path",
-        &ca,
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "kim@example.org",
-        "--auth-password",
-        "kim pw",
-        "--from",
-        "kim@example.org",
-        "--to",
-        "kim@example.org",
-        "--header",
-        "Subject: swaks",
-        "--pipeline",
-    ]
-    .map(String::from)
-    .to_vec();
-    let (ok, output) = run_program("swaks", &swaks, b"").await;
+    let submission = stack.submission.unwrap();
+    let kim_login = ("kim@example.org", "kim pw");
+    let extra = ["--header", "Subject: swaks", "--pipeline"];
+    let (ok, output) = swaks_submit(submission, &cafile(), kim_login, "kim@example.org", &extra).await;
     assert!(ok, "swaks failed:\n{output}");
-    let curl: Vec<String> = [
-        &format!("smtp://{submission}"),
-        "--ssl-reqd",
-        "--cacert",
-        &ca,
-        "--user",
-        "kim@example.org:kim pw",
-        "--mail-from",
-        "kim@example.org",
-        "--mail-rcpt",
-        "kim@example.org",
-        "--upload-file",
-        "-",
-        "--silent",
-        "--show-error",
-    ]
-    .map(String::from)
-    .to_vec();
-    let (ok, output) = run_program("curl", &curl, &message("kim", "curl")).await;
+    let (ok, output) = curl_submit(submission, &cafile(), kim_login, "kim@example.org", &message("kim", "curl")).await;
     assert!(ok, "curl failed:\n{output}");
     stack.wait_for_inbox(kim, 2, PATIENCE).await;
     stack.stop().await;
