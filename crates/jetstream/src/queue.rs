@@ -7,7 +7,7 @@ use async_nats::{HeaderMap, connection::State};
 use mailbus_proto::v1::Envelope;
 use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use prost::Message as _;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::names::Names;
 use crate::trace::inject_trace;
@@ -38,6 +38,8 @@ pub enum QueueError {
     GetBody { key: String, message: String },
     #[error("deleting body {key}: {message}")]
     DeleteBody { key: String, message: String },
+    #[error("reading the body of {queue_id} to enqueue it: {message}")]
+    ReadBody { queue_id: String, message: String },
     #[error("body {key} is missing from the body store")]
     MissingBody { key: String },
     #[error("publishing envelope {queue_id}: {message}")]
@@ -116,19 +118,34 @@ impl Queue {
     /// own for each call (whatever `envelope.body_key` says), and a repeat's is deleted again: the
     /// first envelope's body is never overwritten, nor deleted, by a repeat.
     pub async fn enqueue(&self, envelope: &Envelope, body: &[u8], dedup_id: &str) -> Result<(), QueueError> {
+        self.enqueue_from(envelope, body.len(), &mut &body[..], dedup_id).await
+    }
+
+    /// [`Self::enqueue`] with a body of `size` octets read from `body`: a large one is streamed into the
+    /// body store, so it never has to be in memory whole.
+    pub async fn enqueue_from(
+        &self,
+        envelope: &Envelope,
+        size: usize,
+        body: &mut (impl AsyncRead + Unpin + Send),
+        dedup_id: &str,
+    ) -> Result<(), QueueError> {
         if self.client.connection_state() != State::Connected {
             nats_client_error(NatsOperation::Publish);
             return Err(QueueError::Disconnected);
         }
         let mut envelope = envelope.clone();
-        if body.len() <= INLINE_LIMIT {
+        if size <= INLINE_LIMIT {
             // Measured: the object store's get and delete cost several round trips (and a consumer) per
             // message, which made the relay the bottleneck for ordinary mail.
-            envelope.inline_body = body.to_vec();
+            envelope.inline_body = Vec::with_capacity(size);
+            body.read_to_end(&mut envelope.inline_body)
+                .await
+                .map_err(|e| QueueError::ReadBody { queue_id: envelope.queue_id.clone(), message: e.to_string() })?;
             envelope.body_key.clear();
         } else {
             let key = format!("{}.{}", envelope.queue_id, uuid::Uuid::now_v7().simple());
-            self.bodies.put(key.as_str(), &mut &body[..]).await.map_err(|e| {
+            self.bodies.put(key.as_str(), body).await.map_err(|e| {
                 nats_client_error(NatsOperation::BodyPut);
                 QueueError::PutBody { key: key.clone(), message: e.to_string() }
             })?;

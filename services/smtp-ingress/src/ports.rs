@@ -4,6 +4,8 @@
 use mailbus_address::EmailAddress;
 use mailbus_smtp::session::{AuthenticatedUser, Message, Verdict};
 
+use crate::body::Body;
+
 /// Facts about the client that go into `Received:` and the envelope.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -44,10 +46,11 @@ pub enum SpoolError {
 }
 
 pub trait Spool: Send + Sync + 'static {
-    /// Makes `message` durable and returns its queue id. `Ok` means it is safe to answer 250.
+    /// Makes `message` and its `body` durable and returns its queue id. `Ok` means it is safe to answer 250.
     fn enqueue(
         &self,
         message: Message,
+        body: Body,
         client: &ClientInfo,
         hostname: &str,
     ) -> impl Future<Output = Result<String, SpoolError>> + Send;

@@ -64,7 +64,6 @@ mod tests {
                 ret: None,
             },
             recipients: vec![recipient("alice@example.org")],
-            body: Vec::new(),
             tls: None,
             authenticated: None,
         }

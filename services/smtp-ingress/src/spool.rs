@@ -6,8 +6,10 @@ use mailbus_address::QueueId;
 use mailbus_jetstream::{Envelope, Queue};
 use mailbus_proto::v1::{BodyType, ClientFacts, DsnRet, EnvelopeRecipient};
 use mailbus_smtp::session::{self, Message, ReversePath};
+use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
+use crate::body::Body;
 use crate::ports::{ClientInfo, Spool, SpoolError};
 use crate::received::received_header;
 
@@ -28,24 +30,22 @@ impl JetStreamSpool {
 }
 
 impl Spool for JetStreamSpool {
-    async fn enqueue(&self, message: Message, client: &ClientInfo, hostname: &str) -> Result<String, SpoolError> {
+    async fn enqueue(
+        &self,
+        message: Message,
+        body: Body,
+        client: &ClientInfo,
+        hostname: &str,
+    ) -> Result<String, SpoolError> {
         let queue_id = QueueId::generate();
-        // A digest of a large body takes a while: off the session threads.
-        let (dedup_id, message) = if message.body.len() > 256 * 1024 {
-            tokio::task::spawn_blocking(move || (transaction_id(&message), message))
-                .await
-                .map_err(|e| SpoolError::Unavailable(e.to_string()))?
-        } else {
-            (transaction_id(&message), message)
-        };
-        let dedup_id = dedup_id.unwrap_or_else(|| queue_id.to_string());
+        let dedup_id = transaction_id(&message, &body).unwrap_or_else(|| queue_id.to_string());
         let now = Utc::now();
-        let mut body = received_header(&message, client, hostname, &queue_id, now).into_bytes();
-        body.extend_from_slice(&message.body);
-        if body.len() > self.max_message_size {
-            return Err(SpoolError::TooLarge { size: body.len(), limit: self.max_message_size });
+        let received = received_header(&message, client, hostname, &queue_id, now).into_bytes();
+        let size = received.len() + body.size();
+        if size > self.max_message_size {
+            return Err(SpoolError::TooLarge { size, limit: self.max_message_size });
         }
-        let envelope = envelope(&message, client, &queue_id, body.len(), now.timestamp_millis());
+        let envelope = envelope(&message, client, &queue_id, size, now.timestamp_millis());
         let span = tracing::info_span!(
             "smtp.enqueue",
             otel.kind = "producer",
@@ -53,10 +53,12 @@ impl Spool for JetStreamSpool {
             messaging.operation = "publish",
             messaging.destination.name = %self.queue.names().queue_subject(),
             queue_id = %queue_id,
-            size = body.len(),
+            size,
         );
+        // A large body streams from its file into the object store; it is never in memory whole.
+        let mut content = std::io::Cursor::new(received).chain(body.into_reader());
         self.queue
-            .enqueue(&envelope, &body, &dedup_id)
+            .enqueue_from(&envelope, size, &mut content, &dedup_id)
             .instrument(span)
             .await
             .map_err(|e| SpoolError::Unavailable(e.to_string()))?;
@@ -65,15 +67,15 @@ impl Spool for JetStreamSpool {
 }
 
 /// The `Nats-Msg-Id` of a message that names itself (it has a Message-ID): a digest of who sent it
-/// (the authenticated user, if any), its envelope and its body as the client sent them. A client that
-/// sends the same transaction again because it never saw the 250 (the connection broke, or the role
-/// died, between the queue's acknowledgement and the reply) within [`mailbus_jetstream::DUPLICATE_WINDOW`]
-/// has it stored once: delivered exactly once, and the client gets its 250. Later, or without a
-/// Message-ID (identical messages sent on purpose), a message is a message: it gets its queue id as its
-/// `Nats-Msg-Id`, and every message has a queue id of its own, so nothing is dropped as a duplicate
-/// further on.
-fn transaction_id(message: &Message) -> Option<String> {
-    message_id(&message.body)?;
+/// (the authenticated user, if any), its envelope and its body as the client sent them (the body by its
+/// own digest, taken as it arrived). A client that sends the same transaction again because it never saw
+/// the 250 (the connection broke, or the role died, between the queue's acknowledgement and the reply)
+/// within [`mailbus_jetstream::DUPLICATE_WINDOW`] has it stored once: delivered exactly once, and the
+/// client gets its 250. Later, or without a Message-ID (identical messages sent on purpose), a message
+/// is a message: it gets its queue id as its `Nats-Msg-Id`, and every message has a queue id of its own,
+/// so nothing is dropped as a duplicate further on.
+fn transaction_id(message: &Message, body: &Body) -> Option<String> {
+    body.message_id()?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     match &message.authenticated {
         Some(user) => digest.update(user.address.as_bytes()),
@@ -89,22 +91,9 @@ fn transaction_id(message: &Message) -> Option<String> {
         digest.update(recipient.address.to_string().as_bytes());
     }
     digest.update(b"\0\0");
-    digest.update(&message.body);
+    digest.update(body.digest());
     let hex: String = digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("tx.{hex}"))
-}
-
-/// The Message-ID header's value (at most 256 octets), from the header section only.
-pub(crate) fn message_id(body: &[u8]) -> Option<&str> {
-    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
-    body[..header_end].split(|&b| b == b'\n').find_map(|line| {
-        let (name, value) = line.split_at_checked(11)?;
-        if !name.eq_ignore_ascii_case(b"message-id:") {
-            return None;
-        }
-        let value = std::str::from_utf8(value).ok()?.trim();
-        (!value.is_empty()).then(|| &value[..value.floor_char_boundary(256)])
-    })
 }
 
 fn envelope(message: &Message, client: &ClientInfo, queue_id: &QueueId, size: usize, arrival_ms: i64) -> Envelope {

@@ -74,18 +74,21 @@ fuzz_target!(|input: &[u8]| {
             }
             Action::ReceiveData(_) => {
                 let mut reader = session.data_reader();
-                let (used, progress) = reader.feed(rest);
+                let (used, progress) = reader.feed(rest, &mut Vec::new());
                 rest = &rest[used..];
                 if progress == DataProgress::Incomplete {
                     return;
                 }
                 check(&session.data_received(progress));
             }
-            Action::ReceiveChunk { size, .. } => {
-                let take = size.min(rest.len());
-                let chunk = rest[..take].to_vec();
-                rest = &rest[take..];
-                check(&session.chunk_received(chunk));
+            Action::ReceiveChunk { .. } => {
+                let mut reader = session.chunk_reader();
+                let (used, complete) = reader.feed(rest, &mut Vec::new());
+                rest = &rest[used..];
+                if !complete {
+                    return;
+                }
+                check(&session.chunk_received(reader));
             }
         }
     }

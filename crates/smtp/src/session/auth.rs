@@ -195,9 +195,19 @@ impl Session {
 
     /// The credentials could not be checked (the directory is down); the client may try again later.
     pub fn auth_unavailable(&mut self) -> Reply {
+        self.auth_not_checked("Temporary authentication failure")
+    }
+
+    /// Too many failed logins from the client's address: the credentials were not checked, so this is no
+    /// failure of theirs (the session's own count stays), and RFC 4954's 454 tells the client to come back.
+    pub fn auth_throttled(&mut self) -> Reply {
+        self.auth_not_checked("Too many failed authentications from your address, try again later")
+    }
+
+    fn auth_not_checked(&mut self, why: &str) -> Reply {
         if let State::Authenticating { helo, step: Step::Checking } = mem::take(&mut self.state) {
             self.state = State::Greeted { helo };
-            return self.note(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"));
+            return self.note(Reply::new(454, Enhanced(4, 7, 0), why));
         }
         self.note(bad_sequence("no AUTH exchange in progress"))
     }

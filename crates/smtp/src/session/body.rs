@@ -1,9 +1,11 @@
-//! The message body: DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030), and the enqueue result.
+//! The message body: DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030), and the enqueue result. The session
+//! decides what becomes of a body and hands out the readers that transform it; the connection keeps the
+//! octets they hand out, so that the session's states stay small whatever the size of the message.
 
 use std::mem;
 
 use super::{Action, DataOutcome, Helo, MailFrom, Message, Recipient, Session, State, bad_sequence, too_large};
-use crate::data::{DataProgress, DataReader};
+use crate::data::{BodyFilter, ChunkReader, DataProgress, DataReader, LongLines};
 use crate::reply::{Enhanced, Reply};
 
 /// A BDAT chunk the connection is reading.
@@ -44,21 +46,14 @@ impl Session {
             }
         };
         self.state = State::Greeted { helo: helo.clone() };
-        let reply = match progress {
-            DataProgress::Complete(body) => return DataOutcome::Enqueue(self.message(helo, from, recipients, body)),
-            DataProgress::TooLarge => too_large(),
-            // RFC 5321 §4.5.3.1.6 and its 500 "Line too long".
-            DataProgress::LineTooLong => {
-                Reply::new(500, Enhanced(5, 5, 2), "Message has a line longer than 1000 octets")
-            }
-            DataProgress::BareLfRejected => Reply::new(554, Enhanced(5, 5, 2), "Bare LF line endings are not allowed"),
-            DataProgress::Incomplete => Reply::new(451, Enhanced(4, 3, 0), "Incomplete message"),
-        };
-        DataOutcome::Reply(self.note(reply))
+        if progress == DataProgress::Complete {
+            return DataOutcome::Enqueue(self.message(helo, from, recipients));
+        }
+        DataOutcome::Reply(self.note(refusal(progress)))
     }
 
-    fn message(&self, helo: Helo, from: MailFrom, recipients: Vec<Recipient>, body: Vec<u8>) -> Message {
-        Message { helo, from, recipients, body, tls: self.tls.clone(), authenticated: self.user.clone() }
+    fn message(&self, helo: Helo, from: MailFrom, recipients: Vec<Recipient>) -> Message {
+        Message { helo, from, recipients, tls: self.tls.clone(), authenticated: self.user.clone() }
     }
 
     /// Every BDAT gets [`Action::ReceiveChunk`], whatever the state: the chunk follows the command line
@@ -68,20 +63,45 @@ impl Session {
         Action::ReceiveChunk { size, last }
     }
 
-    /// Takes a chunk that [`Action::ReceiveChunk`] asked for. A chunk that is not the last is answered
-    /// `250 2.0.0 <n> octets received`; the last ends the transaction with the message to enqueue, or with
-    /// the error. Once the chunks pass the size limit, each further one is read, dropped and answered 552,
-    /// until LAST (RFC 3030 §4: the client should stop, but pipelined chunks may still come).
-    pub fn chunk_received(&mut self, chunk: Vec<u8>) -> DataOutcome {
+    /// The reader for the chunk that [`Action::ReceiveChunk`] announced. It keeps the chunk if the
+    /// transaction can take it, and otherwise drops it: when there is no transaction, or when the announced
+    /// size cannot fit, whatever the chunk holds.
+    pub fn chunk_reader(&self) -> ChunkReader {
+        let Some(pending) = self.chunk else { return ChunkReader::new(0, false, None) };
+        let filter = match &self.state {
+            // Without BINARYMIME a BDAT body is still text with CRLF lines (RFC 3030 §3): its line endings
+            // are DATA's, so that every stored message has one convention. Its lines may be long.
+            State::Rcpt { .. } => {
+                Some(BodyFilter::new(self.config.max_message_size, LongLines::Accept, self.config.bare_lf))
+            }
+            State::Chunking { filter, .. } => Some(*filter),
+            _ => None,
+        };
+        let fits = |filter: &BodyFilter| filter.size().saturating_add(pending.size) <= self.config.max_message_size;
+        ChunkReader::new(pending.size, pending.last, filter.filter(fits))
+    }
+
+    /// A BDAT transaction is under way: the chunks so far belong to a message that LAST will finish. Once
+    /// this is false, the connection can drop whatever it kept of them.
+    pub fn chunking(&self) -> bool {
+        matches!(self.state, State::Chunking { .. })
+    }
+
+    /// Takes the reader of a chunk that [`Action::ReceiveChunk`] asked for, once it has read the whole
+    /// chunk. A chunk that is not the last is answered `250 2.0.0 <n> octets received`; the last ends the
+    /// transaction with the message to enqueue, or with the error. Once the chunks pass the size limit,
+    /// each further one is read, dropped and answered 552, until LAST (RFC 3030 §4: the client should
+    /// stop, but pipelined chunks may still come).
+    pub fn chunk_received(&mut self, reader: ChunkReader) -> DataOutcome {
         let Some(pending) = self.chunk.take() else {
             return DataOutcome::Reply(self.note(bad_sequence("no BDAT command")));
         };
         let outcome = match mem::take(&mut self.state) {
             State::Rcpt { helo, from, recipients } => {
-                let message = self.message(helo, from, recipients, Vec::new());
-                self.add_chunk(message, pending, chunk)
+                let message = self.message(helo, from, recipients);
+                self.add_chunk(message, pending, reader)
             }
-            State::Chunking { message } => self.add_chunk(message, pending, chunk),
+            State::Chunking { message, .. } => self.add_chunk(message, pending, reader),
             State::ChunkingOverSize { helo } => self.over_size(helo, pending),
             other => {
                 let reply = match other {
@@ -98,21 +118,22 @@ impl Session {
         }
     }
 
-    fn add_chunk(&mut self, mut message: Message, pending: PendingChunk, chunk: Vec<u8>) -> DataOutcome {
-        // Count the announced size: the connection may have kept less of an over-long chunk.
-        if message.body.len().saturating_add(pending.size) > self.config.max_message_size {
+    fn add_chunk(&mut self, message: Message, pending: PendingChunk, reader: ChunkReader) -> DataOutcome {
+        let Some(filter) = reader.into_filter() else { return self.over_size(message.helo, pending) };
+        let progress = filter.outcome();
+        if progress == DataProgress::TooLarge {
             return self.over_size(message.helo, pending);
         }
-        message.body.extend_from_slice(&chunk);
-        if pending.last {
-            self.state = State::Greeted { helo: message.helo.clone() };
-            // Without BINARYMIME a BDAT body is still text with CRLF lines (RFC 3030 §3); bare LFs are
-            // stored as CRLF, as DATA does, so that every stored message has one convention.
-            message.body = crate::data::crlf_line_endings(std::mem::take(&mut message.body));
-            return DataOutcome::Enqueue(message);
+        if !pending.last {
+            // A body already refused by a line policy is still read to LAST, and refused there.
+            self.state = State::Chunking { message, filter };
+            return DataOutcome::Reply(Reply::new(250, Enhanced(2, 0, 0), format!("{} octets received", pending.size)));
         }
-        self.state = State::Chunking { message };
-        DataOutcome::Reply(Reply::new(250, Enhanced(2, 0, 0), format!("{} octets received", pending.size)))
+        self.state = State::Greeted { helo: message.helo.clone() };
+        match progress {
+            DataProgress::Complete => DataOutcome::Enqueue(message),
+            refused => DataOutcome::Reply(refusal(refused)),
+        }
     }
 
     fn over_size(&mut self, helo: Helo, pending: PendingChunk) -> DataOutcome {
@@ -128,6 +149,19 @@ impl Session {
     /// The message could not be made durable; the client keeps it and tries again.
     pub fn not_queued(&mut self) -> Reply {
         self.note(Reply::new(451, Enhanced(4, 3, 0), "Queue unavailable, try again later"))
+    }
+}
+
+/// The reply to a body that is not to be enqueued.
+fn refusal(progress: DataProgress) -> Reply {
+    match progress {
+        DataProgress::TooLarge => too_large(),
+        // RFC 5321 §4.5.3.1.6 and its 500 "Line too long".
+        DataProgress::LineTooLong => Reply::new(500, Enhanced(5, 5, 2), "Message has a line longer than 1000 octets"),
+        DataProgress::BareLineEnding => {
+            Reply::new(554, Enhanced(5, 5, 2), "Bare CR or LF line endings are not allowed")
+        }
+        DataProgress::Incomplete | DataProgress::Complete => Reply::new(451, Enhanced(4, 3, 0), "Incomplete message"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a transaction collects: who the client said it was, the sender, the recipients, and finally the
-//! [`Message`] handed over to be made durable.
+//! [`Message`] handed over to be made durable with its body.
 
 use mailbus_address::EmailAddress;
 
@@ -56,14 +56,14 @@ pub struct MailFrom {
     pub ret: Option<DsnReturn>,
 }
 
-/// A message whose body has arrived and that now needs to be made durable.
+/// A message whose body has arrived and that now needs to be made durable: its envelope and the session's
+/// facts. The body is not here: the connection kept what the readers handed out (unstuffed, with CRLF line
+/// endings), wherever a body of its size is best kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub helo: Helo,
     pub from: MailFrom,
     pub recipients: Vec<Recipient>,
-    /// From DATA: unstuffed, with CRLF line endings. From BDAT: the chunks exactly as sent.
-    pub body: Vec<u8>,
     /// The session's TLS, for `Received:` (RFC 5321 §4.4, RFC 8314 §4.3).
     pub tls: Option<TlsInfo>,
     /// Who authenticated, for `Received:` and the envelope.

@@ -26,6 +26,7 @@ use mailbus_address::EmailAddress;
 use smtp_proto::Request;
 
 use crate::command::{Command, CommandError};
+use crate::data::BodyFilter;
 use crate::reply::{Enhanced, Reply};
 
 pub use crate::data::{BareLf, LongLines};
@@ -130,13 +131,13 @@ pub enum Action {
     CheckRecipient(RecipientCheck),
     /// Ask the directory, then send what [`Session::sender_checked`] returns.
     CheckSender(SenderCheck),
-    /// Send the 354 reply, read the body with [`Session::data_reader`], then call [`Session::data_received`].
+    /// Send the 354 reply, read the body with [`Session::data_reader`], keeping what it hands out, then call
+    /// [`Session::data_received`].
     ReceiveData(Reply),
-    /// RFC 3030 BDAT: read exactly `size` octets raw (they follow the command line, with no reply in
-    /// between), then call [`Session::chunk_received`]. Always read them, even when the chunk will be
-    /// refused, or the client's data would be taken for commands. The session counts the announced `size`,
-    /// so the connection need keep at most [`Session::max_message_size`] of them: a longer chunk is over
-    /// the limit and discarded whatever it holds.
+    /// RFC 3030 BDAT: read the `size` octets that follow the command line (with no reply in between) with
+    /// [`Session::chunk_reader`], keeping what it hands out after what earlier chunks of the transaction
+    /// handed out, then call [`Session::chunk_received`]. The reader reads a chunk the session will refuse
+    /// too, or the client's data would be taken for commands, but hands nothing of it out.
     ReceiveChunk {
         size: usize,
         last: bool,
@@ -183,9 +184,11 @@ enum State {
         from: MailFrom,
         recipients: Vec<Recipient>,
     },
-    /// BDAT chunks have come; `message.body` holds them.
+    /// BDAT chunks have come; the connection keeps what they held, and `filter` carries the state of their
+    /// line endings and size on to the next chunk.
     Chunking {
         message: Message,
+        filter: BodyFilter,
     },
     /// BDAT went over the size limit: later chunks are read and dropped until LAST ends the transaction.
     ChunkingOverSize {
@@ -321,7 +324,7 @@ impl Session {
             | State::Mail { helo, .. }
             | State::Rcpt { helo, .. }
             | State::ChunkingOverSize { helo }
-            | State::Chunking { message: Message { helo, .. } } => State::Greeted { helo },
+            | State::Chunking { message: Message { helo, .. }, .. } => State::Greeted { helo },
         };
     }
 

@@ -161,6 +161,17 @@ fn an_unavailable_directory_is_454_and_no_failure() {
 }
 
 #[test]
+fn a_throttled_address_gets_454_and_the_session_limit_is_not_spent() {
+    let mut client = Client::new(SessionConfig { max_auth_failures: 1, ..config(Mode::Submission) }, Some(tls_info()));
+    client.send("EHLO c\r\n");
+    let throttled = "454 4.7.0 Too many failed authentications from your address, try again later";
+    assert_eq!(client.send("AUTH PLAIN AGd1ZXNzZWRAZXhhbXBsZS5vcmcAc2VjcmV0\r\n"), [throttled]);
+    assert_eq!(client.send("AUTH PLAIN AGd1ZXNzZWRAZXhhbXBsZS5vcmcAc2VjcmV0\r\n"), [throttled]);
+    assert!(!client.closed, "a refusal unchecked is not a failed AUTH");
+    assert_eq!(client.send(&format!("AUTH PLAIN {ALICE_PLAIN}\r\n")), ["235 2.7.0 Authentication successful"]);
+}
+
+#[test]
 fn auth_refusals() {
     let mut client = Client::submission();
     assert_eq!(client.send("AUTH PLAIN\r\n"), ["503 5.5.1 Bad sequence of commands: send EHLO first"]);

@@ -123,7 +123,39 @@ fn the_session_counts_the_announced_size_not_the_octets_handed_over() {
         session.handle(Ok(Request::Bdat { chunk_size: 5000, is_last: true })),
         Action::ReceiveChunk { size: 5000, last: true }
     );
-    // A connection that kept only max_message_size octets of the chunk still gets 552.
-    let outcome = session.chunk_received(vec![b'x'; 1000]);
+    // A chunk announced over the limit is read and dropped, whatever it holds, and gets 552.
+    let mut reader = session.chunk_reader();
+    assert!(!reader.keeps());
+    let mut body = Vec::new();
+    assert_eq!(reader.feed(&[b'x'; 5000], &mut body), (5000, true));
+    assert!(body.is_empty());
+    let outcome = session.chunk_received(reader);
     assert!(matches!(outcome, DataOutcome::Reply(reply) if reply.code == 552));
+}
+
+#[test]
+fn bare_cr_and_bare_lf_are_stored_as_crlf_across_chunks() {
+    let mut client = in_transaction();
+    // The first chunk ends in a CR whose LF starts the second; the CR before "c" and the CR at the very end
+    // are bare, and so is the smuggler's "\r.\r".
+    let replies = client.send("BDAT 9\r\nSubject:\rBDAT 17 LAST\r\n\nx\r.\rMAIL FROM\rc\r");
+    assert_eq!(codes(&replies), ["250", "250"]);
+    let body = &client.messages[0].body;
+    assert_eq!(body, b"Subject:\r\nx\r\n.\r\nMAIL FROM\r\nc\r\n");
+    assert_eq!(bare_line_endings(body), 0);
+}
+
+#[test]
+fn bare_cr_or_lf_policy_reject_refuses_a_bdat_body_at_last() {
+    for body in ["a\rb", "a\nb", "a\r", "\r.\r"] {
+        let mut client = Client::new(SessionConfig { bare_lf: BareLf::Reject, ..config(Mode::Mx) }, None);
+        client.send("EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@example.org>\r\n");
+        let replies = client.send(&format!("BDAT 3\r\nx\r\nBDAT {} LAST\r\n{body}NOOP\r\n", body.len()));
+        assert_eq!(
+            replies,
+            ["250 2.0.0 3 octets received", "554 5.5.2 Bare CR or LF line endings are not allowed", "250 2.0.0 Ok"],
+            "{body:?}"
+        );
+        assert!(client.messages.is_empty());
+    }
 }

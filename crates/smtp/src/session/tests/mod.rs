@@ -13,7 +13,7 @@ mod submission;
 
 use super::*;
 use crate::command::CommandDecoder;
-use crate::data::DataReader;
+use crate::data::{ChunkReader, DataProgress, DataReader};
 
 pub(super) const HOST: &str = "mx.example.org";
 
@@ -66,7 +66,22 @@ fn may_send_as(check: &SenderCheck) -> Option<bool> {
 enum Reading {
     Commands,
     Data(DataReader),
-    Chunk(usize),
+    Chunk(ChunkReader),
+}
+
+/// A message the fake spool took, with the body the readers handed out for it.
+pub(super) struct Queued {
+    pub message: Message,
+    pub body: Vec<u8>,
+}
+
+/// The tests look at the envelope and at the body alike.
+impl std::ops::Deref for Queued {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
 }
 
 /// Plays the connection task: decodes, lets the session decide, carries out its actions.
@@ -75,8 +90,10 @@ pub(super) struct Client {
     decoder: CommandDecoder,
     input: Vec<u8>,
     reading: Reading,
+    /// What the readers handed out for the transaction in progress.
+    body: Vec<u8>,
     /// Messages enqueued, in order.
-    pub messages: Vec<Message>,
+    pub messages: Vec<Queued>,
     /// Recipient addresses the directory was asked about.
     pub lookups: Vec<String>,
     /// Credentials the directory was asked to check.
@@ -94,6 +111,7 @@ impl Client {
             decoder: CommandDecoder::default(),
             input: Vec::new(),
             reading: Reading::Commands,
+            body: Vec::new(),
             messages: Vec::new(),
             lookups: Vec::new(),
             logins: Vec::new(),
@@ -137,9 +155,9 @@ impl Client {
     fn step(&mut self, replies: &mut Vec<String>) -> bool {
         match std::mem::replace(&mut self.reading, Reading::Commands) {
             Reading::Data(mut reader) => {
-                let (consumed, progress) = reader.feed(&self.input);
+                let (consumed, progress) = reader.feed(&self.input, &mut self.body);
                 self.input.drain(..consumed);
-                if progress == crate::data::DataProgress::Incomplete {
+                if progress == DataProgress::Incomplete {
                     self.reading = Reading::Data(reader);
                     return false;
                 }
@@ -147,17 +165,30 @@ impl Client {
                 self.outcome(outcome, replies);
                 true
             }
-            Reading::Chunk(size) if self.input.len() < size => {
-                self.reading = Reading::Chunk(size);
-                false
-            }
-            Reading::Chunk(size) => {
-                let chunk: Vec<u8> = self.input.drain(..size).collect();
-                let outcome = self.session.chunk_received(chunk);
+            Reading::Chunk(mut reader) => {
+                let (consumed, complete) = reader.feed(&self.input, &mut self.body);
+                self.input.drain(..consumed);
+                if !complete {
+                    self.reading = Reading::Chunk(reader);
+                    return false;
+                }
+                let outcome = self.session.chunk_received(reader);
                 self.outcome(outcome, replies);
                 true
             }
-            Reading::Commands => self.command(replies),
+            Reading::Commands => {
+                let progress = self.command(replies);
+                self.drop_body_unless_chunking();
+                progress
+            }
+        }
+    }
+
+    /// As the connection does: the body of a transaction that is over is gone (RSET, a refusal, a new
+    /// EHLO), and the next one starts from nothing.
+    fn drop_body_unless_chunking(&mut self) {
+        if !self.session.chunking() {
+            self.body.clear();
         }
     }
 
@@ -199,7 +230,7 @@ impl Client {
                 replies.push(go_ahead.to_string());
                 self.reading = Reading::Data(self.session.data_reader());
             }
-            Action::ReceiveChunk { size, .. } => self.reading = Reading::Chunk(size),
+            Action::ReceiveChunk { .. } => self.reading = Reading::Chunk(self.session.chunk_reader()),
             Action::StartTls(reply) => {
                 replies.push(reply.to_string());
                 self.dropped = std::mem::take(&mut self.input);
@@ -216,6 +247,11 @@ impl Client {
             replies.push(self.session.auth_unavailable().to_string());
             return;
         }
+        // The connection's throttle refuses this one's address before any password is checked.
+        if credentials.username == "guessed@example.org" {
+            replies.push(self.session.auth_throttled().to_string());
+            return;
+        }
         let ok = credentials.username == "alice@example.org" && credentials.password.expose() == "secret";
         let action = self.session.authenticated(ok.then(alice));
         self.act(action, replies);
@@ -226,13 +262,21 @@ impl Client {
             DataOutcome::Reply(reply) => reply,
             DataOutcome::Enqueue(_) if self.spool_down => self.session.not_queued(),
             DataOutcome::Enqueue(message) => {
-                self.messages.push(message);
+                self.messages.push(Queued { message, body: std::mem::take(&mut self.body) });
                 let id = format!("Q{}", self.messages.len());
                 self.session.queued(&id)
             }
         };
+        self.drop_body_unless_chunking();
         replies.push(reply.to_string());
     }
+}
+
+/// LFs without a CR before them and CRs without an LF after them: none may be stored.
+pub(super) fn bare_line_endings(text: &[u8]) -> usize {
+    let bare_lf = text.iter().enumerate().filter(|&(i, &b)| b == b'\n' && (i == 0 || text[i - 1] != b'\r'));
+    let bare_cr = text.iter().enumerate().filter(|&(i, &b)| b == b'\r' && text.get(i + 1) != Some(&b'\n'));
+    bare_lf.count() + bare_cr.count()
 }
 
 /// The code of each reply.

@@ -124,19 +124,23 @@ fn long_lines_are_refused_with_500_5_5_2_or_accepted_by_policy() {
 }
 
 #[test]
-fn bare_lf_is_refused_with_554_5_5_2_or_normalised_by_policy() {
-    let body = b"Subject: x\n\nhello\n.\r\n.\r\nNOOP\r\n";
-    let mut client = with_policies(LongLines::Accept, BareLf::Reject);
-    assert_eq!(client.send_bytes(body), ["554 5.5.2 Bare LF line endings are not allowed", "250 2.0.0 Ok"]);
-    assert!(client.messages.is_empty());
+fn bare_lf_and_bare_cr_are_refused_with_554_5_5_2_or_normalised_by_policy() {
+    for (body, stored) in [
+        (&b"Subject: x\n\nhello\n.\r\n.\r\nNOOP\r\n"[..], &b"Subject: x\r\n\r\nhello\r\n.\r\n"[..]),
+        (b"Subject: x\r\rhello\r.\r\r\n.\r\nNOOP\r\n", b"Subject: x\r\n\r\nhello\r\n.\r\n\r\n"),
+    ] {
+        let mut client = with_policies(LongLines::Accept, BareLf::Reject);
+        assert_eq!(client.send_bytes(body), ["554 5.5.2 Bare CR or LF line endings are not allowed", "250 2.0.0 Ok"]);
+        assert!(client.messages.is_empty());
 
-    let mut client = with_policies(LongLines::Accept, BareLf::Normalise);
-    assert_eq!(codes(&client.send_bytes(body)), ["250", "250"]);
-    assert_eq!(client.messages[0].body, b"Subject: x\r\n\r\nhello\r\n.\r\n");
+        let mut client = with_policies(LongLines::Accept, BareLf::Normalise);
+        assert_eq!(codes(&client.send_bytes(body)), ["250", "250"]);
+        assert_eq!(client.messages[0].body, stored);
+    }
 }
 
 /// SMTP smuggling: a second transaction hidden behind a bare-LF or bare-CR end mark is never seen as
-/// commands, under either policy.
+/// commands, under either policy, and what is stored has neither, so it cannot be smuggled on either.
 #[test]
 fn smuggled_commands_stay_in_the_body() {
     for payload in ["\n.\n", "\r.\r", "\r\n.\r", "\n.\r\n", "\r.\r\n", "\r\n.\n", "\n.\r"] {
@@ -150,6 +154,7 @@ fn smuggled_commands_stay_in_the_body() {
             assert!(client.messages.len() <= 1);
             if let Some(message) = client.messages.first() {
                 assert!(message.body.windows(9).any(|w| w == b"MAIL FROM"), "{payload:?}");
+                assert_eq!(bare_line_endings(&message.body), 0, "{payload:?}: stored with a bare CR or LF");
                 assert_eq!(message.recipients.len(), 1);
             }
         }
