@@ -9,12 +9,15 @@
 //!   role after each commit.
 //!
 //! - **Leases**: a key-value bucket of locks that expire by themselves (the POP3 maildrop lock).
+//! - **Failed logins**: a key-value bucket of counts per client address and account, shared by every
+//!   protocol and replica ([`LoginThrottle`]).
 //!
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
 mod lease;
 mod names;
 mod queue;
+mod throttle;
 mod trace;
 
 pub use async_nats;
@@ -22,6 +25,7 @@ pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};
 pub use names::{NameError, Names};
 pub use queue::{DUPLICATE_WINDOW, INLINE_LIMIT, MAX_ACK_WAIT, Queue, QueueError, QueueStatus, RELAY_CONSUMER};
+pub use throttle::{LoginThrottle, ThrottlePolicy, Verdict, account_tag};
 pub use trace::{adopt_trace, inject_trace};
 
 /// Connects to NATS and keeps reconnecting for as long as the process runs: a role survives a NATS

@@ -53,6 +53,11 @@ impl Names {
         format!("{}_pop3_locks", self.prefix)
     }
 
+    /// The key-value bucket of failed-login counts (per client address and per account).
+    pub fn auth_failures_bucket(&self) -> String {
+        format!("{}_auth_failures", self.prefix)
+    }
+
     /// Where the mailbox role announces changes to one account's mailboxes.
     pub fn mailbox_events(&self, account_id: i64) -> String {
         format!("{}.mail.events.{account_id}", self.prefix)

@@ -143,6 +143,8 @@ pub enum AuthOutcome {
     InUse,
     /// The credentials or the maildrop could not be checked; the client should try again later.
     Unavailable,
+    /// Too many failed logins from the client's address: refused without checking the password.
+    Throttled,
 }
 
 #[derive(Debug)]

@@ -1,8 +1,10 @@
-//! What the access role counts per protocol: sessions open now, and how long each command took.
+//! What the access role counts per protocol: sessions open now, how long each command took, failed
+//! logins and logins refused for the failures before them.
 
 use std::time::Instant;
 
 use mailbus_telemetry::metrics::latency_histogram;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -14,6 +16,8 @@ type Labels = Vec<(&'static str, String)>;
 pub struct SessionMetrics {
     active: Gauge,
     command_seconds: Family<Labels, Histogram>,
+    auth_failures: Counter,
+    auth_throttled: Counter,
 }
 
 impl Default for SessionMetrics {
@@ -21,12 +25,15 @@ impl Default for SessionMetrics {
         SessionMetrics {
             active: Gauge::default(),
             command_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            auth_failures: Counter::default(),
+            auth_throttled: Counter::default(),
         }
     }
 }
 
 impl SessionMetrics {
-    /// Registers `<protocol>_active_sessions` and `<protocol>_command_duration_seconds`.
+    /// Registers `<protocol>_active_sessions`, `<protocol>_command_duration_seconds`,
+    /// `<protocol>_auth_failures_total` and `<protocol>_auth_throttled_total`.
     pub fn register(&self, registry: &mut Registry, protocol: &str) {
         let upper = protocol.to_ascii_uppercase();
         registry.register(
@@ -40,6 +47,24 @@ impl SessionMetrics {
             Unit::Seconds,
             self.command_seconds.clone(),
         );
+        registry.register(
+            format!("{protocol}_auth_failures"),
+            format!("{upper} logins that failed (wrong user name or password)"),
+            self.auth_failures.clone(),
+        );
+        registry.register(
+            format!("{protocol}_auth_throttled"),
+            format!("{upper} logins refused unchecked: too many failures from the client's address"),
+            self.auth_throttled.clone(),
+        );
+    }
+
+    pub fn auth_failed(&self) {
+        self.auth_failures.inc();
+    }
+
+    pub fn throttled(&self) {
+        self.auth_throttled.inc();
     }
 
     /// Counts a session as open until the guard is dropped.

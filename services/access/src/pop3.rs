@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
-use mailbus_jetstream::{Lease, Leases};
+use mailbus_jetstream::{Lease, Leases, LoginThrottle, Verdict};
 use mailbus_pop3::command::Secret;
 use mailbus_pop3::command::{Command, CommandDecoder, CommandError};
 use mailbus_pop3::response::Response;
@@ -44,8 +44,13 @@ pub struct Context<B> {
     pub plaintext_auth: PlaintextAuth,
     pub delete_policy: DeletePolicy,
     pub max_auth_failures: usize,
-    /// RFC 1939 §3: the autologout timer, at least 10 minutes.
+    /// RFC 1939 §3: the autologout timer, at least 10 minutes. A command line must also be complete within
+    /// it, counted from when the server started waiting for it, so a client dribbling bytes cannot hold a
+    /// session open.
     pub idle_timeout: Duration,
+    /// From connecting to a successful login, STLS included.
+    pub login_timeout: Duration,
+    pub throttle: LoginThrottle,
     pub metrics: SessionMetrics,
 }
 
@@ -77,9 +82,10 @@ pub async fn handle<IO, B>(
     let _active = ctx.metrics.open();
     let session_span = span.clone();
     async {
+        let started = tokio::time::Instant::now();
         let mut stream = MaybeTls::Plain(io);
         if implicit_tls {
-            match tokio::time::timeout(ctx.idle_timeout, stream.upgrade(&ctx.tls)).await {
+            match tokio::time::timeout(ctx.login_timeout, stream.upgrade(&ctx.tls)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "implicit TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "implicit TLS handshake timed out"),
@@ -93,8 +99,16 @@ pub async fn handle<IO, B>(
             expire: Expire::Never,
         };
         let session = Session::new(config, implicit_tls);
-        let mut conn =
-            Connection { wire: Wire::new(stream), decoder: CommandDecoder::default(), ctx, login: None, session_span };
+        let login_deadline = started + ctx.login_timeout;
+        let mut conn = Connection {
+            peer,
+            wire: Wire::new(stream),
+            decoder: CommandDecoder::default(),
+            ctx,
+            login: None,
+            login_deadline,
+            session_span,
+        };
         match conn.run(session, &shutdown).await {
             End::Io(error) | End::Read(ReadError::Io(error)) => tracing::info!(%peer, %error, "pop3 connection failed"),
             End::TlsHandshake(error) => tracing::info!(%peer, %error, "STLS handshake failed"),
@@ -113,10 +127,14 @@ struct Login {
 }
 
 struct Connection<IO, B> {
+    peer: SocketAddr,
     wire: Wire<MaybeTls<IO>>,
     decoder: CommandDecoder,
     ctx: Arc<Context<B>>,
     login: Option<Login>,
+    /// Until a login succeeds, the session ends here (Dovecot and Stalwart close silent pre-login
+    /// connections too): an address cannot hold connections open without credentials.
+    login_deadline: tokio::time::Instant,
     session_span: tracing::Span,
 }
 
@@ -127,6 +145,7 @@ where
 {
     async fn run(&mut self, mut session: Session, shutdown: &CancellationToken) -> End {
         self.wire.output.extend(session.greeting().to_bytes());
+        let mut command_deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
         loop {
             while let Some(input) = self.next_input(session.expects()) {
                 let name = match &input {
@@ -163,13 +182,22 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
+            // A new command gets the whole idle timeout; the rest of a partial one only what is left of it.
+            let now = tokio::time::Instant::now();
+            if self.wire.input.is_empty() {
+                command_deadline = now + self.ctx.idle_timeout;
+            }
+            let logging_in = self.login.is_none() && self.login_deadline < command_deadline;
+            let deadline = if logging_in { self.login_deadline } else { command_deadline };
             // RFC 1939 §3: an autologout does not enter UPDATE, so nothing is deleted.
             let farewell = |error: &ReadError| match error {
+                ReadError::Timeout if logging_in => Some(Response::err("login timed out").to_bytes()),
                 ReadError::Timeout => Some(Response::err("autologout: idle too long").to_bytes()),
                 ReadError::Shutdown => Some(Response::err("[SYS/TEMP] server shutting down").to_bytes()),
                 _ => None,
             };
-            if let Err(error) = self.wire.read_or_farewell(self.ctx.idle_timeout, shutdown, farewell).await {
+            let timeout = deadline.saturating_duration_since(now);
+            if let Err(error) = self.wire.read_or_farewell(timeout, shutdown, farewell).await {
                 return End::Read(error);
             }
         }
@@ -230,14 +258,24 @@ where
 
     /// Checks the credentials, takes the maildrop lock (RFC 1939 §8) and lists the maildrop.
     async fn log_in(&mut self, user: &str, password: Secret) -> AuthOutcome {
+        let client = self.peer.ip();
+        if self.ctx.throttle.verdict(client).await == Verdict::Refuse {
+            self.ctx.metrics.throttled();
+            return AuthOutcome::Throttled;
+        }
         let account = match self.ctx.backend.authenticate(user, password.expose()).await {
             Ok(Some(account)) => account,
-            Ok(None) => return AuthOutcome::Invalid,
+            Ok(None) => {
+                self.ctx.metrics.auth_failed();
+                tokio::time::sleep(self.ctx.throttle.failed("pop3", client, user).await).await;
+                return AuthOutcome::Invalid;
+            }
             Err(error) => {
                 tracing::warn!(%error, "authentication unavailable");
                 return AuthOutcome::Unavailable;
             }
         };
+        self.ctx.throttle.succeeded(user).await;
         let holder = format!("{}@{}", std::process::id(), self.ctx.hostname);
         let lock = match self.ctx.locks.acquire(&account.id.to_string(), &holder).await {
             Ok(Some(lock)) => lock,

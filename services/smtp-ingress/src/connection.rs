@@ -1,35 +1,43 @@
 //! One SMTP connection: read, decode, let the session decide, carry out its action, write — under the
 //! configured timeouts, until QUIT, EOF, a timeout or shutdown. The session decides everything a reply
-//! says; this file only moves bytes, asks the ports, and upgrades to TLS when told to.
+//! says; this file only moves bytes, keeps message bodies, asks the ports, and upgrades to TLS when told
+//! to.
+//!
+//! Time is bounded per command and per body, not per read, so that a client sending a byte now and then
+//! cannot hold a session: a command line must be whole within the command timeout from when we are
+//! ready for it, and a body must keep up a minimum rate ([`DataClock`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_jetstream::{LoginThrottle, Verdict as ThrottleVerdict};
 use mailbus_smtp::command::{Command, CommandDecoder, CommandError};
 use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{
-    Action, Credentials, DataOutcome, Expect, RecipientCheck, SenderCheck, Session, SessionConfig, TlsInfo,
+    Action, Credentials, DataOutcome, Expect, Message, RecipientCheck, SenderCheck, Session, SessionConfig, TlsInfo,
 };
 use mailbus_tls::{MaybeTls, ServerTls, TlsFacts};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::body::{BodySink, BodyStorage};
 use crate::metrics::Metrics;
 use crate::ports::{ClientInfo, Directory, Spool, SpoolError};
-use crate::spool::message_id;
 
-/// RFC 5321 §4.5.3.2 timeouts, and the delay that slows down password guessing.
+/// RFC 5321 §4.5.3.2 timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// §4.5.3.2.7: waiting for the next command, at least 5 minutes.
+    /// §4.5.3.2.7: waiting for the next command, at least 5 minutes; the whole line must come within it.
     pub command: Duration,
-    /// §4.5.3.2.5: waiting for each block of DATA, at least 3 minutes.
+    /// §4.5.3.2.5: waiting for each block of DATA, at least 3 minutes; also what a body may take on top of
+    /// the time its octets earn at `min_data_rate`.
     pub data: Duration,
-    /// Before each failed AUTH reply, this times the failures so far.
-    pub auth_failure_delay: Duration,
+    /// Postfix's `smtpd_min_data_rate`, in octets per second: see [`DataClock`]. At least 1.
+    pub min_data_rate: u32,
 }
 
 pub struct Context<D, S> {
@@ -37,6 +45,10 @@ pub struct Context<D, S> {
     pub spool: S,
     pub tls: ServerTls,
     pub timeouts: Timeouts,
+    /// Failed AUTHs, counted with IMAP's and POP3's across replicas: the delay before a 535, and the 454
+    /// for an address with too many.
+    pub throttle: LoginThrottle,
+    pub bodies: BodyStorage,
     pub metrics: Metrics,
 }
 
@@ -91,8 +103,8 @@ pub async fn handle<IO, D, S>(
         decoder: CommandDecoder::default(),
         client,
         ctx,
-        auth_failures: 0,
         verb: "CONNECT",
+        chunks: None,
     };
     match conn.run(session, &shutdown).await {
         End::Io(error) | End::Read(ReadError::Io(error)) => {
@@ -117,9 +129,10 @@ struct Connection<IO, D, S> {
     decoder: CommandDecoder,
     client: ClientInfo,
     ctx: Arc<Context<D, S>>,
-    auth_failures: u32,
     /// The verb of the command being answered, for the rejection counts.
     verb: &'static str,
+    /// The body of a BDAT transaction under way, from its first chunk to its last.
+    chunks: Option<BodySink>,
 }
 
 impl<IO, D, S> Connection<IO, D, S>
@@ -130,9 +143,12 @@ where
 {
     async fn run(&mut self, mut session: Session, shutdown: &CancellationToken) -> End {
         self.wire.output.extend(session.greeting().to_bytes());
+        // When we became ready for the next command; it must be whole within the command timeout from then.
+        let mut waiting_since = None;
         loop {
             // Answer every complete command already received (PIPELINING, RFC 2920), then flush once.
             while let Some(input) = self.next_input(session.expects()) {
+                waiting_since = None;
                 let action = match input {
                     Input::Command(command) => {
                         self.verb = verb(&command);
@@ -146,27 +162,38 @@ where
                 if let Some(end) = self.act(&mut session, action).await {
                     return end;
                 }
+                if !session.chunking() {
+                    // No BDAT transaction (any more): nothing of its body is needed.
+                    self.chunks = None;
+                }
             }
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            let metrics = &self.ctx.metrics;
-            // Counted as rejections too, under what ended the session rather than a command.
-            let farewell = |error: &ReadError| match error {
-                ReadError::Timeout => {
-                    metrics.replied("TIMEOUT", 421);
-                    Some(Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection").to_bytes())
-                }
-                ReadError::Shutdown => {
-                    metrics.replied("SHUTDOWN", 421);
-                    Some(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down").to_bytes())
-                }
-                _ => None,
-            };
-            if let Err(error) = self.wire.read_or_farewell(self.ctx.timeouts.command, shutdown, farewell).await {
+            let deadline = *waiting_since.get_or_insert_with(Instant::now) + self.ctx.timeouts.command;
+            if let Err(error) = self.read_command(deadline, shutdown).await {
                 return End::Read(error);
             }
         }
+    }
+
+    /// Reads more of the next command until `deadline`; a timeout or a shutdown is told to the client first.
+    async fn read_command(&mut self, deadline: Instant, shutdown: &CancellationToken) -> Result<(), ReadError> {
+        let metrics = &self.ctx.metrics;
+        // Counted as rejections too, under what ended the session rather than a command.
+        let farewell = |error: &ReadError| match error {
+            ReadError::Timeout => {
+                metrics.replied("TIMEOUT", 421);
+                Some(timed_out().to_bytes())
+            }
+            ReadError::Shutdown => {
+                metrics.replied("SHUTDOWN", 421);
+                Some(Reply::new(421, Enhanced(4, 3, 2), "Service shutting down").to_bytes())
+            }
+            _ => None,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.wire.read_or_farewell(left, shutdown, farewell).await
     }
 
     /// A command line, or after a 334 challenge a SASL response line.
@@ -256,20 +283,25 @@ where
         }
     }
 
-    /// Checks credentials; a failure is answered only after a delay that grows with each failure, which
-    /// makes guessing slow without costing honest users anything.
+    /// Checks credentials, unless the client's address has failed too often already; a failure is
+    /// answered only after a delay that grows with the failures of this address and account (across
+    /// sessions, protocols and replicas), which makes guessing slow without costing honest users anything.
     async fn authenticate(&mut self, session: &mut Session, credentials: Credentials) -> Action {
+        let client = self.client.peer.ip();
+        if self.ctx.throttle.verdict(client).await == ThrottleVerdict::Refuse {
+            self.ctx.metrics.auth_throttled.inc();
+            return Action::Reply(session.auth_throttled());
+        }
         let checked = self.ctx.directory.authenticate(&credentials.username, credentials.password.expose()).await;
         match checked {
             Ok(Some(user)) => {
                 tracing::info!(peer = %self.client.peer, user = %user.address, "authenticated");
+                self.ctx.throttle.succeeded(&credentials.username).await;
                 session.authenticated(Some(user))
             }
             Ok(None) => {
-                self.auth_failures += 1;
                 self.ctx.metrics.auth_failures.inc();
-                tracing::info!(peer = %self.client.peer, username = %credentials.username, "authentication failed");
-                tokio::time::sleep(self.ctx.timeouts.auth_failure_delay * self.auth_failures).await;
+                tokio::time::sleep(self.ctx.throttle.failed("smtp", client, &credentials.username).await).await;
                 session.authenticated(None)
             }
             Err(_) => Action::Reply(session.auth_unavailable()),
@@ -292,68 +324,71 @@ where
     /// Reads a DATA body, then makes it durable; the reply is 250 only if that succeeded.
     async fn receive_data(&mut self, session: &mut Session) -> Result<Reply, End> {
         let mut reader = session.data_reader();
+        let mut sink = BodySink::new(&self.ctx.bodies);
+        let mut clock = DataClock::start(self.ctx.timeouts);
+        let mut released = Vec::new();
         let progress = loop {
-            let (consumed, progress) = reader.feed(&self.wire.input);
+            let (consumed, progress) = reader.feed(&self.wire.input, &mut released);
             self.wire.consume(consumed);
+            clock.count(consumed);
+            sink.write(&released).await;
+            released.clear();
             if progress != DataProgress::Incomplete {
                 break progress;
             }
-            // Shutdown waits for a body in progress; the accept loop's grace period bounds that wait.
-            self.wire.read_more(self.ctx.timeouts.data, &CancellationToken::new()).await.map_err(End::Read)?;
+            self.read_body(&clock).await?;
         };
         let outcome = session.data_received(progress);
-        Ok(self.settle(session, outcome).await)
+        Ok(self.settle(session, outcome, Some(sink)).await)
     }
 
-    /// Reads one BDAT chunk: exactly `size` octets, of which at most the size limit (plus one, to show the
-    /// excess) are kept.
+    /// Reads one BDAT chunk, keeping what the session takes of it after the earlier chunks of the
+    /// transaction.
     async fn receive_chunk(&mut self, session: &mut Session, size: usize, last: bool) -> Result<Reply, End> {
-        let keep_limit = session.max_message_size().saturating_add(1);
-        let mut chunk = Vec::with_capacity(size.min(keep_limit).min(1 << 20));
-        let mut left = size;
+        let mut reader = session.chunk_reader();
+        if reader.keeps() && self.chunks.is_none() {
+            self.chunks = Some(BodySink::new(&self.ctx.bodies));
+        }
+        let mut clock = DataClock::start(self.ctx.timeouts);
+        let mut released = Vec::new();
         loop {
-            let take = left.min(self.wire.input.len());
-            let keep = take.min(keep_limit.saturating_sub(chunk.len()));
-            chunk.extend_from_slice(&self.wire.input[..keep]);
-            self.wire.consume(take);
-            left -= take;
-            if left == 0 {
+            let (consumed, complete) = reader.feed(&self.wire.input, &mut released);
+            self.wire.consume(consumed);
+            clock.count(consumed);
+            if let Some(sink) = &mut self.chunks {
+                sink.write(&released).await;
+            }
+            released.clear();
+            if complete {
                 break;
             }
-            self.wire.read_more(self.ctx.timeouts.data, &CancellationToken::new()).await.map_err(End::Read)?;
+            self.read_body(&clock).await?;
         }
         tracing::debug!(size, last, "BDAT chunk read");
-        let outcome = session.chunk_received(chunk);
-        Ok(self.settle(session, outcome).await)
+        let outcome = session.chunk_received(reader);
+        let body = if matches!(outcome, DataOutcome::Enqueue(_)) { self.chunks.take() } else { None };
+        Ok(self.settle(session, outcome, body).await)
     }
 
-    /// Makes a finished message durable, or passes the session's refusal on.
-    async fn settle(&mut self, session: &mut Session, outcome: DataOutcome) -> Reply {
+    /// Reads more of a body, as long as `clock` allows; past that, 421 and close.
+    async fn read_body(&mut self, clock: &DataClock) -> Result<(), End> {
+        // Shutdown waits for a body in progress; the accept loop's grace period bounds that wait.
+        let read = self.wire.read_more(clock.left(), &CancellationToken::new()).await;
+        if let Err(ReadError::Timeout) = read {
+            self.ctx.metrics.replied("TIMEOUT", 421);
+            self.reply(timed_out()).await;
+        }
+        read.map_err(End::Read)
+    }
+
+    /// Makes a finished message durable with `body`, or passes the session's refusal on.
+    async fn settle(&mut self, session: &mut Session, outcome: DataOutcome, body: Option<BodySink>) -> Reply {
         let reply = match outcome {
             DataOutcome::Reply(reply) => reply,
             DataOutcome::Enqueue(message) => {
-                let size = message.body.len();
-                let span = tracing::Span::current();
-                span.record("mail.recipients", message.recipients.len());
-                if let Some(message_id) = message_id(&message.body) {
-                    span.record("mail.message_id", message_id);
-                }
-                match self.ctx.spool.enqueue(message, &self.client, session.hostname()).await {
-                    Ok(queue_id) => {
-                        tracing::Span::current().record("queue_id", queue_id.as_str());
-                        tracing::info!(%queue_id, peer = %self.client.peer, "message accepted");
-                        self.ctx.metrics.message_size.observe(size as f64);
-                        session.queued(&queue_id)
-                    }
-                    Err(SpoolError::TooLarge { size, limit }) => {
-                        tracing::info!(size, limit, peer = %self.client.peer, "message refused: too large");
-                        Reply::new(552, Enhanced(5, 3, 4), "Message size exceeds fixed maximum message size")
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, peer = %self.client.peer, "message not queued");
-                        session.not_queued()
-                    }
-                }
+                // A transaction always has a body, if an empty one.
+                let body = body.unwrap_or_else(|| BodySink::new(&self.ctx.bodies));
+                self.enqueue(session, message, body).await
             }
         };
         self.ctx.metrics.message(reply.code);
@@ -361,8 +396,74 @@ where
         reply
     }
 
+    async fn enqueue(&mut self, session: &mut Session, message: Message, body: BodySink) -> Reply {
+        let body = match body.finish().await {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, peer = %self.client.peer, "message body not kept");
+                return session.not_queued();
+            }
+        };
+        let size = body.size();
+        let span = tracing::Span::current();
+        span.record("mail.recipients", message.recipients.len());
+        if let Some(message_id) = body.message_id() {
+            span.record("mail.message_id", message_id);
+        }
+        match self.ctx.spool.enqueue(message, body, &self.client, session.hostname()).await {
+            Ok(queue_id) => {
+                tracing::Span::current().record("queue_id", queue_id.as_str());
+                tracing::info!(%queue_id, peer = %self.client.peer, "message accepted");
+                self.ctx.metrics.message_size.observe(size as f64);
+                session.queued(&queue_id)
+            }
+            Err(SpoolError::TooLarge { size, limit }) => {
+                tracing::info!(size, limit, peer = %self.client.peer, "message refused: too large");
+                Reply::new(552, Enhanced(5, 3, 4), "Message size exceeds fixed maximum message size")
+            }
+            Err(error) => {
+                tracing::warn!(%error, peer = %self.client.peer, "message not queued");
+                session.not_queued()
+            }
+        }
+    }
+
     async fn reply(&mut self, reply: Reply) {
         self.wire.last_words(&reply.to_bytes()).await;
+    }
+}
+
+/// RFC 5321 §4.5.3.2: a server may close a session that takes too long, with a 421 first.
+fn timed_out() -> Reply {
+    Reply::new(421, Enhanced(4, 4, 2), "Timeout exceeded, closing connection")
+}
+
+/// How long a body (a DATA body, or one BDAT chunk) may take: Postfix's `smtpd_min_data_rate`. It gets the
+/// data timeout plus the time its octets so far earn at the minimum rate, and no read may wait longer
+/// than the data timeout (RFC 5321 §4.5.3.2.5). A client that keeps up the rate finishes however large
+/// its message; one that sends a byte now and then, which a timeout per read would keep for ever, is cut
+/// off.
+struct DataClock {
+    start: Instant,
+    timeouts: Timeouts,
+    received: u64,
+}
+
+impl DataClock {
+    fn start(timeouts: Timeouts) -> Self {
+        DataClock { start: Instant::now(), timeouts, received: 0 }
+    }
+
+    fn count(&mut self, octets: usize) {
+        self.received = self.received.saturating_add(octets as u64);
+    }
+
+    /// How long the next read may wait.
+    fn left(&self) -> Duration {
+        let rate = u64::from(self.timeouts.min_data_rate.max(1));
+        let earned = Duration::from_millis(self.received.saturating_mul(1000) / rate);
+        let allowed = self.timeouts.data.saturating_add(earned);
+        allowed.saturating_sub(self.start.elapsed()).min(self.timeouts.data)
     }
 }
 
@@ -374,21 +475,13 @@ mod tests {
     use std::sync::Mutex;
 
     use mailbus_address::EmailAddress;
+    use mailbus_jetstream::ThrottlePolicy;
     use mailbus_smtp::session::{AuthenticatedUser, BareLf, LongLines, Message, Mode, Verdict};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
     use super::*;
+    use crate::body::{Body, MEMORY_LIMIT};
     use crate::ports::DirectoryUnavailable;
-
-    #[test]
-    fn the_message_id_comes_from_the_header_section_only() {
-        let body = b"Subject: x\r\nMESSAGE-ID:  <a@b.example> \r\n\r\nMessage-ID: <body@x>\r\n";
-        assert_eq!(message_id(body), Some("<a@b.example>"));
-        assert_eq!(message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n"), None);
-        assert_eq!(message_id(b"Message-ID:\r\n\r\n"), None);
-        let long = format!("Message-ID: <{}\u{e9}@x>\r\n\r\n", "a".repeat(254));
-        assert_eq!(message_id(long.as_bytes()).map(str::len), Some(255), "cut at a character boundary");
-    }
 
     struct FakeDirectory;
 
@@ -409,16 +502,28 @@ mod tests {
     #[derive(Default)]
     struct FakeSpool {
         broken: bool,
-        queued: Mutex<Vec<Message>>,
+        queued: Mutex<Vec<Queued>>,
+    }
+
+    /// What the fake spool took.
+    struct Queued {
+        body: Vec<u8>,
+        message_id: Option<String>,
+        spilled: bool,
+        memory_peak: usize,
     }
 
     /// Shared, so the test can look at what the connection queued.
     impl Spool for Arc<FakeSpool> {
-        async fn enqueue(&self, message: Message, _: &ClientInfo, _: &str) -> Result<String, SpoolError> {
+        async fn enqueue(&self, _: Message, body: Body, _: &ClientInfo, _: &str) -> Result<String, SpoolError> {
             if self.broken {
                 return Err(SpoolError::Unavailable("nats down".into()));
             }
-            self.queued.lock().unwrap().push(message);
+            let (message_id, spilled, memory_peak) =
+                (body.message_id().map(str::to_owned), body.spilled(), body.memory_peak());
+            let mut content = Vec::new();
+            body.into_reader().read_to_end(&mut content).await.unwrap();
+            self.queued.lock().unwrap().push(Queued { body: content, message_id, spilled, memory_peak });
             Ok("q1".into())
         }
     }
@@ -426,7 +531,7 @@ mod tests {
     fn session_config() -> SessionConfig {
         SessionConfig {
             hostname: "mx.test".into(),
-            max_message_size: 10_000,
+            max_message_size: 16 << 20,
             max_recipients: 10,
             mode: Mode::Mx,
             starttls_available: true,
@@ -443,9 +548,28 @@ mod tests {
         (ServerTls::from_pem(&generated.cert_pem, &generated.key_pem).unwrap(), generated.cert_pem)
     }
 
+    /// What a test connection runs with, the defaults short enough for a test.
+    struct Setup {
+        command_timeout: Duration,
+        data_timeout: Duration,
+        min_data_rate: u32,
+        memory_limit: usize,
+    }
+
+    impl Default for Setup {
+        fn default() -> Self {
+            Setup {
+                command_timeout: Duration::from_secs(5),
+                data_timeout: Duration::from_secs(5),
+                min_data_rate: 500,
+                memory_limit: MEMORY_LIMIT,
+            }
+        }
+    }
+
     /// Starts a connection task on one end of an in-memory stream and returns the other end.
     fn connect(spool: Arc<FakeSpool>, tls: ServerTls) -> (BufReader<DuplexStream>, tokio::task::JoinHandle<()>) {
-        connect_with(spool, tls, Duration::from_secs(5))
+        start(spool, tls, Setup::default())
     }
 
     fn connect_with(
@@ -453,16 +577,30 @@ mod tests {
         tls: ServerTls,
         command_timeout: Duration,
     ) -> (BufReader<DuplexStream>, tokio::task::JoinHandle<()>) {
+        start(spool, tls, Setup { command_timeout, ..Setup::default() })
+    }
+
+    fn start(
+        spool: Arc<FakeSpool>,
+        tls: ServerTls,
+        setup: Setup,
+    ) -> (BufReader<DuplexStream>, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let ctx = Arc::new(Context {
             directory: FakeDirectory,
             spool,
             tls,
             timeouts: Timeouts {
-                command: command_timeout,
-                data: Duration::from_secs(5),
-                auth_failure_delay: Duration::ZERO,
+                command: setup.command_timeout,
+                data: setup.data_timeout,
+                min_data_rate: setup.min_data_rate,
             },
+            throttle: LoginThrottle::in_memory(ThrottlePolicy {
+                delay: Duration::ZERO,
+                max_failures_per_address: 1000,
+                window: Duration::from_secs(60),
+            }),
+            bodies: BodyStorage { memory_limit: setup.memory_limit, dir: std::env::temp_dir().into() },
             metrics: Metrics::default(),
         });
         let listener = Arc::new(Listener { session: session_config(), implicit_tls: false });
@@ -503,7 +641,10 @@ mod tests {
                 assert!(spool.queued.lock().unwrap().is_empty());
             } else {
                 assert_eq!(end, "250 2.0.0 Ok: queued as q1");
-                assert_eq!(spool.queued.lock().unwrap().len(), 1);
+                let queued = spool.queued.lock().unwrap();
+                assert_eq!(queued.len(), 1);
+                assert_eq!(queued[0].body, b"Subject: x\r\n\r\nbody\r\n");
+                assert!(!queued[0].spilled);
             }
             assert!(reply(&mut client).await.starts_with("221 "), "QUIT pipelined after the body is answered");
             task.await.unwrap();
@@ -546,5 +687,195 @@ mod tests {
         secure.get_mut().write_all(b"QUIT\r\n").await.unwrap();
         assert!(reply(&mut secure).await.starts_with("221"));
         task.await.unwrap();
+    }
+
+    /// Reads the greeting and opens a transaction for a local recipient, with DATA if `data`.
+    async fn open_transaction(client: &mut BufReader<DuplexStream>, data: bool) {
+        assert!(reply(client).await.starts_with("220 "));
+        let (commands, replies) = if data { (TRANSACTION, 4) } else { (&TRANSACTION[..TRANSACTION.len() - 6], 3) };
+        client.get_mut().write_all(commands).await.unwrap();
+        for expected in ["250-mx.test", "250 2.1.0", "250 2.1.5", "354 "].into_iter().take(replies) {
+            let got = reply(client).await;
+            assert!(got.starts_with(expected), "{got} is not {expected}");
+        }
+    }
+
+    /// A message of about `size` octets, with a Message-ID, and a dot at the start of every seventh line.
+    fn message_of(size: usize) -> Vec<u8> {
+        let mut text = b"Message-ID: <large@c.test>\r\nSubject: large\r\n\r\n".to_vec();
+        for n in 0.. {
+            if text.len() >= size {
+                break;
+            }
+            let dot = if n % 7 == 0 { "." } else { "" };
+            text.extend_from_slice(format!("{dot}line {n:07} {}\r\n", "x".repeat(60)).as_bytes());
+        }
+        text
+    }
+
+    /// `text` as DATA sends it: dot-stuffed (RFC 5321 §4.5.2), then the end mark.
+    fn stuffed(text: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::with_capacity(text.len() + text.len() / 50);
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(line);
+        }
+        wire.extend_from_slice(b".\r\n");
+        wire
+    }
+
+    /// Checks the one message queued: `text` exactly, kept on disk, never more than `limit` of it in memory.
+    fn assert_queued_from_disk(spool: &FakeSpool, text: &[u8], limit: usize) {
+        let queued = spool.queued.lock().unwrap();
+        assert_eq!(queued.len(), 1);
+        assert!(
+            queued[0].body == text,
+            "the body changed on its way ({} octets of {})",
+            queued[0].body.len(),
+            text.len()
+        );
+        assert!(queued[0].spilled, "a body over the limit goes to disk");
+        assert!(
+            queued[0].memory_peak <= limit,
+            "{} octets in memory, over the limit of {limit}",
+            queued[0].memory_peak
+        );
+        assert_eq!(queued[0].message_id.as_deref(), Some("<large@c.test>"));
+    }
+
+    #[tokio::test]
+    async fn a_large_data_body_goes_to_disk_and_arrives_whole() {
+        let spool = Arc::new(FakeSpool::default());
+        let limit = 64 * 1024;
+        let (mut client, task) =
+            start(spool.clone(), server_tls().0, Setup { memory_limit: limit, ..Setup::default() });
+        open_transaction(&mut client, true).await;
+        let text = message_of(5 << 20);
+        client.get_mut().write_all(&stuffed(&text)).await.unwrap();
+        client.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+        assert_eq!(reply(&mut client).await, "250 2.0.0 Ok: queued as q1");
+        assert!(reply(&mut client).await.starts_with("221 "));
+        task.await.unwrap();
+        assert_queued_from_disk(&spool, &text, limit);
+    }
+
+    #[tokio::test]
+    async fn a_large_bdat_body_goes_to_disk_and_arrives_whole() {
+        let spool = Arc::new(FakeSpool::default());
+        let limit = 64 * 1024;
+        let (mut client, task) =
+            start(spool.clone(), server_tls().0, Setup { memory_limit: limit, ..Setup::default() });
+        open_transaction(&mut client, false).await;
+        let text = message_of(5 << 20);
+        // Odd-sized chunks, so that some CRLFs straddle two of them.
+        let chunks: Vec<&[u8]> = text.chunks(1_000_003).collect();
+        let mut wire = Vec::new();
+        for (n, chunk) in chunks.iter().enumerate() {
+            let last = if n + 1 == chunks.len() { " LAST" } else { "" };
+            wire.extend_from_slice(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+            wire.extend_from_slice(chunk);
+        }
+        wire.extend_from_slice(b"QUIT\r\n");
+        client.get_mut().write_all(&wire).await.unwrap();
+        for chunk in &chunks[..chunks.len() - 1] {
+            assert_eq!(reply(&mut client).await, format!("250 2.0.0 {} octets received", chunk.len()));
+        }
+        assert_eq!(reply(&mut client).await, "250 2.0.0 Ok: queued as q1");
+        assert!(reply(&mut client).await.starts_with("221 "));
+        task.await.unwrap();
+        assert_queued_from_disk(&spool, &text, limit);
+    }
+
+    /// Sends `bytes` in pieces of `piece` octets, `every` apart, until they are all sent or the server has
+    /// closed the connection.
+    fn dribble(
+        mut write: tokio::io::WriteHalf<DuplexStream>,
+        bytes: Vec<u8>,
+        piece: usize,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for piece in bytes.chunks(piece) {
+                tokio::time::sleep(every).await;
+                if write.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Reads the 421 for a client that was too slow, and then the end of the connection.
+    async fn assert_timed_out(read: tokio::io::ReadHalf<DuplexStream>, task: tokio::task::JoinHandle<()>) {
+        let mut read = BufReader::new(read);
+        assert_eq!(reply(&mut read).await, "421 4.4.2 Timeout exceeded, closing connection");
+        let mut rest = String::new();
+        read.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "", "nothing after the 421, and the connection is closed");
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_line_sent_a_byte_at_a_time_gets_421_4_4_2_at_the_command_timeout() {
+        let setup = Setup { command_timeout: Duration::from_secs(10), ..Setup::default() };
+        let (mut client, task) = start(Arc::default(), server_tls().0, setup);
+        assert!(reply(&mut client).await.starts_with("220 "));
+        let (read, write) = tokio::io::split(client.into_inner());
+        // Each byte comes well within the timeout; the line as a whole would take 26 s.
+        let writer = dribble(write, b"EHLO c.test\r\n".to_vec(), 1, Duration::from_secs(2));
+        assert_timed_out(read, task).await;
+        writer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_data_body_below_the_minimum_rate_gets_421_4_4_2() {
+        let spool = Arc::new(FakeSpool::default());
+        let setup = Setup { data_timeout: Duration::from_secs(10), min_data_rate: 500, ..Setup::default() };
+        let (mut client, task) = start(spool.clone(), server_tls().0, setup);
+        open_transaction(&mut client, true).await;
+        let (read, write) = tokio::io::split(client.into_inner());
+        // 400 octets every second: each read comes well within the data timeout, but the body falls behind
+        // the 500 a second it must keep up, and would take over 8 minutes.
+        let writer = dribble(write, stuffed(&message_of(200_000)), 400, Duration::from_secs(1));
+        assert_timed_out(read, task).await;
+        writer.await.unwrap();
+        assert!(spool.queued.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bdat_chunk_below_the_minimum_rate_gets_421_4_4_2() {
+        let spool = Arc::new(FakeSpool::default());
+        let setup = Setup { data_timeout: Duration::from_secs(10), min_data_rate: 500, ..Setup::default() };
+        let (mut client, task) = start(spool.clone(), server_tls().0, setup);
+        open_transaction(&mut client, false).await;
+        let (read, write) = tokio::io::split(client.into_inner());
+        let text = message_of(20_000);
+        let mut wire = format!("BDAT {} LAST\r\n", text.len()).into_bytes();
+        wire.extend_from_slice(&text);
+        let writer = dribble(write, wire, 1, Duration::from_secs(2));
+        assert_timed_out(read, task).await;
+        writer.await.unwrap();
+        assert!(spool.queued.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_keeping_up_the_minimum_rate_finishes_a_body_that_takes_many_data_timeouts() {
+        let spool = Arc::new(FakeSpool::default());
+        let setup = Setup { data_timeout: Duration::from_secs(10), min_data_rate: 500, ..Setup::default() };
+        let (mut client, task) = start(spool.clone(), server_tls().0, setup);
+        open_transaction(&mut client, true).await;
+        let (read, write) = tokio::io::split(client.into_inner());
+        // 1000 octets a second, twice the minimum: the body takes five minutes, thirty data timeouts.
+        let text = message_of(300_000);
+        let mut wire = stuffed(&text);
+        wire.extend_from_slice(b"QUIT\r\n");
+        let writer = dribble(write, wire, 1000, Duration::from_secs(1));
+        let mut read = BufReader::new(read);
+        assert_eq!(reply(&mut read).await, "250 2.0.0 Ok: queued as q1");
+        assert!(reply(&mut read).await.starts_with("221 "));
+        writer.await.unwrap();
+        task.await.unwrap();
+        assert!(spool.queued.lock().unwrap()[0].body == text);
     }
 }

@@ -7,6 +7,7 @@
 //! It holds no state beyond its connections and must never talk to PostgreSQL or deliver mail itself.
 //! The protocol lives in the sans-I/O `mailbus-smtp` crate; this crate only does the I/O around it.
 
+mod body;
 mod connection;
 mod directory;
 mod metrics;
@@ -15,12 +16,13 @@ mod received;
 mod spool;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_acceptor::proxy::TrustedProxies;
-use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
-use mailbus_jetstream::{Names, Queue, QueueError};
+use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
+use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, ThrottlePolicy};
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{BareLf, LongLines, Mode, SessionConfig};
 use mailbus_telemetry::ops::{self, Readiness};
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
+pub use body::{Body, BodyStorage};
 pub use connection::{Context, Listener, Timeouts};
 pub use ports::{ClientInfo, Directory, DirectoryUnavailable, Spool, SpoolError};
 
@@ -69,8 +72,15 @@ pub struct SmtpConfig {
     pub tls: ServerTls,
     pub policy: Policy,
     pub timeouts: Timeouts,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
+    /// Where a message body larger than it is worth keeping in memory waits while it arrives.
+    pub spool_dir: PathBuf,
+    /// Failed AUTHs, counted with IMAP's and POP3's across replicas.
+    pub throttle: ThrottlePolicy,
+    /// Port 25's caps.
+    pub mx_caps: Caps,
+    /// The caps of 587 and 465 together, apart from port 25's, so that servers (or an attacker) filling
+    /// port 25 from an address never lock the users behind that address out of submission.
+    pub submission_caps: Caps,
     /// Load balancers whose connections start with a PROXY protocol header.
     pub proxies: TrustedProxies,
     /// On shutdown, how long sessions in the middle of a message get to finish.
@@ -91,6 +101,8 @@ pub enum StartError {
     Grpc(#[from] mailbus_grpc::GrpcError),
     #[error("metrics endpoint: {0}")]
     Ops(std::io::Error),
+    #[error("message spool directory {}: {error}", dir.display())]
+    SpoolDir { dir: PathBuf, error: std::io::Error },
 }
 
 type ProductionContext = Context<directory::GrpcDirectory, spool::JetStreamSpool>;
@@ -109,8 +121,8 @@ pub struct SmtpIngress {
     ops: TcpListener,
     context: Arc<ProductionContext>,
     registry: Registry,
-    max_connections: usize,
-    max_connections_per_ip: usize,
+    mx_caps: Caps,
+    submission_caps: Caps,
     proxies: TrustedProxies,
     shutdown_grace: Duration,
 }
@@ -138,12 +150,17 @@ async fn bind_listener(addr: SocketAddr, session: SessionConfig, implicit_tls: b
 pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-smtp-ingress").await?;
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
+    let throttle = LoginThrottle::open(queue.jetstream(), config.names.auth_failures_bucket(), config.throttle).await?;
     let mut registry = Registry::with_prefix("mailbus_smtp");
+    let bodies = BodyStorage { memory_limit: body::MEMORY_LIMIT, dir: config.spool_dir.as_path().into() };
+    bodies.check().map_err(|error| StartError::SpoolDir { dir: config.spool_dir.clone(), error })?;
     let context = Arc::new(Context {
         directory: directory::GrpcDirectory::new(mailbus_grpc::connect(&config.mailbox_url)?),
         spool: spool::JetStreamSpool::new(queue, config.policy.max_message_size),
         tls: config.tls.clone(),
         timeouts: config.timeouts,
+        throttle,
+        bodies,
         metrics: metrics::Metrics::register(&mut registry),
     });
     let mx = bind_listener(config.listeners.mx, session_config(&config, Mode::Mx), false).await?;
@@ -163,8 +180,8 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
         registry,
-        max_connections: config.max_connections,
-        max_connections_per_ip: config.max_connections_per_ip,
+        mx_caps: config.mx_caps,
+        submission_caps: config.submission_caps,
         proxies: config.proxies,
         shutdown_grace: config.shutdown_grace,
     })
@@ -202,13 +219,18 @@ impl SmtpIngress {
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
         let grpc = tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.smtp"], shutdown.clone()));
         tokio::spawn(watch_queue(self.context.clone(), readiness, shutdown.clone()));
-        // One set of caps for the process, whichever port a client comes to.
-        let limits = ConnectionLimits::new(self.max_connections, self.max_connections_per_ip);
+        let mx_limits = ConnectionLimits::with(self.mx_caps);
+        let submission_limits = ConnectionLimits::with(self.submission_caps);
         let listeners = [Some(self.mx), self.submission, self.submissions];
         let loops = listeners.into_iter().flatten().map(|bound| {
+            let limits = match bound.kind.session.mode {
+                Mode::Mx => mx_limits.clone(),
+                Mode::Submission => submission_limits.clone(),
+            };
             let admit = Admit {
-                limits: limits.clone(),
+                limits,
                 refusal: Reply::new(421, Enhanced(4, 7, 0), "Too many connections, try again later").to_bytes(),
+                implicit_tls: bound.kind.implicit_tls.then(|| self.context.tls.clone()),
                 grace: self.shutdown_grace,
                 proxies: self.proxies.clone(),
             };

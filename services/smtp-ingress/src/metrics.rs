@@ -14,6 +14,7 @@ pub struct Metrics {
     pub active_sessions: Gauge,
     pub refused_connections: Counter,
     pub auth_failures: Counter,
+    pub auth_throttled: Counter,
     messages: Family<Labels, Counter>,
     rejections: Family<Labels, Counter>,
     /// Sizes of the messages accepted (250 after DATA or the last BDAT), in octets.
@@ -27,6 +28,7 @@ impl Default for Metrics {
             active_sessions: Gauge::default(),
             refused_connections: Counter::default(),
             auth_failures: Counter::default(),
+            auth_throttled: Counter::default(),
             messages: Family::default(),
             rejections: Family::default(),
             // 1 KiB to 64 MiB, by fours.
@@ -47,6 +49,11 @@ impl Metrics {
         );
         registry.register("messages", "End-of-data outcomes, by reply code", metrics.messages.clone());
         registry.register("auth_failures", "Failed AUTH attempts", metrics.auth_failures.clone());
+        registry.register(
+            "auth_throttled",
+            "AUTH refused unchecked: too many failures from the client's address",
+            metrics.auth_throttled.clone(),
+        );
         registry.register(
             "rejections",
             "Replies of 400 and above, by the command they answer and reply code",

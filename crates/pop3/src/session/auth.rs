@@ -137,6 +137,11 @@ impl Session {
             AuthOutcome::Unavailable => {
                 Action::Reply(Response::err("[SYS/TEMP] Login temporarily unavailable, try again later"))
             }
+            // Not a failure of these credentials (they were not checked), so not counted as one; the
+            // address's own count keeps refusing until its window passes.
+            AuthOutcome::Throttled => {
+                Action::Reply(Response::err("[SYS/TEMP] Too many failed logins from your address, try again later"))
+            }
         };
         self.follow(&action);
         action

@@ -197,6 +197,15 @@ fn an_unavailable_check_is_no_failed_login() {
 }
 
 #[test]
+fn a_throttled_address_is_told_to_come_back_later_and_the_session_goes_on() {
+    let mut server = Server::new();
+    let throttled = "-ERR [SYS/TEMP] Too many failed logins from your address, try again later";
+    let replies = server.run(&"USER guessed\r\nPASS x\r\n".repeat(4));
+    assert_eq!(replies, ["+OK send PASS", throttled].repeat(4));
+    assert!(!server.closed, "a refusal is not a failed login: the session limit does not close it");
+}
+
+#[test]
 fn an_over_long_response_line_ends_the_exchange_and_its_tail_is_skipped() {
     let mut server = Server::new();
     let mut client = b"AUTH PLAIN\r\n".to_vec();

@@ -40,12 +40,14 @@ fn maildrop() -> Maildrop {
 }
 
 /// The fake directory and lock: alice's password is "open sesame"; "locked" has the right password but
-/// another session holds the maildrop; "outage" cannot be checked.
+/// another session holds the maildrop; "outage" cannot be checked; "guessed" is refused for the failures
+/// its address already has.
 fn outcome(user: &str, password: &str) -> AuthOutcome {
     match (user, password) {
         ("alice", "open sesame") => AuthOutcome::Maildrop(maildrop()),
         ("locked", "open sesame") => AuthOutcome::InUse,
         ("outage", _) => AuthOutcome::Unavailable,
+        ("guessed", _) => AuthOutcome::Throttled,
         _ => AuthOutcome::Invalid,
     }
 }
