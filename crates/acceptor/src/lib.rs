@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mailbus_tls::ServerTls;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -43,7 +44,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
-/// The connection caps of one process, shared by all its listeners of one protocol: at most `max` sessions
+/// The numbers behind a [`ConnectionLimits`]: sessions at once, and from one client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub total: usize,
+    pub per_address: usize,
+}
+
+/// The connection caps of one process, shared by the listeners of one service (port 25; submission on 587
+/// and 465; IMAP on 143 and 993; POP3 on 110 and 995): at most `max` sessions
 /// at once, and at most `max_per_ip` from one client address (IPv6 clients are counted per address).
 pub struct ConnectionLimits {
     slots: Arc<Semaphore>,
@@ -78,6 +87,10 @@ impl Drop for Admission {
 }
 
 impl ConnectionLimits {
+    pub fn with(caps: Caps) -> Arc<Self> {
+        Self::new(caps.total, caps.per_address)
+    }
+
     pub fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimits { slots: Arc::new(Semaphore::new(max)), per_ip: Mutex::default(), max_per_ip })
     }
@@ -100,6 +113,10 @@ pub struct Admit {
     /// Sent to a connection over a cap before closing it: `421 4.7.0 …` for SMTP, `-ERR [SYS/TEMP] …` for
     /// POP3.
     pub refusal: Vec<u8>,
+    /// Set on an implicit-TLS listener (465, 993, 995): its clients speak TLS from the first byte, so the
+    /// refusal goes after the handshake (RFC 8314 §3.1), where a client can show it, instead of plaintext
+    /// that it would report as a TLS error.
+    pub implicit_tls: Option<ServerTls>,
     /// After shutdown, how long open sessions get to finish before the loop stops waiting for them.
     pub grace: Duration,
     /// Connections from these addresses start with a PROXY header naming the real client, which then
@@ -107,6 +124,8 @@ pub struct Admit {
     pub proxies: proxy::TrustedProxies,
 }
 
+/// How long a refused client on an implicit-TLS port gets to finish its handshake and hear why.
+const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a trusted proxy gets to send its header (HAProxy sends it with the connection).
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections from trusted proxies whose header has not arrived yet, per listener. They are not
@@ -146,8 +165,8 @@ pub async fn accept_loop<F, Fut>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (limits, refusal, refused, session) =
-            (admit.limits.clone(), refusal.clone(), refused.clone(), session.clone());
+        let (limits, refusal, refused, session, implicit_tls) =
+            (admit.limits.clone(), refusal.clone(), refused.clone(), session.clone(), admit.implicit_tls.clone());
         let waiting = if admit.proxies.trusts(peer.ip()) {
             match pending_headers.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -185,7 +204,7 @@ pub async fn accept_loop<F, Fut>(
                 }
                 Err(reason) => {
                     refused(reason);
-                    let _ = stream.write_all(&refusal).await;
+                    refuse(stream, &refusal, implicit_tls.as_ref()).await;
                 }
             }
         };
@@ -195,6 +214,25 @@ pub async fn accept_loop<F, Fut>(
     tracker.close();
     if tokio::time::timeout(admit.grace, tracker.wait()).await.is_err() {
         tracing::warn!(sessions = tracker.len(), "sessions still open after the shutdown grace period");
+    }
+}
+
+/// Says why a connection is turned away, over TLS on an implicit-TLS listener, then closes it.
+async fn refuse(mut stream: TcpStream, refusal: &[u8], implicit_tls: Option<&ServerTls>) {
+    let Some(tls) = implicit_tls else {
+        let _ = stream.write_all(refusal).await;
+        return;
+    };
+    let said = async {
+        let mut stream = tls.accept(stream).await?;
+        stream.write_all(refusal).await?;
+        stream.shutdown().await
+    };
+    if let Err(error) = tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, said)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    {
+        tracing::debug!(%error, "refusal over TLS not delivered");
     }
 }
 
@@ -217,6 +255,7 @@ mod tests {
             Admit {
                 limits: ConnectionLimits::new(1, 1),
                 refusal: b"busy\r\n".to_vec(),
+                implicit_tls: None,
                 grace: Duration::from_secs(30),
                 proxies: Default::default(),
             },
@@ -246,6 +285,42 @@ mod tests {
         assert!(!server.is_finished(), "shutdown must wait for the open session");
         release.cancel();
         server.await.unwrap();
+    }
+
+    /// RFC 8314 §3.1: on an implicit-TLS port, the client over the cap hears why inside TLS.
+    #[tokio::test]
+    async fn a_refusal_on_an_implicit_tls_listener_comes_after_the_handshake() {
+        let pem = mailbus_tls::self_signed(&["mx.test".to_owned()]).unwrap();
+        let tls = ServerTls::from_pem(&pem.cert_pem, &pem.key_pem).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            listener,
+            Admit {
+                limits: ConnectionLimits::new(1, 1),
+                refusal: b"* BYE busy\r\n".to_vec(),
+                implicit_tls: Some(tls.clone()),
+                grace: Duration::from_secs(1),
+                proxies: Default::default(),
+            },
+            shutdown.clone(),
+            |_| {},
+            |mut stream, _| async move {
+                // Plain bytes: the test's first client only needs to know it holds the one place.
+                let _ = stream.write_all(b"in\r\n").await;
+                let _ = stream.read(&mut [0u8; 1]).await;
+            },
+        ));
+        let mut held = TcpStream::connect(addr).await.unwrap();
+        held.read_exact(&mut [0u8; 4]).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(mailbus_tls::client_config_trusting(&pem.cert_pem).unwrap());
+        let name = rustls_pki_types::ServerName::try_from("mx.test").unwrap();
+        let mut client = connector.connect(name, TcpStream::connect(addr).await.unwrap()).await.expect("a handshake");
+        let mut refusal = Vec::new();
+        client.read_to_end(&mut refusal).await.unwrap();
+        assert_eq!(refusal, b"* BYE busy\r\n");
+        shutdown.cancel();
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use mailbus_acceptor::proxy::TrustedProxies;
-use mailbus_acceptor::{Admit, ConnectionLimits, accept_loop};
-use mailbus_jetstream::{Leases, Names, QueueError};
+use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
+use mailbus_jetstream::{Leases, LoginThrottle, Names, QueueError, ThrottlePolicy};
 use mailbus_pop3::response::Response;
 use mailbus_pop3::session::PlaintextAuth;
 use mailbus_telemetry::ops::{self, Readiness};
@@ -55,9 +55,13 @@ pub struct AccessConfig {
     pub lock_ttl: Duration,
     pub max_auth_failures: usize,
     pub idle_timeout: Duration,
-    pub max_connections: usize,
+    pub pop3_caps: Caps,
+    /// From connecting to a successful login (STLS included).
+    pub pop3_login_timeout: Duration,
     /// Load balancers whose connections start with a PROXY protocol header.
     pub proxies: TrustedProxies,
+    /// Failed logins, counted across protocols and replicas.
+    pub throttle: ThrottlePolicy,
     pub imap_listen: SocketAddr,
     /// Port 993; `None` leaves it off.
     pub imaps_listen: Option<SocketAddr>,
@@ -65,6 +69,9 @@ pub struct AccessConfig {
     pub imap_idle_timeout: Duration,
     pub imap_max_auth_failures: usize,
     pub imap_max_user_connections: usize,
+    pub imap_caps: Caps,
+    /// From connecting to a successful login (STARTTLS included).
+    pub imap_login_timeout: Duration,
     pub max_message_size: u64,
 }
 
@@ -93,7 +100,8 @@ pub struct Access {
     context: Arc<pop3::Context<GrpcBackend>>,
     /// For readiness: every POP3 command needs the mailbox role.
     mailbox: mailbus_grpc::TracedChannel,
-    max_connections: usize,
+    pop3_caps: Caps,
+    imap_caps: Caps,
     proxies: TrustedProxies,
 }
 
@@ -102,6 +110,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-access").await?;
     let jetstream = async_nats::jetstream::new(nats.clone());
     let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.lock_ttl).await?;
+    let throttle = LoginThrottle::open(&jetstream, config.names.auth_failures_bucket(), config.throttle).await?;
     let (mailbox_client, directory_client) = imap::ImapContext::new_clients(mailbox.clone());
     let imap_context = Arc::new(imap::ImapContext {
         mailbox: mailbox_client,
@@ -113,6 +122,8 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         plaintext_auth: config.imap_plaintext_auth,
         max_auth_failures: config.imap_max_auth_failures,
         idle_timeout: config.imap_idle_timeout,
+        login_timeout: config.imap_login_timeout,
+        throttle: throttle.clone(),
         max_message_size: config.max_message_size,
         commands: Default::default(),
         metrics: Default::default(),
@@ -128,6 +139,8 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         delete_policy: config.delete_policy,
         max_auth_failures: config.max_auth_failures,
         idle_timeout: config.idle_timeout,
+        login_timeout: config.pop3_login_timeout,
+        throttle,
         metrics: Default::default(),
     });
     Ok(Access {
@@ -146,7 +159,8 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
         mailbox,
-        max_connections: config.max_connections,
+        pop3_caps: config.pop3_caps,
+        imap_caps: config.imap_caps,
         proxies: config.proxies,
     })
 }
@@ -196,13 +210,12 @@ impl Access {
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));
         let grpc =
             tokio::spawn(mailbus_grpc::serve(self.grpc, Routes::default(), &["mailbus.access"], shutdown.clone()));
-        // One cap for both ports. POP3 has no per-address cap: the maildrop lock already allows one
-        // session per account.
-        let limits = ConnectionLimits::new(self.max_connections, self.max_connections);
+        // Each protocol has caps of its own, so that a flood on one never shuts the other out.
+        let tls = self.context.tls.clone();
         let pop3 = accept_loops(
             [Some((self.pop3, false)), self.pop3s.map(|l| (l, true))],
             Response::err("[SYS/TEMP] too many connections, try again later").to_bytes(),
-            (&limits, &self.proxies),
+            (ConnectionLimits::with(self.pop3_caps), &self.proxies, &tls),
             &shutdown,
             sessions,
             refused.clone(),
@@ -216,7 +229,7 @@ impl Access {
         let imap = accept_loops(
             [Some((self.imap, false)), self.imaps.map(|l| (l, true))],
             b"* BYE [UNAVAILABLE] too many connections, try again later\r\n".to_vec(),
-            (&limits, &self.proxies),
+            (ConnectionLimits::with(self.imap_caps), &self.proxies, &tls),
             &shutdown,
             imap_sessions,
             refused,
@@ -235,11 +248,12 @@ impl Access {
 }
 
 /// One protocol's accept loops, on its plain and implicit-TLS listeners (either may be absent), under the
-/// role's shared connection cap; `handle` runs each admitted session.
+/// protocol's connection caps (a refusal on the implicit-TLS port goes out over TLS); `handle` runs each
+/// admitted session.
 fn accept_loops<F, Fut>(
     listeners: [Option<(TcpListener, bool)>; 2],
     refusal: Vec<u8>,
-    (limits, proxies): (&Arc<ConnectionLimits>, &TrustedProxies),
+    (limits, proxies, tls): (Arc<ConnectionLimits>, &TrustedProxies, &ServerTls),
     shutdown: &CancellationToken,
     sessions: Counter<u64>,
     refused: Counter<u64>,
@@ -250,8 +264,13 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let loops = listeners.into_iter().flatten().map(|(listener, implicit_tls)| {
-        let admit =
-            Admit { limits: limits.clone(), refusal: refusal.clone(), grace: SHUTDOWN_GRACE, proxies: proxies.clone() };
+        let admit = Admit {
+            limits: limits.clone(),
+            refusal: refusal.clone(),
+            implicit_tls: implicit_tls.then(|| tls.clone()),
+            grace: SHUTDOWN_GRACE,
+            proxies: proxies.clone(),
+        };
         let (handle, session_shutdown, sessions, refused) =
             (handle.clone(), shutdown.clone(), sessions.clone(), refused.clone());
         accept_loop(

@@ -1,5 +1,6 @@
 //! Turning settings into role configurations, and binding and serving any set of roles in one process.
 
+use mailbus_acceptor::Caps;
 use mailbus_acceptor::proxy::TrustedProxies;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mailbus_access::{Access, AccessConfig, DeletePolicy};
+use mailbus_jetstream::ThrottlePolicy;
 use mailbus_mailbox::{Mailbox, MailboxConfig, QuotaFull};
 use mailbus_pop3::session::PlaintextAuth;
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
@@ -99,11 +101,11 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
     })
 }
 
-pub fn smtp_config(s: &Settings) -> anyhow::Result<SmtpConfig> {
-    let hostname = s.hostname();
+/// The smtp-ingress role's configuration, presenting `tls`.
+pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
     Ok(SmtpConfig {
-        tls: server_tls(s, &hostname)?,
-        hostname,
+        tls,
+        hostname: s.hostname(),
         nats_url: s.string("NATS_URL")?,
         names: s.names()?,
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,
@@ -134,10 +136,12 @@ pub fn smtp_config(s: &Settings) -> anyhow::Result<SmtpConfig> {
         timeouts: Timeouts {
             command: s.secs("MAILBUS_SMTP_COMMAND_TIMEOUT_SECS")?,
             data: s.secs("MAILBUS_SMTP_DATA_TIMEOUT_SECS")?,
-            auth_failure_delay: Duration::from_millis(s.bounded("MAILBUS_SMTP_AUTH_FAILURE_DELAY_MS", 0..=60_000)?),
+            min_data_rate: s.bounded("MAILBUS_SMTP_MIN_DATA_RATE", 1..=1_000_000_000)?,
         },
-        max_connections: s.bounded("MAILBUS_SMTP_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
-        max_connections_per_ip: s.bounded("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", 1..=MAX_CONNECTIONS)?,
+        spool_dir: s.optional("MAILBUS_SMTP_SPOOL_DIR").map_or_else(std::env::temp_dir, std::path::PathBuf::from),
+        throttle: throttle_policy(s)?,
+        mx_caps: caps(s, "MAILBUS_SMTP_MAX_CONNECTIONS", "MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP")?,
+        submission_caps: caps(s, "MAILBUS_SUBMISSION_MAX_CONNECTIONS", "MAILBUS_SUBMISSION_MAX_CONNECTIONS_PER_IP")?,
         proxies: proxies(s)?,
         shutdown_grace: s.secs("MAILBUS_SHUTDOWN_GRACE_SECS")?,
         nats_timeout: s.millis("MAILBUS_NATS_TIMEOUT_MS")?,
@@ -159,11 +163,11 @@ pub fn server_tls(s: &Settings, hostname: &str) -> anyhow::Result<ServerTls> {
     }
 }
 
-pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
-    let hostname = s.hostname();
+/// The access role's configuration, presenting `tls`.
+pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfig> {
     Ok(AccessConfig {
-        tls: server_tls(s, &hostname)?,
-        hostname,
+        tls,
+        hostname: s.hostname(),
         mailbox_url: s.string("MAILBUS_MAILBOX_URL")?,
         nats_url: s.string("NATS_URL")?,
         names: s.names()?,
@@ -182,8 +186,10 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         max_auth_failures: s.bounded("MAILBUS_POP3_MAX_AUTH_FAILURES", 1..=1000)?,
         // RFC 1939 §3: the autologout timer must be at least 10 minutes.
         idle_timeout: Duration::from_secs(s.bounded("MAILBUS_POP3_IDLE_TIMEOUT_SECS", 600..=86_400)?),
-        max_connections: s.bounded("MAILBUS_POP3_MAX_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
+        pop3_caps: caps(s, "MAILBUS_POP3_MAX_CONNECTIONS", "MAILBUS_POP3_MAX_CONNECTIONS_PER_IP")?,
+        pop3_login_timeout: Duration::from_secs(s.bounded("MAILBUS_POP3_LOGIN_TIMEOUT_SECS", 1..=3600)?),
         proxies: proxies(s)?,
+        throttle: throttle_policy(s)?,
         imap_listen: s.addr("MAILBUS_IMAP_LISTEN")?,
         imaps_listen: s.optional_addr("MAILBUS_IMAPS_LISTEN")?,
         imap_plaintext_auth: plaintext_auth(s, "MAILBUS_IMAP_PLAINTEXT_AUTH")?,
@@ -191,7 +197,25 @@ pub fn access_config(s: &Settings) -> anyhow::Result<AccessConfig> {
         imap_idle_timeout: Duration::from_secs(s.bounded("MAILBUS_IMAP_IDLE_TIMEOUT_SECS", 1800..=86_400)?),
         imap_max_auth_failures: s.bounded("MAILBUS_IMAP_MAX_AUTH_FAILURES", 1..=1000)?,
         imap_max_user_connections: s.bounded("MAILBUS_IMAP_MAX_USER_CONNECTIONS", 1..=MAX_CONNECTIONS)?,
+        imap_caps: caps(s, "MAILBUS_IMAP_MAX_CONNECTIONS", "MAILBUS_IMAP_MAX_CONNECTIONS_PER_IP")?,
+        imap_login_timeout: Duration::from_secs(s.bounded("MAILBUS_IMAP_LOGIN_TIMEOUT_SECS", 1..=3600)?),
         max_message_size: s.bounded("MAILBUS_MAX_MESSAGE_SIZE", 1024..=MAX_MESSAGE_SIZE)?,
+    })
+}
+
+fn caps(s: &Settings, total: &str, per_address: &str) -> anyhow::Result<Caps> {
+    Ok(Caps {
+        total: s.bounded(total, 1..=MAX_CONNECTIONS)?,
+        per_address: s.bounded(per_address, 1..=MAX_CONNECTIONS)?,
+    })
+}
+
+/// The failed-login rules every protocol shares.
+fn throttle_policy(s: &Settings) -> anyhow::Result<ThrottlePolicy> {
+    Ok(ThrottlePolicy {
+        delay: Duration::from_millis(s.bounded("MAILBUS_AUTH_FAILURE_DELAY_MS", 0..=60_000)?),
+        max_failures_per_address: s.bounded("MAILBUS_AUTH_MAX_FAILURES_PER_IP", 1..=1_000_000)?,
+        window: Duration::from_secs(s.bounded("MAILBUS_AUTH_FAILURE_WINDOW_SECS", 1..=86_400 * 7)?),
     })
 }
 
@@ -231,12 +255,19 @@ pub async fn bind(roles: &[Role], settings: &Settings) -> anyhow::Result<Bound> 
     if roles.contains(&Role::Relay) {
         bound.relay = Some(mailbus_relay::bind(relay_config(&settings)?).await.context("starting the relay role")?);
     }
-    if roles.contains(&Role::SmtpIngress) {
-        bound.smtp =
-            Some(mailbus_smtp_ingress::bind(smtp_config(&settings)?).await.context("starting the smtp-ingress role")?);
+    // One certificate for the process: a generated one is made once, so SMTP, IMAP and POP3 present the
+    // same one (a client that pinned it on one port finds it on the others).
+    let tls = match roles.iter().any(|r| matches!(r, Role::SmtpIngress | Role::Access)) {
+        true => Some(server_tls(&settings, &settings.hostname())?),
+        false => None,
+    };
+    if let (true, Some(tls)) = (roles.contains(&Role::SmtpIngress), &tls) {
+        let config = smtp_config(&settings, tls.clone())?;
+        bound.smtp = Some(mailbus_smtp_ingress::bind(config).await.context("starting the smtp-ingress role")?);
     }
-    if roles.contains(&Role::Access) {
-        bound.access = Some(mailbus_access::bind(access_config(&settings)?).await.context("starting the access role")?);
+    if let (true, Some(tls)) = (roles.contains(&Role::Access), tls) {
+        let config = access_config(&settings, tls)?;
+        bound.access = Some(mailbus_access::bind(config).await.context("starting the access role")?);
     }
     Ok(bound)
 }

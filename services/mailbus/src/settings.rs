@@ -53,6 +53,17 @@ pub const VARS: &[Var] = &[
         "IMAP logins without TLS: never, loopback (as Dovecot) or always; otherwise LOGINDISABLED",
     ),
     var("MAILBUS_IMAP_MAX_AUTH_FAILURES", Some("3"), "failed IMAP logins in one session before disconnect"),
+    var("MAILBUS_IMAP_MAX_CONNECTIONS", Some("1000"), "simultaneous IMAP sessions per access process"),
+    var(
+        "MAILBUS_IMAP_MAX_CONNECTIONS_PER_IP",
+        Some("100"),
+        "simultaneous IMAP sessions from one client address, logged in or not, per access process",
+    ),
+    var(
+        "MAILBUS_IMAP_LOGIN_TIMEOUT_SECS",
+        Some("60"),
+        "time from connecting to a successful IMAP login, STARTTLS included; then BYE (as Stalwart's 1 min)",
+    ),
     var(
         "MAILBUS_IMAP_MAX_USER_CONNECTIONS",
         Some("10"),
@@ -75,6 +86,11 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_POP3_MAX_AUTH_FAILURES", Some("3"), "failed POP3 logins in one session before disconnect"),
     var("MAILBUS_POP3_IDLE_TIMEOUT_SECS", Some("600"), "POP3 autologout timer (RFC 1939 §3: at least 10 minutes)"),
     var(
+        "MAILBUS_POP3_LOGIN_TIMEOUT_SECS",
+        Some("60"),
+        "time from connecting to a successful POP3 login, STLS included; then -ERR and close",
+    ),
+    var(
         "MAILBUS_QUOTA_FULL",
         Some("bounce"),
         "a delivery to a full mailbox: bounce (5.2.2, as Dovecot) or defer (4.2.2, retried until it expires)",
@@ -89,8 +105,22 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_ACCESS_METRICS_LISTEN", Some("0.0.0.0:9104"), "access /metrics, /healthz, /readyz"),
     var("MAILBUS_MAX_MESSAGE_SIZE", Some("52428800"), "largest message accepted, in octets (SMTP SIZE)"),
     var("MAILBUS_MAX_RECIPIENTS", Some("100"), "recipients per SMTP transaction (RFC 5321 asks for at least 100)"),
-    var("MAILBUS_SMTP_MAX_CONNECTIONS", Some("1000"), "simultaneous SMTP sessions per smtp-ingress process"),
-    var("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", Some("50"), "simultaneous SMTP sessions from one client address"),
+    var("MAILBUS_SMTP_MAX_CONNECTIONS", Some("1000"), "simultaneous port-25 sessions per smtp-ingress process"),
+    var(
+        "MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP",
+        Some("50"),
+        "simultaneous port-25 sessions from one client address (Postfix's smtpd_client_connection_count_limit)",
+    ),
+    var(
+        "MAILBUS_SUBMISSION_MAX_CONNECTIONS",
+        Some("1000"),
+        "simultaneous submission sessions (587 and 465 together) per smtp-ingress process, apart from port 25's",
+    ),
+    var(
+        "MAILBUS_SUBMISSION_MAX_CONNECTIONS_PER_IP",
+        Some("50"),
+        "simultaneous submission sessions (587 and 465 together) from one client address",
+    ),
     var(
         "MAILBUS_PROXY_PROTOCOL_FROM",
         None,
@@ -99,17 +129,31 @@ pub const VARS: &[Var] = &[
     var("MAILBUS_SMTP_MAX_ERRORS", Some("20"), "error replies in one SMTP session before 421 and disconnect"),
     var("MAILBUS_SMTP_MAX_AUTH_FAILURES", Some("3"), "failed AUTHs in one session before 421 and disconnect"),
     var(
-        "MAILBUS_SMTP_AUTH_FAILURE_DELAY_MS",
+        "MAILBUS_AUTH_FAILURE_DELAY_MS",
         Some("1000"),
-        "delay before answering a failed AUTH, times the failures so far",
+        "SMTP, IMAP and POP3: delay before answering a failed login, times the failures so far from that address or for that account (at most 15 times)",
+    ),
+    var(
+        "MAILBUS_AUTH_MAX_FAILURES_PER_IP",
+        Some("20"),
+        "SMTP, IMAP and POP3: failed logins from one client address, counted across replicas, before its logins are refused until the window passes",
+    ),
+    var(
+        "MAILBUS_AUTH_FAILURE_WINDOW_SECS",
+        Some("900"),
+        "how long failed logins count against an address and an account (each failure starts it again)",
     ),
     var("MAILBUS_SMTP_PLAINTEXT_AUTH", Some("false"), "development only: offer AUTH without TLS"),
     var("MAILBUS_SMTP_LONG_LINES", Some("accept"), "message lines over 1000 octets: accept or reject (500 5.5.2)"),
-    var("MAILBUS_SMTP_BARE_LF", Some("normalise"), "bare LF line endings in DATA: normalise (to CRLF) or reject"),
+    var(
+        "MAILBUS_SMTP_BARE_LF",
+        Some("normalise"),
+        "bare LF or bare CR line endings in DATA and BDAT: normalise (to CRLF) or reject (554 5.5.2)",
+    ),
     var(
         "MAILBUS_SMTP_COMMAND_TIMEOUT_SECS",
         Some("300"),
-        "wait for the next SMTP command (RFC 5321 §4.5.3.2.7: at least 5 min)",
+        "wait for the next SMTP command, the whole line (RFC 5321 §4.5.3.2.7: at least 5 min)",
     ),
     var(
         "MAILBUS_SMTP_DATA_TIMEOUT_SECS",
@@ -117,11 +161,26 @@ pub const VARS: &[Var] = &[
         "wait for each block of message data (RFC 5321 §4.5.3.2.5: at least 3 min)",
     ),
     var(
+        "MAILBUS_SMTP_MIN_DATA_RATE",
+        Some("500"),
+        "slowest DATA or BDAT accepted, in octets per second: a body gets the data timeout plus the time its octets earn at this rate (Postfix's smtpd_min_data_rate)",
+    ),
+    var(
+        "MAILBUS_SMTP_SPOOL_DIR",
+        None,
+        "where message bodies over 256 KiB wait on disk while they arrive (default: the system's temporary directory)",
+    ),
+    var(
         "MAILBUS_SHUTDOWN_GRACE_SECS",
         Some("30"),
         "on shutdown, how long sessions in the middle of a message get to finish",
     ),
     var("MAILBUS_POP3_MAX_CONNECTIONS", Some("1000"), "simultaneous POP3 sessions per access process"),
+    var(
+        "MAILBUS_POP3_MAX_CONNECTIONS_PER_IP",
+        Some("50"),
+        "simultaneous POP3 sessions from one client address, logged in or not, per access process",
+    ),
     var(
         "MAILBUS_RELAY_ACK_WAIT_SECS",
         Some("300"),

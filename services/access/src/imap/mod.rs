@@ -55,6 +55,20 @@ const DELIMITER: char = '/';
 /// Largest gRPC reply a session accepts (SELECT of a very large mailbox lists every UID).
 const MAX_REPLY: usize = 256 * 1024 * 1024;
 
+/// Before login, the most a command may hold, literals included: LOGIN, AUTHENTICATE PLAIN and ID need
+/// far less. A client that sends more is told BYE and closed, so an address that has no account cannot
+/// make a session hold more than this (and the read buffer) in memory.
+const PRE_LOGIN_COMMAND: u32 = 16 * 1024;
+/// Before login, the largest literal that gets a `+`; a larger one is refused with BAD before it is sent.
+const PRE_LOGIN_LITERAL: u32 = 8 * 1024;
+
+/// How the framer bounds what it buffers: tightly before login, up to APPENDLIMIT after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    PreLogin,
+    LoggedIn,
+}
+
 pub struct ImapContext {
     pub mailbox: MailboxClient<TracedChannel>,
     pub directory: DirectoryClient<TracedChannel>,
@@ -66,6 +80,9 @@ pub struct ImapContext {
     pub max_auth_failures: usize,
     /// The autologout timer: RFC 9051 §5.4 asks for at least 30 minutes, IDLE included (RFC 2177).
     pub idle_timeout: Duration,
+    /// From connecting to a successful login, TLS handshakes included.
+    pub login_timeout: Duration,
+    pub throttle: mailbus_jetstream::LoginThrottle,
     pub max_message_size: u64,
     pub commands: Family<Vec<(String, String)>, Counter>,
     pub metrics: crate::metrics::SessionMetrics,
@@ -229,9 +246,10 @@ pub async fn handle<IO>(
     let _active = ctx.metrics.open();
     let session_span = span.clone();
     async {
+        let login_deadline = tokio::time::Instant::now() + ctx.login_timeout;
         let mut stream = MaybeTls::Plain(io);
         if implicit_tls {
-            match tokio::time::timeout(Duration::from_secs(60), stream.upgrade(&ctx.tls)).await {
+            match tokio::time::timeout_at(login_deadline, stream.upgrade(&ctx.tls)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "implicit TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "implicit TLS handshake timed out"),
@@ -240,7 +258,9 @@ pub async fn handle<IO>(
         let mut conn = Connection {
             peer,
             wire: Wire::new(stream),
-            server: new_server(&ctx, None),
+            server: new_server(&ctx, None, Framing::PreLogin),
+            framing: Framing::PreLogin,
+            fed: 0,
             tls: implicit_tls,
             plaintext_allowed: ctx.plaintext_auth.allows(peer.ip()),
             state: State::NotAuthenticated { failures: 0 },
@@ -248,12 +268,12 @@ pub async fn handle<IO>(
             idle_tag: None,
             pending: Default::default(),
             extended: None,
-            deadline: tokio::time::Instant::now() + ctx.idle_timeout,
+            deadline: login_deadline,
             session_span,
             ctx,
         };
         let greeting = conn.capabilities();
-        conn.server = new_server(&conn.ctx, Some(greeting));
+        conn.server = new_server(&conn.ctx, Some(greeting), Framing::PreLogin);
         match conn.run(&shutdown).await {
             End::Io(error) | End::Read(ReadError::Io(error)) => tracing::info!(%peer, %error, "imap connection failed"),
             other => tracing::debug!(%peer, end = ?other, "imap connection closed"),
@@ -265,12 +285,22 @@ pub async fn handle<IO>(
 
 /// A framer for a new connection (with its greeting) or for one that has just started TLS (whose
 /// greeting was already sent, so the new one is taken out unsent).
-fn new_server(ctx: &ImapContext, capabilities: Option<Vec1<Capability<'static>>>) -> Server {
+fn new_server(ctx: &ImapContext, capabilities: Option<Vec1<Capability<'static>>>, framing: Framing) -> Server {
     let mut options = Options::default();
     options.crlf_relaxed = true;
-    let limit = u32::try_from(ctx.max_message_size).unwrap_or(u32::MAX - 65536);
-    options.max_literal_size = limit;
-    options.max_command_size = limit.saturating_add(64 * 1024);
+    match framing {
+        Framing::PreLogin => {
+            options.max_literal_size = PRE_LOGIN_LITERAL;
+            options.max_command_size = PRE_LOGIN_COMMAND;
+            let _ = options.set_literal_reject_text("literal too large before login".into());
+        }
+        Framing::LoggedIn => {
+            let limit = u32::try_from(ctx.max_message_size).unwrap_or(u32::MAX - 65536);
+            options.max_literal_size = limit;
+            options.max_command_size = limit.saturating_add(64 * 1024);
+            let _ = options.set_literal_reject_text("[TOOBIG] literal larger than APPENDLIMIT".into());
+        }
+    }
     let fresh = capabilities.is_none();
     let greeting = Greeting::ok(capabilities.map(Code::Capability), "mailbus IMAP ready").expect("valid greeting");
     let mut server = Server::new(options, greeting);
@@ -280,6 +310,24 @@ fn new_server(ctx: &ImapContext, capabilities: Option<Vec1<Capability<'static>>>
         let _ = server.next();
     }
     server
+}
+
+/// RFC 3501 §7.2.1 spells the capability `IMAP4rev1`; imap-codec writes `IMAP4REV1`, and case-sensitive
+/// scanners (testssl's STARTTLS probe) look for the RFC's spelling. Rewrites it, in place and at the same
+/// length, in a response that is a capability list (the greeting, `* CAPABILITY`, a login's
+/// `OK [CAPABILITY`), where it always comes first; no other response is touched, so message data never is.
+fn spell_imap4rev1(frame: &mut [u8]) {
+    let Some(space) = frame.iter().position(|&b| b == b' ') else { return };
+    let rest = &frame[space + 1..];
+    let at = if rest.starts_with(b"CAPABILITY IMAP4REV1") {
+        "CAPABILITY ".len()
+    } else if rest.starts_with(b"OK [CAPABILITY IMAP4REV1") {
+        "OK [CAPABILITY ".len()
+    } else {
+        return;
+    };
+    let start = space + 1 + at;
+    frame[start..start + 9].copy_from_slice(b"IMAP4rev1");
 }
 
 fn text(message: &str) -> String {
@@ -367,6 +415,10 @@ struct Connection<IO> {
     peer: SocketAddr,
     wire: Wire<MaybeTls<IO>>,
     server: Server,
+    /// The limits `server` was made with; replaced by a logged-in framer once the login is answered.
+    framing: Framing,
+    /// Before login: bytes handed to the framer since it last produced a command.
+    fed: usize,
     ctx: Arc<ImapContext>,
     tls: bool,
     plaintext_allowed: bool,
@@ -379,7 +431,9 @@ struct Connection<IO> {
     extended: Option<render::Extended>,
     /// What the framer produced while a command was being answered, for `run` to handle next.
     pending: std::collections::VecDeque<Result<Event, FrameError>>,
-    /// The autologout time: the idle timeout after the client's last input.
+    /// When the session ends if nothing more happens: before login, the login deadline, which input does
+    /// not move; after, the idle timeout from the last input that completed a line (a client dribbling one
+    /// line forever is logged out as an idle one is).
     deadline: tokio::time::Instant,
     /// `imap.session`, which names the account once logged in.
     session_span: tracing::Span,
@@ -410,6 +464,7 @@ where
     }
 
     fn capabilities(&self) -> Vec1<Capability<'static>> {
+        // IMAP4rev1 first: `spell_imap4rev1` finds it there.
         let mut caps = vec![Capability::Imap4Rev1, Capability::LiteralPlus, Capability::SaslIr, Capability::Idle];
         caps.push(Capability::from(atom("IMAP4rev2")));
         caps.extend(["ID", "ENABLE", "NAMESPACE"].map(|c| Capability::from(atom(c))));
@@ -456,12 +511,16 @@ where
             };
             match next {
                 Ok(event) => {
+                    if !matches!(event, Event::GreetingSent { .. } | Event::ResponseSent { .. }) {
+                        self.fed = 0;
+                    }
                     if let Flow::Close = self.event(event).await {
                         let _ = self.wire.flush().await;
                         return End::Closed;
                     }
                 }
-                Err(Interrupt::Io(Io::Output(bytes))) => {
+                Err(Interrupt::Io(Io::Output(mut bytes))) => {
+                    spell_imap4rev1(&mut bytes);
                     self.wire.output.extend_from_slice(&bytes);
                     if let Err(error) = self.wire.flush_if_large().await {
                         return End::Io(error);
@@ -471,11 +530,23 @@ where
                     if let Err(error) = self.wire.flush().await {
                         return End::Io(error);
                     }
+                    if self.framing == Framing::PreLogin && self.state.login().is_some() {
+                        // The login is answered and the framer has consumed all it was given (it is fed
+                        // one line at a time before login): what follows gets the logged-in limits.
+                        self.server = new_server(&self.ctx, None, Framing::LoggedIn);
+                        self.framing = Framing::LoggedIn;
+                    }
+                    if !self.wire.input.is_empty() {
+                        if let Flow::Close = self.feed().await {
+                            return End::Closed;
+                        }
+                        continue;
+                    }
                     match self.wait(shutdown).await {
                         Ok(Woken::Input) => {
-                            self.deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
-                            self.server.enqueue_input(&self.wire.input);
-                            self.wire.input.clear();
+                            if self.state.login().is_some() && self.wire.input.contains(&b'\n') {
+                                self.deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
+                            }
                         }
                         Ok(Woken::Event(message)) => {
                             if let Flow::Close = self.on_event(message).await {
@@ -491,6 +562,7 @@ where
                         Ok(Woken::Resubscribe) => self.resubscribe().await,
                         Err(error) => {
                             let farewell = match error {
+                                ReadError::Timeout if self.state.login().is_none() => Some("login timed out"),
                                 ReadError::Timeout => Some("autologout: idle for too long"),
                                 ReadError::Shutdown => Some("server shutting down"),
                                 _ => None,
@@ -504,6 +576,7 @@ where
                     }
                 }
                 Err(Interrupt::Error(error)) => {
+                    self.fed = 0;
                     if let Flow::Close = self.malformed(error).await {
                         let _ = self.wire.flush().await;
                         return End::Closed;
@@ -513,12 +586,35 @@ where
         }
     }
 
+    /// Hands the framer the input it may have. Logged in, all of it. Before login, up to the next line end
+    /// only, so that when the login is answered the framer holds nothing more and can be replaced; and a
+    /// command that grows past [`PRE_LOGIN_COMMAND`] ends the session instead of growing a buffer.
+    async fn feed(&mut self) -> Flow {
+        if self.framing == Framing::LoggedIn {
+            self.server.enqueue_input(&self.wire.input);
+            self.wire.input.clear();
+            return Flow::Continue;
+        }
+        let end = self.wire.input.iter().position(|&b| b == b'\n').map_or(self.wire.input.len(), |i| i + 1);
+        if self.fed + end > PRE_LOGIN_COMMAND as usize {
+            tracing::info!(peer = %self.peer, "command too long before login; closing");
+            let bye = Status::bye(Some(other_code("LIMIT")), "command too long before login").expect("ASCII text");
+            self.wire.last_words(&encode(bye)).await;
+            return Flow::Close;
+        }
+        self.server.enqueue_input(&self.wire.input[..end]);
+        self.wire.consume(end);
+        self.fed += end;
+        Flow::Continue
+    }
+
     /// Writes out what the framer has queued so far (a long FETCH goes out as it is read, not all at the
     /// end). A command the client pipelined meanwhile is kept for `run`.
     async fn pump(&mut self) -> std::io::Result<()> {
         loop {
             match self.server.next() {
-                Err(Interrupt::Io(Io::Output(bytes))) => {
+                Err(Interrupt::Io(Io::Output(mut bytes))) => {
+                    spell_imap4rev1(&mut bytes);
                     self.wire.output.extend_from_slice(&bytes);
                     self.wire.flush_if_large().await?;
                 }
@@ -792,6 +888,11 @@ where
     }
 
     async fn log_in(&mut self, tag: Tag<'static>, user: &str, password: &str) -> Result<Status<'static>, Flow> {
+        let client = self.peer.ip();
+        if self.ctx.throttle.verdict(client).await == mailbus_jetstream::Verdict::Refuse {
+            self.ctx.metrics.throttled();
+            return Ok(no(tag, Some(other_code("UNAVAILABLE")), "too many failed logins from your address, try later"));
+        }
         let request = pb::AuthenticateRequest { username: user.to_owned(), password: password.to_owned() };
         let reply = match self.ctx.directory.clone().authenticate(request).await {
             Ok(reply) => reply.into_inner(),
@@ -803,8 +904,10 @@ where
             };
             *failures += 1;
             let failures = *failures;
-            // A growing delay, then the door (as the SMTP and POP3 sessions do).
-            tokio::time::sleep(Duration::from_millis(500 * failures as u64)).await;
+            // A delay that grows with the failures of this address and account across sessions, then the
+            // door once this session has had its share.
+            self.ctx.metrics.auth_failed();
+            tokio::time::sleep(self.ctx.throttle.failed("imap", client, user).await).await;
             if failures >= self.ctx.max_auth_failures {
                 self.server.enqueue_status(no(tag, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed"));
                 self.server.enqueue_status(Status::bye(None, "too many authentication failures").expect("ASCII"));
@@ -823,6 +926,8 @@ where
                 return Ok(no(tag, Some(other_code("UNAVAILABLE")), "try again later"));
             }
         };
+        self.ctx.throttle.succeeded(user).await;
+        self.deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
         self.session_span.record("account", reply.account_address.as_str());
         self.state = State::Authenticated(Login {
             account_id: reply.account_id,
@@ -841,7 +946,10 @@ where
     async fn drain(&mut self) {
         loop {
             match self.server.next() {
-                Err(Interrupt::Io(Io::Output(bytes))) => self.wire.output.extend_from_slice(&bytes),
+                Err(Interrupt::Io(Io::Output(mut bytes))) => {
+                    spell_imap4rev1(&mut bytes);
+                    self.wire.output.extend_from_slice(&bytes)
+                }
                 Ok(Event::ResponseSent { .. } | Event::GreetingSent { .. }) => {}
                 _ => break,
             }
@@ -1067,10 +1175,12 @@ where
         self.server.enqueue_status(ok(tag, None, "begin TLS negotiation now"));
         self.drain().await;
         let go_ahead = std::mem::take(&mut self.wire.output);
-        match self.wire.start_tls(&go_ahead, &self.ctx.tls, Duration::from_secs(60)).await {
+        let handshake = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.wire.start_tls(&go_ahead, &self.ctx.tls, handshake).await {
             Ok(_) => {
                 self.tls = true;
-                self.server = new_server(&self.ctx, None);
+                self.server = new_server(&self.ctx, None, self.framing);
+                self.fed = 0;
                 Flow::Continue
             }
             Err(StartTlsError::Write(error)) => {
@@ -2284,5 +2394,33 @@ mod robustness {
         }
         // Both kinds occur, so the generator exercises the conversions and the error paths alike.
         assert!(commands > 100 && errors > 100, "{commands} commands, {errors} errors");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spell_imap4rev1;
+
+    #[test]
+    fn imap4rev1_is_spelled_as_rfc_3501_does_in_capability_lists_only() {
+        for (from, to) in [
+            (&b"* OK [CAPABILITY IMAP4REV1 IDLE] ready\r\n"[..], &b"* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n"[..]),
+            (b"* CAPABILITY IMAP4REV1 LITERAL+\r\n", b"* CAPABILITY IMAP4rev1 LITERAL+\r\n"),
+            (
+                b"a1 OK [CAPABILITY IMAP4REV1 UIDPLUS] logged in\r\n",
+                b"a1 OK [CAPABILITY IMAP4rev1 UIDPLUS] logged in\r\n",
+            ),
+            // Anything else, message data included, is left as it is.
+            (
+                b"* 1 FETCH (BODY[] {20}\r\nCAPABILITY IMAP4REV1)\r\n",
+                b"* 1 FETCH (BODY[] {20}\r\nCAPABILITY IMAP4REV1)\r\n",
+            ),
+            (b"* OK IMAP4REV1\r\n", b"* OK IMAP4REV1\r\n"),
+            (b"*", b"*"),
+        ] {
+            let mut frame = from.to_vec();
+            spell_imap4rev1(&mut frame);
+            assert_eq!(frame, to, "{}", String::from_utf8_lossy(from));
+        }
     }
 }
