@@ -10,6 +10,7 @@ pub mod dovecot;
 pub mod fake_smtp;
 pub mod infra;
 pub mod processes;
+pub mod raw;
 pub mod stack;
 
 pub use infra::Infra;

@@ -84,6 +84,11 @@ impl Replica {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|child| child.id())
+    }
+
     pub fn addr(&self, var: &str) -> SocketAddr {
         self.env[var].parse().expect("a listen address")
     }

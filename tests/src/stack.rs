@@ -50,7 +50,7 @@ impl StackBuilder {
             ("MAILBUS_TLS_CERT", cert.as_str()),
             ("MAILBUS_TLS_KEY", key.as_str()),
             // Failed logins are slowed down in production; tests would only wait.
-            ("MAILBUS_SMTP_AUTH_FAILURE_DELAY_MS", "0"),
+            ("MAILBUS_AUTH_FAILURE_DELAY_MS", "0"),
             // No test may look anything up in DNS or reach past loopback: every remote domain goes to a
             // closed loopback port unless the test routes it somewhere else.
             ("MAILBUS_RELAY_TRANSPORTS", "*=127.0.0.1:9"),

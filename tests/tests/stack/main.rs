@@ -5,6 +5,8 @@ mod acceptance;
 mod admin;
 mod delivery;
 mod failures;
+mod flood;
+mod hostile;
 mod imap;
 mod noloss;
 mod ops;
