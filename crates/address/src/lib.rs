@@ -1,10 +1,18 @@
-//! Validated mail domain types shared by every role: [`Domain`], [`EmailAddress`] and [`QueueId`].
+//! Validated identifiers shared by the roles: the mail domain's [`Domain`], [`EmailAddress`] and
+//! [`QueueId`], and mail at rest's [`AccountId`], [`MailboxId`], [`Uid`] and [`MailboxName`].
 //!
 //! A value of these types is valid by construction, so code that holds one never re-checks it. This crate
-//! does no I/O and knows nothing of the wire formats that carry these values.
+//! does no I/O and knows nothing of the wire formats that carry these values: the roles convert at their
+//! edges.
+
+mod ids;
+mod mailbox_name;
 
 use std::fmt;
 use std::str::FromStr;
+
+pub use ids::{AccountId, BadUid, MailboxId, Uid};
+pub use mailbox_name::{MailboxName, MailboxNameError};
 
 /// RFC 5321 §4.5.3.1.1: 64 octets of local part.
 pub const MAX_LOCAL_PART: usize = 64;

@@ -1,4 +1,46 @@
-//! The mailbox role's errors, and their one mapping to gRPC status codes.
+//! The mailbox role's errors and their one mapping to gRPC status codes: PostgreSQL's error codes become
+//! ours here, ours become gRPC's here, and so does the policy for a delivery into a full mailbox.
+
+use mailbus_address::MailboxNameError;
+use tonic::Status;
+
+/// What a delivery into a full mailbox gets: Dovecot's `quota_full_tempfail` as a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuotaFull {
+    /// 5.2.2: the sender gets a bounce now (Dovecot's default).
+    #[default]
+    Bounce,
+    /// 4.2.2: the relay keeps trying until the message expires, in case the owner makes room.
+    Defer,
+}
+
+impl QuotaFull {
+    /// Deliver's answer for an account whose quota has no room, `why` saying which limit.
+    pub(crate) fn refusal(self, why: &str) -> Status {
+        match self {
+            QuotaFull::Bounce => Status::failed_precondition(format!("5.2.2 mailbox full: {why}")),
+            QuotaFull::Defer => Status::resource_exhausted(format!("4.2.2 mailbox full: {why}")),
+        }
+    }
+}
+
+impl std::str::FromStr for QuotaFull {
+    type Err = String;
+
+    /// `bounce` or `defer`, as `MAILBUS_QUOTA_FULL` spells them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "bounce" => Ok(QuotaFull::Bounce),
+            "defer" => Ok(QuotaFull::Defer),
+            _ => Err("must be bounce or defer".to_owned()),
+        }
+    }
+}
+
+/// A request the gRPC edge refuses before it reaches the store (a missing field, a malformed stream).
+pub(crate) fn invalid(what: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(what.to_string())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailboxError {
@@ -24,6 +66,13 @@ pub enum MailboxError {
     Hashing(String),
 }
 
+impl MailboxError {
+    /// A mailbox name the store refuses, quoted as the caller gave it.
+    pub(crate) fn bad_mailbox_name(name: &str, error: MailboxNameError) -> Self {
+        MailboxError::InvalidArgument(format!("mailbox name {name:?}: {error}"))
+    }
+}
+
 impl From<sqlx::Error> for MailboxError {
     /// The one place where PostgreSQL's error codes become ours.
     fn from(error: sqlx::Error) -> Self {
@@ -42,9 +91,8 @@ impl From<sqlx::Error> for MailboxError {
     }
 }
 
-impl From<MailboxError> for tonic::Status {
+impl From<MailboxError> for Status {
     fn from(error: MailboxError) -> Self {
-        use tonic::Status;
         match error {
             MailboxError::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
             MailboxError::NotFound(what) => Status::not_found(what),

@@ -1,6 +1,7 @@
 //! Change events, published on NATS after each commit so that sessions on any access replica learn of
 //! new mail and expunges.
 
+use mailbus_address::{AccountId, MailboxName, Uid};
 use mailbus_jetstream::{MailboxEvent, Names};
 use mailbus_proto::v1::MailboxEventKind;
 use prost::Message as _;
@@ -21,18 +22,18 @@ impl Events {
     /// so that a NATS outage never holds up the reply to the caller.
     pub fn publish(
         &self,
-        account_id: i64,
-        mailbox: &str,
+        account: AccountId,
+        mailbox: &MailboxName,
         kind: MailboxEventKind,
-        uids: Vec<u32>,
+        uids: &[Uid],
         modseq: i64,
         uidvalidity: u32,
     ) {
         let event = MailboxEvent {
-            account_id,
-            mailbox: mailbox.to_owned(),
+            account_id: account.get(),
+            mailbox: mailbox.to_string(),
             kind: kind.into(),
-            uids,
+            uids: uids.iter().map(|&uid| uid.get()).collect(),
             modseq: modseq as u64,
             uidvalidity,
             renamed_to: String::new(),
@@ -41,12 +42,18 @@ impl Events {
     }
 
     /// A change to the hierarchy: CREATED, DELETED, or RENAMED to `renamed_to`.
-    pub fn publish_hierarchy(&self, account_id: i64, mailbox: &str, kind: MailboxEventKind, renamed_to: &str) {
+    pub fn publish_hierarchy(
+        &self,
+        account: AccountId,
+        mailbox: &MailboxName,
+        kind: MailboxEventKind,
+        renamed_to: Option<&MailboxName>,
+    ) {
         self.send(MailboxEvent {
-            account_id,
-            mailbox: mailbox.to_owned(),
+            account_id: account.get(),
+            mailbox: mailbox.to_string(),
             kind: kind.into(),
-            renamed_to: renamed_to.to_owned(),
+            renamed_to: renamed_to.map(MailboxName::to_string).unwrap_or_default(),
             ..Default::default()
         });
     }

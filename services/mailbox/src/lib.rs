@@ -4,19 +4,23 @@
 //! after each commit.
 //!
 //! It must not talk SMTP, POP3 or IMAP, and no other role may open a database connection.
+//!
+//! Where things are: `rpc` is the gRPC edge (proto types in and out, no SQL); `store` is the store layer,
+//! where all the SQL is. Beside them: `mime` parses a message once, `sections` cuts FETCH body sections
+//! from the stored octets, `flags` and `list_pattern` are the rules for flags and LIST patterns,
+//! `password` hashes credentials, `events` publishes changes on NATS, and `error` maps every error to a
+//! gRPC status. Identifiers are `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`,
+//! and inside the store `MailboxId`.
 
-mod directory;
 mod error;
 mod events;
-mod mailbox_rpc;
-mod mailboxes;
-mod maildrop;
+mod flags;
+mod list_pattern;
 mod mime;
-mod names;
 mod password;
-mod search;
+mod rpc;
 mod sections;
-mod service;
+mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,15 +33,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-pub use error::MailboxError;
-pub use service::QuotaFull;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub use error::{MailboxError, QuotaFull};
 
 #[derive(Debug, Clone)]
 pub struct MailboxConfig {
@@ -71,7 +71,7 @@ pub enum StartError {
 pub struct Mailbox {
     grpc: TcpListener,
     ops: TcpListener,
-    service: service::MailboxService,
+    service: rpc::MailboxService,
     registry: Registry,
     database_up: Gauge<i64>,
 }
@@ -79,13 +79,7 @@ pub struct Mailbox {
 /// Connects to PostgreSQL (running migrations; several replicas starting at once take turns on the
 /// migrator's advisory lock) and NATS, and binds the listeners.
 pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_db_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&config.database_url)
-        .await
-        .map_err(StartError::Database)?;
-    MIGRATOR.run(&pool).await?;
+    let pool = store::open(&config.database_url, config.max_db_connections).await?;
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-mailbox").await?;
     let mut registry = Registry::with_prefix("mailbus_mailbox");
     let deliveries = Family::<Vec<(String, String)>, Counter>::default();
@@ -100,7 +94,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
     let database_up = Gauge::<i64>::default();
     registry.register("database_up", "1 when the last PostgreSQL probe succeeded", database_up.clone());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let service = service::MailboxService {
+    let service = rpc::MailboxService {
         pool,
         hasher: password::Hasher::new(threads),
         events: events::Events::new(nats, config.names.clone()),
@@ -136,7 +130,7 @@ impl Mailbox {
         let watch = tokio::spawn(watch_database(pool.clone(), readiness, self.database_up, shutdown.clone()));
         // Messages stored before MIME parsing existed; several replicas may run this at once harmlessly.
         let backfill = tokio::spawn(async move {
-            match mime::backfill(&pool).await {
+            match store::parsed::backfill(&pool).await {
                 Ok(0) => {}
                 Ok(parsed) => tracing::info!(parsed, "parsed messages stored before MIME parsing existed"),
                 Err(error) => tracing::warn!(%error, "MIME backfill stopped; it resumes at the next start"),
@@ -157,7 +151,7 @@ impl Mailbox {
 /// `/readyz` follows the database: a mailbox role that cannot reach PostgreSQL should get no traffic.
 async fn watch_database(pool: sqlx::PgPool, readiness: Readiness, up: Gauge<i64>, shutdown: CancellationToken) {
     loop {
-        let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        let ok = store::reachable(&pool).await;
         readiness.set(ok);
         up.set(i64::from(ok));
         tokio::select! {

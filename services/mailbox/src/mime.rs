@@ -1,6 +1,7 @@
 //! A message parsed once, when it is stored: the IMAP ENVELOPE and BODYSTRUCTURE with every part's
 //! offsets (so FETCH of a section slices the stored octets instead of parsing again), the Date field, the
-//! header fields and the decoded text that SEARCH looks at.
+//! header fields and the decoded text that SEARCH looks at. Parsing only: `store::parsed` writes the
+//! result.
 
 use mail_parser::{Address, Header, HeaderName, HeaderValue, Message, MessageParser, PartType};
 use mailbus_proto::v1 as pb;
@@ -35,49 +36,7 @@ impl Parsed {
     }
 }
 
-/// Binds what is stored of a parsed message, in the order both writers (delivery and the backfill) list
-/// the columns: structure, sent_at, header_names, header_values, body_text, header_size.
-pub(crate) fn bind_parsed<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    parsed: &'q Parsed,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    use prost::Message as _;
-    query
-        .bind(parsed.structure.encode_to_vec())
-        .bind(parsed.sent_unix.map(|t| t as f64))
-        .bind(&parsed.header_names)
-        .bind(&parsed.header_values)
-        .bind(&parsed.text)
-        .bind(parsed.header_size() as i32)
-}
-
-/// Rows stored before parsing existed get their columns from this, at start-up.
-pub async fn backfill(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    let mut done = 0;
-    loop {
-        let batch: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, content FROM messages WHERE structure IS NULL ORDER BY id LIMIT 50")
-                .fetch_all(pool)
-                .await?;
-        if batch.is_empty() {
-            return Ok(done);
-        }
-        for (id, content) in batch {
-            let parsed = tokio::task::spawn_blocking(move || parse(&content))
-                .await
-                .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
-            let update = sqlx::query(
-                "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
-                        header_values = $5, body_text = to_tsvector('simple', $6), header_size = $7
-                  WHERE id = $1",
-            )
-            .bind(id);
-            bind_parsed(update, &parsed).execute(pool).await?;
-            done += 1;
-        }
-    }
-}
-
+/// Parses a message. It never fails: what mail-parser cannot read is described as one text part.
 pub fn parse(content: &[u8]) -> Parsed {
     let Some(message) = MessageParser::default().parse(content) else {
         // mail-parser gives up only on input without any header; describe it as one text part.

@@ -1,29 +1,40 @@
-//! Domains, accounts and credentials.
+//! The directory's tables: hosted domains, accounts with their argon2id credentials and quotas, aliases
+//! (several targets; `@domain` catch-alls), and where an address leads.
 
-use mailbus_address::{Domain, EmailAddress};
+use mailbus_address::{AccountId, Domain, EmailAddress, MailboxName};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::error::MailboxError;
 use crate::password::{Hasher, Password};
+use crate::store::mailboxes;
 
 /// Where an address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     /// The enabled accounts it leads to, in id order; never empty.
-    Local(Vec<i64>),
+    Local(Vec<AccountId>),
     UnknownUser,
     NotLocal,
 }
 
+/// An account whose credentials were accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub id: AccountId,
+    /// The lookup form of its address.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DomainRow {
     pub name: String,
     pub created_unix: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountRow {
-    pub id: i64,
+    #[sqlx(try_from = "i64")]
+    pub id: AccountId,
     pub address: String,
     pub disabled: bool,
     pub created_unix: i64,
@@ -33,7 +44,7 @@ pub struct AccountRow {
     pub quota_messages: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AliasRow {
     pub address: String,
     pub targets: Vec<String>,
@@ -63,7 +74,7 @@ const INITIAL_MAILBOXES: &[(&str, Option<&str>)] = &[
 /// that address, else the alias with that address, else the domain's catch-all alias. A disabled account
 /// stops the search (its address does not fall through to the catch-all) but receives nothing.
 const RESOLVE: &str = "
-    SELECT rank, array_remove(array_agg(target ORDER BY target), NULL)
+    SELECT array_remove(array_agg(target ORDER BY target), NULL) AS accounts
       FROM (SELECT 1 AS rank, CASE WHEN NOT disabled THEN id END AS target FROM accounts WHERE address = $2
             UNION ALL
             SELECT CASE WHEN al.address = $2 THEN 2 ELSE 3 END, CASE WHEN NOT a.disabled THEN a.id END
@@ -82,12 +93,22 @@ pub async fn resolve(pool: &PgPool, address: &EmailAddress) -> Result<Resolution
     if hosted.is_none() {
         return Ok(Resolution::NotLocal);
     }
-    let found: Option<(i32, Vec<i64>)> =
-        sqlx::query_as(RESOLVE).bind(domain).bind(address.lookup_key()).fetch_optional(pool).await?;
+    let found: Option<Vec<i64>> =
+        sqlx::query_scalar(RESOLVE).bind(domain).bind(address.lookup_key()).fetch_optional(pool).await?;
     Ok(match found {
-        Some((_, accounts)) if !accounts.is_empty() => Resolution::Local(accounts),
+        Some(accounts) if !accounts.is_empty() => {
+            Resolution::Local(accounts.into_iter().map(AccountId::from).collect())
+        }
         _ => Resolution::UnknownUser,
     })
+}
+
+#[derive(sqlx::FromRow)]
+struct Credentials {
+    #[sqlx(try_from = "i64")]
+    id: AccountId,
+    address: String,
+    password_hash: String,
 }
 
 /// Checks credentials. `None` for an unknown user, a disabled account or a wrong password alike.
@@ -96,8 +117,8 @@ pub async fn authenticate(
     hasher: &Hasher,
     username: &str,
     password: Password,
-) -> Result<Option<(i64, String)>, MailboxError> {
-    let account: Option<(i64, String, String)> = match username.parse::<EmailAddress>() {
+) -> Result<Option<Authenticated>, MailboxError> {
+    let account: Option<Credentials> = match username.parse::<EmailAddress>() {
         Ok(address) => {
             sqlx::query_as("SELECT id, address, password_hash FROM accounts WHERE address = $1 AND NOT disabled")
                 .bind(address.lookup_key())
@@ -106,14 +127,14 @@ pub async fn authenticate(
         }
         Err(_) => None,
     };
-    let stored = account.as_ref().map(|(_, _, hash)| hash.clone());
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
     let ok = hasher.verify(password, stored).await?;
-    Ok(account.filter(|_| ok).map(|(id, address, _)| (id, address)))
+    Ok(account.filter(|_| ok).map(|a| Authenticated { id: a.id, address: a.address }))
 }
 
-/// Whether `account_id` may send as `address`: its own address, or an alias that leads to it. A catch-all
+/// Whether `account` may send as `address`: its own address, or an alias that leads to it. A catch-all
 /// does not count: it would let one account speak for the whole domain.
-pub async fn sender_allowed(pool: &PgPool, account_id: i64, address: &EmailAddress) -> Result<bool, MailboxError> {
+pub async fn sender_allowed(pool: &PgPool, account: AccountId, address: &EmailAddress) -> Result<bool, MailboxError> {
     let allowed: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM accounts WHERE id = $1 AND address = $2 AND NOT disabled
          UNION ALL
@@ -121,7 +142,7 @@ pub async fn sender_allowed(pool: &PgPool, account_id: i64, address: &EmailAddre
           WHERE t.account_id = $1 AND al.address = $2
          LIMIT 1",
     )
-    .bind(account_id)
+    .bind(account.get())
     .bind(address.lookup_key())
     .fetch_optional(pool)
     .await?;
@@ -130,24 +151,25 @@ pub async fn sender_allowed(pool: &PgPool, account_id: i64, address: &EmailAddre
 
 pub async fn add_domain(pool: &PgPool, name: &str) -> Result<DomainRow, MailboxError> {
     let domain: Domain = name.parse().map_err(|e| MailboxError::InvalidArgument(format!("domain {name:?}: {e}")))?;
-    let (name, created_unix): (String, i64) =
-        sqlx::query_as("INSERT INTO domains (name) VALUES ($1) RETURNING name, extract(epoch FROM created_at)::bigint")
-            .bind(domain.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(|e| match MailboxError::from(e) {
-                MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("domain {domain}")),
-                other => other,
-            })?;
-    Ok(DomainRow { name, created_unix })
+    sqlx::query_as(
+        "INSERT INTO domains (name) VALUES ($1) RETURNING name, extract(epoch FROM created_at)::bigint AS created_unix",
+    )
+    .bind(domain.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match MailboxError::from(e) {
+        MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("domain {domain}")),
+        other => other,
+    })
 }
 
 pub async fn list_domains(pool: &PgPool) -> Result<Vec<DomainRow>, MailboxError> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT name, extract(epoch FROM created_at)::bigint FROM domains ORDER BY name")
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(name, created_unix)| DomainRow { name, created_unix }).collect())
+    let rows = sqlx::query_as(
+        "SELECT name, extract(epoch FROM created_at)::bigint AS created_unix FROM domains ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }
 
 /// Creates an account and its initial mailboxes in one transaction.
@@ -176,10 +198,10 @@ pub async fn add_account(
     if alias.is_some() {
         return Err(MailboxError::AlreadyExists(format!("alias {address}")));
     }
-    let (id, created_unix): (i64, i64) = sqlx::query_as(
-        "INSERT INTO accounts (domain_id, address, password_hash) VALUES ($1, $2, $3)
-         RETURNING id, extract(epoch FROM created_at)::bigint",
-    )
+    let account: AccountRow = sqlx::query_as(AssertSqlSafe(format!(
+        "INSERT INTO accounts AS a (domain_id, address, password_hash) VALUES ($1, $2, $3)
+         RETURNING {ACCOUNT_COLUMNS}"
+    )))
     .bind(domain_id)
     .bind(address.lookup_key())
     .bind(hash)
@@ -189,39 +211,31 @@ pub async fn add_account(
         MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("account {address}")),
         other => other,
     })?;
+    create_initial_mailboxes(&mut tx, account.id).await?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// INBOX and the SPECIAL-USE set, each subscribed.
+async fn create_initial_mailboxes(conn: &mut sqlx::PgConnection, account: AccountId) -> Result<(), MailboxError> {
     for (name, special_use) in INITIAL_MAILBOXES {
-        crate::mailboxes::insert(&mut tx, id, name, *special_use).await?;
+        let name: MailboxName = name.parse().map_err(|e| MailboxError::bad_mailbox_name(name, e))?;
+        mailboxes::insert(conn, account, &name, *special_use).await?;
         sqlx::query("INSERT INTO subscriptions (account_id, name) VALUES ($1, $2)")
-            .bind(id)
-            .bind(name)
-            .execute(&mut *tx)
+            .bind(account.get())
+            .bind(name.as_str())
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await?;
-    Ok(AccountRow {
-        id,
-        address: address.lookup_key(),
-        disabled: false,
-        created_unix,
-        message_count: 0,
-        storage_bytes: 0,
-        quota_bytes: None,
-        quota_messages: None,
-    })
+    Ok(())
 }
 
-type AccountTuple = (i64, String, bool, i64, i64, i64, Option<i64>, Option<i64>);
-
-const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.disabled, extract(epoch FROM a.created_at)::bigint,
-    a.used_messages, a.used_bytes, a.quota_bytes, a.quota_messages";
-
-fn account_row(t: AccountTuple) -> AccountRow {
-    let (id, address, disabled, created_unix, message_count, storage_bytes, quota_bytes, quota_messages) = t;
-    AccountRow { id, address, disabled, created_unix, message_count, storage_bytes, quota_bytes, quota_messages }
-}
+/// The columns of an [`AccountRow`], from `accounts a`.
+const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.disabled, extract(epoch FROM a.created_at)::bigint AS created_unix,
+    a.used_messages AS message_count, a.used_bytes AS storage_bytes, a.quota_bytes, a.quota_messages";
 
 pub async fn list_accounts(pool: &PgPool, domain: Option<&str>) -> Result<Vec<AccountRow>, MailboxError> {
-    let rows: Vec<AccountTuple> = sqlx::query_as(AssertSqlSafe(format!(
+    let rows: Vec<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts a JOIN domains d ON d.id = a.domain_id
           WHERE $1::text IS NULL OR d.name = $1
           ORDER BY a.address"
@@ -229,7 +243,7 @@ pub async fn list_accounts(pool: &PgPool, domain: Option<&str>) -> Result<Vec<Ac
     .bind(domain.map(str::to_lowercase))
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(account_row).collect())
+    Ok(rows)
 }
 
 fn parse_address(address: &str) -> Result<EmailAddress, MailboxError> {
@@ -252,7 +266,7 @@ pub async fn update_account(
         None => None,
     };
     // For a quota, the first parameter says whether to change it and the second is the new value.
-    let row: Option<AccountTuple> = sqlx::query_as(AssertSqlSafe(format!(
+    let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
         "UPDATE accounts a
             SET password_hash = coalesce($2, password_hash),
                 disabled = coalesce($3, disabled),
@@ -270,7 +284,7 @@ pub async fn update_account(
     .bind(change.quota_messages.flatten())
     .fetch_optional(pool)
     .await?;
-    row.map(account_row).ok_or_else(|| no_account(&address))
+    row.ok_or_else(|| no_account(&address))
 }
 
 /// Deletes an account, its mailboxes and messages, and its place in aliases; an alias left with no target
@@ -321,6 +335,13 @@ fn alias_key(address: &str) -> Result<(String, String), MailboxError> {
     }
 }
 
+/// An account named as an alias's target.
+#[derive(sqlx::FromRow)]
+struct AccountRef {
+    id: i64,
+    address: String,
+}
+
 /// Creates an alias or adds targets to it. Its domain must be hosted here, its address must not be an
 /// account's, and every target must be an account here.
 pub async fn add_alias(pool: &PgPool, address: &str, targets: &[String]) -> Result<AliasRow, MailboxError> {
@@ -343,11 +364,11 @@ pub async fn add_alias(pool: &PgPool, address: &str, targets: &[String]) -> Resu
     if taken.is_some() {
         return Err(MailboxError::AlreadyExists(format!("account {key}")));
     }
-    let account_ids: Vec<(i64, String)> = sqlx::query_as("SELECT id, address FROM accounts WHERE address = ANY($1)")
+    let found: Vec<AccountRef> = sqlx::query_as("SELECT id, address FROM accounts WHERE address = ANY($1)")
         .bind(&targets)
         .fetch_all(&mut *tx)
         .await?;
-    if let Some(missing) = targets.iter().find(|t| !account_ids.iter().any(|(_, a)| a == *t)) {
+    if let Some(missing) = targets.iter().find(|t| !found.iter().any(|a| a.address == **t)) {
         return Err(MailboxError::NotFound(format!("no account {missing}")));
     }
     sqlx::query("INSERT INTO aliases (domain_id, address) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING")
@@ -355,7 +376,7 @@ pub async fn add_alias(pool: &PgPool, address: &str, targets: &[String]) -> Resu
         .bind(&key)
         .execute(&mut *tx)
         .await?;
-    let ids: Vec<i64> = account_ids.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = found.iter().map(|a| a.id).collect();
     sqlx::query(
         "INSERT INTO alias_targets (alias_id, account_id)
          SELECT al.id, t FROM aliases al, unnest($2::bigint[]) t WHERE al.address = $1
@@ -411,8 +432,8 @@ pub async fn list_aliases(pool: &PgPool, domain: Option<&str>) -> Result<Vec<Ali
 }
 
 async fn list_aliases_where(pool: &PgPool, condition: &str, value: &str) -> Result<Vec<AliasRow>, MailboxError> {
-    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT al.address, array_agg(a.address ORDER BY a.address)
+    let rows: Vec<AliasRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT al.address, array_agg(a.address ORDER BY a.address) AS targets
            FROM aliases al
            JOIN domains d ON d.id = al.domain_id
            JOIN alias_targets t ON t.alias_id = al.id
@@ -424,5 +445,5 @@ async fn list_aliases_where(pool: &PgPool, condition: &str, value: &str) -> Resu
     .bind(value)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(address, targets)| AliasRow { address, targets }).collect())
+    Ok(rows)
 }

@@ -1,43 +1,13 @@
-//! The gRPC edge of the directory: `Directory` requests become calls on the store, and the store's rows
-//! become protobuf replies. The `Mailbox` service is in `mailbox_rpc`.
+//! `Directory` over gRPC: requests become calls on `store::directory`, its rows become protobuf replies.
 
-use mailbus_address::EmailAddress;
+use mailbus_address::{AccountId, EmailAddress};
 use mailbus_proto::v1 as pb;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use crate::directory::{self, Resolution};
-use crate::events::Events;
-use crate::password::{Hasher, Password};
-
-/// What a delivery into a full mailbox gets: Dovecot's `quota_full_tempfail` as a choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QuotaFull {
-    /// 5.2.2: the sender gets a bounce now (Dovecot's default).
-    #[default]
-    Bounce,
-    /// 4.2.2: the relay keeps trying until the message expires, in case the owner makes room.
-    Defer,
-}
-
-#[derive(Clone)]
-pub struct MailboxService {
-    pub pool: PgPool,
-    pub hasher: Hasher,
-    pub events: Events,
-    pub max_message_size: u64,
-    pub quota_full: QuotaFull,
-    pub deliveries: Family<Vec<(String, String)>, Counter>,
-    /// Time from a Deliver call's arrival to its reply, upload and commit included.
-    pub deliver_seconds: Histogram,
-}
-
-pub(crate) fn invalid(what: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(what.to_string())
-}
+use crate::error::invalid;
+use crate::password::Password;
+use crate::rpc::MailboxService;
+use crate::store::directory::{self, AccountRow, Resolution};
 
 #[tonic::async_trait]
 impl pb::directory_server::Directory for MailboxService {
@@ -47,9 +17,10 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         let address: EmailAddress = request.into_inner().address.parse().map_err(invalid)?;
         let reply = match directory::resolve(&self.pool, &address).await? {
-            Resolution::Local(account_ids) => {
-                pb::ResolveRecipientResponse { kind: pb::RecipientKind::Local.into(), account_ids }
-            }
+            Resolution::Local(accounts) => pb::ResolveRecipientResponse {
+                kind: pb::RecipientKind::Local.into(),
+                account_ids: accounts.into_iter().map(i64::from).collect(),
+            },
             Resolution::UnknownUser => {
                 pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }
             }
@@ -69,7 +40,9 @@ impl pb::directory_server::Directory for MailboxService {
             directory::authenticate(&self.pool, &self.hasher, &request.username, Password::new(request.password))
                 .await?;
         Ok(Response::new(match account {
-            Some((account_id, account_address)) => pb::AuthenticateResponse { ok: true, account_id, account_address },
+            Some(account) => {
+                pb::AuthenticateResponse { ok: true, account_id: account.id.get(), account_address: account.address }
+            }
             None => pb::AuthenticateResponse::default(),
         }))
     }
@@ -80,7 +53,7 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::CheckSenderResponse>, Status> {
         let request = request.into_inner();
         let address: EmailAddress = request.address.parse().map_err(invalid)?;
-        let allowed = directory::sender_allowed(&self.pool, request.account_id, &address).await?;
+        let allowed = directory::sender_allowed(&self.pool, AccountId::from(request.account_id), &address).await?;
         Ok(Response::new(pb::CheckSenderResponse { allowed }))
     }
 
@@ -172,9 +145,9 @@ impl pb::directory_server::Directory for MailboxService {
     }
 }
 
-fn account_to_pb(row: directory::AccountRow) -> pb::Account {
+fn account_to_pb(row: AccountRow) -> pb::Account {
     pb::Account {
-        id: row.id,
+        id: row.id.get(),
         address: row.address,
         disabled: row.disabled,
         created_unix: row.created_unix,

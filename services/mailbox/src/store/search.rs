@@ -1,40 +1,50 @@
 //! RFC 9051 §6.4.4 SEARCH keys as one SQL query over a mailbox's live entries: flags and sizes from the
 //! rows, header fields from the arrays stored at delivery, BODY and TEXT through PostgreSQL text search.
 
+use mailbus_address::{AccountId, MailboxName, Uid};
 use mailbus_proto::v1::{self as pb, date_match::Relation, search_key::Key};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::MailboxError;
-use crate::names;
+use crate::flags;
+use crate::store::mailboxes;
 
 /// Deeper key trees are refused: they come only from hostile clients and would exhaust the stack.
 const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    pub uids: Vec<u32>,
+    pub uids: Vec<Uid>,
     pub highest_modseq: u64,
 }
 
-pub async fn search(pool: &PgPool, account_id: i64, mailbox: &str, key: &pb::SearchKey) -> Result<Found, MailboxError> {
-    let mailbox = names::mailbox_name(mailbox)?;
-    let id: i64 = sqlx::query_scalar("SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2")
-        .bind(account_id)
-        .bind(&mailbox)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| MailboxError::NotFound(format!("mailbox {mailbox:?} not found")))?;
+#[derive(sqlx::FromRow)]
+struct Match {
+    #[sqlx(try_from = "i64")]
+    uid: Uid,
+    modseq: i64,
+}
+
+/// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
+/// (RFC 7162 §3.1.5); 0 when none match.
+pub async fn search(
+    pool: &PgPool,
+    account: AccountId,
+    mailbox: &MailboxName,
+    key: &pb::SearchKey,
+) -> Result<Found, MailboxError> {
+    let id = mailboxes::find(pool, account, mailbox).await?.id;
     let mut query = QueryBuilder::<Postgres>::new(
         "SELECT e.uid, e.modseq FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
           WHERE e.expunged_modseq IS NULL AND e.mailbox_id = ",
     );
-    query.push_bind(id).push(" AND ");
+    query.push_bind(id.get()).push(" AND ");
     condition(&mut query, key, 0)?;
     query.push(" ORDER BY e.uid");
-    let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(pool).await?;
+    let matches: Vec<Match> = query.build_query_as().fetch_all(pool).await?;
     Ok(Found {
-        highest_modseq: rows.iter().map(|&(_, m)| m as u64).max().unwrap_or(0),
-        uids: rows.into_iter().map(|(uid, _)| uid as u32).collect(),
+        highest_modseq: matches.iter().map(|m| m.modseq as u64).max().unwrap_or(0),
+        uids: matches.into_iter().map(|m| m.uid).collect(),
     })
 }
 
@@ -76,7 +86,7 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
             q.push("e.uid = ANY(").push_bind(uids).push(")");
         }
         Key::Flag(flag) => {
-            let flag = names::flags(std::slice::from_ref(flag))?.remove(0);
+            let flag = flags::canonical(std::slice::from_ref(flag))?.remove(0);
             if flag.starts_with('\\') {
                 q.push("e.flags @> ARRAY[").push_bind(flag).push("]::text[]");
             } else {

@@ -1,0 +1,99 @@
+//! Deliver: the relay's local delivery. The recipient is resolved to its accounts, the message parsed
+//! once, and each account gets its own copy in its own transaction, followed by its event; the outcome is
+//! counted and timed.
+
+use mailbus_address::{AccountId, EmailAddress};
+use mailbus_proto::v1::{self as pb, MailboxEventKind};
+use tonic::{Status, Streaming};
+use tracing::Instrument;
+
+use crate::error::{MailboxError, invalid};
+use crate::rpc::MailboxService;
+use crate::rpc::upload::{parse, read_upload};
+use crate::store::directory::{self, Resolution};
+use crate::store::messages::{self, Placed};
+
+impl MailboxService {
+    /// Deliver with its span, its outcome counted by kind, and its duration from arrival to reply.
+    pub(super) async fn deliver_measured(
+        &self,
+        stream: Streaming<pb::DeliverRequest>,
+    ) -> Result<pb::DeliverResponse, Status> {
+        let started = std::time::Instant::now();
+        let (header, content) = read_upload(stream, self.max_message_size).await?;
+        let span = tracing::info_span!(
+            "mailbox.deliver",
+            queue_id = %header.queue_id,
+            uid = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = self.deliver(header, content).instrument(span.clone()).await;
+        let label = outcome_label(&outcome);
+        span.record("outcome", label);
+        self.deliveries.get_or_create(&vec![("outcome".into(), label.into())]).inc();
+        self.deliver_seconds.observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn deliver(&self, header: pb::DeliveryHeader, content: Vec<u8>) -> Result<pb::DeliverResponse, Status> {
+        let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
+        let accounts = match directory::resolve(&self.pool, &recipient).await? {
+            Resolution::Local(accounts) => accounts,
+            _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
+        };
+        let (content, parsed) = parse(content).await?;
+        // An alias may lead to several accounts: each gets its own copy in its own transaction, and a
+        // repeated call skips the accounts that already have theirs, so a refusal for one (a full mailbox)
+        // neither blocks nor duplicates the others.
+        let mut reply = pb::DeliverResponse { placements: Vec::new(), duplicate: true };
+        let mut refusal = None;
+        let key = recipient.lookup_key();
+        for account in accounts {
+            match messages::deliver(&self.pool, account, &header.queue_id, &key, &content, &parsed).await {
+                Ok(placed) => {
+                    if !placed.duplicate {
+                        reply.duplicate = false;
+                        self.publish_delivered(account, &placed);
+                    }
+                    reply.placements.push(placement(account, placed));
+                }
+                Err(MailboxError::OverQuota(why)) => {
+                    tracing::info!(account_id = account.get(), %why, "mailbox full");
+                    refusal = Some(self.quota_full.refusal(&why));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        let uids: Vec<u32> = reply.placements.iter().map(|p| p.uid).collect();
+        tracing::Span::current().record("uid", tracing::field::debug(&uids));
+        match refusal {
+            Some(status) => Err(status),
+            None => Ok(reply),
+        }
+    }
+
+    fn publish_delivered(&self, account: AccountId, placed: &Placed) {
+        let kind = MailboxEventKind::Appended;
+        self.events.publish(account, &placed.mailbox, kind, &[placed.uid], placed.modseq, placed.uidvalidity);
+    }
+}
+
+fn placement(account: AccountId, placed: Placed) -> pb::Placement {
+    pb::Placement {
+        account_id: account.get(),
+        mailbox: placed.mailbox.into_string(),
+        uidvalidity: placed.uidvalidity,
+        uid: placed.uid.get(),
+    }
+}
+
+/// The `outcome` label of `mailbus_mailbox_deliveries_total`.
+fn outcome_label(outcome: &Result<pb::DeliverResponse, Status>) -> &'static str {
+    match outcome {
+        Ok(reply) if reply.duplicate => "duplicate",
+        Ok(_) => "delivered",
+        Err(status) if status.message().starts_with("4.2.2") || status.message().starts_with("5.2.2") => "over_quota",
+        Err(status) if status.code() == tonic::Code::Unavailable => "temporary_failure",
+        Err(_) => "rejected",
+    }
+}

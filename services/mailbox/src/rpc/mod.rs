@@ -1,0 +1,51 @@
+//! The gRPC edge of the mailbox role: `directory` serves `Directory`, `mailbox` serves `Mailbox`. Each
+//! method converts the request's primitives into the store's types (`AccountId`, `MailboxName`, `Uid`),
+//! calls the store, follows a change with its event on NATS, and converts the result into the reply;
+//! errors become gRPC statuses in one place, `crate::error`. No SQL is written here.
+//!
+//! The streams have files of their own: `upload` reads Deliver's and Append's client streams, `deliver`
+//! places a delivery in each account its recipient leads to, `fetch_stream` sends FETCH's results.
+
+mod deliver;
+mod directory;
+mod fetch_stream;
+mod mailbox;
+mod upload;
+
+use mailbus_address::{MailboxName, Uid};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use sqlx::PgPool;
+
+use crate::error::{MailboxError, QuotaFull};
+use crate::events::Events;
+use crate::password::Hasher;
+
+/// What both services share: the store's pool, the hashing threads, the event publisher, the limits and
+/// policy, and Deliver's metrics.
+#[derive(Clone)]
+pub struct MailboxService {
+    pub pool: PgPool,
+    pub hasher: Hasher,
+    pub events: Events,
+    pub max_message_size: u64,
+    pub quota_full: QuotaFull,
+    pub deliveries: Family<Vec<(String, String)>, Counter>,
+    /// Time from a Deliver call's arrival to its reply, upload and commit included.
+    pub deliver_seconds: Histogram,
+}
+
+/// A mailbox name from a request, checked and normalised.
+fn mailbox_name(name: &str) -> Result<MailboxName, MailboxError> {
+    name.parse().map_err(|e| MailboxError::bad_mailbox_name(name, e))
+}
+
+/// UIDs from a request. 0 names no message, so it is left out: the store would find none under it.
+fn uids(given: &[u32]) -> Vec<Uid> {
+    given.iter().filter_map(|&uid| Uid::new(uid)).collect()
+}
+
+fn uids_to_pb(uids: &[Uid]) -> Vec<u32> {
+    uids.iter().map(|&uid| uid.get()).collect()
+}
