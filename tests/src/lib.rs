@@ -2,15 +2,15 @@
 //! nats-server (or uses `DATABASE_URL` / `NATS_URL` when given), and per test its own database and NATS
 //! name prefix, so tests run in parallel without seeing each other. Roles start in-process on port 0, or
 //! as separate `mailbus` processes when a test needs them apart. Clients are real: Python's smtplib and
-//! poplib, driven through the scripts in `tests/clients/`.
+//! poplib, driven through the scripts in `tests/clients/`. The benchmarks (`bench/`, the `mailbus-bench`
+//! crate) build on it too.
 
-pub mod bench;
 pub mod clients;
-pub mod dovecot;
 pub mod fake_smtp;
 pub mod infra;
 pub mod processes;
 pub mod raw;
+pub mod smtp_client;
 pub mod stack;
 
 pub use infra::Infra;

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mailbus_devstack::{Postgres, free_port};
-use mailbus_tests::bench::SmtpClient;
 use mailbus_tests::infra::{dedicated_nats, scratch_dir};
 use mailbus_tests::processes::Replica;
+use mailbus_tests::smtp_client::SmtpClient;
 
 use crate::under_test;
 

@@ -1,7 +1,9 @@
-//! What the benchmarks in `src/bin/*-bench.rs` share: roles of a given (release-built) `mailbus` binary
-//! started as separate processes on free loopback ports, over the harness's PostgreSQL and nats-server
-//! ([`crate::Infra`]), a lock-step SMTP client, and the arithmetic of the reports. Benchmarks measure
-//! and print; they assert nothing.
+//! The benchmarks of mailbus (`src/bin/*-bench.rs`, one per issue's target; `run` runs the side-by-side
+//! ones in one command) and what they share: roles of a given (release-built) `mailbus` binary started as
+//! separate processes on free loopback ports, over the test harness's PostgreSQL and nats-server
+//! ([`mailbus_tests::Infra`]), the harness's lock-step SMTP client, a throwaway Dovecot to measure
+//! against ([`dovecot`]), and the arithmetic of the reports. Benchmarks measure and print; they assert
+//! nothing, and are not part of `tests/run`. BENCHMARKS.md records their output.
 //!
 //! Every process started here is a child that dies with the benchmark (`kill_on_drop`).
 
@@ -11,16 +13,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use base64::Engine;
 use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use mailbus_tests::Infra;
+use mailbus_tests::{infra, processes};
 
-use crate::Infra;
+pub mod dovecot;
 
-/// Longest wait for one reply; a server that takes longer is stuck, not slow.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+pub use mailbus_tests::smtp_client::{REPLY_TIMEOUT, Reply, SmtpClient};
+
 /// Longest wait for a role to become ready, or for the queue to make progress.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -129,7 +130,7 @@ pub struct Role {
 
 /// The variable naming a role's `/metrics` `/healthz` `/readyz` listener.
 pub fn metrics_var(role: &str) -> anyhow::Result<&'static str> {
-    crate::processes::metrics_var(role).with_context(|| format!("no such role: {role}"))
+    processes::metrics_var(role).with_context(|| format!("no such role: {role}"))
 }
 
 /// The roles of one mailbus over the shared PostgreSQL and nats-server, with their own database and NATS
@@ -166,7 +167,7 @@ impl Stack {
         env.insert("MAILBUS_MAILBOX_URL", format!("http://{}", env["MAILBUS_MAILBOX_GRPC_LISTEN"]));
         env.insert("MAILBUS_RELAY_URL", format!("http://{}", env["MAILBUS_RELAY_GRPC_LISTEN"]));
         env.extend(settings.iter().cloned());
-        let logs = crate::infra::scratch_dir().join("bench-logs");
+        let logs = infra::scratch_dir().join("bench-logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         println!("role logs (RUST_LOG={}): {}", env["RUST_LOG"], logs.display());
         let mut stack = Stack { roles: Vec::new(), env, mailbus: mailbus.to_owned(), logs };
@@ -306,8 +307,8 @@ pub async fn wait_ready(role: &mut Role, metrics: SocketAddr) -> anyhow::Result<
 /// The body of a `200 OK` answer to a plain HTTP/1.1 GET, or `None`.
 /// The body of a 200 answer to a GET of `path`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let (status, body) = crate::processes::http_get(addr, path).await?;
-    (status == crate::processes::OK).then_some(body)
+    let (status, body) = processes::http_get(addr, path).await?;
+    (status == processes::OK).then_some(body)
 }
 
 pub fn status_field(status: &str, name: &str) -> Option<u64> {
@@ -326,110 +327,4 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some((status_field(&status, "VmRSS")?, status_field(&status, "VmHWM")?))
-}
-
-// ---------------------------------------------------------------------------------------------------
-// A lock-step SMTP client
-
-pub struct Reply {
-    pub code: u16,
-    /// The last line, without CRLF.
-    pub text: String,
-}
-
-/// One plain-TCP SMTP connection: each command waits for its reply (no PIPELINING).
-pub struct SmtpClient {
-    stream: BufReader<TcpStream>,
-}
-
-impl SmtpClient {
-    /// Connects, reads the greeting and says EHLO bench.localhost.
-    pub async fn open(addr: SocketAddr) -> anyhow::Result<SmtpClient> {
-        SmtpClient::open_as(addr, "bench.localhost").await
-    }
-
-    /// Connects, reads the greeting and says EHLO `domain`.
-    pub async fn open_as(addr: SocketAddr, domain: &str) -> anyhow::Result<SmtpClient> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        // The final ".\r\n" is a small write right after the body: without this Nagle would hold it.
-        stream.set_nodelay(true)?;
-        let mut client = SmtpClient { stream: BufReader::new(stream) };
-        client.expect(220, "greeting").await?;
-        client.command(&format!("EHLO {domain}\r\n")).await?;
-        client.expect(250, "EHLO").await?;
-        Ok(client)
-    }
-
-    /// AUTH PLAIN with an initial response.
-    pub async fn auth_plain(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        self.command(&format!("AUTH PLAIN {token}\r\n")).await?;
-        self.expect(235, "AUTH PLAIN").await
-    }
-
-    pub async fn command(&mut self, line: &str) -> anyhow::Result<()> {
-        self.stream.get_mut().write_all(line.as_bytes()).await.context("writing to the server")
-    }
-
-    pub async fn reply(&mut self) -> anyhow::Result<Reply> {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let read = tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_line(&mut line))
-                .await
-                .context("no reply within a minute")?
-                .context("reading a reply")?;
-            ensure!(read > 0, "the server closed the connection");
-            let code = line.get(..3).and_then(|c| c.parse().ok()).with_context(|| format!("bad reply {line:?}"))?;
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(Reply { code, text: line.trim_end().to_owned() });
-            }
-        }
-    }
-
-    pub async fn expect(&mut self, code: u16, what: &str) -> anyhow::Result<()> {
-        let reply = self.reply().await?;
-        ensure!(reply.code == code, "{what}: {}", reply.text);
-        Ok(())
-    }
-
-    /// MAIL, RCPT, DATA, the message (which must need no dot-stuffing), "."; returns the final reply,
-    /// or the first refusal (then after RSET). The message is accepted when the code is 250.
-    pub async fn send(&mut self, from: &str, to: &str, message: &[u8]) -> anyhow::Result<Reply> {
-        Ok(self.send_timed(from, to, message).await?.0)
-    }
-
-    /// [`SmtpClient::send`], also returning how long the final reply took from writing the "." line;
-    /// `None` when the transaction was refused before the message was sent.
-    pub async fn send_timed(
-        &mut self,
-        from: &str,
-        to: &str,
-        message: &[u8],
-    ) -> anyhow::Result<(Reply, Option<Duration>)> {
-        for (command, wanted) in
-            [(format!("MAIL FROM:<{from}>\r\n"), 250), (format!("RCPT TO:<{to}>\r\n"), 250), ("DATA\r\n".into(), 354)]
-        {
-            self.command(&command).await?;
-            let reply = self.reply().await?;
-            if reply.code != wanted {
-                if reply.code != 421 {
-                    self.command("RSET\r\n").await?;
-                    self.reply().await?;
-                }
-                return Ok((reply, None));
-            }
-        }
-        self.stream.get_mut().write_all(message).await.context("writing the message")?;
-        let start = Instant::now();
-        self.command(".\r\n").await?;
-        let reply = self.reply().await?;
-        Ok((reply, Some(start.elapsed())))
-    }
-
-    pub async fn quit(mut self) {
-        if self.command("QUIT\r\n").await.is_ok() {
-            let _ = self.reply().await;
-        }
-    }
 }

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Parser;
+use mailbus_bench::{self as bench, PATIENCE, SmtpClient, Stack, ms, percentile, rate};
 use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
-use mailbus_tests::bench::{self, PATIENCE, SmtpClient, Stack, ms, percentile, rate};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

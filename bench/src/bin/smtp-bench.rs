@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use clap::Parser;
 use futures::StreamExt;
+use mailbus_bench::{self as bench, PATIENCE, Reply, SmtpClient, Stack, ms, percentile, rate, rss_kib};
 use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
-use mailbus_tests::bench::{self, PATIENCE, Reply, SmtpClient, Stack, ms, percentile, rate, rss_kib};
 use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bench.test";

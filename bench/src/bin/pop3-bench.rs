@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Parser;
+use mailbus_bench::dovecot::{Protocol, ThrowawayDovecot, doveadm_pw, dovecot_version};
+use mailbus_bench::{self as bench, REPLY_TIMEOUT, SmtpClient, Stack, ms, percentile, rate};
 use mailbus_proto::v1 as pb;
-use mailbus_tests::bench::{self, REPLY_TIMEOUT, SmtpClient, Stack, ms, percentile, rate};
-use mailbus_tests::dovecot::{Protocol, ThrowawayDovecot, doveadm_pw, dovecot_version};
 use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

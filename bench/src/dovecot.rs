@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use mailbus_devstack::free_port;
 
-use crate::bench;
-
 /// The owner of Dovecot's maildirs (`nobody`): Dovecot refuses to access mail as root.
 const MAIL_UID: u32 = 65534;
 
@@ -105,7 +103,7 @@ impl ThrowawayDovecot {
         let dovecot = ThrowawayDovecot { dir, conf, addr };
         run_checked("/usr/sbin/dovecot", &["-c", &dovecot.conf.display().to_string()])
             .with_context(|| format!("starting Dovecot; see {}", root.join("dovecot.log").display()))?;
-        let deadline = Instant::now() + bench::PATIENCE;
+        let deadline = Instant::now() + crate::PATIENCE;
         while std::net::TcpStream::connect(addr).is_err() {
             ensure!(Instant::now() < deadline, "Dovecot never listened on {addr}");
             std::thread::sleep(Duration::from_millis(50));
@@ -123,7 +121,7 @@ impl ThrowawayDovecot {
         let Some(master) = self.master_pid() else { return };
         let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
         let pids = std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok()));
-        let rss: Vec<u64> = pids.filter_map(|pid| bench::memory_kib(pid).map(|(rss, _)| rss)).collect();
+        let rss: Vec<u64> = pids.filter_map(|pid| crate::memory_kib(pid).map(|(rss, _)| rss)).collect();
         let total = (rss.len(), rss.iter().sum::<u64>());
         println!("Dovecot after the load: {} processes, VmRSS {} KiB together", total.0, total.1);
     }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use clap::Parser;
 use futures::StreamExt;
+use mailbus_bench::{self as bench, Stack, ms, percentile, rate};
 use mailbus_proto::v1::{self as pb, mailbox_client::MailboxClient, search_key::Key};
-use mailbus_tests::bench::{self, Stack, ms, percentile, rate};
 use tonic::transport::Channel;
 
 const DOMAIN: &str = "bench.test";

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use futures::StreamExt;
+use mailbus_bench::dovecot::{Protocol, ThrowawayDovecot, doveadm_pw, dovecot_version};
+use mailbus_bench::{self as bench, Stack, ms, percentile, rate};
 use mailbus_proto::v1 as pb;
-use mailbus_tests::bench::{self, Stack, ms, percentile, rate};
-use mailbus_tests::dovecot::{Protocol, ThrowawayDovecot, doveadm_pw, dovecot_version};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
