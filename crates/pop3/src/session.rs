@@ -65,6 +65,20 @@ impl PlaintextAuth {
     }
 }
 
+impl std::str::FromStr for PlaintextAuth {
+    type Err = String;
+
+    /// `never`, `loopback` or `always`, as the `*_PLAINTEXT_AUTH` settings spell them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "never" => Ok(PlaintextAuth::Never),
+            "loopback" => Ok(PlaintextAuth::Loopback),
+            "always" => Ok(PlaintextAuth::Always),
+            _ => Err("must be never, loopback or always".to_owned()),
+        }
+    }
+}
+
 /// RFC 2449 §6.7: how long the server keeps messages a client has retrieved and left behind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Expire {

@@ -31,6 +31,19 @@ pub enum LongLines {
     Accept,
 }
 
+impl std::str::FromStr for LongLines {
+    type Err = String;
+
+    /// `accept` or `reject`, as `MAILBUS_SMTP_LONG_LINES` spells them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "accept" => Ok(LongLines::Accept),
+            "reject" => Ok(LongLines::Reject),
+            _ => Err("must be accept or reject".to_owned()),
+        }
+    }
+}
+
 /// What to do with a body that has a bare LF or a bare CR (one not part of a CRLF), the ingredients of SMTP
 /// smuggling. Named after the setting, `MAILBUS_SMTP_BARE_LF`, which covers both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +52,19 @@ pub enum BareLf {
     Reject,
     /// Store every bare LF and every bare CR as CRLF.
     Normalise,
+}
+
+impl std::str::FromStr for BareLf {
+    type Err = String;
+
+    /// `normalise` (or `normalize`) or `reject`, as `MAILBUS_SMTP_BARE_LF` spells them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "normalise" | "normalize" => Ok(BareLf::Normalise),
+            "reject" => Ok(BareLf::Reject),
+            _ => Err("must be normalise or reject".to_owned()),
+        }
+    }
 }
 
 /// Where the reading of a body stands.

@@ -2,6 +2,7 @@
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use mailbus_address::AccountId;
 use mailbus_grpc::TracedChannel;
 use mailbus_pop3::session::{Maildrop, MessageInfo};
 use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
@@ -22,7 +23,7 @@ impl From<tonic::Status> for Unavailable {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    pub id: i64,
+    pub id: AccountId,
     pub address: String,
 }
 
@@ -66,11 +67,11 @@ impl Backend for GrpcBackend {
     async fn authenticate(&self, user: &str, password: &str) -> Result<Option<Account>, Unavailable> {
         let request = pb::AuthenticateRequest { username: user.to_owned(), password: password.to_owned() };
         let reply = self.directory.clone().authenticate(request).await?.into_inner();
-        Ok(reply.ok.then_some(Account { id: reply.account_id, address: reply.account_address }))
+        Ok(reply.ok.then_some(Account { id: reply.account_id.into(), address: reply.account_address }))
     }
 
     async fn maildrop(&self, account: &Account) -> Result<Maildrop, Unavailable> {
-        let request = pb::ListMessagesRequest { account_id: account.id, mailbox: MAILDROP.into() };
+        let request = pb::ListMessagesRequest { account_id: account.id.get(), mailbox: MAILDROP.into() };
         let listing = self.mailbox.clone().list_messages(request).await?.into_inner();
         Ok(Maildrop {
             uidvalidity: listing.uidvalidity,
@@ -83,21 +84,25 @@ impl Backend for GrpcBackend {
         account: &Account,
         uid: u32,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, Unavailable>>, Unavailable> {
-        let request = pb::FetchMessageRequest { account_id: account.id, mailbox: MAILDROP.into(), uid };
+        let request = pb::FetchMessageRequest { account_id: account.id.get(), mailbox: MAILDROP.into(), uid };
         let stream = self.mailbox.clone().fetch_message(request).await?.into_inner();
         Ok(stream.map_ok(|chunk| chunk.data).map_err(Unavailable::from).boxed())
     }
 
     async fn expunge(&self, account: &Account, uids: Vec<u32>) -> Result<(), Unavailable> {
         let request =
-            pb::ExpungeRequest { account_id: account.id, mailbox: MAILDROP.into(), uids, deleted_only: false };
+            pb::ExpungeRequest { account_id: account.id.get(), mailbox: MAILDROP.into(), uids, deleted_only: false };
         self.mailbox.clone().expunge(request).await?;
         Ok(())
     }
 
     async fn move_to(&self, account: &Account, uids: Vec<u32>, mailbox: &str) -> Result<(), Unavailable> {
-        let request =
-            pb::MoveRequest { account_id: account.id, from_mailbox: MAILDROP.into(), to_mailbox: mailbox.into(), uids };
+        let request = pb::MoveRequest {
+            account_id: account.id.get(),
+            from_mailbox: MAILDROP.into(),
+            to_mailbox: mailbox.into(),
+            uids,
+        };
         self.mailbox.clone().r#move(request).await?;
         Ok(())
     }

@@ -38,41 +38,61 @@ pub use pop3::DeletePolicy;
 /// bounds waiting for a RETR that is streaming.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// What the access role shares between its protocols, and each protocol's own part.
 #[derive(Debug, Clone)]
 pub struct AccessConfig {
     pub hostname: String,
     pub mailbox_url: String,
     pub nats_url: String,
     pub names: Names,
-    pub pop3_listen: SocketAddr,
-    /// Port 995; `None` leaves it off.
-    pub pop3s_listen: Option<SocketAddr>,
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub tls: ServerTls,
-    pub plaintext_auth: PlaintextAuth,
-    pub delete_policy: DeletePolicy,
-    pub lock_ttl: Duration,
-    pub max_auth_failures: usize,
-    pub idle_timeout: Duration,
-    pub pop3_caps: Caps,
-    /// From connecting to a successful login (STLS included).
-    pub pop3_login_timeout: Duration,
     /// Load balancers whose connections start with a PROXY protocol header.
     pub proxies: TrustedProxies,
     /// Failed logins, counted across protocols and replicas.
     pub throttle: ThrottlePolicy,
-    pub imap_listen: SocketAddr,
+    pub imap: ImapConfig,
+    pub pop3: Pop3Config,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// Port 143.
+    pub listen: SocketAddr,
     /// Port 993; `None` leaves it off.
-    pub imaps_listen: Option<SocketAddr>,
-    pub imap_plaintext_auth: PlaintextAuth,
-    pub imap_idle_timeout: Duration,
-    pub imap_max_auth_failures: usize,
-    pub imap_max_user_connections: usize,
-    pub imap_caps: Caps,
+    pub tls_listen: Option<SocketAddr>,
+    pub caps: Caps,
+    pub plaintext_auth: PlaintextAuth,
     /// From connecting to a successful login (STARTTLS included).
-    pub imap_login_timeout: Duration,
+    pub login_timeout: Duration,
+    /// The autologout timer (RFC 9051 §5.4: at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// Failed logins in one session before it is closed.
+    pub max_auth_failures: usize,
+    /// Sessions one account may have from one address (Dovecot's `mail_max_userip_connections`).
+    pub max_user_connections: usize,
+    /// APPENDLIMIT.
     pub max_message_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pop3Config {
+    /// Port 110.
+    pub listen: SocketAddr,
+    /// Port 995; `None` leaves it off.
+    pub tls_listen: Option<SocketAddr>,
+    pub caps: Caps,
+    pub plaintext_auth: PlaintextAuth,
+    /// From connecting to a successful login (STLS included).
+    pub login_timeout: Duration,
+    /// The autologout timer (RFC 1939 §3: at least 10 minutes).
+    pub idle_timeout: Duration,
+    /// Failed logins in one session before it is closed.
+    pub max_auth_failures: usize,
+    pub delete_policy: DeletePolicy,
+    /// The maildrop lock's lease: how long a crashed replica can keep it.
+    pub lock_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +129,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
     let mailbox = mailbus_grpc::connect(&config.mailbox_url)?;
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-access").await?;
     let jetstream = async_nats::jetstream::new(nats.clone());
-    let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.lock_ttl).await?;
+    let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.pop3.lock_ttl).await?;
     let throttle = LoginThrottle::open(&jetstream, config.names.auth_failures_bucket(), config.throttle).await?;
     let (mailbox_client, directory_client) = imap::ImapContext::new_clients(mailbox.clone());
     let imap_context = Arc::new(imap::ImapContext {
@@ -119,15 +139,15 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         names: config.names.clone(),
         tls: config.tls.clone(),
         hostname: config.hostname.clone(),
-        plaintext_auth: config.imap_plaintext_auth,
-        max_auth_failures: config.imap_max_auth_failures,
-        idle_timeout: config.imap_idle_timeout,
-        login_timeout: config.imap_login_timeout,
+        plaintext_auth: config.imap.plaintext_auth,
+        max_auth_failures: config.imap.max_auth_failures,
+        idle_timeout: config.imap.idle_timeout,
+        login_timeout: config.imap.login_timeout,
         throttle: throttle.clone(),
-        max_message_size: config.max_message_size,
+        max_message_size: config.imap.max_message_size,
         commands: Default::default(),
         metrics: Default::default(),
-        max_user_connections: config.imap_max_user_connections,
+        max_user_connections: config.imap.max_user_connections,
         user_connections: Default::default(),
     });
     let context = Arc::new(pop3::Context {
@@ -135,22 +155,22 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         locks,
         tls: config.tls,
         hostname: config.hostname,
-        plaintext_auth: config.plaintext_auth,
-        delete_policy: config.delete_policy,
-        max_auth_failures: config.max_auth_failures,
-        idle_timeout: config.idle_timeout,
-        login_timeout: config.pop3_login_timeout,
+        plaintext_auth: config.pop3.plaintext_auth,
+        delete_policy: config.pop3.delete_policy,
+        max_auth_failures: config.pop3.max_auth_failures,
+        idle_timeout: config.pop3.idle_timeout,
+        login_timeout: config.pop3.login_timeout,
         throttle,
         metrics: Default::default(),
     });
     Ok(Access {
-        pop3: mailbus_acceptor::bind(config.pop3_listen).await?,
-        pop3s: match config.pop3s_listen {
+        pop3: mailbus_acceptor::bind(config.pop3.listen).await?,
+        pop3s: match config.pop3.tls_listen {
             Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
             None => None,
         },
-        imap: mailbus_acceptor::bind(config.imap_listen).await?,
-        imaps: match config.imaps_listen {
+        imap: mailbus_acceptor::bind(config.imap.listen).await?,
+        imaps: match config.imap.tls_listen {
             Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
             None => None,
         },
@@ -159,8 +179,8 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
         mailbox,
-        pop3_caps: config.pop3_caps,
-        imap_caps: config.imap_caps,
+        pop3_caps: config.pop3.caps,
+        imap_caps: config.imap.caps,
         proxies: config.proxies,
     })
 }

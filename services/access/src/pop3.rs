@@ -33,6 +33,20 @@ pub enum DeletePolicy {
     Keep,
 }
 
+impl std::str::FromStr for DeletePolicy {
+    type Err = String;
+
+    /// `expunge`, `trash` or `keep`, as `MAILBUS_POP3_DELETE` spells them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "expunge" => Ok(DeletePolicy::Expunge),
+            "trash" => Ok(DeletePolicy::MoveToTrash),
+            "keep" => Ok(DeletePolicy::Keep),
+            _ => Err("must be expunge, trash or keep".to_owned()),
+        }
+    }
+}
+
 /// The mailbox DELE moves to under [`DeletePolicy::MoveToTrash`].
 const TRASH: &str = "Trash";
 

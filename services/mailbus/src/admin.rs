@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient};
 use tonic::Code;
 
-use crate::settings::Settings;
+use crate::settings::{MAILBUS_MAILBOX_URL, MAILBUS_RELAY_URL, Settings};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCommand {
@@ -157,7 +157,7 @@ pub const EXIT_EXISTS: u8 = 3;
 pub struct AlreadyExists(String);
 
 pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<()> {
-    let url = settings.string("MAILBUS_MAILBOX_URL")?;
+    let url = settings.get(MAILBUS_MAILBOX_URL)?;
     let mut directory = DirectoryClient::new(mailbus_grpc::connect(&url)?);
     match command {
         AdminCommand::Domain(DomainCommand::Add { name }) => {
@@ -258,7 +258,7 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
 
 async fn queue(command: QueueCommand, settings: &Settings) -> anyhow::Result<()> {
     use pb::queue_admin_client::QueueAdminClient;
-    let mut admin = QueueAdminClient::new(mailbus_grpc::connect(&settings.string("MAILBUS_RELAY_URL")?)?);
+    let mut admin = QueueAdminClient::new(mailbus_grpc::connect(&settings.get(MAILBUS_RELAY_URL)?)?);
     let (change, target) = match command {
         QueueCommand::List => return print_queue(&mut admin, String::new(), false).await,
         QueueCommand::Show { queue_id } => return print_queue(&mut admin, queue_id, true).await,

@@ -3,13 +3,15 @@
 //! `NATS_URL` point at real ones), runs every role on unprivileged loopback ports, creates a demo
 //! domain and account, and says how to connect.
 
+use std::net::SocketAddr;
+
 use anyhow::Context;
 use mailbus_devstack::{Nats, Postgres, free_port};
 use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient};
 use tokio_util::sync::CancellationToken;
 
 use crate::roles::{self, Role};
-use crate::settings::Settings;
+use crate::settings::*;
 
 const DEMO_DOMAIN: &str = "example.test";
 const DEMO_ACCOUNT: &str = "demo@example.test";
@@ -17,22 +19,22 @@ const DEMO_PASSWORD: &str = "demo";
 
 /// Unprivileged loopback defaults, unless the environment says otherwise.
 const DEV_DEFAULTS: &[(&str, &str)] = &[
-    ("MAILBUS_SMTP_LISTEN", "127.0.0.1:2525"),
-    ("MAILBUS_SUBMISSION_LISTEN", "127.0.0.1:5870"),
-    ("MAILBUS_SUBMISSIONS_LISTEN", "127.0.0.1:4650"),
-    ("MAILBUS_IMAP_LISTEN", "127.0.0.1:1143"),
-    ("MAILBUS_IMAPS_LISTEN", "127.0.0.1:9930"),
-    ("MAILBUS_POP3_LISTEN", "127.0.0.1:1110"),
-    ("MAILBUS_POP3S_LISTEN", "127.0.0.1:9950"),
-    ("MAILBUS_MAILBOX_GRPC_LISTEN", "127.0.0.1:50051"),
-    ("MAILBUS_RELAY_GRPC_LISTEN", "127.0.0.1:50052"),
-    ("MAILBUS_SMTP_GRPC_LISTEN", "127.0.0.1:50053"),
-    ("MAILBUS_ACCESS_GRPC_LISTEN", "127.0.0.1:50054"),
-    ("MAILBUS_SMTP_METRICS_LISTEN", "127.0.0.1:9101"),
-    ("MAILBUS_RELAY_METRICS_LISTEN", "127.0.0.1:9102"),
-    ("MAILBUS_MAILBOX_METRICS_LISTEN", "127.0.0.1:9103"),
-    ("MAILBUS_ACCESS_METRICS_LISTEN", "127.0.0.1:9104"),
-    ("MAILBUS_HOSTNAME", "mail.example.test"),
+    (MAILBUS_SMTP_LISTEN.name, "127.0.0.1:2525"),
+    (MAILBUS_SUBMISSION_LISTEN.name, "127.0.0.1:5870"),
+    (MAILBUS_SUBMISSIONS_LISTEN.name, "127.0.0.1:4650"),
+    (MAILBUS_IMAP_LISTEN.name, "127.0.0.1:1143"),
+    (MAILBUS_IMAPS_LISTEN.name, "127.0.0.1:9930"),
+    (MAILBUS_POP3_LISTEN.name, "127.0.0.1:1110"),
+    (MAILBUS_POP3S_LISTEN.name, "127.0.0.1:9950"),
+    (MAILBUS_MAILBOX_GRPC_LISTEN.name, "127.0.0.1:50051"),
+    (MAILBUS_RELAY_GRPC_LISTEN.name, "127.0.0.1:50052"),
+    (MAILBUS_SMTP_GRPC_LISTEN.name, "127.0.0.1:50053"),
+    (MAILBUS_ACCESS_GRPC_LISTEN.name, "127.0.0.1:50054"),
+    (MAILBUS_SMTP_METRICS_LISTEN.name, "127.0.0.1:9101"),
+    (MAILBUS_RELAY_METRICS_LISTEN.name, "127.0.0.1:9102"),
+    (MAILBUS_MAILBOX_METRICS_LISTEN.name, "127.0.0.1:9103"),
+    (MAILBUS_ACCESS_METRICS_LISTEN.name, "127.0.0.1:9104"),
+    (MAILBUS_HOSTNAME.name, "mail.example.test"),
 ];
 
 /// Servers started for this run; they stop when this is dropped.
@@ -44,16 +46,16 @@ struct Provisioned {
 
 fn provision(settings: &mut Settings) -> anyhow::Result<Provisioned> {
     let dir = tempfile::Builder::new().prefix("mailbus-dev-").tempdir()?;
-    let postgres = if settings.optional("DATABASE_URL").is_none() {
+    let postgres = if !settings.is_set(DATABASE_URL) {
         let postgres = Postgres::start(&dir.path().join("postgres"), free_port()?).context("starting PostgreSQL")?;
-        settings.set("DATABASE_URL", &postgres.url("postgres"));
+        settings.set(DATABASE_URL.name, &postgres.url("postgres"));
         Some(postgres)
     } else {
         None
     };
-    let nats = if std::env::var_os("NATS_URL").is_none() {
+    let nats = if std::env::var_os(NATS_URL.name).is_none() {
         let nats = Nats::start(&dir.path().join("nats"), free_port()?).context("starting nats-server")?;
-        settings.set("NATS_URL", &nats.url());
+        settings.set(NATS_URL.name, &nats.url());
         Some(nats)
     } else {
         None
@@ -75,13 +77,13 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let mailbox_url = format!("http://{}", bound.mailbox.as_ref().map(|m| m.grpc_addr()).context("mailbox not bound")?);
     let serving = tokio::spawn(bound.serve(shutdown.clone()));
     create_demo(&mailbox_url).await?;
-    let smtp = settings.addr("MAILBUS_SMTP_LISTEN")?;
-    let submission = settings.string("MAILBUS_SUBMISSION_LISTEN")?;
-    let submissions = settings.string("MAILBUS_SUBMISSIONS_LISTEN")?;
-    let imap = settings.addr("MAILBUS_IMAP_LISTEN")?;
-    let imaps = settings.string("MAILBUS_IMAPS_LISTEN")?;
-    let pop3 = settings.addr("MAILBUS_POP3_LISTEN")?;
-    let pop3s = settings.string("MAILBUS_POP3S_LISTEN")?;
+    let smtp = settings.get(MAILBUS_SMTP_LISTEN)?;
+    let submission = shown(settings.get(MAILBUS_SUBMISSION_LISTEN)?);
+    let submissions = shown(settings.get(MAILBUS_SUBMISSIONS_LISTEN)?);
+    let imap = settings.get(MAILBUS_IMAP_LISTEN)?;
+    let imaps = shown(settings.get(MAILBUS_IMAPS_LISTEN)?);
+    let pop3 = settings.get(MAILBUS_POP3_LISTEN)?;
+    let pop3s = shown(settings.get(MAILBUS_POP3S_LISTEN)?);
     println!(
         "\nmailbus is running (Ctrl-C stops it)\n\
          \n  SMTP    {smtp}   e.g. swaks --server {smtp} --to {DEMO_ACCOUNT}\
@@ -91,14 +93,19 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
          \n  gRPC    {mailbox_url} (Directory, Mailbox)\
          \n  metrics http://{} http://{} http://{} http://{}\
          \n  admin   MAILBUS_MAILBOX_URL={mailbox_url} mailbus admin account list\n",
-        settings.addr("MAILBUS_SMTP_METRICS_LISTEN")?,
-        settings.addr("MAILBUS_RELAY_METRICS_LISTEN")?,
-        settings.addr("MAILBUS_MAILBOX_METRICS_LISTEN")?,
-        settings.addr("MAILBUS_ACCESS_METRICS_LISTEN")?,
+        settings.get(MAILBUS_SMTP_METRICS_LISTEN)?,
+        settings.get(MAILBUS_RELAY_METRICS_LISTEN)?,
+        settings.get(MAILBUS_MAILBOX_METRICS_LISTEN)?,
+        settings.get(MAILBUS_ACCESS_METRICS_LISTEN)?,
     );
     let result = serving.await.context("roles task panicked")?;
     drop(provisioned);
     result
+}
+
+/// A listener that may be `off`, as its setting says it.
+fn shown(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string())
 }
 
 /// Creates the demo domain and account; both may exist already when `DATABASE_URL` is reused.

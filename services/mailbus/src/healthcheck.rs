@@ -11,7 +11,7 @@ use crate::roles::Role;
 use crate::settings::Settings;
 
 pub async fn run(role: Role, settings: &Settings) -> anyhow::Result<()> {
-    let port = settings.addr(role.metrics_setting())?.port();
+    let port = settings.get(role.metrics_setting())?.port();
     let check = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.context("connecting")?;
         stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;

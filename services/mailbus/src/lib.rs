@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mailbus_telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
 
 use roles::Role;
@@ -35,7 +34,7 @@ enum Command {
     Relay,
     /// Run the storage role (the only one that uses PostgreSQL).
     Mailbox,
-    /// Run the POP3 (and later IMAP) role.
+    /// Run the IMAP and POP3 role.
     Access,
     /// Run every role in this process.
     All,
@@ -105,7 +104,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         [one] => format!("mailbus-{}", one.name()),
         _ => "mailbus".to_owned(),
     };
-    let format: LogFormat = settings.parse("MAILBUS_LOG_FORMAT")?;
+    let format = settings.get(settings::MAILBUS_LOG_FORMAT)?;
     let telemetry = mailbus_telemetry::init(&service_name, format)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
