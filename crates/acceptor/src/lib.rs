@@ -1,4 +1,4 @@
-//! The accept loop every protocol role (SMTP, POP3, later IMAP) runs: global and per-address connection
+//! The accept loop every protocol role (SMTP, POP3, IMAP) runs: global and per-address connection
 //! caps shared by a process's listeners, a protocol-specific refusal line for a connection over a cap,
 //! and on shutdown no new connections while the open ones finish within a grace period (each session
 //! watches the same token and says goodbye).

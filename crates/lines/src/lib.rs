@@ -1,6 +1,6 @@
-//! Sans-I/O line framing shared by the text protocols (SMTP and POP3 command lines, and IMAP's later):
-//! the [`Decode`] outcome every codec returns, and [`LineFramer`], which finds complete lines under a
-//! length limit and reports an over-long line once, then skips the rest of it.
+//! Sans-I/O line framing shared by SMTP's and POP3's command lines: the [`Decode`] outcome every codec
+//! returns, and [`LineFramer`], which finds complete lines under a length limit and reports an over-long
+//! line once, then skips the rest of it. (IMAP frames with imap-next, which follows its literals.)
 //!
 //! No I/O and no dependencies: the protocol crates parse the lines, the connection tasks move the bytes.
 

@@ -1,4 +1,4 @@
-//! The SASL pieces that SMTP AUTH (RFC 4954), POP3 AUTH (RFC 5034) and later IMAP AUTHENTICATE share:
+//! The SASL pieces that SMTP AUTH (RFC 4954), POP3 AUTH (RFC 5034) and IMAP AUTHENTICATE (RFC 9051) share:
 //! a [`Secret`] that never prints, the lenient base64 clients send, and the PLAIN mechanism (RFC 4616).
 //! Sans-I/O; the protocol crates decide the exchange and the replies.
 
@@ -48,16 +48,37 @@ pub struct Plain {
     pub password: Secret,
 }
 
+/// Why a PLAIN response was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainError {
+    /// Not `[authzid] NUL authcid NUL passwd` in UTF-8, or no authcid.
+    Malformed,
+    /// An authzid other than the authcid: acting for another user, which nobody may (IMAP answers
+    /// `NO [AUTHORIZATIONFAILED]`, RFC 5530).
+    ActsForAnother,
+}
+
 /// RFC 4616 §2: `[authzid] NUL authcid NUL passwd`, UTF-8. We let nobody act for another, so the authzid
 /// must be empty or the authcid itself.
 pub fn parse_plain(response: &[u8]) -> Option<Plain> {
-    let text = std::str::from_utf8(response).ok()?;
+    parse_plain_checked(response).ok()
+}
+
+/// [`parse_plain`], saying why a response is refused.
+pub fn parse_plain_checked(response: &[u8]) -> Result<Plain, PlainError> {
+    let text = std::str::from_utf8(response).map_err(|_| PlainError::Malformed)?;
     let mut parts = text.split('\0');
-    let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || authcid.is_empty() || !(authzid.is_empty() || authzid == authcid) {
-        return None;
+    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(PlainError::Malformed);
+    };
+    if authcid.is_empty() {
+        return Err(PlainError::Malformed);
     }
-    Some(Plain { username: authcid.to_owned(), password: Secret::new(password) })
+    if !(authzid.is_empty() || authzid == authcid) {
+        return Err(PlainError::ActsForAnother);
+    }
+    Ok(Plain { username: authcid.to_owned(), password: Secret::new(password) })
 }
 
 #[cfg(test)]
@@ -73,6 +94,8 @@ mod tests {
             assert!(parse_plain(bad).is_none(), "{bad:?}");
         }
         assert_eq!(format!("{:?}", ok.password), "Secret(***)");
+        assert_eq!(parse_plain_checked(b"bob\0alice\0pw"), Err(PlainError::ActsForAnother));
+        assert_eq!(parse_plain_checked(b"\0alice"), Err(PlainError::Malformed));
     }
 
     #[test]

@@ -76,6 +76,12 @@ async fn imap_refuses_big_lines_and_literals_before_login_and_takes_them_after()
     client.send(b"\r\n").await;
     let appended = client.line_starting("c ").await.expect("an APPEND reply");
     assert!(appended.starts_with("c OK"), "{appended}");
+    // Logged in, the text of a command outside its literals is still bounded (64 KiB, as Dovecot).
+    let mut line = b"d SEARCH TEXT ".to_vec();
+    line.resize(1 << 20, b'y');
+    client.send_until_closed(&line).await;
+    let said = client.rest().await;
+    assert!(said.iter().any(|l| l.starts_with("* BYE [LIMIT]")), "{said:?}");
 
     // A line with no end, before login: BYE, and the connection closes long before 50 MB went in.
     let mut flooder = imap(ATTACKER, &stack).await;
@@ -222,4 +228,26 @@ async fn a_process_without_a_certificate_presents_one_generated_certificate_ever
         certificates.push(presented.as_ref().to_vec());
     }
     assert!(certificates.windows(2).all(|w| w[0] == w[1]), "SMTP, IMAP and POP3 present different certificates");
+}
+
+/// IMAP and POP3 each have a total cap of their own: POP3's no longer limits IMAP (it used to cap both),
+/// and each holds for its own protocol, whatever address a client comes from.
+#[tokio::test]
+async fn imap_and_pop3_have_total_caps_of_their_own() {
+    let stack = TestStack::builder()
+        .set("MAILBUS_POP3_MAX_CONNECTIONS", "2")
+        .set("MAILBUS_IMAP_MAX_CONNECTIONS", "3")
+        .start()
+        .await;
+    let mut held = vec![pop3(ATTACKER, &stack).await, pop3(NEIGHBOUR, &stack).await];
+    let mut over = RawClient::connect("127.0.0.4", stack.pop3_addr()).await;
+    let refusal = over.line().await.expect("a refusal");
+    assert!(refusal.starts_with("-ERR [SYS/TEMP]"), "POP3's third session: {refusal}");
+    for source in [ATTACKER, NEIGHBOUR, "127.0.0.4"] {
+        held.push(imap(source, &stack).await);
+    }
+    let mut over = RawClient::connect("127.0.0.5", stack.imap_addr()).await;
+    let refusal = over.line().await.expect("a refusal");
+    assert!(refusal.starts_with("* BYE [UNAVAILABLE]"), "IMAP's fourth session: {refusal}");
+    drop(held);
 }

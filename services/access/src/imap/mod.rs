@@ -9,6 +9,7 @@
 //! since its MODSEQ and tells the client with EXISTS, FETCH FLAGS and EXPUNGE, at the moments RFC 9051
 //! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
 
+mod line_meter;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -36,10 +37,12 @@ use imap_types::search::SearchKey;
 use imap_types::sequence::SequenceSet;
 use imap_types::status::{StatusDataItem, StatusDataItemName};
 use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_address::AccountId;
 use mailbus_grpc::TracedChannel;
 use mailbus_jetstream::Names;
 use mailbus_pop3::session::PlaintextAuth;
 use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
+use mailbus_sasl::PlainError;
 use mailbus_tls::{MaybeTls, ServerTls};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -89,17 +92,17 @@ pub struct ImapContext {
     /// Sessions one account may have open from one address in this process (Dovecot's
     /// `mail_max_userip_connections`).
     pub max_user_connections: usize,
-    pub user_connections: std::sync::Mutex<std::collections::HashMap<(i64, std::net::IpAddr), usize>>,
+    pub user_connections: std::sync::Mutex<std::collections::HashMap<(AccountId, std::net::IpAddr), usize>>,
 }
 
 /// One of an account's connection slots from one address; given back when the session ends.
 struct UserSlot {
     ctx: Arc<ImapContext>,
-    key: (i64, std::net::IpAddr),
+    key: (AccountId, std::net::IpAddr),
 }
 
 impl UserSlot {
-    fn take(ctx: &Arc<ImapContext>, account_id: i64, ip: std::net::IpAddr) -> Option<UserSlot> {
+    fn take(ctx: &Arc<ImapContext>, account_id: AccountId, ip: std::net::IpAddr) -> Option<UserSlot> {
         let mut open = ctx.user_connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = open.entry((account_id, ip)).or_default();
         if *count >= ctx.max_user_connections {
@@ -130,7 +133,7 @@ impl ImapContext {
 
 /// A logged-in account.
 struct Login {
-    account_id: i64,
+    account_id: AccountId,
     address: String,
     /// ENABLE CONDSTORE, or a command that implies it (RFC 7162 §3.1).
     condstore: bool,
@@ -261,6 +264,7 @@ pub async fn handle<IO>(
             server: new_server(&ctx, None, Framing::PreLogin),
             framing: Framing::PreLogin,
             fed: 0,
+            meter: Default::default(),
             tls: implicit_tls,
             plaintext_allowed: ctx.plaintext_auth.allows(peer.ip()),
             state: State::NotAuthenticated { failures: 0 },
@@ -419,6 +423,8 @@ struct Connection<IO> {
     framing: Framing,
     /// Before login: bytes handed to the framer since it last produced a command.
     fed: usize,
+    /// After login: the text of the command being received, outside its literals.
+    meter: line_meter::LineMeter,
     ctx: Arc<ImapContext>,
     tls: bool,
     plaintext_allowed: bool,
@@ -591,6 +597,12 @@ where
     /// command that grows past [`PRE_LOGIN_COMMAND`] ends the session instead of growing a buffer.
     async fn feed(&mut self) -> Flow {
         if self.framing == Framing::LoggedIn {
+            if self.meter.take(&self.wire.input).is_err() {
+                tracing::info!(peer = %self.peer, "command text over 64 KiB; closing");
+                let bye = Status::bye(Some(other_code("LIMIT")), "command line too long").expect("ASCII text");
+                self.wire.last_words(&encode(bye)).await;
+                return Flow::Close;
+            }
             self.server.enqueue_input(&self.wire.input);
             self.wire.input.clear();
             return Flow::Continue;
@@ -668,7 +680,7 @@ where
     /// missed meanwhile.
     async fn resubscribe(&mut self) {
         let Some(login) = self.state.login_mut() else { return };
-        if let Ok(events) = self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id)).await {
+        if let Ok(events) = self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id.get())).await {
             login.events = Some(events);
             if let Some(selected) = self.state.selected() {
                 selected.dirty = true;
@@ -872,19 +884,15 @@ where
         }
     }
 
-    /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password; an authzid other than the user is refused.
+    /// SASL PLAIN (RFC 4616), as SMTP and POP3 read it: an authzid other than the user is refused.
     async fn plain(&mut self, tag: Tag<'static>, response: &[u8]) -> Result<Status<'static>, Flow> {
-        let mut parts = response.split(|&b| b == 0);
-        let (authzid, user, password) = (parts.next(), parts.next(), parts.next());
-        let (Some(authzid), Some(user), Some(password), None) = (authzid, user, password, parts.next()) else {
-            return Ok(bad(Some(tag), "malformed PLAIN response"));
-        };
-        let (user, password) =
-            (String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(password).into_owned());
-        if !authzid.is_empty() && authzid != user.as_bytes() {
-            return Ok(no(tag, Some(other_code("AUTHORIZATIONFAILED")), "cannot act as another user"));
+        match mailbus_sasl::parse_plain_checked(response) {
+            Ok(plain) => self.log_in(tag, &plain.username, plain.password.expose()).await,
+            Err(PlainError::Malformed) => Ok(bad(Some(tag), "malformed PLAIN response")),
+            Err(PlainError::ActsForAnother) => {
+                Ok(no(tag, Some(other_code("AUTHORIZATIONFAILED")), "cannot act as another user"))
+            }
         }
-        self.log_in(tag, &user, &password).await
     }
 
     async fn log_in(&mut self, tag: Tag<'static>, user: &str, password: &str) -> Result<Status<'static>, Flow> {
@@ -916,7 +924,7 @@ where
             }
             return Ok(no(tag, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed"));
         }
-        let Some(slot) = UserSlot::take(&self.ctx, reply.account_id, self.peer.ip()) else {
+        let Some(slot) = UserSlot::take(&self.ctx, reply.account_id.into(), self.peer.ip()) else {
             return Ok(no(tag, Some(other_code("LIMIT")), "too many connections for this account from this address"));
         };
         let events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(reply.account_id)).await {
@@ -930,7 +938,7 @@ where
         self.deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
         self.session_span.record("account", reply.account_address.as_str());
         self.state = State::Authenticated(Login {
-            account_id: reply.account_id,
+            account_id: reply.account_id.into(),
             address: reply.account_address.clone(),
             condstore: false,
             qresync: false,
@@ -1106,7 +1114,7 @@ where
                 {
                     // CLOSE expunges silently (RFC 9051 §6.4.2).
                     let request = pb::ExpungeRequest {
-                        account_id: id,
+                        account_id: id.get(),
                         mailbox: selected.name.clone(),
                         uids: selected.uids.clone(),
                         deleted_only: true,
@@ -1202,7 +1210,7 @@ where
         let Some(selected) = self.state.selected() else { return Flow::Continue };
         if selected.dirty || force {
             let request = pb::ChangesRequest {
-                account_id,
+                account_id: account_id.get(),
                 mailbox: selected.name.clone(),
                 since_modseq: selected.highest_modseq,
             };
@@ -1301,7 +1309,7 @@ where
     async fn select(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         mailbox: &Mailbox<'_>,
         read_only: bool,
         parameters: &[SelectParameter],
@@ -1325,7 +1333,7 @@ where
             self.server.enqueue_status(closed);
         }
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-        let request = pb::SelectRequest { account_id, mailbox: name.clone() };
+        let request = pb::SelectRequest { account_id: account_id.get(), mailbox: name.clone() };
         let selected = match self.ctx.mailbox.clone().select(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1393,9 +1401,15 @@ where
 
     /// SELECT (QRESYNC (uidvalidity modseq [known-uids])), RFC 7162 §3.2.5.1: what the client's cache
     /// missed since its MODSEQ, as VANISHED (EARLIER) and FETCH (UID FLAGS MODSEQ).
-    async fn resync(&mut self, account_id: i64, since: u64, known: Option<&SequenceSet>) -> Result<(), tonic::Status> {
+    async fn resync(
+        &mut self,
+        account_id: AccountId,
+        since: u64,
+        known: Option<&SequenceSet>,
+    ) -> Result<(), tonic::Status> {
         let Some(selected) = self.state.selected() else { return Ok(()) };
-        let request = pb::ChangesRequest { account_id, mailbox: selected.name.clone(), since_modseq: since };
+        let request =
+            pb::ChangesRequest { account_id: account_id.get(), mailbox: selected.name.clone(), since_modseq: since };
         let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
         let Some(selected) = self.state.selected() else { return Ok(()) };
         let mut gone = changes.vanished;
@@ -1422,9 +1436,15 @@ where
     }
 
     /// UID FETCH … (CHANGEDSINCE m VANISHED), RFC 7162 §3.2.6: the UIDs of the set expunged since m.
-    async fn vanished_earlier(&mut self, account_id: i64, set: &SequenceSet, since: u64) -> Result<(), tonic::Status> {
+    async fn vanished_earlier(
+        &mut self,
+        account_id: AccountId,
+        set: &SequenceSet,
+        since: u64,
+    ) -> Result<(), tonic::Status> {
         let Some(selected) = self.state.selected() else { return Ok(()) };
-        let request = pb::ChangesRequest { account_id, mailbox: selected.name.clone(), since_modseq: since };
+        let request =
+            pb::ChangesRequest { account_id: account_id.get(), mailbox: selected.name.clone(), since_modseq: since };
         let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
         let Some(selected) = self.state.selected() else { return Ok(()) };
         // `*` is the mailbox's largest UID, not the largest expunged one.
@@ -1440,7 +1460,7 @@ where
     async fn quota(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         mailbox: Option<Mailbox<'static>>,
     ) -> Status<'static> {
         use imap_types::core::AString;
@@ -1448,12 +1468,14 @@ where
         if let Some(mailbox) = &mailbox {
             // RFC 9208 §4.3: GETQUOTAROOT of a mailbox that does not exist is NO.
             let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-            if let Err(status) = self.ctx.mailbox.clone().status(pb::StatusRequest { account_id, mailbox: name }).await
+            if let Err(status) =
+                self.ctx.mailbox.clone().status(pb::StatusRequest { account_id: account_id.get(), mailbox: name }).await
             {
                 return refusal(tag, &status);
             }
         }
-        let usage = match self.ctx.mailbox.clone().get_quota(pb::GetQuotaRequest { account_id }).await {
+        let usage = match self.ctx.mailbox.clone().get_quota(pb::GetQuotaRequest { account_id: account_id.get() }).await
+        {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
         };
@@ -1475,27 +1497,27 @@ where
         ok(tag, None, "GETQUOTA completed")
     }
 
-    async fn create(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
+    async fn create(&mut self, tag: Tag<'static>, account_id: AccountId, mailbox: &Mailbox<'_>) -> Status<'static> {
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         // RFC 9051 §6.3.4: a trailing separator only says the client means to create children.
         let name = name.trim_end_matches(DELIMITER).to_owned();
-        let request = pb::CreateMailboxRequest { account_id, name, special_use: String::new() };
+        let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use: String::new() };
         match self.ctx.mailbox.clone().create_mailbox(request).await {
             Ok(_) => ok(tag, None, "CREATE completed"),
             Err(status) => refusal(tag, &status),
         }
     }
 
-    async fn delete(&mut self, tag: Tag<'static>, account_id: i64, mailbox: &Mailbox<'_>) -> Status<'static> {
+    async fn delete(&mut self, tag: Tag<'static>, account_id: AccountId, mailbox: &Mailbox<'_>) -> Status<'static> {
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-        let request = pb::DeleteMailboxRequest { account_id, name: name.clone() };
+        let request = pb::DeleteMailboxRequest { account_id: account_id.get(), name: name.clone() };
         match self.ctx.mailbox.clone().delete_mailbox(request).await {
             Ok(_) => {
                 let _ = self
                     .ctx
                     .mailbox
                     .clone()
-                    .subscribe(pb::SubscribeRequest { account_id, name, subscribed: false })
+                    .subscribe(pb::SubscribeRequest { account_id: account_id.get(), name, subscribed: false })
                     .await;
                 ok(tag, None, "DELETE completed")
             }
@@ -1506,14 +1528,14 @@ where
     async fn rename(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         from: &Mailbox<'_>,
         to: &Mailbox<'_>,
     ) -> Status<'static> {
         let (Some(from), Some(to)) = (self.name_of(from), self.name_of(to)) else {
             return no(tag, None, "mailbox name is not modified UTF-7");
         };
-        let request = pb::RenameMailboxRequest { account_id, from: from.clone(), to: to.clone() };
+        let request = pb::RenameMailboxRequest { account_id: account_id.get(), from: from.clone(), to: to.clone() };
         match self.ctx.mailbox.clone().rename_mailbox(request).await {
             Ok(_) => {
                 if from != "INBOX"
@@ -1530,12 +1552,18 @@ where
     async fn subscribe(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         mailbox: &Mailbox<'_>,
         subscribed: bool,
     ) -> Status<'static> {
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-        match self.ctx.mailbox.clone().subscribe(pb::SubscribeRequest { account_id, name, subscribed }).await {
+        match self
+            .ctx
+            .mailbox
+            .clone()
+            .subscribe(pb::SubscribeRequest { account_id: account_id.get(), name, subscribed })
+            .await
+        {
             Ok(_) => ok(tag, None, if subscribed { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }),
             Err(status) => refusal(tag, &status),
         }
@@ -1544,7 +1572,7 @@ where
     async fn list(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         reference: &Mailbox<'_>,
         pattern: &ListMailbox<'_>,
         lsub: bool,
@@ -1583,7 +1611,7 @@ where
         let subscribed_only = lsub || has(&selection, "SUBSCRIBED");
         let mark_subscribed = has(&selection, "SUBSCRIBED") || has(&returns, "SUBSCRIBED");
         let request = pb::ListMailboxesRequest {
-            account_id,
+            account_id: account_id.get(),
             reference,
             patterns: vec![pattern],
             subscribed_only,
@@ -1627,12 +1655,18 @@ where
     async fn status(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         mailbox: &Mailbox<'static>,
         names: &[StatusDataItemName],
     ) -> Status<'static> {
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-        let status = match self.ctx.mailbox.clone().status(pb::StatusRequest { account_id, mailbox: name }).await {
+        let status = match self
+            .ctx
+            .mailbox
+            .clone()
+            .status(pb::StatusRequest { account_id: account_id.get(), mailbox: name })
+            .await
+        {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
         };
@@ -1657,7 +1691,7 @@ where
     async fn append(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         mailbox: &Mailbox<'_>,
         flags: &[Flag<'_>],
         date: Option<i64>,
@@ -1668,7 +1702,7 @@ where
             return no(tag, Some(Code::TooBig), "message exceeds APPENDLIMIT");
         }
         let header = pb::AppendHeader {
-            account_id,
+            account_id: account_id.get(),
             mailbox: name,
             flags: flags.iter().map(|f| f.to_string()).collect(),
             internal_date_unix: date,
@@ -1689,7 +1723,12 @@ where
         }
     }
 
-    async fn expunge(&mut self, tag: Tag<'static>, account_id: i64, set: Option<&SequenceSet>) -> Status<'static> {
+    async fn expunge(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        set: Option<&SequenceSet>,
+    ) -> Status<'static> {
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         if selected.read_only {
             return no(tag, Some(Code::ReadOnly), "the mailbox is read-only");
@@ -1701,7 +1740,12 @@ where
         if uids.is_empty() {
             return ok(tag, None, "EXPUNGE completed");
         }
-        let request = pb::ExpungeRequest { account_id, mailbox: selected.name.clone(), uids, deleted_only: true };
+        let request = pb::ExpungeRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            uids,
+            deleted_only: true,
+        };
         match self.ctx.mailbox.clone().expunge(request).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
@@ -1720,7 +1764,7 @@ where
     async fn search(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         charset: Option<&Charset<'_>>,
         criteria: &[SearchKey<'_>],
         by_uid: bool,
@@ -1741,7 +1785,8 @@ where
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request = pb::SearchRequest { account_id, mailbox: selected.name.clone(), key: Some(key) };
+        let request =
+            pb::SearchRequest { account_id: account_id.get(), mailbox: selected.name.clone(), key: Some(key) };
         let found = match self.ctx.mailbox.clone().search(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1811,7 +1856,7 @@ where
     async fn store(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         set: &SequenceSet,
         kind: &StoreType,
         response: &StoreResponse,
@@ -1837,7 +1882,7 @@ where
             StoreType::Remove => pb::StoreMode::Remove,
         };
         let request = pb::StoreRequest {
-            account_id,
+            account_id: account_id.get(),
             mailbox: selected.name.clone(),
             uids,
             mode: mode.into(),
@@ -1895,7 +1940,7 @@ where
     async fn copy(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         set: &SequenceSet,
         mailbox: &Mailbox<'_>,
         by_uid: bool,
@@ -1918,13 +1963,15 @@ where
         }
         let source = selected.name.clone();
         let reply = if moving {
-            let request = pb::MoveRequest { account_id, from_mailbox: source, to_mailbox: target, uids };
+            let request =
+                pb::MoveRequest { account_id: account_id.get(), from_mailbox: source, to_mailbox: target, uids };
             self.ctx.mailbox.clone().r#move(request).await.map(|r| {
                 let r = r.into_inner();
                 (r.source_uids, r.target_uidvalidity, r.target_uids)
             })
         } else {
-            let request = pb::CopyRequest { account_id, from_mailbox: source, to_mailbox: target, uids };
+            let request =
+                pb::CopyRequest { account_id: account_id.get(), from_mailbox: source, to_mailbox: target, uids };
             self.ctx.mailbox.clone().copy(request).await.map(|r| {
                 let r = r.into_inner();
                 (r.source_uids, r.target_uidvalidity, r.target_uids)
@@ -1954,7 +2001,7 @@ where
     async fn fetch(
         &mut self,
         tag: Tag<'static>,
-        account_id: i64,
+        account_id: AccountId,
         set: &SequenceSet,
         names: &MacroOrMessageDataItemNames<'static>,
         by_uid: bool,
@@ -2035,7 +2082,7 @@ where
             section_of.push(None);
         }
         let request = pb::FetchRequest {
-            account_id,
+            account_id: account_id.get(),
             mailbox: selected.name.clone(),
             uids,
             envelope: names.contains(&MessageDataItemName::Envelope),
