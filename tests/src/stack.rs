@@ -83,6 +83,20 @@ impl StackBuilder {
     }
 }
 
+/// Creates `address` (and its domain, if new) with `password` through the mailbox role at `mailbox_url`,
+/// as `mailbus admin` would; returns the account id.
+pub async fn add_account(mailbox_url: &str, address: &str, password: &str) -> i64 {
+    let mut directory = DirectoryClient::connect(mailbox_url.to_owned()).await.expect("reaching the directory");
+    let domain = address.rsplit_once('@').expect("address has a domain").1;
+    match directory.add_domain(pb::AddDomainRequest { name: domain.into() }).await {
+        Ok(_) => {}
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+        Err(status) => panic!("adding domain {domain}: {status}"),
+    }
+    let account = pb::AddAccountRequest { address: address.into(), password: password.into() };
+    directory.add_account(account).await.expect("adding account").into_inner().id
+}
+
 pub struct TestStack {
     /// The settings the roles run with; `MAILBUS_MAILBOX_URL` points at this stack's mailbox role.
     pub settings: Settings,
@@ -169,15 +183,7 @@ impl TestStack {
 
     /// Creates `address` (and its domain, if new) with `password`; returns the account id.
     pub async fn add_account(&self, address: &str, password: &str) -> i64 {
-        let mut directory = self.directory().await;
-        let domain = address.rsplit_once('@').expect("address has a domain").1;
-        match directory.add_domain(pb::AddDomainRequest { name: domain.into() }).await {
-            Ok(_) => {}
-            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
-            Err(status) => panic!("adding domain {domain}: {status}"),
-        }
-        let account = pb::AddAccountRequest { address: address.into(), password: password.into() };
-        directory.add_account(account).await.expect("adding account").into_inner().id
+        add_account(&self.mailbox_url(), address, password).await
     }
 
     /// Whether the directory accepts these credentials.

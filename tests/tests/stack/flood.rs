@@ -19,6 +19,7 @@ use futures::StreamExt;
 use mailbus_tests::infra::Infra;
 use mailbus_tests::processes::Replica;
 use mailbus_tests::raw::{RawClient, connect_from};
+use mailbus_tests::stack::add_account;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{PATIENCE, message, under_test};
@@ -163,13 +164,7 @@ async fn a_flood_from_one_address_fails_nobody_else_and_memory_stays_bounded() {
     for replica in [&relay, &access, &smtp] {
         replica.wait_ready(Duration::from_secs(60)).await;
     }
-    let mut directory =
-        mailbus_proto::v1::directory_client::DirectoryClient::connect(shared["MAILBUS_MAILBOX_URL"].clone())
-            .await
-            .unwrap();
-    directory.add_domain(mailbus_proto::v1::AddDomainRequest { name: "example.org".into() }).await.unwrap();
-    let account = mailbus_proto::v1::AddAccountRequest { address: USER.into(), password: "pw".into() };
-    directory.add_account(account).await.unwrap();
+    add_account(&shared["MAILBUS_MAILBOX_URL"], USER, "pw").await;
     let (imap, pop3) = (access.addr("MAILBUS_IMAP_LISTEN"), access.addr("MAILBUS_POP3_LISTEN"));
     let (mx, submission) = (smtp.addr("MAILBUS_SMTP_LISTEN"), smtp.addr("MAILBUS_SUBMISSION_LISTEN"));
 

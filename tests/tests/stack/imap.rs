@@ -785,3 +785,102 @@ async fn imap4rev2_when_enabled_and_searchres() {
     assert!(text(9).contains(&octets("Entwürfe")), "UTF-8 names in IMAP4rev2: {}", text(9));
     stack.stop().await;
 }
+
+/// COPY and MOVE into the mailbox they come from, as Dovecot allows: each gives the messages new UIDs
+/// (COPYUID says which), a MOVE expunges the old ones, and UIDNEXT only grows.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_and_move_into_the_same_mailbox_give_new_uids() {
+    let stack = TestStack::start().await;
+    let eve = stack.add_account("eve@example.org", "eve pw").await;
+    deliver(&stack, "eve@example.org", "loop").await;
+    let uids = stack.wait_for_inbox(eve, 1, PATIENCE).await;
+    let steps = json!([
+        ["login", "eve@example.org", "eve pw"],        // 1
+        ["select", "INBOX"],                           // 2
+        ["copy", "1", "INBOX"],                        // 3
+        ["uid", "MOVE", uids[0].to_string(), "INBOX"], // 4
+        ["noop"],                                      // 5
+        ["uid", "SEARCH", "ALL"],                      // 6
+        ["status", "INBOX", "(MESSAGES UIDNEXT)"],     // 7
+        ["logout"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let (first, copy, moved) = (uids[0], uids[0] + 1, uids[0] + 2);
+    let copied = ok(&results, 3);
+    assert!(copied.contains("COPYUID") && copied.contains(&format!(" {first} {copy}]")), "{copied}");
+    ok(&results, 4);
+    let found = ok(&results, 6);
+    assert_eq!(found.trim(), format!("{copy} {moved}"), "the moved message has a new UID, the old one is gone");
+    let status = ok(&results, 7);
+    assert!(status.contains("MESSAGES 2") && status.contains(&format!("UIDNEXT {}", moved + 1)), "{status}");
+}
+
+/// RFC 2180 §4.2.1, as Dovecot: STORE on a message another session expunged (known here, its EXPUNGE
+/// not yet sent) answers OK and skips it, instead of NO [EXPUNGEISSUED]; the EXPUNGE comes at the next
+/// command that may carry it.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_skips_a_message_another_session_expunged() {
+    use mailbus_tests::raw::RawClient;
+    let stack = TestStack::start().await;
+    let fay = stack.add_account("fay@example.org", "fay pw").await;
+    deliver(&stack, "fay@example.org", "one").await;
+    deliver(&stack, "fay@example.org", "two").await;
+    stack.wait_for_inbox(fay, 2, PATIENCE).await;
+    let session = async || {
+        let mut client = RawClient::connect("127.0.0.1", stack.imap_addr()).await;
+        client.line().await.expect("a greeting");
+        client.send(b"a LOGIN fay@example.org \"fay pw\"\r\nb SELECT INBOX\r\n").await;
+        assert!(client.line_starting("b ").await.expect("SELECT answered").starts_with("b OK"));
+        client
+    };
+    let (mut first, mut second) = (session().await, session().await);
+    second.send(b"c STORE 1 +FLAGS.SILENT (\\Deleted)\r\nd EXPUNGE\r\n").await;
+    assert!(second.line_starting("d ").await.expect("EXPUNGE answered").starts_with("d OK"));
+    // FETCH by number may not carry the EXPUNGE (RFC 9051 §7.4.1): the first session learns of it and
+    // says EXPUNGEISSUED once the event has reached it.
+    let mut told = false;
+    for _ in 0..200 {
+        first.send(b"e FETCH 1 (FLAGS)\r\n").await;
+        if first.line_starting("e ").await.expect("FETCH answered").contains("EXPUNGEISSUED") {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(told, "the expunge never reached the first session");
+    first.send(b"f STORE 1:2 +FLAGS (\\Flagged)\r\n").await;
+    let stored = first.line_starting("f ").await.expect("STORE answered");
+    assert!(stored.starts_with("f OK"), "{stored}");
+    first.send(b"g NOOP\r\n").await;
+    let mut lines = Vec::new();
+    while let Some(line) = first.line().await {
+        let done = line.starts_with("g ");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(lines.iter().any(|l| l == "* 1 EXPUNGE"), "{lines:?}");
+}
+
+/// RFC 3501 §6.3.9: LSUB with `%` lists the unsubscribed parent of a subscribed child, as \Noselect; `*`
+/// lists only what is subscribed.
+#[tokio::test(flavor = "multi_thread")]
+async fn lsub_with_percent_shows_an_unsubscribed_parent_as_noselect() {
+    let stack = TestStack::start().await;
+    stack.add_account("gus@example.org", "gus pw").await;
+    let steps = json!([
+        ["login", "gus@example.org", "gus pw"], // 1
+        ["create", "Lists/rust"],               // 2
+        ["subscribe", "Lists/rust"],            // 3
+        ["lsub", "\"\"", "%"],                  // 4
+        ["lsub", "\"\"", "*"],                  // 5
+        ["logout"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let percent = ok(&results, 4);
+    assert!(percent.contains("\\Noselect") && percent.contains("\"/\" Lists"), "{percent}");
+    assert!(!percent.contains("Lists/rust"), "{percent}");
+    let star = ok(&results, 5);
+    assert!(star.contains("Lists/rust") && !star.contains("\"/\" Lists\n"), "{star}");
+}

@@ -156,13 +156,7 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
     for replica in smtp.iter().chain(&relays).chain([&access]) {
         replica.wait_ready(Duration::from_secs(60)).await;
     }
-    let mut directory =
-        mailbus_proto::v1::directory_client::DirectoryClient::connect(shared["MAILBUS_MAILBOX_URL"].clone())
-            .await
-            .unwrap();
-    directory.add_domain(mailbus_proto::v1::AddDomainRequest { name: "example.org".into() }).await.unwrap();
-    let account = mailbus_proto::v1::AddAccountRequest { address: RECIPIENT.into(), password: "pw".into() };
-    directory.add_account(account).await.unwrap();
+    mailbus_tests::stack::add_account(&shared["MAILBUS_MAILBOX_URL"], RECIPIENT, "pw").await;
 
     // The load: CLIENTS clients, each sending the next message until it has its 250, until there have
     // been MESSAGES and the failures are over.

@@ -1617,6 +1617,7 @@ where
             subscribed_only,
             special_use_only: has(&selection, "SPECIAL-USE"),
             with_status: !status_items.is_empty(),
+            lsub_parents: lsub,
         };
         let listed = match self.ctx.mailbox.clone().list_mailboxes(request).await {
             Ok(reply) => reply.into_inner().mailboxes,
@@ -1628,6 +1629,9 @@ where
             if !mailbox.exists {
                 // RFC 5258 §3: \NonExistent (which implies \Noselect) for a subscribed name with no mailbox.
                 items.push(if extended { attribute("NonExistent") } else { FlagNameAttribute::Noselect });
+            } else if lsub && !mailbox.subscribed {
+                // RFC 3501 §6.3.9: an unsubscribed parent that `%` stopped at, listed for its children.
+                items.push(FlagNameAttribute::Noselect);
             }
             if mark_subscribed && mailbox.subscribed {
                 items.push(attribute("Subscribed"));
@@ -1872,10 +1876,10 @@ where
         if !by_uid && render::out_of_range(set, selected.uids.len()) {
             return bad(Some(tag), "no such message");
         }
-        let uids = render::resolve(set, &selected.uids, by_uid);
-        if !by_uid && uids.iter().any(|u| selected.vanished.contains(u)) {
-            return no(tag, Some(other_code("EXPUNGEISSUED")), "some of the messages were expunged");
-        }
+        // RFC 2180 §4.2.1, as Dovecot: a message another session expunged, not yet announced here, is
+        // skipped and the STORE goes on for the rest (the EXPUNGE follows when it may be sent).
+        let mut uids = render::resolve(set, &selected.uids, by_uid);
+        uids.retain(|u| !selected.vanished.contains(u));
         let mode = match kind {
             StoreType::Replace => pb::StoreMode::Replace,
             StoreType::Add => pb::StoreMode::Add,

@@ -186,6 +186,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             subscribed_only: r.subscribed_only,
             special_use_only: r.special_use_only,
             with_status: r.with_status,
+            lsub_parents: r.lsub_parents,
         };
         let listed = mailboxes::list(&self.pool, r.account_id.into(), &query).await?;
         Ok(Response::new(pb::ListMailboxesResponse { mailboxes: listed.into_iter().map(listed_to_pb).collect() }))

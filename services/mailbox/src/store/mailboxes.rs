@@ -47,6 +47,8 @@ pub struct ListQuery {
     pub subscribed_only: bool,
     pub special_use_only: bool,
     pub with_status: bool,
+    /// LSUB's rule for `%` (RFC 3501 §6.3.9): see [`lsub_parents`].
+    pub lsub_parents: bool,
 }
 
 /// Creates one mailbox row. Its UIDVALIDITY is the creation time in seconds (as Dovecot's) but always
@@ -335,6 +337,24 @@ pub async fn list(pool: &PgPool, account: AccountId, query: &ListQuery) -> Resul
     Ok(listing(query, &existing, &subscribed, statuses))
 }
 
+/// RFC 3501 §6.3.9: "if foo/bar is subscribed but foo is not, LSUB "" % returns foo with \Noselect".
+/// The names that a `%` pattern stops short of a subscribed name at, which are not subscribed themselves.
+fn lsub_parents(patterns: &[String], subscribed: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut parents = BTreeSet::new();
+    for name in subscribed {
+        let mut at = 0;
+        while let Some(found) = name[at..].find(SEPARATOR) {
+            let parent = &name[..at + found];
+            at += found + SEPARATOR.len_utf8();
+            let stops_here = patterns.iter().any(|p| p.contains('%') && list_pattern::matches(p, parent));
+            if stops_here && !subscribed.contains(parent) {
+                parents.insert(parent.to_owned());
+            }
+        }
+    }
+    parents
+}
+
 /// LIST's answer from an account's mailboxes (with their special use) and subscriptions.
 fn listing(
     query: &ListQuery,
@@ -342,9 +362,11 @@ fn listing(
     subscribed: &BTreeSet<String>,
     mut statuses: BTreeMap<String, Status>,
 ) -> Vec<Listed> {
-    let candidates: BTreeSet<&String> =
-        if query.subscribed_only { subscribed.iter().collect() } else { existing.keys().collect() };
     let patterns: Vec<String> = query.patterns.iter().map(|p| format!("{}{p}", query.reference)).collect();
+    let mut candidates: BTreeSet<&String> =
+        if query.subscribed_only { subscribed.iter().collect() } else { existing.keys().collect() };
+    let parents = if query.lsub_parents { lsub_parents(&patterns, subscribed) } else { BTreeSet::new() };
+    candidates.extend(parents.iter());
     let mut out: Vec<Listed> = candidates
         .into_iter()
         .filter(|name| patterns.iter().any(|p| list_pattern::matches(p, name)))

@@ -380,9 +380,6 @@ pub(crate) async fn copy_in(
     uids: Option<&[Uid]>,
     expunge_source: bool,
 ) -> Result<Copied, MailboxError> {
-    if from == to && expunge_source {
-        return Err(MailboxError::InvalidArgument("source and target mailbox are the same".into()));
-    }
     let (source, target) = lock_pair(conn, account, from, to).await?;
     let picked: Vec<Picked> = sqlx::query_as(
         "SELECT e.uid, e.message_id, e.flags, m.size FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
@@ -400,7 +397,14 @@ pub(crate) async fn copy_in(
     }
     let mut copied = add_entries(conn, &target, &picked).await?;
     if expunge_source {
-        // The source's row may be the target's when copying into the same mailbox; not for a move.
+        // A move within one mailbox (Dovecot allows it, RFC 6851 does not forbid it) gives the messages
+        // new UIDs: the expunge then follows the copy on the row the copy just advanced, under a MODSEQ
+        // of its own, so UIDNEXT never goes back and no MODSEQ is used twice.
+        let source = if from == to {
+            Locked { uidnext: target.uidnext + picked.len() as i64, highestmodseq: copied.target_modseq, ..source }
+        } else {
+            source
+        };
         let source_uids = copied.source_uids.clone();
         copied.expunged = Some(expunge_locked(conn, &source, source_uids).await?);
     }
