@@ -144,7 +144,9 @@ pub struct Stack {
 
 impl Stack {
     /// Starts `roles` in this order, each once the one before is ready. `settings` are added to (or
-    /// override) the defaults: loopback listeners, the harness's certificate, `RUST_LOG=warn`.
+    /// override) the defaults: loopback listeners, the harness's certificate, `RUST_LOG=warn`, and the
+    /// per-address connection caps lifted to the total caps (every benchmark client comes from
+    /// 127.0.0.1, where production clients come from many addresses).
     pub async fn start(
         mailbus: &Path,
         roles: &[&'static str],
@@ -161,6 +163,15 @@ impl Stack {
             ("MAILBUS_TLS_KEY", infra.tls_key.display().to_string()),
             ("RUST_LOG", "warn".into()),
         ]);
+        for (per_address, total) in [
+            ("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "MAILBUS_SMTP_MAX_CONNECTIONS"),
+            ("MAILBUS_SUBMISSION_MAX_CONNECTIONS_PER_IP", "MAILBUS_SUBMISSION_MAX_CONNECTIONS"),
+            ("MAILBUS_IMAP_MAX_CONNECTIONS_PER_IP", "MAILBUS_IMAP_MAX_CONNECTIONS"),
+            ("MAILBUS_POP3_MAX_CONNECTIONS_PER_IP", "MAILBUS_POP3_MAX_CONNECTIONS"),
+        ] {
+            let total = settings.iter().find(|(name, _)| *name == total).map_or("1000", |(_, v)| v.as_str());
+            env.insert(per_address, total.to_owned());
+        }
         for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
             env.insert(var.name, format!("127.0.0.1:{}", free_port()?));
         }

@@ -132,7 +132,12 @@ impl LoginThrottle {
     /// their next day). The address keeps its count, or one working account would let its holder reset
     /// the count between guesses at others.
     pub async fn succeeded(&self, username: &str) {
-        if let Err(error) = self.counts.clear(&format!("acct.{}", account_tag(username))).await {
+        let key = format!("acct.{}", account_tag(username));
+        // A read first: most logins have nothing to clear, and a delete is a write to the stream.
+        if self.counts.get(&key).await.is_ok_and(|n| n == 0) {
+            return;
+        }
+        if let Err(error) = self.counts.clear(&key).await {
             tracing::debug!(%error, "failed-login count not cleared");
         }
     }
