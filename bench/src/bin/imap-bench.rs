@@ -126,7 +126,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     let connections = (args.idle + args.idle_tls + most + 100).to_string();
-    let settings = [("MAILBUS_IMAP_MAX_CONNECTIONS", connections.clone()), ("MAILBUS_IMAP_MAX_USER_CONNECTIONS", connections)];
+    let settings =
+        [("MAILBUS_IMAP_MAX_CONNECTIONS", connections.clone()), ("MAILBUS_IMAP_MAX_USER_CONNECTIONS", connections)];
     let stack = Stack::start(&args.mailbus, &["mailbox", "access"], &settings).await?;
     let mut directory = stack.directory().await?;
     directory.add_domain(pb::AddDomainRequest { name: DOMAIN.into() }).await.context("AddDomain")?;
