@@ -884,3 +884,42 @@ async fn lsub_with_percent_shows_an_unsubscribed_parent_as_noselect() {
     let star = ok(&results, 5);
     assert!(star.contains("Lists/rust") && !star.contains("\"/\" Lists\n"), "{star}");
 }
+
+/// RFC 7162 §3.1: a FETCH MODSEQ that turns CONDSTORE on is answered with HIGHESTMODSEQ first; and an
+/// ESEARCH's MODSEQ is the highest of the messages it returns (RFC 4731 §3.2), so RETURN (MIN) gives the
+/// first match's, not the mailbox's.
+#[tokio::test(flavor = "multi_thread")]
+async fn condstore_enabled_by_fetch_reports_highestmodseq_and_esearch_modseq_follows_what_it_returns() {
+    let stack = TestStack::start().await;
+    let hal = stack.add_account("hal@example.org", "hal pw").await;
+    for subject in ["one", "two", "three"] {
+        deliver(&stack, "hal@example.org", subject).await;
+    }
+    stack.wait_for_inbox(hal, 3, PATIENCE).await;
+    let steps = json!([
+        ["login", "hal@example.org", "hal pw"],     // 1
+        ["select", "INBOX"],                        // 2
+        ["raw", "s1 STORE 3 +FLAGS (\\Flagged)"],   // 3
+        ["raw", "f1 FETCH 1 (MODSEQ)"],             // 4
+        ["raw", "f2 FETCH 1:3 (MODSEQ)"],           // 5
+        ["raw", "e1 SEARCH RETURN (MIN) MODSEQ 1"], // 6
+        ["raw", "e2 SEARCH RETURN (ALL) MODSEQ 1"], // 7
+        ["logout"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let first_fetch = ok(&results, 4);
+    let highest = first_fetch.find("[HIGHESTMODSEQ ").expect("HIGHESTMODSEQ before the first FETCH MODSEQ");
+    assert!(highest < first_fetch.find("* 1 FETCH").expect("the FETCH"), "{first_fetch}");
+    let modseqs = ok(&results, 5);
+    let modseq_of = |n: u32| -> u64 {
+        let at =
+            modseqs.find(&format!("* {n} FETCH (MODSEQ (")).expect("a MODSEQ") + format!("* {n} FETCH (MODSEQ (").len();
+        modseqs[at..].split(')').next().unwrap().parse().unwrap()
+    };
+    let (first, third) = (modseq_of(1), modseq_of(3));
+    assert!(first < third, "the STORE made message 3 the latest change: {modseqs}");
+    let min = ok(&results, 6);
+    assert!(min.contains(&format!("MIN 1 MODSEQ {first}")), "RETURN (MIN) reports message 1's MODSEQ: {min}");
+    let all = ok(&results, 7);
+    assert!(all.contains(&format!("ALL 1:3 MODSEQ {third}")), "{all}");
+}

@@ -950,6 +950,20 @@ where
         Ok(ok(tag, Some(Code::Capability(self.capabilities())), "logged in"))
     }
 
+    /// RFC 7162 §3.1: a command other than SELECT or ENABLE that turns CONDSTORE on (FETCH or SEARCH with
+    /// MODSEQ, STORE with UNCHANGEDSINCE) is answered with the selected mailbox's HIGHESTMODSEQ first, the
+    /// first time, since the client never heard it as a CONDSTORE client.
+    fn enable_condstore(&mut self) {
+        let Some(login) = self.state.login_mut() else { return };
+        if std::mem::replace(&mut login.condstore, true) {
+            return;
+        }
+        if let Some(modseq) = self.state.selected().and_then(|s| NonZeroU64::new(s.highest_modseq)) {
+            let status = Status::ok(None, Some(Code::HighestModSeq(modseq)), "highest").expect("ASCII");
+            self.server.enqueue_status(status);
+        }
+    }
+
     /// Moves every queued response into the output buffer (for a session about to close).
     async fn drain(&mut self) {
         loop {
@@ -1784,8 +1798,8 @@ where
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
         let wants_modseq = criteria.iter().any(has_modseq);
-        if wants_modseq && let Some(login) = self.state.login_mut() {
-            login.condstore = true;
+        if wants_modseq {
+            self.enable_condstore();
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
@@ -1797,14 +1811,23 @@ where
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         // Only messages this session has announced: a UID the client has not heard of yet is left out.
-        let numbers: Vec<NonZeroU32> = found
+        // Each keeps its MODSEQ: the one reported is the highest of the messages returned (RFC 7162
+        // §3.1.5, RFC 4731 §3.2).
+        let modseq_of = |i: usize| found.modseqs.get(i).copied().unwrap_or(found.highest_modseq);
+        let announced: Vec<(NonZeroU32, u64)> = found
             .uids
             .iter()
-            .filter_map(|uid| {
-                selected.uids.binary_search(uid).ok().map(|i| if by_uid { nz(*uid) } else { nz(i as u32 + 1) })
+            .enumerate()
+            .filter_map(|(i, uid)| {
+                let number = selected.uids.binary_search(uid).ok()?;
+                Some((if by_uid { nz(*uid) } else { nz(number as u32 + 1) }, modseq_of(i)))
             })
             .collect();
-        let modseq = if wants_modseq && !numbers.is_empty() { NonZeroU64::new(found.highest_modseq) } else { None };
+        let numbers: Vec<NonZeroU32> = announced.iter().map(|&(number, _)| number).collect();
+        let highest_of = |returned: &[&(NonZeroU32, u64)]| {
+            returned.iter().map(|&&(_, modseq)| modseq).max().filter(|_| wants_modseq).and_then(NonZeroU64::new)
+        };
+        let modseq = highest_of(&announced.iter().collect::<Vec<_>>());
         let extended = match self.extended.take() {
             // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
             None if rev2 => Some(render::Extended::Search { options: Vec::new() }),
@@ -1845,6 +1868,15 @@ where
             if options.iter().any(|o| o == "COUNT") {
                 line.push_str(&format!(" COUNT {}", values.len()));
             }
+            // MIN or MAX without ALL or COUNT returns one or two messages: the MODSEQ is theirs.
+            let narrowed = !all && !options.iter().any(|o| o == "COUNT");
+            let modseq = if narrowed {
+                let min = announced.first().filter(|_| options.iter().any(|o| o == "MIN"));
+                let max = announced.last().filter(|_| options.iter().any(|o| o == "MAX"));
+                highest_of(&min.into_iter().chain(max).collect::<Vec<_>>())
+            } else {
+                modseq
+            };
             if let Some(modseq) = modseq {
                 line.push_str(&format!(" MODSEQ {modseq}"));
             }
@@ -1903,8 +1935,8 @@ where
             // This session's own change, already answered with FETCH: its event needs no `Changes` call.
             selected.own_modseqs.insert(stored.highest_modseq);
         }
-        if condstore && let Some(login) = self.state.login_mut() {
-            login.condstore = true;
+        if condstore {
+            self.enable_condstore();
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let silent = matches!(response, StoreResponse::Silent);
@@ -2036,9 +2068,9 @@ where
         let condstore = changed_since.is_some()
             || names.contains(&MessageDataItemName::ModSeq)
             || self.state.login().is_some_and(|l| l.condstore);
-        if condstore && let Some(login) = self.state.login_mut() {
+        if condstore {
             // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE for the session.
-            login.condstore = true;
+            self.enable_condstore();
         }
         let wants_flags = names.contains(&MessageDataItemName::Flags);
         if condstore && (changed_since.is_some() || wants_flags) && !names.contains(&MessageDataItemName::ModSeq) {

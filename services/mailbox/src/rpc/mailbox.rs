@@ -274,7 +274,11 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         let r = request.into_inner();
         let key = r.key.ok_or_else(|| invalid("search key missing"))?;
         let found = search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key).await?;
-        Ok(Response::new(pb::SearchResponse { uids: uids_to_pb(&found.uids), highest_modseq: found.highest_modseq }))
+        Ok(Response::new(pb::SearchResponse {
+            uids: uids_to_pb(&found.uids),
+            highest_modseq: found.highest_modseq,
+            modseqs: found.modseqs,
+        }))
     }
 
     async fn get_quota(&self, request: Request<pb::GetQuotaRequest>) -> Result<Response<pb::QuotaUsage>, Status> {

@@ -15,6 +15,8 @@ const MAX_DEPTH: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub uids: Vec<Uid>,
+    /// Each match's MODSEQ, in the order of `uids`.
+    pub modseqs: Vec<u64>,
     pub highest_modseq: u64,
 }
 
@@ -44,6 +46,7 @@ pub async fn search(
     let matches: Vec<Match> = query.build_query_as().fetch_all(pool).await?;
     Ok(Found {
         highest_modseq: matches.iter().map(|m| m.modseq as u64).max().unwrap_or(0),
+        modseqs: matches.iter().map(|m| m.modseq as u64).collect(),
         uids: matches.into_iter().map(|m| m.uid).collect(),
     })
 }
