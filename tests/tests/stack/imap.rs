@@ -923,3 +923,58 @@ async fn condstore_enabled_by_fetch_reports_highestmodseq_and_esearch_modseq_fol
     let all = ok(&results, 7);
     assert!(all.contains(&format!("ALL 1:3 MODSEQ {third}")), "{all}");
 }
+
+/// RFC 3501 §7.2.6: a keyword new to the mailbox is announced in FLAGS and PERMANENTFLAGS before the
+/// first FETCH that carries it, in the session that set it and in one that learns of it later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_keyword_is_announced_in_flags_before_a_fetch_carries_it() {
+    let stack = TestStack::start().await;
+    let ida = stack.add_account("ida@example.org", "ida pw").await;
+    deliver(&stack, "ida@example.org", "tagged").await;
+    stack.wait_for_inbox(ida, 1, PATIENCE).await;
+    let steps = json!([
+        ["login", "ida@example.org", "ida pw"],  // 1
+        ["select", "INBOX"],                     // 2
+        ["raw", "s1 STORE 1 +FLAGS ($Project)"], // 3
+        ["raw", "s2 STORE 1 +FLAGS ($Project)"], // 4
+        ["logout"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let first = ok(&results, 3);
+    let flags = first.find("* FLAGS (").expect("an untagged FLAGS for the new keyword");
+    assert!(first[flags..].lines().next().unwrap().contains("$Project"), "{first}");
+    assert!(first.contains("[PERMANENTFLAGS (") && first.contains("$Project \\*)"), "{first}");
+    assert!(flags < first.find("* 1 FETCH").expect("the FETCH"), "FLAGS comes first: {first}");
+    assert!(!ok(&results, 4).contains("* FLAGS"), "a keyword is announced once");
+
+    // Another session, selected before a keyword existed, is told when the change reaches it.
+    use mailbus_tests::raw::RawClient;
+    let session = async || {
+        let mut client = RawClient::connect("127.0.0.1", stack.imap_addr()).await;
+        client.line().await.expect("a greeting");
+        client.send(b"a LOGIN ida@example.org \"ida pw\"\r\nb SELECT INBOX\r\n").await;
+        assert!(client.line_starting("b ").await.expect("SELECT answered").starts_with("b OK"));
+        client
+    };
+    let (mut watching, mut setting) = (session().await, session().await);
+    setting.send(b"c STORE 1 +FLAGS.SILENT ($Later)\r\n").await;
+    assert!(setting.line_starting("c ").await.expect("STORE answered").starts_with("c OK"));
+    let mut seen = Vec::new();
+    for n in 0..200 {
+        watching.send(format!("n{n} NOOP\r\n").as_bytes()).await;
+        while let Some(line) = watching.line().await {
+            let done = line.starts_with(&format!("n{n} "));
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        if seen.iter().any(|l| l.contains("FETCH") && l.contains("$Later")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fetch = seen.iter().position(|l| l.contains("FETCH") && l.contains("$Later")).expect("the change arrived");
+    let flags = seen.iter().position(|l| l.starts_with("* FLAGS (") && l.contains("$Later"));
+    assert!(flags.is_some_and(|f| f < fetch), "{seen:?}");
+}

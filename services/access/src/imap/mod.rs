@@ -176,6 +176,9 @@ struct Selected {
     saved: Vec<u32>,
     /// Expunged elsewhere, not yet announced (EXPUNGE must wait for a command that allows it).
     vanished: std::collections::BTreeSet<u32>,
+    /// The keywords the client has been told of in FLAGS, by their lowercase spelling (keywords match
+    /// case-insensitively).
+    keywords: std::collections::BTreeMap<String, String>,
 }
 
 enum State {
@@ -409,6 +412,33 @@ fn wire_mailbox_in(name: &str, utf8: bool) -> Mailbox<'static> {
     }
     let name = if utf8 { name.to_owned() } else { render::to_utf7(name) };
     Mailbox::try_from(name).unwrap_or(Mailbox::Inbox)
+}
+
+/// RFC 3501 §7.2.6: a keyword the client has not been told of in a FLAGS response is announced, with
+/// FLAGS and PERMANENTFLAGS, before a FETCH carries it; clients that keep the mailbox's list drop a
+/// keyword they were never told of.
+fn announce_new_keywords(selected: &mut Selected, flags: &[String], server: &mut Server) {
+    let mut new = false;
+    for keyword in flags.iter().filter(|f| !f.starts_with('\\')) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = selected.keywords.entry(keyword.to_ascii_lowercase())
+        {
+            entry.insert(keyword.clone());
+            new = true;
+        }
+    }
+    if !new {
+        return;
+    }
+    let mut flags = vec![Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft];
+    flags.extend(
+        selected.keywords.values().filter_map(|k| Flag::try_from(k.as_str()).ok().map(IntoStatic::into_static)),
+    );
+    server.enqueue_data(Data::Flags(flags.clone()));
+    if !selected.read_only {
+        let permanent = flags.into_iter().map(FlagPerm::Flag).chain([FlagPerm::Asterisk]).collect();
+        let status = Status::ok(None, Some(Code::PermanentFlags(permanent)), "flags permitted").expect("ASCII");
+        server.enqueue_status(status);
+    }
 }
 
 fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
@@ -1271,6 +1301,7 @@ where
                 selected.uids.dedup();
             }
             for (index, entry) in flags_changed {
+                announce_new_keywords(selected, &entry.flags, &mut self.server);
                 let mut items =
                     vec![MessageDataItem::Flags(flags_of(&entry.flags)), MessageDataItem::Uid(nz(entry.uid))];
                 if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
@@ -1399,6 +1430,7 @@ where
                 vanished: Default::default(),
                 saved: Vec::new(),
                 own_modseqs: Default::default(),
+                keywords: selected.keywords.iter().map(|k| (k.to_ascii_lowercase(), k.clone())).collect(),
             },
         );
         if let Some((uidvalidity, since, known)) = resync
@@ -1437,6 +1469,7 @@ where
         let mut data = Vec::new();
         for entry in changes.changed {
             let Ok(index) = selected.uids.binary_search(&entry.uid) else { continue };
+            announce_new_keywords(selected, &entry.flags, &mut self.server);
             let mut items = vec![MessageDataItem::Uid(nz(entry.uid)), MessageDataItem::Flags(flags_of(&entry.flags))];
             if let Some(modseq) = NonZeroU64::new(entry.modseq) {
                 items.push(MessageDataItem::ModSeq(modseq));
@@ -1943,6 +1976,7 @@ where
         for entry in &stored.updated {
             let Ok(index) = selected.uids.binary_search(&entry.uid) else { continue };
             // .SILENT leaves out the FLAGS the client set itself, but with CONDSTORE the new MODSEQ still goes out.
+            announce_new_keywords(selected, &entry.flags, &mut self.server);
             let mut items = Vec::new();
             if !silent {
                 items.push(MessageDataItem::Flags(flags_of(&entry.flags)));
@@ -2187,6 +2221,9 @@ where
     ) {
         let Some(selected) = self.state.selected() else { return };
         let Ok(index) = selected.uids.binary_search(&message.uid) else { return };
+        if names.contains(&MessageDataItemName::Flags) {
+            announce_new_keywords(selected, &message.flags, &mut self.server);
+        }
         let mut items = Vec::with_capacity(names.len());
         for (name, section) in names.iter().zip(section_of) {
             let take = |data: &mut Vec<Vec<u8>>| section.map(|i| std::mem::take(&mut data[i])).unwrap_or_default();
