@@ -21,6 +21,8 @@ pub struct Parsed {
     pub structure: pb::MessageStructure,
     /// The Date field, as a Unix time.
     pub sent_unix: Option<i64>,
+    /// The Date field's day as written, in its own time zone (`YYYY-MM-DD`), for SENTON and friends.
+    pub sent_day: Option<String>,
     /// Header fields of the message (not of its parts): names in lower case, values unfolded and with
     /// encoded words decoded.
     pub header_names: Vec<String>,
@@ -46,6 +48,7 @@ pub fn parse(content: &[u8]) -> Parsed {
                 body: Some(opaque(content)),
             },
             sent_unix: None,
+            sent_day: None,
             header_names: Vec::new(),
             header_values: Vec::new(),
             text: String::from_utf8_lossy(&content[..content.len().min(MAX_INDEXED_TEXT)]).replace('\0', " "),
@@ -76,10 +79,17 @@ pub fn parse(content: &[u8]) -> Parsed {
             body: Some(body_part(&message, 0, content, 0, Default::default())),
         },
         sent_unix: message.date().map(|d| d.to_timestamp()),
+        sent_day: message.date().and_then(day_as_written),
         header_names,
         header_values,
         text,
     }
+}
+
+/// RFC 9051 §6.4.4: the SENT* keys use the date as written, disregarding time and zone.
+fn day_as_written(date: &mail_parser::DateTime) -> Option<String> {
+    let day = chrono::NaiveDate::from_ymd_opt(i32::from(date.year), u32::from(date.month), u32::from(date.day))?;
+    Some(day.format("%Y-%m-%d").to_string())
 }
 
 fn truncate(text: &mut String, limit: usize) {
@@ -399,6 +409,9 @@ epilogue\r\n";
             ]
         );
         assert_eq!(parsed.sent_unix, Some(1_795_510_800), "2026-11-24 09:00 UTC");
+        assert_eq!(parsed.sent_day.as_deref(), Some("2026-11-24"));
+        let late = parse(b"Date: Tue, 24 Nov 2026 23:30:00 -0500\r\nSubject: late\r\n\r\nx\r\n");
+        assert_eq!(late.sent_day.as_deref(), Some("2026-11-24"), "the day as written, not 25 November in UTC");
         let subject = parsed.header_names.iter().position(|n| n == "subject").unwrap();
         assert_eq!(parsed.header_values[subject], "Grüße and folded");
         assert!(parsed.text.contains("Hello Jörg,"), "{}", parsed.text);

@@ -978,3 +978,27 @@ async fn a_new_keyword_is_announced_in_flags_before_a_fetch_carries_it() {
     let flags = seen.iter().position(|l| l.starts_with("* FLAGS (") && l.contains("$Later"));
     assert!(flags.is_some_and(|f| f < fetch), "{seen:?}");
 }
+
+/// RFC 9051 §6.4.4: SENTON, SENTBEFORE and SENTSINCE use the day written in the Date field, whatever its
+/// time zone; 23:30 at -0500 on 24 November is 25 November in UTC, and must still be sent on the 24th.
+#[tokio::test(flavor = "multi_thread")]
+async fn sent_dates_are_the_day_written_in_the_date_field() {
+    let stack = TestStack::start().await;
+    stack.add_account("jo@example.org", "jo pw").await;
+    let late = "Date: Tue, 24 Nov 2026 23:30:00 -0500\r\nFrom: a@example.net\r\nSubject: late\r\n\r\nx\r\n";
+    let steps = json!([
+        ["login", "jo@example.org", "jo pw"],          // 1
+        ["append", "INBOX", null, null, late],         // 2
+        ["select", "INBOX"],                           // 3
+        ["search", null, "SENTON", "24-Nov-2026"],     // 4
+        ["search", null, "SENTON", "25-Nov-2026"],     // 5
+        ["search", null, "SENTBEFORE", "25-Nov-2026"], // 6
+        ["search", null, "SENTSINCE", "25-Nov-2026"],  // 7
+        ["logout"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert_eq!(ok(&results, 4).trim(), "1", "sent on the 24th as written");
+    assert_eq!(ok(&results, 5).trim(), "", "not on the 25th, its UTC day");
+    assert_eq!(ok(&results, 6).trim(), "1");
+    assert_eq!(ok(&results, 7).trim(), "");
+}

@@ -105,8 +105,10 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
             header_match(q, "", text);
             q.push(")");
         }
-        Key::InternalDate(date) => date_match(q, "m.internal_date", date)?,
-        Key::SentDate(date) => date_match(q, "m.sent_at", date)?,
+        // The internal date's zone is not kept: its day is counted in UTC.
+        Key::InternalDate(date) => date_match(q, "(m.internal_date AT TIME ZONE 'UTC')::date", date)?,
+        // The Date field's day as written (RFC 9051 §6.4.4), kept at delivery.
+        Key::SentDate(date) => date_match(q, "m.sent_date", date)?,
         Key::Larger(size) => {
             q.push("m.size > ").push_bind(clamp(*size));
         }
@@ -144,8 +146,8 @@ fn body_match(q: &mut QueryBuilder<Postgres>, text: &str) {
     q.push("coalesce(m.body_text @@ phraseto_tsquery('simple', ").push_bind(text.to_owned()).push("), false)");
 }
 
-/// RFC 9051 dates disregard time and zone; days are counted in UTC.
-fn date_match(q: &mut QueryBuilder<Postgres>, column: &str, date: &pb::DateMatch) -> Result<(), MailboxError> {
+/// RFC 9051 dates disregard time and zone: `day` is an SQL expression of type date.
+fn date_match(q: &mut QueryBuilder<Postgres>, day: &str, date: &pb::DateMatch) -> Result<(), MailboxError> {
     let operator = match date.relation() {
         Relation::Before => "<",
         Relation::On => "=",
@@ -153,7 +155,7 @@ fn date_match(q: &mut QueryBuilder<Postgres>, column: &str, date: &pb::DateMatch
         Relation::Unspecified => return Err(MailboxError::InvalidArgument("date relation missing".into())),
     };
     // A message without a Date field has no sent date: it matches no date key, and NOT of one.
-    q.push("coalesce((").push(column).push(" AT TIME ZONE 'UTC')::date ").push(operator);
+    q.push("coalesce(").push(day).push(" ").push(operator);
     q.push(" (date '1970-01-01' + ").push_bind(date.day.clamp(-1_000_000, 1_000_000) as i32).push("), false)");
     Ok(())
 }
