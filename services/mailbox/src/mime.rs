@@ -146,10 +146,14 @@ fn searchable_value(header: &Header<'_>, raw: &[u8]) -> String {
         HeaderValue::Text(text) => text.to_string(),
         HeaderValue::TextList(list) => list.join(", "),
         HeaderValue::Address(address) => {
+            // A group's name is searchable too (SEARCH TO "undisclosed-recipients" finds the group).
             let addrs: Vec<String> = address_list(address)
                 .into_iter()
-                .filter(|a| !a.group_start && !a.group_end)
-                .map(|a| format!("{} <{}@{}>", a.name, a.mailbox, a.host).trim_start().to_owned())
+                .filter(|a| !a.group_end)
+                .map(|a| match a.group_start {
+                    true => format!("{}:", a.mailbox),
+                    false => format!("{} <{}@{}>", a.name, a.mailbox, a.host).trim_start().to_owned(),
+                })
                 .collect();
             addrs.join(", ")
         }
@@ -179,19 +183,21 @@ fn envelope(headers: &[Header<'_>], raw: &[u8]) -> pb::MessageEnvelope {
     }
 }
 
+/// RFC 3501 §7.4.2 ENVELOPE addresses: a group as its start marker, its members and its end marker. A
+/// comment with no address (`group2: (foo) ;`, which mail-parser reads as a name) is not an address.
 fn address_list(address: &Address<'_>) -> Vec<pb::EnvelopeAddress> {
     let one = |addr: &mail_parser::Addr<'_>| {
-        let full = addr.address.as_deref().unwrap_or_default();
+        let full = addr.address.as_deref().filter(|a| !a.is_empty())?;
         let (mailbox, host) = full.rsplit_once('@').unwrap_or((full, ""));
-        pb::EnvelopeAddress {
+        Some(pb::EnvelopeAddress {
             name: addr.name.as_deref().unwrap_or_default().to_owned(),
             mailbox: mailbox.to_owned(),
             host: host.to_owned(),
             ..Default::default()
-        }
+        })
     };
     match address {
-        Address::List(list) => list.iter().map(one).collect(),
+        Address::List(list) => list.iter().filter_map(one).collect(),
         Address::Group(groups) => {
             let mut out = Vec::new();
             for group in groups {
@@ -202,10 +208,10 @@ fn address_list(address: &Address<'_>) -> Vec<pb::EnvelopeAddress> {
                             group_start: true,
                             ..Default::default()
                         });
-                        out.extend(group.addresses.iter().map(one));
+                        out.extend(group.addresses.iter().filter_map(one));
                         out.push(pb::EnvelopeAddress { group_end: true, ..Default::default() });
                     }
-                    None => out.extend(group.addresses.iter().map(one)),
+                    None => out.extend(group.addresses.iter().filter_map(one)),
                 }
             }
             out
@@ -382,6 +388,22 @@ epilogue\r\n";
 
     fn slice(content: &[u8], from: u64, to: u64) -> &str {
         std::str::from_utf8(&content[from as usize..to as usize]).unwrap()
+    }
+
+    #[test]
+    fn empty_groups_are_start_and_end_markers_and_a_comment_is_not_an_address() {
+        let parsed = parse(b"From: a@example.org\r\nCc: group:;, group2: (foo) ;\r\nSubject: x\r\n\r\nbody\r\n");
+        let cc = parsed.structure.envelope.unwrap().cc;
+        let shape: Vec<(bool, bool, &str, &str)> =
+            cc.iter().map(|a| (a.group_start, a.group_end, a.mailbox.as_str(), a.name.as_str())).collect();
+        assert_eq!(
+            shape,
+            [(true, false, "group", ""), (false, true, "", ""), (true, false, "group2", ""), (false, true, "", "")]
+        );
+        let at = parsed.header_names.iter().position(|n| n == "cc").unwrap();
+        let searchable = &parsed.header_values[at];
+        assert!(searchable.contains("group:") && searchable.contains("group2:"), "{searchable}");
+        assert!(!searchable.contains("foo"), "{searchable}");
     }
 
     #[test]

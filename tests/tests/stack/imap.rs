@@ -1002,3 +1002,25 @@ async fn sent_dates_are_the_day_written_in_the_date_field() {
     assert_eq!(ok(&results, 6).trim(), "1");
     assert_eq!(ok(&results, 7).trim(), "");
 }
+
+/// RFC 3501 §7.4.2: empty groups in ENVELOPE are start and end markers, a comment in a group is no
+/// address; and SEARCH CC finds a group by its name.
+#[tokio::test(flavor = "multi_thread")]
+async fn envelope_groups_are_markers_and_search_finds_a_group_by_name() {
+    let stack = TestStack::start().await;
+    stack.add_account("kim@example.org", "kim pw").await;
+    let grouped = "From: a@example.net\r\nCc: group:;, group2: (foo) ;\r\nSubject: groups\r\n\r\nx\r\n";
+    let steps = json!([
+        ["login", "kim@example.org", "kim pw"],   // 1
+        ["append", "INBOX", null, null, grouped], // 2
+        ["select", "INBOX"],                      // 3
+        ["fetch", "1", "(ENVELOPE)"],             // 4
+        ["search", null, "CC", "group2"],         // 5
+        ["logout"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let envelope = ok(&results, 4);
+    let groups = "((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))";
+    assert!(envelope.contains(groups), "{envelope}");
+    assert_eq!(ok(&results, 5).trim(), "1");
+}
