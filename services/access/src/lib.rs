@@ -56,20 +56,26 @@ pub struct AccessConfig {
     pub pop3: Pop3Config,
 }
 
+/// What IMAP and POP3 each have of their own doors and sessions.
 #[derive(Debug, Clone)]
-pub struct ImapConfig {
-    /// Port 143.
+pub struct SessionPolicy {
+    /// Port 143 or 110.
     pub listen: SocketAddr,
-    /// Port 993; `None` leaves it off.
+    /// Port 993 or 995; `None` leaves it off.
     pub tls_listen: Option<SocketAddr>,
     pub caps: Caps,
     pub plaintext_auth: PlaintextAuth,
-    /// From connecting to a successful login (STARTTLS included).
+    /// From connecting to a successful login (STARTTLS or STLS included).
     pub login_timeout: Duration,
-    /// The autologout timer (RFC 9051 §5.4: at least 30 minutes).
+    /// The autologout timer (RFC 9051 §5.4: at least 30 minutes; RFC 1939 §3: at least 10).
     pub idle_timeout: Duration,
     /// Failed logins in one session before it is closed.
     pub max_auth_failures: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub session: SessionPolicy,
     /// Sessions one account may have from one address (Dovecot's `mail_max_userip_connections`).
     pub max_user_connections: usize,
     /// APPENDLIMIT.
@@ -78,18 +84,7 @@ pub struct ImapConfig {
 
 #[derive(Debug, Clone)]
 pub struct Pop3Config {
-    /// Port 110.
-    pub listen: SocketAddr,
-    /// Port 995; `None` leaves it off.
-    pub tls_listen: Option<SocketAddr>,
-    pub caps: Caps,
-    pub plaintext_auth: PlaintextAuth,
-    /// From connecting to a successful login (STLS included).
-    pub login_timeout: Duration,
-    /// The autologout timer (RFC 1939 §3: at least 10 minutes).
-    pub idle_timeout: Duration,
-    /// Failed logins in one session before it is closed.
-    pub max_auth_failures: usize,
+    pub session: SessionPolicy,
     pub delete_policy: DeletePolicy,
     /// The maildrop lock's lease: how long a crashed replica can keep it.
     pub lock_ttl: Duration,
@@ -139,10 +134,10 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         names: config.names.clone(),
         tls: config.tls.clone(),
         hostname: config.hostname.clone(),
-        plaintext_auth: config.imap.plaintext_auth,
-        max_auth_failures: config.imap.max_auth_failures,
-        idle_timeout: config.imap.idle_timeout,
-        login_timeout: config.imap.login_timeout,
+        plaintext_auth: config.imap.session.plaintext_auth,
+        max_auth_failures: config.imap.session.max_auth_failures,
+        idle_timeout: config.imap.session.idle_timeout,
+        login_timeout: config.imap.session.login_timeout,
         throttle: throttle.clone(),
         max_message_size: config.imap.max_message_size,
         commands: Default::default(),
@@ -155,22 +150,22 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         locks,
         tls: config.tls,
         hostname: config.hostname,
-        plaintext_auth: config.pop3.plaintext_auth,
+        plaintext_auth: config.pop3.session.plaintext_auth,
         delete_policy: config.pop3.delete_policy,
-        max_auth_failures: config.pop3.max_auth_failures,
-        idle_timeout: config.pop3.idle_timeout,
-        login_timeout: config.pop3.login_timeout,
+        max_auth_failures: config.pop3.session.max_auth_failures,
+        idle_timeout: config.pop3.session.idle_timeout,
+        login_timeout: config.pop3.session.login_timeout,
         throttle,
         metrics: Default::default(),
     });
     Ok(Access {
-        pop3: mailbus_acceptor::bind(config.pop3.listen).await?,
-        pop3s: match config.pop3.tls_listen {
+        pop3: mailbus_acceptor::bind(config.pop3.session.listen).await?,
+        pop3s: match config.pop3.session.tls_listen {
             Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
             None => None,
         },
-        imap: mailbus_acceptor::bind(config.imap.listen).await?,
-        imaps: match config.imap.tls_listen {
+        imap: mailbus_acceptor::bind(config.imap.session.listen).await?,
+        imaps: match config.imap.session.tls_listen {
             Some(addr) => Some(mailbus_acceptor::bind(addr).await?),
             None => None,
         },
@@ -179,8 +174,8 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
         mailbox,
-        pop3_caps: config.pop3.caps,
-        imap_caps: config.imap.caps,
+        pop3_caps: config.pop3.session.caps,
+        imap_caps: config.imap.session.caps,
         proxies: config.proxies,
     })
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use mailbus_acceptor::Caps;
-use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config};
+use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config, SessionPolicy};
 use mailbus_jetstream::ThrottlePolicy;
 use mailbus_mailbox::{Mailbox, MailboxConfig};
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
@@ -147,24 +147,28 @@ pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfi
         proxies: s.get(MAILBUS_PROXY_PROTOCOL_FROM)?,
         throttle: throttle_policy(s)?,
         imap: ImapConfig {
-            listen: s.get(MAILBUS_IMAP_LISTEN)?,
-            tls_listen: s.get(MAILBUS_IMAPS_LISTEN)?,
-            caps: caps(s, MAILBUS_IMAP_MAX_CONNECTIONS, MAILBUS_IMAP_MAX_CONNECTIONS_PER_IP)?,
-            plaintext_auth: s.get(MAILBUS_IMAP_PLAINTEXT_AUTH)?,
-            login_timeout: s.get(MAILBUS_IMAP_LOGIN_TIMEOUT_SECS)?,
-            idle_timeout: s.get(MAILBUS_IMAP_IDLE_TIMEOUT_SECS)?,
-            max_auth_failures: s.get(MAILBUS_IMAP_MAX_AUTH_FAILURES)?,
+            session: SessionPolicy {
+                listen: s.get(MAILBUS_IMAP_LISTEN)?,
+                tls_listen: s.get(MAILBUS_IMAPS_LISTEN)?,
+                caps: caps(s, MAILBUS_IMAP_MAX_CONNECTIONS, MAILBUS_IMAP_MAX_CONNECTIONS_PER_IP)?,
+                plaintext_auth: s.get(MAILBUS_IMAP_PLAINTEXT_AUTH)?,
+                login_timeout: s.get(MAILBUS_IMAP_LOGIN_TIMEOUT_SECS)?,
+                idle_timeout: s.get(MAILBUS_IMAP_IDLE_TIMEOUT_SECS)?,
+                max_auth_failures: s.get(MAILBUS_IMAP_MAX_AUTH_FAILURES)?,
+            },
             max_user_connections: s.get(MAILBUS_IMAP_MAX_USER_CONNECTIONS)?,
             max_message_size: s.get(MAILBUS_MAX_MESSAGE_SIZE)?,
         },
         pop3: Pop3Config {
-            listen: s.get(MAILBUS_POP3_LISTEN)?,
-            tls_listen: s.get(MAILBUS_POP3S_LISTEN)?,
-            caps: caps(s, MAILBUS_POP3_MAX_CONNECTIONS, MAILBUS_POP3_MAX_CONNECTIONS_PER_IP)?,
-            plaintext_auth: s.get(MAILBUS_POP3_PLAINTEXT_AUTH)?,
-            login_timeout: s.get(MAILBUS_POP3_LOGIN_TIMEOUT_SECS)?,
-            idle_timeout: s.get(MAILBUS_POP3_IDLE_TIMEOUT_SECS)?,
-            max_auth_failures: s.get(MAILBUS_POP3_MAX_AUTH_FAILURES)?,
+            session: SessionPolicy {
+                listen: s.get(MAILBUS_POP3_LISTEN)?,
+                tls_listen: s.get(MAILBUS_POP3S_LISTEN)?,
+                caps: caps(s, MAILBUS_POP3_MAX_CONNECTIONS, MAILBUS_POP3_MAX_CONNECTIONS_PER_IP)?,
+                plaintext_auth: s.get(MAILBUS_POP3_PLAINTEXT_AUTH)?,
+                login_timeout: s.get(MAILBUS_POP3_LOGIN_TIMEOUT_SECS)?,
+                idle_timeout: s.get(MAILBUS_POP3_IDLE_TIMEOUT_SECS)?,
+                max_auth_failures: s.get(MAILBUS_POP3_MAX_AUTH_FAILURES)?,
+            },
             delete_policy: s.get(MAILBUS_POP3_DELETE)?,
             lock_ttl: s.get(MAILBUS_POP3_LOCK_TTL_SECS)?,
         },

@@ -42,6 +42,15 @@ fn flatten(value: &Value, out: &mut String) {
     }
 }
 
+/// A bare IMAP connection, logged in with INBOX selected, for tests that need two sessions at once.
+async fn selected_inbox(stack: &TestStack, user: &str, password: &str) -> mailbus_tests::raw::RawClient {
+    let mut client = mailbus_tests::raw::RawClient::connect("127.0.0.1", stack.imap_addr()).await;
+    client.line().await.expect("a greeting");
+    client.send(format!("a LOGIN {user} \"{password}\"\r\nb SELECT INBOX\r\n").as_bytes()).await;
+    assert!(client.line_starting("b ").await.expect("SELECT answered").starts_with("b OK"));
+    client
+}
+
 fn ok(results: &[Value], index: usize) -> String {
     let (kind, text) = reply(&results[index]);
     assert_eq!(kind, "OK", "step {index}: {text}");
@@ -820,19 +829,12 @@ async fn copy_and_move_into_the_same_mailbox_give_new_uids() {
 /// command that may carry it.
 #[tokio::test(flavor = "multi_thread")]
 async fn store_skips_a_message_another_session_expunged() {
-    use mailbus_tests::raw::RawClient;
     let stack = TestStack::start().await;
     let fay = stack.add_account("fay@example.org", "fay pw").await;
     deliver(&stack, "fay@example.org", "one").await;
     deliver(&stack, "fay@example.org", "two").await;
     stack.wait_for_inbox(fay, 2, PATIENCE).await;
-    let session = async || {
-        let mut client = RawClient::connect("127.0.0.1", stack.imap_addr()).await;
-        client.line().await.expect("a greeting");
-        client.send(b"a LOGIN fay@example.org \"fay pw\"\r\nb SELECT INBOX\r\n").await;
-        assert!(client.line_starting("b ").await.expect("SELECT answered").starts_with("b OK"));
-        client
-    };
+    let session = async || selected_inbox(&stack, "fay@example.org", "fay pw").await;
     let (mut first, mut second) = (session().await, session().await);
     second.send(b"c STORE 1 +FLAGS.SILENT (\\Deleted)\r\nd EXPUNGE\r\n").await;
     assert!(second.line_starting("d ").await.expect("EXPUNGE answered").starts_with("d OK"));
@@ -948,14 +950,7 @@ async fn a_new_keyword_is_announced_in_flags_before_a_fetch_carries_it() {
     assert!(!ok(&results, 4).contains("* FLAGS"), "a keyword is announced once");
 
     // Another session, selected before a keyword existed, is told when the change reaches it.
-    use mailbus_tests::raw::RawClient;
-    let session = async || {
-        let mut client = RawClient::connect("127.0.0.1", stack.imap_addr()).await;
-        client.line().await.expect("a greeting");
-        client.send(b"a LOGIN ida@example.org \"ida pw\"\r\nb SELECT INBOX\r\n").await;
-        assert!(client.line_starting("b ").await.expect("SELECT answered").starts_with("b OK"));
-        client
-    };
+    let session = async || selected_inbox(&stack, "ida@example.org", "ida pw").await;
     let (mut watching, mut setting) = (session().await, session().await);
     setting.send(b"c STORE 1 +FLAGS.SILENT ($Later)\r\n").await;
     assert!(setting.line_starting("c ").await.expect("STORE answered").starts_with("c OK"));
