@@ -840,16 +840,12 @@ async fn store_skips_a_message_another_session_expunged() {
     assert!(second.line_starting("d ").await.expect("EXPUNGE answered").starts_with("d OK"));
     // FETCH by number may not carry the EXPUNGE (RFC 9051 §7.4.1): the first session learns of it and
     // says EXPUNGEISSUED once the event has reached it.
-    let mut told = false;
-    for _ in 0..200 {
+    // It is not told of it by a push (IDLE would announce the EXPUNGE), so it asks until it knows.
+    mailbus_tests::wait_until(PATIENCE, "the expunge reaching the first session", async || {
         first.send(b"e FETCH 1 (FLAGS)\r\n").await;
-        if first.line_starting("e ").await.expect("FETCH answered").contains("EXPUNGEISSUED") {
-            told = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(told, "the expunge never reached the first session");
+        first.line_starting("e ").await.expect("FETCH answered").contains("EXPUNGEISSUED")
+    })
+    .await;
     first.send(b"f STORE 1:2 +FLAGS (\\Flagged)\r\n").await;
     let stored = first.line_starting("f ").await.expect("STORE answered");
     assert!(stored.starts_with("f OK"), "{stored}");
@@ -952,24 +948,16 @@ async fn a_new_keyword_is_announced_in_flags_before_a_fetch_carries_it() {
     // Another session, selected before a keyword existed, is told when the change reaches it.
     let session = async || selected_inbox(&stack, "ida@example.org", "ida pw").await;
     let (mut watching, mut setting) = (session().await, session().await);
+    watching.send(b"i IDLE\r\n").await;
+    assert!(watching.line_starting("+").await.is_some(), "IDLE accepted");
     setting.send(b"c STORE 1 +FLAGS.SILENT ($Later)\r\n").await;
     assert!(setting.line_starting("c ").await.expect("STORE answered").starts_with("c OK"));
+    // The change is pushed to the session in IDLE; each line waits at most 30 s.
     let mut seen = Vec::new();
-    for n in 0..200 {
-        watching.send(format!("n{n} NOOP\r\n").as_bytes()).await;
-        while let Some(line) = watching.line().await {
-            let done = line.starts_with(&format!("n{n} "));
-            seen.push(line);
-            if done {
-                break;
-            }
-        }
-        if seen.iter().any(|l| l.contains("FETCH") && l.contains("$Later")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    while !seen.last().is_some_and(|l: &String| l.contains("FETCH") && l.contains("$Later")) {
+        seen.push(watching.line().await.expect("the change pushed in IDLE"));
     }
-    let fetch = seen.iter().position(|l| l.contains("FETCH") && l.contains("$Later")).expect("the change arrived");
+    let fetch = seen.len() - 1;
     let flags = seen.iter().position(|l| l.starts_with("* FLAGS (") && l.contains("$Later"));
     assert!(flags.is_some_and(|f| f < fetch), "{seen:?}");
 }
