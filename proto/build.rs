@@ -4,8 +4,13 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] =
-    &["mailbus/v1/directory.proto", "mailbus/v1/mailbox.proto", "mailbus/v1/queue.proto", "mailbus/v1/events.proto"];
+const PROTOS: &[&str] = &[
+    "mailbus/v1/directory.proto",
+    "mailbus/v1/mailbox.proto",
+    "mailbus/v1/queue.proto",
+    "mailbus/v1/events.proto",
+    "mailbus/v1/jmap.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

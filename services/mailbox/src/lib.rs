@@ -15,6 +15,7 @@
 mod error;
 mod events;
 mod flags;
+mod jmap;
 mod list_pattern;
 mod mime;
 mod password;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_jetstream::Names;
-use mailbus_proto::v1::{directory_server::DirectoryServer, mailbox_server::MailboxServer};
+use mailbus_proto::v1::{directory_server::DirectoryServer, jmap_server::JmapServer, mailbox_server::MailboxServer};
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -136,10 +137,16 @@ impl Mailbox {
                 Err(error) => tracing::warn!(%error, "MIME backfill stopped; it resumes at the next start"),
             }
         });
-        let routes =
-            Routes::new(DirectoryServer::new(self.service.clone())).add_service(MailboxServer::new(self.service));
-        let served =
-            mailbus_grpc::serve(self.grpc, routes, &["mailbus.v1.Directory", "mailbus.v1.Mailbox"], shutdown).await;
+        let routes = Routes::new(DirectoryServer::new(self.service.clone()))
+            .add_service(MailboxServer::new(self.service.clone()))
+            .add_service(JmapServer::new(self.service));
+        let served = mailbus_grpc::serve(
+            self.grpc,
+            routes,
+            &["mailbus.v1.Directory", "mailbus.v1.Mailbox", "mailbus.v1.Jmap"],
+            shutdown,
+        )
+        .await;
         watch.abort();
         backfill.abort();
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;

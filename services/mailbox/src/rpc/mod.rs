@@ -9,6 +9,7 @@
 mod deliver;
 mod directory;
 mod fetch_stream;
+mod jmap;
 mod mailbox;
 mod upload;
 
