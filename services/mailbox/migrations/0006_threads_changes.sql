@@ -182,10 +182,15 @@ BEGIN
             email_op := 'd';
         END IF;
     END IF;
-    IF email_op <> 'u' AND thread IS NOT NULL AND NOT EXISTS (
+    -- A thread is created with its first message (whose id it bears: later messages have greater ids) and
+    -- destroyed with its last. Entries inserted by one statement all exist when these triggers run, so
+    -- creation is told by the id rather than by the absence of others.
+    IF email_op = 'c' AND message = thread THEN
+        thread_op := 'c';
+    ELSIF email_op = 'd' AND thread IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM messages m JOIN mailbox_entries e ON e.message_id = m.id
          WHERE m.account_id = account AND m.thread_id = thread AND m.id <> message) THEN
-        thread_op := email_op;
+        thread_op := 'd';
     END IF;
     INSERT INTO changes (account_id, seq, kind, object_id, op, counts_only)
     VALUES (account, seq, 'E', message, email_op, false),
