@@ -191,7 +191,7 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
         }
     }
     let new_state = super::state(ctx.pool, ctx.account).await?;
-    one("Identity/set", response.to_json(ctx.account_id(), old_state, new_state))
+    one("Identity/set", response.into_json(ctx.account_id(), old_state, new_state))
 }
 
 async fn create(ctx: &Ctx<'_>, props: &Value) -> Result<Result<i64, SetError>, MethodError> {

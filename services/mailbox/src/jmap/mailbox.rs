@@ -397,7 +397,7 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
         destroy_all(ctx, destroy, args.on_destroy_remove_emails, &mut response).await?;
     }
     let new_state = super::state(ctx.pool, ctx.account).await?;
-    one("Mailbox/set", response.to_json(ctx.account_id(), old_state, new_state))
+    one("Mailbox/set", response.into_json(ctx.account_id(), old_state, new_state))
 }
 
 /// Creates in an order where every `#parent` reference is made before it is needed (RFC 8620 §5.3: the
@@ -664,10 +664,10 @@ async fn update(ctx: &Ctx<'_>, given: &str, props: &Value) -> Result<Result<(), 
         if current.is_inbox() {
             return Ok(Err(SetError::forbidden("INBOX's role is its own")));
         }
-        if new_role != special.as_deref() {
-            if let Err(error) = set_special_use(ctx, row_id, new_role).await {
-                return refusal(error).map(Err);
-            }
+        if new_role != special.as_deref()
+            && let Err(error) = set_special_use(ctx, row_id, new_role).await
+        {
+            return refusal(error).map(Err);
         }
     }
     if let Some(subscribed) = patch.subscribed {

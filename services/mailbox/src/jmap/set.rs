@@ -120,7 +120,7 @@ impl SetResponse {
     }
 
     /// The response arguments; an empty map or list is `null`, as RFC 8620 §5.3 allows.
-    pub fn to_json(self, account_id: String, old_state: String, new_state: String) -> Value {
+    pub fn into_json(self, account_id: String, old_state: String, new_state: String) -> Value {
         let map = |m: Map<String, Value>| if m.is_empty() { Value::Null } else { Value::Object(m) };
         json!({
             "accountId": account_id,
@@ -154,7 +154,7 @@ mod tests {
     fn empty_outcomes_are_null() {
         let mut response = SetResponse::default();
         response.destroyed.push("m1".into());
-        let json = response.to_json("a1".into(), "1".into(), "2".into());
+        let json = response.into_json("a1".into(), "1".into(), "2".into());
         assert_eq!(json["created"], Value::Null);
         assert_eq!(json["destroyed"], json!(["m1"]));
     }

@@ -268,7 +268,7 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
         }
     }
     let new_state = super::state(ctx.pool, ctx.account).await?;
-    one("EmailSubmission/set", response.to_json(ctx.account_id(), old_state, new_state))
+    one("EmailSubmission/set", response.into_json(ctx.account_id(), old_state, new_state))
 }
 
 /// RFC 8621 §7.5: only undoStatus may change, and only to canceled, which a final submission cannot.
@@ -337,7 +337,7 @@ async fn email(pool: &PgPool, account: AccountId, given: &str) -> Result<Option<
 /// The addresses of an envelope list, groups left out; an entry that is no address is its text.
 fn addresses(list: &[pb::EnvelopeAddress]) -> Vec<Result<EmailAddress, String>> {
     list.iter()
-        .filter(|a| !a.group_start && !(a.mailbox.is_empty() && a.host.is_empty()))
+        .filter(|a| !(a.group_start || a.mailbox.is_empty() && a.host.is_empty()))
         .map(|a| {
             let text = format!("{}@{}", a.mailbox, a.host);
             text.parse::<EmailAddress>().map_err(|_| text)
