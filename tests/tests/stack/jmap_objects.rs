@@ -145,7 +145,22 @@ async fn jmap_mailbox_set_creates_renames_and_destroys_as_imap_sees_it() {
         call(&stack, ann, "Mailbox/query", json!({"filter": {"hasAnyRole": true}, "calculateTotal": true})).await;
     assert_eq!(roles["total"], 6, "INBOX and the five special-use mailboxes: {roles}");
 
+    let query_state = tree["queryState"].clone();
     let renamed = call(&stack, ann, "Mailbox/set", json!({"update": {top.clone(): {"name": "Work"}}})).await;
+    let moved = call(
+        &stack,
+        ann,
+        "Mailbox/queryChanges",
+        json!({"sinceQueryState": query_state, "sortAsTree": true, "sort": [{"property": "name"}]}),
+    )
+    .await;
+    // The child's name changed with its parent's.
+    assert_eq!(moved["removed"], json!([top, child]), "{moved}");
+    let index = moved["added"][0]["index"].as_u64().unwrap() as usize;
+    assert_eq!(moved["added"], json!([{"id": top, "index": index}, {"id": child, "index": index + 1}]));
+    assert_ne!(index, at, "Work sorts elsewhere than Projects did");
+    let unknown = stack.jmap_call(ann, "Mailbox/queryChanges", json!({"sinceQueryState": "x"})).await;
+    assert_eq!(unknown[0].1["type"], "cannotCalculateChanges");
     assert!(renamed["updated"].as_object().unwrap().contains_key(&top), "{renamed}");
     let names = imap_names(&stack, ann).await;
     assert!(names.contains(&"Work/Q3".to_owned()) && !names.contains(&"Projects".to_owned()), "{names:?}");
@@ -263,7 +278,7 @@ async fn download(stack: &TestStack, account_id: i64, blob_id: &str) -> Result<(
 
 #[tokio::test]
 async fn jmap_blobs_round_trip_decode_parts_and_stay_with_their_account() {
-    let stack = stack().await;
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).set("MAILBUS_MAX_MESSAGE_SIZE", "2048").start().await;
     let ann = stack.add_account("ann@example.org", "pw").await;
     let bob = stack.add_account("bob@example.org", "pw").await;
 
@@ -293,6 +308,9 @@ async fn jmap_blobs_round_trip_decode_parts_and_stay_with_their_account() {
     for other in [format!("b{email}"), format!("b{email}p2"), uploaded.blob_id.clone()] {
         assert_eq!(download(&stack, bob, &other).await.unwrap_err().code(), Code::NotFound, "{other}");
     }
+
+    let big = vec![b'x'; 2049];
+    assert_eq!(upload(&stack, ann, "text/plain", &big).await.unwrap_err().code(), Code::OutOfRange);
 
     let limits =
         pb::UpdateAccountRequest { address: "bob@example.org".into(), quota_bytes: Some(10), ..Default::default() };
