@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 
 use mailbus::roles::{self, Role};
 use mailbus::settings::Settings;
-use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
+use mailbus_proto::v1::{
+    self as pb, directory_client::DirectoryClient, jmap_client::JmapClient, mailbox_client::MailboxClient,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -179,6 +181,33 @@ impl TestStack {
 
     pub async fn mailbox(&self) -> MailboxClient<Channel> {
         MailboxClient::new(self.channel().await)
+    }
+
+    pub async fn jmap(&self) -> JmapClient<Channel> {
+        JmapClient::new(self.channel().await)
+    }
+
+    /// One JMAP method call on `account_id`'s behalf through the mailbox role's Jmap service, as the http
+    /// role makes it (no creation ids from earlier calls): the responses' names and arguments. Panics if
+    /// the RPC itself fails.
+    pub async fn jmap_call(
+        &self,
+        account_id: i64,
+        method: &str,
+        arguments: serde_json::Value,
+    ) -> Vec<(String, serde_json::Value)> {
+        let call = pb::JmapCall {
+            account_id,
+            method: method.into(),
+            arguments: arguments.to_string(),
+            created_ids: Default::default(),
+        };
+        let result = self.jmap().await.call(call).await.unwrap_or_else(|s| panic!("{method}: {s}")).into_inner();
+        result
+            .responses
+            .into_iter()
+            .map(|r| (r.name, serde_json::from_str(&r.arguments).expect("responses are JSON")))
+            .collect()
     }
 
     /// Creates `address` (and its domain, if new) with `password`; returns the account id.

@@ -88,7 +88,7 @@ pub fn extract<'a>(content: &'a [u8], structure: &pb::MessageStructure, section:
 
 /// RFC 9051 §6.4.5 part numbering: parts of a multipart count from 1; a non-multipart has just part 1
 /// (its body); after a message/rfc822 part, numbering goes on inside the encapsulated message.
-fn find<'a>(root: &'a pb::BodyPart, path: &[u32]) -> Option<&'a pb::BodyPart> {
+pub(crate) fn find<'a>(root: &'a pb::BodyPart, path: &[u32]) -> Option<&'a pb::BodyPart> {
     let mut current = root;
     for (depth, &number) in path.iter().enumerate() {
         if depth > 0 && is_message(current) {

@@ -1,9 +1,11 @@
 //! `Foo/changes` (RFC 8620 §5.2) for every type, from the `changes` log that the tables' triggers write.
 
 use mailbus_address::AccountId;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::MethodError;
+use super::{Ctx, MethodError};
 
 /// Kinds of object in the log.
 pub const EMAIL: &str = "E";
@@ -90,4 +92,39 @@ pub async fn since(
     }
     set.counts_only &= set.created.is_empty() && set.destroyed.is_empty();
     Ok(set)
+}
+
+/// A `Foo/changes` call's arguments (RFC 8620 §5.2).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesArgs {
+    pub since_state: String,
+    #[serde(default)]
+    pub max_changes: Option<u64>,
+}
+
+/// A whole `Foo/changes` response for a type whose ids are `to_id` of the log's row ids; the ChangeSet comes
+/// back too, for a type that adds arguments of its own (Mailbox's updatedProperties).
+pub async fn respond(
+    ctx: &Ctx<'_>,
+    kind: &str,
+    arguments: Value,
+    to_id: impl Fn(i64) -> String,
+) -> Result<(Value, ChangeSet), MethodError> {
+    let args: ChangesArgs = super::arguments(arguments)?;
+    if args.max_changes == Some(0) {
+        return Err(MethodError::InvalidArguments("maxChanges must be positive".into()));
+    }
+    let set = since(ctx.pool, ctx.account, kind, &args.since_state, args.max_changes).await?;
+    let ids = |v: &[i64]| v.iter().map(|&id| to_id(id)).collect::<Vec<_>>();
+    let response = json!({
+        "accountId": ctx.account_id(),
+        "oldState": args.since_state,
+        "newState": set.new_state,
+        "hasMoreChanges": set.has_more_changes,
+        "created": ids(&set.created),
+        "updated": ids(&set.updated),
+        "destroyed": ids(&set.destroyed),
+    });
+    Ok((response, set))
 }

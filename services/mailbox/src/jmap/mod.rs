@@ -10,9 +10,22 @@
 //! Ids are a letter and the row id (`ids`): accounts `a`, mailboxes `m`, emails `e`, threads `t`,
 //! identities `i`, submissions `s`, uploaded blobs `u`, an email's octets `b<email>`, a part of it
 //! `b<email>p<part>`.
+//!
+//! Each type has its file (`mailbox`, `thread`, `identity`, `submission`, `blob`), with the SQL that is
+//! JMAP's alone beside the method that runs it (as `changes` and `state` do), so that a method reads as one
+//! piece; whatever IMAP does too (creating, renaming, deleting a mailbox) goes through `crate::store`.
+//! `get`, `set` and `query` hold what every `/get`, `/set` and `/query` share.
 
+pub mod blob;
 pub mod changes;
+pub mod get;
+pub mod identity;
 pub mod ids;
+pub mod mailbox;
+pub mod query;
+pub mod set;
+pub mod submission;
+pub mod thread;
 
 use std::collections::HashMap;
 
@@ -70,6 +83,8 @@ pub enum MethodError {
     StateMismatch,
     /// Email/copy and Email/import: the fromAccountId is not the caller's.
     FromAccountNotFound,
+    /// `/queryChanges` with more changes than maxChanges (RFC 8620 §5.6).
+    TooManyChanges,
 }
 
 impl MethodError {
@@ -85,6 +100,7 @@ impl MethodError {
             MethodError::RequestTooLarge => "requestTooLarge",
             MethodError::StateMismatch => "stateMismatch",
             MethodError::FromAccountNotFound => "fromAccountNotFound",
+            MethodError::TooManyChanges => "tooManyChanges",
         }
     }
 
@@ -126,10 +142,22 @@ pub type Responses = Vec<(String, Value)>;
 pub async fn call(ctx: &mut Ctx<'_>, method: &str, arguments: Value) -> Responses {
     let outcome: Result<Responses, MethodError> = match method {
         "Core/echo" => one(method, arguments),
-        _ => {
-            let _ = &ctx;
-            Err(MethodError::UnknownMethod)
-        }
+        "Mailbox/get" => mailbox::get(ctx, arguments).await,
+        "Mailbox/changes" => mailbox::changes(ctx, arguments).await,
+        "Mailbox/query" => mailbox::query(ctx, arguments).await,
+        "Mailbox/queryChanges" => mailbox::query_changes(ctx, arguments).await,
+        "Mailbox/set" => mailbox::set(ctx, arguments).await,
+        "Thread/get" => thread::get(ctx, arguments).await,
+        "Thread/changes" => thread::changes(ctx, arguments).await,
+        "Identity/get" => identity::get(ctx, arguments).await,
+        "Identity/changes" => identity::changes(ctx, arguments).await,
+        "Identity/set" => identity::set(ctx, arguments).await,
+        "EmailSubmission/get" => submission::get(ctx, arguments).await,
+        "EmailSubmission/changes" => submission::changes(ctx, arguments).await,
+        "EmailSubmission/query" => submission::query(ctx, arguments).await,
+        "EmailSubmission/queryChanges" => submission::query_changes(ctx, arguments).await,
+        "EmailSubmission/set" => submission::set(ctx, arguments).await,
+        _ => Err(MethodError::UnknownMethod),
     };
     outcome.unwrap_or_else(|error| vec![("error".to_owned(), error.to_json())])
 }
@@ -146,6 +174,16 @@ pub async fn state(pool: &PgPool, account: AccountId) -> Result<String, MethodEr
         .fetch_optional(pool)
         .await?;
     Ok(seq.unwrap_or(0).to_string())
+}
+
+/// Whether the account exists and is not disabled: every Jmap RPC asks first, since a token the http role
+/// checked may outlive the account's right to use it.
+pub async fn account_enabled(pool: &PgPool, account: AccountId) -> Result<bool, MethodError> {
+    let enabled: Option<bool> = sqlx::query_scalar("SELECT NOT disabled FROM accounts WHERE id = $1")
+        .bind(account.get())
+        .fetch_optional(pool)
+        .await?;
+    Ok(enabled == Some(true))
 }
 
 /// Arguments, as a struct: a missing or mistyped argument is invalidArguments naming it.

@@ -1,4 +1,5 @@
-//! The gRPC edge of the mailbox role: `directory` serves `Directory`, `mailbox` serves `Mailbox`. Each
+//! The gRPC edge of the mailbox role: `directory` serves `Directory`, `mailbox` serves `Mailbox`, `jmap`
+//! serves `Jmap` (from `crate::jmap`). Each
 //! method converts the request's primitives into the store's types (`AccountId`, `MailboxName`, `Uid`),
 //! calls the store, follows a change with its event on NATS, and converts the result into the reply;
 //! errors become gRPC statuses in one place, `crate::error`. No SQL is written here.

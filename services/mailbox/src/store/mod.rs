@@ -1,5 +1,6 @@
 //! The store layer: every SQL statement the mailbox role runs is in this module, and nothing outside it
-//! touches `sqlx` beyond holding the pool. Functions take the pool (or a transaction's connection) and
+//! touches `sqlx` beyond holding the pool, except `crate::jmap`, whose queries only JMAP runs and sit
+//! beside their methods. Functions take the pool (or a transaction's connection) and
 //! validated identifiers (`AccountId`, `MailboxName`, `Uid`), and return named structs; rows are read into
 //! `sqlx::FromRow` structs, never tuples. Queries are checked at run time against the real schema by the
 //! whole-stack tests (ARCHITECTURE.md: no `sqlx::query!`).
