@@ -77,6 +77,7 @@ impl StackBuilder {
             mailbox_metrics: None,
             http: None,
             https: None,
+            http_metrics: None,
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
         };
@@ -116,6 +117,7 @@ pub struct TestStack {
     /// The http role's plain HTTP and HTTPS listeners.
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    pub http_metrics: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -154,6 +156,7 @@ impl TestStack {
         if let Some(http) = &bound.http {
             self.http = Some(http.http_addr());
             self.https = http.https_addr();
+            self.http_metrics = Some(http.metrics_addr());
         }
         self.tasks.push(tokio::spawn(bound.serve(self.shutdown.clone())));
     }
