@@ -23,6 +23,9 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Entries in the cache; past it, expired ones are dropped, and if none had expired, all of them.
 const CACHE_SIZE: usize = 10_000;
 
+/// A lowercased user name and the SHA-256 of the password that proved it.
+type CacheKey = (String, [u8; 32]);
+
 /// The authenticated account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -66,7 +69,7 @@ pub struct Authenticator {
     jmap: JmapClient<TracedChannel>,
     throttle: LoginThrottle,
     pub tokens: Tokens,
-    cache: Mutex<HashMap<(String, [u8; 32]), (Account, Instant)>>,
+    cache: Mutex<HashMap<CacheKey, (Account, Instant)>>,
 }
 
 impl Authenticator {
@@ -144,12 +147,12 @@ impl Authenticator {
         }
     }
 
-    fn cached(&self, key: &(String, [u8; 32])) -> Option<Account> {
+    fn cached(&self, key: &CacheKey) -> Option<Account> {
         let cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(account, _)| account.clone())
     }
 
-    fn remember(&self, key: (String, [u8; 32]), account: Account) {
+    fn remember(&self, key: CacheKey, account: Account) {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if cache.len() >= CACHE_SIZE {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
