@@ -18,6 +18,7 @@ pub fn metrics_var(role: &str) -> Option<&'static str> {
         "relay" => "MAILBUS_RELAY_METRICS_LISTEN",
         "smtp-ingress" => "MAILBUS_SMTP_METRICS_LISTEN",
         "access" => "MAILBUS_ACCESS_METRICS_LISTEN",
+        "http" => "MAILBUS_HTTP_METRICS_LISTEN",
         _ => return None,
     })
 }

@@ -77,6 +77,9 @@ impl StackBuilder {
             imaps: None,
             relay_grpc: None,
             mailbox_metrics: None,
+            http: None,
+            https: None,
+            http_metrics: None,
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
         };
@@ -113,6 +116,10 @@ pub struct TestStack {
     /// The relay's QueueAdmin gRPC address.
     pub relay_grpc: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
+    /// The http role's plain HTTP and HTTPS listeners.
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub http_metrics: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -148,6 +155,11 @@ impl TestStack {
             self.imap = Some(access.imap_addr());
             self.imaps = access.imaps_addr();
         }
+        if let Some(http) = &bound.http {
+            self.http = Some(http.http_addr());
+            self.https = http.https_addr();
+            self.http_metrics = Some(http.metrics_addr());
+        }
         self.tasks.push(tokio::spawn(bound.serve(self.shutdown.clone())));
     }
 
@@ -161,6 +173,10 @@ impl TestStack {
 
     pub fn imap_addr(&self) -> SocketAddr {
         self.imap.expect("this stack runs access")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("this stack runs http")
     }
 
     pub fn mailbox_url(&self) -> String {

@@ -58,6 +58,11 @@ impl Names {
         format!("{}_auth_failures", self.prefix)
     }
 
+    /// The key-value bucket of the http role's bearer tokens (one key per token digest, expiring by itself).
+    pub fn http_tokens_bucket(&self) -> String {
+        format!("{}_http_tokens", self.prefix)
+    }
+
     /// Where the mailbox role announces changes to one account's mailboxes.
     pub fn mailbox_events(&self, account_id: i64) -> String {
         format!("{}.mail.events.{account_id}", self.prefix)
@@ -89,5 +94,6 @@ mod tests {
         assert_eq!(names.queue_subject(), "t1.queue.envelopes");
         assert_eq!(names.bodies_bucket(), "t1_bodies");
         assert_eq!(names.mailbox_events(42), "t1.mail.events.42");
+        assert_eq!(names.http_tokens_bucket(), "t1_http_tokens");
     }
 }

@@ -12,5 +12,6 @@ pub mod command;
 pub mod data;
 pub mod reply;
 pub mod session;
+pub mod trace;
 
 pub use mailbus_lines::Decode;

@@ -34,6 +34,9 @@ const DEV_DEFAULTS: &[(&str, &str)] = &[
     (MAILBUS_RELAY_METRICS_LISTEN.name, "127.0.0.1:9102"),
     (MAILBUS_MAILBOX_METRICS_LISTEN.name, "127.0.0.1:9103"),
     (MAILBUS_ACCESS_METRICS_LISTEN.name, "127.0.0.1:9104"),
+    (MAILBUS_HTTP_LISTEN.name, "127.0.0.1:8080"),
+    (MAILBUS_HTTPS_LISTEN.name, "127.0.0.1:8443"),
+    (MAILBUS_HTTP_METRICS_LISTEN.name, "127.0.0.1:9105"),
     (MAILBUS_HOSTNAME.name, "mail.example.test"),
 ];
 
@@ -84,19 +87,23 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let imaps = shown(settings.get(MAILBUS_IMAPS_LISTEN)?);
     let pop3 = settings.get(MAILBUS_POP3_LISTEN)?;
     let pop3s = shown(settings.get(MAILBUS_POP3S_LISTEN)?);
+    let jmap = settings.get(MAILBUS_HTTP_LISTEN)?;
+    let jmaps = shown(settings.get(MAILBUS_HTTPS_LISTEN)?);
     println!(
         "\nmailbus is running (Ctrl-C stops it)\n\
          \n  SMTP    {smtp}   e.g. swaks --server {smtp} --to {DEMO_ACCOUNT}\
          \n  submission {submission} (STARTTLS) and {submissions} (TLS): AUTH as {DEMO_ACCOUNT} / {DEMO_PASSWORD}\
          \n  IMAP    {imap} (STARTTLS) and {imaps} (TLS)   user {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
          \n  POP3    {pop3} (STLS) and {pop3s} (TLS)   user {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
-         \n  gRPC    {mailbox_url} (Directory, Mailbox)\
-         \n  metrics http://{} http://{} http://{} http://{}\
+         \n  JMAP    http://{jmap}/.well-known/jmap and https://{jmaps}/.well-known/jmap   Basic {DEMO_ACCOUNT} / {DEMO_PASSWORD}\
+         \n  gRPC    {mailbox_url} (Directory, Mailbox, Jmap)\
+         \n  metrics http://{} http://{} http://{} http://{} http://{}\
          \n  admin   MAILBUS_MAILBOX_URL={mailbox_url} mailbus admin account list\n",
         settings.get(MAILBUS_SMTP_METRICS_LISTEN)?,
         settings.get(MAILBUS_RELAY_METRICS_LISTEN)?,
         settings.get(MAILBUS_MAILBOX_METRICS_LISTEN)?,
         settings.get(MAILBUS_ACCESS_METRICS_LISTEN)?,
+        settings.get(MAILBUS_HTTP_METRICS_LISTEN)?,
     );
     let result = serving.await.context("roles task panicked")?;
     drop(provisioned);

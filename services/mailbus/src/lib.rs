@@ -36,6 +36,8 @@ enum Command {
     Mailbox,
     /// Run the IMAP and POP3 role.
     Access,
+    /// Run the JMAP role (HTTP: API, blobs, push, submission).
+    Http,
     /// Run every role in this process.
     All,
     /// Run everything locally, starting a throwaway PostgreSQL and nats-server when DATABASE_URL and
@@ -98,6 +100,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Relay => &[Role::Relay],
         Command::Mailbox => &[Role::Mailbox],
         Command::Access => &[Role::Access],
+        Command::Http => &[Role::Http],
         Command::All | Command::Dev => &Role::ALL,
     };
     let service_name = match roles {

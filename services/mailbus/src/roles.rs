@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use mailbus_acceptor::Caps;
 use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config, SessionPolicy};
+use mailbus_http::{Http, HttpConfig, Limits};
 use mailbus_jetstream::ThrottlePolicy;
 use mailbus_mailbox::{Mailbox, MailboxConfig};
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
@@ -20,10 +21,11 @@ pub enum Role {
     Relay,
     Mailbox,
     Access,
+    Http,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Mailbox, Role::Relay, Role::SmtpIngress, Role::Access];
+    pub const ALL: [Role; 5] = [Role::Mailbox, Role::Relay, Role::SmtpIngress, Role::Access, Role::Http];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -31,6 +33,7 @@ impl Role {
             Role::Relay => "relay",
             Role::Mailbox => "mailbox",
             Role::Access => "access",
+            Role::Http => "http",
         }
     }
 
@@ -41,6 +44,7 @@ impl Role {
             Role::Relay => MAILBUS_RELAY_METRICS_LISTEN,
             Role::Mailbox => MAILBUS_MAILBOX_METRICS_LISTEN,
             Role::Access => MAILBUS_ACCESS_METRICS_LISTEN,
+            Role::Http => MAILBUS_HTTP_METRICS_LISTEN,
         }
     }
 }
@@ -175,6 +179,32 @@ pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfi
     })
 }
 
+/// The http role's configuration, presenting `tls` on its HTTPS listener.
+pub fn http_config(s: &Settings, tls: ServerTls) -> anyhow::Result<HttpConfig> {
+    let max_message_size = s.get(MAILBUS_MAX_MESSAGE_SIZE)?;
+    Ok(HttpConfig {
+        tls,
+        hostname: s.get(MAILBUS_HOSTNAME)?,
+        mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
+        nats_url: s.get(NATS_URL)?,
+        names: s.get(MAILBUS_NATS_PREFIX)?,
+        listen: s.get(MAILBUS_HTTP_LISTEN)?,
+        tls_listen: s.get(MAILBUS_HTTPS_LISTEN)?,
+        metrics_listen: s.get(MAILBUS_HTTP_METRICS_LISTEN)?,
+        proxies: s.get(MAILBUS_PROXY_PROTOCOL_FROM)?,
+        cors_origins: s.get(MAILBUS_HTTP_CORS_ORIGINS)?,
+        public_url: s.get(MAILBUS_HTTP_PUBLIC_URL)?,
+        limits: Limits {
+            max_size_upload: s.get(MAILBUS_JMAP_MAX_UPLOAD_SIZE)?.unwrap_or(max_message_size),
+            max_size_request: s.get(MAILBUS_JMAP_MAX_REQUEST_SIZE)?,
+            max_message_size,
+        },
+        token_ttl: s.get(MAILBUS_HTTP_TOKEN_TTL_SECS)?,
+        throttle: throttle_policy(s)?,
+        nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
+    })
+}
+
 fn caps(s: &Settings, total: Setting<usize>, per_address: Setting<usize>) -> anyhow::Result<Caps> {
     Ok(Caps { total: s.get(total)?, per_address: s.get(per_address)? })
 }
@@ -195,6 +225,7 @@ pub struct Bound {
     pub relay: Option<Relay>,
     pub smtp: Option<SmtpIngress>,
     pub access: Option<Access>,
+    pub http: Option<Http>,
 }
 
 /// Binds `roles`. The mailbox role goes first (it runs the migrations), and when it is among them the
@@ -212,7 +243,7 @@ pub async fn bind(roles: &[Role], settings: &Settings) -> anyhow::Result<Bound> 
     }
     // One certificate for the process: a generated one is made once, so SMTP, IMAP and POP3 present the
     // same one (a client that pinned it on one port finds it on the others).
-    let tls = match roles.iter().any(|r| matches!(r, Role::SmtpIngress | Role::Access)) {
+    let tls = match roles.iter().any(|r| matches!(r, Role::SmtpIngress | Role::Access | Role::Http)) {
         true => Some(server_tls(&settings, &settings.get(MAILBUS_HOSTNAME)?)?),
         false => None,
     };
@@ -220,9 +251,13 @@ pub async fn bind(roles: &[Role], settings: &Settings) -> anyhow::Result<Bound> 
         let config = smtp_config(&settings, tls.clone())?;
         bound.smtp = Some(mailbus_smtp_ingress::bind(config).await.context("starting the smtp-ingress role")?);
     }
-    if let (true, Some(tls)) = (roles.contains(&Role::Access), tls) {
-        let config = access_config(&settings, tls)?;
+    if let (true, Some(tls)) = (roles.contains(&Role::Access), &tls) {
+        let config = access_config(&settings, tls.clone())?;
         bound.access = Some(mailbus_access::bind(config).await.context("starting the access role")?);
+    }
+    if let (true, Some(tls)) = (roles.contains(&Role::Http), tls) {
+        let config = http_config(&settings, tls)?;
+        bound.http = Some(mailbus_http::bind(config).await.context("starting the http role")?);
     }
     Ok(bound)
 }
@@ -255,6 +290,10 @@ impl Bound {
         if let Some(role) = self.access {
             let s = shutdown.clone();
             tasks.spawn(async move { role.serve(s).await.context("access role") });
+        }
+        if let Some(role) = self.http {
+            let s = shutdown.clone();
+            tasks.spawn(async move { role.serve(s).await.context("http role") });
         }
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {

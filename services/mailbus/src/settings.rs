@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_access::DeletePolicy;
+use mailbus_http::CorsOrigins;
 use mailbus_jetstream::{MAX_ACK_WAIT, Names};
 use mailbus_mailbox::QuotaFull;
 use mailbus_pop3::session::PlaintextAuth;
@@ -145,6 +146,28 @@ settings! {
         1..=3600,
         "time from connecting to a successful POP3 login, STLS included; then -ERR and close",
     );
+    MAILBUS_HTTP_LISTEN: SocketAddr = new("0.0.0.0:8080", "HTTP listener of the http role (JMAP, push, blobs)");
+    MAILBUS_HTTPS_LISTEN: Option<SocketAddr> = optional_addr(
+        "0.0.0.0:8443",
+        "HTTPS listener of the http role (the roles' certificate); `off` disables it",
+    );
+    MAILBUS_HTTP_CORS_ORIGINS: CorsOrigins = or_else(
+        CorsOrigins::default,
+        "origins (comma-separated, `https://webmail.example.org`) whose browser pages may call JMAP; empty: none",
+    );
+    MAILBUS_HTTP_PUBLIC_URL: Option<String> = optional(
+        "base URL of the session object's URLs (`https://mail.example.org`); default: from each request's Host",
+    );
+    MAILBUS_HTTP_TOKEN_TTL_SECS: Duration = secs("86400", 60..=365 * DAY, "lifetime of a bearer token from POST /jmap/token");
+    MAILBUS_JMAP_MAX_UPLOAD_SIZE: Option<u64> = optional_bounded(
+        1024..=MAX_MESSAGE_SIZE,
+        "largest JMAP upload in octets (default: MAILBUS_MAX_MESSAGE_SIZE)",
+    );
+    MAILBUS_JMAP_MAX_REQUEST_SIZE: usize = bounded(
+        "10000000",
+        1024..=MAX_MESSAGE_SIZE,
+        "largest JMAP API request in octets (maxSizeRequest)",
+    );
     MAILBUS_QUOTA_FULL: QuotaFull = new(
         "bounce",
         "a delivery to a full mailbox: bounce (5.2.2, as Dovecot) or defer (4.2.2, retried until it expires)",
@@ -157,6 +180,7 @@ settings! {
     MAILBUS_RELAY_METRICS_LISTEN: SocketAddr = new("0.0.0.0:9102", "relay /metrics, /healthz, /readyz");
     MAILBUS_MAILBOX_METRICS_LISTEN: SocketAddr = new("0.0.0.0:9103", "mailbox /metrics, /healthz, /readyz");
     MAILBUS_ACCESS_METRICS_LISTEN: SocketAddr = new("0.0.0.0:9104", "access /metrics, /healthz, /readyz");
+    MAILBUS_HTTP_METRICS_LISTEN: SocketAddr = new("0.0.0.0:9105", "http /metrics, /healthz, /readyz");
     MAILBUS_MAX_MESSAGE_SIZE: u64 = bounded(
         "52428800",
         1024..=MAX_MESSAGE_SIZE,
@@ -413,6 +437,18 @@ impl<T: TryFrom<u64>> Setting<T> {
     }
 }
 
+impl Setting<Option<u64>> {
+    /// A number in `range`, or unset for `None` (the role then derives it from another setting).
+    const fn optional_bounded(name: &'static str, range: RangeInclusive<u64>, help: &'static str) -> Self {
+        Setting {
+            min: *range.start(),
+            max: *range.end(),
+            absent: Some(|| None),
+            ..Self::with(name, None, help, parse_optional_bounded)
+        }
+    }
+}
+
 impl Setting<Duration> {
     /// A number of seconds in `range`.
     const fn secs(name: &'static str, default: &'static str, range: RangeInclusive<u64>, help: &'static str) -> Self {
@@ -548,6 +584,10 @@ fn number<T>(setting: &Setting<T>, text: &str) -> anyhow::Result<u64> {
 fn parse_bounded<T: TryFrom<u64>>(setting: &Setting<T>, text: &str) -> anyhow::Result<T> {
     let value = number(setting, text)?;
     T::try_from(value).map_err(|_| anyhow!("{}={value} is out of range", setting.name))
+}
+
+fn parse_optional_bounded(setting: &Setting<Option<u64>>, text: &str) -> anyhow::Result<Option<u64>> {
+    number(setting, text).map(Some)
 }
 
 fn parse_secs(setting: &Setting<Duration>, text: &str) -> anyhow::Result<Duration> {

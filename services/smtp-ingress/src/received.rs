@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use mailbus_address::QueueId;
 use mailbus_smtp::session::Message;
+use mailbus_smtp::trace::Received;
 
 use crate::ports::ClientInfo;
 
@@ -16,24 +17,20 @@ pub fn received_header(
     id: &QueueId,
     now: DateTime<Utc>,
 ) -> String {
-    let helo: String = message.helo.name.chars().filter(|c| !c.is_control()).collect();
-    let ip = match client.peer.ip() {
-        std::net::IpAddr::V4(ip) => ip.to_string(),
-        std::net::IpAddr::V6(ip) => format!("IPv6:{ip}"),
-    };
-    let mut header = format!("Received: from {helo} ([{ip}])\r\n");
-    if let Some(tls) = &message.tls {
-        header.push_str(&format!("\t(using {} with cipher {})\r\n", tls.version, tls.cipher));
+    let recipients: Vec<String> = message.recipients.iter().map(|r| r.address.to_string()).collect();
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    Received {
+        helo: &message.helo.name,
+        client: client.peer.ip(),
+        tls: message.tls.as_ref().map(|tls| (tls.version.as_str(), tls.cipher.as_str())),
+        authenticated: message.authenticated.as_ref().map(|user| user.address.as_str()),
+        by: hostname,
+        with: &protocol(message),
+        id: &id.to_string(),
+        recipients: &recipients,
+        date: &now.to_rfc2822(),
     }
-    if let Some(user) = &message.authenticated {
-        header.push_str(&format!("\t(Authenticated sender: {})\r\n", user.address));
-    }
-    header.push_str(&format!("\tby {hostname} (mailbus) with {} id {id}", protocol(message)));
-    if let [only] = message.recipients.as_slice() {
-        header.push_str(&format!("\r\n\tfor <{}>", only.address));
-    }
-    header.push_str(&format!(";\r\n\t{}\r\n", now.to_rfc2822()));
-    header
+    .header()
 }
 
 /// The `with` protocol name: RFC 3848 (ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 §3.7.3 (UTF8SMTP…).

@@ -1,0 +1,201 @@
+//! Who is calling: HTTP Basic (RFC 7617) against the directory, or a bearer token (RFC 6750) this role
+//! issued. Failed logins are throttled and logged exactly as IMAP's are (`LoginThrottle`, protocol
+//! `http`), so fail2ban's filter matches them too. argon2id is slow by design and a JMAP client sends its
+//! password with every request, so a success is remembered for a minute, keyed by the user name and a
+//! SHA-256 of the password (never the password itself).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use mailbus_grpc::TracedChannel;
+use mailbus_jetstream::{LoginThrottle, Verdict};
+use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, jmap_client::JmapClient};
+
+use crate::problem::Problem;
+use crate::tokens::Tokens;
+
+/// How long a verified password is trusted without asking the directory again.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Entries in the cache; past it, expired ones are dropped, and if none had expired, all of them.
+const CACHE_SIZE: usize = 10_000;
+
+/// A lowercased user name and the SHA-256 of the password that proved it.
+type CacheKey = (String, [u8; 32]);
+
+/// The authenticated account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub address: String,
+}
+
+impl Account {
+    /// The JMAP account id (`a<id>`).
+    pub fn jmap_id(&self) -> String {
+        format!("a{}", self.id)
+    }
+}
+
+/// Credentials as the request carries them.
+pub enum Credentials {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl Credentials {
+    pub fn from_headers(headers: &HeaderMap) -> Option<Credentials> {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+        let (scheme, rest) = value.split_once(' ')?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+            let decoded = String::from_utf8(decoded).ok()?;
+            let (username, password) = decoded.split_once(':')?;
+            return Some(Credentials::Basic { username: username.to_owned(), password: password.to_owned() });
+        }
+        if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+            return Some(Credentials::Bearer(rest.to_owned()));
+        }
+        None
+    }
+}
+
+pub struct Authenticator {
+    directory: DirectoryClient<TracedChannel>,
+    jmap: JmapClient<TracedChannel>,
+    throttle: LoginThrottle,
+    pub tokens: Tokens,
+    cache: Mutex<HashMap<CacheKey, (Account, Instant)>>,
+}
+
+impl Authenticator {
+    pub fn new(
+        directory: DirectoryClient<TracedChannel>,
+        jmap: JmapClient<TracedChannel>,
+        throttle: LoginThrottle,
+        tokens: Tokens,
+    ) -> Self {
+        Authenticator { directory, jmap, throttle, tokens, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The account the request's `Authorization` proves, or the problem to answer with.
+    pub async fn authenticate(&self, headers: &HeaderMap, client: IpAddr) -> Result<Account, Problem> {
+        match Credentials::from_headers(headers) {
+            None => Err(Problem::unauthorized()),
+            Some(Credentials::Basic { username, password }) => self.password(&username, &password, client).await,
+            Some(Credentials::Bearer(token)) => self.bearer(&token, client).await,
+        }
+    }
+
+    /// A user name and password: from the cache, or checked by the directory under the throttle.
+    pub async fn password(&self, username: &str, password: &str, client: IpAddr) -> Result<Account, Problem> {
+        let key = (username.to_lowercase(), digest(password));
+        if let Some(account) = self.cached(&key) {
+            return Ok(account);
+        }
+        if self.throttle.verdict(client).await == Verdict::Refuse {
+            return Err(Problem::throttled());
+        }
+        let request = pb::AuthenticateRequest { username: username.to_owned(), password: password.to_owned() };
+        let reply = match self.directory.clone().authenticate(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                tracing::warn!(%status, "directory unavailable for an HTTP login");
+                return Err(Problem::unavailable("the directory is unavailable"));
+            }
+        };
+        if !reply.ok {
+            let delay = self.throttle.failed("http", client, username).await;
+            tokio::time::sleep(delay).await;
+            return Err(Problem::unauthorized());
+        }
+        self.throttle.succeeded(username).await;
+        let account = Account { id: reply.account_id, address: reply.account_address };
+        self.remember(key, account.clone());
+        Ok(account)
+    }
+
+    async fn bearer(&self, token: &str, client: IpAddr) -> Result<Account, Problem> {
+        if self.throttle.verdict(client).await == Verdict::Refuse {
+            return Err(Problem::throttled());
+        }
+        match self.tokens.lookup(token).await {
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => {
+                // A guessed token is a failed login like a guessed password.
+                let delay = self.throttle.failed("http", client, "bearer-token").await;
+                tokio::time::sleep(delay).await;
+                Err(Problem::unauthorized())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "token store unavailable");
+                Err(Problem::unavailable("the token store is unavailable"))
+            }
+        }
+    }
+
+    /// Refuses a disabled account at once (the mailbox role answers PERMISSION_DENIED for it).
+    pub async fn check_enabled(&self, account: &Account) -> Result<(), Problem> {
+        let request = pb::StateRequest { account_id: account.id };
+        match self.jmap.clone().state(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => Err(Problem::from_status(&status)),
+        }
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Account> {
+        let cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(account, _)| account.clone())
+    }
+
+    fn remember(&self, key: CacheKey, account: Account) {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= CACHE_SIZE {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            if cache.len() >= CACHE_SIZE {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (account, Instant::now()));
+    }
+}
+
+fn digest(password: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, password.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn basic_and_bearer_credentials_parse() {
+        // "alice@example.org:pa:ss" — a password may hold a colon (RFC 7617 §2).
+        let basic = headers("Basic YWxpY2VAZXhhbXBsZS5vcmc6cGE6c3M=");
+        match Credentials::from_headers(&basic) {
+            Some(Credentials::Basic { username, password }) => {
+                assert_eq!((username.as_str(), password.as_str()), ("alice@example.org", "pa:ss"));
+            }
+            _ => panic!("basic credentials not parsed"),
+        }
+        assert!(
+            matches!(Credentials::from_headers(&headers("bearer abc")), Some(Credentials::Bearer(t)) if t == "abc")
+        );
+        for bad in ["Basic !!!", "Basic", "Digest x", "Bearer ", "Basic bm9jb2xvbg=="] {
+            assert!(Credentials::from_headers(&headers(bad)).is_none(), "{bad}");
+        }
+    }
+}

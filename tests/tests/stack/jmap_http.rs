@@ -1,0 +1,310 @@
+//! The http role over real HTTP (curl): the session resource, authentication and tokens, the API
+//! envelope's request- and method-level errors, result references, limits, CORS, blobs and push.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mailbus_tests::{TestStack, wait_until};
+use serde_json::{Value, json};
+
+const CORE: &str = "urn:ietf:params:jmap:core";
+const MAIL: &str = "urn:ietf:params:jmap:mail";
+
+/// One HTTP exchange as curl saw it.
+struct Reply {
+    status: u16,
+    /// Header lines, names lowercased.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Runs curl against `addr` with `args` (method, headers, data) on `path`.
+async fn curl(addr: SocketAddr, path: &str, args: &[&str]) -> Reply {
+    let url = format!("http://{addr}{path}");
+    let mut command = tokio::process::Command::new("curl");
+    command.args(["-s", "-i", "--http1.1", "--max-time", "20", "-H", "Expect:"]).args(args).arg(&url);
+    let output = command.output().await.expect("running curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer from {url}: {text:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply { status, headers, body: body.to_owned() }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// POSTs a JMAP request.
+async fn api(addr: SocketAddr, auth: &str, request: &Value) -> Reply {
+    let body = request.to_string();
+    curl(addr, "/jmap/api", &["-H", auth, "-H", "Content-Type: application/json", "--data-binary", &body]).await
+}
+
+fn problem_type(reply: &Reply) -> String {
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{}", reply.body);
+    reply.json()["type"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_session_basic_and_bearer_auth() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("alice@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let alice = basic("alice@example.org", "secret");
+
+    let redirect = curl(addr, "/.well-known/jmap", &[]).await;
+    assert!(matches!(redirect.status, 301 | 307 | 308), "{}", redirect.status);
+    assert_eq!(redirect.header("location"), Some("/jmap/session"));
+
+    let session = curl(addr, "/jmap/session", &["-H", &alice]).await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    let session = session.json();
+    let account = format!("a{id}");
+    assert_eq!(session["username"], "alice@example.org");
+    assert_eq!(session["primaryAccounts"][MAIL], account);
+    assert_eq!(session["accounts"][&account]["name"], "alice@example.org");
+    assert_eq!(session["capabilities"][CORE]["maxCallsInRequest"], 16);
+    assert_eq!(session["capabilities"][CORE]["maxObjectsInGet"], 500);
+    assert_eq!(session["apiUrl"], format!("http://{addr}/jmap/api"));
+    assert!(session["downloadUrl"].as_str().unwrap().contains("{accountId}/{blobId}/{name}?type={type}"));
+    assert!(session["state"].as_str().is_some_and(|s| !s.is_empty()));
+
+    let anonymous = curl(addr, "/jmap/session", &[]).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.header("www-authenticate"), Some("Basic realm=\"mailbus\""));
+    let wrong = curl(addr, "/jmap/session", &["-H", &basic("alice@example.org", "guess")]).await;
+    assert_eq!(wrong.status, 401);
+
+    let issued = curl(addr, "/jmap/token", &["-X", "POST", "-H", &alice]).await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let token = issued.json()["access_token"].as_str().unwrap().to_owned();
+    assert!(token.len() >= 43, "256 bits of token: {token}");
+    let bearer = format!("Authorization: Bearer {token}");
+    assert_eq!(curl(addr, "/jmap/session", &["-H", &bearer]).await.status, 200);
+    let form = curl(addr, "/jmap/token", &["--data", "username=alice%40example.org&password=secret"]).await;
+    assert_eq!(form.status, 201, "{}", form.body);
+    let refused = curl(addr, "/jmap/token", &["-X", "POST", "-H", &basic("alice@example.org", "guess")]).await;
+    assert_eq!(refused.status, 401);
+
+    assert_eq!(curl(addr, "/jmap/token", &["-X", "DELETE", "-H", &bearer]).await.status, 204);
+    assert_eq!(curl(addr, "/jmap/session", &["-H", &bearer]).await.status, 401, "a revoked token is refused");
+    assert_eq!(curl(addr, "/jmap/session", &["-H", "Authorization: Bearer nonsense"]).await.status, 401);
+    assert_eq!(curl(addr, "/", &[]).await.status, 200);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_request_errors_references_limits_and_cors() {
+    let stack = TestStack::builder()
+        .set("MAILBUS_JMAP_MAX_REQUEST_SIZE", "4096")
+        .set("MAILBUS_HTTP_CORS_ORIGINS", "https://webmail.example.org")
+        .start()
+        .await;
+    let id = stack.add_account("bob@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let bob = basic("bob@example.org", "secret");
+    let account = format!("a{id}");
+
+    // Request-level errors (RFC 8620 §3.6.1).
+    let post = |body: &'static str, content_type: &'static str| {
+        let bob = bob.clone();
+        async move { curl(addr, "/jmap/api", &["-H", &bob, "-H", content_type, "--data-binary", body]).await }
+    };
+    let not_json = post("{nope", "Content-Type: application/json").await;
+    assert_eq!((not_json.status, problem_type(&not_json).as_str()), (400, "urn:ietf:params:jmap:error:notJSON"));
+    let wrong_type = post("{}", "Content-Type: text/html").await;
+    assert_eq!(problem_type(&wrong_type), "urn:ietf:params:jmap:error:notJSON");
+    let not_request = post(r#"{"using": [], "methodCalls": {}}"#, "Content-Type: application/json").await;
+    assert_eq!(
+        (not_request.status, problem_type(&not_request).as_str()),
+        (400, "urn:ietf:params:jmap:error:notRequest")
+    );
+    let unknown = api(addr, &bob, &json!({"using": ["urn:example:nothing"], "methodCalls": []})).await;
+    assert_eq!(problem_type(&unknown), "urn:ietf:params:jmap:error:unknownCapability");
+    let calls: Vec<Value> = (0..17).map(|i| json!(["Core/echo", {}, format!("c{i}")])).collect();
+    let too_many = api(addr, &bob, &json!({"using": [CORE], "methodCalls": calls})).await;
+    assert_eq!(problem_type(&too_many), "urn:ietf:params:jmap:error:limit");
+    assert_eq!(too_many.json()["limit"], "maxCallsInRequest");
+    let big = json!({"using": [CORE], "methodCalls": [["Core/echo", {"pad": "x".repeat(5000)}, "c1"]]});
+    let too_big = api(addr, &bob, &big).await;
+    assert_eq!(too_big.status, 413);
+    assert_eq!(problem_type(&too_big), "urn:ietf:params:jmap:error:limit");
+    assert_eq!(too_big.json()["limit"], "maxSizeRequest");
+
+    // Method-level errors and result references (RFC 8620 §3.6.2, §3.7).
+    let responses = |reply: Reply| reply.json()["methodResponses"].as_array().unwrap().clone();
+    let small = json!({
+        "using": [CORE, MAIL],
+        "methodCalls": [
+            ["Core/echo", {"list": [{"id": "x1", "n": [1, 2]}, {"id": "x2", "n": [3]}]}, "e1"],
+            ["Core/echo", {"#ids": {"resultOf": "e1", "name": "Core/echo", "path": "/list/*/id"},
+                           "#ns": {"resultOf": "e1", "name": "Core/echo", "path": "/list/*/n"}}, "e2"],
+            ["Core/echo", {"#ids": {"resultOf": "e1", "name": "Mailbox/get", "path": "/list"}}, "e3"],
+            ["Core/echo", {"#ids": {"resultOf": "zz", "name": "Core/echo", "path": "/list"}}, "e4"],
+            ["Mailbox/get", {"accountId": "a999999"}, "g1"],
+            ["Calendar/get", {"accountId": account}, "g2"],
+        ],
+        "createdIds": {"k": "x"},
+    });
+    let reply = api(addr, &bob, &small).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["createdIds"], json!({"k": "x"}), "createdIds come back (RFC 8620 §3.4)");
+    assert!(body["sessionState"].is_string());
+    let r = responses(reply);
+    assert_eq!(r[1], json!(["Core/echo", {"ids": ["x1", "x2"], "ns": [1, 2, 3]}, "e2"]));
+    assert_eq!(r[2][0], "error");
+    assert_eq!(r[2][1]["type"], "invalidResultReference");
+    assert_eq!(r[3][1]["type"], "invalidResultReference");
+    assert_eq!(r[4], json!(["error", {"type": "accountNotFound"}, "g1"]));
+    assert_eq!(r[5], json!(["error", {"type": "unknownMethod"}, "g2"]));
+    let without_mail = json!({"using": [CORE], "methodCalls": [["Mailbox/get", {"accountId": account}, "m"]]});
+    assert_eq!(responses(api(addr, &bob, &without_mail).await)[0][1]["type"], "unknownMethod");
+
+    // CORS (preflight without credentials).
+    let preflight = |origin: &'static str| async move {
+        curl(
+            addr,
+            "/jmap/api",
+            &[
+                "-X",
+                "OPTIONS",
+                "-H",
+                &format!("Origin: {origin}"),
+                "-H",
+                "Access-Control-Request-Method: POST",
+                "-H",
+                "Access-Control-Request-Headers: authorization, content-type",
+            ],
+        )
+        .await
+    };
+    let allowed = preflight("https://webmail.example.org").await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://webmail.example.org"));
+    assert!(allowed.header("access-control-allow-headers").is_some_and(|h| h.contains("authorization")));
+    let refused = preflight("https://evil.example.net").await;
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+    stack.stop().await;
+
+    // maxObjectsInGet / maxObjectsInSet need a request larger than the small limit above.
+    let stack = TestStack::start().await;
+    let id = stack.add_account("carol@example.org", "secret").await;
+    let carol = basic("carol@example.org", "secret");
+    let account = format!("a{id}");
+    let large = json!({
+        "using": [CORE, MAIL],
+        "methodCalls": [
+            ["Email/get", {"accountId": account, "ids": (0..501).map(|i| format!("e{i}")).collect::<Vec<_>>()}, "g3"],
+            ["Mailbox/set", {"accountId": account, "destroy": (0..501).map(|i| format!("m{i}")).collect::<Vec<_>>()}, "g4"],
+        ],
+    });
+    let r = responses(api(stack.http_addr(), &carol, &large).await);
+    assert_eq!(r[0][1]["type"], "requestTooLarge");
+    assert_eq!(r[1][1]["type"], "requestTooLarge");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_blob_doors_are_per_account_and_limited() {
+    let stack = TestStack::builder().set("MAILBUS_JMAP_MAX_UPLOAD_SIZE", "2048").start().await;
+    let id = stack.add_account("dave@example.org", "secret").await;
+    let other = stack.add_account("erin@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let dave = basic("dave@example.org", "secret");
+    let upload = |account: i64, size: usize| {
+        let dave = dave.clone();
+        async move {
+            let body = "x".repeat(size);
+            let path = format!("/jmap/upload/a{account}/");
+            curl(addr, &path, &["-H", &dave, "-H", "Content-Type: text/plain", "--data-binary", &body]).await
+        }
+    };
+    assert_eq!(upload(other, 10).await.status, 404, "another account's upload URL");
+    let over = upload(id, 4096).await;
+    assert_eq!(over.status, 413);
+    assert_eq!(over.json()["limit"], "maxSizeUpload");
+    let download = curl(addr, &format!("/jmap/download/a{other}/b1/x.txt"), &["-H", &dave]).await;
+    assert_eq!(download.status, 404, "another account's blob");
+    stack.stop().await;
+}
+
+/// Needs the mailbox role's Upload and Download RPCs.
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_upload_then_download() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("fay@example.org", "secret").await;
+    let other = stack.add_account("gus@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let fay = basic("fay@example.org", "secret");
+    let uploaded = curl(
+        addr,
+        &format!("/jmap/upload/a{id}/"),
+        &["-H", &fay, "-H", "Content-Type: text/html", "--data-binary", "<script>alert(1)</script>"],
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    let uploaded = uploaded.json();
+    assert_eq!(uploaded["accountId"], format!("a{id}"));
+    assert_eq!(uploaded["size"], 25);
+    let blob = uploaded["blobId"].as_str().unwrap().to_owned();
+    let download = curl(addr, &format!("/jmap/download/a{id}/{blob}/page.html?type=text/html"), &["-H", &fay]).await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.body, "<script>alert(1)</script>");
+    assert_eq!(download.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(download.header("content-security-policy"), Some("default-src 'none'; sandbox"));
+    assert_eq!(download.header("content-disposition"), Some("attachment; filename*=UTF-8''page.html"));
+    let gus = basic("gus@example.org", "secret");
+    let stolen = curl(addr, &format!("/jmap/download/a{other}/{blob}/page.html"), &["-H", &gus]).await;
+    assert_eq!(stolen.status, 404, "another account's blob id is not found");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_eventsource_hears_a_delivery() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("hal@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let hal = basic("hal@example.org", "secret");
+    let url = format!("http://{addr}/jmap/eventsource?types=*&closeafter=state&ping=0");
+    let listener = tokio::process::Command::new("curl")
+        .args(["-s", "-N", "--max-time", "20", "-H", &hal, &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting curl");
+    let metrics = stack.http_metrics.unwrap();
+    wait_until(crate::PATIENCE, "the EventSource never opened", async || {
+        let (_, body) = crate::ops::http_get(metrics, "/metrics").await;
+        body.contains("mailbus_http_eventsource_open 1")
+    })
+    .await;
+    let sent = Instant::now();
+    stack.deliver("q-push-1", "hal@example.org", &crate::message("hal@example.org", "push")).await.unwrap();
+    let output = listener.wait_with_output().await.unwrap();
+    let heard = sent.elapsed();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("event: state"), "{text}");
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
+    let change: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(change["@type"], "StateChange");
+    let changed = &change["changed"][format!("a{id}")];
+    assert!(changed["Email"].is_string() && changed["EmailDelivery"].is_string(), "{change}");
+    assert!(heard < Duration::from_secs(5), "closeafter=state ends the stream after the event ({heard:?})");
+    stack.stop().await;
+}
