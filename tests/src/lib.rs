@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod fake_smtp;
+pub mod http;
 pub mod infra;
 pub mod processes;
 pub mod raw;

@@ -8,6 +8,7 @@ mod failures;
 mod flood;
 mod hostile;
 mod imap;
+mod jmap;
 mod jmap_http;
 mod jmap_objects;
 mod noloss;

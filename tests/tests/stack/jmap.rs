@@ -1,0 +1,422 @@
+//! JMAP end to end over HTTP (curl), on the whole stack: mail that arrives over SMTP is read, searched,
+//! moved and destroyed with JMAP; changes made over IMAP show in Email/changes and the reverse; a reply is
+//! threaded with its original; EmailSubmission sends to a local account and, through the transport map,
+//! to a remote server; another account's ids are refused; and jmapc, a client we did not write, reads,
+//! searches and sends.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mailbus_tests::clients::{SmtpOutcome, imap_session, run_program, smtp_send};
+use mailbus_tests::fake_smtp::{FakeSmtp, Script};
+use mailbus_tests::http::{api, basic, curl};
+use mailbus_tests::{TestStack, wait_until};
+use serde_json::{Value, json};
+
+const USING: [&str; 3] = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:submission"];
+
+/// A JMAP user of one stack: address, account id and credentials.
+struct User {
+    addr: SocketAddr,
+    auth: String,
+    account: String,
+}
+
+impl User {
+    async fn new(stack: &TestStack, address: &str) -> User {
+        let id = stack.add_account(address, "secret").await;
+        User { addr: stack.http_addr(), auth: basic(address, "secret"), account: format!("a{id}") }
+    }
+
+    /// Sends `calls` (`[name, arguments, callId]`, accountId filled in) and returns the method responses.
+    async fn request(&self, calls: Value) -> Vec<Value> {
+        let calls: Vec<Value> = calls
+            .as_array()
+            .expect("a list of calls")
+            .iter()
+            .map(|call| {
+                let mut call = call.clone();
+                if call[1].get("accountId").is_none() {
+                    call[1]["accountId"] = json!(self.account);
+                }
+                call
+            })
+            .collect();
+        let reply = api(self.addr, &self.auth, &json!({"using": USING, "methodCalls": calls})).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["methodResponses"].as_array().expect("methodResponses").clone()
+    }
+
+    /// One call; panics on a method error.
+    async fn call(&self, method: &str, arguments: Value) -> Value {
+        let responses = self.request(json!([[method, arguments, "0"]])).await;
+        assert_eq!(responses[0][0], method, "{:#}", responses[0]);
+        responses[0][1].clone()
+    }
+
+    async fn mailbox(&self, role: &str) -> String {
+        let mailboxes = self.call("Mailbox/get", json!({"ids": null})).await;
+        mailboxes["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} mailbox: {mailboxes:#}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn state(&self) -> String {
+        self.call("Email/get", json!({"ids": []})).await["state"].as_str().unwrap().to_owned()
+    }
+
+    async fn inbox_ids(&self) -> Vec<String> {
+        let inbox = self.mailbox("inbox").await;
+        let found = self.call("Email/query", json!({"filter": {"inMailbox": inbox}})).await;
+        found["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect()
+    }
+}
+
+async fn deliver_smtp(stack: &TestStack, to: &str, message: &str) {
+    let sent = smtp_send(stack.smtp_addr(), "sender@remote.test", &[to], message.as_bytes()).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
+}
+
+fn message(subject: &str, id: &str, extra: &str, body: &str) -> String {
+    format!(
+        "From: Sender <sender@remote.test>\r\nTo: alice@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n{extra}\r\n{body}\r\n"
+    )
+}
+
+async fn wait_for_inbox(user: &User, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    wait_until(Duration::from_secs(20), "mail reaches the inbox", async || {
+        ids = user.inbox_ids().await;
+        ids.len() >= count
+    })
+    .await;
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_reads_searches_moves_and_destroys_mail_that_came_over_smtp() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    deliver_smtp(
+        &stack,
+        "alice@example.org",
+        &message("Quarterly figures", "q1@remote.test", "", "The turnover grew."),
+    )
+    .await;
+    deliver_smtp(&stack, "alice@example.org", &message("Lunch", "l1@remote.test", "", "Pizza at noon?")).await;
+    wait_for_inbox(&alice, 2).await;
+    let inbox = alice.mailbox("inbox").await;
+    let archive = alice.mailbox("archive").await;
+
+    // Mailbox/get: roles and counts.
+    let mailboxes = alice.call("Mailbox/get", json!({"ids": [inbox]})).await;
+    assert_eq!(mailboxes["list"][0]["name"], "INBOX");
+    assert_eq!(mailboxes["list"][0]["totalEmails"], 2);
+    assert_eq!(mailboxes["list"][0]["unreadEmails"], 2);
+
+    // Email/query and Email/get in one request, chained by a result reference; newest first.
+    let responses = alice
+        .request(json!([
+            ["Email/query", {"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt", "isAscending": false}], "limit": 50}, "q"],
+            ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                           "properties": ["subject", "from", "preview", "mailboxIds", "keywords"]}, "g"]
+        ]))
+        .await;
+    assert_eq!(responses[1][0], "Email/get", "{:#}", responses[1]);
+    let list = responses[1][1]["list"].as_array().unwrap();
+    let subjects: Vec<&str> = list.iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["Lunch", "Quarterly figures"]);
+    assert_eq!(list[0]["from"][0]["email"], "sender@remote.test");
+    assert_eq!(list[0]["from"][0]["name"], "Sender");
+    assert!(list[1]["preview"].as_str().unwrap().contains("turnover grew"), "{:#}", list[1]);
+
+    // Search by body text and by subject.
+    let found = alice.call("Email/query", json!({"filter": {"text": "turnover"}})).await;
+    assert_eq!(found["ids"].as_array().unwrap().len(), 1);
+    let quarterly = found["ids"][0].as_str().unwrap().to_owned();
+    let found = alice.call("Email/query", json!({"filter": {"subject": "lunch"}})).await;
+    let lunch = found["ids"][0].as_str().unwrap().to_owned();
+    assert_ne!(lunch, quarterly);
+
+    // Email/set: move one to Archive (and mark it read), destroy the other.
+    let before = alice.state().await;
+    let set = alice
+        .call(
+            "Email/set",
+            json!({"update": {quarterly.clone(): {"mailboxIds": {archive.clone(): true}, "keywords/$seen": true}},
+                   "destroy": [lunch.clone()]}),
+        )
+        .await;
+    assert!(set["updated"].get(&quarterly).is_some(), "{set:#}");
+    assert_eq!(set["destroyed"], json!([lunch]));
+    let got =
+        alice.call("Email/get", json!({"ids": [quarterly, lunch], "properties": ["mailboxIds", "keywords"]})).await;
+    assert_eq!(got["list"][0]["mailboxIds"], json!({archive.clone(): true}));
+    assert_eq!(got["list"][0]["keywords"], json!({"$seen": true}));
+    assert_eq!(got["notFound"], json!([lunch]));
+
+    // Email/changes says the same, and so do the counts.
+    let changes = alice.call("Email/changes", json!({"sinceState": before})).await;
+    assert_eq!(changes["updated"], json!([quarterly]), "{changes:#}");
+    assert_eq!(changes["destroyed"], json!([lunch]), "{changes:#}");
+    let counts = alice.call("Mailbox/get", json!({"ids": [inbox.clone(), archive.clone()]})).await;
+    assert_eq!(counts["list"][0]["totalEmails"], 0);
+    assert_eq!(counts["list"][1]["totalEmails"], 1);
+    assert_eq!(counts["list"][1]["unreadEmails"], 0);
+
+    // IMAP sees the same: INBOX is empty, Archive has one \Seen message.
+    let steps = json!([
+        ["login", "alice@example.org", "secret"],
+        ["select", "Archive"],
+        ["fetch", "1:*", "(FLAGS)"],
+        ["select", "INBOX"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let fetched = results[2].to_string();
+    assert!(fetched.contains("\\\\Seen"), "{results:?}");
+    assert!(results[3].to_string().contains("\"0\""), "INBOX is empty over IMAP: {results:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_and_imap_see_each_others_changes_and_threads_group_replies() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    deliver_smtp(&stack, "alice@example.org", &message("Plans", "p1@remote.test", "", "Shall we meet?")).await;
+    let ids = wait_for_inbox(&alice, 1).await;
+    let original = ids[0].clone();
+
+    // A delivery over SMTP shows in Email/changes as created, with its thread.
+    let after_first = alice.state().await;
+    let reply = message(
+        "Re: Plans",
+        "p2@remote.test",
+        "In-Reply-To: <p1@remote.test>\r\nReferences: <p1@remote.test>\r\n",
+        "Yes, Tuesday.",
+    );
+    deliver_smtp(&stack, "alice@example.org", &reply).await;
+    let ids = wait_for_inbox(&alice, 2).await;
+    let answer = ids.iter().find(|id| **id != original).unwrap().clone();
+    let changes = alice.call("Email/changes", json!({"sinceState": after_first})).await;
+    assert_eq!(changes["created"], json!([answer]), "{changes:#}");
+
+    // Thread/get groups the reply with its original, oldest first.
+    let got =
+        alice.call("Email/get", json!({"ids": [original.clone(), answer.clone()], "properties": ["threadId"]})).await;
+    let thread = got["list"][0]["threadId"].as_str().unwrap().to_owned();
+    assert_eq!(got["list"][1]["threadId"], thread);
+    let threads = alice.call("Thread/get", json!({"ids": [thread]})).await;
+    assert_eq!(threads["list"][0]["emailIds"], json!([original, answer]));
+
+    // A flag set over IMAP shows in Email/changes and Email/get.
+    let before_imap = alice.state().await;
+    let steps =
+        json!(
+            [["login", "alice@example.org", "secret"], ["select", "INBOX"], ["store", "1", "+FLAGS", "(\\Flagged)"],]
+        );
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert_eq!(results[2][0], "OK", "{results:?}");
+    let changes = alice.call("Email/changes", json!({"sinceState": before_imap})).await;
+    assert_eq!(changes["updated"], json!([original]), "{changes:#}");
+    assert_ne!(changes["newState"], json!(before_imap));
+    let got = alice.call("Email/get", json!({"ids": [original], "properties": ["keywords"]})).await;
+    assert_eq!(got["list"][0]["keywords"], json!({"$flagged": true}));
+
+    // A keyword set over JMAP is a flag over IMAP.
+    alice.call("Email/set", json!({"update": {answer.clone(): {"keywords/$seen": true}}})).await;
+    let steps = json!([["login", "alice@example.org", "secret"], ["select", "INBOX"], ["fetch", "2", "(FLAGS)"]]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert!(results[2].to_string().contains("\\\\Seen"), "{results:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_submission_reaches_a_local_account_and_a_remote_server() {
+    let fake = FakeSmtp::start(Script::default()).await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .start()
+        .await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    let bob = User::new(&stack, "bob@example.org").await;
+    let drafts = alice.mailbox("drafts").await;
+    let sent = alice.mailbox("sent").await;
+    let identity = alice.call("Identity/get", json!({})).await["list"][0]["id"].as_str().unwrap().to_owned();
+
+    let responses = alice
+        .request(json!([
+            ["Email/set", {"create": {"d": {
+                "mailboxIds": {drafts.clone(): true},
+                "keywords": {"$draft": true},
+                "from": [{"name": "Alice", "email": "alice@example.org"}],
+                "to": [{"email": "bob@example.org"}, {"email": "carol@remote.test"}],
+                "subject": "Over JMAP",
+                "bodyValues": {"t": {"value": "Sent with EmailSubmission/set."}},
+                "textBody": [{"partId": "t", "type": "text/plain"}]
+            }}}, "0"],
+            ["EmailSubmission/set", {
+                "create": {"s": {"identityId": identity, "emailId": "#d"}},
+                "onSuccessUpdateEmail": {"#s": {format!("mailboxIds/{drafts}"): null, format!("mailboxIds/{sent}"): true,
+                                                "keywords/$draft": null}}
+            }, "1"]
+        ]))
+        .await;
+    assert_eq!(responses[0][0], "Email/set", "{:#}", responses[0]);
+    let draft = responses[0][1]["created"]["d"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(responses[1][0], "EmailSubmission/set", "{:#}", responses[1]);
+    assert!(responses[1][1]["created"]["s"]["id"].is_string(), "{:#}", responses[1]);
+    assert_eq!(responses[2][0], "Email/set", "the implicit Email/set of onSuccessUpdateEmail: {responses:#?}");
+    let got = alice.call("Email/get", json!({"ids": [draft], "properties": ["mailboxIds", "keywords"]})).await;
+    assert_eq!(got["list"][0]["mailboxIds"], json!({sent: true}));
+    assert_eq!(got["list"][0]["keywords"], json!({}));
+
+    // Bob has it, with the Received line of a submission.
+    let ids = wait_for_inbox(&bob, 1).await;
+    let got =
+        bob.call("Email/get", json!({"ids": ids, "properties": ["subject", "from", "header:Received:asText"]})).await;
+    assert_eq!(got["list"][0]["subject"], "Over JMAP");
+    assert_eq!(got["list"][0]["from"][0]["email"], "alice@example.org");
+    assert!(got["list"][0]["header:Received:asText"].as_str().is_some_and(|r| r.contains("HTTP")), "{got:#}");
+
+    // And so does the remote server, through the transport map.
+    wait_until(Duration::from_secs(20), "the remote server receives the submission", async || {
+        !fake.received().is_empty()
+    })
+    .await;
+    let received = fake.received();
+    assert_eq!(received[0].mail_from, "alice@example.org");
+    assert_eq!(received[0].rcpt_to, ["carol@remote.test"]);
+    assert!(String::from_utf8_lossy(&received[0].data).contains("Subject: Over JMAP"));
+
+    // Submitting as someone else's address is refused.
+    let forged = alice
+        .call(
+            "Email/set",
+            json!({"create": {"f": {"mailboxIds": {drafts: true}, "from": [{"email": "bob@example.org"}],
+                                    "to": [{"email": "carol@remote.test"}], "subject": "forged",
+                                    "bodyValues": {"t": {"value": "x"}}, "textBody": [{"partId": "t", "type": "text/plain"}]}}}),
+        )
+        .await;
+    let forged = forged["created"]["f"]["id"].as_str().unwrap().to_owned();
+    let refused =
+        alice.call("EmailSubmission/set", json!({"create": {"s": {"identityId": identity, "emailId": forged}}})).await;
+    assert_eq!(refused["notCreated"]["s"]["type"], "forbiddenFrom", "{refused:#}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_refuses_another_accounts_ids_blobs_and_threads() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    let mallory = User::new(&stack, "mallory@example.org").await;
+    deliver_smtp(&stack, "alice@example.org", &message("Private", "x1@remote.test", "", "Secret words.")).await;
+    let ids = wait_for_inbox(&alice, 1).await;
+    let got = alice.call("Email/get", json!({"ids": ids, "properties": ["threadId", "blobId", "mailboxIds"]})).await;
+    let email = &got["list"][0];
+    let (blob, thread) = (email["blobId"].as_str().unwrap(), email["threadId"].as_str().unwrap());
+    let mailbox = email["mailboxIds"].as_object().unwrap().keys().next().unwrap().clone();
+
+    // Mallory names Alice's objects in her own account: not found, never shown.
+    let got = mallory.call("Email/get", json!({"ids": ids})).await;
+    assert_eq!(got["notFound"], json!(ids));
+    assert_eq!(got["list"], json!([]));
+    let got = mallory.call("Thread/get", json!({"ids": [thread]})).await;
+    assert_eq!(got["notFound"], json!([thread]));
+    let got = mallory.call("Mailbox/get", json!({"ids": [mailbox]})).await;
+    assert_eq!(got["notFound"], json!([mailbox]));
+    let set = mallory.call("Email/set", json!({"destroy": ids})).await;
+    assert_eq!(set["notDestroyed"][&ids[0]]["type"], "notFound", "{set:#}");
+    let found = mallory.call("Email/query", json!({"filter": {"text": "secret"}})).await;
+    assert_eq!(found["ids"], json!([]));
+
+    // Alice's blob through Mallory's account, and through Alice's account id with Mallory's credentials.
+    let path = format!("/jmap/download/{}/{blob}/m.eml?type=message/rfc822", mallory.account);
+    assert_eq!(curl(mallory.addr, &path, &["-H", &mallory.auth]).await.status, 404);
+    let path = format!("/jmap/download/{}/{blob}/m.eml?type=message/rfc822", alice.account);
+    let reply = curl(mallory.addr, &path, &["-H", &mallory.auth]).await;
+    assert!(matches!(reply.status, 403 | 404), "{}", reply.status);
+    let reply = curl(alice.addr, &path, &["-H", &alice.auth]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("Secret words."));
+
+    // A method naming Alice's account with Mallory's credentials.
+    let responses = mallory.request(json!([["Email/get", {"accountId": alice.account, "ids": ids}, "0"]])).await;
+    assert_eq!(responses[0][0], "error");
+    assert_eq!(responses[0][1]["type"], "accountNotFound");
+
+    // Alice still has it all.
+    let got = alice.call("Email/get", json!({"ids": ids, "properties": ["subject"]})).await;
+    assert_eq!(got["list"][0]["subject"], "Private");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_pushes_a_state_change_after_an_smtp_delivery() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    let before = alice.state().await;
+    let url = format!("http://{}/jmap/eventsource?types=*&closeafter=state&ping=0", alice.addr);
+    let auth = alice.auth.clone();
+    let events = tokio::spawn(async move {
+        let args = ["-s", "-N", "--max-time", "20", "-H", &auth, &url].map(String::from);
+        run_program("curl", &args, b"").await
+    });
+    // The stream is open once the role counts it.
+    wait_until(Duration::from_secs(10), "the EventSource connection is open", async || {
+        let metrics = curl(stack.http_metrics.unwrap(), "/metrics", &[]).await;
+        metrics.body.lines().any(|l| l.starts_with("mailbus_http_eventsource_open ") && !l.ends_with(" 0"))
+    })
+    .await;
+    deliver_smtp(&stack, "alice@example.org", &message("Push", "push@remote.test", "", "Ping.")).await;
+    let (ok, output) = events.await.unwrap();
+    assert!(ok, "{output}");
+    let data = output.lines().find_map(|l| l.strip_prefix("data:")).unwrap_or_else(|| panic!("no event: {output}"));
+    let change: Value = serde_json::from_str(data.trim()).unwrap();
+    assert_eq!(change["@type"], "StateChange");
+    let state = change["changed"][&alice.account]["Email"].as_str().unwrap().to_owned();
+    assert_ne!(state, before);
+    let changes = alice.call("Email/changes", json!({"sinceState": before})).await;
+    assert_eq!(changes["created"].as_array().unwrap().len(), 1, "{changes:#}");
+    assert_eq!(changes["newState"], json!(state));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmapc_an_independent_client_reads_searches_and_sends() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    let bob = User::new(&stack, "bob@example.org").await;
+    deliver_smtp(&stack, "alice@example.org", &message("Harbour report", "h1@remote.test", "", "Boats and tides."))
+        .await;
+    deliver_smtp(&stack, "alice@example.org", &message("Second note", "h2@remote.test", "", "Nothing else.")).await;
+    wait_for_inbox(&alice, 2).await;
+
+    let https = stack.https.expect("the http role serves HTTPS");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/jmapc_session.py");
+    let args =
+        [script, &format!("127.0.0.1:{}", https.port()), "alice@example.org", "secret", "bob@example.org", "tides"]
+            .map(String::from);
+    let (ok, output) = run_program("python3", &args, b"").await;
+    assert!(ok, "jmapc failed: {output}");
+    let out: Value =
+        serde_json::from_str(output.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {output}"));
+    assert_eq!(out["account"], json!(alice.account));
+    assert_eq!(out["inbox"]["total"], 2);
+    assert_eq!(out["newest"], json!(["Second note", "Harbour report"]));
+    assert_eq!(out["search"].as_array().unwrap().len(), 1, "{out:#}");
+    assert!(out["submission"].is_string(), "{out:#}");
+    assert_eq!(out["sent_mailboxes"], json!([out["sent_mailbox"]]));
+
+    let ids = wait_for_inbox(&bob, 1).await;
+    let got = bob.call("Email/get", json!({"ids": ids, "properties": ["subject", "from"]})).await;
+    assert_eq!(got["list"][0]["subject"], "Sent by jmapc");
+    assert_eq!(got["list"][0]["from"][0]["email"], "alice@example.org");
+    stack.stop().await;
+}
