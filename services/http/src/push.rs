@@ -1,8 +1,9 @@
 //! Push over EventSource (RFC 8620 §7.3). One NATS subscription per process hears every account's
 //! mailbox events and fans them out by account through a broadcast channel; a connection holds only a
-//! receiver, the last state it sent and a timer. Bursts are coalesced: after the first event a
-//! connection waits a moment and takes everything that arrived before asking the mailbox role for the
-//! state once, so a STORE on a thousand messages is one `state` event, not a thousand.
+//! receiver, the last state it sent and a timer. The first change is sent at once; bursts are coalesced:
+//! a connection sends at most one event per `COALESCE`, taking everything that arrived meanwhile and
+//! asking the mailbox role for the state once, so a STORE on a thousand messages is two `state` events,
+//! not a thousand.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -135,7 +136,7 @@ pub async fn eventsource(
     // The state now: an event is sent only when it moves on from here.
     let last = state(&app, &account).await?;
     let open = app.metrics.eventsource_opened();
-    let connection = Connection { app, account, wanted, receiver, last, done: false, _open: open };
+    let connection = Connection { app, account, wanted, receiver, last, last_sent: None, done: false, _open: open };
     let stream = futures::stream::unfold(connection, |mut c| async move {
         let event = c.next_event().await?;
         Some((Ok::<_, std::convert::Infallible>(event), c))
@@ -162,6 +163,8 @@ struct Connection {
     wanted: Wanted,
     receiver: broadcast::Receiver<Change>,
     last: String,
+    /// When the last state event went out: the next waits until COALESCE after it.
+    last_sent: Option<tokio::time::Instant>,
     done: bool,
     _open: crate::metrics::OpenGuard,
 }
@@ -191,7 +194,11 @@ impl Connection {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
             };
-            tokio::time::sleep(COALESCE).await;
+            // The first change goes out at once; later ones wait until COALESCE after the last event sent,
+            // and whatever arrived meanwhile goes out as one.
+            if let Some(sent) = self.last_sent {
+                tokio::time::sleep_until(sent + COALESCE).await;
+            }
             loop {
                 match self.receiver.try_recv() {
                     Ok(change) => delivery |= change.delivery,
@@ -204,6 +211,7 @@ impl Connection {
                 continue;
             }
             self.last = state;
+            self.last_sent = Some(tokio::time::Instant::now());
             let Some(changed) = state_change(&self.account, &self.last, delivery, self.wanted.types.as_deref()) else {
                 continue;
             };
