@@ -12,7 +12,9 @@
 //! `b<email>p<part>`.
 
 pub mod changes;
+pub mod email;
 pub mod ids;
+pub mod search_snippet;
 
 use std::collections::HashMap;
 
@@ -126,6 +128,14 @@ pub type Responses = Vec<(String, Value)>;
 pub async fn call(ctx: &mut Ctx<'_>, method: &str, arguments: Value) -> Responses {
     let outcome: Result<Responses, MethodError> = match method {
         "Core/echo" => one(method, arguments),
+        "Email/get" => email::get::get(ctx, arguments).await,
+        "Email/changes" => email::changes(ctx, arguments).await,
+        "Email/query" => email::query::query(ctx, arguments).await,
+        "Email/queryChanges" => email::query::query_changes(ctx, arguments).await,
+        "Email/set" => email::set::set(ctx, arguments).await,
+        "Email/copy" => email::import::copy(ctx, arguments).await,
+        "Email/import" => email::import::import(ctx, arguments).await,
+        "SearchSnippet/get" => search_snippet::get(ctx, arguments).await,
         _ => {
             let _ = &ctx;
             Err(MethodError::UnknownMethod)
