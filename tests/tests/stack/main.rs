@@ -8,6 +8,7 @@ mod failures;
 mod flood;
 mod hostile;
 mod imap;
+mod jmap_email;
 mod noloss;
 mod ops;
 mod pop3;
