@@ -134,7 +134,14 @@ fn order_by(q: &mut QueryBuilder<Postgres>, sort: &[Comparator]) {
                 has_flag(q, "m.id", flag);
             }
         }
-        q.push(if comparator.ascending { " ASC NULLS FIRST, " } else { " DESC NULLS LAST, " });
+        // receivedAt and size are never NULL: their plain order is the one `messages_received` is in.
+        let never_null = matches!(comparator.key, SortKey::ReceivedAt | SortKey::Size);
+        q.push(match (comparator.ascending, never_null) {
+            (true, true) => " ASC, ",
+            (false, true) => " DESC, ",
+            (true, false) => " ASC NULLS FIRST, ",
+            (false, false) => " DESC NULLS LAST, ",
+        });
         last_ascending = comparator.ascending;
     }
     // Equal keys keep one order from query to query: the id breaks ties, in the last key's direction.
@@ -310,6 +317,6 @@ mod tests {
     fn sort_ends_with_the_id_in_the_last_direction() {
         let mut q = QueryBuilder::<Postgres>::new("");
         order_by(&mut q, &[Comparator { key: SortKey::Size, ascending: true }]);
-        assert_eq!(q.sql().as_str(), "m.size ASC NULLS FIRST, m.id ASC");
+        assert_eq!(q.sql().as_str(), "m.size ASC, m.id ASC");
     }
 }

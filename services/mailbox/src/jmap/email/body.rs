@@ -133,8 +133,8 @@ pub fn bodies(root: &Part) -> Bodies<'_> {
 fn walk<'a>(parts: &'a [Part], multipart: &str, in_alternative: bool, out: &mut Bodies<'a>, text: bool, html: bool) {
     let (mut text_on, mut html_on) = (text, html);
     let is_alternative = multipart == "alternative";
-    let text_length = text_on.then(|| out.text.len());
-    let html_length = html_on.then(|| out.html.len());
+    let text_length = text_on.then_some(out.text.len());
+    let html_length = html_on.then_some(out.html.len());
     for (i, part) in parts.iter().enumerate() {
         let is_image = part.is_inline_media();
         let is_inline = part.disposition.as_deref() != Some("attachment")

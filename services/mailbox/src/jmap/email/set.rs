@@ -187,7 +187,7 @@ async fn create(ctx: &mut Ctx<'_>, object: &Value) -> Result<Result<Value, Value
     };
     const SERVER_SET: &[&str] = &["id", "blobId", "threadId", "size", "hasAttachment", "preview"];
     if let Some(bad) = object.keys().find(|k| SERVER_SET.contains(&k.as_str())) {
-        return Ok(Err(set_error("invalidProperties", "set by the server", &[bad.clone()])));
+        return Ok(Err(set_error("invalidProperties", "set by the server", std::slice::from_ref(bad))));
     }
     let mailbox_ids = object.get("mailboxIds").and_then(true_keys).filter(|m| !m.is_empty());
     let Some(mailbox_ids) = mailbox_ids else {
@@ -247,7 +247,7 @@ pub async fn store_new(
     })
     .await
     .map_err(|e| MethodError::ServerFail(format!("parsing: {e}")))?;
-    let Some(((_, first), others)) = mailboxes.split_first().map(|(f, o)| (f, o)) else {
+    let Some(((_, first), others)) = mailboxes.split_first() else {
         return Ok(Err(set_error("invalidProperties", "an Email needs a mailbox", &["mailboxIds".into()])));
     };
     let placed = match messages::append(ctx.pool, ctx.account, first, flags, received, &content, &parsed).await {
