@@ -508,6 +508,21 @@ epilogue\r\n";
     }
 
     #[test]
+    fn attachments_are_counted_as_stalwart_and_fastmail_count_them() {
+        assert!(parse(MULTIPART).has_attachment, "a forwarded message and a binary part");
+        assert!(!parse(b"Subject: plain\r\n\r\ntext\r\n").has_attachment);
+        let related = b"Content-Type: multipart/related; boundary=r\r\n\r\n--r\r\nContent-Type: text/html\r\n\r\n\
+<img src=cid:a>\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <a>\r\n\r\nPNG\r\n--r--\r\n";
+        assert!(!parse(related).has_attachment, "an image shown inline in the HTML is no attachment");
+        let text_attachment = b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\nbody\r\n--m\r\n\
+Content-Type: text/plain\r\nContent-Disposition: attachment; filename=notes.txt\r\n\r\nnotes\r\n--m--\r\n";
+        assert!(parse(text_attachment).has_attachment, "a text part marked as an attachment");
+        let image = b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\nbody\r\n--m\r\n\
+Content-Type: image/jpeg\r\n\r\nJPEG\r\n--m--\r\n";
+        assert!(parse(image).has_attachment, "an image beside the text");
+    }
+
+    #[test]
     fn a_plain_message_without_mime_is_text_plain_us_ascii() {
         let content = b"Subject: hi\r\n\r\nline one\r\nline two\r\n";
         let body = parse(content).structure.body.unwrap();
