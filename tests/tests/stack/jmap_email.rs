@@ -275,7 +275,13 @@ async fn jmap_email_set_and_imap_see_each_others_changes() {
         .unwrap();
     let (first, second) = (ids[0].clone(), ids[1].clone());
 
-    // JMAP keywords are IMAP flags.
+    // JMAP keywords are IMAP flags, and a session in IDLE hears of the change.
+    let mut idle = mailbus_tests::raw::RawClient::connect("127.0.0.1", stack.imap_addr()).await;
+    idle.line().await.expect("a greeting");
+    idle.send(b"a LOGIN ann@example.org \"ann pw\"\r\nb SELECT INBOX\r\n").await;
+    assert!(idle.line_starting("b ").await.expect("SELECT answered").starts_with("b OK"));
+    idle.send(b"i IDLE\r\n").await;
+    assert!(idle.line_starting("+").await.is_some(), "IDLE accepted");
     let set = call(
         &stack,
         ann,
@@ -284,6 +290,8 @@ async fn jmap_email_set_and_imap_see_each_others_changes() {
     )
     .await;
     assert_eq!(set["updated"], json!({first.clone(): null}), "{set}");
+    let pushed = idle.line_starting("* 1 FETCH").await.expect("the change pushed in IDLE");
+    assert!(pushed.contains("\\Seen") && pushed.contains("project"), "{pushed}");
     let steps = json!([
         ["login", "ann@example.org", "ann pw"],
         ["select", "INBOX"],
@@ -355,6 +363,9 @@ async fn jmap_email_set_and_imap_see_each_others_changes() {
         "header:X-Mailer:asText": "mailbus test",
         "textBody": [{"partId": "t", "type": "text/plain"}],
         "bodyValues": {"t": {"value": "Hallo Bob"}},
+        // Another email's body part as an attachment, by its part blob id.
+        "attachments": [{"blobId": format!("b{}p1", second.trim_start_matches('e')), "type": "text/plain",
+                         "name": "two.txt", "disposition": "attachment"}],
     }, "bad": {"mailboxIds": {}}}}),
     )
     .await;
@@ -365,7 +376,8 @@ async fn jmap_email_set_and_imap_see_each_others_changes() {
         ann,
         "Email/get",
         json!({"ids": [draft.clone()], "properties": ["subject", "keywords",
-        "mailboxIds", "to", "header:X-Mailer:asText", "bodyValues"], "fetchAllBodyValues": true}),
+        "mailboxIds", "to", "header:X-Mailer:asText", "bodyValues", "attachments", "hasAttachment"],
+        "fetchTextBodyValues": true}),
     )
     .await;
     let email = &got["list"][0];
@@ -373,8 +385,11 @@ async fn jmap_email_set_and_imap_see_each_others_changes() {
     assert_eq!(email["keywords"], json!({"$draft": true}));
     assert_eq!(email["mailboxIds"], json!({drafts.clone(): true}));
     assert_eq!(email["header:X-Mailer:asText"], json!("mailbus test"));
-    // A message that is one part ends its body with the line break that ends the message.
-    assert_eq!(email["bodyValues"]["1"]["value"], json!("Hallo Bob\r\n"));
+    assert_eq!(email["bodyValues"]["1"]["value"], json!("Hallo Bob"));
+    assert_eq!(email["attachments"][0]["name"], json!("two.txt"));
+    assert_eq!(email["attachments"][0]["partId"], json!("2"));
+    assert_eq!(email["attachments"][0]["size"], json!(5), "the other email's body, two\\r\\n");
+    assert_eq!(email["hasAttachment"], json!(true));
 
     // import: an uploaded blob (inserted directly: Upload is the mailbox-objects helper's RPC).
     let pool = sqlx::PgPool::connect(&stack.database_url).await.unwrap();
