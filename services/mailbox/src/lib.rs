@@ -136,6 +136,11 @@ impl Mailbox {
                 Ok(parsed) => tracing::info!(parsed, "parsed messages stored before MIME parsing existed"),
                 Err(error) => tracing::warn!(%error, "MIME backfill stopped; it resumes at the next start"),
             }
+            match store::parsed::backfill_has_attachment(&pool).await {
+                Ok(0) => {}
+                Ok(filled) => tracing::info!(filled, "hasAttachment filled for messages parsed before it existed"),
+                Err(error) => tracing::warn!(%error, "hasAttachment backfill stopped; it resumes at the next start"),
+            }
         });
         let routes = Routes::new(DirectoryServer::new(self.service.clone()))
             .add_service(MailboxServer::new(self.service.clone()))

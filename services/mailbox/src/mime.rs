@@ -29,6 +29,8 @@ pub struct Parsed {
     pub header_values: Vec<String>,
     /// The decoded text of its text and HTML bodies, for full-text search.
     pub text: String,
+    /// Whether any leaf part is an attachment (JMAP's hasAttachment, RFC 8621 §4.1.4).
+    pub has_attachment: bool,
 }
 
 impl Parsed {
@@ -52,6 +54,7 @@ pub fn parse(content: &[u8]) -> Parsed {
             header_names: Vec::new(),
             header_values: Vec::new(),
             text: String::from_utf8_lossy(&content[..content.len().min(MAX_INDEXED_TEXT)]).replace('\0', " "),
+            has_attachment: false,
         };
     };
     let headers = message.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
@@ -73,11 +76,10 @@ pub fn parse(content: &[u8]) -> Parsed {
     let text = text.replace('\0', " ");
     let header_values = header_values.into_iter().map(|v: String| v.replace('\0', " ")).collect();
     let header_names = header_names.into_iter().map(|v: String| v.replace('\0', " ")).collect();
+    let body = body_part(&message, 0, content, 0, Default::default());
     Parsed {
-        structure: pb::MessageStructure {
-            envelope: Some(envelope(headers, content)),
-            body: Some(body_part(&message, 0, content, 0, Default::default())),
-        },
+        has_attachment: has_attachment(&body),
+        structure: pb::MessageStructure { envelope: Some(envelope(headers, content)), body: Some(body) },
         sent_unix: message.date().map(|d| d.to_timestamp()),
         sent_day: message.date().and_then(day_as_written),
         header_names,
@@ -345,6 +347,33 @@ fn clear_offsets(part: &mut pb::BodyPart) {
     }
 }
 
+/// Whether a message (described by its body structure) has an attachment, as Stalwart and Fastmail count
+/// them: a leaf with `Content-Disposition: attachment`, a forwarded message, or a leaf that is neither text
+/// nor part of a multipart/related (an image shown inline in an HTML body is no attachment).
+pub fn has_attachment(body: &pb::BodyPart) -> bool {
+    fn walk(part: &pb::BodyPart, in_related: bool, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        if part.r#type == "multipart" {
+            let related = part.subtype == "related";
+            return part.parts.iter().enumerate().any(|(i, p)| walk(p, related && i > 0, depth + 1));
+        }
+        if part.disposition.as_deref() == Some("attachment") {
+            return true;
+        }
+        if depth == 0 {
+            // The whole message is one part: only an explicit attachment counts, or a lone non-text body.
+            return part.r#type != "text";
+        }
+        if is_message(part) {
+            return true;
+        }
+        part.r#type != "text" && !in_related
+    }
+    walk(body, false, 0)
+}
+
 /// Whether a part is a message whose header and text sections exist (the message itself, or a
 /// message/rfc822 part).
 pub fn is_message(part: &pb::BodyPart) -> bool {
@@ -476,6 +505,21 @@ epilogue\r\n";
         assert_eq!((binary.r#type.as_str(), binary.encoding.as_str()), ("application", "BASE64"));
         assert_eq!(binary.id.as_deref(), Some("<x@y>"));
         assert_eq!(slice(MULTIPART, binary.body_offset, binary.end_offset), "AAECAw==");
+    }
+
+    #[test]
+    fn attachments_are_counted_as_stalwart_and_fastmail_count_them() {
+        assert!(parse(MULTIPART).has_attachment, "a forwarded message and a binary part");
+        assert!(!parse(b"Subject: plain\r\n\r\ntext\r\n").has_attachment);
+        let related = b"Content-Type: multipart/related; boundary=r\r\n\r\n--r\r\nContent-Type: text/html\r\n\r\n\
+<img src=cid:a>\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <a>\r\n\r\nPNG\r\n--r--\r\n";
+        assert!(!parse(related).has_attachment, "an image shown inline in the HTML is no attachment");
+        let text_attachment = b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\nbody\r\n--m\r\n\
+Content-Type: text/plain\r\nContent-Disposition: attachment; filename=notes.txt\r\n\r\nnotes\r\n--m--\r\n";
+        assert!(parse(text_attachment).has_attachment, "a text part marked as an attachment");
+        let image = b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\nbody\r\n--m\r\n\
+Content-Type: image/jpeg\r\n\r\nJPEG\r\n--m--\r\n";
+        assert!(parse(image).has_attachment, "an image beside the text");
     }
 
     #[test]

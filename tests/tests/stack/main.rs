@@ -9,6 +9,7 @@ mod flood;
 mod hostile;
 mod imap;
 mod jmap;
+mod jmap_email;
 mod jmap_http;
 mod jmap_objects;
 mod noloss;

@@ -18,11 +18,13 @@
 
 pub mod blob;
 pub mod changes;
+pub mod email;
 pub mod get;
 pub mod identity;
 pub mod ids;
 pub mod mailbox;
 pub mod query;
+pub mod search_snippet;
 pub mod set;
 pub mod submission;
 pub mod thread;
@@ -142,6 +144,14 @@ pub type Responses = Vec<(String, Value)>;
 pub async fn call(ctx: &mut Ctx<'_>, method: &str, arguments: Value) -> Responses {
     let outcome: Result<Responses, MethodError> = match method {
         "Core/echo" => one(method, arguments),
+        "Email/get" => email::get::get(ctx, arguments).await,
+        "Email/changes" => email::changes(ctx, arguments).await,
+        "Email/query" => email::query::query(ctx, arguments).await,
+        "Email/queryChanges" => email::query::query_changes(ctx, arguments).await,
+        "Email/set" => email::set::set(ctx, arguments).await,
+        "Email/copy" => email::import::copy(ctx, arguments).await,
+        "Email/import" => email::import::import(ctx, arguments).await,
+        "SearchSnippet/get" => search_snippet::get(ctx, arguments).await,
         "Mailbox/get" => mailbox::get(ctx, arguments).await,
         "Mailbox/changes" => mailbox::changes(ctx, arguments).await,
         "Mailbox/query" => mailbox::query(ctx, arguments).await,

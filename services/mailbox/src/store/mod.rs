@@ -13,11 +13,15 @@
 //!   transaction under the mailbox row lock.
 //! - `fetch`: reading messages back (POP3's listing and RETR, FETCH's rows and octets).
 //! - `search`: SEARCH keys as one query.
+//! - `emails`: JMAP's reads of emails (rows, entries, uploads) for Email/get and the Email writes' plans.
+//! - `email_query`: Email/query's filter and sort as one query.
 //! - `parsed`: the columns a parsed message fills, and the start-up backfill of rows stored before parsing.
 //!
 //! The schema is `migrations/`, applied by [`open`] at start-up.
 
 pub mod directory;
+pub mod email_query;
+pub mod emails;
 pub mod fetch;
 pub mod mailbox_state;
 pub mod mailboxes;

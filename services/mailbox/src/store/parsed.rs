@@ -13,7 +13,7 @@ use crate::mime::{self, Parsed};
 const BACKFILL_BATCH: i64 = 50;
 
 /// Binds what is stored of a parsed message, in the order both writers list the columns: structure,
-/// sent_at, header_names, header_values, body_text, header_size, sent_date.
+/// sent_at, header_names, header_values, body_text, header_size, sent_date, has_attachment.
 pub(crate) fn bind<'q>(
     query: Query<'q, Postgres, PgArguments>,
     parsed: &'q Parsed,
@@ -26,6 +26,7 @@ pub(crate) fn bind<'q>(
         .bind(&parsed.text)
         .bind(parsed.header_size() as i32)
         .bind(parsed.sent_day.as_deref())
+        .bind(parsed.has_attachment)
 }
 
 /// A message stored before parsing existed.
@@ -56,12 +57,53 @@ pub async fn backfill(pool: &PgPool) -> Result<u64, sqlx::Error> {
             let update = sqlx::query(
                 "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
                         header_values = $5, body_text = to_tsvector('simple', $6), header_size = $7,
-                        sent_date = $8::date
+                        sent_date = $8::date, has_attachment = $9
                   WHERE id = $1",
             )
             .bind(id);
             bind(update, &parsed).execute(pool).await?;
             done += 1;
         }
+    }
+}
+
+/// A parsed message whose hasAttachment is not known yet.
+#[derive(sqlx::FromRow)]
+struct Structured {
+    id: i64,
+    structure: Vec<u8>,
+}
+
+/// Fills `has_attachment` of messages parsed before it existed, from their stored structure (no octets are
+/// read); returns how many. Runs after [`backfill`], which fills it for the messages it parses.
+pub async fn backfill_has_attachment(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut done = 0;
+    loop {
+        let batch: Vec<Structured> = sqlx::query_as(
+            "SELECT id, structure FROM messages
+              WHERE has_attachment IS NULL AND structure IS NOT NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BACKFILL_BATCH * 10)
+        .fetch_all(pool)
+        .await?;
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        let (ids, flags): (Vec<i64>, Vec<bool>) = batch
+            .into_iter()
+            .map(|Structured { id, structure }| {
+                let body = mailbus_proto::v1::MessageStructure::decode(structure.as_slice()).ok().and_then(|s| s.body);
+                (id, body.as_ref().is_some_and(mime::has_attachment))
+            })
+            .unzip();
+        sqlx::query(
+            "UPDATE messages m SET has_attachment = x.flag FROM unnest($1::bigint[], $2::bool[]) AS x (id, flag)
+              WHERE m.id = x.id",
+        )
+        .bind(&ids)
+        .bind(&flags)
+        .execute(pool)
+        .await?;
+        done += ids.len() as u64;
     }
 }
