@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """A JMAP session with jmapc (PyPI), a client we did not write: it reads, searches and sends.
 
-Usage: jmapc_session.py HOST:PORT USER PASSWORD RECIPIENT SEARCH_WORD
+Usage: jmapc_session.py HOST:PORT USER PASSWORD RECIPIENT SEARCH_WORD CAFILE
 
-jmapc always speaks HTTPS to https://HOST:PORT/.well-known/jmap; the test stack's certificate is
-self-signed, so verification is turned off for this loopback session only.
+jmapc always speaks HTTPS to https://HOST:PORT/.well-known/jmap; the server's certificate is verified
+against CAFILE (the test stack's own), so HOST must be a name the certificate carries.
 
 It prints one JSON object: the inbox's id and counts, the newest emails' subjects (Email/query and
 Email/get chained by a result reference), the ids a text search found, and the outcome of sending a
@@ -12,10 +12,9 @@ message to RECIPIENT (Email/set of a draft, then EmailSubmission/set moving it f
 """
 
 import json
+import os
 import sys
-import warnings
 
-import urllib3
 from jmapc import (
     Client,
     Comparator,
@@ -42,10 +41,10 @@ from jmapc.methods import (
 
 
 def main() -> None:
-    host, user, password, recipient, word = sys.argv[1:6]
-    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+    host, user, password, recipient, word, cafile = sys.argv[1:7]
+    # requests takes REQUESTS_CA_BUNDLE over a session's own setting.
+    os.environ["REQUESTS_CA_BUNDLE"] = cafile
     client = Client.create_with_password(host=host, user=user, password=password)
-    client.requests_session.verify = False
     out = {"account": client.account_id}
 
     # Read: the inbox, then its newest emails, Email/get taking Email/query's ids by reference.

@@ -69,6 +69,11 @@ pub async fn set(
         "oldState": old_state,
         "created": if created.is_empty() { Value::Null } else { Value::Object(created) },
         "notCreated": if not_created.is_empty() { Value::Null } else { Value::Object(not_created) },
+        // RFC 8620 §5.3: each of these is present, null when empty; the store's answer replaces them below.
+        "updated": null,
+        "notUpdated": null,
+        "destroyed": null,
+        "notDestroyed": null,
     });
     // Updates and destroys are the store's; their results join ours.
     let passed = ["update", "destroy"].map(|key| arguments.get(key).filter(|v| !v.is_null()).cloned());
