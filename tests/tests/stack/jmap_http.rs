@@ -1,7 +1,6 @@
 //! The http role over real HTTP (curl): the session resource, authentication and tokens, the API
 //! envelope's request- and method-level errors, result references, limits, CORS, blobs and push.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mailbus_tests::http::{Reply, api, basic, curl};
