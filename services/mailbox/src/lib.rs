@@ -1,7 +1,7 @@
 //! The mailbox role: the only owner of PostgreSQL. It serves the `Directory` (domains, accounts, aliases,
-//! quotas, credentials) and `Mailbox` (mailboxes; deliver, append, fetch, store, copy, move, expunge,
-//! search) gRPC services, runs the schema migrations at start-up, and publishes a change event on NATS
-//! after each commit.
+//! quotas, credentials), `Mailbox` (mailboxes; deliver, append, fetch, store, copy, move, expunge,
+//! search) and `Jmap` (RFC 8620/8621 method calls, blobs, state) gRPC services, runs the schema
+//! migrations at start-up, and publishes a change event on NATS after each commit.
 //!
 //! It must not talk SMTP, POP3 or IMAP, and no other role may open a database connection.
 //!

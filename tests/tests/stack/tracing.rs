@@ -232,8 +232,13 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
         Replica::spawn(under_test(), "access", "access-2", &b, logs.path()),
     ];
     wait_ready(&relays).await;
+    let https = [
+        Replica::spawn(under_test(), "http", "http-1", &a, logs.path()),
+        Replica::spawn(under_test(), "http", "http-2", &b, logs.path()),
+    ];
     wait_ready(&smtps).await;
     wait_ready(&accesses).await;
+    wait_ready(&https).await;
 
     let channel =
         tonic::transport::Channel::from_shared(a["MAILBUS_MAILBOX_URL"].clone()).unwrap().connect().await.unwrap();
@@ -282,6 +287,21 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
     }
     let pop3 = pop3_session(accesses[1].addr("MAILBUS_POP3_LISTEN"), "judy@example.org", PASSWORD, Pop3End::Quit).await;
     assert_eq!(pop3.stat.0, LOCAL as u64);
+    // And over JMAP, through each http replica: the inbox's emails, listed and read in one request.
+    for http in &https {
+        let addr = http.addr("MAILBUS_HTTP_LISTEN");
+        let auth = mailbus_tests::http::basic("judy@example.org", PASSWORD);
+        let session = mailbus_tests::http::curl(addr, "/jmap/session", &["-H", &auth]).await.json();
+        let account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"].clone();
+        let request = json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": [
+            ["Email/query", {"accountId": account}, "q"],
+            ["Email/get", {"accountId": account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                           "properties": ["subject"]}, "g"]]});
+        let reply = mailbus_tests::http::api(addr, &auth, &request).await;
+        assert_eq!(reply.status, 200, "{}: {}", http.name, reply.body);
+        let got = &reply.json()["methodResponses"][1][1]["list"];
+        assert_eq!(got.as_array().map(Vec::len), Some(LOCAL), "{}: {got}", http.name);
+    }
 
     // The traces. Spans are exported in batches every 100 ms, so wait for the last of them.
     let accepted_traces = |spans: &[Span]| -> Vec<Span> {
@@ -443,6 +463,8 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
     let relay = scrape(&relay_replicas).await;
     let mailbox = scrape(&mailbox_replicas).await;
     let access = scrape(&access_replicas).await;
+    let http_replicas: Vec<&Replica> = https.iter().collect();
+    let http = scrape(&http_replicas).await;
     let messages = (LOCAL + 1) as f64;
     for (scrapes, name, labels, expected) in [
         (&smtp, "mailbus_smtp_sessions_total", &[][..], messages),
@@ -470,6 +492,11 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
         (&access, "mailbus_access_pop3_sessions_total", &[][..], 1.0),
         (&access, "mailbus_access_pop3_command_duration_seconds_count", &[("command", "retr")][..], 6.0),
         (&access, "mailbus_access_pop3_active_sessions", &[][..], 0.0),
+        (&http, "mailbus_http_requests_total", &[("endpoint", "/jmap/api"), ("status", "200")][..], 2.0),
+        (&http, "mailbus_http_request_duration_seconds_count", &[("endpoint", "/jmap/session")][..], 2.0),
+        (&http, "mailbus_http_jmap_calls_total", &[("method", "Email/query"), ("outcome", "ok")][..], 2.0),
+        (&http, "mailbus_http_jmap_calls_total", &[("method", "Email/get"), ("outcome", "ok")][..], 2.0),
+        (&http, "mailbus_http_eventsource_open", &[][..], 0.0),
     ] {
         assert_eq!(total(scrapes, name, labels), expected, "{name}{labels:?}");
     }
@@ -480,7 +507,7 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
         assert!(scrapes.iter().all(|m| m.sum(name, &[]) > 0.0), "{name} on every replica");
     }
     // Nothing failed on the way: no gRPC or NATS client errors in any process.
-    for scrapes in [&smtp, &relay, &mailbox, &access] {
+    for scrapes in [&smtp, &relay, &mailbox, &access, &http] {
         assert_eq!(total(scrapes, "mailbus_grpc_client_errors_total", &[]), 0.0);
         assert_eq!(total(scrapes, "mailbus_nats_client_errors_total", &[]), 0.0);
     }
@@ -500,7 +527,7 @@ async fn two_replicas_of_each_role_give_one_trace_per_message_and_metrics_that_m
     let contract =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/metrics.txt")).unwrap();
     let exposed: HashSet<&String> =
-        [&smtp, &relay, &mailbox, &access].iter().flat_map(|s| s.iter()).flat_map(|m| &m.families).collect();
+        [&smtp, &relay, &mailbox, &access, &http].iter().flat_map(|s| s.iter()).flat_map(|m| &m.families).collect();
     let missing: Vec<&str> = contract
         .lines()
         .map(str::trim)
