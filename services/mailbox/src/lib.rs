@@ -6,11 +6,12 @@
 //! It must not talk SMTP, POP3 or IMAP, and no other role may open a database connection.
 //!
 //! Where things are: `rpc` is the gRPC edge (proto types in and out, no SQL); `store` is the store layer,
-//! where all the SQL is. Beside them: `mime` parses a message once, `sections` cuts FETCH body sections
-//! from the stored octets, `flags` and `list_pattern` are the rules for flags and LIST patterns,
-//! `password` hashes credentials, `events` publishes changes on NATS, and `error` maps every error to a
-//! gRPC status. Identifiers are `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`,
-//! and inside the store `MailboxId`.
+//! where the SQL is (`jmap` keeps the queries of JMAP's own tables beside its methods). Beside them:
+//! `mime` parses a message once, `sections` cuts FETCH body sections from the stored octets, `flags` and
+//! `list_pattern` are the rules for flags and LIST patterns, `password` hashes credentials, `events`
+//! publishes changes on NATS, and `error` maps every error to a gRPC status. Identifiers are
+//! `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`, and inside the store
+//! `MailboxId`.
 
 mod error;
 mod events;
