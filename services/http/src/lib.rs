@@ -38,6 +38,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+/// The largest answer to one JMAP method call the http role accepts from the mailbox role.
+pub const JMAP_MAX_REPLY: usize = 64 * 1024 * 1024;
+
 /// How long open requests (an upload, an EventSource) get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Connections one http process holds, and from one client address. Browsers open six per origin; an
@@ -75,6 +78,8 @@ pub struct Limits {
     pub max_size_request: usize,
     /// The largest message (RFC 8621 `maxSizeAttachmentsPerEmail` is derived from it).
     pub max_message_size: u64,
+    /// Recipients of one submission, as for SMTP submission (`MAILBUS_MAX_RECIPIENTS`).
+    pub max_recipients: usize,
 }
 
 /// RFC 8620 §2: `maxCallsInRequest`; Cyrus and Stalwart advertise 16 and more.
@@ -159,7 +164,11 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
     let tokens = tokens::Tokens::open(&jetstream, config.names.http_tokens_bucket(), config.token_ttl).await?;
     let queue = Queue::open(nats.clone(), config.names.clone(), config.nats_timeout).await?;
     let directory = DirectoryClient::new(mailbox.clone());
-    let jmap = JmapClient::new(mailbox.clone());
+    // A call carries up to maxSizeRequest of arguments, and its answer (Email/get with body values, up
+    // to 500 emails) may be larger than tonic's default 4 MiB.
+    let jmap = JmapClient::new(mailbox.clone())
+        .max_encoding_message_size(config.limits.max_size_request + 64 * 1024)
+        .max_decoding_message_size(JMAP_MAX_REPLY);
     let app = Arc::new(App {
         hostname: config.hostname,
         auth: auth::Authenticator::new(directory.clone(), jmap.clone(), throttle, tokens),

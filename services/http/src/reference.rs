@@ -17,6 +17,10 @@ pub enum ReferenceError {
     Invalid(String),
     /// Both `foo` and `#foo` given: `invalidArguments`.
     Conflict(String),
+    /// The values referred to would pass the request's budget: `requestTooLarge`. References can copy an
+    /// earlier response many times over (`Core/echo` answers with what it was given), so a small request
+    /// could otherwise grow without bound.
+    TooLarge(String),
 }
 
 impl ReferenceError {
@@ -24,18 +28,24 @@ impl ReferenceError {
         match self {
             ReferenceError::Invalid(_) => "invalidResultReference",
             ReferenceError::Conflict(_) => "invalidArguments",
+            ReferenceError::TooLarge(_) => "requestTooLarge",
         }
     }
 
     pub fn description(&self) -> &str {
         match self {
-            ReferenceError::Invalid(d) | ReferenceError::Conflict(d) => d,
+            ReferenceError::Invalid(d) | ReferenceError::Conflict(d) | ReferenceError::TooLarge(d) => d,
         }
     }
 }
 
-/// Replaces every `#name` argument with the value it refers to, under `name`.
-pub fn resolve(arguments: Map<String, Value>, earlier: &[Earlier<'_>]) -> Result<Map<String, Value>, ReferenceError> {
+/// Replaces every `#name` argument with the value it refers to, under `name`. `budget` is what the
+/// request's references may still copy, in octets of JSON; each resolved value is taken from it.
+pub fn resolve(
+    arguments: Map<String, Value>,
+    earlier: &[Earlier<'_>],
+    budget: &mut usize,
+) -> Result<Map<String, Value>, ReferenceError> {
     if !arguments.keys().any(|k| k.starts_with('#')) {
         return Ok(arguments);
     }
@@ -48,9 +58,35 @@ pub fn resolve(arguments: Map<String, Value>, earlier: &[Earlier<'_>]) -> Result
         if arguments.contains_key(name) {
             return Err(ReferenceError::Conflict(format!("both {name:?} and {key:?} are given")));
         }
-        resolved.insert(name.to_owned(), follow(value, earlier)?);
+        let value = follow(value, earlier)?;
+        let size = json_size(&value);
+        if size > *budget {
+            return Err(ReferenceError::TooLarge(format!(
+                "the request's result references would copy more than its {} octets allow",
+                size.max(*budget)
+            )));
+        }
+        *budget -= size;
+        resolved.insert(name.to_owned(), value);
     }
     Ok(resolved)
+}
+
+/// Octets of a value's JSON, counted without writing them anywhere.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn follow(reference: &Value, earlier: &[Earlier<'_>]) -> Result<Value, ReferenceError> {
@@ -120,7 +156,7 @@ mod tests {
     fn a_reference_is_replaced_by_its_value() {
         let query = json!({"ids": ["e1", "e2"], "accountId": "a1"});
         let args = json!({"accountId": "a1", "#ids": {"resultOf": "c1", "name": "Email/query", "path": "/ids"}});
-        let resolved = resolve(args.as_object().unwrap().clone(), &earlier(&query)).unwrap();
+        let resolved = resolve(args.as_object().unwrap().clone(), &earlier(&query), &mut usize::MAX).unwrap();
         assert_eq!(Value::Object(resolved), json!({"accountId": "a1", "ids": ["e1", "e2"]}));
     }
 
@@ -138,6 +174,21 @@ mod tests {
     }
 
     #[test]
+    fn references_spend_the_request_budget() {
+        let echo = json!({"big": "x".repeat(1000)});
+        let args = json!({"#a": {"resultOf": "c0", "name": "Core/echo", "path": ""},
+                          "#b": {"resultOf": "c0", "name": "Core/echo", "path": ""}});
+        let earlier = [Earlier { name: "Core/echo", arguments: &echo, call_id: "c0" }];
+        let mut budget = 2100;
+        let resolved = resolve(args.as_object().unwrap().clone(), &earlier, &mut budget).unwrap();
+        assert_eq!(resolved.len(), 2);
+        assert!(budget < 100, "two copies of a 1 KB value were taken from the budget: {budget} left");
+        let mut budget = 1500;
+        let error = resolve(args.as_object().unwrap().clone(), &earlier, &mut budget).unwrap_err();
+        assert_eq!(error.kind(), "requestTooLarge");
+    }
+
+    #[test]
     fn bad_references_are_invalid_result_references() {
         let query = json!({"ids": []});
         let bad = [
@@ -148,11 +199,11 @@ mod tests {
             json!({"#ids": "c1"}),
         ];
         for args in bad {
-            let error = resolve(args.as_object().unwrap().clone(), &earlier(&query)).unwrap_err();
+            let error = resolve(args.as_object().unwrap().clone(), &earlier(&query), &mut usize::MAX).unwrap_err();
             assert_eq!(error.kind(), "invalidResultReference", "{args}");
         }
         let both = json!({"ids": [], "#ids": {"resultOf": "c1", "name": "Email/query", "path": "/ids"}});
-        let error = resolve(both.as_object().unwrap().clone(), &earlier(&query)).unwrap_err();
+        let error = resolve(both.as_object().unwrap().clone(), &earlier(&query), &mut usize::MAX).unwrap_err();
         assert_eq!(error.kind(), "invalidArguments");
     }
 }

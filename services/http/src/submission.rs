@@ -160,6 +160,12 @@ async fn create(
             return Ok(Err(set_error("serverFail", "the mail store failed")));
         }
     };
+    // RFC 8621 §7.5, and the same limit as SMTP submission.
+    if prepared.rcpt_to.len() > app.limits.max_recipients {
+        let mut error = set_error("tooManyRecipients", "more recipients than one submission may have");
+        error["maxRecipients"] = json!(app.limits.max_recipients);
+        return Ok(Err(error));
+    }
     let queue_id = match enqueue(app, account, &prepared).await {
         Ok(queue_id) => queue_id,
         Err(message) => {
@@ -184,7 +190,19 @@ async fn create(
             return Ok(Err(set_error("serverFail", "the message was sent but its submission was not recorded")));
         }
     };
-    let mut created = json!({"id": id, "undoStatus": "final", "sendAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+    // RFC 8620 §5.3: the server-set properties of the created object.
+    let mut created = json!({
+        "id": id,
+        "undoStatus": "final",
+        "sendAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "envelope": {
+            "mailFrom": {"email": prepared.mail_from, "parameters": null},
+            "rcptTo": prepared.rcpt_to.iter().map(|r| json!({"email": r, "parameters": null})).collect::<Vec<_>>(),
+        },
+        "deliveryStatus": null,
+        "dsnBlobIds": [],
+        "mdnBlobIds": [],
+    });
     if !prepared.thread_id.is_empty() {
         created["threadId"] = json!(prepared.thread_id);
     }
@@ -216,16 +234,38 @@ async fn enqueue(app: &App, account: &Account, prepared: &pb::PreparedSubmission
     }
     .header()
     .into_bytes();
-    let size = received.len() + usize::try_from(prepared.size).map_err(|e| e.to_string())?;
-    let chunks = stream.filter_map(|chunk| {
+    let mut chunks = stream.filter_map(|chunk| {
         std::future::ready(match chunk {
             Ok(pb::BlobChunk { part: Some(blob_chunk::Part::Chunk(data)) }) => Some(Ok(bytes::Bytes::from(data))),
             Ok(_) => None,
             Err(status) => Some(Err(std::io::Error::other(status.to_string()))),
         })
     });
-    let body = tokio_util::io::StreamReader::new(chunks);
-    let mut content = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(received), body);
+    // RFC 8621 §7.5: Bcc is removed on the way out. The header is read whole first (it is bounded), its
+    // Bcc fields dropped, and the body follows as it streams.
+    let mut head = Vec::new();
+    let header_end = loop {
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if head.len() > MAX_HEADER {
+            return Err(format!("the email's header is longer than {MAX_HEADER} octets"));
+        }
+        match chunks.next().await {
+            Some(Ok(data)) => head.extend_from_slice(&data),
+            Some(Err(e)) => return Err(e.to_string()),
+            None => break head.len(),
+        }
+    };
+    let rest = head.split_off(header_end);
+    let header = without_bcc(&head);
+    let original = u64::try_from(header_end).map_err(|e| e.to_string())?;
+    let size = received.len()
+        + header.len()
+        + usize::try_from(prepared.size.saturating_sub(original)).map_err(|e| e.to_string())?;
+    let first = std::iter::once(Ok(bytes::Bytes::from([received, header, rest].concat())));
+    let body = tokio_util::io::StreamReader::new(futures::stream::iter(first).chain(chunks));
+    let mut content = body;
     let smtputf8 = !prepared.mail_from.is_ascii() || prepared.rcpt_to.iter().any(|r| !r.is_ascii());
     let envelope = Envelope {
         queue_id: queue_id.to_string(),
@@ -293,8 +333,35 @@ fn on_success(
     Some(set)
 }
 
+/// The longest header a submitted email may have: its Bcc fields are taken out before it is queued.
+const MAX_HEADER: usize = 1024 * 1024;
+
+/// A message header without its Bcc fields (RFC 8621 §7.5, RFC 5322 §3.6.3), continuation lines included.
+fn without_bcc(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    let mut dropping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            dropping = line.contains(&b':') && name.trim_ascii().eq_ignore_ascii_case(b"bcc");
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bcc_fields_are_taken_out_with_their_continuations() {
+        let header = b"From: a@example.org\r\nBcc: hidden@example.org,\r\n  other@example.org\r\nTo: b@example.org\r\nbcc:x@y\r\nSubject: Bcc: is not a field here\r\n\r\n";
+        let out = String::from_utf8(without_bcc(header)).unwrap();
+        assert_eq!(out, "From: a@example.org\r\nTo: b@example.org\r\nSubject: Bcc: is not a field here\r\n\r\n");
+    }
     use super::*;
 
     #[test]

@@ -128,6 +128,7 @@ impl Mailbox {
         let readiness = Readiness::default();
         readiness.set(true);
         let pool = self.service.pool.clone();
+        let max_message = self.service.max_message_size;
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
         let watch = tokio::spawn(watch_database(pool.clone(), readiness, self.database_up, shutdown.clone()));
         // Messages stored before MIME parsing existed; several replicas may run this at once harmlessly.
@@ -145,7 +146,15 @@ impl Mailbox {
         });
         let routes = Routes::new(DirectoryServer::new(self.service.clone()))
             .add_service(MailboxServer::new(self.service.clone()))
-            .add_service(JmapServer::new(self.service));
+            // JMAP calls carry up to the http role's maxSizeRequest (MAILBUS_JMAP_MAX_REQUEST_SIZE, at most
+            // the message size limit) and may answer more than tonic's default 4 MiB.
+            .add_service(
+                JmapServer::new(self.service)
+                    .max_decoding_message_size(
+                        usize::try_from(max_message).unwrap_or(usize::MAX).saturating_add(1 << 20),
+                    )
+                    .max_encoding_message_size(64 * 1024 * 1024),
+            );
         let served = mailbus_grpc::serve(
             self.grpc,
             routes,

@@ -198,6 +198,7 @@ pub fn http_config(s: &Settings, tls: ServerTls) -> anyhow::Result<HttpConfig> {
             max_size_upload: s.get(MAILBUS_JMAP_MAX_UPLOAD_SIZE)?.unwrap_or(max_message_size),
             max_size_request: s.get(MAILBUS_JMAP_MAX_REQUEST_SIZE)?,
             max_message_size,
+            max_recipients: s.get(MAILBUS_MAX_RECIPIENTS)?,
         },
         token_ttl: s.get(MAILBUS_HTTP_TOKEN_TTL_SECS)?,
         throttle: throttle_policy(s)?,

@@ -257,6 +257,7 @@ async fn jmap_submission_reaches_a_local_account_and_a_remote_server() {
                 "keywords": {"$draft": true},
                 "from": [{"name": "Alice", "email": "alice@example.org"}],
                 "to": [{"email": "bob@example.org"}, {"email": "carol@remote.test"}],
+                "bcc": [{"email": "dave@remote.test"}],
                 "subject": "Over JMAP",
                 "bodyValues": {"t": {"value": "Sent with EmailSubmission/set."}},
                 "textBody": [{"partId": "t", "type": "text/plain"}]
@@ -292,8 +293,17 @@ async fn jmap_submission_reaches_a_local_account_and_a_remote_server() {
     .await;
     let received = fake.received();
     assert_eq!(received[0].mail_from, "alice@example.org");
-    assert_eq!(received[0].rcpt_to, ["carol@remote.test"]);
-    assert!(String::from_utf8_lossy(&received[0].data).contains("Subject: Over JMAP"));
+    let mut rcpt_to = received[0].rcpt_to.clone();
+    rcpt_to.sort();
+    assert_eq!(rcpt_to, ["carol@remote.test", "dave@remote.test"], "Bcc recipients are in the envelope");
+    let data = String::from_utf8_lossy(&received[0].data).into_owned();
+    assert!(data.contains("Subject: Over JMAP"), "{data}");
+    // RFC 8621 §7.5: and in nobody's copy of the header.
+    assert!(!data.to_ascii_lowercase().contains("dave@remote.test"), "Bcc left in the message: {data}");
+    let header = bob.call("Email/get", json!({"ids": ids, "properties": ["bcc", "header:Bcc"]})).await;
+    assert_eq!(header["list"][0]["bcc"], Value::Null, "{header:#}");
+    let kept = alice.call("Email/get", json!({"ids": [draft.clone()], "properties": ["bcc"]})).await;
+    assert_eq!(kept["list"][0]["bcc"][0]["email"], "dave@remote.test", "the sender's own copy keeps its Bcc");
 
     // Submitting as someone else's address is refused.
     let forged = alice
@@ -418,5 +428,25 @@ async fn jmapc_an_independent_client_reads_searches_and_sends() {
     let got = bob.call("Email/get", json!({"ids": ids, "properties": ["subject", "from"]})).await;
     assert_eq!(got["list"][0]["subject"], "Sent by jmapc");
     assert_eq!(got["list"][0]["from"][0]["email"], "alice@example.org");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_result_references_cannot_grow_a_request_without_bound() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    // Each echo repeats the one before twice: 2 KB doubled fifteen times would be 64 MB.
+    let mut calls = vec![json!(["Core/echo", {"x": "a".repeat(2000)}, "c0"])];
+    for i in 1..16 {
+        let reference = json!({"resultOf": format!("c{}", i - 1), "name": "Core/echo", "path": ""});
+        calls.push(json!(["Core/echo", {"#a": reference, "#b": reference}, format!("c{i}")]));
+    }
+    let reply = api(alice.addr, &alice.auth, &json!({"using": USING, "methodCalls": calls})).await;
+    assert_eq!(reply.status, 200, "{}", &reply.body[..reply.body.len().min(300)]);
+    assert!(reply.body.len() < 30_000_000, "the answer stayed bounded: {} octets", reply.body.len());
+    let responses = reply.json()["methodResponses"].as_array().unwrap().clone();
+    assert_eq!(responses[1][0], "Core/echo");
+    let refused = responses.iter().find(|r| r[0] == "error").expect("a call past the budget is refused");
+    assert_eq!(refused[1]["type"], "requestTooLarge", "{refused}");
     stack.stop().await;
 }
