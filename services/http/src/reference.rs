@@ -148,6 +148,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn unlimited() -> usize {
+        usize::MAX
+    }
+
     fn earlier(value: &Value) -> Vec<Earlier<'_>> {
         vec![Earlier { name: "Email/query", arguments: value, call_id: "c1" }]
     }
@@ -156,7 +160,7 @@ mod tests {
     fn a_reference_is_replaced_by_its_value() {
         let query = json!({"ids": ["e1", "e2"], "accountId": "a1"});
         let args = json!({"accountId": "a1", "#ids": {"resultOf": "c1", "name": "Email/query", "path": "/ids"}});
-        let resolved = resolve(args.as_object().unwrap().clone(), &earlier(&query), &mut usize::MAX).unwrap();
+        let resolved = resolve(args.as_object().unwrap().clone(), &earlier(&query), &mut unlimited()).unwrap();
         assert_eq!(Value::Object(resolved), json!({"accountId": "a1", "ids": ["e1", "e2"]}));
     }
 
@@ -199,11 +203,11 @@ mod tests {
             json!({"#ids": "c1"}),
         ];
         for args in bad {
-            let error = resolve(args.as_object().unwrap().clone(), &earlier(&query), &mut usize::MAX).unwrap_err();
+            let error = resolve(args.as_object().unwrap().clone(), &earlier(&query), &mut unlimited()).unwrap_err();
             assert_eq!(error.kind(), "invalidResultReference", "{args}");
         }
         let both = json!({"ids": [], "#ids": {"resultOf": "c1", "name": "Email/query", "path": "/ids"}});
-        let error = resolve(both.as_object().unwrap().clone(), &earlier(&query), &mut usize::MAX).unwrap_err();
+        let error = resolve(both.as_object().unwrap().clone(), &earlier(&query), &mut unlimited()).unwrap_err();
         assert_eq!(error.kind(), "invalidArguments");
     }
 }
