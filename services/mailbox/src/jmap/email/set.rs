@@ -77,8 +77,14 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
         }
     }
     let (mut updated, mut not_updated) = (Map::new(), Map::new());
+    // An unknown `#creationId` is that object's notFound, not the method's failure: the creates above are
+    // committed, and the response must say so.
+    let not_found = || set_error("notFound", "no object was created with this creation id", &[]);
     for (id, patch) in args.update.unwrap_or_default() {
-        let resolved = ctx.resolve(&id)?.to_owned();
+        let Ok(resolved) = ctx.resolve(&id).map(str::to_owned) else {
+            not_updated.insert(id, not_found());
+            continue;
+        };
         match update(ctx, &resolved, &patch).await? {
             Ok(()) => {
                 updated.insert(id, Value::Null);
@@ -90,7 +96,10 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
     }
     let (mut destroyed, mut not_destroyed) = (Vec::new(), Map::new());
     for id in args.destroy.unwrap_or_default() {
-        let resolved = ctx.resolve(&id)?.to_owned();
+        let Ok(resolved) = ctx.resolve(&id).map(str::to_owned) else {
+            not_destroyed.insert(id, not_found());
+            continue;
+        };
         match destroy(ctx, &resolved).await? {
             Ok(()) => destroyed.push(id),
             Err(error) => {
