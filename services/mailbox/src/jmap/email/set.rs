@@ -281,7 +281,7 @@ pub async fn store_new(
             Err(error) => return store_set_error(error).map(Err),
         }
     }
-    let row = emails::rows(ctx.pool, ctx.account, &[email], false).await?;
+    let row = emails::rows(ctx.pool, ctx.account, &[email]).await?;
     let thread = row.first().and_then(|r| r.thread_id).unwrap_or(email);
     Ok(Ok(json!({
         "id": ids::encode(ids::EMAIL, email),
