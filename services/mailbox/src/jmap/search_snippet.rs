@@ -113,11 +113,7 @@ fn find(chars: &[char], folded: &[char], terms: &[Term], from: usize) -> Option<
         if i > 0 && chars[i - 1].is_alphanumeric() {
             return None;
         }
-        terms
-            .iter()
-            .map(|t| t.0.as_slice())
-            .find(|t| !t.is_empty() && folded[i..].starts_with(t))
-            .map(|t| (i, t.len()))
+        terms.iter().map(|t| t.0.as_slice()).find(|t| !t.is_empty() && folded[i..].starts_with(t)).map(|t| (i, t.len()))
     })
 }
 

@@ -51,8 +51,7 @@ fn parse_at(value: &Value, created_ids: &HashMap<String, String>, depth: usize) 
             .get("conditions")
             .and_then(Value::as_array)
             .ok_or_else(|| MethodError::InvalidArguments("a FilterOperator needs conditions".into()))?;
-        let inner =
-            conditions.iter().map(|c| parse_at(c, created_ids, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+        let inner = conditions.iter().map(|c| parse_at(c, created_ids, depth + 1)).collect::<Result<Vec<_>, _>>()?;
         return match operator.as_str() {
             Some("AND") => Ok(Filter::And(inner)),
             Some("OR") => Ok(Filter::Or(inner)),
@@ -301,7 +300,10 @@ mod tests {
             ])
         );
         assert!(matches!(parse_filter(&json!({"bogus": 1}), &HashMap::new()), Err(MethodError::UnsupportedFilter(_))));
-        assert!(matches!(parse_filter(&json!({"minSize": "x"}), &HashMap::new()), Err(MethodError::InvalidArguments(_))));
+        assert!(matches!(
+            parse_filter(&json!({"minSize": "x"}), &HashMap::new()),
+            Err(MethodError::InvalidArguments(_))
+        ));
         assert!(matches!(
             parse_filter(&json!({"operator": "XOR", "conditions": []}), &HashMap::new()),
             Err(MethodError::UnsupportedFilter(_))
