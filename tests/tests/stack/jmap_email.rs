@@ -2,22 +2,33 @@
 //! stack: what a delivery looks like to Email/get, queries, and that writes over JMAP and over IMAP each
 //! reach the other.
 
+use std::collections::HashMap;
+
+use mailbus::roles::Role;
 use mailbus_proto::v1::{self as pb, jmap_client::JmapClient};
 use mailbus_tests::TestStack;
 use mailbus_tests::clients::imap_session;
 use serde_json::{Value, json};
 
 use crate::PATIENCE;
+use crate::store::append;
 
 /// One method call on the account; its responses as `(name, arguments)`.
 pub async fn jmap_call(stack: &TestStack, account: i64, method: &str, arguments: Value) -> Vec<(String, Value)> {
+    jmap_call_created(stack, account, method, arguments, HashMap::new()).await
+}
+
+/// One method call in a request whose earlier calls created `created_ids` (creation id → id).
+async fn jmap_call_created(
+    stack: &TestStack,
+    account: i64,
+    method: &str,
+    arguments: Value,
+    created_ids: HashMap<String, String>,
+) -> Vec<(String, Value)> {
     let mut client = JmapClient::connect(stack.mailbox_url()).await.expect("connecting to the mailbox role");
-    let call = pb::JmapCall {
-        account_id: account,
-        method: method.into(),
-        arguments: arguments.to_string(),
-        created_ids: Default::default(),
-    };
+    let call =
+        pb::JmapCall { account_id: account, method: method.into(), arguments: arguments.to_string(), created_ids };
     let result = client.call(call).await.expect("Jmap/Call").into_inner();
     result
         .responses
@@ -428,4 +439,84 @@ async fn jmap_email_set_and_imap_see_each_others_changes() {
     assert_eq!(copy[0].1["type"], json!("fromAccountNotFound"));
     let stale = jmap_call(&stack, ann, "Email/set", json!({"ifInState": "0", "destroy": []})).await;
     assert_eq!(stale[0].1["type"], json!("stateMismatch"));
+}
+
+#[tokio::test]
+async fn jmap_email_methods_hold_at_the_edges_of_their_arguments() {
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let ann = stack.add_account("ann@example.org", "ann pw").await;
+    let inbox = mailbox_id(&stack, ann, "INBOX").await;
+    let drafts = mailbox_id(&stack, ann, "Drafts").await;
+    let before = call(&stack, ann, "Email/query", json!({})).await["queryState"].as_str().unwrap().to_owned();
+    for (i, subject) in ["one", "two"].iter().enumerate() {
+        let message = simple("bob@example.net", subject, &format!("{subject}@x"), "", subject);
+        append(&stack, ann, "INBOX", &[], Some(1_800_000_000 + i as i64), &message).await.expect("appended");
+    }
+    let ids: Vec<String> =
+        serde_json::from_value(call(&stack, ann, "Email/query", json!({})).await["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 2);
+
+    // RFC 8620 §5.1: an id asked for twice is answered once, in list or in notFound.
+    let got = call(
+        &stack,
+        ann,
+        "Email/get",
+        json!({"ids": [ids[0], ids[0], "e999999", "e999999"], "properties": ["threadId", "subject", "subject"]}),
+    )
+    .await;
+    assert_eq!(got["list"].as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(got["notFound"], json!(["e999999"]));
+    assert_eq!(got["list"][0]["subject"], json!("two"));
+    let thread = got["list"][0]["threadId"].clone();
+    let threads = call(&stack, ann, "Thread/get", json!({"ids": [thread, thread, "t999999", "t999999"]})).await;
+    assert_eq!(threads["list"].as_array().unwrap().len(), 1, "{threads}");
+    assert_eq!(threads["notFound"], json!(["t999999"]));
+
+    // A huge anchorOffset saturates: the window starts after the last result.
+    let far = call(&stack, ann, "Email/query", json!({"anchor": ids[0], "anchorOffset": i64::MAX})).await;
+    assert_eq!((far["ids"].clone(), far["position"].clone()), (json!([]), json!(2)), "{far}");
+    let back = call(&stack, ann, "Email/query", json!({"anchor": ids[1], "anchorOffset": i64::MIN})).await;
+    assert_eq!(back["ids"], json!(ids), "{back}");
+
+    // RFC 8620 §5.6: more changes than maxChanges is tooManyChanges.
+    let many = jmap_call(&stack, ann, "Email/queryChanges", json!({"sinceQueryState": before, "maxChanges": 1})).await;
+    assert_eq!(many[0].1["type"], json!("tooManyChanges"), "{many:?}");
+
+    // Mailbox conditions name mailboxes created earlier in the request.
+    let created = HashMap::from([("box".to_owned(), inbox.clone())]);
+    let within =
+        jmap_call_created(&stack, ann, "Email/query", json!({"filter": {"inMailbox": "#box"}}), created.clone()).await;
+    assert_eq!(within[0].1["ids"], json!(ids), "{within:?}");
+    let elsewhere = json!({"filter": {"inMailboxOtherThan": ["#box"]}});
+    let elsewhere = jmap_call_created(&stack, ann, "Email/query", elsewhere, created).await;
+    assert_eq!(elsewhere[0].1["ids"], json!([]), "{elsewhere:?}");
+
+    // An unknown creation id in update or destroy is that object's notFound; the create stands.
+    let set = call(
+        &stack,
+        ann,
+        "Email/set",
+        json!({
+            "create": {"d1": {"mailboxIds": {drafts.clone(): true}, "subject": "draft",
+                              "textBody": [{"partId": "t"}], "bodyValues": {"t": {"value": "hi"}}}},
+            "update": {"#nothing": {"keywords/$seen": true}},
+            "destroy": ["#nothing"],
+        }),
+    )
+    .await;
+    assert!(set["created"]["d1"]["id"].is_string(), "{set}");
+    assert_eq!(set["notUpdated"]["#nothing"]["type"], json!("notFound"), "{set}");
+    assert_eq!(set["notDestroyed"]["#nothing"]["type"], json!("notFound"), "{set}");
+
+    // A client string that would end a header field is refused, not written.
+    let injected = call(
+        &stack,
+        ann,
+        "Email/set",
+        json!({"create": {"d2": {"mailboxIds": {drafts: true}, "subject": "draft",
+            "textBody": [{"partId": "t", "disposition": "inline\r\nBcc: eve@example.net"}],
+            "bodyValues": {"t": {"value": "hi"}}}}}),
+    )
+    .await;
+    assert_eq!(injected["notCreated"]["d2"]["type"], json!("invalidProperties"), "{injected}");
 }

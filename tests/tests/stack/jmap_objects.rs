@@ -99,6 +99,51 @@ async fn jmap_mailbox_counts_roles_changes_and_threads_after_delivery() {
 }
 
 #[tokio::test]
+async fn jmap_mailbox_sort_order_is_the_clients_to_set() {
+    let stack = stack().await;
+    let ann = stack.add_account("ann@example.org", "pw").await;
+    let created = call(
+        &stack,
+        ann,
+        "Mailbox/set",
+        json!({"create": {
+            "first": {"name": "Alpha", "sortOrder": 0},
+            "plain": {"name": "Plain"},
+            "negative": {"name": "Negative", "sortOrder": -1},
+            "huge": {"name": "Huge", "sortOrder": 2_147_483_648u64},
+        }}),
+    )
+    .await;
+    let alpha = created["created"]["first"]["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    assert_eq!(created["created"]["first"]["sortOrder"], 0);
+    assert_eq!(created["created"]["plain"]["sortOrder"], 100, "the default for a mailbox without a role");
+    for refused in ["negative", "huge"] {
+        assert_eq!(created["notCreated"][refused]["properties"], json!(["sortOrder"]), "{created}");
+    }
+    let list = mailboxes(&stack, ann).await;
+    assert_eq!(
+        (named(&list, "Alpha")["sortOrder"].clone(), named(&list, "INBOX")["sortOrder"].clone()),
+        (json!(0), json!(1))
+    );
+    let sorted = async || -> Vec<String> {
+        let query = call(&stack, ann, "Mailbox/query", json!({"sort": [{"property": "sortOrder"}]})).await;
+        serde_json::from_value(query["ids"].clone()).unwrap()
+    };
+    assert_eq!(sorted().await.first(), Some(&alpha), "0 sorts before INBOX's 1");
+
+    let before = state(&stack, ann).await;
+    let updated = call(&stack, ann, "Mailbox/set", json!({"update": {alpha.clone(): {"sortOrder": 500}}})).await;
+    assert!(updated["updated"].as_object().is_some_and(|u| u.contains_key(&alpha)), "{updated}");
+    let changes = call(&stack, ann, "Mailbox/changes", json!({"sinceState": before})).await;
+    assert_eq!(changes["updated"], json!([alpha]), "a new sortOrder is a Mailbox change: {changes}");
+    assert_eq!(changes["updatedProperties"], Value::Null);
+    assert_eq!(named(&mailboxes(&stack, ann).await, "Alpha")["sortOrder"], 500);
+    assert_eq!(sorted().await.last(), Some(&alpha));
+    let bad = call(&stack, ann, "Mailbox/set", json!({"update": {alpha.clone(): {"sortOrder": "1"}}})).await;
+    assert_eq!(bad["notUpdated"][&alpha]["properties"], json!(["sortOrder"]));
+}
+
+#[tokio::test]
 async fn jmap_mailbox_set_creates_renames_and_destroys_as_imap_sees_it() {
     let stack = stack().await;
     let ann = stack.add_account("ann@example.org", "pw").await;

@@ -20,10 +20,11 @@ impl GetArgs {
     /// The arguments, refusing more ids than maxObjectsInGet (the http role checks too; a call that
     /// reaches us another way must not read without bound).
     pub fn parse(arguments: Value) -> Result<GetArgs, MethodError> {
-        let args: GetArgs = super::arguments(arguments)?;
+        let mut args: GetArgs = super::arguments(arguments)?;
         if args.ids.as_ref().is_some_and(|ids| ids.len() > MAX_OBJECTS_IN_GET) {
             return Err(MethodError::RequestTooLarge);
         }
+        args.ids = args.ids.map(unique_ids);
         Ok(args)
     }
 
@@ -36,6 +37,13 @@ impl GetArgs {
             }
         }
     }
+}
+
+/// `ids` without repeats, in the order first given: RFC 8620 §5.1 has an id asked for twice appear once, in
+/// `list` or in `notFound`.
+pub fn unique_ids(ids: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
 }
 
 /// The `/get` response: `list` in the order found, `notFound` for ids that name nothing of the account's.
@@ -53,6 +61,12 @@ mod tests {
         let args = GetArgs::parse(json!({"ids": null, "properties": ["name"]})).unwrap();
         let object = json!({"id": "m1", "name": "x", "role": null}).as_object().unwrap().clone();
         assert_eq!(args.pick(object), json!({"id": "m1", "name": "x"}));
+    }
+
+    #[test]
+    fn a_repeated_id_is_asked_for_once() {
+        let args = GetArgs::parse(json!({"ids": ["m2", "m1", "m2", "m1", "m3"]})).unwrap();
+        assert_eq!(args.ids.unwrap(), ["m2", "m1", "m3"]);
     }
 
     #[test]

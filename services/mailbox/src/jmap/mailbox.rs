@@ -42,6 +42,8 @@ struct Row {
     id: i64,
     name: String,
     special_use: Option<String>,
+    /// The client's sortOrder; None for the default.
+    sort_order: Option<i32>,
     subscribed: bool,
     total_emails: i64,
     unread_emails: i64,
@@ -66,6 +68,11 @@ impl Row {
     fn role(&self) -> Option<&'static str> {
         role_of(&self.name, self.special_use.as_deref())
     }
+
+    /// sortOrder: the client's, else the default for the role.
+    fn sort_order(&self) -> u32 {
+        self.sort_order.and_then(|n| u32::try_from(n).ok()).unwrap_or_else(|| default_sort_order(self.role()))
+    }
 }
 
 fn role_of(name: &str, special_use: Option<&str>) -> Option<&'static str> {
@@ -76,8 +83,9 @@ fn role_of(name: &str, special_use: Option<&str>) -> Option<&'static str> {
     ROLES.iter().find(|(_, attribute)| attribute.eq_ignore_ascii_case(special_use)).map(|(role, _)| *role)
 }
 
-/// INBOX first, then the roles in their order, then every other mailbox (RFC 8621 §2: lower sorts first).
-fn sort_order(role: Option<&str>) -> u32 {
+/// The sortOrder of a mailbox the client gave none: INBOX first, then the roles in their order, then every
+/// other mailbox (RFC 8621 §2: lower sorts first).
+fn default_sort_order(role: Option<&str>) -> u32 {
     match role {
         Some("inbox") => 1,
         Some(role) => ROLES.iter().position(|(r, _)| *r == role).map_or(100, |i| i as u32 + 2),
@@ -103,7 +111,7 @@ fn rights(inbox: bool) -> Value {
 /// RFC 8621 §2: unread is neither `$seen` nor `$draft`; a thread counts as unread in a mailbox when one of
 /// its emails there is.
 const LOAD_WITH_COUNTS: &str = "
-    SELECT mb.id, mb.name, mb.special_use,
+    SELECT mb.id, mb.name, mb.special_use, mb.sort_order,
            EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name)
                AS subscribed,
            count(DISTINCT e.message_id) AS total_emails,
@@ -118,7 +126,7 @@ const LOAD_WITH_COUNTS: &str = "
      ORDER BY mb.name";
 
 const LOAD: &str = "
-    SELECT mb.id, mb.name, mb.special_use,
+    SELECT mb.id, mb.name, mb.special_use, mb.sort_order,
            EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name)
                AS subscribed,
            0::bigint AS total_emails, 0::bigint AS unread_emails, 0::bigint AS total_threads,
@@ -149,7 +157,7 @@ fn object(row: &Row, by_name: &HashMap<&str, i64>) -> Map<String, Value> {
         "name": row.leaf(),
         "parentId": parent,
         "role": role,
-        "sortOrder": sort_order(role),
+        "sortOrder": row.sort_order(),
         "totalEmails": row.total_emails,
         "unreadEmails": row.unread_emails,
         "totalThreads": row.total_threads,
@@ -319,14 +327,14 @@ fn search(ctx: &Ctx<'_>, rows: &[Row], search: &Search) -> Result<Vec<String>, M
         for comparator in &comparators {
             let ordering = match comparator.property.as_str() {
                 "name" => a.leaf().to_lowercase().cmp(&b.leaf().to_lowercase()),
-                _ => sort_order(a.role()).cmp(&sort_order(b.role())),
+                _ => a.sort_order().cmp(&b.sort_order()),
             };
             let ordering = if comparator.is_ascending { ordering } else { ordering.reverse() };
             if ordering.is_ne() {
                 return ordering;
             }
         }
-        (sort_order(a.role()), &a.name).cmp(&(sort_order(b.role()), &b.name))
+        (a.sort_order(), &a.name).cmp(&(b.sort_order(), &b.name))
     };
     let mut sorted: Vec<&Row> = rows.iter().collect();
     sorted.sort_by(order);
@@ -536,9 +544,10 @@ async fn create_one(ctx: &Ctx<'_>, props: &Value) -> Result<Result<Value, SetErr
         _ => return Ok(Err(SetError::invalid(&["isSubscribed"], "isSubscribed is a boolean"))),
     };
     let role = role_of(name.as_str(), special_use);
-    if props.get("sortOrder").is_some_and(|given| given.as_u64() != Some(sort_order(role).into())) {
-        return Ok(Err(SetError::invalid(&["sortOrder"], "the sort order follows the role")));
-    }
+    let order = match props.get("sortOrder").map(sort_order_given).transpose() {
+        Ok(order) => order,
+        Err(error) => return Ok(Err(error)),
+    };
     if let Err(error) = store::create(ctx.pool, ctx.account, &name, special_use.unwrap_or_default()).await {
         return refusal(error).map(Err);
     }
@@ -551,10 +560,13 @@ async fn create_one(ctx: &Ctx<'_>, props: &Value) -> Result<Result<Value, SetErr
     if subscribed {
         store::subscribe(ctx.pool, ctx.account, &name, true).await?;
     }
+    if let Some(order) = order {
+        set_sort_order(ctx, row_id, order).await?;
+    }
     Ok(Ok(json!({
         "id": id(row_id),
         "role": role,
-        "sortOrder": sort_order(role),
+        "sortOrder": order.map_or(default_sort_order(role), i32::unsigned_abs),
         "isSubscribed": subscribed,
         "totalEmails": 0,
         "unreadEmails": 0,
@@ -581,6 +593,7 @@ struct Patch {
     parent: Option<Option<String>>,
     role: Option<Option<&'static str>>,
     subscribed: Option<bool>,
+    sort_order: Option<i32>,
 }
 
 async fn patch(ctx: &Ctx<'_>, props: &Map<String, Value>) -> Result<Result<Patch, SetError>, MethodError> {
@@ -606,7 +619,10 @@ async fn patch(ctx: &Ctx<'_>, props: &Map<String, Value>) -> Result<Result<Patch
                 Some(subscribed) => patch.subscribed = Some(subscribed),
                 None => return Ok(Err(SetError::invalid(&["isSubscribed"], "isSubscribed is a boolean"))),
             },
-            // sortOrder follows the role; the value it has is accepted, and checked below.
+            "sortOrder" => match sort_order_given(value) {
+                Ok(order) => patch.sort_order = Some(order),
+                Err(error) => return Ok(Err(error)),
+            },
             _ => {}
         }
     }
@@ -627,10 +643,6 @@ async fn update(ctx: &Ctx<'_>, given: &str, props: &Value) -> Result<Result<(), 
         Err(error) => return Ok(Err(error)),
     };
     let current: MailboxName = current.parse().map_err(|e| MethodError::ServerFail(format!("stored name: {e}")))?;
-    let role = role_of(current.as_str(), patch.role.unwrap_or(special.as_deref()));
-    if props.get("sortOrder").is_some_and(|given| given.as_u64() != Some(sort_order(role).into())) {
-        return Ok(Err(SetError::invalid(&["sortOrder"], "the sort order follows the role")));
-    }
     let mut name = current.clone();
     if patch.leaf.is_some() || patch.parent.is_some() {
         let (parent, leaf) = match current.as_str().rsplit_once(SEPARATOR) {
@@ -674,7 +686,29 @@ async fn update(ctx: &Ctx<'_>, given: &str, props: &Value) -> Result<Result<(), 
         store::subscribe(ctx.pool, ctx.account, &name, subscribed).await?;
         log_update(ctx, row_id).await?;
     }
+    if let Some(order) = patch.sort_order {
+        set_sort_order(ctx, row_id, order).await?;
+    }
     Ok(Ok(()))
+}
+
+/// RFC 8621 §2 sortOrder as a client gives it: an UnsignedInt, kept below 2^31 (the column's INTEGER).
+fn sort_order_given(value: &Value) -> Result<i32, SetError> {
+    value
+        .as_u64()
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| SetError::invalid(&["sortOrder"], "sortOrder is an integer from 0 to 2147483647"))
+}
+
+/// Stores a mailbox's sortOrder; the table's trigger logs the change (migration 0008).
+async fn set_sort_order(ctx: &Ctx<'_>, row_id: i64, order: i32) -> Result<(), MethodError> {
+    sqlx::query("UPDATE mailboxes SET sort_order = $3 WHERE account_id = $1 AND id = $2")
+        .bind(ctx.account.get())
+        .bind(row_id)
+        .bind(order)
+        .execute(ctx.pool)
+        .await?;
+    Ok(())
 }
 
 async fn set_special_use(ctx: &Ctx<'_>, row_id: i64, special_use: Option<&str>) -> Result<(), MailboxError> {
@@ -777,6 +811,7 @@ mod tests {
             id,
             name: name.into(),
             special_use: special_use.map(Into::into),
+            sort_order: None,
             subscribed: false,
             total_emails: 0,
             unread_emails: 0,
@@ -790,9 +825,20 @@ mod tests {
         assert_eq!(row(1, "INBOX", None).role(), Some("inbox"));
         assert_eq!(row(2, "Sent", Some("\\Sent")).role(), Some("sent"));
         assert_eq!(row(3, "Stuff", None).role(), None);
-        assert_eq!(sort_order(Some("inbox")), 1);
-        assert!(sort_order(Some("drafts")) < sort_order(Some("trash")));
-        assert_eq!(sort_order(None), 100);
+        assert_eq!(default_sort_order(Some("inbox")), 1);
+        assert!(default_sort_order(Some("drafts")) < default_sort_order(Some("trash")));
+        assert_eq!(default_sort_order(None), 100);
+    }
+
+    #[test]
+    fn a_stored_sort_order_wins_over_the_default() {
+        let stored = Row { sort_order: Some(7), ..row(6, "Sent", Some("\\Sent")) };
+        assert_eq!((row(6, "Sent", Some("\\Sent")).sort_order(), stored.sort_order()), (3, 7));
+        assert_eq!(sort_order_given(&json!(0)), Ok(0));
+        assert_eq!(sort_order_given(&json!(2_147_483_647)), Ok(i32::MAX));
+        for bad in [json!(-1), json!(2_147_483_648u64), json!(1.5), json!("3"), Value::Null] {
+            assert_eq!(sort_order_given(&bad).unwrap_err().properties, ["sortOrder"], "{bad}");
+        }
     }
 
     #[test]

@@ -52,19 +52,24 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// An id argument, with a `#creationId` reference (RFC 8620 §5.3) replaced by the id it created.
     pub fn resolve<'s>(&'s self, id: &'s str) -> Result<&'s str, MethodError> {
-        match id.strip_prefix('#') {
-            Some(creation) => self
-                .created_ids
-                .get(creation)
-                .map(String::as_str)
-                .ok_or_else(|| MethodError::InvalidArguments(format!("no object was created as {creation:?}"))),
-            None => Ok(id),
-        }
+        resolve(self.created_ids, id)
     }
 
     /// The account's id as JMAP names it.
     pub fn account_id(&self) -> String {
         ids::account(self.account)
+    }
+}
+
+/// `id`, or the id that `created_ids` holds for a `#creationId` reference (RFC 8620 §5.3); for code that
+/// has the creation ids but no `Ctx`, such as a filter's parser.
+pub fn resolve<'s>(created_ids: &'s HashMap<String, String>, id: &'s str) -> Result<&'s str, MethodError> {
+    match id.strip_prefix('#') {
+        Some(creation) => created_ids
+            .get(creation)
+            .map(String::as_str)
+            .ok_or_else(|| MethodError::InvalidArguments(format!("no object was created as {creation:?}"))),
+        None => Ok(id),
     }
 }
 

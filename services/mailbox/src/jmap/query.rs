@@ -115,15 +115,11 @@ impl Page {
             Some(limit) => (limit as u64).min(MAX_QUERY_LIMIT),
             None => MAX_QUERY_LIMIT,
         } as usize;
-        let start = match &self.anchor {
-            Some(anchor) => {
-                let at = ids.iter().position(|id| id == anchor).ok_or(MethodError::AnchorNotFound)? as i64;
-                (at + self.anchor_offset).max(0) as usize
-            }
-            None if self.position < 0 => (total as i64 + self.position).max(0) as usize,
-            None => self.position.min(total as i64) as usize,
-        }
-        .min(total);
+        let anchor_at = match &self.anchor {
+            Some(anchor) => Some(ids.iter().position(|id| id == anchor).ok_or(MethodError::AnchorNotFound)?),
+            None => None,
+        };
+        let start = window_start(anchor_at, self.anchor_offset, self.position, total);
         let window: Vec<String> = ids.into_iter().skip(start).take(limit).collect();
         let mut out = json!({
             "accountId": account_id,
@@ -140,6 +136,19 @@ impl Page {
         }
         Ok(out)
     }
+}
+
+/// The index of a query's first result (RFC 8620 §5.5): the anchor's index plus anchorOffset when there is
+/// an anchor, else position (from the end when negative), clamped to `0..=total`. Both numbers are the
+/// client's: the arithmetic saturates, so an `anchorOffset` near `i64::MAX` cannot overflow.
+pub fn window_start(anchor_at: Option<usize>, anchor_offset: i64, position: i64, total: usize) -> usize {
+    let total_i64 = i64::try_from(total).unwrap_or(i64::MAX);
+    let start = match anchor_at {
+        Some(at) => i64::try_from(at).unwrap_or(i64::MAX).saturating_add(anchor_offset),
+        None if position < 0 => total_i64.saturating_add(position),
+        None => position,
+    };
+    usize::try_from(start.clamp(0, total_i64)).unwrap_or(total)
 }
 
 /// `Foo/queryChanges` arguments besides the filter and sort, which each type reads itself.
@@ -215,6 +224,18 @@ mod tests {
             Err(MethodError::AnchorNotFound)
         ));
         assert!(page(json!({"limit": -1})).respond("a1".into(), "7".into(), ids(5)).is_err());
+    }
+
+    #[test]
+    fn huge_offsets_and_positions_saturate() {
+        let respond = |p: Value| page(p).respond("a1".into(), "7".into(), ids(5)).unwrap();
+        let far = respond(json!({"anchor": "m2", "anchorOffset": i64::MAX}));
+        assert_eq!((far["position"].clone(), far["ids"].clone()), (json!(5), json!([])));
+        let before = respond(json!({"anchor": "m2", "anchorOffset": i64::MIN}));
+        assert_eq!(before["ids"], json!(["m1", "m2", "m3", "m4", "m5"]));
+        assert_eq!(respond(json!({"position": i64::MIN}))["position"], json!(0));
+        assert_eq!(respond(json!({"position": i64::MAX}))["position"], json!(5));
+        assert_eq!(window_start(Some(usize::MAX), i64::MAX, 0, 3), 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::error::MailboxError;
 
-/// What Email/get reads of a message besides its entries; `content` only when a property needs it.
+/// What Email/get reads of a message besides its entries and its octets (`contents`, read in batches).
 #[derive(Debug, sqlx::FromRow)]
 pub struct EmailRow {
     pub id: i64,
@@ -19,8 +19,12 @@ pub struct EmailRow {
     pub size: i64,
     pub internal_date: DateTime<Utc>,
     pub has_attachment: Option<bool>,
-    pub content: Option<Vec<u8>>,
 }
+
+/// The most messages one `contents` call reads, and the octets it aims to stay under: a `/get` of 500
+/// large messages must not hold them all at once.
+pub const CONTENT_BATCH_MESSAGES: usize = 25;
+pub const CONTENT_BATCH_BYTES: i64 = 4 * 1024 * 1024;
 
 /// One live entry of an email: where it is, and its flags.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,27 +47,61 @@ impl EmailEntry {
     }
 }
 
-/// The account's emails among `ids` (those that exist: some live entry holds them), with their octets when
-/// `with_content`.
-pub async fn rows(
-    pool: &PgPool,
-    account: AccountId,
-    ids: &[i64],
-    with_content: bool,
-) -> Result<Vec<EmailRow>, MailboxError> {
+/// The account's emails among `ids` (those that exist: some live entry holds them), without their octets.
+pub async fn rows(pool: &PgPool, account: AccountId, ids: &[i64]) -> Result<Vec<EmailRow>, MailboxError> {
     let rows = sqlx::query_as(
-        "SELECT m.id, m.thread_id, m.size, m.internal_date, m.has_attachment,
-                CASE WHEN $3 THEN m.content END AS content
+        "SELECT m.id, m.thread_id, m.size, m.internal_date, m.has_attachment
            FROM messages m
           WHERE m.account_id = $1 AND m.id = ANY($2)
             AND EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)",
     )
     .bind(account.get())
     .bind(ids)
-    .bind(with_content)
     .fetch_all(pool)
     .await?;
     Ok(rows)
+}
+
+/// `(id, size)` pairs cut, in order, into the batches `contents` should read: at most
+/// `CONTENT_BATCH_MESSAGES` each, and no more than `CONTENT_BATCH_BYTES` unless one message alone is larger.
+pub fn content_batches(sized: impl IntoIterator<Item = (i64, i64)>) -> Vec<Vec<i64>> {
+    let mut batches: Vec<Vec<i64>> = Vec::new();
+    let mut bytes = 0i64;
+    for (id, size) in sized {
+        let size = size.max(0);
+        match batches.last_mut() {
+            Some(batch)
+                if batch.len() < CONTENT_BATCH_MESSAGES && bytes.saturating_add(size) <= CONTENT_BATCH_BYTES =>
+            {
+                batch.push(id);
+                bytes = bytes.saturating_add(size);
+            }
+            _ => {
+                batches.push(vec![id]);
+                bytes = size;
+            }
+        }
+    }
+    batches
+}
+
+/// The octets of the account's emails among `ids` (one batch of `content_batches`), by id.
+pub async fn contents(pool: &PgPool, account: AccountId, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>, MailboxError> {
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        id: i64,
+        content: Vec<u8>,
+    }
+    let found: Vec<Stored> = sqlx::query_as(
+        "SELECT m.id, m.content FROM messages m
+          WHERE m.account_id = $1 AND m.id = ANY($2)
+            AND EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)",
+    )
+    .bind(account.get())
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().map(|s| (s.id, s.content)).collect())
 }
 
 /// The live entries of the account's emails among `ids`, by email, each email's in mailbox order.
@@ -181,4 +219,20 @@ pub async fn threads_of(pool: &PgPool, account: AccountId, ids: &[i64]) -> Resul
             .fetch_all(pool)
             .await?;
     Ok(found.into_iter().map(|t| (t.id, t.thread_id.unwrap_or(t.id))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_are_read_in_bounded_batches() {
+        let small = content_batches((1..=60).map(|id| (id, 100)));
+        assert_eq!(small.iter().map(Vec::len).collect::<Vec<_>>(), [25, 25, 10]);
+        assert_eq!(small.concat(), (1..=60).collect::<Vec<_>>(), "every id once, in order");
+        let mb = 1024 * 1024;
+        let large = content_batches([(1, 3 * mb), (2, 2 * mb), (3, 10 * mb), (4, mb), (5, mb)]);
+        assert_eq!(large, [vec![1], vec![2], vec![3], vec![4, 5]], "a large message is a batch of its own");
+        assert!(content_batches([]).is_empty());
+    }
 }

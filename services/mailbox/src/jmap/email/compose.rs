@@ -154,6 +154,29 @@ fn header_fields(create: &Map<String, Value>, out: &mut String, names: &mut Vec<
     Ok(())
 }
 
+/// RFC 2045 §5.1 token: printable US-ASCII but SPACE and the tspecials.
+fn is_token(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+}
+
+/// RFC 2045 §5.1 `type "/" subtype`, both tokens.
+fn is_media_type(value: &str) -> bool {
+    value.split_once('/').is_some_and(|(kind, subtype)| is_token(kind) && is_token(subtype))
+}
+
+/// A Content-ID without its angle brackets (RFC 2045 §7, RFC 5322 §3.6.4 msg-id): printable US-ASCII with
+/// neither brackets nor the specials a msg-id cannot hold.
+fn is_content_id(value: &str) -> bool {
+    let inner = value.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(value);
+    !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:\"".contains(&b))
+}
+
+/// RFC 5646 Language-Tag, as far as a header cares: subtags of 1 to 8 letters and digits, joined by `-`.
+fn is_language_tag(value: &str) -> bool {
+    !value.is_empty()
+        && value.split('-').all(|sub| (1..=8).contains(&sub.len()) && sub.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b':')
 }
@@ -222,8 +245,13 @@ fn field_value(form: Form, value: &Value) -> Result<String, String> {
             let list = value.as_array().ok_or("a list of URLs")?;
             let urls = list
                 .iter()
-                .map(|u| u.as_str().map(|u| format!("<{u}>")).ok_or("a URL is a string"))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|u| {
+                    let u = u.as_str().ok_or("a URL is a string")?;
+                    // RFC 3986 URIs are printable US-ASCII; `<` and `>` would end the field's bracket.
+                    let ok = !u.is_empty() && u.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+                    if ok { Ok(format!("<{u}>")) } else { Err(format!("{u:?} is not a URL")) }
+                })
+                .collect::<Result<Vec<_>, String>>()?;
             Ok(urls.join(", "))
         }
     }
@@ -256,16 +284,12 @@ fn phrase(name: &str) -> String {
 
 /// Unstructured text: as it is when ASCII without line breaks, else RFC 2047 encoded words.
 fn encode_text(text: &str) -> String {
-    if text.is_ascii() && !text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        text.to_owned()
-    } else {
-        encoded_words(text)
-    }
+    if text.is_ascii() && !text.bytes().any(|b| b.is_ascii_control()) { text.to_owned() } else { encoded_words(text) }
 }
 
 /// RFC 2047 B-encoded words of at most 75 characters, never splitting a character.
 fn encoded_words(text: &str) -> String {
-    let text: String = text.chars().map(|c| if c == '\r' || c == '\n' || c == '\0' { ' ' } else { c }).collect();
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let mut words = Vec::new();
     let mut chunk = String::new();
     for c in text.chars() {
@@ -316,7 +340,8 @@ struct PartSpec {
     cid: Option<String>,
     language: Option<Vec<String>>,
     location: Option<String>,
-    headers: Vec<(String, String)>,
+    /// Further header fields, each a whole line with its CRLF, checked when read.
+    headers: Vec<String>,
     sub_parts: Vec<PartSpec>,
 }
 
@@ -334,8 +359,18 @@ fn part_spec(value: &Value, property: &str) -> Result<PartSpec, Refused> {
             if is_content_field(&header.name) {
                 return Err(bad("Content-* fields come from the part's properties"));
             }
-            let text = field_value(header.form, value).map_err(|e| invalid(property, e))?;
-            headers.push((header.name, text));
+            let mut line = String::new();
+            match header.form {
+                Form::Raw => {
+                    let raw = value.as_str().ok_or_else(|| bad("a raw header value is a string"))?;
+                    check_raw(raw).map_err(|e| invalid(property, e))?;
+                    let _ = write!(line, "{}:{raw}\r\n", header.name);
+                }
+                form => {
+                    fold_into(&mut line, &header.name, &field_value(form, value).map_err(|e| invalid(property, e))?)
+                }
+            }
+            headers.push(line);
         }
     }
     // A blob's part without a type takes the blob's (filled in when written).
@@ -348,22 +383,41 @@ fn part_spec(value: &Value, property: &str) -> Result<PartSpec, Refused> {
             "text/plain".to_owned()
         }
     });
-    if media_type.bytes().any(|b| b <= b' ' || b == b';' || b == b'"')
-        || !(media_type.contains('/') || media_type.is_empty())
-    {
-        return Err(bad("a bad type"));
+    if !(media_type.is_empty() || is_media_type(&media_type)) {
+        return Err(bad("type is not a type/subtype of RFC 2045 tokens"));
     }
+    // Values that become header fields: tokens where the RFCs want tokens, refused rather than repaired, so
+    // that no CR or LF (nor any other character out of place) reaches the message.
+    let charset = text("charset");
+    if charset.as_deref().is_some_and(|c| !is_token(c)) {
+        return Err(bad("charset is not an RFC 2045 token"));
+    }
+    let disposition = text("disposition");
+    if disposition.as_deref().is_some_and(|d| !is_token(d)) {
+        return Err(bad("disposition is not an RFC 2183 token"));
+    }
+    let cid = text("cid");
+    if cid.as_deref().is_some_and(|c| !is_content_id(c)) {
+        return Err(bad("cid is not a Content-ID"));
+    }
+    let language = match object.get("language") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(|l| l.as_str().filter(|l| is_language_tag(l)).map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("language is a list of RFC 5646 language tags"))?,
+        ),
+        Some(_) => return Err(bad("language is a list of RFC 5646 language tags")),
+    };
     let spec = PartSpec {
         part_id: text("partId"),
         blob_id: text("blobId"),
-        charset: text("charset"),
-        disposition: text("disposition"),
+        charset,
+        disposition,
         name: text("name"),
-        cid: text("cid"),
-        language: object
-            .get("language")
-            .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
+        cid,
+        language,
         location: text("location"),
         headers,
         sub_parts,
@@ -501,7 +555,7 @@ fn write_part(
             })?;
             if media_type.is_empty() {
                 media_type = blob.media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-                if media_type.bytes().any(|b| b <= b' ' || b == b'"') || !media_type.contains('/') {
+                if !is_media_type(&media_type) {
                     media_type = "application/octet-stream".into();
                 }
             }
@@ -562,15 +616,16 @@ fn write_common(part: &PartSpec, head: &mut String) {
     if let Some(location) = &part.location {
         let _ = write!(head, "Content-Location: {}\r\n", encode_text(location));
     }
-    for (name, value) in &part.headers {
-        fold_into(head, name, value);
+    for line in &part.headers {
+        head.push_str(line);
     }
 }
 
-/// A parameter value: quoted, or RFC 2047-encoded inside quotes when not ASCII (as mail clients read).
+/// A parameter value: quoted, or RFC 2047-encoded inside quotes when it has anything a quoted-string cannot
+/// hold (RFC 5322 §3.2.4 qtext is printable US-ASCII), as mail clients read it; never a CR or LF.
 fn quote_param(value: &str) -> String {
-    if value.is_ascii() {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"").replace(['\r', '\n'], " "))
+    if value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         format!("\"{}\"", encoded_words(value))
     }
@@ -669,6 +724,67 @@ mod tests {
         assert_eq!(refused(json!({"attachments": [{"blobId": "u9"}]})).kind, "blobNotFound");
         assert_eq!(refused(json!({"header:Content-Type": " text/html"})).properties, ["header:Content-Type"]);
         assert_eq!(refused(json!({"header:X-A": "a\r\nB: c", "textBody": []})).properties, ["header:X-A"]);
+    }
+
+    #[test]
+    fn client_strings_never_become_header_lines() {
+        let blobs = HashMap::from([(
+            "u1".to_owned(),
+            Blob { media_type: "application/pdf\r\nX-Injected: blob".into(), content: vec![1, 2] },
+        )]);
+        let draft = |attachment: Value, extra: Value| {
+            let mut draft = json!({"textBody": [{"partId": "t"}], "bodyValues": {"t": {"value": "hi"}},
+                                   "attachments": [attachment]});
+            draft.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            compose(&create(draft), &blobs, "Mon, 7 Dec 2026 10:00:00 +0000", "x")
+        };
+        let attachment = |key: &str, value: Value| {
+            let mut part = json!({"blobId": "u1", "type": "application/pdf"});
+            part[key] = value;
+            draft(part, json!({}))
+        };
+        // Tokens and identifiers with anything out of place are refused.
+        for (key, value) in [
+            ("disposition", json!("attachment\r\nX-Injected: yes")),
+            ("disposition", json!("attachment; filename=x")),
+            ("cid", json!("a@b>\r\nX-Injected: yes")),
+            ("cid", json!("a b@c")),
+            ("language", json!(["en\r\nX-Injected: yes"])),
+            ("language", json!("en")),
+            ("charset", json!("utf-8\r\nX-Injected: yes")),
+            ("type", json!("application/pdf\r\nX-Injected: yes")),
+            ("type", json!("application/pdf; x=y")),
+            ("header:X-Raw", json!("a\r\nX-Injected: yes")),
+        ] {
+            let refused = attachment(key, value.clone()).unwrap_err();
+            assert_eq!(
+                (refused.kind, refused.properties.clone()),
+                ("invalidProperties", vec!["attachments".into()]),
+                "{key}: {value}"
+            );
+        }
+        let urls = draft(json!({"blobId": "u1"}), json!({"header:List-Post:asURLs": ["mailto:a>\r\nX-Injected: yes"]}));
+        assert_eq!(urls.unwrap_err().properties, ["header:List-Post:asURLs"]);
+        // Free text is encoded: whatever it holds stays inside its field.
+        let accepted = [
+            attachment("name", json!("r.pdf\r\nX-Injected: yes")).unwrap(),
+            attachment("location", json!("http://x/\r\nX-Injected: yes")).unwrap(),
+            attachment("header:X-Note:asText", json!("a\r\nX-Injected: yes")).unwrap(),
+            attachment("header:X-Raw", json!("folded\r\n  line")).unwrap(),
+            draft(
+                json!({"blobId": "u1"}),
+                json!({"header:X-Top:asText": "a\nX-Injected: yes", "subject": "s\rX-Injected: yes"}),
+            )
+            .unwrap(),
+            attachment("disposition", json!("INLINE")).unwrap(),
+        ];
+        for bytes in accepted {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(!text.split("\r\n").any(|line| line.starts_with("X-Injected")), "{text}");
+            assert!(!text.replace("\r\n", "").contains(['\r', '\n']), "CRLF only: {text}");
+            let message = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+            assert!(message.parts.iter().all(|p| p.headers.iter().all(|h| h.name.as_str() != "X-Injected")));
+        }
     }
 
     #[test]

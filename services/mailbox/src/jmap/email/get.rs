@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::body::{self, Part};
 use super::headers::{self, Form, HeaderProperty};
 use super::keywords;
+use crate::jmap::get::unique_ids;
 use crate::jmap::{Ctx, MAX_OBJECTS_IN_GET, MethodError, Responses, ids, one, state};
 use crate::store::emails::{self, EmailEntry, EmailRow};
 
@@ -86,12 +87,23 @@ pub struct Render {
     pub max_bytes: usize,
 }
 
+/// The most distinct `properties` or `bodyProperties` one call may name: each is work on every email,
+/// and the RFC's properties with a few header forms are far fewer.
+pub const MAX_PROPERTIES: usize = 100;
+
+/// A property list without repeats, in the order first given; more than `MAX_PROPERTIES` is refused.
+fn property_list(given: Option<&Vec<String>>, default: &[&str], argument: &str) -> Result<Vec<String>, MethodError> {
+    let Some(given) = given else { return Ok(default.iter().map(|p| (*p).to_owned()).collect()) };
+    let list = unique_ids(given.clone());
+    if list.len() > MAX_PROPERTIES {
+        return Err(MethodError::InvalidArguments(format!("{argument} names more than {MAX_PROPERTIES} properties")));
+    }
+    Ok(list)
+}
+
 impl Render {
     pub fn new(args: &GetArgs) -> Result<Render, MethodError> {
-        let mut properties: Vec<String> = match &args.properties {
-            Some(list) => list.clone(),
-            None => DEFAULT_PROPERTIES.iter().map(|p| (*p).to_owned()).collect(),
-        };
+        let mut properties = property_list(args.properties.as_ref(), DEFAULT_PROPERTIES, "properties")?;
         for property in &properties {
             let known = METADATA.contains(&property.as_str())
                 || OTHERS.contains(&property.as_str())
@@ -105,10 +117,7 @@ impl Render {
         if !properties.iter().any(|p| p == "id") {
             properties.insert(0, "id".into());
         }
-        let body_properties = match &args.body_properties {
-            Some(list) => list.clone(),
-            None => body::DEFAULT_PROPERTIES.iter().map(|p| (*p).to_owned()).collect(),
-        };
+        let body_properties = property_list(args.body_properties.as_ref(), body::DEFAULT_PROPERTIES, "bodyProperties")?;
         const BODY: &[&str] = &[
             "partId",
             "blobId",
@@ -152,7 +161,8 @@ pub async fn get(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
             if list.len() > MAX_OBJECTS_IN_GET {
                 return Err(MethodError::RequestTooLarge);
             }
-            list.iter().map(|id| ctx.resolve(id).map(str::to_owned)).collect::<Result<_, _>>()?
+            let resolved = list.iter().map(|id| ctx.resolve(id).map(str::to_owned)).collect::<Result<_, _>>()?;
+            unique_ids(resolved)
         }
         // RFC 8620 §5.1: null means every object; more than the limit is too large.
         None => {
@@ -175,32 +185,47 @@ pub async fn get(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
 }
 
 /// The emails of `asked` as objects, in the order asked, and the ids that are not the account's emails.
+/// The octets are read only when a property needs them, a batch at a time (`emails::content_batches`), so
+/// that no more than a batch's messages are held at once.
 pub async fn render_ids(
     ctx: &Ctx<'_>,
     render: &Render,
     asked: &[String],
 ) -> Result<(Vec<Value>, Vec<String>), MethodError> {
     let wanted: Vec<i64> = asked.iter().filter_map(|id| ids::decode(ids::EMAIL, id)).collect();
-    let rows = emails::rows(ctx.pool, ctx.account, &wanted, render.needs_content()).await?;
+    let rows = emails::rows(ctx.pool, ctx.account, &wanted).await?;
     let entries = emails::entries(ctx.pool, ctx.account, &wanted).await?;
-    let mut rows: HashMap<i64, EmailRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    let rows: HashMap<i64, EmailRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    let found: Vec<&EmailRow> = wanted.iter().filter_map(|id| rows.get(id)).collect();
+    let batches = match render.needs_content() {
+        true => emails::content_batches(found.iter().map(|r| (r.id, r.size))),
+        false => vec![found.iter().map(|r| r.id).collect()],
+    };
+    let mut objects: HashMap<i64, Value> = HashMap::new();
+    for batch in batches {
+        let mut contents = match render.needs_content() {
+            true => emails::contents(ctx.pool, ctx.account, &batch).await?,
+            false => HashMap::new(),
+        };
+        for id in batch {
+            let Some(row) = rows.get(&id).filter(|_| !objects.contains_key(&id)) else { continue };
+            let entries = entries.get(&id).map(Vec::as_slice).unwrap_or_default();
+            objects.insert(id, email_object(row, contents.remove(&id).as_deref(), entries, render));
+        }
+    }
     let (mut list, mut not_found) = (Vec::new(), Vec::new());
     for id in asked {
-        let row = ids::decode(ids::EMAIL, id).and_then(|n| rows.remove(&n));
-        match row {
-            Some(row) => {
-                let entries = entries.get(&row.id).map(Vec::as_slice).unwrap_or_default();
-                list.push(email_object(&row, entries, render));
-            }
+        match ids::decode(ids::EMAIL, id).and_then(|n| objects.remove(&n)) {
+            Some(object) => list.push(object),
             None => not_found.push(id.clone()),
         }
     }
     Ok((list, not_found))
 }
 
-/// One Email object.
-pub fn email_object(row: &EmailRow, entries: &[EmailEntry], render: &Render) -> Value {
-    let parsed = row.content.as_deref().map(|c| MessageParser::default().parse(c));
+/// One Email object; `content` is the message's octets when a property needs them.
+pub fn email_object(row: &EmailRow, content: Option<&[u8]>, entries: &[EmailEntry], render: &Render) -> Value {
+    let parsed = content.map(|c| MessageParser::default().parse(c));
     let message = parsed.as_ref().and_then(|p| p.as_ref());
     let structure = message.map(body::structure);
     let bodies = structure.as_ref().map(body::bodies);
@@ -287,5 +312,34 @@ fn parsed_property(
             Some(header) => header.value(top, raw),
             None => Value::Null,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(arguments: Value) -> Result<Render, MethodError> {
+        Render::new(&serde_json::from_value(arguments).unwrap())
+    }
+
+    #[test]
+    fn properties_are_taken_once_and_not_without_bound() {
+        let once = render(json!({"properties": ["subject", "id", "subject", "size"],
+                                 "bodyProperties": ["partId", "type", "partId"]}))
+        .unwrap();
+        assert_eq!(once.properties, ["subject", "id", "size"]);
+        assert_eq!(once.body_properties, ["partId", "type"]);
+        let many: Vec<String> = (0..=MAX_PROPERTIES).map(|i| format!("header:X-{i}")).collect();
+        assert!(matches!(render(json!({"properties": many})), Err(MethodError::InvalidArguments(_))));
+        assert!(matches!(render(json!({"bodyProperties": many})), Err(MethodError::InvalidArguments(_))));
+        let repeated: Vec<&str> = std::iter::repeat_n("size", 1000).collect();
+        assert_eq!(render(json!({"properties": repeated})).unwrap().properties, ["id", "size"]);
+    }
+
+    #[test]
+    fn metadata_alone_reads_no_octets() {
+        assert!(!render(json!({"properties": ["mailboxIds", "keywords", "size"]})).unwrap().needs_content());
+        assert!(render(json!({"properties": ["size", "subject"]})).unwrap().needs_content());
     }
 }

@@ -3,14 +3,15 @@
 //! collapsing are applied to the ordered ids. queryState is the account's state: queryChanges works out
 //! the difference from the change log.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::keywords;
-use crate::jmap::{Ctx, MethodError, Responses, ids, one, state};
+use crate::jmap::query::window_start;
+use crate::jmap::{Ctx, MethodError, Responses, ids, one, resolve, state};
 use crate::store::email_query::{self, Comparator, Condition, Filter, Found, SortKey};
 use crate::store::emails;
 
@@ -32,8 +33,13 @@ struct QueryArgs {
     collapse_threads: bool,
 }
 
-/// A filter from its JSON (RFC 8620 §5.5 FilterOperator or RFC 8621 §4.4.1 FilterCondition).
-pub fn parse_filter(value: &Value, depth: usize) -> Result<Filter, MethodError> {
+/// A filter from its JSON (RFC 8620 §5.5 FilterOperator or RFC 8621 §4.4.1 FilterCondition). Mailbox ids
+/// may be `#creationId` references to mailboxes created earlier in the request (RFC 8620 §5.3).
+pub fn parse_filter(value: &Value, created_ids: &HashMap<String, String>) -> Result<Filter, MethodError> {
+    parse_at(value, created_ids, 0)
+}
+
+fn parse_at(value: &Value, created_ids: &HashMap<String, String>, depth: usize) -> Result<Filter, MethodError> {
     if depth > email_query::MAX_DEPTH {
         return Err(MethodError::UnsupportedFilter("filter nested too deeply".into()));
     }
@@ -45,7 +51,7 @@ pub fn parse_filter(value: &Value, depth: usize) -> Result<Filter, MethodError> 
             .get("conditions")
             .and_then(Value::as_array)
             .ok_or_else(|| MethodError::InvalidArguments("a FilterOperator needs conditions".into()))?;
-        let inner = conditions.iter().map(|c| parse_filter(c, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+        let inner = conditions.iter().map(|c| parse_at(c, created_ids, depth + 1)).collect::<Result<Vec<_>, _>>()?;
         return match operator.as_str() {
             Some("AND") => Ok(Filter::And(inner)),
             Some("OR") => Ok(Filter::Or(inner)),
@@ -55,12 +61,12 @@ pub fn parse_filter(value: &Value, depth: usize) -> Result<Filter, MethodError> 
     }
     let mut all = Vec::new();
     for (name, value) in object {
-        all.push(Filter::Condition(condition(name, value)?));
+        all.push(Filter::Condition(condition(name, value, created_ids)?));
     }
     Ok(if all.len() == 1 { all.remove(0) } else { Filter::And(all) })
 }
 
-fn condition(name: &str, value: &Value) -> Result<Condition, MethodError> {
+fn condition(name: &str, value: &Value, created_ids: &HashMap<String, String>) -> Result<Condition, MethodError> {
     let bad = || MethodError::InvalidArguments(format!("filter condition {name} has a value of the wrong type"));
     let text = || value.as_str().map(str::to_owned).ok_or_else(bad);
     let keyword = || {
@@ -73,15 +79,17 @@ fn condition(name: &str, value: &Value) -> Result<Condition, MethodError> {
     };
     let size = || value.as_u64().map(|n| n.min(i64::MAX as u64) as i64).ok_or_else(bad);
     Ok(match name {
-        "inMailbox" => match value.as_str().map(|id| ids::decode(ids::MAILBOX, id)) {
-            Some(Some(id)) => Condition::InMailbox(id),
-            Some(None) => Condition::Nothing,
-            None => return Err(bad()),
-        },
+        "inMailbox" => {
+            let given = resolve(created_ids, value.as_str().ok_or_else(bad)?)?;
+            ids::decode(ids::MAILBOX, given).map_or(Condition::Nothing, Condition::InMailbox)
+        }
         "inMailboxOtherThan" => {
             let list = value.as_array().ok_or_else(bad)?;
-            let ids = list.iter().map(|v| v.as_str().ok_or_else(bad)).collect::<Result<Vec<_>, _>>()?;
-            Condition::InMailboxOtherThan(ids.iter().filter_map(|id| ids::decode(ids::MAILBOX, id)).collect())
+            let given = list
+                .iter()
+                .map(|v| resolve(created_ids, v.as_str().ok_or_else(bad)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            Condition::InMailboxOtherThan(given.iter().filter_map(|id| ids::decode(ids::MAILBOX, id)).collect())
         }
         "before" => Condition::Before(date()?),
         "after" => Condition::After(date()?),
@@ -153,7 +161,7 @@ fn collapse(found: Vec<Found>) -> Vec<Found> {
 
 pub async fn query(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, MethodError> {
     let args: QueryArgs = super::super::arguments(arguments)?;
-    let filter = args.filter.as_ref().map(|f| parse_filter(f, 0)).transpose()?;
+    let filter = args.filter.as_ref().map(|f| parse_filter(f, ctx.created_ids)).transpose()?;
     let sort = parse_sort(args.sort.as_deref())?;
     let limit = args.limit.map_or(DEFAULT_LIMIT, |l| (l as usize).min(MAX_LIMIT));
     let state = state(ctx.pool, ctx.account).await?;
@@ -172,20 +180,18 @@ pub async fn query(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Met
         if args.collapse_threads {
             all = collapse(all);
         }
-        let total = all.len() as i64;
-        let start = match &args.anchor {
+        let total = all.len();
+        let anchor_at = match &args.anchor {
             Some(anchor) => {
                 let anchor = ctx.resolve(anchor)?;
-                let at = ids::decode(ids::EMAIL, anchor)
-                    .and_then(|id| all.iter().position(|f| f.id == id))
-                    .ok_or(MethodError::AnchorNotFound)? as i64;
-                (at + args.anchor_offset).max(0)
+                let at = ids::decode(ids::EMAIL, anchor).and_then(|id| all.iter().position(|f| f.id == id));
+                Some(at.ok_or(MethodError::AnchorNotFound)?)
             }
-            None if args.position < 0 => (total + args.position).max(0),
-            None => args.position,
+            None => None,
         };
-        let page: Vec<Found> = all.into_iter().skip(start as usize).take(limit).collect();
-        (start.min(total), page, Some(total).filter(|_| args.calculate_total))
+        let start = window_start(anchor_at, args.anchor_offset, args.position, total);
+        let page: Vec<Found> = all.into_iter().skip(start).take(limit).collect();
+        (start as i64, page, Some(total as i64).filter(|_| args.calculate_total))
     };
     let mut response = Map::new();
     response.insert("accountId".into(), json!(ctx.account_id()));
@@ -219,7 +225,7 @@ struct QueryChangesArgs {
 /// With collapsed threads, every email of a thread that changed counts as changed.
 pub async fn query_changes(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, MethodError> {
     let args: QueryChangesArgs = super::super::arguments(arguments)?;
-    let filter = args.filter.as_ref().map(|f| parse_filter(f, 0)).transpose()?;
+    let filter = args.filter.as_ref().map(|f| parse_filter(f, ctx.created_ids)).transpose()?;
     let sort = parse_sort(args.sort.as_deref())?;
     let since: i64 = args.since_query_state.parse().map_err(|_| MethodError::CannotCalculateChanges)?;
     let new_state = state(ctx.pool, ctx.account).await?;
@@ -237,8 +243,9 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Respon
         changed.extend(extra);
         all = collapse(all);
     }
+    // RFC 8620 §5.6: more changes than maxChanges is tooManyChanges (the client starts over with a query).
     if args.max_changes.is_some_and(|max| changed.len() as u64 > max) {
-        return Err(MethodError::CannotCalculateChanges);
+        return Err(MethodError::TooManyChanges);
     }
     let changed_set: HashSet<i64> = changed.iter().copied().collect();
     let up_to = match &args.up_to_id {
@@ -278,7 +285,7 @@ mod tests {
                 {"operator": "NOT", "conditions": [{"header": ["X-Spam"]}]},
                 {"inMailbox": "x"}
             ]}),
-            0,
+            &HashMap::new(),
         )
         .unwrap();
         assert_eq!(
@@ -292,16 +299,36 @@ mod tests {
                 Filter::Condition(Condition::Nothing),
             ])
         );
-        assert!(matches!(parse_filter(&json!({"bogus": 1}), 0), Err(MethodError::UnsupportedFilter(_))));
-        assert!(matches!(parse_filter(&json!({"minSize": "x"}), 0), Err(MethodError::InvalidArguments(_))));
+        assert!(matches!(parse_filter(&json!({"bogus": 1}), &HashMap::new()), Err(MethodError::UnsupportedFilter(_))));
         assert!(matches!(
-            parse_filter(&json!({"operator": "XOR", "conditions": []}), 0),
+            parse_filter(&json!({"minSize": "x"}), &HashMap::new()),
+            Err(MethodError::InvalidArguments(_))
+        ));
+        assert!(matches!(
+            parse_filter(&json!({"operator": "XOR", "conditions": []}), &HashMap::new()),
             Err(MethodError::UnsupportedFilter(_))
         ));
         assert_eq!(
-            parse_filter(&json!({"after": "2026-12-07T10:00:00Z"}), 0).unwrap(),
+            parse_filter(&json!({"after": "2026-12-07T10:00:00Z"}), &HashMap::new()).unwrap(),
             Filter::Condition(Condition::After(1_796_637_600))
         );
+    }
+
+    #[test]
+    fn mailbox_conditions_resolve_creation_ids() {
+        let created = HashMap::from([("new".to_owned(), "m7".to_owned())]);
+        assert_eq!(
+            parse_filter(&json!({"inMailbox": "#new"}), &created).unwrap(),
+            Filter::Condition(Condition::InMailbox(7))
+        );
+        assert_eq!(
+            parse_filter(&json!({"inMailboxOtherThan": ["m3", "#new"]}), &created).unwrap(),
+            Filter::Condition(Condition::InMailboxOtherThan(vec![3, 7]))
+        );
+        assert!(matches!(
+            parse_filter(&json!({"inMailbox": "#other"}), &created),
+            Err(MethodError::InvalidArguments(_))
+        ));
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub fn set_error(kind: &str, description: &str, properties: &[String]) -> Value 
     error
 }
 
+/// RFC 8621 §4.6: the message would be larger than the server takes (maxSizeUpload's sibling).
+fn too_large() -> Value {
+    set_error("tooLarge", "the message is larger than the server takes", &[])
+}
+
 fn refused_json(refused: &Refused) -> Value {
     set_error(refused.kind, &refused.description, &refused.properties)
 }
@@ -77,8 +82,14 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
         }
     }
     let (mut updated, mut not_updated) = (Map::new(), Map::new());
+    // An unknown `#creationId` is that object's notFound, not the method's failure: the creates above are
+    // committed, and the response must say so.
+    let not_found = || set_error("notFound", "no object was created with this creation id", &[]);
     for (id, patch) in args.update.unwrap_or_default() {
-        let resolved = ctx.resolve(&id)?.to_owned();
+        let Ok(resolved) = ctx.resolve(&id).map(str::to_owned) else {
+            not_updated.insert(id, not_found());
+            continue;
+        };
         match update(ctx, &resolved, &patch).await? {
             Ok(()) => {
                 updated.insert(id, Value::Null);
@@ -90,7 +101,10 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
     }
     let (mut destroyed, mut not_destroyed) = (Vec::new(), Map::new());
     for id in args.destroy.unwrap_or_default() {
-        let resolved = ctx.resolve(&id)?.to_owned();
+        let Ok(resolved) = ctx.resolve(&id).map(str::to_owned) else {
+            not_destroyed.insert(id, not_found());
+            continue;
+        };
         match destroy(ctx, &resolved).await? {
             Ok(()) => destroyed.push(id),
             Err(error) => {
@@ -145,22 +159,42 @@ fn true_keys(value: &Value) -> Option<Vec<String>> {
     object.iter().map(|(k, v)| (v == &Value::Bool(true)).then(|| k.clone())).collect()
 }
 
-/// Reads the blobs a draft names: uploads, whole emails and their parts.
-pub async fn read_blobs(
-    ctx: &Ctx<'_>,
-    wanted: &[String],
-) -> Result<Result<HashMap<String, Blob>, Vec<String>>, MethodError> {
+/// The blobs a draft names, as far as reading them got.
+pub enum DraftBlobs {
+    Found(HashMap<String, Blob>),
+    /// Ids that name no blob of the account.
+    Missing(Vec<String>),
+    /// Together they pass the largest message the server takes: reading stopped there.
+    TooLarge,
+}
+
+/// Reads the blobs a draft names: uploads, whole emails and their parts, no more than `budget` octets.
+pub async fn read_blobs(ctx: &Ctx<'_>, wanted: &[String], budget: u64) -> Result<DraftBlobs, MethodError> {
+    read_within(wanted, budget, |id| async move { read_blob(ctx, &id).await }).await
+}
+
+/// Reads `wanted` with `read`, keeping a running total: the message holds every blob, so once the total
+/// passes `budget` the draft is too large, and the blobs not yet read are never loaded.
+async fn read_within<F, R>(wanted: &[String], budget: u64, mut read: R) -> Result<DraftBlobs, MethodError>
+where
+    R: FnMut(String) -> F,
+    F: Future<Output = Result<Option<Blob>, MethodError>>,
+{
     let mut found = HashMap::new();
     let mut missing = Vec::new();
+    let mut total: u64 = 0;
     for id in wanted {
-        match read_blob(ctx, id).await? {
-            Some(blob) => {
-                found.insert(id.clone(), blob);
-            }
-            None => missing.push(id.clone()),
+        let Some(blob) = read(id.clone()).await? else {
+            missing.push(id.clone());
+            continue;
+        };
+        total = total.saturating_add(blob.content.len() as u64);
+        if total > budget {
+            return Ok(DraftBlobs::TooLarge);
         }
+        found.insert(id.clone(), blob);
     }
-    Ok(if missing.is_empty() { Ok(found) } else { Err(missing) })
+    Ok(if missing.is_empty() { DraftBlobs::Found(found) } else { DraftBlobs::Missing(missing) })
 }
 
 /// One blob of the account, by id; None when there is no such blob.
@@ -212,13 +246,14 @@ async fn create(ctx: &mut Ctx<'_>, object: &Value) -> Result<Result<Value, Value
         },
         None => None,
     };
-    let blobs = match read_blobs(ctx, &compose::blob_ids(object)).await? {
-        Ok(blobs) => blobs,
-        Err(missing) => {
+    let blobs = match read_blobs(ctx, &compose::blob_ids(object), ctx.max_message_size).await? {
+        DraftBlobs::Found(blobs) => blobs,
+        DraftBlobs::Missing(missing) => {
             let mut error = set_error("blobNotFound", "blobs not found", &[]);
             error["notFound"] = json!(missing);
             return Ok(Err(error));
         }
+        DraftBlobs::TooLarge => return Ok(Err(too_large())),
     };
     let now = chrono::Utc::now();
     let unique =
@@ -239,7 +274,7 @@ pub async fn store_new(
     received: Option<i64>,
 ) -> Result<Result<Value, Value>, MethodError> {
     if content.len() as u64 > ctx.max_message_size {
-        return Ok(Err(set_error("tooLarge", "the message is larger than the server takes", &[])));
+        return Ok(Err(too_large()));
     }
     let (content, parsed) = tokio::task::spawn_blocking(move || {
         let parsed = mime::parse(&content);
@@ -272,7 +307,7 @@ pub async fn store_new(
             Err(error) => return store_set_error(error).map(Err),
         }
     }
-    let row = emails::rows(ctx.pool, ctx.account, &[email], false).await?;
+    let row = emails::rows(ctx.pool, ctx.account, &[email]).await?;
     let thread = row.first().and_then(|r| r.thread_id).unwrap_or(email);
     Ok(Ok(json!({
         "id": ids::encode(ids::EMAIL, email),
@@ -481,6 +516,26 @@ mod tests {
             uid: Uid::new(1).unwrap(),
             flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         }
+    }
+
+    #[tokio::test]
+    async fn blobs_stop_being_read_once_the_draft_is_too_large() {
+        let wanted: Vec<String> = ["u1", "u2", "u3", "u4"].iter().map(|id| (*id).to_owned()).collect();
+        let mut reads = Vec::new();
+        let blob = |size: usize| Blob { media_type: "application/octet-stream".into(), content: vec![0; size] };
+        let outcome = read_within(&wanted, 1000, |id| {
+            reads.push(id);
+            async { Ok(Some(blob(600))) }
+        })
+        .await
+        .unwrap();
+        assert!(matches!(outcome, DraftBlobs::TooLarge));
+        assert_eq!(reads, ["u1", "u2"], "the third and fourth blobs are never loaded");
+
+        let fits = read_within(&wanted, 4000, |_| async { Ok(Some(blob(1000))) }).await.unwrap();
+        assert!(matches!(fits, DraftBlobs::Found(found) if found.len() == 4));
+        let missing = read_within(&wanted, 4000, |id| async move { Ok((id != "u3").then(|| blob(10))) }).await.unwrap();
+        assert!(matches!(missing, DraftBlobs::Missing(ids) if ids == ["u3"]));
     }
 
     #[test]
