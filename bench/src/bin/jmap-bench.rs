@@ -272,7 +272,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                              "sort": [{"property": "receivedAt", "isAscending": false}], "limit": 50}, "q"],
             ["Email/get", {"accountId": jmap_account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
                            "properties": ["id", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
-                                          "from", "to", "subject", "messageId", "sentAt"]}, "g"]]
+                                          "from", "to", "subject", "messageId", "sentAt", "preview"]}, "g"]]
     })
     .to_string();
     let mut jmap_times = Vec::with_capacity(args.rounds);

@@ -31,6 +31,8 @@ pub struct Parsed {
     pub text: String,
     /// Whether any leaf part is an attachment (JMAP's hasAttachment, RFC 8621 §4.1.4).
     pub has_attachment: bool,
+    /// JMAP's preview: the first 256 characters of the first text body, white space folded.
+    pub preview: String,
 }
 
 impl Parsed {
@@ -55,6 +57,7 @@ pub fn parse(content: &[u8]) -> Parsed {
             header_values: Vec::new(),
             text: String::from_utf8_lossy(&content[..content.len().min(MAX_INDEXED_TEXT)]).replace('\0', " "),
             has_attachment: false,
+            preview: String::new(),
         };
     };
     let headers = message.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
@@ -77,8 +80,14 @@ pub fn parse(content: &[u8]) -> Parsed {
     let header_values = header_values.into_iter().map(|v: String| v.replace('\0', " ")).collect();
     let header_names = header_names.into_iter().map(|v: String| v.replace('\0', " ")).collect();
     let body = body_part(&message, 0, content, 0, Default::default());
+    let preview = {
+        use crate::jmap::email::body;
+        let structure = body::structure(&message);
+        body::preview(&message, &body::bodies(&structure)).replace('\0', " ")
+    };
     Parsed {
         has_attachment: has_attachment(&body),
+        preview,
         structure: pb::MessageStructure { envelope: Some(envelope(headers, content)), body: Some(body) },
         sent_unix: message.date().map(|d| d.to_timestamp()),
         sent_day: message.date().and_then(day_as_written),

@@ -19,6 +19,8 @@ pub struct EmailRow {
     pub size: i64,
     pub internal_date: DateTime<Utc>,
     pub has_attachment: Option<bool>,
+    /// JMAP's preview as parsed at delivery; `None` for messages stored before it was kept.
+    pub preview: Option<String>,
 }
 
 /// The most messages one `contents` call reads, and the octets it aims to stay under: a `/get` of 500
@@ -50,7 +52,7 @@ impl EmailEntry {
 /// The account's emails among `ids` (those that exist: some live entry holds them), without their octets.
 pub async fn rows(pool: &PgPool, account: AccountId, ids: &[i64]) -> Result<Vec<EmailRow>, MailboxError> {
     let rows = sqlx::query_as(
-        "SELECT m.id, m.thread_id, m.size, m.internal_date, m.has_attachment
+        "SELECT m.id, m.thread_id, m.size, m.internal_date, m.has_attachment, m.preview
            FROM messages m
           WHERE m.account_id = $1 AND m.id = ANY($2)
             AND EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)",
@@ -102,6 +104,28 @@ pub async fn contents(pool: &PgPool, account: AccountId, ids: &[i64]) -> Result<
     .fetch_all(pool)
     .await?;
     Ok(found.into_iter().map(|s| (s.id, s.content)).collect())
+}
+
+/// The header of each of the account's live emails among `ids` (the blank line included), by id: what
+/// the header properties of Email/get need, without reading any body. A message not parsed yet (no
+/// `header_size`) comes whole.
+pub async fn headers(pool: &PgPool, account: AccountId, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>, MailboxError> {
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        id: i64,
+        header: Vec<u8>,
+    }
+    let found: Vec<Stored> = sqlx::query_as(
+        "SELECT m.id, substring(m.content FROM 1 FOR coalesce(m.header_size, octet_length(m.content))) AS header
+           FROM messages m
+          WHERE m.account_id = $1 AND m.id = ANY($2)
+            AND EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)",
+    )
+    .bind(account.get())
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().map(|s| (s.id, s.header)).collect())
 }
 
 /// The live entries of the account's emails among `ids`, by email, each email's in mailbox order.

@@ -13,7 +13,7 @@ use crate::mime::{self, Parsed};
 const BACKFILL_BATCH: i64 = 50;
 
 /// Binds what is stored of a parsed message, in the order both writers list the columns: structure,
-/// sent_at, header_names, header_values, body_text, header_size, sent_date, has_attachment.
+/// sent_at, header_names, header_values, body_text, header_size, sent_date, has_attachment, preview.
 pub(crate) fn bind<'q>(
     query: Query<'q, Postgres, PgArguments>,
     parsed: &'q Parsed,
@@ -27,6 +27,7 @@ pub(crate) fn bind<'q>(
         .bind(parsed.header_size() as i32)
         .bind(parsed.sent_day.as_deref())
         .bind(parsed.has_attachment)
+        .bind(&parsed.preview)
 }
 
 /// A message stored before parsing existed.
@@ -57,7 +58,7 @@ pub async fn backfill(pool: &PgPool) -> Result<u64, sqlx::Error> {
             let update = sqlx::query(
                 "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
                         header_values = $5, body_text = to_tsvector('simple', $6), header_size = $7,
-                        sent_date = $8::date, has_attachment = $9
+                        sent_date = $8::date, has_attachment = $9, preview = $10
                   WHERE id = $1",
             )
             .bind(id);

@@ -150,6 +150,19 @@ impl Render {
     fn needs_content(&self) -> bool {
         self.properties.iter().any(|p| !METADATA.contains(&p.as_str()))
     }
+
+    /// Whether the header is all a property needs: the convenience and `header:` properties, and
+    /// `headers` (and `preview`, when the rows hold it). A message list asks for only these, and a header
+    /// is a small part of most messages.
+    fn header_is_enough(&self, previews_stored: bool) -> bool {
+        self.properties.iter().all(|p| {
+            METADATA.contains(&p.as_str())
+                || (p == "preview" && previews_stored)
+                || p == "headers"
+                || CONVENIENCE.iter().any(|(name, _, _)| name == p)
+                || HeaderProperty::parse(p).is_some()
+        })
+    }
 }
 
 pub async fn get(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, MethodError> {
@@ -203,9 +216,11 @@ pub async fn render_ids(
     };
     let mut objects: HashMap<i64, Value> = HashMap::new();
     for batch in batches {
-        let mut contents = match render.needs_content() {
-            true => emails::contents(ctx.pool, ctx.account, &batch).await?,
-            false => HashMap::new(),
+        let previews_stored = batch.iter().all(|id| rows.get(id).is_some_and(|r| r.preview.is_some()));
+        let mut contents = match (render.needs_content(), render.header_is_enough(previews_stored)) {
+            (false, _) => HashMap::new(),
+            (true, true) => emails::headers(ctx.pool, ctx.account, &batch).await?,
+            (true, false) => emails::contents(ctx.pool, ctx.account, &batch).await?,
         };
         for id in batch {
             let Some(row) = rows.get(&id).filter(|_| !objects.contains_key(&id)) else { continue };
@@ -242,6 +257,7 @@ pub fn email_object(row: &EmailRow, content: Option<&[u8]>, entries: &[EmailEntr
             "size" => json!(row.size),
             "receivedAt" => json!(utc(&row.internal_date)),
             "hasAttachment" => json!(row.has_attachment.unwrap_or(false)),
+            "preview" if row.preview.is_some() => json!(row.preview),
             other => match (message, &structure, &bodies) {
                 (Some(message), Some(structure), Some(bodies)) => {
                     parsed_property(other, message, structure, bodies, row.id, render)
@@ -341,5 +357,35 @@ mod tests {
     fn metadata_alone_reads_no_octets() {
         assert!(!render(json!({"properties": ["mailboxIds", "keywords", "size"]})).unwrap().needs_content());
         assert!(render(json!({"properties": ["size", "subject"]})).unwrap().needs_content());
+    }
+
+    #[test]
+    fn a_message_list_reads_headers_only() {
+        let list = json!({"properties": ["subject", "from", "to", "sentAt", "messageId", "header:X-Spam:asText"]});
+        assert!(render(list).unwrap().header_is_enough(false));
+        assert!(!render(json!({"properties": ["subject", "preview"]})).unwrap().header_is_enough(false));
+        assert!(render(json!({"properties": ["subject", "preview"]})).unwrap().header_is_enough(true));
+        assert!(!render(json!({"properties": ["textBody"]})).unwrap().header_is_enough(true));
+    }
+
+    #[test]
+    fn header_properties_read_from_the_header_alone_equal_those_of_the_whole_message() {
+        let message = b"From: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: =?UTF-8?Q?Caf=C3=A9?=\r\n\
+Date: Mon, 07 Dec 2026 10:00:00 +0100\r\nMessage-ID: <x@y>\r\n\r\nBody text.\r\n";
+        let header_end = message.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let row = EmailRow {
+            id: 1,
+            thread_id: Some(1),
+            size: message.len() as i64,
+            internal_date: chrono::Utc::now(),
+            has_attachment: Some(false),
+            preview: None,
+        };
+        let list = render(json!({"properties": ["subject", "from", "to", "sentAt", "messageId"]})).unwrap();
+        let whole = email_object(&row, Some(message), &[], &list);
+        let header = email_object(&row, Some(&message[..header_end]), &[], &list);
+        assert_eq!(whole, header);
+        assert_eq!(header["subject"], "Café");
+        assert_eq!(header["from"][0]["email"], "ann@example.org");
     }
 }
