@@ -291,6 +291,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     report("JMAP Email/query + Email/get, newest 50 (one HTTP request)", jmap_times);
 
+    // Where the time goes: the HTTP round trip alone, the query alone, the get alone.
+    let (_, body) = client.post("/jmap/api", &list).await?;
+    let reply: serde_json::Value = serde_json::from_str(&body)?;
+    let newest = reply["methodResponses"][0][1]["ids"].clone();
+    let parts = [
+        (
+            "  of which: Core/echo (HTTP, authentication, envelope)",
+            serde_json::json!([["Core/echo", {"hello": true}, "e"]]),
+        ),
+        (
+            "  of which: Email/query alone",
+            serde_json::json!([["Email/query", {"accountId": jmap_account, "filter": {"inMailbox": inbox},
+                "sort": [{"property": "receivedAt", "isAscending": false}], "limit": 50}, "q"]]),
+        ),
+        (
+            "  of which: Email/get alone, 50 ids",
+            serde_json::json!([["Email/get", {"accountId": jmap_account, "ids": newest,
+                "properties": ["id", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
+                               "from", "to", "subject", "messageId", "sentAt", "preview"]}, "g"]]),
+        ),
+    ];
+    for (label, calls) in parts {
+        let request = serde_json::json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+            "methodCalls": calls})
+        .to_string();
+        let mut times = Vec::with_capacity(args.rounds);
+        for _ in 0..args.rounds {
+            let start = Instant::now();
+            let (status, body) = client.post("/jmap/api", &request).await?;
+            times.push(start.elapsed());
+            ensure!(status == 200 && !body.contains("\"error\""), "{label}: {status} {body:.300}");
+        }
+        report(label, times);
+    }
+
     let imap = stack.addr("MAILBUS_IMAP_LISTEN")?;
     let mut session = BufReader::new(TcpStream::connect(imap).await?);
     let mut greeting = String::new();

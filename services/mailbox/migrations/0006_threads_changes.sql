@@ -17,8 +17,19 @@ ALTER TABLE messages
     ADD COLUMN has_attachment BOOLEAN;
 
 CREATE INDEX messages_thread ON messages (account_id, thread_id);
-CREATE INDEX messages_thread_refs ON messages USING gin (thread_refs);
 CREATE INDEX messages_base_subject ON messages (account_id, base_subject);
+
+-- Every id of every message's thread_refs, for the lookup a new message's threading makes: one B-tree
+-- probe per id it names, where matching the arrays themselves would scan the account's messages (a GIN
+-- index on them cost more to keep than the scan it saved).
+CREATE TABLE message_refs (
+    account_id  BIGINT NOT NULL,
+    ref         TEXT NOT NULL,
+    message_id  BIGINT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    PRIMARY KEY (account_id, ref, message_id)
+);
+
+CREATE INDEX message_refs_message ON message_refs (message_id);
 
 -- RFC 5256 §2.1, in short: drop leading "Re:", "Fw:", "Fwd:" (with an optional [n]) and "[list]" tags and a
 -- trailing "(fwd)", repeatedly; fold white space; lower case.
@@ -76,8 +87,8 @@ BEGIN
     NEW.base_subject := mailbus_base_subject(subject);
     IF cardinality(NEW.thread_refs) > 0 THEN
         SELECT m.thread_id INTO NEW.thread_id
-          FROM messages m
-         WHERE m.account_id = NEW.account_id AND m.thread_refs && NEW.thread_refs AND m.thread_id IS NOT NULL
+          FROM message_refs r JOIN messages m ON m.id = r.message_id
+         WHERE r.account_id = NEW.account_id AND r.ref = ANY (NEW.thread_refs) AND m.thread_id IS NOT NULL
            AND m.id <> NEW.id
          ORDER BY m.id
          LIMIT 1;
@@ -98,6 +109,20 @@ END $$;
 CREATE TRIGGER messages_thread BEFORE INSERT OR UPDATE OF header_names ON messages
     FOR EACH ROW EXECUTE FUNCTION mailbus_messages_thread();
 
+-- Once the row exists, its ids go into message_refs for the messages after it.
+CREATE FUNCTION mailbus_messages_refs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.thread_refs IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.thread_refs IS DISTINCT FROM OLD.thread_refs) THEN
+        INSERT INTO message_refs (account_id, ref, message_id)
+        SELECT DISTINCT NEW.account_id, r, NEW.id FROM unnest(NEW.thread_refs) AS r
+            ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER messages_refs AFTER INSERT OR UPDATE OF thread_refs ON messages
+    FOR EACH ROW EXECUTE FUNCTION mailbus_messages_refs();
+
 -- Existing messages, oldest first, so each joins the thread of the ones before it.
 DO $$
 DECLARE
@@ -117,6 +142,8 @@ ALTER TABLE accounts ADD COLUMN change_seq BIGINT NOT NULL DEFAULT 0;
 -- submission, 'I' identity. op: 'c' created, 'u' updated, 'd' destroyed. An Email is a message row; it
 -- exists while at least one mailbox entry holds it.
 CREATE TABLE changes (
+    -- The order of a step's changes among themselves.
+    id          BIGINT GENERATED ALWAYS AS IDENTITY,
     account_id  BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     seq         BIGINT NOT NULL,
     kind        CHAR(1) NOT NULL CHECK (kind IN ('E', 'M', 'T', 'S', 'I')),
@@ -127,14 +154,29 @@ CREATE TABLE changes (
     counts_only BOOLEAN NOT NULL DEFAULT false
 );
 
-CREATE INDEX changes_since ON changes (account_id, kind, seq);
+CREATE INDEX changes_since ON changes (account_id, kind, seq, id);
 
--- The next step of an account's counter; NULL when the account is being deleted. The row lock it takes is
--- held to the commit, so an account's steps commit in the order they were taken: a reader that sees step n
--- sees every step before it.
-CREATE FUNCTION mailbus_next_change(account BIGINT) RETURNS BIGINT LANGUAGE sql AS $$
-    UPDATE accounts SET change_seq = change_seq + 1 WHERE id = account RETURNING change_seq
-$$;
+-- The step of an account's counter for the current transaction: the first change a transaction makes to an
+-- account takes the next value, and every later one in the same transaction shares it (kept in a
+-- transaction-local setting), so a STORE on a thousand messages is one step and one row update, not a
+-- thousand. NULL when the account is being deleted. The row lock the update takes is held to the commit,
+-- so an account's steps commit in the order they were taken: a reader that sees step n sees every step
+-- before it.
+CREATE FUNCTION mailbus_next_change(account BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    setting TEXT := 'mailbus.change_seq_' || account;
+    taken TEXT := current_setting(setting, true);
+    seq BIGINT;
+BEGIN
+    IF taken IS NOT NULL AND taken <> '' THEN
+        RETURN taken::bigint;
+    END IF;
+    UPDATE accounts SET change_seq = change_seq + 1 WHERE id = account RETURNING change_seq INTO seq;
+    IF seq IS NOT NULL THEN
+        PERFORM set_config(setting, seq::text, true);
+    END IF;
+    RETURN seq;
+END $$;
 
 -- Logs a mailbox entry's change as changes of its email, its mailbox (counts) and its thread.
 CREATE FUNCTION mailbus_log_entry_change() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -450,3 +450,51 @@ async fn jmap_result_references_cannot_grow_a_request_without_bound() {
     assert_eq!(refused[1]["type"], "requestTooLarge", "{refused}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_state_moves_one_step_per_transaction_and_changes_page_by_steps() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    for n in 0..3 {
+        deliver_smtp(
+            &stack,
+            "alice@example.org",
+            &message(&format!("Step {n}"), &format!("s{n}@remote.test"), "", "x"),
+        )
+        .await;
+    }
+    let ids = wait_for_inbox(&alice, 3).await;
+    let before = alice.state().await;
+    // One IMAP STORE on three messages: one transaction, one step of the account's state.
+    let steps = json!([
+        ["login", "alice@example.org", "secret"],
+        ["select", "INBOX"],
+        ["store", "1:3", "+FLAGS", "(\\Flagged)"]
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    assert_eq!(results[3][0], "OK", "{results:?}");
+    let after = alice.state().await;
+    assert_eq!(after.parse::<u64>().unwrap(), before.parse::<u64>().unwrap() + 1, "one step: {before} -> {after}");
+    let changes = alice.call("Email/changes", json!({"sinceState": before})).await;
+    let mut updated: Vec<String> = serde_json::from_value(changes["updated"].clone()).unwrap();
+    updated.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(updated, expected);
+    assert_eq!(changes["newState"], json!(after));
+    // A step is never split: with room for two objects, three changed at once cannot be paged.
+    let responses = alice.request(json!([["Email/changes", {"sinceState": before, "maxChanges": 2}, "0"]])).await;
+    assert_eq!(responses[0][0], "error");
+    assert_eq!(responses[0][1]["type"], "cannotCalculateChanges");
+    // Two deliveries are two steps, paged one at a time.
+    deliver_smtp(&stack, "alice@example.org", &message("Step 3", "s3@remote.test", "", "x")).await;
+    deliver_smtp(&stack, "alice@example.org", &message("Step 4", "s4@remote.test", "", "x")).await;
+    wait_for_inbox(&alice, 5).await;
+    let first = alice.call("Email/changes", json!({"sinceState": after, "maxChanges": 1})).await;
+    assert_eq!(first["created"].as_array().unwrap().len(), 1, "{first:#}");
+    assert_eq!(first["hasMoreChanges"], true);
+    let second = alice.call("Email/changes", json!({"sinceState": first["newState"], "maxChanges": 1})).await;
+    assert_eq!(second["created"].as_array().unwrap().len(), 1, "{second:#}");
+    assert_ne!(first["created"], second["created"]);
+    stack.stop().await;
+}

@@ -43,10 +43,11 @@ pub async fn since(
         return Err(MethodError::CannotCalculateChanges);
     }
     let max = max_changes.unwrap_or(u64::MAX).max(1);
-    // Steps in order; each step changes at most one object of a kind.
+    // Steps in order, and a step's changes in the order they were made. One step is one transaction, which
+    // may change many objects.
     let rows: Vec<(i64, i64, String, bool)> = sqlx::query_as(
         "SELECT seq, object_id, op::text, counts_only FROM changes
-          WHERE account_id = $1 AND kind = $2 AND seq > $3 ORDER BY seq",
+          WHERE account_id = $1 AND kind = $2 AND seq > $3 ORDER BY seq, id",
     )
     .bind(account.get())
     .bind(kind)
@@ -57,20 +58,31 @@ pub async fn since(
     let mut seen: std::collections::HashMap<i64, (char, char, bool)> = std::collections::HashMap::new();
     let mut cutoff = current;
     let mut has_more = false;
-    for (seq, object, op, counts_only) in rows {
-        let op = op.chars().next().unwrap_or('u');
-        if !seen.contains_key(&object) && order.len() as u64 >= max {
+    for step in rows.chunk_by(|a, b| a.0 == b.0) {
+        let seq = step[0].0;
+        let mut new_objects: Vec<i64> = step.iter().map(|r| r.1).filter(|o| !seen.contains_key(o)).collect();
+        new_objects.sort_unstable();
+        new_objects.dedup();
+        if (order.len() + new_objects.len()) as u64 > max {
+            if order.is_empty() {
+                // One step alone changed more objects than the client takes at once: it must start over
+                // (RFC 8620 §5.2 allows no more than maxChanges).
+                return Err(MethodError::CannotCalculateChanges);
+            }
             // The state given back is the last step whose objects are all reported.
             cutoff = seq - 1;
             has_more = true;
             break;
         }
-        let entry = seen.entry(object).or_insert_with(|| {
-            order.push(object);
-            (op, op, true)
-        });
-        entry.1 = op;
-        entry.2 &= counts_only && op == 'u';
+        for (_, object, op, counts_only) in step {
+            let op = op.chars().next().unwrap_or('u');
+            let entry = seen.entry(*object).or_insert_with(|| {
+                order.push(*object);
+                (op, op, true)
+            });
+            entry.1 = op;
+            entry.2 &= *counts_only && op == 'u';
+        }
     }
     let mut set = ChangeSet {
         new_state: cutoff.to_string(),
