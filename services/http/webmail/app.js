@@ -755,7 +755,7 @@ function renderCard(e) {
 // Plain text with its links made clickable and quoted lines set apart; built from text nodes only.
 function textBody(e) {
   const text = (e.textBody || []).map((p) => (e.bodyValues && e.bodyValues[p.partId] ? e.bodyValues[p.partId].value : ''))
-    .join('\n').replace(/\r\n/g, '\n');
+    .join('\n').replace(/\r\n/g, '\n').replace(/\s+$/, '');
   const body = el('div', { class: 'text-body', 'data-test': 'message-body' });
   for (const line of text.split('\n')) {
     const quoted = /^\s*>/.test(line);
@@ -1347,9 +1347,11 @@ function wire() {
   $('search-form').addEventListener('submit', (e) => { e.preventDefault(); search($('search-input').value); $('search-input').blur(); });
   $('search-input').addEventListener('input', () => { $('search-clear').hidden = !$('search-input').value && !app.view.search; });
   $('search-clear').addEventListener('click', clearSearch);
-  $('compose-button').addEventListener('click', () => startCompose('new'));
+  $('compose-button').addEventListener('click', () => { closeDrawer(); startCompose('new'); });
+  $('compose-fab').addEventListener('click', () => startCompose('new'));
   $('new-folder').addEventListener('click', createFolder);
   $('logout-button').addEventListener('click', logout);
+  $('logout-drawer').addEventListener('click', logout);
   $('help-button').addEventListener('click', () => $('help').showModal());
   $('page-prev').addEventListener('click', () => page(-1));
   $('page-next').addEventListener('click', () => page(1));
@@ -1423,6 +1425,7 @@ async function start() {
     takeList(r);
     app.cursor = app.items.length ? 0 : -1;
     renderList();
+    performance.mark('mailbus:first-screen');
     document.body.dataset.ready = 'true';
   });
   connectEvents();
