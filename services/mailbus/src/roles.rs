@@ -200,6 +200,7 @@ pub fn http_config(s: &Settings, tls: ServerTls) -> anyhow::Result<HttpConfig> {
             max_message_size,
         },
         token_ttl: s.get(MAILBUS_HTTP_TOKEN_TTL_SECS)?,
+        webmail_session_ttl: s.get(MAILBUS_WEBMAIL_SESSION_TTL_SECS)?,
         throttle: throttle_policy(s)?,
         nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
     })
