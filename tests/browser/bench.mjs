@@ -29,9 +29,11 @@ const NAMES = ['Ada Lovelace', 'Grace Hopper', 'Alan Turing', 'Edsger Dijkstra',
 function message(i) {
   const name = NAMES[i % NAMES.length];
   const email = `${name.split(' ')[0].toLowerCase()}@bench.test`;
-  const topic = `${WORDS[i % WORDS.length]} ${WORDS[(i * 7) % WORDS.length]} ${Math.floor(i / 5)}`;
+  // Five messages to a thread: a first one and four replies with its subject and a reference to it.
+  const g = Math.floor(i / 5) * 5;
+  const topic = `${WORDS[g % WORDS.length]} ${WORDS[(g * 7) % WORDS.length]} ${g / 5}`;
   const reply = i % 5 !== 0;
-  const root = `<bench-${Math.floor(i / 5) * 5}@bench.test>`;
+  const root = `<bench-${g}@bench.test>`;
   const date = new Date(Date.UTC(2026, 0, 1) + i * 60000);
   const body = Array.from({ length: 12 }, (_, l) => `Line ${l + 1} of message ${i} about the ${topic}: ${WORDS.slice(l, l + 8).join(' ')}.`).join('\r\n');
   return [
@@ -47,6 +49,7 @@ async function seed(total) {
   const api = await request.newContext({ ignoreHTTPSErrors: true, extraHTTPHeaders: { Authorization: auth } });
   const session = await (await api.get(`${env.url}/jmap/session`)).json();
   const accountId = Object.keys(session.accounts)[0];
+  const parallel = session.capabilities['urn:ietf:params:jmap:core'].maxConcurrentUpload || 4;
   const call = async (calls) => {
     const response = await api.post(`${env.url}/jmap/api`, { data: { using: USING, methodCalls: calls } });
     const body = await response.json();
@@ -61,13 +64,19 @@ async function seed(total) {
   const BATCH = 100;
   while (have < total) {
     const count = Math.min(BATCH, total - have);
-    const blobs = await Promise.all(Array.from({ length: count }, async (_, k) => {
-      const i = have + k;
-      const response = await api.post(`${env.url}/jmap/upload/${accountId}/`, {
-        headers: { 'Content-Type': 'message/rfc822' }, data: Buffer.from(message(i)),
-      });
-      return { i, blobId: (await response.json()).blobId };
-    }));
+    // Uploads run maxConcurrentUpload at a time (RFC 8620 §2: the server may refuse more).
+    const blobs = [];
+    for (let k = 0; k < count; k += parallel) {
+      blobs.push(...await Promise.all(Array.from({ length: Math.min(parallel, count - k) }, async (_, j) => {
+        const i = have + k + j;
+        const response = await api.post(`${env.url}/jmap/upload/${accountId}/`, {
+          headers: { 'Content-Type': 'message/rfc822' }, data: Buffer.from(message(i)),
+        });
+        const blob = await response.json();
+        if (!blob.blobId) throw new Error(`upload ${response.status()}: ${JSON.stringify(blob)}`);
+        return { i, blobId: blob.blobId };
+      })));
+    }
     const emails = {};
     for (const { i, blobId } of blobs) {
       emails[`e${i}`] = { blobId, mailboxIds: { [inbox.id]: true }, receivedAt: new Date(Date.UTC(2026, 0, 1) + i * 60000).toISOString().replace(/\.\d+Z$/, 'Z') };
