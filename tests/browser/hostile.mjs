@@ -40,12 +40,27 @@ await scenario(async (browser, run) => {
     await run.shot(page, 'hostile');
   });
 
+  // Opt-in second phase (MAILBUS_SHOW_IMAGES=1): the user asks for the remote images. Only the one remote
+  // <img> may then be fetched, which also proves the request log and the trap would have seen a leak.
+  if (process.env.MAILBUS_SHOW_IMAGES === '1') {
+    await run.do('show remote images', async () => {
+      const before = requests.length;
+      run.facts.requestsBeforeImages = before;
+      await page.locator('[data-test=show-images]').click();
+      await page.locator('[data-test=message-html][src$="images=1"]').waitFor();
+      await page.waitForTimeout(2000);
+      const origin = new URL(env.url).origin;
+      run.facts.afterShowImages = requests.slice(before).filter((u) => !u.startsWith('data:') && new URL(u).origin !== origin);
+      await run.shot(page, 'hostile-images');
+    });
+  }
+
   run.facts.title = await page.title();
   run.facts.dialogs = dialogs;
   run.facts.consoleErrors = consoleErrors;
   run.facts.popups = popups;
   run.facts.requests = requests;
   const origin = new URL(env.url).origin;
-  run.facts.offOrigin = requests.filter((u) => !u.startsWith('data:') && new URL(u).origin !== origin);
+  run.facts.offOrigin = requests.slice(0, run.facts.requestsBeforeImages ?? requests.length).filter((u) => !u.startsWith('data:') && new URL(u).origin !== origin);
   await context.close();
 });
