@@ -173,7 +173,7 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     // Another session of the same account has its own token.
     let (other, other_document) = browser.login(ALICE).await;
     assert_ne!(other_document["csrfToken"], document["csrfToken"]);
-    let reply = cookie_api(addr, &other, &[token_header.clone()], &create).await;
+    let reply = cookie_api(addr, &other, std::slice::from_ref(&token_header), &create).await;
     assert_eq!(reply.status, 403, "one session's token is not another's: {}", reply.body);
 
     // Logging out needs the token too, then ends the session on the server whatever the browser keeps.
