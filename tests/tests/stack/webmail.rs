@@ -472,5 +472,20 @@ async fn webmail_shows_a_hostile_mail_without_running_or_fetching_anything() {
     // Give a late fetch (a refresh, a lazy image) a moment to reach the trap, then prove none did.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(trap.seen(), Vec::<String>::new(), "the trap saw requests");
+
+    // The reader asks for the remote images: now the one remote <img>, and nothing else, is fetched.
+    // This also proves that the request log and the trap would have caught a leak above.
+    env.push(("MAILBUS_SHOW_IMAGES", "1".to_owned()));
+    let outcome = run_scenario("hostile.mjs", &env, async |subject: String| {
+        panic!("the hostile scenario asked for a delivery of {subject:?}")
+    })
+    .await;
+    let facts = &outcome.result;
+    assert_eq!(facts["afterShowImages"], json!([format!("{}/img.png", trap.url())]), "{facts:#}");
+    assert_eq!(facts["dialogs"], 0, "{facts:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = trap.seen();
+    assert_eq!(seen.len(), 1, "only the image asked for: {seen:?}");
+    assert!(seen[0].ends_with("GET /img.png HTTP/1.1"), "{seen:?}");
     stack.stop().await;
 }
