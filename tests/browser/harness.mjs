@@ -128,6 +128,8 @@ export async function scenario(body) {
     browser = await launch();
     await body(browser, run);
   } catch (error) {
+    // The screen as it was when the step failed, for whoever reads the test's output.
+    if (run.page) await run.shot(run.page, 'failed').catch(() => {});
     if (browser) await browser.close().catch(() => {});
     run.fail(error);
   }

@@ -11,6 +11,7 @@ await scenario(async (browser, run) => {
   const requests = [];
   context.on('request', (r) => requests.push(r.url()));
   const page = await context.newPage();
+  run.page = page;
   let dialogs = 0;
   page.on('dialog', (dialog) => { dialogs += 1; dialog.dismiss().catch(() => {}); });
   const consoleErrors = [];

@@ -16,6 +16,7 @@ async function waitToast(page, text) {
 await scenario(async (browser, run) => {
   const context = await newContext(browser);
   const page = await context.newPage();
+  run.page = page;
   const errors = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
@@ -140,6 +141,40 @@ await scenario(async (browser, run) => {
     await page.waitForFunction((old) => document.title !== old, before, { timeout: 10000 }).catch(() => {});
     run.facts.titleAfterLive = await page.title();
     await run.shot(page, 'live');
+  });
+
+  await run.do('star and mark unread with the keyboard', async () => {
+    // k up to the newest row (Live), o opens it (read), s stars it, u marks it unread again.
+    await page.keyboard.press('Escape');
+    for (let i = 0; i < 8; i++) await page.keyboard.press('k');
+    await page.locator('[data-test=message-row].cursor[data-subject="Live"]').waitFor();
+    await page.keyboard.press('o');
+    await page.locator('[data-test=message-subject]', { hasText: 'Live' }).waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-test=message-row][data-subject="Live"]')?.dataset.unread === 'false');
+    await page.keyboard.press('s');
+    await waitToast(page, 'Starred');
+    await page.keyboard.press('u');
+    await waitToast(page, 'Marked as unread');
+    const live = (await rows(page)).find((r) => r.subject === 'Live');
+    run.facts.starred = live && live.flagged ? 'Live' : null;
+    run.facts.markedUnread = live && live.unread ? 'Live' : null;
+  });
+
+  await run.do('rename and delete a folder', async () => {
+    await page.locator('[data-test=new-folder]').click();
+    await page.locator('[data-test=prompt-input]').fill('Scratch');
+    await page.locator('[data-test=prompt-ok]').click();
+    await folder(page, 'Scratch').waitFor();
+    await folder(page, 'Scratch').hover();
+    await folder(page, 'Scratch').locator('[data-test=folder-rename]').click();
+    await page.locator('[data-test=prompt-input]').fill('Scratch renamed');
+    await page.locator('[data-test=prompt-ok]').click();
+    await folder(page, 'Scratch renamed').waitFor();
+    await folder(page, 'Scratch renamed').hover();
+    await folder(page, 'Scratch renamed').locator('[data-test=folder-delete]').click();
+    await page.locator('[data-test=prompt-ok]').click();
+    await folder(page, 'Scratch renamed').waitFor({ state: 'detached' });
+    run.facts.folderRenamedAndDeleted = 'Scratch renamed';
   });
 
   await run.do('keyboard help', async () => {

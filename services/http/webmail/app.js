@@ -1390,7 +1390,8 @@ function wire() {
 
 async function start() {
   wire();
-  const response = await fetch('/webmail/session', { credentials: 'same-origin' }).catch(() => null);
+  // The page preloads this (same mode and credentials, so the browser hands over that response).
+  const response = await fetch('/webmail/session', { credentials: 'include', mode: 'cors' }).catch(() => null);
   if (!response || response.status === 401) return location.replace('/');
   if (!response.ok) return toast('The server could not start your session. Reload to try again.');
   const session = await response.json();
