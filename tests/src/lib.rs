@@ -5,6 +5,7 @@
 //! poplib, driven through the scripts in `tests/clients/`. The benchmarks (`bench/`, the `mailbus-bench`
 //! crate) build on it too.
 
+pub mod browser;
 pub mod clients;
 pub mod fake_smtp;
 pub mod http;

@@ -63,6 +63,11 @@ impl Names {
         format!("{}_http_tokens", self.prefix)
     }
 
+    /// The key-value bucket of webmail sessions (one key per session-id digest, expiring by itself).
+    pub fn webmail_sessions_bucket(&self) -> String {
+        format!("{}_webmail_sessions", self.prefix)
+    }
+
     /// Where the mailbox role announces changes to one account's mailboxes.
     pub fn mailbox_events(&self, account_id: i64) -> String {
         format!("{}.mail.events.{account_id}", self.prefix)
@@ -95,5 +100,6 @@ mod tests {
         assert_eq!(names.bodies_bucket(), "t1_bodies");
         assert_eq!(names.mailbox_events(42), "t1.mail.events.42");
         assert_eq!(names.http_tokens_bucket(), "t1_http_tokens");
+        assert_eq!(names.webmail_sessions_bucket(), "t1_webmail_sessions");
     }
 }

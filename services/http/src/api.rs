@@ -76,7 +76,7 @@ pub async fn api(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let account = app.auth.authenticate(&headers, peer.ip()).await?;
+    let account = crate::webmail::guard::authenticate_change(&app, &headers, peer.ip()).await?;
     // RFC 8620 §3.6.1: over maxSizeRequest is a `limit` problem; axum's body limit says so by refusing.
     let body = body.map_err(|_| Problem::limit("maxSizeRequest", StatusCode::PAYLOAD_TOO_LARGE))?;
     if body.len() > app.limits.max_size_request {

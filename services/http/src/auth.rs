@@ -17,6 +17,7 @@ use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, jmap_clie
 
 use crate::problem::Problem;
 use crate::tokens::Tokens;
+use crate::webmail::sessions::{self, SESSION_COOKIE, Session, Sessions};
 
 /// How long a verified password is trusted without asking the directory again.
 const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -69,6 +70,7 @@ pub struct Authenticator {
     jmap: JmapClient<TracedChannel>,
     throttle: LoginThrottle,
     pub tokens: Tokens,
+    pub sessions: Sessions,
     cache: Mutex<HashMap<CacheKey, (Account, Instant)>>,
 }
 
@@ -78,16 +80,49 @@ impl Authenticator {
         jmap: JmapClient<TracedChannel>,
         throttle: LoginThrottle,
         tokens: Tokens,
+        sessions: Sessions,
     ) -> Self {
-        Authenticator { directory, jmap, throttle, tokens, cache: Mutex::new(HashMap::new()) }
+        Authenticator { directory, jmap, throttle, tokens, sessions, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// The account the request's `Authorization` proves, or the problem to answer with.
+    /// The account the request proves, by its `Authorization` or else its webmail session cookie, or the
+    /// problem to answer with. A request that changes something must go through
+    /// [`crate::webmail::guard::authenticate_change`] instead, which adds the webmail's CSRF checks.
     pub async fn authenticate(&self, headers: &HeaderMap, client: IpAddr) -> Result<Account, Problem> {
+        Ok(self.caller(headers, client).await?.0)
+    }
+
+    /// The account, and the webmail session when it was the cookie that proved it.
+    pub async fn caller(&self, headers: &HeaderMap, client: IpAddr) -> Result<(Account, Option<Session>), Problem> {
         match Credentials::from_headers(headers) {
-            None => Err(Problem::unauthorized()),
-            Some(Credentials::Basic { username, password }) => self.password(&username, &password, client).await,
-            Some(Credentials::Bearer(token)) => self.bearer(&token, client).await,
+            None => match self.session(headers).await? {
+                Some((_, session)) => Ok((session.account.clone(), Some(session))),
+                // The webmail's own requests get no Basic challenge, which would open the browser's
+                // password dialog over the page.
+                None if sessions::cookie(headers, SESSION_COOKIE).is_some() || headers.contains_key("x-csrf-token") => {
+                    Err(Problem::unauthorized_session())
+                }
+                None => Err(Problem::unauthorized()),
+            },
+            Some(Credentials::Basic { username, password }) => {
+                Ok((self.password(&username, &password, client).await?, None))
+            }
+            Some(Credentials::Bearer(token)) => Ok((self.bearer(&token, client).await?, None)),
+        }
+    }
+
+    /// The webmail session of the request's cookie, with the cookie's value. An unknown cookie is not a
+    /// failed login: a 256-bit id cannot be guessed, and an expired one is only a browser left open.
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Option<(String, Session)>, Problem> {
+        let Some(id) = sessions::cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        match self.sessions.lookup(id).await {
+            Ok(found) => Ok(found.map(|session| (id.to_owned(), session))),
+            Err(error) => {
+                tracing::warn!(%error, "session store unavailable");
+                Err(Problem::unavailable("the session store is unavailable"))
+            }
         }
     }
 

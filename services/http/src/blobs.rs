@@ -34,7 +34,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let account = app.auth.authenticate(&headers, peer.ip()).await?;
+    let account = crate::webmail::guard::authenticate_change(&app, &headers, peer.ip()).await?;
     if account_id != account.jmap_id() {
         return Err(Problem::not_found("no such account"));
     }

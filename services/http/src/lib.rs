@@ -18,6 +18,7 @@ mod reference;
 mod session;
 mod submission;
 mod tokens;
+mod webmail;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     pub limits: Limits,
     pub token_ttl: Duration,
+    /// How long a webmail login lasts.
+    pub webmail_session_ttl: Duration,
     pub throttle: ThrottlePolicy,
     pub nats_timeout: Duration,
 }
@@ -162,6 +165,12 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
     jetstream.set_timeout(config.nats_timeout);
     let throttle = LoginThrottle::open(&jetstream, config.names.auth_failures_bucket(), config.throttle).await?;
     let tokens = tokens::Tokens::open(&jetstream, config.names.http_tokens_bucket(), config.token_ttl).await?;
+    let sessions = webmail::sessions::Sessions::open(
+        &jetstream,
+        config.names.webmail_sessions_bucket(),
+        config.webmail_session_ttl,
+    )
+    .await?;
     let queue = Queue::open(nats.clone(), config.names.clone(), config.nats_timeout).await?;
     let directory = DirectoryClient::new(mailbox.clone());
     // A call carries up to maxSizeRequest of arguments, and its answer (Email/get with body values, up
@@ -171,7 +180,7 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         .max_decoding_message_size(JMAP_MAX_REPLY);
     let app = Arc::new(App {
         hostname: config.hostname,
-        auth: auth::Authenticator::new(directory.clone(), jmap.clone(), throttle, tokens),
+        auth: auth::Authenticator::new(directory.clone(), jmap.clone(), throttle, tokens, sessions),
         jmap,
         push: push::Push::default(),
         queue,
@@ -264,7 +273,12 @@ impl Http {
 fn router(app: Arc<App>, cors_origins: &[String]) -> Router {
     let max_request = app.limits.max_size_request;
     Router::new()
-        .route("/", get(session::home))
+        .route("/", get(webmail::pages::home))
+        .route("/webmail/assets/{name}", get(webmail::pages::asset))
+        .route("/webmail/login", post(webmail::login::login).layer(DefaultBodyLimit::max(webmail::FORM_LIMIT)))
+        .route("/webmail/logout", post(webmail::login::logout).layer(DefaultBodyLimit::max(webmail::FORM_LIMIT)))
+        .route("/webmail/session", get(webmail::login::session))
+        .route("/webmail/html/{email}", get(webmail::html::html))
         .route("/.well-known/jmap", get(session::well_known))
         .route("/jmap/session", get(session::session))
         .route("/jmap/api", post(api::api).layer(DefaultBodyLimit::max(max_request)))

@@ -58,6 +58,12 @@ impl Problem {
         problem
     }
 
+    /// 401 for the webmail, without the Basic challenge (which would make a browser pop up its own
+    /// password dialog over the page).
+    pub fn unauthorized_session() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "about:blank", "not logged in")
+    }
+
     pub fn throttled() -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "about:blank", "too many failed logins, try again later")
     }

@@ -1,4 +1,4 @@
-//! The session resource (RFC 8620 §2) and the doors to it: `/.well-known/jmap` (RFC 8620 §2.2) and `/`.
+//! The session resource (RFC 8620 §2) and the doors to it: `/.well-known/jmap` (RFC 8620 §2.2).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
 use crate::auth::Account;
@@ -24,14 +24,6 @@ pub const CAPABILITIES: [&str; 3] = [CORE, MAIL, SUBMISSION];
 const MAX_SIZE_MAILBOX_NAME: u64 = 490;
 /// The deepest mailbox hierarchy we promise (IMAP's `/`-separated names allow more).
 const MAX_MAILBOX_DEPTH: u64 = 10;
-
-pub async fn home() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>mailbus</title></head><body>\
-         <h1>mailbus</h1><p>This server speaks JMAP at <a href=\"/.well-known/jmap\">/.well-known/jmap</a>. \
-         Webmail is not here yet.</p></body></html>",
-    )
-}
 
 /// RFC 8620 §2.2: the well-known URL redirects to the session resource.
 pub async fn well_known() -> Redirect {
@@ -53,7 +45,7 @@ pub async fn session(
 }
 
 /// The configured public URL, or the scheme and Host of this request.
-fn base_url(app: &App, headers: &HeaderMap, secure: bool) -> String {
+pub(crate) fn base_url(app: &App, headers: &HeaderMap, secure: bool) -> String {
     if let Some(url) = &app.public_url {
         return url.clone();
     }

@@ -133,7 +133,7 @@ fn login_from_body(headers: &HeaderMap, body: &[u8]) -> Option<(String, String)>
 }
 
 /// `application/x-www-form-urlencoded` pairs (`+` is a space, then percent-decoding).
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
     String::from_utf8_lossy(body)
         .split('&')

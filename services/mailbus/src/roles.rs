@@ -201,6 +201,7 @@ pub fn http_config(s: &Settings, tls: ServerTls) -> anyhow::Result<HttpConfig> {
             max_recipients: s.get(MAILBUS_MAX_RECIPIENTS)?,
         },
         token_ttl: s.get(MAILBUS_HTTP_TOKEN_TTL_SECS)?,
+        webmail_session_ttl: s.get(MAILBUS_WEBMAIL_SESSION_TTL_SECS)?,
         throttle: throttle_policy(s)?,
         nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
     })

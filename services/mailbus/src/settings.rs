@@ -159,6 +159,11 @@ settings! {
         "base URL of the session object's URLs (`https://mail.example.org`); default: from each request's Host",
     );
     MAILBUS_HTTP_TOKEN_TTL_SECS: Duration = secs("86400", 60..=365 * DAY, "lifetime of a bearer token from POST /jmap/token");
+    MAILBUS_WEBMAIL_SESSION_TTL_SECS: Duration = secs(
+        "28800",
+        300..=30 * DAY,
+        "lifetime of a webmail login (its session cookie and the server-side session)",
+    );
     MAILBUS_JMAP_MAX_UPLOAD_SIZE: Option<u64> = optional_bounded(
         1024..=MAX_MESSAGE_SIZE,
         "largest JMAP upload in octets (default: MAILBUS_MAX_MESSAGE_SIZE)",

@@ -19,6 +19,7 @@ mod relay;
 mod smtp;
 mod store;
 mod tracing;
+mod webmail;
 
 use std::time::Duration;
 
