@@ -311,6 +311,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "sort": [{"property": "receivedAt", "isAscending": false}], "limit": 50}, "q"]]),
         ),
         (
+            "  beside: Email/query with collapseThreads",
+            serde_json::json!([["Email/query", {"accountId": jmap_account, "filter": {"inMailbox": inbox},
+                "sort": [{"property": "receivedAt", "isAscending": false}], "collapseThreads": true, "limit": 50}, "q"]]),
+        ),
+        (
+            "  beside: Mailbox/get of every mailbox, with counts",
+            serde_json::json!([["Mailbox/get", {"accountId": jmap_account, "ids": null}, "m"]]),
+        ),
+        (
             "  of which: Email/get alone, 50 ids",
             serde_json::json!([["Email/get", {"accountId": jmap_account, "ids": newest,
                 "properties": ["id", "threadId", "mailboxIds", "keywords", "size", "receivedAt",

@@ -265,8 +265,7 @@ async function upload(file) {
 
 /* ------------------------------------------------------------------ folders */
 
-const MAILBOX_PROPERTIES = ['name', 'parentId', 'role', 'sortOrder', 'totalEmails', 'unreadEmails', 'totalThreads',
-  'unreadThreads', 'myRights'];
+const MAILBOX_PROPERTIES = ['name', 'parentId', 'role', 'sortOrder', 'totalEmails', 'unreadEmails', 'myRights'];
 
 function setMailboxes(list) {
   app.mailboxes = new Map(list.map((m) => [m.id, m]));

@@ -498,3 +498,40 @@ async fn jmap_state_moves_one_step_per_transaction_and_changes_page_by_steps() {
     assert_ne!(first["created"], second["created"]);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_collapsed_threads_page_past_a_long_thread() {
+    let stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    // The oldest: a thread of its own. Then a thread of 300 replies, newer than it: collapsing must read
+    // past all of them to find the second thread.
+    let lone = message("Lone", "lone@remote.test", "", "x");
+    stack.deliver("lone", "alice@example.org", lone.as_bytes()).await.unwrap();
+    let root = message("Long", "root@remote.test", "", "x");
+    stack.deliver("root", "alice@example.org", root.as_bytes()).await.unwrap();
+    for n in 0..300 {
+        let reply = message("Re: Long", &format!("r{n}@remote.test"), "References: <root@remote.test>\r\n", "x");
+        stack.deliver(&format!("r{n}"), "alice@example.org", reply.as_bytes()).await.unwrap();
+    }
+    let inbox = alice.mailbox("inbox").await;
+    let found = alice
+        .call(
+            "Email/query",
+            json!({"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt", "isAscending": false}],
+                   "collapseThreads": true, "calculateTotal": true, "limit": 5}),
+        )
+        .await;
+    assert_eq!(found["total"], 2, "{found:#}");
+    let ids = found["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{found:#}");
+    let got = alice.call("Email/get", json!({"ids": ids, "properties": ["subject"]})).await;
+    assert_eq!(got["list"][1]["subject"], "Lone", "{got:#}");
+    let second = alice
+        .call(
+            "Email/query",
+            json!({"filter": {"inMailbox": inbox}, "collapseThreads": true, "position": 1, "limit": 5}),
+        )
+        .await;
+    assert_eq!(second["ids"], json!([ids[1]]));
+    stack.stop().await;
+}

@@ -125,6 +125,21 @@ const LOAD_WITH_COUNTS: &str = "
      GROUP BY mb.id
      ORDER BY mb.name";
 
+/// The email counts alone: the thread counts need every entry's message (its thread), which costs several
+/// times more, so they are worked out only when asked for.
+const LOAD_WITH_EMAIL_COUNTS: &str = "
+    SELECT mb.id, mb.name, mb.special_use, mb.sort_order,
+           EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name)
+               AS subscribed,
+           count(DISTINCT e.message_id) AS total_emails,
+           count(DISTINCT e.message_id) FILTER (WHERE NOT e.flags && ARRAY['\\Seen', '\\Draft']) AS unread_emails,
+           0::bigint AS total_threads, 0::bigint AS unread_threads
+      FROM mailboxes mb
+      LEFT JOIN mailbox_entries e ON e.mailbox_id = mb.id AND e.expunged_modseq IS NULL
+     WHERE mb.account_id = $1
+     GROUP BY mb.id
+     ORDER BY mb.name";
+
 const LOAD: &str = "
     SELECT mb.id, mb.name, mb.special_use, mb.sort_order,
            EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mb.account_id AND s.name = mb.name)
@@ -135,8 +150,34 @@ const LOAD: &str = "
      WHERE mb.account_id = $1
      ORDER BY mb.name";
 
-async fn load(ctx: &Ctx<'_>, counts: bool) -> Result<Vec<Row>, MethodError> {
-    let query = if counts { LOAD_WITH_COUNTS } else { LOAD };
+/// Which counts a load works out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    None,
+    Emails,
+    EmailsAndThreads,
+}
+
+impl Counts {
+    /// What `Mailbox/get`'s properties need (all of them when it names none).
+    fn for_properties(properties: Option<&[String]>) -> Counts {
+        let asked = |name: &str| properties.is_none_or(|list| list.iter().any(|p| p == name));
+        if asked("totalThreads") || asked("unreadThreads") {
+            Counts::EmailsAndThreads
+        } else if asked("totalEmails") || asked("unreadEmails") {
+            Counts::Emails
+        } else {
+            Counts::None
+        }
+    }
+}
+
+async fn load(ctx: &Ctx<'_>, counts: Counts) -> Result<Vec<Row>, MethodError> {
+    let query = match counts {
+        Counts::EmailsAndThreads => LOAD_WITH_COUNTS,
+        Counts::Emails => LOAD_WITH_EMAIL_COUNTS,
+        Counts::None => LOAD,
+    };
     Ok(sqlx::query_as(query).bind(ctx.account.get()).fetch_all(ctx.pool).await?)
 }
 
@@ -174,7 +215,7 @@ fn object(row: &Row, by_name: &HashMap<&str, i64>) -> Map<String, Value> {
 pub async fn get(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, MethodError> {
     let args = GetArgs::parse(arguments)?;
     let state = super::state(ctx.pool, ctx.account).await?;
-    let rows = load(ctx, true).await?;
+    let rows = load(ctx, Counts::for_properties(args.properties.as_deref())).await?;
     let by_name = ids_by_name(&rows);
     let (list, not_found) = match &args.ids {
         None => (rows.iter().map(|r| args.pick(object(r, &by_name))).collect(), Vec::new()),
@@ -362,14 +403,14 @@ fn search(ctx: &Ctx<'_>, rows: &[Row], search: &Search) -> Result<Vec<String>, M
 pub async fn query(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, MethodError> {
     let args: QueryArgs = super::arguments(arguments)?;
     let state = super::state(ctx.pool, ctx.account).await?;
-    let rows = load(ctx, false).await?;
+    let rows = load(ctx, Counts::None).await?;
     let found = search(ctx, &rows, &args.search)?;
     one("Mailbox/query", args.page.respond(ctx.account_id(), state, found)?)
 }
 
 pub async fn query_changes(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, MethodError> {
     let args: QueryChangesAll = super::arguments(arguments)?;
-    let rows = load(ctx, false).await?;
+    let rows = load(ctx, Counts::None).await?;
     let found = search(ctx, &rows, &args.search)?;
     one("Mailbox/queryChanges", query::changes(ctx, changes::MAILBOX, &args.changes, &found, id).await?)
 }

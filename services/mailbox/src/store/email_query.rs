@@ -98,6 +98,13 @@ pub async fn count(pool: &PgPool, account: AccountId, filter: Option<&Filter>) -
     Ok(q.build_query_scalar().fetch_one(pool).await?)
 }
 
+/// How many threads the matching emails are in (Email/query's total with collapseThreads).
+pub async fn count_threads(pool: &PgPool, account: AccountId, filter: Option<&Filter>) -> Result<i64, MailboxError> {
+    let mut q = QueryBuilder::<Postgres>::new("SELECT count(DISTINCT coalesce(m.thread_id, m.id)) ");
+    from_where(&mut q, account, filter)?;
+    Ok(q.build_query_scalar().fetch_one(pool).await?)
+}
+
 fn from_where(q: &mut QueryBuilder<Postgres>, account: AccountId, filter: Option<&Filter>) -> Result<(), MailboxError> {
     q.push("FROM messages m WHERE m.account_id = ").push_bind(account.get());
     q.push(" AND EXISTS (SELECT 1 FROM mailbox_entries e WHERE e.message_id = m.id)");

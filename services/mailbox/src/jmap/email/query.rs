@@ -15,6 +15,8 @@ use crate::jmap::{Ctx, MethodError, Responses, ids, one, resolve, state};
 use crate::store::email_query::{self, Comparator, Condition, Filter, Found, SortKey};
 use crate::store::emails;
 
+/// Rows read per step when collapsing threads from the start of the results.
+const COLLAPSE_CHUNK: usize = 256;
 /// The most ids one query returns (Stalwart's default is 50 with a maximum of 1000; we give 256 when the
 /// client asks for no limit, and never more than 1000).
 pub const DEFAULT_LIMIT: usize = 256;
@@ -174,6 +176,28 @@ pub async fn query(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Met
             true => Some(email_query::count(ctx.pool, ctx.account, filter.as_ref()).await?),
             false => None,
         };
+        (args.position, page, total)
+    } else if args.collapse_threads && args.anchor.is_none() && args.position >= 0 {
+        // Collapsed from the start: rows in sort order a chunk at a time, each thread's first kept, until
+        // the page is full; a message list's first page reads a few hundred rows, not the whole mailbox.
+        let position = usize::try_from(args.position).unwrap_or(usize::MAX);
+        let wanted = position.saturating_add(limit);
+        let chunk = i64::try_from(wanted.saturating_mul(2).max(COLLAPSE_CHUNK)).unwrap_or(i64::MAX);
+        let (mut kept, mut threads, mut offset) = (Vec::new(), HashSet::new(), 0i64);
+        loop {
+            let rows = email_query::run(ctx.pool, ctx.account, filter.as_ref(), &sort, Some((offset, chunk))).await?;
+            let read = rows.len() as i64;
+            kept.extend(rows.into_iter().filter(|f| threads.insert(f.thread_id)));
+            offset = offset.saturating_add(read);
+            if kept.len() >= wanted || read < chunk {
+                break;
+            }
+        }
+        let total = match args.calculate_total {
+            true => Some(email_query::count_threads(ctx.pool, ctx.account, filter.as_ref()).await?),
+            false => None,
+        };
+        let page: Vec<Found> = kept.into_iter().skip(position).take(limit).collect();
         (args.position, page, total)
     } else {
         let mut all = email_query::run(ctx.pool, ctx.account, filter.as_ref(), &sort, None).await?;
