@@ -1400,8 +1400,10 @@ async function start() {
   app.session = session.session || {};
   $('account-name').textContent = app.username;
   // The folders, identities and (when the inbox id is known from the last visit) the first page, in one request.
-  let inbox = null;
-  try { inbox = localStorage.getItem(`mailbus.inbox.${app.accountId}`); } catch (_) { inbox = null; }
+  let inbox = session.inboxId || null;
+  if (!inbox) {
+    try { inbox = localStorage.getItem(`mailbus.inbox.${app.accountId}`); } catch (_) { inbox = null; }
+  }
   const calls = [
     ['Mailbox/get', { ids: null, properties: MAILBOX_PROPERTIES }, 'm'],
     ['Identity/get', {}, 'i'],

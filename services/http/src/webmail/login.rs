@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::problem::Problem;
 use crate::session::{base_url, session_object};
@@ -139,15 +139,31 @@ pub async fn session(
     let Some((_, session)) = app.auth.session(&headers).await? else {
         return Err(Problem::unauthorized_session());
     };
-    app.auth.check_enabled(&session.account).await?;
+    // The INBOX's id comes with the session, so that the page asks for the folders and the first page of
+    // the INBOX in one request from the start. Asking also refuses a disabled account.
+    let inbox = inbox_id(&app, &session.account).await?;
     let base = base_url(&app, &headers, secure.is_some_and(|s| s.0.0));
     let body = json!({
         "username": session.account.address,
         "accountId": session.account.jmap_id(),
         "csrfToken": session.csrf,
+        "inboxId": inbox,
         "session": session_object(&app, &session.account, &base),
     });
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The id of the account's INBOX (`Mailbox/query` by role), or null if it has none.
+async fn inbox_id(app: &App, account: &crate::auth::Account) -> Result<Value, Problem> {
+    let call = mailbus_proto::v1::JmapCall {
+        account_id: account.id,
+        method: "Mailbox/query".into(),
+        arguments: json!({"accountId": account.jmap_id(), "filter": {"role": "inbox"}}).to_string(),
+        created_ids: Default::default(),
+    };
+    let result = app.jmap.clone().call(call).await.map_err(|status| Problem::from_status(&status))?.into_inner();
+    let answer: Option<Value> = result.responses.first().and_then(|r| serde_json::from_str(&r.arguments).ok());
+    Ok(answer.and_then(|a| a["ids"].get(0).cloned()).unwrap_or(Value::Null))
 }
