@@ -5,7 +5,7 @@
 //! this role may enqueue mail.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -89,7 +89,7 @@ pub async fn api(
     let Some(_slot) = app.concurrency.enter(account.id, MAX_CONCURRENT_REQUESTS) else {
         return Err(Problem::limit("maxConcurrentRequests", StatusCode::BAD_REQUEST));
     };
-    let response = run(&app, &account, request).await?;
+    let response = run(&app, &account, peer.ip(), request).await?;
     Ok(Json(response))
 }
 
@@ -199,7 +199,7 @@ pub type Responses = Vec<(String, Value, String)>;
 
 /// Runs every call in order and builds the response object (RFC 8620 §3.4). A disabled account ends the
 /// request at its first call.
-async fn run(app: &App, account: &Account, request: Request) -> Result<Value, Problem> {
+async fn run(app: &App, account: &Account, client: IpAddr, request: Request) -> Result<Value, Problem> {
     let echo_created = request.created_ids.is_some();
     let mut created_ids = request.created_ids.unwrap_or_default();
     let mut responses: Responses = Vec::with_capacity(request.calls.len());
@@ -216,9 +216,9 @@ async fn run(app: &App, account: &Account, request: Request) -> Result<Value, Pr
         );
         let started = Instant::now();
         let name = call.name.clone();
-        let produced = one_call(app, account, &request.using, call, &responses, &mut created_ids, &mut budget)
-            .instrument(span.clone())
-            .await?;
+        let caller = Caller { app, account, client, using: &request.using };
+        let produced =
+            one_call(&caller, call, &responses, &mut created_ids, &mut budget).instrument(span.clone()).await?;
         let outcome = match produced.first() {
             Some((n, args, _)) if n == "error" => {
                 args.get("type").and_then(Value::as_str).unwrap_or("error").to_owned()
@@ -248,15 +248,22 @@ pub fn error(kind: &str, description: Option<&str>, call_id: &str) -> (String, V
     ("error".to_owned(), arguments, call_id.to_owned())
 }
 
+/// What every call of one request shares: who asks, from where, with which capabilities.
+struct Caller<'a> {
+    app: &'a App,
+    account: &'a Account,
+    client: IpAddr,
+    using: &'a [String],
+}
+
 async fn one_call(
-    app: &App,
-    account: &Account,
-    using: &[String],
+    caller: &Caller<'_>,
     call: Invocation,
     earlier: &Responses,
     created_ids: &mut HashMap<String, String>,
     budget: &mut usize,
 ) -> Result<Responses, Problem> {
+    let Caller { app, account, client, using } = *caller;
     let id = call.call_id.clone();
     // RFC 8620 §3.6.2: a method not covered by `using` is unknown.
     match capability(&call.name) {
@@ -279,7 +286,7 @@ async fn one_call(
         return Ok(vec![error("requestTooLarge", Some(&description), &id)]);
     }
     if call.name == "EmailSubmission/set" {
-        return crate::submission::set(app, account, arguments, &id, created_ids).await;
+        return crate::submission::set(app, account, client, arguments, &id, created_ids).await;
     }
     call_mailbox(app, account, &call.name, arguments, &id, created_ids).await
 }

@@ -7,6 +7,7 @@
 //! implicit `Email/set` whose response follows this one.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -34,6 +35,7 @@ struct Sent {
 pub async fn set(
     app: &App,
     account: &Account,
+    client: IpAddr,
     mut arguments: Map<String, Value>,
     call_id: &str,
     created_ids: &mut HashMap<String, String>,
@@ -52,7 +54,7 @@ pub async fn set(
             return Ok(vec![error("invalidArguments", Some("create must be an object"), call_id)]);
         };
         for (creation_id, object) in creates {
-            match create(app, account, &object, created_ids).await? {
+            match create(app, account, client, &object, created_ids).await? {
                 Ok((object, submission)) => {
                     created_ids.insert(creation_id.clone(), submission.id.clone());
                     created.insert(creation_id.clone(), object);
@@ -130,6 +132,7 @@ fn set_error(kind: &str, description: &str) -> Value {
 async fn create(
     app: &App,
     account: &Account,
+    client: IpAddr,
     object: &Value,
     created_ids: &HashMap<String, String>,
 ) -> Result<Result<(Value, Sent), Value>, Problem> {
@@ -166,7 +169,7 @@ async fn create(
         error["maxRecipients"] = json!(app.limits.max_recipients);
         return Ok(Err(error));
     }
-    let queue_id = match enqueue(app, account, &prepared).await {
+    let queue_id = match enqueue(app, account, client, &prepared).await {
         Ok(queue_id) => queue_id,
         Err(message) => {
             tracing::warn!(%message, "submission not queued");
@@ -209,9 +212,15 @@ async fn create(
     Ok(Ok((created, Sent { id, email_id })))
 }
 
-/// Streams the email's octets from the store onto the queue behind our `Received:` line; returns the
+/// Streams the email's octets from the store onto the queue behind our `Received:` line, which names
+/// `client` (the address the HTTP request came from) as SMTP submission names its client; returns the
 /// queue id.
-async fn enqueue(app: &App, account: &Account, prepared: &pb::PreparedSubmission) -> Result<String, String> {
+async fn enqueue(
+    app: &App,
+    account: &Account,
+    client: IpAddr,
+    prepared: &pb::PreparedSubmission,
+) -> Result<String, String> {
     let request = pb::BlobDownload { account_id: account.id, blob_id: prepared.blob_id.clone() };
     let mut stream = app.jmap.clone().download(request).await.map_err(|s| s.to_string())?.into_inner();
     match stream.message().await.map_err(|s| s.to_string())? {
@@ -223,7 +232,7 @@ async fn enqueue(app: &App, account: &Account, prepared: &pb::PreparedSubmission
     let recipients: Vec<&str> = prepared.rcpt_to.iter().map(String::as_str).collect();
     let received = Received {
         helo: "jmap",
-        client: std::net::IpAddr::from([127, 0, 0, 1]),
+        client,
         tls: None,
         authenticated: Some(&account.address),
         by: &app.hostname,
@@ -279,7 +288,7 @@ async fn enqueue(app: &App, account: &Account, prepared: &pb::PreparedSubmission
         body_key: String::new(),
         arrival_unix_ms: now.timestamp_millis(),
         client: Some(ClientFacts {
-            remote_ip: "127.0.0.1".into(),
+            remote_ip: client.to_string(),
             helo: "jmap".into(),
             authenticated_as: account.address.clone(),
             ..Default::default()

@@ -30,6 +30,11 @@ impl User {
 
     /// Sends `calls` (`[name, arguments, callId]`, accountId filled in) and returns the method responses.
     async fn request(&self, calls: Value) -> Vec<Value> {
+        self.request_from("127.0.0.1", calls).await
+    }
+
+    /// [`User::request`] from the loopback address `source`.
+    async fn request_from(&self, source: &str, calls: Value) -> Vec<Value> {
         let calls: Vec<Value> = calls
             .as_array()
             .expect("a list of calls")
@@ -42,7 +47,10 @@ impl User {
                 call
             })
             .collect();
-        let reply = api(self.addr, &self.auth, &json!({"using": USING, "methodCalls": calls})).await;
+        let body = json!({"using": USING, "methodCalls": calls}).to_string();
+        let args =
+            ["--interface", source, "-H", &self.auth, "-H", "Content-Type: application/json", "--data-binary", &body];
+        let reply = curl(self.addr, "/jmap/api", &args).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.json()["methodResponses"].as_array().expect("methodResponses").clone()
     }
@@ -250,8 +258,9 @@ async fn jmap_submission_reaches_a_local_account_and_a_remote_server() {
     let sent = alice.mailbox("sent").await;
     let identity = alice.call("Identity/get", json!({})).await["list"][0]["id"].as_str().unwrap().to_owned();
 
+    // From 127.0.0.2, which the Received: line must name.
     let responses = alice
-        .request(json!([
+        .request_from("127.0.0.2", json!([
             ["Email/set", {"create": {"d": {
                 "mailboxIds": {drafts.clone(): true},
                 "keywords": {"$draft": true},
@@ -284,7 +293,8 @@ async fn jmap_submission_reaches_a_local_account_and_a_remote_server() {
         bob.call("Email/get", json!({"ids": ids, "properties": ["subject", "from", "header:Received:asText"]})).await;
     assert_eq!(got["list"][0]["subject"], "Over JMAP");
     assert_eq!(got["list"][0]["from"][0]["email"], "alice@example.org");
-    assert!(got["list"][0]["header:Received:asText"].as_str().is_some_and(|r| r.contains("HTTP")), "{got:#}");
+    let received = got["list"][0]["header:Received:asText"].as_str().unwrap_or_default();
+    assert!(received.contains("HTTP") && received.contains("127.0.0.2"), "{got:#}");
 
     // And so does the remote server, through the transport map.
     wait_until(Duration::from_secs(20), "the remote server receives the submission", async || {
