@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Options<'a> {
     /// Show `http:`/`https:` images (the reader asked to).
     pub remote_images: bool,
-    /// `Content-ID` (without angle brackets) → the URL to show for `cid:` that names it.
+    /// `Content-ID` (without angle brackets) → the URL to show for `cid:` that names it, in any case.
     pub cids: &'a HashMap<String, String>,
 }
 
@@ -40,7 +40,11 @@ const DATA_IMAGES: [&str; 4] = ["data:image/png", "data:image/jpeg", "data:image
 pub fn sanitise(html: &str, options: &Options<'_>) -> Sanitised {
     // ammonia keeps its attribute filter for 'static: the filter gets its own copies.
     let blocked = Arc::new(AtomicUsize::new(0));
-    let (counter, remote_images, cids) = (blocked.clone(), options.remote_images, Arc::new(options.cids.clone()));
+    // `cid:` URLs are compared without regard to case (RFC 2392 §2 names them by Content-ID, and mail
+    // programs write the `src` and the header in different cases), so both sides are lowercased.
+    let cids: HashMap<String, String> =
+        options.cids.iter().map(|(cid, url)| (cid.to_ascii_lowercase(), url.clone())).collect();
+    let (counter, remote_images, cids) = (blocked.clone(), options.remote_images, Arc::new(cids));
     let cleaned = {
         let mut builder = ammonia::Builder::default();
         builder
@@ -95,8 +99,9 @@ fn image_source<'u>(
 ) -> Option<Cow<'u, str>> {
     let trimmed = value.trim();
     let lower = trimmed.to_ascii_lowercase();
-    if let Some(cid) = lower.strip_prefix("cid:") {
-        let cid = percent_encoding::percent_decode_str(cid).decode_utf8_lossy();
+    if lower.starts_with("cid:") {
+        // Lowercased after decoding, so that `%41` and `A` meet the key the same way.
+        let cid = percent_encoding::percent_decode_str(&trimmed[4..]).decode_utf8_lossy().to_ascii_lowercase();
         let cid = cid.trim_start_matches('<').trim_end_matches('>');
         return cids.get(cid).map(|url| Cow::Owned(url.clone()));
     }
@@ -291,6 +296,21 @@ mod tests {
         )
         .html;
         assert!(!out.contains("trap.test"), "{out}");
+    }
+
+    #[test]
+    fn cid_images_match_in_any_case() {
+        // Outlook's Content-IDs carry capitals (`image001.png@01DA...`), and its `src` may differ in case.
+        let cids =
+            HashMap::from([("image001.png@01DA2B3C.4D5E6F70".to_owned(), "data:image/png;base64,AAAA".to_owned())]);
+        for src in [
+            "cid:image001.png@01DA2B3C.4D5E6F70",
+            "cid:IMAGE001.PNG@01da2b3c.4d5e6f70",
+            "cid:%49mage001.png@01DA2B3C.4D5E6F70",
+        ] {
+            let out = sanitise(&format!("<img src=\"{src}\">"), &Options { remote_images: false, cids: &cids });
+            assert!(out.html.contains("data:image/png;base64,AAAA"), "{src}: {}", out.html);
+        }
     }
 
     #[test]
