@@ -93,11 +93,12 @@ pub async fn api(
     Ok(Json(response))
 }
 
-/// `application/json` or another `+json` type, with or without parameters; a request without a type is
-/// given the benefit of the doubt (its body must still parse).
+/// `application/json` or another `+json` type, with or without parameters. RFC 8620 §3.6.1 makes a
+/// request whose type is not `application/json` a `notJSON` problem, and a missing type is not it; a
+/// foreign page's `no-cors` request cannot send a JSON type either, so this also stands against CSRF.
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return true;
+        return false;
     };
     let Ok(value) = value.to_str() else {
         return false;
@@ -406,6 +407,24 @@ mod tests {
         assert!(too_large("Mailbox/set", &destroy).is_some());
         destroy.remove("update");
         assert!(too_large("Mailbox/set", &destroy).is_none());
+    }
+
+    #[test]
+    fn only_json_types_are_json() {
+        let typed = |value: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            }
+            is_json(&headers)
+        };
+        assert!(typed(Some("application/json")));
+        assert!(typed(Some("Application/JSON; charset=utf-8")));
+        assert!(typed(Some("application/jmap+json")));
+        // RFC 8620 §3.6.1; and a foreign page's no-cors request can send no JSON type, or none at all.
+        assert!(!typed(None));
+        assert!(!typed(Some("text/plain")));
+        assert!(!typed(Some("application/x-www-form-urlencoded")));
     }
 
     #[test]

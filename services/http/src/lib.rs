@@ -139,6 +139,8 @@ pub(crate) struct App {
     pub push: push::Push,
     pub queue: Queue,
     pub public_url: Option<String>,
+    /// Origins whose pages may call the API (CORS); a change from any other foreign page is refused.
+    pub cors_origins: Vec<String>,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
     pub concurrency: api::Concurrency,
@@ -185,6 +187,7 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         push: push::Push::default(),
         queue,
         public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        cors_origins: config.cors_origins.0.clone(),
         limits: config.limits,
         metrics: metrics::Metrics::default(),
         concurrency: api::Concurrency::default(),

@@ -96,6 +96,7 @@ pub async fn issue(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    crate::webmail::guard::not_cross_site(&headers, app.public_url.as_deref(), &app.cors_origins)?;
     let (username, password) = match Credentials::from_headers(&headers) {
         Some(Credentials::Basic { username, password }) => (username, password),
         Some(Credentials::Bearer(_)) => return Err(Problem::bad_request("a token is issued for a password")),
@@ -148,6 +149,7 @@ pub async fn revoke(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Problem> {
+    crate::webmail::guard::not_cross_site(&headers, app.public_url.as_deref(), &app.cors_origins)?;
     let Some(Credentials::Bearer(token)) = Credentials::from_headers(&headers) else {
         return Err(Problem::unauthorized());
     };

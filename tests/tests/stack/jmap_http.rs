@@ -84,6 +84,38 @@ async fn jmap_http_request_errors_references_limits_and_cors() {
     assert_eq!((not_json.status, problem_type(&not_json).as_str()), (400, "urn:ietf:params:jmap:error:notJSON"));
     let wrong_type = post("{}", "Content-Type: text/html").await;
     assert_eq!(problem_type(&wrong_type), "urn:ietf:params:jmap:error:notJSON");
+    // RFC 8620 §3.6.1: a request without a type is not `application/json` either (curl sends none when
+    // told `Content-Type:`).
+    let untyped = post(r#"{"using": [], "methodCalls": []}"#, "Content-Type:").await;
+    assert_eq!((untyped.status, problem_type(&untyped).as_str()), (400, "urn:ietf:params:jmap:error:notJSON"));
+
+    // CSRF through credentials the browser sends by itself: a foreign page's `no-cors` POST carries the
+    // Basic credentials its user once typed, and is refused before any method runs; so is one that claims
+    // a JSON type. A page of a configured CORS origin still may.
+    let echo = r#"{"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {}, "c"]]}"#;
+    let from_page = |origin: &'static str, site: &'static str, content_type: &'static str| {
+        let bob = bob.clone();
+        async move {
+            let (origin, site) = (format!("Origin: {origin}"), format!("Sec-Fetch-Site: {site}"));
+            curl(
+                addr,
+                "/jmap/api",
+                &["-H", &bob, "-H", &origin, "-H", &site, "-H", content_type, "--data-binary", echo],
+            )
+            .await
+        }
+    };
+    let no_cors = from_page("https://evil.example", "cross-site", "Content-Type: text/plain").await;
+    assert_eq!(no_cors.status, 403, "{}", no_cors.body);
+    let evil_json = from_page("https://evil.example", "cross-site", "Content-Type: application/json").await;
+    assert_eq!(evil_json.status, 403, "{}", evil_json.body);
+    let sibling = from_page("https://other.example.org", "same-site", "Content-Type: application/json").await;
+    assert_eq!(sibling.status, 403, "{}", sibling.body);
+    let client = from_page("https://webmail.example.org", "cross-site", "Content-Type: application/json").await;
+    assert_eq!(client.status, 200, "{}", client.body);
+    let token_from_page =
+        curl(addr, "/jmap/token", &["-X", "POST", "-H", &bob, "-H", "Origin: https://evil.example"]).await;
+    assert_eq!(token_from_page.status, 403, "{}", token_from_page.body);
     let not_request = post(r#"{"using": [], "methodCalls": {}}"#, "Content-Type: application/json").await;
     assert_eq!(
         (not_request.status, problem_type(&not_request).as_str()),

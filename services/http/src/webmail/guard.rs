@@ -4,6 +4,10 @@
 //! the session's token, which only our pages can read (from `/webmail/session`). SameSite=Strict on the
 //! cookie already keeps it off cross-site requests; these checks hold even where it does not (an old
 //! browser, a sibling subdomain, which is same-site but not same-origin).
+//!
+//! A browser also sends credentials it was not given by our pages: `Authorization: Basic` once its user
+//! answered the password prompt, with any request to us, a foreign page's `no-cors` POST included. So
+//! every change, whatever proves it, first passes [`not_cross_site`].
 
 use std::net::IpAddr;
 
@@ -18,8 +22,9 @@ use crate::webmail::sessions::{Session, same_secret};
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The account of a request that changes something (`POST /jmap/api`, an upload): by `Authorization`
-/// as before, or by the cookie under the CSRF checks.
+/// as before, or by the cookie under the CSRF checks; from no other origin's page either way.
 pub async fn authenticate_change(app: &App, headers: &HeaderMap, client: IpAddr) -> Result<Account, Problem> {
+    not_cross_site(headers, app.public_url.as_deref(), &app.cors_origins)?;
     let (account, session) = app.auth.caller(headers, client).await?;
     if let Some(session) = session {
         check(app, headers, &session, header_token(headers))?;
@@ -41,6 +46,29 @@ pub fn header_token(headers: &HeaderMap) -> Option<&str> {
     headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
+/// Refuses a change a browser sent for a page of another origin, whatever credentials it carries: an
+/// `Origin` (RFC 6454 §7) that is neither ours nor one of the CORS origins, or else a `Sec-Fetch-Site`
+/// other than `same-origin` or `none` (the user's own navigation). API clients (curl, jmapc) send
+/// neither header and pass; a page of a CORS origin is cross-site by nature and passes by its `Origin`.
+pub fn not_cross_site(headers: &HeaderMap, public_url: Option<&str>, cors_origins: &[String]) -> Result<(), Problem> {
+    let refuse = || Err(Problem::forbidden("cross-origin request refused"));
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let Ok(origin) = origin.to_str() else {
+            return refuse();
+        };
+        if cors_origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)) {
+            return Ok(());
+        }
+        if !ours(headers, origin, public_url) {
+            return refuse();
+        }
+    }
+    match headers.get("sec-fetch-site").map(|site| site.as_bytes()) {
+        None | Some(b"same-origin" | b"none") => Ok(()),
+        Some(_) => refuse(),
+    }
+}
+
 /// Refuses a request a browser says came from another origin (Fetch Metadata, and RFC 6454 §7's
 /// `Origin`). Our origin is the configured public URL's, or else the request's own `Host` (a browser
 /// sends the Host it connected to, and a page of another origin cannot change it).
@@ -57,15 +85,19 @@ pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> Result<(), 
     let Ok(origin) = origin.to_str() else {
         return refuse();
     };
-    let ours = match public_url {
+    if ours(headers, origin, public_url) { Ok(()) } else { refuse() }
+}
+
+/// Whether `origin` is this server's own.
+fn ours(headers: &HeaderMap, origin: &str, public_url: Option<&str>) -> bool {
+    match public_url {
         Some(url) => origin_of(url).is_some_and(|o| o.eq_ignore_ascii_case(origin)),
         None => {
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
             let authority = origin.split_once("://").map(|(_, rest)| rest);
             matches!((host, authority), (Some(host), Some(authority)) if host.eq_ignore_ascii_case(authority))
         }
-    };
-    if ours { Ok(()) } else { refuse() }
+    }
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -109,6 +141,35 @@ mod tests {
         assert!(refused(&[("origin", "https://mail.test:8443"), ("host", "mail.test")], None));
         assert!(refused(&[("origin", "https://mail.test")], None));
         assert!(refused(&[("origin", "https://mail.test.evil.test"), ("host", "x")], Some("https://mail.test")));
+    }
+
+    #[test]
+    fn changes_from_other_pages_are_refused_whatever_the_credentials() {
+        let cors = ["https://client.test".to_owned()];
+        let passes = |pairs: &[(&'static str, &str)], public: Option<&str>| {
+            not_cross_site(&headers(pairs), public, &cors).is_ok()
+        };
+        // curl, jmapc: neither header.
+        assert!(passes(&[("host", "mail.test"), ("authorization", "Basic eDp5")], None));
+        assert!(passes(
+            &[("sec-fetch-site", "same-origin"), ("origin", "https://mail.test"), ("host", "mail.test")],
+            None
+        ));
+        assert!(passes(&[("sec-fetch-site", "none"), ("host", "mail.test")], None));
+        assert!(passes(&[("origin", "https://mail.test"), ("host", "x")], Some("https://mail.test")));
+        // A page of a configured CORS origin is cross-site, and allowed.
+        assert!(passes(
+            &[("sec-fetch-site", "cross-site"), ("origin", "https://client.test"), ("host", "mail.test")],
+            None
+        ));
+        // A foreign page's no-cors POST, which carries cached Basic credentials by itself.
+        let evil = [("sec-fetch-site", "cross-site"), ("origin", "https://evil.test"), ("host", "mail.test")];
+        assert!(!passes(&evil, None));
+        assert!(!passes(&[("origin", "https://evil.test"), ("host", "mail.test")], None));
+        assert!(!passes(&[("origin", "null"), ("host", "mail.test")], None));
+        assert!(!passes(&[("sec-fetch-site", "cross-site"), ("host", "mail.test")], None));
+        assert!(!passes(&[("sec-fetch-site", "same-site"), ("host", "mail.test")], None));
+        assert!(!passes(&[("origin", "https://mail.test.evil.test"), ("host", "x")], Some("https://mail.test")));
     }
 
     #[test]
