@@ -214,14 +214,14 @@ await scenario(async (browser, run) => {
   });
 
   await run.do('log out', async () => {
-    const cookie = (await context.cookies()).find((c) => c.name === 'mailbus_session');
+    const cookie = (await context.cookies()).find((c) => c.name === '__Host-mailbus_session');
     run.facts.sessionCookie = cookie ? cookie.value : null;
     await page.locator('[data-test=logout]').click();
     await page.locator('[data-test=login-form]').waitFor();
     run.facts.loggedOutMessage = await page.locator('[data-test=login-message]').textContent();
     await run.shot(page, 'logged-out');
     if (cookie) {
-      const api = await request.newContext({ ignoreHTTPSErrors: true, extraHTTPHeaders: { Cookie: `mailbus_session=${cookie.value}` } });
+      const api = await request.newContext({ ignoreHTTPSErrors: true, extraHTTPHeaders: { Cookie: `__Host-mailbus_session=${cookie.value}` } });
       run.facts.sessionAfterLogout = (await api.get(`${env.url}/webmail/session`)).status();
       await api.dispose();
     }

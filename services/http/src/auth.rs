@@ -99,7 +99,7 @@ impl Authenticator {
                 Some((_, session)) => Ok((session.account.clone(), Some(session))),
                 // The webmail's own requests get no Basic challenge, which would open the browser's
                 // password dialog over the page.
-                None if sessions::cookie(headers, SESSION_COOKIE).is_some() || headers.contains_key("x-csrf-token") => {
+                None if sessions::has_cookie(headers, SESSION_COOKIE) || headers.contains_key("x-csrf-token") => {
                     Err(Problem::unauthorized_session())
                 }
                 None => Err(Problem::unauthorized()),

@@ -1,4 +1,4 @@
-// The login page: fills the CSRF field when the server left it to a cookie, and says why we are here.
+// The login page: says why we are here.
 // Nothing from the query string is put into the page; it only selects one of the fixed messages below.
 'use strict';
 
@@ -10,19 +10,6 @@
     expired: 'Your session has ended. Please log in again.',
     csrf: 'The form had expired. Please try again.',
   };
-
-  function cookie(name) {
-    for (const part of document.cookie.split(';')) {
-      const [key, ...rest] = part.trim().split('=');
-      if (key === name) return decodeURIComponent(rest.join('='));
-    }
-    return '';
-  }
-
-  const field = document.getElementById('login-csrf');
-  if (field && (field.value === '' || field.value.includes('{{'))) {
-    field.value = cookie('mailbus_login_csrf');
-  }
 
   const params = new URLSearchParams(location.search);
   let text = MESSAGES[params.get('error') || ''];

@@ -45,7 +45,8 @@ impl Browser {
     async fn login_form(&self) -> (String, String) {
         let page = curl(self.addr, "/", &[]).await;
         assert_eq!(page.status, 200, "{}", page.body);
-        let cookie = cookie_value(&page, "mailbus_login_csrf").expect("the login form sets its CSRF cookie").to_owned();
+        let cookie =
+            cookie_value(&page, "__Secure-mailbus_login_csrf").expect("the login form sets its CSRF cookie").to_owned();
         let field = page.body.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next());
         (cookie, field.expect("the form carries the token").to_owned())
     }
@@ -54,7 +55,7 @@ impl Browser {
     async fn post_login(&self, (user, password): (&str, &str), cookie: &str, csrf: &str, origin: &str) -> Reply {
         let (user, password, csrf) =
             (format!("username={user}"), format!("password={password}"), format!("csrf={csrf}"));
-        let cookie = format!("Cookie: mailbus_login_csrf={cookie}");
+        let cookie = format!("Cookie: __Secure-mailbus_login_csrf={cookie}");
         let origin = format!("Origin: {origin}");
         let args = ["-H", &cookie, "-H", &origin, "--data-urlencode", &user, "--data-urlencode", &password];
         curl(self.addr, "/webmail/login", &[&args[..], &["--data-urlencode", &csrf]].concat()).await
@@ -65,9 +66,9 @@ impl Browser {
         let (cookie, csrf) = self.login_form().await;
         let reply = self.post_login(credentials, &cookie, &csrf, &self.origin).await;
         assert_eq!((reply.status, reply.header("location")), (303, Some("/")), "{}", reply.body);
-        let session = cookie_value(&reply, "mailbus_session").expect("a session cookie").to_owned();
+        let session = cookie_value(&reply, "__Host-mailbus_session").expect("a session cookie").to_owned();
         let document =
-            curl(self.addr, "/webmail/session", &["-H", &format!("Cookie: mailbus_session={session}")]).await;
+            curl(self.addr, "/webmail/session", &["-H", &format!("Cookie: __Host-mailbus_session={session}")]).await;
         assert_eq!(document.status, 200, "{}", document.body);
         (session, document.json())
     }
@@ -75,7 +76,7 @@ impl Browser {
 
 /// A JMAP request carried by the session cookie, with `headers` beside it.
 async fn cookie_api(addr: SocketAddr, session: &str, headers: &[String], body: &Value) -> Reply {
-    let cookie = format!("Cookie: mailbus_session={session}");
+    let cookie = format!("Cookie: __Host-mailbus_session={session}");
     let mut args = vec!["-H", &cookie, "-H", "Content-Type: application/json"];
     for header in headers {
         args.extend(["-H", header.as_str()]);
@@ -98,7 +99,7 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"), "{policy}");
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
-    let login_cookie = set_cookies(&page).into_iter().find(|c| c.starts_with("mailbus_login_csrf=")).unwrap();
+    let login_cookie = set_cookies(&page).into_iter().find(|c| c.starts_with("__Secure-mailbus_login_csrf=")).unwrap();
     assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"), "{login_cookie}");
     assert!(page.body.contains("data-test=\"login-form\""), "the login form: {}", page.body);
 
@@ -106,17 +107,18 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     let (cookie, csrf) = browser.login_form().await;
     let forged = browser.post_login(ALICE, &cookie, "forged", &browser.origin).await;
     assert_eq!((forged.status, forged.header("location")), (303, Some("/?error=csrf")));
-    assert!(cookie_value(&forged, "mailbus_session").is_none());
+    assert!(cookie_value(&forged, "__Host-mailbus_session").is_none());
     let foreign = browser.post_login(ALICE, &cookie, &csrf, "https://evil.test").await;
     assert_eq!(foreign.status, 403, "{}", foreign.body);
     let wrong = browser.post_login((ALICE.0, "wrong"), &cookie, &csrf, &browser.origin).await;
     assert_eq!((wrong.status, wrong.header("location")), (303, Some("/?error=credentials")));
-    assert!(cookie_value(&wrong, "mailbus_session").is_none());
+    assert!(cookie_value(&wrong, "__Host-mailbus_session").is_none());
 
     // A login: the cookie is locked down, the session document has what the page needs.
     let reply = browser.post_login(ALICE, &cookie, &csrf, &browser.origin).await;
     assert_eq!((reply.status, reply.header("location")), (303, Some("/")), "{}", reply.body);
-    let set = set_cookies(&reply).into_iter().find(|c| c.starts_with("mailbus_session=")).expect("session cookie");
+    let set =
+        set_cookies(&reply).into_iter().find(|c| c.starts_with("__Host-mailbus_session=")).expect("session cookie");
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attribute), "{attribute} missing: {set}");
     }
@@ -125,10 +127,10 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     let account = document["accountId"].as_str().expect("accountId").to_owned();
     let token = document["csrfToken"].as_str().expect("csrfToken").to_owned();
     assert_eq!(document["session"]["primaryAccounts"]["urn:ietf:params:jmap:mail"], account);
-    let with_cookie = format!("Cookie: mailbus_session={session}");
+    let with_cookie = format!("Cookie: __Host-mailbus_session={session}");
     let app = curl(addr, "/", &["-H", &with_cookie]).await;
     assert!(app.body.contains("/webmail/assets/app.js?v="), "the app page for a session: {}", app.body);
-    assert!(cookie_value(&app, "mailbus_login_csrf").is_none(), "no login form for a session");
+    assert!(cookie_value(&app, "__Secure-mailbus_login_csrf").is_none(), "no login form for a session");
 
     // A state-changing JMAP request on the cookie: refused without the token, with a wrong one, or from
     // another origin (by Origin or by Fetch Metadata); accepted with the token from our origin.
@@ -183,16 +185,16 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     let out =
         curl(addr, "/webmail/logout", &["-X", "POST", "-H", &with_cookie, "-H", &ours, "-H", &token_header]).await;
     assert_eq!((out.status, out.header("location")), (303, Some("/?logged_out=1")), "{}", out.body);
-    assert!(set_cookies(&out).iter().any(|c| c.starts_with("mailbus_session=;") && c.contains("Max-Age=0")));
+    assert!(set_cookies(&out).iter().any(|c| c.starts_with("__Host-mailbus_session=;") && c.contains("Max-Age=0")));
     let after = curl(addr, "/webmail/session", &["-H", &with_cookie]).await;
     assert_eq!(after.status, 401, "{}", after.body);
     assert!(after.header("www-authenticate").is_none(), "no Basic dialog over the page");
     let reply = cookie_api(addr, &session, &headers, &create).await;
     assert_eq!(reply.status, 401, "the old cookie is dead: {}", reply.body);
     let home = curl(addr, "/", &["-H", &with_cookie]).await;
-    assert!(cookie_value(&home, "mailbus_login_csrf").is_some(), "the login form again");
+    assert!(cookie_value(&home, "__Secure-mailbus_login_csrf").is_some(), "the login form again");
     // The other session lives on.
-    let other_cookie = format!("Cookie: mailbus_session={other}");
+    let other_cookie = format!("Cookie: __Host-mailbus_session={other}");
     assert_eq!(curl(addr, "/webmail/session", &["-H", &other_cookie]).await.status, 200);
     stack.stop().await;
 }
@@ -216,7 +218,7 @@ async fn webmail_logins_share_the_failed_login_throttle_with_imap() {
     // Throttled: even the right password is refused, over the webmail and over IMAP alike.
     let right = browser.post_login(ALICE, &cookie, &csrf, &browser.origin).await;
     assert_eq!(right.header("location"), Some("/?error=throttled"));
-    assert!(cookie_value(&right, "mailbus_session").is_none());
+    assert!(cookie_value(&right, "__Host-mailbus_session").is_none());
     let results = imap_session(stack.imap_addr(), None, json!([["login", ALICE.0, ALICE.1]])).await;
     assert_eq!(results[1][0], "error", "IMAP refuses the address the webmail throttled: {results:?}");
     stack.stop().await;
@@ -331,7 +333,7 @@ async fn webmail_in_a_browser_reads_replies_forwards_moves_searches_and_sees_new
 
     // Logged out on the server: the cookie the browser had opens nothing any more.
     let session = facts["sessionCookie"].as_str().expect("the session cookie");
-    let cookie = format!("Cookie: mailbus_session={session}");
+    let cookie = format!("Cookie: __Host-mailbus_session={session}");
     assert_eq!(curl(stack.http_addr(), "/webmail/session", &["-H", &cookie]).await.status, 401);
 
     // Bob got the reply and the forward, the forward with its attachment; alice's Sent holds both.

@@ -13,10 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Account;
 
-/// The session cookie.
-pub const SESSION_COOKIE: &str = "mailbus_session";
-/// The login form's double-submit cookie (its value is also in the form's hidden `csrf` field).
-pub const LOGIN_COOKIE: &str = "mailbus_login_csrf";
+/// The session cookie. The `__Host-` prefix (RFC 6265bis §4.1.3.2) makes a browser keep it only when set
+/// Secure, with Path=/ and no Domain, by this very host: a sibling subdomain cannot plant one of its own.
+pub const SESSION_COOKIE: &str = "__Host-mailbus_session";
+/// The login form's double-submit cookie (its value is also in the form's hidden `csrf` field). Its
+/// Path is `/webmail/login`, which `__Host-` forbids; `__Secure-` at least keeps an http: page of a
+/// sibling from setting it.
+pub const LOGIN_COOKIE: &str = "__Secure-mailbus_login_csrf";
 
 /// One logged-in browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,19 +95,34 @@ fn key(id: &str) -> String {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4), if it looks like one of
-/// ours (base64url; anything else is not worth a lookup).
+/// ours (base64url; anything else is not worth a lookup). Two cookies of the name mean that someone
+/// else set one (a browser sends both, in an order we cannot trust): neither is taken.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut values = cookies(headers, name);
+    let value = values.next()?.trim();
+    if values.next().is_some() {
+        return None;
+    }
+    let ours = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    ours.then_some(value)
+}
+
+/// Whether the request carries any cookie `name`, well-formed or not.
+pub fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
+    cookies(headers, name).next().is_some()
+}
+
+fn cookies<'h, 'n>(headers: &'h HeaderMap, name: &'n str) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim())
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-        })
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
 /// `Set-Cookie` for a cookie of ours: HttpOnly, Secure, SameSite=Strict; `max_age` 0 deletes it.
@@ -124,20 +142,37 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, "a=1; mailbus_session=abc-_9".parse().unwrap());
-        headers.append(header::COOKIE, "mailbus_login_csrf=zz".parse().unwrap());
+        headers.append(header::COOKIE, "a=1; mailbus_session=planted; __Host-mailbus_session=abc-_9".parse().unwrap());
+        headers.append(header::COOKIE, "__Secure-mailbus_login_csrf=zz".parse().unwrap());
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc-_9"));
         assert_eq!(cookie(&headers, LOGIN_COOKIE), Some("zz"));
         assert_eq!(cookie(&headers, "b"), None);
         let mut odd = HeaderMap::new();
-        odd.append(header::COOKIE, "mailbus_session=\"x y\"".parse().unwrap());
+        odd.append(header::COOKIE, "__Host-mailbus_session=\"x y\"".parse().unwrap());
         assert_eq!(cookie(&odd, SESSION_COOKIE), None);
+        assert!(has_cookie(&odd, SESSION_COOKIE));
+    }
+
+    #[test]
+    fn two_cookies_of_a_name_are_neither_trusted() {
+        // A browser that got a second cookie of the name (set for a parent domain, say) sends both; the
+        // first is not necessarily ours.
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, "__Host-mailbus_session=planted; __Host-mailbus_session=ours".parse().unwrap());
+        assert_eq!(cookie(&headers, SESSION_COOKIE), None);
+        let mut split = HeaderMap::new();
+        split.append(header::COOKIE, "__Secure-mailbus_login_csrf=a".parse().unwrap());
+        split.append(header::COOKIE, "__Secure-mailbus_login_csrf=b".parse().unwrap());
+        assert_eq!(cookie(&split, LOGIN_COOKIE), None);
+        assert!(has_cookie(&split, LOGIN_COOKIE));
     }
 
     #[test]
     fn cookies_are_locked_down() {
         let set = set_cookie(SESSION_COOKIE, "v", "/", Duration::from_secs(60));
-        assert_eq!(set, "mailbus_session=v; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=60");
+        // What `__Host-` requires: Secure, Path=/, no Domain.
+        assert_eq!(set, "__Host-mailbus_session=v; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=60");
+        assert!(!set.to_ascii_lowercase().contains("domain"));
     }
 
     #[test]
