@@ -329,7 +329,15 @@ async fn serve_connection(
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(secure);
         let mut router = router.clone();
-        async move { tower::Service::call(&mut router, request).await }
+        async move {
+            let mut response = tower::Service::call(&mut router, request).await?;
+            if secure.0 {
+                // RFC 6797: a browser that once reached us over TLS never tries plain HTTP again.
+                let hsts = http::HeaderValue::from_static("max-age=31536000");
+                response.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     match tls {
         None => drive(TokioIo::new(stream), service, shutdown).await,

@@ -102,6 +102,10 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     let login_cookie = set_cookies(&page).into_iter().find(|c| c.starts_with("__Secure-mailbus_login_csrf=")).unwrap();
     assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"), "{login_cookie}");
     assert!(page.body.contains("data-test=\"login-form\""), "the login form: {}", page.body);
+    // From elsewhere over plain HTTP, with no https public URL to send the browser to: why it cannot log in.
+    let plain = curl(addr, "/", &["-H", "Host: mail.example.org"]).await;
+    assert_eq!(plain.status, 403, "{}", plain.body);
+    assert!(plain.body.contains("needs HTTPS") && !plain.body.contains("login-form"), "{}", plain.body);
 
     // The form's token must match the cookie, and the form must come from our origin.
     let (cookie, csrf) = browser.login_form().await;
@@ -221,6 +225,32 @@ async fn webmail_logins_share_the_failed_login_throttle_with_imap() {
     assert!(cookie_value(&right, "__Host-mailbus_session").is_none());
     let results = imap_session(stack.imap_addr(), None, json!([["login", ALICE.0, ALICE.1]])).await;
     assert_eq!(results[1][0], "error", "IMAP refuses the address the webmail throttled: {results:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webmail_is_served_over_tls_or_to_this_machine_only() {
+    let stack = TestStack::builder().set("MAILBUS_HTTP_PUBLIC_URL", "https://mail.example.org").start().await;
+    let addr = stack.http_addr();
+    // A browser keeps no Secure cookie from a non-local http: origin, so it is sent to the public URL.
+    let local = curl(addr, "/", &[]).await;
+    assert_eq!(local.status, 200, "a browser on this machine is served: {}", local.body);
+    let remote = curl(addr, "/?error=csrf", &["-H", "Host: mail.example.org"]).await;
+    assert_eq!((remote.status, remote.header("location")), (308, Some("https://mail.example.org/?error=csrf")));
+    let login = curl(addr, "/webmail/login", &["-H", "Host: mail.example.org", "--data", "username=x"]).await;
+    assert_eq!((login.status, login.header("location")), (308, Some("https://mail.example.org/webmail/login")));
+    assert!(local.header("strict-transport-security").is_none(), "HSTS means nothing over plain HTTP");
+    // Over TLS: served, and the browser is told to keep to TLS (RFC 6797).
+    let https = stack.https.expect("the stack serves HTTPS");
+    let url = format!("https://127.0.0.1:{}/", https.port());
+    let output = tokio::process::Command::new("curl")
+        .args(["-s", "-i", "-k", "--http1.1", "--max-time", "20", "-H", "Host: mail.example.org", &url])
+        .output()
+        .await
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&output.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("\r\nstrict-transport-security: max-age=31536000\r\n"), "{text}");
     stack.stop().await;
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ use crate::problem::Problem;
 use crate::session::{base_url, session_object};
 use crate::tokens::form_pairs;
 use crate::webmail::guard::{self, same_origin};
+use crate::webmail::pages::needs_https;
 use crate::webmail::sessions::{LOGIN_COOKIE, SESSION_COOKIE, cookie, same_secret, set_cookie};
 use crate::{App, Secure};
 
@@ -63,9 +64,14 @@ fn see_other(location: &str, cookies: &[String]) -> Response {
 pub async fn login(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    secure: Option<axum::Extension<Secure>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    if let Some(elsewhere) = needs_https(&app, secure.is_some_and(|s| s.0.0), &headers, &uri) {
+        return Ok(elsewhere);
+    }
     same_origin(&headers, app.public_url.as_deref())?;
     let (mut username, mut password, mut csrf) = (None, None, None);
     for (name, value) in form_pairs(&body) {

@@ -7,12 +7,12 @@ use std::sync::{Arc, LazyLock};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::App;
 use crate::webmail::sessions::{LOGIN_COOKIE, random_token, set_cookie};
+use crate::{App, Secure};
 
 mod files {
     include!(concat!(env!("OUT_DIR"), "/webmail_files.rs"));
@@ -67,11 +67,57 @@ fn html(body: String) -> Response {
 }
 
 /// `GET /`: the app for a browser with a session, the login form for any other.
-pub async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub async fn home(
+    State(app): State<Arc<App>>,
+    secure: Option<axum::Extension<Secure>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(elsewhere) = needs_https(&app, secure.is_some_and(|s| s.0.0), &headers, &uri) {
+        return elsewhere;
+    }
     if let Ok(Some(_)) = app.auth.session(&headers).await {
         return html(page("index.html", None));
     }
     login_page()
+}
+
+/// What answers a webmail page asked for over plain HTTP from anywhere but this machine: a browser keeps
+/// no `Secure` cookie from a non-local `http:` origin, so no login could stick (and the password would
+/// cross in the clear). A 308 to the public URL when that is https, else a page that says why. A browser
+/// on the server itself (`localhost`, `127.0.0.1`, `[::1]`) treats `http:` as secure and is served.
+pub fn needs_https(app: &App, secure: bool, headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if secure || is_loopback(host) {
+        return None;
+    }
+    if let Some(public) = app.public_url.as_deref().filter(|url| url.starts_with("https://")) {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(location) = HeaderValue::from_str(&format!("{public}{path}")) {
+            let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+            response.headers_mut().insert(header::LOCATION, location);
+            return Some(response);
+        }
+    }
+    let text = "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>mailbus</title>\
+         <p>The webmail needs HTTPS. Open this address with <code>https://</code> instead.</p></html>";
+    let mut response =
+        (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], text).into_response();
+    page_headers(response.headers_mut());
+    Some(response)
+}
+
+/// Whether a `Host` header names this machine: `localhost` (or a name under it, RFC 6761 §6.3), or a
+/// loopback address, with or without a port.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The login form, with a fresh double-submit token in its hidden field and in a cookie that only
@@ -146,6 +192,20 @@ mod tests {
             assert!(!text.contains("<style"), "{name} has an inline style block");
             assert!(!text.contains(" style=\""), "{name} has a style attribute");
             assert!(!text.contains(" onclick=") && !text.contains(" onload="), "{name} has a handler");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machine() {
+        for host in
+            ["localhost", "localhost:8080", "mail.localhost", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080", "[::1]"]
+        {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in
+            ["", "mail.example.org", "mail.example.org:8080", "10.0.0.1", "[2001:db8::1]:80", "localhost.evil.test"]
+        {
+            assert!(!is_loopback(host), "{host}");
         }
     }
 
