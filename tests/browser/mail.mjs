@@ -216,6 +216,12 @@ await scenario(async (browser, run) => {
   await run.do('log out', async () => {
     const cookie = (await context.cookies()).find((c) => c.name === '__Host-mailbus_session');
     run.facts.sessionCookie = cookie ? cookie.value : null;
+    // A refused logout says so and stays in the app.
+    await page.route('**/webmail/logout', (route) => route.fulfill({ status: 403, contentType: 'application/problem+json', body: '{}' }));
+    await page.locator('[data-test=logout]').click();
+    await page.locator('[data-test=toast]', { hasText: 'Logging out failed' }).waitFor();
+    run.facts.stayedAfterRefusedLogout = await page.locator('[data-test=logout]').isVisible();
+    await page.unroute('**/webmail/logout');
     await page.locator('[data-test=logout]').click();
     await page.locator('[data-test=login-form]').waitFor();
     run.facts.loggedOutMessage = await page.locator('[data-test=login-message]').textContent();

@@ -1331,13 +1331,17 @@ function closeDrawer() {
 
 /* ------------------------------------------------------------------ start */
 
+// Only a logout the server confirmed (its 303 to the login page) leaves the app: on a refusal or an
+// outage the session may still be alive, and saying otherwise would leave it open on a shared computer.
 async function logout() {
-  try {
-    await fetch('/webmail/logout', { method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': app.csrf } });
-  } finally {
-    if (app.events) app.events.close();
-    location.replace('/?logged_out=1');
+  const response = await fetch('/webmail/logout', { method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': app.csrf } })
+    .catch(() => null);
+  if (!response || !response.ok) {
+    toast('Logging out failed. You are still logged in; try again.');
+    return;
   }
+  if (app.events) app.events.close();
+  location.replace('/?logged_out=1');
 }
 
 function wire() {

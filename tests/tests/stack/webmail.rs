@@ -200,6 +200,19 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     // The other session lives on.
     let other_cookie = format!("Cookie: __Host-mailbus_session={other}");
     assert_eq!(curl(addr, "/webmail/session", &["-H", &other_cookie]).await.status, 200);
+
+    // Logging in again in a browser that has a session ends that one (it may be someone else's login).
+    let (form_cookie, csrf) = browser.login_form().await;
+    let both = format!("Cookie: __Secure-mailbus_login_csrf={form_cookie}; __Host-mailbus_session={other}");
+    let origin = format!("Origin: {}", browser.origin);
+    let fields =
+        ["--data-urlencode", &format!("username={}", ALICE.0), "--data-urlencode", &format!("password={}", ALICE.1)];
+    let csrf_field = format!("csrf={csrf}");
+    let args = [&["-H", &both, "-H", &origin][..], &fields[..], &["--data-urlencode", &csrf_field]].concat();
+    let again = curl(addr, "/webmail/login", &args).await;
+    assert_eq!((again.status, again.header("location")), (303, Some("/")), "{}", again.body);
+    assert!(cookie_value(&again, "__Host-mailbus_session").is_some_and(|new| new != other));
+    assert_eq!(curl(addr, "/webmail/session", &["-H", &other_cookie]).await.status, 401, "the earlier session ended");
     stack.stop().await;
 }
 
@@ -353,6 +366,7 @@ async fn webmail_in_a_browser_reads_replies_forwards_moves_searches_and_sees_new
     assert_eq!(facts["inboxUnreadBefore"], 3, "{facts:#}");
     assert_eq!(facts["liveAppeared"], true, "{facts:#}");
     assert!(facts["searchHits"].as_u64().is_some_and(|n| n >= 1), "{facts:#}");
+    assert_eq!(facts["stayedAfterRefusedLogout"], true, "{facts:#}");
     assert_eq!(facts["sessionAfterLogout"], 401, "{facts:#}");
     let shots = facts["screenshots"].as_array().expect("screenshots");
     assert!(shots.len() >= 5, "{facts:#}");

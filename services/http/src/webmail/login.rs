@@ -109,6 +109,12 @@ pub async fn login(
             return Ok(see_other(Refusal::Unavailable.location(), &[]));
         }
     };
+    // A browser that logs in again (as someone else, perhaps) leaves no older session alive behind it.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE)
+        && let Err(error) = app.auth.sessions.end(old).await
+    {
+        tracing::warn!(%error, "earlier webmail session not ended");
+    }
     tracing::info!(protocol = "http", client = %peer.ip(), account = %account.address, "webmail login");
     let cookies = [
         set_cookie(SESSION_COOKIE, &id, "/", app.auth.sessions.ttl),
