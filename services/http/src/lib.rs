@@ -144,6 +144,8 @@ pub(crate) struct App {
     pub limits: Limits,
     pub metrics: metrics::Metrics,
     pub concurrency: api::Concurrency,
+    /// Emails' sanitised documents, recently opened.
+    pub rendered: webmail::rendered::RenderCache,
     pub shutdown: CancellationToken,
 }
 
@@ -191,6 +193,7 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         limits: config.limits,
         metrics: metrics::Metrics::default(),
         concurrency: api::Concurrency::default(),
+        rendered: webmail::rendered::RenderCache::default(),
         shutdown: CancellationToken::new(),
     });
     Ok(Http {

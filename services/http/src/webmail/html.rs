@@ -3,12 +3,12 @@
 //! a policy that lets the document run nothing and load nothing but those images (and remote ones when
 //! the reader asked), in a sandbox without scripts or an origin.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures::StreamExt;
@@ -16,16 +16,20 @@ use mailbus_proto::v1::{self as pb, blob_chunk};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::App;
 use crate::api::call_mailbox;
 use crate::auth::Account;
 use crate::problem::Problem;
+use crate::webmail::rendered::Rendered;
 use crate::webmail::sanitise::{Options, sanitise, text_to_html};
+use crate::{App, MAX_CONCURRENT_REQUESTS};
 
-/// The most body text one document shows.
+/// The most body text one document shows, from all its parts together (the mailbox role applies it to
+/// each part; a mail of a thousand parts must not make it a thousand times as much).
 const MAX_BODY: u64 = 4 << 20;
 /// The most octets of `cid:` images one document inlines; past it the rest are left out.
 const MAX_INLINE_IMAGES: usize = 8 << 20;
+/// The most `cid:` images one document inlines, each a download from the mailbox role.
+const MAX_INLINE_IMAGE_COUNT: usize = 100;
 /// How the framed document looks before the mail's own styles: mail is written for white paper.
 const FRAME_HEAD: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
      <meta name=\"color-scheme\" content=\"light\"><meta name=\"referrer\" content=\"no-referrer\">\
@@ -47,21 +51,37 @@ pub async fn html(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let account = app.auth.authenticate(&headers, peer.ip()).await?;
-    let email = fetch(&app, &account, &email_id).await?;
+    // Hostile mail can make this the costliest request there is: it counts as one of the account's.
+    let Some(_slot) = app.concurrency.enter(account.id, MAX_CONCURRENT_REQUESTS) else {
+        return Err(Problem::limit("maxConcurrentRequests", StatusCode::TOO_MANY_REQUESTS));
+    };
     let remote_images = query.images.as_deref() == Some("1");
-    let (body, images) = body_of(&email);
-    let cids = inline_images(&app, &account, &images, &body).await;
-    let sanitised = sanitise(&body, &Options { remote_images, cids: &cids });
-    let document = format!("{FRAME_HEAD}{}</body></html>", sanitised.html);
-    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], document).into_response();
+    let key = (account.id, email_id.clone(), remote_images);
+    let rendered =
+        app.rendered.get_or_render(key, async || render(&app, &account, &email_id, remote_images).await).await?;
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], rendered.document.clone()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, policy(remote_images));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    headers.insert("x-mailbus-blocked-images", HeaderValue::from(sanitised.blocked_images));
+    headers.insert("x-mailbus-blocked-images", HeaderValue::from(rendered.blocked_images));
     Ok(response)
+}
+
+/// One email's framed document: fetched, its images inlined, sanitised off the async threads (ammonia
+/// on megabytes of hostile HTML is CPU work).
+async fn render(app: &App, account: &Account, email_id: &str, remote_images: bool) -> Result<Rendered, Problem> {
+    let email = fetch(app, account, email_id).await?;
+    let (body, images) = body_of(&email);
+    let cids = inline_images(app, account, &images, &body).await;
+    let sanitised = tokio::task::spawn_blocking(move || sanitise(&body, &Options { remote_images, cids: &cids }))
+        .await
+        .map_err(|_| Problem::unavailable("the message could not be prepared"))?;
+    let document = format!("{FRAME_HEAD}{}</body></html>", sanitised.html);
+    Ok(Rendered { document, blocked_images: sanitised.blocked_images })
 }
 
 /// The framed document's policy: no script (sandbox without `allow-scripts`, and no `script-src`), no
@@ -123,9 +143,9 @@ pub fn body_of(email: &Value) -> (String, Vec<InlineImage>) {
         let media_type = part["type"].as_str().unwrap_or("").to_ascii_lowercase();
         let value = || part["partId"].as_str().and_then(|id| email["bodyValues"][id]["value"].as_str());
         if media_type == "text/html" {
-            body.push_str(value().unwrap_or(""));
+            push_within(&mut body, value().unwrap_or(""));
         } else if media_type.starts_with("text/") {
-            body.push_str(&text_to_html(value().unwrap_or("")));
+            push_within(&mut body, &text_to_html(value().unwrap_or("")));
         } else if let Some(mut image) = image(part) {
             if image.cid.is_empty() {
                 image.cid = format!("mailbus-inline-{n}");
@@ -136,6 +156,17 @@ pub fn body_of(email: &Value) -> (String, Vec<InlineImage>) {
     }
     images.extend(parts("attachments").iter().filter_map(image).filter(|i| !i.cid.is_empty()));
     (body, images)
+}
+
+/// Appends `text` to `body` as far as `MAX_BODY` allows in all (cut at a character boundary; the
+/// sanitiser closes whatever a cut leaves open).
+fn push_within(body: &mut String, text: &str) {
+    let room = (MAX_BODY as usize).saturating_sub(body.len());
+    let mut end = room.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    body.push_str(&text[..end]);
 }
 
 fn image(part: &Value) -> Option<InlineImage> {
@@ -152,22 +183,42 @@ fn image(part: &Value) -> Option<InlineImage> {
     })
 }
 
-/// `cid` → a `data:` URL, for each image the body names, within `MAX_INLINE_IMAGES` in all.
+/// `cid` → a `data:` URL, for each image the body names, at most `MAX_INLINE_IMAGE_COUNT` of them and
+/// `MAX_INLINE_IMAGES` octets in all.
 async fn inline_images(app: &App, account: &Account, images: &[InlineImage], body: &str) -> HashMap<String, String> {
-    let lower = body.to_ascii_lowercase();
+    let named = cid_references(body);
     let mut cids = HashMap::new();
     let mut budget = MAX_INLINE_IMAGES;
     for image in images {
-        let named = lower.contains(&format!("cid:{}", image.cid.to_ascii_lowercase()));
-        if !named || cids.contains_key(&image.cid) || image.size as usize > budget {
+        let key = image.cid.to_ascii_lowercase();
+        if cids.len() >= MAX_INLINE_IMAGE_COUNT {
+            break;
+        }
+        if !named.contains(&key) || cids.contains_key(&key) || image.size as usize > budget {
             continue;
         }
         let Some(bytes) = download(app, account, &image.blob_id, budget).await else { continue };
         budget -= bytes.len();
         let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-        cids.insert(image.cid.clone(), format!("data:{};base64,{data}", image.media_type));
+        cids.insert(key, format!("data:{};base64,{data}", image.media_type));
     }
     cids
+}
+
+/// Every Content-ID the body names with `cid:` (lowercased, percent-decoded, without angle brackets),
+/// found in one pass over the body, whatever the number of images.
+pub fn cid_references(body: &str) -> HashSet<String> {
+    let lower = body.to_ascii_lowercase();
+    let mut found = HashSet::new();
+    let mut rest = lower.as_str();
+    while let Some(at) = rest.find("cid:") {
+        rest = &rest[at + 4..];
+        let end = rest.find(|c: char| c.is_whitespace() || "\"'>)".contains(c)).unwrap_or(rest.len());
+        let reference = percent_encoding::percent_decode_str(&rest[..end]).decode_utf8_lossy().to_ascii_lowercase();
+        found.insert(reference.trim_start_matches('<').trim_end_matches('>').to_owned());
+        rest = &rest[end..];
+    }
+    found
 }
 
 /// A blob's octets, or `None` if it cannot be had or is over `limit`.
@@ -184,4 +235,31 @@ async fn download(app: &App, account: &Account, blob_id: &str, limit: usize) -> 
         }
     }
     Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_references_are_found_in_one_pass() {
+        let body = "<img src=\"cid:Image001.PNG@01DA2B3C\"><img src='CID:%3Clogo@x%3E'> <img src=cid:bare>\
+                    <p>cid: is only text</p>";
+        let found = cid_references(body);
+        for cid in ["image001.png@01da2b3c", "logo@x", "bare"] {
+            assert!(found.contains(cid), "{cid} in {found:?}");
+        }
+    }
+
+    #[test]
+    fn the_body_is_capped_across_all_its_parts() {
+        // Each part is under the mailbox role's per-part cap; together they are not.
+        let chunk = "é".repeat(1 << 20);
+        let parts: Vec<Value> = (0..8).map(|n| json!({"partId": n.to_string(), "type": "text/html"})).collect();
+        let values: serde_json::Map<String, Value> = (0..8).map(|n| (n.to_string(), json!({"value": chunk}))).collect();
+        let email = json!({"htmlBody": parts, "bodyValues": values});
+        let (body, _) = body_of(&email);
+        assert!(body.len() <= MAX_BODY as usize, "{}", body.len());
+        assert!(body.len() > MAX_BODY as usize - 4, "filled up to the cap");
+    }
 }
