@@ -29,6 +29,7 @@ fn status_to_pb(s: MailboxStatus) -> pb::MailboxStatus {
         deleted: s.deleted,
         size: s.size,
         highest_modseq: s.highest_modseq,
+        mailbox_id: s.mailbox_id,
     }
 }
 
@@ -131,9 +132,9 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     ) -> Result<Response<pb::CreateMailboxResponse>, Status> {
         let r = request.into_inner();
         let (account, name) = (AccountId::from(r.account_id), mailbox_name(&r.name)?);
-        let uidvalidity = mailboxes::create(&self.pool, account, &name, &r.special_use).await?;
+        let created = mailboxes::create(&self.pool, account, &name, &r.special_use).await?;
         self.events.publish_hierarchy(account, &name, MailboxEventKind::Created, None);
-        Ok(Response::new(pb::CreateMailboxResponse { uidvalidity }))
+        Ok(Response::new(pb::CreateMailboxResponse { uidvalidity: created.uidvalidity, mailbox_id: created.id }))
     }
 
     async fn rename_mailbox(

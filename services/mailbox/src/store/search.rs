@@ -118,6 +118,13 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         Key::Modseq(modseq) => {
             q.push("e.modseq >= ").push_bind(clamp(*modseq));
         }
+        // RFC 8474 §5: EMAILID and THREADID, the ids JMAP names the same objects by.
+        Key::EmailId(id) => {
+            q.push("m.id = ").push_bind(*id);
+        }
+        Key::ThreadId(id) => {
+            q.push("m.thread_id = ").push_bind(*id);
+        }
     }
     Ok(())
 }
