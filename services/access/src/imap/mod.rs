@@ -10,6 +10,7 @@
 //! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
 
 mod line_meter;
+pub mod object_id;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -358,6 +359,11 @@ fn other_code(code: &str) -> Code<'static> {
     Code::Other(CodeOther::unvalidated(code.as_bytes().to_vec()))
 }
 
+/// RFC 8474 §4.1's `MAILBOXID (m12)`, JMAP's id of the same mailbox.
+fn mailbox_id_code(id: i64) -> Code<'static> {
+    other_code(&format!("MAILBOXID (m{id})"))
+}
+
 fn atom(text: &str) -> Atom<'static> {
     Atom::try_from(text.to_owned()).expect("a valid atom")
 }
@@ -528,6 +534,7 @@ where
                         "ESEARCH",
                         "LIST-EXTENDED",
                         "LIST-STATUS",
+                        "OBJECTID",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );
@@ -670,6 +677,17 @@ where
                     return Ok(());
                 }
                 Err(Interrupt::Io(Io::NeedMoreInput)) => return Ok(()),
+            }
+        }
+    }
+
+    /// The RFC 8474 items the command being answered asked for.
+    fn object_ids(&mut self) -> object_id::ObjectIds {
+        match self.extended.take() {
+            Some(render::Extended::ObjectIds(ids)) => ids,
+            other => {
+                self.extended = other;
+                object_id::ObjectIds::default()
             }
         }
     }
@@ -1414,6 +1432,8 @@ where
                 None => self.server.enqueue_status(say(Code::NoModSeq, "no MODSEQ yet")),
             };
         }
+        // RFC 8474 §4.1: the mailbox's id, JMAP's Mailbox id.
+        self.server.enqueue_status(say(mailbox_id_code(status.mailbox_id), "mailbox id"));
         let login = match std::mem::replace(&mut self.state, State::NotAuthenticated { failures: 0 }) {
             State::Authenticated(login) | State::Selected(login, _) => login,
             State::NotAuthenticated { .. } => unreachable!("select runs authenticated"),
@@ -1550,7 +1570,8 @@ where
         let name = name.trim_end_matches(DELIMITER).to_owned();
         let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use: String::new() };
         match self.ctx.mailbox.clone().create_mailbox(request).await {
-            Ok(_) => ok(tag, None, "CREATE completed"),
+            // RFC 8474 §4.1: the new mailbox's id.
+            Ok(reply) => ok(tag, Some(mailbox_id_code(reply.into_inner().mailbox_id)), "CREATE completed"),
             Err(status) => refusal(tag, &status),
         }
     }
@@ -1710,6 +1731,7 @@ where
         mailbox: &Mailbox<'static>,
         names: &[StatusDataItemName],
     ) -> Status<'static> {
+        let ids = self.object_ids();
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         let status = match self
             .ctx
@@ -1724,6 +1746,7 @@ where
         let items: Vec<StatusDataItem> = names
             .iter()
             .filter_map(|item| match item {
+                StatusDataItemName::Messages if ids.filler => None,
                 StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
                 StatusDataItemName::Recent => Some(StatusDataItem::Recent(0)),
                 StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(nz(status.uidnext))),
@@ -1735,7 +1758,14 @@ where
                 _ => None,
             })
             .collect();
-        self.server.enqueue_data(Data::Status { mailbox: mailbox.clone(), items: items.into() });
+        let data = Data::Status { mailbox: mailbox.clone(), items: items.into() };
+        if ids.mailbox {
+            let line = ResponseCodec::default().encode(&Response::Data(data)).dump();
+            let line = object_id::splice(line, &format!("MAILBOXID (m{})", status.mailbox_id));
+            self.raw_untagged(String::from_utf8_lossy(&line).into_owned()).await;
+        } else {
+            self.server.enqueue_data(data);
+        }
         ok(tag, None, "STATUS completed")
     }
 
@@ -1861,7 +1891,7 @@ where
             returned.iter().map(|&&(_, modseq)| modseq).max().filter(|_| wants_modseq).and_then(NonZeroU64::new)
         };
         let modseq = highest_of(&announced.iter().collect::<Vec<_>>());
-        let extended = match self.extended.take() {
+        let extended = match self.extended.take().filter(|e| matches!(e, render::Extended::Search { .. })) {
             // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
             None if rev2 => Some(render::Extended::Search { options: Vec::new() }),
             other => other,
@@ -2077,6 +2107,7 @@ where
         by_uid: bool,
         changed_since: Option<u64>,
     ) -> Status<'static> {
+        let ids = self.object_ids();
         let mut names: Vec<MessageDataItemName<'static>> = match names {
             MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
                 vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size]
@@ -2096,6 +2127,9 @@ where
             ],
             MacroOrMessageDataItemNames::MessageDataItemNames(names) => names.clone(),
         };
+        if ids.filler && !by_uid {
+            names.retain(|n| *n != MessageDataItemName::Uid);
+        }
         if by_uid && !names.contains(&MessageDataItemName::Uid) {
             names.insert(0, MessageDataItemName::Uid);
         }
@@ -2184,10 +2218,13 @@ where
                 }
                 next => {
                     if let Some((message, data)) = current.take() {
-                        self.emit_fetch(&names, &section_of, message, data);
+                        let raw = self.emit_fetch(&names, &section_of, ids, message, data);
                         if let Err(error) = self.pump().await {
                             tracing::debug!(%error, "client went away during FETCH");
                             return no(tag, None, "connection lost");
+                        }
+                        if let Some(raw) = raw {
+                            self.wire.output.extend_from_slice(&raw);
                         }
                     }
                     match next {
@@ -2216,11 +2253,12 @@ where
         &mut self,
         names: &[MessageDataItemName<'static>],
         section_of: &[Option<usize>],
+        ids: object_id::ObjectIds,
         message: pb::FetchedMessage,
         mut data: Vec<Vec<u8>>,
-    ) {
-        let Some(selected) = self.state.selected() else { return };
-        let Ok(index) = selected.uids.binary_search(&message.uid) else { return };
+    ) -> Option<Vec<u8>> {
+        let selected = self.state.selected()?;
+        let index = selected.uids.binary_search(&message.uid).ok()?;
         if names.contains(&MessageDataItemName::Flags) {
             announce_new_keywords(selected, &message.flags, &mut self.server);
         }
@@ -2273,9 +2311,22 @@ where
             };
             items.push(item);
         }
-        if let Ok(items) = Vec1::try_from(items) {
-            self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
+        let seq = nz(index as u32 + 1);
+        if ids.email || ids.thread {
+            // RFC 8474 §5: EMAILID and THREADID, which imap-types cannot write, added to what it writes.
+            let added = object_id::fetch_items(ids, message.email_id, message.thread_id);
+            return Some(match Vec1::try_from(items) {
+                Ok(items) => {
+                    let line = ResponseCodec::default().encode(&Response::Data(Data::Fetch { seq, items })).dump();
+                    object_id::splice(line, &added)
+                }
+                Err(_) => format!("* {seq} FETCH ({added})\r\n").into_bytes(),
+            });
         }
+        if let Ok(items) = Vec1::try_from(items) {
+            self.server.enqueue_data(Data::Fetch { seq, items });
+        }
+        None
     }
 }
 
