@@ -163,11 +163,8 @@ pub fn fetch_items(ids: ObjectIds, email: i64, thread: i64) -> String {
     if ids.email {
         items.push(format!("EMAILID (e{email})"));
     }
-    if ids.thread && thread != 0 {
+    if ids.thread {
         items.push(format!("THREADID (t{thread})"));
-    } else if ids.thread {
-        // RFC 8474 §5.2: NIL when the server has no thread for the message.
-        items.push("THREADID NIL".to_owned());
     }
     items.join(" ")
 }

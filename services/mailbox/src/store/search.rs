@@ -123,7 +123,7 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
             q.push("m.id = ").push_bind(*id);
         }
         Key::ThreadId(id) => {
-            q.push("m.thread_id = ").push_bind(*id);
+            q.push("coalesce(m.thread_id, m.id) = ").push_bind(*id);
         }
     }
     Ok(())
