@@ -1092,3 +1092,66 @@ async fn objectid_names_mailboxes_emails_and_threads_as_jmap_does() {
     let header = lines(14);
     assert_eq!(header[0], "* 1 FETCH (BODY[HEADER.FIELDS (EMAILID)] {2}", "a field named EMAILID is a field");
 }
+
+/// RFC 5256 THREAD: REFERENCES groups exactly as JMAP's Thread objects do and nests replies under what
+/// they reply to; ORDEREDSUBJECT groups by base subject under the first message.
+#[tokio::test(flavor = "multi_thread")]
+async fn thread_references_are_jmap_threads_nested_by_reply() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("tim@example.org", "pw").await;
+    let mails = [
+        ("plans", "<p@example.net>", ""),
+        ("lunch", "<l@example.net>", ""),
+        ("Re: plans", "<r1@example.net>", "In-Reply-To: <p@example.net>\r\n"),
+        (
+            "Re: Re: plans",
+            "<r2@example.net>",
+            "In-Reply-To: <r1@example.net>\r\nReferences: <p@example.net> <r1@example.net>\r\n",
+        ),
+        ("Re: plans", "<r3@example.net>", "In-Reply-To: <p@example.net>\r\n"),
+        ("Re: lunch", "<l2@example.net>", "References: <l@example.net>\r\n"),
+    ];
+    for (n, (subject, message_id, links)) in mails.iter().enumerate() {
+        let body =
+            format!("From: a@example.net\r\nSubject: {subject}\r\nMessage-ID: {message_id}\r\n{links}\r\nText.\r\n");
+        let date = 1_700_000_000 + 1000 * n as i64;
+        crate::store::append(&stack, id, "INBOX", &[], Some(date), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN tim@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 THREAD REFERENCES UTF-8 ALL"],
+        ["raw", "a4 UID THREAD ORDEREDSUBJECT US-ASCII ALL"],
+        ["raw", "a5 THREAD REFERENCES UTF-8 SUBJECT lunch"],
+        ["raw", "a6 THREAD REFS UTF-8 ALL"],
+        ["raw", "a7 THREAD REFERENCES ISO-8859-1 ALL"],
+        ["raw", "a8 CAPABILITY"],
+        ["raw", "a9 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3), ["* THREAD (1 (3 4)(5))(2 6)", "a3 OK THREAD completed"]);
+    assert_eq!(lines(4), ["* THREAD (1 (3)(4)(5))(2 6)", "a4 OK THREAD completed"]);
+    assert_eq!(lines(5), ["* THREAD (2 6)", "a5 OK THREAD completed"]);
+    assert!(lines(6)[0].starts_with("a6 BAD"), "{:?}", lines(6));
+    assert!(lines(7)[0].starts_with("a7 NO [BADCHARSET"), "{:?}", lines(7));
+    let caps = &lines(8)[0];
+    assert!(caps.contains(" THREAD=REFERENCES") && caps.contains(" THREAD=ORDEREDSUBJECT"), "{caps}");
+    // JMAP's threads of the same messages: sequence numbers are delivery order, as email ids are.
+    let (_, emails) = jmap_ids(&stack, id).await;
+    let thread_ids: Vec<&String> = emails.iter().map(|(_, t)| t).collect();
+    let threads = stack.jmap_call(id, "Thread/get", json!({"ids": [thread_ids[0], thread_ids[1]]})).await;
+    let groups: Vec<Vec<usize>> = threads[0].1["list"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| {
+            let members = t["emailIds"].as_array().unwrap().iter().map(|e| e.as_str().unwrap());
+            let mut numbers: Vec<usize> =
+                members.map(|e| emails.iter().position(|(id, _)| id == e).unwrap() + 1).collect();
+            numbers.sort();
+            numbers
+        })
+        .collect();
+    assert_eq!(groups, [vec![1, 3, 4, 5], vec![2, 6]], "the groups of a3's answer");
+}

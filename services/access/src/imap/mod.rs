@@ -12,6 +12,7 @@
 mod line_meter;
 pub mod object_id;
 pub mod render;
+mod thread;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -30,6 +31,7 @@ use imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_types::command::{CommandBody, FetchModifier, SelectParameter, StoreModifier};
 use imap_types::core::{Atom, Charset, QuotedChar, Tag, Vec1};
 use imap_types::extensions::namespace::Namespace;
+use imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section};
 use imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
 use imap_types::mailbox::{ListMailbox, Mailbox};
@@ -535,6 +537,8 @@ where
                         "LIST-EXTENDED",
                         "LIST-STATUS",
                         "OBJECTID",
+                        "THREAD=REFERENCES",
+                        "THREAD=ORDEREDSUBJECT",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );
@@ -1037,6 +1041,7 @@ where
             CommandBody::Fetch { uid: false, .. }
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
+                | CommandBody::Thread { uid: false, .. }
         );
         let status = match (body, account_id) {
             (CommandBody::Capability, _) => {
@@ -1196,6 +1201,9 @@ where
             (CommandBody::ExpungeUid { sequence_set }, Some(id)) => self.expunge(tag, id, Some(&sequence_set)).await,
             (CommandBody::Search { charset, criteria, uid }, Some(id)) => {
                 self.search(tag, id, charset.as_ref(), criteria.as_ref(), uid).await
+            }
+            (CommandBody::Thread { algorithm, charset, search_criteria, uid }, Some(id)) => {
+                self.thread(tag, id, &algorithm, &charset, search_criteria.as_ref(), uid).await
             }
             (CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers }, Some(id)) => {
                 let changed_since = modifiers.iter().find_map(|m| match m {
@@ -1866,8 +1874,12 @@ where
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request =
-            pb::SearchRequest { account_id: account_id.get(), mailbox: selected.name.clone(), key: Some(key) };
+        let request = pb::SearchRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            key: Some(key),
+            threading: false,
+        };
         let found = match self.ctx.mailbox.clone().search(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1949,6 +1961,62 @@ where
         }
         self.server.enqueue_data(Data::Search(numbers, modseq));
         ok(tag, None, "SEARCH completed")
+    }
+
+    /// RFC 5256 THREAD: the matches of `criteria`, threaded by `algorithm` (`thread.rs`), written raw.
+    async fn thread(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        algorithm: &ThreadingAlgorithm<'_>,
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        let references = match algorithm {
+            ThreadingAlgorithm::References => true,
+            ThreadingAlgorithm::OrderedSubject => false,
+            ThreadingAlgorithm::Other(_) => return bad(Some(tag), "unsupported threading algorithm"),
+        };
+        let name = charset.as_ref();
+        if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
+            let allowed = ["UTF-8", "US-ASCII"].map(|c| Charset::try_from(c).expect("valid")).to_vec();
+            return no(tag, Some(Code::BadCharset { allowed }), "unsupported charset");
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
+        let request = pb::SearchRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            key: Some(key),
+            threading: true,
+        };
+        let found = match self.ctx.mailbox.clone().search(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        // Only messages this session has announced, as SEARCH answers.
+        let messages: Vec<thread::Message> = found
+            .uids
+            .iter()
+            .zip(found.threading)
+            .filter_map(|(&uid, t)| {
+                let index = selected.uids.binary_search(&uid).ok()?;
+                Some(thread::Message {
+                    number: if by_uid { uid } else { index as u32 + 1 },
+                    thread_id: t.thread_id,
+                    message_id: t.message_id,
+                    parents: t.parents,
+                    base_subject: t.base_subject,
+                    date: t.internal_date_unix,
+                })
+            })
+            .collect();
+        let threads = if references { thread::references(messages) } else { thread::ordered_subject(messages) };
+        self.raw_untagged(thread::render(&threads)).await;
+        ok(tag, None, "THREAD completed")
     }
 
     #[allow(clippy::too_many_arguments)]
