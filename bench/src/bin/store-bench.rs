@@ -317,8 +317,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("SEARCH LARGER 4000", Key::Larger(4000)),
     ];
     for (label, key) in searches {
-        let request =
-            pb::SearchRequest { account_id: big, mailbox: "INBOX".into(), key: Some(pb::SearchKey { key: Some(key) }) };
+        let request = pb::SearchRequest {
+            account_id: big,
+            mailbox: "INBOX".into(),
+            key: Some(pb::SearchKey { key: Some(key) }),
+            threading: false,
+        };
         timed(&format!("{label} over {}", args.search), 5, || {
             let (mut client, request) = (client.clone(), request.clone());
             async move {

@@ -153,6 +153,11 @@ fn raw_field(headers: &[Header<'_>], name: HeaderName<'_>, raw: &[u8]) -> Option
 }
 
 fn searchable_value(header: &Header<'_>, raw: &[u8]) -> String {
+    // Message ids stay as written, angle brackets and all: threading (migration 0006's mailbus_msg_ids)
+    // finds them by their brackets, which the parsed value has lost.
+    if matches!(header.name, HeaderName::MessageId | HeaderName::InReplyTo | HeaderName::References) {
+        return raw_value(header, raw).trim().to_owned();
+    }
     match &header.value {
         HeaderValue::Text(text) => text.to_string(),
         HeaderValue::TextList(list) => list.join(", "),

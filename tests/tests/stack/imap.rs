@@ -630,7 +630,8 @@ async fn transcripts_from_the_rfc_examples() {
     assert_eq!(select[5], "* OK [UIDNEXT 12] predicted next UID");
     assert!(select[6].starts_with("* OK [UIDVALIDITY ") && select[6].ends_with("] UIDs valid"), "{select:?}");
     assert!(select[7].starts_with("* OK [HIGHESTMODSEQ "), "{select:?}");
-    assert_eq!(select[8], "A142 OK [READ-WRITE] SELECT completed");
+    assert!(select[8].starts_with("* OK [MAILBOXID (m") && select[8].ends_with(")] mailbox id"), "{select:?}");
+    assert_eq!(select[9], "A142 OK [READ-WRITE] SELECT completed");
     let fetched = lines(6);
     assert_eq!(fetched[0], "* 2 FETCH (FLAGS () BODY[HEADER.FIELDS (DATE FROM)] {88}");
     assert_eq!(fetched[1], "Date: Mon, 7 Feb 1994 21:52:25 -0800");
@@ -1006,4 +1007,151 @@ async fn envelope_groups_are_markers_and_search_finds_a_group_by_name() {
     let groups = "((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))";
     assert!(envelope.contains(groups), "{envelope}");
     assert_eq!(ok(&results, 5).trim(), "1");
+}
+
+/// The JMAP ids of an account's mailboxes by name, and of its emails with their threads.
+async fn jmap_ids(
+    stack: &TestStack,
+    account: i64,
+) -> (std::collections::HashMap<String, String>, Vec<(String, String)>) {
+    let mailboxes = stack.jmap_call(account, "Mailbox/get", json!({"ids": null, "properties": ["name"]})).await;
+    let mailboxes = mailboxes[0].1["list"].as_array().expect("a list").iter();
+    let mailboxes = mailboxes.map(|m| (m["name"].as_str().unwrap().to_owned(), m["id"].as_str().unwrap().to_owned()));
+    let emails = stack.jmap_call(account, "Email/get", json!({"ids": null, "properties": ["threadId"]})).await;
+    let mut emails: Vec<(String, String)> = emails[0].1["list"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["threadId"].as_str().unwrap().to_owned()))
+        .collect();
+    // Email ids are row ids, so this is delivery order, as IMAP's sequence numbers are.
+    emails.sort_by_key(|(id, _)| id[1..].parse::<i64>().unwrap());
+    (mailboxes.collect(), emails)
+}
+
+/// RFC 8474 OBJECTID: MAILBOXID in SELECT, STATUS and CREATE, EMAILID and THREADID in FETCH and SEARCH,
+/// each the id JMAP gives the same object; a reply shares its parent's THREADID as it shares its threadId.
+#[tokio::test(flavor = "multi_thread")]
+async fn objectid_names_mailboxes_emails_and_threads_as_jmap_does() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("oda@example.org", "pw").await;
+    for body in [
+        "From: a@example.net\r\nSubject: plans\r\nMessage-ID: <p@example.net>\r\n\r\nShall we?\r\n",
+        "From: b@example.net\r\nSubject: lunch\r\nMessage-ID: <l@example.net>\r\n\r\nNoon.\r\n",
+        "From: c@example.net\r\nSubject: Re: plans\r\nMessage-ID: <r@example.net>\r\nIn-Reply-To: <p@example.net>\r\nReferences: <p@example.net>\r\n\r\nYes.\r\n",
+    ] {
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let (mailboxes, emails) = jmap_ids(&stack, id).await;
+    let inbox = &mailboxes["INBOX"];
+    assert_eq!(emails.len(), 3);
+    assert_eq!(emails[0].1, emails[2].1, "the reply is in its parent's thread: {emails:?}");
+    assert_ne!(emails[0].1, emails[1].1, "{emails:?}");
+    let (e1, e2, e3) = (&emails[0].0, &emails[1].0, &emails[2].0);
+    let (t1, t2) = (&emails[0].1, &emails[1].1);
+    let steps = json!([
+        ["raw", "a1 LOGIN oda@example.org pw"],
+        ["raw", "a2 CAPABILITY"],
+        ["raw", "a3 SELECT INBOX"],
+        ["raw", "a4 STATUS INBOX (MAILBOXID)"],
+        ["raw", "a5 STATUS INBOX (MESSAGES MAILBOXID)"],
+        ["raw", "a6 CREATE Projects"],
+        ["raw", "a7 FETCH 1:* (EMAILID THREADID)"],
+        ["raw", "a8 UID FETCH 2 (FLAGS EMAILID)"],
+        ["raw", "a9 FETCH 3 THREADID"],
+        ["raw", format!("b1 SEARCH EMAILID {e2}")],
+        ["raw", format!("b2 UID SEARCH THREADID {t1}")],
+        ["raw", format!("b3 SEARCH RETURN (COUNT) OR THREADID {t2} EMAILID {e3}")],
+        ["raw", "b4 SEARCH EMAILID e999999999 THREADID x1"],
+        ["raw", "b5 FETCH 1 (BODY.PEEK[HEADER.FIELDS (EMAILID)])"],
+        ["raw", "b6 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert!(lines(2)[0].split(' ').any(|c| c == "OBJECTID"), "{:?}", lines(2));
+    assert!(lines(3).contains(&format!("* OK [MAILBOXID ({inbox})] mailbox id")), "{:?}", lines(3));
+    assert_eq!(lines(4), [format!("* STATUS INBOX (MAILBOXID ({inbox}))"), "a4 OK STATUS completed".into()]);
+    assert_eq!(lines(5), [format!("* STATUS INBOX (MESSAGES 3 MAILBOXID ({inbox}))"), "a5 OK STATUS completed".into()]);
+    let (mailboxes, _) = jmap_ids(&stack, id).await;
+    assert_eq!(lines(6), [format!("a6 OK [MAILBOXID ({})] CREATE completed", mailboxes["Projects"])]);
+    assert_eq!(
+        lines(7),
+        [
+            format!("* 1 FETCH (EMAILID ({e1}) THREADID ({t1}))"),
+            format!("* 2 FETCH (EMAILID ({e2}) THREADID ({t2}))"),
+            format!("* 3 FETCH (EMAILID ({e3}) THREADID ({t1}))"),
+            "a7 OK FETCH completed".into(),
+        ]
+    );
+    assert_eq!(lines(8), [format!("* 2 FETCH (UID 2 FLAGS () EMAILID ({e2}))"), "a8 OK FETCH completed".into()]);
+    assert_eq!(lines(9), [format!("* 3 FETCH (THREADID ({t1}))"), "a9 OK FETCH completed".into()]);
+    assert_eq!(lines(10), ["* SEARCH 2", "b1 OK SEARCH completed"]);
+    assert_eq!(lines(11), ["* SEARCH 1 3", "b2 OK SEARCH completed"]);
+    assert_eq!(lines(12), ["* ESEARCH (TAG \"b3\") COUNT 2", "b3 OK SEARCH completed"]);
+    assert_eq!(lines(13), ["* SEARCH", "b4 OK SEARCH completed"], "ids of nothing match nothing");
+    let header = lines(14);
+    assert_eq!(header[0], "* 1 FETCH (BODY[HEADER.FIELDS (EMAILID)] {2}", "a field named EMAILID is a field");
+}
+
+/// RFC 5256 THREAD: REFERENCES groups exactly as JMAP's Thread objects do and nests replies under what
+/// they reply to; ORDEREDSUBJECT groups by base subject under the first message.
+#[tokio::test(flavor = "multi_thread")]
+async fn thread_references_are_jmap_threads_nested_by_reply() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("tim@example.org", "pw").await;
+    let mails = [
+        ("plans", "<p@example.net>", ""),
+        ("lunch", "<l@example.net>", ""),
+        ("Re: plans", "<r1@example.net>", "In-Reply-To: <p@example.net>\r\n"),
+        (
+            "Re: Re: plans",
+            "<r2@example.net>",
+            "In-Reply-To: <r1@example.net>\r\nReferences: <p@example.net> <r1@example.net>\r\n",
+        ),
+        ("Re: plans", "<r3@example.net>", "In-Reply-To: <p@example.net>\r\n"),
+        ("Re: lunch", "<l2@example.net>", "References: <l@example.net>\r\n"),
+    ];
+    for (n, (subject, message_id, links)) in mails.iter().enumerate() {
+        let body =
+            format!("From: a@example.net\r\nSubject: {subject}\r\nMessage-ID: {message_id}\r\n{links}\r\nText.\r\n");
+        let date = 1_700_000_000 + 1000 * n as i64;
+        crate::store::append(&stack, id, "INBOX", &[], Some(date), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN tim@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 THREAD REFERENCES UTF-8 ALL"],
+        ["raw", "a4 UID THREAD ORDEREDSUBJECT US-ASCII ALL"],
+        ["raw", "a5 THREAD REFERENCES UTF-8 SUBJECT lunch"],
+        ["raw", "a6 THREAD REFS UTF-8 ALL"],
+        ["raw", "a7 THREAD REFERENCES ISO-8859-1 ALL"],
+        ["raw", "a8 CAPABILITY"],
+        ["raw", "a9 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3), ["* THREAD (1 (3 4)(5))(2 6)", "a3 OK THREAD completed"]);
+    assert_eq!(lines(4), ["* THREAD (1 (3)(4)(5))(2 6)", "a4 OK THREAD completed"]);
+    assert_eq!(lines(5), ["* THREAD (2 6)", "a5 OK THREAD completed"]);
+    assert!(lines(6)[0].starts_with("a6 BAD"), "{:?}", lines(6));
+    assert!(lines(7)[0].starts_with("a7 NO [BADCHARSET"), "{:?}", lines(7));
+    let caps = &lines(8)[0];
+    assert!(caps.contains(" THREAD=REFERENCES") && caps.contains(" THREAD=ORDEREDSUBJECT"), "{caps}");
+    // JMAP's threads of the same messages: sequence numbers are delivery order, as email ids are.
+    let (_, emails) = jmap_ids(&stack, id).await;
+    let thread_ids: Vec<&String> = emails.iter().map(|(_, t)| t).collect();
+    let threads = stack.jmap_call(id, "Thread/get", json!({"ids": [thread_ids[0], thread_ids[1]]})).await;
+    let groups: Vec<Vec<usize>> = threads[0].1["list"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| {
+            let members = t["emailIds"].as_array().unwrap().iter().map(|e| e.as_str().unwrap());
+            let mut numbers: Vec<usize> =
+                members.map(|e| emails.iter().position(|(id, _)| id == e).unwrap() + 1).collect();
+            numbers.sort();
+            numbers
+        })
+        .collect();
+    assert_eq!(groups, [vec![1, 3, 4, 5], vec![2, 6]], "the groups of a3's answer");
 }

@@ -10,7 +10,9 @@
 //! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
 
 mod line_meter;
+pub mod object_id;
 pub mod render;
+mod thread;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -29,6 +31,7 @@ use imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_types::command::{CommandBody, FetchModifier, SelectParameter, StoreModifier};
 use imap_types::core::{Atom, Charset, QuotedChar, Tag, Vec1};
 use imap_types::extensions::namespace::Namespace;
+use imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section};
 use imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
 use imap_types::mailbox::{ListMailbox, Mailbox};
@@ -358,6 +361,11 @@ fn other_code(code: &str) -> Code<'static> {
     Code::Other(CodeOther::unvalidated(code.as_bytes().to_vec()))
 }
 
+/// RFC 8474 §4.1's `MAILBOXID (m12)`, JMAP's id of the same mailbox.
+fn mailbox_id_code(id: i64) -> Code<'static> {
+    other_code(&format!("MAILBOXID (m{id})"))
+}
+
 fn atom(text: &str) -> Atom<'static> {
     Atom::try_from(text.to_owned()).expect("a valid atom")
 }
@@ -528,6 +536,9 @@ where
                         "ESEARCH",
                         "LIST-EXTENDED",
                         "LIST-STATUS",
+                        "OBJECTID",
+                        "THREAD=REFERENCES",
+                        "THREAD=ORDEREDSUBJECT",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );
@@ -670,6 +681,17 @@ where
                     return Ok(());
                 }
                 Err(Interrupt::Io(Io::NeedMoreInput)) => return Ok(()),
+            }
+        }
+    }
+
+    /// The RFC 8474 items the command being answered asked for.
+    fn object_ids(&mut self) -> object_id::ObjectIds {
+        match self.extended.take() {
+            Some(render::Extended::ObjectIds(ids)) => ids,
+            other => {
+                self.extended = other;
+                object_id::ObjectIds::default()
             }
         }
     }
@@ -1019,6 +1041,7 @@ where
             CommandBody::Fetch { uid: false, .. }
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
+                | CommandBody::Thread { uid: false, .. }
         );
         let status = match (body, account_id) {
             (CommandBody::Capability, _) => {
@@ -1178,6 +1201,9 @@ where
             (CommandBody::ExpungeUid { sequence_set }, Some(id)) => self.expunge(tag, id, Some(&sequence_set)).await,
             (CommandBody::Search { charset, criteria, uid }, Some(id)) => {
                 self.search(tag, id, charset.as_ref(), criteria.as_ref(), uid).await
+            }
+            (CommandBody::Thread { algorithm, charset, search_criteria, uid }, Some(id)) => {
+                self.thread(tag, id, &algorithm, &charset, search_criteria.as_ref(), uid).await
             }
             (CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers }, Some(id)) => {
                 let changed_since = modifiers.iter().find_map(|m| match m {
@@ -1414,6 +1440,8 @@ where
                 None => self.server.enqueue_status(say(Code::NoModSeq, "no MODSEQ yet")),
             };
         }
+        // RFC 8474 §4.1: the mailbox's id, JMAP's Mailbox id.
+        self.server.enqueue_status(say(mailbox_id_code(status.mailbox_id), "mailbox id"));
         let login = match std::mem::replace(&mut self.state, State::NotAuthenticated { failures: 0 }) {
             State::Authenticated(login) | State::Selected(login, _) => login,
             State::NotAuthenticated { .. } => unreachable!("select runs authenticated"),
@@ -1550,7 +1578,8 @@ where
         let name = name.trim_end_matches(DELIMITER).to_owned();
         let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use: String::new() };
         match self.ctx.mailbox.clone().create_mailbox(request).await {
-            Ok(_) => ok(tag, None, "CREATE completed"),
+            // RFC 8474 §4.1: the new mailbox's id.
+            Ok(reply) => ok(tag, Some(mailbox_id_code(reply.into_inner().mailbox_id)), "CREATE completed"),
             Err(status) => refusal(tag, &status),
         }
     }
@@ -1710,6 +1739,7 @@ where
         mailbox: &Mailbox<'static>,
         names: &[StatusDataItemName],
     ) -> Status<'static> {
+        let ids = self.object_ids();
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         let status = match self
             .ctx
@@ -1724,6 +1754,7 @@ where
         let items: Vec<StatusDataItem> = names
             .iter()
             .filter_map(|item| match item {
+                StatusDataItemName::Messages if ids.filler => None,
                 StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
                 StatusDataItemName::Recent => Some(StatusDataItem::Recent(0)),
                 StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(nz(status.uidnext))),
@@ -1735,7 +1766,14 @@ where
                 _ => None,
             })
             .collect();
-        self.server.enqueue_data(Data::Status { mailbox: mailbox.clone(), items: items.into() });
+        let data = Data::Status { mailbox: mailbox.clone(), items: items.into() };
+        if ids.mailbox {
+            let line = ResponseCodec::default().encode(&Response::Data(data)).dump();
+            let line = object_id::splice(line, &format!("MAILBOXID (m{})", status.mailbox_id));
+            self.raw_untagged(String::from_utf8_lossy(&line).into_owned()).await;
+        } else {
+            self.server.enqueue_data(data);
+        }
         ok(tag, None, "STATUS completed")
     }
 
@@ -1836,8 +1874,12 @@ where
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request =
-            pb::SearchRequest { account_id: account_id.get(), mailbox: selected.name.clone(), key: Some(key) };
+        let request = pb::SearchRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            key: Some(key),
+            threading: false,
+        };
         let found = match self.ctx.mailbox.clone().search(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1861,7 +1903,7 @@ where
             returned.iter().map(|&&(_, modseq)| modseq).max().filter(|_| wants_modseq).and_then(NonZeroU64::new)
         };
         let modseq = highest_of(&announced.iter().collect::<Vec<_>>());
-        let extended = match self.extended.take() {
+        let extended = match self.extended.take().filter(|e| matches!(e, render::Extended::Search { .. })) {
             // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
             None if rev2 => Some(render::Extended::Search { options: Vec::new() }),
             other => other,
@@ -1919,6 +1961,62 @@ where
         }
         self.server.enqueue_data(Data::Search(numbers, modseq));
         ok(tag, None, "SEARCH completed")
+    }
+
+    /// RFC 5256 THREAD: the matches of `criteria`, threaded by `algorithm` (`thread.rs`), written raw.
+    async fn thread(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        algorithm: &ThreadingAlgorithm<'_>,
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        let references = match algorithm {
+            ThreadingAlgorithm::References => true,
+            ThreadingAlgorithm::OrderedSubject => false,
+            ThreadingAlgorithm::Other(_) => return bad(Some(tag), "unsupported threading algorithm"),
+        };
+        let name = charset.as_ref();
+        if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
+            let allowed = ["UTF-8", "US-ASCII"].map(|c| Charset::try_from(c).expect("valid")).to_vec();
+            return no(tag, Some(Code::BadCharset { allowed }), "unsupported charset");
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
+        let request = pb::SearchRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            key: Some(key),
+            threading: true,
+        };
+        let found = match self.ctx.mailbox.clone().search(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return refusal(tag, &status),
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        // Only messages this session has announced, as SEARCH answers.
+        let messages: Vec<thread::Message> = found
+            .uids
+            .iter()
+            .zip(found.threading)
+            .filter_map(|(&uid, t)| {
+                let index = selected.uids.binary_search(&uid).ok()?;
+                Some(thread::Message {
+                    number: if by_uid { uid } else { index as u32 + 1 },
+                    thread_id: t.thread_id,
+                    message_id: t.message_id,
+                    parents: t.parents,
+                    base_subject: t.base_subject,
+                    date: t.internal_date_unix,
+                })
+            })
+            .collect();
+        let threads = if references { thread::references(messages) } else { thread::ordered_subject(messages) };
+        self.raw_untagged(thread::render(&threads)).await;
+        ok(tag, None, "THREAD completed")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2077,6 +2175,7 @@ where
         by_uid: bool,
         changed_since: Option<u64>,
     ) -> Status<'static> {
+        let ids = self.object_ids();
         let mut names: Vec<MessageDataItemName<'static>> = match names {
             MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
                 vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size]
@@ -2096,6 +2195,9 @@ where
             ],
             MacroOrMessageDataItemNames::MessageDataItemNames(names) => names.clone(),
         };
+        if ids.filler && !by_uid {
+            names.retain(|n| *n != MessageDataItemName::Uid);
+        }
         if by_uid && !names.contains(&MessageDataItemName::Uid) {
             names.insert(0, MessageDataItemName::Uid);
         }
@@ -2184,10 +2286,13 @@ where
                 }
                 next => {
                     if let Some((message, data)) = current.take() {
-                        self.emit_fetch(&names, &section_of, message, data);
+                        let raw = self.emit_fetch(&names, &section_of, ids, message, data);
                         if let Err(error) = self.pump().await {
                             tracing::debug!(%error, "client went away during FETCH");
                             return no(tag, None, "connection lost");
+                        }
+                        if let Some(raw) = raw {
+                            self.wire.output.extend_from_slice(&raw);
                         }
                     }
                     match next {
@@ -2216,11 +2321,12 @@ where
         &mut self,
         names: &[MessageDataItemName<'static>],
         section_of: &[Option<usize>],
+        ids: object_id::ObjectIds,
         message: pb::FetchedMessage,
         mut data: Vec<Vec<u8>>,
-    ) {
-        let Some(selected) = self.state.selected() else { return };
-        let Ok(index) = selected.uids.binary_search(&message.uid) else { return };
+    ) -> Option<Vec<u8>> {
+        let selected = self.state.selected()?;
+        let index = selected.uids.binary_search(&message.uid).ok()?;
         if names.contains(&MessageDataItemName::Flags) {
             announce_new_keywords(selected, &message.flags, &mut self.server);
         }
@@ -2273,9 +2379,22 @@ where
             };
             items.push(item);
         }
-        if let Ok(items) = Vec1::try_from(items) {
-            self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
+        let seq = nz(index as u32 + 1);
+        if ids.email || ids.thread {
+            // RFC 8474 §5: EMAILID and THREADID, which imap-types cannot write, added to what it writes.
+            let added = object_id::fetch_items(ids, message.email_id, message.thread_id);
+            return Some(match Vec1::try_from(items) {
+                Ok(items) => {
+                    let line = ResponseCodec::default().encode(&Response::Data(Data::Fetch { seq, items })).dump();
+                    object_id::splice(line, &added)
+                }
+                Err(_) => format!("* {seq} FETCH ({added})\r\n").into_bytes(),
+            });
         }
+        if let Ok(items) = Vec1::try_from(items) {
+            self.server.enqueue_data(Data::Fetch { seq, items });
+        }
+        None
     }
 }
 

@@ -16,6 +16,8 @@ use imap_types::search::SearchKey;
 use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use mailbus_proto::v1::{self as pb, search_key::Key};
 
+use super::object_id::{self, ObjectIds};
+
 // ---------------------------------------------------------------------------------------------------
 // Modified UTF-7
 
@@ -430,7 +432,11 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
         SearchKey::From(v) => key(header("from", text(v))),
         SearchKey::To(v) => key(header("to", text(v))),
         SearchKey::Subject(v) => key(header("subject", text(v))),
-        SearchKey::Header(name, v) => key(header(&text(name).to_ascii_lowercase(), text(v))),
+        SearchKey::Header(name, v) => match text(name).to_ascii_lowercase() {
+            field if field == object_id::EMAIL_FIELD => key(Key::EmailId(object_id::decode('e', &text(v)))),
+            field if field == object_id::THREAD_FIELD => key(Key::ThreadId(object_id::decode('t', &text(v)))),
+            field => key(header(&field, text(v))),
+        },
         SearchKey::Body(v) => key(Key::Body(text(v))),
         SearchKey::Text(v) => key(Key::Text(text(v))),
         SearchKey::Before(d) => key(Key::InternalDate(day(d, Before))),
@@ -468,6 +474,8 @@ pub enum Extended {
     Search { options: Vec<String> },
     /// `LIST (selection) ref pattern RETURN (options STATUS (items))`.
     List { selection: Vec<String>, returns: Vec<String>, status: Vec<String> },
+    /// RFC 8474: FETCH's EMAILID and THREADID, STATUS's MAILBOXID (SEARCH's keys are spelt as HEADER keys).
+    ObjectIds(ObjectIds),
 }
 
 /// The parenthesised list at the start of `text`: its inside and the text after it.
@@ -494,6 +502,14 @@ fn parenthesised(text: &str) -> Option<(&str, &str)> {
 /// Splits `line` (a whole command, CRLF optional) into what the extended syntax adds and a command
 /// imap-codec can parse; None when it is not one of these.
 pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let Some((ids, line)) = object_id::rewrite(text) else { return rewrite_options(line) };
+    // SEARCH RETURN with an EMAILID key: both rewrites.
+    Some(rewrite_options(line.as_bytes()).unwrap_or((Extended::ObjectIds(ids), line.into_bytes())))
+}
+
+/// ESEARCH's RETURN options and LIST-EXTENDED's selection and return options cut out.
+fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     let line = std::str::from_utf8(line).ok()?;
     let line = line.strip_suffix("\r\n").or_else(|| line.strip_suffix('\n')).unwrap_or(line);
     let (tag, rest) = line.split_once(' ')?;

@@ -160,6 +160,8 @@ async fn send_message(
                 Err(UnknownCte) => -2,
             })
             .collect(),
+        email_id: row.message_id,
+        thread_id: row.thread_id,
     };
     send(sender, pb::fetch_response::Item::Message(meta)).await?;
     for (index, data) in sections.into_iter().enumerate() {

@@ -29,6 +29,7 @@ fn status_to_pb(s: MailboxStatus) -> pb::MailboxStatus {
         deleted: s.deleted,
         size: s.size,
         highest_modseq: s.highest_modseq,
+        mailbox_id: s.mailbox_id,
     }
 }
 
@@ -131,9 +132,9 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     ) -> Result<Response<pb::CreateMailboxResponse>, Status> {
         let r = request.into_inner();
         let (account, name) = (AccountId::from(r.account_id), mailbox_name(&r.name)?);
-        let uidvalidity = mailboxes::create(&self.pool, account, &name, &r.special_use).await?;
+        let created = mailboxes::create(&self.pool, account, &name, &r.special_use).await?;
         self.events.publish_hierarchy(account, &name, MailboxEventKind::Created, None);
-        Ok(Response::new(pb::CreateMailboxResponse { uidvalidity }))
+        Ok(Response::new(pb::CreateMailboxResponse { uidvalidity: created.uidvalidity, mailbox_id: created.id }))
     }
 
     async fn rename_mailbox(
@@ -273,11 +274,13 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.ok_or_else(|| invalid("search key missing"))?;
-        let found = search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key).await?;
+        let found =
+            search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key, r.threading).await?;
         Ok(Response::new(pb::SearchResponse {
             uids: uids_to_pb(&found.uids),
             highest_modseq: found.highest_modseq,
             modseqs: found.modseqs,
+            threading: found.threading,
         }))
     }
 

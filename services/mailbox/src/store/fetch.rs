@@ -73,6 +73,9 @@ pub struct FetchRow {
     #[sqlx(try_from = "i64")]
     pub size: u64,
     pub message_id: i64,
+    /// The id of the thread's first message (migration 0006), JMAP's Thread id without its letter; a
+    /// message stored before threading is a thread of its own, as JMAP's Email/get says.
+    pub thread_id: i64,
     /// `mailbus.v1.MessageStructure`, protobuf-encoded; None for a row not parsed yet.
     pub structure: Option<Vec<u8>>,
 }
@@ -88,7 +91,8 @@ pub async fn fetch_rows(
     let mailbox = mailboxes::find(pool, account, name).await?;
     let rows = sqlx::query_as(
         "SELECT e.uid, e.flags, e.modseq, extract(epoch FROM m.internal_date)::bigint AS internal_date_unix,
-                m.size, m.id AS message_id, m.structure
+                m.size, m.id AS message_id,
+                coalesce(m.thread_id, m.id) AS thread_id, m.structure
            FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
           WHERE e.mailbox_id = $1 AND e.expunged_modseq IS NULL AND e.uid = ANY($2)
             AND ($3::bigint IS NULL OR e.modseq > $3)

@@ -18,6 +18,8 @@ pub struct Status {
     pub deleted: u32,
     pub size: u64,
     pub highest_modseq: u64,
+    /// The mailbox's row id, JMAP's Mailbox id without its letter (RFC 8474 MAILBOXID).
+    pub mailbox_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub struct Changes {
 
 /// The columns of a [`StatusRow`], from `mailboxes b` joined with its live entries `e` and their
 /// messages `m`, grouped by mailbox.
-const STATUS_COLUMNS: &str = "b.uidvalidity, b.uidnext, b.highestmodseq,
+const STATUS_COLUMNS: &str = "b.id, b.uidvalidity, b.uidnext, b.highestmodseq,
        count(e.uid) AS messages,
        count(e.uid) FILTER (WHERE NOT e.flags @> '{\\\\Seen}') AS unseen,
        count(e.uid) FILTER (WHERE e.flags @> '{\\\\Deleted}') AS deleted,
@@ -54,6 +56,7 @@ const STATUS_COLUMNS: &str = "b.uidvalidity, b.uidnext, b.highestmodseq,
 
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 struct StatusRow {
+    id: i64,
     uidvalidity: i64,
     uidnext: i64,
     highestmodseq: i64,
@@ -74,6 +77,7 @@ impl From<StatusRow> for Status {
             deleted: row.deleted as u32,
             size: row.size as u64,
             highest_modseq: row.highestmodseq as u64,
+            mailbox_id: row.id,
         }
     }
 }
@@ -139,6 +143,7 @@ pub async fn select(pool: &PgPool, account: AccountId, name: &MailboxName) -> Re
     .await?;
     tx.commit().await?;
     let mut status = Status::from(StatusRow {
+        id: mailbox.id.get(),
         uidvalidity: mailbox.uidvalidity,
         uidnext: mailbox.uidnext,
         highestmodseq: mailbox.highestmodseq,

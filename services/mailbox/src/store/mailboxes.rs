@@ -167,7 +167,7 @@ pub async fn create(
     account: AccountId,
     name: &MailboxName,
     special_use: &str,
-) -> Result<u32, MailboxError> {
+) -> Result<Created, MailboxError> {
     let special_use = match special_use {
         "" => None,
         given => Some(
@@ -184,8 +184,16 @@ pub async fn create(
     }
     create_parents(&mut tx, account, name).await?;
     let uidvalidity = insert(&mut tx, account, name, special_use).await?;
+    let id = find(&mut *tx, account, name).await?.id.get();
     tx.commit().await?;
-    Ok(uidvalidity)
+    Ok(Created { uidvalidity, id })
+}
+
+/// A mailbox CREATE made: its UIDVALIDITY and row id (IMAP's MAILBOXID, RFC 8474).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub uidvalidity: u32,
+    pub id: i64,
 }
 
 /// Renames a mailbox and every mailbox below it, and their subscriptions (as Dovecot does). Renaming

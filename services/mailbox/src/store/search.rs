@@ -18,6 +18,8 @@ pub struct Found {
     /// Each match's MODSEQ, in the order of `uids`.
     pub modseqs: Vec<u64>,
     pub highest_modseq: u64,
+    /// With `threading`: each match's threading facts, in the order of `uids`.
+    pub threading: Vec<pb::Threading>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -25,7 +27,24 @@ struct Match {
     #[sqlx(try_from = "i64")]
     uid: Uid,
     modseq: i64,
+    #[sqlx(default)]
+    thread_id: i64,
+    #[sqlx(default)]
+    own: String,
+    #[sqlx(default)]
+    refs: Vec<String>,
+    #[sqlx(default)]
+    base_subject: String,
+    #[sqlx(default)]
+    internal_date_unix: i64,
 }
+
+/// What THREAD reads of a match: JMAP's thread (coalesced as Email/get does), the Message-ID, the ids it
+/// names besides its own, its base subject and date.
+const THREADING_COLUMNS: &str = ", coalesce(m.thread_id, m.id) AS thread_id,
+       coalesce((mailbus_msg_ids(m.header_values[array_position(m.header_names, 'message-id')]))[1], '') AS own,
+       coalesce(m.thread_refs, '{}') AS refs, coalesce(m.base_subject, '') AS base_subject,
+       extract(epoch FROM m.internal_date)::bigint AS internal_date_unix";
 
 /// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
 /// (RFC 7162 §3.1.5); 0 when none match.
@@ -34,10 +53,15 @@ pub async fn search(
     account: AccountId,
     mailbox: &MailboxName,
     key: &pb::SearchKey,
+    threading: bool,
 ) -> Result<Found, MailboxError> {
     let id = mailboxes::find(pool, account, mailbox).await?.id;
-    let mut query = QueryBuilder::<Postgres>::new(
-        "SELECT e.uid, e.modseq FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
+    let mut query = QueryBuilder::<Postgres>::new("SELECT e.uid, e.modseq");
+    if threading {
+        query.push(THREADING_COLUMNS);
+    }
+    query.push(
+        " FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
           WHERE e.expunged_modseq IS NULL AND e.mailbox_id = ",
     );
     query.push_bind(id.get()).push(" AND ");
@@ -47,8 +71,21 @@ pub async fn search(
     Ok(Found {
         highest_modseq: matches.iter().map(|m| m.modseq as u64).max().unwrap_or(0),
         modseqs: matches.iter().map(|m| m.modseq as u64).collect(),
+        threading: if threading { matches.iter().map(threading_of).collect() } else { Vec::new() },
         uids: matches.into_iter().map(|m| m.uid).collect(),
     })
+}
+
+fn threading_of(m: &Match) -> pb::Threading {
+    // thread_refs is the message's own id, if it has one, then the ids it names.
+    let skip = usize::from(!m.own.is_empty() && m.refs.first() == Some(&m.own));
+    pb::Threading {
+        thread_id: m.thread_id,
+        message_id: m.own.clone(),
+        parents: m.refs[skip..].to_vec(),
+        base_subject: m.base_subject.clone(),
+        internal_date_unix: m.internal_date_unix,
+    }
 }
 
 /// Appends the SQL condition for `key`, with its values as bound parameters.
@@ -117,6 +154,13 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         }
         Key::Modseq(modseq) => {
             q.push("e.modseq >= ").push_bind(clamp(*modseq));
+        }
+        // RFC 8474 §5: EMAILID and THREADID, the ids JMAP names the same objects by.
+        Key::EmailId(id) => {
+            q.push("m.id = ").push_bind(*id);
+        }
+        Key::ThreadId(id) => {
+            q.push("coalesce(m.thread_id, m.id) = ").push_bind(*id);
         }
     }
     Ok(())

@@ -57,8 +57,12 @@ async fn store(
 }
 
 async fn search(stack: &TestStack, account_id: i64, key: Key) -> Vec<u32> {
-    let request =
-        pb::SearchRequest { account_id, mailbox: "INBOX".into(), key: Some(pb::SearchKey { key: Some(key) }) };
+    let request = pb::SearchRequest {
+        account_id,
+        mailbox: "INBOX".into(),
+        key: Some(pb::SearchKey { key: Some(key) }),
+        threading: false,
+    };
     stack.mailbox().await.search(request).await.expect("search").into_inner().uids
 }
 
@@ -305,7 +309,12 @@ async fn search_keys_cover_flags_headers_sizes_dates_uids_modseq_and_full_text()
     assert_eq!(search(&stack, id, Key::SentDate(day(On, 20_778))).await, [2, 3]);
 
     let modseq = store(&stack, id, &[2], pb::StoreMode::Add, &["\\Answered"], None).await.unwrap().highest_modseq;
-    let request = pb::SearchRequest { account_id: id, mailbox: "INBOX".into(), key: Some(key(Key::Modseq(modseq))) };
+    let request = pb::SearchRequest {
+        account_id: id,
+        mailbox: "INBOX".into(),
+        key: Some(key(Key::Modseq(modseq))),
+        threading: false,
+    };
     let found = stack.mailbox().await.search(request).await.unwrap().into_inner();
     assert_eq!((found.uids, found.highest_modseq), (vec![2], modseq));
 
