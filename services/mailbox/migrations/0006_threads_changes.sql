@@ -54,9 +54,13 @@ CREATE FUNCTION mailbus_is_reply_subject(subject TEXT) RETURNS BOOLEAN LANGUAGE 
     SELECT coalesce(subject, '') ~* '^\s*(\[[^\]]*\]\s*)*(re|fwd?|aw|sv|wg|antw|rif|tr)\s*(\[\d+\])?\s*:'
 $$;
 
--- The angle-bracketed ids of one header value, brackets removed.
+-- The message ids of one header value, brackets removed: the angle-bracketed ones, or, in a value with no
+-- brackets at all (messages stored before header values kept them), each word that looks like an id.
 CREATE FUNCTION mailbus_msg_ids(value TEXT) RETURNS TEXT[] LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(array_agg(m[1]), '{}') FROM regexp_matches(coalesce(value, ''), '<([^<>\s]+)>', 'g') AS m
+    SELECT CASE WHEN coalesce(value, '') ~ '<[^<>\s]+>'
+        THEN (SELECT array_agg(m[1]) FROM regexp_matches(value, '<([^<>\s]+)>', 'g') AS m)
+        ELSE coalesce((SELECT array_agg(m[1]) FROM regexp_matches(coalesce(value, ''), '([^<>\s,;]+@[^<>\s,;]+)', 'g') AS m), '{}')
+    END
 $$;
 
 -- Fills thread_refs, base_subject and thread_id of a message about to be stored. A message joins the thread

@@ -545,3 +545,32 @@ async fn jmap_collapsed_threads_page_past_a_long_thread() {
     assert_eq!(second["ids"], json!([ids[1]]));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_stored_before_ids_kept_their_brackets_are_threaded_by_their_ids() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("alice@example.org", "secret").await;
+    // Header values as the parser of earlier releases stored them: ids without angle brackets. The
+    // threading trigger (which the migration's backfill runs for every such row) must still find them.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    let insert = "INSERT INTO messages (account_id, content, size, header_names, header_values)
+                  VALUES ($1, 'x', 1, $2, $3) RETURNING thread_id";
+    let names = vec!["message-id".to_owned(), "subject".to_owned()];
+    let root: i64 = sqlx::query_scalar(insert)
+        .bind(id)
+        .bind(&names)
+        .bind(vec!["old-root@example.net".to_owned(), "Budget".to_owned()])
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let names = vec!["message-id".to_owned(), "in-reply-to".to_owned(), "references".to_owned(), "subject".to_owned()];
+    let values = vec![
+        "old-reply@example.net".to_owned(),
+        "old-root@example.net".to_owned(),
+        "old-root@example.net".to_owned(),
+        "About the numbers".to_owned(),
+    ];
+    let reply: i64 = sqlx::query_scalar(insert).bind(id).bind(&names).bind(values).fetch_one(&mut db).await.unwrap();
+    assert_eq!(reply, root, "a reply with a different subject joins its parent's thread by id");
+    stack.stop().await;
+}
