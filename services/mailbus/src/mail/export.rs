@@ -1,0 +1,112 @@
+//! The export run: every mailbox of the account, message by message in UID order, through ListMessages
+//! (sizes and internal dates), Changes since 0 (flags) and FetchMessage (octets).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use futures::StreamExt;
+use mailbus_proto::v1::{self as pb, mailbox_client::MailboxClient};
+
+use super::progress::{Counts, Progress};
+use super::{maildir, mbox};
+
+type Client = MailboxClient<mailbus_grpc::TracedChannel>;
+
+pub enum Format {
+    Maildir(PathBuf),
+    /// A directory: one mboxrd file per mailbox (`A/B` is the file `B` in the directory `A`; a mailbox
+    /// that has children is written as `A.mbox` beside the directory `A`).
+    Mbox(PathBuf),
+}
+
+pub async fn run(mut client: Client, account: i64, format: Format) -> anyhow::Result<()> {
+    let request =
+        pb::ListMailboxesRequest { account_id: account, patterns: vec!["*".to_owned()], ..Default::default() };
+    let listing = client.list_mailboxes(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    let mailboxes: Vec<pb::MailboxListing> = listing.into_inner().mailboxes.into_iter().filter(|m| m.exists).collect();
+    let mut counts = Counts::default();
+    let mut progress = Progress::new(0);
+    for mailbox in &mailboxes {
+        let messages = messages(&mut client, account, &mailbox.name).await?;
+        counts.folders += 1;
+        match &format {
+            Format::Maildir(root) => {
+                let mut writer = maildir::Writer::create(root, &mailbox.name)?;
+                for (summary, flags) in messages {
+                    let octets = fetch(&mut client, account, &mailbox.name, summary.uid).await?;
+                    writer.write(summary.uid, &octets, &flags, summary.internal_date_unix)?;
+                    counts.added += 1;
+                    counts.added_bytes += octets.len() as u64;
+                    progress.advance(octets.len() as u64, &counts);
+                }
+                writer.finish()?;
+            }
+            Format::Mbox(root) => {
+                let path = mbox_path(root, &mailbox.name, mailbox.has_children);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                }
+                let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                for (summary, flags) in messages {
+                    let octets = fetch(&mut client, account, &mailbox.name, summary.uid).await?;
+                    mbox::write_message(&mut out, &octets, &flags, summary.internal_date_unix)?;
+                    counts.added += 1;
+                    counts.added_bytes += octets.len() as u64;
+                    progress.advance(octets.len() as u64, &counts);
+                }
+                out.flush().with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    progress.finish();
+    println!("folders {}, messages {} ({} bytes)", counts.folders, counts.added, counts.added_bytes);
+    Ok(())
+}
+
+fn mbox_path(root: &Path, name: &str, has_children: bool) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for part in name.split('/') {
+        path.push(part);
+    }
+    if has_children {
+        path.set_extension("mbox");
+    }
+    path
+}
+
+/// The mailbox's live messages in UID order, each with its flags.
+async fn messages(
+    client: &mut Client,
+    account: i64,
+    mailbox: &str,
+) -> anyhow::Result<Vec<(pb::MessageSummary, Vec<String>)>> {
+    let error = |s: tonic::Status| anyhow::anyhow!("{mailbox}: {}", s.message());
+    let request = pb::ListMessagesRequest { account_id: account, mailbox: mailbox.to_owned() };
+    let list = client.list_messages(request).await.map_err(error)?.into_inner();
+    let request = pb::ChangesRequest { account_id: account, mailbox: mailbox.to_owned(), since_modseq: 0 };
+    let changes = client.changes(request).await.map_err(error)?.into_inner();
+    let mut flags: HashMap<u32, Vec<String>> = changes.changed.into_iter().map(|e| (e.uid, e.flags)).collect();
+    Ok(list
+        .messages
+        .into_iter()
+        .map(|m| (m.uid, m))
+        .map(|(uid, m)| (m, flags.remove(&uid).unwrap_or_default()))
+        .collect())
+}
+
+async fn fetch(client: &mut Client, account: i64, mailbox: &str, uid: u32) -> anyhow::Result<Vec<u8>> {
+    let request = pb::FetchMessageRequest { account_id: account, mailbox: mailbox.to_owned(), uid };
+    let mut stream = client
+        .fetch_message(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{mailbox} uid {uid}: {}", s.message()))?
+        .into_inner();
+    let mut octets = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        octets.extend_from_slice(&chunk.map_err(|s| anyhow::anyhow!("{mailbox} uid {uid}: {}", s.message()))?.data);
+    }
+    Ok(octets)
+}
