@@ -29,7 +29,7 @@ pub async fn run(mut client: Client, account: i64, format: Format) -> anyhow::Re
     let mut counts = Counts::default();
     let mut progress = Progress::new(0);
     for mailbox in &mailboxes {
-        let messages = messages(&mut client, account, &mailbox.name).await?;
+        let (uids, messages) = messages(&mut client, account, &mailbox.name).await?;
         counts.folders += 1;
         match &format {
             Format::Maildir(root) => {
@@ -41,7 +41,7 @@ pub async fn run(mut client: Client, account: i64, format: Format) -> anyhow::Re
                     counts.added_bytes += octets.len() as u64;
                     progress.advance(octets.len() as u64, &counts);
                 }
-                writer.finish()?;
+                writer.finish(uids.0, uids.1)?;
             }
             Format::Mbox(root) => {
                 let path = mbox_path(root, &mailbox.name, mailbox.has_children);
@@ -77,24 +77,24 @@ fn mbox_path(root: &Path, name: &str, has_children: bool) -> PathBuf {
     path
 }
 
-/// The mailbox's live messages in UID order, each with its flags.
+/// The mailbox's UIDVALIDITY and UIDNEXT, and its live messages in UID order, each with its flags.
 async fn messages(
     client: &mut Client,
     account: i64,
     mailbox: &str,
-) -> anyhow::Result<Vec<(pb::MessageSummary, Vec<String>)>> {
+) -> anyhow::Result<((u32, u32), Vec<(pb::MessageSummary, Vec<String>)>)> {
     let error = |s: tonic::Status| anyhow::anyhow!("{mailbox}: {}", s.message());
     let request = pb::ListMessagesRequest { account_id: account, mailbox: mailbox.to_owned() };
     let list = client.list_messages(request).await.map_err(error)?.into_inner();
     let request = pb::ChangesRequest { account_id: account, mailbox: mailbox.to_owned(), since_modseq: 0 };
     let changes = client.changes(request).await.map_err(error)?.into_inner();
     let mut flags: HashMap<u32, Vec<String>> = changes.changed.into_iter().map(|e| (e.uid, e.flags)).collect();
-    Ok(list
-        .messages
-        .into_iter()
-        .map(|m| (m.uid, m))
-        .map(|(uid, m)| (m, flags.remove(&uid).unwrap_or_default()))
-        .collect())
+    let uids = (list.uidvalidity, list.uidnext);
+    let messages = list.messages.into_iter().map(|m| {
+        let flags = flags.remove(&m.uid).unwrap_or_default();
+        (m, flags)
+    });
+    Ok((uids, messages.collect()))
 }
 
 async fn fetch(client: &mut Client, account: i64, mailbox: &str, uid: u32) -> anyhow::Result<Vec<u8>> {

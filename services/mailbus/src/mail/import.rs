@@ -135,9 +135,7 @@ impl Run {
 
     fn refuse(&mut self, origin: &str, why: &str) {
         self.counts.refused += 1;
-        let line = format!("{origin}: {why}");
-        self.progress.println(&format!("refused: {line}"));
-        self.refusals.push(line);
+        self.refusals.push(format!("{origin}: {why}"));
     }
 
     async fn import_source(

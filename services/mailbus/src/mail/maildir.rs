@@ -51,7 +51,14 @@ fn folder(dir: &Path, name: String) -> anyhow::Result<Folder> {
             sources.push(entry.path());
         }
     }
-    sources.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    // Dovecot's UID order where its dovecot-uidlist names the file, then the rest in name order (Dovecot's
+    // and qmail's names start with the delivery time).
+    let order = uid_order(dir);
+    let key = |path: &PathBuf| {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (order.get(base_name(&name)).copied().unwrap_or(u64::MAX), name)
+    };
+    sources.sort_by_cached_key(key);
     let sources = sources
         .into_iter()
         .map(|path| {
@@ -62,6 +69,33 @@ fn folder(dir: &Path, name: String) -> anyhow::Result<Folder> {
         })
         .collect();
     Ok(Folder { name, sources })
+}
+
+/// A file name without its info (`:2,...`): what dovecot-uidlist names.
+fn base_name(file_name: &str) -> &str {
+    file_name.split([':', ';', '!']).next().unwrap_or(file_name)
+}
+
+/// The folder's `dovecot-uidlist`: each base name's UID.
+fn uid_order(dir: &Path) -> std::collections::HashMap<String, u64> {
+    let Ok(text) = std::fs::read_to_string(dir.join("dovecot-uidlist")) else { return Default::default() };
+    parse_uidlist(&text)
+}
+
+/// `dovecot-uidlist` (version 3: a header line, then `<uid> [extensions] :<base name>`; version 1:
+/// `<uid> <base name>`).
+pub fn parse_uidlist(text: &str) -> std::collections::HashMap<String, u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (uid, rest) = line.split_once(' ')?;
+            let name = match rest.rsplit_once(" :") {
+                Some((_, name)) => name,
+                None => rest.strip_prefix(':').unwrap_or(rest),
+            };
+            Some((name.to_owned(), uid.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The folder's `dovecot-keywords`: `<index> <keyword>` lines; index 0 is the letter `a`.
@@ -122,7 +156,8 @@ pub fn internal_date(path: &Path) -> Option<i64> {
 pub struct Writer {
     dir: PathBuf,
     keywords: Vec<String>,
-    written: u64,
+    /// (UID, base name), for dovecot-uidlist.
+    uids: Vec<(u32, String)>,
 }
 
 impl Writer {
@@ -140,7 +175,7 @@ impl Writer {
             // Maildir++: marks a folder directory as such (Courier, Dovecot).
             std::fs::write(dir.join("maildirfolder"), b"")?;
         }
-        Ok(Writer { dir, keywords: Vec::new(), written: 0 })
+        Ok(Writer { dir, keywords: Vec::new(), uids: Vec::new() })
     }
 
     /// Writes a message (LF line ends, as Dovecot and mutt write) with its flags in the name and its
@@ -148,7 +183,8 @@ impl Writer {
     pub fn write(&mut self, uid: u32, octets: &[u8], flags: &[String], internal_date: i64) -> anyhow::Result<()> {
         let lf = super::to_lf(octets);
         let letters = self.letters(flags);
-        let name = format!("{internal_date}.M{uid}P0.mailbus,S={},W={}:2,{letters}", lf.len(), octets.len());
+        let base = format!("{internal_date}.M{uid}P0.mailbus,S={},W={}", lf.len(), octets.len());
+        let name = format!("{base}:2,{letters}");
         let tmp = self.dir.join("tmp").join(&name);
         std::fs::write(&tmp, &lf).with_context(|| format!("writing {}", tmp.display()))?;
         let file = std::fs::File::options().write(true).open(&tmp)?;
@@ -156,7 +192,7 @@ impl Writer {
         file.set_modified(when).with_context(|| format!("setting the mtime of {}", tmp.display()))?;
         drop(file);
         std::fs::rename(&tmp, self.dir.join("cur").join(&name))?;
-        self.written += 1;
+        self.uids.push((uid, base));
         Ok(())
     }
 
@@ -187,12 +223,19 @@ impl Writer {
         letters.into_iter().collect()
     }
 
-    pub fn finish(self) -> anyhow::Result<u64> {
+    /// Writes `dovecot-keywords` and `dovecot-uidlist` (so Dovecot keeps the UIDs, and an import keeps
+    /// the order); returns the count of messages written.
+    pub fn finish(self, uidvalidity: u32, uidnext: u32) -> anyhow::Result<u64> {
+        let mut uidlist = format!("3 V{uidvalidity} N{uidnext}\n");
+        for (uid, base) in &self.uids {
+            uidlist.push_str(&format!("{uid} :{base}\n"));
+        }
+        std::fs::write(self.dir.join("dovecot-uidlist"), uidlist)?;
         if !self.keywords.is_empty() {
             let text: String = self.keywords.iter().take(26).enumerate().map(|(i, k)| format!("{i} {k}\n")).collect();
             std::fs::write(self.dir.join("dovecot-keywords"), text)?;
         }
-        Ok(self.written)
+        Ok(self.uids.len() as u64)
     }
 }
 
@@ -221,8 +264,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut writer = Writer::create(root.path(), "Lists/rust").unwrap();
         let flags = vec!["\\Seen".to_owned(), "Work".to_owned(), "\\Answered".to_owned()];
-        writer.write(7, b"Subject: x\r\n\r\nbody\r\n", &flags, 1_700_000_000).unwrap();
-        assert_eq!(writer.finish().unwrap(), 1);
+        writer.write(9, b"Subject: x\r\n\r\nbody\r\n", &flags, 1_700_000_000).unwrap();
+        writer.write(10, b"Subject: y\r\n\r\nearlier\r\n", &[], 1_600_000_000).unwrap();
+        assert_eq!(writer.finish(1, 11).unwrap(), 2);
         let read = folders(root.path()).unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!(read[1].name, "Lists/rust");
@@ -230,5 +274,16 @@ mod tests {
         assert_eq!(read_flags, &["Work", "\\Answered", "\\Seen"]);
         assert_eq!(internal_date(path), Some(1_700_000_000));
         assert_eq!(std::fs::read(path).unwrap(), b"Subject: x\n\nbody\n");
+        // UID order from dovecot-uidlist, though the second message's name sorts first by its date.
+        let Source::File { path: second, .. } = &read[1].sources[1] else { panic!("a file") };
+        assert_eq!(std::fs::read(second).unwrap(), b"Subject: y\n\nearlier\n");
+    }
+
+    #[test]
+    fn dovecot_uidlist_gives_each_base_name_its_uid() {
+        let order = parse_uidlist("3 V1 N3 G0a\n1 :1700.M1P1.host\n2 W120 :1600.M2P1.host\n");
+        assert_eq!(order.get("1700.M1P1.host"), Some(&1));
+        assert_eq!(order.get("1600.M2P1.host"), Some(&2));
+        assert_eq!(base_name("1600.M2P1.host:2,S"), "1600.M2P1.host");
     }
 }

@@ -1,7 +1,7 @@
 //! mbox, read as mboxrd and mboxo alike (RFC 4155): a message starts at a `From ` line at the start of
 //! the file or after an empty line; `>From `, `>>From ` lose one `>` (mboxrd's quoting, and mboxo's
-//! where it can be undone); `Status:` and `X-Status:` in the header become flags and leave the stored
-//! copy; the `From ` line's asctime date is the internal date. Lines are stored with CRLF ends.
+//! where it can be undone); `Status:` and `X-Status:` in the header become flags, and `X-Keywords:`
+//! (Dovecot's and mutt's) keywords, and they leave the stored copy; the `From ` line's asctime date is the internal date. Lines are stored with CRLF ends.
 
 use std::io::BufRead;
 
@@ -96,6 +96,7 @@ impl<R: BufRead> Reader<R> {
 fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>) {
     let mut octets = Vec::new();
     let mut status = String::new();
+    let mut keywords: Vec<String> = Vec::new();
     let mut in_header = true;
     let mut skipping_field = false;
     for line in lines {
@@ -113,6 +114,11 @@ fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>) {
                     skipping_field = true;
                     continue;
                 }
+                if let Some(value) = field_value(text, "x-keywords") {
+                    keywords.extend(value.split([' ', ',']).filter(|k| !k.is_empty()).map(str::to_owned));
+                    skipping_field = true;
+                    continue;
+                }
             }
         }
         let unquoted = match text.iter().position(|&b| b != b'>') {
@@ -122,7 +128,11 @@ fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>) {
         octets.extend_from_slice(unquoted);
         octets.extend_from_slice(b"\r\n");
     }
-    (octets, status_flags(&status))
+    let mut flags = status_flags(&status);
+    flags.extend(keywords.into_iter().filter(|k| !k.starts_with('\\')));
+    flags.sort();
+    flags.dedup();
+    (octets, flags)
 }
 
 fn field_value(line: &[u8], name: &str) -> Option<String> {
@@ -191,6 +201,10 @@ pub fn write_message(
     if !x_status.is_empty() {
         writeln!(out, "X-Status: {x_status}")?;
     }
+    let keywords: Vec<&str> = flags.iter().filter(|f| !f.starts_with('\\')).map(String::as_str).collect();
+    if !keywords.is_empty() {
+        writeln!(out, "X-Keywords: {}", keywords.join(" "))?;
+    }
     for line in body.split_inclusive(|&b| b == b'\n') {
         // mboxrd: every `>*From ` line gains one `>`, so reading takes exactly one away.
         if line.iter().position(|&b| b != b'>').is_some_and(|n| line[n..].starts_with(b"From ")) {
@@ -246,13 +260,13 @@ mod tests {
     fn written_messages_read_back_the_same() {
         let mut out = Vec::new();
         let octets = b"Subject: x\r\n\r\nFrom me\r\n>From you\r\nend";
-        let flags = vec!["\\Seen".to_owned(), "\\Flagged".to_owned()];
+        let flags = vec!["\\Seen".to_owned(), "\\Flagged".to_owned(), "Work".to_owned()];
         write_message(&mut out, octets, &flags, 1_638_853_891).unwrap();
         write_message(&mut out, b"Subject: y\r\n\r\n", &[], 0).unwrap();
         let read = read_all(&out);
         let Read::Message(first) = &read[0] else { panic!("{read:?}") };
         assert_eq!(first.octets, b"Subject: x\r\n\r\nFrom me\r\n>From you\r\nend\r\n");
-        assert_eq!(first.flags, ["\\Flagged", "\\Seen"]);
+        assert_eq!(first.flags, ["Work", "\\Flagged", "\\Seen"]);
         assert_eq!(first.internal_date, Some(1_638_853_891));
         let Read::Message(second) = &read[1] else { panic!("{read:?}") };
         assert_eq!(second.octets, b"Subject: y\r\n\r\n");

@@ -55,14 +55,6 @@ impl Progress {
         }
     }
 
-    /// Prints a line above the bar (or plainly).
-    pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-
     fn estimate(&self) -> String {
         let elapsed = self.started.elapsed().as_secs_f64();
         if self.done_bytes == 0 || elapsed < 1.0 {
