@@ -334,23 +334,38 @@ async fn a_truncated_mbox_and_unreadable_maildir_files_are_reported_and_the_rest
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_quota_limited_account_gets_what_fits_and_the_refused_messages_are_listed() {
-    let stack = TestStack::start().await;
+async fn quota_and_size_refusals_are_listed_and_a_run_after_raising_the_quota_resumes() {
+    let stack = TestStack::builder().set("MAILBUS_MAX_MESSAGE_SIZE", "2048").start().await;
     stack.add_account("ann@example.org", "ann pw").await;
     let (code, _, stderr) = admin(&stack, &["quota", "set", "ann@example.org", "--messages", "5"], "").await;
     assert_eq!(code, 0, "{stderr}");
     let dir = tempfile::tempdir().unwrap();
     dovecot_maildir(dir.path());
+    let big = format!("Subject: big\n\n{}\n", "x".repeat(3000));
+    put(&dir.path().join(".Big/cur"), "1700000008.M18P1.mail:2,S", &big, 1_700_000_108);
     let (code, stdout, stderr) = admin(&stack, &import_args("ann@example.org", "--maildir", dir.path()), "").await;
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stdout.contains("messages 5 (") && stdout.contains("refused 2"), "{stdout}");
+    assert!(stdout.contains("messages 5 (") && stdout.contains("refused 3"), "{stdout}");
     let refused: Vec<&str> = stderr.lines().filter(|l| l.starts_with("refused: ")).collect();
-    assert_eq!(refused.len(), 2, "{stderr}");
-    for line in &refused {
-        assert!(line.contains(&dir.path().display().to_string()) && line.contains("quota"), "{line}");
-    }
+    assert_eq!(refused.len(), 3, "{stderr}");
+    let root = dir.path().display().to_string();
+    assert!(refused.iter().all(|line| line.contains(&root)), "{stderr}");
+    let size = refused.iter().filter(|l| l.contains(".Big/cur/1700000008.M18P1.mail:2,S: message of")).count();
+    let quota = refused.iter().filter(|l| l.contains("message quota exceeded")).count();
+    assert_eq!((size, quota), (1, 2), "{stderr}");
     let view = imap_view(&stack, "ann@example.org", "ann pw").await;
     let total: usize = view.iter().map(|(_, messages)| messages.len()).sum();
     assert_eq!(total, 5);
+
+    // With room again, the same command picks up where the quota stopped it.
+    let (code, _, stderr) = admin(&stack, &["quota", "set", "ann@example.org", "--messages", "none"], "").await;
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = admin(&stack, &import_args("ann@example.org", "--maildir", dir.path()), "").await;
+    assert_eq!(code, 1, "the big message is still too big: {stdout}{stderr}");
+    assert!(
+        stdout.contains("messages 2 (") && stdout.contains("skipped 5") && stdout.contains("refused 1"),
+        "{stdout}"
+    );
+    check(&imap_view(&stack, "ann@example.org", "ann pw").await, &dovecot_maildir(tempfile::tempdir().unwrap().path()));
     stack.stop().await;
 }

@@ -167,16 +167,17 @@ impl Run {
                     }
                 };
                 let mut reader = mbox::Reader::new(BufReader::new(file));
+                let mut reported = 0;
                 loop {
-                    match reader.next_message() {
+                    let read = reader.next_message();
+                    let consumed = reader.consumed();
+                    match read {
                         Ok(None) => break,
                         Ok(Some(mbox::Read::Message(m))) => {
-                            let bytes = m.octets.len() as u64;
                             let origin = format!("{origin}:{}", m.line);
                             let message =
                                 Message { origin, octets: m.octets, flags: m.flags, internal_date: m.internal_date };
                             self.append(target, message, seen).await?;
-                            self.progress.advance(bytes, &self.counts);
                         }
                         Ok(Some(mbox::Read::Truncated { line })) => {
                             self.refuse(&format!("{origin}:{line}"), "truncated: the file ends inside this message");
@@ -186,6 +187,8 @@ impl Run {
                             break;
                         }
                     }
+                    self.progress.advance(consumed - reported, &self.counts);
+                    reported = consumed;
                 }
             }
         }

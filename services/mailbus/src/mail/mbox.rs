@@ -30,6 +30,8 @@ pub enum Read {
 pub struct Reader<R> {
     input: R,
     line_number: u64,
+    /// Octets read so far, for progress.
+    consumed: u64,
     /// The `From ` line that starts the next message, once read.
     pending_from: Option<(u64, Vec<u8>)>,
     started: bool,
@@ -37,16 +39,23 @@ pub struct Reader<R> {
 
 impl<R: BufRead> Reader<R> {
     pub fn new(input: R) -> Reader<R> {
-        Reader { input, line_number: 0, pending_from: None, started: false }
+        Reader { input, line_number: 0, consumed: 0, pending_from: None, started: false }
     }
 
     fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         let mut line = Vec::new();
-        if self.input.read_until(b'\n', &mut line)? == 0 {
+        let read = self.input.read_until(b'\n', &mut line)?;
+        if read == 0 {
             return Ok(None);
         }
         self.line_number += 1;
+        self.consumed += read as u64;
         Ok(Some(line))
+    }
+
+    /// The octets of the file read so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     /// The next message; `Ok(None)` at the end; an error when the file does not start with `From `.
