@@ -69,7 +69,8 @@ pub async fn run(mut client: Client, account: i64, format: Format) -> anyhow::Re
 fn mbox_path(root: &Path, name: &str, has_children: bool) -> PathBuf {
     let mut path = root.to_path_buf();
     for part in name.split('/') {
-        path.push(part);
+        // A mailbox name is the user's to choose: `..` or an empty level must not leave the directory.
+        path.push(if matches!(part, "" | "." | "..") { "_" } else { part });
     }
     if has_children {
         path.set_extension("mbox");
@@ -109,4 +110,15 @@ async fn fetch(client: &mut Client, account: i64, mailbox: &str, uid: u32) -> an
         octets.extend_from_slice(&chunk.map_err(|s| anyhow::anyhow!("{mailbox} uid {uid}: {}", s.message()))?.data);
     }
     Ok(octets)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mbox_paths_stay_in_the_export_directory() {
+        let root = std::path::Path::new("/export");
+        assert_eq!(super::mbox_path(root, "Lists/rust", false), root.join("Lists/rust"));
+        assert_eq!(super::mbox_path(root, "Lists", true), root.join("Lists.mbox"));
+        assert_eq!(super::mbox_path(root, "../../etc/x", false), root.join("_/_/etc/x"));
+    }
 }
