@@ -1,4 +1,5 @@
-//! `mailbus admin`: the operator's commands, as calls to the mailbox role's Directory API. Exit codes
+//! `mailbus admin`: the operator's commands, as calls to the mailbox role's Directory API (and its
+//! Mailbox API for `mail`, in `mail/`). Exit codes
 //! are for scripts: 0 done, 1 failed, 3 already exists (so "create if missing" scripts can tell).
 
 use std::io::{BufRead, IsTerminal};
@@ -26,6 +27,9 @@ pub enum AdminCommand {
     /// The mail queue, at the relay role's MAILBUS_RELAY_URL.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// An account's mail: import from and export to Maildir and mbox.
+    #[command(subcommand)]
+    Mail(crate::mail::MailCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -252,6 +256,7 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
             print_quotas(directory.list_accounts(request).await.map_err(status_error)?.into_inner().accounts);
         }
         AdminCommand::Queue(command) => return queue(command, settings).await,
+        AdminCommand::Mail(command) => return crate::mail::run(command, settings).await,
     }
     Ok(())
 }

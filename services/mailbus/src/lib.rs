@@ -6,6 +6,7 @@
 mod admin;
 mod dev;
 mod healthcheck;
+mod mail;
 pub mod roles;
 pub mod settings;
 

@@ -7,7 +7,7 @@ use mailbus::roles::Role;
 use mailbus_tests::TestStack;
 use tokio::io::AsyncWriteExt;
 
-async fn admin(stack: &TestStack, args: &[&str], stdin: &str) -> (i32, String, String) {
+pub(crate) async fn admin(stack: &TestStack, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
         .arg("admin")
         .args(args)

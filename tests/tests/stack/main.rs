@@ -12,6 +12,7 @@ mod jmap;
 mod jmap_email;
 mod jmap_http;
 mod jmap_objects;
+mod mail_import;
 mod noloss;
 mod ops;
 mod pop3;

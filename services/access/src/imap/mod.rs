@@ -1796,6 +1796,7 @@ where
             flags: flags.iter().map(|f| f.to_string()).collect(),
             internal_date_unix: date,
             size: data.len() as u64,
+            import_digest: None,
         };
         let parts = mailbus_proto::upload::append(header, &data, mailbus_proto::upload::CHUNK);
         match self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await {

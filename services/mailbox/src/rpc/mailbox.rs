@@ -231,11 +231,18 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         let (header, content): (pb::AppendHeader, _) = read_upload(request.into_inner(), self.max_message_size).await?;
         let (account, mailbox) = (AccountId::from(header.account_id), mailbox_name(&header.mailbox)?);
         let (content, parsed) = parse(content).await?;
-        let date = header.internal_date_unix;
-        let placed = messages::append(&self.pool, account, &mailbox, &header.flags, date, &content, &parsed).await?;
-        let kind = MailboxEventKind::Appended;
-        self.events.publish(account, &placed.mailbox, kind, &[placed.uid], placed.modseq, placed.uidvalidity);
-        Ok(Response::new(pb::AppendResponse { uidvalidity: placed.uidvalidity, uid: placed.uid.get() }))
+        let appending = messages::Appending {
+            flags: &header.flags,
+            internal_date_unix: header.internal_date_unix,
+            import_digest: header.import_digest.as_deref(),
+        };
+        let placed = messages::append_with(&self.pool, account, &mailbox, appending, &content, &parsed).await?;
+        if !placed.duplicate {
+            let kind = MailboxEventKind::Appended;
+            self.events.publish(account, &placed.mailbox, kind, &[placed.uid], placed.modseq, placed.uidvalidity);
+        }
+        let (uidvalidity, uid, duplicate) = (placed.uidvalidity, placed.uid.get(), placed.duplicate);
+        Ok(Response::new(pb::AppendResponse { uidvalidity, uid, duplicate }))
     }
 
     async fn store(&self, request: Request<pb::StoreRequest>) -> Result<Response<pb::StoreResponse>, Status> {

@@ -249,15 +249,66 @@ pub async fn append(
     content: &[u8],
     parsed: &Parsed,
 ) -> Result<Placed, MailboxError> {
-    let flags = flags::canonical(flags)?;
+    let appending = Appending { flags, internal_date_unix, import_digest: None };
+    append_with(pool, account, mailbox, appending, content, parsed).await
+}
+
+/// What an append brings besides the message.
+pub struct Appending<'a> {
+    pub flags: &'a [String],
+    /// Absent: now.
+    pub internal_date_unix: Option<i64>,
+    /// `mailbus admin mail import`'s digest of the message in its source: an append whose digest the
+    /// mailbox already recorded adds nothing and answers with the earlier UID, so a second run of an
+    /// import, or one resumed after an interruption, adds no message twice.
+    pub import_digest: Option<&'a [u8]>,
+}
+
+/// APPEND with the import digest: the lookup, the insert and the record of the digest happen under the
+/// mailbox row lock, in one transaction, as `deliver` does with `deliveries`.
+pub async fn append_with(
+    pool: &PgPool,
+    account: AccountId,
+    mailbox: &MailboxName,
+    appending: Appending<'_>,
+    content: &[u8],
+    parsed: &Parsed,
+) -> Result<Placed, MailboxError> {
+    let flags = flags::canonical(appending.flags)?;
     // RFC 9051 date-time: years 1900 to 9999 (so PostgreSQL's timestamp range is never left).
     const DATES: std::ops::RangeInclusive<i64> = -2_208_988_800..=253_402_300_799;
+    let internal_date_unix = appending.internal_date_unix;
     if let Some(date) = internal_date_unix.filter(|d| !DATES.contains(d)) {
         return Err(MailboxError::InvalidArgument(format!("internal date {date} is out of range")));
     }
     let mut tx = pool.begin().await?;
     let mailbox = lock(&mut tx, account, mailbox).await?;
+    let Some(digest) = appending.import_digest else {
+        let placed = add(&mut tx, account, &mailbox, content, parsed, &flags, internal_date_unix).await?;
+        tx.commit().await?;
+        return Ok(placed);
+    };
+    let earlier: Option<i64> = sqlx::query_scalar("SELECT uid FROM imported WHERE mailbox_id = $1 AND digest = $2")
+        .bind(mailbox.id.get())
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(uid) = earlier {
+        return Ok(Placed {
+            uidvalidity: mailbox.uidvalidity as u32,
+            uid: uid_from_column(uid)?,
+            modseq: mailbox.highestmodseq,
+            mailbox: mailbox.name,
+            duplicate: true,
+        });
+    }
     let placed = add(&mut tx, account, &mailbox, content, parsed, &flags, internal_date_unix).await?;
+    sqlx::query("INSERT INTO imported (mailbox_id, digest, uid) VALUES ($1, $2, $3)")
+        .bind(mailbox.id.get())
+        .bind(digest)
+        .bind(i64::from(placed.uid))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(placed)
 }

@@ -22,6 +22,7 @@ pub async fn append(
         flags: flags.iter().map(|f| f.to_string()).collect(),
         internal_date_unix,
         size: content.len() as u64,
+        import_digest: None,
     };
     let parts = mailbus_proto::upload::append(header, content, 1000);
     stack.mailbox().await.append(futures::stream::iter(parts)).await.map(tonic::Response::into_inner)

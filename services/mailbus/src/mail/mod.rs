@@ -1,0 +1,189 @@
+//! `mailbus admin mail`: moving an account's mail in from Maildir and mbox, and out to them, through the
+//! mailbox role's Mailbox API like any client. Import appends with a digest per message (`import_digest`),
+//! so the mailbox role keeps what was imported and a second or resumed run adds nothing twice; export
+//! reads with ListMessages, Changes and FetchMessage.
+
+mod export;
+mod import;
+mod maildir;
+mod mbox;
+mod progress;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
+
+use crate::settings::{MAILBUS_MAILBOX_URL, Settings};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MailCommand {
+    /// Import mail into an account from a Maildir tree (Dovecot's layout, Maildir++ folders) or an mbox
+    /// file or directory of mbox files. Running it again adds nothing twice; exits 1 when any message was
+    /// refused (listed with its file), after importing the rest.
+    Import {
+        address: String,
+        #[command(flatten)]
+        source: Location,
+    },
+    /// Export an account's mail to a Maildir tree (flags in the file names, internal dates as mtimes) or
+    /// to a directory of mboxrd files, one per mailbox.
+    Export {
+        address: String,
+        #[command(flatten)]
+        target: Location,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Location {
+    /// A Maildir tree: its root holds INBOX's cur/ and new/, and `.Folder` directories the others.
+    #[arg(long)]
+    maildir: Option<PathBuf>,
+    /// An mbox file (imported into INBOX), or a directory of them (one mailbox per file, directories as the
+    /// hierarchy).
+    #[arg(long)]
+    mbox: Option<PathBuf>,
+}
+
+/// Messages that were refused; the run went on without them.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} message(s) refused")]
+pub struct Refused(pub u64);
+
+/// A folder of a source, by its mailbus name (`/` the separator), and where its messages are.
+pub struct Folder {
+    pub name: String,
+    pub sources: Vec<Source>,
+}
+
+pub enum Source {
+    /// One message in a Maildir file, with the flags its name gives.
+    File { path: PathBuf, flags: Vec<String>, size: u64 },
+    /// An mbox file: many messages.
+    Mbox { path: PathBuf, size: u64 },
+}
+
+impl Source {
+    fn size(&self) -> u64 {
+        match self {
+            Source::File { size, .. } | Source::Mbox { size, .. } => *size,
+        }
+    }
+}
+
+pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()> {
+    let channel = mailbus_grpc::connect(&settings.get(MAILBUS_MAILBOX_URL)?)?;
+    let mut directory = DirectoryClient::new(channel.clone());
+    let mailbox = MailboxClient::new(channel);
+    match command {
+        MailCommand::Import { address, source } => {
+            let account = account_id(&mut directory, &address).await?;
+            let folders = match (source.maildir, source.mbox) {
+                (Some(dir), _) => maildir::folders(&dir)?,
+                (_, Some(path)) => mbox_folders(&path)?,
+                _ => unreachable!("clap requires one of --maildir and --mbox"),
+            };
+            import::run(mailbox, account, folders).await
+        }
+        MailCommand::Export { address, target } => {
+            let account = account_id(&mut directory, &address).await?;
+            match (target.maildir, target.mbox) {
+                (Some(dir), _) => export::run(mailbox, account, export::Format::Maildir(dir)).await,
+                (_, Some(dir)) => export::run(mailbox, account, export::Format::Mbox(dir)).await,
+                _ => unreachable!("clap requires one of --maildir and --mbox"),
+            }
+        }
+    }
+}
+
+async fn account_id(
+    directory: &mut DirectoryClient<mailbus_grpc::TracedChannel>,
+    address: &str,
+) -> anyhow::Result<i64> {
+    let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned()).context("the address needs a domain")?;
+    let accounts = directory
+        .list_accounts(pb::ListAccountsRequest { domain })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner()
+        .accounts;
+    accounts
+        .into_iter()
+        .find(|a| a.address.eq_ignore_ascii_case(address))
+        .map(|a| a.id)
+        .with_context(|| format!("no account {address}"))
+}
+
+/// An mbox file is INBOX; a directory holds one mailbox per file, its subdirectories the hierarchy.
+fn mbox_folders(path: &std::path::Path) -> anyhow::Result<Vec<Folder>> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !metadata.is_dir() {
+        let source = Source::Mbox { path: path.to_path_buf(), size: metadata.len() };
+        return Ok(vec![Folder { name: "INBOX".to_owned(), sources: vec![source] }]);
+    }
+    let mut folders = Vec::new();
+    collect_mbox(path, "", &mut folders)?;
+    folders.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
+    Ok(folders)
+}
+
+fn collect_mbox(dir: &std::path::Path, prefix: &str, folders: &mut Vec<Folder>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        // Dot files are clients' and servers' own (Dovecot's .imap/, .subscriptions).
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let name = file_name.strip_suffix(".mbox").unwrap_or(&file_name);
+        let name = if prefix.is_empty() && name.eq_ignore_ascii_case("INBOX") {
+            "INBOX".to_owned()
+        } else {
+            format!("{prefix}{name}")
+        };
+        let path = entry.path();
+        let metadata = std::fs::metadata(&path);
+        match metadata {
+            Ok(m) if m.is_dir() => collect_mbox(&path, &format!("{name}/"), folders)?,
+            Ok(m) => folders.push(Folder { name, sources: vec![Source::Mbox { path, size: m.len() }] }),
+            // A dangling link: reported when its messages are read.
+            Err(_) => folders.push(Folder { name, sources: vec![Source::Mbox { path, size: 0 }] }),
+        }
+    }
+    Ok(())
+}
+
+/// Bare LF line ends as CRLF (RFC 5322 §2.1), as SMTP delivery stores them; CRLF stays.
+pub fn to_crlf(octets: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(octets.len() + octets.len() / 40);
+    for (i, &b) in octets.iter().enumerate() {
+        if b == b'\n' && (i == 0 || octets[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// CRLF as LF, the line end of files on Unix that Dovecot and mutt write.
+pub fn to_lf(octets: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(octets.len());
+    for (i, &b) in octets.iter().enumerate() {
+        if b == b'\r' && octets.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_ends_convert_both_ways() {
+        assert_eq!(super::to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc");
+        assert_eq!(super::to_lf(b"a\r\nb\rc\r\n"), b"a\nb\rc\n");
+    }
+}
