@@ -141,6 +141,9 @@ END $$;
 
 -- The account's change counter: JMAP's state string for every type is its value. It only grows.
 ALTER TABLE accounts ADD COLUMN change_seq BIGINT NOT NULL DEFAULT 0;
+-- The log keeps a limited time (the mailbox role prunes it); a state older than the last step pruned gets
+-- cannotCalculateChanges, and the client starts over.
+ALTER TABLE accounts ADD COLUMN changes_floor BIGINT NOT NULL DEFAULT 0;
 
 -- What each step of the counter changed. kind: 'E' email (a message), 'M' mailbox, 'T' thread, 'S' email
 -- submission, 'I' identity. op: 'c' created, 'u' updated, 'd' destroyed. An Email is a message row; it
@@ -155,10 +158,12 @@ CREATE TABLE changes (
     op          CHAR(1) NOT NULL CHECK (op IN ('c', 'u', 'd')),
     -- For a mailbox 'u' caused by a message coming or going: only its counts changed (JMAP's
     -- updatedProperties).
-    counts_only BOOLEAN NOT NULL DEFAULT false
+    counts_only BOOLEAN NOT NULL DEFAULT false,
+    at          TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 CREATE INDEX changes_since ON changes (account_id, kind, seq, id);
+CREATE INDEX changes_at ON changes (at);
 
 -- The step of an account's counter for the current transaction: the first change a transaction makes to an
 -- account takes the next value, and every later one in the same transaction shares it (kept in a

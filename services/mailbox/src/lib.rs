@@ -131,6 +131,7 @@ impl Mailbox {
         let max_message = self.service.max_message_size;
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(self.registry), readiness.clone(), shutdown.clone()));
         let watch = tokio::spawn(watch_database(pool.clone(), readiness, self.database_up, shutdown.clone()));
+        let prune = tokio::spawn(prune_changes(pool.clone(), shutdown.clone()));
         // Messages stored before MIME parsing existed; several replicas may run this at once harmlessly.
         let backfill = tokio::spawn(async move {
             match store::parsed::backfill(&pool).await {
@@ -163,10 +164,26 @@ impl Mailbox {
         )
         .await;
         watch.abort();
+        prune.abort();
         backfill.abort();
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         served?;
         Ok(())
+    }
+}
+
+/// Keeps the JMAP change log to its retention, at start-up and then every hour.
+async fn prune_changes(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    loop {
+        match jmap::changes::prune(&pool).await {
+            Ok(0) => {}
+            Ok(batches) => tracing::info!(batches, "pruned the JMAP change log"),
+            Err(error) => tracing::warn!(%error, "pruning the JMAP change log failed; it is tried again in an hour"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
     }
 }
 

@@ -574,3 +574,39 @@ async fn rows_stored_before_ids_kept_their_brackets_are_threaded_by_their_ids() 
     assert_eq!(reply, root, "a reply with a different subject joins its parent's thread by id");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_change_log_keeps_its_retention_and_older_states_start_over() {
+    let mut stack = TestStack::start().await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    deliver_smtp(&stack, "alice@example.org", &message("Old", "old@remote.test", "", "x")).await;
+    wait_for_inbox(&alice, 1).await;
+    let old = alice.state().await;
+    // Everything so far falls out of the retention window.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    sqlx::query("UPDATE changes SET at = now() - interval '31 days'").execute(&mut db).await.unwrap();
+    deliver_smtp(&stack, "alice@example.org", &message("New", "new@remote.test", "", "x")).await;
+    let ids = wait_for_inbox(&alice, 2).await;
+    // A mailbox role prunes the log when it starts (and every hour).
+    stack.start_roles(&[mailbus::roles::Role::Mailbox]).await;
+    wait_until(Duration::from_secs(20), "the log is pruned", async || {
+        let floor: i64 = sqlx::query_scalar("SELECT changes_floor FROM accounts WHERE address = 'alice@example.org'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        floor > 0
+    })
+    .await;
+    for method in ["Email/changes", "Mailbox/changes", "Thread/changes"] {
+        let responses = alice.request(json!([[method, {"sinceState": "0"}, "0"]])).await;
+        assert_eq!(responses[0][1]["type"], "cannotCalculateChanges", "{method}: {responses:?}");
+    }
+    let responses = alice.request(json!([["Email/queryChanges", {"sinceQueryState": "0"}, "0"]])).await;
+    assert_eq!(responses[0][1]["type"], "cannotCalculateChanges", "{responses:?}");
+    // The state a client had when the old steps were the last is still good: what came after is there.
+    let changes = alice.call("Email/changes", json!({"sinceState": old})).await;
+    let created = changes["created"].as_array().unwrap();
+    assert_eq!(created.len(), 1, "{changes:#}");
+    assert!(ids.contains(&created[0].as_str().unwrap().to_owned()));
+    stack.stop().await;
+}

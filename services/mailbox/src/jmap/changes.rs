@@ -26,6 +26,48 @@ pub struct ChangeSet {
     pub counts_only: bool,
 }
 
+/// How long the log keeps a step. A client away longer starts over (cannotCalculateChanges), as it would
+/// after a UIDVALIDITY change in IMAP.
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The account's current step, if the changes after `since` can still be told: `since` is neither in the
+/// future nor older than what the log still holds.
+pub async fn computable(pool: &PgPool, account: AccountId, since: i64) -> Result<i64, MethodError> {
+    let (current, floor): (i64, i64) = sqlx::query_as("SELECT change_seq, changes_floor FROM accounts WHERE id = $1")
+        .bind(account.get())
+        .fetch_one(pool)
+        .await?;
+    if since < floor || since > current {
+        return Err(MethodError::CannotCalculateChanges);
+    }
+    Ok(current)
+}
+
+/// Drops the log's steps older than `RETENTION`, a batch at a time, and raises each account's floor to the
+/// last step dropped; returns how many batches it took. Several replicas may run it at once harmlessly.
+pub async fn prune(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut batches = 0;
+    loop {
+        let done = sqlx::query(
+            "WITH gone AS (
+                 DELETE FROM changes WHERE id IN (
+                     SELECT id FROM changes WHERE at < now() - make_interval(secs => $1) LIMIT 10000)
+                 RETURNING account_id, seq)
+             UPDATE accounts a SET changes_floor = greatest(a.changes_floor, g.seq)
+               FROM (SELECT account_id, max(seq) AS seq FROM gone GROUP BY account_id) g
+              WHERE a.id = g.account_id",
+        )
+        .bind(RETENTION.as_secs_f64())
+        .execute(pool)
+        .await?;
+        // The update touches one row per account the batch held; a batch that held none deleted nothing.
+        if done.rows_affected() == 0 {
+            return Ok(batches);
+        }
+        batches += 1;
+    }
+}
+
 /// The changes of `kind` after `since_state`, at most `max_changes` objects (RFC 8620 §5.2). An object
 /// created and destroyed within the span is left out; one destroyed and created again (an email moved out
 /// of its last mailbox and back) is updated.
@@ -37,11 +79,7 @@ pub async fn since(
     max_changes: Option<u64>,
 ) -> Result<ChangeSet, MethodError> {
     let since: i64 = since_state.parse().map_err(|_| MethodError::CannotCalculateChanges)?;
-    let current: i64 =
-        sqlx::query_scalar("SELECT change_seq FROM accounts WHERE id = $1").bind(account.get()).fetch_one(pool).await?;
-    if since < 0 || since > current {
-        return Err(MethodError::CannotCalculateChanges);
-    }
+    let current = computable(pool, account, since).await?;
     let max = max_changes.unwrap_or(u64::MAX).max(1);
     // Steps in order, and a step's changes in the order they were made. One step is one transaction, which
     // may change many objects.

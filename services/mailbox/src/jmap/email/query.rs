@@ -256,6 +256,7 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Respon
     if since < 0 || since > new_state.parse::<i64>().unwrap_or(0) {
         return Err(MethodError::CannotCalculateChanges);
     }
+    super::super::changes::computable(ctx.pool, ctx.account, since).await?;
     let mut changed = emails::changed_since(ctx.pool, ctx.account, since).await?;
     let mut all = email_query::run(ctx.pool, ctx.account, filter.as_ref(), &sort, None).await?;
     if args.collapse_threads {
