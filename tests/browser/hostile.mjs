@@ -29,10 +29,12 @@ await scenario(async (browser, run) => {
     await frame.waitFor();
     run.facts.frameSrc = await frame.getAttribute('src');
     run.facts.frameSandbox = await frame.getAttribute('sandbox');
-    // Give anything that might run or load (meta refresh, timers, lazy images) time to do so.
-    await page.waitForTimeout(2000);
+    // Everything the mail could load starts with the frame's document: wait for its load event (its
+    // subresources done) and then for the network to fall quiet.
     const handle = await frame.elementHandle();
     const content = await handle.contentFrame();
+    if (content) await content.waitForLoadState('load');
+    await page.waitForLoadState('networkidle');
     run.facts.frameUrl = content ? content.url() : null;
     run.facts.bodyText = content ? await content.locator('body').innerText({ timeout: 5000 }).catch((e) => `unreadable: ${e}`) : null;
     // Links that survived the sanitiser, and whether any of them is a javascript: URL.
@@ -47,9 +49,11 @@ await scenario(async (browser, run) => {
     await run.do('show remote images', async () => {
       const before = requests.length;
       run.facts.requestsBeforeImages = before;
+      const image = context.waitForEvent('request', { predicate: (r) => r.url().startsWith(env.trap), timeout: 10000 });
       await page.locator('[data-test=show-images]').click();
       await page.locator('[data-test=message-html][src$="images=1"]').waitFor();
-      await page.waitForTimeout(2000);
+      await image;
+      await page.waitForLoadState('networkidle');
       const origin = new URL(env.url).origin;
       run.facts.afterShowImages = requests.slice(before).filter((u) => !u.startsWith('data:') && new URL(u).origin !== origin);
       await run.shot(page, 'hostile-images');
