@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
 use super::get::{self, GetArgs};
-use super::set::{SetArgs, SetError, SetResponse};
+use super::set::{OwnRows, SetArgs, SetError, SetResponse};
 use super::{Ctx, MethodError, Responses, changes, ids, one};
 use crate::store::directory;
 
@@ -173,23 +173,7 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
             Err(error) => response.not_updated(&given, error),
         }
     }
-    for given in args.destroy.unwrap_or_default() {
-        let row_id = ctx.resolve(&given).ok().and_then(|r| ids::decode(ids::IDENTITY, r));
-        let deleted = match row_id {
-            Some(row_id) => sqlx::query("DELETE FROM identities WHERE account_id = $1 AND id = $2")
-                .bind(ctx.account.get())
-                .bind(row_id)
-                .execute(ctx.pool)
-                .await?
-                .rows_affected(),
-            None => 0,
-        };
-        if deleted == 0 {
-            response.not_destroyed(&given, SetError::not_found());
-        } else {
-            response.destroyed.push(given);
-        }
-    }
+    response.destroy_rows(ctx, args.destroy.unwrap_or_default(), ids::IDENTITY, OwnRows::Identities).await?;
     let new_state = super::state(ctx.pool, ctx.account).await?;
     one("Identity/set", response.into_json(ctx.account_id(), old_state, new_state))
 }

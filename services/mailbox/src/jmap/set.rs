@@ -87,6 +87,13 @@ impl SetError {
     }
 }
 
+/// The tables of JMAP's own objects whose rows a `/set` destroys outright.
+#[derive(Debug, Clone, Copy)]
+pub enum OwnRows {
+    Identities,
+    EmailSubmissions,
+}
+
 /// The outcome of each object a `/set` named.
 #[derive(Debug, Default)]
 pub struct SetResponse {
@@ -117,6 +124,36 @@ impl SetResponse {
 
     pub fn not_destroyed(&mut self, id: &str, error: SetError) {
         self.not_destroyed.insert(id.to_owned(), error.to_json());
+    }
+
+    /// Destroys the rows of `table` that the ids in `given` (of `kind`, `#creationId`s resolved) name in
+    /// the caller's account; an id that names none of them is notFound.
+    pub async fn destroy_rows(
+        &mut self,
+        ctx: &Ctx<'_>,
+        given: Vec<String>,
+        kind: char,
+        table: OwnRows,
+    ) -> Result<(), MethodError> {
+        let statement = match table {
+            OwnRows::Identities => "DELETE FROM identities WHERE account_id = $1 AND id = $2",
+            OwnRows::EmailSubmissions => "DELETE FROM email_submissions WHERE account_id = $1 AND id = $2",
+        };
+        for given in given {
+            let row_id = ctx.resolve(&given).ok().and_then(|r| super::ids::decode(kind, r));
+            let deleted = match row_id {
+                Some(row_id) => {
+                    sqlx::query(statement).bind(ctx.account.get()).bind(row_id).execute(ctx.pool).await?.rows_affected()
+                }
+                None => 0,
+            };
+            if deleted == 0 {
+                self.not_destroyed(&given, SetError::not_found());
+            } else {
+                self.destroyed.push(given);
+            }
+        }
+        Ok(())
     }
 
     /// The response arguments; an empty map or list is `null`, as RFC 8620 §5.3 allows.

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 
 use super::get::{self, GetArgs};
 use super::query::{self, Comparator, Filter, Page, QueryChangesArgs};
-use super::set::{SetArgs, SetError, SetResponse};
+use super::set::{OwnRows, SetArgs, SetError, SetResponse};
 use super::{Ctx, MAX_OBJECTS_IN_GET, MethodError, Responses, changes, identity, ids, one};
 use crate::store::directory;
 
@@ -250,23 +250,7 @@ pub async fn set(ctx: &mut Ctx<'_>, arguments: Value) -> Result<Responses, Metho
             Err(error) => response.not_updated(&given, error),
         }
     }
-    for given in args.destroy.unwrap_or_default() {
-        let row_id = ctx.resolve(&given).ok().and_then(|r| ids::decode(ids::SUBMISSION, r));
-        let deleted = match row_id {
-            Some(row_id) => sqlx::query("DELETE FROM email_submissions WHERE account_id = $1 AND id = $2")
-                .bind(ctx.account.get())
-                .bind(row_id)
-                .execute(ctx.pool)
-                .await?
-                .rows_affected(),
-            None => 0,
-        };
-        if deleted == 0 {
-            response.not_destroyed(&given, SetError::not_found());
-        } else {
-            response.destroyed.push(given);
-        }
-    }
+    response.destroy_rows(ctx, args.destroy.unwrap_or_default(), ids::SUBMISSION, OwnRows::EmailSubmissions).await?;
     let new_state = super::state(ctx.pool, ctx.account).await?;
     one("EmailSubmission/set", response.into_json(ctx.account_id(), old_state, new_state))
 }
