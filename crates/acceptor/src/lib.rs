@@ -44,6 +44,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
+/// The address a bound listener listens on (port 0 resolved), for the roles' accessors.
+pub fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().expect("bound listener has an address")
+}
+
 /// The numbers behind a [`ConnectionLimits`]: sessions at once, and from one client address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caps {

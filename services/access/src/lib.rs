@@ -13,6 +13,7 @@ pub mod imap;
 mod metrics;
 mod pop3;
 
+use mailbus_acceptor::local_addr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,10 +179,6 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         imap_caps: config.imap.session.caps,
         proxies: config.proxies,
     })
-}
-
-fn local_addr(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().expect("bound listener has an address")
 }
 
 impl Access {

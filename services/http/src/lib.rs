@@ -20,6 +20,7 @@ mod submission;
 mod tokens;
 mod webmail;
 
+use mailbus_acceptor::local_addr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,10 +212,6 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         nats,
         names: config.names,
     })
-}
-
-fn local_addr(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().expect("bound listener has an address")
 }
 
 impl Http {

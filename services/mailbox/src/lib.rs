@@ -116,11 +116,11 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
 
 impl Mailbox {
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("bound listener has an address")
+        mailbus_acceptor::local_addr(&self.grpc)
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("bound listener has an address")
+        mailbus_acceptor::local_addr(&self.ops)
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight calls finish.

@@ -144,11 +144,11 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
 
 impl Relay {
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("bound listener has an address")
+        mailbus_acceptor::local_addr(&self.grpc)
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.ops.local_addr().expect("bound listener has an address")
+        mailbus_acceptor::local_addr(&self.ops)
     }
 
     /// Consumes the queue until `shutdown` is cancelled, then finishes the messages in hand.

@@ -15,6 +15,7 @@ mod ports;
 mod received;
 mod spool;
 
+use mailbus_acceptor::local_addr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -185,10 +186,6 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         proxies: config.proxies,
         shutdown_grace: config.shutdown_grace,
     })
-}
-
-fn local_addr(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().expect("bound listener has an address")
 }
 
 impl SmtpIngress {
