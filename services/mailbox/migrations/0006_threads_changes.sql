@@ -255,8 +255,14 @@ END $$;
 CREATE TRIGGER mailbox_entries_changes AFTER INSERT OR UPDATE OR DELETE ON mailbox_entries
     FOR EACH ROW EXECUTE FUNCTION mailbus_log_entry_change();
 
--- Logs a mailbox's creation, rename (or other change of its own properties) and deletion. UIDNEXT and
--- HIGHESTMODSEQ moving is not a change of the JMAP Mailbox: its counts are logged with the entries.
+-- JMAP Mailbox sortOrder (RFC 8621 §2) is the client's to set. NULL is the server's default, worked out from
+-- the role (INBOX first, then the roles, then the rest); a number is what a client stored. RFC 8621 §2:
+-- an UnsignedInt, and we keep it below 2^31.
+ALTER TABLE mailboxes ADD COLUMN sort_order INTEGER CHECK (sort_order >= 0);
+
+-- Logs a mailbox's creation, rename (or other change of its own properties: name, SPECIAL-USE, sortOrder)
+-- and deletion. UIDNEXT and HIGHESTMODSEQ moving is not a change of the JMAP Mailbox: its counts are
+-- logged with the entries.
 CREATE FUNCTION mailbus_log_mailbox_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     seq BIGINT;
@@ -270,7 +276,8 @@ BEGIN
         row_ := NEW;
         op := CASE TG_OP WHEN 'INSERT' THEN 'c' ELSE 'u' END;
         IF TG_OP = 'UPDATE' AND NEW.name IS NOT DISTINCT FROM OLD.name
-           AND NEW.special_use IS NOT DISTINCT FROM OLD.special_use THEN
+           AND NEW.special_use IS NOT DISTINCT FROM OLD.special_use
+           AND NEW.sort_order IS NOT DISTINCT FROM OLD.sort_order THEN
             RETURN NULL;
         END IF;
     END IF;

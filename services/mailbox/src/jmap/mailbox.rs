@@ -741,7 +741,7 @@ fn sort_order_given(value: &Value) -> Result<i32, SetError> {
         .ok_or_else(|| SetError::invalid(&["sortOrder"], "sortOrder is an integer from 0 to 2147483647"))
 }
 
-/// Stores a mailbox's sortOrder; the table's trigger logs the change (migration 0008).
+/// Stores a mailbox's sortOrder; the table's trigger logs the change (migration 0006).
 async fn set_sort_order(ctx: &Ctx<'_>, row_id: i64, order: i32) -> Result<(), MethodError> {
     sqlx::query("UPDATE mailboxes SET sort_order = $3 WHERE account_id = $1 AND id = $2")
         .bind(ctx.account.get())
