@@ -371,6 +371,18 @@ fn atom(text: &str) -> Atom<'static> {
 }
 
 /// A failed call on the mailbox role, as the NO a client understands (RFC 5530 response codes).
+/// SEARCH and THREAD take the charsets every string of ours is in.
+fn searchable_charset(charset: &Charset<'_>) -> bool {
+    let name = charset.as_ref();
+    name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII")
+}
+
+/// `NO [BADCHARSET (UTF-8 US-ASCII)]` (RFC 9051 §7.1).
+fn bad_charset(tag: Tag<'static>) -> Status<'static> {
+    let allowed = ["UTF-8", "US-ASCII"].map(|c| Charset::try_from(c).expect("valid")).to_vec();
+    no(tag, Some(Code::BadCharset { allowed }), "unsupported charset")
+}
+
 fn refusal(tag: Tag<'static>, status: &tonic::Status) -> Status<'static> {
     use tonic::Code as G;
     let message = status.message();
@@ -1860,12 +1872,10 @@ where
         by_uid: bool,
     ) -> Status<'static> {
         let rev2 = self.rev2();
-        if let Some(charset) = charset {
-            let name = charset.as_ref();
-            if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
-                let allowed = ["UTF-8", "US-ASCII"].map(|c| Charset::try_from(c).expect("valid")).to_vec();
-                return no(tag, Some(Code::BadCharset { allowed }), "unsupported charset");
-            }
+        if let Some(charset) = charset
+            && !searchable_charset(charset)
+        {
+            return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
@@ -1874,15 +1884,9 @@ where
             self.enable_condstore();
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request = pb::SearchRequest {
-            account_id: account_id.get(),
-            mailbox: selected.name.clone(),
-            key: Some(key),
-            threading: false,
-        };
-        let found = match self.ctx.mailbox.clone().search(request).await {
-            Ok(reply) => reply.into_inner(),
+        let mailbox = selected.name.clone();
+        let found = match self.search_rpc(account_id, mailbox, keys, false).await {
+            Ok(found) => found,
             Err(status) => return refusal(tag, &status),
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
@@ -1964,6 +1968,20 @@ where
         ok(tag, None, "SEARCH completed")
     }
 
+    /// The messages of `mailbox` that match every one of `keys`, from the mailbox role; with `threading`,
+    /// what THREAD needs of each too.
+    async fn search_rpc(
+        &self,
+        account_id: AccountId,
+        mailbox: String,
+        keys: Vec<pb::SearchKey>,
+        threading: bool,
+    ) -> Result<pb::SearchResponse, tonic::Status> {
+        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
+        let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading };
+        Ok(self.ctx.mailbox.clone().search(request).await?.into_inner())
+    }
+
     /// RFC 5256 THREAD: the matches of `criteria`, threaded by `algorithm` (`thread.rs`), written raw.
     async fn thread(
         &mut self,
@@ -1979,22 +1997,14 @@ where
             ThreadingAlgorithm::OrderedSubject => false,
             ThreadingAlgorithm::Other(_) => return bad(Some(tag), "unsupported threading algorithm"),
         };
-        let name = charset.as_ref();
-        if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
-            let allowed = ["UTF-8", "US-ASCII"].map(|c| Charset::try_from(c).expect("valid")).to_vec();
-            return no(tag, Some(Code::BadCharset { allowed }), "unsupported charset");
+        if !searchable_charset(charset) {
+            return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
-        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request = pb::SearchRequest {
-            account_id: account_id.get(),
-            mailbox: selected.name.clone(),
-            key: Some(key),
-            threading: true,
-        };
-        let found = match self.ctx.mailbox.clone().search(request).await {
-            Ok(reply) => reply.into_inner(),
+        let mailbox = selected.name.clone();
+        let found = match self.search_rpc(account_id, mailbox, keys, true).await {
+            Ok(found) => found,
             Err(status) => return refusal(tag, &status),
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
