@@ -135,12 +135,25 @@ await scenario(async (browser, run) => {
     // A mark on the window: a reload would lose it.
     await page.evaluate(() => { window.mailbusNoReload = true; });
     const before = await page.title();
+    const inboxCount = () => document.querySelector('[data-test=folder][data-role=inbox] [data-test=folder-count]')?.textContent || '';
+    const unreadBefore = await page.evaluate(inboxCount);
+    // The mouse is pressed on Sent while the new mail re-renders the folders and the list, and released
+    // after: the click must still open Sent, as it does for a person whose click meets a push.
+    const sent = await folder(page, 'Sent').locator('a').boundingBox();
+    await page.mouse.move(sent.x + sent.width / 2, sent.y + sent.height / 2);
+    await page.mouse.down();
     await requestDelivery('Live');
     await row(page, 'Live').waitFor({ timeout: 20000 });
+    await page.waitForFunction(`(${inboxCount})() !== ${JSON.stringify(unreadBefore)}`, null, { timeout: 10000 });
     run.facts.liveAppeared = await page.evaluate(() => window.mailbusNoReload === true);
     await page.waitForFunction((old) => document.title !== old, before, { timeout: 10000 }).catch(() => {});
     run.facts.titleAfterLive = await page.title();
     await run.shot(page, 'live');
+    await page.mouse.up();
+    await page.locator('[data-test=list-title]', { hasText: 'Sent' }).waitFor({ timeout: 5000 });
+    run.facts.clickSurvivedPush = true;
+    await folder(page, 'Inbox').locator('a').click();
+    await row(page, 'Live').waitFor();
   });
 
   await run.do('star and mark unread with the keyboard', async () => {

@@ -86,6 +86,30 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Re-renders a list without replacing the nodes that did not change. A push can re-render the folders
+// or the messages at any moment; a node replaced between a mouse press and its release would swallow
+// the click, so unchanged rows stay the very same nodes and only the changed ones are rebuilt.
+function reconcile(list, items, key, signature, build) {
+  const old = new Map();
+  for (const node of list.children) old.set(node.dataset.key, node);
+  const nodes = items.map((item) => {
+    const k = key(item);
+    const sig = signature(item);
+    const kept = old.get(k);
+    if (kept && kept.dataset.sig === sig) return kept;
+    const node = build(item);
+    node.dataset.key = k;
+    node.dataset.sig = sig;
+    return node;
+  });
+  const wanted = new Set(nodes);
+  for (const node of [...list.children]) if (!wanted.has(node)) node.remove();
+  nodes.forEach((node, i) => {
+    if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
+  });
+  return nodes;
+}
+
 function fillIcons(root) {
   for (const node of root.querySelectorAll('[data-icon]')) {
     if (!node.querySelector('svg')) node.prepend(icon(node.dataset.icon));
@@ -309,46 +333,55 @@ function displayName(m) {
 
 function renderFolders() {
   const list = $('folders');
-  const rows = orderedMailboxes().map(({ mailbox: m, depth }) => {
-    const active = !app.view.search && m.id === app.view.mailboxId;
-    const count = m.role === 'drafts' ? m.totalEmails : m.unreadEmails;
-    const actions = m.role
-      ? null
-      : el('span', { class: 'folder-actions' },
-        el('button', {
-          type: 'button', class: 'icon-button small', title: `Rename ${m.name}`, 'aria-label': `Rename ${m.name}`,
-          'data-test': 'folder-rename', onclick: (e) => { e.stopPropagation(); renameFolder(m.id); },
-        }, icon('edit')),
-        el('button', {
-          type: 'button', class: 'icon-button small', title: `Delete ${m.name}`, 'aria-label': `Delete ${m.name}`,
-          'data-test': 'folder-delete', onclick: (e) => { e.stopPropagation(); deleteFolder(m.id); },
-        }, icon('trash')));
-    const row = el('li', {
-      class: `folder depth-${Math.min(depth, 4)}${active ? ' active' : ''}${m.unreadEmails ? ' has-unread' : ''}`,
-      'data-test': 'folder', 'data-name': displayName(m), 'data-role': m.role || '', 'data-id': m.id,
-    },
-    el('a', {
-      href: `#${encodeURIComponent(m.id)}`, class: 'folder-link', 'aria-current': active ? 'page' : null,
-      onclick: (e) => { e.preventDefault(); openFolder(m.id); },
-    },
-    icon(ROLE_ICON[m.role] || 'folder'),
-    el('span', { class: 'folder-name', text: displayName(m) }),
-    count ? el('span', { class: 'count', text: count.toLocaleString(), 'data-test': 'folder-count' }) : null),
-    actions);
-    // Messages can be dragged from the list onto a folder.
-    row.addEventListener('dragover', (e) => { e.preventDefault(); row.classList.add('drop'); });
-    row.addEventListener('dragleave', () => row.classList.remove('drop'));
-    row.addEventListener('drop', (e) => {
-      e.preventDefault();
-      row.classList.remove('drop');
-      const id = e.dataTransfer.getData('application/x-mailbus-email');
-      if (id) moveThread(id, m.id);
-    });
-    return row;
-  });
-  list.replaceChildren(...rows);
+  const folderCount = (m) => (m.role === 'drafts' ? m.totalEmails : m.unreadEmails);
+  const rows = reconcile(list, orderedMailboxes(), ({ mailbox: m }) => m.id,
+    ({ mailbox: m, depth }) => JSON.stringify([displayName(m), m.role || '', Math.min(depth, 4), folderCount(m), !!m.unreadEmails]),
+    ({ mailbox: m, depth }) => folderRow(m, depth, folderCount(m)));
+  for (const row of rows) {
+    const active = !app.view.search && row.dataset.id === app.view.mailboxId;
+    row.classList.toggle('active', active);
+    const link = row.querySelector('.folder-link');
+    if (active) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
   renderMoveSelect();
   updateTitle();
+}
+
+function folderRow(m, depth, count) {
+  const actions = m.role
+    ? null
+    : el('span', { class: 'folder-actions' },
+      el('button', {
+        type: 'button', class: 'icon-button small', title: `Rename ${m.name}`, 'aria-label': `Rename ${m.name}`,
+        'data-test': 'folder-rename', onclick: (e) => { e.stopPropagation(); renameFolder(m.id); },
+      }, icon('edit')),
+      el('button', {
+        type: 'button', class: 'icon-button small', title: `Delete ${m.name}`, 'aria-label': `Delete ${m.name}`,
+        'data-test': 'folder-delete', onclick: (e) => { e.stopPropagation(); deleteFolder(m.id); },
+      }, icon('trash')));
+  const row = el('li', {
+    class: `folder depth-${Math.min(depth, 4)}${m.unreadEmails ? ' has-unread' : ''}`,
+    'data-test': 'folder', 'data-name': displayName(m), 'data-role': m.role || '', 'data-id': m.id,
+  },
+  el('a', {
+    href: `#${encodeURIComponent(m.id)}`, class: 'folder-link',
+    onclick: (e) => { e.preventDefault(); openFolder(m.id); },
+  },
+  icon(ROLE_ICON[m.role] || 'folder'),
+  el('span', { class: 'folder-name', text: displayName(m) }),
+  count ? el('span', { class: 'count', text: count.toLocaleString(), 'data-test': 'folder-count' }) : null),
+  actions);
+  // Messages can be dragged from the list onto a folder.
+  row.addEventListener('dragover', (e) => { e.preventDefault(); row.classList.add('drop'); });
+  row.addEventListener('dragleave', () => row.classList.remove('drop'));
+  row.addEventListener('drop', (e) => {
+    e.preventDefault();
+    row.classList.remove('drop');
+    const id = e.dataTransfer.getData('application/x-mailbus-email');
+    if (id) moveThread(id, m.id);
+  });
+  return row;
 }
 
 function renderMoveSelect() {
@@ -504,47 +537,59 @@ function threadSize(email) {
   return ids ? ids.length : 1;
 }
 
+function messageRow(e, inSent, people, chips) {
+  const unread = !(e.keywords && e.keywords.$seen);
+  const flagged = !!(e.keywords && e.keywords.$flagged);
+  const count = threadSize(e);
+  const row = el('li', {
+    class: ['message-row', unread && 'unread', flagged && 'flagged'].filter(Boolean).join(' '),
+    role: 'option', draggable: 'true',
+    'data-test': 'message-row', 'data-id': e.id, 'data-subject': e.subject || '',
+    'data-unread': unread ? 'true' : 'false', 'data-flagged': flagged ? 'true' : 'false',
+  },
+  el('button', {
+    type: 'button', class: `star${flagged ? ' on' : ''}`, title: flagged ? 'Unstar' : 'Star',
+    'aria-label': flagged ? 'Unstar' : 'Star', 'aria-pressed': flagged ? 'true' : 'false', 'data-test': 'row-star',
+    onclick: (ev) => { ev.stopPropagation(); setKeyword([e.id], '$flagged', !flagged); },
+  }, icon('star')),
+  el('span', { class: 'row-from', text: inSent ? `To: ${people || '(no recipient)'}` : people || '(unknown sender)' },
+    count > 1 ? el('span', { class: 'thread-count', text: String(count), title: `${count} messages in this conversation` }) : null),
+  el('span', { class: 'row-date', text: shortDate(e.receivedAt), title: longDate(e.receivedAt) }),
+  el('span', { class: 'row-subject' },
+    e.hasAttachment ? el('span', { class: 'row-clip', title: 'Has attachments' }, icon('paperclip')) : null,
+    el('span', { class: 'subject', text: e.subject || '(no subject)' }),
+    el('span', { class: 'preview', text: e.preview ? ` — ${e.preview}` : '' })),
+  chips.length ? el('span', { class: 'row-chips' }, chips.map((name) => el('span', { class: 'chip', text: name }))) : null);
+  // The row may outlive a re-render that moved it, so its place is looked up when it is clicked.
+  row.addEventListener('click', () => {
+    app.cursor = app.items.findIndex((x) => x.id === e.id);
+    openMessage(e.id);
+  });
+  row.addEventListener('dragstart', (ev) => {
+    ev.dataTransfer.setData('application/x-mailbus-email', e.id);
+    ev.dataTransfer.effectAllowed = 'move';
+  });
+  return row;
+}
+
 function renderList(before) {
   const list = $('messages');
   const inSent = !app.view.search && ['sent', 'drafts'].includes((app.mailboxes.get(app.view.mailboxId) || {}).role);
-  const rows = app.items.map((e, index) => {
-    const unread = !(e.keywords && e.keywords.$seen);
-    const flagged = !!(e.keywords && e.keywords.$flagged);
-    const people = inSent ? (e.to || []).map(addressShort).join(', ') : (e.from || []).map(addressShort).join(', ');
-    const count = threadSize(e);
-    const fresh = before && !before.has(e.id);
-    const folderChips = app.view.search
-      ? Object.keys(e.mailboxIds || {}).map((id) => app.mailboxes.get(id)).filter(Boolean)
-        .map((m) => el('span', { class: 'chip', text: displayName(m) }))
-      : [];
-    const row = el('li', {
-      class: ['message-row', unread && 'unread', flagged && 'flagged', index === app.cursor && 'cursor',
-        e.id === app.openId && 'open', fresh && 'fresh'].filter(Boolean).join(' '),
-      role: 'option', 'aria-selected': e.id === app.openId ? 'true' : 'false', draggable: 'true',
-      'data-test': 'message-row', 'data-id': e.id, 'data-subject': e.subject || '',
-      'data-unread': unread ? 'true' : 'false', 'data-flagged': flagged ? 'true' : 'false',
-    },
-    el('button', {
-      type: 'button', class: `star${flagged ? ' on' : ''}`, title: flagged ? 'Unstar' : 'Star',
-      'aria-label': flagged ? 'Unstar' : 'Star', 'aria-pressed': flagged ? 'true' : 'false', 'data-test': 'row-star',
-      onclick: (ev) => { ev.stopPropagation(); setKeyword([e.id], '$flagged', !flagged); },
-    }, icon('star')),
-    el('span', { class: 'row-from', text: inSent ? `To: ${people || '(no recipient)'}` : people || '(unknown sender)' },
-      count > 1 ? el('span', { class: 'thread-count', text: String(count), title: `${count} messages in this conversation` }) : null),
-    el('span', { class: 'row-date', text: shortDate(e.receivedAt), title: longDate(e.receivedAt) }),
-    el('span', { class: 'row-subject' },
-      e.hasAttachment ? el('span', { class: 'row-clip', title: 'Has attachments' }, icon('paperclip')) : null,
-      el('span', { class: 'subject', text: e.subject || '(no subject)' }),
-      el('span', { class: 'preview', text: e.preview ? ` — ${e.preview}` : '' })),
-    folderChips.length ? el('span', { class: 'row-chips' }, folderChips) : null);
-    row.addEventListener('click', () => { app.cursor = index; openMessage(e.id); });
-    row.addEventListener('dragstart', (ev) => {
-      ev.dataTransfer.setData('application/x-mailbus-email', e.id);
-      ev.dataTransfer.effectAllowed = 'move';
-    });
-    return row;
+  const people = (e) => (inSent ? (e.to || []) : (e.from || [])).map(addressShort).join(', ');
+  const chips = (e) => (app.view.search
+    ? Object.keys(e.mailboxIds || {}).map((id) => app.mailboxes.get(id)).filter(Boolean).map(displayName)
+    : []);
+  const rows = reconcile(list, app.items, (e) => e.id,
+    (e) => JSON.stringify([inSent, e.keywords || {}, people(e), threadSize(e), shortDate(e.receivedAt),
+      e.subject || '', e.preview || '', !!e.hasAttachment, chips(e)]),
+    (e) => messageRow(e, inSent, people(e), chips(e)));
+  rows.forEach((row, index) => {
+    const id = row.dataset.id;
+    row.classList.toggle('cursor', index === app.cursor);
+    row.classList.toggle('open', id === app.openId);
+    row.classList.toggle('fresh', !!before && !before.has(id));
+    row.setAttribute('aria-selected', id === app.openId ? 'true' : 'false');
   });
-  list.replaceChildren(...rows);
   const empty = $('list-empty');
   empty.hidden = rows.length > 0;
   empty.textContent = app.view.search ? `No messages match “${app.view.search}”.` : 'No messages in this folder.';

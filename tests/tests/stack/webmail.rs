@@ -364,6 +364,7 @@ async fn webmail_in_a_browser_reads_replies_forwards_moves_searches_and_sees_new
     assert_eq!(facts["sawImapFlag"], true, "{facts:#}");
     assert_eq!(facts["inboxUnreadBefore"], 3, "{facts:#}");
     assert_eq!(facts["liveAppeared"], true, "{facts:#}");
+    assert_eq!(facts["clickSurvivedPush"], true, "{facts:#}");
     assert!(facts["searchHits"].as_u64().is_some_and(|n| n >= 1), "{facts:#}");
     assert_eq!(facts["stayedAfterRefusedLogout"], true, "{facts:#}");
     assert_eq!(facts["sessionAfterLogout"], 401, "{facts:#}");
