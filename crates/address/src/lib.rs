@@ -1,16 +1,18 @@
 //! Validated identifiers shared by the roles: the mail domain's [`Domain`], [`EmailAddress`] and
-//! [`QueueId`], and mail at rest's [`AccountId`], [`MailboxId`], [`Uid`] and [`MailboxName`].
+//! [`QueueId`] (with plus-addressing's [`RecipientDelimiter`]), and mail at rest's [`AccountId`], [`MailboxId`], [`Uid`] and [`MailboxName`].
 //!
 //! A value of these types is valid by construction, so code that holds one never re-checks it. This crate
 //! does no I/O and knows nothing of the wire formats that carry these values: the roles convert at their
 //! edges.
 
+mod delimiter;
 mod ids;
 mod mailbox_name;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use delimiter::{BadDelimiter, RecipientDelimiter};
 pub use ids::{AccountId, BadUid, MailboxId, Uid};
 pub use mailbox_name::{MailboxName, MailboxNameError};
 

@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailbus_address::RecipientDelimiter;
 use mailbus_jetstream::Names;
 use mailbus_proto::v1::{directory_server::DirectoryServer, jmap_server::JmapServer, mailbox_server::MailboxServer};
 use mailbus_telemetry::ops::{self, Readiness};
@@ -51,6 +52,8 @@ pub struct MailboxConfig {
     pub max_message_size: u64,
     pub max_db_connections: u32,
     pub quota_full: QuotaFull,
+    /// Plus-addressing (`MAILBUS_RECIPIENT_DELIMITER`); applied wherever a recipient is resolved.
+    pub recipient_delimiter: RecipientDelimiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         events: events::Events::new(nats, config.names.clone()),
         max_message_size: config.max_message_size,
         quota_full: config.quota_full,
+        recipient_delimiter: config.recipient_delimiter,
         deliveries,
         deliver_seconds,
     };

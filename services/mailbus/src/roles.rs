@@ -59,6 +59,7 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         max_message_size: s.get(MAILBUS_MAX_MESSAGE_SIZE)?,
         max_db_connections: s.get(MAILBUS_DB_MAX_CONNECTIONS)?,
         quota_full: s.get(MAILBUS_QUOTA_FULL)?,
+        recipient_delimiter: s.get(MAILBUS_RECIPIENT_DELIMITER)?,
     })
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_access::DeletePolicy;
+use mailbus_address::RecipientDelimiter;
 use mailbus_http::CorsOrigins;
 use mailbus_jetstream::{MAX_ACK_WAIT, Names};
 use mailbus_mailbox::QuotaFull;
@@ -176,6 +177,10 @@ settings! {
     MAILBUS_QUOTA_FULL: QuotaFull = new(
         "bounce",
         "a delivery to a full mailbox: bounce (5.2.2, as Dovecot) or defer (4.2.2, retried until it expires)",
+    );
+    MAILBUS_RECIPIENT_DELIMITER: RecipientDelimiter = keeps_empty(
+        "+",
+        "plus-addressing: characters each of which separates a local part from its detail (alice+lists@ reaches alice@), as Postfix's recipient_delimiter; set but empty turns it off",
     );
     MAILBUS_MAILBOX_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50051", "mailbox role: Directory and Mailbox gRPC");
     MAILBUS_RELAY_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50052", "relay role: QueueAdmin gRPC");
@@ -373,6 +378,8 @@ pub struct Setting<T> {
     parse: fn(&Setting<T>, &str) -> anyhow::Result<T>,
     /// The value when the variable is unset and has no default; `None`: it must be set.
     absent: Option<fn() -> T>,
+    /// An empty value is a value, not a request for the default.
+    empty_is_value: bool,
 }
 
 impl<T> Clone for Setting<T> {
@@ -390,7 +397,7 @@ impl<T> Setting<T> {
         help: &'static str,
         parse: fn(&Setting<T>, &str) -> anyhow::Result<T>,
     ) -> Self {
-        Setting { name, default, help, min: 0, max: u64::MAX, parse, absent: None }
+        Setting { name, default, help, min: 0, max: u64::MAX, parse, absent: None, empty_is_value: false }
     }
 
     /// A number in `range`, made a `T` by `parse`.
@@ -414,6 +421,12 @@ impl<T: FromStr<Err: Display>> Setting<T> {
     /// No default: reading it unset fails, naming it.
     const fn required(name: &'static str, help: &'static str) -> Self {
         Self::with(name, None, help, parse_text)
+    }
+
+    /// Like [`Setting::new`], but set to the empty string it is parsed from "" rather than defaulted, as
+    /// Postfix's empty `recipient_delimiter` turns the feature off.
+    const fn keeps_empty(name: &'static str, default: &'static str, help: &'static str) -> Self {
+        Setting { empty_is_value: true, ..Self::with(name, Some(default), help, parse_text) }
     }
 
     /// No default text: unset, it is `absent()`.
@@ -542,7 +555,11 @@ impl Settings {
 
     /// The value of `setting`: its variable's text (or its default) parsed, or an error naming it.
     pub fn get<T>(&self, setting: Setting<T>) -> anyhow::Result<T> {
-        match self.value(setting.name).or(setting.default) {
+        let given = match setting.empty_is_value {
+            true => self.values.get(setting.name).map(String::as_str),
+            false => self.value(setting.name),
+        };
+        match given.or(setting.default) {
             Some(text) => (setting.parse)(&setting, text),
             None => setting.absent.map(|absent| absent()).with_context(|| format!("{} must be set", setting.name)),
         }
@@ -749,6 +766,18 @@ mod tests {
         assert_eq!(s.get(MAILBUS_RELAY_DELAY_WARNING_SECS).unwrap(), Some(Duration::from_secs(60)));
         assert_eq!(settings(&[]).unwrap().get(MAILBUS_RELAY_DELAY_WARNING_SECS).unwrap(), None);
         assert!(settings(&[("MAILBUS_SMTP_LISTEN", "off")]).unwrap().get(MAILBUS_SMTP_LISTEN).is_err());
+    }
+
+    #[test]
+    fn an_empty_recipient_delimiter_turns_plus_addressing_off_where_unset_keeps_the_default() {
+        let default = settings(&[]).unwrap().get(MAILBUS_RECIPIENT_DELIMITER).unwrap();
+        assert_eq!(default.to_string(), "+");
+        let off = settings(&[("MAILBUS_RECIPIENT_DELIMITER", "")]).unwrap().get(MAILBUS_RECIPIENT_DELIMITER).unwrap();
+        assert!(!off.is_enabled());
+        let two = settings(&[("MAILBUS_RECIPIENT_DELIMITER", "+-")]).unwrap().get(MAILBUS_RECIPIENT_DELIMITER).unwrap();
+        assert_eq!(two.to_string(), "+-");
+        let error = settings(&[("MAILBUS_RECIPIENT_DELIMITER", "+@")]).unwrap().get(MAILBUS_RECIPIENT_DELIMITER);
+        assert!(error.unwrap_err().to_string().starts_with("MAILBUS_RECIPIENT_DELIMITER=\"+@\" is not valid"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! are started once and shared; every test has its own database and NATS prefix.
 
 mod acceptance;
+mod addressing;
 mod admin;
 mod delivery;
 mod failures;

@@ -37,7 +37,7 @@ impl MailboxService {
 
     async fn deliver(&self, header: pb::DeliveryHeader, content: Vec<u8>) -> Result<pb::DeliverResponse, Status> {
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
-        let accounts = match directory::resolve(&self.pool, &recipient).await? {
+        let accounts = match directory::resolve(&self.pool, &recipient, &self.recipient_delimiter).await? {
             Resolution::Local(accounts) => accounts,
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
         };

@@ -16,7 +16,7 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::ResolveRecipientRequest>,
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         let address: EmailAddress = request.into_inner().address.parse().map_err(invalid)?;
-        let reply = match directory::resolve(&self.pool, &address).await? {
+        let reply = match directory::resolve(&self.pool, &address, &self.recipient_delimiter).await? {
             Resolution::Local(accounts) => pb::ResolveRecipientResponse {
                 kind: pb::RecipientKind::Local.into(),
                 account_ids: accounts.into_iter().map(i64::from).collect(),

@@ -14,7 +14,7 @@ mod jmap;
 mod mailbox;
 mod upload;
 
-use mailbus_address::{MailboxName, Uid};
+use mailbus_address::{MailboxName, RecipientDelimiter, Uid};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -33,6 +33,8 @@ pub struct MailboxService {
     pub events: Events,
     pub max_message_size: u64,
     pub quota_full: QuotaFull,
+    /// Plus-addressing: how a recipient's detail is cut off when the whole address leads nowhere.
+    pub recipient_delimiter: RecipientDelimiter,
     pub deliveries: Family<Vec<(String, String)>, Counter>,
     /// Time from a Deliver call's arrival to its reply, upload and commit included.
     pub deliver_seconds: Histogram,

@@ -1,7 +1,7 @@
 //! The directory's tables: hosted domains, accounts with their argon2id credentials and quotas, aliases
 //! (several targets; `@domain` catch-alls), and where an address leads.
 
-use mailbus_address::{AccountId, Domain, EmailAddress, MailboxName};
+use mailbus_address::{AccountId, Domain, EmailAddress, MailboxName, RecipientDelimiter};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::error::MailboxError;
@@ -71,30 +71,43 @@ const INITIAL_MAILBOXES: &[(&str, Option<&str>)] = &[
 ];
 
 /// The accounts an address leads to, in the order Postfix's virtual maps would try them: the account with
-/// that address, else the alias with that address, else the domain's catch-all alias. A disabled account
-/// stops the search (its address does not fall through to the catch-all) but receives nothing.
+/// that address, else the alias with that address; with plus-addressing, then the account and the alias
+/// of its base ($3, `alice@` for `alice+lists@`; $2 again when it has none); else the domain's catch-all
+/// alias. A disabled account stops the search (its address does not fall through to the catch-all) but
+/// receives nothing.
 const RESOLVE: &str = "
     SELECT array_remove(array_agg(target ORDER BY target), NULL) AS accounts
-      FROM (SELECT 1 AS rank, CASE WHEN NOT disabled THEN id END AS target FROM accounts WHERE address = $2
+      FROM (SELECT CASE WHEN address = $2 THEN 1 ELSE 3 END AS rank, CASE WHEN NOT disabled THEN id END AS target
+              FROM accounts WHERE address IN ($2, $3)
             UNION ALL
-            SELECT CASE WHEN al.address = $2 THEN 2 ELSE 3 END, CASE WHEN NOT a.disabled THEN a.id END
+            SELECT CASE WHEN al.address = $2 THEN 2 WHEN al.address = $3 THEN 4 ELSE 5 END,
+                   CASE WHEN NOT a.disabled THEN a.id END
               FROM aliases al
               JOIN alias_targets t ON t.alias_id = al.id
               JOIN accounts a ON a.id = t.account_id
-             WHERE al.address IN ($2, '@' || $1)) candidates
+             WHERE al.address IN ($2, $3, '@' || $1)) candidates
      GROUP BY rank
      ORDER BY rank
      LIMIT 1";
 
-pub async fn resolve(pool: &PgPool, address: &EmailAddress) -> Result<Resolution, MailboxError> {
+/// Where `address` leads. With plus-addressing on, an address that is no account or alias itself is
+/// looked up by its base (`alice+lists@` as `alice@`), so the detail never makes an address space of its
+/// own: the base's aliases and quota apply, and the caller keeps the address as given for the detail.
+pub async fn resolve(
+    pool: &PgPool,
+    address: &EmailAddress,
+    delimiter: &RecipientDelimiter,
+) -> Result<Resolution, MailboxError> {
     let domain = address.domain().as_str();
     let hosted: Option<i64> =
         sqlx::query_scalar("SELECT id FROM domains WHERE name = $1").bind(domain).fetch_optional(pool).await?;
     if hosted.is_none() {
         return Ok(Resolution::NotLocal);
     }
+    let key = address.lookup_key();
+    let base = delimiter.base(address).map_or_else(|| key.clone(), |base| base.lookup_key());
     let found: Option<Vec<i64>> =
-        sqlx::query_scalar(RESOLVE).bind(domain).bind(address.lookup_key()).fetch_optional(pool).await?;
+        sqlx::query_scalar(RESOLVE).bind(domain).bind(&key).bind(&base).fetch_optional(pool).await?;
     Ok(match found {
         Some(accounts) if !accounts.is_empty() => {
             Resolution::Local(accounts.into_iter().map(AccountId::from).collect())
