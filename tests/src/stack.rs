@@ -77,6 +77,7 @@ impl StackBuilder {
             imaps: None,
             relay_grpc: None,
             mailbox_metrics: None,
+            smtp_metrics: None,
             http: None,
             https: None,
             http_metrics: None,
@@ -116,6 +117,7 @@ pub struct TestStack {
     /// The relay's QueueAdmin gRPC address.
     pub relay_grpc: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
+    pub smtp_metrics: Option<SocketAddr>,
     /// The http role's plain HTTP and HTTPS listeners.
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
@@ -148,6 +150,7 @@ impl TestStack {
             self.smtp = Some(smtp.smtp_addr());
             self.submission = smtp.submission_addr();
             self.submissions = smtp.submissions_addr();
+            self.smtp_metrics = Some(smtp.metrics_addr());
         }
         if let Some(access) = &bound.access {
             self.pop3 = Some(access.pop3_addr());

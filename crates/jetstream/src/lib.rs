@@ -11,12 +11,16 @@
 //! - **Leases**: a key-value bucket of locks that expire by themselves (the POP3 maildrop lock).
 //! - **Failed logins**: a key-value bucket of counts per client address and account, shared by every
 //!   protocol and replica ([`LoginThrottle`]).
+//! - **Submission rates**: a key-value bucket of message and recipient counts per account and client
+//!   address in fixed windows, shared by every replica of the roles that accept submissions
+//!   ([`SubmissionLimits`]).
 //!
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
 mod lease;
 mod names;
 mod queue;
+mod rate;
 mod throttle;
 mod trace;
 
@@ -25,6 +29,7 @@ pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};
 pub use names::{NameError, Names};
 pub use queue::{DUPLICATE_WINDOW, INLINE_LIMIT, MAX_ACK_WAIT, Queue, QueueError, QueueStatus, RELAY_CONSUMER};
+pub use rate::{Limit, RatePolicy, SubmissionLimits};
 pub use throttle::{LoginThrottle, ThrottlePolicy, Verdict, account_tag};
 pub use trace::{adopt_trace, inject_trace};
 

@@ -58,6 +58,11 @@ impl Names {
         format!("{}_auth_failures", self.prefix)
     }
 
+    /// The key-value bucket of submission rate counts (per account and client address, per window).
+    pub fn submission_rates_bucket(&self) -> String {
+        format!("{}_submission_rates", self.prefix)
+    }
+
     /// The key-value bucket of the http role's bearer tokens (one key per token digest, expiring by itself).
     pub fn http_tokens_bucket(&self) -> String {
         format!("{}_http_tokens", self.prefix)

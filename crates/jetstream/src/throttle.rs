@@ -151,7 +151,7 @@ pub fn account_tag(username: &str) -> String {
 }
 
 /// IPv4 per address; IPv6 per /64, the block one subscriber usually gets.
-fn address_key(client: IpAddr) -> String {
+pub(crate) fn address_key(client: IpAddr) -> String {
     match client {
         IpAddr::V4(v4) => format!("ip4.{}", v4.octets().map(|o| o.to_string()).join("-")),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
 use mailbus_grpc::TracedChannel;
-use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, ThrottlePolicy};
+use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, RatePolicy, SubmissionLimits, ThrottlePolicy};
 use mailbus_proto::v1::{directory_client::DirectoryClient, jmap_client::JmapClient};
 use mailbus_telemetry::ops::{self, Readiness};
 use mailbus_tls::ServerTls;
@@ -115,6 +115,8 @@ pub struct HttpConfig {
     /// How long a webmail login lasts.
     pub webmail_session_ttl: Duration,
     pub throttle: ThrottlePolicy,
+    /// Submission rate limits, counted with SMTP submission's.
+    pub rates: RatePolicy,
     pub nats_timeout: Duration,
 }
 
@@ -143,6 +145,8 @@ pub(crate) struct App {
     /// Origins whose pages may call the API (CORS); a change from any other foreign page is refused.
     pub cors_origins: Vec<String>,
     pub limits: Limits,
+    /// Messages and recipients per account and client address, shared with SMTP submission.
+    pub submission_limits: SubmissionLimits,
     pub metrics: metrics::Metrics,
     pub concurrency: api::Concurrency,
     /// Emails' sanitised documents, recently opened.
@@ -177,6 +181,8 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
     )
     .await?;
     let queue = Queue::open(nats.clone(), config.names.clone(), config.nats_timeout).await?;
+    let submission_limits =
+        SubmissionLimits::open(&jetstream, config.names.submission_rates_bucket(), config.rates).await?;
     let directory = DirectoryClient::new(mailbox.clone());
     // A call carries up to maxSizeRequest of arguments, and its answer (Email/get with body values, up
     // to 500 emails) may be larger than tonic's default 4 MiB.
@@ -192,6 +198,7 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
         cors_origins: config.cors_origins.0.clone(),
         limits: config.limits,
+        submission_limits,
         metrics: metrics::Metrics::default(),
         concurrency: api::Concurrency::default(),
         rendered: webmail::rendered::RenderCache::default(),

@@ -27,6 +27,8 @@ pub struct Metrics {
     jmap_calls: Family<Labels, Counter>,
     jmap_call_seconds: Family<Labels, Histogram>,
     eventsource_open: Gauge,
+    /// EmailSubmission creations refused by a submission rate limit, by limit.
+    rate_limited: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -37,6 +39,7 @@ impl Default for Metrics {
             jmap_calls: Family::default(),
             jmap_call_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             eventsource_open: Gauge::default(),
+            rate_limited: Family::default(),
         }
     }
 }
@@ -56,6 +59,19 @@ impl Metrics {
             self.jmap_call_seconds.clone(),
         );
         registry.register("eventsource_open", "Open EventSource (push) connections", self.eventsource_open.clone());
+        // Every limit starts at 0, so its series exists (and rate() works) before the first refusal.
+        for limit in mailbus_jetstream::Limit::ALL {
+            drop(self.rate_limited.get_or_create(&vec![("limit", limit.label().to_owned())]));
+        }
+        registry.register(
+            "rate_limited",
+            "EmailSubmission creations refused (forbiddenToSend) by a submission rate limit, by limit",
+            self.rate_limited.clone(),
+        );
+    }
+
+    pub fn rate_limited(&self, limit: mailbus_jetstream::Limit) {
+        self.rate_limited.get_or_create(&vec![("limit", limit.label().to_owned())]).inc();
     }
 
     pub fn jmap_call(&self, method: &str, outcome: &str, elapsed: Duration) {

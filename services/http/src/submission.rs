@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use chrono::Utc;
 use futures::StreamExt;
 use mailbus_address::QueueId;
-use mailbus_jetstream::Envelope;
+use mailbus_jetstream::{Envelope, Limit};
 use mailbus_proto::v1::{
     self as pb, BodyType, ClientFacts, EnvelopeRecipient, blob_chunk, prepare_submission_response,
 };
@@ -169,6 +169,13 @@ async fn create(
         error["maxRecipients"] = json!(app.limits.max_recipients);
         return Ok(Err(error));
     }
+    // The limits SMTP submission counts in, so that moving between the two gains nothing. RFC 8621
+    // §7.5: forbiddenToSend is "not permitted to send at all right now".
+    if let Err(limit) = rate_limits(app, account, client, prepared.rcpt_to.len()).await {
+        tracing::info!(account = account.id, %client, limit = limit.label(), "submission rate limit reached");
+        app.metrics.rate_limited(limit);
+        return Ok(Err(set_error("forbiddenToSend", limit.explanation())));
+    }
     let queue_id = match enqueue(app, account, client, &prepared).await {
         Ok(queue_id) => queue_id,
         Err(message) => {
@@ -210,6 +217,12 @@ async fn create(
         created["threadId"] = json!(prepared.thread_id);
     }
     Ok(Ok((created, Sent { id, email_id })))
+}
+
+/// One message and its recipients against the account's and the address's limits.
+async fn rate_limits(app: &App, account: &Account, client: IpAddr, recipients: usize) -> Result<(), Limit> {
+    app.submission_limits.message(account.id, client).await?;
+    app.submission_limits.recipients(account.id, u32::try_from(recipients).unwrap_or(u32::MAX)).await
 }
 
 /// Streams the email's octets from the store onto the queue behind our `Received:` line, which names

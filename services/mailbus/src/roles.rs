@@ -6,7 +6,7 @@ use anyhow::Context;
 use mailbus_acceptor::Caps;
 use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config, SessionPolicy};
 use mailbus_http::{Http, HttpConfig, Limits};
-use mailbus_jetstream::ThrottlePolicy;
+use mailbus_jetstream::{RatePolicy, ThrottlePolicy};
 use mailbus_mailbox::{Mailbox, MailboxConfig};
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
 use mailbus_smtp_ingress::{Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
@@ -116,6 +116,7 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
         },
         spool_dir: s.get(MAILBUS_SMTP_SPOOL_DIR)?,
         throttle: throttle_policy(s)?,
+        rates: rate_policy(s)?,
         mx_caps: caps(s, MAILBUS_SMTP_MAX_CONNECTIONS, MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP)?,
         submission_caps: caps(s, MAILBUS_SUBMISSION_MAX_CONNECTIONS, MAILBUS_SUBMISSION_MAX_CONNECTIONS_PER_IP)?,
         proxies: s.get(MAILBUS_PROXY_PROTOCOL_FROM)?,
@@ -204,6 +205,7 @@ pub fn http_config(s: &Settings, tls: ServerTls) -> anyhow::Result<HttpConfig> {
         token_ttl: s.get(MAILBUS_HTTP_TOKEN_TTL_SECS)?,
         webmail_session_ttl: s.get(MAILBUS_WEBMAIL_SESSION_TTL_SECS)?,
         throttle: throttle_policy(s)?,
+        rates: rate_policy(s)?,
         nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
     })
 }
@@ -218,6 +220,17 @@ fn throttle_policy(s: &Settings) -> anyhow::Result<ThrottlePolicy> {
         delay: s.get(MAILBUS_AUTH_FAILURE_DELAY_MS)?,
         max_failures_per_address: s.get(MAILBUS_AUTH_MAX_FAILURES_PER_IP)?,
         window: s.get(MAILBUS_AUTH_FAILURE_WINDOW_SECS)?,
+    })
+}
+
+/// The submission rate limits SMTP submission and JMAP share.
+fn rate_policy(s: &Settings) -> anyhow::Result<RatePolicy> {
+    Ok(RatePolicy {
+        window: s.get(MAILBUS_SUBMISSION_RATE_WINDOW_SECS)?,
+        messages_per_account: s.get(MAILBUS_SUBMISSION_MAX_MESSAGES_PER_ACCOUNT)?,
+        recipients_per_account: s.get(MAILBUS_SUBMISSION_MAX_RECIPIENTS_PER_ACCOUNT)?,
+        messages_per_address: s.get(MAILBUS_SUBMISSION_MAX_MESSAGES_PER_IP)?,
+        recipients_per_account_per_day: s.get(MAILBUS_SUBMISSION_MAX_RECIPIENTS_PER_DAY)?,
     })
 }
 

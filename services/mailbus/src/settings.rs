@@ -221,6 +221,31 @@ settings! {
         1..=MAX_CONNECTIONS,
         "simultaneous submission sessions (587 and 465 together) from one client address",
     );
+    MAILBUS_SUBMISSION_RATE_WINDOW_SECS: Duration = secs(
+        "3600",
+        1..=DAY,
+        "the fixed window of the submission rate limits per account and per address (the daily one is a UTC day)",
+    );
+    MAILBUS_SUBMISSION_MAX_MESSAGES_PER_ACCOUNT: u32 = bounded(
+        "500",
+        0..=100_000_000,
+        "messages one account may submit per window (SMTP and JMAP, across replicas; then 451 4.7.1 at MAIL FROM); 0: no limit",
+    );
+    MAILBUS_SUBMISSION_MAX_RECIPIENTS_PER_ACCOUNT: u32 = bounded(
+        "2000",
+        0..=100_000_000,
+        "recipients one account may submit to per window (then 451 4.7.1 at RCPT TO); 0: no limit",
+    );
+    MAILBUS_SUBMISSION_MAX_MESSAGES_PER_IP: u32 = bounded(
+        "1000",
+        0..=100_000_000,
+        "messages submitted from one client address per window, whatever the account (IPv6 per /64); 0: no limit",
+    );
+    MAILBUS_SUBMISSION_MAX_RECIPIENTS_PER_DAY: u32 = bounded(
+        "5000",
+        0..=100_000_000,
+        "recipients one account may submit to per UTC day; 0: no limit",
+    );
     MAILBUS_PROXY_PROTOCOL_FROM: TrustedProxies = or_else(
         TrustedProxies::default,
         "load balancers (addresses or CIDR networks, comma-separated) whose connections to the SMTP, IMAP and POP3 ports must start with a PROXY protocol v1/v2 header naming the client",

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
-use mailbus_jetstream::{LoginThrottle, Verdict as ThrottleVerdict};
+use mailbus_jetstream::{Limit, LoginThrottle, SubmissionLimits, Verdict as ThrottleVerdict};
 use mailbus_smtp::command::{Command, CommandDecoder, CommandError};
 use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{
     Action, Credentials, DataOutcome, Expect, Message, RecipientCheck, SenderCheck, Session, SessionConfig, TlsInfo,
+    Verdict,
 };
 use mailbus_tls::{MaybeTls, ServerTls, TlsFacts};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -48,6 +49,9 @@ pub struct Context<D, S> {
     /// Failed AUTHs, counted with IMAP's and POP3's across replicas: the delay before a 535, and the 454
     /// for an address with too many.
     pub throttle: LoginThrottle,
+    /// Messages and recipients of authenticated submissions, counted across replicas: 451 4.7.1 past a
+    /// limit.
+    pub limits: SubmissionLimits,
     pub bodies: BodyStorage,
     pub metrics: Metrics,
 }
@@ -259,14 +263,39 @@ where
         self.wire.output.extend(reply.to_bytes());
     }
 
+    /// Asks the directory; a recipient it would accept in a submission session is counted against the
+    /// account's recipient limits first.
     async fn check_recipient(&self, session: &mut Session, check: RecipientCheck) -> Reply {
         let verdict = self.ctx.directory.verdict(&check.recipient.address).await;
+        if matches!(verdict, Verdict::Local | Verdict::NotLocal)
+            && let Some(user) = session.authenticated_user()
+            && let Err(limit) = self.ctx.limits.recipients(user.account_id, 1).await
+        {
+            self.rate_limited(limit, &user.address);
+            return session.recipient_rate_limited(check, limit.explanation());
+        }
         session.recipient_checked(check, verdict)
     }
 
+    /// Asks the directory whether the account owns the sender address (the null sender claims none),
+    /// then counts the message against the account's and the client address's limits.
     async fn check_sender(&self, session: &mut Session, check: SenderCheck) -> Reply {
-        let allowed = self.ctx.directory.sender_allowed(&check.user, &check.address).await.ok();
+        let allowed = match &check.address {
+            Some(address) => self.ctx.directory.sender_allowed(&check.user, address).await.ok(),
+            None => Some(true),
+        };
+        if allowed == Some(true)
+            && let Err(limit) = self.ctx.limits.message(check.user.account_id, self.client.peer.ip()).await
+        {
+            self.rate_limited(limit, &check.user.address);
+            return session.sender_rate_limited(check, limit.explanation());
+        }
         session.sender_checked(check, allowed)
+    }
+
+    fn rate_limited(&self, limit: Limit, user: &str) {
+        self.ctx.metrics.rate_limited(limit);
+        tracing::info!(peer = %self.client.peer, %user, limit = limit.label(), "submission rate limit reached");
     }
 
     /// RFC 3207 STARTTLS; the session starts over after it.
@@ -599,6 +628,13 @@ mod tests {
                 delay: Duration::ZERO,
                 max_failures_per_address: 1000,
                 window: Duration::from_secs(60),
+            }),
+            limits: SubmissionLimits::in_memory(mailbus_jetstream::RatePolicy {
+                window: Duration::from_secs(3600),
+                messages_per_account: 0,
+                recipients_per_account: 0,
+                messages_per_address: 0,
+                recipients_per_account_per_day: 0,
             }),
             bodies: BodyStorage { memory_limit: setup.memory_limit, dir: std::env::temp_dir().into() },
             metrics: Metrics::default(),

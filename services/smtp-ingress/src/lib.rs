@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
-use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, ThrottlePolicy};
+use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, RatePolicy, SubmissionLimits, ThrottlePolicy};
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{BareLf, LongLines, Mode, SessionConfig};
 use mailbus_telemetry::ops::{self, Readiness};
@@ -77,6 +77,8 @@ pub struct SmtpConfig {
     pub spool_dir: PathBuf,
     /// Failed AUTHs, counted with IMAP's and POP3's across replicas.
     pub throttle: ThrottlePolicy,
+    /// Submission rate limits, counted across replicas.
+    pub rates: RatePolicy,
     /// Port 25's caps.
     pub mx_caps: Caps,
     /// The caps of 587 and 465 together, apart from port 25's, so that servers (or an attacker) filling
@@ -152,6 +154,8 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-smtp-ingress").await?;
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
     let throttle = LoginThrottle::open(queue.jetstream(), config.names.auth_failures_bucket(), config.throttle).await?;
+    let limits =
+        SubmissionLimits::open(queue.jetstream(), config.names.submission_rates_bucket(), config.rates).await?;
     let mut registry = Registry::with_prefix("mailbus_smtp");
     let bodies = BodyStorage { memory_limit: body::MEMORY_LIMIT, dir: config.spool_dir.as_path().into() };
     bodies.check().map_err(|error| StartError::SpoolDir { dir: config.spool_dir.clone(), error })?;
@@ -161,6 +165,7 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         tls: config.tls.clone(),
         timeouts: config.timeouts,
         throttle,
+        limits,
         bodies,
         metrics: metrics::Metrics::register(&mut registry),
     });

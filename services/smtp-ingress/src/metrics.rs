@@ -17,6 +17,8 @@ pub struct Metrics {
     pub auth_throttled: Counter,
     messages: Family<Labels, Counter>,
     rejections: Family<Labels, Counter>,
+    /// MAIL and RCPT refused by a submission rate limit, by limit.
+    rate_limited: Family<Labels, Counter>,
     /// Sizes of the messages accepted (250 after DATA or the last BDAT), in octets.
     pub message_size: Histogram,
 }
@@ -31,6 +33,7 @@ impl Default for Metrics {
             auth_throttled: Counter::default(),
             messages: Family::default(),
             rejections: Family::default(),
+            rate_limited: Family::default(),
             // 1 KiB to 64 MiB, by fours.
             message_size: Histogram::new(exponential_buckets(1024.0, 4.0, 9)),
         }
@@ -59,6 +62,15 @@ impl Metrics {
             "Replies of 400 and above, by the command they answer and reply code",
             metrics.rejections.clone(),
         );
+        // Every limit starts at 0, so its series exists (and rate() works) before the first refusal.
+        for limit in mailbus_jetstream::Limit::ALL {
+            drop(metrics.rate_limited.get_or_create(&vec![("limit".into(), limit.label().to_owned())]));
+        }
+        registry.register(
+            "rate_limited",
+            "MAIL and RCPT refused with 451 4.7.1 by a submission rate limit, by limit",
+            metrics.rate_limited.clone(),
+        );
         registry.register_with_unit(
             "message_size",
             "Sizes of accepted messages",
@@ -74,6 +86,10 @@ impl Metrics {
             let labels = vec![("command".into(), verb.to_owned()), ("code".into(), code.to_string())];
             self.rejections.get_or_create(&labels).inc();
         }
+    }
+
+    pub fn rate_limited(&self, limit: mailbus_jetstream::Limit) {
+        self.rate_limited.get_or_create(&vec![("limit".into(), limit.label().to_owned())]).inc();
     }
 
     pub fn message(&self, code: u16) {

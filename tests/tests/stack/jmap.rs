@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mailbus_tests::clients::{SmtpOutcome, imap_session, run_program, smtp_send};
+use mailbus_tests::clients::{SmtpOutcome, SubmitMode, imap_session, run_program, smtp_send, smtp_submit};
 use mailbus_tests::fake_smtp::{FakeSmtp, Script};
 use mailbus_tests::http::{api, basic, curl};
 use mailbus_tests::{TestStack, wait_until};
@@ -328,6 +328,55 @@ async fn jmap_submission_reaches_a_local_account_and_a_remote_server() {
     let refused =
         alice.call("EmailSubmission/set", json!({"create": {"s": {"identityId": identity, "emailId": forged}}})).await;
     assert_eq!(refused["notCreated"]["s"]["type"], "forbiddenFrom", "{refused:#}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_submissions_count_against_the_limits_smtp_submission_counts_in() {
+    let stack = TestStack::builder()
+        .set("MAILBUS_SUBMISSION_MAX_MESSAGES_PER_ACCOUNT", "2")
+        // A day's window, so that the test does not straddle two.
+        .set("MAILBUS_SUBMISSION_RATE_WINDOW_SECS", "86400")
+        .start()
+        .await;
+    let alice = User::new(&stack, "alice@example.org").await;
+    let bob = User::new(&stack, "bob@example.org").await;
+    let over_smtp = smtp_submit(
+        stack.submission.expect("submission listener"),
+        SubmitMode::StartTls,
+        &mailbus_tests::Infra::get().tls_cert,
+        ("alice@example.org", "secret"),
+        "alice@example.org",
+        &["bob@example.org"],
+        &crate::message("bob@example.org", "over-smtp"),
+    )
+    .await;
+    assert_eq!(over_smtp.outcome, "ok", "{over_smtp:?}");
+    let drafts = alice.mailbox("drafts").await;
+    let identity = alice.call("Identity/get", json!({})).await["list"][0]["id"].as_str().unwrap().to_owned();
+    let mut outcomes = Vec::new();
+    for n in 0..2 {
+        let created = alice
+            .call(
+                "Email/set",
+                json!({"create": {"d": {"mailboxIds": {drafts.clone(): true}, "from": [{"email": "alice@example.org"}],
+                                        "to": [{"email": "bob@example.org"}], "subject": format!("over-jmap-{n}"),
+                                        "bodyValues": {"t": {"value": "x"}}, "textBody": [{"partId": "t", "type": "text/plain"}]}}}),
+            )
+            .await;
+        let email = created["created"]["d"]["id"].as_str().unwrap().to_owned();
+        let submitted = alice
+            .call("EmailSubmission/set", json!({"create": {"s": {"identityId": identity, "emailId": email}}}))
+            .await;
+        outcomes.push(submitted);
+    }
+    assert!(outcomes[0]["created"]["s"]["id"].is_string(), "the second message of two: {:#}", outcomes[0]);
+    let refused = &outcomes[1]["notCreated"]["s"];
+    assert_eq!(refused["type"], "forbiddenToSend", "the third, after one over SMTP: {:#}", outcomes[1]);
+    assert_eq!(refused["description"], "Too many messages from this account, try again later");
+    wait_for_inbox(&bob, 2).await;
+    stack.wait_for_empty_queue(Duration::from_secs(20)).await;
+    assert_eq!(bob.inbox_ids().await.len(), 2, "the refused one was not sent");
     stack.stop().await;
 }
 

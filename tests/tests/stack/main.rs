@@ -17,6 +17,7 @@ mod mail_import;
 mod noloss;
 mod ops;
 mod pop3;
+mod rate_limits;
 mod relay;
 mod smtp;
 mod store;

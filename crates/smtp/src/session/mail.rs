@@ -51,13 +51,16 @@ impl Session {
                 return Action::Reply(reply);
             }
         };
-        match (user, &parsed.path) {
-            (Some(user), ReversePath::Address(address)) if self.config.mode == Mode::Submission => {
-                let address = address.clone();
+        match user {
+            // The null sender claims no address, but its message still counts against the limits.
+            Some(user) if self.config.mode == Mode::Submission => {
+                let address = match &parsed.path {
+                    ReversePath::Address(address) => Some(address.clone()),
+                    ReversePath::Null => None,
+                };
                 self.state = State::Greeted { helo };
                 Action::CheckSender(SenderCheck { user, address, from: parsed })
             }
-            // The null sender claims no address, so there is nothing to check.
             _ => {
                 self.state = State::Mail { helo, from: parsed };
                 Action::Reply(sender_ok())
@@ -133,8 +136,8 @@ impl Session {
             }
             Some(false) => {
                 self.state = State::Greeted { helo };
-                let text =
-                    format!("<{}>: Sender address rejected: not owned by user {}", check.address, check.user.address);
+                let address = check.address.as_ref().map(ToString::to_string).unwrap_or_default();
+                let text = format!("<{address}>: Sender address rejected: not owned by user {}", check.user.address);
                 self.note(Reply::new(553, Enhanced(5, 7, 1), text))
             }
             None => {
@@ -143,6 +146,29 @@ impl Session {
             }
         }
     }
+}
+
+impl Session {
+    /// The answer to [`Action::CheckSender`] when the account or its client address has sent as many
+    /// messages as its window allows: `451 4.7.1` (RFC 3463: delivery not authorized, try later), as
+    /// Postfix's `smtpd_client_message_rate_limit` answers at MAIL FROM.
+    pub fn sender_rate_limited(&mut self, check: SenderCheck, explanation: &str) -> Reply {
+        let helo = match mem::take(&mut self.state) {
+            State::Greeted { helo } => helo,
+            other => {
+                self.state = other;
+                return self.note(bad_sequence("no MAIL command in progress"));
+            }
+        };
+        self.state = State::Greeted { helo };
+        drop(check);
+        self.note(rate_limited(explanation))
+    }
+}
+
+/// RFC 3463 §3.8 X.7.1: not authorized, and 4xx: the same message may be sent later.
+pub(super) fn rate_limited(explanation: &str) -> Reply {
+    Reply::new(451, Enhanced(4, 7, 1), explanation)
 }
 
 fn parse_sender(text: &str, smtputf8: bool) -> Result<EmailAddress, Reply> {

@@ -104,11 +104,13 @@ pub struct RecipientCheck {
     pub recipient: Recipient,
 }
 
-/// Submission: may `user` send as `address`, its own address or an alias of it?
+/// Submission: may `user` send as `address`, its own address or an alias of it, and may it send another
+/// message now (the submission rate limits)?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SenderCheck {
     pub user: AuthenticatedUser,
-    pub address: EmailAddress,
+    /// `None` for the null sender, which claims no address: only the rate limits apply to it.
+    pub address: Option<EmailAddress>,
     from: MailFrom,
 }
 
@@ -129,7 +131,8 @@ pub enum Action {
     Reply(Reply),
     /// Ask the directory, then send what [`Session::recipient_checked`] returns.
     CheckRecipient(RecipientCheck),
-    /// Ask the directory, then send what [`Session::sender_checked`] returns.
+    /// Ask the directory and the submission rate limits, then send what [`Session::sender_checked`] or
+    /// [`Session::sender_rate_limited`] returns.
     CheckSender(SenderCheck),
     /// Send the 354 reply, read the body with [`Session::data_reader`], keeping what it hands out, then call
     /// [`Session::data_received`].

@@ -8,7 +8,7 @@ use smtp_proto::{
     RCPT_RRVS_REJECT,
 };
 
-use super::mail::needs_smtputf8;
+use super::mail::{needs_smtputf8, rate_limited};
 use super::{Action, Recipient, RecipientCheck, Session, State, Verdict, bad_sequence, unsupported_parameter};
 use crate::command::POSTMASTER;
 use crate::reply::{Enhanced, Reply};
@@ -92,6 +92,14 @@ impl Session {
             None => self.add_recipient(recipient),
         };
         self.note(reply)
+    }
+
+    /// The answer to [`Action::CheckRecipient`] when the authenticated account has sent to as many
+    /// recipients as its window or day allows: `451 4.7.1`, for this recipient only (Postfix's
+    /// `smtpd_client_recipient_rate_limit` answers at RCPT TO); the recipients already accepted stay.
+    pub fn recipient_rate_limited(&mut self, check: RecipientCheck, explanation: &str) -> Reply {
+        drop(check);
+        self.note(rate_limited(explanation))
     }
 
     fn add_recipient(&mut self, recipient: Recipient) -> Reply {

@@ -54,9 +54,22 @@ fn verdict(address: &EmailAddress) -> Verdict {
     }
 }
 
+/// Takes one from what a rate limit leaves, as the connection's limiter does; `false` when nothing is left.
+fn take(left: &mut Option<usize>) -> bool {
+    match left {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            *n -= 1;
+            true
+        }
+    }
+}
+
 fn may_send_as(check: &SenderCheck) -> Option<bool> {
-    match check.address.to_string().as_str() {
-        _ if check.address.domain().as_str() == "down.example" => None,
+    let Some(address) = &check.address else { return Some(true) };
+    match address.to_string().as_str() {
+        _ if address.domain().as_str() == "down.example" => None,
         "alice@example.org" | "sales@example.org" => Some(check.user == alice()),
         _ => Some(false),
     }
@@ -102,6 +115,9 @@ pub(super) struct Client {
     pub dropped: Vec<u8>,
     pub closed: bool,
     pub spool_down: bool,
+    /// The submission rate limits: messages and recipients the account may still send; `None`: no limit.
+    pub messages_left: Option<usize>,
+    pub recipients_left: Option<usize>,
 }
 
 impl Client {
@@ -118,6 +134,8 @@ impl Client {
             dropped: Vec::new(),
             closed: false,
             spool_down: false,
+            messages_left: None,
+            recipients_left: None,
         }
     }
 
@@ -220,10 +238,18 @@ impl Client {
             Action::CheckRecipient(check) => {
                 self.lookups.push(check.recipient.address.to_string());
                 let verdict = verdict(&check.recipient.address);
+                let accepted = matches!(verdict, Verdict::Local | Verdict::NotLocal);
+                if accepted && self.session.authenticated_user().is_some() && !take(&mut self.recipients_left) {
+                    let reply = self.session.recipient_rate_limited(check, "Too many recipients");
+                    return replies.push(reply.to_string());
+                }
                 replies.push(self.session.recipient_checked(check, verdict).to_string());
             }
             Action::CheckSender(check) => {
                 let allowed = may_send_as(&check);
+                if allowed == Some(true) && !take(&mut self.messages_left) {
+                    return replies.push(self.session.sender_rate_limited(check, "Too many messages").to_string());
+                }
                 replies.push(self.session.sender_checked(check, allowed).to_string());
             }
             Action::ReceiveData(go_ahead) => {

@@ -43,6 +43,43 @@ fn the_null_sender_needs_no_check() {
 }
 
 #[test]
+fn past_the_message_limit_mail_from_is_451_4_7_1_and_the_null_sender_counts_too() {
+    let mut client = Client::logged_in();
+    client.messages_left = Some(2);
+    let replies = client.send(concat!(
+        "MAIL FROM:<alice@example.org>\r\n",
+        "RSET\r\n",
+        "MAIL FROM:<>\r\n",
+        "RSET\r\n",
+        "MAIL FROM:<alice@example.org>\r\n",
+        "RCPT TO:<bob@example.org>\r\n",
+        "MAIL FROM:<bob@example.org>\r\n",
+    ));
+    assert_eq!(replies[4], "451 4.7.1 Too many messages");
+    assert_eq!(replies[5], "503 5.5.1 Bad sequence of commands: need MAIL command", "no transaction was started");
+    assert!(replies[6].starts_with("553 5.7.1"), "a sender not owned is still refused as such: {}", replies[6]);
+    assert!(client.messages.is_empty());
+}
+
+#[test]
+fn past_the_recipient_limit_rcpt_to_is_451_4_7_1_and_the_accepted_ones_are_sent() {
+    let mut client = Client::logged_in();
+    client.recipients_left = Some(2);
+    let replies = client.send(concat!(
+        "MAIL FROM:<alice@example.org>\r\n",
+        "RCPT TO:<bob@example.org>\r\n",
+        "RCPT TO:<nobody@example.org>\r\n",
+        "RCPT TO:<friend@elsewhere.net>\r\n",
+        "RCPT TO:<carol@example.org>\r\n",
+        "DATA\r\nhello\r\n.\r\n",
+    ));
+    assert_eq!(codes(&replies), ["250", "250", "550", "250", "451", "354", "250"]);
+    assert_eq!(replies[4], "451 4.7.1 Too many recipients");
+    let recipients: Vec<String> = client.messages[0].recipients.iter().map(|r| r.address.to_string()).collect();
+    assert_eq!(recipients, ["bob@example.org", "friend@elsewhere.net"], "an unknown user costs nothing");
+}
+
+#[test]
 fn an_authenticated_client_may_relay_and_local_users_are_still_checked() {
     let mut client = Client::logged_in();
     let replies = client.send(concat!(
@@ -66,7 +103,7 @@ fn a_sender_verdict_without_a_pending_mail_is_503() {
     let mut session = Session::new(config(Mode::Submission), Some(tls_info()));
     let check = SenderCheck {
         user: alice(),
-        address: "alice@example.org".parse().unwrap(),
+        address: Some("alice@example.org".parse().unwrap()),
         from: MailFrom {
             path: ReversePath::Null,
             body_type: BodyType::SevenBit,
