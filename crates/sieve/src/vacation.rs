@@ -11,22 +11,22 @@ pub(crate) fn reply(command: &VacationCommand, message: &Message<'_>, input: &In
     if is_automatic_sender(sender) || is_automatic_message(message) {
         return None;
     }
-    let ours: Vec<String> = [input.envelope.account, input.envelope.to]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(command.addresses.iter().cloned())
-        .map(|a| without_detail(&a))
+    // RFC 5230 §4.5: "ours" is the account's address and the script's `:addresses`, compared whole, as
+    // Pigeonhole does: mail that reached us through an alias or a `+detail` names neither, and gets a
+    // reply only if the script lists that address.
+    let ours: Vec<String> = std::iter::once(input.envelope.account)
+        .chain(command.addresses.iter().map(String::as_str))
+        .map(|a| a.trim().to_ascii_lowercase())
         .collect();
-    // RFC 5230 §4.5: reply only to mail that names one of our addresses in its recipient fields.
     let addressed = ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"].iter().any(|field| {
         message
             .values(field)
             .iter()
             .flat_map(|value| message::addresses(value))
-            .any(|a| ours.contains(&without_detail(&a)))
+            .any(|a| ours.contains(&a.to_ascii_lowercase()))
     });
     // Nor to ourselves.
-    if !addressed || ours.contains(&without_detail(sender)) {
+    if !addressed || ours.contains(&sender.to_ascii_lowercase()) {
         return None;
     }
     let days = command.days.unwrap_or(limits.vacation_default_days).clamp(limits.vacation_min_days, limits.vacation_max_days);
@@ -79,14 +79,6 @@ fn is_automatic_message(message: &Message<'_>) -> bool {
         .iter()
         .any(|name| message.has(name));
     auto_submitted || bulk || list
-}
-
-fn without_detail(address: &str) -> String {
-    let address = address.trim().to_ascii_lowercase();
-    match address.rsplit_once('@') {
-        Some((local, domain)) => format!("{}@{domain}", local.split_once('+').map_or(local, |(user, _)| user)),
-        None => address,
-    }
 }
 
 fn default_subject(message: &Message<'_>) -> String {

@@ -185,8 +185,11 @@ fn never_answers_automatic_mail() {
         let delivery = Delivery { from: sender, ..DEFAULT };
         assert!(vacations(&run_with(script, TO_ME, &delivery, &Memory::default()).actions).is_empty(), "{sender:?}");
     }
-    // A subaddress of ours in To still counts as ours.
-    assert_eq!(replies(script, "To: me+work@example.com\n\nx\n"), ["away"]);
+    // Addresses compare whole: a subaddress or an alias is ours only when :addresses lists it.
+    assert!(replies(script, "To: me+work@example.com\n\nx\n").is_empty());
+    assert!(replies(script, "To: ME@Example.COM\n\nx\n").len() == 1);
+    let listed = "require \"vacation\"; vacation :addresses \"me+work@example.com\" \"away\";";
+    assert_eq!(replies(listed, "To: me+work@example.com\n\nx\n"), ["away"]);
 }
 
 /// Only one vacation per run (RFC 5230 §4.7: vacation is not repeated).
