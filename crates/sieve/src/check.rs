@@ -361,7 +361,10 @@ impl Checker {
                 self.need(Extension::Envelope, at, "envelope")?;
                 let common = self.common(&mut args, Takes::MatchAndAddress)?;
                 let names = self.strings(&mut args, at, "envelope parts")?;
-                if let Some(bad) = names.iter().find(|n| !n.contains("${") && !["from", "to"].contains(&n.to_ascii_lowercase().as_str())) {
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !n.contains("${") && !["from", "to"].contains(&n.to_ascii_lowercase().as_str()))
+                {
                     return error(at, format!("unknown envelope part \"{bad}\" (use \"from\" or \"to\")"));
                 }
                 let keys = self.strings(&mut args, at, "keys")?;
@@ -370,7 +373,7 @@ impl Checker {
             }
             "body" => {
                 self.need(Extension::Body, at, "body")?;
-                let (common, transform) = self.body_tags(&mut args, at)?;
+                let (common, transform) = self.body_tags(&mut args)?;
                 let keys = self.strings(&mut args, at, "keys")?;
                 Test::Body { matching: self.matching(&common, at)?, transform, keys }
             }
@@ -388,7 +391,10 @@ impl Checker {
                 let (variables, keys) = match args.peek() {
                     Some(Argument::Strings { .. }) => {
                         self.need(Extension::Variables, at, "variable names in hasflag")?;
-                        (Some(first.iter().map(|v| v.to_ascii_lowercase()).collect()), self.strings(&mut args, at, "flags")?)
+                        (
+                            Some(first.iter().map(|v| v.to_ascii_lowercase()).collect()),
+                            self.strings(&mut args, at, "flags")?,
+                        )
                     }
                     _ => (None, first),
                 };
@@ -431,7 +437,7 @@ impl Checker {
         Ok(part.to_ascii_lowercase())
     }
 
-    fn body_tags(&mut self, args: &mut Args<'_>, at: Position) -> Result<(Common, BodyTransform), ParseError> {
+    fn body_tags(&mut self, args: &mut Args<'_>) -> Result<(Common, BodyTransform), ParseError> {
         let mut transform = None;
         let mut rest = Vec::new();
         while let Some(Argument::Tag(tag, tag_at)) = args.peek() {
@@ -470,7 +476,6 @@ impl Checker {
         if let Some(extra) = rest_args.next() {
             return error(extra.at(), "unexpected argument to body");
         }
-        let _ = at;
         Ok((common, transform.unwrap_or(BodyTransform::Text)))
     }
 
@@ -481,7 +486,8 @@ impl Checker {
             let tag = tag.clone();
             args.next();
             let address = matches!(takes, Takes::MatchAndAddress | Takes::MatchAddressAndIndex);
-            let indexed = matches!(takes, Takes::MatchAndIndex | Takes::MatchAddressAndIndex | Takes::MatchIndexAndZone);
+            let indexed =
+                matches!(takes, Takes::MatchAndIndex | Takes::MatchAddressAndIndex | Takes::MatchIndexAndZone);
             let zoned = matches!(takes, Takes::MatchIndexAndZone | Takes::MatchAndZone);
             match tag.as_str() {
                 "comparator" => {
@@ -579,5 +585,6 @@ fn set_once<T>(slot: &mut Option<T>, value: T, at: Position, what: &str) -> Resu
 /// RFC 5229 §3: identifier = (ALPHA / "_") *(ALPHA / DIGIT / "_"); `set` cannot name a match variable.
 fn valid_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -39,7 +39,9 @@ impl Comparator {
     pub fn order(self, a: &str, b: &str) -> Ordering {
         match self {
             Comparator::Octet => a.as_bytes().cmp(b.as_bytes()),
-            Comparator::AsciiCasemap => a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
+            Comparator::AsciiCasemap => {
+                a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+            }
             Comparator::AsciiNumeric => numeric_order(a, b),
         }
     }
@@ -207,7 +209,9 @@ impl Wildcard<'_> {
         let matched = match self.glob.get(g).copied() {
             None => v == self.value.len(),
             Some(Glob::Char(c)) => {
-                v < self.value.len() && self.comparator.fold(c) == self.comparator.fold(self.value[v]) && self.at(g + 1, v + 1)?
+                v < self.value.len()
+                    && self.comparator.fold(c) == self.comparator.fold(self.value[v])
+                    && self.at(g + 1, v + 1)?
             }
             Some(Glob::One) => v < self.value.len() && self.capture(g, v, v + 1)?,
             Some(Glob::Star) => {

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike};
 
-const PARTS: [&str; 13] =
-    ["year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11", "zone", "weekday"];
+const PARTS: [&str; 13] = [
+    "year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11", "zone", "weekday",
+];
 
 pub(crate) fn is_part(name: &str) -> bool {
     PARTS.iter().any(|p| p.eq_ignore_ascii_case(name))

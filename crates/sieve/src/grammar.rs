@@ -12,7 +12,7 @@ pub struct Command {
     pub at: Position,
     pub arguments: Vec<Argument>,
     pub tests: Vec<Test>,
-    /// `Some` when the command has a block; also whether the test list was parenthesised.
+    /// `Some` when the command ends in a block rather than `;`.
     pub block: Option<Vec<Command>>,
 }
 
@@ -30,7 +30,11 @@ pub enum Argument {
     Tag(String, Position),
     Number(u64, Position),
     /// A single string is a list of one; `single` says which way it was written.
-    Strings { values: Vec<String>, single: bool, at: Position },
+    Strings {
+        values: Vec<String>,
+        single: bool,
+        at: Position,
+    },
 }
 
 impl Argument {

@@ -19,10 +19,11 @@ pub struct Input<'a> {
 pub struct Envelope<'a> {
     /// MAIL FROM; `None` for the null reverse-path `<>`.
     pub from: Option<&'a str>,
-    /// RCPT TO as the sender wrote it, `+detail` included: the envelope test's "to", which
-    /// subaddress (RFC 5233) splits.
+    /// RCPT TO as the sender wrote it (the original recipient), `+detail` included: the envelope
+    /// test's "to", which subaddress (RFC 5233) splits.
     pub to: &'a str,
-    /// The account's own address, after aliases: vacation's default From and one of "our" addresses.
+    /// The account's own address, after aliases and without a detail: vacation's default From and,
+    /// with its `:addresses`, what counts as "ours" (RFC 5230 §4.5).
     pub account: &'a str,
 }
 

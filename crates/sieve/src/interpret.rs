@@ -25,7 +25,9 @@ pub(crate) fn run(script: &Script, input: &Input<'_>, limits: &Limits) -> Outcom
     };
     match run.block(&script.commands) {
         Ok(_) => run.finish(),
-        Err(error) => Outcome { actions: vec![Action::Keep { flags: Vec::new() }], implicit_keep: true, error: Some(error) },
+        Err(error) => {
+            Outcome { actions: vec![Action::Keep { flags: Vec::new() }], implicit_keep: true, error: Some(error) }
+        }
     }
 }
 
@@ -159,14 +161,17 @@ impl Run<'_, '_> {
                     union(a, b);
                     return true;
                 }
-                (Action::FileInto { mailbox: m, flags: a, create: c }, Action::FileInto { mailbox, flags: b, create })
-                    if m == mailbox =>
-                {
+                (
+                    Action::FileInto { mailbox: m, flags: a, create: c },
+                    Action::FileInto { mailbox, flags: b, create },
+                ) if m == mailbox => {
                     union(a, b);
                     *c |= create;
                     return true;
                 }
-                (Action::Redirect { address: a, copy: c }, Action::Redirect { address, copy }) if a.eq_ignore_ascii_case(address) => {
+                (Action::Redirect { address: a, copy: c }, Action::Redirect { address, copy })
+                    if a.eq_ignore_ascii_case(address) =>
+                {
                     *c &= copy;
                     return true;
                 }
@@ -186,7 +191,10 @@ impl Run<'_, '_> {
         if self.actions.iter().any(|a| matches!(a, Action::Reject { .. })) {
             return Err(RuntimeError::Conflict("redirect cannot follow reject".into()));
         }
-        let known = self.actions.iter().any(|a| matches!(a, Action::Redirect { address: a, .. } if a.eq_ignore_ascii_case(&address)));
+        let known = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Redirect { address: a, .. } if a.eq_ignore_ascii_case(&address)));
         if !known {
             self.redirects += 1;
             if self.redirects > self.limits.max_redirects {
@@ -284,7 +292,9 @@ impl Run<'_, '_> {
                     let fields: Vec<String> = self.message.raw_values(&name).map(str::to_owned).collect();
                     for field in pick(fields, *index) {
                         let decoded = message::decode_words(&field);
-                        values.extend(message::addresses(&decoded).iter().filter_map(|a| message::address_part(a, *part)));
+                        values.extend(
+                            message::addresses(&decoded).iter().filter_map(|a| message::address_part(a, *part)),
+                        );
                     }
                 }
                 self.compare(matching, &values, keys)
@@ -323,7 +333,9 @@ impl Run<'_, '_> {
             }
             Test::HasFlag { matching, variables, keys } => {
                 let values = match variables {
-                    Some(names) => flag_list(&names.iter().map(|n| self.variables.get(n).cloned().unwrap_or_default()).collect::<Vec<_>>()),
+                    Some(names) => flag_list(
+                        &names.iter().map(|n| self.variables.get(n).cloned().unwrap_or_default()).collect::<Vec<_>>(),
+                    ),
                     None => self.flags.clone(),
                 };
                 let keys = flag_list(&self.expand_all(keys));
@@ -410,6 +422,8 @@ pub(crate) fn valid_address(address: &str) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else { return false };
     !local.is_empty()
         && !domain.is_empty()
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '(' | ')'))
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '(' | ')'))
         && domain.split('.').all(|label| !label.is_empty())
 }

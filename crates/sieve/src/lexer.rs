@@ -283,7 +283,10 @@ mod tests {
 
     #[test]
     fn numbers_take_quantifiers() {
-        assert_eq!(tokens("1K 2M 3g 7"), [Token::Number(1024), Token::Number(2 << 20), Token::Number(3 << 30), Token::Number(7)]);
+        assert_eq!(
+            tokens("1K 2M 3g 7"),
+            [Token::Number(1024), Token::Number(2 << 20), Token::Number(3 << 30), Token::Number(7)]
+        );
         assert!(tokenize("99999999999999999999").is_err());
         assert!(tokenize("18446744073709551615G").is_err());
     }
@@ -291,7 +294,10 @@ mod tests {
     #[test]
     fn strings_unescape_and_multiline_unstuffs_dots() {
         assert_eq!(tokens(r#""a\"b\\c\d""#), [Token::String("a\"b\\cd".into())]);
-        assert_eq!(tokens("text: # note\r\nline\r\n..dot\r\n.\r\n;"), [Token::String("line\r\n.dot\r\n".into()), Token::Semicolon]);
+        assert_eq!(
+            tokens("text: # note\r\nline\r\n..dot\r\n.\r\n;"),
+            [Token::String("line\r\n.dot\r\n".into()), Token::Semicolon]
+        );
     }
 
     #[test]

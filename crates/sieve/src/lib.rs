@@ -14,7 +14,7 @@
 //! record of whom vacation answered. This crate never touches a database, a socket or a clock.
 
 mod check;
-pub mod compare;
+mod compare;
 mod date;
 mod grammar;
 mod input;
@@ -98,17 +98,17 @@ pub enum RuntimeError {
 
 /// The CPU budget of one run, counted in steps.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     left: u64,
     limit: u64,
 }
 
 impl Budget {
-    pub fn new(limit: u64) -> Self {
+    pub(crate) fn new(limit: u64) -> Self {
         Budget { left: limit, limit }
     }
 
-    pub fn spend(&mut self, steps: u64) -> Result<(), RuntimeError> {
+    pub(crate) fn spend(&mut self, steps: u64) -> Result<(), RuntimeError> {
         self.left = self.left.checked_sub(steps).ok_or(RuntimeError::StepsExhausted(self.limit))?;
         Ok(())
     }

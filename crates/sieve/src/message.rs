@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn fields_unfold_and_decode() {
-        let m = Message::new(b"Subject: =?utf-8?q?caf=C3=A9?= =?utf-8?b?w6k=?=\r\n  tail\r\nX-A: 1\r\nx-a:2\r\n\r\nbody");
+        let m =
+            Message::new(b"Subject: =?utf-8?q?caf=C3=A9?= =?utf-8?b?w6k=?=\r\n  tail\r\nX-A: 1\r\nx-a:2\r\n\r\nbody");
         assert_eq!(m.values("subject"), ["caf\u{e9}\u{e9}  tail"]);
         assert_eq!(m.values("X-A"), ["1", "2"]);
         assert_eq!(m.body(&BodyTransform::Raw), ["body"]);
@@ -239,7 +240,9 @@ mod tests {
     #[test]
     fn address_lists() {
         assert_eq!(
-            addresses(r#""Doe, John" <john@example.com>, jane@example.org (Jane), team: a@b.c, d@e.f;, <@r.example:x@y.z>"#),
+            addresses(
+                r#""Doe, John" <john@example.com>, jane@example.org (Jane), team: a@b.c, d@e.f;, <@r.example:x@y.z>"#
+            ),
             ["john@example.com", "jane@example.org", "a@b.c", "d@e.f", "x@y.z"]
         );
         assert_eq!(address_part("ken+sieve@example.org", AddressPart::Detail).as_deref(), Some("sieve"));

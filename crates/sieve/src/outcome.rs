@@ -14,14 +14,26 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Store in INBOX with these IMAP flags (RFC 5232).
-    Keep { flags: Vec<String> },
+    Keep {
+        flags: Vec<String>,
+    },
     /// Store in `mailbox`; `create` (RFC 5490 `:create`) makes it when missing.
-    FileInto { mailbox: String, flags: Vec<String>, create: bool },
+    FileInto {
+        mailbox: String,
+        flags: Vec<String>,
+        create: bool,
+    },
     /// Forward to `address`; with `copy` (RFC 3894) the message is also stored.
-    Redirect { address: String, copy: bool },
+    Redirect {
+        address: String,
+        copy: bool,
+    },
     /// Refuse the message with this text: a DSN (RFC 5429 `reject`), or the SMTP reply when
     /// `extended` (`ereject`) and the caller is still in the SMTP transaction.
-    Reject { reason: String, extended: bool },
+    Reject {
+        reason: String,
+        extended: bool,
+    },
     /// The script discarded the message (nothing to store).
     Discard,
     Vacation(VacationReply),

@@ -6,7 +6,12 @@ use crate::message::{self, Message};
 use crate::script::VacationCommand;
 use crate::{Input, Limits, VacationRecord, VacationReply};
 
-pub(crate) fn reply(command: &VacationCommand, message: &Message<'_>, input: &Input<'_>, limits: &Limits) -> Option<VacationReply> {
+pub(crate) fn reply(
+    command: &VacationCommand,
+    message: &Message<'_>,
+    input: &Input<'_>,
+    limits: &Limits,
+) -> Option<VacationReply> {
     let sender = input.envelope.from.map(str::trim).filter(|s| !s.is_empty())?;
     if is_automatic_sender(sender) || is_automatic_message(message) {
         return None;
@@ -29,7 +34,8 @@ pub(crate) fn reply(command: &VacationCommand, message: &Message<'_>, input: &In
     if !addressed || ours.contains(&sender.to_ascii_lowercase()) {
         return None;
     }
-    let days = command.days.unwrap_or(limits.vacation_default_days).clamp(limits.vacation_min_days, limits.vacation_max_days);
+    let days =
+        command.days.unwrap_or(limits.vacation_default_days).clamp(limits.vacation_min_days, limits.vacation_max_days);
     let handle = command.handle.clone().unwrap_or_else(|| default_handle(command));
     let record = VacationRecord { sender: sender.to_ascii_lowercase(), handle, days };
     if input.environment.vacation_replied(&record) {
@@ -75,9 +81,10 @@ fn is_automatic_message(message: &Message<'_>) -> bool {
         .values("precedence")
         .iter()
         .any(|v| ["bulk", "list", "junk"].iter().any(|p| v.trim().eq_ignore_ascii_case(p)));
-    let list = ["list-id", "list-help", "list-unsubscribe", "list-subscribe", "list-post", "list-owner", "list-archive"]
-        .iter()
-        .any(|name| message.has(name));
+    let list =
+        ["list-id", "list-help", "list-unsubscribe", "list-subscribe", "list-post", "list-owner", "list-archive"]
+            .iter()
+            .any(|name| message.has(name));
     auto_submitted || bulk || list
 }
 
@@ -92,7 +99,8 @@ fn default_subject(message: &Message<'_>) -> String {
 /// RFC 5230 §4.2: without `:handle`, replies that differ in their text count as different.
 fn default_handle(command: &VacationCommand) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts = [command.reason.as_str(), command.subject.as_deref().unwrap_or(""), command.from.as_deref().unwrap_or("")];
+    let parts =
+        [command.reason.as_str(), command.subject.as_deref().unwrap_or(""), command.from.as_deref().unwrap_or("")];
     for byte in parts.join("\u{0}").bytes().chain([u8::from(command.mime)]) {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
@@ -112,7 +120,9 @@ pub(crate) fn encode_subject(subject: &str) -> String {
         for byte in c.encode_utf8(&mut buf).bytes() {
             match byte {
                 b' ' => encoded.push('_'),
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => encoded.push(char::from(byte)),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => {
+                    encoded.push(char::from(byte))
+                }
                 _ => encoded.push_str(&format!("={byte:02X}")),
             }
         }

@@ -44,7 +44,12 @@ fn errors_say_where_and_what() {
         ("redirect \"no-at-sign\";", 1, 1, "invalid address"),
         ("if size :over { keep; }", 1, 4, "size takes :over or :under"),
         ("if header :contains :is \"a\" \"b\" { keep; }", 1, 21, "more than one match type"),
-        ("require [\"relational\", \"comparator-i;ascii-numeric\"];\nif header :contains :comparator \"i;ascii-numeric\" \"a\" \"1\" { keep; }", 2, 11, "cannot do :contains"),
+        (
+            "require [\"relational\", \"comparator-i;ascii-numeric\"];\nif header :contains :comparator \"i;ascii-numeric\" \"a\" \"1\" { keep; }",
+            2,
+            11,
+            "cannot do :contains",
+        ),
         ("require \"variables\";\nset \"1bad\" \"x\";", 2, 1, "invalid variable name"),
         ("require \"variables\";\nset :lower :upper \"a\" \"b\";", 2, 12, "one modifier"),
         ("require \"date\";\nif date \"date\" \"fortnight\" \"1\" { keep; }", 2, 4, "unknown date part"),
@@ -117,7 +122,8 @@ fn runtime_limits_keep_the_message() {
     assert_eq!(outcome.actions, [Action::Keep { flags: Vec::new() }]);
 
     // A pattern that backtracks a lot runs out of steps instead of out of time.
-    let costly = "require \"fileinto\"; if header :matches \"subject\" \"*a*a*a*a*a*a*a*a*a*a*b\" { discard; } fileinto \"x\";";
+    let costly =
+        "require \"fileinto\"; if header :matches \"subject\" \"*a*a*a*a*a*a*a*a*a*a*b\" { discard; } fileinto \"x\";";
     let outcome = run_limited(costly, &limits);
     assert_eq!(outcome.error, Some(RuntimeError::StepsExhausted(5_000)));
     assert_eq!(outcome.actions, [Action::Keep { flags: Vec::new() }]);
@@ -135,7 +141,9 @@ fn runtime_limits_keep_the_message() {
 #[test]
 fn odd_messages_do_not_panic() {
     let script = "require [\"body\", \"date\", \"relational\"]; if anyof(header :contains \"subject\" \"x\", address :domain \"from\" \"y\", body :text :contains \"z\", date :value \"gt\" \"date\" \"year\" \"1\") { discard; }";
-    for message in ["", "\n", "no colon line\n\nbody", "Subject: =?bogus?x?abc?=\n\n", "From: <<<@@@>>>\nDate: never\n\n\u{fffd}"] {
+    for message in
+        ["", "\n", "no colon line\n\nbody", "Subject: =?bogus?x?abc?=\n\n", "From: <<<@@@>>>\nDate: never\n\n\u{fffd}"]
+    {
         let outcome = run_with(script, message, &DEFAULT, &Memory::default());
         assert_eq!(outcome.error, None, "{message:?}");
     }

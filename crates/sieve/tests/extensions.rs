@@ -57,7 +57,8 @@ setflag "\\Seen";
 /// RFC 3894 §4: redirect :copy and fileinto :copy keep the implicit keep.
 #[test]
 fn copy() {
-    let script = "require [\"copy\", \"fileinto\"];\nredirect :copy \"sieve-admin@example.com\";\nfileinto :copy \"incoming\";";
+    let script =
+        "require [\"copy\", \"fileinto\"];\nredirect :copy \"sieve-admin@example.com\";\nfileinto :copy \"incoming\";";
     assert_eq!(
         run(script, "From: a@b.c\n\nx\n"),
         [Action::Redirect { address: "sieve-admin@example.com".into(), copy: true }, fileinto("incoming"), keep()]
@@ -81,7 +82,10 @@ if body :content "audio/mp3" :contains "" {
     assert_eq!(run(script, multipart), [fileinto("secrets"), fileinto("jukebox")]);
     assert_eq!(run(script, "From: a@b.c\n\nnothing here\n"), [keep()]);
     // :text sees the decoded text, :raw the encoded one.
-    assert_eq!(run("require \"body\"; if body :text :contains \"missile is\" { discard; }", multipart), [Action::Discard]);
+    assert_eq!(
+        run("require \"body\"; if body :text :contains \"missile is\" { discard; }", multipart),
+        [Action::Discard]
+    );
     assert_eq!(run("require \"body\"; if body :raw :contains \"missile is\" { discard; }", multipart), [keep()]);
     assert_eq!(run("require \"body\"; if body :raw :contains \"mis=\" { discard; }", multipart), [Action::Discard]);
 }
@@ -119,7 +123,10 @@ if anyof (true, address :domain :matches "To" "*.com") {
     stop;
 }"#;
     assert_eq!(run(script, "List-ID: Sieve list <sieve@lists.example.org>\n\nx\n"), [fileinto("INBOX.lists.sieve")]);
-    assert_eq!(run(script, "Subject: [acme-users] [fwd] version 1.0 is out\n\nx\n"), [fileinto("INBOX.lists.acme-users")]);
+    assert_eq!(
+        run(script, "Subject: [acme-users] [fwd] version 1.0 is out\n\nx\n"),
+        [fileinto("INBOX.lists.acme-users")]
+    );
     assert_eq!(run(script, "To: coyote@ACME.Example.COM\n\nx\n"), [fileinto("INBOX.business.ACME.Example")]);
     assert_eq!(run(script, "To: other@example.org\n\nx\n"), [keep()]);
 
@@ -172,7 +179,10 @@ if allof ( address :count "eq" :comparator "i;ascii-numeric"
     assert_eq!(run(script, "X-Priority: 1\nFrom: zed@x.example\n\nx\n"), [fileinto("Priority")]);
     assert_eq!(run(script, "To: a@x, b@x, c@x, d@x, e@x, f@x\nFrom: zed@x.example\n\nx\n"), [fileinto("SPAM")]);
     assert_eq!(run(script, "From: zed@x.example\n\nx\n"), [fileinto("From N-Z")]);
-    assert_eq!(run(script, "From: adam@x.example\nTo: me@foo.example.com\n\nx\n"), [fileinto("From A-M"), fileinto("Only me")]);
+    assert_eq!(
+        run(script, "From: adam@x.example\nTo: me@foo.example.com\n\nx\n"),
+        [fileinto("From A-M"), fileinto("Only me")]
+    );
 }
 
 /// RFC 5233 §6's example: envelope :user and :detail.
@@ -213,7 +223,10 @@ if allof(header :is "from" "boss@example.com",
          date :value "ge" :originalzone "date" "hour" "09",
          date :value "lt" :originalzone "date" "hour" "17")
 { fileinto "urgent"; }"#;
-    assert_eq!(run(office, "From: boss@example.com\nDate: Tue, 10 Nov 2009 10:00:00 -0800\n\nx\n"), [fileinto("urgent")]);
+    assert_eq!(
+        run(office, "From: boss@example.com\nDate: Tue, 10 Nov 2009 10:00:00 -0800\n\nx\n"),
+        [fileinto("urgent")]
+    );
     assert_eq!(run(office, "From: boss@example.com\nDate: Tue, 10 Nov 2009 18:00:00 -0800\n\nx\n"), [keep()]);
 
     let weekend = r#"require ["date", "relational", "fileinto"];

@@ -202,7 +202,10 @@ fn pigeonhole(dir: &Path, mail: &Mail, script: &Path, message: &Path, execute: b
     let out = command.output().expect("run sieve-test");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("Fatal") && !stdout.contains("script compile failed"), "sieve-test failed:\n{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("Fatal") && !stdout.contains("script compile failed"),
+        "sieve-test failed:\n{stdout}\n{stderr}"
+    );
     stdout + &stderr
 }
 
@@ -259,7 +262,8 @@ fn stored(mailbox: &str, flags: &[String], create: bool) -> String {
 }
 
 fn ours(script: &str, mail: &Mail) -> BTreeSet<String> {
-    let delivery = Delivery { from: Some(mail.from), to: mail.to, account: ACCOUNT, now: "Tue, 10 Nov 2009 18:35:00 +0000" };
+    let delivery =
+        Delivery { from: Some(mail.from), to: mail.to, account: ACCOUNT, now: "Tue, 10 Nov 2009 18:35:00 +0000" };
     let outcome = run_with(script, mail.text, &delivery, &Memory::default());
     assert_eq!(outcome.error, None);
     outcome

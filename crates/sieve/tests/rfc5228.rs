@@ -37,7 +37,10 @@ fn encoded_character() {
     let unicode = "require \"encoded-character\";\nif header :contains \"Subject\" \"${Unicode:263a}\" { discard; }";
     assert_eq!(run(unicode, "Subject: =?utf-8?q?smile_=E2=98=BA?=\n\nx\n"), [Action::Discard]);
     // Without the require the text is literal.
-    assert_eq!(run("if header :contains \"Subject\" \"${hex:24}\" { discard; }", "Subject: ${hex:24}\n\nx\n"), [Action::Discard]);
+    assert_eq!(
+        run("if header :contains \"Subject\" \"${hex:24}\" { discard; }", "Subject: ${hex:24}\n\nx\n"),
+        [Action::Discard]
+    );
 }
 
 /// §2.10.2: implicit keep when nothing else happens.
@@ -79,7 +82,8 @@ if header :contains "from" "coyote" {
 }"#;
     assert_eq!(run(script, COYOTE), [Action::Discard]);
     assert_eq!(run(script, PLAIN), [keep()]);
-    let harassment = "require \"fileinto\";\nif header :contains [\"from\"] \"coyote\" {\n   fileinto \"INBOX.harassment\";\n}";
+    let harassment =
+        "require \"fileinto\";\nif header :contains [\"from\"] \"coyote\" {\n   fileinto \"INBOX.harassment\";\n}";
     assert_eq!(run(harassment, COYOTE), [fileinto("INBOX.harassment")]);
 }
 
@@ -248,7 +252,10 @@ fn duplicate_actions_merge() {
 fn reject() {
     let script = "require \"reject\";\nif header :contains \"subject\" \"MAKE MONEY FAST\" {\n   reject \"I do not participate in illegal schemes.\";\n}";
     let actions = run(script, "Subject: MAKE MONEY FAST\n\nx\n");
-    assert_eq!(actions, [Action::Reject { reason: "I do not participate in illegal schemes.".into(), extended: false }]);
+    assert_eq!(
+        actions,
+        [Action::Reject { reason: "I do not participate in illegal schemes.".into(), extended: false }]
+    );
     let both = "require [\"reject\", \"vacation\"]; vacation \"away\"; reject \"no\";";
     let outcome = run_with(both, "To: me@example.com\n\nx\n", &DEFAULT, &Memory::default());
     assert!(outcome.error.is_some());

@@ -5,7 +5,8 @@ mod support;
 use mailbus_sieve::Action;
 use support::*;
 
-const TO_ME: &str = "From: friend@example.net\nTo: me@example.com\nSubject: cyrus bugs\nMessage-ID: <1@example.net>\n\nhello\n";
+const TO_ME: &str =
+    "From: friend@example.net\nTo: me@example.com\nSubject: cyrus bugs\nMessage-ID: <1@example.net>\n\nhello\n";
 
 fn replies(script: &str, message: &str) -> Vec<String> {
     vacations(&run(script, message))
@@ -141,7 +142,10 @@ if header :contains "from" "boss@example.edu" {
     vacation "Sorry, I'm away, I'll read your
 message when I get around to it.";
 }"#;
-    assert_eq!(run(script, "From: boss@example.edu\nTo: me@example.com\n\nx\n"), [redirect("pleeb@xanadu.example.com")]);
+    assert_eq!(
+        run(script, "From: boss@example.edu\nTo: me@example.com\n\nx\n"),
+        [redirect("pleeb@xanadu.example.com")]
+    );
     assert_eq!(replies(script, TO_ME), ["Sorry, I'm away, I'll read your\r\nmessage when I get around to it."]);
 
     let language = r#"require "vacation";
@@ -159,7 +163,10 @@ if address :matches "from" "*.example.com" {
 } else {
     vacation :subject "Gone fishing" "Having a lovely time on the lake.";
 }"#;
-    assert_eq!(replies(by_domain, "From: a@sales.example.com\nTo: me@example.com\n\nx\n"), ["Sorry, I'm away this week."]);
+    assert_eq!(
+        replies(by_domain, "From: a@sales.example.com\nTo: me@example.com\n\nx\n"),
+        ["Sorry, I'm away this week."]
+    );
     assert_eq!(replies(by_domain, TO_ME), ["Having a lovely time on the lake."]);
 }
 
@@ -181,7 +188,13 @@ fn never_answers_automatic_mail() {
         assert!(replies(script, &format!("{header}\n{TO_ME}")).is_empty(), "{header}");
     }
     assert_eq!(replies(script, &format!("Auto-Submitted: no\n{TO_ME}")), ["away"]);
-    for sender in [None, Some("MAILER-DAEMON@example.net"), Some("owner-users@example.net"), Some("users-request@example.net"), Some("me@example.com")] {
+    for sender in [
+        None,
+        Some("MAILER-DAEMON@example.net"),
+        Some("owner-users@example.net"),
+        Some("users-request@example.net"),
+        Some("me@example.com"),
+    ] {
         let delivery = Delivery { from: sender, ..DEFAULT };
         assert!(vacations(&run_with(script, TO_ME, &delivery, &Memory::default()).actions).is_empty(), "{sender:?}");
     }
