@@ -114,10 +114,6 @@ impl Run<'_, '_> {
                 }
             }
             Command::Reject { reason, extended } => {
-                // RFC 5429 §2.1: one reject per run, never beside vacation (RFC 5230 §4.7).
-                if self.actions.iter().any(|a| matches!(a, Action::Reject { .. } | Action::Vacation(_))) {
-                    return Err(RuntimeError::Conflict("reject cannot follow another reject or vacation".into()));
-                }
                 let reason = self.expand(reason);
                 self.implicit_keep = false;
                 self.add(Action::Reject { reason, extended: *extended })?;
@@ -147,10 +143,29 @@ impl Run<'_, '_> {
     /// Adds an action unless the same one is already there (RFC 5228 §2.10.3); flags of a repeated
     /// store are merged.
     fn add(&mut self, action: Action) -> Result<()> {
+        self.check_conflicts(&action)?;
         if !self.merge(action) && self.actions.len() > self.limits.max_actions {
             return Err(RuntimeError::TooManyActions(self.limits.max_actions));
         }
         Ok(())
+    }
+
+    /// RFC 5429 §2.1: a rejected message is not also delivered, redirected, rejected twice or
+    /// answered by vacation (RFC 5230 §4.7). Pigeonhole refuses the same pairs; implicit keep is not
+    /// one of them.
+    fn check_conflicts(&self, action: &Action) -> Result<()> {
+        let rejected = || self.actions.iter().any(|a| matches!(a, Action::Reject { .. }));
+        let conflict = match action {
+            Action::Reject { .. } => self.actions.iter().find(|a| !matches!(a, Action::Discard)).map(describe),
+            Action::Keep { .. } | Action::FileInto { .. } | Action::Redirect { .. } | Action::Vacation(_) => {
+                rejected().then(|| describe(action))
+            }
+            Action::Discard => None,
+        };
+        match conflict {
+            Some(other) => Err(RuntimeError::Conflict(format!("reject conflicts with {other}"))),
+            None => Ok(()),
+        }
     }
 
     /// Returns whether the action merged into one already present.
@@ -187,9 +202,6 @@ impl Run<'_, '_> {
         let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
         if !valid_address(&address) {
             return Err(RuntimeError::InvalidRedirect(address));
-        }
-        if self.actions.iter().any(|a| matches!(a, Action::Reject { .. })) {
-            return Err(RuntimeError::Conflict("redirect cannot follow reject".into()));
         }
         let known = self
             .actions
@@ -234,8 +246,9 @@ impl Run<'_, '_> {
     }
 
     fn vacation(&mut self, command: &VacationCommand) -> Result<()> {
-        if self.actions.iter().any(|a| matches!(a, Action::Reject { .. } | Action::Vacation(_))) {
-            return Err(RuntimeError::Conflict("vacation cannot follow reject or another vacation".into()));
+        // RFC 5230 §4.7 does not repeat vacation: a second one is the script's error.
+        if self.actions.iter().any(|a| matches!(a, Action::Vacation(_))) {
+            return Err(RuntimeError::Conflict("vacation is used twice".into()));
         }
         let expanded = VacationCommand {
             days: command.days,
@@ -389,6 +402,17 @@ impl Run<'_, '_> {
             self.matched = captures;
         }
         Ok(found.result)
+    }
+}
+
+fn describe(action: &Action) -> &'static str {
+    match action {
+        Action::Keep { .. } => "keep",
+        Action::FileInto { .. } => "fileinto",
+        Action::Redirect { .. } => "redirect",
+        Action::Reject { .. } => "another reject",
+        Action::Discard => "discard",
+        Action::Vacation(_) => "vacation",
     }
 }
 

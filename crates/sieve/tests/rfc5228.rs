@@ -256,8 +256,22 @@ fn reject() {
         actions,
         [Action::Reject { reason: "I do not participate in illegal schemes.".into(), extended: false }]
     );
-    let both = "require [\"reject\", \"vacation\"]; vacation \"away\"; reject \"no\";";
-    let outcome = run_with(both, "To: me@example.com\n\nx\n", &DEFAULT, &Memory::default());
-    assert!(outcome.error.is_some());
-    assert_eq!(outcome.actions, [keep()]);
+    let conflicts = [
+        "require [\"reject\", \"vacation\"]; vacation \"away\"; reject \"no\";",
+        "require [\"reject\", \"vacation\"]; reject \"no\"; vacation \"away\";",
+        "require [\"reject\", \"fileinto\"]; fileinto \"x\"; reject \"no\";",
+        "require \"reject\"; reject \"no\"; keep;",
+        "require \"reject\"; redirect \"a@b.c\"; reject \"no\";",
+        "require \"reject\"; reject \"no\"; reject \"again\";",
+    ];
+    for script in conflicts {
+        let outcome = run_with(script, "To: me@example.com\n\nx\n", &DEFAULT, &Memory::default());
+        assert!(matches!(outcome.error, Some(mailbus_sieve::RuntimeError::Conflict(_))), "{script}");
+        assert_eq!(outcome.actions, [keep()], "{script}");
+    }
+    // Discard and reject go together; reject alone cancels implicit keep.
+    assert_eq!(
+        run("require \"reject\"; discard; reject \"no\";", "x: y\n\nx\n"),
+        [Action::Reject { reason: "no".into(), extended: false }]
+    );
 }
