@@ -156,6 +156,9 @@ pub fn test(
     Ok(Matched { result: false, captures: None })
 }
 
+/// Each `*` is one level of recursion; a pattern with more is refused rather than risk the stack.
+const MAX_STARS: usize = 256;
+
 #[derive(Clone, Copy)]
 enum Glob {
     Star,
@@ -182,6 +185,9 @@ pub fn wildcard(
             c => Glob::Char(c),
         });
     }
+    if glob.iter().filter(|g| matches!(g, Glob::Star)).count() > MAX_STARS {
+        return Err(crate::RuntimeError::PatternTooComplex(MAX_STARS));
+    }
     let value: Vec<char> = value.chars().collect();
     let mut matcher = Wildcard { comparator, glob, value, failed: HashSet::new(), captures: Vec::new(), budget };
     if matcher.at(0, 0)? {
@@ -201,42 +207,48 @@ struct Wildcard<'b> {
 }
 
 impl Wildcard<'_> {
-    fn at(&mut self, g: usize, v: usize) -> Result<bool, crate::RuntimeError> {
-        self.budget.spend(1)?;
-        if self.failed.contains(&(g, v)) {
-            return Ok(false);
-        }
-        let matched = match self.glob.get(g).copied() {
-            None => v == self.value.len(),
-            Some(Glob::Char(c)) => {
-                v < self.value.len()
-                    && self.comparator.fold(c) == self.comparator.fold(self.value[v])
-                    && self.at(g + 1, v + 1)?
+    /// Matches from glob `g` and value `v`. Literals and `?` advance in a loop; only `*` recurses,
+    /// and [`MAX_STARS`] bounds how deep.
+    fn at(&mut self, mut g: usize, mut v: usize) -> Result<bool, crate::RuntimeError> {
+        let (start_g, start_v, captured) = (g, v, self.captures.len());
+        loop {
+            self.budget.spend(1)?;
+            if self.failed.contains(&(g, v)) {
+                break;
             }
-            Some(Glob::One) => v < self.value.len() && self.capture(g, v, v + 1)?,
-            Some(Glob::Star) => {
-                let mut found = false;
-                for end in v..=self.value.len() {
-                    if self.capture(g, v, end)? {
-                        found = true;
-                        break;
+            match self.glob.get(g).copied() {
+                None if v == self.value.len() => return Ok(true),
+                None => break,
+                Some(Glob::Char(c)) => {
+                    if v < self.value.len() && self.comparator.fold(c) == self.comparator.fold(self.value[v]) {
+                        (g, v) = (g + 1, v + 1);
+                        continue;
                     }
+                    break;
                 }
-                found
+                Some(Glob::One) => {
+                    if v < self.value.len() {
+                        self.captures.push((v, v + 1));
+                        (g, v) = (g + 1, v + 1);
+                        continue;
+                    }
+                    break;
+                }
+                Some(Glob::Star) => {
+                    for end in v..=self.value.len() {
+                        self.captures.push((v, end));
+                        if self.at(g + 1, end)? {
+                            return Ok(true);
+                        }
+                        self.captures.pop();
+                    }
+                    self.failed.insert((g, v));
+                    break;
+                }
             }
-        };
-        if !matched {
-            self.failed.insert((g, v));
         }
-        Ok(matched)
-    }
-
-    fn capture(&mut self, g: usize, start: usize, end: usize) -> Result<bool, crate::RuntimeError> {
-        self.captures.push((start, end));
-        if self.at(g + 1, end)? {
-            return Ok(true);
-        }
-        self.captures.pop();
+        self.captures.truncate(captured);
+        self.failed.insert((start_g, start_v));
         Ok(false)
     }
 }
@@ -269,6 +281,20 @@ mod tests {
         let pattern = "*a*a*a*a*a*a*a*a*a*ab";
         assert!(wildcard(Comparator::Octet, &value, pattern, &mut Budget::new(1_000_000)).unwrap().is_none());
         assert!(wildcard(Comparator::Octet, &value, pattern, &mut Budget::new(100)).is_err());
+    }
+
+    #[test]
+    fn long_patterns_do_not_recurse_per_character() {
+        let value = "a".repeat(300_000);
+        let pattern = format!("{}*", "?".repeat(299_999));
+        let captures = wildcard(Comparator::Octet, &value, &pattern, &mut Budget::new(10_000_000)).unwrap().unwrap();
+        assert_eq!(captures.len(), 300_000);
+        assert!(wildcard(Comparator::Octet, &value, &value, &mut Budget::new(10_000_000)).unwrap().is_some());
+        let stars = "*".repeat(MAX_STARS + 1);
+        assert_eq!(
+            wildcard(Comparator::Octet, "a", &stars, &mut Budget::new(1_000)).unwrap_err(),
+            crate::RuntimeError::PatternTooComplex(MAX_STARS)
+        );
     }
 
     #[test]

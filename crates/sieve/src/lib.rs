@@ -90,6 +90,8 @@ pub enum RuntimeError {
     TooManyActions(usize),
     #[error("the script made more than {0} redirects")]
     TooManyRedirects(usize),
+    #[error("a :matches pattern has more than {0} '*' wildcards")]
+    PatternTooComplex(usize),
     #[error("invalid redirect address {0:?}")]
     InvalidRedirect(String),
     #[error("{0}")]

@@ -135,7 +135,11 @@ pub(crate) fn decode_words(value: &str) -> String {
                 continue;
             }
         }
-        let c = value[at..].chars().next().expect("at a char boundary");
+        let Some(c) = value.get(at..).and_then(|rest| rest.chars().next()) else {
+            // Never expected (an encoded word ends in ASCII "?="), but never a panic either.
+            at += 1;
+            continue;
+        };
         if c == ' ' || c == '\t' {
             pending_blanks.push(c);
         } else {

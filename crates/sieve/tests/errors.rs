@@ -148,3 +148,37 @@ fn odd_messages_do_not_panic() {
         assert_eq!(outcome.error, None, "{message:?}");
     }
 }
+
+/// Every prefix of a script is either a script or a parse error, never a panic; and every prefix of a
+/// message runs.
+#[test]
+fn truncated_scripts_and_messages_never_panic() {
+    let script = r#"require ["fileinto", "variables", "body", "date", "relational", "index", "encoded-character", "imap4flags", "vacation", "comparator-i;ascii-numeric"];
+# comment
+/* block */ if anyof (header :matches "subject" "[*] *", not exists "x", date :index 1 :last :zone "+0100" "date" "hour" "09") {
+  set :lower "a" text:
+line ${hex:41}
+..dot
+.
+;
+  fileinto :flags ["\\Seen", "$x"] "a.${1}"; addflag "f" "g"; stop;
+} elsif body :content "text" :count "ge" :comparator "i;ascii-numeric" "1K" { vacation :days 3 :subject "s" "r"; }
+else { keep; }"#;
+    for end in (0..=script.len()).filter(|&i| script.is_char_boundary(i)) {
+        let _ = mailbus_sieve::parse(&script[..end], &Limits::default());
+    }
+    let parsed = mailbus_sieve::parse(script, &Limits::default()).unwrap();
+    let message = "Received: from a by b; Tue, 10 Nov 2009 18:35:00 +0100\r\nDate: Tue, 10 Nov 2009 09:35:00 +0100\r\nSubject: =?utf-8?q?[list]_caf=C3=A9?=\r\nTo: me@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nY2Fmw6k=\r\n--b--\r\n";
+    let memory = Memory::default();
+    for end in 0..=message.len() {
+        let input = mailbus_sieve::Input {
+            message: &message.as_bytes()[..end],
+            envelope: mailbus_sieve::Envelope { from: Some("a@b.c"), to: "me@example.com", account: "me@example.com" },
+            now: chrono::DateTime::parse_from_rfc2822(DEFAULT.now).unwrap(),
+            environment: &memory,
+        };
+        let outcome = mailbus_sieve::execute(&parsed, &input, &Limits::default());
+        assert_eq!(outcome.error, None, "prefix of {end} bytes");
+        assert!(!outcome.actions.is_empty());
+    }
+}
