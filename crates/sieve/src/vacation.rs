@@ -24,11 +24,7 @@ pub(crate) fn reply(
         .map(|a| a.trim().to_ascii_lowercase())
         .collect();
     let addressed = ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"].iter().any(|field| {
-        message
-            .values(field)
-            .iter()
-            .flat_map(|value| message::addresses(value))
-            .any(|a| ours.contains(&a.to_ascii_lowercase()))
+        message.raw_values(field).flat_map(message::addresses).any(|a| ours.contains(&a.to_ascii_lowercase()))
     });
     // Nor to ourselves.
     if !addressed || ours.contains(&sender.to_ascii_lowercase()) {

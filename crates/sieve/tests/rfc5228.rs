@@ -113,6 +113,9 @@ fn address() {
     let script = "if address :is :all \"from\" \"tim@example.com\" {\n   discard;\n}";
     assert_eq!(run(script, "From: Tim <tim@example.com>\n\nx\n"), [Action::Discard]);
     assert_eq!(run(script, "From: tim@example.com.evil\n\nx\n"), [keep()]);
+    // An encoded comma in a display name does not make a second address.
+    let count = "require \"relational\"; if address :count \"eq\" \"from\" \"1\" { discard; }";
+    assert_eq!(run(count, "From: =?utf-8?q?Doe=2C_John?= <tim@example.com>\n\nx\n"), [Action::Discard]);
 }
 
 /// §5.2, §5.3, §5.8: allof, anyof, not.
