@@ -174,6 +174,15 @@ if header :contains "subject" "report" { fileinto "Reports"; }
 if header :contains "subject" ["report", "lunch"] { reject "Not today."; }"#,
     ),
     (
+        "counts-and-envelope",
+        r#"require ["imap4flags", "relational", "fileinto", "comparator-i;ascii-numeric", "envelope"];
+addflag ["a", "b"];
+if hasflag :count "eq" :comparator "i;ascii-numeric" "2" { fileinto "two-flags"; }
+if header :count "ge" :comparator "i;ascii-numeric" "received" "2" { fileinto "two-hops"; }
+if envelope :all :is "to" "me+sieve@example.net" { fileinto "detail"; }
+if address :count "eq" :comparator "i;ascii-numeric" "to" "0" { removeflag "a"; }"#,
+    ),
+    (
         "mailbox-create",
         r#"require ["fileinto", "mailbox", "imap4flags"];
 if header :contains "subject" ["Sieve", "lunch"] { fileinto :create :flags "\\Seen" "Archive/2009"; }"#,
