@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "mailbus/v1/queue.proto",
     "mailbus/v1/events.proto",
     "mailbus/v1/jmap.proto",
+    "mailbus/v1/sieve.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
