@@ -17,6 +17,7 @@ mod downgrade;
 mod dsn;
 mod remote;
 mod routing;
+mod signing;
 mod worker;
 
 use std::net::SocketAddr;
