@@ -30,6 +30,42 @@ pub const SIGNED_FIELDS: [&str; 13] = [
     "Content-Transfer-Encoding",
 ];
 
+/// The domains whose keys may sign a message leaving for another domain, in the order to try them
+/// (the first with an active key signs):
+/// - from an authenticated user (submission, JMAP): the envelope sender's domain, which the directory
+///   let the account use (`CheckSender`); so nobody gets a signature for a domain they may not send as,
+///   and the usual case, From and MAIL FROM in the same domain, is DMARC-aligned;
+/// - written by us (a DSN: null sender, no client): the From field's domain, then its parents
+///   (`MAILER-DAEMON@mx.example.org` is signed by example.org, aligned under relaxed DMARC);
+/// - anything else (mail that came in on port 25): nothing: it is not ours to sign.
+pub fn signing_domains(envelope: &pb::Envelope, message: &[u8]) -> Vec<String> {
+    let authenticated = envelope.client.as_ref().is_some_and(|c| !c.authenticated_as.is_empty());
+    if authenticated && !envelope.mail_from.is_empty() {
+        return domain_of(&envelope.mail_from).into_iter().collect();
+    }
+    let ours = envelope.client.is_none() && envelope.mail_from.is_empty();
+    if !(authenticated || ours) {
+        return Vec::new();
+    }
+    let Some(from) = AuthenticatedMessage::parse(message).and_then(|m| m.from.into_iter().next()) else {
+        return Vec::new();
+    };
+    let Some(mut domain) = domain_of(&from) else { return Vec::new() };
+    let mut domains = Vec::new();
+    while domain.contains('.') {
+        let parent = domain.split_once('.').map(|(_, p)| p.to_owned()).unwrap_or_default();
+        domains.push(domain);
+        domain = parent;
+    }
+    domains
+}
+
+fn domain_of(address: &str) -> Option<String> {
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
+}
+
 /// One key, loaded twice (mail-auth's signer and sealer each own theirs), and the selector it is
 /// published under.
 pub struct Key {
@@ -338,6 +374,25 @@ mod tests {
         let parsed = AuthenticatedMessage::parse(tampered.as_bytes()).unwrap();
         let arc = offline_authenticator().verify_arc(Parameters::new(&parsed).with_txt_cache(&f.dns)).await;
         assert!(matches!(arc.result(), DkimResult::Fail(_) | DkimResult::Neutral(_)), "{:?}", arc.result());
+    }
+
+    #[test]
+    fn only_our_users_mail_and_our_reports_are_signed_and_by_which_domain() {
+        let client = |user: &str| Some(pb::ClientFacts { authenticated_as: user.into(), ..Default::default() });
+        let envelope = |from: &str, client| pb::Envelope { mail_from: from.into(), client, ..Default::default() };
+        let header_from = b"From: Boss <boss@Other.Example>\r\n\r\nx\r\n";
+        // A user: the envelope sender's domain, whatever the From field says.
+        assert_eq!(
+            signing_domains(&envelope("alice@Example.org", client("alice@example.org")), header_from),
+            ["example.org"]
+        );
+        // Port 25 mail is not ours to sign.
+        assert!(signing_domains(&envelope("carol@remote.test", client("")), header_from).is_empty());
+        assert!(signing_domains(&envelope("", client("")), header_from).is_empty());
+        // Our DSN: the From field's domain, then its parents.
+        let dsn = b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n\r\nx\r\n";
+        assert_eq!(signing_domains(&envelope("", None), dsn), ["mx.example.org", "example.org"]);
+        assert!(signing_domains(&envelope("", None), b"Subject: no from\r\n\r\n").is_empty());
     }
 
     #[test]
