@@ -151,3 +151,43 @@ async fn submitted_mail_and_our_dsns_are_signed_and_a_rotation_moves_to_the_new_
     assert!(!String::from_utf8_lossy(&nth_received(&fake, 6).await.data).contains("DKIM-Signature"));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_8bit_message_is_signed_after_its_downgrade_for_a_7bit_peer_and_bad_requests_are_refused() {
+    let fake = FakeSmtp::start(Script { eight_bit_mime: false, ..Default::default() }).await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .start()
+        .await;
+    stack.add_account("alice@example.org", "pw").await;
+    for (args, refusal) in [
+        (&["generate", "example.org", "--selector", "bad_selector"][..], "selector \"bad_selector\""),
+        (&["generate", "nowhere.test"][..], "domain nowhere.test is not hosted here"),
+        (&["activate", "example.org", "missing"][..], "no DKIM key missing for example.org"),
+    ] {
+        let (code, out) = dkim_admin(&stack, args).await;
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(out.contains(refusal), "{args:?}: {out}");
+    }
+    let (ed, _) = generate(&stack, "ed25519", "ed").await;
+    let body = "From: Alice <alice@example.org>\r\nTo: bob@remote.test\r\nSubject: greetings\r\nMIME-Version: 1.0\r\n\
+                Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln.\r\n";
+    let sent = smtp_submit(
+        stack.submission.unwrap(),
+        SubmitMode::StartTls,
+        &Infra::get().tls_cert,
+        ("alice@example.org", "pw"),
+        "alice@example.org",
+        &["bob@remote.test"],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(sent.outcome, "ok", "{sent:?}");
+    let received = nth_received(&fake, 1).await;
+    let text = String::from_utf8_lossy(&received.data);
+    assert!(text.contains("Content-Transfer-Encoding: quoted-printable"), "the peer got the 7-bit form: {text}");
+    assert!(received.data.is_ascii());
+    let verdicts = dkim_verify(&received.data, &[ed]).await;
+    assert_eq!(selectors(&verdicts), [("ed", "ed25519-sha256", true)], "{verdicts:?}");
+    stack.stop().await;
+}
