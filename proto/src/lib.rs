@@ -1,5 +1,5 @@
 //! The wire contracts of mailbus, generated from `proto/mailbus/v1/*.proto`: the gRPC services
-//! (`Directory`, `Mailbox`, `QueueAdmin`) and the payloads that travel on NATS (`Envelope`,
+//! (`Directory`, `Mailbox`, `QueueAdmin`, `DkimKeys`) and the payloads that travel on NATS (`Envelope`,
 //! `MailboxEvent`). Generated types stay at the service edges; services convert them into their own
 //! validated domain types.
 
@@ -35,5 +35,28 @@ pub mod upload {
             .chain(body.chunks(chunk.max(1)).map(|c| Part::Chunk(c.to_vec())))
             .map(|part| AppendRequest { part: Some(part) })
             .collect()
+    }
+}
+
+/// A DKIM signing key's private half stays out of `Debug` (and so out of logs and traces); its
+/// selector and algorithm are enough to tell keys apart.
+impl std::fmt::Debug for v1::SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm())
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_signing_key_debug_hides_the_private_key() {
+        let key = super::v1::SigningKey { selector: "s1".into(), algorithm: 1, private_key: vec![0xAB; 32] };
+        let shown = format!("{key:?} {:?}", super::v1::SigningKeysResponse { keys: vec![key.clone()] });
+        assert!(shown.contains("s1") && shown.contains("redacted"), "{shown}");
+        assert!(!shown.contains("171"), "{shown}");
     }
 }

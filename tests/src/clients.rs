@@ -467,3 +467,31 @@ pub async fn curl_submit(
     .to_vec();
     run_program("curl", &args, message).await
 }
+
+/// One DKIM-Signature as dkimpy judged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimVerdict {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    pub ok: bool,
+}
+
+/// Verifies every DKIM-Signature of `message` with dkimpy (`dkim_verify.py`), its key look-ups answered
+/// from `records` (`(name, TXT value)`) and nothing else.
+pub async fn dkim_verify(message: &[u8], records: &[(String, String)]) -> Vec<DkimVerdict> {
+    let args: Vec<String> = records.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    let result = run("dkim_verify.py", &args, Some(message)).await;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    result["signatures"]
+        .as_array()
+        .expect("a signatures list")
+        .iter()
+        .map(|s| DkimVerdict {
+            domain: text(&s["d"]),
+            selector: text(&s["s"]),
+            algorithm: text(&s["a"]),
+            ok: s["ok"] == true,
+        })
+        .collect()
+}

@@ -13,6 +13,7 @@
 //! `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`, and inside the store
 //! `MailboxId`.
 
+mod dkim;
 mod error;
 mod events;
 mod flags;
@@ -30,7 +31,10 @@ use std::time::Duration;
 
 use mailbus_address::RecipientDelimiter;
 use mailbus_jetstream::Names;
-use mailbus_proto::v1::{directory_server::DirectoryServer, jmap_server::JmapServer, mailbox_server::MailboxServer};
+use mailbus_proto::v1::{
+    directory_server::DirectoryServer, dkim_keys_server::DkimKeysServer, jmap_server::JmapServer,
+    mailbox_server::MailboxServer,
+};
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -151,6 +155,7 @@ impl Mailbox {
         });
         let routes = Routes::new(DirectoryServer::new(self.service.clone()))
             .add_service(MailboxServer::new(self.service.clone()))
+            .add_service(DkimKeysServer::new(self.service.clone()))
             // JMAP calls carry up to the http role's maxSizeRequest (MAILBUS_JMAP_MAX_REQUEST_SIZE, at most
             // the message size limit) and may answer more than tonic's default 4 MiB.
             .add_service(
@@ -163,7 +168,7 @@ impl Mailbox {
         let served = mailbus_grpc::serve(
             self.grpc,
             routes,
-            &["mailbus.v1.Directory", "mailbus.v1.Mailbox", "mailbus.v1.Jmap"],
+            &["mailbus.v1.Directory", "mailbus.v1.Mailbox", "mailbus.v1.Jmap", "mailbus.v1.DkimKeys"],
             shutdown,
         )
         .await;

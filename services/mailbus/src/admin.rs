@@ -1,5 +1,5 @@
-//! `mailbus admin`: the operator's commands, as calls to the mailbox role's Directory API (and its
-//! Mailbox API for `mail`, in `mail/`). Exit codes
+//! `mailbus admin`: the operator's commands, as calls to the mailbox role's Directory API (its DkimKeys
+//! API for `dkim`, and its Mailbox API for `mail`, in `mail/`). Exit codes
 //! are for scripts: 0 done, 1 failed, 3 already exists (so "create if missing" scripts can tell).
 
 use std::io::{BufRead, IsTerminal};
@@ -30,6 +30,36 @@ pub enum AdminCommand {
     /// An account's mail: import from and export to Maildir and mbox.
     #[command(subcommand)]
     Mail(crate::mail::MailCommand),
+    /// DKIM signing keys of the hosted domains (RFC 6376).
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DkimCommand {
+    /// Make a new key and print the DNS TXT record to publish. A domain's first key of an algorithm
+    /// signs at once; a later one (the next key of a rotation) waits, published, for `activate`.
+    Generate {
+        domain: String,
+        /// rsa (rsa-sha256, 2048 bits: every receiver verifies it) or ed25519 (RFC 8463).
+        #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+        /// The selector (`<selector>._domainkey.<domain>`); default: the algorithm and today's date.
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// The keys with their state and DNS record.
+    List {
+        /// Only this domain's keys.
+        domain: Option<String>,
+    },
+    /// Sign with this key from now on (publish its record first); the domain's previous active key of
+    /// the same algorithm stops signing and stays published.
+    Activate { domain: String, selector: String },
+    /// Stop signing with and needing this key; its DNS record can go once mail signed with it is delivered.
+    Retire { domain: String, selector: String },
+    /// Delete the key for good.
+    Remove { domain: String, selector: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -257,8 +287,87 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
         }
         AdminCommand::Queue(command) => return queue(command, settings).await,
         AdminCommand::Mail(command) => return crate::mail::run(command, settings).await,
+        AdminCommand::Dkim(command) => return dkim(command, &url).await,
     }
     Ok(())
+}
+
+async fn dkim(command: DkimCommand, url: &str) -> anyhow::Result<()> {
+    use pb::dkim_keys_client::DkimKeysClient;
+    let mut keys = DkimKeysClient::new(mailbus_grpc::connect(url)?);
+    let state = |domain: String, selector: String, state: pb::DkimKeyState| pb::SetDkimKeyStateRequest {
+        domain,
+        selector,
+        state: state.into(),
+    };
+    match command {
+        DkimCommand::Generate { domain, algorithm, selector } => {
+            let algorithm = if algorithm == "ed25519" { pb::DkimAlgorithm::Ed25519 } else { pb::DkimAlgorithm::Rsa };
+            let request = pb::GenerateDkimKeyRequest {
+                domain,
+                algorithm: algorithm.into(),
+                selector: selector.unwrap_or_default(),
+            };
+            let key = keys.generate_dkim_key(request).await.map_err(status_error)?.into_inner();
+            println!("key {} of {} generated ({})", key.selector, key.domain, state_name(key.state()));
+            println!("publish this DNS record:");
+            println!("{}", zone_line(&key));
+        }
+        DkimCommand::List { domain } => {
+            let request = pb::ListDkimKeysRequest { domain: domain.unwrap_or_default() };
+            let list = keys.list_dkim_keys(request).await.map_err(status_error)?.into_inner().keys;
+            let rows = list
+                .iter()
+                .map(|k| {
+                    let algorithm = if k.algorithm() == pb::DkimAlgorithm::Ed25519 { "ed25519" } else { "rsa" };
+                    vec![
+                        k.domain.clone(),
+                        k.selector.clone(),
+                        algorithm.to_owned(),
+                        state_name(k.state()).to_owned(),
+                        unix_ms(k.created_unix * 1000),
+                    ]
+                })
+                .collect();
+            print_table(&["DOMAIN", "SELECTOR", "ALGORITHM", "STATE", "CREATED"], rows);
+            for key in list.iter().filter(|k| k.state() != pb::DkimKeyState::Retired) {
+                println!("{}", zone_line(key));
+            }
+        }
+        DkimCommand::Activate { domain, selector } => {
+            let key = keys.set_dkim_key_state(state(domain, selector, pb::DkimKeyState::Active)).await;
+            let key = key.map_err(status_error)?.into_inner();
+            println!("key {} of {} active", key.selector, key.domain);
+        }
+        DkimCommand::Retire { domain, selector } => {
+            let key = keys.set_dkim_key_state(state(domain, selector, pb::DkimKeyState::Retired)).await;
+            let key = key.map_err(status_error)?.into_inner();
+            println!("key {} of {} retired; its DNS record {} can go", key.selector, key.domain, key.dns_name);
+        }
+        DkimCommand::Remove { domain, selector } => {
+            let request = pb::RemoveDkimKeyRequest { domain: domain.clone(), selector: selector.clone() };
+            keys.remove_dkim_key(request).await.map_err(status_error)?;
+            println!("key {selector} of {domain} removed");
+        }
+    }
+    Ok(())
+}
+
+fn state_name(state: pb::DkimKeyState) -> &'static str {
+    match state {
+        pb::DkimKeyState::Active => "active",
+        pb::DkimKeyState::Published => "published",
+        pb::DkimKeyState::Retired => "retired",
+        pb::DkimKeyState::Unspecified => "unknown",
+    }
+}
+
+/// The record as a zone-file line. A TXT string holds at most 255 octets (RFC 1035 §3.3.14), so an RSA
+/// key is split into several quoted strings, which receivers join.
+fn zone_line(key: &pb::DkimKey) -> String {
+    let strings: Vec<String> =
+        key.dns_value.as_bytes().chunks(250).map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk))).collect();
+    format!("{}. IN TXT {}", key.dns_name, strings.join(" "))
 }
 
 async fn queue(command: QueueCommand, settings: &Settings) -> anyhow::Result<()> {

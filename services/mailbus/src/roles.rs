@@ -74,6 +74,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         },
         smtp_timeout: s.get(MAILBUS_RELAY_SMTP_TIMEOUT_SECS)?,
         destination_concurrency: s.get(MAILBUS_RELAY_DESTINATION_CONCURRENCY)?,
+        dkim_key_ttl: s.get(MAILBUS_DKIM_KEY_CACHE_SECS)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
         mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,

@@ -327,6 +327,11 @@ settings! {
         1..=1000,
         "simultaneous deliveries to one remote domain",
     );
+    MAILBUS_DKIM_KEY_CACHE_SECS: Duration = secs(
+        "60",
+        0..=3600,
+        "how long a relay uses a domain's DKIM keys before asking the mailbox role again (a rotation takes this long to be seen)",
+    );
     MAILBUS_RELAY_TRANSPORTS: TransportMap = or_else(
         TransportMap::default,
         "static routes before DNS: `domain=host:port,*=smarthost:25` (Postfix's transport_maps)",

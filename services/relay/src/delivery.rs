@@ -17,7 +17,9 @@ use prometheus_client::registry::{Registry, Unit};
 use tonic::Code;
 use tracing::Instrument;
 
+use crate::keys::KeyCache;
 use crate::remote::{Outgoing, Remote, RemoteRecipient};
+use crate::signing::{self, DomainKeys};
 
 /// How one recipient ended this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +72,11 @@ pub struct Deliverer {
     directory: DirectoryClient<TracedChannel>,
     mailbox: MailboxClient<TracedChannel>,
     remote: Remote,
+    keys: KeyCache,
 }
 
 impl Deliverer {
-    pub fn new(queue: Queue, channel: TracedChannel, remote: Remote, registry: &mut Registry) -> Self {
+    pub fn new(queue: Queue, channel: TracedChannel, remote: Remote, keys: KeyCache, registry: &mut Registry) -> Self {
         let durations = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit(
             "delivery_duration",
@@ -87,6 +90,7 @@ impl Deliverer {
             directory: DirectoryClient::new(channel.clone()),
             mailbox: MailboxClient::new(channel),
             remote,
+            keys,
         }
     }
 
@@ -123,6 +127,21 @@ impl Deliverer {
                 )),
             }
         }
+        if remote.is_empty() {
+            return Ok(outcomes);
+        }
+        let dkim = match self.dkim_keys(envelope, &body).await {
+            Ok(dkim) => dkim,
+            Err(status) => {
+                // Sent unsigned, the message would land in spam or be refused under DMARC: wait instead.
+                let reason = format!("4.3.0 DKIM keys unavailable: {}", status.message());
+                let failed = remote.into_values().flatten();
+                outcomes.extend(
+                    failed.map(|index| (index, Destination::Remote, Outcome::TemporaryFailure(reason.clone()))),
+                );
+                return Ok(outcomes);
+            }
+        };
         for (domain, indexes) in remote {
             let recipients: Vec<RemoteRecipient> = indexes
                 .iter()
@@ -142,6 +161,7 @@ impl Deliverer {
                     DsnRet::Hdrs => Some("HDRS"),
                     DsnRet::Unspecified => None,
                 },
+                dkim: dkim.as_deref(),
             };
             let span = tracing::info_span!("relay.deliver_remote", otel.kind = "client", server.address = %domain, recipients = recipients.len());
             let started = std::time::Instant::now();
@@ -151,6 +171,21 @@ impl Deliverer {
                 .extend(indexes.into_iter().zip(results).map(|(index, outcome)| (index, Destination::Remote, outcome)));
         }
         Ok(outcomes)
+    }
+
+    /// The keys of the first candidate signing domain that has any (`signing::signing_domains`).
+    async fn dkim_keys(
+        &self,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<Option<std::sync::Arc<DomainKeys>>, tonic::Status> {
+        for domain in signing::signing_domains(envelope, body) {
+            let keys = self.keys.get(&domain).await?;
+            if !keys.is_empty() {
+                return Ok(Some(keys));
+            }
+        }
+        Ok(None)
     }
 
     fn observe(&self, destination: Destination, started: std::time::Instant) {

@@ -6,7 +6,8 @@
 //! Local recipients go to the mailbox role; remote ones, grouped by domain, to the domain's servers over
 //! SMTP (a transport map, else MX). A recipient that fails temporarily is retried on a schedule, with the
 //! envelope's new state requeued; past the queue lifetime it fails for good. Permanent failures produce one
-//! DSN to the sender, itself queued like any message.
+//! DSN to the sender, itself queued like any message. What it sends to other domains from our users,
+//! and the DSNs it writes, it signs with the sending domain's DKIM keys (`signing`, `keys`).
 //!
 //! It also serves the operator's `QueueAdmin` gRPC service. It must not open a database connection:
 //! local delivery goes through the mailbox role.
@@ -15,8 +16,10 @@ mod admin;
 mod delivery;
 mod downgrade;
 mod dsn;
+mod keys;
 mod remote;
 mod routing;
+mod signing;
 mod worker;
 
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 pub use delivery::{Attempt, Deliverer, Destination, Outcome};
+pub use keys::KeyCache;
 pub use remote::Remote;
 pub use routing::{BadTransport, Router, TransportMap};
 pub use worker::{RetryPolicy, Worker};
@@ -60,6 +64,9 @@ pub struct RelayConfig {
     pub smtp_timeout: Duration,
     /// Simultaneous deliveries to one remote domain.
     pub destination_concurrency: usize,
+    /// How long the DKIM keys of a domain, once asked of the mailbox role, are used before asking again:
+    /// the longest a key rotation takes to reach this relay.
+    pub dkim_key_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +123,9 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
         config.smtp_timeout,
         config.destination_concurrency,
     );
-    let deliverer = Deliverer::new(queue.clone(), mailbus_grpc::connect(&config.mailbox_url)?, remote, &mut registry);
+    let channel = mailbus_grpc::connect(&config.mailbox_url)?;
+    let keys = keys::KeyCache::new(channel.clone(), config.dkim_key_ttl);
+    let deliverer = Deliverer::new(queue.clone(), channel, remote, keys, &mut registry);
     let worker = Worker::new(
         queue.clone(),
         deliverer,

@@ -17,6 +17,7 @@ use tokio_rustls::TlsConnector;
 use crate::delivery::Outcome;
 use crate::downgrade;
 use crate::routing::{Hop, NoRoute, Router};
+use crate::signing::DomainKeys;
 
 pub struct Remote {
     router: Router,
@@ -50,6 +51,8 @@ pub struct Outgoing<'a> {
     /// RFC 3461 ENVID and RET, passed on to peers that speak DSN.
     pub envid: &'a str,
     pub ret: Option<&'static str>,
+    /// The keys to sign with, if the message is to be signed.
+    pub dkim: Option<&'a DomainKeys>,
 }
 
 impl Remote {
@@ -291,6 +294,10 @@ impl Remote {
             let reusable = client.rset().await.is_ok();
             return Transaction::Done { outcomes: outcomes.into_iter().flatten().collect(), reusable };
         }
+        // Signed last, over the octets as they go out (after any 7-bit downgrade), as Postfix's milters
+        // see them: a signature made before a conversion would not verify at the peer.
+        let signed = message.dkim.map(|keys| [keys.sign(body).as_slice(), body].concat());
+        let body = signed.as_deref().unwrap_or(body);
         let (data, reusable) = match send_data(client, body).await {
             Ok(reply) if reply.code / 100 == 2 => (Outcome::Relayed { dsn_passed_on: dsn_peer }, true),
             Ok(reply) => (outcome_of(&reply), true),

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use mailbus::roles::Role;
 use mailbus_jetstream::Envelope;
 use mailbus_proto::v1 as pb;
-use mailbus_relay::{Deliverer, Destination, Outcome, Remote, Router};
+use mailbus_relay::{Deliverer, Destination, KeyCache, Outcome, Remote, Router};
 use mailbus_tests::clients::{SmtpOutcome, smtp_send};
 use mailbus_tests::{TestStack, infra};
 use prost::Message as _;
@@ -66,7 +66,8 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
     let nowhere =
         Remote::new(Router::new("*=127.0.0.1:9".parse().unwrap()), "relay.test".into(), Duration::from_secs(5), 1);
     let channel = mailbus_grpc::connect(&stack.mailbox_url()).unwrap();
-    let deliverer = Deliverer::new(queue.clone(), channel, nowhere, &mut Default::default());
+    let keys = KeyCache::new(channel.clone(), Duration::from_secs(60));
+    let deliverer = Deliverer::new(queue.clone(), channel, nowhere, keys, &mut Default::default());
     let outcomes = deliverer.deliver(&envelope).await.unwrap();
     assert!(
         matches!(outcomes[..], [(0, Destination::Local, Outcome::Delivered { duplicate: false, .. })]),

@@ -5,6 +5,7 @@ mod acceptance;
 mod addressing;
 mod admin;
 mod delivery;
+mod dkim;
 mod failures;
 mod flood;
 mod hostile;

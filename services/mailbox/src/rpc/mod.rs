@@ -1,5 +1,5 @@
 //! The gRPC edge of the mailbox role: `directory` serves `Directory`, `mailbox` serves `Mailbox`, `jmap`
-//! serves `Jmap` (from `crate::jmap`). Each
+//! serves `Jmap` (from `crate::jmap`), `dkim` serves `DkimKeys`. Each
 //! method converts the request's primitives into the store's types (`AccountId`, `MailboxName`, `Uid`),
 //! calls the store, follows a change with its event on NATS, and converts the result into the reply;
 //! errors become gRPC statuses in one place, `crate::error`. No SQL is written here.
@@ -9,6 +9,7 @@
 
 mod deliver;
 mod directory;
+mod dkim;
 mod fetch_stream;
 mod jmap;
 mod mailbox;

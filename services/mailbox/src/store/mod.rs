@@ -6,6 +6,7 @@
 //! whole-stack tests (ARCHITECTURE.md: no `sqlx::query!`).
 //!
 //! - `directory`: domains, accounts, credentials, aliases, and where an address leads.
+//! - `dkim`: each domain's DKIM keys, their selectors and states.
 //! - `quota`: the check every added entry passes, and an account's usage.
 //! - `mailboxes`: an account's hierarchy (create, rename, delete, subscribe, LIST).
 //! - `mailbox_state`: what a session reads of one mailbox (STATUS, SELECT, changes since a MODSEQ).
@@ -20,6 +21,7 @@
 //! The schema is `migrations/`, applied by [`open`] at start-up.
 
 pub mod directory;
+pub mod dkim;
 pub mod email_query;
 pub mod emails;
 pub mod fetch;
