@@ -19,7 +19,6 @@ pub struct ScriptInfo {
 /// The script that runs at delivery; `updated_at` tells a cached parse from a stale one.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ActiveScript {
-    pub name: String,
     pub content: String,
     pub updated_at: DateTime<Utc>,
 }
@@ -207,7 +206,7 @@ pub async fn rename(pool: &PgPool, account: AccountId, old: &str, new: &str) -> 
 
 /// The active script, if the account has one.
 pub async fn active(pool: &PgPool, account: AccountId) -> Result<Option<ActiveScript>, MailboxError> {
-    let script = sqlx::query_as("SELECT name, content, updated_at FROM sieve_scripts WHERE account_id = $1 AND active")
+    let script = sqlx::query_as("SELECT content, updated_at FROM sieve_scripts WHERE account_id = $1 AND active")
         .bind(account.get())
         .fetch_optional(pool)
         .await?;
