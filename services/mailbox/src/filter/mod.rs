@@ -38,6 +38,9 @@ const CACHE_ENTRIES: usize = 10_000;
 
 type Parsed = Arc<Result<Script, ParseError>>;
 
+/// Each account's parsed active script, with the `updated_at` it was parsed at.
+type Cache = Arc<Mutex<HashMap<AccountId, (DateTime<Utc>, Parsed)>>>;
+
 /// The delivery's facts a script sees.
 pub struct Delivery<'a> {
     pub queue_id: &'a str,
@@ -51,7 +54,7 @@ pub struct Delivery<'a> {
 #[derive(Clone)]
 pub struct Filter {
     limits: Arc<Limits>,
-    cache: Arc<Mutex<HashMap<AccountId, (DateTime<Utc>, Parsed)>>>,
+    cache: Cache,
     errors: Family<Vec<(String, String)>, Counter>,
 }
 
@@ -87,10 +90,7 @@ impl Filter {
                 .into_iter()
                 .collect(),
         };
-        let parsed = match script {
-            Some(script) => Some(self.parsed(account, script)),
-            None => None,
-        };
+        let parsed = script.map(|script| self.parsed(account, script));
         let vacation_source = vacation.as_ref().map(vacation::script);
         let (limits, content) = (self.limits.clone(), delivery.content.to_vec());
         let (mail_from, recipient) = (delivery.mail_from.to_owned(), delivery.recipient.to_owned());
@@ -266,21 +266,24 @@ impl PlanBuilder<'_> {
     async fn file_into(&mut self, name: &str, flags: Vec<String>, create: bool) -> Result<(), MailboxError> {
         let Ok(mailbox) = name.parse::<MailboxName>() else {
             self.fileinto_failed(name, "not a valid mailbox name");
-            return Ok(self.keep(flags));
+            self.keep(flags);
+            return Ok(());
         };
         if create && !mailbox.is_inbox() {
             match mailboxes::create(self.pool, self.account, &mailbox, "").await {
                 Ok(_) | Err(MailboxError::AlreadyExists(_)) => {}
                 Err(MailboxError::InvalidArgument(why) | MailboxError::FailedPrecondition(why)) => {
                     self.fileinto_failed(name, &why);
-                    return Ok(self.keep(flags));
+                    self.keep(flags);
+                    return Ok(());
                 }
                 Err(other) => return Err(other),
             }
         } else if !mailbox.is_inbox() && !sieve::mailbox_exists(self.pool, self.account, &mailbox).await? {
             // RFC 5228 §4.1 leaves it to the implementation; Pigeonhole keeps the message in INBOX.
             self.fileinto_failed(name, "no such mailbox");
-            return Ok(self.keep(flags));
+            self.keep(flags);
+            return Ok(());
         }
         self.target(mailbox, flags);
         Ok(())
