@@ -339,3 +339,24 @@ async fn a_relay_that_died_after_deliver_leaves_the_redirect_to_the_next_attempt
     assert_eq!(left, 0, "the relay confirmed it queued them");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_from_one_sender_at_once_get_one_vacation_reply() {
+    let stack = TestStack::start().await;
+    let erin = stack.add_account("erin@example.org", "pw").await;
+    activate(&stack, erin, "require \"vacation\";\nvacation \"Away.\";").await;
+    let body = message("erin@example.org", "at once");
+    // Each call plans its reply before any has committed; vacation's memory, written in the delivery's
+    // transaction, lets only one of them answer.
+    let calls = (0..8).map(|i| {
+        let (stack, body) = (&stack, &body);
+        async move { stack.deliver(&format!("0190f0c1a2b34c5d8e9fa0b1c2d3e5{i:02x}"), "erin@example.org", body).await }
+    });
+    let replies: Vec<pb::DeliverResponse> =
+        futures::future::join_all(calls).await.into_iter().map(|r| r.expect("Deliver")).collect();
+    let answered: Vec<&pb::FollowUp> = replies.iter().flat_map(|r| &r.follow_ups).collect();
+    assert_eq!(answered.len(), 1, "replies to {:?}", answered.iter().map(|f| &f.recipient).collect::<Vec<_>>());
+    assert_eq!(answered[0].recipient, "sender@example.net");
+    assert_eq!(stack.inbox_uids(erin).await.len(), 8, "every message is kept");
+    stack.stop().await;
+}

@@ -306,6 +306,7 @@ impl PlanBuilder<'_> {
             mail_from: self.delivery.mail_from.to_owned(),
             rcpt_to: to,
             content: format!("{LOOP_MARKER}: {}\r\n", self.address).into_bytes(),
+            record: None,
         });
     }
 
@@ -329,13 +330,13 @@ impl PlanBuilder<'_> {
         let domain = self.address.rsplit_once('@').map_or("localhost", |(_, d)| d);
         let message_id = format!("<{}.{}.vacation@{domain}>", self.delivery.queue_id, self.account.get());
         let content = reply.to_message(&now.to_rfc2822(), &message_id).into_bytes();
-        self.plan.vacation.push(reply.record.clone());
         // RFC 5230 §5.1: the reply's envelope sender is the null path, so nothing answers it again.
         self.plan.follow_ups.push(FollowUp {
             kind: FollowUpKind::Vacation,
             mail_from: String::new(),
             rcpt_to: reply.to,
             content,
+            record: Some(reply.record),
         });
     }
 

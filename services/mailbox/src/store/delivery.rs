@@ -19,8 +19,6 @@ pub struct Plan {
     /// Each mailbox once, with the flags the entry gets. Empty for discard and reject.
     pub targets: Vec<Target>,
     pub follow_ups: Vec<FollowUp>,
-    /// Vacation replies among the follow-ups, to remember (RFC 5230 §4.2).
-    pub vacation: Vec<VacationRecord>,
     /// The text a reject (RFC 5429) gives the sender's DSN.
     pub rejection: Option<String>,
 }
@@ -62,6 +60,9 @@ pub struct FollowUp {
     pub mail_from: String,
     pub rcpt_to: String,
     pub content: Vec<u8>,
+    /// A vacation reply's memory (RFC 5230 §4.2), written with the delivery; `None` for a redirect, and
+    /// for a follow-up read back from the table.
+    pub record: Option<VacationRecord>,
 }
 
 /// A follow-up as stored: `seq` is its place in the account's plan, stable across repeated calls.
@@ -107,7 +108,17 @@ pub async fn deliver(
         return earlier(pool, account, key).await;
     }
     let placed = place(&mut tx, account, key, content, parsed, &plan.targets).await?;
-    for (seq, follow_up) in plan.follow_ups.iter().enumerate() {
+    let mut follow_ups = Vec::with_capacity(plan.follow_ups.len());
+    for follow_up in &plan.follow_ups {
+        // Vacation's memory is written here, under its row's lock: of two deliveries from one sender at
+        // once, which both found no memory when they planned, only the first answers.
+        if let Some(record) = &follow_up.record
+            && !sieve::remember_vacation(&mut tx, account, record).await?
+        {
+            tracing::info!(account_id = account.get(), "vacation answered this sender meanwhile; no second reply");
+            continue;
+        }
+        let seq = follow_ups.len() as i32;
         sqlx::query(
             "INSERT INTO delivery_follow_ups (queue_id, recipient, account_id, seq, kind, mail_from, rcpt_to, content)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -115,24 +126,16 @@ pub async fn deliver(
         .bind(queue_id)
         .bind(recipient)
         .bind(account.get())
-        .bind(seq as i32)
+        .bind(seq)
         .bind(follow_up.kind.column())
         .bind(&follow_up.mail_from)
         .bind(&follow_up.rcpt_to)
         .bind(&follow_up.content)
         .execute(&mut *tx)
         .await?;
-    }
-    for record in &plan.vacation {
-        sieve::remember_vacation(&mut tx, account, record).await?;
+        follow_ups.push(StoredFollowUp { account, seq, follow_up: FollowUp { record: None, ..follow_up.clone() } });
     }
     tx.commit().await?;
-    let follow_ups = plan
-        .follow_ups
-        .iter()
-        .enumerate()
-        .map(|(seq, f)| StoredFollowUp { account, seq: seq as i32, follow_up: f.clone() })
-        .collect();
     Ok(Delivered { placed, follow_ups, rejection: plan.rejection.clone(), duplicate: false })
 }
 
@@ -254,6 +257,7 @@ async fn earlier(
                 mail_from: row.mail_from,
                 rcpt_to: row.rcpt_to,
                 content: row.content,
+                record: None,
             },
         })
         .collect();

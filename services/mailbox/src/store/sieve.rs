@@ -235,24 +235,28 @@ pub async fn vacation_handles(pool: &PgPool, account: AccountId, sender: &str) -
     Ok(handles)
 }
 
-/// Remembers a reply for `days` (RFC 5230 §4.2), in the delivery's transaction.
+/// Remembers a reply for `days` (RFC 5230 §4.2), in the delivery's transaction: false when a memory
+/// still in its period is there already (another delivery answered since this one was planned), and the
+/// reply is then not sent.
 pub async fn remember_vacation(
     conn: &mut PgConnection,
     account: AccountId,
     record: &mailbus_sieve::VacationRecord,
-) -> Result<(), MailboxError> {
-    sqlx::query(
+) -> Result<bool, MailboxError> {
+    let fresh: Option<i32> = sqlx::query_scalar(
         "INSERT INTO vacation_sent (account_id, sender, handle, until)
          VALUES ($1, $2, $3, now() + make_interval(days => $4))
-         ON CONFLICT (account_id, sender, handle) DO UPDATE SET until = excluded.until",
+         ON CONFLICT (account_id, sender, handle) DO UPDATE SET until = excluded.until
+          WHERE vacation_sent.until <= now()
+         RETURNING 1",
     )
     .bind(account.get())
     .bind(&record.sender)
     .bind(&record.handle)
     .bind(i32::try_from(record.days).unwrap_or(i32::MAX))
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(fresh.is_some())
 }
 
 /// Drops vacation's memories whose period is over, and follow-ups older than any queue lifetime (a relay
