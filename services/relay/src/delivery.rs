@@ -265,7 +265,11 @@ impl Deliverer {
             size: content.len() as u64,
             arrival_unix_ms: chrono::Utc::now().timestamp_millis(),
             smtputf8: envelope.smtputf8,
-            body_type: envelope.body_type,
+            // A vacation reply is ours: UTF-8 text sent as 8bit; a redirect is the original's octets.
+            body_type: match follow_up.kind() {
+                pb::FollowUpKind::Redirect => envelope.body_type,
+                _ => pb::BodyType::EightBitMime.into(),
+            },
             ..Default::default()
         };
         self.queue.enqueue(&new, &content, &queue_id).await?;
