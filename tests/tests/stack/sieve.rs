@@ -127,7 +127,7 @@ async fn a_list_message_is_filed_into_lists_and_addflag_flags_what_stays_in_inbo
         &stack,
         alice,
         r#"require ["fileinto", "mailbox", "imap4flags"];
-if exists "List-Id" { fileinto :create "Lists"; stop; }
+if exists "List-Id" { fileinto :create :flags "$list" "Lists"; stop; }
 if header :contains "Subject" "urgent" { addflag "\\Flagged"; }
 "#,
     )
@@ -142,7 +142,7 @@ if header :contains "Subject" "urgent" { addflag "\\Flagged"; }
 
     let (count, lists) = imap_mailbox(&stack, "alice@example.org", "Lists").await;
     assert_eq!(count, 1, "{lists}");
-    assert!(lists.contains("Subject: digest"), "{lists}");
+    assert!(lists.contains("Subject: digest") && lists.contains("$list"), "filed with its :flags: {lists}");
     let (count, inbox) = imap_mailbox(&stack, "alice@example.org", "INBOX").await;
     assert_eq!(count, 1, "the list message is not in INBOX: {inbox}");
     assert!(inbox.contains("Subject: urgent: call me") && inbox.contains("\\Flagged"), "{inbox}");
@@ -358,5 +358,21 @@ async fn deliveries_from_one_sender_at_once_get_one_vacation_reply() {
     assert_eq!(answered.len(), 1, "replies to {:?}", answered.iter().map(|f| &f.recipient).collect::<Vec<_>>());
     assert_eq!(answered[0].recipient, "sender@example.net");
     assert_eq!(stack.inbox_uids(erin).await.len(), 8, "every message is kept");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_stores_nothing_and_a_repeated_deliver_of_it_is_a_duplicate() {
+    let stack = TestStack::start().await;
+    let fay = stack.add_account("fay@example.org", "pw").await;
+    activate(&stack, fay, "if header :contains \"Subject\" \"spam\" { discard; }").await;
+    let (queue_id, body) = ("0190f0c1a2b34c5d8e9fa0b1c2d3e6aa", message("fay", "spam offer"));
+    let first = stack.deliver(queue_id, "fay@example.org", &body).await.unwrap();
+    assert!(first.placements.is_empty() && !first.duplicate, "{first:?}");
+    let again = stack.deliver(queue_id, "fay@example.org", &body).await.unwrap();
+    assert!(again.placements.is_empty() && again.duplicate, "{again:?}");
+    let kept = stack.deliver("0190f0c1a2b34c5d8e9fa0b1c2d3e6ab", "fay@example.org", &message("fay", "ham")).await;
+    assert_eq!(kept.unwrap().placements.len(), 1, "the implicit keep");
+    assert_eq!(stack.inbox_uids(fay).await.len(), 1);
     stack.stop().await;
 }
