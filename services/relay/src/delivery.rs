@@ -273,7 +273,8 @@ impl Deliverer {
             ..Default::default()
         };
         self.queue.enqueue(&new, &content, &queue_id).await?;
-        tracing::info!(queue_id = %envelope.queue_id, recipient, follow_up = %queue_id, kind = ?follow_up.kind(), to = %follow_up.recipient, "Sieve follow-up queued");
+        let (kind, to) = (follow_up.kind(), &follow_up.recipient);
+        tracing::info!(queue_id = %envelope.queue_id, recipient, follow_up = %queue_id, ?kind, %to, "Sieve follow-up queued");
         Ok(())
     }
 }

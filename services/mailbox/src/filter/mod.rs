@@ -124,7 +124,8 @@ impl Filter {
             None => builder.keep(Vec::new()),
             Some(Err(error)) => {
                 self.count(ErrorKind::Parse);
-                tracing::error!(account_id = account.get(), %error, "the active Sieve script does not parse; kept in INBOX");
+                let account_id = account.get();
+                tracing::error!(account_id, %error, "the active Sieve script does not parse; kept in INBOX");
                 builder.keep(Vec::new());
             }
             Some(Ok(outcome)) => builder.outcome(outcome).await?,

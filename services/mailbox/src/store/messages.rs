@@ -1,7 +1,7 @@
-//! Every change to the messages of a mailbox: append (and, for `store::delivery`, adding a message), flags (STORE with UNCHANGEDSINCE), copy
-//! and move (octets shared), expunge. Each is one transaction that locks its mailbox row first, which is
-//! what keeps UIDs strictly increasing and flag changes whole under parallel sessions; quotas are checked
-//! inside it.
+//! Every change to the messages of a mailbox: append (and, for `store::delivery`, adding a message and
+//! its entries), flags (STORE with UNCHANGEDSINCE), copy and move (octets shared), expunge. Each is one
+//! transaction that locks its mailbox row first, which is what keeps UIDs strictly increasing and flag
+//! changes whole under parallel sessions; quotas are checked inside it.
 
 use mailbus_address::{AccountId, MailboxId, MailboxName, Uid};
 use sqlx::{PgConnection, PgPool, Row as _};

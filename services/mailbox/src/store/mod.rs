@@ -13,7 +13,7 @@
 //! - `delivery`: one delivery into one account as its Sieve script planned it (mailboxes, follow-ups,
 //!   vacation's memory, rejection), idempotent per (queue id, recipient, account).
 //! - `sieve`: an account's Sieve scripts, its VacationResponse, and whom vacation answered.
-//! - `messages`: every change to messages (deliver, append, flags, copy, move, expunge), each one
+//! - `messages`: every change to messages (append, flags, copy, move, expunge), each one
 //!   transaction under the mailbox row lock.
 //! - `fetch`: reading messages back (POP3's listing and RETR, FETCH's rows and octets).
 //! - `search`: SEARCH keys as one query.
