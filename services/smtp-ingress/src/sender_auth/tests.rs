@@ -448,3 +448,48 @@ fn forged_results_claiming_our_id_are_found_and_others_kept() {
     let cut = "Authentication-Results: mx.test; spf=pass\r\n\tsmtp.mailfrom=x";
     assert!(forged_results(cut.as_bytes(), "mx.test").is_empty());
 }
+
+// ---- ARC (RFC 8617): forwarded mail ----
+
+#[tokio::test]
+async fn arc_keeps_the_original_results_of_a_forwarded_message_that_broke_its_dkim() {
+    use mail_auth::arc::ArcSealer;
+
+    let (author, forwarder) = (Signer::new(), Signer::new());
+    let dns = || {
+        Dns::new()
+            .nxdomain(QUIET)
+            .nxdomain(&["_dmarc.sender.example", "lists.example"])
+            .spf("sender.example", "v=spf1 ip4:198.51.100.1 -all")
+            .dkim_key("s1", "sender.example", &author.record())
+            .dkim_key("arc", "forwarder.example", &forwarder.record())
+    };
+    // The forwarder receives the original, signed by its author, and verifies it.
+    let original = author.sign("sender.example", &message_from("a@sender.example"));
+    let at_forwarder = dns().verifier(policy());
+    let parsed = AuthenticatedMessage::parse(original.as_bytes()).unwrap();
+    let dkim = at_forwarder.authenticator.verify_dkim(at_forwarder.parameters(&parsed)).await;
+    let arc = at_forwarder.authenticator.verify_arc(at_forwarder.parameters(&parsed)).await;
+    assert_eq!(dkim[0].result(), &DkimResult::Pass);
+    let results = AuthenticationResults::new("forwarder.example").with_dkim_results(&dkim, "a@sender.example");
+    // It adds a footer, as a mailing list does, which breaks the author's signature, and seals the result.
+    let forwarded = original.replace("The body.\r\n", "The body.\r\n-- \r\nlists.example\r\n");
+    let parsed = AuthenticatedMessage::parse(forwarded.as_bytes()).unwrap();
+    let seal = ArcSealer::from_key(forwarder.key())
+        .domain("forwarder.example")
+        .selector("arc")
+        .headers(["From", "To", "Subject", "DKIM-Signature"])
+        .seal(&parsed, &results, &arc)
+        .unwrap();
+    let sealed = format!("{}{forwarded}", seal.to_header());
+
+    let verifier = dns().verifier(policy());
+    let findings = verify(&verifier, "bounce@lists.example", &sealed).await;
+    assert_eq!(result_of(&findings.header, "arc"), "pass", "{}", findings.header);
+    assert_ne!(result_of(&findings.header, "dkim"), "pass", "{}", findings.header);
+
+    // A seal whose signed fields were changed after sealing does not pass.
+    let tampered = sealed.replace("Subject: hello", "Subject: tampered");
+    let findings = verify(&verifier, "bounce@lists.example", &tampered).await;
+    assert_eq!(result_of(&findings.header, "arc"), "fail", "{}", findings.header);
+}
