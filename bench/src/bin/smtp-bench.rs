@@ -225,6 +225,11 @@ async fn measure_mailbus(args: &Args, load: &Load, verification: Option<&TestDns
     }
     wait_drained(&stack, account_id, report.accepted, PATIENCE).await?;
     print_relay_outcomes(&stack).await;
+    if verification.is_some() {
+        // What the checks concluded, so that a run in which they failed or never ran is seen as such.
+        let results = stack.metrics("smtp-ingress", "mailbus_smtp_sender_auth_total").await;
+        println!("sender authentication results: {}", results.join(", "));
+    }
 
     idle_sessions(smtp, smtp_pid, args.idle_sessions, rss_fresh).await?;
     let accept_rate = rate(report.accepted, report.elapsed());
