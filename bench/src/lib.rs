@@ -175,6 +175,10 @@ impl Stack {
         for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
             env.insert(var.name, format!("127.0.0.1:{}", free_port()?));
         }
+        // No benchmark asks the real DNS; one that measures sender authentication sets its own resolver.
+        for (name, value) in mailbus_tests::stack::NO_SENDER_AUTH {
+            env.insert(name, value.to_string());
+        }
         env.insert("MAILBUS_MAILBOX_URL", format!("http://{}", env["MAILBUS_MAILBOX_GRPC_LISTEN"]));
         env.insert("MAILBUS_RELAY_URL", format!("http://{}", env["MAILBUS_RELAY_GRPC_LISTEN"]));
         env.extend(settings.iter().cloned());

@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod clients;
+pub mod dns;
 pub mod fake_smtp;
 pub mod http;
 pub mod infra;

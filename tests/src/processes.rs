@@ -48,6 +48,9 @@ impl Replica {
         for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {
             env.insert(var.name, format!("127.0.0.1:{}", free_port().expect("a free port")));
         }
+        for (name, value) in crate::stack::NO_SENDER_AUTH {
+            env.entry(name).or_insert_with(|| value.to_string());
+        }
         env.insert("OTEL_SERVICE_NAME", format!("mailbus-{role}"));
         env.insert("OTEL_RESOURCE_ATTRIBUTES", format!("service.instance.id={name}"));
         let mut replica = Replica {

@@ -13,6 +13,20 @@ use tonic::transport::Channel;
 
 use crate::infra::Infra;
 
+/// Port 25's sender authentication is off in tests unless a test turns it on (with a [`TestDns`] to ask):
+/// a test message's domains publish nothing, so every check would only add a header that tests of other
+/// things do not expect. The resolver is a closed loopback port all the same, so that nothing reaches the
+/// real DNS.
+///
+/// [`TestDns`]: crate::dns::TestDns
+pub const NO_SENDER_AUTH: &[(&str, &str)] = &[
+    ("MAILBUS_DNS_RESOLVER", "127.0.0.1:9"),
+    ("MAILBUS_SPF_POLICY", "off"),
+    ("MAILBUS_DKIM_POLICY", "off"),
+    ("MAILBUS_ARC_POLICY", "off"),
+    ("MAILBUS_DMARC_POLICY", "off"),
+];
+
 pub struct StackBuilder {
     roles: Vec<Role>,
     nats_url: Option<String>,
@@ -59,6 +73,7 @@ impl StackBuilder {
             ("MAILBUS_RELAY_TRANSPORTS", "*=127.0.0.1:9"),
         ]
         .iter()
+        .chain(NO_SENDER_AUTH)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         for var in mailbus::settings::VARS.iter().filter(|v| v.name.ends_with("_LISTEN")) {

@@ -31,6 +31,7 @@ use futures::StreamExt;
 use mailbus_bench::{self as bench, PATIENCE, Reply, SmtpClient, Stack, ms, percentile, rate, rss_kib};
 use mailbus_devstack::free_port;
 use mailbus_proto::v1 as pb;
+use mailbus_tests::dns::TestDns;
 use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bench.test";
@@ -60,6 +61,10 @@ struct Args {
     /// local delivery to the discard transport, under the same load.
     #[arg(long)]
     postfix: bool,
+    /// Port 25 verifies SPF, DKIM, ARC and DMARC (tagging) against a DNS server on loopback, where
+    /// bench.test publishes SPF for 127.0.0.1, a DKIM key that signed every message, and p=reject.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -73,10 +78,16 @@ async fn main() -> anyhow::Result<ExitCode> {
 async fn run(args: Args) -> anyhow::Result<()> {
     print_setting(&args);
     raise_open_files_limit(args.idle_sessions + args.connections + 512)?;
-    let message: Arc<[u8]> = bench::message_of_size(HEADER, args.size).into();
-    let load = Load { messages: args.messages, connections: args.connections, message };
+    let mut message = bench::message_of_size(HEADER, args.size);
+    let mut verification = None;
+    if args.verify {
+        let (dns, signed) = sender_auth_dns(&message).await;
+        message = signed;
+        verification = Some(dns);
+    }
+    let load = Load { messages: args.messages, connections: args.connections, message: message.into() };
 
-    let mailbus = measure_mailbus(&args, &load).await?;
+    let mailbus = measure_mailbus(&args, &load, verification.as_ref()).await?;
     let postfix = if args.postfix { measure_postfix(&args, &load).await? } else { None };
     let sink = measure_smtp_sink(&load).await?;
     println!("\n== ratios (same load, same machine, this run) ==");
@@ -133,13 +144,49 @@ fn is_root() -> bool {
     euid == 0
 }
 
+/// `--verify`: a DNS server on loopback where bench.test publishes SPF for 127.0.0.1, an ed25519 DKIM key
+/// and `p=reject`, and `message` signed with that key (so every message costs a signature check).
+async fn sender_auth_dns(message: &[u8]) -> (TestDns, Vec<u8>) {
+    use base64::Engine;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+
+    let pkcs8 = Ed25519Key::generate_pkcs8().expect("an ed25519 key");
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).expect("the key just made");
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    let signature = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain(DOMAIN)
+        .selector("bench")
+        .headers(["From", "To", "Subject"])
+        .sign(message)
+        .expect("signing the bench message");
+    let dns = TestDns::start().await;
+    dns.txt(DOMAIN, "v=spf1 ip4:127.0.0.1 -all")
+        .txt(&format!("bench._domainkey.{DOMAIN}"), &format!("v=DKIM1; k=ed25519; p={public}"))
+        .txt(&format!("_dmarc.{DOMAIN}"), "v=DMARC1; p=reject");
+    let signed = [signature.to_header().into_bytes(), message.to_vec()].concat();
+    (dns, signed)
+}
+
 /// Measures mailbus; returns its durable accept rate under this generator.
-async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<f64> {
+async fn measure_mailbus(args: &Args, load: &Load, verification: Option<&TestDns>) -> anyhow::Result<f64> {
     let mut settings = vec![
         // The idle-session measurement opens 1,000 sessions from one address.
         ("MAILBUS_SMTP_MAX_CONNECTIONS", "5000".to_owned()),
         ("MAILBUS_SMTP_MAX_CONNECTIONS_PER_IP", "5000".to_owned()),
     ];
+    if let Some(dns) = verification {
+        println!("sender authentication: SPF, DKIM, ARC and DMARC tagged, DNS on {}", dns.addr());
+        settings.extend([
+            ("MAILBUS_DNS_RESOLVER", dns.addr().to_string()),
+            ("MAILBUS_SPF_POLICY", "tag".to_owned()),
+            ("MAILBUS_DKIM_POLICY", "tag".to_owned()),
+            ("MAILBUS_ARC_POLICY", "tag".to_owned()),
+            ("MAILBUS_DMARC_POLICY", "tag".to_owned()),
+        ]);
+    } else {
+        println!("sender authentication: off");
+    }
     let _synced_nats = match std::env::var("NATS_URL") {
         Ok(url) => {
             println!("nats-server: {url} (NATS_URL), as it is configured");
@@ -178,6 +225,11 @@ async fn measure_mailbus(args: &Args, load: &Load) -> anyhow::Result<f64> {
     }
     wait_drained(&stack, account_id, report.accepted, PATIENCE).await?;
     print_relay_outcomes(&stack).await;
+    if verification.is_some() {
+        // What the checks concluded, so that a run in which they failed or never ran is seen as such.
+        let results = stack.metrics("smtp-ingress", "mailbus_smtp_sender_auth_total").await;
+        println!("sender authentication results: {}", results.join(", "));
+    }
 
     idle_sessions(smtp, smtp_pid, args.idle_sessions, rss_fresh).await?;
     let accept_rate = rate(report.accepted, report.elapsed());
@@ -247,8 +299,12 @@ async fn visible_over_imap(server: SocketAddr, expected: usize, limit: Duration)
 fn print_setting(args: &Args) {
     bench::print_setting_on(
         &format!(
-            "{} messages of {} octets over {} connections; {} idle sessions",
-            args.messages, args.size, args.connections, args.idle_sessions
+            "{} messages of {} octets over {} connections; {} idle sessions; sender authentication {}",
+            args.messages,
+            args.size,
+            args.connections,
+            args.idle_sessions,
+            if args.verify { "on (--verify)" } else { "off" }
         ),
         &format!("{} CPUs, load average {}", bench::cpus(), bench::load_average()),
     );

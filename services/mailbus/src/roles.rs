@@ -2,14 +2,16 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use mailbus_acceptor::Caps;
 use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config, SessionPolicy};
+use mailbus_dns::DnsConfig;
 use mailbus_http::{Http, HttpConfig, Limits};
 use mailbus_jetstream::{RatePolicy, ThrottlePolicy};
 use mailbus_mailbox::{Mailbox, MailboxConfig, SieveConfig};
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
-use mailbus_smtp_ingress::{Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
+use mailbus_smtp::session::Enforcement;
+use mailbus_smtp_ingress::{AuthPolicy, Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
 use mailbus_tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +75,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
     Ok(RelayConfig {
         hostname: s.get(MAILBUS_HOSTNAME)?,
         transports: s.get(MAILBUS_RELAY_TRANSPORTS)?,
+        dns: dns_config(s)?,
         retry: RetryPolicy {
             schedule: s.get(MAILBUS_RELAY_RETRY_SCHEDULE)?,
             max_lifetime: s.get(MAILBUS_RELAY_MAX_LIFETIME_SECS)?,
@@ -129,6 +132,45 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
         proxies: s.get(MAILBUS_PROXY_PROTOCOL_FROM)?,
         shutdown_grace: s.get(MAILBUS_SHUTDOWN_GRACE_SECS)?,
         nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
+        auth: auth_policy(s)?,
+        dns: dns_config(s)?,
+    })
+}
+
+pub fn dns_config(s: &Settings) -> anyhow::Result<DnsConfig> {
+    Ok(DnsConfig { servers: s.get(MAILBUS_DNS_RESOLVER)?, timeout: s.get(MAILBUS_DNS_TIMEOUT_MS)? })
+}
+
+/// Port 25's sender authentication. DKIM and ARC have nothing to enforce, and DMARC is decided on SPF's
+/// and DKIM's results, so it cannot run without them.
+fn auth_policy(s: &Settings) -> anyhow::Result<AuthPolicy> {
+    let (spf, dkim, arc, dmarc) = (
+        s.get(MAILBUS_SPF_POLICY)?,
+        s.get(MAILBUS_DKIM_POLICY)?,
+        s.get(MAILBUS_ARC_POLICY)?,
+        s.get(MAILBUS_DMARC_POLICY)?,
+    );
+    for (name, policy) in [(MAILBUS_DKIM_POLICY.name, dkim), (MAILBUS_ARC_POLICY.name, arc)] {
+        if policy == Enforcement::Enforce {
+            bail!(
+                "{name}=enforce: a failed signature alone refuses nothing (RFC 6376 §6.3); set MAILBUS_DMARC_POLICY=enforce"
+            );
+        }
+    }
+    if dmarc.is_on() && !(spf.is_on() && dkim.is_on()) {
+        bail!("MAILBUS_DMARC_POLICY={dmarc:?} needs MAILBUS_SPF_POLICY and MAILBUS_DKIM_POLICY on");
+    }
+    Ok(AuthPolicy {
+        authserv_id: match s.get(MAILBUS_AUTHSERV_ID)? {
+            Some(id) => id,
+            None => s.get(MAILBUS_HOSTNAME)?,
+        },
+        spf,
+        dkim: dkim.is_on(),
+        arc: arc.is_on(),
+        dmarc,
+        max_size: usize::try_from(s.get(MAILBUS_AUTH_VERIFY_MAX_SIZE)?)?,
+        deadline: s.get(MAILBUS_AUTH_VERIFY_TIMEOUT_SECS)?,
     })
 }
 
@@ -329,5 +371,49 @@ impl Bound {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn sender_authentication_defaults_to_tagging_under_the_host_name() {
+        let policy = auth_policy(&settings(&[("MAILBUS_HOSTNAME", "mx.example.org")])).unwrap();
+        assert_eq!(policy.authserv_id, "mx.example.org");
+        assert_eq!((policy.spf, policy.dmarc), (Enforcement::Tag, Enforcement::Tag));
+        assert!(policy.dkim && policy.arc);
+        let policy = auth_policy(&settings(&[("MAILBUS_AUTHSERV_ID", "auth.example.org")])).unwrap();
+        assert_eq!(policy.authserv_id, "auth.example.org");
+    }
+
+    #[test]
+    fn sender_authentication_settings_that_cannot_work_fail_naming_themselves() {
+        let error = auth_policy(&settings(&[("MAILBUS_DKIM_POLICY", "enforce")])).unwrap_err().to_string();
+        assert!(error.contains("MAILBUS_DKIM_POLICY=enforce"), "{error}");
+        let error = auth_policy(&settings(&[("MAILBUS_SPF_POLICY", "off")])).unwrap_err().to_string();
+        assert!(error.contains("MAILBUS_DMARC_POLICY"), "{error}");
+        let off = [("MAILBUS_SPF_POLICY", "off"), ("MAILBUS_DMARC_POLICY", "off"), ("MAILBUS_DKIM_POLICY", "off")];
+        assert!(auth_policy(&settings(&off)).is_ok());
+        assert!(
+            Settings::from_pairs([("MAILBUS_SPF_POLICY".to_owned(), "reject".to_owned())])
+                .unwrap()
+                .get(MAILBUS_SPF_POLICY)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_dns_resolver_setting_reaches_relay_and_smtp_ingress_alike() {
+        let s = settings(&[("MAILBUS_DNS_RESOLVER", "127.0.0.1:5353"), ("MAILBUS_DNS_TIMEOUT_MS", "250")]);
+        let relay = relay_config(&s).unwrap();
+        assert_eq!(relay.dns.servers.to_string(), "127.0.0.1:5353");
+        assert_eq!(relay.dns.timeout, std::time::Duration::from_millis(250));
+        assert_eq!(dns_config(&s).unwrap(), relay.dns);
     }
 }

@@ -15,12 +15,13 @@ use anyhow::{Context, anyhow, bail};
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_access::DeletePolicy;
 use mailbus_address::RecipientDelimiter;
+use mailbus_dns::DnsServers;
 use mailbus_http::CorsOrigins;
 use mailbus_jetstream::{MAX_ACK_WAIT, Names};
 use mailbus_mailbox::QuotaFull;
 use mailbus_pop3::session::PlaintextAuth;
 use mailbus_relay::TransportMap;
-use mailbus_smtp::session::{BareLf, LongLines};
+use mailbus_smtp::session::{BareLf, Enforcement, LongLines};
 use mailbus_telemetry::LogFormat;
 
 /// 1 GiB: far above any real mail (and within what a u64/usize size and PostgreSQL's bytea can hold).
@@ -351,6 +352,37 @@ settings! {
         "60",
         0..=3600,
         "how long a relay uses a domain's DKIM keys before asking the mailbox role again (a rotation takes this long to be seen)",
+    );
+    MAILBUS_DNS_RESOLVER: DnsServers = new(
+        "system",
+        "DNS resolvers the relay's MX lookups and port 25's SPF, DKIM, DMARC and ARC checks ask: `system` (/etc/resolv.conf) or `address:port,…`",
+    );
+    MAILBUS_DNS_TIMEOUT_MS: Duration = millis("5000", 100..=60_000, "wait for one DNS answer (then one more try)");
+    MAILBUS_AUTHSERV_ID: Option<String> = optional(
+        "our name in Authentication-Results (RFC 8601); incoming ones claiming it are removed (default: MAILBUS_HOSTNAME)",
+    );
+    MAILBUS_SPF_POLICY: Enforcement = new(
+        "tag",
+        "port 25 SPF at MAIL FROM (HELO too): off, tag (Authentication-Results only) or enforce (-all fail: 550 5.7.23; temperror: 451 4.7.24)",
+    );
+    MAILBUS_DKIM_POLICY: Enforcement = new(
+        "tag",
+        "port 25 DKIM verification: off or tag (a failed signature alone refuses nothing; DMARC decides)",
+    );
+    MAILBUS_ARC_POLICY: Enforcement = new("tag", "port 25 ARC chain verification (RFC 8617): off or tag");
+    MAILBUS_DMARC_POLICY: Enforcement = new(
+        "tag",
+        "port 25 DMARC: off, tag or enforce (p=reject failure: 550 5.7.1; temperror: 451 4.7.1; p=quarantine is tagged only); needs SPF and DKIM on",
+    );
+    MAILBUS_AUTH_VERIFY_MAX_SIZE: u64 = bounded(
+        "10485760",
+        0..=MAX_MESSAGE_SIZE,
+        "largest message checked for DKIM, ARC and DMARC, in octets (each is read whole into memory; larger ones get SPF only)",
+    );
+    MAILBUS_AUTH_VERIFY_TIMEOUT_SECS: Duration = secs(
+        "20",
+        1..=600,
+        "how long SPF at MAIL FROM, and then DKIM, ARC and DMARC after the body, may take in all; then temperror",
     );
     MAILBUS_RELAY_TRANSPORTS: TransportMap = or_else(
         TransportMap::default,

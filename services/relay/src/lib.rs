@@ -59,6 +59,8 @@ pub struct RelayConfig {
     pub nats_timeout: Duration,
     /// Static routes for remote domains, before DNS.
     pub transports: TransportMap,
+    /// The resolvers MX lookups ask.
+    pub dns: mailbus_dns::DnsConfig,
     pub retry: RetryPolicy,
     /// Wait for each SMTP reply from a remote server.
     pub smtp_timeout: Duration,
@@ -118,7 +120,7 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
     let mut registry = Registry::with_prefix("mailbus_relay");
     let remote = Remote::new(
-        Router::new(config.transports),
+        Router::with_dns(config.transports, &config.dns),
         config.hostname.clone(),
         config.smtp_timeout,
         config.destination_concurrency,

@@ -4,8 +4,10 @@
 //! domain accepts no mail at all.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
+use mailbus_dns::{DnsConfig, DnsServers};
 
 /// One host to try, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +69,17 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router that falls back to DNS when the system resolver configuration can be read.
+    /// A router that falls back to DNS on the system's resolvers, when their configuration can be read.
     pub fn new(transports: TransportMap) -> Self {
-        let resolver = TokioResolver::builder_tokio()
-            .map(|builder| builder.build())
+        Self::with_dns(transports, &DnsConfig { servers: DnsServers::System, timeout: Duration::from_secs(5) })
+    }
+
+    /// A router that falls back to DNS on `dns` (`MAILBUS_DNS_RESOLVER`), when it can be set up.
+    pub fn with_dns(transports: TransportMap, dns: &DnsConfig) -> Self {
+        let resolver = dns
+            .resolver()
             .map_err(|error| tracing::warn!(%error, "no DNS resolver: only the transport map routes mail"))
-            .ok()
-            .and_then(Result::ok);
+            .ok();
         Router { transports, resolver }
     }
 

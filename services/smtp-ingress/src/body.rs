@@ -4,12 +4,13 @@
 //! the octets pass, so the body is read once more only to be stored.
 
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use mailbus_jetstream::INLINE_LIMIT;
 use tokio::fs::File;
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::either::Either;
 
 /// Bodies up to this size stay in memory. It is the size of a body that travels inside the envelope, which
@@ -136,6 +137,7 @@ impl BodySink {
             }
         };
         Ok(Body {
+            prefix: Vec::new(),
             content,
             size: self.size,
             digest: self.digest.finish(),
@@ -147,6 +149,9 @@ impl BodySink {
 
 /// A body that has arrived whole.
 pub struct Body {
+    /// What goes before `content`: header fields we add, and the start of the message once fields were
+    /// taken out of it ([`Body::splice`]).
+    prefix: Vec<u8>,
     content: Either<io::Cursor<Vec<u8>>, File>,
     size: usize,
     digest: ring::digest::Digest,
@@ -181,7 +186,44 @@ impl Body {
     }
 
     pub fn into_reader(self) -> impl AsyncRead + Unpin + Send {
-        self.content
+        io::Cursor::new(self.prefix).chain(self.content)
+    }
+
+    /// The first `limit` octets of the body as it arrived (all of it, if shorter). A body in memory is
+    /// copied; one in a file is read and the file rewound. Call before [`Body::splice`].
+    pub async fn head(&mut self, limit: usize) -> io::Result<Vec<u8>> {
+        match &mut self.content {
+            Either::Left(memory) => {
+                let all = memory.get_ref();
+                Ok(all[..limit.min(all.len())].to_vec())
+            }
+            Either::Right(file) => {
+                let mut head = Vec::with_capacity(limit.min(self.size));
+                (&mut *file).take(limit as u64).read_to_end(&mut head).await?;
+                file.rewind().await?;
+                Ok(head)
+            }
+        }
+    }
+
+    /// Puts `fields` (whole header fields, CRLF-terminated) before the message and takes out the byte
+    /// ranges `remove` (ascending, not overlapping) of it, as it arrived. Call at most once.
+    pub async fn splice(&mut self, fields: &[u8], remove: &[Range<usize>]) -> io::Result<()> {
+        let end = remove.last().map_or(0, |range| range.end);
+        let mut head = self.head(end).await?;
+        for range in remove.iter().rev() {
+            head.drain(range.clone());
+        }
+        let removed: usize = remove.iter().map(|range| range.len()).sum();
+        match &mut self.content {
+            Either::Left(memory) => memory.set_position(end as u64),
+            Either::Right(file) => {
+                file.seek(io::SeekFrom::Start(end as u64)).await?;
+            }
+        }
+        self.prefix = [fields, &head].concat();
+        self.size = self.size - removed + fields.len();
+        Ok(())
     }
 }
 
@@ -252,6 +294,24 @@ mod tests {
         let mut all = Vec::new();
         body.into_reader().read_to_end(&mut all).await.unwrap();
         all
+    }
+
+    #[tokio::test]
+    async fn splice_prepends_fields_and_takes_ranges_out_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = b"A: 1\r\nDrop: me\r\nB: 2\r\nDrop: too\r\n\r\nbody\r\n";
+        for memory_limit in [1 << 20, 8] {
+            let mut sink = BodySink::new(&storage(memory_limit, dir.path()));
+            sink.write(message).await;
+            let mut body = sink.finish().await.unwrap();
+            assert_eq!(body.spilled(), memory_limit == 8);
+            assert_eq!(body.head(6).await.unwrap(), b"A: 1\r\n");
+            assert_eq!(body.head(1000).await.unwrap(), message, "the whole body, and the file rewound");
+            body.splice(b"X-Added: yes\r\n", &[6..16, 22..33]).await.unwrap();
+            let expected = b"X-Added: yes\r\nA: 1\r\nB: 2\r\n\r\nbody\r\n";
+            assert_eq!(body.size(), expected.len());
+            assert_eq!(read_back(body).await, expected, "memory limit {memory_limit}");
+        }
     }
 
     /// Every position a body can be cut at, as reads cut it.

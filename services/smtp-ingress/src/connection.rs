@@ -16,8 +16,8 @@ use mailbus_smtp::command::{Command, CommandDecoder, CommandError};
 use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{
-    Action, Credentials, DataOutcome, Expect, Message, RecipientCheck, SenderCheck, Session, SessionConfig, TlsInfo,
-    Verdict,
+    Action, Credentials, DataOutcome, Expect, Message, RecipientCheck, SenderCheck, Session, SessionConfig, SpfCheck,
+    SpfVerdict, TlsInfo, Verdict,
 };
 use mailbus_tls::{MaybeTls, ServerTls, TlsFacts};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,6 +28,11 @@ use tracing::Instrument;
 use crate::body::{BodySink, BodyStorage};
 use crate::metrics::Metrics;
 use crate::ports::{ClientInfo, Directory, Spool, SpoolError};
+use crate::sender_auth::{Decision, SpfFindings, Verifier, forged_results};
+
+/// How much of a message's start is searched for `Authentication-Results` fields to remove when the
+/// message is too large to be verified (and so is not read whole).
+const HEADER_SCAN_LIMIT: usize = 256 * 1024;
 
 /// RFC 5321 §4.5.3.2 timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +59,8 @@ pub struct Context<D, S> {
     pub limits: SubmissionLimits,
     pub bodies: BodyStorage,
     pub metrics: Metrics,
+    /// Port 25's sender authentication (SPF, DKIM, ARC, DMARC); `None` when every check is off.
+    pub verifier: Option<Verifier>,
 }
 
 /// What a listener makes of its connections.
@@ -109,6 +116,7 @@ pub async fn handle<IO, D, S>(
         ctx,
         verb: "CONNECT",
         chunks: None,
+        spf: None,
     };
     match conn.run(session, &shutdown).await {
         End::Io(error) | End::Read(ReadError::Io(error)) => {
@@ -137,6 +145,8 @@ struct Connection<IO, D, S> {
     verb: &'static str,
     /// The body of a BDAT transaction under way, from its first chunk to its last.
     chunks: Option<BodySink>,
+    /// What SPF found at the MAIL FROM of the transaction under way, for DMARC and the header.
+    spf: Option<SpfFindings>,
 }
 
 impl<IO, D, S> Connection<IO, D, S>
@@ -223,6 +233,10 @@ where
                 let reply = self.check_sender(session, check).await;
                 self.answer(reply);
             }
+            Action::VerifySpf(check) => {
+                let reply = self.verify_spf(session, check).await;
+                self.answer(reply);
+            }
             Action::ReceiveData(go_ahead) => {
                 self.wire.output.extend(go_ahead.to_bytes());
                 if let Err(error) = self.wire.flush().await {
@@ -291,6 +305,69 @@ where
             return session.sender_rate_limited(check, limit.explanation());
         }
         session.sender_checked(check, allowed)
+    }
+
+    /// RFC 7208 at MAIL FROM: the HELO identity and the sender's domain, kept for the end of the
+    /// transaction; the session says what the result means to the client.
+    async fn verify_spf(&mut self, session: &mut Session, check: SpfCheck) -> Reply {
+        let Some(verifier) = &self.ctx.verifier else {
+            self.spf = None;
+            return session.spf_verified(check, SpfVerdict::None);
+        };
+        let findings = verifier.spf(self.client.peer.ip(), &check.helo, check.sender.as_ref()).await;
+        let verdict = findings.verdict();
+        tracing::debug!(peer = %self.client.peer, helo = %check.helo, spf = %verdict, "spf checked");
+        self.ctx.metrics.verified("spf", &verdict.to_string());
+        self.spf = Some(findings);
+        session.spf_verified(check, verdict)
+    }
+
+    /// Port 25, after the body: DKIM, ARC and DMARC, an enforced DMARC policy's refusal, and the
+    /// `Authentication-Results` field put before the message after the ones claiming our id are taken out.
+    /// `Err` is the reply when the message is not to be queued.
+    async fn authenticate_message(
+        &self,
+        session: &mut Session,
+        message: &Message,
+        body: &mut crate::body::Body,
+    ) -> Result<(), Reply> {
+        let Some(verifier) = &self.ctx.verifier else { return Ok(()) };
+        if message.authenticated.is_some() {
+            return Ok(());
+        }
+        let policy = verifier.policy();
+        let whole = body.size() <= policy.max_size;
+        let head = body.head(if whole { policy.max_size } else { HEADER_SCAN_LIMIT }).await;
+        let head = match head {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::warn!(%error, peer = %self.client.peer, "message body unreadable for verification");
+                return Err(session.not_queued());
+            }
+        };
+        let raw = whole.then_some(head.as_slice());
+        let findings = verifier.message(self.client.peer.ip(), &message.helo.name, self.spf.as_ref(), raw).await;
+        self.ctx.metrics.verified("dmarc", findings.dmarc);
+        match findings.decision {
+            Decision::Accept => {}
+            Decision::Reject { domain } => {
+                tracing::info!(peer = %self.client.peer, %domain, "message refused: dmarc p=reject");
+                return Err(session.dmarc_rejected(&domain));
+            }
+            Decision::Defer { domain } => {
+                tracing::info!(peer = %self.client.peer, %domain, "message deferred: dmarc temperror");
+                return Err(session.dmarc_deferred(&domain));
+            }
+        }
+        let forged = forged_results(&head, &policy.authserv_id);
+        if !forged.is_empty() {
+            tracing::info!(peer = %self.client.peer, count = forged.len(), "authentication-results claiming our id removed");
+        }
+        if let Err(error) = body.splice(findings.header.as_bytes(), &forged).await {
+            tracing::warn!(%error, peer = %self.client.peer, "message body unreadable for verification");
+            return Err(session.not_queued());
+        }
+        Ok(())
     }
 
     fn rate_limited(&self, limit: Limit, user: &str) {
@@ -426,13 +503,16 @@ where
     }
 
     async fn enqueue(&mut self, session: &mut Session, message: Message, body: BodySink) -> Reply {
-        let body = match body.finish().await {
+        let mut body = match body.finish().await {
             Ok(body) => body,
             Err(error) => {
                 tracing::warn!(%error, peer = %self.client.peer, "message body not kept");
                 return session.not_queued();
             }
         };
+        if let Err(reply) = self.authenticate_message(session, &message, &mut body).await {
+            return reply;
+        }
         let size = body.size();
         let span = tracing::Span::current();
         span.record("mail.recipients", message.recipients.len());
@@ -569,6 +649,7 @@ mod tests {
             max_auth_failures: 3,
             long_lines: LongLines::Accept,
             bare_lf: BareLf::Normalise,
+            spf: mailbus_smtp::session::Enforcement::Off,
         }
     }
 
@@ -638,6 +719,7 @@ mod tests {
             }),
             bodies: BodyStorage { memory_limit: setup.memory_limit, dir: std::env::temp_dir().into() },
             metrics: Metrics::default(),
+            verifier: None,
         });
         let listener = Arc::new(Listener { session: session_config(), implicit_tls: false });
         let client_info = ClientInfo { peer: "192.0.2.1:1000".parse().unwrap() };

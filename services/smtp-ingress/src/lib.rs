@@ -10,9 +10,11 @@
 mod body;
 mod connection;
 mod directory;
+mod dns_cache;
 mod metrics;
 mod ports;
 mod received;
+pub mod sender_auth;
 mod spool;
 
 use mailbus_acceptor::local_addr;
@@ -23,9 +25,10 @@ use std::time::Duration;
 
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
+use mailbus_dns::DnsConfig;
 use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, RatePolicy, SubmissionLimits, ThrottlePolicy};
 use mailbus_smtp::reply::{Enhanced, Reply};
-use mailbus_smtp::session::{BareLf, LongLines, Mode, SessionConfig};
+use mailbus_smtp::session::{BareLf, Enforcement, LongLines, Mode, SessionConfig};
 use mailbus_telemetry::ops::{self, Readiness};
 use mailbus_tls::ServerTls;
 use prometheus_client::registry::Registry;
@@ -36,6 +39,7 @@ use tonic::service::Routes;
 pub use body::{Body, BodyStorage};
 pub use connection::{Context, Listener, Timeouts};
 pub use ports::{ClientInfo, Directory, DirectoryUnavailable, Spool, SpoolError};
+pub use sender_auth::{AuthPolicy, Verifier};
 
 /// Where to listen; `None` leaves a listener off.
 #[derive(Debug, Clone)]
@@ -90,6 +94,10 @@ pub struct SmtpConfig {
     pub shutdown_grace: Duration,
     /// How long to wait for JetStream to acknowledge a body or envelope before answering 451.
     pub nats_timeout: Duration,
+    /// Port 25's sender authentication.
+    pub auth: AuthPolicy,
+    /// The resolvers its lookups ask.
+    pub dns: DnsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +112,8 @@ pub enum StartError {
     Grpc(#[from] mailbus_grpc::GrpcError),
     #[error("metrics endpoint: {0}")]
     Ops(std::io::Error),
+    #[error("DNS resolver for sender authentication: {0}")]
+    Dns(#[from] mail_auth::hickory_resolver::net::NetError),
     #[error("message spool directory {}: {error}", dir.display())]
     SpoolDir { dir: PathBuf, error: std::io::Error },
 }
@@ -143,7 +153,18 @@ fn session_config(config: &SmtpConfig, mode: Mode) -> SessionConfig {
         max_auth_failures: policy.max_auth_failures,
         long_lines: policy.long_lines,
         bare_lf: policy.bare_lf,
+        // Authenticated submission is not verified: the account vouches for its mail.
+        spf: if mode == Mode::Mx { config.auth.spf } else { Enforcement::Off },
     }
+}
+
+/// Port 25's verifier, unless every check is off.
+fn verifier(config: &SmtpConfig) -> Result<Option<Verifier>, StartError> {
+    let auth = &config.auth;
+    if !auth.spf.is_on() && !auth.checks_content() {
+        return Ok(None);
+    }
+    Ok(Some(Verifier::new(&config.dns, auth.clone())?))
 }
 
 async fn bind_listener(addr: SocketAddr, session: SessionConfig, implicit_tls: bool) -> Result<Bound, StartError> {
@@ -168,6 +189,7 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         limits,
         bodies,
         metrics: metrics::Metrics::register(&mut registry),
+        verifier: verifier(&config)?,
     });
     let mx = bind_listener(config.listeners.mx, session_config(&config, Mode::Mx), false).await?;
     let submission = match config.listeners.submission {

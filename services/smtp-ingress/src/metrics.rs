@@ -19,6 +19,8 @@ pub struct Metrics {
     rejections: Family<Labels, Counter>,
     /// MAIL and RCPT refused by a submission rate limit, by limit.
     rate_limited: Family<Labels, Counter>,
+    /// Port 25's sender authentication results, by check (`spf`, `dmarc`) and result.
+    sender_auth: Family<Labels, Counter>,
     /// Sizes of the messages accepted (250 after DATA or the last BDAT), in octets.
     pub message_size: Histogram,
 }
@@ -34,6 +36,7 @@ impl Default for Metrics {
             messages: Family::default(),
             rejections: Family::default(),
             rate_limited: Family::default(),
+            sender_auth: Family::default(),
             // 1 KiB to 64 MiB, by fours.
             message_size: Histogram::new(exponential_buckets(1024.0, 4.0, 9)),
         }
@@ -71,6 +74,11 @@ impl Metrics {
             "MAIL and RCPT refused with 451 4.7.1 by a submission rate limit, by limit",
             metrics.rate_limited.clone(),
         );
+        registry.register(
+            "sender_auth",
+            "Port 25 sender authentication results (SPF at MAIL FROM, DMARC after the body), by check and result",
+            metrics.sender_auth.clone(),
+        );
         registry.register_with_unit(
             "message_size",
             "Sizes of accepted messages",
@@ -90,6 +98,11 @@ impl Metrics {
 
     pub fn rate_limited(&self, limit: mailbus_jetstream::Limit) {
         self.rate_limited.get_or_create(&vec![("limit".into(), limit.label().to_owned())]).inc();
+    }
+
+    pub fn verified(&self, check: &str, result: &str) {
+        let labels = vec![("check".into(), check.to_owned()), ("result".into(), result.to_owned())];
+        self.sender_auth.get_or_create(&labels).inc();
     }
 
     pub fn message(&self, code: u16) {

@@ -20,6 +20,7 @@ mod ops;
 mod pop3;
 mod rate_limits;
 mod relay;
+mod sender_auth;
 mod sieve;
 mod smtp;
 mod store;

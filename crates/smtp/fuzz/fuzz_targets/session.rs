@@ -8,7 +8,8 @@ use mailbus_smtp::Decode;
 use mailbus_smtp::command::CommandDecoder;
 use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::session::{
-    Action, AuthenticatedUser, BareLf, DataOutcome, Expect, LongLines, Mode, Session, SessionConfig, TlsInfo, Verdict,
+    Action, AuthenticatedUser, BareLf, DataOutcome, Enforcement, Expect, LongLines, Mode, Session, SessionConfig, SpfVerdict,
+    TlsInfo, Verdict,
 };
 
 fn config(mode: Mode) -> SessionConfig {
@@ -23,6 +24,7 @@ fn config(mode: Mode) -> SessionConfig {
         max_auth_failures: 3,
         long_lines: LongLines::Reject,
         bare_lf: BareLf::Reject,
+        spf: Enforcement::Enforce,
     }
 }
 
@@ -64,6 +66,9 @@ fuzz_target!(|input: &[u8]| {
             }
             Action::CheckSender(c) => {
                 session.sender_checked(c, Some(yes()));
+            }
+            Action::VerifySpf(c) => {
+                session.spf_verified(c, if yes() { SpfVerdict::Pass } else { SpfVerdict::Fail });
             }
             Action::StartTls(_) => session.tls_started(TlsInfo { version: "TLSv1.3".into(), cipher: "x".into() }),
             Action::Authenticate(_) => {

@@ -61,10 +61,16 @@ impl Session {
                 self.state = State::Greeted { helo };
                 Action::CheckSender(SenderCheck { user, address, from: parsed })
             }
-            _ => {
-                self.state = State::Mail { helo, from: parsed };
-                Action::Reply(sender_ok())
-            }
+            _ => match self.spf_check(&helo.name, &parsed) {
+                Some(check) => {
+                    self.state = State::Greeted { helo };
+                    Action::VerifySpf(check)
+                }
+                None => {
+                    self.state = State::Mail { helo, from: parsed };
+                    Action::Reply(sender_ok())
+                }
+            },
         }
     }
 

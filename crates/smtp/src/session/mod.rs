@@ -9,7 +9,8 @@
 //! back (the directory's verdict, the credentials check, the body, the enqueue result).
 //!
 //! One file per concern: `ehlo` (EHLO, HELO, STARTTLS), `auth` (AUTH and its SASL exchange), `mail` (MAIL
-//! and the submission sender check), `rcpt` (RCPT and the directory's verdict), `body` (DATA and BDAT).
+//! and the submission sender check), `rcpt` (RCPT and the directory's verdict), `body` (DATA and BDAT),
+//! `sender_auth` (what SPF and DMARC results mean to the client on port 25).
 
 mod auth;
 mod body;
@@ -17,6 +18,7 @@ mod ehlo;
 mod envelope;
 mod mail;
 mod rcpt;
+mod sender_auth;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +34,7 @@ use crate::reply::{Enhanced, Reply};
 pub use crate::data::{BareLf, LongLines};
 pub use auth::{Credentials, Secret};
 pub use envelope::{BodyType, DsnReturn, Helo, MailFrom, Message, Recipient, ReversePath};
+pub use sender_auth::{Enforcement, SpfCheck, SpfVerdict};
 
 /// Postfix's `smtpd_hard_error_limit`.
 pub const DEFAULT_MAX_ERRORS: usize = 20;
@@ -66,6 +69,9 @@ pub struct SessionConfig {
     pub max_auth_failures: usize,
     pub long_lines: LongLines,
     pub bare_lf: BareLf,
+    /// Port 25: SPF at MAIL FROM ([`Action::VerifySpf`]), and what a failure does. Never asked in an
+    /// authenticated session.
+    pub spf: Enforcement,
 }
 
 /// What the TLS handshake settled on, for `Received:`.
@@ -134,6 +140,8 @@ pub enum Action {
     /// Ask the directory and the submission rate limits, then send what [`Session::sender_checked`] or
     /// [`Session::sender_rate_limited`] returns.
     CheckSender(SenderCheck),
+    /// Check SPF for the HELO name and the sender, then send what [`Session::spf_verified`] returns.
+    VerifySpf(SpfCheck),
     /// Send the 354 reply, read the body with [`Session::data_reader`], keeping what it hands out, then call
     /// [`Session::data_received`].
     ReceiveData(Reply),

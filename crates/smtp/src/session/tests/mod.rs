@@ -8,6 +8,7 @@ mod extensions;
 mod limits;
 mod mx;
 mod rfc5321;
+mod sender_auth;
 mod starttls;
 mod submission;
 
@@ -29,6 +30,7 @@ pub(super) fn config(mode: Mode) -> SessionConfig {
         max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
         long_lines: LongLines::Accept,
         bare_lf: BareLf::Normalise,
+        spf: Enforcement::Off,
     }
 }
 
@@ -118,6 +120,9 @@ pub(super) struct Client {
     /// The submission rate limits: messages and recipients the account may still send; `None`: no limit.
     pub messages_left: Option<usize>,
     pub recipients_left: Option<usize>,
+    /// SPF checks asked for, and the verdict the fake DNS gives each.
+    pub spf_checks: Vec<SpfCheck>,
+    pub spf_verdict: Option<SpfVerdict>,
 }
 
 impl Client {
@@ -136,6 +141,8 @@ impl Client {
             spool_down: false,
             messages_left: None,
             recipients_left: None,
+            spf_checks: Vec::new(),
+            spf_verdict: None,
         }
     }
 
@@ -251,6 +258,11 @@ impl Client {
                     return replies.push(self.session.sender_rate_limited(check, "Too many messages").to_string());
                 }
                 replies.push(self.session.sender_checked(check, allowed).to_string());
+            }
+            Action::VerifySpf(check) => {
+                self.spf_checks.push(check.clone());
+                let verdict = self.spf_verdict.expect("the test says what SPF finds");
+                replies.push(self.session.spf_verified(check, verdict).to_string());
             }
             Action::ReceiveData(go_ahead) => {
                 replies.push(go_ahead.to_string());
