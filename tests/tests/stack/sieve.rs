@@ -306,6 +306,9 @@ async fn a_repeated_deliver_returns_the_same_follow_ups_until_they_are_queued() 
     stack.mailbox().await.follow_ups_queued(done).await.unwrap();
     let late = stack.deliver(queue_id, "alice@example.org", &body).await.unwrap();
     assert!(late.duplicate && late.follow_ups.is_empty(), "{late:?}");
+    let bad = pb::FollowUpsQueuedRequest { queue_id: queue_id.into(), recipient: "not an address".into() };
+    let refused = stack.mailbox().await.follow_ups_queued(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     stack.stop().await;
 }
 
