@@ -21,6 +21,7 @@ mod pop3;
 mod rate_limits;
 mod relay;
 mod sender_auth;
+mod sieve;
 mod smtp;
 mod store;
 mod tracing;
