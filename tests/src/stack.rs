@@ -6,6 +6,7 @@ use mailbus::roles::{self, Role};
 use mailbus::settings::Settings;
 use mailbus_proto::v1::{
     self as pb, directory_client::DirectoryClient, jmap_client::JmapClient, mailbox_client::MailboxClient,
+    sieve_client::SieveClient,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -200,6 +201,10 @@ impl TestStack {
 
     pub async fn mailbox(&self) -> MailboxClient<Channel> {
         MailboxClient::new(self.channel().await)
+    }
+
+    pub async fn sieve(&self) -> SieveClient<Channel> {
+        SieveClient::new(self.channel().await)
     }
 
     pub async fn jmap(&self) -> JmapClient<Channel> {

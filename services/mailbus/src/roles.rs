@@ -7,7 +7,7 @@ use mailbus_acceptor::Caps;
 use mailbus_access::{Access, AccessConfig, ImapConfig, ManageSieveConfig, Pop3Config, SessionPolicy};
 use mailbus_http::{Http, HttpConfig, Limits};
 use mailbus_jetstream::{RatePolicy, ThrottlePolicy};
-use mailbus_mailbox::{Mailbox, MailboxConfig};
+use mailbus_mailbox::{Mailbox, MailboxConfig, SieveConfig};
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
 use mailbus_smtp_ingress::{Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
 use mailbus_tls::ServerTls;
@@ -60,6 +60,12 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         max_db_connections: s.get(MAILBUS_DB_MAX_CONNECTIONS)?,
         quota_full: s.get(MAILBUS_QUOTA_FULL)?,
         recipient_delimiter: s.get(MAILBUS_RECIPIENT_DELIMITER)?,
+        sieve: SieveConfig {
+            max_scripts: s.get(MAILBUS_SIEVE_MAX_SCRIPTS)?,
+            max_script_size: s.get(MAILBUS_SIEVE_MAX_SCRIPT_SIZE)?,
+            max_actions: s.get(MAILBUS_SIEVE_MAX_ACTIONS)?,
+            max_redirects: s.get(MAILBUS_SIEVE_MAX_REDIRECTS)?,
+        },
     })
 }
 

@@ -217,6 +217,26 @@ settings! {
         "+",
         "plus-addressing: characters each of which separates a local part from its detail (alice+lists@ reaches alice@), as Postfix's recipient_delimiter; set but empty turns it off",
     );
+    MAILBUS_SIEVE_MAX_SCRIPTS: usize = bounded(
+        "10",
+        1..=1000,
+        "Sieve scripts one account may keep (ManageSieve's QUOTA/MAXSCRIPTS)",
+    );
+    MAILBUS_SIEVE_MAX_SCRIPT_SIZE: usize = bounded(
+        "65536",
+        1024..=(1 << 24),
+        "largest Sieve script in octets (ManageSieve's QUOTA/MAXSIZE)",
+    );
+    MAILBUS_SIEVE_MAX_ACTIONS: usize = bounded(
+        "32",
+        1..=1000,
+        "actions one Sieve run may take; past it the message is kept in INBOX",
+    );
+    MAILBUS_SIEVE_MAX_REDIRECTS: usize = bounded(
+        "4",
+        0..=100,
+        "redirects one Sieve run may make (each is a message to another address); past it the message is kept in INBOX",
+    );
     MAILBUS_MAILBOX_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50051", "mailbox role: Directory and Mailbox gRPC");
     MAILBUS_RELAY_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50052", "relay role: QueueAdmin gRPC");
     MAILBUS_SMTP_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50053", "smtp-ingress role: gRPC health");

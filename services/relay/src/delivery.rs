@@ -214,17 +214,71 @@ impl Deliverer {
             size: body.len() as u64,
         };
         let parts = mailbus_proto::upload::deliver(header, body);
-        match self.mailbox.clone().deliver(futures::stream::iter(parts)).instrument(span).await {
-            Ok(reply) => {
-                let reply = reply.into_inner();
-                Outcome::Delivered {
-                    uids: reply.placements.iter().map(|p| p.uid).collect(),
-                    duplicate: reply.duplicate,
-                }
+        let reply = match self.mailbox.clone().deliver(futures::stream::iter(parts)).instrument(span).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => return classify(&status),
+        };
+        // What the recipient's Sieve script asked for beyond storing is queued before this recipient counts
+        // as delivered (and so before the original is acked). The mailbox role keeps the follow-ups until
+        // told they are queued: a crash before that finds them again in the repeated Deliver's reply, and
+        // their ids, derived from (queue id, recipient, follow-up), make the queue store each once.
+        for follow_up in &reply.follow_ups {
+            if let Err(error) = self.enqueue_follow_up(envelope, recipient, follow_up, body).await {
+                tracing::warn!(%error, recipient, follow_up = %follow_up.id, "Sieve follow-up not queued; will retry");
+                return Outcome::TemporaryFailure(format!("4.3.0 queueing a Sieve follow-up failed: {error}"));
             }
-            Err(status) => classify(&status),
         }
+        if !reply.follow_ups.is_empty() {
+            let done =
+                pb::FollowUpsQueuedRequest { queue_id: envelope.queue_id.clone(), recipient: recipient.to_owned() };
+            // Left behind, they would come back only on a repeated Deliver within the queue's dedupe
+            // window (so they would still be stored once); the mailbox role prunes them later.
+            if let Err(status) = self.mailbox.clone().follow_ups_queued(done).await {
+                tracing::warn!(error = %status.message(), recipient, "Sieve follow-ups queued but not confirmed");
+            }
+        }
+        if !reply.rejection.is_empty() {
+            // The script's reject (RFC 5429): the sender hears about it through the DSN path.
+            return Outcome::PermanentFailure(reply.rejection);
+        }
+        Outcome::Delivered { uids: reply.placements.iter().map(|p| p.uid).collect(), duplicate: reply.duplicate }
     }
+
+    /// Queues one follow-up of a local delivery: a redirect (its header fields before the original) or a
+    /// vacation reply (whole), as a new message of its own.
+    async fn enqueue_follow_up(
+        &self,
+        envelope: &Envelope,
+        recipient: &str,
+        follow_up: &pb::FollowUp,
+        body: &[u8],
+    ) -> Result<(), QueueError> {
+        let content = match follow_up.kind() {
+            pb::FollowUpKind::Redirect => [follow_up.content.as_slice(), body].concat(),
+            _ => follow_up.content.clone(),
+        };
+        let queue_id = follow_up_queue_id(&envelope.queue_id, recipient, &follow_up.id);
+        let new = Envelope {
+            queue_id: queue_id.clone(),
+            mail_from: follow_up.mail_from.clone(),
+            recipients: vec![pb::EnvelopeRecipient { address: follow_up.recipient.clone(), ..Default::default() }],
+            size: content.len() as u64,
+            arrival_unix_ms: chrono::Utc::now().timestamp_millis(),
+            smtputf8: envelope.smtputf8,
+            body_type: envelope.body_type,
+            ..Default::default()
+        };
+        self.queue.enqueue(&new, &content, &queue_id).await?;
+        tracing::info!(queue_id = %envelope.queue_id, recipient, follow_up = %queue_id, kind = ?follow_up.kind(), to = %follow_up.recipient, "Sieve follow-up queued");
+        Ok(())
+    }
+}
+
+/// The queue id (and dedupe id) of a follow-up: the same for the same (queue id, recipient, follow-up) on
+/// every attempt, so a repeated attempt queues it once.
+fn follow_up_queue_id(queue_id: &str, recipient: &str, follow_up: &str) -> String {
+    let name = format!("{queue_id}.sieve.{}.{follow_up}", recipient.to_lowercase());
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).simple().to_string()
 }
 
 /// Which gRPC failures are worth retrying, with the RFC 3463 code a DSN will carry: the mailbox role's own
@@ -255,6 +309,15 @@ fn is_enhanced_code(code: &str, class: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follow_up_ids_are_stable_queue_ids_distinct_per_follow_up() {
+        let a = follow_up_queue_id("0190aa", "Bob@example.org", "7.0");
+        assert_eq!(a, follow_up_queue_id("0190aa", "bob@example.org", "7.0"), "stable, whatever the case");
+        assert_ne!(a, follow_up_queue_id("0190aa", "bob@example.org", "7.1"));
+        assert_ne!(a, follow_up_queue_id("0190ab", "bob@example.org", "7.0"));
+        assert!(a.parse::<mailbus_address::QueueId>().is_ok(), "{a}");
+    }
 
     #[test]
     fn grpc_failures_are_classified() {

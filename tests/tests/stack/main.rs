@@ -20,6 +20,7 @@ mod ops;
 mod pop3;
 mod rate_limits;
 mod relay;
+mod sieve;
 mod smtp;
 mod store;
 mod tracing;

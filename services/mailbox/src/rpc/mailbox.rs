@@ -71,6 +71,14 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         self.deliver_measured(request.into_inner()).await.map(Response::new)
     }
 
+    async fn follow_ups_queued(
+        &self,
+        request: Request<pb::FollowUpsQueuedRequest>,
+    ) -> Result<Response<pb::FollowUpsQueuedResponse>, Status> {
+        self.follow_ups_queued(request.into_inner()).await?;
+        Ok(Response::new(pb::FollowUpsQueuedResponse {}))
+    }
+
     async fn list_messages(
         &self,
         request: Request<pb::ListMessagesRequest>,
