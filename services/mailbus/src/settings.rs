@@ -177,11 +177,6 @@ settings! {
         60..=DAY,
         "ManageSieve autologout timer",
     );
-    MAILBUS_SIEVE_MAX_REDIRECTS: usize = bounded(
-        "4",
-        0..=100,
-        "redirects one Sieve run may make (each is a message to another address); past it the message is kept in INBOX",
-    );
     MAILBUS_HTTP_LISTEN: SocketAddr = new("0.0.0.0:8080", "HTTP listener of the http role (JMAP, push, blobs)");
     MAILBUS_HTTPS_LISTEN: Option<SocketAddr> = optional_addr(
         "0.0.0.0:8443",
