@@ -1,9 +1,12 @@
 //! ManageSieve (RFC 5804) on the access role, driven by a client we did not write: the `managesieve`
 //! library from PyPI, over STARTTLS, against the mailbox role's Sieve service and PostgreSQL.
 
-use mailbus_tests::clients::managesieve_session;
-use mailbus_tests::{Infra, TestStack};
+use mailbus_proto::v1 as pb;
+use mailbus_tests::clients::{SmtpOutcome, managesieve_session, smtp_send};
+use mailbus_tests::{Infra, TestStack, wait_until};
 use serde_json::{Value, json};
+
+use crate::{PATIENCE, message};
 
 fn status(step: &Value) -> (&str, &str) {
     (step["status"].as_str().unwrap_or_default(), step["code"].as_str().unwrap_or_default())
@@ -68,5 +71,29 @@ async fn a_real_client_uploads_checks_activates_lists_gets_renames_and_deletes_s
     assert_eq!(status(&steps[14]), ("OK", ""), "{seen}");
     assert_eq!(status(&steps[15]), ("OK", ""), "{seen}");
     assert_eq!(steps[16]["data"], json!([["other", false]]), "{seen}");
+    stack.stop().await;
+}
+
+/// The script a client activates over ManageSieve is the one delivery runs: a list message lands in Lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_activated_over_managesieve_files_the_next_delivery() {
+    let stack = TestStack::start().await;
+    let tom = stack.add_account("tom@example.org", "tom pw").await;
+    let server = stack.managesieve.expect("this stack runs access");
+    let script = "require [\"fileinto\", \"mailbox\"];\r\nif exists \"List-Id\" { fileinto :create \"Lists\"; }\r\n";
+    let steps = json!([["putscript", "lists", script], ["setactive", "lists"]]);
+    let seen = managesieve_session(server, &Infra::get().tls_cert, ("tom@example.org", "tom pw"), steps).await;
+    assert!(seen["steps"].as_array().is_some_and(|s| s.iter().all(|s| s["status"] == "OK")), "{seen}");
+
+    let list = [b"List-Id: Dev list <dev.example.net>\r\n".as_slice(), &message("tom@example.org", "digest")].concat();
+    let sent = smtp_send(stack.smtp_addr(), "list@example.net", &["tom@example.org"], &list).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    wait_until(PATIENCE, "the list message in Lists", async || {
+        let request = pb::ListMessagesRequest { account_id: tom, mailbox: "Lists".into() };
+        stack.mailbox().await.list_messages(request).await.is_ok_and(|r| r.into_inner().messages.len() == 1)
+    })
+    .await;
+    let inbox = pb::ListMessagesRequest { account_id: tom, mailbox: "INBOX".into() };
+    assert_eq!(stack.mailbox().await.list_messages(inbox).await.unwrap().into_inner().messages.len(), 0);
     stack.stop().await;
 }
