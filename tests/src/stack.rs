@@ -91,6 +91,7 @@ impl StackBuilder {
             pop3s: None,
             imap: None,
             imaps: None,
+            managesieve: None,
             relay_grpc: None,
             mailbox_metrics: None,
             smtp_metrics: None,
@@ -130,6 +131,7 @@ pub struct TestStack {
     pub pop3s: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub managesieve: Option<SocketAddr>,
     /// The relay's QueueAdmin gRPC address.
     pub relay_grpc: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
@@ -173,6 +175,7 @@ impl TestStack {
             self.pop3s = access.pop3s_addr();
             self.imap = Some(access.imap_addr());
             self.imaps = access.imaps_addr();
+            self.managesieve = Some(access.managesieve_addr());
         }
         if let Some(http) = &bound.http {
             self.http = Some(http.http_addr());

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use mailbus_acceptor::Caps;
-use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config, SessionPolicy};
+use mailbus_access::{Access, AccessConfig, ImapConfig, ManageSieveConfig, Pop3Config, SessionPolicy};
 use mailbus_dns::DnsConfig;
 use mailbus_http::{Http, HttpConfig, Limits};
 use mailbus_jetstream::{RatePolicy, ThrottlePolicy};
@@ -226,6 +226,18 @@ pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfi
             },
             delete_policy: s.get(MAILBUS_POP3_DELETE)?,
             lock_ttl: s.get(MAILBUS_POP3_LOCK_TTL_SECS)?,
+        },
+        managesieve: ManageSieveConfig {
+            session: SessionPolicy {
+                listen: s.get(MAILBUS_MANAGESIEVE_LISTEN)?,
+                tls_listen: None,
+                caps: caps(s, MAILBUS_MANAGESIEVE_MAX_CONNECTIONS, MAILBUS_MANAGESIEVE_MAX_CONNECTIONS_PER_IP)?,
+                plaintext_auth: s.get(MAILBUS_MANAGESIEVE_PLAINTEXT_AUTH)?,
+                login_timeout: s.get(MAILBUS_MANAGESIEVE_LOGIN_TIMEOUT_SECS)?,
+                idle_timeout: s.get(MAILBUS_MANAGESIEVE_IDLE_TIMEOUT_SECS)?,
+                max_auth_failures: s.get(MAILBUS_MANAGESIEVE_MAX_AUTH_FAILURES)?,
+            },
+            max_redirects: s.get(MAILBUS_SIEVE_MAX_REDIRECTS)?,
         },
     })
 }

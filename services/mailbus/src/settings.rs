@@ -148,6 +148,36 @@ settings! {
         1..=3600,
         "time from connecting to a successful POP3 login, STLS included; then -ERR and close",
     );
+    MAILBUS_MANAGESIEVE_LISTEN: SocketAddr = new("0.0.0.0:4190", "ManageSieve listener (RFC 5804, STARTTLS)");
+    MAILBUS_MANAGESIEVE_PLAINTEXT_AUTH: PlaintextAuth = new(
+        "loopback",
+        "ManageSieve logins without TLS: never, loopback (as Dovecot) or always",
+    );
+    MAILBUS_MANAGESIEVE_MAX_AUTH_FAILURES: usize = bounded(
+        "3",
+        1..=1000,
+        "failed ManageSieve logins in one session before BYE",
+    );
+    MAILBUS_MANAGESIEVE_MAX_CONNECTIONS: usize = bounded(
+        "200",
+        1..=MAX_CONNECTIONS,
+        "simultaneous ManageSieve sessions per access process",
+    );
+    MAILBUS_MANAGESIEVE_MAX_CONNECTIONS_PER_IP: usize = bounded(
+        "20",
+        1..=MAX_CONNECTIONS,
+        "simultaneous ManageSieve sessions from one client address, logged in or not, per access process",
+    );
+    MAILBUS_MANAGESIEVE_LOGIN_TIMEOUT_SECS: Duration = secs(
+        "60",
+        1..=3600,
+        "time from connecting to a successful ManageSieve login, STARTTLS included; then BYE",
+    );
+    MAILBUS_MANAGESIEVE_IDLE_TIMEOUT_SECS: Duration = secs(
+        "600",
+        60..=DAY,
+        "ManageSieve autologout timer",
+    );
     MAILBUS_HTTP_LISTEN: SocketAddr = new("0.0.0.0:8080", "HTTP listener of the http role (JMAP, push, blobs)");
     MAILBUS_HTTPS_LISTEN: Option<SocketAddr> = optional_addr(
         "0.0.0.0:8443",
