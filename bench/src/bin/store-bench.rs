@@ -227,7 +227,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let mut client = mailbox_client(&stack).await?;
-    let select = pb::SelectRequest { account_id: big, mailbox: "INBOX".into() };
+    let select = pb::SelectRequest { account_id: big, mailbox: "INBOX".into(), claim_recent: true };
     timed(&format!("SELECT of {} messages", args.mailbox), 20, || {
         let (mut client, select) = (client.clone(), select.clone());
         async move {

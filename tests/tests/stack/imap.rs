@@ -182,7 +182,8 @@ async fn changes_reach_an_idle_session_on_another_replica() {
     let (_, idle) = reply(&watched[3]);
     assert!(idle.contains("* 2 EXISTS"), "{idle}");
     let (_, flags) = reply(&watched[4]);
-    assert!(flags.contains("* 1 FETCH (FLAGS (\\Answered)"), "{flags}");
+    // The watcher selected INBOX first: the message is recent to it (RFC 3501 §2.3.2).
+    assert!(flags.contains("* 1 FETCH (FLAGS (\\Answered \\Recent)"), "{flags}");
     stack.stop().await;
 }
 
@@ -624,7 +625,8 @@ async fn transcripts_from_the_rfc_examples() {
     let select = lines(5);
     assert_eq!(select[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
     assert_eq!(select[1], "* 11 EXISTS");
-    assert_eq!(select[2], "* 0 RECENT");
+    // The eleven arrived before any session selected INBOX: this one is the first, they are its recent.
+    assert_eq!(select[2], "* 11 RECENT");
     assert_eq!(select[3], "* OK [UNSEEN 1] first unseen");
     assert_eq!(select[4], "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags permitted");
     assert_eq!(select[5], "* OK [UIDNEXT 12] predicted next UID");
@@ -633,15 +635,15 @@ async fn transcripts_from_the_rfc_examples() {
     assert!(select[8].starts_with("* OK [MAILBOXID (m") && select[8].ends_with(")] mailbox id"), "{select:?}");
     assert_eq!(select[9], "A142 OK [READ-WRITE] SELECT completed");
     let fetched = lines(6);
-    assert_eq!(fetched[0], "* 2 FETCH (FLAGS () BODY[HEADER.FIELDS (DATE FROM)] {88}");
+    assert_eq!(fetched[0], "* 2 FETCH (FLAGS (\\Recent) BODY[HEADER.FIELDS (DATE FROM)] {88}");
     assert_eq!(fetched[1], "Date: Mon, 7 Feb 1994 21:52:25 -0800");
     assert_eq!(fetched[2], "From: Fred Foobar <foobar@Blurdybloop.example>");
     assert_eq!(fetched[3], "");
     assert_eq!(fetched[4], ")");
     assert_eq!(fetched.last().unwrap(), "A654 OK FETCH completed");
     let stored = lines(7);
-    assert_eq!(stored[0], "* 3 FETCH (FLAGS (\\Deleted))");
-    assert_eq!(stored[3], "* 11 FETCH (FLAGS (\\Deleted))");
+    assert_eq!(stored[0], "* 3 FETCH (FLAGS (\\Deleted \\Recent))");
+    assert_eq!(stored[3], "* 11 FETCH (FLAGS (\\Deleted \\Recent))");
     // §6.4.3: each EXPUNGE renumbers the messages after it.
     assert_eq!(lines(8), ["* 3 EXPUNGE", "* 3 EXPUNGE", "* 5 EXPUNGE", "* 8 EXPUNGE", "A202 OK EXPUNGE completed"]);
     assert_eq!(lines(9), ["* SEARCH", "A282 OK SEARCH completed"]);
@@ -1083,7 +1085,10 @@ async fn objectid_names_mailboxes_emails_and_threads_as_jmap_does() {
             "a7 OK FETCH completed".into(),
         ]
     );
-    assert_eq!(lines(8), [format!("* 2 FETCH (UID 2 FLAGS () EMAILID ({e2}))"), "a8 OK FETCH completed".into()]);
+    assert_eq!(
+        lines(8),
+        [format!("* 2 FETCH (UID 2 FLAGS (\\Recent) EMAILID ({e2}))"), "a8 OK FETCH completed".into()]
+    );
     assert_eq!(lines(9), [format!("* 3 FETCH (THREADID ({t1}))"), "a9 OK FETCH completed".into()]);
     assert_eq!(lines(10), ["* SEARCH 2", "b1 OK SEARCH completed"]);
     assert_eq!(lines(11), ["* SEARCH 1 3", "b2 OK SEARCH completed"]);
@@ -1154,4 +1159,95 @@ async fn thread_references_are_jmap_threads_nested_by_reply() {
         })
         .collect();
     assert_eq!(groups, [vec![1, 3, 4, 5], vec![2, 6]], "the groups of a3's answer");
+}
+
+/// Sends `command` (tagged `tag`) and reads every line up to and including its tagged answer.
+async fn answer(client: &mut mailbus_tests::raw::RawClient, tag: &str, command: &str) -> Vec<String> {
+    client.send(format!("{tag} {command}\r\n").as_bytes()).await;
+    let mut lines = Vec::new();
+    while let Some(line) = client.line().await {
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("the connection closed before {tag} was answered: {lines:?}");
+}
+
+/// A bare IMAP connection, logged in, nothing selected.
+async fn logged_in(stack: &TestStack, user: &str, password: &str) -> mailbus_tests::raw::RawClient {
+    let mut client = mailbus_tests::raw::RawClient::connect("127.0.0.1", stack.imap_addr()).await;
+    client.line().await.expect("a greeting");
+    let login = answer(&mut client, "l", &format!("LOGIN {user} \"{password}\"")).await;
+    assert!(login.last().is_some_and(|l| l.starts_with("l OK")), "{login:?}");
+    client
+}
+
+fn has(lines: &[String], wanted: &str) -> bool {
+    lines.iter().any(|l| l == wanted)
+}
+
+/// RFC 3501 §2.3.2 `\Recent`: a message is recent to exactly one session, the first to SELECT the mailbox
+/// (or to catch up with the message) read-write; EXAMINE and STATUS see it without taking it; FETCH FLAGS
+/// and SEARCH RECENT, NEW and OLD follow the session's own; an IMAP4rev2 session neither sees nor takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_belongs_to_the_first_session_that_selects() {
+    let stack = TestStack::start().await;
+    let rae = stack.add_account("rae@example.org", "rae pw").await;
+    for (n, flags) in [(1, &["\\Seen"][..]), (2, &[][..])] {
+        let body = format!("Subject: r{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, rae, "INBOX", flags, None, body.as_bytes()).await.unwrap();
+    }
+    let session = async || logged_in(&stack, "rae@example.org", "rae pw").await;
+
+    let mut examiner = session().await;
+    let examined = answer(&mut examiner, "e1", "EXAMINE INBOX").await;
+    assert!(has(&examined, "* 2 RECENT"), "EXAMINE sees them: {examined:?}");
+    let status = answer(&mut examiner, "e2", "STATUS INBOX (MESSAGES RECENT)").await;
+    assert!(has(&status, "* STATUS INBOX (MESSAGES 2 RECENT 2)"), "{status:?}");
+
+    let mut first = session().await;
+    let selected = answer(&mut first, "a1", "SELECT INBOX").await;
+    assert!(has(&selected, "* 2 RECENT"), "EXAMINE took none of them: {selected:?}");
+    let fetched = answer(&mut first, "a2", "FETCH 1:* (FLAGS)").await;
+    assert!(has(&fetched, "* 1 FETCH (FLAGS (\\Seen \\Recent))"), "{fetched:?}");
+    assert!(has(&fetched, "* 2 FETCH (FLAGS (\\Recent))"), "{fetched:?}");
+    assert!(has(&answer(&mut first, "a3", "SEARCH RECENT").await, "* SEARCH 1 2"));
+    assert!(has(&answer(&mut first, "a4", "SEARCH NEW").await, "* SEARCH 2"));
+    assert!(has(&answer(&mut first, "a5", "SEARCH OLD").await, "* SEARCH"));
+
+    let mut second = session().await;
+    let selected = answer(&mut second, "b1", "SELECT INBOX").await;
+    assert!(has(&selected, "* 0 RECENT"), "the first session has them: {selected:?}");
+    let fetched = answer(&mut second, "b2", "FETCH 2 (FLAGS)").await;
+    assert!(has(&fetched, "* 2 FETCH (FLAGS ())"), "{fetched:?}");
+    assert!(has(&answer(&mut second, "b3", "SEARCH OLD").await, "* SEARCH 1 2"));
+    assert!(has(&answer(&mut second, "b4", "SEARCH RECENT").await, "* SEARCH"));
+    let status = answer(&mut examiner, "e3", "STATUS INBOX (RECENT)").await;
+    assert!(has(&status, "* STATUS INBOX (RECENT 0)"), "{status:?}");
+
+    // A new message is recent to the session that catches up with it first, and to it alone.
+    deliver(&stack, "rae@example.org", "third").await;
+    stack.wait_for_inbox(rae, 3, PATIENCE).await;
+    let synced = answer(&mut second, "b5", "NOOP").await;
+    assert!(has(&synced, "* 3 EXISTS") && has(&synced, "* 1 RECENT"), "{synced:?}");
+    assert!(has(&answer(&mut second, "b6", "FETCH 3 (FLAGS)").await, "* 3 FETCH (FLAGS (\\Recent))"));
+    let synced = answer(&mut first, "a6", "NOOP").await;
+    assert!(has(&synced, "* 3 EXISTS") && has(&synced, "* 2 RECENT"), "{synced:?}");
+    assert!(has(&answer(&mut first, "a7", "SEARCH RECENT").await, "* SEARCH 1 2"));
+
+    // IMAP4rev2 (RFC 9051) has no \Recent: no RECENT response, no flag, and it takes nothing from others.
+    deliver(&stack, "rae@example.org", "fourth").await;
+    stack.wait_for_inbox(rae, 4, PATIENCE).await;
+    let mut modern = session().await;
+    assert!(has(&answer(&mut modern, "r1", "ENABLE IMAP4rev2").await, "* ENABLED IMAP4rev2"));
+    let selected = answer(&mut modern, "r2", "SELECT INBOX").await;
+    assert!(!selected.iter().any(|l| l.contains("RECENT")), "{selected:?}");
+    let fetched = answer(&mut modern, "r3", "FETCH 4 (FLAGS)").await;
+    assert!(!fetched.iter().any(|l| l.contains("\\Recent")), "{fetched:?}");
+    let mut last = session().await;
+    let selected = answer(&mut last, "c1", "SELECT INBOX").await;
+    assert!(has(&selected, "* 1 RECENT"), "the IMAP4rev2 session took nothing: {selected:?}");
+    stack.stop().await;
 }

@@ -11,6 +11,7 @@
 
 mod line_meter;
 pub mod object_id;
+mod recent;
 pub mod render;
 mod thread;
 
@@ -182,6 +183,8 @@ struct Selected {
     /// The keywords the client has been told of in FLAGS, by their lowercase spelling (keywords match
     /// case-insensitively).
     keywords: std::collections::BTreeMap<String, String>,
+    /// The messages that are `\Recent` to this session (RFC 3501 §2.3.2).
+    recent: recent::Recent,
 }
 
 enum State {
@@ -461,8 +464,10 @@ fn announce_new_keywords(selected: &mut Selected, flags: &[String], server: &mut
     }
 }
 
-fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
-    names.iter().filter_map(|f| Flag::try_from(f.as_str()).ok()).map(|f| FlagFetch::Flag(f.into_static())).collect()
+/// A message's flags as FETCH FLAGS gives them, with `\Recent` when it is recent to the session.
+fn flags_of(names: &[String], recent: bool) -> Vec<FlagFetch<'static>> {
+    let flags = names.iter().filter_map(|f| Flag::try_from(f.as_str()).ok()).map(|f| FlagFetch::Flag(f.into_static()));
+    flags.chain(recent.then_some(FlagFetch::Recent)).collect()
 }
 
 struct Connection<IO> {
@@ -1289,12 +1294,14 @@ where
     async fn sync(&mut self, mode: Sync, force: bool) -> Flow {
         let Some(account_id) = self.state.login().map(|l| l.account_id) else { return Flow::Continue };
         let condstore = self.state.login().is_some_and(|l| l.condstore);
+        let rev2 = self.rev2();
         let Some(selected) = self.state.selected() else { return Flow::Continue };
         if selected.dirty || force {
             let request = pb::ChangesRequest {
                 account_id: account_id.get(),
                 mailbox: selected.name.clone(),
                 since_modseq: selected.highest_modseq,
+                claim_recent: !selected.read_only && !rev2,
             };
             let changes = match self.ctx.mailbox.clone().changes(request).await {
                 Ok(changes) => changes.into_inner(),
@@ -1329,6 +1336,9 @@ where
             for entry in changes.changed {
                 if entry.uid > known {
                     selected.uids.push(entry.uid);
+                    if !rev2 {
+                        selected.recent.arrived(entry.uid, changes.recent_from);
+                    }
                     arrived = true;
                 } else if let Ok(index) = selected.uids.binary_search(&entry.uid) {
                     flags_changed.push((index, entry));
@@ -1340,8 +1350,9 @@ where
             }
             for (index, entry) in flags_changed {
                 announce_new_keywords(selected, &entry.flags, &mut self.server);
+                let recent = selected.recent.contains(entry.uid);
                 let mut items =
-                    vec![MessageDataItem::Flags(flags_of(&entry.flags)), MessageDataItem::Uid(nz(entry.uid))];
+                    vec![MessageDataItem::Flags(flags_of(&entry.flags, recent)), MessageDataItem::Uid(nz(entry.uid))];
                 if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
                     items.push(MessageDataItem::ModSeq(modseq));
                 }
@@ -1353,6 +1364,10 @@ where
             if arrived && let Some(selected) = self.state.selected() {
                 // Messages expunged but not yet announced still count: their numbers are still in use.
                 self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
+                if !rev2 {
+                    // RFC 3501 §7.3.2: the number of recent messages, with the new EXISTS.
+                    self.server.enqueue_data(Data::Recent(selected.recent.count()));
+                }
             }
         }
         let qresync = self.state.login().is_some_and(|l| l.qresync);
@@ -1370,6 +1385,7 @@ where
                 if gone.contains(&uid) {
                     expunges.push(Data::Expunge(nz(kept.len() as u32 + 1)));
                     vanished.push(uid);
+                    selected.recent.expunged(uid);
                 } else {
                     kept.push(uid);
                 }
@@ -1416,7 +1432,9 @@ where
             self.server.enqueue_status(closed);
         }
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-        let request = pb::SelectRequest { account_id: account_id.get(), mailbox: name.clone() };
+        // RFC 9051 has no \Recent: an IMAP4rev2 session takes none from IMAP4rev1 ones.
+        let claim_recent = !read_only && !self.rev2();
+        let request = pb::SelectRequest { account_id: account_id.get(), mailbox: name.clone(), claim_recent };
         let selected = match self.ctx.mailbox.clone().select(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1428,10 +1446,14 @@ where
         );
         self.server.enqueue_data(Data::Flags(flags.clone()));
         self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
-        if !self.rev2() {
+        let recent = if self.rev2() {
             // IMAP4rev2 has no \Recent and no RECENT response.
-            self.server.enqueue_data(Data::Recent(0));
-        }
+            recent::Recent::default()
+        } else {
+            let recent = recent::Recent::selected(&selected.uids, selected.recent_from);
+            self.server.enqueue_data(Data::Recent(recent.count()));
+            recent
+        };
         if let Some(position) = selected.uids.iter().position(|&u| u == selected.first_unseen_uid) {
             let unseen = Status::ok(None, Some(Code::Unseen(nz(position as u32 + 1))), "first unseen").expect("ASCII");
             self.server.enqueue_status(unseen);
@@ -1471,6 +1493,7 @@ where
                 saved: Vec::new(),
                 own_modseqs: Default::default(),
                 keywords: selected.keywords.iter().map(|k| (k.to_ascii_lowercase(), k.clone())).collect(),
+                recent,
             },
         );
         if let Some((uidvalidity, since, known)) = resync
@@ -1494,8 +1517,12 @@ where
         known: Option<&SequenceSet>,
     ) -> Result<(), tonic::Status> {
         let Some(selected) = self.state.selected() else { return Ok(()) };
-        let request =
-            pb::ChangesRequest { account_id: account_id.get(), mailbox: selected.name.clone(), since_modseq: since };
+        let request = pb::ChangesRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            since_modseq: since,
+            claim_recent: false,
+        };
         let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
         let Some(selected) = self.state.selected() else { return Ok(()) };
         let mut gone = changes.vanished;
@@ -1510,7 +1537,8 @@ where
         for entry in changes.changed {
             let Ok(index) = selected.uids.binary_search(&entry.uid) else { continue };
             announce_new_keywords(selected, &entry.flags, &mut self.server);
-            let mut items = vec![MessageDataItem::Uid(nz(entry.uid)), MessageDataItem::Flags(flags_of(&entry.flags))];
+            let flags = flags_of(&entry.flags, selected.recent.contains(entry.uid));
+            let mut items = vec![MessageDataItem::Uid(nz(entry.uid)), MessageDataItem::Flags(flags)];
             if let Some(modseq) = NonZeroU64::new(entry.modseq) {
                 items.push(MessageDataItem::ModSeq(modseq));
             }
@@ -1530,8 +1558,12 @@ where
         since: u64,
     ) -> Result<(), tonic::Status> {
         let Some(selected) = self.state.selected() else { return Ok(()) };
-        let request =
-            pb::ChangesRequest { account_id: account_id.get(), mailbox: selected.name.clone(), since_modseq: since };
+        let request = pb::ChangesRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            since_modseq: since,
+            claim_recent: false,
+        };
         let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
         let Some(selected) = self.state.selected() else { return Ok(()) };
         // `*` is the mailbox's largest UID, not the largest expunged one.
@@ -1768,7 +1800,7 @@ where
             .filter_map(|item| match item {
                 StatusDataItemName::Messages if ids.filler => None,
                 StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
-                StatusDataItemName::Recent => Some(StatusDataItem::Recent(0)),
+                StatusDataItemName::Recent => Some(StatusDataItem::Recent(status.recent)),
                 StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(nz(status.uidnext))),
                 StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(nz(status.uidvalidity))),
                 StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
@@ -1878,7 +1910,9 @@ where
             return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
         let wants_modseq = criteria.iter().any(has_modseq);
         if wants_modseq {
             self.enable_condstore();
@@ -2001,7 +2035,9 @@ where
             return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
         let mailbox = selected.name.clone();
         let found = match self.search_rpc(account_id, mailbox, keys, true).await {
             Ok(found) => found,
@@ -2088,7 +2124,7 @@ where
             announce_new_keywords(selected, &entry.flags, &mut self.server);
             let mut items = Vec::new();
             if !silent {
-                items.push(MessageDataItem::Flags(flags_of(&entry.flags)));
+                items.push(MessageDataItem::Flags(flags_of(&entry.flags, selected.recent.contains(entry.uid))));
             }
             if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
                 items.push(MessageDataItem::ModSeq(modseq));
@@ -2341,12 +2377,13 @@ where
         if names.contains(&MessageDataItemName::Flags) {
             announce_new_keywords(selected, &message.flags, &mut self.server);
         }
+        let recent = selected.recent.contains(message.uid);
         let mut items = Vec::with_capacity(names.len());
         for (name, section) in names.iter().zip(section_of) {
             let take = |data: &mut Vec<Vec<u8>>| section.map(|i| std::mem::take(&mut data[i])).unwrap_or_default();
             let item = match name {
                 MessageDataItemName::Uid => MessageDataItem::Uid(nz(message.uid)),
-                MessageDataItemName::Flags => MessageDataItem::Flags(flags_of(&message.flags)),
+                MessageDataItemName::Flags => MessageDataItem::Flags(flags_of(&message.flags, recent)),
                 MessageDataItemName::InternalDate => {
                     MessageDataItem::InternalDate(render::date_time(message.internal_date_unix))
                 }
@@ -2413,7 +2450,7 @@ where
 fn status_item(name: &str, status: &pb::MailboxStatus) -> Option<StatusDataItem> {
     Some(match name {
         "MESSAGES" => StatusDataItem::Messages(status.messages),
-        "RECENT" => StatusDataItem::Recent(0),
+        "RECENT" => StatusDataItem::Recent(status.recent),
         "UIDNEXT" => StatusDataItem::UidNext(nz(status.uidnext)),
         "UIDVALIDITY" => StatusDataItem::UidValidity(nz(status.uidvalidity)),
         "UNSEEN" => StatusDataItem::Unseen(status.unseen),
@@ -2548,7 +2585,7 @@ fn convert(body: &CommandBody<'_>) {
         }
         CommandBody::Search { criteria, .. } => {
             for key in criteria.as_ref() {
-                let _ = render::search_key(key, &uids);
+                let _ = render::search_key(key, &uids, &uids);
                 let _ = has_modseq(key);
             }
         }

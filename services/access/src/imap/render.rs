@@ -405,16 +405,20 @@ fn day(date: &imap_types::datetime::NaiveDate, relation: pb::date_match::Relatio
     pb::DateMatch { relation: relation.into(), day: (*date.as_ref() - epoch).num_days() }
 }
 
-/// An IMAP search key as the store's. Message-number sets become UID lists through the session's map;
-/// \Recent no longer exists (IMAP4rev2), so RECENT and NEW match nothing and OLD everything.
-pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
+/// An IMAP search key as the store's. Message-number sets become UID lists through the session's map, and
+/// RECENT, NEW and OLD the session's `\Recent` UIDs (`recent`, ascending; none under IMAP4rev2).
+pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::SearchKey {
     use pb::date_match::Relation::{Before, On, Since};
     let flag = |f: &str| key(Key::Flag(f.into()));
     let not = |k: pb::SearchKey| key(Key::Not(Box::new(k)));
     let nothing = || not(key(Key::All(true)));
+    // RFC 3501 §6.4.4: RECENT, NEW (recent and unseen) and OLD are the session's own `\Recent` UIDs.
+    let recent_key = || key(Key::Uids(pb::UidList { uids: recent.to_vec() }));
     match k {
-        SearchKey::All | SearchKey::Old => key(Key::All(true)),
-        SearchKey::New | SearchKey::Recent => nothing(),
+        SearchKey::All => key(Key::All(true)),
+        SearchKey::Recent => recent_key(),
+        SearchKey::New => key(Key::And(pb::SearchKeys { keys: vec![recent_key(), not(flag("\\Seen"))] })),
+        SearchKey::Old => not(recent_key()),
         SearchKey::Answered => flag("\\Answered"),
         SearchKey::Deleted => flag("\\Deleted"),
         SearchKey::Draft => flag("\\Draft"),
@@ -447,13 +451,13 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
         SearchKey::SentSince(d) => key(Key::SentDate(day(d, Since))),
         SearchKey::Larger(n) => key(Key::Larger(u64::from(*n))),
         SearchKey::Smaller(n) => key(Key::Smaller(u64::from(*n))),
-        SearchKey::Not(inner) => not(search_key(inner, uids)),
+        SearchKey::Not(inner) => not(search_key(inner, uids, recent)),
         SearchKey::Or(a, b) => key(Key::Or(Box::new(pb::SearchPair {
-            a: Some(Box::new(search_key(a, uids))),
-            b: Some(Box::new(search_key(b, uids))),
+            a: Some(Box::new(search_key(a, uids, recent))),
+            b: Some(Box::new(search_key(b, uids, recent))),
         }))),
         SearchKey::And(all) => {
-            key(Key::And(pb::SearchKeys { keys: all.as_ref().iter().map(|k| search_key(k, uids)).collect() }))
+            key(Key::And(pb::SearchKeys { keys: all.as_ref().iter().map(|k| search_key(k, uids, recent)).collect() }))
         }
         SearchKey::Uid(set) => key(Key::Uids(pb::UidList { uids: resolve(set, uids, true) })),
         SearchKey::SequenceSet(set) => key(Key::Uids(pb::UidList { uids: resolve(set, uids, false) })),

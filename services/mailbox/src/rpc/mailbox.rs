@@ -30,6 +30,7 @@ fn status_to_pb(s: MailboxStatus) -> pb::MailboxStatus {
         size: s.size,
         highest_modseq: s.highest_modseq,
         mailbox_id: s.mailbox_id,
+        recent: s.recent,
     }
 }
 
@@ -202,25 +203,28 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     async fn select(&self, request: Request<pb::SelectRequest>) -> Result<Response<pb::SelectResponse>, Status> {
         let r = request.into_inner();
         let name = mailbox_name(&r.mailbox)?;
-        let selected = mailbox_state::select(&self.pool, r.account_id.into(), &name).await?;
+        let selected = mailbox_state::select(&self.pool, r.account_id.into(), &name, r.claim_recent).await?;
         Ok(Response::new(pb::SelectResponse {
             status: Some(status_to_pb(selected.status)),
             keywords: selected.keywords,
             uids: uids_to_pb(&selected.uids),
             first_unseen_uid: selected.first_unseen.map_or(0, Uid::get),
             name: name.into_string(),
+            recent_from: selected.recent_from,
         }))
     }
 
     async fn changes(&self, request: Request<pb::ChangesRequest>) -> Result<Response<pb::ChangesResponse>, Status> {
         let r = request.into_inner();
         let name = mailbox_name(&r.mailbox)?;
-        let changes = mailbox_state::changes(&self.pool, r.account_id.into(), &name, r.since_modseq).await?;
+        let (account, since) = (r.account_id.into(), r.since_modseq);
+        let changes = mailbox_state::changes(&self.pool, account, &name, since, r.claim_recent).await?;
         Ok(Response::new(pb::ChangesResponse {
             uidvalidity: changes.uidvalidity,
             highest_modseq: changes.highest_modseq,
             changed: changes.changed.into_iter().map(entry_to_pb).collect(),
             vanished: uids_to_pb(&changes.vanished),
+            recent_from: changes.recent_from,
         }))
     }
 

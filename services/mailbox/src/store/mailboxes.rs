@@ -38,6 +38,8 @@ pub(crate) struct MailboxRow {
     /// Up to 2^32, one past the last UID.
     pub uidnext: i64,
     pub highestmodseq: i64,
+    /// RFC 3501 \Recent: UIDs at or above this have not been claimed by a read-write session.
+    pub first_recent_uid: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,7 +103,8 @@ pub(crate) async fn find<'c>(
     name: &MailboxName,
 ) -> Result<MailboxRow, MailboxError> {
     let row: Option<MailboxRow> = sqlx::query_as(
-        "SELECT id, uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE account_id = $1 AND name = $2",
+        "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid FROM mailboxes
+          WHERE account_id = $1 AND name = $2",
     )
     .bind(account.get())
     .bind(name.as_str())

@@ -88,7 +88,7 @@ impl Locked {
 /// Locks a mailbox row for the rest of the transaction. Every change to a mailbox takes this lock first.
 async fn lock(conn: &mut PgConnection, account: AccountId, name: &MailboxName) -> Result<Locked, MailboxError> {
     let row: Option<MailboxRow> = sqlx::query_as(
-        "SELECT id, uidvalidity, uidnext, highestmodseq FROM mailboxes
+        "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid FROM mailboxes
           WHERE account_id = $1 AND name = $2 FOR UPDATE",
     )
     .bind(account.get())

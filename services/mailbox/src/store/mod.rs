@@ -30,6 +30,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod parsed;
 pub mod quota;
+pub mod recent;
 pub mod search;
 
 use std::time::Duration;
