@@ -735,7 +735,8 @@ async fn esearch_list_extended_and_list_status() {
     stack.stop().await;
 }
 
-/// BINARY (RFC 3516): a part with its transfer encoding undone, its size, and UNKNOWN-CTE.
+/// BINARY (RFC 3516): a part with its transfer encoding undone, its size, UNKNOWN-CTE, and a partial fetch
+/// that names its origin (§4.2).
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_fetches_decoded_parts() {
     let stack = TestStack::start().await;
@@ -748,6 +749,8 @@ async fn binary_fetches_decoded_parts() {
         ["raw", "a3 FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])"],
         ["raw", "a4 FETCH 1 (BINARY.PEEK[3])"],
         ["raw", "a5 CAPABILITY"],
+        ["raw", "a6 FETCH 1 (BINARY.PEEK[2]<0.5> BINARY.PEEK[2]<6.100> BINARY.PEEK[2])"],
+        ["raw", "a7 UID FETCH 1 (BINARY.PEEK[2]<2.3> EMAILID)"],
     ]);
     let results = imap_session(stack.imap_addr(), None, steps).await;
     let text = |i: usize| reply(&results[i]).1;
@@ -755,6 +758,12 @@ async fn binary_fetches_decoded_parts() {
     assert!(text(3).contains("BINARY.SIZE[2] 14)") && text(3).contains("a3 OK"), "{}", text(3));
     assert!(text(4).contains("a4 NO [UNKNOWN-CTE]"), "{}", text(4));
     assert!(text(5).contains(" BINARY"), "{}", text(5));
+    assert!(
+        text(6).starts_with("* 1 FETCH (BINARY[2]<0> ~{5}\nhello BINARY[2]<6> ~{8}\nbinary\n BINARY[2] ~{14}\n"),
+        "{}",
+        text(6)
+    );
+    assert!(text(7).starts_with("* 1 FETCH (UID 1 BINARY[2]<2> ~{3}\nllo EMAILID (e"), "{}", text(7));
     stack.stop().await;
 }
 

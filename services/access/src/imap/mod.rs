@@ -9,6 +9,7 @@
 //! since its MODSEQ and tells the client with EXISTS, FETCH FLAGS and EXPUNGE, at the moments RFC 9051
 //! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
 
+mod binary_origin;
 mod line_meter;
 pub mod object_id;
 mod recent;
@@ -2428,13 +2429,23 @@ where
             items.push(item);
         }
         let seq = nz(index as u32 + 1);
-        if ids.email || ids.thread {
+        // RFC 3516 §4.2: a partial BINARY names its origin, which imap-types cannot write.
+        let origins: Vec<Option<u32>> = names
+            .iter()
+            .filter_map(|name| match name {
+                MessageDataItemName::Binary { partial, .. } => Some(partial.map(|(start, _)| start)),
+                _ => None,
+            })
+            .collect();
+        let partial_binary = origins.iter().any(Option::is_some);
+        if ids.email || ids.thread || partial_binary {
             // RFC 8474 §5: EMAILID and THREADID, which imap-types cannot write, added to what it writes.
             let added = object_id::fetch_items(ids, message.email_id, message.thread_id);
             return Some(match Vec1::try_from(items) {
                 Ok(items) => {
                     let line = ResponseCodec::default().encode(&Response::Data(Data::Fetch { seq, items })).dump();
-                    object_id::splice(line, &added)
+                    let line = if partial_binary { binary_origin::name_origins(line, &origins) } else { line };
+                    if added.is_empty() { line } else { object_id::splice(line, &added) }
                 }
                 Err(_) => format!("* {seq} FETCH ({added})\r\n").into_bytes(),
             });
