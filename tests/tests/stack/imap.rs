@@ -1260,3 +1260,73 @@ async fn recent_belongs_to_the_first_session_that_selects() {
     assert!(has(&selected, "* 1 RECENT"), "the IMAP4rev2 session took nothing: {selected:?}");
     stack.stop().await;
 }
+
+/// RFC 5258 LIST-EXTENDED with RFC 5819 and RFC 6154: a list of patterns, every selection option
+/// (SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE) and return option (CHILDREN, SUBSCRIBED, STATUS,
+/// SPECIAL-USE), and CHILDINFO for the parents RECURSIVEMATCH brings in.
+#[tokio::test(flavor = "multi_thread")]
+async fn list_extended_takes_pattern_lists_and_every_option() {
+    let stack = TestStack::start().await;
+    stack.add_account("lex@example.org", "lex pw").await;
+    let mut client = logged_in(&stack, "lex@example.org", "lex pw").await;
+    for (tag, command) in [
+        ("s1", "CREATE Work/Alpha"),
+        ("s2", "CREATE Work/Beta"),
+        ("s3", "SUBSCRIBE Work/Alpha"),
+        ("s4", "SUBSCRIBE Lost/Child"),
+        ("s5", "APPEND Work/Alpha {12+}\r\nSubject: a\r\n"),
+    ] {
+        let done = answer(&mut client, tag, command).await;
+        assert!(done.last().unwrap().starts_with(&format!("{tag} OK")), "{done:?}");
+    }
+
+    let listed = answer(&mut client, "a1", "LIST \"\" (INBOX \"Work/%\")").await;
+    assert_eq!(
+        listed,
+        [
+            "* LIST (\\HasNoChildren) \"/\" INBOX",
+            "* LIST (\\HasNoChildren) \"/\" Work/Alpha",
+            "* LIST (\\HasNoChildren) \"/\" Work/Beta",
+            "a1 OK LIST completed",
+        ]
+    );
+
+    let recursive = answer(&mut client, "a2", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (CHILDREN)").await;
+    assert!(has(&recursive, "* LIST (\\Subscribed \\HasNoChildren) \"/\" INBOX"), "{recursive:?}");
+    assert!(has(&recursive, "* LIST (\\HasChildren) \"/\" Work (\"CHILDINFO\" (\"SUBSCRIBED\"))"), "{recursive:?}");
+    assert!(
+        has(&recursive, "* LIST (\\NonExistent \\HasNoChildren) \"/\" Lost (\"CHILDINFO\" (\"SUBSCRIBED\"))"),
+        "{recursive:?}"
+    );
+    assert!(!recursive.iter().any(|l| l.contains("Work/Alpha")), "% stops at Work: {recursive:?}");
+    let plain = answer(&mut client, "a3", "LIST (SUBSCRIBED) \"\" %").await;
+    assert!(!plain.iter().any(|l| l.contains("CHILDINFO") || l.contains(" Work")), "{plain:?}");
+    let alone = answer(&mut client, "a4", "LIST (RECURSIVEMATCH) \"\" %").await;
+    assert!(alone.last().unwrap().starts_with("a4 BAD"), "RFC 5258 §3: {alone:?}");
+
+    let special = answer(&mut client, "a5", "LIST (SPECIAL-USE) \"\" * RETURN (SPECIAL-USE)").await;
+    assert!(has(&special, "* LIST (\\HasNoChildren \\Sent) \"/\" Sent"), "{special:?}");
+    assert!(!special.iter().any(|l| l.contains("INBOX") || l.contains("Work")), "{special:?}");
+
+    let remote = answer(&mut client, "a6", "LIST (REMOTE) \"\" (Work Work/Alpha) RETURN (SUBSCRIBED CHILDREN)").await;
+    assert_eq!(
+        remote,
+        [
+            "* LIST (\\HasChildren) \"/\" Work",
+            "* LIST (\\Subscribed \\HasNoChildren) \"/\" Work/Alpha",
+            "a6 OK LIST completed",
+        ]
+    );
+    let status = answer(&mut client, "a7", "LIST \"\" (Work/Alpha Work/Beta) RETURN (STATUS (MESSAGES))").await;
+    assert_eq!(
+        status,
+        [
+            "* LIST (\\HasNoChildren) \"/\" Work/Alpha",
+            "* STATUS Work/Alpha (MESSAGES 1)",
+            "* LIST (\\HasNoChildren) \"/\" Work/Beta",
+            "* STATUS Work/Beta (MESSAGES 0)",
+            "a7 OK LIST completed",
+        ]
+    );
+    stack.stop().await;
+}

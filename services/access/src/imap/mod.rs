@@ -11,6 +11,7 @@
 
 mod binary_origin;
 mod line_meter;
+mod list_extended;
 pub mod object_id;
 mod recent;
 pub mod render;
@@ -1707,7 +1708,15 @@ where
             Mailbox::Other(other) => String::from_utf8_lossy(other.inner().as_ref()).into_owned(),
         };
         let delimiter = Some(QuotedChar::try_from(DELIMITER).expect("a valid delimiter"));
-        if pattern.is_empty() {
+        // RFC 5258 selection options and RFC 5258/5819 return options, and a pattern list, when the command
+        // had them.
+        let (selection, returns, status_items, pattern_list) = match self.extended.take() {
+            Some(render::Extended::List { selection, returns, status, patterns }) => {
+                (selection, returns, status, patterns)
+            }
+            _ => Default::default(),
+        };
+        if pattern.is_empty() && pattern_list.is_empty() {
             // RFC 9051 §6.3.9: LIST "" "" asks for the delimiter and the root.
             let root = Mailbox::try_from(String::new()).unwrap_or(Mailbox::Inbox);
             let items = vec![FlagNameAttribute::Noselect];
@@ -1719,14 +1728,13 @@ where
             return ok(tag, None, "LIST completed");
         }
         let decode = |text: &str| if self.utf8() { Some(text.to_owned()) } else { render::from_utf7(text) };
-        let (Some(reference), Some(pattern)) = (decode(&reference), decode(&pattern)) else {
+        let Some(reference) = decode(&reference) else { return ok(tag, None, "LIST completed") };
+        // RFC 5258 §3: each pattern of a list matches on its own; one that is not valid matches nothing.
+        let patterns: Vec<String> = if pattern_list.is_empty() { vec![pattern] } else { pattern_list };
+        let patterns: Vec<String> = patterns.iter().filter_map(|p| decode(p)).collect();
+        if patterns.is_empty() {
             return ok(tag, None, "LIST completed");
-        };
-        // RFC 5258 selection options and RFC 5258/5819 return options, when the command had them.
-        let (selection, returns, status_items) = match self.extended.take() {
-            Some(render::Extended::List { selection, returns, status }) => (selection, returns, status),
-            _ => Default::default(),
-        };
+        }
         let extended = !selection.is_empty() || !returns.is_empty();
         let has = |list: &[String], word: &str| list.iter().any(|w| w == word);
         let subscribed_only = lsub || has(&selection, "SUBSCRIBED");
@@ -1734,11 +1742,13 @@ where
         let request = pb::ListMailboxesRequest {
             account_id: account_id.get(),
             reference,
-            patterns: vec![pattern],
+            patterns,
             subscribed_only,
             special_use_only: has(&selection, "SPECIAL-USE"),
             with_status: !status_items.is_empty(),
             lsub_parents: lsub,
+            // RFC 5258 §3.5: parents of subscribed names, with CHILDINFO ("SUBSCRIBED").
+            recursive_match: has(&selection, "RECURSIVEMATCH") && has(&selection, "SUBSCRIBED"),
         };
         let listed = match self.ctx.mailbox.clone().list_mailboxes(request).await {
             Ok(reply) => reply.into_inner().mailboxes,
@@ -1762,11 +1772,18 @@ where
                 items.push(attribute(special));
             }
             let name = wire_mailbox_in(&mailbox.name, self.utf8());
-            self.server.enqueue_data(if lsub {
+            let data = if lsub {
                 Data::Lsub { items, delimiter, mailbox: name.clone() }
             } else {
                 Data::List { items, delimiter, mailbox: name.clone() }
-            });
+            };
+            if mailbox.child_subscribed {
+                let line = ResponseCodec::default().encode(&Response::Data(data)).dump();
+                let line = list_extended::with_child_info(line);
+                self.raw_untagged(String::from_utf8_lossy(&line).into_owned()).await;
+            } else {
+                self.server.enqueue_data(data);
+            }
             // RFC 5819: the STATUS of each selectable mailbox, right after its LIST.
             if let Some(status) = mailbox.status.filter(|_| mailbox.exists) {
                 let items: Vec<StatusDataItem> =

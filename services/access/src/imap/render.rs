@@ -476,14 +476,15 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::Search
 pub enum Extended {
     /// `SEARCH RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
     Search { options: Vec<String> },
-    /// `LIST (selection) ref pattern RETURN (options STATUS (items))`.
-    List { selection: Vec<String>, returns: Vec<String>, status: Vec<String> },
+    /// `LIST (selection) ref pattern RETURN (options STATUS (items))`, options upper case; `patterns` is
+    /// the list of `LIST ref (pattern ...)`, unquoted (empty for a single pattern, which imap-codec parses).
+    List { selection: Vec<String>, returns: Vec<String>, status: Vec<String>, patterns: Vec<String> },
     /// RFC 8474: FETCH's EMAILID and THREADID, STATUS's MAILBOXID (SEARCH's keys are spelt as HEADER keys).
     ObjectIds(ObjectIds),
 }
 
 /// The parenthesised list at the start of `text`: its inside and the text after it.
-fn parenthesised(text: &str) -> Option<(&str, &str)> {
+pub(super) fn parenthesised(text: &str) -> Option<(&str, &str)> {
     if !text.starts_with('(') {
         return None;
     }
@@ -535,45 +536,7 @@ fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     if !upper.starts_with("LIST ") {
         return None;
     }
-    let mut middle = rest["LIST ".len()..].trim_start();
-    let mut selection = Vec::new();
-    if middle.starts_with('(') {
-        let (inside, after) = parenthesised(middle)?;
-        selection = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
-        // RFC 5258 §3: an unknown selection option is BAD. REMOTE selects nothing more here (no referrals).
-        if !selection.iter().all(|o| ["SUBSCRIBED", "REMOTE", "SPECIAL-USE"].contains(&o.as_str())) {
-            return None;
-        }
-        middle = after.trim_start();
-    }
-    let (mut returns, mut status) = (Vec::new(), Vec::new());
-    let upper_middle = middle.to_ascii_uppercase();
-    if let Some(at) = upper_middle.rfind(" RETURN (") {
-        let (inside, after) = parenthesised(&middle[at + " RETURN ".len()..])?;
-        if !after.trim().is_empty() {
-            return None;
-        }
-        let mut rest = inside.trim();
-        while !rest.is_empty() {
-            let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
-            let word = word.to_ascii_uppercase();
-            rest = after.trim_start();
-            if word == "STATUS" && rest.starts_with('(') {
-                let (items, after) = parenthesised(rest)?;
-                status = items.split_whitespace().map(str::to_ascii_uppercase).collect();
-                rest = after.trim_start();
-            }
-            if !["SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"].contains(&word.as_str()) {
-                return None;
-            }
-            returns.push(word);
-        }
-        middle = &middle[..at];
-    }
-    if selection.is_empty() && returns.is_empty() {
-        return None;
-    }
-    Some((Extended::List { selection, returns, status }, format!("{tag} LIST {middle}\r\n").into_bytes()))
+    super::list_extended::rewrite(tag, rest)
 }
 
 #[cfg(test)]
@@ -641,6 +604,7 @@ mod tests {
                 selection: vec!["SUBSCRIBED".into()],
                 returns: vec!["CHILDREN".into(), "STATUS".into()],
                 status: vec!["MESSAGES".into(), "UNSEEN".into()],
+                patterns: vec![],
             }
         );
         assert_eq!(rest, b"a3 LIST \"\" \"*\"\r\n");

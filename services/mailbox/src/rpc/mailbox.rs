@@ -46,6 +46,7 @@ fn listed_to_pb(l: Listed) -> pb::MailboxListing {
         has_children: l.has_children,
         special_use: l.special_use.unwrap_or_default(),
         status: l.status.map(status_to_pb),
+        child_subscribed: l.child_subscribed,
     }
 }
 
@@ -189,6 +190,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             special_use_only: r.special_use_only,
             with_status: r.with_status,
             lsub_parents: r.lsub_parents,
+            recursive_match: r.recursive_match,
         };
         let listed = mailboxes::list(&self.pool, r.account_id.into(), &query).await?;
         Ok(Response::new(pb::ListMailboxesResponse { mailboxes: listed.into_iter().map(listed_to_pb).collect() }))
