@@ -163,7 +163,7 @@ async fn fetch_all(client: &mut MailboxClient<Channel>, request: pb::FetchReques
         match item.item {
             Some(pb::fetch_response::Item::Message(_)) => messages += 1,
             Some(pb::fetch_response::Item::Chunk(chunk)) => octets += chunk.data.len(),
-            None => {}
+            Some(pb::fetch_response::Item::MailboxModseq(_)) | None => {}
         }
     }
     Ok((messages, octets))

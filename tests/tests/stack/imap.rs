@@ -1330,3 +1330,105 @@ async fn list_extended_takes_pattern_lists_and_every_option() {
     );
     stack.stop().await;
 }
+
+/// One session's view of the selected INBOX while others expunge: the UIDs by message number, kept as the
+/// server's untagged EXPUNGE responses say.
+struct View {
+    client: mailbus_tests::raw::RawClient,
+    uids: Vec<u32>,
+}
+
+impl View {
+    /// Runs `command` and applies the EXPUNGEs it brought; returns its SEARCH result, if any, less what an
+    /// EXPUNGE after it removed (a message may go between the search and the command's end).
+    async fn run(&mut self, tag: &str, command: &str) -> Vec<u32> {
+        let lines = answer(&mut self.client, tag, command).await;
+        assert!(lines.last().unwrap().starts_with(&format!("{tag} OK")), "{command}: {lines:?}");
+        let mut found = Vec::new();
+        for line in &lines {
+            if let Some(number) = line.strip_prefix("* ").and_then(|l| l.strip_suffix(" EXPUNGE")) {
+                let number: usize = number.parse().unwrap();
+                assert!(number >= 1 && number <= self.uids.len(), "{line} of {} messages", self.uids.len());
+                let gone = self.uids.remove(number - 1);
+                found.retain(|&u| u != gone);
+            } else if let Some(list) = line.strip_prefix("* SEARCH") {
+                found = list.split_whitespace().map(|u| u.parse().unwrap()).collect();
+            }
+        }
+        found
+    }
+}
+
+/// RFC 3501 §7.4.1 under concurrency, as a compliance run with ten clients on one mailbox found it: once a
+/// session's EXPUNGE is answered, every other session's next command that may carry EXPUNGE reports it,
+/// though the event announcing it may still be on its way. Ten sessions each expunge their own messages
+/// one by one, at once, and after each check that their view (UIDs by number, kept from EXPUNGE responses
+/// alone) holds nothing another session's answered EXPUNGE removed before the check began, and is what the
+/// store holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_session_reports_expunges_other_sessions_completed() {
+    const SESSIONS: u32 = 10;
+    const EACH: u32 = 5;
+    let stack = TestStack::start().await;
+    let id = stack.add_account("exa@example.org", "exa pw").await;
+    for n in 1..=SESSIONS * EACH {
+        let body = format!("Subject: e{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<u32>::new()));
+    let mut views = Vec::new();
+    for _ in 0..SESSIONS {
+        let client = selected_inbox(&stack, "exa@example.org", "exa pw").await;
+        let mut view = View { client, uids: Vec::new() };
+        view.uids = view.run("v", "UID SEARCH ALL").await;
+        assert_eq!(view.uids.len() as u32, SESSIONS * EACH);
+        views.push(view);
+    }
+    let sessions = views.into_iter().enumerate().map(|(session, mut view)| {
+        let answered = answered.clone();
+        async move {
+            // Session s owns the UIDs s+1, s+1+SESSIONS, ...: the expunges interleave.
+            for uid in (0..EACH).map(|k| session as u32 + 1 + k * SESSIONS) {
+                view.run("s", &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).await;
+                view.run("x", &format!("UID EXPUNGE {uid}")).await;
+                answered.lock().unwrap().insert(uid);
+                let before: Vec<u32> = answered.lock().unwrap().iter().copied().collect();
+                let found = view.run("c", "UID SEARCH ALL").await;
+                let missed: Vec<&u32> = before.iter().filter(|u| view.uids.contains(u)).collect();
+                assert!(missed.is_empty(), "session {session} was not told of the expunge of {missed:?}");
+                assert_eq!(view.uids, found, "session {session}'s numbering against the store");
+            }
+        }
+    });
+    let all = futures::future::join_all(sessions);
+    tokio::time::timeout(PATIENCE, all).await.expect("the sessions finished in time");
+    stack.stop().await;
+}
+
+/// The same, made certain: with nats-server stopped (SIGSTOP), one session's EXPUNGE is answered and the
+/// other's next UID command must still report it, though no event can reach it until the server goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expunge_is_reported_before_its_event_arrives() {
+    let nats = mailbus_tests::infra::dedicated_nats("expunge-event");
+    let stack = TestStack::builder().nats(&nats.url()).start().await;
+    let id = stack.add_account("eve2@example.org", "eve pw").await;
+    for n in 1..=2 {
+        let body = format!("Subject: s{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let session = async || {
+        let client = selected_inbox(&stack, "eve2@example.org", "eve pw").await;
+        let mut view = View { client, uids: Vec::new() };
+        view.uids = view.run("v", "UID SEARCH ALL").await;
+        view
+    };
+    let (mut expunger, mut other) = (session().await, session().await);
+    nats.pause();
+    expunger.run("s", "UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    expunger.run("x", "UID EXPUNGE 1").await;
+    let found = other.run("c", "UID SEARCH ALL").await;
+    nats.resume();
+    assert_eq!(other.uids, [2], "the other session was told of the expunge");
+    assert_eq!(found, [2]);
+    stack.stop().await;
+}

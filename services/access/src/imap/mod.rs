@@ -61,6 +61,9 @@ use render::nz;
 /// The hierarchy separator the store uses and IMAP clients see.
 const DELIMITER: char = '/';
 
+/// How long a login waits for NATS to confirm the session's event subscription (normally a round trip).
+const EVENTS_CONFIRMED: Duration = Duration::from_secs(5);
+
 /// Largest gRPC reply a session accepts (SELECT of a very large mailbox lists every UID).
 const MAX_REPLY: usize = 256 * 1024 * 1024;
 
@@ -155,6 +158,16 @@ struct Login {
 }
 
 impl Selected {
+    /// The mailbox's HIGHESTMODSEQ as a call this session made found it. A change the session has not
+    /// caught up with makes it out of date at once, though its event may not have arrived yet (the client
+    /// can know of it: another session's command completed before this one began); its own changes do
+    /// not. MODSEQs are dense (each change takes the next), so every one up to `seen` is accounted for.
+    fn saw_modseq(&mut self, seen: u64) {
+        if (self.highest_modseq + 1..=seen).any(|m| !self.own_modseqs.contains(&m)) {
+            self.dirty = true;
+        }
+    }
+
     /// RENAME keeps UIDVALIDITY: a session with the mailbox (or one below it) selected keeps it, by its
     /// new name.
     fn follow_rename(&mut self, from: &str, to: &str) {
@@ -751,7 +764,8 @@ where
     /// missed meanwhile.
     async fn resubscribe(&mut self) {
         let Some(login) = self.state.login_mut() else { return };
-        if let Ok(events) = self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id.get())).await {
+        let subject = self.ctx.names.mailbox_events(login.account_id.get());
+        if let Ok(events) = mailbus_jetstream::subscribe_confirmed(&self.ctx.nats, subject, EVENTS_CONFIRMED).await {
             login.events = Some(events);
             if let Some(selected) = self.state.selected() {
                 selected.dirty = true;
@@ -761,6 +775,9 @@ where
 
     /// A mailbox event: the selected mailbox is out of date; during IDLE, tell the client at once.
     async fn on_event(&mut self, message: async_nats::Message) -> Flow {
+        if mailbus_jetstream::is_probe(&message) {
+            return Flow::Continue;
+        }
         let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(message.payload) else { return Flow::Continue };
         if let Some(selected) = self.state.selected() {
             let kind = event.kind();
@@ -998,7 +1015,10 @@ where
         let Some(slot) = UserSlot::take(&self.ctx, reply.account_id.into(), self.peer.ip()) else {
             return Ok(no(tag, Some(other_code("LIMIT")), "too many connections for this account from this address"));
         };
-        let events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(reply.account_id)).await {
+        // Confirmed before the login is answered: a change committed after the client's SELECT reads the
+        // mailbox must reach this session, or it would not report it until something else changes.
+        let subject = self.ctx.names.mailbox_events(reply.account_id);
+        let events = match mailbus_jetstream::subscribe_confirmed(&self.ctx.nats, subject, EVENTS_CONFIRMED).await {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "cannot subscribe to mailbox events");
@@ -1905,6 +1925,7 @@ where
                     if !reply.expunged.is_empty() {
                         selected.own_modseqs.insert(reply.highest_modseq);
                     }
+                    selected.saw_modseq(reply.highest_modseq);
                     selected.vanished.extend(reply.expunged);
                 }
                 ok(tag, None, "EXPUNGE completed")
@@ -1942,6 +1963,7 @@ where
             Err(status) => return refusal(tag, &status),
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
         // Only messages this session has announced: a UID the client has not heard of yet is left out.
         // Each keeps its MODSEQ: the one reported is the highest of the messages returned (RFC 7162
         // §3.1.5, RFC 4731 §3.2).
@@ -2062,6 +2084,7 @@ where
             Err(status) => return refusal(tag, &status),
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
         // Only messages this session has announced, as SEARCH answers.
         let messages: Vec<thread::Message> = found
             .uids
@@ -2125,11 +2148,13 @@ where
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
         };
-        if let Some(selected) = self.state.selected()
-            && stored.updated.iter().any(|e| e.modseq == stored.highest_modseq)
-        {
-            // This session's own change, already answered with FETCH: its event needs no `Changes` call.
-            selected.own_modseqs.insert(stored.highest_modseq);
+        if let Some(selected) = self.state.selected() {
+            if stored.updated.iter().any(|e| e.modseq == stored.highest_modseq) {
+                // This session's own change, already answered with FETCH: its event needs no `Changes` call.
+                selected.own_modseqs.insert(stored.highest_modseq);
+            }
+            // Its own MODSEQ when it changed something, else the mailbox's as the STORE found it.
+            selected.saw_modseq(stored.highest_modseq);
         }
         if condstore {
             self.enable_condstore();
@@ -2342,6 +2367,11 @@ where
                 Err(status) => return refusal(tag, &status),
             };
             match item.and_then(|i| i.item) {
+                Some(pb::fetch_response::Item::MailboxModseq(modseq)) => {
+                    if let Some(selected) = self.state.selected() {
+                        selected.saw_modseq(modseq);
+                    }
+                }
                 Some(pb::fetch_response::Item::Chunk(chunk)) => {
                     if let Some((_, data)) = current.as_mut()
                         && let Some(section) = data.get_mut(chunk.section as usize)

@@ -294,6 +294,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             highest_modseq: found.highest_modseq,
             modseqs: found.modseqs,
             threading: found.threading,
+            mailbox_modseq: found.mailbox_modseq,
         }))
     }
 

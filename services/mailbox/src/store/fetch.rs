@@ -87,7 +87,7 @@ pub async fn fetch_rows(
     name: &MailboxName,
     uids: &[Uid],
     changed_since: Option<u64>,
-) -> Result<Vec<FetchRow>, MailboxError> {
+) -> Result<(Vec<FetchRow>, u64), MailboxError> {
     let mailbox = mailboxes::find(pool, account, name).await?;
     let rows = sqlx::query_as(
         "SELECT e.uid, e.flags, e.modseq, extract(epoch FROM m.internal_date)::bigint AS internal_date_unix,
@@ -103,7 +103,7 @@ pub async fn fetch_rows(
     .bind(changed_since.map(|m| m.min(i64::MAX as u64) as i64))
     .fetch_all(pool)
     .await?;
-    Ok(rows)
+    Ok((rows, mailbox.highestmodseq.max(0) as u64))
 }
 
 #[derive(sqlx::FromRow)]

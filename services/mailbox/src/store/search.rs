@@ -20,6 +20,8 @@ pub struct Found {
     pub highest_modseq: u64,
     /// With `threading`: each match's threading facts, in the order of `uids`.
     pub threading: Vec<pb::Threading>,
+    /// The mailbox's HIGHESTMODSEQ, read after the matches: a change the matches reflect is within it.
+    pub mailbox_modseq: u64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,11 +70,17 @@ pub async fn search(
     condition(&mut query, key, 0)?;
     query.push(" ORDER BY e.uid");
     let matches: Vec<Match> = query.build_query_as().fetch_all(pool).await?;
+    let mailbox_modseq: i64 = sqlx::query_scalar("SELECT highestmodseq FROM mailboxes WHERE id = $1")
+        .bind(id.get())
+        .fetch_optional(pool)
+        .await?
+        .unwrap_or(0);
     Ok(Found {
         highest_modseq: matches.iter().map(|m| m.modseq as u64).max().unwrap_or(0),
         modseqs: matches.iter().map(|m| m.modseq as u64).collect(),
         threading: if threading { matches.iter().map(threading_of).collect() } else { Vec::new() },
         uids: matches.into_iter().map(|m| m.uid).collect(),
+        mailbox_modseq: mailbox_modseq.max(0) as u64,
     })
 }
 
