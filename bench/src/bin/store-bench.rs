@@ -322,6 +322,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             mailbox: "INBOX".into(),
             key: Some(pb::SearchKey { key: Some(key) }),
             threading: false,
+            sorting: false,
         };
         timed(&format!("{label} over {}", args.search), 5, || {
             let (mut client, request) = (client.clone(), request.clone());

@@ -1432,3 +1432,71 @@ async fn an_expunge_is_reported_before_its_event_arrives() {
     assert_eq!(found, [2]);
     stack.stop().await;
 }
+
+/// RFC 5256 SORT and RFC 5957 SORT=DISPLAY: each key orders by what the RFC names (the base subject, the
+/// Date field or else the internal date, the first address's local part or display name), REVERSE turns
+/// one key round, later keys break ties, and what stays equal keeps mailbox order.
+#[tokio::test(flavor = "multi_thread")]
+async fn sort_orders_by_every_key_and_display_name() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("sid@example.org", "pw").await;
+    let mails = [
+        (
+            "From: \"Adam Zed\" <zed@example.net>\r\nTo: bob@example.org\r\nCc: carl@example.org\r\n\
+             Subject: Re: beta\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n",
+            500,
+        ),
+        (
+            "From: alice@example.net\r\nTo: \"Xavier\" <xav@example.org>\r\nSubject: alpha\r\n\
+             Date: Wed, 03 Jan 2024 10:00:00 +0000\r\n",
+            2000,
+        ),
+        ("From: \"bob\" <Bob@example.net>\r\nTo: \"zz\" <ann@example.org>\r\nSubject: Fwd: Gamma\r\n", 10),
+    ];
+    for (n, (header, size)) in mails.iter().enumerate() {
+        let body = format!("{header}\r\n{}\r\n", "x".repeat(*size));
+        // Internal dates in November 2023: the one without a Date field sorts by it, before the others.
+        let date = 1_700_000_000 + 1000 * n as i64;
+        crate::store::append(&stack, id, "INBOX", &[], Some(date), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN sid@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 SORT (SUBJECT) UTF-8 ALL"],
+        ["raw", "a4 SORT (DATE) UTF-8 ALL"],
+        ["raw", "a5 SORT (REVERSE ARRIVAL) US-ASCII ALL"],
+        ["raw", "a6 SORT (FROM) UTF-8 ALL"],
+        ["raw", "a7 SORT (DISPLAYFROM) UTF-8 ALL"],
+        ["raw", "a8 SORT (TO) UTF-8 ALL"],
+        ["raw", "a9 SORT (DISPLAYTO) UTF-8 ALL"],
+        ["raw", "b1 SORT (REVERSE SIZE) UTF-8 ALL"],
+        ["raw", "b2 SORT (CC SUBJECT) UTF-8 ALL"],
+        ["raw", "b3 UID SORT (CC) UTF-8 NOT SUBJECT alpha"],
+        ["raw", "b4 SORT (SUBJECT) ISO-8859-1 ALL"],
+        ["raw", "b5 SORT (COLOUR) UTF-8 ALL"],
+        ["raw", "b6 CAPABILITY"],
+        ["raw", "b7 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    let sorted = |i: usize| -> String {
+        let lines = lines(i);
+        assert!(lines.last().unwrap().contains(" OK SORT completed"), "{lines:?}");
+        lines[0].clone()
+    };
+    assert_eq!(sorted(3), "* SORT 2 1 3", "alpha, beta, gamma");
+    assert_eq!(sorted(4), "* SORT 3 1 2", "no Date: its internal date, in 2023");
+    assert_eq!(sorted(5), "* SORT 3 2 1");
+    assert_eq!(sorted(6), "* SORT 2 3 1", "alice, Bob, zed");
+    assert_eq!(sorted(7), "* SORT 1 2 3", "Adam Zed, alice@example.net, bob");
+    assert_eq!(sorted(8), "* SORT 3 1 2", "ann, bob, xav");
+    assert_eq!(sorted(9), "* SORT 1 2 3", "bob@example.org, Xavier, zz");
+    assert_eq!(sorted(10), "* SORT 2 1 3");
+    assert_eq!(sorted(11), "* SORT 2 3 1", "no Cc first, by subject; then carl");
+    assert_eq!(sorted(12), "* SORT 3 1");
+    assert!(lines(13)[0].starts_with("b4 NO [BADCHARSET"), "{:?}", lines(13));
+    assert!(lines(14)[0].starts_with("b5 BAD"), "{:?}", lines(14));
+    let caps = &lines(15)[0];
+    assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY"), "{caps}");
+    stack.stop().await;
+}

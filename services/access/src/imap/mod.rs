@@ -15,6 +15,7 @@ mod list_extended;
 pub mod object_id;
 mod recent;
 pub mod render;
+mod sort;
 mod thread;
 
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_types::command::{CommandBody, FetchModifier, SelectParameter, StoreModifier};
 use imap_types::core::{Atom, Charset, QuotedChar, Tag, Vec1};
 use imap_types::extensions::namespace::Namespace;
+use imap_types::extensions::sort::SortCriterion;
 use imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section};
 use imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
@@ -571,6 +573,8 @@ where
                         "OBJECTID",
                         "THREAD=REFERENCES",
                         "THREAD=ORDEREDSUBJECT",
+                        "SORT",
+                        "SORT=DISPLAY",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );
@@ -1081,6 +1085,7 @@ where
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
                 | CommandBody::Thread { uid: false, .. }
+                | CommandBody::Sort { uid: false, .. }
         );
         let status = match (body, account_id) {
             (CommandBody::Capability, _) => {
@@ -1243,6 +1248,9 @@ where
             }
             (CommandBody::Thread { algorithm, charset, search_criteria, uid }, Some(id)) => {
                 self.thread(tag, id, &algorithm, &charset, search_criteria.as_ref(), uid).await
+            }
+            (CommandBody::Sort { sort_criteria, charset, search_criteria, uid }, Some(id)) => {
+                self.sort(tag, id, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid).await
             }
             (CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers }, Some(id)) => {
                 let changed_since = modifiers.iter().find_map(|m| match m {
@@ -2051,9 +2059,60 @@ where
         keys: Vec<pb::SearchKey>,
         threading: bool,
     ) -> Result<pb::SearchResponse, tonic::Status> {
+        self.search_for(account_id, mailbox, keys, threading, false).await
+    }
+
+    /// A search that also brings THREAD's (`threading`) or SORT's (`sorting`) facts of each match.
+    async fn search_for(
+        &self,
+        account_id: AccountId,
+        mailbox: String,
+        keys: Vec<pb::SearchKey>,
+        threading: bool,
+        sorting: bool,
+    ) -> Result<pb::SearchResponse, tonic::Status> {
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading };
+        let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading, sorting };
         Ok(self.ctx.mailbox.clone().search(request).await?.into_inner())
+    }
+
+    /// RFC 5256 SORT (and RFC 5957's DISPLAYFROM/DISPLAYTO): the matches of `criteria`, ordered by
+    /// `sort_criteria` (`sort.rs`), written raw.
+    async fn sort(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        sort_criteria: &[SortCriterion],
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        if !searchable_charset(charset) {
+            return bad_charset(tag);
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
+        let mailbox = selected.name.clone();
+        let found = match self.search_for(account_id, mailbox, keys, false, true).await {
+            Ok(found) => found,
+            Err(status) => return refusal(tag, &status),
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
+        // Only messages this session has announced, as SEARCH answers.
+        let messages: Vec<sort::Message> = found
+            .uids
+            .iter()
+            .zip(found.sorting)
+            .filter_map(|(&uid, keys)| {
+                let index = selected.uids.binary_search(&uid).ok()?;
+                Some(sort::Message { number: if by_uid { uid } else { index as u32 + 1 }, keys })
+            })
+            .collect();
+        self.raw_untagged(sort::render(&sort::sort(messages, sort_criteria))).await;
+        ok(tag, None, "SORT completed")
     }
 
     /// RFC 5256 THREAD: the matches of `criteria`, threaded by `algorithm` (`thread.rs`), written raw.

@@ -287,14 +287,15 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.ok_or_else(|| invalid("search key missing"))?;
-        let found =
-            search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key, r.threading).await?;
+        let facts = search::Facts { threading: r.threading, sorting: r.sorting };
+        let found = search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key, facts).await?;
         Ok(Response::new(pb::SearchResponse {
             uids: uids_to_pb(&found.uids),
             highest_modseq: found.highest_modseq,
             modseqs: found.modseqs,
             threading: found.threading,
             mailbox_modseq: found.mailbox_modseq,
+            sorting: found.sorting,
         }))
     }
 

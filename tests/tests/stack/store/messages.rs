@@ -62,6 +62,7 @@ async fn search(stack: &TestStack, account_id: i64, key: Key) -> Vec<u32> {
         mailbox: "INBOX".into(),
         key: Some(pb::SearchKey { key: Some(key) }),
         threading: false,
+        sorting: false,
     };
     stack.mailbox().await.search(request).await.expect("search").into_inner().uids
 }
@@ -320,6 +321,7 @@ async fn search_keys_cover_flags_headers_sizes_dates_uids_modseq_and_full_text()
         mailbox: "INBOX".into(),
         key: Some(key(Key::Modseq(modseq))),
         threading: false,
+        sorting: false,
     };
     let found = stack.mailbox().await.search(request).await.unwrap().into_inner();
     assert_eq!((found.uids, found.highest_modseq), (vec![2], modseq));
