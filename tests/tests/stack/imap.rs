@@ -1500,3 +1500,40 @@ async fn sort_orders_by_every_key_and_display_name() {
     assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY"), "{caps}");
     stack.stop().await;
 }
+
+/// RFC 5032 WITHIN: OLDER and YOUNGER count seconds back from now against the internal date, alone, in
+/// OR and NOT, for SEARCH and SORT alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn within_selects_by_internal_date_age() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("wit@example.org", "pw").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // Two days old, then an hour old, then just now.
+    for (n, age) in [2 * 86_400, 3_600, 0].into_iter().enumerate() {
+        let body = format!("Subject: w{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], Some(now - age), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN wit@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 SEARCH OLDER 86400"],
+        ["raw", "a4 SEARCH YOUNGER 7200"],
+        ["raw", "a5 UID SEARCH OLDER 600 YOUNGER 86400"],
+        ["raw", "a6 SEARCH OR YOUNGER 600 OLDER 86400"],
+        ["raw", "a7 SORT (REVERSE ARRIVAL) UTF-8 NOT OLDER 86400"],
+        ["raw", "a8 SEARCH OLDER 0"],
+        ["raw", "a9 CAPABILITY"],
+        ["raw", "b1 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3)[0], "* SEARCH 1");
+    assert_eq!(lines(4)[0], "* SEARCH 2 3");
+    assert_eq!(lines(5)[0], "* SEARCH 2");
+    assert_eq!(lines(6)[0], "* SEARCH 1 3");
+    assert_eq!(lines(7)[0], "* SORT 3 2");
+    // The interval is a nz-number (RFC 5032 §3).
+    assert!(lines(8)[0].starts_with("a8 BAD"), "{:?}", lines(8));
+    assert!(lines(9)[0].contains(" WITHIN"), "{:?}", lines(9));
+    stack.stop().await;
+}

@@ -575,6 +575,7 @@ where
                         "THREAD=ORDEREDSUBJECT",
                         "SORT",
                         "SORT=DISPLAY",
+                        "WITHIN",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );

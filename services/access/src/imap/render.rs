@@ -450,6 +450,8 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::Search
         SearchKey::SentOn(d) => key(Key::SentDate(day(d, On))),
         SearchKey::SentSince(d) => key(Key::SentDate(day(d, Since))),
         SearchKey::Larger(n) => key(Key::Larger(u64::from(*n))),
+        SearchKey::Older(n) => key(Key::Older(u64::from(n.get()))),
+        SearchKey::Younger(n) => key(Key::Younger(u64::from(n.get()))),
         SearchKey::Smaller(n) => key(Key::Smaller(u64::from(*n))),
         SearchKey::Not(inner) => not(search_key(inner, uids, recent)),
         SearchKey::Or(a, b) => key(Key::Or(Box::new(pb::SearchPair {

@@ -217,6 +217,13 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         Key::Smaller(size) => {
             q.push("m.size < ").push_bind(clamp(*size));
         }
+        // RFC 5032: intervals counted back from the database's clock, the one that set the internal dates.
+        Key::Older(seconds) => {
+            q.push("m.internal_date <= now() - make_interval(secs => ").push_bind(interval(*seconds)).push(")");
+        }
+        Key::Younger(seconds) => {
+            q.push("m.internal_date >= now() - make_interval(secs => ").push_bind(interval(*seconds)).push(")");
+        }
         Key::Modseq(modseq) => {
             q.push("e.modseq >= ").push_bind(clamp(*modseq));
         }
@@ -229,6 +236,12 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         }
     }
     Ok(())
+}
+
+/// Seconds for `make_interval`, capped at some 35,000 years (past PostgreSQL's timestamps, within its
+/// intervals).
+fn interval(seconds: u64) -> f64 {
+    seconds.min(1 << 40) as f64
 }
 
 fn clamp(value: u64) -> i64 {
@@ -288,6 +301,8 @@ mod tests {
         assert_eq!(sql(Key::All(true)), "TRUE");
         assert_eq!(sql(Key::Flag("\\seen".into())), "e.flags @> ARRAY[$1]::text[]");
         assert_eq!(sql(Key::Larger(10)), "m.size > $1");
+        assert_eq!(sql(Key::Older(60)), "m.internal_date <= now() - make_interval(secs => $1)");
+        assert_eq!(interval(u64::MAX), (1u64 << 40) as f64);
         let header = sql(Key::Header(pb::HeaderMatch { field: "Subject".into(), value: "x".into() }));
         assert!(header.contains("h.name = $1 AND h.value ILIKE $2"), "{header}");
         let not_or = Key::Not(Box::new(pb::SearchKey {
