@@ -1475,7 +1475,10 @@ async fn sort_orders_by_every_key_and_display_name() {
         ["raw", "b4 SORT (SUBJECT) ISO-8859-1 ALL"],
         ["raw", "b5 SORT (COLOUR) UTF-8 ALL"],
         ["raw", "b6 CAPABILITY"],
-        ["raw", "b7 LOGOUT"],
+        ["raw", "b7 SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 ALL"],
+        ["raw", "b8 UID SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL"],
+        ["raw", "b9 SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL"],
+        ["raw", "c1 LOGOUT"],
     ]);
     let results = imap_session(stack.imap_addr(), None, steps).await;
     let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
@@ -1497,7 +1500,11 @@ async fn sort_orders_by_every_key_and_display_name() {
     assert!(lines(13)[0].starts_with("b4 NO [BADCHARSET"), "{:?}", lines(13));
     assert!(lines(14)[0].starts_with("b5 BAD"), "{:?}", lines(14));
     let caps = &lines(15)[0];
-    assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY"), "{caps}");
+    assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY") && caps.contains(" ESORT"), "{caps}");
+    // RFC 5267 ESORT: MIN and MAX are the first and last in sort order; ALL keeps the order.
+    assert_eq!(lines(16), ["* ESEARCH (TAG \"b7\") MIN 2 MAX 3 COUNT 3", "b7 OK SORT completed"]);
+    assert_eq!(lines(17), ["* ESEARCH (TAG \"b8\") UID ALL 3,2,1", "b8 OK SORT completed"]);
+    assert!(lines(18)[0].starts_with("b9 BAD"), "{:?}", lines(18));
     stack.stop().await;
 }
 

@@ -575,6 +575,7 @@ where
                         "THREAD=ORDEREDSUBJECT",
                         "SORT",
                         "SORT=DISPLAY",
+                        "ESORT",
                         "WITHIN",
                     ]
                     .map(|c| Capability::from(atom(c))),
@@ -2112,7 +2113,12 @@ where
                 Some(sort::Message { number: if by_uid { uid } else { index as u32 + 1 }, keys })
             })
             .collect();
-        self.raw_untagged(sort::render(&sort::sort(messages, sort_criteria))).await;
+        let sorted = sort::sort(messages, sort_criteria);
+        let line = match self.extended.take() {
+            Some(render::Extended::Sort { options }) => sort::render_esearch(tag.inner(), by_uid, &options, &sorted),
+            _ => sort::render(&sorted),
+        };
+        self.raw_untagged(line).await;
         ok(tag, None, "SORT completed")
     }
 

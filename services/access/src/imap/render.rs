@@ -478,6 +478,8 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::Search
 pub enum Extended {
     /// `SEARCH RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
     Search { options: Vec<String> },
+    /// RFC 5267 ESORT, `SORT RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
+    Sort { options: Vec<String> },
     /// `LIST (selection) ref pattern RETURN (options STATUS (items))`, options upper case; `patterns` is
     /// the list of `LIST ref (pattern ...)`, unquoted (empty for a single pattern, which imap-codec parses).
     List { selection: Vec<String>, returns: Vec<String>, status: Vec<String>, patterns: Vec<String> },
@@ -533,6 +535,18 @@ fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
             let criteria = if criteria.is_empty() { "ALL" } else { criteria };
             let command = format!("{tag} {}{criteria}\r\n", &rest[..verb.len() - "RETURN ".len()]);
             return Some((Extended::Search { options }, command.into_bytes()));
+        }
+    }
+    for verb in ["UID SORT RETURN ", "SORT RETURN "] {
+        if upper.starts_with(verb) {
+            let (inside, after) = parenthesised(&rest[verb.len()..])?;
+            let options: Vec<String> = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+            // RFC 5267 §3.2's return options for SORT.
+            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL"].contains(&o.as_str())) {
+                return None;
+            }
+            let command = format!("{tag} {}{}\r\n", &rest[..verb.len() - "RETURN ".len()], after.trim_start());
+            return Some((Extended::Sort { options }, command.into_bytes()));
         }
     }
     if !upper.starts_with("LIST ") {
@@ -596,6 +610,10 @@ mod tests {
         assert_eq!(rest, b"a1 UID SEARCH UNSEEN SINCE 1-Jan-2026\r\n");
         let (ext, rest) = rewrite_extended(b"a2 search return () FLAGGED").unwrap();
         assert_eq!(ext, Extended::Search { options: vec![] });
+        let (ext, line) = rewrite_extended(b"s1 UID SORT RETURN (min COUNT) (DATE) UTF-8 ALL\r\n").unwrap();
+        assert_eq!(ext, Extended::Sort { options: vec!["MIN".into(), "COUNT".into()] });
+        assert_eq!(line, b"s1 UID SORT (DATE) UTF-8 ALL\r\n");
+        assert!(rewrite_extended(b"s2 SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n").is_none());
         assert_eq!(rest, b"a2 search FLAGGED\r\n");
         let (ext, rest) =
             rewrite_extended(b"a3 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n")

@@ -60,6 +60,50 @@ pub fn render(numbers: &[u32]) -> String {
     out
 }
 
+/// RFC 5267 §3.2 ESORT's `* ESEARCH` line for `sorted` (numbers in sort order): MIN and MAX are the first
+/// and last in that order, ALL keeps it (ranges only where numbers ascend one by one), and no options mean
+/// ALL.
+pub fn render_esearch(tag: &str, by_uid: bool, options: &[String], sorted: &[u32]) -> String {
+    let wants = |o: &str| options.iter().any(|x| x == o);
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if by_uid {
+        line.push_str(" UID");
+    }
+    if wants("MIN")
+        && let Some(min) = sorted.first()
+    {
+        line.push_str(&format!(" MIN {min}"));
+    }
+    if wants("MAX")
+        && let Some(max) = sorted.last()
+    {
+        line.push_str(&format!(" MAX {max}"));
+    }
+    if (options.is_empty() || wants("ALL")) && !sorted.is_empty() {
+        line.push_str(" ALL ");
+        line.push_str(&ordered_set(sorted));
+    }
+    if wants("COUNT") {
+        line.push_str(&format!(" COUNT {}", sorted.len()));
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// A sequence-set that keeps the order of `numbers`: `2:4,1`.
+fn ordered_set(numbers: &[u32]) -> String {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &n in numbers {
+        match runs.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(n) => *end = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    let text: Vec<String> =
+        runs.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") }).collect();
+    text.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +155,18 @@ mod tests {
         assert_eq!(sort(messages.clone(), &[by(SortKey::Date, false)]), [3, 2, 1]);
         assert_eq!(sort(messages.clone(), &[by(SortKey::Arrival, false)]), [1, 3, 2]);
         assert_eq!(sort(messages, &[by(SortKey::DisplayFrom, false)]), [2, 3, 1]);
+    }
+
+    #[test]
+    fn esearch_keeps_sort_order() {
+        let all: Vec<String> = Vec::new();
+        assert_eq!(render_esearch("a", false, &all, &[2, 3, 4, 1, 7]), "* ESEARCH (TAG \"a\") ALL 2:4,1,7\r\n");
+        let options = ["MIN", "MAX", "COUNT"].map(String::from);
+        assert_eq!(
+            render_esearch("b", true, &options, &[9, 2, 5]),
+            "* ESEARCH (TAG \"b\") UID MIN 9 MAX 5 COUNT 3\r\n"
+        );
+        assert_eq!(render_esearch("c", false, &options, &[]), "* ESEARCH (TAG \"c\") COUNT 0\r\n");
     }
 
     #[test]
