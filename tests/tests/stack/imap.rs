@@ -1544,3 +1544,49 @@ async fn within_selects_by_internal_date_age() {
     assert!(lines(9)[0].contains(" WITHIN"), "{:?}", lines(9));
     stack.stop().await;
 }
+
+/// RFC 8437 UNAUTHENTICATE: the session goes back to the not-authenticated state without expunging the
+/// selected mailbox, forgets what was ENABLE-d, and can log in again (as another user or the same).
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticate_returns_to_the_not_authenticated_state() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("una@example.org", "pw").await;
+    stack.add_account("other@example.org", "pw2").await;
+    crate::store::append(&stack, id, "INBOX", &[], None, b"Subject: u\r\n\r\nx\r\n").await.unwrap();
+    let steps = json!([
+        ["raw", "a1 LOGIN una@example.org pw"],
+        ["raw", "a2 ENABLE CONDSTORE"],
+        ["raw", "a3 SELECT INBOX"],
+        ["raw", "a4 STORE 1 +FLAGS.SILENT (\\Deleted)"],
+        ["raw", "a5 CAPABILITY"],
+        ["raw", "a0 FETCH 1 (FLAGS)"],
+        ["raw", "a6 UNAUTHENTICATE"],
+        ["raw", "a7 SELECT INBOX"],
+        ["raw", "a8 CAPABILITY"],
+        ["raw", "a9 UNAUTHENTICATE"],
+        ["raw", "b1 LOGIN una@example.org pw"],
+        ["raw", "b2 SELECT INBOX"],
+        ["raw", "b0 FETCH 1 (FLAGS)"],
+        ["raw", "b3 UNAUTHENTICATE"],
+        ["raw", "b4 LOGIN other@example.org pw2"],
+        ["raw", "b5 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert!(lines(5)[0].contains(" UNAUTHENTICATE"), "{:?}", lines(5));
+    // With CONDSTORE enabled, FETCH FLAGS brings the MODSEQ (RFC 7162 §3.1.4.1).
+    assert!(lines(6)[0].contains("MODSEQ"), "{:?}", lines(6));
+    assert_eq!(lines(7), ["a6 OK UNAUTHENTICATE completed"]);
+    assert!(lines(8)[0].starts_with("a7 BAD") || lines(8)[0].starts_with("a7 NO"), "{:?}", lines(8));
+    let caps = &lines(9)[0];
+    assert!(!caps.contains("UNAUTHENTICATE") && caps.contains("AUTH=PLAIN"), "{caps}");
+    assert!(lines(10)[0].starts_with("a9 BAD"), "{:?}", lines(10));
+    assert!(lines(11).last().unwrap().starts_with("b1 OK"), "{:?}", lines(11));
+    // Not expunged, still \Deleted; CONDSTORE went with the first login.
+    let select = lines(12);
+    assert!(select.iter().any(|l| l == "* 1 EXISTS"), "{select:?}");
+    assert!(select.last().unwrap().starts_with("b2 OK"), "{select:?}");
+    assert_eq!(lines(13)[0], "* 1 FETCH (FLAGS (\\Deleted))");
+    assert!(lines(15).last().unwrap().starts_with("b4 OK"), "{:?}", lines(15));
+    stack.stop().await;
+}

@@ -17,6 +17,7 @@ mod recent;
 pub mod render;
 mod sort;
 mod thread;
+mod unauthenticate;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -576,6 +577,7 @@ where
                         "SORT",
                         "SORT=DISPLAY",
                         "ESORT",
+                        "UNAUTHENTICATE",
                         "WITHIN",
                     ]
                     .map(|c| Capability::from(atom(c))),
@@ -854,6 +856,23 @@ where
                     }
                 }
             };
+        }
+        // RFC 8437 UNAUTHENTICATE: back to the not-authenticated state, TLS kept.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some(tag) = unauthenticate::tag_of(bytes)
+        {
+            self.command_metric("unauthenticate");
+            let status = match self.state {
+                State::NotAuthenticated { .. } => bad(Some(tag), "not authenticated"),
+                _ => {
+                    // The login goes with its selected mailbox (no expunge), ENABLE-d extensions,
+                    // connection slot and event subscription.
+                    self.state = State::NotAuthenticated { failures: 0 };
+                    ok(tag, None, "UNAUTHENTICATE completed")
+                }
+            };
+            self.server.enqueue_status(status);
+            return Flow::Continue;
         }
         // ESEARCH and LIST-EXTENDED syntax: the options cut out, the rest parsed by imap-codec.
         if let FrameError::MalformedMessage { .. } = &error
