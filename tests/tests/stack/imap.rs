@@ -1590,3 +1590,39 @@ async fn unauthenticate_returns_to_the_not_authenticated_state() {
     assert!(lines(15).last().unwrap().starts_with("b4 OK"), "{:?}", lines(15));
     stack.stop().await;
 }
+
+/// RFC 8970 PREVIEW: the stored preview (JMAP's Email preview) in FETCH, quoted when it is ASCII and a
+/// literal when it is not; LAZY changes nothing, an unknown modifier is BAD.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_preview_gives_the_stored_preview() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("pre@example.org", "pw").await;
+    let bodies = [
+        "Subject: a\r\n\r\nHello   \"preview\"\r\nworld\r\n".as_bytes(),
+        "Subject: b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e aus K\u{f6}ln\r\n"
+            .as_bytes(),
+    ];
+    for body in bodies {
+        crate::store::append(&stack, id, "INBOX", &[], None, body).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN pre@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 FETCH 1 (FLAGS PREVIEW)"],
+        ["raw", "a4 UID FETCH 2 PREVIEW (LAZY)"],
+        ["raw", "a5 FETCH 1 (PREVIEW (FUZZY))"],
+        ["raw", "a6 CAPABILITY"],
+        ["raw", "a7 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3)[0], "* 1 FETCH (FLAGS (\\Recent) PREVIEW \"Hello \\\"preview\\\" world\")");
+    // The UTF-8 octets in a literal (the session transcript reads each octet as one character).
+    let text = "Gr\u{fc}\u{df}e aus K\u{f6}ln";
+    let octets: String = text.bytes().map(char::from).collect();
+    assert_eq!(lines(4)[..2], [format!("* 2 FETCH (UID 2 PREVIEW {{{}}}", text.len()), format!("{octets})")]);
+    assert!(lines(4).last().unwrap().starts_with("a4 OK"), "{:?}", lines(4));
+    assert!(lines(5)[0].starts_with("a5 BAD"), "{:?}", lines(5));
+    assert!(lines(6)[0].contains(" PREVIEW"), "{:?}", lines(6));
+    stack.stop().await;
+}

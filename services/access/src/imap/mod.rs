@@ -578,6 +578,7 @@ where
                         "SORT=DISPLAY",
                         "ESORT",
                         "UNAUTHENTICATE",
+                        "PREVIEW",
                         "WITHIN",
                     ]
                     .map(|c| Capability::from(atom(c))),
@@ -2439,6 +2440,7 @@ where
             sections,
             changed_since,
             set_seen,
+            preview: ids.preview,
         };
         let mut stream = match self.ctx.mailbox.clone().fetch(request).await {
             Ok(reply) => reply.into_inner(),
@@ -2570,9 +2572,11 @@ where
             })
             .collect();
         let partial_binary = origins.iter().any(Option::is_some);
-        if ids.email || ids.thread || partial_binary {
-            // RFC 8474 §5: EMAILID and THREADID, which imap-types cannot write, added to what it writes.
-            let added = object_id::fetch_items(ids, message.email_id, message.thread_id);
+        if ids.email || ids.thread || ids.preview || partial_binary {
+            // RFC 8474 §5's EMAILID and THREADID and RFC 8970's PREVIEW, which imap-types cannot write,
+            // added to what it writes.
+            let preview = message.preview.as_deref().unwrap_or_default();
+            let added = object_id::fetch_items(ids, message.email_id, message.thread_id, preview);
             return Some(match Vec1::try_from(items) {
                 Ok(items) => {
                     let line = ResponseCodec::default().encode(&Response::Data(Data::Fetch { seq, items })).dump();

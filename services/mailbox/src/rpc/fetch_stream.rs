@@ -113,7 +113,11 @@ async fn send_rows(
             }
             let Some(structure) = structure(pool, request, row, wants_octets).await? else { continue };
             let content = octets.get(&row.message_id).map(Vec::as_slice).unwrap_or_default();
-            if send_message(request, row, &structure, content, sender).await.is_err() {
+            let preview = match request.preview {
+                true => Some(preview(pool, row).await?),
+                false => None,
+            };
+            if send_message(request, row, &structure, content, preview, sender).await.is_err() {
                 return Ok(());
             }
         }
@@ -141,12 +145,23 @@ async fn structure(
     })
 }
 
+/// The row's stored preview, or for a message stored before previews were, one worked out from its octets
+/// (as Email/get does); empty when the message went away meanwhile.
+async fn preview(pool: &sqlx::PgPool, row: &FetchRow) -> Result<String, Status> {
+    if let Some(preview) = &row.preview {
+        return Ok(preview.clone());
+    }
+    let whole = fetch::octets(pool, &[row.message_id], false).await?;
+    Ok(whole.get(&row.message_id).map(|whole| mime::parse(whole).preview).unwrap_or_default())
+}
+
 /// One message's metadata, then each of its sections in chunks.
 async fn send_message(
     request: &pb::FetchRequest,
     row: &FetchRow,
     structure: &pb::MessageStructure,
     content: &[u8],
+    preview: Option<String>,
     sender: &Sender,
 ) -> Result<(), Gone> {
     let sections: Vec<Result<Option<Vec<u8>>, UnknownCte>> =
@@ -169,6 +184,7 @@ async fn send_message(
             .collect(),
         email_id: row.message_id,
         thread_id: row.thread_id,
+        preview,
     };
     send(sender, pb::fetch_response::Item::Message(meta)).await?;
     for (index, data) in sections.into_iter().enumerate() {
