@@ -1626,3 +1626,35 @@ async fn fetch_preview_gives_the_stored_preview() {
     assert!(lines(6)[0].contains(" PREVIEW"), "{:?}", lines(6));
     stack.stop().await;
 }
+
+/// RFC 6154 §3 CREATE-SPECIAL-USE: CREATE with a USE attribute makes a mailbox LIST shows with it; an
+/// attribute another mailbox has, an unknown one, or more than one is NO [USEATTR] and creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_special_use_gives_the_new_mailbox_its_attribute() {
+    let stack = TestStack::start().await;
+    stack.add_account("csu@example.org", "pw").await;
+    let steps = json!([
+        ["raw", "a1 LOGIN csu@example.org pw"],
+        ["raw", "a2 CREATE Everything (USE (\\All))"],
+        ["raw", "a3 LIST \"\" Everything RETURN (SPECIAL-USE)"],
+        ["raw", "a4 CREATE Drafts2 (USE (\\Drafts))"],
+        ["raw", "a5 CREATE Odd (USE (\\Important))"],
+        ["raw", "a6 CREATE Two (USE (\\Flagged \\Junk))"],
+        ["raw", "a7 LIST \"\" (Drafts2 Odd Two)"],
+        ["raw", "a8 CREATE Plain (USE ())"],
+        ["raw", "a9 CAPABILITY"],
+        ["raw", "b1 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert!(lines(2).last().unwrap().starts_with("a2 OK"), "{:?}", lines(2));
+    assert_eq!(lines(3)[0], "* LIST (\\HasNoChildren \\All) \"/\" Everything");
+    // Every account has its Drafts: the attribute is taken.
+    for (i, tag) in [(4, "a4"), (5, "a5"), (6, "a6")] {
+        assert!(lines(i)[0].starts_with(&format!("{tag} NO [USEATTR]")), "{:?}", lines(i));
+    }
+    assert_eq!(lines(7), ["a7 OK LIST completed"], "nothing was created");
+    assert!(lines(8)[0].starts_with("a8 OK"), "{:?}", lines(8));
+    assert!(lines(9)[0].contains(" CREATE-SPECIAL-USE"), "{:?}", lines(9));
+    stack.stop().await;
+}

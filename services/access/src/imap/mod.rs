@@ -10,6 +10,7 @@
 //! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
 
 mod binary_origin;
+mod create_special_use;
 mod line_meter;
 mod list_extended;
 pub mod object_id;
@@ -579,6 +580,7 @@ where
                         "ESORT",
                         "UNAUTHENTICATE",
                         "PREVIEW",
+                        "CREATE-SPECIAL-USE",
                         "WITHIN",
                     ]
                     .map(|c| Capability::from(atom(c))),
@@ -1672,7 +1674,35 @@ where
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         // RFC 9051 §6.3.4: a trailing separator only says the client means to create children.
         let name = name.trim_end_matches(DELIMITER).to_owned();
-        let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use: String::new() };
+        // RFC 6154 §3: the one attribute the mailbox is to have, or NO [USEATTR] before anything is made.
+        let special_use = match self.extended.take() {
+            Some(render::Extended::Create { uses }) if !uses.is_empty() => {
+                let Some(attribute) = create_special_use::attribute(&uses) else {
+                    return no(
+                        tag,
+                        Some(other_code("USEATTR")),
+                        "one of \\Drafts \\Sent \\Trash \\Junk \\Archive \\All \\Flagged",
+                    );
+                };
+                let taken = pb::ListMailboxesRequest {
+                    account_id: account_id.get(),
+                    patterns: vec!["*".into()],
+                    special_use_only: true,
+                    ..Default::default()
+                };
+                match self.ctx.mailbox.clone().list_mailboxes(taken).await {
+                    Ok(list)
+                        if list.get_ref().mailboxes.iter().any(|m| m.special_use.eq_ignore_ascii_case(attribute)) =>
+                    {
+                        return no(tag, Some(other_code("USEATTR")), &format!("another mailbox is {attribute}"));
+                    }
+                    Ok(_) => attribute.to_owned(),
+                    Err(status) => return refusal(tag, &status),
+                }
+            }
+            _ => String::new(),
+        };
+        let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use };
         match self.ctx.mailbox.clone().create_mailbox(request).await {
             // RFC 8474 §4.1: the new mailbox's id.
             Ok(reply) => ok(tag, Some(mailbox_id_code(reply.into_inner().mailbox_id)), "CREATE completed"),

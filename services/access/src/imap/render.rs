@@ -478,6 +478,8 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::Search
 pub enum Extended {
     /// `SEARCH RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
     Search { options: Vec<String> },
+    /// RFC 6154 CREATE-SPECIAL-USE: the attributes of `CREATE name (USE (...))`, as written.
+    Create { uses: Vec<String> },
     /// RFC 5267 ESORT, `SORT RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
     Sort { options: Vec<String> },
     /// `LIST (selection) ref pattern RETURN (options STATUS (items))`, options upper case; `patterns` is
@@ -536,6 +538,9 @@ fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
             let command = format!("{tag} {}{criteria}\r\n", &rest[..verb.len() - "RETURN ".len()]);
             return Some((Extended::Search { options }, command.into_bytes()));
         }
+    }
+    if let Some((uses, line)) = super::create_special_use::rewrite(tag, rest) {
+        return Some((Extended::Create { uses }, line));
     }
     for verb in ["UID SORT RETURN ", "SORT RETURN "] {
         if upper.starts_with(verb) {
