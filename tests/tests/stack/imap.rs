@@ -1658,3 +1658,29 @@ async fn create_special_use_gives_the_new_mailbox_its_attribute() {
     assert!(lines(9)[0].contains(" CREATE-SPECIAL-USE"), "{:?}", lines(9));
     stack.stop().await;
 }
+
+/// A STORE that changes nothing must not take another session's change for its own: here the other
+/// session flagged messages 1 and 2 at once, and this one's no-op STORE on 1 finds 1 with that MODSEQ.
+/// Message 2's new flags must still be reported (with NATS stopped, from the MODSEQ the STORE found).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_no_op_store_does_not_swallow_another_sessions_change() {
+    let nats = mailbus_tests::infra::dedicated_nats("noop-store");
+    let stack = TestStack::builder().nats(&nats.url()).start().await;
+    let id = stack.add_account("nos@example.org", "pw").await;
+    for n in 1..=2 {
+        let body = format!("Subject: n{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let mut flagger = selected_inbox(&stack, "nos@example.org", "pw").await;
+    let mut other = selected_inbox(&stack, "nos@example.org", "pw").await;
+    nats.pause();
+    let flagged = answer(&mut flagger, "f", "STORE 1:2 +FLAGS.SILENT (\\Flagged)").await;
+    assert!(flagged.last().unwrap().starts_with("f OK"), "{flagged:?}");
+    let stored = answer(&mut other, "s", "STORE 1 +FLAGS.SILENT (\\Flagged)").await;
+    nats.resume();
+    // Not NOOP, which looks for changes whatever the session believes.
+    let noop = answer(&mut other, "n", "UID SEARCH ALL").await;
+    let told = stored.iter().chain(&noop).any(|l| l.starts_with("* 2 FETCH (FLAGS (") && l.contains("\\Flagged"));
+    assert!(told, "message 2's \\Flagged was reported: {stored:?} {noop:?}");
+    stack.stop().await;
+}

@@ -2265,8 +2265,10 @@ where
             Err(status) => return refusal(tag, &status),
         };
         if let Some(selected) = self.state.selected() {
-            if stored.updated.iter().any(|e| e.modseq == stored.highest_modseq) {
+            if stored.changed {
                 // This session's own change, already answered with FETCH: its event needs no `Changes` call.
+                // (An entry left alone may carry the mailbox's last MODSEQ too, but that change was
+                // another session's, and may have touched entries this STORE did not.)
                 selected.own_modseqs.insert(stored.highest_modseq);
             }
             // Its own MODSEQ when it changed something, else the mailbox's as the STORE found it.

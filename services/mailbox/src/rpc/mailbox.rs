@@ -265,6 +265,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             updated: stored.updated.into_iter().map(entry_to_pb).collect(),
             modified: uids_to_pb(&stored.modified),
             highest_modseq: stored.modseq as u64,
+            changed: !stored.changed.is_empty(),
         }))
     }
 
