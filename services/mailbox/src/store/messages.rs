@@ -92,7 +92,7 @@ pub(super) async fn lock(
     name: &MailboxName,
 ) -> Result<Locked, MailboxError> {
     let row: Option<MailboxRow> = sqlx::query_as(
-        "SELECT id, uidvalidity, uidnext, highestmodseq FROM mailboxes
+        "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid FROM mailboxes
           WHERE account_id = $1 AND name = $2 FOR UPDATE",
     )
     .bind(account.get())

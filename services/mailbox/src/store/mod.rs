@@ -34,6 +34,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod parsed;
 pub mod quota;
+pub mod recent;
 pub mod search;
 pub mod sieve;
 
