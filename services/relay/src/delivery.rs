@@ -17,6 +17,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tonic::Code;
 use tracing::Instrument;
 
+use crate::forwarding;
 use crate::keys::KeyCache;
 use crate::remote::{Outgoing, Remote, RemoteRecipient};
 use crate::signing::{self, DomainKeys};
@@ -104,14 +105,14 @@ impl Deliverer {
             if recipient.status() != RecipientStatus::Pending {
                 continue;
             }
-            match self.resolve(&recipient.address).await {
-                Ok(RecipientKind::Local) => {
+            match self.resolve(&recipient.address).await.map(|found| (found.kind(), found)) {
+                Ok((RecipientKind::Local, found)) => {
                     let started = std::time::Instant::now();
-                    let outcome = self.deliver_local(envelope, &recipient.address, &body).await;
+                    let outcome = self.deliver_here(envelope, &recipient.address, &found, &body).await;
                     self.observe(Destination::Local, started);
                     outcomes.push((index, Destination::Local, outcome));
                 }
-                Ok(RecipientKind::NotLocal) => {
+                Ok((RecipientKind::NotLocal, _)) => {
                     let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
                     remote.entry(domain).or_default().push(index);
                 }
@@ -193,9 +194,52 @@ impl Deliverer {
         self.durations.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     }
 
-    async fn resolve(&self, address: &str) -> Result<RecipientKind, tonic::Status> {
+    async fn resolve(&self, address: &str) -> Result<pb::ResolveRecipientResponse, tonic::Status> {
         let request = pb::ResolveRecipientRequest { address: address.to_owned() };
-        Ok(self.directory.clone().resolve_recipient(request).await?.into_inner().kind())
+        Ok(self.directory.clone().resolve_recipient(request).await?.into_inner())
+    }
+
+    /// A recipient of a hosted domain: stored for its accounts, then forwarded to its alias's addresses in
+    /// other domains. The forward is queued only once the local part is final, and the recipient is final
+    /// once the forward is queued, so no attempt repeats a forward that was queued (but for a lost ack,
+    /// which the queue's deduplication covers, as for DSNs).
+    async fn deliver_here(
+        &self,
+        envelope: &Envelope,
+        recipient: &str,
+        found: &pb::ResolveRecipientResponse,
+        body: &[u8],
+    ) -> Outcome {
+        if !found.forwards.is_empty()
+            && let Some(reason) = forwarding::loop_reason(body, recipient)
+        {
+            return Outcome::PermanentFailure(reason);
+        }
+        let local = if found.account_ids.is_empty() {
+            None
+        } else {
+            let outcome = self.deliver_local(envelope, recipient, body).await;
+            if !outcome.is_final() {
+                return outcome;
+            }
+            Some(outcome)
+        };
+        if !found.forwards.is_empty() {
+            let (copy, octets) = forwarding::copy(
+                envelope,
+                recipient,
+                &found.forwards,
+                envelope.mail_from.clone(),
+                body,
+                chrono::Utc::now(),
+            );
+            if let Err(error) = self.queue.enqueue(&copy, &octets, &copy.queue_id).await {
+                return Outcome::TemporaryFailure(format!("4.3.0 forwarded copy not queued: {error}"));
+            }
+            tracing::info!(alias = %recipient, forward = %copy.queue_id, targets = copy.recipients.len(), "forwarded");
+        }
+        // Forwarded only: the next hops take over, as for a relayed recipient (RFC 3461 §6.2).
+        local.unwrap_or(Outcome::Relayed { dsn_passed_on: false })
     }
 
     async fn deliver_local(&self, envelope: &Envelope, recipient: &str, body: &[u8]) -> Outcome {

@@ -16,6 +16,7 @@ mod admin;
 mod delivery;
 mod downgrade;
 mod dsn;
+mod forwarding;
 mod keys;
 mod remote;
 mod routing;

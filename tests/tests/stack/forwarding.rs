@@ -2,12 +2,13 @@
 //! with a DNS server on loopback publishing the sending domain's SPF, DKIM and DMARC records: what one
 //! stack signs, the other verifies.
 
-use mailbus_tests::clients::{SubmitMode, imap_session, smtp_submit};
+use mailbus::roles::Role;
+use mailbus_tests::clients::{SmtpOutcome, SubmitMode, imap_session, smtp_send, smtp_submit};
 use mailbus_tests::dns::TestDns;
 use mailbus_tests::{Infra, TestStack};
 use serde_json::{Value, json};
 
-use crate::PATIENCE;
+use crate::{PATIENCE, message, under_test};
 use crate::dkim::{dkim_admin, record_of};
 
 /// A stack whose port 25 verifies sender authentication against `dns` and writes `Authentication-Results`
@@ -55,10 +56,15 @@ async fn submit(stack: &TestStack, user: &str, to: &str, subject: &str) {
 
 /// The header section of INBOX message `number` of `user` (password "pw"), as imaplib fetched it.
 async fn header_of(stack: &TestStack, user: &str, number: u32) -> String {
+    fetch_of(stack, user, number, "BODY.PEEK[HEADER]").await
+}
+
+/// `item` of INBOX message `number` of `user` (password "pw"), as imaplib fetched it.
+async fn fetch_of(stack: &TestStack, user: &str, number: u32, item: &str) -> String {
     let steps = json!([
         ["login", user, "pw"],
         ["select", "INBOX"],
-        ["fetch", number.to_string(), "(BODY.PEEK[HEADER])"],
+        ["fetch", number.to_string(), format!("({item})")],
         ["logout"],
     ]);
     let results = imap_session(stack.imap_addr(), None, steps).await;
@@ -105,6 +111,108 @@ async fn mail_signed_by_one_stack_passes_spf_dkim_and_dmarc_at_another() {
     }
     // A's own results never travel: A's submission port verifies nothing.
     assert!(results_of(&header, "mx.a.example").is_empty(), "{header}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Stack A (hosting a.example, as mx.a.example) and stack B (b.example, mx.b.example), each relay routing
+/// the other's domain to the other's port 25; `b_settings` go to B. A's relay starts last, once B's port
+/// is known.
+async fn two_stacks(b_settings: &[(&str, &str)]) -> (TestStack, TestStack) {
+    let without_relay = [Role::Mailbox, Role::SmtpIngress, Role::Access];
+    let mut a = TestStack::builder().roles(&without_relay).set("MAILBUS_HOSTNAME", "mx.a.example").start().await;
+    let mut b = TestStack::builder()
+        .set("MAILBUS_HOSTNAME", "mx.b.example")
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("a.example={},*=127.0.0.1:9", a.smtp_addr()));
+    for (name, value) in b_settings {
+        b = b.set(name, value);
+    }
+    let b = b.start().await;
+    a.settings.set("MAILBUS_RELAY_TRANSPORTS", &format!("b.example={},*=127.0.0.1:9", b.smtp_addr()));
+    a.start_roles(&[Role::Relay]).await;
+    (a, b)
+}
+
+/// `mailbus admin alias …` against `stack`'s mailbox role; returns (exit code, stdout and stderr).
+async fn alias_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(under_test())
+        .args(["admin", "alias"])
+        .args(args)
+        .env_clear()
+        .env("MAILBUS_MAILBOX_URL", stack.mailbox_url())
+        .output()
+        .await
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+async fn settled(stacks: &[&TestStack]) {
+    for stack in stacks {
+        stack.wait_for_empty_queue(PATIENCE).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_delivers_here_and_forwards_to_another_domain_once() {
+    let (a, b) = two_stacks(&[]).await;
+    let carol = a.add_account("carol@a.example", "pw").await;
+    let bob = b.add_account("bob@b.example", "pw").await;
+
+    let (code, out) = alias_admin(&b, &["add", "team@b.example", "bob@b.example", "carol@a.example"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("alias team@b.example -> bob@b.example, carol@a.example"), "{out}");
+    let (code, out) = alias_admin(&b, &["add", "out@b.example", "carol@a.example"]).await;
+    assert_eq!(code, 0, "{out}");
+    // A target in a hosted domain must be an account there: a typo is not forwarded anywhere.
+    let (code, out) = alias_admin(&b, &["add", "typo@b.example", "nobody@b.example"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no account nobody@b.example"), "{out}");
+    let (_, list) = alias_admin(&b, &["list"]).await;
+    assert!(list.lines().any(|l| l.starts_with("out@b.example") && l.contains("carol@a.example")), "{list}");
+
+    // One message to the alias: bob here, carol there, each once.
+    let sent = smtp_send(b.smtp_addr(), "sender@elsewhere.test", &["team@b.example"], &message("team", "team")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    b.wait_for_inbox(bob, 1, PATIENCE).await;
+    a.wait_for_inbox(carol, 1, PATIENCE).await;
+    let header = header_of(&a, "carol@a.example", 1).await;
+    assert!(header.contains("Received: from mx.b.example") && header.contains("Delivered-To: team@b.example\r\n"), "{header}");
+    assert!(header.contains("Subject: team"), "{header}");
+
+    // An alias with remote targets only is a valid recipient on port 25.
+    let sent = smtp_send(b.smtp_addr(), "sender@elsewhere.test", &["out@b.example"], &message("out", "out")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    a.wait_for_inbox(carol, 2, PATIENCE).await;
+    settled(&[&a, &b]).await;
+    assert_eq!((a.inbox_uids(carol).await.len(), b.inbox_uids(bob).await.len()), (2, 1), "nothing sent twice");
+
+    // Removing the remote target leaves the alias to bob alone.
+    let (code, out) = alias_admin(&b, &["remove", "team@b.example", "carol@a.example"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (_, list) = alias_admin(&b, &["list", "--domain", "b.example"]).await;
+    assert!(list.lines().any(|l| l.starts_with("team@b.example") && !l.contains("carol")), "{list}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_loop_between_two_domains_ends_in_one_bounce() {
+    let (a, b) = two_stacks(&[]).await;
+    let carol = a.add_account("carol@a.example", "pw").await;
+    b.add_account("bob@b.example", "pw").await;
+    assert_eq!(alias_admin(&b, &["add", "loop@b.example", "back@a.example"]).await.0, 0);
+    assert_eq!(alias_admin(&a, &["add", "back@a.example", "loop@b.example"]).await.0, 0);
+
+    submit(&a, "carol@a.example", "loop@b.example", "round").await;
+    // B forwards to A, A back to B, and B finds its own Delivered-To: the sender hears of it once.
+    a.wait_for_inbox(carol, 1, PATIENCE).await;
+    settled(&[&a, &b]).await;
+    settled(&[&a, &b]).await;
+    assert_eq!(a.inbox_uids(carol).await.len(), 1, "one report, no mail going round");
+    let report = fetch_of(&a, "carol@a.example", 1, "BODY.PEEK[]").await;
+    assert!(report.contains("Status: 5.4.6") && report.contains("mail forwarding loop for loop@b.example"), "{report}");
+    assert!(report.contains("Final-Recipient: rfc822; loop@b.example"), "{report}");
     a.stop().await;
     b.stop().await;
 }
