@@ -78,6 +78,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         smtp_timeout: s.get(MAILBUS_RELAY_SMTP_TIMEOUT_SECS)?,
         destination_concurrency: s.get(MAILBUS_RELAY_DESTINATION_CONCURRENCY)?,
         dkim_key_ttl: s.get(MAILBUS_DKIM_KEY_CACHE_SECS)?,
+        srs: srs(s)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
         mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
@@ -92,6 +93,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
 /// The smtp-ingress role's configuration, presenting `tls`.
 pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
     Ok(SmtpConfig {
+        srs: srs(s)?,
         tls,
         hostname: s.get(MAILBUS_HOSTNAME)?,
         nats_url: s.get(NATS_URL)?,
@@ -129,6 +131,12 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
         auth: auth_policy(s)?,
         dns: dns_config(s)?,
     })
+}
+
+/// SRS when its secret is set.
+fn srs(s: &Settings) -> anyhow::Result<Option<mailbus_srs::Srs>> {
+    let max_age = s.get(MAILBUS_SRS_MAX_AGE_DAYS)?;
+    Ok(s.get(MAILBUS_SRS_SECRET)?.map(|secret| mailbus_srs::Srs::new(secret.as_bytes(), max_age)))
 }
 
 pub fn dns_config(s: &Settings) -> anyhow::Result<DnsConfig> {

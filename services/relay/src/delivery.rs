@@ -74,10 +74,18 @@ pub struct Deliverer {
     mailbox: MailboxClient<TracedChannel>,
     remote: Remote,
     keys: KeyCache,
+    srs: Option<mailbus_srs::Srs>,
 }
 
 impl Deliverer {
-    pub fn new(queue: Queue, channel: TracedChannel, remote: Remote, keys: KeyCache, registry: &mut Registry) -> Self {
+    pub fn new(
+        queue: Queue,
+        channel: TracedChannel,
+        remote: Remote,
+        keys: KeyCache,
+        srs: Option<mailbus_srs::Srs>,
+        registry: &mut Registry,
+    ) -> Self {
         let durations = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit(
             "delivery_duration",
@@ -92,6 +100,7 @@ impl Deliverer {
             mailbox: MailboxClient::new(channel),
             remote,
             keys,
+            srs,
         }
     }
 
@@ -101,6 +110,8 @@ impl Deliverer {
         let body = self.queue.body_of(envelope).await?;
         let mut outcomes = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // Bounces to our SRS addresses go on to the address each stands for.
+        let mut passed_back: BTreeMap<usize, String> = BTreeMap::new();
         for (index, recipient) in envelope.recipients.iter().enumerate() {
             if recipient.status() != RecipientStatus::Pending {
                 continue;
@@ -116,11 +127,19 @@ impl Deliverer {
                     let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
                     remote.entry(domain).or_default().push(index);
                 }
-                Ok(_) => outcomes.push((
-                    index,
-                    Destination::Local,
-                    Outcome::PermanentFailure(format!("5.1.1 <{}>: no such user here", recipient.address)),
-                )),
+                Ok(_) => match self.srs_reverse(&recipient.address) {
+                    Ok(Some(original)) => {
+                        let domain = original.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
+                        remote.entry(domain).or_default().push(index);
+                        passed_back.insert(index, original);
+                    }
+                    Ok(None) => outcomes.push((
+                        index,
+                        Destination::Local,
+                        Outcome::PermanentFailure(format!("5.1.1 <{}>: no such user here", recipient.address)),
+                    )),
+                    Err(failure) => outcomes.push((index, Destination::Local, failure)),
+                },
                 Err(status) => outcomes.push((
                     index,
                     Destination::Unresolved,
@@ -148,7 +167,8 @@ impl Deliverer {
                 .iter()
                 .map(|&i| {
                     let r = &envelope.recipients[i];
-                    RemoteRecipient { address: r.address.clone(), notify: r.notify, orcpt: r.orcpt.clone() }
+                    let address = passed_back.get(&i).unwrap_or(&r.address).clone();
+                    RemoteRecipient { address, notify: r.notify, orcpt: r.orcpt.clone() }
                 })
                 .collect();
             let message = Outgoing {
@@ -199,6 +219,18 @@ impl Deliverer {
         Ok(self.directory.clone().resolve_recipient(request).await?.into_inner())
     }
 
+    /// Where a recipient that is no account or alias of ours goes if it is one of our SRS addresses: the
+    /// address it stands for; an SRS address we did not sign, or one too old, fails (smtp-ingress refused
+    /// these already; one queued by other means is held to the same rule).
+    fn srs_reverse(&self, address: &str) -> Result<Option<String>, Outcome> {
+        let Some(srs) = &self.srs else { return Ok(None) };
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        srs.reverse(address, now).map_err(|error| match error {
+            mailbus_srs::SrsError::Expired => Outcome::PermanentFailure(format!("5.1.1 <{address}>: {error}")),
+            _ => Outcome::PermanentFailure(format!("5.7.1 <{address}>: {error}")),
+        })
+    }
+
     /// A recipient of a hosted domain: stored for its accounts, then forwarded to its alias's addresses in
     /// other domains. The forward is queued only once the local part is final, and the recipient is final
     /// once the forward is queued, so no attempt repeats a forward that was queued (but for a lost ack,
@@ -225,14 +257,17 @@ impl Deliverer {
             Some(outcome)
         };
         if !found.forwards.is_empty() {
-            let (copy, octets) = forwarding::copy(
-                envelope,
-                recipient,
-                &found.forwards,
-                envelope.mail_from.clone(),
-                body,
-                chrono::Utc::now(),
-            );
+            let now = chrono::Utc::now();
+            // SRS: the next hop's SPF checks our domain, and a bounce comes back to us. A null sender
+            // stays null, and without a secret the sender stays as it was.
+            let alias_domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
+            let sender = match &self.srs {
+                Some(srs) if !envelope.mail_from.is_empty() => {
+                    srs.forward(&envelope.mail_from, alias_domain, now.timestamp().max(0) as u64)
+                }
+                _ => envelope.mail_from.clone(),
+            };
+            let (copy, octets) = forwarding::copy(envelope, recipient, &found.forwards, sender, body, now);
             if let Err(error) = self.queue.enqueue(&copy, &octets, &copy.queue_id).await {
                 return Outcome::TemporaryFailure(format!("4.3.0 forwarded copy not queued: {error}"));
             }

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn a_delivered_to_naming_the_alias_is_a_loop_whatever_its_case_and_folding() {
         let message = b"Received: from a\r\nDelivered-To:\r\n Team@Example.org\r\nSubject: x\r\n\r\nDelivered-To: team@example.org\r\n";
-        assert_eq!(loop_reason(message, "team@example.org").unwrap(), "5.4.6 mail forwarding loop for team@example.org");
+        assert_eq!(
+            loop_reason(message, "team@example.org").unwrap(),
+            "5.4.6 mail forwarding loop for team@example.org"
+        );
         // Another alias's mark is no loop; the body is not the header section.
         assert_eq!(loop_reason(message, "sales@example.org"), None);
         assert_eq!(loop_reason(b"Subject: x\r\n\r\nDelivered-To: sales@example.org\r\n", "sales@example.org"), None);

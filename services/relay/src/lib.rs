@@ -70,6 +70,8 @@ pub struct RelayConfig {
     /// How long the DKIM keys of a domain, once asked of the mailbox role, are used before asking again:
     /// the longest a key rotation takes to reach this relay.
     pub dkim_key_ttl: Duration,
+    /// The Sender Rewriting Scheme for forwarded mail and the bounces to it; `None`: off.
+    pub srs: Option<mailbus_srs::Srs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +130,7 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     );
     let channel = mailbus_grpc::connect(&config.mailbox_url)?;
     let keys = keys::KeyCache::new(channel.clone(), config.dkim_key_ttl);
-    let deliverer = Deliverer::new(queue.clone(), channel, remote, keys, &mut registry);
+    let deliverer = Deliverer::new(queue.clone(), channel, remote, keys, config.srs.clone(), &mut registry);
     let worker = Worker::new(
         queue.clone(),
         deliverer,

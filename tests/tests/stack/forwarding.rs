@@ -3,13 +3,14 @@
 //! stack signs, the other verifies.
 
 use mailbus::roles::Role;
-use mailbus_tests::clients::{SmtpOutcome, SubmitMode, imap_session, smtp_send, smtp_submit};
+use mailbus_tests::clients::{SmtpOutcome, SmtpRaw, SubmitMode, imap_session, smtp_send, smtp_submit};
 use mailbus_tests::dns::TestDns;
-use mailbus_tests::{Infra, TestStack};
+use mailbus_tests::fake_smtp::{FakeSmtp, Script};
+use mailbus_tests::{Infra, TestStack, wait_until};
 use serde_json::{Value, json};
 
-use crate::{PATIENCE, message, under_test};
 use crate::dkim::{dkim_admin, record_of};
+use crate::{PATIENCE, message, under_test};
 
 /// A stack whose port 25 verifies sender authentication against `dns` and writes `Authentication-Results`
 /// as `hostname`, routing the domains of `routes` (`domain=host:port`) to other stacks.
@@ -104,9 +105,14 @@ async fn mail_signed_by_one_stack_passes_spf_dkim_and_dmarc_at_another() {
     let header = header_of(&b, "bob@b.example", 1).await;
     let results = results_of(&header, "mx.b.example");
     assert_eq!(results.len(), 1, "{header}");
-    for expected in
-        ["dkim=pass", "header.d=a.example", "spf=pass", "smtp.mailfrom=alice@a.example", "dmarc=pass", "header.from=a.example"]
-    {
+    for expected in [
+        "dkim=pass",
+        "header.d=a.example",
+        "spf=pass",
+        "smtp.mailfrom=alice@a.example",
+        "dmarc=pass",
+        "header.from=a.example",
+    ] {
         assert!(results[0].contains(expected), "{expected} in {}", results[0]);
     }
     // A's own results never travel: A's submission port verifies nothing.
@@ -116,11 +122,15 @@ async fn mail_signed_by_one_stack_passes_spf_dkim_and_dmarc_at_another() {
 }
 
 /// Stack A (hosting a.example, as mx.a.example) and stack B (b.example, mx.b.example), each relay routing
-/// the other's domain to the other's port 25; `b_settings` go to B. A's relay starts last, once B's port
-/// is known.
-async fn two_stacks(b_settings: &[(&str, &str)]) -> (TestStack, TestStack) {
+/// the other's domain to the other's port 25, with settings of their own. A's relay starts last, once B's
+/// port is known.
+async fn two_stacks(a_settings: &[(&str, &str)], b_settings: &[(&str, &str)]) -> (TestStack, TestStack) {
     let without_relay = [Role::Mailbox, Role::SmtpIngress, Role::Access];
-    let mut a = TestStack::builder().roles(&without_relay).set("MAILBUS_HOSTNAME", "mx.a.example").start().await;
+    let mut a = TestStack::builder().roles(&without_relay).set("MAILBUS_HOSTNAME", "mx.a.example");
+    for (name, value) in a_settings {
+        a = a.set(name, value);
+    }
+    let mut a = a.start().await;
     let mut b = TestStack::builder()
         .set("MAILBUS_HOSTNAME", "mx.b.example")
         .set("MAILBUS_RELAY_TRANSPORTS", &format!("a.example={},*=127.0.0.1:9", a.smtp_addr()));
@@ -155,7 +165,7 @@ async fn settled(stacks: &[&TestStack]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alias_delivers_here_and_forwards_to_another_domain_once() {
-    let (a, b) = two_stacks(&[]).await;
+    let (a, b) = two_stacks(&[], &[]).await;
     let carol = a.add_account("carol@a.example", "pw").await;
     let bob = b.add_account("bob@b.example", "pw").await;
 
@@ -177,7 +187,10 @@ async fn an_alias_delivers_here_and_forwards_to_another_domain_once() {
     b.wait_for_inbox(bob, 1, PATIENCE).await;
     a.wait_for_inbox(carol, 1, PATIENCE).await;
     let header = header_of(&a, "carol@a.example", 1).await;
-    assert!(header.contains("Received: from mx.b.example") && header.contains("Delivered-To: team@b.example\r\n"), "{header}");
+    assert!(
+        header.contains("Received: from mx.b.example") && header.contains("Delivered-To: team@b.example\r\n"),
+        "{header}"
+    );
     assert!(header.contains("Subject: team"), "{header}");
 
     // An alias with remote targets only is a valid recipient on port 25.
@@ -198,7 +211,8 @@ async fn an_alias_delivers_here_and_forwards_to_another_domain_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alias_loop_between_two_domains_ends_in_one_bounce() {
-    let (a, b) = two_stacks(&[]).await;
+    // With SRS on both sides, the report travels back as SRS1 and SRS0 addresses through both forwarders.
+    let (a, b) = two_stacks(&[("MAILBUS_SRS_SECRET", "a's secret")], &[("MAILBUS_SRS_SECRET", "b's secret")]).await;
     let carol = a.add_account("carol@a.example", "pw").await;
     b.add_account("bob@b.example", "pw").await;
     assert_eq!(alias_admin(&b, &["add", "loop@b.example", "back@a.example"]).await.0, 0);
@@ -214,5 +228,64 @@ async fn an_alias_loop_between_two_domains_ends_in_one_bounce() {
     assert!(report.contains("Status: 5.4.6") && report.contains("mail forwarding loop for loop@b.example"), "{report}");
     assert!(report.contains("Final-Recipient: rfc822; loop@b.example"), "{report}");
     a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_after_its_check() {
+    const SECRET: &str = "forwarding secret";
+    let sink = FakeSmtp::start(Script::default()).await;
+    let b = TestStack::builder()
+        .set("MAILBUS_HOSTNAME", "mx.b.example")
+        .set("MAILBUS_SRS_SECRET", SECRET)
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={0},origin.test={0},*=127.0.0.1:9", sink.addr()))
+        .start()
+        .await;
+    b.add_account("bob@b.example", "pw").await;
+    assert_eq!(alias_admin(&b, &["add", "fwd@b.example", "Dave@remote.test"]).await.0, 0);
+
+    let sent = smtp_send(b.smtp_addr(), "Alice@origin.test", &["fwd@b.example"], &message("fwd", "srs")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    wait_until(PATIENCE, "the forwarded copy arrives", async || !sink.received().is_empty()).await;
+    let forwarded = sink.received()[0].clone();
+    assert_eq!(forwarded.rcpt_to, ["Dave@remote.test"]);
+    let srs_sender = forwarded.mail_from.clone();
+    let (local, domain) = srs_sender.rsplit_once('@').unwrap();
+    assert_eq!(domain, "b.example", "{srs_sender}");
+    assert!(local.starts_with("SRS0=") && local.ends_with("=origin.test=Alice"), "{srs_sender}");
+
+    // A null sender stays null when forwarded.
+    let sent = smtp_send(b.smtp_addr(), "", &["fwd@b.example"], &message("fwd", "null")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    wait_until(PATIENCE, "the second copy arrives", async || sink.received().len() >= 2).await;
+    assert_eq!(sink.received()[1].mail_from, "");
+
+    // The bounce from the next hop to the SRS address reaches the original sender, still a bounce.
+    let sent = smtp_send(b.smtp_addr(), "", &[&srs_sender], &message("alice", "bounce")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    wait_until(PATIENCE, "the bounce is passed back", async || sink.received().len() >= 3).await;
+    let bounce = sink.received()[2].clone();
+    assert_eq!((bounce.mail_from.as_str(), bounce.rcpt_to.as_slice()), ("", &["Alice@origin.test".to_owned()][..]));
+    // A hop that lowercased the whole address changes nothing (libsrs2 compares the hash so too).
+    let sent = smtp_send(b.smtp_addr(), "", &[&srs_sender.to_lowercase()], &message("alice", "lower")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+
+    // Forged, foreign or stale SRS addresses are refused at RCPT.
+    let tampered = srs_sender.replace("=Alice@", "=Mallory@");
+    let now = chrono::Utc::now().timestamp() as u64;
+    let foreign = mailbus_srs::Srs::new(b"other", 21).forward("alice@origin.test", "b.example", now);
+    let stale =
+        mailbus_srs::Srs::new(SECRET.as_bytes(), 21).forward("alice@origin.test", "b.example", now - 30 * 86_400);
+    let (mut raw, _) = SmtpRaw::connect(b.smtp_addr()).await;
+    raw.command("EHLO client.test").await;
+    assert_eq!(raw.command("MAIL FROM:<>").await.code, 250);
+    for (address, code, status) in [(&tampered, 550, "5.7.1 "), (&foreign, 550, "5.7.1 "), (&stale, 550, "5.1.1 ")] {
+        let reply = raw.command(&format!("RCPT TO:<{address}>")).await;
+        assert_eq!(reply.code, code, "{address}: {reply:?}");
+        assert!(reply.text.starts_with(status), "{address}: {reply:?}");
+    }
+    raw.command("QUIT").await;
+    b.wait_for_empty_queue(PATIENCE).await;
+    assert_eq!(sink.received().len(), 4, "the lowercased bounce went back too, nothing else");
     b.stop().await;
 }

@@ -13,7 +13,10 @@ use crate::store::mailboxes;
 pub enum Resolution {
     /// The enabled accounts it leads to, in id order, and the addresses in other domains an alias
     /// forwards it to, sorted; never both empty.
-    Local { accounts: Vec<AccountId>, forwards: Vec<String> },
+    Local {
+        accounts: Vec<AccountId>,
+        forwards: Vec<String>,
+    },
     UnknownUser,
     NotLocal,
 }
