@@ -79,6 +79,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         destination_concurrency: s.get(MAILBUS_RELAY_DESTINATION_CONCURRENCY)?,
         dkim_key_ttl: s.get(MAILBUS_DKIM_KEY_CACHE_SECS)?,
         srs: srs(s)?,
+        authserv_id: authserv_id(s)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
         mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
@@ -133,6 +134,14 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
     })
 }
 
+/// Our name in Authentication-Results: port 25 writes it, the relay's ARC seal repeats it.
+fn authserv_id(s: &Settings) -> anyhow::Result<String> {
+    Ok(match s.get(MAILBUS_AUTHSERV_ID)? {
+        Some(id) => id,
+        None => s.get(MAILBUS_HOSTNAME)?,
+    })
+}
+
 /// SRS when its secret is set.
 fn srs(s: &Settings) -> anyhow::Result<Option<mailbus_srs::Srs>> {
     let max_age = s.get(MAILBUS_SRS_MAX_AGE_DAYS)?;
@@ -163,10 +172,7 @@ fn auth_policy(s: &Settings) -> anyhow::Result<AuthPolicy> {
         bail!("MAILBUS_DMARC_POLICY={dmarc:?} needs MAILBUS_SPF_POLICY and MAILBUS_DKIM_POLICY on");
     }
     Ok(AuthPolicy {
-        authserv_id: match s.get(MAILBUS_AUTHSERV_ID)? {
-            Some(id) => id,
-            None => s.get(MAILBUS_HOSTNAME)?,
-        },
+        authserv_id: authserv_id(s)?,
         spf,
         dkim: dkim.is_on(),
         arc: arc.is_on(),

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::forwarding;
 use crate::keys::KeyCache;
 use crate::remote::{Outgoing, Remote, RemoteRecipient};
-use crate::signing::{self, DomainKeys};
+use crate::signing::{self, DomainKeys, Sealer};
 
 /// How one recipient ended this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,7 @@ pub struct Deliverer {
     remote: Remote,
     keys: KeyCache,
     srs: Option<mailbus_srs::Srs>,
+    sealer: Sealer,
 }
 
 impl Deliverer {
@@ -83,7 +84,7 @@ impl Deliverer {
         channel: TracedChannel,
         remote: Remote,
         keys: KeyCache,
-        srs: Option<mailbus_srs::Srs>,
+        (srs, sealer): (Option<mailbus_srs::Srs>, Sealer),
         registry: &mut Registry,
     ) -> Self {
         let durations = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -101,6 +102,7 @@ impl Deliverer {
             remote,
             keys,
             srs,
+            sealer,
         }
     }
 
@@ -162,6 +164,18 @@ impl Deliverer {
                 return Ok(outcomes);
             }
         };
+        let arc = match self.arc_keys(envelope).await {
+            Ok(arc) => arc,
+            Err(status) => {
+                // Forwarded unsealed, the copy of a p=reject domain's mail may be refused: wait instead.
+                let reason = format!("4.3.0 ARC keys unavailable: {}", status.message());
+                let failed = remote.into_values().flatten();
+                outcomes.extend(
+                    failed.map(|index| (index, Destination::Remote, Outcome::TemporaryFailure(reason.clone()))),
+                );
+                return Ok(outcomes);
+            }
+        };
         for (domain, indexes) in remote {
             let recipients: Vec<RemoteRecipient> = indexes
                 .iter()
@@ -183,6 +197,7 @@ impl Deliverer {
                     DsnRet::Unspecified => None,
                 },
                 dkim: dkim.as_deref(),
+                arc: arc.as_deref().map(|keys| (keys, &self.sealer)),
             };
             let span = tracing::info_span!("relay.deliver_remote", otel.kind = "client", server.address = %domain, recipients = recipients.len());
             let started = std::time::Instant::now();
@@ -207,6 +222,16 @@ impl Deliverer {
             }
         }
         Ok(None)
+    }
+
+    /// For a copy an alias forwards: the alias domain's keys, to ARC-seal it with (none when the domain
+    /// has none). Not a DKIM signature of the alias domain: the message's From is someone else's, so it
+    /// would not align for DMARC; the author's signature survives forwarding, and the seal is what
+    /// vouches for our part, as Postfix with OpenARC and Stalwart do.
+    async fn arc_keys(&self, envelope: &Envelope) -> Result<Option<std::sync::Arc<DomainKeys>>, tonic::Status> {
+        let Some((_, domain)) = envelope.forwarded_for.rsplit_once('@') else { return Ok(None) };
+        let keys = self.keys.get(&domain.to_lowercase()).await?;
+        Ok((!keys.is_empty()).then_some(keys))
     }
 
     fn observe(&self, destination: Destination, started: std::time::Instant) {

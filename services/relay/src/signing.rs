@@ -7,7 +7,7 @@ use mail_auth::arc::ArcSealer;
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
-use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
+use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
 use mailbus_proto::v1 as pb;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
 
@@ -174,6 +174,42 @@ impl DomainKeys {
                 None
             }
         }
+    }
+}
+
+/// What ARC-seals the copies an alias forwards (RFC 8617 §5.1, as OpenARC after Postfix's virtual alias
+/// expansion, or Stalwart's `arc.seal`): our authserv-id, whose `Authentication-Results` the AAR
+/// repeats, and a verifier for a chain the message brought with it, whose result the new seal's `cv=`
+/// carries.
+pub struct Sealer {
+    authserv_id: String,
+    authenticator: Option<MessageAuthenticator>,
+}
+
+impl Sealer {
+    pub fn new(authserv_id: String, dns: &mailbus_dns::DnsConfig) -> Self {
+        let authenticator =
+            dns.parts().ok().and_then(|(config, options)| MessageAuthenticator::new(config, options).ok()).or_else(
+                || {
+                    tracing::warn!("no resolver for ARC verification: messages with an ARC chain are not sealed");
+                    None
+                },
+            );
+        Sealer { authserv_id, authenticator }
+    }
+
+    /// The ARC set to prepend to `message` (the octets as they go out), sealed with `keys`; empty when
+    /// it cannot be sealed (see [`DomainKeys::seal`]). A message without ARC fields starts a chain
+    /// (i=1, cv=none); one with a chain has it verified first, so the seal says what we found.
+    pub async fn seal(&self, keys: &DomainKeys, message: &[u8]) -> Vec<u8> {
+        let Some(parsed) = AuthenticatedMessage::parse(message) else { return Vec::new() };
+        let chain = if parsed.as_headers.is_empty() && parsed.ams_headers.is_empty() {
+            ArcOutput::default()
+        } else {
+            let Some(authenticator) = &self.authenticator else { return Vec::new() };
+            authenticator.verify_arc(&parsed).await
+        };
+        keys.seal(message, &self.authserv_id, &chain).unwrap_or_default()
     }
 }
 

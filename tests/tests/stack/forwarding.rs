@@ -3,7 +3,7 @@
 //! stack signs, the other verifies.
 
 use mailbus::roles::Role;
-use mailbus_tests::clients::{SmtpOutcome, SmtpRaw, SubmitMode, imap_session, smtp_send, smtp_submit};
+use mailbus_tests::clients::{SmtpOutcome, SmtpRaw, SubmitMode, arc_verify, imap_session, smtp_send, smtp_submit};
 use mailbus_tests::dns::TestDns;
 use mailbus_tests::fake_smtp::{FakeSmtp, Script};
 use mailbus_tests::{Infra, TestStack, wait_until};
@@ -29,12 +29,13 @@ async fn verifying_stack(dns: &TestDns, hostname: &str, routes: &str) -> TestSta
 }
 
 /// Makes an active RSA key for `domain` through `mailbus admin dkim generate` and publishes the record it
-/// printed in `dns`.
-async fn publish_key(stack: &TestStack, dns: &TestDns, domain: &str, selector: &str) {
+/// printed in `dns`; returns the record.
+async fn publish_key(stack: &TestStack, dns: &TestDns, domain: &str, selector: &str) -> (String, String) {
     let (code, out) = dkim_admin(stack, &["generate", domain, "--algorithm", "rsa", "--selector", selector]).await;
     assert_eq!(code, 0, "{out}");
     let (name, value) = record_of(&out);
     dns.txt(&name, &value);
+    (name, value)
 }
 
 /// `user` submits a signed-to-be message to `to` on `stack`'s submission port.
@@ -58,6 +59,16 @@ async fn submit(stack: &TestStack, user: &str, to: &str, subject: &str) {
 /// The header section of INBOX message `number` of `user` (password "pw"), as imaplib fetched it.
 async fn header_of(stack: &TestStack, user: &str, number: u32) -> String {
     fetch_of(stack, user, number, "BODY.PEEK[HEADER]").await
+}
+
+/// The octets of INBOX message `number` of `user` (password "pw"), as imaplib fetched them.
+async fn message_of(stack: &TestStack, user: &str, number: u32) -> Vec<u8> {
+    let steps =
+        json!([["login", user, "pw"], ["select", "INBOX"], ["fetch", number.to_string(), "(BODY.PEEK[])"], ["logout"]]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    // imaplib's answer: [("1 (BODY[] {n}", literal), ")"], the literal read as Latin-1.
+    let literal = results[3][1][0][1].as_str().unwrap_or_else(|| panic!("a literal in {results:?}"));
+    literal.chars().map(|c| c as u8).collect()
 }
 
 /// `item` of INBOX message `number` of `user` (password "pw"), as imaplib fetched it.
@@ -288,4 +299,74 @@ async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_a
     b.wait_for_empty_queue(PATIENCE).await;
     assert_eq!(sink.received().len(), 4, "the lowercased bounce went back too, nothing else");
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_copy_is_arc_sealed_and_passes_dmarc_at_the_final_receiver_though_spf_fails() {
+    let dns = TestDns::start().await;
+    // a.example: SPF for loopback, DMARC p=reject. b.example, the forwarder: SPF that allows nobody, so
+    // the forwarded copy (sent from b.example's SRS address) fails SPF at C.
+    dns.txt("a.example", "v=spf1 ip4:127.0.0.1 -all")
+        .txt("_dmarc.a.example", "v=DMARC1; p=reject")
+        .txt("b.example", "v=spf1 -all")
+        .txt("_dmarc.b.example", "v=DMARC1; p=reject");
+    let c = TestStack::builder()
+        .set("MAILBUS_HOSTNAME", "mx.c.example")
+        .set("MAILBUS_DNS_RESOLVER", &dns.addr().to_string())
+        .set("MAILBUS_DNS_TIMEOUT_MS", "2000")
+        .set("MAILBUS_SPF_POLICY", "tag")
+        .set("MAILBUS_DKIM_POLICY", "tag")
+        .set("MAILBUS_ARC_POLICY", "tag")
+        // C refuses a DMARC failure of a p=reject domain: the copy must pass to arrive at all.
+        .set("MAILBUS_DMARC_POLICY", "enforce")
+        .start()
+        .await;
+    let dave = c.add_account("dave@c.example", "pw").await;
+    let b = TestStack::builder()
+        .set("MAILBUS_HOSTNAME", "mx.b.example")
+        .set("MAILBUS_DNS_RESOLVER", &dns.addr().to_string())
+        .set("MAILBUS_DNS_TIMEOUT_MS", "2000")
+        .set("MAILBUS_SPF_POLICY", "tag")
+        .set("MAILBUS_DKIM_POLICY", "tag")
+        .set("MAILBUS_ARC_POLICY", "tag")
+        .set("MAILBUS_DMARC_POLICY", "tag")
+        .set("MAILBUS_SRS_SECRET", "b's secret")
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("c.example={},*=127.0.0.1:9", c.smtp_addr()))
+        .start()
+        .await;
+    b.add_account("bob@b.example", "pw").await;
+    assert_eq!(alias_admin(&b, &["add", "team@b.example", "dave@c.example"]).await.0, 0);
+    let b_key = publish_key(&b, &dns, "b.example", "arc1").await;
+    let a = verifying_stack(&dns, "mx.a.example", &format!("b.example={},", b.smtp_addr())).await;
+    a.add_account("alice@a.example", "pw").await;
+    let a_key = publish_key(&a, &dns, "a.example", "sel1").await;
+
+    submit(&a, "alice@a.example", "team@b.example", "forwarded").await;
+    c.wait_for_inbox(dave, 1, PATIENCE).await;
+    let header = header_of(&c, "dave@c.example", 1).await;
+    let results = results_of(&header, "mx.c.example");
+    assert_eq!(results.len(), 1, "{header}");
+    for expected in ["spf=fail", "smtp.mailfrom=\"SRS0=", "dkim=pass", "header.d=a.example", "arc=pass", "dmarc=pass"] {
+        assert!(results[0].contains(expected), "{expected} in {}", results[0]);
+    }
+    // B's seal carries what B's port 25 found: the AAR repeats B's results, with i=1 and cv=none.
+    let unfolded = header.replace("\r\n\t", " ").replace("\r\n ", " ");
+    let aar =
+        unfolded.lines().find(|l| l.starts_with("ARC-Authentication-Results:")).unwrap_or_else(|| panic!("{header}"));
+    assert!(aar.contains("i=1; mx.b.example;") && aar.contains("dkim=pass") && aar.contains("spf=pass"), "{aar}");
+    let seal = unfolded.lines().find(|l| l.starts_with("ARC-Seal:")).unwrap();
+    assert!(seal.contains("cv=none") && seal.contains("d=b.example") && seal.contains("s=arc1"), "{seal}");
+    // No DKIM signature of b.example: From is a.example's, and the author's signature is what aligns.
+    assert!(!unfolded.contains("DKIM-Signature: v=1; a=rsa-sha256; s=arc1; d=b.example"), "{header}");
+
+    // An independent verifier agrees on the chain, and on the message as dave has it.
+    let octets = message_of(&c, "dave@c.example", 1).await;
+    let (cv, comment) = arc_verify(&octets, &[a_key.clone(), b_key.clone()]).await;
+    assert_eq!(cv, "pass", "{comment}");
+    let tampered = String::from_utf8_lossy(&octets).replace("Hello from alice", "Hello from mallory");
+    let (cv, _) = arc_verify(tampered.as_bytes(), &[a_key, b_key]).await;
+    assert_eq!(cv, "fail", "the verifier can fail");
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
 }
