@@ -142,10 +142,14 @@ fn authserv_id(s: &Settings) -> anyhow::Result<String> {
     })
 }
 
-/// SRS when its secret is set.
+/// SRS when its secret is set. An empty secret would sign every address with a key anyone knows, so it
+/// fails start-up (its value is never printed).
 fn srs(s: &Settings) -> anyhow::Result<Option<mailbus_srs::Srs>> {
     let max_age = s.get(MAILBUS_SRS_MAX_AGE_DAYS)?;
-    Ok(s.get(MAILBUS_SRS_SECRET)?.map(|secret| mailbus_srs::Srs::new(secret.as_bytes(), max_age)))
+    match s.get(MAILBUS_SRS_SECRET)? {
+        Some(secret) if secret.trim().is_empty() => bail!("MAILBUS_SRS_SECRET is empty: unset it to turn SRS off"),
+        secret => Ok(secret.map(|secret| mailbus_srs::Srs::new(secret.as_bytes(), max_age))),
+    }
 }
 
 pub fn dns_config(s: &Settings) -> anyhow::Result<DnsConfig> {
@@ -388,6 +392,17 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn srs_is_off_unset_on_with_a_secret_and_an_empty_secret_fails_without_showing_it() {
+        assert!(relay_config(&settings(&[])).unwrap().srs.is_none());
+        let relay = relay_config(&settings(&[("MAILBUS_SRS_SECRET", "s3cret")])).unwrap();
+        let srs = relay.srs.expect("SRS on");
+        assert!(srs.forward("a@origin.example", "example.org", 0).starts_with("SRS0="));
+        assert!(!format!("{srs:?}").contains("s3cret"));
+        let error = relay_config(&settings(&[("MAILBUS_SRS_SECRET", "  ")])).unwrap_err().to_string();
+        assert_eq!(error, "MAILBUS_SRS_SECRET is empty: unset it to turn SRS off");
     }
 
     #[test]
