@@ -63,6 +63,26 @@ impl Destination {
     }
 }
 
+/// Where one recipient goes this attempt.
+enum Route {
+    /// Settled without leaving: stored here, forwarded, or failed.
+    Here(Destination, Outcome),
+    /// To another domain's server, at this address: the recipient's own, or the one our SRS address
+    /// stands for.
+    Remote(String),
+}
+
+impl Route {
+    fn unresolved(status: &tonic::Status) -> Route {
+        let reason = format!("4.3.0 directory unavailable: {}", status.message());
+        Route::Here(Destination::Unresolved, Outcome::TemporaryFailure(reason))
+    }
+
+    fn unknown(address: &str) -> Route {
+        Route::Here(Destination::Local, Outcome::PermanentFailure(format!("5.1.1 <{address}>: no such user here")))
+    }
+}
+
 /// One recipient's attempt: its index in `envelope.recipients`, where it went, and how it ended.
 pub type Attempt = (usize, Destination, Outcome);
 
@@ -118,35 +138,17 @@ impl Deliverer {
             if recipient.status() != RecipientStatus::Pending {
                 continue;
             }
-            match self.resolve(&recipient.address).await.map(|found| (found.kind(), found)) {
-                Ok((RecipientKind::Local, found)) => {
-                    let started = std::time::Instant::now();
-                    let outcome = self.deliver_here(envelope, &recipient.address, &found, &body).await;
-                    self.observe(Destination::Local, started);
-                    outcomes.push((index, Destination::Local, outcome));
+            let route = match self.route(envelope, &recipient.address, &body).await {
+                Route::Here(destination, outcome) => {
+                    outcomes.push((index, destination, outcome));
+                    continue;
                 }
-                Ok((RecipientKind::NotLocal, _)) => {
-                    let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
-                    remote.entry(domain).or_default().push(index);
-                }
-                Ok(_) => match self.srs_reverse(&recipient.address) {
-                    Ok(Some(original)) => {
-                        let domain = original.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
-                        remote.entry(domain).or_default().push(index);
-                        passed_back.insert(index, original);
-                    }
-                    Ok(None) => outcomes.push((
-                        index,
-                        Destination::Local,
-                        Outcome::PermanentFailure(format!("5.1.1 <{}>: no such user here", recipient.address)),
-                    )),
-                    Err(failure) => outcomes.push((index, Destination::Local, failure)),
-                },
-                Err(status) => outcomes.push((
-                    index,
-                    Destination::Unresolved,
-                    Outcome::TemporaryFailure(format!("4.3.0 directory unavailable: {}", status.message())),
-                )),
+                Route::Remote(route) => route,
+            };
+            let domain = route.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
+            remote.entry(domain).or_default().push(index);
+            if route != recipient.address {
+                passed_back.insert(index, route);
             }
         }
         if remote.is_empty() {
@@ -242,6 +244,53 @@ impl Deliverer {
     async fn resolve(&self, address: &str) -> Result<pb::ResolveRecipientResponse, tonic::Status> {
         let request = pb::ResolveRecipientRequest { address: address.to_owned() };
         Ok(self.directory.clone().resolve_recipient(request).await?.into_inner())
+    }
+
+    /// Where one pending recipient goes: settled here (stored, forwarded, or failed), or to another
+    /// domain's server. A bounce to one of our SRS addresses goes where the address leads: the original
+    /// sender's mailbox when that is hosted here, else its domain.
+    async fn route(&self, envelope: &Envelope, address: &str, body: &[u8]) -> Route {
+        let found = match self.resolve(address).await {
+            Ok(found) => found,
+            Err(status) => return Route::unresolved(&status),
+        };
+        match found.kind() {
+            RecipientKind::Local => {
+                Route::Here(Destination::Local, self.timed_here(envelope, address, &found, body).await)
+            }
+            RecipientKind::NotLocal => Route::Remote(address.to_owned()),
+            _ => {
+                let original = match self.srs_reverse(address) {
+                    Ok(Some(original)) => original,
+                    Ok(None) => return Route::unknown(address),
+                    Err(failure) => return Route::Here(Destination::Local, failure),
+                };
+                let found = match self.resolve(&original).await {
+                    Ok(found) => found,
+                    Err(status) => return Route::unresolved(&status),
+                };
+                match found.kind() {
+                    RecipientKind::Local => {
+                        Route::Here(Destination::Local, self.timed_here(envelope, &original, &found, body).await)
+                    }
+                    RecipientKind::NotLocal => Route::Remote(original),
+                    _ => Route::unknown(&original),
+                }
+            }
+        }
+    }
+
+    async fn timed_here(
+        &self,
+        envelope: &Envelope,
+        address: &str,
+        found: &pb::ResolveRecipientResponse,
+        body: &[u8],
+    ) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.deliver_here(envelope, address, found, body).await;
+        self.observe(Destination::Local, started);
+        outcome
     }
 
     /// Where a recipient that is no account or alias of ours goes if it is one of our SRS addresses: the

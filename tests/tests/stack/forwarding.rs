@@ -298,6 +298,18 @@ async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_a
     raw.command("QUIT").await;
     b.wait_for_empty_queue(PATIENCE).await;
     assert_eq!(sink.received().len(), 4, "the lowercased bounce went back too, nothing else");
+
+    // A sender of another domain hosted here: rewritten as any other, and the bounce goes to its mailbox.
+    let erin = b.add_account("erin@e.example", "pw").await;
+    submit(&b, "erin@e.example", "fwd@b.example", "from-erin").await;
+    wait_until(PATIENCE, "erin's copy arrives", async || sink.received().len() >= 5).await;
+    let erin_srs = sink.received()[4].mail_from.clone();
+    assert!(erin_srs.starts_with("SRS0=") && erin_srs.ends_with("=e.example=erin@b.example"), "{erin_srs}");
+    let sent = smtp_send(b.smtp_addr(), "", &[&erin_srs], &message("erin", "erin-bounce")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    b.wait_for_inbox(erin, 1, PATIENCE).await;
+    b.wait_for_empty_queue(PATIENCE).await;
+    assert_eq!(sink.received().len(), 5, "the bounce to a sender hosted here stays here");
     b.stop().await;
 }
 
