@@ -9,5 +9,6 @@ ALTER TABLE alias_targets ALTER COLUMN account_id DROP NOT NULL;
 ALTER TABLE alias_targets ADD COLUMN address TEXT;
 ALTER TABLE alias_targets
     ADD CONSTRAINT alias_targets_one_kind CHECK ((account_id IS NULL) <> (address IS NULL)),
-    ADD CONSTRAINT alias_targets_account_once UNIQUE (alias_id, account_id),
-    ADD CONSTRAINT alias_targets_address_once UNIQUE (alias_id, address);
+    ADD CONSTRAINT alias_targets_account_once UNIQUE (alias_id, account_id);
+-- One address once per alias whatever its case: the same mailbox written twice is not two copies.
+CREATE UNIQUE INDEX alias_targets_address_once ON alias_targets (alias_id, lower(address));
