@@ -508,3 +508,12 @@ pub async fn dkim_verify(message: &[u8], records: &[(String, String)]) -> Vec<Dk
         })
         .collect()
 }
+
+/// The ARC chain of `message` as dkimpy judged it (`arc_verify.py`): its `cv` ("pass", "fail", "none")
+/// and dkimpy's comment, its key look-ups answered from `records` (`(name, TXT value)`) and nothing else.
+pub async fn arc_verify(message: &[u8], records: &[(String, String)]) -> (String, String) {
+    let args: Vec<String> = records.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    let result = run("arc_verify.py", &args, Some(message)).await;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&result["cv"]), text(&result["comment"]))
+}

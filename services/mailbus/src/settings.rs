@@ -388,6 +388,10 @@ settings! {
         "DNS resolvers the relay's MX lookups and port 25's SPF, DKIM, DMARC and ARC checks ask: `system` (/etc/resolv.conf) or `address:port,…`",
     );
     MAILBUS_DNS_TIMEOUT_MS: Duration = millis("5000", 100..=60_000, "wait for one DNS answer (then one more try)");
+    MAILBUS_SRS_SECRET: Option<String> = optional(
+        "the secret of SRS (the Sender Rewriting Scheme): mail forwarded through an alias to another domain leaves with an SRS0 envelope sender of the alias's domain, and bounces to it are checked and passed back; unset, forwarded mail keeps its sender (SPF at the next hop then fails). Every relay and smtp-ingress needs the same",
+    );
+    MAILBUS_SRS_MAX_AGE_DAYS: u32 = bounded("21", 1..=1000, "how many days a bounce to an SRS address is accepted after the message was forwarded");
     MAILBUS_AUTHSERV_ID: Option<String> = optional(
         "our name in Authentication-Results (RFC 8601); incoming ones claiming it are removed (default: MAILBUS_HOSTNAME)",
     );

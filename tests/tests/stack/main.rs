@@ -8,6 +8,7 @@ mod delivery;
 mod dkim;
 mod failures;
 mod flood;
+mod forwarding;
 mod hostile;
 mod imap;
 mod jmap;

@@ -41,7 +41,8 @@ impl MailboxService {
     async fn deliver(&self, header: pb::DeliveryHeader, content: Vec<u8>) -> Result<pb::DeliverResponse, Status> {
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
         let accounts = match directory::resolve(&self.pool, &recipient, &self.recipient_delimiter).await? {
-            Resolution::Local(accounts) => accounts,
+            // The forwards are the relay's to send on; Deliver stores for the accounts only.
+            Resolution::Local { accounts, .. } => accounts,
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
         };
         let (content, parsed) = parse(content).await?;
