@@ -343,6 +343,9 @@ else
         fileinto "personal";
         }
 "#;
+    // Neither of §1.2's messages is to me@example.com, nor from or to example.com.
+    assert_eq!(run(script, COYOTE), [fileinto("spam")]);
+    assert_eq!(run(script, B1FF), [fileinto("spam")]);
     assert_eq!(run(script, "Sender: owner-ietf-mta-filters@imc.org\n\nx\n"), [fileinto("filter")]);
     assert_eq!(run(script, "From: boss@example.com\n\nx\n"), [keep()]);
     assert_eq!(run(script, "From: x@spam.example\nTo: other@example.net\n\nx\n"), [fileinto("spam")]);
