@@ -85,6 +85,31 @@ async fn mail_to_a_detail_reaches_the_base_through_its_aliases_and_keeps_the_add
     stack.wait_for_empty_queue(PATIENCE).await;
     assert!(stack.inbox_uids(carol).await.is_empty(), "carol+news is an account of its own");
 
+    // An account may send as its address with a detail (Postfix looks sender logins up without the
+    // extension), but not as another account's, nor as an address that exists whole and is not its own.
+    let submit_as = async |user: (&str, &str), from: &str| {
+        smtp_submit(
+            stack.submission.expect("submission listener"),
+            SubmitMode::StartTls,
+            &Infra::get().tls_cert,
+            user,
+            from,
+            &["bob@example.org"],
+            &message(from, "as-detail"),
+        )
+        .await
+    };
+    let own = submit_as(("alice@example.org", "alice pw"), "alice+shop@example.org").await;
+    assert_eq!(own.outcome, "ok", "{own:?}");
+    for (user, from) in [
+        (("alice@example.org", "alice pw"), "bob+x@example.org"),
+        (("carol@example.org", "carol pw"), "carol+news@example.org"),
+    ] {
+        let refused = submit_as(user, from).await;
+        assert_eq!(refused.code, 553, "{} sending as {from}: {refused:?}", user.0);
+    }
+    stack.wait_for_inbox(bob, 2, PATIENCE).await;
+
     // A detail on a base that does not exist is refused as the base would be.
     let unknown = smtp_send(stack.smtp_addr(), "x@example.net", &["nobody+x@example.org"], &message("n", "no")).await;
     assert_eq!(unknown, SmtpOutcome::RecipientsRefused(vec![("nobody+x@example.org".into(), 550)]));

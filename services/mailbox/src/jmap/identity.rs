@@ -188,7 +188,7 @@ async fn create(ctx: &Ctx<'_>, props: &Value) -> Result<Result<i64, SetError>, M
         return Ok(Err(SetError::invalid(&["email"], "email is not an address")));
     };
     // RFC 8621 §6.3: an address the user may not send from is forbiddenFrom.
-    if !directory::sender_allowed(ctx.pool, ctx.account, &address).await? {
+    if !directory::sender_allowed(ctx.pool, ctx.account, &address, ctx.recipient_delimiter).await? {
         return Ok(Err(SetError::new("forbiddenFrom").describe(format!("this account may not send as {email}"))));
     }
     let row_id: i64 = sqlx::query_scalar(

@@ -32,7 +32,7 @@ pub mod vacation;
 
 use std::collections::HashMap;
 
-use mailbus_address::AccountId;
+use mailbus_address::{AccountId, RecipientDelimiter};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -46,6 +46,8 @@ pub struct Ctx<'a> {
     pub events: &'a Events,
     pub account: AccountId,
     pub max_message_size: u64,
+    /// Plus-addressing's delimiters: an account may send as its addresses with a detail.
+    pub recipient_delimiter: &'a RecipientDelimiter,
     /// Creation id → server id, from earlier calls in the request; methods that create add theirs.
     pub created_ids: &'a mut HashMap<String, String>,
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use mailbus_address::{AccountId, EmailAddress};
+use mailbus_address::{AccountId, EmailAddress, RecipientDelimiter};
 use mailbus_proto::v1 as pb;
 use prost::Message as _;
 use serde::Deserialize;
@@ -352,6 +352,7 @@ pub async fn prepare(
     pool: &PgPool,
     account: AccountId,
     max_message_size: u64,
+    delimiter: &RecipientDelimiter,
     identity_id: &str,
     email_id: &str,
     envelope: &str,
@@ -377,7 +378,7 @@ pub async fn prepare(
     // RFC 8621 §7.5 forbiddenFrom: every From address must be one the account may send as.
     for from in addresses(&header.from) {
         let allowed = match &from {
-            Ok(address) => directory::sender_allowed(pool, account, address).await?,
+            Ok(address) => directory::sender_allowed(pool, account, address, delimiter).await?,
             Err(_) => false,
         };
         if !allowed {
@@ -398,7 +399,7 @@ pub async fn prepare(
                 Err(_) => return Ok(Err(SetError::new("forbiddenFrom").describe("the identity has no address"))),
             },
         };
-        if !directory::sender_allowed(pool, account, &mail_from).await? {
+        if !directory::sender_allowed(pool, account, &mail_from, delimiter).await? {
             let why = format!("this account may not send as {mail_from}");
             return Ok(Err(SetError::new("forbiddenFrom").describe(why)));
         }
@@ -412,7 +413,7 @@ pub async fn prepare(
             return Ok(Err(SetError::invalid(&["envelope"], "not an Envelope")));
         };
         let mail_from = match given.mail_from.email.parse::<EmailAddress>() {
-            Ok(address) if directory::sender_allowed(pool, account, &address).await? => address,
+            Ok(address) if directory::sender_allowed(pool, account, &address, delimiter).await? => address,
             _ => {
                 let why = format!("this account may not send as {:?}", given.mail_from.email);
                 return Ok(Err(SetError::new("forbiddenMailFrom").describe(why)));

@@ -54,7 +54,13 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::CheckSenderResponse>, Status> {
         let request = request.into_inner();
         let address: EmailAddress = request.address.parse().map_err(invalid)?;
-        let allowed = directory::sender_allowed(&self.pool, AccountId::from(request.account_id), &address).await?;
+        let allowed = directory::sender_allowed(
+            &self.pool,
+            AccountId::from(request.account_id),
+            &address,
+            &self.recipient_delimiter,
+        )
+        .await?;
         Ok(Response::new(pb::CheckSenderResponse { allowed }))
     }
 

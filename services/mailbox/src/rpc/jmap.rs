@@ -48,6 +48,7 @@ impl Jmap for MailboxService {
             events: &self.events,
             account,
             max_message_size: self.max_message_size,
+            recipient_delimiter: &self.recipient_delimiter,
             created_ids: &mut created_ids,
         };
         let responses = jmap::call(&mut ctx, &call.method, arguments).await;
@@ -127,10 +128,17 @@ impl Jmap for MailboxService {
     ) -> Result<Response<pb::PrepareSubmissionResponse>, Status> {
         let r = request.into_inner();
         let account = self.jmap_account(r.account_id).await?;
-        let prepared =
-            submission::prepare(&self.pool, account, self.max_message_size, &r.identity_id, &r.email_id, &r.envelope)
-                .await
-                .map_err(internal)?;
+        let prepared = submission::prepare(
+            &self.pool,
+            account,
+            self.max_message_size,
+            &self.recipient_delimiter,
+            &r.identity_id,
+            &r.email_id,
+            &r.envelope,
+        )
+        .await
+        .map_err(internal)?;
         let outcome = match prepared {
             Ok(p) => pb::prepare_submission_response::Outcome::Prepared(pb::PreparedSubmission {
                 mail_from: p.mail_from,

@@ -160,7 +160,27 @@ pub async fn authenticate(
 
 /// Whether `account` may send as `address`: its own address, or an alias that leads to it. A catch-all
 /// does not count: it would let one account speak for the whole domain.
-pub async fn sender_allowed(pool: &PgPool, account: AccountId, address: &EmailAddress) -> Result<bool, MailboxError> {
+///
+/// With plus-addressing on, an address with a detail is the account's when its base is (`alice+shop@`
+/// is alice's if `alice@` is), as Postfix's sender login maps are looked up without the extension; the
+/// address itself is tried first, so an account or alias that exists whole keeps its own owner.
+pub async fn sender_allowed(
+    pool: &PgPool,
+    account: AccountId,
+    address: &EmailAddress,
+    delimiter: &RecipientDelimiter,
+) -> Result<bool, MailboxError> {
+    let key = address.lookup_key();
+    let exists_whole: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM accounts WHERE address = $1 UNION ALL SELECT 1 FROM aliases WHERE address = $1 LIMIT 1",
+    )
+    .bind(&key)
+    .fetch_optional(pool)
+    .await?;
+    let key = match delimiter.base(address) {
+        Some(base) if exists_whole.is_none() => base.lookup_key(),
+        _ => key,
+    };
     let allowed: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM accounts WHERE id = $1 AND address = $2 AND NOT disabled
          UNION ALL
@@ -169,7 +189,7 @@ pub async fn sender_allowed(pool: &PgPool, account: AccountId, address: &EmailAd
          LIMIT 1",
     )
     .bind(account.get())
-    .bind(address.lookup_key())
+    .bind(key)
     .fetch_optional(pool)
     .await?;
     Ok(allowed.is_some())
