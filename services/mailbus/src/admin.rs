@@ -27,7 +27,7 @@ pub enum AdminCommand {
     /// The mail queue, at the relay role's MAILBUS_RELAY_URL.
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// An account's mail: import from and export to Maildir and mbox.
+    /// An account's mail: import and export (Maildir, mbox), search, fetch, expunge, stats.
     #[command(subcommand)]
     Mail(crate::mail::MailCommand),
     /// DKIM signing keys of the hosted domains (RFC 6376).
@@ -96,6 +96,14 @@ pub enum DomainCommand {
     Add { name: String },
     /// List hosted domains.
     List,
+    /// Stop hosting a domain (and drop its DKIM keys). Refused while it holds accounts or aliases.
+    Remove {
+        name: String,
+        /// Remove its accounts and aliases too. Each account goes with ALL ITS MAIL, as `account remove`
+        /// does (export it first to keep it), and out of other domains' aliases. Nothing asks to confirm.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -117,6 +125,11 @@ pub enum AccountCommand {
     Enable { address: String },
     /// Delete the account with all its mail, and take it out of aliases.
     Remove { address: String },
+    /// Give an account a new address, keeping its mail (messages, flags, UIDs, UIDVALIDITY), password,
+    /// quota, Sieve scripts and the aliases that lead to it. Refused when the new address is already an
+    /// account's or an alias's. Mail to the old address is refused afterwards: add an alias from it to
+    /// keep it arriving.
+    Rename { address: String, new_address: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -201,6 +214,19 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
         AdminCommand::Domain(DomainCommand::List) => {
             let domains = directory.list_domains(pb::ListDomainsRequest {}).await.map_err(status_error)?.into_inner();
             print_table(&["DOMAIN"], domains.domains.into_iter().map(|d| vec![d.name]).collect());
+        }
+        AdminCommand::Domain(DomainCommand::Remove { name, force }) => {
+            let request = pb::RemoveDomainRequest { name: name.clone(), force };
+            let removed = directory.remove_domain(request).await.map_err(status_error)?.into_inner();
+            println!(
+                "domain {name} removed, with {} account(s) and {} alias(es)",
+                removed.accounts_removed, removed.aliases_removed
+            );
+        }
+        AdminCommand::Account(AccountCommand::Rename { address, new_address }) => {
+            let request = pb::RenameAccountRequest { address: address.clone(), new_address };
+            let account = directory.rename_account(request).await.map_err(status_error)?.into_inner();
+            println!("account {address} renamed to {} (id {})", account.address, account.id);
         }
         AdminCommand::Account(AccountCommand::Add { address }) => {
             let password = read_password()?;
@@ -503,7 +529,7 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

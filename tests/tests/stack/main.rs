@@ -15,6 +15,7 @@ mod jmap_email;
 mod jmap_http;
 mod jmap_objects;
 mod mail_import;
+mod mail_tools;
 mod noloss;
 mod ops;
 mod pop3;

@@ -8,6 +8,7 @@ mod import;
 mod maildir;
 mod mbox;
 mod progress;
+mod tools;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,39 @@ pub enum MailCommand {
         #[command(flatten)]
         target: Location,
     },
+    /// The messages matching IMAP search keys (RFC 9051 §6.4.4, e.g. `UNSEEN FROM ann SINCE 1-Jan-2026`;
+    /// a word with spaces is one string), one `MAILBOX<TAB>UID` line each.
+    Search(Query),
+    /// The chosen header fields of the messages matching the search keys, each message after a
+    /// `== MAILBOX UID` line.
+    Fetch {
+        /// A header field to print (repeatable).
+        #[arg(long = "field", value_parser = tools::field_name, default_values = ["From", "Subject", "Date"])]
+        fields: Vec<String>,
+        #[command(flatten)]
+        query: Query,
+    },
+    /// Expunge the messages matching the search keys at once (no \Deleted step, no undo). `ALL` is
+    /// needed to mean everything.
+    Expunge(Query),
+    /// Per mailbox: messages, unseen, bytes, UIDVALIDITY and UIDNEXT.
+    Stats {
+        address: String,
+        /// Only this mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Query {
+    address: String,
+    /// Only this mailbox (default: every mailbox).
+    #[arg(long)]
+    mailbox: Option<String>,
+    /// IMAP search keys.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    keys: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,8 +110,24 @@ impl Source {
 pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()> {
     let channel = mailbus_grpc::connect(&settings.get(MAILBUS_MAILBOX_URL)?)?;
     let mut directory = DirectoryClient::new(channel.clone());
-    let mailbox = MailboxClient::new(channel);
+    let mut mailbox = MailboxClient::new(channel);
     match command {
+        MailCommand::Search(q) => {
+            let account = account_id(&mut directory, &q.address).await?;
+            tools::print_search(&mut mailbox, account, q.mailbox.as_deref(), &q.keys).await
+        }
+        MailCommand::Fetch { fields, query: q } => {
+            let account = account_id(&mut directory, &q.address).await?;
+            tools::print_fetch(&mut mailbox, account, q.mailbox.as_deref(), &fields, &q.keys).await
+        }
+        MailCommand::Expunge(q) => {
+            let account = account_id(&mut directory, &q.address).await?;
+            tools::expunge(&mut mailbox, account, q.mailbox.as_deref(), &q.keys).await
+        }
+        MailCommand::Stats { address, mailbox: only } => {
+            let account = account_id(&mut directory, &address).await?;
+            tools::stats(&mut mailbox, account, only.as_deref()).await
+        }
         MailCommand::Import { address, source } => {
             let account = account_id(&mut directory, &address).await?;
             let folders = match (source.maildir, source.mbox) {
