@@ -10,6 +10,7 @@ mod failures;
 mod flood;
 mod hostile;
 mod imap;
+mod imap_import;
 mod jmap;
 mod jmap_email;
 mod jmap_http;

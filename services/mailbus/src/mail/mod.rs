@@ -4,6 +4,8 @@
 //! reads with ListMessages, Changes and FetchMessage.
 
 mod export;
+mod imap_client;
+mod imap_import;
 mod import;
 mod maildir;
 mod mbox;
@@ -19,13 +21,16 @@ use crate::settings::{MAILBUS_MAILBOX_URL, Settings};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MailCommand {
-    /// Import mail into an account from a Maildir tree (Dovecot's layout, Maildir++ folders) or an mbox
-    /// file or directory of mbox files. Running it again adds nothing twice; exits 1 when any message was
-    /// refused (listed with its file), after importing the rest.
+    /// Import mail into an account from a Maildir tree (Dovecot's layout, Maildir++ folders), an mbox
+    /// file or directory of mbox files, or a live IMAP server over TLS. Running it again adds nothing
+    /// twice; exits 1 when any message was refused (listed with where it came from), after importing the
+    /// rest, or when the source server was lost (run it again to resume).
     Import {
         address: String,
         #[command(flatten)]
-        source: Location,
+        source: ImportSource,
+        #[command(flatten)]
+        imap: ImapOptions,
     },
     /// Export an account's mail to a Maildir tree (flags in the file names, internal dates as mtimes) or
     /// to a directory of mboxrd files, one per mailbox.
@@ -81,6 +86,78 @@ pub struct Location {
     mbox: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ImportSource {
+    /// A Maildir tree: its root holds INBOX's cur/ and new/, and `.Folder` directories the others.
+    #[arg(long)]
+    maildir: Option<PathBuf>,
+    /// An mbox file (imported into INBOX), or a directory of them (one mailbox per file, directories as the
+    /// hierarchy).
+    #[arg(long)]
+    mbox: Option<PathBuf>,
+    /// A live IMAP server, `host` or `host:port` (993 with --imap-security implicit, 143 with starttls):
+    /// every folder, flags, keywords, internal dates, subscriptions and SPECIAL-USE roles.
+    #[arg(long, requires = "imap_user")]
+    imap_host: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImapOptions {
+    /// The user to log in as on the IMAP server.
+    #[arg(long)]
+    imap_user: Option<String>,
+    /// A file whose first line is the IMAP password (never a command-line argument: `ps` shows those).
+    #[arg(long, conflicts_with = "imap_password_env")]
+    imap_password_file: Option<PathBuf>,
+    /// The name of an environment variable holding the IMAP password.
+    #[arg(long)]
+    imap_password_env: Option<String>,
+    /// implicit: TLS from the start (IMAPS); starttls: STARTTLS before the login. Never plain text.
+    #[arg(long, value_enum, default_value = "implicit")]
+    imap_security: imap_client::Security,
+    /// Trust the certificates in this PEM file instead of the system's roots (a private CA).
+    #[arg(long, conflicts_with = "insecure")]
+    imap_ca: Option<PathBuf>,
+    /// Accept any certificate (self-signed, wrong name): the connection is encrypted but the server is not
+    /// authenticated, so only on a network you trust.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl ImapOptions {
+    fn source(self, host_port: &str) -> anyhow::Result<imap_import::Source> {
+        let user = self.imap_user.context("--imap-user is needed with --imap-host")?;
+        let password = match (&self.imap_password_file, &self.imap_password_env) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                text.lines().next().unwrap_or_default().to_owned()
+            }
+            (None, Some(var)) => std::env::var(var).with_context(|| format!("reading the password from ${var}"))?,
+            (None, None) => anyhow::bail!("give the IMAP password with --imap-password-file or --imap-password-env"),
+        };
+        let default_port = match self.imap_security {
+            imap_client::Security::Implicit => 993,
+            imap_client::Security::Starttls => 143,
+        };
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
+                (host.trim_matches(['[', ']']).to_owned(), port.parse().context("--imap-host port")?)
+            }
+            _ => (host_port.to_owned(), default_port),
+        };
+        let tls = match (&self.imap_ca, self.insecure) {
+            (_, true) => mailbus_tls::opportunistic_client_config(),
+            (Some(path), false) => {
+                let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                mailbus_tls::client_config_trusting(&pem)?
+            }
+            (None, false) => mailbus_tls::client_config_system_roots()?,
+        };
+        Ok(imap_import::Source { host, port, security: self.imap_security, user, password, tls })
+    }
+}
+
 /// Messages that were refused; the run went on without them.
 #[derive(Debug, thiserror::Error)]
 #[error("{0} message(s) refused")]
@@ -128,12 +205,13 @@ pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()
             let account = account_id(&mut directory, &address).await?;
             tools::stats(&mut mailbox, account, only.as_deref()).await
         }
-        MailCommand::Import { address, source } => {
+        MailCommand::Import { address, source, imap } => {
             let account = account_id(&mut directory, &address).await?;
-            let folders = match (source.maildir, source.mbox) {
-                (Some(dir), _) => maildir::folders(&dir)?,
-                (_, Some(path)) => mbox_folders(&path)?,
-                _ => unreachable!("clap requires one of --maildir and --mbox"),
+            let folders = match (source.maildir, source.mbox, source.imap_host) {
+                (Some(dir), _, _) => maildir::folders(&dir)?,
+                (_, Some(path), _) => mbox_folders(&path)?,
+                (_, _, Some(host)) => return imap_import::run(mailbox, account, imap.source(&host)?).await,
+                _ => unreachable!("clap requires one of --maildir, --mbox and --imap-host"),
             };
             import::run(mailbox, account, folders).await
         }
