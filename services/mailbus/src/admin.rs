@@ -33,6 +33,21 @@ pub enum AdminCommand {
     /// DKIM signing keys of the hosted domains (RFC 6376).
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// The JetStream half of a backup (NATS_URL, MAILBUS_NATS_PREFIX): the queue, its consumer's
+    /// state, dead letters, bodies and buckets. `deploy/backup` pairs it with pg_dump.
+    #[command(subcommand)]
+    Nats(NatsCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NatsCommand {
+    /// Snapshot every stream of the prefix into a directory (created), through the server's snapshot
+    /// API, while mailbus runs. Take it BEFORE pg_dump: mail delivered in between is then in the
+    /// database, and its repeated delivery after a restore is recognised and dropped.
+    Backup { dir: std::path::PathBuf },
+    /// Restore the streams of a backup directory into a NATS where this prefix has no streams yet:
+    /// before the roles start, which would create empty ones.
+    Restore { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -314,8 +329,41 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
         AdminCommand::Queue(command) => return queue(command, settings).await,
         AdminCommand::Mail(command) => return crate::mail::run(command, settings).await,
         AdminCommand::Dkim(command) => return dkim(command, &url).await,
+        AdminCommand::Nats(command) => return nats(command, settings).await,
     }
     Ok(())
+}
+
+async fn nats(command: NatsCommand, settings: &Settings) -> anyhow::Result<()> {
+    use mailbus_jetstream::backup;
+    let url = settings.get(crate::settings::NATS_URL)?;
+    let names = settings.get(crate::settings::MAILBUS_NATS_PREFIX)?;
+    let client = async_nats_connect(&url).await?;
+    match command {
+        NatsCommand::Backup { dir } => {
+            let streams = backup::backup(&client, &names, &dir).await?;
+            for (stream, size) in &streams {
+                println!("{stream}: {size} bytes");
+            }
+            println!("{} stream(s) backed up into {}", streams.len(), dir.display());
+        }
+        NatsCommand::Restore { dir } => {
+            let streams = backup::restore(&client, &dir).await?;
+            println!("{} stream(s) restored: {}", streams.len(), streams.join(" "));
+        }
+    }
+    client.flush().await.context("flushing to NATS")?;
+    Ok(())
+}
+
+/// One connection attempt, unlike the roles' (which keep retrying): an operator's command should fail.
+async fn async_nats_connect(url: &str) -> anyhow::Result<mailbus_jetstream::async_nats::Client> {
+    mailbus_jetstream::async_nats::ConnectOptions::new()
+        .name("mailbus admin")
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
 }
 
 async fn dkim(command: DkimCommand, url: &str) -> anyhow::Result<()> {

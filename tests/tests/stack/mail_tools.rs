@@ -22,7 +22,7 @@ async fn stack_with_ann() -> TestStack {
 }
 
 /// `UID FETCH 1:* (FLAGS RFC822.SIZE)` lines and the UIDVALIDITY of one mailbox, as imaplib shows them.
-async fn imap_state(stack: &TestStack, user: &str, password: &str, mailbox: &str) -> (Vec<String>, String) {
+pub(crate) async fn imap_state(stack: &TestStack, user: &str, password: &str, mailbox: &str) -> (Vec<String>, String) {
     let steps = json!([
         ["login", user, password],
         ["select", mailbox, true],

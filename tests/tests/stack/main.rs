@@ -4,6 +4,7 @@
 mod acceptance;
 mod addressing;
 mod admin;
+mod backup;
 mod delivery;
 mod dkim;
 mod failures;
