@@ -89,7 +89,7 @@ async fn view(addr: SocketAddr, tls: Option<(&str, &Path)>, user: &str, password
 
 /// Each source folder's messages are the account's, in the same order, with the same flags, dates,
 /// sizes and octets; nothing else in the account holds mail.
-fn check(source: &[(String, Vec<Shown>)], imported: &[(String, Vec<Shown>)]) {
+fn check(source: &[(String, Vec<Shown>)], imported: &[(String, Vec<Shown>)], ours: fn(&str) -> String) {
     for (name, messages) in source {
         let target = ours(name);
         let (_, got) = imported.iter().find(|(n, _)| *n == target).unwrap_or_else(|| panic!("no {target}"));
@@ -162,8 +162,8 @@ fn added(stdout: &str) -> usize {
     stdout[from..].split_whitespace().next().unwrap().parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothing() {
+/// A Dovecot with TLS on the harness's certificate, filled over IMAPS by imaplib, and what it serves.
+async fn filled_dovecot() -> (ThrowawayDovecot, Vec<(String, Vec<Shown>)>) {
     let infra = tokio::task::spawn_blocking(mailbus_tests::Infra::get).await.unwrap();
     let cert = infra.tls_cert.clone();
     let key = infra.tls_key.clone();
@@ -182,7 +182,14 @@ async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothi
     assert!(results[1..].iter().all(|r| r[0] == "OK"), "filling Dovecot: {results:?}");
     let source = view(imaps, source_tls, SOURCE_USER, SOURCE_PASSWORD).await;
     assert_eq!(source.iter().map(|(_, m)| m.len()).sum::<usize>(), 7, "{source:?}");
+    (dovecot, source)
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothing() {
+    let infra = tokio::task::spawn_blocking(mailbus_tests::Infra::get).await.unwrap();
+    let (dovecot, source) = filled_dovecot().await;
+    let imaps = dovecot.tls_addr.unwrap();
     let stack = TestStack::builder().roles(&[Role::Mailbox, Role::Access]).start().await;
     for user in ["ann@example.org", "bea@example.org", "cid@example.org"] {
         stack.add_account(user, "pw").await;
@@ -198,7 +205,7 @@ async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothi
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("messages 7 (") && stdout.contains("refused 0"), "{stdout}");
     let imported = view(stack.imap_addr(), None, "ann@example.org", "pw").await;
-    check(&source, &imported);
+    check(&source, &imported, ours);
     // Subscriptions come along: Lists/rust was subscribed at the source, Lists was not.
     let lsub = imap_session(stack.imap_addr(), None, json!([["login", "ann@example.org", "pw"], ["lsub"]])).await;
     let subscribed: Vec<&str> = lsub[2][1]
@@ -243,7 +250,29 @@ async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothi
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(added(&stdout), 7 - first, "{stdout}");
     assert!(stdout.contains(&format!("skipped {first} ")), "{stdout}");
-    check(&source, &view(stack.imap_addr(), None, "cid@example.org", "pw").await);
+    check(&source, &view(stack.imap_addr(), None, "cid@example.org", "pw").await, ours);
+    stack.stop().await;
+    drop(dovecot);
+}
+
+/// The Maildir a real Dovecot wrote (its `.`-separated Maildir++ folders, flags in the file names,
+/// keywords in `dovecot-keywords`, INTERNALDATE as the files' mtimes) imports as Dovecot serves it over
+/// IMAP. A Maildir holds no SPECIAL-USE attributes (they were Dovecot's configuration), so `Gesendet`
+/// keeps its name here.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_maildir_written_by_dovecot_imports_as_dovecot_serves_it() {
+    let (dovecot, source) = filled_dovecot().await;
+    let maildir = dovecot.dir.path().join("mail").join(SOURCE_USER).join("Maildir");
+    assert!(maildir.join(".Lists.rust").is_dir(), "Dovecot's Maildir++ layout in {}", maildir.display());
+    let stack = TestStack::builder().roles(&[Role::Mailbox, Role::Access]).start().await;
+    stack.add_account("dan@example.org", "pw").await;
+    let path = maildir.display().to_string();
+    let (code, stdout, stderr) =
+        admin_with_env(&stack, &["mail", "import", "dan@example.org", "--maildir", &path], "", &[]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("messages 7 (") && stdout.contains("refused 0"), "{stdout}");
+    let maildir_name = |name: &str| name.replace('.', "/");
+    check(&source, &view(stack.imap_addr(), None, "dan@example.org", "pw").await, maildir_name);
     stack.stop().await;
     drop(dovecot);
 }
