@@ -196,6 +196,16 @@ async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothi
     }
     let host = imaps.to_string();
 
+    // The password only from a file or the environment, and it must be given.
+    let (code, _, stderr) = admin_with_env(&stack, &import_args("ann@example.org", &host, &[]), "", &[]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("reading the password from $SOURCE_IMAP_PASSWORD"), "{stderr}");
+    let mut no_password = vec!["mail", "import", "ann@example.org", "--imap-host", &host, "--imap-user", "x"];
+    let (code, _, stderr) = admin_with_env(&stack, &no_password, "", &[]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--imap-password-file or --imap-password-env"), "{stderr}");
+    no_password.extend(["--imap-password", "secret"]);
+    assert_eq!(admin_with_env(&stack, &no_password, "", &[]).await.0, 2, "no password on the command line");
     // IMAPS with a self-signed certificate: refused unless trusted or --insecure.
     let (code, _, stderr) = admin_with_env(&stack, &import_args("ann@example.org", &host, &[]), "", PASSWORD_ENV).await;
     assert_eq!(code, 1);

@@ -206,11 +206,16 @@ pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()
             tools::stats(&mut mailbox, account, only.as_deref()).await
         }
         MailCommand::Import { address, source, imap } => {
+            if let Some(host) = source.imap_host {
+                // The options are checked (and the password read) before anything is contacted.
+                let source = imap.source(&host)?;
+                let account = account_id(&mut directory, &address).await?;
+                return imap_import::run(mailbox, account, source).await;
+            }
             let account = account_id(&mut directory, &address).await?;
-            let folders = match (source.maildir, source.mbox, source.imap_host) {
-                (Some(dir), _, _) => maildir::folders(&dir)?,
-                (_, Some(path), _) => mbox_folders(&path)?,
-                (_, _, Some(host)) => return imap_import::run(mailbox, account, imap.source(&host)?).await,
+            let folders = match (source.maildir, source.mbox) {
+                (Some(dir), _) => maildir::folders(&dir)?,
+                (_, Some(path)) => mbox_folders(&path)?,
                 _ => unreachable!("clap requires one of --maildir, --mbox and --imap-host"),
             };
             import::run(mailbox, account, folders).await
