@@ -211,3 +211,57 @@ impl ImapClient {
 fn refused(command: &'static str, kind: &'static str, text: String) -> ImapError {
     ImapError::Refused { command, kind, text }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncBufReadExt;
+
+    /// A hostile or broken IMAPS server on loopback: greets, then answers each command line with what
+    /// `script` gives for it (None: close the connection).
+    async fn server(script: fn(&str) -> Option<&'static str>) -> (u16, Arc<rustls::ClientConfig>) {
+        let pem = mailbus_tls::self_signed(&["localhost".to_owned()]).unwrap();
+        let tls = mailbus_tls::ServerTls::from_pem(&pem.cert_pem, &pem.key_pem).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let stream = tls.accept(tcp).await.unwrap();
+            let (read, mut write) = tokio::io::split(stream);
+            write.write_all(b"* OK ready\r\n").await.unwrap();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let tag = line.split(' ').next().unwrap_or_default().to_owned();
+                let Some(answer) = script(&line) else { return };
+                let _ = write.write_all(answer.replace("TAG", &tag).as_bytes()).await;
+            }
+        });
+        (port, mailbus_tls::client_config_trusting(&pem.cert_pem).unwrap())
+    }
+
+    async fn login(script: fn(&str) -> Option<&'static str>) -> Result<Reply, ImapError> {
+        let (port, tls) = server(script).await;
+        let mut client =
+            ImapClient::connect("localhost", port, Security::Implicit, tls, Duration::from_secs(5)).await.unwrap();
+        client.run(CommandBody::login("u", "p").unwrap(), "LOGIN").await
+    }
+
+    #[tokio::test]
+    async fn a_login_answered_ok_succeeds_and_a_no_is_a_refusal_with_its_text() {
+        assert!(login(|_| Some("TAG OK logged in\r\n")).await.is_ok());
+        let error = login(|_| Some("TAG NO [AUTHENTICATIONFAILED] wrong\r\n")).await.err().unwrap();
+        assert!(matches!(&error, ImapError::Refused { kind: "NO", text, .. } if text == "wrong"), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn garbage_is_a_protocol_error_and_a_closed_connection_is_lost_never_a_panic() {
+        let error = login(|_| Some("\u{0}\u{1} not imap at all\r\n")).await.err().unwrap();
+        assert!(matches!(error, ImapError::Protocol(_)), "{error:?}");
+        let error = login(|_| None).await.err().unwrap();
+        assert!(matches!(error, ImapError::Lost(_)), "{error:?}");
+        // A literal announced and never completed: the server goes silent inside it, and the read
+        // limit ends the wait.
+        let error = login(|_| Some("* 1 FETCH (BODY[] {999999}\r\nshort")).await.err().unwrap();
+        assert!(matches!(error, ImapError::Lost(_)), "{error:?}");
+    }
+}
