@@ -1,7 +1,7 @@
 //! The wire contracts of mailbus, generated from `proto/mailbus/v1/*.proto`: the gRPC services
-//! (`Directory`, `Mailbox`, `QueueAdmin`, `DkimKeys`) and the payloads that travel on NATS (`Envelope`,
-//! `MailboxEvent`). Generated types stay at the service edges; services convert them into their own
-//! validated domain types.
+//! (`Directory`, `Mailbox`, `QueueAdmin`, `DkimKeys`, `Jmap`, `Sieve`) and the payloads that travel on
+//! NATS (`Envelope`, `MailboxEvent`). Generated types stay at the service edges; services convert them
+//! into their own validated domain types.
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

@@ -144,7 +144,12 @@ await scenario(async (browser, run) => {
     await page.mouse.down();
     await requestDelivery('Live');
     await row(page, 'Live').waitFor({ timeout: 20000 });
-    await page.waitForFunction(`(${inboxCount})() !== ${JSON.stringify(unreadBefore)}`, null, { timeout: 10000 });
+    // A function, not a string: the page's CSP (script-src 'self') refuses the eval a string predicate
+    // needs once the first check is false.
+    await page.waitForFunction((old) => {
+      const count = document.querySelector('[data-test=folder][data-role=inbox] [data-test=folder-count]');
+      return (count?.textContent || '') !== old;
+    }, unreadBefore, { timeout: 10000 });
     run.facts.liveAppeared = await page.evaluate(() => window.mailbusNoReload === true);
     await page.waitForFunction((old) => document.title !== old, before, { timeout: 10000 }).catch(() => {});
     run.facts.titleAfterLive = await page.title();

@@ -339,6 +339,19 @@ pub async fn imap_session(server: SocketAddr, tls: Option<(&str, &std::path::Pat
     }
 }
 
+/// Runs a ManageSieve session with the `managesieve` library (PyPI): STARTTLS (verifying `cafile`),
+/// AUTHENTICATE PLAIN, then each step `["method", args...]` (see `tests/clients/managesieve_session.py`).
+pub async fn managesieve_session(
+    server: SocketAddr,
+    cafile: &std::path::Path,
+    (user, password): (&str, &str),
+    steps: Value,
+) -> Value {
+    let args = [server.ip().to_string(), server.port().to_string(), cafile.display().to_string()];
+    let stdin = serde_json::json!({ "user": user, "password": password, "steps": steps }).to_string();
+    run("managesieve_session.py", &args, Some(stdin.as_bytes())).await
+}
+
 /// Reads INBOX with IMAPClient (PyPI): `mode` is `structure` (ENVELOPE, BODYSTRUCTURE and FLAGS of every
 /// message, as IMAPClient parsed them) or `idle <seconds>` (the responses an IDLE brought).
 pub async fn imapclient_session(server: SocketAddr, user: &str, password: &str, mode: &[&str]) -> Value {
@@ -494,4 +507,13 @@ pub async fn dkim_verify(message: &[u8], records: &[(String, String)]) -> Vec<Dk
             ok: s["ok"] == true,
         })
         .collect()
+}
+
+/// The ARC chain of `message` as dkimpy judged it (`arc_verify.py`): its `cv` ("pass", "fail", "none")
+/// and dkimpy's comment, its key look-ups answered from `records` (`(name, TXT value)`) and nothing else.
+pub async fn arc_verify(message: &[u8], records: &[(String, String)]) -> (String, String) {
+    let args: Vec<String> = records.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    let result = run("arc_verify.py", &args, Some(message)).await;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&result["cv"]), text(&result["comment"]))
 }

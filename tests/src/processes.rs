@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use mailbus_devstack::free_port;
 
-use crate::wait_until;
-
 /// The variable naming a role's `/metrics` `/healthz` `/readyz` listener; `None` for no such role.
 pub fn metrics_var(role: &str) -> Option<&'static str> {
     Some(match role {
@@ -101,14 +99,25 @@ impl Replica {
         self.addr(metrics_var(self.role).expect("a role with a metrics listener"))
     }
 
-    /// Waits until `/readyz` answers 200.
+    /// Waits until `/readyz` answers 200. If it never does, the failure carries the end of the
+    /// replica's log, since the scratch directory holding
+    /// the whole log is gone once the next test run starts.
     pub async fn wait_ready(&self, limit: Duration) {
-        let never_ready = format!("{} never became ready (log: {})", self.name, self.log.display());
         let addr = self.metrics_addr();
-        wait_until(limit, &never_ready, async || {
-            http_get(addr, "/readyz").await.is_some_and(|(status, _)| status == OK)
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + limit;
+        while http_get(addr, "/readyz").await.is_none_or(|(status, _)| status != OK) {
+            if tokio::time::Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!(
+                    "{} never became ready (waited {limit:?}; log: {}); its last lines:\n{tail}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// This replica's `/metrics`.

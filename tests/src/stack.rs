@@ -6,6 +6,7 @@ use mailbus::roles::{self, Role};
 use mailbus::settings::Settings;
 use mailbus_proto::v1::{
     self as pb, directory_client::DirectoryClient, jmap_client::JmapClient, mailbox_client::MailboxClient,
+    sieve_client::SieveClient,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -90,6 +91,7 @@ impl StackBuilder {
             pop3s: None,
             imap: None,
             imaps: None,
+            managesieve: None,
             relay_grpc: None,
             mailbox_metrics: None,
             smtp_metrics: None,
@@ -129,6 +131,7 @@ pub struct TestStack {
     pub pop3s: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub managesieve: Option<SocketAddr>,
     /// The relay's QueueAdmin gRPC address.
     pub relay_grpc: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
@@ -172,6 +175,7 @@ impl TestStack {
             self.pop3s = access.pop3s_addr();
             self.imap = Some(access.imap_addr());
             self.imaps = access.imaps_addr();
+            self.managesieve = Some(access.managesieve_addr());
         }
         if let Some(http) = &bound.http {
             self.http = Some(http.http_addr());
@@ -215,6 +219,10 @@ impl TestStack {
 
     pub async fn mailbox(&self) -> MailboxClient<Channel> {
         MailboxClient::new(self.channel().await)
+    }
+
+    pub async fn sieve(&self) -> SieveClient<Channel> {
+        SieveClient::new(self.channel().await)
     }
 
     pub async fn jmap(&self) -> JmapClient<Channel> {

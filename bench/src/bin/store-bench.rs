@@ -163,7 +163,7 @@ async fn fetch_all(client: &mut MailboxClient<Channel>, request: pb::FetchReques
         match item.item {
             Some(pb::fetch_response::Item::Message(_)) => messages += 1,
             Some(pb::fetch_response::Item::Chunk(chunk)) => octets += chunk.data.len(),
-            None => {}
+            Some(pb::fetch_response::Item::MailboxModseq(_)) | None => {}
         }
     }
     Ok((messages, octets))
@@ -227,7 +227,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let mut client = mailbox_client(&stack).await?;
-    let select = pb::SelectRequest { account_id: big, mailbox: "INBOX".into() };
+    let select = pb::SelectRequest { account_id: big, mailbox: "INBOX".into(), claim_recent: true };
     timed(&format!("SELECT of {} messages", args.mailbox), 20, || {
         let (mut client, select) = (client.clone(), select.clone());
         async move {
@@ -322,6 +322,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             mailbox: "INBOX".into(),
             key: Some(pb::SearchKey { key: Some(key) }),
             threading: false,
+            sorting: false,
         };
         timed(&format!("{label} over {}", args.search), 5, || {
             let (mut client, request) = (client.clone(), request.clone());

@@ -76,6 +76,24 @@ impl Nats {
         }
     }
 
+    /// Stops the server without closing its connections (SIGSTOP), as a server too busy to answer would:
+    /// clients' messages wait in their sockets until [`Nats::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let sent = Command::new("kill").arg(signal).arg(child.id().to_string()).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill {signal} nats-server");
+        }
+    }
+
     /// Starts the server again on the same port and store (after [`Nats::kill`]).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();

@@ -20,6 +20,7 @@
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
 pub mod backup;
+mod events;
 mod lease;
 mod names;
 mod queue;
@@ -28,6 +29,7 @@ mod throttle;
 mod trace;
 
 pub use async_nats;
+pub use events::{PROBE_HEADER, is_probe, subscribe_confirmed};
 pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};
 pub use names::{NameError, Names};

@@ -256,7 +256,9 @@ impl Run<'_, '_> {
             from: command.from.as_deref().map(|s| self.expand(s)),
             addresses: self.expand_all(&command.addresses),
             mime: command.mime,
-            handle: command.handle.as_deref().map(|s| self.expand(s)),
+            // RFC 5230 §4.2: response tracking uses the arguments before variable expansion, so that
+            // `:subject "Automatic response to: ${1}"` answers a sender once, whatever the subjects.
+            handle: Some(command.handle.clone().unwrap_or_else(|| vacation::default_handle(command))),
             reason: self.expand(&command.reason),
         };
         if let Some(reply) = vacation::reply(&expanded, &self.message, self.input, self.limits) {

@@ -84,16 +84,17 @@ fn is_automatic_message(message: &Message<'_>) -> bool {
     auto_submitted || bulk || list
 }
 
+/// RFC 5230 §5.3: "Auto: " and the original subject, or a fixed subject when there is none.
 fn default_subject(message: &Message<'_>) -> String {
     match message.values("subject").into_iter().next() {
-        Some(subject) if subject.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:")) => subject,
-        Some(subject) => format!("Re: {subject}"),
+        Some(subject) => format!("Auto: {subject}"),
         None => "Automated reply".to_owned(),
     }
 }
 
-/// RFC 5230 §4.2: without `:handle`, replies that differ in their text count as different.
-fn default_handle(command: &VacationCommand) -> String {
+/// RFC 5230 §4.2: without `:handle`, replies that differ in their text count as different; the caller
+/// passes the command as written, before variable expansion.
+pub(crate) fn default_handle(command: &VacationCommand) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let parts =
         [command.reason.as_str(), command.subject.as_deref().unwrap_or(""), command.from.as_deref().unwrap_or("")];

@@ -88,7 +88,12 @@ pub(crate) fn decode_encoded_characters(text: &str) -> Result<String, String> {
         let decoded = after.find('}').and_then(|end| {
             let (kind, body) = after[..end].split_once(':')?;
             let words: Vec<&str> = body.split_ascii_whitespace().collect();
-            let decoded = match kind.trim().to_ascii_lowercase().as_str() {
+            // The grammar allows blanks around the hex values but not before the name ("${ unicode:40}"
+            // stays as written), and wants at least one value made only of hex digits.
+            if words.is_empty() || !words.iter().all(|w| w.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return None;
+            }
+            let decoded = match kind.to_ascii_lowercase().as_str() {
                 "hex" => {
                     let bytes = words
                         .iter()
@@ -152,6 +157,9 @@ mod tests {
         assert_eq!(decode_encoded_characters("${hex:40}x${unicode:263a}").unwrap(), "@x\u{263a}");
         assert_eq!(decode_encoded_characters("${hex: 24 24}").unwrap(), "$$");
         assert_eq!(decode_encoded_characters("${hex:zz}").unwrap(), "${hex:zz}");
+        for literal in ["${ hex:40}", "${hex:}", "${unicode: }", "${hex:+4}", "${unicode:+40}"] {
+            assert_eq!(decode_encoded_characters(literal).unwrap(), literal);
+        }
         assert!(decode_encoded_characters("${unicode:D800}").is_err());
     }
 }

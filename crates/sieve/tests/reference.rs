@@ -182,6 +182,122 @@ if header :count "ge" :comparator "i;ascii-numeric" "received" "2" { fileinto "t
 if envelope :all :is "to" "me+sieve@example.net" { fileinto "detail"; }
 if address :count "eq" :comparator "i;ascii-numeric" "to" "0" { removeflag "a"; }"#,
     ),
+    // The RFCs' own example scripts, exactly as printed (tests/rfc5228.rs and tests/rfc5230.rs run them
+    // on the RFCs' messages).
+    (
+        "rfc5228-3.1-a",
+        r#"require "fileinto";
+if header :contains "from" "coyote" {
+   discard;
+} elsif header :contains ["subject"] ["$$$"] {
+   discard;
+} else {
+   fileinto "INBOX";
+}"#,
+    ),
+    (
+        "rfc5228-3.1-b",
+        r#"if header :contains ["From"] ["coyote"] {
+   redirect "acm@example.com";
+} elsif header :contains "Subject" "$$$" {
+   redirect "postmaster@example.com";
+} else {
+   redirect "field@example.com";
+}"#,
+    ),
+    (
+        "rfc5228-2.4.2.4",
+        r#"require "encoded-character";
+if header :contains "Subject" "$${hex:24 24}" {
+   discard;
+}"#,
+    ),
+    (
+        "rfc5228-2.7.3-and-5.7",
+        r#"require "fileinto";
+if header :contains :comparator "i;octet" "Subject"
+      "MAKE MONEY FAST" {
+   discard;
+}
+if not header :matches "Cc" "?*" { fileinto "no-cc"; }"#,
+    ),
+    (
+        "rfc5228-9",
+        r#"#
+# Example Sieve Filter
+# Declare any optional features or extension used by the script
+#
+require ["fileinto"];
+
+#
+# Handle messages from known mailing lists
+# Move messages from IETF filter discussion list to filter mailbox
+#
+if header :is "Sender" "owner-ietf-mta-filters@imc.org"
+        {
+        fileinto "filter";  # move to "filter" mailbox
+        }
+#
+# Keep all messages to or from people in my company
+#
+elsif address :DOMAIN :is ["From", "To"] "example.com"
+        {
+        keep;               # keep in "In" mailbox
+        }
+
+#
+# Try and catch unsolicited email.  If a message is not to me,
+# or it contains a subject known to be spam, file it away.
+#
+elsif anyof (NOT address :all :contains
+               ["To", "Cc", "Bcc"] "me@example.com",
+             header :matches "subject"
+               ["*make*money*fast*", "*university*dipl*mas*"])
+        {
+        fileinto "spam";   # move to "spam" mailbox
+        }
+else
+        {
+        # Move all other (non-company) mail to "personal"
+        # mailbox.
+        fileinto "personal";
+        }
+"#,
+    ),
+    (
+        "rfc5228-2.4.2.4-table",
+        r#"require ["encoded-character", "fileinto", "variables"];
+if string :is "$${hex:40}" "$@" { fileinto "t1"; }
+if string :is "${hex: 40 }" "@" { fileinto "t2"; }
+if string :is "${hex:40" "@" { fileinto "t3"; }
+if string :is "${hex:400}" "@" { fileinto "t4"; }
+if string :is "${ unicode:40}" "@" { fileinto "t5"; }
+if string :is "${UnICoDE:0000040}" "@" { fileinto "t6"; }
+if string :is "${Unicode:Cool}" "${Unicode:Cool}" { fileinto "t7"; }
+if string :is "${hex:}" "" { fileinto "t8"; }"#,
+    ),
+    (
+        "rfc5230-4.8",
+        r#"require "vacation";
+if header :contains "from" "boss@example.edu" {
+    redirect "pleeb@isp.example.org";
+} else {
+    vacation "Sorry, I'm away, I'll read your
+message when I get around to it.";
+}"#,
+    ),
+    (
+        "rfc5230-7",
+        r#"require "vacation";
+if address :matches "from" "*@ourdivision.example.com"
+{
+    vacation :subject "Gone fishing"
+             "Having lots of fun! Back in a day or two!";
+} else {
+    vacation :subject "Je suis parti cette semaine"
+             "Je lirai votre message quand je retourne.";
+}"#,
+    ),
     (
         "mailbox-create",
         r#"require ["fileinto", "mailbox", "imap4flags"];

@@ -1,4 +1,4 @@
-//! RFC 5230 vacation: every example script, and the rules of §4.5 and §5 about whom never to answer.
+//! RFC 5230 vacation: every example script (§4.2, §4.4, §4.8, §7, as printed there), and the rules of §4.5 and §5 about whom never to answer.
 
 mod support;
 
@@ -12,74 +12,119 @@ fn replies(script: &str, message: &str) -> Vec<String> {
     vacations(&run(script, message))
 }
 
-/// §3's first examples: a reason chosen by a test.
+/// What the caller does after sending a reply: remember the sender and handle for the period.
+fn remember(memory: &Memory, actions: &[Action]) {
+    for action in actions {
+        if let Action::Vacation(reply) = action {
+            memory.replied.borrow_mut().insert((reply.record.sender.clone(), reply.record.handle.clone()));
+        }
+    }
+}
+
+/// §4.2's first example: coyote writes twice, about "Cyrus bug" and "come over for dinner", and gets
+/// both answers, because the two vacation actions are different responses.
 #[test]
-fn reason_by_subject() {
+fn rfc_4_2_two_responses() {
     let script = r#"require "vacation";
 if header :contains "subject" "cyrus" {
     vacation "I'm out -- send mail to cyrus-bugs";
 } else {
     vacation "I'm out -- call me at +1 304 555 0123";
 }"#;
-    assert_eq!(replies(script, TO_ME), ["I'm out -- send mail to cyrus-bugs"]);
-    assert_eq!(replies(script, "To: me@example.com\nSubject: hi\n\nx\n"), ["I'm out -- call me at +1 304 555 0123"]);
-    // Vacation does not cancel implicit keep.
-    assert_eq!(run(script, TO_ME).last(), Some(&keep()));
+    let first = "From: coyote@desert.example.org\nTo: roadrunner@acme.example.com\nSubject: Cyrus bug\n\nx\n";
+    let second =
+        "From: coyote@desert.example.org\nTo: roadrunner@acme.example.com\nSubject: come over for dinner\n\nx\n";
+    let roadrunner = Delivery { to: "roadrunner@acme.example.com", account: "roadrunner@acme.example.com", ..DEFAULT };
+    let memory = Memory::default();
+    let one = run_with(script, first, &roadrunner, &memory);
+    assert_eq!(vacations(&one.actions), ["I'm out -- send mail to cyrus-bugs"]);
+    // Vacation does not cancel implicit keep (§4.7).
+    assert_eq!(one.actions.last(), Some(&keep()));
+    remember(&memory, &one.actions);
+    let two = run_with(script, second, &roadrunner, &memory);
+    assert_eq!(vacations(&two.actions), ["I'm out -- call me at +1 304 555 0123"]);
 }
 
-/// §4.1: :subject with a match variable, and the reply's headers.
+/// §4.2's second example: tracking uses the arguments before variable expansion, so a sender gets one
+/// answer however the subjects differ; the answer's own subject is expanded.
 #[test]
-fn subject_from_a_match_variable() {
+fn rfc_4_2_tracking_before_expansion() {
     let script = r#"require ["vacation", "variables"];
 if header :matches "subject" "*" {
     vacation :subject "Automatic response to: ${1}"
-             "I'm away";
+             "I'm away -- send mail to foo in my absence";
 }"#;
-    let actions = run(script, TO_ME);
-    let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
+    let memory = Memory::default();
+    let first = run_with(script, TO_ME, &DEFAULT, &memory);
+    let Action::Vacation(reply) = &first.actions[0] else { panic!("{first:?}") };
     assert_eq!(reply.subject, "Automatic response to: cyrus bugs");
+    assert_eq!(reply.body, "I'm away -- send mail to foo in my absence");
     assert_eq!(reply.to, "coyote@desert.example.org");
     assert_eq!(reply.from, "me@example.com");
     assert_eq!(reply.in_reply_to.as_deref(), Some("<1@example.net>"));
     let text = reply.to_message("Tue, 10 Nov 2009 18:35:00 +0100", "<r@example.com>");
     assert!(text.contains("\r\nAuto-Submitted: auto-replied\r\n"), "{text}");
     assert!(text.contains("\r\nIn-Reply-To: <1@example.net>\r\nReferences: <1@example.net>\r\n"), "{text}");
-    assert!(text.ends_with("\r\n\r\nI'm away\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nI'm away -- send mail to foo in my absence\r\n"), "{text}");
+    remember(&memory, &first.actions);
+    let other_subject = "From: friend@example.net\nTo: me@example.com\nSubject: something else\n\nx\n";
+    assert!(vacations(&run_with(script, other_subject, &DEFAULT, &memory).actions).is_empty());
 }
 
-/// The default subject is "Re: " and the original one.
+/// §4.2's third example: one :handle makes two texts one response; tweety asks about lunch and dinner
+/// and gets a single answer.
 #[test]
-fn default_subject() {
-    let actions = run("require \"vacation\"; vacation \"away\";", TO_ME);
-    let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
-    assert_eq!(reply.subject, "Re: cyrus bugs");
-    assert_eq!(reply.record.days, 7);
-}
-
-/// §4.2: :handle makes two texts one reply, once per sender per period; the caller's record says so.
-#[test]
-fn handle_and_once_per_period() {
+fn rfc_4_2_handle() {
     let script = r#"require "vacation";
 if header :contains "subject" "lunch" {
     vacation :handle "ran-away" "I'm out and can't meet for lunch";
 } else {
     vacation :handle "ran-away" "I'm out";
 }"#;
+    let spike = Delivery {
+        from: Some("tweety@cage.example.org"),
+        to: "spike@doghouse.example.com",
+        account: "spike@doghouse.example.com",
+        ..DEFAULT
+    };
+    let lunch = "From: tweety@cage.example.org\nTo: spike@doghouse.example.com\nSubject: lunch?\n\nx\n";
+    let dinner = "From: tweety@cage.example.org\nTo: spike@doghouse.example.com\nSubject: dinner?\n\nx\n";
     let memory = Memory::default();
-    let first = run_with(script, TO_ME, &DEFAULT, &memory);
+    let first = run_with(script, lunch, &spike, &memory);
+    assert_eq!(vacations(&first.actions), ["I'm out and can't meet for lunch"]);
     let Action::Vacation(reply) = &first.actions[0] else { panic!("{first:?}") };
     assert_eq!(reply.record.handle, "ran-away");
-    memory.replied.borrow_mut().insert((reply.record.sender.clone(), reply.record.handle.clone()));
-    let lunch = "To: me@example.com\nSubject: lunch?\n\nx\n";
-    assert!(vacations(&run_with(script, lunch, &DEFAULT, &memory).actions).is_empty());
-    let other = Delivery { from: Some("other@example.net"), ..DEFAULT };
+    remember(&memory, &first.actions);
+    assert!(vacations(&run_with(script, dinner, &spike, &memory).actions).is_empty());
+    // In the other order the other text goes out, and again only once.
+    let memory = Memory::default();
+    let first = run_with(script, dinner, &spike, &memory);
+    assert_eq!(vacations(&first.actions), ["I'm out"]);
+    remember(&memory, &first.actions);
+    assert!(vacations(&run_with(script, lunch, &spike, &memory).actions).is_empty());
+    // Someone else still gets an answer.
+    let other = Delivery { from: Some("other@example.net"), ..spike };
     assert_eq!(vacations(&run_with(script, lunch, &other, &memory).actions), ["I'm out and can't meet for lunch"]);
 }
 
-/// §4.6 :mime with a multi-line reason, and §4.1's :days and :addresses.
+/// §5.3: without :subject the reply's subject is "Auto: " and the original one; without a subject at all,
+/// a fixed one. Without :days, 7 (§4.1).
 #[test]
-fn mime_days_and_addresses() {
-    let mime = r#"require "vacation";
+fn default_subject() {
+    let actions = run("require \"vacation\"; vacation \"away\";", TO_ME);
+    let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(reply.subject, "Auto: cyrus bugs");
+    assert_eq!(reply.record.days, 7);
+    let actions = run("require \"vacation\"; vacation \"away\";", "To: me@example.com\n\nx\n");
+    let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(reply.subject, "Automated reply");
+}
+
+/// §4.4's :mime example, as printed but for the ";" the RFC leaves out after the final "." (the
+/// command is not complete without it; RFC 5228 §8.2). The reason is a whole MIME entity.
+#[test]
+fn rfc_4_4_mime() {
+    let printed = r#"require "vacation";
 vacation :mime text:
 Content-Type: multipart/alternative; boundary=foo
 
@@ -91,7 +136,7 @@ I'm at the beach relaxing.  Mmmm, surf...
 Content-Type: text/html; charset=us-ascii
 
 <!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.0//EN"
-"http://www.w3.org/TR/REC-html40/strict.dtd">
+ "http://www.w3.org/TR/REC-html40/strict.dtd">
 <HTML><HEAD><TITLE>How to relax</TITLE>
 <BASE HREF="http://home.example.com/pictures/"></HEAD>
 <BODY><P>I'm at the <A HREF="beach.gif">beach</A> relaxing.
@@ -100,14 +145,23 @@ Mmmm, <A HREF="ocean.gif">surf</A>...
 
 --foo--
 .
-;"#;
-    let actions = run(mime, TO_ME);
+"#;
+    // Exactly as printed, without the ";", it is a syntax error.
+    assert!(mailbus_sieve::parse(printed, &mailbus_sieve::Limits::default()).is_err());
+    let script = format!("{printed};\n");
+    let actions = run(&script, TO_ME);
     let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
     assert!(reply.mime);
     assert!(reply.body.starts_with("Content-Type: multipart/alternative; boundary=foo\r\n\r\n--foo\r\n"));
+    assert!(reply.body.contains("\r\n \"http://www.w3.org/TR/REC-html40/strict.dtd\">\r\n"), "{}", reply.body);
+    assert!(reply.body.ends_with("\r\n--foo--\r\n"), "{}", reply.body);
     let message = reply.to_message("Tue, 10 Nov 2009 18:35:00 +0100", "<r@example.com>");
     assert!(message.contains("MIME-Version: 1.0\r\nContent-Type: multipart/alternative"), "{message}");
+}
 
+/// §4.8's first example: :days and :addresses, and a reason over two lines.
+#[test]
+fn rfc_4_8_days_and_addresses() {
     let days = r#"require "vacation";
 vacation :days 23 :addresses ["tjs@example.edu",
                               "ts4z@landru.example.edu"]
@@ -118,11 +172,12 @@ If it's an emergency, call 911, I guess." ;"#;
     let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(reply.record.days, 23);
     assert_eq!(reply.body, "I'm away until October 19.\r\nIf it's an emergency, call 911, I guess.");
-    // Not addressed to any of ours: no reply.
+    assert_eq!(actions.last(), Some(&keep()));
+    // Not addressed to any of ours: no reply (§4.5).
     assert!(replies(days, "To: someone@example.org\nSubject: x\n\nx\n").is_empty());
 }
 
-/// Days are clamped to the operator's range.
+/// Days are clamped to the operator's range (§4.1).
 #[test]
 fn days_are_clamped() {
     for (days, expected) in [(0, 1), (365, 30)] {
@@ -132,42 +187,65 @@ fn days_are_clamped() {
     }
 }
 
-/// §4.7's examples: vacation beside redirect, and a reason by language.
+/// §4.8's second example: vacation beside redirect.
 #[test]
-fn beside_other_actions() {
+fn rfc_4_8_beside_redirect() {
     let script = r#"require "vacation";
 if header :contains "from" "boss@example.edu" {
-    redirect "pleeb@xanadu.example.com";
+    redirect "pleeb@isp.example.org";
 } else {
     vacation "Sorry, I'm away, I'll read your
 message when I get around to it.";
 }"#;
-    assert_eq!(
-        run(script, "From: boss@example.edu\nTo: me@example.com\n\nx\n"),
-        [redirect("pleeb@xanadu.example.com")]
-    );
+    assert_eq!(run(script, "From: boss@example.edu\nTo: me@example.com\n\nx\n"), [redirect("pleeb@isp.example.org")]);
     assert_eq!(replies(script, TO_ME), ["Sorry, I'm away, I'll read your\r\nmessage when I get around to it."]);
+    assert_eq!(run(script, TO_ME).last(), Some(&keep()));
+}
 
+/// §7's first example: a reason by language.
+#[test]
+fn rfc_7_by_language() {
     let language = r#"require "vacation";
-if header :contains ["accept-language", "content-language"] "en" {
+if header :contains ["accept-language", "content-language"] "en"
+{
     vacation "I am away this week.";
 } else {
     vacation "Estoy ausente esta semana.";
 }"#;
     assert_eq!(replies(language, "To: me@example.com\nContent-Language: en-GB\n\nx\n"), ["I am away this week."]);
+    assert_eq!(replies(language, "To: me@example.com\nAccept-Language: en\n\nx\n"), ["I am away this week."]);
+    assert_eq!(replies(language, "To: me@example.com\nContent-Language: es\n\nx\n"), ["Estoy ausente esta semana."]);
     assert_eq!(replies(language, TO_ME), ["Estoy ausente esta semana."]);
+}
 
-    let by_domain = r#"require "vacation";
-if address :matches "from" "*.example.com" {
-    vacation "Sorry, I'm away this week.";
+/// §7's second example: informal text inside the division, formal text in another language outside.
+#[test]
+fn rfc_7_by_division() {
+    let by_division = r#"require "vacation";
+if address :matches "from" "*@ourdivision.example.com"
+{
+    vacation :subject "Gone fishing"
+             "Having lots of fun! Back in a day or two!";
 } else {
-    vacation :subject "Gone fishing" "Having a lovely time on the lake.";
+    vacation :subject "Je suis parti cette semaine"
+             "Je lirai votre message quand je retourne.";
 }"#;
+    let colleague = "From: Pat <pat@ourdivision.example.com>\nTo: me@example.com\nSubject: hi\n\nx\n";
+    let actions = run(by_division, colleague);
+    let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(
-        replies(by_domain, "From: a@sales.example.com\nTo: me@example.com\n\nx\n"),
-        ["Sorry, I'm away this week."]
+        (reply.subject.as_str(), reply.body.as_str()),
+        ("Gone fishing", "Having lots of fun! Back in a day or two!")
     );
-    assert_eq!(replies(by_domain, TO_ME), ["Having a lovely time on the lake."]);
+    let actions = run(by_division, TO_ME);
+    let Action::Vacation(reply) = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(
+        (reply.subject.as_str(), reply.body.as_str()),
+        ("Je suis parti cette semaine", "Je lirai votre message quand je retourne.")
+    );
+    // A subdomain is not the division.
+    let sub = "From: x@sales.ourdivision.example.com\nTo: me@example.com\n\nx\n";
+    assert_eq!(replies(by_division, sub), ["Je lirai votre message quand je retourne."]);
 }
 
 /// §4.5 and §5: never to null, daemon or list senders, automatic or bulk mail, or ourselves.

@@ -1,4 +1,4 @@
-//! The access role: IMAP (`imap`) and POP3 sessions, each a client of the mailbox role's gRPC API for
+//! The access role: IMAP (`imap`), POP3 and ManageSieve (`managesieve`, port 4190) sessions, each a client of the mailbox role's gRPC API for
 //! every operation. IMAP listens on 143 (STARTTLS) and 993 (TLS from the first byte); a session learns of
 //! changes made elsewhere from the mailbox events on NATS. Port 110 offers STLS (RFC 2595) and 995 is TLS from the first byte. A session holds
 //! an exclusive lock on its maildrop (RFC 1939 §8) as a lease in NATS, so that two sessions on different
@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod imap;
+mod managesieve;
 mod metrics;
 mod pop3;
 
@@ -55,6 +56,7 @@ pub struct AccessConfig {
     pub throttle: ThrottlePolicy,
     pub imap: ImapConfig,
     pub pop3: Pop3Config,
+    pub managesieve: ManageSieveConfig,
 }
 
 /// What IMAP and POP3 each have of their own doors and sessions.
@@ -91,6 +93,15 @@ pub struct Pop3Config {
     pub lock_ttl: Duration,
 }
 
+/// ManageSieve (RFC 5804) on port 4190: STARTTLS only (`tls_listen` unused), scripts kept by the mailbox
+/// role's `Sieve` service.
+#[derive(Debug, Clone)]
+pub struct ManageSieveConfig {
+    pub session: SessionPolicy,
+    /// MAXREDIRECTS: what the mailbox role allows one script run.
+    pub max_redirects: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("connecting to NATS: {0}")]
@@ -111,6 +122,9 @@ pub struct Access {
     imap: TcpListener,
     imaps: Option<TcpListener>,
     imap_context: Arc<imap::ImapContext>,
+    managesieve: TcpListener,
+    managesieve_context: Arc<managesieve::Context>,
+    managesieve_caps: Caps,
     grpc: TcpListener,
     ops: TcpListener,
     context: Arc<pop3::Context<GrpcBackend>>,
@@ -146,6 +160,19 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         max_user_connections: config.imap.max_user_connections,
         user_connections: Default::default(),
     });
+    let managesieve_context = Arc::new(managesieve::Context {
+        directory: mailbus_proto::v1::directory_client::DirectoryClient::new(mailbox.clone()),
+        sieve: mailbus_proto::v1::sieve_client::SieveClient::new(mailbox.clone()),
+        tls: config.tls.clone(),
+        hostname: config.hostname.clone(),
+        plaintext_auth: config.managesieve.session.plaintext_auth,
+        max_auth_failures: config.managesieve.session.max_auth_failures,
+        max_redirects: config.managesieve.max_redirects,
+        idle_timeout: config.managesieve.session.idle_timeout,
+        login_timeout: config.managesieve.session.login_timeout,
+        throttle: throttle.clone(),
+        metrics: Default::default(),
+    });
     let context = Arc::new(pop3::Context {
         backend: GrpcBackend::new(mailbox.clone()),
         locks,
@@ -171,6 +198,9 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
             None => None,
         },
         imap_context,
+        managesieve: mailbus_acceptor::bind(config.managesieve.session.listen).await?,
+        managesieve_context,
+        managesieve_caps: config.managesieve.session.caps,
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,
         context,
@@ -198,6 +228,10 @@ impl Access {
         self.imaps.as_ref().map(local_addr)
     }
 
+    pub fn managesieve_addr(&self) -> SocketAddr {
+        local_addr(&self.managesieve)
+    }
+
     pub fn grpc_addr(&self) -> SocketAddr {
         local_addr(&self.grpc)
     }
@@ -217,6 +251,9 @@ impl Access {
         registry.register("imap_commands", "IMAP commands by name", self.imap_context.commands.clone());
         self.imap_context.metrics.register(&mut registry, "imap");
         self.context.metrics.register(&mut registry, "pop3");
+        let managesieve_sessions = Counter::<u64>::default();
+        registry.register("managesieve_sessions", "ManageSieve sessions accepted", managesieve_sessions.clone());
+        self.managesieve_context.metrics.register(&mut registry, "managesieve");
         let readiness = Readiness::default();
         tokio::spawn(watch_mailbox(self.mailbox.clone(), readiness.clone(), shutdown.clone()));
         let ops = tokio::spawn(ops::serve(self.ops, Arc::new(registry), readiness, shutdown.clone()));
@@ -244,7 +281,7 @@ impl Access {
             (ConnectionLimits::with(self.imap_caps), &self.proxies, &tls),
             &shutdown,
             imap_sessions,
-            refused,
+            refused.clone(),
             {
                 let context = self.imap_context.clone();
                 move |stream, peer, implicit_tls, shutdown| {
@@ -252,7 +289,26 @@ impl Access {
                 }
             },
         );
-        futures::future::join(pop3, imap).await;
+        let managesieve = accept_loops(
+            [Some((self.managesieve, false)), None],
+            mailbus_managesieve::response::Response::status(
+                mailbus_managesieve::response::Status::Bye,
+                Some(mailbus_managesieve::response::Code::TryLater),
+                "too many connections, try again later",
+            )
+            .to_bytes(),
+            (ConnectionLimits::with(self.managesieve_caps), &self.proxies, &tls),
+            &shutdown,
+            managesieve_sessions,
+            refused,
+            {
+                let context = self.managesieve_context.clone();
+                move |stream, peer, _implicit_tls, shutdown| {
+                    managesieve::handle(stream, peer, context.clone(), shutdown)
+                }
+            },
+        );
+        futures::future::join3(pop3, imap, managesieve).await;
         grpc.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))??;
         ops.await.map_err(|e| StartError::Ops(std::io::Error::other(e)))?.map_err(StartError::Ops)?;
         Ok(())

@@ -20,7 +20,7 @@ use crate::App;
 use crate::auth::Account;
 use crate::problem::Problem;
 use crate::reference::{self, Earlier};
-use crate::session::{CAPABILITIES, CORE, MAIL, SUBMISSION, session_state};
+use crate::session::{CAPABILITIES, CORE, MAIL, SUBMISSION, VACATION_RESPONSE, session_state};
 use crate::{MAX_CALLS_IN_REQUEST, MAX_CONCURRENT_REQUESTS, MAX_OBJECTS_IN_GET, MAX_OBJECTS_IN_SET};
 
 /// One method call of a request: name, arguments, method call id (RFC 8620 §3.2).
@@ -191,6 +191,7 @@ pub fn capability(method: &str) -> Option<&'static str> {
         | "EmailSubmission/query"
         | "EmailSubmission/queryChanges"
         | "EmailSubmission/set" => Some(SUBMISSION),
+        "VacationResponse/get" | "VacationResponse/set" => Some(VACATION_RESPONSE),
         _ => None,
     }
 }
@@ -390,6 +391,7 @@ mod tests {
     fn methods_need_their_capability() {
         assert_eq!(capability("Email/get"), Some(MAIL));
         assert_eq!(capability("Identity/get"), Some(SUBMISSION));
+        assert_eq!(capability("VacationResponse/set"), Some(VACATION_RESPONSE));
         assert_eq!(capability("Core/echo"), Some(CORE));
         assert_eq!(capability("Calendar/get"), None);
         assert_eq!(capability("Email/anything"), None, "only methods that exist");

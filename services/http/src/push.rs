@@ -83,6 +83,10 @@ pub async fn listen(nats: async_nats::Client, subject: String, app: Arc<App>) {
                 None => return,
             },
         };
+        // An IMAP session's check that its own subscription is in place, not a change.
+        if mailbus_jetstream::is_probe(&message) {
+            continue;
+        }
         let Ok(event) = MailboxEvent::decode(message.payload.as_ref()) else { continue };
         let delivery = event.kind() == MailboxEventKind::Appended && event.mailbox.eq_ignore_ascii_case("INBOX");
         app.push.publish(event.account_id, Change { delivery });

@@ -17,8 +17,10 @@ use crate::{MAX_OBJECTS_IN_GET, MAX_OBJECTS_IN_SET};
 pub const CORE: &str = "urn:ietf:params:jmap:core";
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
+/// RFC 8621 §8.
+pub const VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 /// The capabilities a request may name in `using`.
-pub const CAPABILITIES: [&str; 3] = [CORE, MAIL, SUBMISSION];
+pub const CAPABILITIES: [&str; 4] = [CORE, MAIL, SUBMISSION, VACATION_RESPONSE];
 
 /// RFC 8621 §2: mailbox names are at most this many octets (Cyrus' and Stalwart's limit as well).
 const MAX_SIZE_MAILBOX_NAME: u64 = 490;
@@ -81,6 +83,7 @@ pub fn session_object(app: &App, account: &Account, base: &str) -> Value {
             },
             MAIL: {},
             SUBMISSION: {},
+            VACATION_RESPONSE: {},
         },
         "accounts": {
             id.clone(): {
@@ -100,10 +103,11 @@ pub fn session_object(app: &App, account: &Account, base: &str) -> Value {
                         "maxDelayedSend": 0,
                         "submissionExtensions": {},
                     },
+                    VACATION_RESPONSE: {},
                 },
             },
         },
-        "primaryAccounts": {MAIL: id, SUBMISSION: id, CORE: id},
+        "primaryAccounts": {MAIL: id, SUBMISSION: id, VACATION_RESPONSE: id, CORE: id},
         "username": account.address,
         "apiUrl": format!("{base}/jmap/api"),
         "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?type={{type}}"),

@@ -9,7 +9,8 @@
 
 /* ------------------------------------------------------------------ constants */
 
-const USING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail', 'urn:ietf:params:jmap:submission'];
+const USING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail', 'urn:ietf:params:jmap:submission',
+  'urn:ietf:params:jmap:vacationresponse'];
 const PAGE_SIZE = 50;
 const LIST_PROPERTIES = ['threadId', 'mailboxIds', 'keywords', 'from', 'to', 'subject', 'receivedAt', 'preview',
   'hasAttachment'];
@@ -1215,6 +1216,50 @@ function clearSearch() {
 
 let toastTimer = 0;
 
+// The vacation reply (RFC 8621 §8 VacationResponse, the account's singleton). The dialog shows days; the
+// reply runs from the start of the first day to the end of the last, in UTC as JMAP's UTCDate is.
+async function openVacation() {
+  const { v } = await jmap([['VacationResponse/get', { ids: ['singleton'] }, 'v']]);
+  const vacation = (v.list && v.list[0]) || {};
+  $('vacation-enabled').checked = !!vacation.isEnabled;
+  $('vacation-from').value = vacation.fromDate ? vacation.fromDate.slice(0, 10) : '';
+  $('vacation-to').value = vacation.toDate ? vacation.toDate.slice(0, 10) : '';
+  $('vacation-subject').value = vacation.subject || '';
+  $('vacation-body').value = vacation.textBody || '';
+  $('vacation-error').hidden = true;
+  const dialog = $('vacation');
+  dialog.returnValue = '';
+  dialog.showModal();
+}
+
+async function saveVacation() {
+  const from = $('vacation-from').value;
+  const to = $('vacation-to').value;
+  const error = $('vacation-error');
+  if (from && to && to < from) {
+    error.textContent = 'The last day is before the first.';
+    error.hidden = false;
+    return false;
+  }
+  const update = {
+    isEnabled: $('vacation-enabled').checked,
+    fromDate: from ? `${from}T00:00:00Z` : null,
+    toDate: to ? `${to}T23:59:59Z` : null,
+    subject: $('vacation-subject').value.trim() || null,
+    textBody: $('vacation-body').value || null,
+  };
+  try {
+    const { v } = await jmap([['VacationResponse/set', { update: { singleton: update } }, 'v']]);
+    checkSet(v, 'Vacation reply');
+  } catch (e) {
+    error.textContent = e.message || String(e);
+    error.hidden = false;
+    return false;
+  }
+  toast(update.isEnabled ? 'Vacation reply is on' : 'Vacation reply is off');
+  return true;
+}
+
 function toast(text, actionLabel, action) {
   const box = $('toast');
   $('toast-text').textContent = text;
@@ -1401,6 +1446,14 @@ function wire() {
   $('logout-button').addEventListener('click', logout);
   $('logout-drawer').addEventListener('click', logout);
   $('help-button').addEventListener('click', () => $('help').showModal());
+  $('vacation-button').addEventListener('click', () => openVacation().catch(showError));
+  $('vacation-form').addEventListener('input', () => { $('vacation-error').hidden = true; });
+  $('vacation-form').addEventListener('submit', async (e) => {
+    if (e.submitter && e.submitter.value === 'save') {
+      e.preventDefault();
+      if (await saveVacation()) $('vacation').close('save');
+    }
+  });
   $('page-prev').addEventListener('click', () => page(-1));
   $('page-next').addEventListener('click', () => page(1));
   $('back-button').addEventListener('click', back);

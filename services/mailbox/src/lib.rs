@@ -1,6 +1,7 @@
 //! The mailbox role: the only owner of PostgreSQL. It serves the `Directory` (domains, accounts, aliases,
 //! quotas, credentials), `Mailbox` (mailboxes; deliver, append, fetch, store, copy, move, expunge,
-//! search) and `Jmap` (RFC 8620/8621 method calls, blobs, state) gRPC services, runs the schema
+//! search), `Jmap` (RFC 8620/8621 method calls, blobs, state), `DkimKeys` and `Sieve` (scripts) gRPC
+//! services, runs each account's Sieve script at delivery (`filter`), runs the schema
 //! migrations at start-up, and publishes a change event on NATS after each commit.
 //!
 //! It must not talk SMTP, POP3 or IMAP, and no other role may open a database connection.
@@ -16,6 +17,7 @@
 mod dkim;
 mod error;
 mod events;
+mod filter;
 mod flags;
 mod jmap;
 mod list_pattern;
@@ -33,7 +35,7 @@ use mailbus_address::RecipientDelimiter;
 use mailbus_jetstream::Names;
 use mailbus_proto::v1::{
     directory_server::DirectoryServer, dkim_keys_server::DkimKeysServer, jmap_server::JmapServer,
-    mailbox_server::MailboxServer,
+    mailbox_server::MailboxServer, sieve_server::SieveServer,
 };
 use mailbus_telemetry::ops::{self, Readiness};
 use prometheus_client::metrics::counter::Counter;
@@ -58,6 +60,22 @@ pub struct MailboxConfig {
     pub quota_full: QuotaFull,
     /// Plus-addressing (`MAILBUS_RECIPIENT_DELIMITER`); applied wherever a recipient is resolved.
     pub recipient_delimiter: RecipientDelimiter,
+    pub sieve: SieveConfig,
+}
+
+/// Sieve's limits (`MAILBUS_SIEVE_*`): the script quota per account, and what one run may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SieveConfig {
+    pub max_scripts: usize,
+    pub max_script_size: usize,
+    pub max_actions: usize,
+    pub max_redirects: usize,
+}
+
+impl Default for SieveConfig {
+    fn default() -> Self {
+        SieveConfig { max_scripts: 10, max_script_size: 64 * 1024, max_actions: 32, max_redirects: 4 }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +120,18 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
     );
     let database_up = Gauge::<i64>::default();
     registry.register("database_up", "1 when the last PostgreSQL probe succeeded", database_up.clone());
+    let sieve_errors = Family::<Vec<(String, String)>, Counter>::default();
+    registry.register(
+        "sieve_errors",
+        "Sieve failures at delivery (the message was kept in INBOX), by kind: parse, runtime, fileinto, loop",
+        sieve_errors.clone(),
+    );
+    let limits = mailbus_sieve::Limits {
+        max_script_size: config.sieve.max_script_size,
+        max_actions: config.sieve.max_actions,
+        max_redirects: config.sieve.max_redirects,
+        ..mailbus_sieve::Limits::default()
+    };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let service = rpc::MailboxService {
         pool,
@@ -112,6 +142,8 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         recipient_delimiter: config.recipient_delimiter,
         deliveries,
         deliver_seconds,
+        filter: filter::Filter::new(limits, sieve_errors),
+        sieve_quota: rpc::SieveQuota { max_scripts: config.sieve.max_scripts, max_size: config.sieve.max_script_size },
     };
     Ok(Mailbox {
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
@@ -156,6 +188,7 @@ impl Mailbox {
         let routes = Routes::new(DirectoryServer::new(self.service.clone()))
             .add_service(MailboxServer::new(self.service.clone()))
             .add_service(DkimKeysServer::new(self.service.clone()))
+            .add_service(SieveServer::new(self.service.clone()))
             // JMAP calls carry up to the http role's maxSizeRequest (MAILBUS_JMAP_MAX_REQUEST_SIZE, at most
             // the message size limit) and may answer more than tonic's default 4 MiB.
             .add_service(
@@ -168,7 +201,13 @@ impl Mailbox {
         let served = mailbus_grpc::serve(
             self.grpc,
             routes,
-            &["mailbus.v1.Directory", "mailbus.v1.Mailbox", "mailbus.v1.Jmap", "mailbus.v1.DkimKeys"],
+            &[
+                "mailbus.v1.Directory",
+                "mailbus.v1.Mailbox",
+                "mailbus.v1.Jmap",
+                "mailbus.v1.DkimKeys",
+                "mailbus.v1.Sieve",
+            ],
             shutdown,
         )
         .await;
@@ -181,13 +220,19 @@ impl Mailbox {
     }
 }
 
-/// Keeps the JMAP change log to its retention, at start-up and then every hour.
+/// Keeps the JMAP change log to its retention, and drops vacation's memories whose period is over (and
+/// follow-ups no relay will ask for again), at start-up and then every hour.
 async fn prune_changes(pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
         match jmap::changes::prune(&pool).await {
             Ok(0) => {}
             Ok(batches) => tracing::info!(batches, "pruned the JMAP change log"),
             Err(error) => tracing::warn!(%error, "pruning the JMAP change log failed; it is tried again in an hour"),
+        }
+        match store::sieve::prune(&pool).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned vacation's memory and stale Sieve follow-ups"),
+            Err(error) => tracing::warn!(%error, "pruning vacation's memory failed; it is tried again in an hour"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -153,7 +153,7 @@ pub enum AliasCommand {
     Add {
         /// An address of a hosted domain, or `@domain` for the domain's catch-all.
         address: String,
-        /// The accounts it leads to.
+        /// The accounts it leads to, or addresses in other domains to forward to.
         #[arg(required = true)]
         targets: Vec<String>,
     },

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use mailbus_acceptor::Caps;
-use mailbus_access::{Access, AccessConfig, ImapConfig, Pop3Config, SessionPolicy};
+use mailbus_access::{Access, AccessConfig, ImapConfig, ManageSieveConfig, Pop3Config, SessionPolicy};
 use mailbus_dns::DnsConfig;
 use mailbus_http::{Http, HttpConfig, Limits};
 use mailbus_jetstream::{RatePolicy, ThrottlePolicy};
-use mailbus_mailbox::{Mailbox, MailboxConfig};
+use mailbus_mailbox::{Mailbox, MailboxConfig, SieveConfig};
 use mailbus_relay::{Relay, RelayConfig, RetryPolicy};
 use mailbus_smtp::session::Enforcement;
 use mailbus_smtp_ingress::{AuthPolicy, Listeners, Policy, SmtpConfig, SmtpIngress, Timeouts};
@@ -62,6 +62,12 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         max_db_connections: s.get(MAILBUS_DB_MAX_CONNECTIONS)?,
         quota_full: s.get(MAILBUS_QUOTA_FULL)?,
         recipient_delimiter: s.get(MAILBUS_RECIPIENT_DELIMITER)?,
+        sieve: SieveConfig {
+            max_scripts: s.get(MAILBUS_SIEVE_MAX_SCRIPTS)?,
+            max_script_size: s.get(MAILBUS_SIEVE_MAX_SCRIPT_SIZE)?,
+            max_actions: s.get(MAILBUS_SIEVE_MAX_ACTIONS)?,
+            max_redirects: s.get(MAILBUS_SIEVE_MAX_REDIRECTS)?,
+        },
     })
 }
 
@@ -78,6 +84,8 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         smtp_timeout: s.get(MAILBUS_RELAY_SMTP_TIMEOUT_SECS)?,
         destination_concurrency: s.get(MAILBUS_RELAY_DESTINATION_CONCURRENCY)?,
         dkim_key_ttl: s.get(MAILBUS_DKIM_KEY_CACHE_SECS)?,
+        srs: srs(s)?,
+        authserv_id: authserv_id(s)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
         mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
@@ -92,6 +100,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
 /// The smtp-ingress role's configuration, presenting `tls`.
 pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
     Ok(SmtpConfig {
+        srs: srs(s)?,
         tls,
         hostname: s.get(MAILBUS_HOSTNAME)?,
         nats_url: s.get(NATS_URL)?,
@@ -131,6 +140,24 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
     })
 }
 
+/// Our name in Authentication-Results: port 25 writes it, the relay's ARC seal repeats it.
+fn authserv_id(s: &Settings) -> anyhow::Result<String> {
+    Ok(match s.get(MAILBUS_AUTHSERV_ID)? {
+        Some(id) => id,
+        None => s.get(MAILBUS_HOSTNAME)?,
+    })
+}
+
+/// SRS when its secret is set. An empty secret would sign every address with a key anyone knows, so it
+/// fails start-up (its value is never printed).
+fn srs(s: &Settings) -> anyhow::Result<Option<mailbus_srs::Srs>> {
+    let max_age = s.get(MAILBUS_SRS_MAX_AGE_DAYS)?;
+    match s.get(MAILBUS_SRS_SECRET)? {
+        Some(secret) if secret.trim().is_empty() => bail!("MAILBUS_SRS_SECRET is empty: unset it to turn SRS off"),
+        secret => Ok(secret.map(|secret| mailbus_srs::Srs::new(secret.as_bytes(), max_age))),
+    }
+}
+
 pub fn dns_config(s: &Settings) -> anyhow::Result<DnsConfig> {
     Ok(DnsConfig { servers: s.get(MAILBUS_DNS_RESOLVER)?, timeout: s.get(MAILBUS_DNS_TIMEOUT_MS)? })
 }
@@ -155,10 +182,7 @@ fn auth_policy(s: &Settings) -> anyhow::Result<AuthPolicy> {
         bail!("MAILBUS_DMARC_POLICY={dmarc:?} needs MAILBUS_SPF_POLICY and MAILBUS_DKIM_POLICY on");
     }
     Ok(AuthPolicy {
-        authserv_id: match s.get(MAILBUS_AUTHSERV_ID)? {
-            Some(id) => id,
-            None => s.get(MAILBUS_HOSTNAME)?,
-        },
+        authserv_id: authserv_id(s)?,
         spf,
         dkim: dkim.is_on(),
         arc: arc.is_on(),
@@ -220,6 +244,18 @@ pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfi
             },
             delete_policy: s.get(MAILBUS_POP3_DELETE)?,
             lock_ttl: s.get(MAILBUS_POP3_LOCK_TTL_SECS)?,
+        },
+        managesieve: ManageSieveConfig {
+            session: SessionPolicy {
+                listen: s.get(MAILBUS_MANAGESIEVE_LISTEN)?,
+                tls_listen: None,
+                caps: caps(s, MAILBUS_MANAGESIEVE_MAX_CONNECTIONS, MAILBUS_MANAGESIEVE_MAX_CONNECTIONS_PER_IP)?,
+                plaintext_auth: s.get(MAILBUS_MANAGESIEVE_PLAINTEXT_AUTH)?,
+                login_timeout: s.get(MAILBUS_MANAGESIEVE_LOGIN_TIMEOUT_SECS)?,
+                idle_timeout: s.get(MAILBUS_MANAGESIEVE_IDLE_TIMEOUT_SECS)?,
+                max_auth_failures: s.get(MAILBUS_MANAGESIEVE_MAX_AUTH_FAILURES)?,
+            },
+            max_redirects: s.get(MAILBUS_SIEVE_MAX_REDIRECTS)?,
         },
     })
 }
@@ -374,6 +410,17 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn srs_is_off_unset_on_with_a_secret_and_an_empty_secret_fails_without_showing_it() {
+        assert!(relay_config(&settings(&[])).unwrap().srs.is_none());
+        let relay = relay_config(&settings(&[("MAILBUS_SRS_SECRET", "s3cret")])).unwrap();
+        let srs = relay.srs.expect("SRS on");
+        assert!(srs.forward("a@origin.example", "example.org", 0).starts_with("SRS0="));
+        assert!(!format!("{srs:?}").contains("s3cret"));
+        let error = relay_config(&settings(&[("MAILBUS_SRS_SECRET", "  ")])).unwrap_err().to_string();
+        assert_eq!(error, "MAILBUS_SRS_SECRET is empty: unset it to turn SRS off");
     }
 
     #[test]

@@ -148,6 +148,36 @@ settings! {
         1..=3600,
         "time from connecting to a successful POP3 login, STLS included; then -ERR and close",
     );
+    MAILBUS_MANAGESIEVE_LISTEN: SocketAddr = new("0.0.0.0:4190", "ManageSieve listener (RFC 5804, STARTTLS)");
+    MAILBUS_MANAGESIEVE_PLAINTEXT_AUTH: PlaintextAuth = new(
+        "loopback",
+        "ManageSieve logins without TLS: never, loopback (as Dovecot) or always",
+    );
+    MAILBUS_MANAGESIEVE_MAX_AUTH_FAILURES: usize = bounded(
+        "3",
+        1..=1000,
+        "failed ManageSieve logins in one session before BYE",
+    );
+    MAILBUS_MANAGESIEVE_MAX_CONNECTIONS: usize = bounded(
+        "200",
+        1..=MAX_CONNECTIONS,
+        "simultaneous ManageSieve sessions per access process",
+    );
+    MAILBUS_MANAGESIEVE_MAX_CONNECTIONS_PER_IP: usize = bounded(
+        "20",
+        1..=MAX_CONNECTIONS,
+        "simultaneous ManageSieve sessions from one client address, logged in or not, per access process",
+    );
+    MAILBUS_MANAGESIEVE_LOGIN_TIMEOUT_SECS: Duration = secs(
+        "60",
+        1..=3600,
+        "time from connecting to a successful ManageSieve login, STARTTLS included; then BYE",
+    );
+    MAILBUS_MANAGESIEVE_IDLE_TIMEOUT_SECS: Duration = secs(
+        "600",
+        60..=DAY,
+        "ManageSieve autologout timer",
+    );
     MAILBUS_HTTP_LISTEN: SocketAddr = new("0.0.0.0:8080", "HTTP listener of the http role (JMAP, push, blobs)");
     MAILBUS_HTTPS_LISTEN: Option<SocketAddr> = optional_addr(
         "0.0.0.0:8443",
@@ -182,6 +212,26 @@ settings! {
     MAILBUS_RECIPIENT_DELIMITER: RecipientDelimiter = keeps_empty(
         "+",
         "plus-addressing: characters each of which separates a local part from its detail (alice+lists@ reaches alice@), as Postfix's recipient_delimiter; set but empty turns it off",
+    );
+    MAILBUS_SIEVE_MAX_SCRIPTS: usize = bounded(
+        "10",
+        1..=1000,
+        "Sieve scripts one account may keep (ManageSieve's QUOTA/MAXSCRIPTS)",
+    );
+    MAILBUS_SIEVE_MAX_SCRIPT_SIZE: usize = bounded(
+        "65536",
+        1024..=(1 << 24),
+        "largest Sieve script in octets (ManageSieve's QUOTA/MAXSIZE)",
+    );
+    MAILBUS_SIEVE_MAX_ACTIONS: usize = bounded(
+        "32",
+        1..=1000,
+        "actions one Sieve run may take; past it the message is kept in INBOX",
+    );
+    MAILBUS_SIEVE_MAX_REDIRECTS: usize = bounded(
+        "4",
+        0..=100,
+        "redirects one Sieve run may make (each is a message to another address); past it the message is kept in INBOX",
     );
     MAILBUS_MAILBOX_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50051", "mailbox role: Directory and Mailbox gRPC");
     MAILBUS_RELAY_GRPC_LISTEN: SocketAddr = new("0.0.0.0:50052", "relay role: QueueAdmin gRPC");
@@ -338,6 +388,10 @@ settings! {
         "DNS resolvers the relay's MX lookups and port 25's SPF, DKIM, DMARC and ARC checks ask: `system` (/etc/resolv.conf) or `address:port,…`",
     );
     MAILBUS_DNS_TIMEOUT_MS: Duration = millis("5000", 100..=60_000, "wait for one DNS answer (then one more try)");
+    MAILBUS_SRS_SECRET: Option<String> = optional(
+        "the secret of SRS (the Sender Rewriting Scheme): mail forwarded through an alias to another domain leaves with an SRS0 envelope sender of the alias's domain, and bounces to it are checked and passed back; unset, forwarded mail keeps its sender (SPF at the next hop then fails). Every relay and smtp-ingress needs the same",
+    );
+    MAILBUS_SRS_MAX_AGE_DAYS: u32 = bounded("21", 1..=1000, "how many days a bounce to an SRS address is accepted after the message was forwarded");
     MAILBUS_AUTHSERV_ID: Option<String> = optional(
         "our name in Authentication-Results (RFC 8601); incoming ones claiming it are removed (default: MAILBUS_HOSTNAME)",
     );

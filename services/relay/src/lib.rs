@@ -16,6 +16,7 @@ mod admin;
 mod delivery;
 mod downgrade;
 mod dsn;
+mod forwarding;
 mod keys;
 mod remote;
 mod routing;
@@ -39,6 +40,7 @@ pub use delivery::{Attempt, Deliverer, Destination, Outcome};
 pub use keys::KeyCache;
 pub use remote::Remote;
 pub use routing::{BadTransport, Router, TransportMap};
+pub use signing::Sealer;
 pub use worker::{RetryPolicy, Worker};
 
 #[derive(Debug, Clone)]
@@ -69,6 +71,11 @@ pub struct RelayConfig {
     /// How long the DKIM keys of a domain, once asked of the mailbox role, are used before asking again:
     /// the longest a key rotation takes to reach this relay.
     pub dkim_key_ttl: Duration,
+    /// Our name in `Authentication-Results`, whose field port 25 added the ARC seal of a forwarded copy
+    /// repeats.
+    pub authserv_id: String,
+    /// The Sender Rewriting Scheme for forwarded mail and the bounces to it; `None`: off.
+    pub srs: Option<mailbus_srs::Srs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +134,14 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     );
     let channel = mailbus_grpc::connect(&config.mailbox_url)?;
     let keys = keys::KeyCache::new(channel.clone(), config.dkim_key_ttl);
-    let deliverer = Deliverer::new(queue.clone(), channel, remote, keys, &mut registry);
+    let deliverer = Deliverer::new(
+        queue.clone(),
+        channel,
+        remote,
+        keys,
+        (config.srs.clone(), signing::Sealer::new(config.authserv_id.clone(), &config.dns)),
+        &mut registry,
+    );
     let worker = Worker::new(
         queue.clone(),
         deliverer,

@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use crate::delivery::Outcome;
 use crate::downgrade;
 use crate::routing::{Hop, NoRoute, Router};
-use crate::signing::DomainKeys;
+use crate::signing::{DomainKeys, Sealer};
 
 pub struct Remote {
     router: Router,
@@ -53,6 +53,8 @@ pub struct Outgoing<'a> {
     pub ret: Option<&'static str>,
     /// The keys to sign with, if the message is to be signed.
     pub dkim: Option<&'a DomainKeys>,
+    /// The keys to ARC-seal with, and the sealer, for a copy an alias forwards.
+    pub arc: Option<(&'a DomainKeys, &'a Sealer)>,
 }
 
 impl Remote {
@@ -298,6 +300,13 @@ impl Remote {
         // see them: a signature made before a conversion would not verify at the peer.
         let signed = message.dkim.map(|keys| [keys.sign(body).as_slice(), body].concat());
         let body = signed.as_deref().unwrap_or(body);
+        // The seal comes after the signature and covers it (its AMS signs DKIM-Signature too), as
+        // OpenARC runs after OpenDKIM.
+        let sealed = match message.arc {
+            Some((keys, sealer)) => Some([sealer.seal(keys, body).await.as_slice(), body].concat()),
+            None => None,
+        };
+        let body = sealed.as_deref().unwrap_or(body);
         let (data, reusable) = match send_data(client, body).await {
             Ok(reply) if reply.code / 100 == 2 => (Outcome::Relayed { dsn_passed_on: dsn_peer }, true),
             Ok(reply) => (outcome_of(&reply), true),

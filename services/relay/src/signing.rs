@@ -7,7 +7,7 @@ use mail_auth::arc::ArcSealer;
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
-use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
+use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
 use mailbus_proto::v1 as pb;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
 
@@ -157,8 +157,9 @@ impl DomainKeys {
     }
 
     /// An ARC set (RFC 8617 §4.1: ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results) to be
-    /// prepended to a message we forward, or nothing when the message cannot be sealed (a chain that
-    /// already failed, RFC 8617 §5.1.2) or has no fields to sign. `chain` is the ARC verification of the
+    /// prepended to a message we forward, or nothing when the message cannot be sealed (a chain whose
+    /// last seal says cv=fail, RFC 8617 §5.1.2; a chain `chain` found broken is sealed with cv=fail) or
+    /// has no fields to sign. `chain` is the ARC verification of the
     /// message as it arrived (empty: i=1, cv=none). The AAR repeats the `Authentication-Results` that
     /// port 25 added under our `authserv_id`, or says `arc=none` when there is none. One seal, with the
     /// RSA key when there is one: ed25519 ARC is not yet verified by the large receivers.
@@ -174,6 +175,42 @@ impl DomainKeys {
                 None
             }
         }
+    }
+}
+
+/// What ARC-seals the copies an alias forwards (RFC 8617 §5.1, as OpenARC after Postfix's virtual alias
+/// expansion, or Stalwart's `arc.seal`): our authserv-id, whose `Authentication-Results` the AAR
+/// repeats, and a verifier for a chain the message brought with it, whose result the new seal's `cv=`
+/// carries.
+pub struct Sealer {
+    authserv_id: String,
+    authenticator: Option<MessageAuthenticator>,
+}
+
+impl Sealer {
+    pub fn new(authserv_id: String, dns: &mailbus_dns::DnsConfig) -> Self {
+        let authenticator =
+            dns.parts().ok().and_then(|(config, options)| MessageAuthenticator::new(config, options).ok()).or_else(
+                || {
+                    tracing::warn!("no resolver for ARC verification: messages with an ARC chain are not sealed");
+                    None
+                },
+            );
+        Sealer { authserv_id, authenticator }
+    }
+
+    /// The ARC set to prepend to `message` (the octets as they go out), sealed with `keys`; empty when
+    /// it cannot be sealed (see [`DomainKeys::seal`]). A message without ARC fields starts a chain
+    /// (i=1, cv=none); one with a chain has it verified first, so the seal says what we found.
+    pub async fn seal(&self, keys: &DomainKeys, message: &[u8]) -> Vec<u8> {
+        let Some(parsed) = AuthenticatedMessage::parse(message) else { return Vec::new() };
+        let chain = if parsed.as_headers.is_empty() && parsed.ams_headers.is_empty() {
+            ArcOutput::default()
+        } else {
+            let Some(authenticator) = &self.authenticator else { return Vec::new() };
+            authenticator.verify_arc(&parsed).await
+        };
+        keys.seal(message, &self.authserv_id, &chain).unwrap_or_default()
     }
 }
 
@@ -343,6 +380,38 @@ mod tests {
         assert!(keys.is_empty());
         assert!(keys.sign(MESSAGE).is_empty());
         assert!(Ed25519Key::from_pkcs8_der(&[1, 2, 3]).is_err());
+    }
+
+    /// What `Sealer` does with a message that brought a chain: the chain as verified goes into the next
+    /// seal (i=2, cv=pass); a chain broken on the way gets a seal saying cv=fail, and one whose last seal
+    /// says so gets none (RFC 8617 §5.1.2).
+    #[tokio::test]
+    async fn a_message_forwarded_twice_gets_the_next_instance_and_a_broken_chain_none() {
+        let f = fixture();
+        let first =
+            [f.keys.seal(MESSAGE, "mx.example.org", &ArcOutput::default()).unwrap().as_slice(), MESSAGE].concat();
+        let parsed = AuthenticatedMessage::parse(&first).unwrap();
+        let chain = offline_authenticator().verify_arc(Parameters::new(&parsed).with_txt_cache(&f.dns)).await;
+        let second = f.keys.seal(&first, "mx2.example.org", &chain).unwrap();
+        let text = String::from_utf8(second.clone()).unwrap();
+        assert!(text.contains("ARC-Seal: i=2;") && text.contains("cv=pass"), "{text}");
+        let twice = [second.as_slice(), &first].concat();
+        let parsed = AuthenticatedMessage::parse(&twice).unwrap();
+        let arc = offline_authenticator().verify_arc(Parameters::new(&parsed).with_txt_cache(&f.dns)).await;
+        assert_eq!((arc.result(), arc.sets().len()), (&DkimResult::Pass, 2));
+
+        let broken = String::from_utf8(first).unwrap().replace("see you", "send money");
+        let parsed = AuthenticatedMessage::parse(broken.as_bytes()).unwrap();
+        let chain = offline_authenticator().verify_arc(Parameters::new(&parsed).with_txt_cache(&f.dns)).await;
+        assert!(!matches!(chain.result(), DkimResult::Pass), "{:?}", chain.result());
+        let marked = f.keys.seal(broken.as_bytes(), "mx2.example.org", &chain).unwrap();
+        let text = String::from_utf8(marked.clone()).unwrap();
+        assert!(text.contains("ARC-Seal: i=2;") && text.contains("cv=fail"), "{text}");
+        // Once a seal says cv=fail, nobody seals after it.
+        let failed = [marked.as_slice(), broken.as_bytes()].concat();
+        let parsed = AuthenticatedMessage::parse(&failed).unwrap();
+        let chain = offline_authenticator().verify_arc(Parameters::new(&parsed).with_txt_cache(&f.dns)).await;
+        assert_eq!(f.keys.seal(&failed, "mx3.example.org", &chain), None);
     }
 
     #[tokio::test]

@@ -11,11 +11,26 @@ use crate::ports::{Directory, DirectoryUnavailable};
 #[derive(Clone)]
 pub struct GrpcDirectory {
     client: DirectoryClient<TracedChannel>,
+    srs: Option<mailbus_srs::Srs>,
 }
 
 impl GrpcDirectory {
-    pub fn new(channel: TracedChannel) -> Self {
-        GrpcDirectory { client: DirectoryClient::new(channel) }
+    pub fn new(channel: TracedChannel, srs: Option<mailbus_srs::Srs>) -> Self {
+        GrpcDirectory { client: DirectoryClient::new(channel), srs }
+    }
+
+    /// What an address of a hosted domain that is no account or alias is worth as an SRS address: a
+    /// bounce to mail we forwarded is accepted when we signed the address and it is recent enough (the
+    /// relay passes it back); a bad signature is refused as a forgery, an old one as unknown.
+    fn srs_verdict(&self, address: &EmailAddress) -> Verdict {
+        let Some(srs) = &self.srs else { return Verdict::UnknownUser };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        match srs.reverse(&address.to_string(), now) {
+            Ok(Some(_)) => Verdict::Local,
+            Ok(None) => Verdict::UnknownUser,
+            Err(mailbus_srs::SrsError::Expired) => Verdict::ExpiredReturnPath,
+            Err(_) => Verdict::ForgedReturnPath,
+        }
     }
 }
 
@@ -41,7 +56,7 @@ impl Directory for GrpcDirectory {
         let reply = self.client.clone().resolve_recipient(request).instrument(client_span("ResolveRecipient")).await;
         match reply.map(|r| r.into_inner().kind()) {
             Ok(RecipientKind::Local) => Verdict::Local,
-            Ok(RecipientKind::UnknownUser) => Verdict::UnknownUser,
+            Ok(RecipientKind::UnknownUser) => self.srs_verdict(address),
             Ok(RecipientKind::NotLocal) => Verdict::NotLocal,
             Ok(RecipientKind::Unspecified) => Verdict::Unavailable,
             Err(status) => {

@@ -98,6 +98,8 @@ pub struct SmtpConfig {
     pub auth: AuthPolicy,
     /// The resolvers its lookups ask.
     pub dns: DnsConfig,
+    /// SRS, to accept bounces to the addresses forwarded mail left with; `None`: off.
+    pub srs: Option<mailbus_srs::Srs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +183,7 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let bodies = BodyStorage { memory_limit: body::MEMORY_LIMIT, dir: config.spool_dir.as_path().into() };
     bodies.check().map_err(|error| StartError::SpoolDir { dir: config.spool_dir.clone(), error })?;
     let context = Arc::new(Context {
-        directory: directory::GrpcDirectory::new(mailbus_grpc::connect(&config.mailbox_url)?),
+        directory: directory::GrpcDirectory::new(mailbus_grpc::connect(&config.mailbox_url)?, config.srs.clone()),
         spool: spool::JetStreamSpool::new(queue, config.policy.max_message_size),
         tls: config.tls.clone(),
         timeouts: config.timeouts,

@@ -9,7 +9,7 @@ use mailbus_tests::{Infra, TestStack, wait_until};
 use crate::{PATIENCE, message};
 
 /// `mailbus admin dkim …` against this stack's mailbox role; returns (exit code, stdout and stderr).
-async fn dkim_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
+pub(crate) async fn dkim_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
         .args(["admin", "dkim"])
         .args(args)
@@ -23,7 +23,7 @@ async fn dkim_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
 }
 
 /// The record a `generate` printed, as (name, value): the zone line's quoted strings joined.
-fn record_of(output: &str) -> (String, String) {
+pub(crate) fn record_of(output: &str) -> (String, String) {
     let line = output.lines().find(|l| l.contains(" IN TXT ")).unwrap_or_else(|| panic!("no record in {output}"));
     let (name, strings) = line.split_once(". IN TXT ").unwrap();
     let value: String = strings.split('"').skip(1).step_by(2).collect();

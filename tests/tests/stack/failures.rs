@@ -67,7 +67,14 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
         Remote::new(Router::new("*=127.0.0.1:9".parse().unwrap()), "relay.test".into(), Duration::from_secs(5), 1);
     let channel = mailbus_grpc::connect(&stack.mailbox_url()).unwrap();
     let keys = KeyCache::new(channel.clone(), Duration::from_secs(60));
-    let deliverer = Deliverer::new(queue.clone(), channel, nowhere, keys, &mut Default::default());
+    let deliverer = Deliverer::new(
+        queue.clone(),
+        channel,
+        nowhere,
+        keys,
+        (None, mailbus_relay::Sealer::new("mx.test".into(), &mailbus::roles::dns_config(&stack.settings).unwrap())),
+        &mut Default::default(),
+    );
     let outcomes = deliverer.deliver(&envelope).await.unwrap();
     assert!(
         matches!(outcomes[..], [(0, Destination::Local, Outcome::Delivered { duplicate: false, .. })]),

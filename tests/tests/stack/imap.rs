@@ -182,7 +182,8 @@ async fn changes_reach_an_idle_session_on_another_replica() {
     let (_, idle) = reply(&watched[3]);
     assert!(idle.contains("* 2 EXISTS"), "{idle}");
     let (_, flags) = reply(&watched[4]);
-    assert!(flags.contains("* 1 FETCH (FLAGS (\\Answered)"), "{flags}");
+    // The watcher selected INBOX first: the message is recent to it (RFC 3501 §2.3.2).
+    assert!(flags.contains("* 1 FETCH (FLAGS (\\Answered \\Recent)"), "{flags}");
     stack.stop().await;
 }
 
@@ -624,7 +625,8 @@ async fn transcripts_from_the_rfc_examples() {
     let select = lines(5);
     assert_eq!(select[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
     assert_eq!(select[1], "* 11 EXISTS");
-    assert_eq!(select[2], "* 0 RECENT");
+    // The eleven arrived before any session selected INBOX: this one is the first, they are its recent.
+    assert_eq!(select[2], "* 11 RECENT");
     assert_eq!(select[3], "* OK [UNSEEN 1] first unseen");
     assert_eq!(select[4], "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags permitted");
     assert_eq!(select[5], "* OK [UIDNEXT 12] predicted next UID");
@@ -633,15 +635,15 @@ async fn transcripts_from_the_rfc_examples() {
     assert!(select[8].starts_with("* OK [MAILBOXID (m") && select[8].ends_with(")] mailbox id"), "{select:?}");
     assert_eq!(select[9], "A142 OK [READ-WRITE] SELECT completed");
     let fetched = lines(6);
-    assert_eq!(fetched[0], "* 2 FETCH (FLAGS () BODY[HEADER.FIELDS (DATE FROM)] {88}");
+    assert_eq!(fetched[0], "* 2 FETCH (FLAGS (\\Recent) BODY[HEADER.FIELDS (DATE FROM)] {88}");
     assert_eq!(fetched[1], "Date: Mon, 7 Feb 1994 21:52:25 -0800");
     assert_eq!(fetched[2], "From: Fred Foobar <foobar@Blurdybloop.example>");
     assert_eq!(fetched[3], "");
     assert_eq!(fetched[4], ")");
     assert_eq!(fetched.last().unwrap(), "A654 OK FETCH completed");
     let stored = lines(7);
-    assert_eq!(stored[0], "* 3 FETCH (FLAGS (\\Deleted))");
-    assert_eq!(stored[3], "* 11 FETCH (FLAGS (\\Deleted))");
+    assert_eq!(stored[0], "* 3 FETCH (FLAGS (\\Deleted \\Recent))");
+    assert_eq!(stored[3], "* 11 FETCH (FLAGS (\\Deleted \\Recent))");
     // §6.4.3: each EXPUNGE renumbers the messages after it.
     assert_eq!(lines(8), ["* 3 EXPUNGE", "* 3 EXPUNGE", "* 5 EXPUNGE", "* 8 EXPUNGE", "A202 OK EXPUNGE completed"]);
     assert_eq!(lines(9), ["* SEARCH", "A282 OK SEARCH completed"]);
@@ -733,7 +735,8 @@ async fn esearch_list_extended_and_list_status() {
     stack.stop().await;
 }
 
-/// BINARY (RFC 3516): a part with its transfer encoding undone, its size, and UNKNOWN-CTE.
+/// BINARY (RFC 3516): a part with its transfer encoding undone, its size, UNKNOWN-CTE, and a partial fetch
+/// that names its origin (§4.2).
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_fetches_decoded_parts() {
     let stack = TestStack::start().await;
@@ -746,6 +749,8 @@ async fn binary_fetches_decoded_parts() {
         ["raw", "a3 FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])"],
         ["raw", "a4 FETCH 1 (BINARY.PEEK[3])"],
         ["raw", "a5 CAPABILITY"],
+        ["raw", "a6 FETCH 1 (BINARY.PEEK[2]<0.5> BINARY.PEEK[2]<6.100> BINARY.PEEK[2])"],
+        ["raw", "a7 UID FETCH 1 (BINARY.PEEK[2]<2.3> EMAILID)"],
     ]);
     let results = imap_session(stack.imap_addr(), None, steps).await;
     let text = |i: usize| reply(&results[i]).1;
@@ -753,6 +758,12 @@ async fn binary_fetches_decoded_parts() {
     assert!(text(3).contains("BINARY.SIZE[2] 14)") && text(3).contains("a3 OK"), "{}", text(3));
     assert!(text(4).contains("a4 NO [UNKNOWN-CTE]"), "{}", text(4));
     assert!(text(5).contains(" BINARY"), "{}", text(5));
+    assert!(
+        text(6).starts_with("* 1 FETCH (BINARY[2]<0> ~{5}\nhello BINARY[2]<6> ~{8}\nbinary\n BINARY[2] ~{14}\n"),
+        "{}",
+        text(6)
+    );
+    assert!(text(7).starts_with("* 1 FETCH (UID 1 BINARY[2]<2> ~{3}\nllo EMAILID (e"), "{}", text(7));
     stack.stop().await;
 }
 
@@ -1083,7 +1094,10 @@ async fn objectid_names_mailboxes_emails_and_threads_as_jmap_does() {
             "a7 OK FETCH completed".into(),
         ]
     );
-    assert_eq!(lines(8), [format!("* 2 FETCH (UID 2 FLAGS () EMAILID ({e2}))"), "a8 OK FETCH completed".into()]);
+    assert_eq!(
+        lines(8),
+        [format!("* 2 FETCH (UID 2 FLAGS (\\Recent) EMAILID ({e2}))"), "a8 OK FETCH completed".into()]
+    );
     assert_eq!(lines(9), [format!("* 3 FETCH (THREADID ({t1}))"), "a9 OK FETCH completed".into()]);
     assert_eq!(lines(10), ["* SEARCH 2", "b1 OK SEARCH completed"]);
     assert_eq!(lines(11), ["* SEARCH 1 3", "b2 OK SEARCH completed"]);
@@ -1154,4 +1168,519 @@ async fn thread_references_are_jmap_threads_nested_by_reply() {
         })
         .collect();
     assert_eq!(groups, [vec![1, 3, 4, 5], vec![2, 6]], "the groups of a3's answer");
+}
+
+/// Sends `command` (tagged `tag`) and reads every line up to and including its tagged answer.
+async fn answer(client: &mut mailbus_tests::raw::RawClient, tag: &str, command: &str) -> Vec<String> {
+    client.send(format!("{tag} {command}\r\n").as_bytes()).await;
+    let mut lines = Vec::new();
+    while let Some(line) = client.line().await {
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("the connection closed before {tag} was answered: {lines:?}");
+}
+
+/// A bare IMAP connection, logged in, nothing selected.
+async fn logged_in(stack: &TestStack, user: &str, password: &str) -> mailbus_tests::raw::RawClient {
+    let mut client = mailbus_tests::raw::RawClient::connect("127.0.0.1", stack.imap_addr()).await;
+    client.line().await.expect("a greeting");
+    let login = answer(&mut client, "l", &format!("LOGIN {user} \"{password}\"")).await;
+    assert!(login.last().is_some_and(|l| l.starts_with("l OK")), "{login:?}");
+    client
+}
+
+fn has(lines: &[String], wanted: &str) -> bool {
+    lines.iter().any(|l| l == wanted)
+}
+
+/// RFC 3501 §2.3.2 `\Recent`: a message is recent to exactly one session, the first to SELECT the mailbox
+/// (or to catch up with the message) read-write; EXAMINE and STATUS see it without taking it; FETCH FLAGS
+/// and SEARCH RECENT, NEW and OLD follow the session's own; an IMAP4rev2 session neither sees nor takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_belongs_to_the_first_session_that_selects() {
+    let stack = TestStack::start().await;
+    let rae = stack.add_account("rae@example.org", "rae pw").await;
+    for (n, flags) in [(1, &["\\Seen"][..]), (2, &[][..])] {
+        let body = format!("Subject: r{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, rae, "INBOX", flags, None, body.as_bytes()).await.unwrap();
+    }
+    let session = async || logged_in(&stack, "rae@example.org", "rae pw").await;
+
+    let mut examiner = session().await;
+    let examined = answer(&mut examiner, "e1", "EXAMINE INBOX").await;
+    assert!(has(&examined, "* 2 RECENT"), "EXAMINE sees them: {examined:?}");
+    let status = answer(&mut examiner, "e2", "STATUS INBOX (MESSAGES RECENT)").await;
+    assert!(has(&status, "* STATUS INBOX (MESSAGES 2 RECENT 2)"), "{status:?}");
+
+    let mut first = session().await;
+    let selected = answer(&mut first, "a1", "SELECT INBOX").await;
+    assert!(has(&selected, "* 2 RECENT"), "EXAMINE took none of them: {selected:?}");
+    let fetched = answer(&mut first, "a2", "FETCH 1:* (FLAGS)").await;
+    assert!(has(&fetched, "* 1 FETCH (FLAGS (\\Seen \\Recent))"), "{fetched:?}");
+    assert!(has(&fetched, "* 2 FETCH (FLAGS (\\Recent))"), "{fetched:?}");
+    assert!(has(&answer(&mut first, "a3", "SEARCH RECENT").await, "* SEARCH 1 2"));
+    assert!(has(&answer(&mut first, "a4", "SEARCH NEW").await, "* SEARCH 2"));
+    assert!(has(&answer(&mut first, "a5", "SEARCH OLD").await, "* SEARCH"));
+
+    let mut second = session().await;
+    let selected = answer(&mut second, "b1", "SELECT INBOX").await;
+    assert!(has(&selected, "* 0 RECENT"), "the first session has them: {selected:?}");
+    let fetched = answer(&mut second, "b2", "FETCH 2 (FLAGS)").await;
+    assert!(has(&fetched, "* 2 FETCH (FLAGS ())"), "{fetched:?}");
+    assert!(has(&answer(&mut second, "b3", "SEARCH OLD").await, "* SEARCH 1 2"));
+    assert!(has(&answer(&mut second, "b4", "SEARCH RECENT").await, "* SEARCH"));
+    let status = answer(&mut examiner, "e3", "STATUS INBOX (RECENT)").await;
+    assert!(has(&status, "* STATUS INBOX (RECENT 0)"), "{status:?}");
+
+    // A new message is recent to the session that catches up with it first, and to it alone.
+    deliver(&stack, "rae@example.org", "third").await;
+    stack.wait_for_inbox(rae, 3, PATIENCE).await;
+    let synced = answer(&mut second, "b5", "NOOP").await;
+    assert!(has(&synced, "* 3 EXISTS") && has(&synced, "* 1 RECENT"), "{synced:?}");
+    assert!(has(&answer(&mut second, "b6", "FETCH 3 (FLAGS)").await, "* 3 FETCH (FLAGS (\\Recent))"));
+    let synced = answer(&mut first, "a6", "NOOP").await;
+    assert!(has(&synced, "* 3 EXISTS") && has(&synced, "* 2 RECENT"), "{synced:?}");
+    assert!(has(&answer(&mut first, "a7", "SEARCH RECENT").await, "* SEARCH 1 2"));
+
+    // IMAP4rev2 (RFC 9051) has no \Recent: no RECENT response, no flag, and it takes nothing from others.
+    deliver(&stack, "rae@example.org", "fourth").await;
+    stack.wait_for_inbox(rae, 4, PATIENCE).await;
+    let mut modern = session().await;
+    assert!(has(&answer(&mut modern, "r1", "ENABLE IMAP4rev2").await, "* ENABLED IMAP4rev2"));
+    let selected = answer(&mut modern, "r2", "SELECT INBOX").await;
+    assert!(!selected.iter().any(|l| l.contains("RECENT")), "{selected:?}");
+    let fetched = answer(&mut modern, "r3", "FETCH 4 (FLAGS)").await;
+    assert!(!fetched.iter().any(|l| l.contains("\\Recent")), "{fetched:?}");
+    let mut last = session().await;
+    let selected = answer(&mut last, "c1", "SELECT INBOX").await;
+    assert!(has(&selected, "* 1 RECENT"), "the IMAP4rev2 session took nothing: {selected:?}");
+    stack.stop().await;
+}
+
+/// RFC 5258 LIST-EXTENDED with RFC 5819 and RFC 6154: a list of patterns, every selection option
+/// (SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE) and return option (CHILDREN, SUBSCRIBED, STATUS,
+/// SPECIAL-USE), and CHILDINFO for the parents RECURSIVEMATCH brings in.
+#[tokio::test(flavor = "multi_thread")]
+async fn list_extended_takes_pattern_lists_and_every_option() {
+    let stack = TestStack::start().await;
+    stack.add_account("lex@example.org", "lex pw").await;
+    let mut client = logged_in(&stack, "lex@example.org", "lex pw").await;
+    for (tag, command) in [
+        ("s1", "CREATE Work/Alpha"),
+        ("s2", "CREATE Work/Beta"),
+        ("s3", "SUBSCRIBE Work/Alpha"),
+        ("s4", "SUBSCRIBE Lost/Child"),
+        ("s5", "APPEND Work/Alpha {12+}\r\nSubject: a\r\n"),
+    ] {
+        let done = answer(&mut client, tag, command).await;
+        assert!(done.last().unwrap().starts_with(&format!("{tag} OK")), "{done:?}");
+    }
+
+    let listed = answer(&mut client, "a1", "LIST \"\" (INBOX \"Work/%\")").await;
+    assert_eq!(
+        listed,
+        [
+            "* LIST (\\HasNoChildren) \"/\" INBOX",
+            "* LIST (\\HasNoChildren) \"/\" Work/Alpha",
+            "* LIST (\\HasNoChildren) \"/\" Work/Beta",
+            "a1 OK LIST completed",
+        ]
+    );
+
+    let recursive = answer(&mut client, "a2", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (CHILDREN)").await;
+    assert!(has(&recursive, "* LIST (\\Subscribed \\HasNoChildren) \"/\" INBOX"), "{recursive:?}");
+    assert!(has(&recursive, "* LIST (\\HasChildren) \"/\" Work (\"CHILDINFO\" (\"SUBSCRIBED\"))"), "{recursive:?}");
+    assert!(
+        has(&recursive, "* LIST (\\NonExistent \\HasNoChildren) \"/\" Lost (\"CHILDINFO\" (\"SUBSCRIBED\"))"),
+        "{recursive:?}"
+    );
+    assert!(!recursive.iter().any(|l| l.contains("Work/Alpha")), "% stops at Work: {recursive:?}");
+    let plain = answer(&mut client, "a3", "LIST (SUBSCRIBED) \"\" %").await;
+    assert!(!plain.iter().any(|l| l.contains("CHILDINFO") || l.contains(" Work")), "{plain:?}");
+    let alone = answer(&mut client, "a4", "LIST (RECURSIVEMATCH) \"\" %").await;
+    assert!(alone.last().unwrap().starts_with("a4 BAD"), "RFC 5258 §3: {alone:?}");
+
+    let special = answer(&mut client, "a5", "LIST (SPECIAL-USE) \"\" * RETURN (SPECIAL-USE)").await;
+    assert!(has(&special, "* LIST (\\HasNoChildren \\Sent) \"/\" Sent"), "{special:?}");
+    assert!(!special.iter().any(|l| l.contains("INBOX") || l.contains("Work")), "{special:?}");
+
+    let remote = answer(&mut client, "a6", "LIST (REMOTE) \"\" (Work Work/Alpha) RETURN (SUBSCRIBED CHILDREN)").await;
+    assert_eq!(
+        remote,
+        [
+            "* LIST (\\HasChildren) \"/\" Work",
+            "* LIST (\\Subscribed \\HasNoChildren) \"/\" Work/Alpha",
+            "a6 OK LIST completed",
+        ]
+    );
+    let status = answer(&mut client, "a7", "LIST \"\" (Work/Alpha Work/Beta) RETURN (STATUS (MESSAGES))").await;
+    assert_eq!(
+        status,
+        [
+            "* LIST (\\HasNoChildren) \"/\" Work/Alpha",
+            "* STATUS Work/Alpha (MESSAGES 1)",
+            "* LIST (\\HasNoChildren) \"/\" Work/Beta",
+            "* STATUS Work/Beta (MESSAGES 0)",
+            "a7 OK LIST completed",
+        ]
+    );
+    stack.stop().await;
+}
+
+/// One session's view of the selected INBOX while others expunge: the UIDs by message number, kept as the
+/// server's untagged EXPUNGE responses say.
+struct View {
+    client: mailbus_tests::raw::RawClient,
+    uids: Vec<u32>,
+}
+
+impl View {
+    /// Runs `command` and applies the EXPUNGEs it brought; returns its SEARCH result, if any, less what an
+    /// EXPUNGE after it removed (a message may go between the search and the command's end).
+    async fn run(&mut self, tag: &str, command: &str) -> Vec<u32> {
+        let lines = answer(&mut self.client, tag, command).await;
+        assert!(lines.last().unwrap().starts_with(&format!("{tag} OK")), "{command}: {lines:?}");
+        let mut found = Vec::new();
+        for line in &lines {
+            if let Some(number) = line.strip_prefix("* ").and_then(|l| l.strip_suffix(" EXPUNGE")) {
+                let number: usize = number.parse().unwrap();
+                assert!(number >= 1 && number <= self.uids.len(), "{line} of {} messages", self.uids.len());
+                let gone = self.uids.remove(number - 1);
+                found.retain(|&u| u != gone);
+            } else if let Some(list) = line.strip_prefix("* SEARCH") {
+                found = list.split_whitespace().map(|u| u.parse().unwrap()).collect();
+            }
+        }
+        found
+    }
+}
+
+/// RFC 3501 §7.4.1 under concurrency, as a compliance run with ten clients on one mailbox found it: once a
+/// session's EXPUNGE is answered, every other session's next command that may carry EXPUNGE reports it,
+/// though the event announcing it may still be on its way. Ten sessions each expunge their own messages
+/// one by one, at once, and after each check that their view (UIDs by number, kept from EXPUNGE responses
+/// alone) holds nothing another session's answered EXPUNGE removed before the check began, and is what the
+/// store holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_session_reports_expunges_other_sessions_completed() {
+    const SESSIONS: u32 = 10;
+    const EACH: u32 = 5;
+    let stack = TestStack::start().await;
+    let id = stack.add_account("exa@example.org", "exa pw").await;
+    for n in 1..=SESSIONS * EACH {
+        let body = format!("Subject: e{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<u32>::new()));
+    let mut views = Vec::new();
+    for _ in 0..SESSIONS {
+        let client = selected_inbox(&stack, "exa@example.org", "exa pw").await;
+        let mut view = View { client, uids: Vec::new() };
+        view.uids = view.run("v", "UID SEARCH ALL").await;
+        assert_eq!(view.uids.len() as u32, SESSIONS * EACH);
+        views.push(view);
+    }
+    let sessions = views.into_iter().enumerate().map(|(session, mut view)| {
+        let answered = answered.clone();
+        async move {
+            // Session s owns the UIDs s+1, s+1+SESSIONS, ...: the expunges interleave.
+            for uid in (0..EACH).map(|k| session as u32 + 1 + k * SESSIONS) {
+                view.run("s", &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).await;
+                view.run("x", &format!("UID EXPUNGE {uid}")).await;
+                answered.lock().unwrap().insert(uid);
+                let before: Vec<u32> = answered.lock().unwrap().iter().copied().collect();
+                let found = view.run("c", "UID SEARCH ALL").await;
+                let missed: Vec<&u32> = before.iter().filter(|u| view.uids.contains(u)).collect();
+                assert!(missed.is_empty(), "session {session} was not told of the expunge of {missed:?}");
+                assert_eq!(view.uids, found, "session {session}'s numbering against the store");
+            }
+        }
+    });
+    let all = futures::future::join_all(sessions);
+    tokio::time::timeout(PATIENCE, all).await.expect("the sessions finished in time");
+    stack.stop().await;
+}
+
+/// The same, made certain: with nats-server stopped (SIGSTOP), one session's EXPUNGE is answered and the
+/// other's next UID command must still report it, though no event can reach it until the server goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expunge_is_reported_before_its_event_arrives() {
+    let nats = mailbus_tests::infra::dedicated_nats("expunge-event");
+    let stack = TestStack::builder().nats(&nats.url()).start().await;
+    let id = stack.add_account("eve2@example.org", "eve pw").await;
+    for n in 1..=2 {
+        let body = format!("Subject: s{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let session = async || {
+        let client = selected_inbox(&stack, "eve2@example.org", "eve pw").await;
+        let mut view = View { client, uids: Vec::new() };
+        view.uids = view.run("v", "UID SEARCH ALL").await;
+        view
+    };
+    let (mut expunger, mut other) = (session().await, session().await);
+    nats.pause();
+    expunger.run("s", "UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    expunger.run("x", "UID EXPUNGE 1").await;
+    let found = other.run("c", "UID SEARCH ALL").await;
+    nats.resume();
+    assert_eq!(other.uids, [2], "the other session was told of the expunge");
+    assert_eq!(found, [2]);
+    stack.stop().await;
+}
+
+/// RFC 5256 SORT and RFC 5957 SORT=DISPLAY: each key orders by what the RFC names (the base subject, the
+/// Date field or else the internal date, the first address's local part or display name), REVERSE turns
+/// one key round, later keys break ties, and what stays equal keeps mailbox order.
+#[tokio::test(flavor = "multi_thread")]
+async fn sort_orders_by_every_key_and_display_name() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("sid@example.org", "pw").await;
+    let mails = [
+        (
+            "From: \"Adam Zed\" <zed@example.net>\r\nTo: bob@example.org\r\nCc: carl@example.org\r\n\
+             Subject: Re: beta\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n",
+            500,
+        ),
+        (
+            "From: alice@example.net\r\nTo: \"Xavier\" <xav@example.org>\r\nSubject: alpha\r\n\
+             Date: Wed, 03 Jan 2024 10:00:00 +0000\r\n",
+            2000,
+        ),
+        ("From: \"bob\" <Bob@example.net>\r\nTo: \"zz\" <ann@example.org>\r\nSubject: Fwd: Gamma\r\n", 10),
+    ];
+    for (n, (header, size)) in mails.iter().enumerate() {
+        let body = format!("{header}\r\n{}\r\n", "x".repeat(*size));
+        // Internal dates in November 2023: the one without a Date field sorts by it, before the others.
+        let date = 1_700_000_000 + 1000 * n as i64;
+        crate::store::append(&stack, id, "INBOX", &[], Some(date), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN sid@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 SORT (SUBJECT) UTF-8 ALL"],
+        ["raw", "a4 SORT (DATE) UTF-8 ALL"],
+        ["raw", "a5 SORT (REVERSE ARRIVAL) US-ASCII ALL"],
+        ["raw", "a6 SORT (FROM) UTF-8 ALL"],
+        ["raw", "a7 SORT (DISPLAYFROM) UTF-8 ALL"],
+        ["raw", "a8 SORT (TO) UTF-8 ALL"],
+        ["raw", "a9 SORT (DISPLAYTO) UTF-8 ALL"],
+        ["raw", "b1 SORT (REVERSE SIZE) UTF-8 ALL"],
+        ["raw", "b2 SORT (CC SUBJECT) UTF-8 ALL"],
+        ["raw", "b3 UID SORT (CC) UTF-8 NOT SUBJECT alpha"],
+        ["raw", "b4 SORT (SUBJECT) ISO-8859-1 ALL"],
+        ["raw", "b5 SORT (COLOUR) UTF-8 ALL"],
+        ["raw", "b6 CAPABILITY"],
+        ["raw", "b7 SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 ALL"],
+        ["raw", "b8 UID SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL"],
+        ["raw", "b9 SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL"],
+        ["raw", "c1 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    let sorted = |i: usize| -> String {
+        let lines = lines(i);
+        assert!(lines.last().unwrap().contains(" OK SORT completed"), "{lines:?}");
+        lines[0].clone()
+    };
+    assert_eq!(sorted(3), "* SORT 2 1 3", "alpha, beta, gamma");
+    assert_eq!(sorted(4), "* SORT 3 1 2", "no Date: its internal date, in 2023");
+    assert_eq!(sorted(5), "* SORT 3 2 1");
+    assert_eq!(sorted(6), "* SORT 2 3 1", "alice, Bob, zed");
+    assert_eq!(sorted(7), "* SORT 1 2 3", "Adam Zed, alice@example.net, bob");
+    assert_eq!(sorted(8), "* SORT 3 1 2", "ann, bob, xav");
+    assert_eq!(sorted(9), "* SORT 1 2 3", "bob@example.org, Xavier, zz");
+    assert_eq!(sorted(10), "* SORT 2 1 3");
+    assert_eq!(sorted(11), "* SORT 2 3 1", "no Cc first, by subject; then carl");
+    assert_eq!(sorted(12), "* SORT 3 1");
+    assert!(lines(13)[0].starts_with("b4 NO [BADCHARSET"), "{:?}", lines(13));
+    assert!(lines(14)[0].starts_with("b5 BAD"), "{:?}", lines(14));
+    let caps = &lines(15)[0];
+    assert!(caps.contains(" SORT ") && caps.contains(" SORT=DISPLAY") && caps.contains(" ESORT"), "{caps}");
+    // RFC 5267 ESORT: MIN and MAX are the first and last in sort order; ALL keeps the order.
+    assert_eq!(lines(16), ["* ESEARCH (TAG \"b7\") MIN 2 MAX 3 COUNT 3", "b7 OK SORT completed"]);
+    assert_eq!(lines(17), ["* ESEARCH (TAG \"b8\") UID ALL 3,2,1", "b8 OK SORT completed"]);
+    assert!(lines(18)[0].starts_with("b9 BAD"), "{:?}", lines(18));
+    stack.stop().await;
+}
+
+/// RFC 5032 WITHIN: OLDER and YOUNGER count seconds back from now against the internal date, alone, in
+/// OR and NOT, for SEARCH and SORT alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn within_selects_by_internal_date_age() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("wit@example.org", "pw").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // Two days old, then an hour old, then just now.
+    for (n, age) in [2 * 86_400, 3_600, 0].into_iter().enumerate() {
+        let body = format!("Subject: w{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], Some(now - age), body.as_bytes()).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN wit@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 SEARCH OLDER 86400"],
+        ["raw", "a4 SEARCH YOUNGER 7200"],
+        ["raw", "a5 UID SEARCH OLDER 600 YOUNGER 86400"],
+        ["raw", "a6 SEARCH OR YOUNGER 600 OLDER 86400"],
+        ["raw", "a7 SORT (REVERSE ARRIVAL) UTF-8 NOT OLDER 86400"],
+        ["raw", "a8 SEARCH OLDER 0"],
+        ["raw", "a9 CAPABILITY"],
+        ["raw", "b1 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3)[0], "* SEARCH 1");
+    assert_eq!(lines(4)[0], "* SEARCH 2 3");
+    assert_eq!(lines(5)[0], "* SEARCH 2");
+    assert_eq!(lines(6)[0], "* SEARCH 1 3");
+    assert_eq!(lines(7)[0], "* SORT 3 2");
+    // The interval is a nz-number (RFC 5032 §3).
+    assert!(lines(8)[0].starts_with("a8 BAD"), "{:?}", lines(8));
+    assert!(lines(9)[0].contains(" WITHIN"), "{:?}", lines(9));
+    stack.stop().await;
+}
+
+/// RFC 8437 UNAUTHENTICATE: the session goes back to the not-authenticated state without expunging the
+/// selected mailbox, forgets what was ENABLE-d, and can log in again (as another user or the same).
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticate_returns_to_the_not_authenticated_state() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("una@example.org", "pw").await;
+    stack.add_account("other@example.org", "pw2").await;
+    crate::store::append(&stack, id, "INBOX", &[], None, b"Subject: u\r\n\r\nx\r\n").await.unwrap();
+    let steps = json!([
+        ["raw", "a1 LOGIN una@example.org pw"],
+        ["raw", "a2 ENABLE CONDSTORE"],
+        ["raw", "a3 SELECT INBOX"],
+        ["raw", "a4 STORE 1 +FLAGS.SILENT (\\Deleted)"],
+        ["raw", "a5 CAPABILITY"],
+        ["raw", "a0 FETCH 1 (FLAGS)"],
+        ["raw", "a6 UNAUTHENTICATE"],
+        ["raw", "a7 SELECT INBOX"],
+        ["raw", "a8 CAPABILITY"],
+        ["raw", "a9 UNAUTHENTICATE"],
+        ["raw", "b1 LOGIN una@example.org pw"],
+        ["raw", "b2 SELECT INBOX"],
+        ["raw", "b0 FETCH 1 (FLAGS)"],
+        ["raw", "b3 UNAUTHENTICATE"],
+        ["raw", "b4 LOGIN other@example.org pw2"],
+        ["raw", "b5 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert!(lines(5)[0].contains(" UNAUTHENTICATE"), "{:?}", lines(5));
+    // With CONDSTORE enabled, FETCH FLAGS brings the MODSEQ (RFC 7162 §3.1.4.1).
+    assert!(lines(6)[0].contains("MODSEQ"), "{:?}", lines(6));
+    assert_eq!(lines(7), ["a6 OK UNAUTHENTICATE completed"]);
+    assert!(lines(8)[0].starts_with("a7 BAD") || lines(8)[0].starts_with("a7 NO"), "{:?}", lines(8));
+    let caps = &lines(9)[0];
+    assert!(!caps.contains("UNAUTHENTICATE") && caps.contains("AUTH=PLAIN"), "{caps}");
+    assert!(lines(10)[0].starts_with("a9 BAD"), "{:?}", lines(10));
+    assert!(lines(11).last().unwrap().starts_with("b1 OK"), "{:?}", lines(11));
+    // Not expunged, still \Deleted; CONDSTORE went with the first login.
+    let select = lines(12);
+    assert!(select.iter().any(|l| l == "* 1 EXISTS"), "{select:?}");
+    assert!(select.last().unwrap().starts_with("b2 OK"), "{select:?}");
+    assert_eq!(lines(13)[0], "* 1 FETCH (FLAGS (\\Deleted))");
+    assert!(lines(15).last().unwrap().starts_with("b4 OK"), "{:?}", lines(15));
+    stack.stop().await;
+}
+
+/// RFC 8970 PREVIEW: the stored preview (JMAP's Email preview) in FETCH, quoted when it is ASCII and a
+/// literal when it is not; LAZY changes nothing, an unknown modifier is BAD.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_preview_gives_the_stored_preview() {
+    let stack = TestStack::start().await;
+    let id = stack.add_account("pre@example.org", "pw").await;
+    let bodies = [
+        "Subject: a\r\n\r\nHello   \"preview\"\r\nworld\r\n".as_bytes(),
+        "Subject: b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e aus K\u{f6}ln\r\n"
+            .as_bytes(),
+    ];
+    for body in bodies {
+        crate::store::append(&stack, id, "INBOX", &[], None, body).await.unwrap();
+    }
+    let steps = json!([
+        ["raw", "a1 LOGIN pre@example.org pw"],
+        ["raw", "a2 SELECT INBOX"],
+        ["raw", "a3 FETCH 1 (FLAGS PREVIEW)"],
+        ["raw", "a4 UID FETCH 2 PREVIEW (LAZY)"],
+        ["raw", "a5 FETCH 1 (PREVIEW (FUZZY))"],
+        ["raw", "a6 CAPABILITY"],
+        ["raw", "a7 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert_eq!(lines(3)[0], "* 1 FETCH (FLAGS (\\Recent) PREVIEW \"Hello \\\"preview\\\" world\")");
+    // The UTF-8 octets in a literal (the session transcript reads each octet as one character).
+    let text = "Gr\u{fc}\u{df}e aus K\u{f6}ln";
+    let octets: String = text.bytes().map(char::from).collect();
+    assert_eq!(lines(4)[..2], [format!("* 2 FETCH (UID 2 PREVIEW {{{}}}", text.len()), format!("{octets})")]);
+    assert!(lines(4).last().unwrap().starts_with("a4 OK"), "{:?}", lines(4));
+    assert!(lines(5)[0].starts_with("a5 BAD"), "{:?}", lines(5));
+    assert!(lines(6)[0].contains(" PREVIEW"), "{:?}", lines(6));
+    stack.stop().await;
+}
+
+/// RFC 6154 §3 CREATE-SPECIAL-USE: CREATE with a USE attribute makes a mailbox LIST shows with it; an
+/// attribute another mailbox has, an unknown one, or more than one is NO [USEATTR] and creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_special_use_gives_the_new_mailbox_its_attribute() {
+    let stack = TestStack::start().await;
+    stack.add_account("csu@example.org", "pw").await;
+    let steps = json!([
+        ["raw", "a1 LOGIN csu@example.org pw"],
+        ["raw", "a2 CREATE Everything (USE (\\All))"],
+        ["raw", "a3 LIST \"\" Everything RETURN (SPECIAL-USE)"],
+        ["raw", "a4 CREATE Drafts2 (USE (\\Drafts))"],
+        ["raw", "a5 CREATE Odd (USE (\\Important))"],
+        ["raw", "a6 CREATE Two (USE (\\Flagged \\Junk))"],
+        ["raw", "a7 LIST \"\" (Drafts2 Odd Two)"],
+        ["raw", "a8 CREATE Plain (USE ())"],
+        ["raw", "a9 CAPABILITY"],
+        ["raw", "b1 LOGOUT"],
+    ]);
+    let results = imap_session(stack.imap_addr(), None, steps).await;
+    let lines = |i: usize| -> Vec<String> { reply(&results[i]).1.lines().map(str::to_owned).collect() };
+    assert!(lines(2).last().unwrap().starts_with("a2 OK"), "{:?}", lines(2));
+    assert_eq!(lines(3)[0], "* LIST (\\HasNoChildren \\All) \"/\" Everything");
+    // Every account has its Drafts: the attribute is taken.
+    for (i, tag) in [(4, "a4"), (5, "a5"), (6, "a6")] {
+        assert!(lines(i)[0].starts_with(&format!("{tag} NO [USEATTR]")), "{:?}", lines(i));
+    }
+    assert_eq!(lines(7), ["a7 OK LIST completed"], "nothing was created");
+    assert!(lines(8)[0].starts_with("a8 OK"), "{:?}", lines(8));
+    assert!(lines(9)[0].contains(" CREATE-SPECIAL-USE"), "{:?}", lines(9));
+    stack.stop().await;
+}
+
+/// A STORE that changes nothing must not take another session's change for its own: here the other
+/// session flagged messages 1 and 2 at once, and this one's no-op STORE on 1 finds 1 with that MODSEQ.
+/// Message 2's new flags must still be reported (with NATS stopped, from the MODSEQ the STORE found).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_no_op_store_does_not_swallow_another_sessions_change() {
+    let nats = mailbus_tests::infra::dedicated_nats("noop-store");
+    let stack = TestStack::builder().nats(&nats.url()).start().await;
+    let id = stack.add_account("nos@example.org", "pw").await;
+    for n in 1..=2 {
+        let body = format!("Subject: n{n}\r\n\r\nx\r\n");
+        crate::store::append(&stack, id, "INBOX", &[], None, body.as_bytes()).await.unwrap();
+    }
+    let mut flagger = selected_inbox(&stack, "nos@example.org", "pw").await;
+    let mut other = selected_inbox(&stack, "nos@example.org", "pw").await;
+    nats.pause();
+    let flagged = answer(&mut flagger, "f", "STORE 1:2 +FLAGS.SILENT (\\Flagged)").await;
+    assert!(flagged.last().unwrap().starts_with("f OK"), "{flagged:?}");
+    let stored = answer(&mut other, "s", "STORE 1 +FLAGS.SILENT (\\Flagged)").await;
+    nats.resume();
+    // Not NOOP, which looks for changes whatever the session believes.
+    let noop = answer(&mut other, "n", "UID SEARCH ALL").await;
+    let told = stored.iter().chain(&noop).any(|l| l.starts_with("* 2 FETCH (FLAGS (") && l.contains("\\Flagged"));
+    assert!(told, "message 2's \\Flagged was reported: {stored:?} {noop:?}");
+    stack.stop().await;
 }

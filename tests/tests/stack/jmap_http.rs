@@ -294,3 +294,94 @@ async fn jmap_http_eventsource_hears_a_delivery() {
     assert!(heard < Duration::from_secs(5), "closeafter=state ends the stream after the event ({heard:?})");
     stack.stop().await;
 }
+
+/// RFC 8621 §8 over curl: the capability in the session, the singleton's get and update, its state moving,
+/// create and destroy refused, bad values refused, and the row delivery reads holding what was set.
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_vacation_response_get_and_set() {
+    const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
+    let stack = TestStack::start().await;
+    let id = stack.add_account("vera@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let vera = basic("vera@example.org", "secret");
+    let account = format!("a{id}");
+
+    let session = curl(addr, "/jmap/session", &["-H", &vera]).await.json();
+    assert_eq!(session["capabilities"][VACATION], json!({}), "{session}");
+    assert_eq!(session["primaryAccounts"][VACATION], account, "{session}");
+
+    let call = |calls: Value| json!({"using": [CORE, VACATION], "methodCalls": calls});
+    let first = api(addr, &vera, &call(json!([["VacationResponse/get", {"accountId": account, "ids": null}, "0"]])))
+        .await
+        .json();
+    let got = &first["methodResponses"][0][1];
+    assert_eq!(
+        got["list"],
+        json!([{"id": "singleton", "isEnabled": false, "fromDate": null, "toDate": null, "subject": null,
+                "textBody": null, "htmlBody": null}]),
+        "{first}"
+    );
+    let old_state = got["state"].as_str().unwrap().to_owned();
+
+    let update = json!({"isEnabled": true, "fromDate": "2026-12-20T00:00:00Z", "toDate": "2027-01-05T00:00:00Z",
+                        "subject": "Away", "textBody": "Back in January."});
+    let set = api(
+        addr,
+        &vera,
+        &call(json!([
+            ["VacationResponse/set", {"accountId": account, "ifInState": old_state, "update": {"singleton": update},
+              "create": {"k": {}}, "destroy": ["singleton"]}, "0"],
+            ["VacationResponse/set", {"accountId": account, "update": {"singleton": {"fromDate": "tomorrow"}}}, "1"],
+            ["VacationResponse/get", {"accountId": account, "ids": ["singleton", "other"],
+              "properties": ["isEnabled", "subject", "fromDate"]}, "2"],
+        ])),
+    )
+    .await
+    .json();
+    let applied = &set["methodResponses"][0][1];
+    assert_eq!(applied["updated"], json!({"singleton": null}), "{set}");
+    assert_eq!(applied["notCreated"]["k"]["type"], "singleton", "{set}");
+    assert_eq!(applied["notDestroyed"]["singleton"]["type"], "singleton", "{set}");
+    assert_ne!(applied["newState"], applied["oldState"], "a change moves the state: {set}");
+    assert_eq!(set["methodResponses"][1][1]["notUpdated"]["singleton"]["type"], "invalidProperties", "{set}");
+    let after = &set["methodResponses"][2][1];
+    assert_eq!(
+        after["list"],
+        json!([{"id": "singleton", "isEnabled": true, "subject": "Away", "fromDate": "2026-12-20T00:00:00Z"}]),
+        "{set}"
+    );
+    assert_eq!(after["notFound"], json!(["other"]), "{set}");
+    assert_eq!(after["state"], applied["newState"], "{set}");
+
+    // The state the update was made against is now stale.
+    let stale = api(
+        addr,
+        &vera,
+        &call(json!([["VacationResponse/set", {"accountId": account, "ifInState": old_state,
+                       "update": {"singleton": {"isEnabled": false}}}, "0"]])),
+    )
+    .await
+    .json();
+    assert_eq!(stale["methodResponses"][0][1]["type"], "stateMismatch", "{stale}");
+
+    // What delivery reads is what JMAP wrote.
+    let pool = sqlx::PgPool::connect(&stack.database_url).await.unwrap();
+    let (enabled, subject, body): (bool, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT is_enabled, subject, text_body FROM vacation_responses WHERE account_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((enabled, subject.as_deref(), body.as_deref()), (true, Some("Away"), Some("Back in January.")));
+
+    // Without the capability in `using`, the methods are refused.
+    let without = api(
+        addr,
+        &vera,
+        &json!({"using": [CORE], "methodCalls": [["VacationResponse/get", {"accountId": account}, "0"]]}),
+    )
+    .await
+    .json();
+    assert_eq!(without["methodResponses"][0][1]["type"], "unknownMethod", "{without}");
+    stack.stop().await;
+}

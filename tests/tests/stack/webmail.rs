@@ -534,3 +534,42 @@ async fn webmail_shows_a_hostile_mail_without_running_or_fetching_anything() {
     assert!(seen[0].ends_with("GET /img.png HTTP/1.1"), "{seen:?}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webmail_sets_the_vacation_reply_through_vacation_response() {
+    let stack = TestStack::start().await;
+    let alice = stack.add_account(ALICE.0, ALICE.1).await;
+    stack.add_account(BOB.0, BOB.1).await;
+    let screenshots = output_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "webmail-vacation");
+    let env = scenario_env(&stack, &screenshots);
+    let outcome = run_scenario("vacation.mjs", &env, async |subject: String| {
+        panic!("the vacation scenario asked for a delivery of {subject:?}")
+    })
+    .await;
+    let facts = &outcome.result;
+    assert_eq!(
+        facts["before"],
+        json!({"enabled": false, "from": "", "to": "", "subject": "", "body": ""}),
+        "a new account's reply is off: {facts:#}"
+    );
+    assert_eq!(facts["dateError"], "The last day is before the first.", "{facts:#}");
+    assert_eq!(facts["toast"], "Vacation reply is on", "{facts:#}");
+    assert_eq!(
+        facts["after"],
+        json!({"enabled": true, "from": "2026-12-20", "to": "2027-01-05", "subject": "Away until January",
+               "body": "I am away and will answer in January."}),
+        "{facts:#}"
+    );
+    // What the page saved is the account's VacationResponse, which delivery reads.
+    let got = stack
+        .jmap_call(alice, "VacationResponse/get", json!({"accountId": format!("a{alice}"), "ids": ["singleton"]}))
+        .await;
+    assert_eq!(
+        got[0].1["list"][0],
+        json!({"id": "singleton", "isEnabled": true, "fromDate": "2026-12-20T00:00:00Z",
+               "toDate": "2027-01-05T23:59:59Z", "subject": "Away until January",
+               "textBody": "I am away and will answer in January.", "htmlBody": null}),
+        "{got:?}"
+    );
+    stack.stop().await;
+}

@@ -102,6 +102,10 @@ pub enum Verdict {
     NotLocal,
     /// The directory could not be asked.
     Unavailable,
+    /// An SRS address of ours whose signature does not match: no bounce we caused (`550 5.7.1`).
+    ForgedReturnPath,
+    /// An SRS address of ours past its maximum age (`550 5.1.1`, as libsrs2's "timestamp out of date").
+    ExpiredReturnPath,
 }
 
 /// A recipient waiting for the directory's verdict.

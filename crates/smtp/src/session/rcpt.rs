@@ -83,6 +83,16 @@ impl Session {
                 Enhanced(5, 1, 1),
                 format!("<{address}>: Recipient address rejected: User unknown"),
             )),
+            Verdict::ForgedReturnPath => Some(Reply::new(
+                550,
+                Enhanced(5, 7, 1),
+                format!("<{address}>: Recipient address rejected: invalid SRS signature"),
+            )),
+            Verdict::ExpiredReturnPath => Some(Reply::new(
+                550,
+                Enhanced(5, 1, 1),
+                format!("<{address}>: Recipient address rejected: SRS address expired"),
+            )),
             Verdict::Unavailable => {
                 Some(Reply::new(451, Enhanced(4, 3, 0), "Recipient lookup failed, try again later"))
             }

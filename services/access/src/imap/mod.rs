@@ -9,10 +9,16 @@
 //! since its MODSEQ and tells the client with EXISTS, FETCH FLAGS and EXPUNGE, at the moments RFC 9051
 //! §7.4.1 allows (EXPUNGE never during FETCH, STORE or SEARCH by message number), and at once during IDLE.
 
+mod binary_origin;
+mod create_special_use;
 mod line_meter;
+mod list_extended;
 pub mod object_id;
+mod recent;
 pub mod render;
+mod sort;
 mod thread;
+mod unauthenticate;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -31,6 +37,7 @@ use imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_types::command::{CommandBody, FetchModifier, SelectParameter, StoreModifier};
 use imap_types::core::{Atom, Charset, QuotedChar, Tag, Vec1};
 use imap_types::extensions::namespace::Namespace;
+use imap_types::extensions::sort::SortCriterion;
 use imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section};
 use imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
@@ -57,6 +64,9 @@ use render::nz;
 
 /// The hierarchy separator the store uses and IMAP clients see.
 const DELIMITER: char = '/';
+
+/// How long a login waits for NATS to confirm the session's event subscription (normally a round trip).
+const EVENTS_CONFIRMED: Duration = Duration::from_secs(5);
 
 /// Largest gRPC reply a session accepts (SELECT of a very large mailbox lists every UID).
 const MAX_REPLY: usize = 256 * 1024 * 1024;
@@ -152,6 +162,16 @@ struct Login {
 }
 
 impl Selected {
+    /// The mailbox's HIGHESTMODSEQ as a call this session made found it. A change the session has not
+    /// caught up with makes it out of date at once, though its event may not have arrived yet (the client
+    /// can know of it: another session's command completed before this one began); its own changes do
+    /// not. MODSEQs are dense (each change takes the next), so every one up to `seen` is accounted for.
+    fn saw_modseq(&mut self, seen: u64) {
+        if (self.highest_modseq + 1..=seen).any(|m| !self.own_modseqs.contains(&m)) {
+            self.dirty = true;
+        }
+    }
+
     /// RENAME keeps UIDVALIDITY: a session with the mailbox (or one below it) selected keeps it, by its
     /// new name.
     fn follow_rename(&mut self, from: &str, to: &str) {
@@ -182,6 +202,8 @@ struct Selected {
     /// The keywords the client has been told of in FLAGS, by their lowercase spelling (keywords match
     /// case-insensitively).
     keywords: std::collections::BTreeMap<String, String>,
+    /// The messages that are `\Recent` to this session (RFC 3501 §2.3.2).
+    recent: recent::Recent,
 }
 
 enum State {
@@ -461,8 +483,10 @@ fn announce_new_keywords(selected: &mut Selected, flags: &[String], server: &mut
     }
 }
 
-fn flags_of(names: &[String]) -> Vec<FlagFetch<'static>> {
-    names.iter().filter_map(|f| Flag::try_from(f.as_str()).ok()).map(|f| FlagFetch::Flag(f.into_static())).collect()
+/// A message's flags as FETCH FLAGS gives them, with `\Recent` when it is recent to the session.
+fn flags_of(names: &[String], recent: bool) -> Vec<FlagFetch<'static>> {
+    let flags = names.iter().filter_map(|f| Flag::try_from(f.as_str()).ok()).map(|f| FlagFetch::Flag(f.into_static()));
+    flags.chain(recent.then_some(FlagFetch::Recent)).collect()
 }
 
 struct Connection<IO> {
@@ -551,6 +575,13 @@ where
                         "OBJECTID",
                         "THREAD=REFERENCES",
                         "THREAD=ORDEREDSUBJECT",
+                        "SORT",
+                        "SORT=DISPLAY",
+                        "ESORT",
+                        "UNAUTHENTICATE",
+                        "PREVIEW",
+                        "CREATE-SPECIAL-USE",
+                        "WITHIN",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );
@@ -744,7 +775,8 @@ where
     /// missed meanwhile.
     async fn resubscribe(&mut self) {
         let Some(login) = self.state.login_mut() else { return };
-        if let Ok(events) = self.ctx.nats.subscribe(self.ctx.names.mailbox_events(login.account_id.get())).await {
+        let subject = self.ctx.names.mailbox_events(login.account_id.get());
+        if let Ok(events) = mailbus_jetstream::subscribe_confirmed(&self.ctx.nats, subject, EVENTS_CONFIRMED).await {
             login.events = Some(events);
             if let Some(selected) = self.state.selected() {
                 selected.dirty = true;
@@ -754,6 +786,9 @@ where
 
     /// A mailbox event: the selected mailbox is out of date; during IDLE, tell the client at once.
     async fn on_event(&mut self, message: async_nats::Message) -> Flow {
+        if mailbus_jetstream::is_probe(&message) {
+            return Flow::Continue;
+        }
         let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(message.payload) else { return Flow::Continue };
         if let Some(selected) = self.state.selected() {
             let kind = event.kind();
@@ -824,6 +859,23 @@ where
                     }
                 }
             };
+        }
+        // RFC 8437 UNAUTHENTICATE: back to the not-authenticated state, TLS kept.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some(tag) = unauthenticate::tag_of(bytes)
+        {
+            self.command_metric("unauthenticate");
+            let status = match self.state {
+                State::NotAuthenticated { .. } => bad(Some(tag), "not authenticated"),
+                _ => {
+                    // The login goes with its selected mailbox (no expunge), ENABLE-d extensions,
+                    // connection slot and event subscription.
+                    self.state = State::NotAuthenticated { failures: 0 };
+                    ok(tag, None, "UNAUTHENTICATE completed")
+                }
+            };
+            self.server.enqueue_status(status);
+            return Flow::Continue;
         }
         // ESEARCH and LIST-EXTENDED syntax: the options cut out, the rest parsed by imap-codec.
         if let FrameError::MalformedMessage { .. } = &error
@@ -991,7 +1043,10 @@ where
         let Some(slot) = UserSlot::take(&self.ctx, reply.account_id.into(), self.peer.ip()) else {
             return Ok(no(tag, Some(other_code("LIMIT")), "too many connections for this account from this address"));
         };
-        let events = match self.ctx.nats.subscribe(self.ctx.names.mailbox_events(reply.account_id)).await {
+        // Confirmed before the login is answered: a change committed after the client's SELECT reads the
+        // mailbox must reach this session, or it would not report it until something else changes.
+        let subject = self.ctx.names.mailbox_events(reply.account_id);
+        let events = match mailbus_jetstream::subscribe_confirmed(&self.ctx.nats, subject, EVENTS_CONFIRMED).await {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "cannot subscribe to mailbox events");
@@ -1054,6 +1109,7 @@ where
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
                 | CommandBody::Thread { uid: false, .. }
+                | CommandBody::Sort { uid: false, .. }
         );
         let status = match (body, account_id) {
             (CommandBody::Capability, _) => {
@@ -1217,6 +1273,9 @@ where
             (CommandBody::Thread { algorithm, charset, search_criteria, uid }, Some(id)) => {
                 self.thread(tag, id, &algorithm, &charset, search_criteria.as_ref(), uid).await
             }
+            (CommandBody::Sort { sort_criteria, charset, search_criteria, uid }, Some(id)) => {
+                self.sort(tag, id, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid).await
+            }
             (CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers }, Some(id)) => {
                 let changed_since = modifiers.iter().find_map(|m| match m {
                     FetchModifier::ChangedSince(since) => Some(since.get()),
@@ -1289,12 +1348,14 @@ where
     async fn sync(&mut self, mode: Sync, force: bool) -> Flow {
         let Some(account_id) = self.state.login().map(|l| l.account_id) else { return Flow::Continue };
         let condstore = self.state.login().is_some_and(|l| l.condstore);
+        let rev2 = self.rev2();
         let Some(selected) = self.state.selected() else { return Flow::Continue };
         if selected.dirty || force {
             let request = pb::ChangesRequest {
                 account_id: account_id.get(),
                 mailbox: selected.name.clone(),
                 since_modseq: selected.highest_modseq,
+                claim_recent: !selected.read_only && !rev2,
             };
             let changes = match self.ctx.mailbox.clone().changes(request).await {
                 Ok(changes) => changes.into_inner(),
@@ -1329,6 +1390,9 @@ where
             for entry in changes.changed {
                 if entry.uid > known {
                     selected.uids.push(entry.uid);
+                    if !rev2 {
+                        selected.recent.arrived(entry.uid, changes.recent_from);
+                    }
                     arrived = true;
                 } else if let Ok(index) = selected.uids.binary_search(&entry.uid) {
                     flags_changed.push((index, entry));
@@ -1340,8 +1404,9 @@ where
             }
             for (index, entry) in flags_changed {
                 announce_new_keywords(selected, &entry.flags, &mut self.server);
+                let recent = selected.recent.contains(entry.uid);
                 let mut items =
-                    vec![MessageDataItem::Flags(flags_of(&entry.flags)), MessageDataItem::Uid(nz(entry.uid))];
+                    vec![MessageDataItem::Flags(flags_of(&entry.flags, recent)), MessageDataItem::Uid(nz(entry.uid))];
                 if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
                     items.push(MessageDataItem::ModSeq(modseq));
                 }
@@ -1353,6 +1418,10 @@ where
             if arrived && let Some(selected) = self.state.selected() {
                 // Messages expunged but not yet announced still count: their numbers are still in use.
                 self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
+                if !rev2 {
+                    // RFC 3501 §7.3.2: the number of recent messages, with the new EXISTS.
+                    self.server.enqueue_data(Data::Recent(selected.recent.count()));
+                }
             }
         }
         let qresync = self.state.login().is_some_and(|l| l.qresync);
@@ -1370,6 +1439,7 @@ where
                 if gone.contains(&uid) {
                     expunges.push(Data::Expunge(nz(kept.len() as u32 + 1)));
                     vanished.push(uid);
+                    selected.recent.expunged(uid);
                 } else {
                     kept.push(uid);
                 }
@@ -1416,7 +1486,9 @@ where
             self.server.enqueue_status(closed);
         }
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
-        let request = pb::SelectRequest { account_id: account_id.get(), mailbox: name.clone() };
+        // RFC 9051 has no \Recent: an IMAP4rev2 session takes none from IMAP4rev1 ones.
+        let claim_recent = !read_only && !self.rev2();
+        let request = pb::SelectRequest { account_id: account_id.get(), mailbox: name.clone(), claim_recent };
         let selected = match self.ctx.mailbox.clone().select(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
@@ -1428,10 +1500,14 @@ where
         );
         self.server.enqueue_data(Data::Flags(flags.clone()));
         self.server.enqueue_data(Data::Exists(selected.uids.len() as u32));
-        if !self.rev2() {
+        let recent = if self.rev2() {
             // IMAP4rev2 has no \Recent and no RECENT response.
-            self.server.enqueue_data(Data::Recent(0));
-        }
+            recent::Recent::default()
+        } else {
+            let recent = recent::Recent::selected(&selected.uids, selected.recent_from);
+            self.server.enqueue_data(Data::Recent(recent.count()));
+            recent
+        };
         if let Some(position) = selected.uids.iter().position(|&u| u == selected.first_unseen_uid) {
             let unseen = Status::ok(None, Some(Code::Unseen(nz(position as u32 + 1))), "first unseen").expect("ASCII");
             self.server.enqueue_status(unseen);
@@ -1471,6 +1547,7 @@ where
                 saved: Vec::new(),
                 own_modseqs: Default::default(),
                 keywords: selected.keywords.iter().map(|k| (k.to_ascii_lowercase(), k.clone())).collect(),
+                recent,
             },
         );
         if let Some((uidvalidity, since, known)) = resync
@@ -1494,8 +1571,12 @@ where
         known: Option<&SequenceSet>,
     ) -> Result<(), tonic::Status> {
         let Some(selected) = self.state.selected() else { return Ok(()) };
-        let request =
-            pb::ChangesRequest { account_id: account_id.get(), mailbox: selected.name.clone(), since_modseq: since };
+        let request = pb::ChangesRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            since_modseq: since,
+            claim_recent: false,
+        };
         let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
         let Some(selected) = self.state.selected() else { return Ok(()) };
         let mut gone = changes.vanished;
@@ -1510,7 +1591,8 @@ where
         for entry in changes.changed {
             let Ok(index) = selected.uids.binary_search(&entry.uid) else { continue };
             announce_new_keywords(selected, &entry.flags, &mut self.server);
-            let mut items = vec![MessageDataItem::Uid(nz(entry.uid)), MessageDataItem::Flags(flags_of(&entry.flags))];
+            let flags = flags_of(&entry.flags, selected.recent.contains(entry.uid));
+            let mut items = vec![MessageDataItem::Uid(nz(entry.uid)), MessageDataItem::Flags(flags)];
             if let Some(modseq) = NonZeroU64::new(entry.modseq) {
                 items.push(MessageDataItem::ModSeq(modseq));
             }
@@ -1530,8 +1612,12 @@ where
         since: u64,
     ) -> Result<(), tonic::Status> {
         let Some(selected) = self.state.selected() else { return Ok(()) };
-        let request =
-            pb::ChangesRequest { account_id: account_id.get(), mailbox: selected.name.clone(), since_modseq: since };
+        let request = pb::ChangesRequest {
+            account_id: account_id.get(),
+            mailbox: selected.name.clone(),
+            since_modseq: since,
+            claim_recent: false,
+        };
         let changes = self.ctx.mailbox.clone().changes(request).await?.into_inner();
         let Some(selected) = self.state.selected() else { return Ok(()) };
         // `*` is the mailbox's largest UID, not the largest expunged one.
@@ -1588,7 +1674,35 @@ where
         let Some(name) = self.name_of(mailbox) else { return no(tag, None, "mailbox name is not modified UTF-7") };
         // RFC 9051 §6.3.4: a trailing separator only says the client means to create children.
         let name = name.trim_end_matches(DELIMITER).to_owned();
-        let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use: String::new() };
+        // RFC 6154 §3: the one attribute the mailbox is to have, or NO [USEATTR] before anything is made.
+        let special_use = match self.extended.take() {
+            Some(render::Extended::Create { uses }) if !uses.is_empty() => {
+                let Some(attribute) = create_special_use::attribute(&uses) else {
+                    return no(
+                        tag,
+                        Some(other_code("USEATTR")),
+                        "one of \\Drafts \\Sent \\Trash \\Junk \\Archive \\All \\Flagged",
+                    );
+                };
+                let taken = pb::ListMailboxesRequest {
+                    account_id: account_id.get(),
+                    patterns: vec!["*".into()],
+                    special_use_only: true,
+                    ..Default::default()
+                };
+                match self.ctx.mailbox.clone().list_mailboxes(taken).await {
+                    Ok(list)
+                        if list.get_ref().mailboxes.iter().any(|m| m.special_use.eq_ignore_ascii_case(attribute)) =>
+                    {
+                        return no(tag, Some(other_code("USEATTR")), &format!("another mailbox is {attribute}"));
+                    }
+                    Ok(_) => attribute.to_owned(),
+                    Err(status) => return refusal(tag, &status),
+                }
+            }
+            _ => String::new(),
+        };
+        let request = pb::CreateMailboxRequest { account_id: account_id.get(), name, special_use };
         match self.ctx.mailbox.clone().create_mailbox(request).await {
             // RFC 8474 §4.1: the new mailbox's id.
             Ok(reply) => ok(tag, Some(mailbox_id_code(reply.into_inner().mailbox_id)), "CREATE completed"),
@@ -1674,7 +1788,15 @@ where
             Mailbox::Other(other) => String::from_utf8_lossy(other.inner().as_ref()).into_owned(),
         };
         let delimiter = Some(QuotedChar::try_from(DELIMITER).expect("a valid delimiter"));
-        if pattern.is_empty() {
+        // RFC 5258 selection options and RFC 5258/5819 return options, and a pattern list, when the command
+        // had them.
+        let (selection, returns, status_items, pattern_list) = match self.extended.take() {
+            Some(render::Extended::List { selection, returns, status, patterns }) => {
+                (selection, returns, status, patterns)
+            }
+            _ => Default::default(),
+        };
+        if pattern.is_empty() && pattern_list.is_empty() {
             // RFC 9051 §6.3.9: LIST "" "" asks for the delimiter and the root.
             let root = Mailbox::try_from(String::new()).unwrap_or(Mailbox::Inbox);
             let items = vec![FlagNameAttribute::Noselect];
@@ -1686,14 +1808,13 @@ where
             return ok(tag, None, "LIST completed");
         }
         let decode = |text: &str| if self.utf8() { Some(text.to_owned()) } else { render::from_utf7(text) };
-        let (Some(reference), Some(pattern)) = (decode(&reference), decode(&pattern)) else {
+        let Some(reference) = decode(&reference) else { return ok(tag, None, "LIST completed") };
+        // RFC 5258 §3: each pattern of a list matches on its own; one that is not valid matches nothing.
+        let patterns: Vec<String> = if pattern_list.is_empty() { vec![pattern] } else { pattern_list };
+        let patterns: Vec<String> = patterns.iter().filter_map(|p| decode(p)).collect();
+        if patterns.is_empty() {
             return ok(tag, None, "LIST completed");
-        };
-        // RFC 5258 selection options and RFC 5258/5819 return options, when the command had them.
-        let (selection, returns, status_items) = match self.extended.take() {
-            Some(render::Extended::List { selection, returns, status }) => (selection, returns, status),
-            _ => Default::default(),
-        };
+        }
         let extended = !selection.is_empty() || !returns.is_empty();
         let has = |list: &[String], word: &str| list.iter().any(|w| w == word);
         let subscribed_only = lsub || has(&selection, "SUBSCRIBED");
@@ -1701,11 +1822,13 @@ where
         let request = pb::ListMailboxesRequest {
             account_id: account_id.get(),
             reference,
-            patterns: vec![pattern],
+            patterns,
             subscribed_only,
             special_use_only: has(&selection, "SPECIAL-USE"),
             with_status: !status_items.is_empty(),
             lsub_parents: lsub,
+            // RFC 5258 §3.5: parents of subscribed names, with CHILDINFO ("SUBSCRIBED").
+            recursive_match: has(&selection, "RECURSIVEMATCH") && has(&selection, "SUBSCRIBED"),
         };
         let listed = match self.ctx.mailbox.clone().list_mailboxes(request).await {
             Ok(reply) => reply.into_inner().mailboxes,
@@ -1729,11 +1852,18 @@ where
                 items.push(attribute(special));
             }
             let name = wire_mailbox_in(&mailbox.name, self.utf8());
-            self.server.enqueue_data(if lsub {
+            let data = if lsub {
                 Data::Lsub { items, delimiter, mailbox: name.clone() }
             } else {
                 Data::List { items, delimiter, mailbox: name.clone() }
-            });
+            };
+            if mailbox.child_subscribed {
+                let line = ResponseCodec::default().encode(&Response::Data(data)).dump();
+                let line = list_extended::with_child_info(line);
+                self.raw_untagged(String::from_utf8_lossy(&line).into_owned()).await;
+            } else {
+                self.server.enqueue_data(data);
+            }
             // RFC 5819: the STATUS of each selectable mailbox, right after its LIST.
             if let Some(status) = mailbox.status.filter(|_| mailbox.exists) {
                 let items: Vec<StatusDataItem> =
@@ -1768,7 +1898,7 @@ where
             .filter_map(|item| match item {
                 StatusDataItemName::Messages if ids.filler => None,
                 StatusDataItemName::Messages => Some(StatusDataItem::Messages(status.messages)),
-                StatusDataItemName::Recent => Some(StatusDataItem::Recent(0)),
+                StatusDataItemName::Recent => Some(StatusDataItem::Recent(status.recent)),
                 StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(nz(status.uidnext))),
                 StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(nz(status.uidvalidity))),
                 StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
@@ -1855,6 +1985,7 @@ where
                     if !reply.expunged.is_empty() {
                         selected.own_modseqs.insert(reply.highest_modseq);
                     }
+                    selected.saw_modseq(reply.highest_modseq);
                     selected.vanished.extend(reply.expunged);
                 }
                 ok(tag, None, "EXPUNGE completed")
@@ -1878,7 +2009,9 @@ where
             return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
         let wants_modseq = criteria.iter().any(has_modseq);
         if wants_modseq {
             self.enable_condstore();
@@ -1890,6 +2023,7 @@ where
             Err(status) => return refusal(tag, &status),
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
         // Only messages this session has announced: a UID the client has not heard of yet is left out.
         // Each keeps its MODSEQ: the one reported is the highest of the messages returned (RFC 7162
         // §3.1.5, RFC 4731 §3.2).
@@ -1977,9 +2111,65 @@ where
         keys: Vec<pb::SearchKey>,
         threading: bool,
     ) -> Result<pb::SearchResponse, tonic::Status> {
+        self.search_for(account_id, mailbox, keys, threading, false).await
+    }
+
+    /// A search that also brings THREAD's (`threading`) or SORT's (`sorting`) facts of each match.
+    async fn search_for(
+        &self,
+        account_id: AccountId,
+        mailbox: String,
+        keys: Vec<pb::SearchKey>,
+        threading: bool,
+        sorting: bool,
+    ) -> Result<pb::SearchResponse, tonic::Status> {
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
-        let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading };
+        let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading, sorting };
         Ok(self.ctx.mailbox.clone().search(request).await?.into_inner())
+    }
+
+    /// RFC 5256 SORT (and RFC 5957's DISPLAYFROM/DISPLAYTO): the matches of `criteria`, ordered by
+    /// `sort_criteria` (`sort.rs`), written raw.
+    async fn sort(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        sort_criteria: &[SortCriterion],
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        if !searchable_charset(charset) {
+            return bad_charset(tag);
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
+        let mailbox = selected.name.clone();
+        let found = match self.search_for(account_id, mailbox, keys, false, true).await {
+            Ok(found) => found,
+            Err(status) => return refusal(tag, &status),
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
+        // Only messages this session has announced, as SEARCH answers.
+        let messages: Vec<sort::Message> = found
+            .uids
+            .iter()
+            .zip(found.sorting)
+            .filter_map(|(&uid, keys)| {
+                let index = selected.uids.binary_search(&uid).ok()?;
+                Some(sort::Message { number: if by_uid { uid } else { index as u32 + 1 }, keys })
+            })
+            .collect();
+        let sorted = sort::sort(messages, sort_criteria);
+        let line = match self.extended.take() {
+            Some(render::Extended::Sort { options }) => sort::render_esearch(tag.inner(), by_uid, &options, &sorted),
+            _ => sort::render(&sorted),
+        };
+        self.raw_untagged(line).await;
+        ok(tag, None, "SORT completed")
     }
 
     /// RFC 5256 THREAD: the matches of `criteria`, threaded by `algorithm` (`thread.rs`), written raw.
@@ -2001,13 +2191,16 @@ where
             return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let keys: Vec<pb::SearchKey> = criteria.iter().map(|k| render::search_key(k, &selected.uids)).collect();
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
         let mailbox = selected.name.clone();
         let found = match self.search_rpc(account_id, mailbox, keys, true).await {
             Ok(found) => found,
             Err(status) => return refusal(tag, &status),
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
         // Only messages this session has announced, as SEARCH answers.
         let messages: Vec<thread::Message> = found
             .uids
@@ -2071,11 +2264,15 @@ where
             Ok(reply) => reply.into_inner(),
             Err(status) => return refusal(tag, &status),
         };
-        if let Some(selected) = self.state.selected()
-            && stored.updated.iter().any(|e| e.modseq == stored.highest_modseq)
-        {
-            // This session's own change, already answered with FETCH: its event needs no `Changes` call.
-            selected.own_modseqs.insert(stored.highest_modseq);
+        if let Some(selected) = self.state.selected() {
+            if stored.changed {
+                // This session's own change, already answered with FETCH: its event needs no `Changes` call.
+                // (An entry left alone may carry the mailbox's last MODSEQ too, but that change was
+                // another session's, and may have touched entries this STORE did not.)
+                selected.own_modseqs.insert(stored.highest_modseq);
+            }
+            // Its own MODSEQ when it changed something, else the mailbox's as the STORE found it.
+            selected.saw_modseq(stored.highest_modseq);
         }
         if condstore {
             self.enable_condstore();
@@ -2088,7 +2285,7 @@ where
             announce_new_keywords(selected, &entry.flags, &mut self.server);
             let mut items = Vec::new();
             if !silent {
-                items.push(MessageDataItem::Flags(flags_of(&entry.flags)));
+                items.push(MessageDataItem::Flags(flags_of(&entry.flags, selected.recent.contains(entry.uid))));
             }
             if condstore && let Some(modseq) = NonZeroU64::new(entry.modseq) {
                 items.push(MessageDataItem::ModSeq(modseq));
@@ -2275,6 +2472,7 @@ where
             sections,
             changed_since,
             set_seen,
+            preview: ids.preview,
         };
         let mut stream = match self.ctx.mailbox.clone().fetch(request).await {
             Ok(reply) => reply.into_inner(),
@@ -2288,6 +2486,11 @@ where
                 Err(status) => return refusal(tag, &status),
             };
             match item.and_then(|i| i.item) {
+                Some(pb::fetch_response::Item::MailboxModseq(modseq)) => {
+                    if let Some(selected) = self.state.selected() {
+                        selected.saw_modseq(modseq);
+                    }
+                }
                 Some(pb::fetch_response::Item::Chunk(chunk)) => {
                     if let Some((_, data)) = current.as_mut()
                         && let Some(section) = data.get_mut(chunk.section as usize)
@@ -2341,12 +2544,13 @@ where
         if names.contains(&MessageDataItemName::Flags) {
             announce_new_keywords(selected, &message.flags, &mut self.server);
         }
+        let recent = selected.recent.contains(message.uid);
         let mut items = Vec::with_capacity(names.len());
         for (name, section) in names.iter().zip(section_of) {
             let take = |data: &mut Vec<Vec<u8>>| section.map(|i| std::mem::take(&mut data[i])).unwrap_or_default();
             let item = match name {
                 MessageDataItemName::Uid => MessageDataItem::Uid(nz(message.uid)),
-                MessageDataItemName::Flags => MessageDataItem::Flags(flags_of(&message.flags)),
+                MessageDataItemName::Flags => MessageDataItem::Flags(flags_of(&message.flags, recent)),
                 MessageDataItemName::InternalDate => {
                     MessageDataItem::InternalDate(render::date_time(message.internal_date_unix))
                 }
@@ -2391,13 +2595,25 @@ where
             items.push(item);
         }
         let seq = nz(index as u32 + 1);
-        if ids.email || ids.thread {
-            // RFC 8474 §5: EMAILID and THREADID, which imap-types cannot write, added to what it writes.
-            let added = object_id::fetch_items(ids, message.email_id, message.thread_id);
+        // RFC 3516 §4.2: a partial BINARY names its origin, which imap-types cannot write.
+        let origins: Vec<Option<u32>> = names
+            .iter()
+            .filter_map(|name| match name {
+                MessageDataItemName::Binary { partial, .. } => Some(partial.map(|(start, _)| start)),
+                _ => None,
+            })
+            .collect();
+        let partial_binary = origins.iter().any(Option::is_some);
+        if ids.email || ids.thread || ids.preview || partial_binary {
+            // RFC 8474 §5's EMAILID and THREADID and RFC 8970's PREVIEW, which imap-types cannot write,
+            // added to what it writes.
+            let preview = message.preview.as_deref().unwrap_or_default();
+            let added = object_id::fetch_items(ids, message.email_id, message.thread_id, preview);
             return Some(match Vec1::try_from(items) {
                 Ok(items) => {
                     let line = ResponseCodec::default().encode(&Response::Data(Data::Fetch { seq, items })).dump();
-                    object_id::splice(line, &added)
+                    let line = if partial_binary { binary_origin::name_origins(line, &origins) } else { line };
+                    if added.is_empty() { line } else { object_id::splice(line, &added) }
                 }
                 Err(_) => format!("* {seq} FETCH ({added})\r\n").into_bytes(),
             });
@@ -2413,7 +2629,7 @@ where
 fn status_item(name: &str, status: &pb::MailboxStatus) -> Option<StatusDataItem> {
     Some(match name {
         "MESSAGES" => StatusDataItem::Messages(status.messages),
-        "RECENT" => StatusDataItem::Recent(0),
+        "RECENT" => StatusDataItem::Recent(status.recent),
         "UIDNEXT" => StatusDataItem::UidNext(nz(status.uidnext)),
         "UIDVALIDITY" => StatusDataItem::UidValidity(nz(status.uidvalidity)),
         "UNSEEN" => StatusDataItem::Unseen(status.unseen),
@@ -2548,7 +2764,7 @@ fn convert(body: &CommandBody<'_>) {
         }
         CommandBody::Search { criteria, .. } => {
             for key in criteria.as_ref() {
-                let _ = render::search_key(key, &uids);
+                let _ = render::search_key(key, &uids, &uids);
                 let _ = has_modseq(key);
             }
         }

@@ -15,6 +15,8 @@ pub struct ObjectIds {
     pub email: bool,
     pub thread: bool,
     pub mailbox: bool,
+    /// RFC 8970 FETCH PREVIEW (with or without LAZY, which changes nothing: previews are stored).
+    pub preview: bool,
     /// The command asked for nothing else: an item (FETCH UID, STATUS MESSAGES) stands in for the list
     /// imap-codec would find empty, and is not answered.
     pub filler: bool,
@@ -76,6 +78,7 @@ fn keep(word: &str, verb: &str, ids: &mut ObjectIds) -> bool {
         ("EMAILID", "FETCH") => &mut ids.email,
         ("THREADID", "FETCH") => &mut ids.thread,
         ("MAILBOXID", "STATUS") => &mut ids.mailbox,
+        ("PREVIEW", "FETCH") => &mut ids.preview,
         _ => return true,
     };
     *flag = true;
@@ -93,6 +96,9 @@ pub fn rewrite(line: &str) -> Option<(ObjectIds, String)> {
     let mut ids = ObjectIds::default();
     match verb.as_str() {
         "FETCH" | "STATUS" => {
+            if verb == "FETCH" {
+                drop_preview_modifiers(&mut words, at)?;
+            }
             let before = words.len();
             // Inside a section (`BODY[HEADER.FIELDS (EMAILID)]`) a word is a field name.
             let mut section = false;
@@ -140,6 +146,25 @@ pub fn rewrite(line: &str) -> Option<(ObjectIds, String)> {
     Some((ids, format!("{tag} {}\r\n", join(&words))))
 }
 
+/// RFC 8970 `PREVIEW (LAZY)`: the modifiers go, `PREVIEW` stays to be noted; None for a modifier other
+/// than LAZY (imap-codec then answers BAD).
+fn drop_preview_modifiers(words: &mut Vec<String>, at: usize) -> Option<()> {
+    let (mut i, mut section) = (at + 1, false);
+    while i < words.len() {
+        let inside = section || words[i].contains('[');
+        section = inside && !words[i].contains(']');
+        if !inside && words[i].eq_ignore_ascii_case("PREVIEW") && words.get(i + 1).is_some_and(|w| w == "(") {
+            let close = i + 1 + words[i + 1..].iter().position(|w| w == ")")?;
+            if !words[i + 2..close].iter().all(|m| m.eq_ignore_ascii_case("LAZY")) {
+                return None;
+            }
+            words.drain(i + 1..=close);
+        }
+        i += 1;
+    }
+    Some(())
+}
+
 /// The row id of an RFC 8474 id of `kind` (`e`, `t`), or 0, which names nothing, for anything else.
 pub fn decode(kind: char, id: &str) -> i64 {
     id.strip_prefix(kind)
@@ -157,8 +182,8 @@ pub fn splice(mut response: Vec<u8>, items: &str) -> Vec<u8> {
     response
 }
 
-/// RFC 8474 §7's answer: `EMAILID (e42) THREADID (t40)`, as asked.
-pub fn fetch_items(ids: ObjectIds, email: i64, thread: i64) -> String {
+/// RFC 8474 §7's answer: `EMAILID (e42) THREADID (t40)`, as asked, and RFC 8970's `PREVIEW "text"`.
+pub fn fetch_items(ids: ObjectIds, email: i64, thread: i64, preview: &str) -> String {
     let mut items = Vec::new();
     if ids.email {
         items.push(format!("EMAILID (e{email})"));
@@ -166,7 +191,19 @@ pub fn fetch_items(ids: ObjectIds, email: i64, thread: i64) -> String {
     if ids.thread {
         items.push(format!("THREADID (t{thread})"));
     }
+    if ids.preview {
+        items.push(format!("PREVIEW {}", string(preview)));
+    }
     items.join(" ")
+}
+
+/// An IMAP string: quoted when it is printable ASCII, else a literal (8-bit text needs one in IMAP4rev1).
+fn string(text: &str) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        format!("{{{}}}\r\n{text}", text.len())
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +214,7 @@ mod tests {
     fn fetch_items_are_taken_out_and_a_lone_one_stands_in_for_the_list() {
         let (ids, line) = rewrite("a1 FETCH 1:* (FLAGS EMAILID THREADID)\r\n").unwrap();
         assert_eq!(line, "a1 FETCH 1:* (FLAGS)\r\n");
-        assert_eq!(ids, ObjectIds { email: true, thread: true, mailbox: false, filler: false });
+        assert_eq!(ids, ObjectIds { email: true, thread: true, ..Default::default() });
         let (ids, line) = rewrite("a2 UID FETCH 5 (EMAILID)").unwrap();
         assert_eq!(line, "a2 UID FETCH 5 (UID)\r\n");
         assert!(ids.email && ids.filler);
@@ -186,6 +223,21 @@ mod tests {
         assert!(ids.thread && ids.filler && !ids.email);
         assert_eq!(rewrite("a4 FETCH 1 (FLAGS)"), None);
         assert_eq!(rewrite("a5 FETCH 1 (BODY.PEEK[HEADER.FIELDS (EMAILID)])"), None, "a field name");
+    }
+
+    #[test]
+    fn preview_and_its_lazy_modifier_are_taken_out() {
+        let (ids, line) = rewrite("p FETCH 1:* (FLAGS PREVIEW (LAZY))").unwrap();
+        assert_eq!(line, "p FETCH 1:* (FLAGS)\r\n");
+        assert!(ids.preview && !ids.filler);
+        let (ids, line) = rewrite("p UID FETCH 2 PREVIEW").unwrap();
+        assert_eq!(line, "p UID FETCH 2 UID\r\n");
+        assert!(ids.preview && ids.filler);
+        assert_eq!(rewrite("p FETCH 1 (PREVIEW (FUZZY))"), None, "an unknown modifier");
+        let items = fetch_items(ObjectIds { preview: true, ..Default::default() }, 1, 1, "say \"hi\" \\o");
+        assert_eq!(items, "PREVIEW \"say \\\"hi\\\" \\\\o\"");
+        let items = fetch_items(ObjectIds { preview: true, ..Default::default() }, 1, 1, "café");
+        assert_eq!(items, "PREVIEW {5}\r\ncafé");
     }
 
     #[test]
@@ -223,7 +275,7 @@ mod tests {
     fn answers_are_spliced_into_the_last_parenthesis() {
         let fetch = splice(
             b"* 1 FETCH (UID 5)\r\n".to_vec(),
-            &fetch_items(ObjectIds { email: true, thread: true, ..Default::default() }, 42, 40),
+            &fetch_items(ObjectIds { email: true, thread: true, ..Default::default() }, 42, 40, ""),
         );
         assert_eq!(fetch, b"* 1 FETCH (UID 5 EMAILID (e42) THREADID (t40))\r\n");
         assert_eq!(splice(b"* STATUS INBOX ()\r\n".to_vec(), "MAILBOXID (m3)"), b"* STATUS INBOX (MAILBOXID (m3))\r\n");

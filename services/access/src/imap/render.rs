@@ -405,16 +405,20 @@ fn day(date: &imap_types::datetime::NaiveDate, relation: pb::date_match::Relatio
     pb::DateMatch { relation: relation.into(), day: (*date.as_ref() - epoch).num_days() }
 }
 
-/// An IMAP search key as the store's. Message-number sets become UID lists through the session's map;
-/// \Recent no longer exists (IMAP4rev2), so RECENT and NEW match nothing and OLD everything.
-pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
+/// An IMAP search key as the store's. Message-number sets become UID lists through the session's map, and
+/// RECENT, NEW and OLD the session's `\Recent` UIDs (`recent`, ascending; none under IMAP4rev2).
+pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::SearchKey {
     use pb::date_match::Relation::{Before, On, Since};
     let flag = |f: &str| key(Key::Flag(f.into()));
     let not = |k: pb::SearchKey| key(Key::Not(Box::new(k)));
     let nothing = || not(key(Key::All(true)));
+    // RFC 3501 §6.4.4: RECENT, NEW (recent and unseen) and OLD are the session's own `\Recent` UIDs.
+    let recent_key = || key(Key::Uids(pb::UidList { uids: recent.to_vec() }));
     match k {
-        SearchKey::All | SearchKey::Old => key(Key::All(true)),
-        SearchKey::New | SearchKey::Recent => nothing(),
+        SearchKey::All => key(Key::All(true)),
+        SearchKey::Recent => recent_key(),
+        SearchKey::New => key(Key::And(pb::SearchKeys { keys: vec![recent_key(), not(flag("\\Seen"))] })),
+        SearchKey::Old => not(recent_key()),
         SearchKey::Answered => flag("\\Answered"),
         SearchKey::Deleted => flag("\\Deleted"),
         SearchKey::Draft => flag("\\Draft"),
@@ -446,14 +450,16 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
         SearchKey::SentOn(d) => key(Key::SentDate(day(d, On))),
         SearchKey::SentSince(d) => key(Key::SentDate(day(d, Since))),
         SearchKey::Larger(n) => key(Key::Larger(u64::from(*n))),
+        SearchKey::Older(n) => key(Key::Older(u64::from(n.get()))),
+        SearchKey::Younger(n) => key(Key::Younger(u64::from(n.get()))),
         SearchKey::Smaller(n) => key(Key::Smaller(u64::from(*n))),
-        SearchKey::Not(inner) => not(search_key(inner, uids)),
+        SearchKey::Not(inner) => not(search_key(inner, uids, recent)),
         SearchKey::Or(a, b) => key(Key::Or(Box::new(pb::SearchPair {
-            a: Some(Box::new(search_key(a, uids))),
-            b: Some(Box::new(search_key(b, uids))),
+            a: Some(Box::new(search_key(a, uids, recent))),
+            b: Some(Box::new(search_key(b, uids, recent))),
         }))),
         SearchKey::And(all) => {
-            key(Key::And(pb::SearchKeys { keys: all.as_ref().iter().map(|k| search_key(k, uids)).collect() }))
+            key(Key::And(pb::SearchKeys { keys: all.as_ref().iter().map(|k| search_key(k, uids, recent)).collect() }))
         }
         SearchKey::Uid(set) => key(Key::Uids(pb::UidList { uids: resolve(set, uids, true) })),
         SearchKey::SequenceSet(set) => key(Key::Uids(pb::UidList { uids: resolve(set, uids, false) })),
@@ -472,14 +478,19 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32]) -> pb::SearchKey {
 pub enum Extended {
     /// `SEARCH RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
     Search { options: Vec<String> },
-    /// `LIST (selection) ref pattern RETURN (options STATUS (items))`.
-    List { selection: Vec<String>, returns: Vec<String>, status: Vec<String> },
+    /// RFC 6154 CREATE-SPECIAL-USE: the attributes of `CREATE name (USE (...))`, as written.
+    Create { uses: Vec<String> },
+    /// RFC 5267 ESORT, `SORT RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
+    Sort { options: Vec<String> },
+    /// `LIST (selection) ref pattern RETURN (options STATUS (items))`, options upper case; `patterns` is
+    /// the list of `LIST ref (pattern ...)`, unquoted (empty for a single pattern, which imap-codec parses).
+    List { selection: Vec<String>, returns: Vec<String>, status: Vec<String>, patterns: Vec<String> },
     /// RFC 8474: FETCH's EMAILID and THREADID, STATUS's MAILBOXID (SEARCH's keys are spelt as HEADER keys).
     ObjectIds(ObjectIds),
 }
 
 /// The parenthesised list at the start of `text`: its inside and the text after it.
-fn parenthesised(text: &str) -> Option<(&str, &str)> {
+pub(super) fn parenthesised(text: &str) -> Option<(&str, &str)> {
     if !text.starts_with('(') {
         return None;
     }
@@ -528,48 +539,25 @@ fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
             return Some((Extended::Search { options }, command.into_bytes()));
         }
     }
+    if let Some((uses, line)) = super::create_special_use::rewrite(tag, rest) {
+        return Some((Extended::Create { uses }, line));
+    }
+    for verb in ["UID SORT RETURN ", "SORT RETURN "] {
+        if upper.starts_with(verb) {
+            let (inside, after) = parenthesised(&rest[verb.len()..])?;
+            let options: Vec<String> = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
+            // RFC 5267 §3.2's return options for SORT.
+            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL"].contains(&o.as_str())) {
+                return None;
+            }
+            let command = format!("{tag} {}{}\r\n", &rest[..verb.len() - "RETURN ".len()], after.trim_start());
+            return Some((Extended::Sort { options }, command.into_bytes()));
+        }
+    }
     if !upper.starts_with("LIST ") {
         return None;
     }
-    let mut middle = rest["LIST ".len()..].trim_start();
-    let mut selection = Vec::new();
-    if middle.starts_with('(') {
-        let (inside, after) = parenthesised(middle)?;
-        selection = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
-        // RFC 5258 §3: an unknown selection option is BAD. REMOTE selects nothing more here (no referrals).
-        if !selection.iter().all(|o| ["SUBSCRIBED", "REMOTE", "SPECIAL-USE"].contains(&o.as_str())) {
-            return None;
-        }
-        middle = after.trim_start();
-    }
-    let (mut returns, mut status) = (Vec::new(), Vec::new());
-    let upper_middle = middle.to_ascii_uppercase();
-    if let Some(at) = upper_middle.rfind(" RETURN (") {
-        let (inside, after) = parenthesised(&middle[at + " RETURN ".len()..])?;
-        if !after.trim().is_empty() {
-            return None;
-        }
-        let mut rest = inside.trim();
-        while !rest.is_empty() {
-            let (word, after) = rest.split_once(' ').unwrap_or((rest, ""));
-            let word = word.to_ascii_uppercase();
-            rest = after.trim_start();
-            if word == "STATUS" && rest.starts_with('(') {
-                let (items, after) = parenthesised(rest)?;
-                status = items.split_whitespace().map(str::to_ascii_uppercase).collect();
-                rest = after.trim_start();
-            }
-            if !["SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"].contains(&word.as_str()) {
-                return None;
-            }
-            returns.push(word);
-        }
-        middle = &middle[..at];
-    }
-    if selection.is_empty() && returns.is_empty() {
-        return None;
-    }
-    Some((Extended::List { selection, returns, status }, format!("{tag} LIST {middle}\r\n").into_bytes()))
+    super::list_extended::rewrite(tag, rest)
 }
 
 #[cfg(test)]
@@ -627,6 +615,10 @@ mod tests {
         assert_eq!(rest, b"a1 UID SEARCH UNSEEN SINCE 1-Jan-2026\r\n");
         let (ext, rest) = rewrite_extended(b"a2 search return () FLAGGED").unwrap();
         assert_eq!(ext, Extended::Search { options: vec![] });
+        let (ext, line) = rewrite_extended(b"s1 UID SORT RETURN (min COUNT) (DATE) UTF-8 ALL\r\n").unwrap();
+        assert_eq!(ext, Extended::Sort { options: vec!["MIN".into(), "COUNT".into()] });
+        assert_eq!(line, b"s1 UID SORT (DATE) UTF-8 ALL\r\n");
+        assert!(rewrite_extended(b"s2 SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n").is_none());
         assert_eq!(rest, b"a2 search FLAGGED\r\n");
         let (ext, rest) =
             rewrite_extended(b"a3 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n")
@@ -637,6 +629,7 @@ mod tests {
                 selection: vec!["SUBSCRIBED".into()],
                 returns: vec!["CHILDREN".into(), "STATUS".into()],
                 status: vec!["MESSAGES".into(), "UNSEEN".into()],
+                patterns: vec![],
             }
         );
         assert_eq!(rest, b"a3 LIST \"\" \"*\"\r\n");

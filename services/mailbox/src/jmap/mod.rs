@@ -28,6 +28,7 @@ pub mod search_snippet;
 pub mod set;
 pub mod submission;
 pub mod thread;
+pub mod vacation;
 
 use std::collections::HashMap;
 
@@ -172,6 +173,8 @@ pub async fn call(ctx: &mut Ctx<'_>, method: &str, arguments: Value) -> Response
         "EmailSubmission/query" => submission::query(ctx, arguments).await,
         "EmailSubmission/queryChanges" => submission::query_changes(ctx, arguments).await,
         "EmailSubmission/set" => submission::set(ctx, arguments).await,
+        "VacationResponse/get" => vacation::get(ctx, arguments).await,
+        "VacationResponse/set" => vacation::set(ctx, arguments).await,
         _ => Err(MethodError::UnknownMethod),
     };
     outcome.unwrap_or_else(|error| vec![("error".to_owned(), error.to_json())])

@@ -8,10 +8,13 @@ use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use crate::error::{MailboxError, invalid};
+use crate::filter::Delivery;
 use crate::rpc::MailboxService;
 use crate::rpc::upload::{parse, read_upload};
+use crate::store;
+use crate::store::delivery::{FollowUpKind, StoredFollowUp};
 use crate::store::directory::{self, Resolution};
-use crate::store::messages::{self, Placed};
+use crate::store::messages::Placed;
 
 impl MailboxService {
     /// Deliver with its span, its outcome counted by kind, and its duration from arrival to reply.
@@ -38,24 +41,38 @@ impl MailboxService {
     async fn deliver(&self, header: pb::DeliveryHeader, content: Vec<u8>) -> Result<pb::DeliverResponse, Status> {
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
         let accounts = match directory::resolve(&self.pool, &recipient, &self.recipient_delimiter).await? {
-            Resolution::Local(accounts) => accounts,
+            // The forwards are the relay's to send on; Deliver stores for the accounts only.
+            Resolution::Local { accounts, .. } => accounts,
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
         };
         let (content, parsed) = parse(content).await?;
         // An alias may lead to several accounts: each gets its own copy in its own transaction, and a
         // repeated call skips the accounts that already have theirs, so a refusal for one (a full mailbox)
-        // neither blocks nor duplicates the others.
-        let mut reply = pb::DeliverResponse { placements: Vec::new(), duplicate: true };
+        // neither blocks nor duplicates the others. Each account's Sieve script decides where its copy goes.
+        let mut reply = pb::DeliverResponse { duplicate: true, ..Default::default() };
         let mut refusal = None;
         let key = recipient.lookup_key();
+        let delivery = Delivery {
+            queue_id: &header.queue_id,
+            recipient: &header.recipient,
+            mail_from: &header.mail_from,
+            content: &content,
+        };
         for account in accounts {
-            match messages::deliver(&self.pool, account, &header.queue_id, &key, &content, &parsed).await {
-                Ok(placed) => {
-                    if !placed.duplicate {
+            let plan = self.filter.plan(&self.pool, account, &delivery).await?;
+            let done =
+                store::delivery::deliver(&self.pool, account, (&header.queue_id, &key), &content, &parsed, &plan);
+            match done.await {
+                Ok(delivered) => {
+                    if !delivered.duplicate {
                         reply.duplicate = false;
-                        self.publish_delivered(account, &placed);
+                        delivered.placed.iter().for_each(|placed| self.publish_delivered(account, placed));
                     }
-                    reply.placements.push(placement(account, placed));
+                    reply.placements.extend(delivered.placed.into_iter().map(|placed| placement(account, placed)));
+                    reply.follow_ups.extend(delivered.follow_ups.into_iter().map(follow_up));
+                    if let Some(rejection) = delivered.rejection {
+                        reply.rejection = rejection;
+                    }
                 }
                 Err(MailboxError::OverQuota(why)) => {
                     tracing::info!(account_id = account.get(), %why, "mailbox full");
@@ -72,9 +89,31 @@ impl MailboxService {
         }
     }
 
+    /// The relay queued the follow-ups of a delivery: they are forgotten.
+    pub(super) async fn follow_ups_queued(&self, request: pb::FollowUpsQueuedRequest) -> Result<(), Status> {
+        let recipient: EmailAddress = request.recipient.parse().map_err(invalid)?;
+        store::delivery::follow_ups_queued(&self.pool, &request.queue_id, &recipient.lookup_key()).await?;
+        Ok(())
+    }
+
     fn publish_delivered(&self, account: AccountId, placed: &Placed) {
         let kind = MailboxEventKind::Appended;
         self.events.publish(account, &placed.mailbox, kind, &[placed.uid], placed.modseq, placed.uidvalidity);
+    }
+}
+
+/// A follow-up's id names its account and its place in that account's plan: stable across calls.
+fn follow_up(stored: StoredFollowUp) -> pb::FollowUp {
+    let kind = match stored.follow_up.kind {
+        FollowUpKind::Redirect => pb::FollowUpKind::Redirect,
+        FollowUpKind::Vacation => pb::FollowUpKind::Vacation,
+    };
+    pb::FollowUp {
+        id: format!("{}.{}", stored.account.get(), stored.seq),
+        kind: kind.into(),
+        mail_from: stored.follow_up.mail_from,
+        recipient: stored.follow_up.rcpt_to,
+        content: stored.follow_up.content,
     }
 }
 

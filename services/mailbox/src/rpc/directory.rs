@@ -17,9 +17,10 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         let address: EmailAddress = request.into_inner().address.parse().map_err(invalid)?;
         let reply = match directory::resolve(&self.pool, &address, &self.recipient_delimiter).await? {
-            Resolution::Local(accounts) => pb::ResolveRecipientResponse {
+            Resolution::Local { accounts, forwards } => pb::ResolveRecipientResponse {
                 kind: pb::RecipientKind::Local.into(),
                 account_ids: accounts.into_iter().map(i64::from).collect(),
+                forwards,
             },
             Resolution::UnknownUser => {
                 pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }

@@ -40,14 +40,20 @@ impl MailboxService {
     pub(super) async fn fetch_stream(&self, request: pb::FetchRequest) -> Result<FetchStream, Status> {
         let (account, mailbox) = (AccountId::from(request.account_id), mailbox_name(&request.mailbox)?);
         let uids = uids(&request.uids);
-        if request.set_seen {
-            self.mark_seen(account, &mailbox, &uids).await?;
-        }
-        let rows = fetch::fetch_rows(&self.pool, account, &mailbox, &uids, request.changed_since).await?;
+        // The mailbox's MODSEQ before this call's own \Seen (a STORE takes the next one).
+        let before_seen = match request.set_seen {
+            true => Some(self.mark_seen(account, &mailbox, &uids).await? - 1),
+            false => None,
+        };
+        let (rows, found) = fetch::fetch_rows(&self.pool, account, &mailbox, &uids, request.changed_since).await?;
+        let mailbox_modseq = before_seen.map_or(found, |m| m.max(0) as u64);
         let (sender, receiver) = mpsc::channel(FETCH_BUFFER);
         let pool = self.pool.clone();
         tokio::spawn(
             async move {
+                if send(&sender, pb::fetch_response::Item::MailboxModseq(mailbox_modseq)).await.is_err() {
+                    return;
+                }
                 if let Err(status) = send_rows(&pool, &request, rows, &sender).await {
                     let _ = sender.send(Err(status)).await;
                 }
@@ -57,14 +63,15 @@ impl MailboxService {
         Ok(Box::pin(ReceiverStream::new(receiver)))
     }
 
-    async fn mark_seen(&self, account: AccountId, mailbox: &MailboxName, uids: &[Uid]) -> Result<(), Status> {
+    /// Returns the MODSEQ the STORE took (or would have taken, had it changed anything).
+    async fn mark_seen(&self, account: AccountId, mailbox: &MailboxName, uids: &[Uid]) -> Result<i64, Status> {
         let seen = ["\\Seen".to_owned()];
         let stored = messages::store(&self.pool, account, mailbox, uids, StoreMode::Add, &seen, None).await?;
         if !stored.changed.is_empty() {
             let kind = MailboxEventKind::FlagsChanged;
             self.events.publish(account, mailbox, kind, &stored.changed, stored.modseq, stored.uidvalidity);
         }
-        Ok(())
+        Ok(stored.modseq)
     }
 }
 
@@ -106,7 +113,11 @@ async fn send_rows(
             }
             let Some(structure) = structure(pool, request, row, wants_octets).await? else { continue };
             let content = octets.get(&row.message_id).map(Vec::as_slice).unwrap_or_default();
-            if send_message(request, row, &structure, content, sender).await.is_err() {
+            let preview = match request.preview {
+                true => Some(preview(pool, row).await?),
+                false => None,
+            };
+            if send_message(request, row, &structure, content, preview, sender).await.is_err() {
                 return Ok(());
             }
         }
@@ -134,12 +145,23 @@ async fn structure(
     })
 }
 
+/// The row's stored preview, or for a message stored before previews were, one worked out from its octets
+/// (as Email/get does); empty when the message went away meanwhile.
+async fn preview(pool: &sqlx::PgPool, row: &FetchRow) -> Result<String, Status> {
+    if let Some(preview) = &row.preview {
+        return Ok(preview.clone());
+    }
+    let whole = fetch::octets(pool, &[row.message_id], false).await?;
+    Ok(whole.get(&row.message_id).map(|whole| mime::parse(whole).preview).unwrap_or_default())
+}
+
 /// One message's metadata, then each of its sections in chunks.
 async fn send_message(
     request: &pb::FetchRequest,
     row: &FetchRow,
     structure: &pb::MessageStructure,
     content: &[u8],
+    preview: Option<String>,
     sender: &Sender,
 ) -> Result<(), Gone> {
     let sections: Vec<Result<Option<Vec<u8>>, UnknownCte>> =
@@ -162,6 +184,7 @@ async fn send_message(
             .collect(),
         email_id: row.message_id,
         thread_id: row.thread_id,
+        preview,
     };
     send(sender, pb::fetch_response::Item::Message(meta)).await?;
     for (index, data) in sections.into_iter().enumerate() {

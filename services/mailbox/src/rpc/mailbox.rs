@@ -30,6 +30,7 @@ fn status_to_pb(s: MailboxStatus) -> pb::MailboxStatus {
         size: s.size,
         highest_modseq: s.highest_modseq,
         mailbox_id: s.mailbox_id,
+        recent: s.recent,
     }
 }
 
@@ -45,6 +46,7 @@ fn listed_to_pb(l: Listed) -> pb::MailboxListing {
         has_children: l.has_children,
         special_use: l.special_use.unwrap_or_default(),
         status: l.status.map(status_to_pb),
+        child_subscribed: l.child_subscribed,
     }
 }
 
@@ -69,6 +71,14 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         request: Request<Streaming<pb::DeliverRequest>>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
         self.deliver_measured(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn follow_ups_queued(
+        &self,
+        request: Request<pb::FollowUpsQueuedRequest>,
+    ) -> Result<Response<pb::FollowUpsQueuedResponse>, Status> {
+        self.follow_ups_queued(request.into_inner()).await?;
+        Ok(Response::new(pb::FollowUpsQueuedResponse {}))
     }
 
     async fn list_messages(
@@ -188,6 +198,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             special_use_only: r.special_use_only,
             with_status: r.with_status,
             lsub_parents: r.lsub_parents,
+            recursive_match: r.recursive_match,
         };
         let listed = mailboxes::list(&self.pool, r.account_id.into(), &query).await?;
         Ok(Response::new(pb::ListMailboxesResponse { mailboxes: listed.into_iter().map(listed_to_pb).collect() }))
@@ -202,25 +213,28 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     async fn select(&self, request: Request<pb::SelectRequest>) -> Result<Response<pb::SelectResponse>, Status> {
         let r = request.into_inner();
         let name = mailbox_name(&r.mailbox)?;
-        let selected = mailbox_state::select(&self.pool, r.account_id.into(), &name).await?;
+        let selected = mailbox_state::select(&self.pool, r.account_id.into(), &name, r.claim_recent).await?;
         Ok(Response::new(pb::SelectResponse {
             status: Some(status_to_pb(selected.status)),
             keywords: selected.keywords,
             uids: uids_to_pb(&selected.uids),
             first_unseen_uid: selected.first_unseen.map_or(0, Uid::get),
             name: name.into_string(),
+            recent_from: selected.recent_from,
         }))
     }
 
     async fn changes(&self, request: Request<pb::ChangesRequest>) -> Result<Response<pb::ChangesResponse>, Status> {
         let r = request.into_inner();
         let name = mailbox_name(&r.mailbox)?;
-        let changes = mailbox_state::changes(&self.pool, r.account_id.into(), &name, r.since_modseq).await?;
+        let (account, since) = (r.account_id.into(), r.since_modseq);
+        let changes = mailbox_state::changes(&self.pool, account, &name, since, r.claim_recent).await?;
         Ok(Response::new(pb::ChangesResponse {
             uidvalidity: changes.uidvalidity,
             highest_modseq: changes.highest_modseq,
             changed: changes.changed.into_iter().map(entry_to_pb).collect(),
             vanished: uids_to_pb(&changes.vanished),
+            recent_from: changes.recent_from,
         }))
     }
 
@@ -259,6 +273,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             updated: stored.updated.into_iter().map(entry_to_pb).collect(),
             modified: uids_to_pb(&stored.modified),
             highest_modseq: stored.modseq as u64,
+            changed: !stored.changed.is_empty(),
         }))
     }
 
@@ -281,13 +296,15 @@ impl pb::mailbox_server::Mailbox for MailboxService {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.ok_or_else(|| invalid("search key missing"))?;
-        let found =
-            search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key, r.threading).await?;
+        let facts = search::Facts { threading: r.threading, sorting: r.sorting };
+        let found = search::search(&self.pool, r.account_id.into(), &mailbox_name(&r.mailbox)?, &key, facts).await?;
         Ok(Response::new(pb::SearchResponse {
             uids: uids_to_pb(&found.uids),
             highest_modseq: found.highest_modseq,
             modseqs: found.modseqs,
             threading: found.threading,
+            mailbox_modseq: found.mailbox_modseq,
+            sorting: found.sorting,
         }))
     }
 

@@ -1,5 +1,5 @@
 //! The gRPC edge of the mailbox role: `directory` serves `Directory`, `mailbox` serves `Mailbox`, `jmap`
-//! serves `Jmap` (from `crate::jmap`), `dkim` serves `DkimKeys`. Each
+//! serves `Jmap` (from `crate::jmap`), `dkim` serves `DkimKeys`, `sieve` serves `Sieve`. Each
 //! method converts the request's primitives into the store's types (`AccountId`, `MailboxName`, `Uid`),
 //! calls the store, follows a change with its event on NATS, and converts the result into the reply;
 //! errors become gRPC statuses in one place, `crate::error`. No SQL is written here.
@@ -13,6 +13,7 @@ mod dkim;
 mod fetch_stream;
 mod jmap;
 mod mailbox;
+mod sieve;
 mod upload;
 
 use mailbus_address::{MailboxName, RecipientDelimiter, Uid};
@@ -23,6 +24,7 @@ use sqlx::PgPool;
 
 use crate::error::{MailboxError, QuotaFull};
 use crate::events::Events;
+use crate::filter::Filter;
 use crate::password::Hasher;
 
 /// What both services share: the store's pool, the hashing threads, the event publisher, the limits and
@@ -39,6 +41,16 @@ pub struct MailboxService {
     pub deliveries: Family<Vec<(String, String)>, Counter>,
     /// Time from a Deliver call's arrival to its reply, upload and commit included.
     pub deliver_seconds: Histogram,
+    /// Sieve at delivery: the parsed-script cache, the interpreter's limits, the error counts.
+    pub filter: Filter,
+    pub sieve_quota: SieveQuota,
+}
+
+/// How many scripts an account may keep, and how large each may be.
+#[derive(Debug, Clone, Copy)]
+pub struct SieveQuota {
+    pub max_scripts: usize,
+    pub max_size: usize,
 }
 
 /// A mailbox name from a request, checked and normalised.

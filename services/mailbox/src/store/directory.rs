@@ -11,8 +11,12 @@ use crate::store::mailboxes;
 /// Where an address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// The enabled accounts it leads to, in id order; never empty.
-    Local(Vec<AccountId>),
+    /// The enabled accounts it leads to, in id order, and the addresses in other domains an alias
+    /// forwards it to, sorted; never both empty.
+    Local {
+        accounts: Vec<AccountId>,
+        forwards: Vec<String>,
+    },
     UnknownUser,
     NotLocal,
 }
@@ -74,17 +78,19 @@ const INITIAL_MAILBOXES: &[(&str, Option<&str>)] = &[
 /// that address, else the alias with that address; with plus-addressing, then the account and the alias
 /// of its base ($3, `alice@` for `alice+lists@`; $2 again when it has none); else the domain's catch-all
 /// alias. A disabled account stops the search (its address does not fall through to the catch-all) but
-/// receives nothing.
+/// receives nothing. An alias's targets in other domains come back as `forwards`.
 const RESOLVE: &str = "
-    SELECT array_remove(array_agg(target ORDER BY target), NULL) AS accounts
-      FROM (SELECT CASE WHEN address = $2 THEN 1 ELSE 3 END AS rank, CASE WHEN NOT disabled THEN id END AS target
+    SELECT array_remove(array_agg(target ORDER BY target), NULL) AS accounts,
+           array_remove(array_agg(forward ORDER BY forward), NULL) AS forwards
+      FROM (SELECT CASE WHEN address = $2 THEN 1 ELSE 3 END AS rank, CASE WHEN NOT disabled THEN id END AS target,
+                   NULL::text AS forward
               FROM accounts WHERE address IN ($2, $3)
             UNION ALL
             SELECT CASE WHEN al.address = $2 THEN 2 WHEN al.address = $3 THEN 4 ELSE 5 END,
-                   CASE WHEN NOT a.disabled THEN a.id END
+                   CASE WHEN NOT a.disabled THEN a.id END, t.address
               FROM aliases al
               JOIN alias_targets t ON t.alias_id = al.id
-              JOIN accounts a ON a.id = t.account_id
+              LEFT JOIN accounts a ON a.id = t.account_id
              WHERE al.address IN ($2, $3, '@' || $1)) candidates
      GROUP BY rank
      ORDER BY rank
@@ -106,14 +112,21 @@ pub async fn resolve(
     }
     let key = address.lookup_key();
     let base = delimiter.base(address).map_or_else(|| key.clone(), |base| base.lookup_key());
-    let found: Option<Vec<i64>> =
-        sqlx::query_scalar(RESOLVE).bind(domain).bind(&key).bind(&base).fetch_optional(pool).await?;
+    let found: Option<Targets> =
+        sqlx::query_as(RESOLVE).bind(domain).bind(&key).bind(&base).fetch_optional(pool).await?;
     Ok(match found {
-        Some(accounts) if !accounts.is_empty() => {
-            Resolution::Local(accounts.into_iter().map(AccountId::from).collect())
+        Some(Targets { accounts, forwards }) if !accounts.is_empty() || !forwards.is_empty() => {
+            Resolution::Local { accounts: accounts.into_iter().map(AccountId::from).collect(), forwards }
         }
         _ => Resolution::UnknownUser,
     })
+}
+
+/// What `RESOLVE` found at the first rank that has anything.
+#[derive(sqlx::FromRow)]
+struct Targets {
+    accounts: Vec<i64>,
+    forwards: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -442,15 +455,23 @@ struct AccountRef {
 }
 
 /// Creates an alias or adds targets to it. Its domain must be hosted here, its address must not be an
-/// account's, and every target must be an account here.
+/// account's, and every target must be an account here or an address in a domain not hosted here (to
+/// which the relay forwards).
 pub async fn add_alias(pool: &PgPool, address: &str, targets: &[String]) -> Result<AliasRow, MailboxError> {
     if targets.is_empty() {
-        return Err(MailboxError::InvalidArgument("an alias needs at least one target account".into()));
+        return Err(MailboxError::InvalidArgument("an alias needs at least one target".into()));
     }
     let (key, domain) = alias_key(address)?;
-    let targets: Vec<String> =
-        targets.iter().map(|t| parse_address(t).map(|a| a.lookup_key())).collect::<Result<_, _>>()?;
+    let targets: Vec<EmailAddress> = targets.iter().map(|t| parse_address(t)).collect::<Result<_, _>>()?;
     let mut tx = pool.begin().await?;
+    let target_domains: Vec<String> = targets.iter().map(|t| t.domain().to_string()).collect();
+    let hosted: Vec<String> = sqlx::query_scalar("SELECT name FROM domains WHERE name = ANY($1)")
+        .bind(&target_domains)
+        .fetch_all(&mut *tx)
+        .await?;
+    let (local, remote): (Vec<_>, Vec<_>) = targets.iter().partition(|t| hosted.contains(&t.domain().to_string()));
+    let targets: Vec<String> = local.iter().map(|t| t.lookup_key()).collect();
+    let forwards: Vec<String> = remote.iter().map(|t| t.to_string()).collect();
     let domain_id: i64 = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
         .bind(&domain)
         .fetch_optional(&mut *tx)
@@ -477,12 +498,15 @@ pub async fn add_alias(pool: &PgPool, address: &str, targets: &[String]) -> Resu
         .await?;
     let ids: Vec<i64> = found.iter().map(|a| a.id).collect();
     sqlx::query(
-        "INSERT INTO alias_targets (alias_id, account_id)
-         SELECT al.id, t FROM aliases al, unnest($2::bigint[]) t WHERE al.address = $1
+        "INSERT INTO alias_targets (alias_id, account_id, address)
+         SELECT al.id, t, NULL FROM aliases al, unnest($2::bigint[]) t WHERE al.address = $1
+         UNION ALL
+         SELECT al.id, NULL, f FROM aliases al, unnest($3::text[]) f WHERE al.address = $1
          ON CONFLICT DO NOTHING",
     )
     .bind(&key)
     .bind(&ids)
+    .bind(&forwards)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -506,8 +530,10 @@ pub async fn remove_alias(pool: &PgPool, address: &str, targets: &[String]) -> R
         sqlx::query("DELETE FROM aliases WHERE id = $1").bind(alias_id).execute(&mut *tx).await?;
     } else {
         let removed = sqlx::query(
-            "DELETE FROM alias_targets t USING accounts a
-              WHERE t.alias_id = $1 AND a.id = t.account_id AND a.address = ANY($2)",
+            "DELETE FROM alias_targets t
+              WHERE t.alias_id = $1
+                AND (lower(t.address) = ANY($2)
+                     OR t.account_id IN (SELECT id FROM accounts WHERE address = ANY($2)))",
         )
         .bind(alias_id)
         .bind(&targets)
@@ -532,11 +558,11 @@ pub async fn list_aliases(pool: &PgPool, domain: Option<&str>) -> Result<Vec<Ali
 
 async fn list_aliases_where(pool: &PgPool, condition: &str, value: &str) -> Result<Vec<AliasRow>, MailboxError> {
     let rows: Vec<AliasRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT al.address, array_agg(a.address ORDER BY a.address) AS targets
+        "SELECT al.address, array_agg(coalesce(a.address, t.address) ORDER BY coalesce(a.address, t.address)) AS targets
            FROM aliases al
            JOIN domains d ON d.id = al.domain_id
            JOIN alias_targets t ON t.alias_id = al.id
-           JOIN accounts a ON a.id = t.account_id
+           LEFT JOIN accounts a ON a.id = t.account_id
           WHERE {condition}
           GROUP BY al.address
           ORDER BY al.address"

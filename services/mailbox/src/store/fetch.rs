@@ -78,6 +78,8 @@ pub struct FetchRow {
     pub thread_id: i64,
     /// `mailbus.v1.MessageStructure`, protobuf-encoded; None for a row not parsed yet.
     pub structure: Option<Vec<u8>>,
+    /// JMAP's Email preview (migration 0008); None for a message stored before it.
+    pub preview: Option<String>,
 }
 
 /// The entries of `uids` (with `changed_since`, only those changed after it), in UID order.
@@ -87,12 +89,12 @@ pub async fn fetch_rows(
     name: &MailboxName,
     uids: &[Uid],
     changed_since: Option<u64>,
-) -> Result<Vec<FetchRow>, MailboxError> {
+) -> Result<(Vec<FetchRow>, u64), MailboxError> {
     let mailbox = mailboxes::find(pool, account, name).await?;
     let rows = sqlx::query_as(
         "SELECT e.uid, e.flags, e.modseq, extract(epoch FROM m.internal_date)::bigint AS internal_date_unix,
                 m.size, m.id AS message_id,
-                coalesce(m.thread_id, m.id) AS thread_id, m.structure
+                coalesce(m.thread_id, m.id) AS thread_id, m.structure, m.preview
            FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
           WHERE e.mailbox_id = $1 AND e.expunged_modseq IS NULL AND e.uid = ANY($2)
             AND ($3::bigint IS NULL OR e.modseq > $3)
@@ -103,7 +105,7 @@ pub async fn fetch_rows(
     .bind(changed_since.map(|m| m.min(i64::MAX as u64) as i64))
     .fetch_all(pool)
     .await?;
-    Ok(rows)
+    Ok((rows, mailbox.highestmodseq.max(0) as u64))
 }
 
 #[derive(sqlx::FromRow)]

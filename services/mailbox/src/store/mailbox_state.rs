@@ -7,7 +7,8 @@ use mailbus_address::{AccountId, MailboxName, Uid};
 use sqlx::PgPool;
 
 use crate::error::MailboxError;
-use crate::store::mailboxes::{find, not_found};
+use crate::store::mailboxes::{MailboxRow, find, not_found};
+use crate::store::recent;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
@@ -20,6 +21,8 @@ pub struct Status {
     pub highest_modseq: u64,
     /// The mailbox's row id, JMAP's Mailbox id without its letter (RFC 8474 MAILBOXID).
     pub mailbox_id: i64,
+    /// RFC 3501 STATUS RECENT: live messages no read-write session has been told of yet.
+    pub recent: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub struct Selected {
     pub uids: Vec<Uid>,
     /// The first message without \Seen, if any.
     pub first_unseen: Option<Uid>,
+    /// UIDs at or above this are `\Recent` to the selecting session (`store::recent`).
+    pub recent_from: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub struct Changes {
     pub highest_modseq: u64,
     pub changed: Vec<EntryState>,
     pub vanished: Vec<Uid>,
+    /// New entries at or above this UID are `\Recent` to the session that asked.
+    pub recent_from: u64,
 }
 
 /// The columns of a [`StatusRow`], from `mailboxes b` joined with its live entries `e` and their
@@ -52,7 +59,8 @@ const STATUS_COLUMNS: &str = "b.id, b.uidvalidity, b.uidnext, b.highestmodseq,
        count(e.uid) AS messages,
        count(e.uid) FILTER (WHERE NOT e.flags @> '{\\\\Seen}') AS unseen,
        count(e.uid) FILTER (WHERE e.flags @> '{\\\\Deleted}') AS deleted,
-       coalesce(sum(m.size), 0)::bigint AS size";
+       coalesce(sum(m.size), 0)::bigint AS size,
+       count(e.uid) FILTER (WHERE e.uid >= b.first_recent_uid) AS recent";
 
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 struct StatusRow {
@@ -64,6 +72,7 @@ struct StatusRow {
     unseen: i64,
     deleted: i64,
     size: i64,
+    recent: i64,
 }
 
 impl From<StatusRow> for Status {
@@ -78,6 +87,7 @@ impl From<StatusRow> for Status {
             size: row.size as u64,
             highest_modseq: row.highestmodseq as u64,
             mailbox_id: row.id,
+            recent: row.recent as u32,
         }
     }
 }
@@ -129,8 +139,15 @@ struct LiveEntry {
     size: i64,
 }
 
-/// Everything SELECT reports, read in one consistent snapshot.
-pub async fn select(pool: &PgPool, account: AccountId, name: &MailboxName) -> Result<Selected, MailboxError> {
+/// Everything SELECT reports, read in one consistent snapshot. `claim`: the session is read-write, and
+/// takes the `\Recent` messages of the snapshot for itself (EXAMINE sees them without taking them, RFC 3501
+/// §6.3.2).
+pub async fn select(
+    pool: &PgPool,
+    account: AccountId,
+    name: &MailboxName,
+    claim: bool,
+) -> Result<Selected, MailboxError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
     let mailbox = find(&mut *tx, account, name).await?;
@@ -142,6 +159,7 @@ pub async fn select(pool: &PgPool, account: AccountId, name: &MailboxName) -> Re
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
+    let recent_from = recent_from(pool, &mailbox, claim).await?;
     let mut status = Status::from(StatusRow {
         id: mailbox.id.get(),
         uidvalidity: mailbox.uidvalidity,
@@ -162,9 +180,22 @@ pub async fn select(pool: &PgPool, account: AccountId, name: &MailboxName) -> Re
         status.deleted += u32::from(has("\\Deleted"));
         status.size += size as u64;
         keywords.extend(flags.into_iter().filter(|f| !f.starts_with('\\')));
+        status.recent += u32::from(uid.get() as u64 >= recent_from);
         uids.push(uid);
     }
-    Ok(Selected { status, keywords: keywords.into_iter().collect(), uids, first_unseen })
+    Ok(Selected { status, keywords: keywords.into_iter().collect(), uids, first_unseen, recent_from })
+}
+
+/// Where the `\Recent` UIDs start for a session that read `mailbox` in a snapshot: a read-write one
+/// claims those up to the snapshot's UIDNEXT (every one of them is in the snapshot), a read-only one sees
+/// those not claimed yet.
+async fn recent_from(pool: &PgPool, mailbox: &MailboxRow, claim: bool) -> Result<u64, MailboxError> {
+    let from = if claim && mailbox.first_recent_uid < mailbox.uidnext {
+        recent::claim(pool, mailbox.id, mailbox.uidnext).await?
+    } else {
+        mailbox.first_recent_uid
+    };
+    Ok(from.max(0) as u64)
 }
 
 /// An entry changed after a MODSEQ: live with its flags, or expunged.
@@ -178,11 +209,13 @@ struct ChangedEntry {
 }
 
 /// What changed in a mailbox after `since`: live entries with a higher MODSEQ, and UIDs expunged since.
+/// `claim`: a read-write session takes the new entries' `\Recent` for itself, as SELECT does.
 pub async fn changes(
     pool: &PgPool,
     account: AccountId,
     name: &MailboxName,
     since: u64,
+    claim: bool,
 ) -> Result<Changes, MailboxError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
@@ -201,6 +234,7 @@ pub async fn changes(
         highest_modseq: mailbox.highestmodseq as u64,
         changed: Vec::new(),
         vanished: Vec::new(),
+        recent_from: recent_from(pool, &mailbox, claim).await?,
     };
     for entry in entries {
         if entry.expunged {

@@ -27,6 +27,8 @@ pub struct Listed {
     pub has_children: bool,
     pub special_use: Option<String>,
     pub status: Option<Status>,
+    /// RECURSIVEMATCH (RFC 5258 §3.5): a descendant is subscribed (the CHILDINFO extended data item).
+    pub child_subscribed: bool,
 }
 
 /// A mailbox's row: what every read and change of its messages starts from.
@@ -38,6 +40,8 @@ pub(crate) struct MailboxRow {
     /// Up to 2^32, one past the last UID.
     pub uidnext: i64,
     pub highestmodseq: i64,
+    /// RFC 3501 \Recent: UIDs at or above this have not been claimed by a read-write session.
+    pub first_recent_uid: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -49,6 +53,9 @@ pub struct ListQuery {
     pub with_status: bool,
     /// LSUB's rule for `%` (RFC 3501 §6.3.9): see [`lsub_parents`].
     pub lsub_parents: bool,
+    /// LIST (SUBSCRIBED RECURSIVEMATCH), RFC 5258 §3: a name with a subscribed descendant is listed too
+    /// (whether or not it is subscribed, or exists), and says so in `child_subscribed`.
+    pub recursive_match: bool,
 }
 
 /// Creates one mailbox row. Its UIDVALIDITY is the creation time in seconds (as Dovecot's) but always
@@ -101,7 +108,8 @@ pub(crate) async fn find<'c>(
     name: &MailboxName,
 ) -> Result<MailboxRow, MailboxError> {
     let row: Option<MailboxRow> = sqlx::query_as(
-        "SELECT id, uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE account_id = $1 AND name = $2",
+        "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid FROM mailboxes
+          WHERE account_id = $1 AND name = $2",
     )
     .bind(account.get())
     .bind(name.as_str())
@@ -363,6 +371,17 @@ fn lsub_parents(patterns: &[String], subscribed: &BTreeSet<String>) -> BTreeSet<
     parents
 }
 
+/// Every name above one of `names` in the hierarchy.
+fn ancestors(names: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut above = BTreeSet::new();
+    for name in names {
+        for (at, _) in name.match_indices(SEPARATOR) {
+            above.insert(name[..at].to_owned());
+        }
+    }
+    above
+}
+
 /// LIST's answer from an account's mailboxes (with their special use) and subscriptions.
 fn listing(
     query: &ListQuery,
@@ -375,6 +394,8 @@ fn listing(
         if query.subscribed_only { subscribed.iter().collect() } else { existing.keys().collect() };
     let parents = if query.lsub_parents { lsub_parents(&patterns, subscribed) } else { BTreeSet::new() };
     candidates.extend(parents.iter());
+    let with_subscribed_child = if query.recursive_match { ancestors(subscribed) } else { BTreeSet::new() };
+    candidates.extend(with_subscribed_child.iter());
     let mut out: Vec<Listed> = candidates
         .into_iter()
         .filter(|name| patterns.iter().any(|p| list_pattern::matches(p, name)))
@@ -388,10 +409,44 @@ fn listing(
                 has_children: existing.keys().any(|other| other.starts_with(&prefix)),
                 status: statuses.remove(name),
                 special_use,
+                child_subscribed: with_subscribed_child.contains(name.as_str()),
             }
         })
         .filter(|l| !query.special_use_only || l.special_use.is_some())
         .collect();
     out.sort_by(|a, b| (a.name != INBOX, &a.name).cmp(&(b.name != INBOX, &b.name)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// RFC 5258 §3.5: `LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"` lists the top-level names with a subscribed
+    /// descendant, subscribed or not and existing or not, and marks them; without RECURSIVEMATCH, only what
+    /// is subscribed and matches.
+    #[test]
+    fn recursive_match_lists_parents_of_subscribed_names() {
+        let existing: BTreeMap<String, Option<String>> =
+            ["INBOX", "Foo", "Foo/Bar", "Plain"].map(|n| (n.to_owned(), None)).into();
+        let subscribed = names(&["INBOX", "Foo/Bar", "Veg/Root/Carrot"]);
+        let query = ListQuery {
+            patterns: vec!["%".into()],
+            subscribed_only: true,
+            recursive_match: true,
+            ..ListQuery::default()
+        };
+        let listed = listing(&query, &existing, &subscribed, BTreeMap::new());
+        let seen: Vec<(&str, bool, bool, bool)> =
+            listed.iter().map(|l| (l.name.as_str(), l.exists, l.subscribed, l.child_subscribed)).collect();
+        assert_eq!(seen, [("INBOX", true, true, false), ("Foo", true, false, true), ("Veg", false, false, true)]);
+
+        let plain = ListQuery { recursive_match: false, ..query };
+        let listed = listing(&plain, &existing, &subscribed, BTreeMap::new());
+        assert_eq!(listed.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["INBOX"]);
+    }
 }

@@ -1,7 +1,7 @@
-//! Every change to the messages of a mailbox: delivery and append, flags (STORE with UNCHANGEDSINCE), copy
-//! and move (octets shared), expunge. Each is one transaction that locks its mailbox row first, which is
-//! what keeps UIDs strictly increasing and flag changes whole under parallel sessions; quotas are checked
-//! inside it.
+//! Every change to the messages of a mailbox: append (and, for `store::delivery`, adding a message and
+//! its entries), flags (STORE with UNCHANGEDSINCE), copy and move (octets shared), expunge. Each is one
+//! transaction that locks its mailbox row first, which is what keeps UIDs strictly increasing and flag
+//! changes whole under parallel sessions; quotas are checked inside it.
 
 use mailbus_address::{AccountId, MailboxId, MailboxName, Uid};
 use sqlx::{PgConnection, PgPool, Row as _};
@@ -64,10 +64,10 @@ pub struct Stored {
 
 /// A locked mailbox row, inside a transaction.
 #[derive(Clone)]
-struct Locked {
-    id: MailboxId,
-    name: MailboxName,
-    uidvalidity: i64,
+pub(super) struct Locked {
+    pub(super) id: MailboxId,
+    pub(super) name: MailboxName,
+    pub(super) uidvalidity: i64,
     uidnext: i64,
     highestmodseq: i64,
 }
@@ -86,9 +86,13 @@ impl Locked {
 }
 
 /// Locks a mailbox row for the rest of the transaction. Every change to a mailbox takes this lock first.
-async fn lock(conn: &mut PgConnection, account: AccountId, name: &MailboxName) -> Result<Locked, MailboxError> {
+pub(super) async fn lock(
+    conn: &mut PgConnection,
+    account: AccountId,
+    name: &MailboxName,
+) -> Result<Locked, MailboxError> {
     let row: Option<MailboxRow> = sqlx::query_as(
-        "SELECT id, uidvalidity, uidnext, highestmodseq FROM mailboxes
+        "SELECT id, uidvalidity, uidnext, highestmodseq, first_recent_uid FROM mailboxes
           WHERE account_id = $1 AND name = $2 FOR UPDATE",
     )
     .bind(account.get())
@@ -137,7 +141,7 @@ async fn advance(conn: &mut PgConnection, mailbox: &Locked, uidnext: i64, modseq
 }
 
 /// Stores a message's octets and what was parsed from them, once; entries point at it.
-async fn insert_message(
+pub(super) async fn insert_message(
     conn: &mut PgConnection,
     account: AccountId,
     content: &[u8],
@@ -179,49 +183,8 @@ async fn insert_entry(
     Ok(())
 }
 
-/// Delivers a message into an account's INBOX, once per (queue id, recipient, account).
-pub async fn deliver(
-    pool: &PgPool,
-    account: AccountId,
-    queue_id: &str,
-    recipient: &str,
-    content: &[u8],
-    parsed: &Parsed,
-) -> Result<Placed, MailboxError> {
-    let mut tx = pool.begin().await?;
-    let mailbox = lock(&mut tx, account, &MailboxName::inbox()).await?;
-    // Under the mailbox lock a concurrent delivery of the same key has either committed (and is seen
-    // here) or not started.
-    let earlier: Option<i64> =
-        sqlx::query_scalar("SELECT uid FROM deliveries WHERE queue_id = $1 AND recipient = $2 AND mailbox_id = $3")
-            .bind(queue_id)
-            .bind(recipient)
-            .bind(mailbox.id.get())
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(uid) = earlier {
-        return Ok(Placed {
-            uidvalidity: mailbox.uidvalidity as u32,
-            uid: uid_from_column(uid)?,
-            modseq: mailbox.highestmodseq,
-            mailbox: mailbox.name,
-            duplicate: true,
-        });
-    }
-    let placed = add(&mut tx, account, &mailbox, content, parsed, &[], None).await?;
-    sqlx::query("INSERT INTO deliveries (queue_id, recipient, mailbox_id, uid) VALUES ($1, $2, $3, $4)")
-        .bind(queue_id)
-        .bind(recipient)
-        .bind(mailbox.id.get())
-        .bind(i64::from(placed.uid))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(placed)
-}
-
 /// Adds a new message to a locked mailbox: quota, octets, entry, UIDNEXT and MODSEQ.
-async fn add(
+pub(super) async fn add(
     conn: &mut PgConnection,
     account: AccountId,
     mailbox: &Locked,
@@ -232,8 +195,21 @@ async fn add(
 ) -> Result<Placed, MailboxError> {
     mailbox.room_for(1)?;
     quota::check(conn, account, 1, content.len() as i64).await?;
-    let (uid, modseq) = (uid_from_column(mailbox.uidnext)?, mailbox.highestmodseq + 1);
     let message_id = insert_message(conn, account, content, parsed, internal_date_unix).await?;
+    add_entry(conn, mailbox, message_id, flags).await
+}
+
+/// Adds an entry for an already stored message (one of this account's) to a locked mailbox: a second
+/// place of a message filed twice at delivery shares its octets, as COPY does. The caller checked the
+/// quota for it.
+pub(super) async fn add_entry(
+    conn: &mut PgConnection,
+    mailbox: &Locked,
+    message_id: i64,
+    flags: &[String],
+) -> Result<Placed, MailboxError> {
+    mailbox.room_for(1)?;
+    let (uid, modseq) = (uid_from_column(mailbox.uidnext)?, mailbox.highestmodseq + 1);
     insert_entry(conn, mailbox, uid, message_id, flags, modseq).await?;
     advance(conn, mailbox, mailbox.uidnext + 1, modseq).await?;
     Ok(Placed { mailbox: mailbox.name.clone(), uidvalidity: mailbox.uidvalidity as u32, uid, modseq, duplicate: false })

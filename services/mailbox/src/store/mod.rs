@@ -10,7 +10,10 @@
 //! - `quota`: the check every added entry passes, and an account's usage.
 //! - `mailboxes`: an account's hierarchy (create, rename, delete, subscribe, LIST).
 //! - `mailbox_state`: what a session reads of one mailbox (STATUS, SELECT, changes since a MODSEQ).
-//! - `messages`: every change to messages (deliver, append, flags, copy, move, expunge), each one
+//! - `delivery`: one delivery into one account as its Sieve script planned it (mailboxes, follow-ups,
+//!   vacation's memory, rejection), idempotent per (queue id, recipient, account).
+//! - `sieve`: an account's Sieve scripts, its VacationResponse, and whom vacation answered.
+//! - `messages`: every change to messages (append, flags, copy, move, expunge), each one
 //!   transaction under the mailbox row lock.
 //! - `fetch`: reading messages back (POP3's listing and RETR, FETCH's rows and octets).
 //! - `search`: SEARCH keys as one query.
@@ -20,6 +23,7 @@
 //!
 //! The schema is `migrations/`, applied by [`open`] at start-up.
 
+pub mod delivery;
 pub mod directory;
 pub mod dkim;
 pub mod email_query;
@@ -30,7 +34,9 @@ pub mod mailboxes;
 pub mod messages;
 pub mod parsed;
 pub mod quota;
+pub mod recent;
 pub mod search;
+pub mod sieve;
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 
 use mailbus_address::{AccountId, MailboxName, Uid};
 use mailbus_proto::v1::{self as pb, date_match::Relation, search_key::Key};
+use prost::Message as _;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::MailboxError;
@@ -20,6 +21,19 @@ pub struct Found {
     pub highest_modseq: u64,
     /// With `threading`: each match's threading facts, in the order of `uids`.
     pub threading: Vec<pb::Threading>,
+    /// The mailbox's HIGHESTMODSEQ, read after the matches: a change the matches reflect is within it.
+    pub mailbox_modseq: u64,
+    /// With `sorting`: each match's sort keys, in the order of `uids`.
+    pub sorting: Vec<pb::Sorting>,
+}
+
+/// What a search returns besides UIDs and MODSEQs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// IMAP THREAD's ids, base subject and date.
+    pub threading: bool,
+    /// IMAP SORT's keys.
+    pub sorting: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -37,14 +51,27 @@ struct Match {
     base_subject: String,
     #[sqlx(default)]
     internal_date_unix: i64,
+    #[sqlx(default)]
+    structure: Option<Vec<u8>>,
+    #[sqlx(default)]
+    size: i64,
+    #[sqlx(default)]
+    sent_unix: i64,
 }
 
 /// What THREAD reads of a match: JMAP's thread (coalesced as Email/get does), the Message-ID, the ids it
 /// names besides its own, its base subject and date.
 const THREADING_COLUMNS: &str = ", coalesce(m.thread_id, m.id) AS thread_id,
        coalesce((mailbus_msg_ids(m.header_values[array_position(m.header_names, 'message-id')]))[1], '') AS own,
-       coalesce(m.thread_refs, '{}') AS refs, coalesce(m.base_subject, '') AS base_subject,
+       coalesce(m.thread_refs, '{}') AS refs";
+
+/// What both THREAD and SORT read.
+const DATE_SUBJECT_COLUMNS: &str = ", coalesce(m.base_subject, '') AS base_subject,
        extract(epoch FROM m.internal_date)::bigint AS internal_date_unix";
+
+/// What SORT reads besides: the stored structure (for the envelope's addresses), size and sent date.
+const SORTING_COLUMNS: &str = ", m.structure, m.size,
+       extract(epoch FROM coalesce(m.sent_at, m.internal_date))::bigint AS sent_unix";
 
 /// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
 /// (RFC 7162 §3.1.5); 0 when none match.
@@ -53,12 +80,18 @@ pub async fn search(
     account: AccountId,
     mailbox: &MailboxName,
     key: &pb::SearchKey,
-    threading: bool,
+    facts: Facts,
 ) -> Result<Found, MailboxError> {
     let id = mailboxes::find(pool, account, mailbox).await?.id;
     let mut query = QueryBuilder::<Postgres>::new("SELECT e.uid, e.modseq");
-    if threading {
+    if facts.threading {
         query.push(THREADING_COLUMNS);
+    }
+    if facts.threading || facts.sorting {
+        query.push(DATE_SUBJECT_COLUMNS);
+    }
+    if facts.sorting {
+        query.push(SORTING_COLUMNS);
     }
     query.push(
         " FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
@@ -68,11 +101,18 @@ pub async fn search(
     condition(&mut query, key, 0)?;
     query.push(" ORDER BY e.uid");
     let matches: Vec<Match> = query.build_query_as().fetch_all(pool).await?;
+    let mailbox_modseq: i64 = sqlx::query_scalar("SELECT highestmodseq FROM mailboxes WHERE id = $1")
+        .bind(id.get())
+        .fetch_optional(pool)
+        .await?
+        .unwrap_or(0);
     Ok(Found {
         highest_modseq: matches.iter().map(|m| m.modseq as u64).max().unwrap_or(0),
         modseqs: matches.iter().map(|m| m.modseq as u64).collect(),
-        threading: if threading { matches.iter().map(threading_of).collect() } else { Vec::new() },
+        threading: if facts.threading { matches.iter().map(threading_of).collect() } else { Vec::new() },
+        sorting: if facts.sorting { matches.iter().map(sorting_of).collect() } else { Vec::new() },
         uids: matches.into_iter().map(|m| m.uid).collect(),
+        mailbox_modseq: mailbox_modseq.max(0) as u64,
     })
 }
 
@@ -85,6 +125,31 @@ fn threading_of(m: &Match) -> pb::Threading {
         parents: m.refs[skip..].to_vec(),
         base_subject: m.base_subject.clone(),
         internal_date_unix: m.internal_date_unix,
+    }
+}
+
+fn sorting_of(m: &Match) -> pb::Sorting {
+    let envelope = m.structure.as_deref().and_then(|s| pb::MessageStructure::decode(s).ok()).and_then(|s| s.envelope);
+    let envelope = envelope.unwrap_or_default();
+    // The first real address: group markers are not addresses.
+    let first = |list: &[pb::EnvelopeAddress]| list.iter().find(|a| !a.group_start && !a.group_end).cloned();
+    let mailbox = |list: &[pb::EnvelopeAddress]| first(list).map(|a| a.mailbox).unwrap_or_default();
+    let display = |list: &[pb::EnvelopeAddress]| match first(list) {
+        Some(a) if !a.name.trim().is_empty() => a.name,
+        Some(a) if a.host.is_empty() => a.mailbox,
+        Some(a) => format!("{}@{}", a.mailbox, a.host),
+        None => String::new(),
+    };
+    pb::Sorting {
+        internal_date_unix: m.internal_date_unix,
+        sent_unix: m.sent_unix,
+        size: m.size.max(0) as u64,
+        base_subject: m.base_subject.clone(),
+        from_mailbox: mailbox(&envelope.from),
+        to_mailbox: mailbox(&envelope.to),
+        cc_mailbox: mailbox(&envelope.cc),
+        display_from: display(&envelope.from),
+        display_to: display(&envelope.to),
     }
 }
 
@@ -152,6 +217,13 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         Key::Smaller(size) => {
             q.push("m.size < ").push_bind(clamp(*size));
         }
+        // RFC 5032: intervals counted back from the database's clock, the one that set the internal dates.
+        Key::Older(seconds) => {
+            q.push("m.internal_date <= now() - make_interval(secs => ").push_bind(interval(*seconds)).push(")");
+        }
+        Key::Younger(seconds) => {
+            q.push("m.internal_date >= now() - make_interval(secs => ").push_bind(interval(*seconds)).push(")");
+        }
         Key::Modseq(modseq) => {
             q.push("e.modseq >= ").push_bind(clamp(*modseq));
         }
@@ -164,6 +236,12 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         }
     }
     Ok(())
+}
+
+/// Seconds for `make_interval`, capped at some 35,000 years (past PostgreSQL's timestamps, within its
+/// intervals).
+fn interval(seconds: u64) -> f64 {
+    seconds.min(1 << 40) as f64
 }
 
 fn clamp(value: u64) -> i64 {
@@ -223,6 +301,8 @@ mod tests {
         assert_eq!(sql(Key::All(true)), "TRUE");
         assert_eq!(sql(Key::Flag("\\seen".into())), "e.flags @> ARRAY[$1]::text[]");
         assert_eq!(sql(Key::Larger(10)), "m.size > $1");
+        assert_eq!(sql(Key::Older(60)), "m.internal_date <= now() - make_interval(secs => $1)");
+        assert_eq!(interval(u64::MAX), (1u64 << 40) as f64);
         let header = sql(Key::Header(pb::HeaderMatch { field: "Subject".into(), value: "x".into() }));
         assert!(header.contains("h.name = $1 AND h.value ILIKE $2"), "{header}");
         let not_or = Key::Not(Box::new(pb::SearchKey {

@@ -87,7 +87,8 @@ async fn messages(
     let error = |s: tonic::Status| anyhow::anyhow!("{mailbox}: {}", s.message());
     let request = pb::ListMessagesRequest { account_id: account, mailbox: mailbox.to_owned() };
     let list = client.list_messages(request).await.map_err(error)?.into_inner();
-    let request = pb::ChangesRequest { account_id: account, mailbox: mailbox.to_owned(), since_modseq: 0 };
+    let request =
+        pb::ChangesRequest { account_id: account, mailbox: mailbox.to_owned(), since_modseq: 0, claim_recent: false };
     let changes = client.changes(request).await.map_err(error)?.into_inner();
     let mut flags: HashMap<u32, Vec<String>> = changes.changed.into_iter().map(|e| (e.uid, e.flags)).collect();
     let uids = (list.uidvalidity, list.uidnext);

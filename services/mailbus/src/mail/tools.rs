@@ -37,7 +37,8 @@ fn command_text(words: &[String]) -> Vec<u8> {
 }
 
 /// The query as the store's search key, with message numbers resolved against `uids` (the mailbox's
-/// live UIDs, as a session that selected it would see them).
+/// live UIDs, as a session that selected it would see them). The tool is no session and claims no
+/// `\Recent` (RFC 3501 §2.3.2), so RECENT and NEW match nothing and OLD everything.
 fn query(words: &[String], uids: &[u32]) -> anyhow::Result<pb::SearchKey> {
     let text = command_text(words);
     let command = match imap_codec::CommandCodec::default().decode(&text) {
@@ -47,7 +48,7 @@ fn query(words: &[String], uids: &[u32]) -> anyhow::Result<pb::SearchKey> {
     let CommandBody::Search { criteria, .. } = command.body else {
         bail!("not IMAP search keys (RFC 9051 §6.4.4): {}", words.join(" "))
     };
-    let keys = criteria.as_ref().iter().map(|k| mailbus_access::imap::render::search_key(k, uids)).collect();
+    let keys = criteria.as_ref().iter().map(|k| mailbus_access::imap::render::search_key(k, uids, &[])).collect();
     Ok(pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) })
 }
 
@@ -81,11 +82,15 @@ pub async fn search(
     let mut found = Vec::new();
     for mailbox in mailboxes(client, account, only).await? {
         let error = |s: tonic::Status| anyhow::anyhow!("{}: {}", mailbox.name, s.message());
-        let request = pb::SelectRequest { account_id: account, mailbox: mailbox.name.clone() };
+        let request = pb::SelectRequest { account_id: account, mailbox: mailbox.name.clone(), claim_recent: false };
         let live = client.select(request).await.map_err(error)?.into_inner().uids;
         let key = query(words, &live)?;
-        let request =
-            pb::SearchRequest { account_id: account, mailbox: mailbox.name.clone(), key: Some(key), threading: false };
+        let request = pb::SearchRequest {
+            account_id: account,
+            mailbox: mailbox.name.clone(),
+            key: Some(key),
+            ..Default::default()
+        };
         let uids = client.search(request).await.map_err(error)?.into_inner().uids;
         if !uids.is_empty() {
             found.push(Matches { mailbox: mailbox.name, uids });
@@ -142,7 +147,7 @@ pub async fn print_fetch(
                         octets.extend_from_slice(&chunk.data);
                     }
                 }
-                None => {}
+                _ => {}
             }
         }
         print_header(&matches.mailbox, current);

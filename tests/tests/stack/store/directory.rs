@@ -254,3 +254,40 @@ async fn over_smtp_an_alias_fans_out_and_a_full_mailbox_bounces_to_the_sender() 
     assert_eq!(stack.inbox_uids(ida).await.len(), 1);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_target_in_another_domain_is_a_forward_kept_as_written() {
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let alice = stack.add_account("alice@example.org", "pw").await;
+    stack.add_account("bob@example.org", "pw").await;
+    let mixed = add_alias(&stack, "Team@example.org", &["alice@example.org", "Dave@Remote.test"]).await.unwrap();
+    assert_eq!(mixed.targets, ["Dave@remote.test", "alice@example.org"]);
+    let request = pb::ResolveRecipientRequest { address: "team@example.org".into() };
+    let reply = stack.directory().await.resolve_recipient(request).await.unwrap().into_inner();
+    assert_eq!(
+        (reply.kind(), reply.account_ids, reply.forwards),
+        (RecipientKind::Local, vec![alice], vec!["Dave@remote.test".to_owned()])
+    );
+    // Forwards only: still a recipient here, with no account.
+    add_alias(&stack, "out@example.org", &["erin@remote.test", "frank@other.test"]).await.unwrap();
+    let request = pb::ResolveRecipientRequest { address: "out@example.org".into() };
+    let reply = stack.directory().await.resolve_recipient(request).await.unwrap().into_inner();
+    assert_eq!(reply.kind(), RecipientKind::Local);
+    assert!(reply.account_ids.is_empty());
+    assert_eq!(reply.forwards, ["erin@remote.test", "frank@other.test"]);
+    // The same target twice, in any case, is one target, kept as first written; removing it leaves alice.
+    let again = add_alias(&stack, "team@example.org", &["dave@REMOTE.test", "DAVE@remote.test"]).await.unwrap();
+    assert_eq!(again.targets, ["Dave@remote.test", "alice@example.org"]);
+    let request =
+        pb::RemoveAliasRequest { address: "team@example.org".into(), targets: vec!["dave@remote.test".into()] };
+    stack.directory().await.remove_alias(request).await.unwrap();
+    assert_eq!(resolve(&stack, "team@example.org").await, (RecipientKind::Local, vec![alice]));
+    // A forward-only alias whose last target goes is gone.
+    let request = pb::RemoveAliasRequest {
+        address: "out@example.org".into(),
+        targets: vec!["erin@remote.test".into(), "frank@other.test".into()],
+    };
+    stack.directory().await.remove_alias(request).await.unwrap();
+    assert_eq!(resolve(&stack, "out@example.org").await.0, RecipientKind::UnknownUser);
+    stack.stop().await;
+}

@@ -33,7 +33,7 @@ fn plain(subject: &str, body: &str) -> Vec<u8> {
 }
 
 async fn select(stack: &TestStack, account_id: i64, mailbox: &str) -> pb::SelectResponse {
-    let request = pb::SelectRequest { account_id, mailbox: mailbox.into() };
+    let request = pb::SelectRequest { account_id, mailbox: mailbox.into(), claim_recent: false };
     stack.mailbox().await.select(request).await.expect("select").into_inner()
 }
 
@@ -62,6 +62,7 @@ async fn search(stack: &TestStack, account_id: i64, key: Key) -> Vec<u32> {
         mailbox: "INBOX".into(),
         key: Some(pb::SearchKey { key: Some(key) }),
         threading: false,
+        sorting: false,
     };
     stack.mailbox().await.search(request).await.expect("search").into_inner().uids
 }
@@ -194,7 +195,8 @@ async fn store_changes_flags_under_one_modseq_and_unchanged_since_reports_confli
     let removed = store(&stack, id, &[1, 2], pb::StoreMode::Remove, &["$label1"], None).await.unwrap();
     assert!(removed.updated.iter().all(|e| e.flags == ["\\Seen"]));
 
-    let changes = pb::ChangesRequest { account_id: id, mailbox: "INBOX".into(), since_modseq: start + 1 };
+    let changes =
+        pb::ChangesRequest { account_id: id, mailbox: "INBOX".into(), since_modseq: start + 1, claim_recent: false };
     let changes = stack.mailbox().await.changes(changes).await.unwrap().into_inner();
     let changed: Vec<(u32, Vec<String>)> = changes.changed.into_iter().map(|e| (e.uid, e.flags)).collect();
     assert_eq!(
@@ -211,7 +213,12 @@ async fn store_changes_flags_under_one_modseq_and_unchanged_since_reports_confli
         pb::ExpungeRequest { account_id: id, mailbox: "INBOX".into(), uids: vec![1, 2, 3], deleted_only: true };
     let expunged = stack.mailbox().await.expunge(expunge).await.unwrap().into_inner();
     assert_eq!(expunged.expunged, [2, 3], "message 1 has no \\Deleted");
-    let changes = pb::ChangesRequest { account_id: id, mailbox: "INBOX".into(), since_modseq: before_expunge };
+    let changes = pb::ChangesRequest {
+        account_id: id,
+        mailbox: "INBOX".into(),
+        since_modseq: before_expunge,
+        claim_recent: false,
+    };
     let changes = stack.mailbox().await.changes(changes).await.unwrap().into_inner();
     assert_eq!(changes.vanished, [2, 3]);
     assert!(changes.changed.is_empty());
@@ -314,6 +321,7 @@ async fn search_keys_cover_flags_headers_sizes_dates_uids_modseq_and_full_text()
         mailbox: "INBOX".into(),
         key: Some(key(Key::Modseq(modseq))),
         threading: false,
+        sorting: false,
     };
     let found = stack.mailbox().await.search(request).await.unwrap().into_inner();
     assert_eq!((found.uids, found.highest_modseq), (vec![2], modseq));

@@ -54,6 +54,7 @@ pub async fn fetch(stack: &TestStack, request: pb::FetchRequest) -> Result<Vec<F
                     .expect("chunk of an existing section")
                     .extend(chunk.data);
             }
+            pb::fetch_response::Item::MailboxModseq(_) => assert!(out.is_empty(), "the mailbox's MODSEQ comes first"),
         }
     }
     for fetched in &out {

@@ -52,6 +52,9 @@ fn verdict(address: &EmailAddress) -> Verdict {
         HOST if address.local_part().eq_ignore_ascii_case("postmaster") => Verdict::Local,
         HOST => Verdict::UnknownUser,
         "down.example" => Verdict::Unavailable,
+        // The directory adapter's SRS check, faked: it says forged or expired, the session says how.
+        "srs.example" if address.local_part().starts_with("SRS0=bad") => Verdict::ForgedReturnPath,
+        "srs.example" => Verdict::ExpiredReturnPath,
         _ => Verdict::NotLocal,
     }
 }

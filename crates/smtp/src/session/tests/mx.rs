@@ -31,6 +31,22 @@ fn recipients_are_refused_with_the_rfc_codes() {
     assert_eq!(replies[6], "554 5.5.1 No valid recipients");
 }
 
+#[test]
+fn a_bounce_to_an_srs_address_we_did_not_sign_or_too_old_is_refused() {
+    let mut client = Client::mx();
+    let replies = client.send(
+        "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<SRS0=bad=AB=origin.example=alice@srs.example>\r\nRCPT TO:<SRS0=Ab3d=AB=origin.example=alice@srs.example>\r\n",
+    );
+    assert_eq!(
+        replies[2],
+        "550 5.7.1 <SRS0=bad=AB=origin.example=alice@srs.example>: Recipient address rejected: invalid SRS signature"
+    );
+    assert_eq!(
+        replies[3],
+        "550 5.1.1 <SRS0=Ab3d=AB=origin.example=alice@srs.example>: Recipient address rejected: SRS address expired"
+    );
+}
+
 /// The open-relay battery of issue 3 at the protocol level: none of these tricks gets a 250 on port 25.
 #[test]
 fn relay_tricks_are_all_refused() {

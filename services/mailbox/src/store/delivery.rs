@@ -1,0 +1,275 @@
+//! One delivery into one account, as its Sieve script planned it: the message in each planned mailbox
+//! (octets stored once, entries sharing them), the follow-up messages for the relay to queue, vacation's
+//! memory and a rejection, all in one transaction. Its idempotency key is the account's `delivery_runs`
+//! row, inserted first: a repeated delivery (a relay that died before its ack) conflicts on it, waits for
+//! the first to commit or roll back, and then answers with what the first one did.
+
+use mailbus_address::{AccountId, MailboxName};
+use mailbus_sieve::VacationRecord;
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::MailboxError;
+use crate::mime::Parsed;
+use crate::store::messages::{self, Locked, Placed};
+use crate::store::{quota, sieve, uid_from_column};
+
+/// Where a message goes and what else is to be done, decided before the transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Each mailbox once, with the flags the entry gets. Empty for discard and reject.
+    pub targets: Vec<Target>,
+    pub follow_ups: Vec<FollowUp>,
+    /// The text a reject (RFC 5429) gives the sender's DSN.
+    pub rejection: Option<String>,
+}
+
+impl Plan {
+    /// Today's delivery without a script: INBOX, no flags.
+    pub fn inbox() -> Self {
+        Plan { targets: vec![Target { mailbox: MailboxName::inbox(), flags: Vec::new() }], ..Plan::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub mailbox: MailboxName,
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpKind {
+    /// The original message to another address, `content` (the loop marker) put before it.
+    Redirect,
+    /// An auto-reply, `content` whole.
+    Vacation,
+}
+
+impl FollowUpKind {
+    fn column(self) -> &'static str {
+        match self {
+            FollowUpKind::Redirect => "redirect",
+            FollowUpKind::Vacation => "vacation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub kind: FollowUpKind,
+    /// Empty for the null reverse-path.
+    pub mail_from: String,
+    pub rcpt_to: String,
+    pub content: Vec<u8>,
+    /// A vacation reply's memory (RFC 5230 §4.2), written with the delivery; `None` for a redirect, and
+    /// for a follow-up read back from the table.
+    pub record: Option<VacationRecord>,
+}
+
+/// A follow-up as stored: `seq` is its place in the account's plan, stable across repeated calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFollowUp {
+    pub account: AccountId,
+    pub seq: i32,
+    pub follow_up: FollowUp,
+}
+
+/// What a delivery did in one account, now or (`duplicate`) in an earlier call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub placed: Vec<Placed>,
+    pub follow_ups: Vec<StoredFollowUp>,
+    pub rejection: Option<String>,
+    pub duplicate: bool,
+}
+
+/// The delivery of (queue id, recipient) into `account` by `plan`, once.
+pub async fn deliver(
+    pool: &PgPool,
+    account: AccountId,
+    key: (&str, &str),
+    content: &[u8],
+    parsed: &Parsed,
+    plan: &Plan,
+) -> Result<Delivered, MailboxError> {
+    let (queue_id, recipient) = key;
+    let mut tx = pool.begin().await?;
+    let first: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO delivery_runs (queue_id, recipient, account_id, rejection) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING RETURNING 1",
+    )
+    .bind(queue_id)
+    .bind(recipient)
+    .bind(account.get())
+    .bind(plan.rejection.as_deref())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if first.is_none() {
+        drop(tx);
+        return earlier(pool, account, key).await;
+    }
+    let placed = place(&mut tx, account, key, content, parsed, &plan.targets).await?;
+    let mut follow_ups = Vec::with_capacity(plan.follow_ups.len());
+    for follow_up in &plan.follow_ups {
+        // Vacation's memory is written here, under its row's lock: of two deliveries from one sender at
+        // once, which both found no memory when they planned, only the first answers.
+        if let Some(record) = &follow_up.record
+            && !sieve::remember_vacation(&mut tx, account, record).await?
+        {
+            tracing::info!(account_id = account.get(), "vacation answered this sender meanwhile; no second reply");
+            continue;
+        }
+        let seq = follow_ups.len() as i32;
+        sqlx::query(
+            "INSERT INTO delivery_follow_ups (queue_id, recipient, account_id, seq, kind, mail_from, rcpt_to, content)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(queue_id)
+        .bind(recipient)
+        .bind(account.get())
+        .bind(seq)
+        .bind(follow_up.kind.column())
+        .bind(&follow_up.mail_from)
+        .bind(&follow_up.rcpt_to)
+        .bind(&follow_up.content)
+        .execute(&mut *tx)
+        .await?;
+        follow_ups.push(StoredFollowUp { account, seq, follow_up: FollowUp { record: None, ..follow_up.clone() } });
+    }
+    tx.commit().await?;
+    Ok(Delivered { placed, follow_ups, rejection: plan.rejection.clone(), duplicate: false })
+}
+
+/// Stores the message once and gives it an entry in each target, the mailboxes locked in name order (as
+/// a move locks its two) and the quota checked once for the octets and every entry. A target that is
+/// gone by now (deleted since the plan was made) is replaced by INBOX.
+async fn place(
+    conn: &mut PgConnection,
+    account: AccountId,
+    (queue_id, recipient): (&str, &str),
+    content: &[u8],
+    parsed: &Parsed,
+    targets: &[Target],
+) -> Result<Vec<Placed>, MailboxError> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<&Target> = targets.iter().collect();
+    sorted.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+    let mut locked: Vec<(Locked, &[String])> = Vec::new();
+    let mut lost = Vec::new();
+    for target in sorted {
+        match messages::lock(conn, account, &target.mailbox).await {
+            Ok(mailbox) => locked.push((mailbox, &target.flags)),
+            Err(MailboxError::NotFound(_)) if !target.mailbox.is_inbox() => lost.push(&target.flags),
+            Err(other) => return Err(other),
+        }
+    }
+    if !lost.is_empty() && !locked.iter().any(|(m, _)| m.name.is_inbox()) {
+        tracing::warn!(account_id = account.get(), "a Sieve target mailbox vanished; the message goes to INBOX");
+        locked.push((messages::lock(conn, account, &MailboxName::inbox()).await?, lost[0]));
+    }
+    let entries = locked.len() as i64;
+    quota::check(conn, account, entries, entries * content.len() as i64).await?;
+    let message_id = messages::insert_message(conn, account, content, parsed, None).await?;
+    let mut placed = Vec::with_capacity(locked.len());
+    for (mailbox, flags) in &locked {
+        let here = messages::add_entry(conn, mailbox, message_id, flags).await?;
+        sqlx::query("INSERT INTO deliveries (queue_id, recipient, mailbox_id, uid) VALUES ($1, $2, $3, $4)")
+            .bind(queue_id)
+            .bind(recipient)
+            .bind(mailbox.id.get())
+            .bind(i64::from(here.uid))
+            .execute(&mut *conn)
+            .await?;
+        placed.push(here);
+    }
+    Ok(placed)
+}
+
+#[derive(sqlx::FromRow)]
+struct EarlierPlacement {
+    name: String,
+    uidvalidity: i64,
+    uid: i64,
+    highestmodseq: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct FollowUpRow {
+    seq: i32,
+    kind: String,
+    mail_from: String,
+    rcpt_to: String,
+    content: Vec<u8>,
+}
+
+/// What an earlier call did: its placements, its follow-ups not yet queued, its rejection.
+async fn earlier(
+    pool: &PgPool,
+    account: AccountId,
+    (queue_id, recipient): (&str, &str),
+) -> Result<Delivered, MailboxError> {
+    let rows: Vec<EarlierPlacement> = sqlx::query_as(
+        "SELECT m.name, m.uidvalidity, d.uid, m.highestmodseq FROM deliveries d JOIN mailboxes m ON m.id = d.mailbox_id
+          WHERE d.queue_id = $1 AND d.recipient = $2 AND m.account_id = $3 ORDER BY m.name",
+    )
+    .bind(queue_id)
+    .bind(recipient)
+    .bind(account.get())
+    .fetch_all(pool)
+    .await?;
+    let mut placed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mailbox = row.name.parse().map_err(|e| MailboxError::bad_mailbox_name(&row.name, e))?;
+        placed.push(Placed {
+            mailbox,
+            uidvalidity: row.uidvalidity as u32,
+            uid: uid_from_column(row.uid)?,
+            modseq: row.highestmodseq,
+            duplicate: true,
+        });
+    }
+    let rejection: Option<String> = sqlx::query_scalar(
+        "SELECT rejection FROM delivery_runs WHERE queue_id = $1 AND recipient = $2 AND account_id = $3",
+    )
+    .bind(queue_id)
+    .bind(recipient)
+    .bind(account.get())
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    let rows: Vec<FollowUpRow> = sqlx::query_as(
+        "SELECT seq, kind, mail_from, rcpt_to, content FROM delivery_follow_ups
+          WHERE queue_id = $1 AND recipient = $2 AND account_id = $3 ORDER BY seq",
+    )
+    .bind(queue_id)
+    .bind(recipient)
+    .bind(account.get())
+    .fetch_all(pool)
+    .await?;
+    let follow_ups = rows
+        .into_iter()
+        .map(|row| StoredFollowUp {
+            account,
+            seq: row.seq,
+            follow_up: FollowUp {
+                kind: if row.kind == "vacation" { FollowUpKind::Vacation } else { FollowUpKind::Redirect },
+                mail_from: row.mail_from,
+                rcpt_to: row.rcpt_to,
+                content: row.content,
+                record: None,
+            },
+        })
+        .collect();
+    Ok(Delivered { placed, follow_ups, rejection, duplicate: true })
+}
+
+/// The relay queued every follow-up of (queue id, recipient): they are done.
+pub async fn follow_ups_queued(pool: &PgPool, queue_id: &str, recipient: &str) -> Result<u64, MailboxError> {
+    let done = sqlx::query("DELETE FROM delivery_follow_ups WHERE queue_id = $1 AND recipient = $2")
+        .bind(queue_id)
+        .bind(recipient)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
