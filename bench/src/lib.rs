@@ -18,7 +18,8 @@ use mailbus_proto::v1 as pb;
 use mailbus_tests::Infra;
 use mailbus_tests::{infra, processes};
 
-pub mod dovecot;
+/// The throwaway Dovecot lives in the test harness, which the tests that import from Dovecot share.
+pub use mailbus_tests::dovecot;
 
 pub use mailbus_tests::smtp_client::{REPLY_TIMEOUT, Reply, SmtpClient};
 

@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod clients;
 pub mod dns;
+pub mod dovecot;
 pub mod fake_smtp;
 pub mod http;
 pub mod infra;

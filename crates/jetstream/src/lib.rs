@@ -15,8 +15,11 @@
 //!   address in fixed windows, shared by every replica of the roles that accept submissions
 //!   ([`SubmissionLimits`]).
 //!
+//! - **Backup**: every stream of the prefix snapshotted and restored through the server's API ([`backup`]).
+//!
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
+pub mod backup;
 mod events;
 mod lease;
 mod names;

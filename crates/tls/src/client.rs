@@ -19,6 +19,24 @@ pub fn client_config_trusting(cert_pem: &str) -> Result<Arc<ClientConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
+/// For clients that authenticate a server by its name against the system's trusted roots (RFC 6125),
+/// as a mail client does: the roots the platform keeps (Debian's `/etc/ssl/certs`). A root the
+/// platform lists but rustls cannot parse is skipped; none at all is an error.
+pub fn client_config_system_roots() -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _skipped) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsError::Missing { what: "trusted root certificate in the system's store", path: None });
+    }
+    let config = ClientConfig::builder_with_provider(crate::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Trust)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// RFC 7435 opportunistic security, the way MTAs talk to each other by default (Postfix's
 /// `smtp_tls_security_level = may`): encrypt when the peer offers STARTTLS, without authenticating its
 /// certificate, because nothing says which name it should carry. Handshake signatures are still checked,

@@ -14,7 +14,7 @@ mod pem;
 mod self_signed;
 mod server;
 
-pub use client::{client_config_trusting, opportunistic_client_config};
+pub use client::{client_config_system_roots, client_config_trusting, opportunistic_client_config};
 pub use error::TlsError;
 pub use maybe_tls::MaybeTls;
 pub use self_signed::{CertifiedKeyPem, self_signed};

@@ -27,12 +27,27 @@ pub enum AdminCommand {
     /// The mail queue, at the relay role's MAILBUS_RELAY_URL.
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// An account's mail: import from and export to Maildir and mbox.
+    /// An account's mail: import and export (Maildir, mbox), search, fetch, expunge, stats.
     #[command(subcommand)]
     Mail(crate::mail::MailCommand),
     /// DKIM signing keys of the hosted domains (RFC 6376).
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// The JetStream half of a backup (NATS_URL, MAILBUS_NATS_PREFIX): the queue, its consumer's
+    /// state, dead letters, bodies and buckets. `deploy/backup` pairs it with pg_dump.
+    #[command(subcommand)]
+    Nats(NatsCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NatsCommand {
+    /// Snapshot every stream of the prefix into a directory (created), through the server's snapshot
+    /// API, while mailbus runs. Take it BEFORE pg_dump: mail delivered in between is then in the
+    /// database, and its repeated delivery after a restore is recognised and dropped.
+    Backup { dir: std::path::PathBuf },
+    /// Restore the streams of a backup directory into a NATS where this prefix has no streams yet:
+    /// before the roles start, which would create empty ones.
+    Restore { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -96,6 +111,14 @@ pub enum DomainCommand {
     Add { name: String },
     /// List hosted domains.
     List,
+    /// Stop hosting a domain (and drop its DKIM keys). Refused while it holds accounts or aliases.
+    Remove {
+        name: String,
+        /// Remove its accounts and aliases too. Each account goes with ALL ITS MAIL, as `account remove`
+        /// does (export it first to keep it), and out of other domains' aliases. Nothing asks to confirm.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -117,6 +140,11 @@ pub enum AccountCommand {
     Enable { address: String },
     /// Delete the account with all its mail, and take it out of aliases.
     Remove { address: String },
+    /// Give an account a new address, keeping its mail (messages, flags, UIDs, UIDVALIDITY), password,
+    /// quota, Sieve scripts and the aliases that lead to it. Refused when the new address is already an
+    /// account's or an alias's. Mail to the old address is refused afterwards: add an alias from it to
+    /// keep it arriving.
+    Rename { address: String, new_address: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -201,6 +229,19 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
         AdminCommand::Domain(DomainCommand::List) => {
             let domains = directory.list_domains(pb::ListDomainsRequest {}).await.map_err(status_error)?.into_inner();
             print_table(&["DOMAIN"], domains.domains.into_iter().map(|d| vec![d.name]).collect());
+        }
+        AdminCommand::Domain(DomainCommand::Remove { name, force }) => {
+            let request = pb::RemoveDomainRequest { name: name.clone(), force };
+            let removed = directory.remove_domain(request).await.map_err(status_error)?.into_inner();
+            println!(
+                "domain {name} removed, with {} account(s) and {} alias(es)",
+                removed.accounts_removed, removed.aliases_removed
+            );
+        }
+        AdminCommand::Account(AccountCommand::Rename { address, new_address }) => {
+            let request = pb::RenameAccountRequest { address: address.clone(), new_address };
+            let account = directory.rename_account(request).await.map_err(status_error)?.into_inner();
+            println!("account {address} renamed to {} (id {})", account.address, account.id);
         }
         AdminCommand::Account(AccountCommand::Add { address }) => {
             let password = read_password()?;
@@ -288,8 +329,41 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
         AdminCommand::Queue(command) => return queue(command, settings).await,
         AdminCommand::Mail(command) => return crate::mail::run(command, settings).await,
         AdminCommand::Dkim(command) => return dkim(command, &url).await,
+        AdminCommand::Nats(command) => return nats(command, settings).await,
     }
     Ok(())
+}
+
+async fn nats(command: NatsCommand, settings: &Settings) -> anyhow::Result<()> {
+    use mailbus_jetstream::backup;
+    let url = settings.get(crate::settings::NATS_URL)?;
+    let names = settings.get(crate::settings::MAILBUS_NATS_PREFIX)?;
+    let client = async_nats_connect(&url).await?;
+    match command {
+        NatsCommand::Backup { dir } => {
+            let streams = backup::backup(&client, &names, &dir).await?;
+            for (stream, size) in &streams {
+                println!("{stream}: {size} bytes");
+            }
+            println!("{} stream(s) backed up into {}", streams.len(), dir.display());
+        }
+        NatsCommand::Restore { dir } => {
+            let streams = backup::restore(&client, &dir).await?;
+            println!("{} stream(s) restored: {}", streams.len(), streams.join(" "));
+        }
+    }
+    client.flush().await.context("flushing to NATS")?;
+    Ok(())
+}
+
+/// One connection attempt, unlike the roles' (which keep retrying): an operator's command should fail.
+async fn async_nats_connect(url: &str) -> anyhow::Result<mailbus_jetstream::async_nats::Client> {
+    mailbus_jetstream::async_nats::ConnectOptions::new()
+        .name("mailbus admin")
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
 }
 
 async fn dkim(command: DkimCommand, url: &str) -> anyhow::Result<()> {
@@ -503,7 +577,7 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -8,10 +8,21 @@ use mailbus_tests::TestStack;
 use tokio::io::AsyncWriteExt;
 
 pub(crate) async fn admin(stack: &TestStack, args: &[&str], stdin: &str) -> (i32, String, String) {
+    admin_with_env(stack, args, stdin, &[]).await
+}
+
+/// As `admin`, with these variables in its environment too.
+pub(crate) async fn admin_with_env(
+    stack: &TestStack,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
         .arg("admin")
         .args(args)
         .env_clear()
+        .envs(env.iter().copied())
         .env("MAILBUS_MAILBOX_URL", stack.mailbox_url())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

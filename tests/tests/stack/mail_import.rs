@@ -14,11 +14,11 @@ use crate::admin::admin;
 
 /// One message as IMAP shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Shown {
-    flags: BTreeSet<String>,
-    internal_date: i64,
-    size: usize,
-    octets: Vec<u8>,
+pub(crate) struct Shown {
+    pub(crate) flags: BTreeSet<String>,
+    pub(crate) internal_date: i64,
+    pub(crate) size: usize,
+    pub(crate) octets: Vec<u8>,
 }
 
 /// What a source holds, as the test wrote it.
@@ -67,7 +67,7 @@ async fn imap_view(stack: &TestStack, user: &str, password: &str) -> Vec<(String
     view
 }
 
-fn fetched(result: &Value) -> Vec<Shown> {
+pub(crate) fn fetched(result: &Value) -> Vec<Shown> {
     let Some(items) = result[1].as_array() else { return Vec::new() };
     items
         .iter()

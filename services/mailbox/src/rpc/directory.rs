@@ -79,6 +79,18 @@ impl pb::directory_server::Directory for MailboxService {
         }))
     }
 
+    async fn remove_domain(
+        &self,
+        request: Request<pb::RemoveDomainRequest>,
+    ) -> Result<Response<pb::RemoveDomainResponse>, Status> {
+        let request = request.into_inner();
+        let removed = directory::remove_domain(&self.pool, &request.name, request.force).await?;
+        Ok(Response::new(pb::RemoveDomainResponse {
+            accounts_removed: removed.accounts,
+            aliases_removed: removed.aliases,
+        }))
+    }
+
     async fn add_account(&self, request: Request<pb::AddAccountRequest>) -> Result<Response<pb::Account>, Status> {
         let request = request.into_inner();
         if request.password.is_empty() {
@@ -123,6 +135,15 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
         directory::remove_account(&self.pool, &request.into_inner().address).await?;
         Ok(Response::new(pb::RemoveAccountResponse {}))
+    }
+
+    async fn rename_account(
+        &self,
+        request: Request<pb::RenameAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let request = request.into_inner();
+        let row = directory::rename_account(&self.pool, &request.address, &request.new_address).await?;
+        Ok(Response::new(account_to_pb(row)))
     }
 
     async fn add_alias(&self, request: Request<pb::AddAliasRequest>) -> Result<Response<pb::Alias>, Status> {

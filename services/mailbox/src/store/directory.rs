@@ -359,6 +359,92 @@ pub async fn remove_account(pool: &PgPool, address: &str) -> Result<(), MailboxE
     Ok(())
 }
 
+/// Gives an account a new address, keeping its id and so everything keyed by it: mailboxes, messages,
+/// flags, UIDs, UIDVALIDITY, quota, Sieve scripts, and its place in aliases. Its JMAP identity for the
+/// old address follows it.
+pub async fn rename_account(pool: &PgPool, from: &str, to: &str) -> Result<AccountRow, MailboxError> {
+    let from = parse_address(from)?;
+    let to = parse_address(to)?;
+    let mut tx = pool.begin().await?;
+    let domain_id: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(to.domain().as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let domain_id = domain_id
+        .ok_or_else(|| MailboxError::FailedPrecondition(format!("domain {} is not hosted here", to.domain())))?;
+    // An address is an account's or an alias's, never both: the same lock as `add_account` and `add_alias`.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(to.lookup_key()).execute(&mut *tx).await?;
+    let alias: Option<i64> = sqlx::query_scalar("SELECT id FROM aliases WHERE address = $1")
+        .bind(to.lookup_key())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if alias.is_some() {
+        return Err(MailboxError::AlreadyExists(format!("alias {to}")));
+    }
+    let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE accounts a SET address = $2, domain_id = $3 WHERE address = $1 RETURNING {ACCOUNT_COLUMNS}"
+    )))
+    .bind(from.lookup_key())
+    .bind(to.lookup_key())
+    .bind(domain_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| match MailboxError::from(e) {
+        MailboxError::AlreadyExists(_) => MailboxError::AlreadyExists(format!("account {to}")),
+        other => other,
+    })?;
+    let row = row.ok_or_else(|| no_account(&from))?;
+    sqlx::query("UPDATE identities SET email = $3 WHERE account_id = $1 AND lower(email) = $2")
+        .bind(row.id.get())
+        .bind(from.lookup_key())
+        .bind(to.lookup_key())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// What removing a domain took with it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DomainRemoval {
+    pub accounts: u64,
+    pub aliases: u64,
+}
+
+/// Stops hosting a domain, with its DKIM keys. While it holds accounts or aliases that is refused, unless
+/// `force`: then its accounts go with all their mail (and out of other domains' aliases), and its aliases.
+pub async fn remove_domain(pool: &PgPool, name: &str, force: bool) -> Result<DomainRemoval, MailboxError> {
+    let domain: Domain = name.parse().map_err(|e| MailboxError::InvalidArgument(format!("domain {name:?}: {e}")))?;
+    let mut tx = pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1 FOR UPDATE")
+        .bind(domain.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let id = id.ok_or_else(|| MailboxError::NotFound(format!("no domain {domain}")))?;
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM accounts WHERE domain_id = $1").bind(id).fetch_one(&mut *tx).await?;
+    let aliases: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM aliases WHERE domain_id = $1").bind(id).fetch_one(&mut *tx).await?;
+    if (accounts > 0 || aliases > 0) && !force {
+        return Err(MailboxError::FailedPrecondition(format!(
+            "domain {domain} holds {accounts} account(s) and {aliases} alias(es); remove them first, or force"
+        )));
+    }
+    // Mailbox rows first, in name order, as every message change locks them before the accounts row.
+    sqlx::query(
+        "SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id
+          WHERE a.domain_id = $1 ORDER BY a.id, b.name FOR UPDATE OF b",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM accounts WHERE domain_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM domains WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    delete_empty_aliases(&mut tx).await?;
+    tx.commit().await?;
+    Ok(DomainRemoval { accounts: accounts as u64, aliases: aliases as u64 })
+}
+
 async fn delete_empty_aliases(conn: &mut sqlx::PgConnection) -> Result<(), MailboxError> {
     sqlx::query("DELETE FROM aliases al WHERE NOT EXISTS (SELECT 1 FROM alias_targets t WHERE t.alias_id = al.id)")
         .execute(conn)

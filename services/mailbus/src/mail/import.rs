@@ -15,11 +15,12 @@ use super::{Folder, Refused, Source, maildir, mbox};
 type Client = MailboxClient<mailbus_grpc::TracedChannel>;
 
 /// One message read from a source, ready to append.
-struct Message {
-    origin: String,
-    octets: Vec<u8>,
-    flags: Vec<String>,
-    internal_date: Option<i64>,
+pub struct Message {
+    /// Where it came from, for the list of refusals: a file, `file:line`, `imap://host/folder;UID=n`.
+    pub origin: String,
+    pub octets: Vec<u8>,
+    pub flags: Vec<String>,
+    pub internal_date: Option<i64>,
 }
 
 /// What became of one message.
@@ -29,23 +30,23 @@ enum Outcome {
     Refused(String),
 }
 
-struct Run {
+/// An import under way: what it has done so far, and the refusals to list at the end.
+pub struct Run {
     client: Client,
     account: i64,
-    counts: Counts,
-    progress: Progress,
+    pub counts: Counts,
+    pub progress: Progress,
     refusals: Vec<String>,
 }
 
 pub async fn run(client: Client, account: i64, folders: Vec<Folder>) -> anyhow::Result<()> {
     let total = folders.iter().flat_map(|f| &f.sources).map(Source::size).sum();
-    let mut run =
-        Run { client, account, counts: Counts::default(), progress: Progress::new(total), refusals: Vec::new() };
+    let mut run = Run::new(client, account, total);
     let existing = run.mailboxes().await?;
     for folder in folders {
-        let target = target_name(&folder.name, &existing);
+        let target = target_name(&folder.name, None, &existing);
         run.counts.folders += 1;
-        if let Err(why) = run.ensure_mailbox(&target, &folder.name, &existing).await? {
+        if let Err(why) = run.ensure_mailbox(&target, &folder.name, None, &existing).await? {
             for source in &folder.sources {
                 run.refuse(&source_name(source), &why);
             }
@@ -57,19 +58,31 @@ pub async fn run(client: Client, account: i64, folders: Vec<Folder>) -> anyhow::
             run.import_source(&target, source, &mut seen).await?;
         }
     }
-    let Run { counts, progress, refusals, .. } = run;
-    progress.finish();
-    for refusal in &refusals {
-        eprintln!("refused: {refusal}");
+    run.finish()
+}
+
+impl Run {
+    pub fn new(client: Client, account: i64, total_bytes: u64) -> Run {
+        Run { client, account, counts: Counts::default(), progress: Progress::new(total_bytes), refusals: Vec::new() }
     }
-    println!(
-        "folders {}, messages {} ({} bytes), skipped {} (already there), refused {}",
-        counts.folders, counts.added, counts.added_bytes, counts.skipped, counts.refused
-    );
-    if counts.refused > 0 {
-        return Err(Refused(counts.refused).into());
+
+    /// Ends the progress display, lists the refusals and prints the summary; an error when any
+    /// message was refused.
+    pub fn finish(self) -> anyhow::Result<()> {
+        let Run { counts, progress, refusals, .. } = self;
+        progress.finish();
+        for refusal in &refusals {
+            eprintln!("refused: {refusal}");
+        }
+        println!(
+            "folders {}, messages {} ({} bytes), skipped {} (already there), refused {}",
+            counts.folders, counts.added, counts.added_bytes, counts.skipped, counts.refused
+        );
+        if counts.refused > 0 {
+            return Err(Refused(counts.refused).into());
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn source_name(source: &Source) -> String {
@@ -91,19 +104,20 @@ fn special_use(name: &str) -> Option<&'static str> {
     }
 }
 
-/// The account's mailbox for a source folder: INBOX in any case is INBOX; a special folder is the
-/// account's mailbox with that SPECIAL-USE, whatever its name; anything else keeps its name.
-fn target_name(name: &str, existing: &[pb::MailboxListing]) -> String {
+/// The account's mailbox for a source folder: INBOX in any case is INBOX; a special folder (by the
+/// SPECIAL-USE attribute the source gave it, else by its name) is the account's mailbox with that
+/// SPECIAL-USE, whatever its name; anything else keeps its name.
+pub fn target_name(name: &str, role: Option<&str>, existing: &[pb::MailboxListing]) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         return "INBOX".to_owned();
     }
-    special_use(name)
+    role.or_else(|| special_use(name))
         .and_then(|role| existing.iter().find(|m| m.special_use.eq_ignore_ascii_case(role)))
         .map_or_else(|| name.to_owned(), |m| m.name.clone())
 }
 
 impl Run {
-    async fn mailboxes(&mut self) -> anyhow::Result<Vec<pb::MailboxListing>> {
+    pub async fn mailboxes(&mut self) -> anyhow::Result<Vec<pb::MailboxListing>> {
         let request =
             pb::ListMailboxesRequest { account_id: self.account, patterns: vec!["*".to_owned()], ..Default::default() };
         let listing = self.client.list_mailboxes(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
@@ -111,16 +125,18 @@ impl Run {
     }
 
     /// Creates the mailbox when missing; the inner error is a refusal to report for the folder.
-    async fn ensure_mailbox(
+    pub async fn ensure_mailbox(
         &mut self,
         target: &str,
         source: &str,
+        role: Option<&str>,
         existing: &[pb::MailboxListing],
     ) -> anyhow::Result<Result<(), String>> {
         if target == "INBOX" || existing.iter().any(|m| m.name == target) {
             return Ok(Ok(()));
         }
-        let special_use = special_use(source)
+        let special_use = role
+            .or_else(|| special_use(source))
             .filter(|role| !existing.iter().any(|m| m.special_use.eq_ignore_ascii_case(role)))
             .unwrap_or_default()
             .to_owned();
@@ -133,7 +149,14 @@ impl Run {
         }
     }
 
-    fn refuse(&mut self, origin: &str, why: &str) {
+    /// Subscribes the account to a mailbox, as the source had it subscribed.
+    pub async fn subscribe(&mut self, name: &str) -> anyhow::Result<()> {
+        let request = pb::SubscribeRequest { account_id: self.account, name: name.to_owned(), subscribed: true };
+        self.client.subscribe(request).await.map_err(|s| anyhow::anyhow!("subscribing {name}: {}", s.message()))?;
+        Ok(())
+    }
+
+    pub fn refuse(&mut self, origin: &str, why: &str) {
         self.counts.refused += 1;
         self.refusals.push(format!("{origin}: {why}"));
     }
@@ -195,7 +218,7 @@ impl Run {
         Ok(())
     }
 
-    async fn append(
+    pub async fn append(
         &mut self,
         target: &str,
         message: Message,
@@ -271,10 +294,12 @@ mod tests {
             ..Default::default()
         };
         let existing = vec![sent];
-        assert_eq!(target_name("Sent Items", &existing), "Sent");
-        assert_eq!(target_name("inbox", &existing), "INBOX");
-        assert_eq!(target_name("Lists/rust", &existing), "Lists/rust");
-        assert_eq!(target_name("Trash", &existing), "Trash");
+        assert_eq!(target_name("Sent Items", None, &existing), "Sent");
+        assert_eq!(target_name("inbox", None, &existing), "INBOX");
+        assert_eq!(target_name("Lists/rust", None, &existing), "Lists/rust");
+        assert_eq!(target_name("Trash", None, &existing), "Trash");
+        // A source's SPECIAL-USE attribute wins over its name.
+        assert_eq!(target_name("Gesendet", Some("\\Sent"), &existing), "Sent");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! A throwaway Dovecot for the benchmarks (POP3 or IMAP on one loopback port), measured side by side
-//! with mailbus on the same machine and the same messages. Needs root and the Debian packages
-//! dovecot-core with dovecot-pop3d or dovecot-imapd.
+//! A throwaway Dovecot (POP3 or IMAP on loopback), for the benchmarks, which measure mailbus side by
+//! side with it on the same machine and the same messages, and for the tests that import from a real
+//! Dovecot (over IMAPS and STARTTLS, with the harness's certificate). Needs root and the Debian packages
+//! dovecot-core with dovecot-pop3d or dovecot-imapd (`deploy/prerequisites` installs dovecot-imapd).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use mailbus_devstack::free_port;
+
+/// How long Dovecot may take to listen.
+const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The owner of Dovecot's maildirs (`nobody`): Dovecot refuses to access mail as root.
 const MAIL_UID: u32 = 65534;
@@ -60,7 +64,16 @@ fn run_checked(program: &str, args: &[&str]) -> anyhow::Result<()> {
 pub struct ThrowawayDovecot {
     pub dir: tempfile::TempDir,
     conf: PathBuf,
+    /// The protocol's port: plain text, or (with TLS) STARTTLS required before a login.
     pub addr: SocketAddr,
+    /// With TLS: the implicit-TLS port (IMAPS or POP3S).
+    pub tls_addr: Option<SocketAddr>,
+}
+
+/// A certificate and key (PEM files) for Dovecot to serve.
+pub struct Tls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
 }
 
 impl ThrowawayDovecot {
@@ -70,6 +83,18 @@ impl ThrowawayDovecot {
         users: &[String],
         hashes: &[String],
         contents: &[Vec<Vec<u8>>],
+    ) -> anyhow::Result<ThrowawayDovecot> {
+        Self::start_with(protocol, users, hashes, contents, None)
+    }
+
+    /// As `start`, and with `tls`: STARTTLS on the protocol's port (required before a login) and
+    /// implicit TLS on a second port.
+    pub fn start_with(
+        protocol: Protocol,
+        users: &[String],
+        hashes: &[String],
+        contents: &[Vec<Vec<u8>>],
+        tls: Option<Tls<'_>>,
     ) -> anyhow::Result<ThrowawayDovecot> {
         let dir = tempfile::Builder::new().prefix("bench-dovecot-").tempdir()?;
         let root = &dir.path().to_owned();
@@ -98,12 +123,16 @@ impl ThrowawayDovecot {
         let owner = format!("{MAIL_UID}:{MAIL_UID}");
         run_checked("chown", &["-R", &owner, &root.join("mail").display().to_string()])?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let tls_addr: Option<SocketAddr> = match tls {
+            Some(_) => Some(format!("127.0.0.1:{}", free_port()?).parse()?),
+            None => None,
+        };
         let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, dovecot_conf(protocol, root, addr))?;
-        let dovecot = ThrowawayDovecot { dir, conf, addr };
+        std::fs::write(&conf, dovecot_conf(protocol, root, addr, tls.as_ref().zip(tls_addr)))?;
+        let dovecot = ThrowawayDovecot { dir, conf, addr, tls_addr };
         run_checked("/usr/sbin/dovecot", &["-c", &dovecot.conf.display().to_string()])
             .with_context(|| format!("starting Dovecot; see {}", root.join("dovecot.log").display()))?;
-        let deadline = Instant::now() + crate::PATIENCE;
+        let deadline = Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(addr).is_err() {
             ensure!(Instant::now() < deadline, "Dovecot never listened on {addr}");
             std::thread::sleep(Duration::from_millis(50));
@@ -121,10 +150,16 @@ impl ThrowawayDovecot {
         let Some(master) = self.master_pid() else { return };
         let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
         let pids = std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok()));
-        let rss: Vec<u64> = pids.filter_map(|pid| crate::memory_kib(pid).map(|(rss, _)| rss)).collect();
+        let rss: Vec<u64> = pids.filter_map(vm_rss_kib).collect();
         let total = (rss.len(), rss.iter().sum::<u64>());
         println!("Dovecot after the load: {} processes, VmRSS {} KiB together", total.0, total.1);
     }
+}
+
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for ThrowawayDovecot {
@@ -146,14 +181,24 @@ impl Drop for ThrowawayDovecot {
     }
 }
 
-/// One protocol, on `addr` only; no TLS, plaintext logins allowed, passwd-file users, maildirs, no auth
-/// cache (the default), and (for POP3) an exclusive maildrop lock per session like mailbus's.
-fn dovecot_conf(protocol: Protocol, root: &Path, addr: SocketAddr) -> String {
+/// One protocol, on `addr` only; without TLS, plaintext logins allowed; with it, STARTTLS required
+/// there and implicit TLS on its address; passwd-file users, maildirs, no auth cache (the default), and
+/// (for POP3) an exclusive maildrop lock per session like mailbus's.
+fn dovecot_conf(protocol: Protocol, root: &Path, addr: SocketAddr, tls: Option<(&Tls<'_>, SocketAddr)>) -> String {
     let root = root.display();
     let (ip, port) = (addr.ip(), addr.port());
-    let (pop3_port, imap_port) = match protocol {
-        Protocol::Pop3 => (port, 0),
-        Protocol::Imap => (0, port),
+    let tls_port = tls.map_or(0, |(_, a)| a.port());
+    let (pop3_port, imap_port, pop3s_port, imaps_port) = match protocol {
+        Protocol::Pop3 => (port, 0, tls_port, 0),
+        Protocol::Imap => (0, port, 0, tls_port),
+    };
+    let ssl = match tls {
+        None => "ssl = no\ndisable_plaintext_auth = no".to_owned(),
+        Some((tls, _)) => format!(
+            "ssl = required\nssl_cert = <{}\nssl_key = <{}\ndisable_plaintext_auth = yes",
+            tls.cert.display(),
+            tls.key.display()
+        ),
     };
     let name = protocol.name();
     format!(
@@ -163,13 +208,23 @@ base_dir = {root}/base
 state_dir = {root}/state
 instance_name = {name}-bench-{port}
 log_path = {root}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+{ssl}
 auth_mechanisms = plain
 mail_location = maildir:~/Maildir
 pop3_lock_session = yes
 default_login_user = dovenull
 default_internal_user = dovecot
+# Folders that exist get these RFC 6154 roles, under names that do not say them in English.
+namespace inbox {{
+  inbox = yes
+  separator = .
+  mailbox Gesendet {{
+    special_use = \\Sent
+  }}
+  mailbox Papierkorb {{
+    special_use = \\Trash
+  }}
+}}
 passdb {{
   driver = passwd-file
   args = {root}/users
@@ -184,7 +239,8 @@ service pop3-login {{
     port = {pop3_port}
   }}
   inet_listener pop3s {{
-    port = 0
+    address = {ip}
+    port = {pop3s_port}
   }}
 }}
 service imap-login {{
@@ -193,7 +249,8 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {ip}
+    port = {imaps_port}
   }}
 }}
 "
