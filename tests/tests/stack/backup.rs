@@ -26,7 +26,14 @@ async fn start_nats(store: PathBuf) -> Nats {
 async fn script(name: &str, dir: &Path, database_url: &str, nats_url: &str, prefix: &str) -> (bool, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(name);
     let pg_bin = mailbus_devstack::find_pg_bin().unwrap();
-    let output = tokio::process::Command::new(path)
+    // `mailbus` refuses MAILBUS_* names it does not know (tests/run sets MAILBUS_TEST_REPORT), so the
+    // scripts get none but the ones given here.
+    let inherited = std::env::vars().map(|(name, _)| name).filter(|name| name.starts_with("MAILBUS_"));
+    let mut command = tokio::process::Command::new(path);
+    for name in inherited {
+        command.env_remove(name);
+    }
+    let output = command
         .arg(dir)
         .env("DATABASE_URL", database_url)
         .env("NATS_URL", nats_url)
