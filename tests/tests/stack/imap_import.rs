@@ -30,8 +30,7 @@ fn message(subject: &str, body: &str) -> String {
 /// The source's folders (Dovecot's `.` delimiter; `Gesendet` is \Sent by configuration) and messages:
 /// flags, keywords, internal dates, 8-bit text, two identical copies, and one large message last.
 fn source_steps() -> serde_json::Value {
-    let large: String =
-        (0..2600).map(|n| format!("line {n:05} of a long message, to make the last one big.......\r\n")).collect();
+    let large = large_body();
     json!([
         ["login", SOURCE_USER, SOURCE_PASSWORD],
         ["create", "Lists"],
@@ -52,6 +51,37 @@ fn source_steps() -> serde_json::Value {
         ["append", "Entw&APw-rfe", "(\\Draft)", "\"03-Jan-2021 09:30:00 +0200\"", message("draft", "Not sent.")],
         ["append", "Gesendet", "(\\Seen \\Answered)", "\"04-Apr-2022 12:00:00 +0000\"", message("sent", "Sent.")],
         ["append", "Lists.rust", "(\\Seen)", "\"05-May-2025 05:05:05 +0000\"", message("large", &large)],
+    ])
+}
+
+fn large_body() -> String {
+    (0..2600).map(|n| format!("line {n:05} of a long message, to make the last one big.......\r\n")).collect()
+}
+
+/// A source an mbox can hold (no folder with both messages and children, which mbox files cannot be):
+/// flags, keywords, internal dates in several zones, 8-bit text, two identical copies, body lines that
+/// start with `From ` and `>From `, and a large message.
+fn mbox_source_steps() -> serde_json::Value {
+    let quoting =
+        "From here on, says the first line.\r\n>From quoted, mboxrd would say.\r\n\r\nFrom the start of a paragraph.";
+    json!([
+        ["login", SOURCE_USER, SOURCE_PASSWORD],
+        ["create", "Archive.2024"],
+        ["create", "Gesendet"],
+        ["create", "Entw&APw-rfe"],
+        ["append", "INBOX", "(\\Seen)", "\"01-Feb-2024 10:00:00 +0100\"", message("one", quoting)],
+        [
+            "append",
+            "INBOX",
+            "(\\Flagged $Work)",
+            "\"15-Mar-2023 23:59:59 -0500\"",
+            message("two", "Gr\u{fc}\u{df}e, 8-bit.")
+        ],
+        ["append", "INBOX", null, "\"02-Jan-2020 08:00:00 +0000\"", message("same", "Twice.")],
+        ["append", "INBOX", null, "\"02-Jan-2020 08:00:00 +0000\"", message("same", "Twice.")],
+        ["append", "Entw&APw-rfe", "(\\Draft)", "\"03-Jan-2021 09:30:00 +0200\"", message("draft", "Not sent.")],
+        ["append", "Gesendet", "(\\Seen \\Answered)", "\"04-Apr-2022 12:00:00 +0000\"", message("sent", "Sent.")],
+        ["append", "Archive.2024", "(\\Seen)", "\"05-May-2025 05:05:05 +0000\"", message("large", &large_body())],
     ])
 }
 
@@ -164,6 +194,11 @@ fn added(stdout: &str) -> usize {
 
 /// A Dovecot with TLS on the harness's certificate, filled over IMAPS by imaplib, and what it serves.
 async fn filled_dovecot() -> (ThrowawayDovecot, Vec<(String, Vec<Shown>)>) {
+    filled_dovecot_with(source_steps()).await
+}
+
+/// As [`filled_dovecot`], with these imaplib steps (seven messages).
+async fn filled_dovecot_with(steps: serde_json::Value) -> (ThrowawayDovecot, Vec<(String, Vec<Shown>)>) {
     let infra = tokio::task::spawn_blocking(mailbus_tests::Infra::get).await.unwrap();
     let cert = infra.tls_cert.clone();
     let key = infra.tls_key.clone();
@@ -178,7 +213,7 @@ async fn filled_dovecot() -> (ThrowawayDovecot, Vec<(String, Vec<Shown>)>) {
     .unwrap_or_else(|e| panic!("starting Dovecot (deploy/prerequisites installs dovecot-imapd): {e:#}"));
     let imaps = dovecot.tls_addr.unwrap();
     let source_tls = Some(("implicit", infra.tls_cert.as_path()));
-    let results = imap_session(imaps, source_tls, source_steps()).await;
+    let results = imap_session(imaps, source_tls, steps).await;
     assert!(results[1..].iter().all(|r| r[0] == "OK"), "filling Dovecot: {results:?}");
     let source = view(imaps, source_tls, SOURCE_USER, SOURCE_PASSWORD).await;
     assert_eq!(source.iter().map(|(_, m)| m.len()).sum::<usize>(), 7, "{source:?}");
@@ -283,6 +318,46 @@ async fn a_maildir_written_by_dovecot_imports_as_dovecot_serves_it() {
     assert!(stdout.contains("messages 7 (") && stdout.contains("refused 0"), "{stdout}");
     let maildir_name = |name: &str| name.replace('.', "/");
     check(&source, &view(stack.imap_addr(), None, "dan@example.org", "pw").await, maildir_name);
+    stack.stop().await;
+    drop(dovecot);
+}
+
+/// An mbox written by a real tool: `doveadm backup` of the Dovecot user into an mbox location (Dovecot's
+/// mbox: a "folder internal data" pseudo-message first, `X-UID:`, `Status:`, `X-Status:`,
+/// `X-Keywords:` and `Content-Length:` fields, body lines starting with `From ` left unquoted, the
+/// internal date in UTC on the `From ` line) imports as Dovecot serves the source over IMAP: the same
+/// messages, octets, flags and keywords, and internal dates as instants (mbox keeps no zone).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mbox_written_by_doveadm_imports_as_dovecot_serves_the_source() {
+    let (dovecot, source) = filled_dovecot_with(mbox_source_steps()).await;
+    let mbox = dovecot.dir.path().join("mbox");
+    std::fs::create_dir(&mbox).unwrap();
+    // doveadm writes as the mail user, which Dovecot's own directories belong to.
+    let owner = std::process::Command::new("chown").arg("65534:65534").arg(&mbox).status().unwrap();
+    assert!(owner.success());
+    let conf = dovecot.dir.path().join("dovecot.conf");
+    let location = format!("mbox:{0}:INBOX={0}/inbox", mbox.display());
+    let output = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(&conf)
+        .args(["backup", "-u", SOURCE_USER, &location])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "doveadm backup: {}", String::from_utf8_lossy(&output.stderr));
+    let inbox = String::from_utf8_lossy(&std::fs::read(mbox.join("inbox")).unwrap()).into_owned();
+    assert!(inbox.contains("FOLDER INTERNAL DATA") && inbox.contains("\nX-UID: 1\n"), "{inbox}");
+    assert!(inbox.contains("\n\nFrom here on, says") && inbox.contains("\nContent-Length: "), "{inbox}");
+    assert!(mbox.join("Archive/2024").is_file(), "Dovecot's mbox layout in {}", mbox.display());
+
+    let stack = TestStack::builder().roles(&[Role::Mailbox, Role::Access]).start().await;
+    stack.add_account("eve@example.org", "pw").await;
+    let path = mbox.display().to_string();
+    let (code, stdout, stderr) =
+        admin_with_env(&stack, &["mail", "import", "eve@example.org", "--mbox", &path], "", &[]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("messages 7 (") && stdout.contains("refused 0"), "{stdout}");
+    let mbox_name = |name: &str| name.replace('.', "/");
+    check(&source, &view(stack.imap_addr(), None, "eve@example.org", "pw").await, mbox_name);
     stack.stop().await;
     drop(dovecot);
 }

@@ -1,7 +1,13 @@
-//! mbox, read as mboxrd and mboxo alike (RFC 4155): a message starts at a `From ` line at the start of
-//! the file or after an empty line; `>From `, `>>From ` lose one `>` (mboxrd's quoting, and mboxo's
-//! where it can be undone); `Status:` and `X-Status:` in the header become flags, and `X-Keywords:`
-//! (Dovecot's and mutt's) keywords, and they leave the stored copy; the `From ` line's asctime date is the internal date. Lines are stored with CRLF ends.
+//! mbox, read as mboxrd, mboxo and mboxcl2 alike (RFC 4155): a message starts at a `From ` line with a
+//! sender and an asctime date (as mutt's and Dovecot's readers require) at the start of the file or
+//! after an empty line; `>From `, `>>From ` lose one `>` (mboxrd's quoting, and mboxo's where it can be
+//! undone), except in a message whose `Content-Length:` is its body's length (mboxcl2, as Dovecot
+//! writes mbox: nothing there is quoted); `Status:` and `X-Status:` in the header become flags, and
+//! `X-Keywords:` (Dovecot's and mutt's) keywords; they and the other fields that are the mbox's own
+//! (`X-UID:`, `X-IMAP:`, `X-IMAPbase:`, `Content-Length:`) leave the stored copy, as Dovecot hides them
+//! from IMAP clients. A first message with `X-IMAP:` is UW-IMAP's and Dovecot's "folder internal data"
+//! pseudo-message and is not imported. The `From ` line's asctime date is the internal date. Lines are
+//! stored with CRLF ends.
 
 use std::io::BufRead;
 
@@ -35,11 +41,13 @@ pub struct Reader<R> {
     /// The `From ` line that starts the next message, once read.
     pending_from: Option<(u64, Vec<u8>)>,
     started: bool,
+    /// Messages read so far (only the first can be the pseudo-message).
+    read: u64,
 }
 
 impl<R: BufRead> Reader<R> {
     pub fn new(input: R) -> Reader<R> {
-        Reader { input, line_number: 0, consumed: 0, pending_from: None, started: false }
+        Reader { input, line_number: 0, consumed: 0, pending_from: None, started: false, read: 0 }
     }
 
     fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
@@ -60,6 +68,16 @@ impl<R: BufRead> Reader<R> {
 
     /// The next message; `Ok(None)` at the end; an error when the file does not start with `From `.
     pub fn next_message(&mut self) -> std::io::Result<Option<Read>> {
+        let first = self.read == 0;
+        self.read += 1;
+        match self.read_one()? {
+            Some((_, true)) if first => Ok(self.read_one()?.map(|(read, _)| read)),
+            other => Ok(other.map(|(read, _)| read)),
+        }
+    }
+
+    /// The next message, and whether it has an `X-IMAP:` field (the pseudo-message, if it is the first).
+    fn read_one(&mut self) -> std::io::Result<Option<(Read, bool)>> {
         if !self.started {
             self.started = true;
             match self.next_line()? {
@@ -77,7 +95,7 @@ impl<R: BufRead> Reader<R> {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut previous_empty = false;
         while let Some(next) = self.next_line()? {
-            if previous_empty && next.starts_with(b"From ") {
+            if previous_empty && is_from_line(&next) {
                 self.pending_from = Some((self.line_number, next));
                 break;
             }
@@ -86,26 +104,43 @@ impl<R: BufRead> Reader<R> {
         }
         let at_end = self.pending_from.is_none();
         if at_end && lines.last().is_some_and(|l| !l.ends_with(b"\n")) {
-            return Ok(Some(Read::Truncated { line }));
+            return Ok(Some((Read::Truncated { line }, false)));
         }
         // The empty line before the next `From ` (or at the end) belongs to the separator.
         if lines.last().is_some_and(|l| l == b"\n" || l == b"\r\n") {
             lines.pop();
         }
         if !lines.iter().any(|l| l == b"\n" || l == b"\r\n") && at_end {
-            return Ok(Some(Read::Truncated { line }));
+            return Ok(Some((Read::Truncated { line }, false)));
         }
-        let (octets, flags) = assemble(lines);
-        Ok(Some(Read::Message(MboxMessage { line, octets, flags, internal_date: from_line_date(&from) })))
+        let (octets, flags, pseudo) = assemble(lines);
+        let message = MboxMessage { line, octets, flags, internal_date: from_line_date(&from) };
+        Ok(Some((Read::Message(message), pseudo)))
     }
 }
 
-/// Joins the lines with CRLF, undoing the `>From ` quoting and taking `Status:` / `X-Status:` out of the
-/// header into flags.
-fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>) {
+/// A message separator: `From `, a sender and a date that [`from_line_date`] reads.
+fn is_from_line(line: &[u8]) -> bool {
+    line.starts_with(b"From ") && from_line_date(line).is_some()
+}
+
+/// The fields of the header that are the mbox's bookkeeping, not the message's (Dovecot's list of
+/// what it hides, besides `Status:`, `X-Status:` and `X-Keywords:`, which become flags).
+const MBOX_FIELDS: &[&str] = &["x-uid", "x-imap", "x-imapbase", "content-length"];
+
+/// Joins the lines with CRLF, undoing the `>From ` quoting (unless a matching `Content-Length:` says
+/// nothing was quoted) and taking `Status:` / `X-Status:` out of the header into flags; and whether the
+/// header has `X-IMAP:`.
+fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>, bool) {
+    let header_end = lines.iter().position(|l| l == b"\n" || l == b"\r\n").unwrap_or(lines.len());
+    let body_length: usize = lines.iter().skip(header_end + 1).map(Vec::len).sum();
+    let content_length =
+        lines[..header_end].iter().find_map(|l| field_value(l, "content-length")).and_then(|v| v.parse::<usize>().ok());
+    let quoted = content_length != Some(body_length);
     let mut octets = Vec::new();
     let mut status = String::new();
     let mut keywords: Vec<String> = Vec::new();
+    let mut pseudo = false;
     let mut in_header = true;
     let mut skipping_field = false;
     for line in lines {
@@ -128,10 +163,15 @@ fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>) {
                     skipping_field = true;
                     continue;
                 }
+                if let Some(field) = MBOX_FIELDS.iter().find(|f| field_value(text, f).is_some()) {
+                    pseudo |= *field == "x-imap";
+                    skipping_field = true;
+                    continue;
+                }
             }
         }
         let unquoted = match text.iter().position(|&b| b != b'>') {
-            Some(n) if n > 0 && text[n..].starts_with(b"From ") => &text[1..],
+            Some(n) if quoted && n > 0 && text[n..].starts_with(b"From ") => &text[1..],
             _ => text,
         };
         octets.extend_from_slice(unquoted);
@@ -141,7 +181,7 @@ fn assemble(lines: Vec<Vec<u8>>) -> (Vec<u8>, Vec<String>) {
     flags.extend(keywords.into_iter().filter(|k| !k.starts_with('\\')));
     flags.sort();
     flags.dedup();
-    (octets, flags)
+    (octets, flags, pseudo)
 }
 
 fn field_value(line: &[u8], name: &str) -> Option<String> {
@@ -263,6 +303,31 @@ mod tests {
         let header_only = b"From a Tue Dec  7 05:11:31 2021\nSubject: one\n";
         assert_eq!(read_all(header_only), [Read::Truncated { line: 1 }]);
         assert!(Reader::new(&b"Subject: not mbox\n"[..]).next_message().is_err());
+    }
+
+    /// As `doveadm backup` to an mbox location writes it (Dovecot 2.3): the folder's pseudo-message, then
+    /// messages with `X-UID:`, `Content-Length:` and nothing quoted, so a body line may start with `From `.
+    #[test]
+    fn dovecots_mbox_hides_its_fields_and_pseudo_message_and_is_not_unquoted() {
+        let text = b"From MAILER_DAEMON  Mon Dec 07 11:52:18 2026\nDate: Mon, 07 Dec 2026 11:52:18 +0000\nFrom: Mail System Internal Data <MAILER-DAEMON@vm>\nSubject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\nX-IMAP: 1796644339 0000000002 $Work\nStatus: RO\n\nThis text is part of the internal format of your mail folder.\n\nFrom src@vm  Thu Feb 01 09:00:00 2024\nFrom: a@b\nSubject: one\nX-UID: 1\nStatus: R\nX-Keywords:    \nContent-Length: 26\n\nFrom here on\n>From quoted\n\nFrom src@vm  Thu Mar 16 04:59:59 2023\nSubject: two\nX-UID: 2\nStatus: \nX-Status: F\nX-Keywords: $Work   \nContent-Length: 5\n\nBody\n\n";
+        let read = read_all(text);
+        assert_eq!(read.len(), 2, "{read:?}");
+        let Read::Message(first) = &read[0] else { panic!("{read:?}") };
+        assert_eq!(first.octets, b"From: a@b\r\nSubject: one\r\n\r\nFrom here on\r\n>From quoted\r\n");
+        assert_eq!(first.flags, ["\\Seen"]);
+        assert_eq!(first.internal_date, Some(1_706_778_000));
+        let Read::Message(second) = &read[1] else { panic!("{read:?}") };
+        assert_eq!(second.octets, b"Subject: two\r\n\r\nBody\r\n");
+        assert_eq!(second.flags, ["$Work", "\\Flagged"]);
+        // Without a matching Content-Length the same body is mboxrd's, and an X-IMAP: field past the
+        // first message is no pseudo-message.
+        let rd = b"From a Thu Feb 01 09:00:00 2024\nSubject: one\nContent-Length: 3\n\n>From quoted\n\nFrom b Thu Feb 01 09:00:00 2024\nX-IMAP: 1 2\n\nkept\n";
+        let read = read_all(rd);
+        assert_eq!(read.len(), 2, "{read:?}");
+        let Read::Message(first) = &read[0] else { panic!("{read:?}") };
+        assert_eq!(first.octets, b"Subject: one\r\n\r\nFrom quoted\r\n");
+        let Read::Message(second) = &read[1] else { panic!("{read:?}") };
+        assert_eq!(second.octets, b"\r\nkept\r\n");
     }
 
     #[test]
