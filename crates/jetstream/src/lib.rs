@@ -4,7 +4,8 @@
 //!
 //! - The **queue**: a JetStream work-queue stream of protobuf [`Envelope`]s, one per accepted message,
 //!   deduplicated by `Nats-Msg-Id` = queue id. Relay replicas share one durable pull consumer on it.
-//! - The **body store**: a JetStream object store holding each message's octets under its queue id.
+//! - The **body store**: a JetStream object store holding each large message's octets under its queue id,
+//!   read by direct gets of its chunks, never through a consumer.
 //! - **Mailbox events**: core NATS subjects `<prefix>.mail.events.<account id>`, published by the mailbox
 //!   role after each commit.
 //!
@@ -17,6 +18,7 @@
 //!
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
+mod bodies;
 mod events;
 mod lease;
 mod names;
