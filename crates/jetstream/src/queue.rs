@@ -9,6 +9,7 @@ use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::claims::Claims;
 use crate::names::Names;
 use crate::trace::inject_trace;
 
@@ -55,6 +56,7 @@ pub struct Queue {
     bodies: object_store::ObjectStore,
     /// The stream under `bodies`, for direct gets of its chunks ([`crate::bodies`]).
     bodies_stream: stream::Stream,
+    claims: Claims,
 }
 
 impl Queue {
@@ -99,7 +101,8 @@ impl Queue {
         // `info` reads by direct get too.
         let bodies =
             jetstream.get_object_store(names.bodies_bucket()).await.map_err(|e| setup(names.bodies_bucket())(&e))?;
-        Ok(Queue { client, jetstream, names, bodies, bodies_stream })
+        let claims = Claims::open(&jetstream, names.queue_claims_bucket()).await?;
+        Ok(Queue { client, jetstream, names, bodies, bodies_stream, claims })
     }
 
     /// Whether the NATS connection is up right now (for readiness; an operation may still fail).
@@ -109,6 +112,11 @@ impl Queue {
 
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Who settles each message: a relay attempt or an operator's change.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
