@@ -7,9 +7,16 @@
 //! who came first. An operator who comes second looks again (the relay has settled that sequence and
 //! requeued, or acked, it); a relay that comes second obeys the operator's change. Entries live for
 //! [`crate::DUPLICATE_WINDOW`], well past any attempt.
+//!
+//! The same bucket keeps an attempt's outcome whose requeue failed (`<queue id>.<sequence>.outcome`):
+//! the message then comes back as it was, and the next attempt at it starts from the kept outcome
+//! rather than send the message again to recipients that accepted it.
 
 use async_nats::jetstream::{self, kv};
 use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
+
+use mailbus_proto::v1::Envelope;
+use prost::Message as _;
 
 use crate::queue::{DUPLICATE_WINDOW, QueueError};
 
@@ -84,5 +91,28 @@ impl Claims {
             .delete(&key)
             .await
             .map_err(|e| QueueError::Setup { what: format!("claim {key}"), message: e.to_string() })
+    }
+
+    /// Keeps the envelope an attempt at the message at `sequence` ended with, when it could not be
+    /// requeued ([`Self::kept_outcome`]).
+    pub async fn keep_outcome(&self, queue_id: &str, sequence: u64, envelope: &Envelope) -> Result<(), QueueError> {
+        let key = format!("{queue_id}.{sequence}.outcome");
+        // The body is in the message itself; the kept outcome needs only the states.
+        let outcome = Envelope { inline_body: Vec::new(), ..envelope.clone() };
+        self.kv.put(&key, outcome.encode_to_vec().into()).await.map(drop).map_err(|e| {
+            nats_client_error(NatsOperation::KvUpdate);
+            QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() }
+        })
+    }
+
+    /// The outcome kept for the message at `sequence`, with the body of `message` (the envelope as it
+    /// was queued), if an earlier attempt's requeue failed.
+    pub async fn kept_outcome(&self, message: &Envelope, sequence: u64) -> Result<Option<Envelope>, QueueError> {
+        let key = format!("{}.{sequence}.outcome", message.queue_id);
+        let error =
+            |e: &dyn std::fmt::Display| QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() };
+        let Some(kept) = self.kv.get(&key).await.map_err(|e| error(&e))? else { return Ok(None) };
+        let outcome = Envelope::decode(kept).map_err(|e| error(&e))?;
+        Ok(Some(Envelope { inline_body: message.inline_body.clone(), ..outcome }))
     }
 }

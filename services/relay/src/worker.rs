@@ -154,6 +154,21 @@ impl Worker {
             Ok(envelope) => envelope,
             Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
         };
+        // An earlier attempt at this very message whose requeue failed: start from where it ended.
+        let sequence = message.info().map(|info| info.stream_sequence).ok();
+        if let Some(sequence) = sequence {
+            match self.queue.claims().kept_outcome(&envelope, sequence).await {
+                Ok(Some(outcome)) => {
+                    tracing::info!(queue_id = %envelope.queue_id, "requeueing the outcome of an earlier attempt");
+                    return self.settle_or_yield(&message, outcome).await;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "kept outcome unreadable; the attempt waits");
+                    return nak(&message, Some(self.policy.wait_after(1))).await;
+                }
+            }
+        }
         // On hold: look again in a while; an operator's release replaces the message anyway.
         if envelope.held {
             nak(&message, Some(HELD_RECHECK)).await;
@@ -345,6 +360,16 @@ impl Worker {
             }
             Err(error) => {
                 tracing::warn!(%error, "requeue failed; the message comes back as it was");
+                // Who accepted must not be sent it again when it comes back: keep this outcome for then.
+                let kept = match message.info() {
+                    Ok(info) => {
+                        self.queue.claims().keep_outcome(&envelope.queue_id, info.stream_sequence, &envelope).await
+                    }
+                    Err(e) => Err(QueueError::Setup { what: "message info".into(), message: e.to_string() }),
+                };
+                if let Err(error) = kept {
+                    tracing::warn!(%error, "outcome not kept; the next attempt repeats this one");
+                }
                 nak(message, Some(wait)).await;
                 false
             }

@@ -445,3 +445,30 @@ async fn a_bounce_during_an_attempt_wins() {
     assert_eq!(stack.inbox_uids(ann).await.len(), 1, "one report");
     stack.stop().await;
 }
+
+/// A requeue that keeps failing does not drop the attempt's outcome: the message comes back as it was,
+/// but the next attempt starts from the kept outcome, so the recipient who accepted is not sent it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy};
+    use futures::StreamExt as _;
+    let fake = FakeSmtp::start(slow_peer()).await;
+    let (stack, _, _) = attempt_in_flight(&fake).await;
+    let queue = stack.queue().await;
+    let jetstream = queue.jetstream();
+    // While the attempt ends, the queue stream refuses anything new, so every requeue of it fails.
+    let mut stream = jetstream.get_stream(queue.names().queue_stream()).await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    let full = Config { max_messages: 1, discard: DiscardPolicy::New, ..config.clone() };
+    jetstream.update_stream(&full).await.unwrap();
+    let claims = jetstream.get_key_value(queue.names().queue_claims_bucket()).await.unwrap();
+    wait_until(PATIENCE, "the outcome of the failed requeue was never kept", async || {
+        let keys: Vec<String> = claims.keys().await.unwrap().filter_map(async |k| k.ok()).collect().await;
+        keys.iter().any(|k| k.ends_with(".outcome"))
+    })
+    .await;
+    jetstream.update_stream(&config).await.unwrap();
+    wait_until(PATIENCE, "the message was never tried again", async || fake.attempts("later@remote.test") >= 2).await;
+    assert_eq!(fake.attempts("now@remote.test"), 1, "who accepted before the failed requeue is not sent it again");
+    stack.stop().await;
+}
