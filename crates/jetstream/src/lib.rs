@@ -4,10 +4,13 @@
 //!
 //! - The **queue**: a JetStream work-queue stream of protobuf [`Envelope`]s, one per accepted message,
 //!   deduplicated by `Nats-Msg-Id` = queue id. Relay replicas share one durable pull consumer on it.
-//! - The **body store**: a JetStream object store holding each message's octets under its queue id.
+//! - The **body store**: a JetStream object store holding each large message's octets under its queue id,
+//!   read by direct gets of its chunks, never through a consumer.
 //! - **Mailbox events**: core NATS subjects `<prefix>.mail.events.<account id>`, published by the mailbox
 //!   role after each commit.
 //!
+//! - **Claims**: a key-value bucket saying who settles a queue message, a relay attempt or an operator's
+//!   change, so that an operator's hold, delete or bounce wins over an attempt in flight ([`Claims`]).
 //! - **Leases**: a key-value bucket of locks that expire by themselves (the POP3 maildrop lock).
 //! - **Failed logins**: a key-value bucket of counts per client address and account, shared by every
 //!   protocol and replica ([`LoginThrottle`]).
@@ -20,6 +23,8 @@
 //! Each envelope carries the W3C trace context of the session that accepted it in its headers.
 
 pub mod backup;
+mod bodies;
+mod claims;
 mod events;
 mod lease;
 mod names;
@@ -29,6 +34,7 @@ mod throttle;
 mod trace;
 
 pub use async_nats;
+pub use claims::{Claimant, Claims};
 pub use events::{PROBE_HEADER, is_probe, subscribe_confirmed};
 pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};

@@ -48,6 +48,17 @@ impl Names {
         format!("{}_bodies", self.prefix)
     }
 
+    /// The key-value bucket of claims on queue messages, by queue id and sequence ([`crate::Claims`]).
+    pub fn queue_claims_bucket(&self) -> String {
+        format!("{}_queue_claims", self.prefix)
+    }
+
+    /// The stream under the body bucket (the object store's convention, `OBJ_<bucket>`), which bodies
+    /// are read from with direct gets.
+    pub fn bodies_stream(&self) -> String {
+        format!("OBJ_{}", self.bodies_bucket())
+    }
+
     /// The key-value bucket of POP3 maildrop locks (one key per account).
     pub fn pop3_locks_bucket(&self) -> String {
         format!("{}_pop3_locks", self.prefix)
@@ -103,6 +114,8 @@ mod tests {
         assert_eq!(names.queue_stream(), "t1_queue");
         assert_eq!(names.queue_subject(), "t1.queue.envelopes");
         assert_eq!(names.bodies_bucket(), "t1_bodies");
+        assert_eq!(names.bodies_stream(), "OBJ_t1_bodies");
+        assert_eq!(names.queue_claims_bucket(), "t1_queue_claims");
         assert_eq!(names.mailbox_events(42), "t1.mail.events.42");
         assert_eq!(names.http_tokens_bucket(), "t1_http_tokens");
         assert_eq!(names.webmail_sessions_bucket(), "t1_webmail_sessions");

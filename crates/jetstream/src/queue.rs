@@ -9,6 +9,7 @@ use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::claims::Claims;
 use crate::names::Names;
 use crate::trace::inject_trace;
 
@@ -53,6 +54,9 @@ pub struct Queue {
     jetstream: jetstream::Context,
     names: Names,
     bodies: object_store::ObjectStore,
+    /// The stream under `bodies`, for direct gets of its chunks ([`crate::bodies`]).
+    bodies_stream: stream::Stream,
+    claims: Claims,
 }
 
 impl Queue {
@@ -82,18 +86,23 @@ impl Queue {
             })
             .await
             .map_err(|e| setup(names.dead_letter_stream())(&e))?;
-        let bodies = match jetstream.get_object_store(names.bodies_bucket()).await {
-            Ok(store) => store,
-            Err(_) => jetstream
+        if jetstream.get_object_store(names.bodies_bucket()).await.is_err() {
+            jetstream
                 .create_object_store(object_store::Config {
                     bucket: names.bodies_bucket(),
                     storage: stream::StorageType::File,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| setup(names.bodies_bucket())(&e))?,
-        };
-        Ok(Queue { client, jetstream, names, bodies })
+                .map_err(|e| setup(names.bodies_bucket())(&e))?;
+        }
+        let bodies_stream = allow_direct_gets(&jetstream, &names.bodies_stream()).await?;
+        // Opened after the reconciliation, so that its cached stream info has allow_direct and its
+        // `info` reads by direct get too.
+        let bodies =
+            jetstream.get_object_store(names.bodies_bucket()).await.map_err(|e| setup(names.bodies_bucket())(&e))?;
+        let claims = Claims::open(&jetstream, names.queue_claims_bucket()).await?;
+        Ok(Queue { client, jetstream, names, bodies, bodies_stream, claims })
     }
 
     /// Whether the NATS connection is up right now (for readiness; an operation may still fail).
@@ -103,6 +112,11 @@ impl Queue {
 
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Who settles each message: a relay attempt or an operator's change.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
@@ -238,21 +252,14 @@ impl Queue {
         self.delete_body(&envelope.body_key).await
     }
 
-    /// Reads a whole body.
+    /// Reads a whole body, by direct gets of its info and chunks: no consumer per read (see
+    /// [`crate::bodies`]). A body that is not there, or was deleted, is [`QueueError::MissingBody`].
     pub async fn body(&self, key: &str) -> Result<Vec<u8>, QueueError> {
-        let mut object = self.bodies.get(key).await.map_err(|e| match e.kind() {
-            object_store::GetErrorKind::NotFound => QueueError::MissingBody { key: key.to_owned() },
-            _ => {
-                nats_client_error(NatsOperation::BodyGet);
-                QueueError::GetBody { key: key.to_owned(), message: e.to_string() }
-            }
-        })?;
-        let mut body = Vec::new();
-        object.read_to_end(&mut body).await.map_err(|e| {
+        let read = crate::bodies::read(&self.bodies, &self.bodies_stream, &self.names.bodies_bucket(), key).await;
+        if matches!(read, Err(QueueError::GetBody { .. })) {
             nats_client_error(NatsOperation::BodyGet);
-            QueueError::GetBody { key: key.to_owned(), message: e.to_string() }
-        })?;
-        Ok(body)
+        }
+        read
     }
 
     /// Deletes a body once every recipient of its message is final. A body already gone is not an error.
@@ -356,6 +363,21 @@ impl Queue {
             oldest_unix: if info.state.messages == 0 { 0 } else { info.state.first_timestamp.unix_timestamp() },
         })
     }
+}
+
+/// Turns on `allow_direct` on `name` if it is off, and returns the stream. async-nats makes object stores
+/// with it on, but a bucket made by another client or by hand may lack it, and then every body read
+/// would fail.
+async fn allow_direct_gets(jetstream: &jetstream::Context, name: &str) -> Result<stream::Stream, QueueError> {
+    let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: name.to_owned(), message: e.to_string() };
+    let mut stream = jetstream.get_stream(name).await.map_err(|e| setup(&e))?;
+    let config = stream.info().await.map_err(|e| setup(&e))?.config.clone();
+    if config.allow_direct {
+        return Ok(stream);
+    }
+    tracing::info!(stream = name, "turning on direct gets for the body store");
+    jetstream.update_stream(stream::Config { allow_direct: true, ..config }).await.map_err(|e| setup(&e))?;
+    jetstream.get_stream(name).await.map_err(|e| setup(&e))
 }
 
 /// See [`Queue::status`].

@@ -1,12 +1,28 @@
 //! `QueueAdmin`: what an operator can see and do with the queue, in the spirit of `postqueue -p`,
 //! `postqueue -f` and `postsuper -h/-H/-d`. A change replaces the message's envelope in the stream.
+//! A hold, delete or bounce first claims the message ([`mailbus_jetstream::Claims`]): one that a relay
+//! attempt has claimed is settled by it, and the change goes to the next state it queued.
 
-use mailbus_jetstream::{Envelope, Queue};
+use std::collections::HashMap;
+
+use mailbus_jetstream::{Claimant, Envelope, Queue};
 use mailbus_proto::v1::{self as pb, QueueChange, RecipientStatus};
 use tonic::{Request, Response, Status};
 
 /// Listing stops here; the queue of a healthy server is far smaller.
 const LIST_LIMIT: usize = 10_000;
+
+/// How often, and how long apart, the queue is listed again for the next state of a message that a
+/// relay attempt settled while the operator's change was on its way.
+const SETTLED_ROUNDS: usize = 25;
+const SETTLED_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether a change must win over a relay attempt in flight: the attempt would otherwise requeue a
+/// pending copy of a held, deleted or bounced message. (A retry or release racing an attempt costs at
+/// most one early attempt.)
+fn contested(change: QueueChange) -> bool {
+    matches!(change, QueueChange::Hold | QueueChange::Delete | QueueChange::Bounce)
+}
 
 pub struct QueueAdminService {
     pub queue: Queue,
@@ -59,14 +75,36 @@ impl pb::queue_admin_server::QueueAdmin for QueueAdminService {
             return Err(Status::invalid_argument("name a change and a queue id (or all)"));
         }
         let mut changed = Vec::new();
-        for (sequence, envelope) in self.queue.list(LIST_LIMIT).await.map_err(unavailable)? {
-            if !request.all && envelope.queue_id != request.queue_id {
-                continue;
+        // Messages a relay attempt settled under us: their next state is looked for again, newer than this.
+        let mut settled: HashMap<String, u64> = HashMap::new();
+        for round in 0..=SETTLED_ROUNDS {
+            if round > 0 {
+                if settled.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(SETTLED_PAUSE).await;
             }
-            let queue_id = envelope.queue_id.clone();
-            self.apply(change, sequence, envelope).await.map_err(unavailable)?;
-            tracing::info!(%queue_id, ?change, "queue changed by an operator");
-            changed.push(queue_id);
+            let wanted = |envelope: &Envelope| request.all || envelope.queue_id == request.queue_id;
+            for (sequence, envelope) in self.queue.list(LIST_LIMIT).await.map_err(unavailable)? {
+                let retried = settled.get(&envelope.queue_id);
+                if !wanted(&envelope) || (round > 0 && retried.is_none_or(|after| sequence <= *after)) {
+                    continue;
+                }
+                let queue_id = envelope.queue_id.clone();
+                if contested(change) {
+                    let me = Claimant::Operator(change.as_str_name().to_owned());
+                    if self.queue.claims().claim(&queue_id, sequence, &me).await.map_err(unavailable)? != me {
+                        // A relay attempt settles this one: change its next state instead.
+                        tracing::info!(%queue_id, sequence, "message settled by a relay attempt, looking again");
+                        settled.insert(queue_id, sequence);
+                        continue;
+                    }
+                }
+                settled.remove(&queue_id);
+                self.apply(change, sequence, envelope).await.map_err(unavailable)?;
+                tracing::info!(%queue_id, ?change, "queue changed by an operator");
+                changed.push(queue_id);
+            }
         }
         if changed.is_empty() && !request.all {
             return Err(Status::not_found(format!("no message {} in the queue", request.queue_id)));

@@ -8,8 +8,8 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
 use futures::StreamExt;
 use mailbus_address::QueueId;
-use mailbus_jetstream::{Envelope, Queue, QueueError, adopt_trace};
-use mailbus_proto::v1::{EnvelopeRecipient, RecipientStatus};
+use mailbus_jetstream::{Claimant, Envelope, Queue, QueueError, adopt_trace};
+use mailbus_proto::v1::{EnvelopeRecipient, QueueChange, RecipientStatus};
 use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use mailbus_telemetry::ops::Readiness;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +28,11 @@ const NOTIFY_SUCCESS: u32 = 1;
 const NOTIFY_FAILURE: u32 = 2;
 const NOTIFY_DELAY: u32 = 4;
 const NOTIFY_NEVER: u32 = 8;
+
+/// How often, 200 ms apart, an attempt overtaken by an operator's hold looks for the held copy.
+const MERGE_ROUNDS: usize = 25;
+/// Listing for the held copy stops here.
+const MERGE_LIST_LIMIT: usize = 10_000;
 
 /// How often a held message is looked at again.
 const HELD_RECHECK: Duration = Duration::from_secs(3600);
@@ -87,7 +92,7 @@ impl Worker {
         for action in ["failed", "delayed", "delivered"] {
             drop(dsns.get_or_create(&vec![("action".into(), action.into())]));
         }
-        for disposition in ["done", "retry", "dead_letter"] {
+        for disposition in ["done", "retry", "dead_letter", "operator"] {
             drop(messages.get_or_create(&vec![("disposition".into(), disposition.into())]));
         }
         Worker {
@@ -149,6 +154,21 @@ impl Worker {
             Ok(envelope) => envelope,
             Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
         };
+        // An earlier attempt at this very message whose requeue failed: start from where it ended.
+        let sequence = message.info().map(|info| info.stream_sequence).ok();
+        if let Some(sequence) = sequence {
+            match self.queue.claims().kept_outcome(&envelope, sequence).await {
+                Ok(Some(outcome)) => {
+                    tracing::info!(queue_id = %envelope.queue_id, "requeueing the outcome of an earlier attempt");
+                    return self.settle_or_yield(&message, outcome).await;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "kept outcome unreadable; the attempt waits");
+                    return nak(&message, Some(self.policy.wait_after(1))).await;
+                }
+            }
+        }
         // On hold: look again in a while; an operator's release replaces the message anyway.
         if envelope.held {
             nak(&message, Some(HELD_RECHECK)).await;
@@ -176,7 +196,7 @@ impl Worker {
             match with_progress(self.deliverer.deliver(&envelope), &message, self.ack_wait).await {
                 Ok(outcomes) => {
                     self.record(&mut envelope, outcomes);
-                    self.settle(&message, envelope).await;
+                    self.settle_or_yield(&message, envelope).await;
                 }
                 Err(QueueError::MissingBody { key }) => {
                     self.dead_letter(&message, &format!("body {key} is missing")).await
@@ -236,7 +256,75 @@ impl Worker {
         }
     }
 
-    async fn settle(&self, message: &jetstream::Message, mut envelope: Envelope) {
+    /// Claims the message for this attempt's outcome; an operator who changed it during the attempt
+    /// wins, and the outcome goes where the change says.
+    async fn settle_or_yield(&self, message: &jetstream::Message, envelope: Envelope) {
+        let sequence = match message.info() {
+            Ok(info) => info.stream_sequence,
+            Err(error) => {
+                tracing::warn!(%error, "message without its stream sequence; the attempt repeats");
+                return nak(message, Some(self.policy.wait_after(1))).await;
+            }
+        };
+        let claims = self.queue.claims();
+        match claims.claim(&envelope.queue_id, sequence, &Claimant::Relay).await {
+            Ok(Claimant::Relay) => {
+                if !self.settle(message, envelope.clone()).await
+                    && let Err(error) = claims.release(&envelope.queue_id, sequence).await
+                {
+                    tracing::warn!(%error, "claim not released; an operator's change waits for it to expire");
+                }
+            }
+            Ok(Claimant::Operator(change)) => self.yield_to_operator(message, envelope, &change).await,
+            Err(error) => {
+                tracing::warn!(%error, "message not claimed; the attempt repeats");
+                nak(message, Some(self.policy.wait_after(1))).await;
+            }
+        }
+    }
+
+    /// An operator held, deleted or bounced the message while this attempt ran. Deleted: it is not
+    /// queued again. Bounced: the operator's copy carries the bounce. Held: this attempt's outcome (who
+    /// accepted it) goes into the operator's held copy, so that a release does not send it to them again.
+    async fn yield_to_operator(&self, message: &jetstream::Message, mut envelope: Envelope, change: &str) {
+        tracing::info!(change, "an operator changed the message during the attempt; the change wins");
+        self.count("operator");
+        if change == QueueChange::Hold.as_str_name() {
+            envelope.held = true;
+            if let Err(error) = self.merge_into_held(&envelope).await {
+                tracing::warn!(%error, "attempt's outcome not merged into the held message; the attempt repeats");
+                return nak(message, Some(self.policy.wait_after(1))).await;
+            }
+        }
+        if let Err(error) = message.double_ack().await {
+            nats_client_error(NatsOperation::Ack);
+            tracing::debug!(%error, "ack of a message an operator changed not confirmed");
+        }
+    }
+
+    /// Puts `envelope` (held) in place of the operator's held copy of the same message; when that copy
+    /// cannot be found, queues it as a held message of its own, so that nothing is lost.
+    async fn merge_into_held(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        for _ in 0..MERGE_ROUNDS {
+            let held = self
+                .queue
+                .list(MERGE_LIST_LIMIT)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|(_, queued)| queued.queue_id == envelope.queue_id && queued.held);
+            if let Some((sequence, _)) = held {
+                return self.queue.replace(sequence, envelope, "merge").await;
+            }
+            // The operator's copy is on its way (claimed, not yet published).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.queue.requeue(envelope).await
+    }
+
+    /// Returns whether the message left the queue (acked, requeued, dead-lettered): `false` when it comes
+    /// back as it was.
+    async fn settle(&self, message: &jetstream::Message, mut envelope: Envelope) -> bool {
         let now = Utc::now();
         let age = Duration::from_millis((now.timestamp_millis() - envelope.arrival_unix_ms).max(0) as u64);
         let pending = |e: &Envelope| e.recipients.iter().any(|r| r.status() == RecipientStatus::Pending);
@@ -268,16 +356,29 @@ impl Worker {
                     nats_client_error(NatsOperation::Ack);
                     tracing::warn!(%error, "ack after requeue not confirmed; the attempt may repeat");
                 }
+                true
             }
             Err(error) => {
                 tracing::warn!(%error, "requeue failed; the message comes back as it was");
+                // Who accepted must not be sent it again when it comes back: keep this outcome for then.
+                let kept = match message.info() {
+                    Ok(info) => {
+                        self.queue.claims().keep_outcome(&envelope.queue_id, info.stream_sequence, &envelope).await
+                    }
+                    Err(e) => Err(QueueError::Setup { what: "message info".into(), message: e.to_string() }),
+                };
+                if let Err(error) = kept {
+                    tracing::warn!(%error, "outcome not kept; the next attempt repeats this one");
+                }
                 nak(message, Some(wait)).await;
+                false
             }
         }
     }
 
     /// Every recipient is final: queue the DSNs the sender asked for, then ack, then drop the body.
-    async fn finish(&self, message: &jetstream::Message, envelope: &Envelope) {
+    /// Returns whether the message left the queue (see [`Self::settle`]).
+    async fn finish(&self, message: &jetstream::Message, envelope: &Envelope) -> bool {
         let failed = envelope.recipients.iter().any(|r| r.status() == RecipientStatus::Failed);
         if failed && envelope.mail_from.is_empty() {
             // RFC 3464 §4: a null sender is never bounced; an operator can still see the failure.
@@ -289,7 +390,7 @@ impl Worker {
             if let Err(error) = self.notify(envelope, action).await {
                 tracing::warn!(%error, "DSN not queued; the attempt repeats");
                 nak(message, Some(self.policy.wait_after(1))).await;
-                return;
+                return false;
             }
         }
         self.count("done");
@@ -298,11 +399,12 @@ impl Worker {
         if let Err(error) = message.double_ack().await {
             nats_client_error(NatsOperation::Ack);
             tracing::warn!(%error, "ack not confirmed; the message will be redelivered and deduplicated");
-            return;
+            return true;
         }
         if let Err(error) = self.queue.delete_body_of(envelope).await {
             tracing::warn!(%error, "body not deleted");
         }
+        true
     }
 
     /// Queues one DSN of `action` to the sender for the recipients that asked for it; nothing to do is Ok.
@@ -365,10 +467,11 @@ impl Worker {
     }
 
     async fn dead_letter(&self, message: &jetstream::Message, reason: &str) {
-        self.dead_letter_payload(message, message.payload.clone(), reason).await
+        self.dead_letter_payload(message, message.payload.clone(), reason).await;
     }
 
-    async fn dead_letter_payload(&self, message: &jetstream::Message, payload: bytes::Bytes, reason: &str) {
+    /// Returns whether the message left the queue (see [`Self::settle`]).
+    async fn dead_letter_payload(&self, message: &jetstream::Message, payload: bytes::Bytes, reason: &str) -> bool {
         tracing::error!(subject = %message.subject, %reason, "dead-lettering message");
         self.count("dead_letter");
         let headers = message.headers.clone().unwrap_or_default();
@@ -378,9 +481,13 @@ impl Worker {
                     nats_client_error(NatsOperation::Ack);
                     tracing::warn!(%error, "ack of dead-lettered message failed");
                 }
+                true
             }
             // Keep it on the queue: it comes back after ack_wait and we try again.
-            Err(error) => tracing::error!(%error, "dead-letter publish failed"),
+            Err(error) => {
+                tracing::error!(%error, "dead-letter publish failed");
+                false
+            }
         }
     }
 }

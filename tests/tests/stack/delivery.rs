@@ -1,8 +1,10 @@
 //! The life of a message: SMTP in, relay, mailbox, POP3 out.
 
 use futures::StreamExt;
+use mailbus_proto::v1 as pb;
 use mailbus_tests::TestStack;
 use mailbus_tests::clients::{Pop3End, SmtpOutcome, pop3_session, smtp_send};
+use mailbus_tests::smtp_client::SmtpClient;
 
 use crate::{PATIENCE, message};
 
@@ -142,5 +144,106 @@ async fn a_transaction_sent_again_is_queued_once_and_one_without_a_message_id_tw
     let bodies = queue.jetstream().get_object_store(queue.names().bodies_bucket()).await.unwrap();
     let left: Vec<String> = bodies.list().await.unwrap().map(|info| info.unwrap().name).collect().await;
     assert!(left.is_empty(), "bodies left in the store: {left:?}");
+    stack.stop().await;
+}
+
+/// How many large messages the burst sends at once (issue 18 asks for 200 of 1 MiB: this 2-core machine
+/// takes them in well under a minute).
+const BURST: usize = 200;
+/// Connections the burst is sent over.
+const BURST_CONNECTIONS: usize = 8;
+
+/// A message of about 1 MiB, distinct for each `index`: a short text part and a base64 attachment of
+/// octets no two messages share (so the store's deduplication or compression could hide nothing).
+fn large_message(index: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut message = format!(
+        "From: sender@example.net\r\nTo: burst@example.org\r\nSubject: burst-{index}\r\nMessage-ID: <burst-{index}@example.net>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nNumber {index}.\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    let mut state = index as u64 + 1;
+    let mut octets = Vec::with_capacity(57);
+    while message.len() < (1 << 20) - 100 {
+        octets.clear();
+        for _ in 0..57 {
+            // xorshift64: cheap octets that differ between messages.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            octets.push(state as u8);
+        }
+        message.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(&octets).as_bytes());
+        message.extend_from_slice(b"\r\n");
+    }
+    message.extend_from_slice(b"--b--\r\n");
+    message
+}
+
+/// The number of consumers on the body store's stream right now, as nats-server counts them.
+async fn body_consumers(queue: &mailbus_jetstream::Queue) -> usize {
+    let mut stream = queue.jetstream().get_stream(queue.names().bodies_stream()).await.expect("the body stream");
+    stream.info().await.expect("body stream info").state.consumer_count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_large_messages_arrives_intact_without_a_consumer_per_body() {
+    let stack = TestStack::start().await;
+    let account = stack.add_account("burst@example.org", "pw").await;
+    let queue = stack.queue().await;
+    let before = body_consumers(&queue).await;
+
+    // Sample nats-server's consumer count on the body stream for as long as the burst lasts.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sampler = {
+        let (queue, stop) = (queue.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !stop.is_cancelled() {
+                most = most.max(body_consumers(&queue).await);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            most
+        })
+    };
+    let smtp = stack.smtp_addr();
+    let senders = (0..BURST_CONNECTIONS).map(|connection| {
+        tokio::spawn(async move {
+            let mut client = SmtpClient::open(smtp).await.expect("connecting to SMTP");
+            for index in (connection..BURST).step_by(BURST_CONNECTIONS) {
+                let reply =
+                    client.send("sender@example.net", "burst@example.org", &large_message(index)).await.unwrap();
+                assert_eq!(reply.code, 250, "message {index}: {}", reply.text);
+            }
+            client.quit().await;
+        })
+    });
+    for sender in futures::future::join_all(senders).await {
+        sender.expect("a sender failed");
+    }
+    let uids = stack.wait_for_inbox(account, BURST, PATIENCE * 2).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
+    stop.cancel();
+    let during = sampler.await.unwrap();
+    let after = body_consumers(&queue).await;
+
+    // Every message arrived as it was sent, each once.
+    let mut seen = std::collections::BTreeSet::new();
+    for uid in uids {
+        let request = pb::FetchMessageRequest { account_id: account, mailbox: "INBOX".into(), uid };
+        let mut chunks = stack.mailbox().await.fetch_message(request).await.unwrap().into_inner();
+        let mut stored = Vec::new();
+        while let Some(chunk) = chunks.message().await.unwrap() {
+            stored.extend_from_slice(&chunk.data);
+        }
+        let (_, rest) = split_received(&stored);
+        let subject =
+            String::from_utf8_lossy(rest).lines().find_map(|l| l.strip_prefix("Subject: burst-")?.parse().ok());
+        let index: usize = subject.expect("a burst subject");
+        assert!(rest == large_message(index).as_slice(), "message {index} changed on the way");
+        assert!(seen.insert(index), "message {index} delivered twice");
+    }
+    assert_eq!(seen.len(), BURST);
+    // Reading the bodies made no consumers on the body stream: before, during and after.
+    assert_eq!((before, during, after), (0, 0, 0), "consumers on the body stream before, during and after");
     stack.stop().await;
 }

@@ -204,3 +204,45 @@ async fn a_repeated_enqueue_keeps_the_first_body_and_leaves_no_other() {
     assert_eq!(names, [queued[0].1.body_key.clone()], "the repeat's body is gone");
     stack.stop().await;
 }
+
+/// A body bucket whose stream has `allow_direct` off (async-nats turns it on, but a bucket made by
+/// another client or by hand may not have it) is turned over to direct gets when the queue opens, and its
+/// bodies read as before; a body that is gone, or was deleted, is `MissingBody`, which the relay
+/// dead-letters.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_body_bucket_gets_direct_gets_on_start_up_and_a_gone_body_is_missing() {
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let names = mailbus_jetstream::Names::new(&prefix).unwrap();
+    let infra = tokio::task::spawn_blocking(infra::Infra::get).await.unwrap();
+    let nats = mailbus_jetstream::connect(infra.nats_url(), "test").await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    // The object store's own stream, as async-nats makes it, with allow_direct off.
+    let bucket = names.bodies_bucket();
+    jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: names.bodies_stream(),
+            subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let old = jetstream.get_object_store(&bucket).await.unwrap();
+    let body: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    old.put("kept", &mut body.as_slice()).await.unwrap();
+    old.put("deleted", &mut body.as_slice()).await.unwrap();
+    old.delete("deleted").await.unwrap();
+    let mut stream = jetstream.get_stream(names.bodies_stream()).await.unwrap();
+    assert!(!stream.info().await.unwrap().config.allow_direct, "made the old way");
+
+    let queue = mailbus_jetstream::Queue::open(nats, names.clone(), Duration::from_secs(5)).await.unwrap();
+    assert!(stream.info().await.unwrap().config.allow_direct, "direct gets turned on");
+    assert!(queue.body("kept").await.unwrap() == body, "the old body reads back intact");
+    for key in ["deleted", "never-there"] {
+        let read = queue.body(key).await;
+        assert!(matches!(read, Err(mailbus_jetstream::QueueError::MissingBody { .. })), "{key}: {read:?}");
+    }
+    assert_eq!(stream.info().await.unwrap().state.consumer_count, 0, "no consumer made");
+}

@@ -355,3 +355,120 @@ async fn notify_delay_gets_one_warning_before_the_final_report() {
     assert!(last.contains("Action: failed") && last.contains("Status: 4.4.7"), "{last}");
     stack.stop().await;
 }
+
+/// A stack whose relay is in the middle of its first attempt at a message to `now@remote.test` (which
+/// accepts) and `later@remote.test` (which never does): the peer has seen both RCPTs and sits on DATA for
+/// a few seconds. Returns the stack, the message's queue id and the sender's account.
+async fn attempt_in_flight(fake: &FakeSmtp) -> (TestStack, String, i64) {
+    let stack = stack_towards(fake, "3600").await;
+    let ann = stack.add_account("ann@example.org", "pw").await;
+    let body = message("now@remote.test, later@remote.test", "raced");
+    send(&stack, "ann@example.org", &["now@remote.test", "later@remote.test"], &body).await;
+    wait_until(PATIENCE, "the attempt never reached RCPT", async || fake.attempts("later@remote.test") == 1).await;
+    let queued = stack.queue().await.list(10).await.unwrap();
+    assert_eq!(queued.len(), 1, "one message in flight");
+    (stack, queued[0].1.queue_id.clone(), ann)
+}
+
+fn slow_peer() -> Script {
+    Script {
+        rcpt: Box::new(|to, _| match to {
+            "later@remote.test" => "451 4.3.0 not now".into(),
+            _ => "250 2.1.5 Ok".into(),
+        }),
+        first_data_delay: std::time::Duration::from_secs(3),
+        ..Default::default()
+    }
+}
+
+/// An operator's hold during an attempt wins: the attempt's outcome is not requeued as pending beside
+/// the held message (it goes into it), so nothing is tried until the release, and the recipient who
+/// accepted during that attempt is not sent the message again after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_during_an_attempt_wins_and_keeps_who_accepted() {
+    use mailbus_proto::v1::RecipientStatus;
+    let fake = FakeSmtp::start(slow_peer()).await;
+    let (stack, queue_id, _) = attempt_in_flight(&fake).await;
+    let (code, out) = queue_admin(&stack, &["hold", &queue_id]).await;
+    assert_eq!(code, 0, "{out}");
+    wait_until(PATIENCE, "the attempt never ended", async || fake.received().len() == 1).await;
+    let queue = stack.queue().await;
+    wait_until(PATIENCE, "not one held message with the attempt's outcome", async || {
+        let queued = queue.list(10).await.unwrap();
+        queued.len() == 1
+            && queued[0].1.held
+            && queued[0]
+                .1
+                .recipients
+                .iter()
+                .any(|r| r.address == "now@remote.test" && r.status() == RecipientStatus::Delivered)
+    })
+    .await;
+    assert_eq!(fake.attempts("later@remote.test"), 1, "a held message is not tried");
+
+    let (code, out) = queue_admin(&stack, &["release", &queue_id]).await;
+    assert_eq!(code, 0, "{out}");
+    wait_until(PATIENCE, "release did not trigger an attempt", async || fake.attempts("later@remote.test") >= 2).await;
+    assert_eq!(fake.attempts("now@remote.test"), 1, "who accepted during the held attempt is not sent it again");
+    stack.stop().await;
+}
+
+/// An operator's delete during an attempt wins: the attempt does not queue the message again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_during_an_attempt_wins() {
+    let fake = FakeSmtp::start(slow_peer()).await;
+    let (stack, queue_id, _) = attempt_in_flight(&fake).await;
+    let (code, out) = queue_admin(&stack, &["delete", &queue_id]).await;
+    assert_eq!(code, 0, "{out}");
+    wait_until(PATIENCE, "the attempt never ended", async || fake.received().len() == 1).await;
+    // Nothing to wait for when the delete wins: give a requeued copy three of its 1 s retries to show.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(stack.queue().await.list(10).await.unwrap().is_empty(), "the deleted message is queued again");
+    assert_eq!(fake.attempts("later@remote.test"), 1, "a deleted message is not tried again");
+    stack.stop().await;
+}
+
+/// An operator's bounce during an attempt wins: the sender gets one report, and the attempt does not
+/// queue the message again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bounce_during_an_attempt_wins() {
+    let fake = FakeSmtp::start(slow_peer()).await;
+    let (stack, queue_id, ann) = attempt_in_flight(&fake).await;
+    let (code, out) = queue_admin(&stack, &["bounce", &queue_id]).await;
+    assert_eq!(code, 0, "{out}");
+    wait_until(PATIENCE, "the attempt never ended", async || fake.received().len() == 1).await;
+    stack.wait_for_inbox(ann, 1, PATIENCE).await;
+    // Nothing to wait for when the bounce wins: give a requeued copy three of its 1 s retries to show.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(stack.queue().await.list(10).await.unwrap().is_empty(), "the bounced message is queued again");
+    assert_eq!(fake.attempts("later@remote.test"), 1, "a bounced message is not tried again");
+    assert_eq!(stack.inbox_uids(ann).await.len(), 1, "one report");
+    stack.stop().await;
+}
+
+/// A requeue that keeps failing does not drop the attempt's outcome: the message comes back as it was,
+/// but the next attempt starts from the kept outcome, so the recipient who accepted is not sent it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy};
+    use futures::StreamExt as _;
+    let fake = FakeSmtp::start(slow_peer()).await;
+    let (stack, _, _) = attempt_in_flight(&fake).await;
+    let queue = stack.queue().await;
+    let jetstream = queue.jetstream();
+    // While the attempt ends, the queue stream refuses anything new, so every requeue of it fails.
+    let mut stream = jetstream.get_stream(queue.names().queue_stream()).await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    let full = Config { max_messages: 1, discard: DiscardPolicy::New, ..config.clone() };
+    jetstream.update_stream(&full).await.unwrap();
+    let claims = jetstream.get_key_value(queue.names().queue_claims_bucket()).await.unwrap();
+    wait_until(PATIENCE, "the outcome of the failed requeue was never kept", async || {
+        let keys: Vec<String> = claims.keys().await.unwrap().filter_map(async |k| k.ok()).collect().await;
+        keys.iter().any(|k| k.ends_with(".outcome"))
+    })
+    .await;
+    jetstream.update_stream(&config).await.unwrap();
+    wait_until(PATIENCE, "the message was never tried again", async || fake.attempts("later@remote.test") >= 2).await;
+    assert_eq!(fake.attempts("now@remote.test"), 1, "who accepted before the failed requeue is not sent it again");
+    stack.stop().await;
+}

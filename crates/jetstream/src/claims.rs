@@ -1,0 +1,118 @@
+//! Claims: who settles one queue message, the relay attempt working on it or an operator changing it.
+//!
+//! An operator's hold, delete or bounce replaces or removes the message at a stream sequence, while a
+//! relay may be delivering that very message; if both went ahead, the relay's requeue would bring back
+//! a pending copy of a held or deleted message. So each side first creates the key
+//! `<queue id>.<sequence>` in a key-value bucket, and the create is atomic: whoever comes second learns
+//! who came first. An operator who comes second looks again (the relay has settled that sequence and
+//! requeued, or acked, it); a relay that comes second obeys the operator's change. Entries live for
+//! [`crate::DUPLICATE_WINDOW`], well past any attempt.
+//!
+//! The same bucket keeps an attempt's outcome whose requeue failed (`<queue id>.<sequence>.outcome`):
+//! the message then comes back as it was, and the next attempt at it starts from the kept outcome
+//! rather than send the message again to recipients that accepted it.
+
+use async_nats::jetstream::{self, kv};
+use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
+
+use mailbus_proto::v1::Envelope;
+use prost::Message as _;
+
+use crate::queue::{DUPLICATE_WINDOW, QueueError};
+
+/// The value a relay attempt writes; an operator writes the name of the change.
+const RELAY: &str = "relay";
+
+/// Who holds the claim on a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimant {
+    /// A relay attempt (this one, or an earlier attempt at the same message that crashed before its ack).
+    Relay,
+    /// An operator's change, by its name (`QueueChange`'s, such as `HOLD`).
+    Operator(String),
+}
+
+#[derive(Clone)]
+pub struct Claims {
+    kv: kv::Store,
+}
+
+impl Claims {
+    /// Opens (creating it on first use) the bucket `bucket`.
+    pub async fn open(jetstream: &jetstream::Context, bucket: String) -> Result<Self, QueueError> {
+        let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: bucket.clone(), message: e.to_string() };
+        let kv = match jetstream.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => jetstream
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age: DUPLICATE_WINDOW,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| setup(&e))?,
+        };
+        Ok(Claims { kv })
+    }
+
+    /// Claims the message at `sequence` for `claimant`; returns who holds it: `claimant` itself, or whoever
+    /// came first.
+    pub async fn claim(&self, queue_id: &str, sequence: u64, claimant: &Claimant) -> Result<Claimant, QueueError> {
+        let key = format!("{queue_id}.{sequence}");
+        let value = match claimant {
+            Claimant::Relay => RELAY.to_owned(),
+            Claimant::Operator(change) => change.clone(),
+        };
+        let error =
+            |e: &dyn std::fmt::Display| QueueError::Setup { what: format!("claim {key}"), message: e.to_string() };
+        match self.kv.create(&key, value.into()).await {
+            Ok(_) => return Ok(claimant.clone()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Err(e) => {
+                nats_client_error(NatsOperation::KvCreate);
+                return Err(error(&e));
+            }
+        }
+        let held = self.kv.get(&key).await.map_err(|e| error(&e))?;
+        // Gone between the create and the get: it was released, so claim again.
+        let Some(held) = held else { return Box::pin(self.claim(queue_id, sequence, claimant)).await };
+        Ok(match String::from_utf8_lossy(&held).as_ref() {
+            RELAY => Claimant::Relay,
+            change => Claimant::Operator(change.to_owned()),
+        })
+    }
+
+    /// Gives up a claim: the relay's attempt did not settle the message after all (its requeue failed),
+    /// so an operator may change it.
+    pub async fn release(&self, queue_id: &str, sequence: u64) -> Result<(), QueueError> {
+        let key = format!("{queue_id}.{sequence}");
+        self.kv
+            .delete(&key)
+            .await
+            .map_err(|e| QueueError::Setup { what: format!("claim {key}"), message: e.to_string() })
+    }
+
+    /// Keeps the envelope an attempt at the message at `sequence` ended with, when it could not be
+    /// requeued ([`Self::kept_outcome`]).
+    pub async fn keep_outcome(&self, queue_id: &str, sequence: u64, envelope: &Envelope) -> Result<(), QueueError> {
+        let key = format!("{queue_id}.{sequence}.outcome");
+        // The body is in the message itself; the kept outcome needs only the states.
+        let outcome = Envelope { inline_body: Vec::new(), ..envelope.clone() };
+        self.kv.put(&key, outcome.encode_to_vec().into()).await.map(drop).map_err(|e| {
+            nats_client_error(NatsOperation::KvUpdate);
+            QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() }
+        })
+    }
+
+    /// The outcome kept for the message at `sequence`, with the body of `message` (the envelope as it
+    /// was queued), if an earlier attempt's requeue failed.
+    pub async fn kept_outcome(&self, message: &Envelope, sequence: u64) -> Result<Option<Envelope>, QueueError> {
+        let key = format!("{}.{sequence}.outcome", message.queue_id);
+        let error =
+            |e: &dyn std::fmt::Display| QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() };
+        let Some(kept) = self.kv.get(&key).await.map_err(|e| error(&e))? else { return Ok(None) };
+        let outcome = Envelope::decode(kept).map_err(|e| error(&e))?;
+        Ok(Some(Envelope { inline_body: message.inline_body.clone(), ..outcome }))
+    }
+}
