@@ -322,6 +322,38 @@ async fn a_maildir_written_by_dovecot_imports_as_dovecot_serves_it() {
     drop(dovecot);
 }
 
+/// Our Maildir export is a Maildir Dovecot reads (the issue: "readable by Dovecot and mutt"): Dovecot's
+/// mail imported, exported again, and put in place of the Dovecot user's own Maildir is served by Dovecot
+/// exactly as the source was: the same folders, octets, flags, keywords and internal dates.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_maildir_we_export_is_served_by_dovecot_as_the_source_was() {
+    let (dovecot, source) = filled_dovecot().await;
+    let home = dovecot.dir.path().join("mail").join(SOURCE_USER);
+    let stack = TestStack::builder().roles(&[Role::Mailbox, Role::Access]).start().await;
+    stack.add_account("dan@example.org", "pw").await;
+    let original = home.join("Maildir").display().to_string();
+    let (code, stdout, stderr) =
+        admin_with_env(&stack, &["mail", "import", "dan@example.org", "--maildir", &original], "", &[]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // The Dovecot user's Maildir (and Dovecot's indexes in it) moves aside; our export takes its place.
+    std::fs::rename(home.join("Maildir"), home.join("Maildir.dovecot")).unwrap();
+    let exported = home.join("Maildir").display().to_string();
+    let (code, stdout, stderr) =
+        admin_with_env(&stack, &["mail", "export", "dan@example.org", "--maildir", &exported], "", &[]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("messages 7 ("), "{stdout}");
+    let status = std::process::Command::new("chown").args(["-R", "65534:65534", &exported]).status().unwrap();
+    assert!(status.success(), "chown of the export for Dovecot's mail processes");
+
+    let imaps = dovecot.tls_addr.unwrap();
+    let tls = mailbus_tests::Infra::get().tls_cert.clone();
+    let served = view(imaps, Some(("implicit", tls.as_path())), SOURCE_USER, SOURCE_PASSWORD).await;
+    check(&source, &served, str::to_owned);
+    stack.stop().await;
+    drop(dovecot);
+}
+
 /// An mbox written by a real tool: `doveadm backup` of the Dovecot user into an mbox location (Dovecot's
 /// mbox: a "folder internal data" pseudo-message first, `X-UID:`, `Status:`, `X-Status:`,
 /// `X-Keywords:` and `Content-Length:` fields, body lines starting with `From ` left unquoted, the
