@@ -11,18 +11,11 @@ import sys
 
 import dkim
 
+from dkim_verify import dnsfunc_from
+
 
 def main():
-    records = {}
-    for arg in sys.argv[1:]:
-        name, _, value = arg.partition("=")
-        records[name.lower().rstrip(".")] = value.encode()
-
-    def dnsfunc(name, timeout=5):
-        if isinstance(name, bytes):
-            name = name.decode()
-        return records.get(name.lower().rstrip("."))
-
+    dnsfunc = dnsfunc_from(sys.argv[1:])
     message = sys.stdin.buffer.read()
     try:
         cv, _results, comment = dkim.arc_verify(message, dnsfunc=dnsfunc)

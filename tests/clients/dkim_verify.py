@@ -13,9 +13,10 @@ import sys
 import dkim
 
 
-def main():
+def dnsfunc_from(args):
+    """dkimpy's DNS look-up, answered from NAME=RECORD arguments alone (shared with arc_verify.py)."""
     records = {}
-    for arg in sys.argv[1:]:
+    for arg in args:
         name, _, value = arg.partition("=")
         records[name.lower().rstrip(".")] = value.encode()
 
@@ -24,6 +25,11 @@ def main():
             name = name.decode()
         return records.get(name.lower().rstrip("."))
 
+    return dnsfunc
+
+
+def main():
+    dnsfunc = dnsfunc_from(sys.argv[1:])
     message = sys.stdin.buffer.read()
     header = message.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
     unfolded = re.sub(r"\r\n[ \t]", " ", header)
