@@ -303,9 +303,10 @@ async fn a_live_dovecot_imports_over_tls_message_by_message_and_again_adds_nothi
 /// The Maildir a real Dovecot wrote (its `.`-separated Maildir++ folders, flags in the file names,
 /// keywords in `dovecot-keywords`, INTERNALDATE as the files' mtimes) imports as Dovecot serves it over
 /// IMAP. A Maildir holds no SPECIAL-USE attributes (they were Dovecot's configuration), so `Gesendet`
-/// keeps its name here.
+/// keeps its name here. Then the other way (the issue: an export "readable by Dovecot"): our Maildir
+/// export, put in place of the Dovecot user's own Maildir, is served by Dovecot exactly as the source was.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_maildir_written_by_dovecot_imports_as_dovecot_serves_it() {
+async fn a_maildir_written_by_dovecot_imports_as_dovecot_serves_it_and_our_export_is_served_alike() {
     let (dovecot, source) = filled_dovecot().await;
     let maildir = dovecot.dir.path().join("mail").join(SOURCE_USER).join("Maildir");
     assert!(maildir.join(".Lists.rust").is_dir(), "Dovecot's Maildir++ layout in {}", maildir.display());
@@ -318,34 +319,15 @@ async fn a_maildir_written_by_dovecot_imports_as_dovecot_serves_it() {
     assert!(stdout.contains("messages 7 (") && stdout.contains("refused 0"), "{stdout}");
     let maildir_name = |name: &str| name.replace('.', "/");
     check(&source, &view(stack.imap_addr(), None, "dan@example.org", "pw").await, maildir_name);
-    stack.stop().await;
-    drop(dovecot);
-}
-
-/// Our Maildir export is a Maildir Dovecot reads (the issue: "readable by Dovecot and mutt"): Dovecot's
-/// mail imported, exported again, and put in place of the Dovecot user's own Maildir is served by Dovecot
-/// exactly as the source was: the same folders, octets, flags, keywords and internal dates.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_maildir_we_export_is_served_by_dovecot_as_the_source_was() {
-    let (dovecot, source) = filled_dovecot().await;
-    let home = dovecot.dir.path().join("mail").join(SOURCE_USER);
-    let stack = TestStack::builder().roles(&[Role::Mailbox, Role::Access]).start().await;
-    stack.add_account("dan@example.org", "pw").await;
-    let original = home.join("Maildir").display().to_string();
-    let (code, stdout, stderr) =
-        admin_with_env(&stack, &["mail", "import", "dan@example.org", "--maildir", &original], "", &[]).await;
-    assert_eq!(code, 0, "{stdout}{stderr}");
 
     // The Dovecot user's Maildir (and Dovecot's indexes in it) moves aside; our export takes its place.
-    std::fs::rename(home.join("Maildir"), home.join("Maildir.dovecot")).unwrap();
-    let exported = home.join("Maildir").display().to_string();
+    std::fs::rename(&maildir, maildir.with_file_name("Maildir.dovecot")).unwrap();
     let (code, stdout, stderr) =
-        admin_with_env(&stack, &["mail", "export", "dan@example.org", "--maildir", &exported], "", &[]).await;
+        admin_with_env(&stack, &["mail", "export", "dan@example.org", "--maildir", &path], "", &[]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("messages 7 ("), "{stdout}");
-    let status = std::process::Command::new("chown").args(["-R", "65534:65534", &exported]).status().unwrap();
+    let status = std::process::Command::new("chown").args(["-R", "65534:65534", &path]).status().unwrap();
     assert!(status.success(), "chown of the export for Dovecot's mail processes");
-
     let imaps = dovecot.tls_addr.unwrap();
     let tls = mailbus_tests::Infra::get().tls_cert.clone();
     let served = view(imaps, Some(("implicit", tls.as_path())), SOURCE_USER, SOURCE_PASSWORD).await;
