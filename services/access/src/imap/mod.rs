@@ -2128,6 +2128,38 @@ where
         Ok(self.ctx.mailbox.clone().search(request).await?.into_inner())
     }
 
+    /// SORT's and THREAD's common first half: the charset checked, `criteria` turned into store keys
+    /// against the selected mailbox, the search asked with THREAD's (`threading`) or SORT's (`sorting`)
+    /// facts of each match, and the selected view told of the mailbox's modseq. `Err` is the tagged answer.
+    async fn search_selected(
+        &mut self,
+        tag: &Tag<'static>,
+        account_id: AccountId,
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        threading: bool,
+        sorting: bool,
+    ) -> Result<pb::SearchResponse, Status<'static>> {
+        if !searchable_charset(charset) {
+            return Err(bad_charset(tag.clone()));
+        }
+        let Some(selected) = self.state.selected() else {
+            return Err(bad(Some(tag.clone()), "select a mailbox first"));
+        };
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
+        let mailbox = selected.name.clone();
+        let found = match self.search_for(account_id, mailbox, keys, threading, sorting).await {
+            Ok(found) => found,
+            Err(status) => return Err(refusal(tag.clone(), &status)),
+        };
+        if let Some(selected) = self.state.selected() {
+            selected.saw_modseq(found.mailbox_modseq);
+        }
+        Ok(found)
+    }
+
     /// RFC 5256 SORT (and RFC 5957's DISPLAYFROM/DISPLAYTO): the matches of `criteria`, ordered by
     /// `sort_criteria` (`sort.rs`), written raw.
     async fn sort(
@@ -2139,20 +2171,11 @@ where
         criteria: &[SearchKey<'_>],
         by_uid: bool,
     ) -> Status<'static> {
-        if !searchable_charset(charset) {
-            return bad_charset(tag);
-        }
-        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let recent = selected.recent.uids();
-        let keys: Vec<pb::SearchKey> =
-            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
-        let mailbox = selected.name.clone();
-        let found = match self.search_for(account_id, mailbox, keys, false, true).await {
+        let found = match self.search_selected(&tag, account_id, charset, criteria, false, true).await {
             Ok(found) => found,
-            Err(status) => return refusal(tag, &status),
+            Err(answer) => return answer,
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        selected.saw_modseq(found.mailbox_modseq);
         // Only messages this session has announced, as SEARCH answers.
         let messages: Vec<sort::Message> = found
             .uids
@@ -2187,20 +2210,11 @@ where
             ThreadingAlgorithm::OrderedSubject => false,
             ThreadingAlgorithm::Other(_) => return bad(Some(tag), "unsupported threading algorithm"),
         };
-        if !searchable_charset(charset) {
-            return bad_charset(tag);
-        }
-        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        let recent = selected.recent.uids();
-        let keys: Vec<pb::SearchKey> =
-            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
-        let mailbox = selected.name.clone();
-        let found = match self.search_rpc(account_id, mailbox, keys, true).await {
+        let found = match self.search_selected(&tag, account_id, charset, criteria, true, false).await {
             Ok(found) => found,
-            Err(status) => return refusal(tag, &status),
+            Err(answer) => return answer,
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        selected.saw_modseq(found.mailbox_modseq);
         // Only messages this session has announced, as SEARCH answers.
         let messages: Vec<thread::Message> = found
             .uids
