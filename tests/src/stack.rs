@@ -93,6 +93,7 @@ impl StackBuilder {
             imaps: None,
             managesieve: None,
             relay_grpc: None,
+            relay_metrics: None,
             mailbox_metrics: None,
             smtp_metrics: None,
             http: None,
@@ -134,6 +135,7 @@ pub struct TestStack {
     pub managesieve: Option<SocketAddr>,
     /// The relay's QueueAdmin gRPC address.
     pub relay_grpc: Option<SocketAddr>,
+    pub relay_metrics: Option<SocketAddr>,
     pub mailbox_metrics: Option<SocketAddr>,
     pub smtp_metrics: Option<SocketAddr>,
     /// The http role's plain HTTP and HTTPS listeners.
@@ -163,6 +165,7 @@ impl TestStack {
         }
         if let Some(relay) = &bound.relay {
             self.relay_grpc = Some(relay.grpc_addr());
+            self.relay_metrics = Some(relay.metrics_addr());
         }
         if let Some(smtp) = &bound.smtp {
             self.smtp = Some(smtp.smtp_addr());
