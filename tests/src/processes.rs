@@ -100,8 +100,8 @@ impl Replica {
     }
 
     /// Waits until `/readyz` answers 200. If it never does, the failure carries the end of the
-    /// replica's log, since the scratch directory holding
-    /// the whole log is gone once the next test run starts.
+    /// replica's log, since the scratch directory holding the whole log is gone once the next test run
+    /// starts.
     pub async fn wait_ready(&self, limit: Duration) {
         let addr = self.metrics_addr();
         let deadline = tokio::time::Instant::now() + limit;
