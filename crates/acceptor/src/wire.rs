@@ -14,6 +14,39 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pending output beyond which [`Wire::flush_if_large`] writes it out.
 pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
+/// How long a TLS handshake may take, implicit or after STARTTLS/STLS, on every protocol, unless a
+/// setting says otherwise (`MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS`). A real client's handshake takes well
+/// under a second even on a slow mobile link; a scanner that opens the port and says nothing is let go.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The opening every listener shares: on an implicit-TLS port (465, 993, 995: `implicit_tls` is the
+/// server's TLS) the handshake comes before the first byte of the protocol, bounded by `timeout`;
+/// elsewhere the stream stays plain. `None` when the handshake fails or takes too long, logged at debug
+/// level (port scanners do it all day); the caller drops the connection, having nothing to say that a
+/// client without TLS could read.
+pub async fn open<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
+    implicit_tls: Option<&ServerTls>,
+    timeout: Duration,
+    peer: std::net::SocketAddr,
+) -> Option<(MaybeTls<IO>, Option<TlsFacts>)> {
+    let mut stream = MaybeTls::Plain(io);
+    let Some(tls) = implicit_tls else {
+        return Some((stream, None));
+    };
+    match tokio::time::timeout(timeout, stream.upgrade(tls)).await {
+        Ok(Ok(facts)) => Some((stream, Some(facts))),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "implicit TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, ?timeout, "implicit TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Why STARTTLS (or STLS) did not leave a TLS connection behind.
 #[derive(Debug)]
 pub enum StartTlsError {
@@ -148,6 +181,40 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<MaybeTls<IO>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer() -> std::net::SocketAddr {
+        "192.0.2.1:1234".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn open_leaves_a_plain_listener_plain() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let (stream, facts) = open(server, None, Duration::from_millis(1), peer()).await.expect("plain");
+        assert!(!stream.is_tls());
+        assert!(facts.is_none());
+    }
+
+    #[tokio::test]
+    async fn open_shakes_hands_first_on_an_implicit_tls_listener_and_lets_a_silent_peer_go() {
+        let pem = mailbus_tls::self_signed(&["mx.test".to_owned()]).unwrap();
+        let tls = ServerTls::from_pem(&pem.cert_pem, &pem.key_pem).unwrap();
+        // A client that completes the handshake.
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let connector = tokio_rustls::TlsConnector::from(mailbus_tls::client_config_trusting(&pem.cert_pem).unwrap());
+        let name = rustls_pki_types::ServerName::try_from("mx.test").unwrap();
+        let handshake = tokio::spawn(async move { connector.connect(name, client).await.map(|_| ()) });
+        let (stream, facts) = open(server, Some(&tls), Duration::from_secs(10), peer()).await.expect("TLS");
+        assert!(stream.is_tls());
+        assert!(facts.is_some());
+        handshake.await.unwrap().expect("the client's side of the handshake");
+        // A peer that connects and says nothing is let go when the handshake timeout passes.
+        let (_silent, server) = tokio::io::duplex(1024);
+        assert!(open(server, Some(&tls), Duration::from_millis(50), peer()).await.is_none());
+        // And one that speaks plaintext to a TLS port fails the handshake.
+        let (mut plain, server) = tokio::io::duplex(1024);
+        plain.write_all(b"EHLO client.test\r\n").await.unwrap();
+        assert!(open(server, Some(&tls), Duration::from_secs(10), peer()).await.is_none());
+    }
 
     fn farewell(error: &ReadError) -> Option<Vec<u8>> {
         match error {

@@ -16,8 +16,6 @@ mod stls;
 mod tests;
 mod transaction;
 
-use std::net::IpAddr;
-
 use crate::command::{Command, CommandError, Secret};
 use crate::response::Response;
 use transaction::Transaction;
@@ -40,45 +38,6 @@ pub struct Maildrop {
     pub messages: Vec<MessageInfo>,
 }
 
-/// When USER/PASS and AUTH are allowed on a connection without TLS. The connection decides, per peer, and
-/// gives the session only the answer ([`SessionConfig::plaintext_allowed`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PlaintextAuth {
-    /// RFC 2595 §4, RFC 8314: passwords travel only inside TLS.
-    #[default]
-    Never,
-    /// Only from the machine itself, where nothing travels over a network.
-    Loopback,
-    /// Development only.
-    Always,
-}
-
-impl PlaintextAuth {
-    /// Whether a client at `peer` may log in without TLS. An IPv4-mapped IPv6 address counts as its IPv4
-    /// address, so `::ffff:127.0.0.1` is loopback.
-    pub fn allows(self, peer: IpAddr) -> bool {
-        match self {
-            PlaintextAuth::Never => false,
-            PlaintextAuth::Loopback => peer.to_canonical().is_loopback(),
-            PlaintextAuth::Always => true,
-        }
-    }
-}
-
-impl std::str::FromStr for PlaintextAuth {
-    type Err = String;
-
-    /// `never`, `loopback` or `always`, as the `*_PLAINTEXT_AUTH` settings spell them.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "never" => Ok(PlaintextAuth::Never),
-            "loopback" => Ok(PlaintextAuth::Loopback),
-            "always" => Ok(PlaintextAuth::Always),
-            _ => Err("must be never, loopback or always".to_owned()),
-        }
-    }
-}
-
 /// RFC 2449 §6.7: how long the server keeps messages a client has retrieved and left behind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Expire {
@@ -95,7 +54,7 @@ pub struct SessionConfig {
     /// A certificate is configured: STLS (RFC 2595) is offered while the connection is not yet TLS.
     pub stls_available: bool,
     /// This connection may authenticate without TLS; the connection works it out with
-    /// [`PlaintextAuth::allows`].
+    /// `mailbus_sasl::PlaintextAuth::allows`.
     pub plaintext_allowed: bool,
     /// Failed logins before `-ERR [AUTH]` and close ([`DEFAULT_MAX_AUTH_FAILURES`]); at least 1.
     pub max_auth_failures: usize,

@@ -3,10 +3,53 @@
 //! Sans-I/O; the protocol crates decide the exchange and the replies.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+
+/// When a password may cross a connection without TLS, for every protocol that takes one (SMTP AUTH,
+/// IMAP LOGIN and AUTHENTICATE, POP3 USER/PASS and AUTH, ManageSieve AUTHENTICATE). The connection
+/// decides, per peer, and gives its session only the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PlaintextAuth {
+    /// RFC 2595 §4, RFC 8314: passwords travel only inside TLS.
+    #[default]
+    Never,
+    /// Only from the machine itself, where nothing travels over a network.
+    Loopback,
+    /// Development only.
+    Always,
+}
+
+impl PlaintextAuth {
+    /// Whether a client at `peer` may log in without TLS. An IPv4-mapped IPv6 address counts as its IPv4
+    /// address, so `::ffff:127.0.0.1` is loopback.
+    pub fn allows(self, peer: IpAddr) -> bool {
+        match self {
+            PlaintextAuth::Never => false,
+            PlaintextAuth::Loopback => peer.to_canonical().is_loopback(),
+            PlaintextAuth::Always => true,
+        }
+    }
+}
+
+impl std::str::FromStr for PlaintextAuth {
+    type Err = String;
+
+    /// `never`, `loopback` or `always`, as the `*_PLAINTEXT_AUTH` settings spell them. The yes-or-no
+    /// spellings (`false`/`no`/`0`, `true`/`yes`/`1`) are read as `never` and `always`:
+    /// `MAILBUS_SMTP_PLAINTEXT_AUTH` used to be a yes-or-no setting.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "never" | "false" | "no" | "0" => Ok(PlaintextAuth::Never),
+            "loopback" => Ok(PlaintextAuth::Loopback),
+            "always" | "true" | "yes" | "1" => Ok(PlaintextAuth::Always),
+            _ => Err("must be never, loopback or always".to_owned()),
+        }
+    }
+}
 
 /// A password. Its `Debug` form hides it, so it cannot reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -96,6 +139,38 @@ mod tests {
         assert_eq!(format!("{:?}", ok.password), "Secret(***)");
         assert_eq!(parse_plain_checked(b"bob\0alice\0pw"), Err(PlainError::ActsForAnother));
         assert_eq!(parse_plain_checked(b"\0alice"), Err(PlainError::Malformed));
+    }
+
+    #[test]
+    fn plaintext_policy_by_peer() {
+        let peers: [(&str, [bool; 3]); 6] = [
+            ("127.0.0.1", [false, true, true]),
+            ("127.8.9.10", [false, true, true]),
+            ("::1", [false, true, true]),
+            ("::ffff:127.0.0.1", [false, true, true]),
+            ("192.0.2.1", [false, false, true]),
+            ("2001:db8::1", [false, false, true]),
+        ];
+        for (peer, allowed) in peers {
+            let peer: IpAddr = peer.parse().unwrap();
+            let policies = [PlaintextAuth::Never, PlaintextAuth::Loopback, PlaintextAuth::Always];
+            assert_eq!(policies.map(|policy| policy.allows(peer)), allowed, "{peer}");
+        }
+        assert_eq!(PlaintextAuth::default(), PlaintextAuth::Never);
+    }
+
+    #[test]
+    fn plaintext_policy_reads_the_old_yes_or_no_spelling() {
+        for (text, policy) in [
+            ("never", PlaintextAuth::Never),
+            ("false", PlaintextAuth::Never),
+            ("loopback", PlaintextAuth::Loopback),
+            ("always", PlaintextAuth::Always),
+            ("true", PlaintextAuth::Always),
+        ] {
+            assert_eq!(text.parse::<PlaintextAuth>(), Ok(policy), "{text}");
+        }
+        assert!("yes".parse::<PlaintextAuth>().is_err());
     }
 
     #[test]

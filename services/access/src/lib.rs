@@ -24,7 +24,7 @@ use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
 use mailbus_jetstream::{Leases, LoginThrottle, Names, QueueError, ThrottlePolicy};
 use mailbus_pop3::response::Response;
-use mailbus_pop3::session::PlaintextAuth;
+use mailbus_sasl::PlaintextAuth;
 use mailbus_telemetry::ops::{self, Readiness};
 use mailbus_tls::ServerTls;
 use prometheus_client::metrics::counter::Counter;
@@ -50,6 +50,8 @@ pub struct AccessConfig {
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub tls: ServerTls,
+    /// Every TLS handshake, implicit or after STARTTLS/STLS, on every protocol.
+    pub tls_handshake_timeout: Duration,
     /// Load balancers whose connections start with a PROXY protocol header.
     pub proxies: TrustedProxies,
     /// Failed logins, counted across protocols and replicas.
@@ -148,6 +150,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         nats: nats.clone(),
         names: config.names.clone(),
         tls: config.tls.clone(),
+        tls_handshake_timeout: config.tls_handshake_timeout,
         hostname: config.hostname.clone(),
         plaintext_auth: config.imap.session.plaintext_auth,
         max_auth_failures: config.imap.session.max_auth_failures,
@@ -164,6 +167,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         directory: mailbus_proto::v1::directory_client::DirectoryClient::new(mailbox.clone()),
         sieve: mailbus_proto::v1::sieve_client::SieveClient::new(mailbox.clone()),
         tls: config.tls.clone(),
+        tls_handshake_timeout: config.tls_handshake_timeout,
         hostname: config.hostname.clone(),
         plaintext_auth: config.managesieve.session.plaintext_auth,
         max_auth_failures: config.managesieve.session.max_auth_failures,
@@ -177,6 +181,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         backend: GrpcBackend::new(mailbox.clone()),
         locks,
         tls: config.tls,
+        tls_handshake_timeout: config.tls_handshake_timeout,
         hostname: config.hostname,
         plaintext_auth: config.pop3.session.plaintext_auth,
         delete_policy: config.pop3.delete_policy,

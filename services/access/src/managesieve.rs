@@ -16,8 +16,8 @@ use mailbus_managesieve::response::Response;
 use mailbus_managesieve::session::{
     Action, Answer, AuthOutcome, Failure, Request, ScriptEntry, Session, SessionConfig,
 };
-use mailbus_pop3::session::PlaintextAuth;
 use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, sieve_client::SieveClient};
+use mailbus_sasl::PlaintextAuth;
 use mailbus_tls::{MaybeTls, ServerTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,8 @@ pub struct Context {
     pub directory: DirectoryClient<TracedChannel>,
     pub sieve: SieveClient<TracedChannel>,
     pub tls: ServerTls,
+    /// STARTTLS or STLS, and implicit TLS where the listener has it; never past the login deadline.
+    pub tls_handshake_timeout: Duration,
     pub hostname: String,
     pub plaintext_auth: PlaintextAuth,
     pub max_auth_failures: usize,
@@ -192,9 +194,15 @@ where
         }
     }
 
+    /// The handshake may take the shared TLS limit, and never runs past the login deadline.
+    fn handshake_timeout(&self) -> Duration {
+        let login_left = self.login_deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.ctx.tls_handshake_timeout.min(login_left)
+    }
+
     /// RFC 5804 §2.2; the session re-issues its capabilities after the handshake.
     async fn start_tls(&mut self, session: &mut Session, go_ahead: Response) -> Option<End> {
-        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.ctx.idle_timeout).await;
+        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.handshake_timeout()).await;
         self.decoder = CommandDecoder::new(MAX_LITERAL_BEFORE_LOGIN);
         match upgraded {
             Ok(_) => {

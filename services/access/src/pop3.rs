@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_acceptor::wire::{self, ReadError, StartTlsError, Wire};
 use mailbus_jetstream::{Lease, Leases, LoginThrottle, Verdict};
 use mailbus_pop3::command::Secret;
 use mailbus_pop3::command::{Command, CommandDecoder, CommandError};
 use mailbus_pop3::response::Response;
-use mailbus_pop3::session::{Action, AuthOutcome, Expect, Expire, PlaintextAuth, Session, SessionConfig};
+use mailbus_pop3::session::{Action, AuthOutcome, Expect, Expire, Session, SessionConfig};
 use mailbus_pop3::stuffing::{DotStuffer, top};
+use mailbus_sasl::PlaintextAuth;
 use mailbus_tls::{MaybeTls, ServerTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,8 @@ pub struct Context<B> {
     pub backend: B,
     pub locks: Leases,
     pub tls: ServerTls,
+    /// STARTTLS or STLS, and implicit TLS where the listener has it; never past the login deadline.
+    pub tls_handshake_timeout: Duration,
     pub hostname: String,
     pub plaintext_auth: PlaintextAuth,
     pub delete_policy: DeletePolicy,
@@ -97,14 +100,10 @@ pub async fn handle<IO, B>(
     let session_span = span.clone();
     async {
         let started = tokio::time::Instant::now();
-        let mut stream = MaybeTls::Plain(io);
-        if implicit_tls {
-            match tokio::time::timeout(ctx.login_timeout, stream.upgrade(&ctx.tls)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "implicit TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "implicit TLS handshake timed out"),
-            }
-        }
+        let handshake = ctx.tls_handshake_timeout.min(ctx.login_timeout);
+        let Some((stream, _)) = wire::open(io, implicit_tls.then_some(&ctx.tls), handshake, peer).await else {
+            return;
+        };
         let config = SessionConfig {
             hostname: ctx.hostname.clone(),
             stls_available: true,
@@ -256,9 +255,15 @@ where
         None
     }
 
+    /// The handshake may take the shared TLS limit, and never runs past the login deadline.
+    fn handshake_timeout(&self) -> Duration {
+        let login_left = self.login_deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.ctx.tls_handshake_timeout.min(login_left)
+    }
+
     /// RFC 2595 STLS; the session starts over after it.
     async fn start_tls(&mut self, session: &mut Session, go_ahead: Response) -> Option<End> {
-        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.ctx.idle_timeout).await;
+        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.handshake_timeout()).await;
         self.decoder = CommandDecoder::default();
         match upgraded {
             Ok(_) => {

@@ -126,6 +126,7 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
             command: s.get(MAILBUS_SMTP_COMMAND_TIMEOUT_SECS)?,
             data: s.get(MAILBUS_SMTP_DATA_TIMEOUT_SECS)?,
             min_data_rate: s.get(MAILBUS_SMTP_MIN_DATA_RATE)?,
+            tls_handshake: s.get(MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS)?,
         },
         spool_dir: s.get(MAILBUS_SMTP_SPOOL_DIR)?,
         throttle: throttle_policy(s)?,
@@ -211,6 +212,7 @@ pub fn server_tls(s: &Settings, hostname: &str) -> anyhow::Result<ServerTls> {
 pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfig> {
     Ok(AccessConfig {
         tls,
+        tls_handshake_timeout: s.get(MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS)?,
         hostname: s.get(MAILBUS_HOSTNAME)?,
         mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
         nats_url: s.get(NATS_URL)?,

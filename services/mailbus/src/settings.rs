@@ -19,8 +19,8 @@ use mailbus_dns::DnsServers;
 use mailbus_http::CorsOrigins;
 use mailbus_jetstream::{MAX_ACK_WAIT, Names};
 use mailbus_mailbox::QuotaFull;
-use mailbus_pop3::session::PlaintextAuth;
 use mailbus_relay::TransportMap;
+use mailbus_sasl::PlaintextAuth;
 use mailbus_smtp::session::{BareLf, Enforcement, LongLines};
 use mailbus_telemetry::LogFormat;
 
@@ -76,6 +76,11 @@ settings! {
         "PEM certificate chain; without it a self-signed certificate is generated at start-up",
     );
     MAILBUS_TLS_KEY: Option<PathBuf> = optional("PEM private key of MAILBUS_TLS_CERT");
+    MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS: Duration = secs(
+        "30",
+        1..=300,
+        "every TLS handshake (implicit on 465/993/995, or after STARTTLS/STLS) on SMTP, IMAP, POP3 and ManageSieve",
+    );
     MAILBUS_IMAP_LISTEN: SocketAddr = new("0.0.0.0:143", "IMAP listener (STARTTLS)");
     MAILBUS_IMAPS_LISTEN: Option<SocketAddr> = optional_addr(
         "0.0.0.0:993",
@@ -326,7 +331,10 @@ settings! {
         1..=7 * DAY,
         "how long failed logins count against an address and an account (each failure starts it again)",
     );
-    MAILBUS_SMTP_PLAINTEXT_AUTH: bool = flag("false", "development only: offer AUTH without TLS");
+    MAILBUS_SMTP_PLAINTEXT_AUTH: PlaintextAuth = new(
+        "never",
+        "SMTP AUTH without TLS on submission: never, loopback or always (development); true and false are read as always and never",
+    );
     MAILBUS_SMTP_LONG_LINES: LongLines = new("accept", "message lines over 1000 octets: accept or reject (500 5.5.2)");
     MAILBUS_SMTP_BARE_LF: BareLf = new(
         "normalise",
@@ -614,13 +622,6 @@ impl Setting<Option<SocketAddr>> {
     }
 }
 
-impl Setting<bool> {
-    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
-    const fn flag(name: &'static str, default: &'static str, help: &'static str) -> Self {
-        Self::with(name, Some(default), help, parse_flag)
-    }
-}
-
 impl Setting<Vec<Duration>> {
     /// A list of waits like `30s,5m,1h,2d`.
     const fn schedule(name: &'static str, default: &'static str, help: &'static str) -> Self {
@@ -742,14 +743,6 @@ fn parse_optional_secs(setting: &Setting<Option<Duration>>, text: &str) -> anyho
 
 fn parse_optional_addr(setting: &Setting<Option<SocketAddr>>, text: &str) -> anyhow::Result<Option<SocketAddr>> {
     if text == "off" { Ok(None) } else { parsed(setting.name, text).map(Some) }
-}
-
-fn parse_flag(setting: &Setting<bool>, text: &str) -> anyhow::Result<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        other => bail!("{}={other:?} must be true or false", setting.name),
-    }
 }
 
 fn parse_schedule(setting: &Setting<Vec<Duration>>, text: &str) -> anyhow::Result<Vec<Duration>> {
@@ -897,14 +890,22 @@ mod tests {
     }
 
     #[test]
-    fn flags_take_the_usual_spellings() {
-        for (value, expected) in [("true", true), ("YES", true), ("1", true), ("false", false), ("No", false)] {
+    fn smtp_plaintext_auth_still_reads_its_old_yes_or_no_spellings() {
+        for (value, expected) in [
+            ("true", PlaintextAuth::Always),
+            ("YES", PlaintextAuth::Always),
+            ("1", PlaintextAuth::Always),
+            ("false", PlaintextAuth::Never),
+            ("No", PlaintextAuth::Never),
+            ("loopback", PlaintextAuth::Loopback),
+        ] {
             let s = settings(&[("MAILBUS_SMTP_PLAINTEXT_AUTH", value)]).unwrap();
             assert_eq!(s.get(MAILBUS_SMTP_PLAINTEXT_AUTH).unwrap(), expected, "{value}");
         }
         let s = settings(&[("MAILBUS_SMTP_PLAINTEXT_AUTH", "maybe")]).unwrap();
         let error = s.get(MAILBUS_SMTP_PLAINTEXT_AUTH).unwrap_err().to_string();
-        assert_eq!(error, r#"MAILBUS_SMTP_PLAINTEXT_AUTH="maybe" must be true or false"#);
+        assert_eq!(error, r#"MAILBUS_SMTP_PLAINTEXT_AUTH="maybe" is not valid: must be never, loopback or always"#);
+        assert_eq!(settings(&[]).unwrap().get(MAILBUS_SMTP_PLAINTEXT_AUTH).unwrap(), PlaintextAuth::Never);
     }
 
     #[test]

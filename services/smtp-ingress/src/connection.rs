@@ -10,8 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_acceptor::wire::{self, ReadError, StartTlsError, Wire};
 use mailbus_jetstream::{Limit, LoginThrottle, SubmissionLimits, Verdict as ThrottleVerdict};
+use mailbus_sasl::PlaintextAuth;
 use mailbus_smtp::command::{Command, CommandDecoder, CommandError};
 use mailbus_smtp::data::DataProgress;
 use mailbus_smtp::reply::{Enhanced, Reply};
@@ -44,6 +45,9 @@ pub struct Timeouts {
     pub data: Duration,
     /// Postfix's `smtpd_min_data_rate`, in octets per second: see [`DataClock`]. At least 1.
     pub min_data_rate: u32,
+    /// Every TLS handshake, on 465 or after STARTTLS (`MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS`, shared with
+    /// IMAP, POP3 and ManageSieve).
+    pub tls_handshake: Duration,
 }
 
 pub struct Context<D, S> {
@@ -70,6 +74,8 @@ pub struct Listener {
     pub session: SessionConfig,
     /// Port 465: the handshake comes before the greeting (RFC 8314).
     pub implicit_tls: bool,
+    /// Whether AUTH is offered before TLS, by client address; the session is told the answer.
+    pub plaintext_auth: PlaintextAuth,
 }
 
 /// Why a connection ended, for the log.
@@ -98,17 +104,13 @@ pub async fn handle<IO, D, S>(
     D: Directory,
     S: Spool,
 {
-    let mut stream = MaybeTls::Plain(io);
-    let tls = if listener.implicit_tls {
-        match tokio::time::timeout(ctx.timeouts.command, stream.upgrade(&ctx.tls)).await {
-            Ok(Ok(facts)) => Some(tls_info(facts)),
-            Ok(Err(error)) => return tracing::debug!(peer = %client.peer, %error, "implicit TLS handshake failed"),
-            Err(_) => return tracing::debug!(peer = %client.peer, "implicit TLS handshake timed out"),
-        }
-    } else {
-        None
+    let implicit_tls = listener.implicit_tls.then_some(&ctx.tls);
+    let Some((stream, facts)) = wire::open(io, implicit_tls, ctx.timeouts.tls_handshake, client.peer).await else {
+        return;
     };
-    let session = Session::new(listener.session.clone(), tls);
+    let mut config = listener.session.clone();
+    config.plaintext_auth = listener.plaintext_auth.allows(client.peer.ip());
+    let session = Session::new(config, facts.map(tls_info));
     let mut conn = Connection {
         wire: Wire::new(stream),
         decoder: CommandDecoder::default(),
@@ -377,7 +379,7 @@ where
 
     /// RFC 3207 STARTTLS; the session starts over after it.
     async fn start_tls(&mut self, session: &mut Session, go_ahead: Reply) -> Option<End> {
-        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.ctx.timeouts.command).await;
+        let upgraded = self.wire.start_tls(&go_ahead.to_bytes(), &self.ctx.tls, self.ctx.timeouts.tls_handshake).await;
         self.decoder = CommandDecoder::default();
         match upgraded {
             Ok(facts) => {
@@ -704,6 +706,7 @@ mod tests {
                 command: setup.command_timeout,
                 data: setup.data_timeout,
                 min_data_rate: setup.min_data_rate,
+                tls_handshake: mailbus_acceptor::wire::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             },
             throttle: LoginThrottle::in_memory(ThrottlePolicy {
                 delay: Duration::ZERO,
@@ -721,7 +724,8 @@ mod tests {
             metrics: Metrics::default(),
             verifier: None,
         });
-        let listener = Arc::new(Listener { session: session_config(), implicit_tls: false });
+        let listener =
+            Arc::new(Listener { session: session_config(), implicit_tls: false, plaintext_auth: PlaintextAuth::Never });
         let client_info = ClientInfo { peer: "192.0.2.1:1000".parse().unwrap() };
         let task = tokio::spawn(handle(server, client_info, listener, ctx, CancellationToken::new()));
         (BufReader::new(client), task)

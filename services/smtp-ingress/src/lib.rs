@@ -27,6 +27,7 @@ use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
 use mailbus_dns::DnsConfig;
 use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, RatePolicy, SubmissionLimits, ThrottlePolicy};
+use mailbus_sasl::PlaintextAuth;
 use mailbus_smtp::reply::{Enhanced, Reply};
 use mailbus_smtp::session::{BareLf, Enforcement, LongLines, Mode, SessionConfig};
 use mailbus_telemetry::ops::{self, Readiness};
@@ -59,8 +60,8 @@ pub struct Policy {
     pub max_recipients: usize,
     pub max_errors: usize,
     pub max_auth_failures: usize,
-    /// Development only: AUTH before TLS.
-    pub plaintext_auth: bool,
+    /// AUTH before TLS on submission, decided per client address (development, or loopback only).
+    pub plaintext_auth: PlaintextAuth,
     pub long_lines: LongLines,
     pub bare_lf: BareLf,
 }
@@ -150,7 +151,8 @@ fn session_config(config: &SmtpConfig, mode: Mode) -> SessionConfig {
         max_recipients: policy.max_recipients,
         mode,
         starttls_available: true,
-        plaintext_auth: policy.plaintext_auth,
+        // Decided per connection, from the client's address (`Listener::plaintext_auth`).
+        plaintext_auth: false,
         max_errors: policy.max_errors,
         max_auth_failures: policy.max_auth_failures,
         long_lines: policy.long_lines,
@@ -169,8 +171,15 @@ fn verifier(config: &SmtpConfig) -> Result<Option<Verifier>, StartError> {
     Ok(Some(Verifier::new(&config.dns, auth.clone())?))
 }
 
-async fn bind_listener(addr: SocketAddr, session: SessionConfig, implicit_tls: bool) -> Result<Bound, StartError> {
-    Ok(Bound { listener: mailbus_acceptor::bind(addr).await?, kind: Arc::new(Listener { session, implicit_tls }) })
+async fn bind_listener(
+    addr: SocketAddr,
+    config: &SmtpConfig,
+    mode: Mode,
+    implicit_tls: bool,
+) -> Result<Bound, StartError> {
+    let kind =
+        Listener { session: session_config(config, mode), implicit_tls, plaintext_auth: config.policy.plaintext_auth };
+    Ok(Bound { listener: mailbus_acceptor::bind(addr).await?, kind: Arc::new(kind) })
 }
 
 pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
@@ -193,13 +202,13 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         metrics: metrics::Metrics::register(&mut registry),
         verifier: verifier(&config)?,
     });
-    let mx = bind_listener(config.listeners.mx, session_config(&config, Mode::Mx), false).await?;
+    let mx = bind_listener(config.listeners.mx, &config, Mode::Mx, false).await?;
     let submission = match config.listeners.submission {
-        Some(addr) => Some(bind_listener(addr, session_config(&config, Mode::Submission), false).await?),
+        Some(addr) => Some(bind_listener(addr, &config, Mode::Submission, false).await?),
         None => None,
     };
     let submissions = match config.listeners.submissions {
-        Some(addr) => Some(bind_listener(addr, session_config(&config, Mode::Submission), true).await?),
+        Some(addr) => Some(bind_listener(addr, &config, Mode::Submission, true).await?),
         None => None,
     };
     Ok(SmtpIngress {

@@ -2,7 +2,7 @@
 //! or literal; one address cannot use up a protocol's connections (or port 25's, submission's); a client
 //! that dribbles bytes is closed at the login deadline; failed logins are counted across sessions and
 //! protocols, so reconnecting does not reset them. The load and memory test with thousands of connections
-//! is in `flood.rs`.
+//! is in `flood.rs`. A TLS handshake that never starts is let go at one limit, whatever the protocol.
 
 use mailbus_tests::TestStack;
 use mailbus_tests::raw::RawClient;
@@ -250,4 +250,41 @@ async fn imap_and_pop3_have_total_caps_of_their_own() {
     let refusal = over.line().await.expect("a refusal");
     assert!(refusal.starts_with("* BYE [UNAVAILABLE]"), "IMAP's fourth session: {refusal}");
     drop(held);
+}
+
+/// One TLS-handshake limit for every protocol (`MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS`): a client that opens
+/// an implicit-TLS port, or asks for STARTTLS/STLS, and then never starts its handshake is let go when it
+/// passes, not at the login deadline (60 s here) or SMTP's command timeout (5 minutes).
+#[tokio::test]
+async fn a_handshake_that_never_starts_is_let_go_at_the_one_tls_limit_on_every_protocol() {
+    let stack = TestStack::builder().set("MAILBUS_TLS_HANDSHAKE_TIMEOUT_SECS", "1").start().await;
+    for port in [stack.submissions, stack.imaps, stack.pop3s] {
+        let port = port.expect("an implicit-TLS listener");
+        let mut silent = RawClient::connect(ATTACKER, port).await;
+        assert_eq!(silent.line().await, None, "{port}: still open after the handshake limit");
+    }
+
+    let mut imap = imap(ATTACKER, &stack).await;
+    imap.send(b"a STARTTLS\r\n").await;
+    assert!(imap.line().await.expect("a go-ahead").starts_with("a OK"));
+    assert_eq!(imap.line().await, None, "IMAP STARTTLS without a handshake was kept");
+
+    let mut pop3 = pop3(ATTACKER, &stack).await;
+    pop3.send(b"STLS\r\n").await;
+    assert!(pop3.line().await.expect("a go-ahead").starts_with("+OK"));
+    assert_eq!(pop3.line().await, None, "POP3 STLS without a handshake was kept");
+
+    let mut smtp = RawClient::connect(ATTACKER, stack.submission.expect("submission")).await;
+    assert!(smtp.line().await.expect("a greeting").starts_with("220"));
+    smtp.send(b"EHLO client.example\r\n").await;
+    smtp.line_starting("250 ").await.expect("EHLO answered");
+    smtp.send(b"STARTTLS\r\n").await;
+    assert!(smtp.line().await.expect("a go-ahead").starts_with("220"));
+    assert_eq!(smtp.line().await, None, "SMTP STARTTLS without a handshake was kept");
+
+    let mut sieve = RawClient::connect(ATTACKER, stack.managesieve.expect("managesieve")).await;
+    sieve.line_starting("OK").await.expect("a greeting");
+    sieve.send(b"STARTTLS\r\n").await;
+    assert!(sieve.line().await.expect("a go-ahead").starts_with("OK"));
+    assert_eq!(sieve.line().await, None, "ManageSieve STARTTLS without a handshake was kept");
 }

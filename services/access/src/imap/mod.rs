@@ -46,13 +46,13 @@ use imap_types::response::{Capability, Code, CodeOther, CommandContinuationReque
 use imap_types::search::SearchKey;
 use imap_types::sequence::SequenceSet;
 use imap_types::status::{StatusDataItem, StatusDataItemName};
-use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_acceptor::wire::{self, ReadError, StartTlsError, Wire};
 use mailbus_address::AccountId;
 use mailbus_grpc::TracedChannel;
 use mailbus_jetstream::Names;
-use mailbus_pop3::session::PlaintextAuth;
 use mailbus_proto::v1::{self as pb, directory_client::DirectoryClient, mailbox_client::MailboxClient};
 use mailbus_sasl::PlainError;
+use mailbus_sasl::PlaintextAuth;
 use mailbus_tls::{MaybeTls, ServerTls};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -91,6 +91,8 @@ pub struct ImapContext {
     pub nats: async_nats::Client,
     pub names: Names,
     pub tls: ServerTls,
+    /// Implicit TLS and STARTTLS alike, never past the login deadline.
+    pub tls_handshake_timeout: Duration,
     pub hostname: String,
     pub plaintext_auth: PlaintextAuth,
     pub max_auth_failures: usize,
@@ -278,14 +280,10 @@ pub async fn handle<IO>(
     let session_span = span.clone();
     async {
         let login_deadline = tokio::time::Instant::now() + ctx.login_timeout;
-        let mut stream = MaybeTls::Plain(io);
-        if implicit_tls {
-            match tokio::time::timeout_at(login_deadline, stream.upgrade(&ctx.tls)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "implicit TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "implicit TLS handshake timed out"),
-            }
-        }
+        let handshake = ctx.tls_handshake_timeout.min(ctx.login_timeout);
+        let Some((stream, _)) = wire::open(io, implicit_tls.then_some(&ctx.tls), handshake, peer).await else {
+            return;
+        };
         let mut conn = Connection {
             peer,
             wire: Wire::new(stream),
@@ -1324,7 +1322,8 @@ where
         self.server.enqueue_status(ok(tag, None, "begin TLS negotiation now"));
         self.drain().await;
         let go_ahead = std::mem::take(&mut self.wire.output);
-        let handshake = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let login_left = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let handshake = self.ctx.tls_handshake_timeout.min(login_left);
         match self.wire.start_tls(&go_ahead, &self.ctx.tls, handshake).await {
             Ok(_) => {
                 self.tls = true;
