@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "mailbus/v1/jmap.proto",
     "mailbus/v1/sieve.proto",
     "mailbus/v1/dkim.proto",
+    "mailbus/v1/errors.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

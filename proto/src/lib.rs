@@ -1,7 +1,7 @@
 //! The wire contracts of mailbus, generated from `proto/mailbus/v1/*.proto`: the gRPC services
-//! (`Directory`, `Mailbox`, `QueueAdmin`, `DkimKeys`, `Jmap`, `Sieve`) and the payloads that travel on
-//! NATS (`Envelope`, `MailboxEvent`). Generated types stay at the service edges; services convert them
-//! into their own validated domain types.
+//! (`Directory`, `Mailbox`, `QueueAdmin`, `DkimKeys`, `Jmap`, `Sieve`), the payloads that travel on
+//! NATS (`Envelope`, `MailboxEvent`) and the typed refusals in a status's details (`Refusal`). Generated
+//! types stay at the service edges; services convert them into their own validated domain types.
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]
@@ -10,6 +10,48 @@ pub mod v1 {
 
 /// The encoded file descriptor set, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mailbus_descriptor");
+
+/// Typed refusals: a [`v1::Refusal`] in a gRPC status's details, so that callers branch on
+/// [`v1::Reason`] instead of parsing message texts.
+pub mod refusal {
+    use crate::v1::{Reason, Refusal};
+    use prost::Message as _;
+
+    /// A status refusing a call for `reason`, with `message` for people and, for a delivery refusal,
+    /// the RFC 3463 `enhanced_code` a DSN should carry ("" when none).
+    pub fn status(code: tonic::Code, message: impl Into<String>, reason: Reason, enhanced_code: &str) -> tonic::Status {
+        let refusal = Refusal { reason: reason.into(), enhanced_code: enhanced_code.to_owned() };
+        tonic::Status::with_details(code, message, refusal.encode_to_vec().into())
+    }
+
+    /// The refusal a status carries, if any (a status from an outage, a bug or an older server has none).
+    pub fn of(status: &tonic::Status) -> Option<Refusal> {
+        if status.details().is_empty() {
+            return None;
+        }
+        Refusal::decode(status.details()).ok()
+    }
+
+    /// The reason a status carries; [`Reason::Unspecified`] without one.
+    pub fn reason(status: &tonic::Status) -> Reason {
+        of(status).map_or(Reason::Unspecified, |refusal| refusal.reason())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_refusal_survives_the_status_and_a_plain_status_has_none() {
+            let status = status(tonic::Code::FailedPrecondition, "mailbox full", Reason::OverQuotaPermanent, "5.2.2");
+            assert_eq!(status.message(), "mailbox full");
+            let refusal = of(&status).expect("a refusal");
+            assert_eq!((refusal.reason(), refusal.enhanced_code.as_str()), (Reason::OverQuotaPermanent, "5.2.2"));
+            assert_eq!(reason(&tonic::Status::not_found("gone")), Reason::Unspecified);
+            assert!(of(&tonic::Status::with_details(tonic::Code::Internal, "x", vec![0xff, 0xff].into())).is_none());
+        }
+    }
+}
 
 /// Client-streamed uploads (`Mailbox.Deliver`, `Mailbox.Append`): the header first, then the body in
 /// chunks. The one way every client builds the stream.

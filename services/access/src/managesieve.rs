@@ -288,23 +288,28 @@ fn scripts(list: pb::SieveScriptList) -> Answer {
     Answer::Scripts(list.scripts.into_iter().map(|s| ScriptEntry { name: s.name, active: s.active }).collect())
 }
 
-/// The `Sieve` service's error contract (its proto's header comment) as the session's failures.
+/// The `Sieve` service's refusals (a typed reason in the status) as the session's failures.
 fn failure(status: tonic::Status) -> Failure {
-    match status.code() {
-        tonic::Code::InvalidArgument => Failure::Invalid(status.message().to_owned()),
-        tonic::Code::NotFound => Failure::NonExistent,
-        tonic::Code::AlreadyExists => Failure::AlreadyExists,
-        tonic::Code::FailedPrecondition => Failure::Active,
-        // The message starts with the same reason HaveSpace gives.
-        tonic::Code::ResourceExhausted => quota(status.message().split(':').next().unwrap_or_default()),
-        code => {
+    use mailbus_proto::v1::Reason;
+    match (status.code(), mailbus_proto::refusal::reason(&status)) {
+        (_, Reason::TooManyScripts) => Failure::MaxScripts,
+        (_, Reason::ScriptTooLarge) => Failure::MaxSize,
+        (_, Reason::ActiveScript) => Failure::Active,
+        (tonic::Code::InvalidArgument, _) => Failure::Invalid(status.message().to_owned()),
+        (tonic::Code::NotFound, _) => Failure::NonExistent,
+        (tonic::Code::AlreadyExists, _) => Failure::AlreadyExists,
+        (tonic::Code::ResourceExhausted, _) => Failure::Quota,
+        // The contract's code for the active script, from a server that does not type it yet.
+        (tonic::Code::FailedPrecondition, _) => Failure::Active,
+        (code, _) => {
             tracing::warn!(?code, error = %status.message(), "sieve service failed");
             Failure::TryLater
         }
     }
 }
 
-/// `SieveSpaceAnswer.reason`: "maxscripts", "maxsize" or "maxstorage".
+/// HAVESPACE's answer, whose reason is a field of its own (RFC 5804 §1.3's QUOTA/MAXSCRIPTS and
+/// QUOTA/MAXSIZE).
 fn quota(reason: &str) -> Failure {
     match reason.trim() {
         "maxscripts" => Failure::MaxScripts,
@@ -346,6 +351,8 @@ mod tests {
 
     #[test]
     fn the_sieve_services_errors_become_response_codes() {
+        use mailbus_proto::v1::Reason;
+        let refused = |code, reason| mailbus_proto::refusal::status(code, "refused", reason, "");
         let cases = [
             (
                 tonic::Status::invalid_argument("line 2, column 3: oops"),
@@ -353,10 +360,12 @@ mod tests {
             ),
             (tonic::Status::not_found("no script"), Failure::NonExistent),
             (tonic::Status::already_exists("taken"), Failure::AlreadyExists),
-            (tonic::Status::failed_precondition("active"), Failure::Active),
-            (tonic::Status::resource_exhausted("maxscripts: 5 scripts"), Failure::MaxScripts),
-            (tonic::Status::resource_exhausted("maxsize: over 64 KiB"), Failure::MaxSize),
+            (refused(tonic::Code::FailedPrecondition, Reason::ActiveScript), Failure::Active),
+            (refused(tonic::Code::ResourceExhausted, Reason::TooManyScripts), Failure::MaxScripts),
+            (refused(tonic::Code::ResourceExhausted, Reason::ScriptTooLarge), Failure::MaxSize),
             (tonic::Status::resource_exhausted("maxstorage: over 1 MiB"), Failure::Quota),
+            // The reason decides, never the text.
+            (tonic::Status::resource_exhausted("maxscripts: 5 scripts"), Failure::Quota),
             (tonic::Status::unavailable("down"), Failure::TryLater),
         ];
         for (status, expected) in cases {

@@ -2,7 +2,9 @@
 //! ours here, ours become gRPC's here, and so does the policy for a delivery into a full mailbox.
 
 use mailbus_address::MailboxNameError;
-use tonic::Status;
+use mailbus_proto::refusal;
+use mailbus_proto::v1::Reason;
+use tonic::{Code, Status};
 
 /// What a delivery into a full mailbox gets: Dovecot's `quota_full_tempfail` as a choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,8 +20,18 @@ impl QuotaFull {
     /// Deliver's answer for an account whose quota has no room, `why` saying which limit.
     pub(crate) fn refusal(self, why: &str) -> Status {
         match self {
-            QuotaFull::Bounce => Status::failed_precondition(format!("5.2.2 mailbox full: {why}")),
-            QuotaFull::Defer => Status::resource_exhausted(format!("4.2.2 mailbox full: {why}")),
+            QuotaFull::Bounce => refusal::status(
+                Code::FailedPrecondition,
+                format!("mailbox full: {why}"),
+                Reason::OverQuotaPermanent,
+                "5.2.2",
+            ),
+            QuotaFull::Defer => refusal::status(
+                Code::ResourceExhausted,
+                format!("mailbox full: {why}"),
+                Reason::OverQuotaTemporary,
+                "4.2.2",
+            ),
         }
     }
 }
@@ -39,7 +51,7 @@ impl std::str::FromStr for QuotaFull {
 
 /// A request the gRPC edge refuses before it reaches the store (a missing field, a malformed stream).
 pub(crate) fn invalid(what: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(what.to_string())
+    refusal::status(Code::InvalidArgument, what.to_string(), Reason::Invalid, "")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +71,9 @@ pub enum MailboxError {
     /// RFC 9051 HASCHILDREN: a mailbox with children cannot be deleted.
     #[error("mailbox {0:?} has children")]
     HasChildren(String),
+    /// RFC 5804 ACTIVE: the active Sieve script cannot be deleted.
+    #[error("script {0:?} is active")]
+    ActiveScript(String),
     /// The account's quota has no room; the text says which limit.
     #[error("{0}")]
     OverQuota(String),
@@ -94,15 +109,24 @@ impl From<sqlx::Error> for MailboxError {
 impl From<MailboxError> for Status {
     fn from(error: MailboxError) -> Self {
         match error {
-            MailboxError::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
-            MailboxError::NotFound(what) => Status::not_found(what),
-            MailboxError::InvalidArgument(what) => Status::invalid_argument(what),
-            MailboxError::FailedPrecondition(what) => Status::failed_precondition(what),
-            MailboxError::HasChildren(name) => {
-                Status::failed_precondition(format!("[HASCHILDREN] mailbox {name:?} has children"))
+            MailboxError::AlreadyExists(what) => {
+                refusal::status(Code::AlreadyExists, format!("{what} already exists"), Reason::AlreadyExists, "")
+            }
+            MailboxError::NotFound(what) => refusal::status(Code::NotFound, what, Reason::Nonexistent, ""),
+            MailboxError::InvalidArgument(what) => refusal::status(Code::InvalidArgument, what, Reason::Invalid, ""),
+            MailboxError::FailedPrecondition(what) => {
+                refusal::status(Code::FailedPrecondition, what, Reason::Cannot, "")
+            }
+            error @ MailboxError::HasChildren(_) => {
+                refusal::status(Code::FailedPrecondition, error.to_string(), Reason::HasChildren, "")
+            }
+            error @ MailboxError::ActiveScript(_) => {
+                refusal::status(Code::FailedPrecondition, error.to_string(), Reason::ActiveScript, "")
             }
             // RFC 3463 4.2.2: a mailbox may have room again later. Deliver may turn this permanent by policy.
-            MailboxError::OverQuota(what) => Status::resource_exhausted(format!("4.2.2 {what}")),
+            MailboxError::OverQuota(what) => {
+                refusal::status(Code::ResourceExhausted, what, Reason::OverQuotaTemporary, "4.2.2")
+            }
             // Callers retry UNAVAILABLE later: right for a database that is down or restarting.
             MailboxError::Database(e) => {
                 tracing::error!(error = %e, "database error");

@@ -439,13 +439,14 @@ fn follow_up_queue_id(queue_id: &str, recipient: &str, follow_up: &str) -> Strin
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).simple().to_string()
 }
 
-/// Which gRPC failures are worth retrying, with the RFC 3463 code a DSN will carry: the mailbox role's own
-/// when its message starts with one (a full mailbox is 4.2.2 or 5.2.2), else one for the gRPC code.
+/// Which gRPC failures are worth retrying, with the RFC 3463 code a DSN will carry: the one the mailbox
+/// role's refusal names (a full mailbox is 4.2.2 or 5.2.2), else one for the gRPC code.
 fn classify(status: &tonic::Status) -> Outcome {
     let message = status.message();
-    let coded = |class: char, default: &str| match message.split_once(' ') {
-        Some((code, _)) if is_enhanced_code(code, class) => message.to_owned(),
-        _ => format!("{default} {message}"),
+    let named = mailbus_proto::refusal::of(status).map(|refusal| refusal.enhanced_code).unwrap_or_default();
+    let coded = |class: char, default: &str| {
+        let code = if is_enhanced_code(&named, class) { named.as_str() } else { default };
+        format!("{code} {message}")
     };
     match status.code() {
         Code::NotFound => Outcome::PermanentFailure(coded('5', "5.1.1")),
@@ -485,18 +486,26 @@ mod tests {
             classify(&tonic::Status::not_found("no mailbox")),
             Outcome::PermanentFailure("5.1.1 no mailbox".into())
         );
+        // The code comes from the typed refusal, never from the text.
+        let refused =
+            |code, reason, enhanced| mailbus_proto::refusal::status(code, "mailbox full: storage", reason, enhanced);
+        use mailbus_proto::v1::Reason;
         assert_eq!(
-            classify(&tonic::Status::failed_precondition("5.2.2 mailbox full: storage quota exceeded")),
-            Outcome::PermanentFailure("5.2.2 mailbox full: storage quota exceeded".into())
+            classify(&refused(Code::FailedPrecondition, Reason::OverQuotaPermanent, "5.2.2")),
+            Outcome::PermanentFailure("5.2.2 mailbox full: storage".into())
         );
         assert_eq!(
-            classify(&tonic::Status::resource_exhausted("4.2.2 mailbox full")),
-            Outcome::TemporaryFailure("4.2.2 mailbox full".into())
+            classify(&refused(Code::ResourceExhausted, Reason::OverQuotaTemporary, "4.2.2")),
+            Outcome::TemporaryFailure("4.2.2 mailbox full: storage".into())
         );
-        // A code of the wrong class is text, not a code.
         assert_eq!(
-            classify(&tonic::Status::failed_precondition("4.2.2 odd")),
-            Outcome::PermanentFailure("5.2.0 4.2.2 odd".into())
+            classify(&tonic::Status::failed_precondition("5.7.1 looks like a code")),
+            Outcome::PermanentFailure("5.2.0 5.7.1 looks like a code".into())
+        );
+        // A named code of the wrong class is not used.
+        assert_eq!(
+            classify(&refused(Code::FailedPrecondition, Reason::OverQuotaTemporary, "4.2.2")),
+            Outcome::PermanentFailure("5.2.0 mailbox full: storage".into())
         );
         assert!(!Outcome::TemporaryFailure(String::new()).is_final());
         assert!(Outcome::PermanentFailure(String::new()).is_final());

@@ -89,10 +89,11 @@ async fn the_sieve_service_checks_scripts_keeps_one_active_and_enforces_the_quot
     // A third script is over MAXSCRIPTS; replacing one of the two is not.
     let third = sieve.put_script(put("three", "keep;")).await.unwrap_err();
     assert_eq!(third.code(), tonic::Code::ResourceExhausted);
-    assert!(third.message().starts_with("maxscripts"), "{}", third.message());
+    assert_eq!(mailbus_proto::refusal::reason(&third), pb::Reason::TooManyScripts, "{third:?}");
     sieve.put_script(put("two", "stop;")).await.expect("replacing fits");
     let too_big = sieve.put_script(put("one", &format!("# {}\nkeep;", "x".repeat(1100)))).await.unwrap_err();
-    assert!(too_big.message().starts_with("maxsize"), "{}", too_big.message());
+    assert_eq!(too_big.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(mailbus_proto::refusal::reason(&too_big), pb::Reason::ScriptTooLarge, "{too_big:?}");
     let space = |name: &str, size: u64| pb::SieveSpace { account_id: ann, name: name.into(), size };
     assert!(sieve.have_space(space("one", 1000)).await.unwrap().into_inner().fits);
     let answer = sieve.have_space(space("three", 10)).await.unwrap().into_inner();
@@ -106,6 +107,7 @@ async fn the_sieve_service_checks_scripts_keeps_one_active_and_enforces_the_quot
     assert_eq!(active, [("one", false), ("two", true)]);
     let refused = sieve.delete_script(named("two")).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(mailbus_proto::refusal::reason(&refused), pb::Reason::ActiveScript, "{refused:?}");
     let rename = pb::SieveRename { account_id: ann, old_name: "two".into(), new_name: "one".into() };
     assert_eq!(sieve.rename_script(rename).await.unwrap_err().code(), tonic::Code::AlreadyExists);
     let rename = pb::SieveRename { account_id: ann, old_name: "two".into(), new_name: "rules".into() };

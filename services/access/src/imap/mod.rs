@@ -404,17 +404,19 @@ fn bad_charset(tag: Tag<'static>) -> Status<'static> {
 }
 
 fn refusal(tag: Tag<'static>, status: &tonic::Status) -> Status<'static> {
+    use mailbus_proto::v1::Reason;
     use tonic::Code as G;
     let message = status.message();
-    let code = match status.code() {
-        G::NotFound => Some(other_code("NONEXISTENT")),
-        G::AlreadyExists => Some(other_code("ALREADYEXISTS")),
-        G::ResourceExhausted => Some(Code::OverQuota),
-        G::FailedPrecondition if message.starts_with("[HASCHILDREN]") => Some(other_code("HASCHILDREN")),
-        G::FailedPrecondition | G::InvalidArgument => Some(other_code("CANNOT")),
+    let code = match (mailbus_proto::refusal::reason(status), status.code()) {
+        (Reason::HasChildren, _) => Some(other_code("HASCHILDREN")),
+        (Reason::Nonexistent, _) | (_, G::NotFound) => Some(other_code("NONEXISTENT")),
+        (Reason::AlreadyExists, _) | (_, G::AlreadyExists) => Some(other_code("ALREADYEXISTS")),
+        (Reason::OverQuotaTemporary | Reason::OverQuotaPermanent, _) | (_, G::ResourceExhausted) => {
+            Some(Code::OverQuota)
+        }
+        (_, G::FailedPrecondition | G::InvalidArgument) => Some(other_code("CANNOT")),
         _ => Some(other_code("UNAVAILABLE")),
     };
-    let message = message.trim_start_matches("[HASCHILDREN] ");
     let message = if matches!(status.code(), G::Unavailable | G::Internal | G::Unknown | G::DeadlineExceeded) {
         "the mail store is unavailable, try again"
     } else {

@@ -4,7 +4,8 @@
 //! codes are the contract's (sieve.proto).
 
 use mailbus_address::AccountId;
-use mailbus_proto::v1::{self as pb, sieve_server::Sieve};
+use mailbus_proto::refusal;
+use mailbus_proto::v1::{self as pb, Reason, sieve_server::Sieve};
 use tonic::{Request, Response, Status};
 
 use crate::error::invalid;
@@ -130,7 +131,11 @@ fn no_room(reason: NoRoom) -> Status {
         NoRoom::MaxScripts => "the account has as many scripts as it may have",
         NoRoom::MaxSize => "the script is larger than the limit",
     };
-    Status::resource_exhausted(format!("{}: {text}", reason.reason()))
+    let reason = match reason {
+        NoRoom::MaxScripts => Reason::TooManyScripts,
+        NoRoom::MaxSize => Reason::ScriptTooLarge,
+    };
+    refusal::status(tonic::Code::ResourceExhausted, text, reason, "")
 }
 
 fn info(script: ScriptInfo) -> pb::SieveScriptInfo {

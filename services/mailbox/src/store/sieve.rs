@@ -183,7 +183,7 @@ pub async fn delete(pool: &PgPool, account: AccountId, name: &str) -> Result<(),
     }
     // Nothing deleted: either there is no such script or it is the active one.
     get(pool, account, name).await?;
-    Err(MailboxError::FailedPrecondition(format!("[ACTIVE] script {name:?} is active")))
+    Err(MailboxError::ActiveScript(name.to_owned()))
 }
 
 /// Renames a script, keeping its content and active flag (RFC 5804 §2.11.1).

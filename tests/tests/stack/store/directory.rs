@@ -174,11 +174,12 @@ async fn a_full_mailbox_refuses_with_5_2_2_and_takes_mail_again_once_there_is_ro
     stack.deliver("q2", "erin@example.org", &body).await.unwrap();
     let full = stack.deliver("q3", "erin@example.org", &body).await.unwrap_err();
     assert_eq!(full.code(), Code::FailedPrecondition, "{full:?}");
-    assert!(full.message().starts_with("5.2.2 mailbox full: message quota exceeded (2 of 2 messages)"), "{full:?}");
+    assert_eq!(refused_as(&full), (pb::Reason::OverQuotaPermanent, "5.2.2".to_owned()), "{full:?}");
+    assert!(full.message().starts_with("mailbox full: message quota exceeded (2 of 2 messages)"), "{full:?}");
 
     // Through an alias, the account with room gets its copy; the retry later fills in only the other.
     let partly = stack.deliver("q4", "both@example.org", &body).await.unwrap_err();
-    assert!(partly.message().starts_with("5.2.2"), "{partly:?}");
+    assert_eq!(refused_as(&partly), (pb::Reason::OverQuotaPermanent, "5.2.2".to_owned()), "{partly:?}");
     assert_eq!(stack.inbox_uids(fred).await, [1]);
 
     // The usage is what the account holds; expunging makes room.
@@ -203,7 +204,8 @@ async fn a_full_mailbox_refuses_with_5_2_2_and_takes_mail_again_once_there_is_ro
     let account = update(&stack, bytes_only).await;
     assert_eq!((account.quota_messages, account.message_count), (None, 2));
     let full = stack.deliver("q5", "erin@example.org", &body).await.unwrap_err();
-    assert!(full.message().starts_with("5.2.2 mailbox full: storage quota exceeded"), "{full:?}");
+    assert_eq!(refused_as(&full), (pb::Reason::OverQuotaPermanent, "5.2.2".to_owned()), "{full:?}");
+    assert!(full.message().starts_with("mailbox full: storage quota exceeded"), "{full:?}");
     stack.stop().await;
 }
 
@@ -218,7 +220,8 @@ async fn with_quota_full_defer_a_full_mailbox_is_a_temporary_4_2_2() {
     stack.deliver("q1", "gus@example.org", &body).await.unwrap();
     let full = stack.deliver("q2", "gus@example.org", &body).await.unwrap_err();
     assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
-    assert!(full.message().starts_with("4.2.2 mailbox full"), "{full:?}");
+    assert_eq!(refused_as(&full), (pb::Reason::OverQuotaTemporary, "4.2.2".to_owned()), "{full:?}");
+    assert!(full.message().starts_with("mailbox full"), "{full:?}");
     stack.stop().await;
 }
 
@@ -290,4 +293,10 @@ async fn an_alias_target_in_another_domain_is_a_forward_kept_as_written() {
     stack.directory().await.remove_alias(request).await.unwrap();
     assert_eq!(resolve(&stack, "out@example.org").await.0, RecipientKind::UnknownUser);
     stack.stop().await;
+}
+
+/// The typed refusal a status carries: its reason and the RFC 3463 code it names.
+fn refused_as(status: &tonic::Status) -> (pb::Reason, String) {
+    let refusal = mailbus_proto::refusal::of(status).expect("a typed refusal in the status details");
+    (refusal.reason(), refusal.enhanced_code)
 }

@@ -142,7 +142,7 @@ async fn delete_refuses_inbox_and_parents_frees_the_octets_and_a_new_mailbox_of_
     create(&stack, id, "A/B").await.unwrap();
     let refused = delete(&stack, id, "A").await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(refused.message().starts_with("[HASCHILDREN]"), "{refused:?}");
+    assert_eq!(mailbus_proto::refusal::reason(&refused), pb::Reason::HasChildren, "{refused:?}");
     assert_eq!(delete(&stack, id, "INBOX").await.unwrap_err().code(), Code::FailedPrecondition);
     assert_eq!(delete(&stack, id, "Nope").await.unwrap_err().code(), Code::NotFound);
 
