@@ -26,7 +26,8 @@ pub struct Upstream {
 /// One configured URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
-    pub(crate) uri: Uri,
+    /// As configured.
+    pub(crate) url: String,
     pub(crate) host: Host,
     pub(crate) port: u16,
 }
@@ -87,7 +88,7 @@ impl FromStr for Upstream {
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self.targets.iter().map(|t| t.uri.to_string()).collect();
+        let urls: Vec<&str> = self.targets.iter().map(|t| t.url.as_str()).collect();
         f.write_str(&urls.join(","))
     }
 }
@@ -109,7 +110,7 @@ impl Target {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Name(host.to_owned()),
         };
-        Ok(Target { uri, host, port })
+        Ok(Target { url: url.to_owned(), host, port })
     }
 }
 

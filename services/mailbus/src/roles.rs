@@ -88,7 +88,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         authserv_id: authserv_id(s)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
-        mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
+        mailbox_url: s.upstream(MAILBUS_MAILBOX_URL)?,
         grpc_listen: s.get(MAILBUS_RELAY_GRPC_LISTEN)?,
         metrics_listen: s.get(MAILBUS_RELAY_METRICS_LISTEN)?,
         ack_wait: s.get(MAILBUS_RELAY_ACK_WAIT_SECS)?,
@@ -105,7 +105,7 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
         hostname: s.get(MAILBUS_HOSTNAME)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
-        mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
+        mailbox_url: s.upstream(MAILBUS_MAILBOX_URL)?,
         listeners: Listeners {
             mx: s.get(MAILBUS_SMTP_LISTEN)?,
             submission: s.get(MAILBUS_SUBMISSION_LISTEN)?,
@@ -212,7 +212,7 @@ pub fn access_config(s: &Settings, tls: ServerTls) -> anyhow::Result<AccessConfi
     Ok(AccessConfig {
         tls,
         hostname: s.get(MAILBUS_HOSTNAME)?,
-        mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
+        mailbox_url: s.upstream(MAILBUS_MAILBOX_URL)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
         grpc_listen: s.get(MAILBUS_ACCESS_GRPC_LISTEN)?,
@@ -266,7 +266,7 @@ pub fn http_config(s: &Settings, tls: ServerTls) -> anyhow::Result<HttpConfig> {
     Ok(HttpConfig {
         tls,
         hostname: s.get(MAILBUS_HOSTNAME)?,
-        mailbox_url: s.get(MAILBUS_MAILBOX_URL)?,
+        mailbox_url: s.upstream(MAILBUS_MAILBOX_URL)?,
         nats_url: s.get(NATS_URL)?,
         names: s.get(MAILBUS_NATS_PREFIX)?,
         listen: s.get(MAILBUS_HTTP_LISTEN)?,
