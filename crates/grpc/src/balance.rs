@@ -315,4 +315,56 @@ mod tests {
         assert_eq!(channel.replicas().0, [b], "A is out of rotation");
         assert!(served_b.load(Ordering::SeqCst) >= b_before + 20);
     }
+
+    #[tokio::test]
+    async fn a_name_is_resolved_before_the_first_call() {
+        let stop = CancellationToken::new();
+        let (a, served, _server) = replica(stop.clone()).await;
+        let upstream = Upstream::parse(&format!("http://localhost:{}", a.port())).unwrap();
+        let channel = Balanced::new(&upstream, crate::replica_endpoint);
+        assert!(check(&channel).await);
+        assert!(channel.replicas().1.contains(&a), "{:?}", channel.replicas());
+        assert!(served.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn replicas_join_and_leave_as_the_answer_changes() {
+        let stop = CancellationToken::new();
+        let ((a, _, _server_a), (b, served_b, _server_b)) = (replica(stop.clone()).await, replica(stop.clone()).await);
+        let channel = Balanced::new(&Upstream::parse(&format!("http://{a}")).unwrap(), crate::replica_endpoint);
+        assert!(check(&channel).await);
+        assert_eq!(served_b.load(Ordering::SeqCst), 0);
+
+        channel.pool.set_addrs(&[a, b].into());
+        for _ in 0..10 {
+            assert!(check(&channel).await);
+        }
+        let joined = served_b.load(Ordering::SeqCst);
+        assert!(joined >= 4, "B served {joined} of 10 after joining");
+
+        channel.pool.set_addrs(&[b].into());
+        assert_eq!(channel.replicas().1, [b]);
+        for _ in 0..10 {
+            assert!(check(&channel).await);
+        }
+        assert!(served_b.load(Ordering::SeqCst) >= joined + 10, "every call went to B once A left");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_reached_a_dead_replica_goes_to_another_whatever_its_method() {
+        let stop = CancellationToken::new();
+        let (b, _, _server) = replica(stop.clone()).await;
+        // Nothing listens here: connections are refused before any request byte is read.
+        let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let upstream = Upstream::parse(&format!("http://{dead},http://{b}")).unwrap();
+        let channel = Balanced::new(&upstream, crate::replica_endpoint);
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        for n in 0..4 {
+            // Back in rotation each time, so that calls meet it.
+            channel.pool.lock().iter().for_each(|r| r.up.store(true, Ordering::Relaxed));
+            // Watch is not idempotent by the list; it is resent only because no replica read it.
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            assert!(health.watch(request).await.is_ok(), "watch {n}");
+        }
+    }
 }
