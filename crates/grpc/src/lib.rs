@@ -2,8 +2,16 @@
 //!
 //! - [`serve`] runs a tonic server with `grpc.health.v1`, reflection, and a span per request whose
 //!   parent is the caller's trace (W3C `traceparent` in the request metadata).
-//! - [`connect`] builds a lazily connecting client channel that injects the current trace into every
-//!   request.
+//! - [`connect`] builds a client channel that balances over every replica of the role it calls
+//!   ([`balance`]), resolving its names again as replicas come and go, sends a failed call again where
+//!   that is safe ([`retry`]), and injects the current trace into every request.
+//! - Served and failed calls are counted per method (`mailbus_grpc_server_calls_total`,
+//!   `mailbus_grpc_client_errors_total`, `mailbus_grpc_client_retries_total`).
+
+pub mod balance;
+pub mod retry;
+mod tape;
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -15,13 +23,16 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Endpoint, Server};
 use tonic_health::ServingStatus;
+
+pub use balance::Balanced;
+pub use upstream::Upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
-    #[error("invalid gRPC endpoint {url:?}: {source}")]
-    Endpoint { url: String, source: tonic::transport::Error },
+    #[error("invalid gRPC upstream {text:?}: {reason} (expected http://host:port, comma-separated)")]
+    Upstream { text: String, reason: &'static str },
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
@@ -46,6 +57,7 @@ pub async fn serve(
         .build_v1()?;
     Server::builder()
         .trace_fn(request_span)
+        .layer(tower::layer::layer_fn(CountServed))
         .add_routes(routes)
         .add_service(health)
         .add_service(reflection)
@@ -84,14 +96,26 @@ impl Extractor for HeaderCarrier<'_> {
     }
 }
 
-/// A client channel whose requests carry the caller's trace, and whose failed calls are counted.
-pub type TracedChannel = CountErrors<InterceptedService<Channel, InjectTrace>>;
+/// A client channel balancing over a role's replicas, whose requests carry the caller's trace, and whose
+/// failed calls are counted.
+pub type TracedChannel = CountErrors<InterceptedService<Balanced, InjectTrace>>;
 
-/// Builds a channel to `url` (`http://host:port`). It connects on first use and reconnects by itself, so
-/// a role can start before the service it calls.
+/// Builds a channel to the replicas at `url` (`http://host:port`, or several comma-separated), names
+/// resolved again every [`upstream::DEFAULT_RESOLVE_EVERY`]. It connects on first use and reconnects
+/// by itself, so a role can start before the service it calls.
 pub fn connect(url: &str) -> Result<TracedChannel, GrpcError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|source| GrpcError::Endpoint { url: url.to_owned(), source })?
+    Ok(connect_upstream(&url.parse()?))
+}
+
+/// Builds a channel to `upstream`'s replicas. Needs a tokio runtime: it spawns the task that resolves
+/// and probes them.
+pub fn connect_upstream(upstream: &Upstream) -> TracedChannel {
+    CountErrors(InterceptedService::new(Balanced::new(upstream, replica_endpoint), InjectTrace))
+}
+
+/// How every replica is reached.
+pub(crate) fn replica_endpoint(addr: std::net::SocketAddr) -> Endpoint {
+    Endpoint::from(http::Uri::try_from(format!("http://{addr}")).expect("a socket address makes a valid URI"))
         .connect_timeout(Duration::from_secs(5))
         // No call may hang a session or hold a queue message forever; a 50 MB body streams well within it.
         .timeout(Duration::from_secs(60))
@@ -99,17 +123,52 @@ pub fn connect(url: &str) -> Result<TracedChannel, GrpcError> {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
-        .tcp_nodelay(true);
-    Ok(CountErrors(InterceptedService::new(endpoint.connect_lazy(), InjectTrace)))
+        .tcp_nodelay(true)
 }
 
 /// Whether the server behind `channel` reports `SERVING` for `service` (the empty name asks about the
 /// server as a whole), within five seconds. Roles use it for their own readiness.
 pub async fn is_serving(channel: TracedChannel, service: &str) -> bool {
+    health_check(channel, service, Duration::from_secs(5)).await
+}
+
+/// Whether the server behind `channel` answers `SERVING` for `service` within `limit`.
+pub(crate) async fn health_check<S>(channel: S, service: &str, limit: Duration) -> bool
+where
+    S: tonic::client::GrpcService<tonic::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <S::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
-    let reply = tokio::time::timeout(Duration::from_secs(5), health.check(request)).await;
+    let reply = tokio::time::timeout(limit, health.check(request)).await;
     matches!(reply, Ok(Ok(reply)) if reply.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving)
+}
+
+/// Counts each call a server receives (`mailbus_grpc_server_calls_total`, by service and method), so
+/// each replica's own `/metrics` shows the share of the load it served.
+#[derive(Debug, Clone)]
+pub struct CountServed<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for CountServed<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().trim_start_matches('/');
+        let (service, method) = path.split_once('/').unwrap_or((path, ""));
+        mailbus_telemetry::metrics::grpc_server_call(service, method);
+        self.0.call(request)
+    }
 }
 
 /// Counts each call that fails (`mailbus_grpc_client_errors_total`): one whose response carries a

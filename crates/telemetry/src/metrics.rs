@@ -1,8 +1,10 @@
-//! Metric pieces every role shares: the latency buckets, and the process-wide counts of failed calls to
-//! the other services (gRPC) and to NATS, which the transports record wherever a role uses them.
+//! Metric pieces every role shares: the latency buckets, and the process-wide counts of calls served
+//! (gRPC) and of failed or repeated calls to the other services (gRPC) and to NATS, which the transports
+//! record wherever a role uses them.
 //!
 //! The process-wide counts live in one registry per process, without a role prefix
-//! (`mailbus_grpc_client_errors_total`, `mailbus_nats_client_errors_total`). When several roles share a
+//! (`mailbus_grpc_client_errors_total`, `mailbus_grpc_client_retries_total`,
+//! `mailbus_grpc_server_calls_total`, `mailbus_nats_client_errors_total`). When several roles share a
 //! process (`mailbus dev`, or several roles named on one command line) only the first role's `/metrics`
 //! shows them, so a scrape of every endpoint counts each failure once; when that endpoint stops, the
 //! next one to start takes them over.
@@ -25,6 +27,8 @@ pub fn latency_histogram() -> Histogram {
 struct ProcessMetrics {
     registry: Registry,
     grpc_client_errors: Family<Labels, Counter>,
+    grpc_client_retries: Family<Labels, Counter>,
+    grpc_server_calls: Family<Labels, Counter>,
     nats_client_errors: Family<Labels, Counter>,
     claimed: AtomicBool,
 }
@@ -37,6 +41,18 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
         "gRPC calls this process made that failed, by service, method and status code",
         grpc_client_errors.clone(),
     );
+    let grpc_client_retries = Family::<Labels, Counter>::default();
+    registry.register(
+        "grpc_client_retries",
+        "gRPC calls this process sent again to another replica after the first failed, by service and method",
+        grpc_client_retries.clone(),
+    );
+    let grpc_server_calls = Family::<Labels, Counter>::default();
+    registry.register(
+        "grpc_server_calls",
+        "gRPC calls this process received, by service and method",
+        grpc_server_calls.clone(),
+    );
     let nats_client_errors = Family::<Labels, Counter>::default();
     registry.register(
         "nats_client_errors",
@@ -47,7 +63,14 @@ static PROCESS: LazyLock<ProcessMetrics> = LazyLock::new(|| {
     for operation in NatsOperation::ALL {
         drop(nats_client_errors.get_or_create(&vec![("operation", operation.label().to_owned())]));
     }
-    ProcessMetrics { registry, grpc_client_errors, nats_client_errors, claimed: AtomicBool::new(false) }
+    ProcessMetrics {
+        registry,
+        grpc_client_errors,
+        grpc_client_retries,
+        grpc_server_calls,
+        nats_client_errors,
+        claimed: AtomicBool::new(false),
+    }
 });
 
 /// Counts a failed gRPC call: `code` is the status code's name (`Unavailable`, …).
@@ -55,6 +78,18 @@ pub fn grpc_client_error(service: &str, method: &str, code: &str) {
     let labels =
         vec![("rpc_service", service.to_owned()), ("rpc_method", method.to_owned()), ("code", code.to_owned())];
     PROCESS.grpc_client_errors.get_or_create(&labels).inc();
+}
+
+/// Counts a gRPC call sent again to another replica after its first attempt failed.
+pub fn grpc_client_retry(service: &str, method: &str) {
+    let labels = vec![("rpc_service", service.to_owned()), ("rpc_method", method.to_owned())];
+    PROCESS.grpc_client_retries.get_or_create(&labels).inc();
+}
+
+/// Counts a gRPC call this process received.
+pub fn grpc_server_call(service: &str, method: &str) {
+    let labels = vec![("rpc_service", service.to_owned()), ("rpc_method", method.to_owned())];
+    PROCESS.grpc_server_calls.get_or_create(&labels).inc();
 }
 
 /// What a role asked of NATS, as the client-error count labels it.

@@ -44,7 +44,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct AccessConfig {
     pub hostname: String,
-    pub mailbox_url: String,
+    pub mailbox_url: mailbus_grpc::Upstream,
     pub nats_url: String,
     pub names: Names,
     pub grpc_listen: SocketAddr,
@@ -138,7 +138,7 @@ pub struct Access {
 }
 
 pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
-    let mailbox = mailbus_grpc::connect(&config.mailbox_url)?;
+    let mailbox = mailbus_grpc::connect_upstream(&config.mailbox_url);
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-access").await?;
     let jetstream = async_nats::jetstream::new(nats.clone());
     let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.pop3.lock_ttl).await?;

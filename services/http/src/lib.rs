@@ -96,7 +96,7 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub hostname: String,
-    pub mailbox_url: String,
+    pub mailbox_url: mailbus_grpc::Upstream,
     pub nats_url: String,
     pub names: Names,
     /// Plain HTTP.
@@ -168,7 +168,7 @@ pub struct Http {
 }
 
 pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
-    let mailbox = mailbus_grpc::connect(&config.mailbox_url)?;
+    let mailbox = mailbus_grpc::connect_upstream(&config.mailbox_url);
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-http").await?;
     let mut jetstream = async_nats::jetstream::new(nats.clone());
     jetstream.set_timeout(config.nats_timeout);

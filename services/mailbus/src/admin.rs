@@ -219,8 +219,8 @@ pub const EXIT_EXISTS: u8 = 3;
 pub struct AlreadyExists(String);
 
 pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<()> {
-    let url = settings.get(MAILBUS_MAILBOX_URL)?;
-    let mut directory = DirectoryClient::new(mailbus_grpc::connect(&url)?);
+    let url = settings.upstream(MAILBUS_MAILBOX_URL)?;
+    let mut directory = DirectoryClient::new(mailbus_grpc::connect_upstream(&url));
     match command {
         AdminCommand::Domain(DomainCommand::Add { name }) => {
             let domain = directory.add_domain(pb::AddDomainRequest { name }).await.map_err(status_error)?.into_inner();
@@ -366,9 +366,9 @@ async fn async_nats_connect(url: &str) -> anyhow::Result<mailbus_jetstream::asyn
         .with_context(|| format!("connecting to NATS at {url}"))
 }
 
-async fn dkim(command: DkimCommand, url: &str) -> anyhow::Result<()> {
+async fn dkim(command: DkimCommand, url: &mailbus_grpc::Upstream) -> anyhow::Result<()> {
     use pb::dkim_keys_client::DkimKeysClient;
-    let mut keys = DkimKeysClient::new(mailbus_grpc::connect(url)?);
+    let mut keys = DkimKeysClient::new(mailbus_grpc::connect_upstream(url));
     let state = |domain: String, selector: String, state: pb::DkimKeyState| pb::SetDkimKeyStateRequest {
         domain,
         selector,
@@ -446,7 +446,7 @@ fn zone_line(key: &pb::DkimKey) -> String {
 
 async fn queue(command: QueueCommand, settings: &Settings) -> anyhow::Result<()> {
     use pb::queue_admin_client::QueueAdminClient;
-    let mut admin = QueueAdminClient::new(mailbus_grpc::connect(&settings.get(MAILBUS_RELAY_URL)?)?);
+    let mut admin = QueueAdminClient::new(mailbus_grpc::connect_upstream(&settings.upstream(MAILBUS_RELAY_URL)?));
     let (change, target) = match command {
         QueueCommand::List => return print_queue(&mut admin, String::new(), false).await,
         QueueCommand::Show { queue_id } => return print_queue(&mut admin, queue_id, true).await,

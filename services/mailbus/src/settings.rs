@@ -16,6 +16,7 @@ use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_access::DeletePolicy;
 use mailbus_address::RecipientDelimiter;
 use mailbus_dns::DnsServers;
+use mailbus_grpc::Upstream;
 use mailbus_http::CorsOrigins;
 use mailbus_jetstream::{MAX_ACK_WAIT, Names};
 use mailbus_mailbox::QuotaFull;
@@ -55,13 +56,19 @@ settings! {
         system_hostname,
         "name in the SMTP/POP3 greetings and Received: (default: the system host name)",
     );
-    MAILBUS_MAILBOX_URL: String = new(
+    MAILBUS_MAILBOX_URL: Upstream = new(
         "http://127.0.0.1:50051",
-        "gRPC address of the mailbox role, for the other roles and admin",
+        "gRPC address of the mailbox role, for the other roles and admin: a name that resolves to every \
+         replica (a headless Service), or several URLs, comma-separated; calls are balanced over them",
     );
-    MAILBUS_RELAY_URL: String = new(
+    MAILBUS_RELAY_URL: Upstream = new(
         "http://127.0.0.1:50052",
-        "gRPC address of a relay role, for `mailbus admin queue`",
+        "gRPC address of the relay role, for `mailbus admin queue` (as MAILBUS_MAILBOX_URL)",
+    );
+    MAILBUS_GRPC_RESOLVE_SECS: Duration = secs(
+        "5",
+        1..=3600,
+        "how often gRPC clients resolve the names in MAILBUS_*_URL again, to follow replicas as they come and go",
     );
     MAILBUS_SMTP_LISTEN: SocketAddr = new("0.0.0.0:25", "SMTP (MX) listener: mail from the world for local domains");
     MAILBUS_SUBMISSION_LISTEN: Option<SocketAddr> = optional_addr(
@@ -682,6 +689,11 @@ impl Settings {
         }
     }
 
+    /// The gRPC upstream `setting` names, its names resolved again every MAILBUS_GRPC_RESOLVE_SECS.
+    pub fn upstream(&self, setting: Setting<Upstream>) -> anyhow::Result<Upstream> {
+        Ok(self.get(setting)?.resolving_every(self.get(MAILBUS_GRPC_RESOLVE_SECS)?))
+    }
+
     /// Whether the environment gave `setting` a value (defaults aside).
     pub fn is_set<T>(&self, setting: Setting<T>) -> bool {
         self.value(setting.name).is_some()
@@ -819,6 +831,22 @@ mod tests {
         let s = settings(&[("MAILBUS_NATS_PREFIX", "a.b")]).unwrap();
         let error = s.get(MAILBUS_NATS_PREFIX).unwrap_err().to_string();
         assert!(error.contains("MAILBUS_NATS_PREFIX"), "{error}");
+        let s = settings(&[("MAILBUS_MAILBOX_URL", "mailbox:50051")]).unwrap();
+        let error = s.get(MAILBUS_MAILBOX_URL).unwrap_err().to_string();
+        assert!(error.contains("MAILBUS_MAILBOX_URL") && error.contains("http://host:port"), "{error}");
+    }
+
+    #[test]
+    fn a_grpc_upstream_is_a_list_resolved_again_at_the_set_interval() {
+        let s = settings(&[
+            ("MAILBUS_MAILBOX_URL", "http://127.0.0.1:1,http://mailbox:2"),
+            ("MAILBUS_GRPC_RESOLVE_SECS", "7"),
+        ])
+        .unwrap();
+        let upstream = s.upstream(MAILBUS_MAILBOX_URL).unwrap();
+        assert_eq!(upstream.to_string(), "http://127.0.0.1:1,http://mailbox:2");
+        assert_eq!(upstream.resolve_every(), Duration::from_secs(7));
+        assert_eq!(settings(&[]).unwrap().upstream(MAILBUS_RELAY_URL).unwrap().resolve_every(), Duration::from_secs(5));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct RelayConfig {
     pub hostname: String,
     pub nats_url: String,
     pub names: Names,
-    pub mailbox_url: String,
+    pub mailbox_url: mailbus_grpc::Upstream,
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     /// How long a relay may hold a message unacknowledged before another replica gets it. Long
@@ -132,7 +132,7 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
         config.smtp_timeout,
         config.destination_concurrency,
     );
-    let channel = mailbus_grpc::connect(&config.mailbox_url)?;
+    let channel = mailbus_grpc::connect_upstream(&config.mailbox_url);
     let keys = keys::KeyCache::new(channel.clone(), config.dkim_key_ttl);
     let deliverer = Deliverer::new(
         queue.clone(),

@@ -71,7 +71,7 @@ pub struct SmtpConfig {
     pub hostname: String,
     pub nats_url: String,
     pub names: Names,
-    pub mailbox_url: String,
+    pub mailbox_url: mailbus_grpc::Upstream,
     pub listeners: Listeners,
     pub grpc_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
@@ -192,7 +192,10 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let bodies = BodyStorage { memory_limit: body::MEMORY_LIMIT, dir: config.spool_dir.as_path().into() };
     bodies.check().map_err(|error| StartError::SpoolDir { dir: config.spool_dir.clone(), error })?;
     let context = Arc::new(Context {
-        directory: directory::GrpcDirectory::new(mailbus_grpc::connect(&config.mailbox_url)?, config.srs.clone()),
+        directory: directory::GrpcDirectory::new(
+            mailbus_grpc::connect_upstream(&config.mailbox_url),
+            config.srs.clone(),
+        ),
         spool: spool::JetStreamSpool::new(queue, config.policy.max_message_size),
         tls: config.tls.clone(),
         timeouts: config.timeouts,

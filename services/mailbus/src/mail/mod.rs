@@ -185,7 +185,7 @@ impl Source {
 }
 
 pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()> {
-    let channel = mailbus_grpc::connect(&settings.get(MAILBUS_MAILBOX_URL)?)?;
+    let channel = mailbus_grpc::connect_upstream(&settings.upstream(MAILBUS_MAILBOX_URL)?);
     let mut directory = DirectoryClient::new(channel.clone());
     let mut mailbox = MailboxClient::new(channel);
     match command {
