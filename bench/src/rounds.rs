@@ -37,7 +37,8 @@ pub fn print_table(title: &str, unit: &str, series: &[&Series]) {
     let width = series.iter().map(|s| s.side.len()).max().unwrap_or(0).max(4);
     let mut header = format!("{:<width$}", "side");
     for round in 1..=rounds {
-        header.push_str(&format!(" {:>8}", format!("round {round}")));
+        let label = format!("round {round}");
+        header.push_str(&format!(" {label:>8}"));
     }
     header.push_str(&format!(" {:>8}  ({unit})", "median"));
     println!("{header}");

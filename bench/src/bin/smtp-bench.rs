@@ -19,7 +19,8 @@
 //!    runs, the one before has drained its queue. Each round's rate is printed beside the median, and
 //!    the ratios are of the medians.
 //! 2. **nats-server's fsyncs per accepted message**: one more mailbus run with strace attached to
-//!    nats-server (slower, so not among the medians).
+//!    nats-server (slower, so not among the medians) and the relay stopped until the last 250, so that
+//!    the calls of accepting and those of delivering are counted apart.
 //! 3. **End to end**, from the start of the load until the last message is readable over IMAP
 //!    (`STATUS INBOX (MESSAGES)` in a logged-in session per mailbox), `--e2e-messages` into one mailbox
 //!    and then spread over `--spread` mailboxes, in rounds: mailbus, then (with `--postfix`) Postfix
@@ -286,8 +287,10 @@ async fn acceptance(args: &Args, ours: &Mailbus, message: &Arc<[u8]>) -> anyhow:
     fsyncs_per_message(ours, &load, delivered).await
 }
 
-/// One more mailbus acceptance run with strace attached to nats-server: its fsync and fdatasync calls
-/// from the start of the load to the last 250, and on until the queue is empty, per accepted message.
+/// One more mailbus acceptance run with strace attached to nats-server and the relay stopped (SIGSTOP)
+/// until the last 250: the fsync and fdatasync calls up to then are those of accepting alone (the
+/// publishes), and those after, the relay going on until the queue is empty, those of delivering (its
+/// acknowledgements remove the messages from the work queue).
 async fn fsyncs_per_message(ours: &Mailbus, load: &Load, delivered: usize) -> anyhow::Result<()> {
     println!("\n== nats-server's fsyncs per accepted message: one more mailbus run, strace attached ==");
     let Some(pid) = ours.nats_pid else {
@@ -298,29 +301,44 @@ async fn fsyncs_per_message(ours: &Mailbus, load: &Load, delivered: usize) -> an
         println!("nats-server fsyncs per accepted message: not counted (strace not found: Debian package strace)");
         return Ok(());
     };
+    let relay = ours.stack.pid("relay").context("the relay has no pid")?;
+    signal(relay, "-STOP")?;
     let report = load.run(ours.smtp).await;
-    report.print_line("mailbus, nats-server traced (slower: not among the medians)");
+    signal(relay, "-CONT")?;
+    report.print_line("mailbus, nats-server traced, relay stopped (slower: not among the medians)");
     let drained = ours.drain(delivered + report.accepted).await?;
     let calls = trace.stop().await?;
     let (Some(last), true) = (report.last_accept, report.accepted > 0) else {
         println!("nats-server fsyncs per accepted message: not counted (nothing was accepted)");
         return Ok(());
     };
-    let accepting = count_between(&calls, report.start_wall, report.wall_clock(last));
+    let last = report.wall_clock(last);
+    let accepting = count_between(&calls, report.start_wall, last);
     let per = |calls: usize| calls as f64 / report.accepted as f64;
-    let until_delivered = match drained {
+    let delivering = match drained {
         Some(drained) => {
-            let calls = count_between(&calls, report.start_wall, report.wall_clock(drained));
-            format!("; {:.2} until every message was delivered ({calls} calls until the queue was empty)", per(calls))
+            let calls = count_between(&calls, last + Duration::from_nanos(1), report.wall_clock(drained));
+            format!(
+                "; {:.2} delivering ({calls} calls from then until the queue was empty); {:.2} in all",
+                per(calls),
+                per(accepting + calls)
+            )
         }
         None => String::new(),
     };
     println!(
-        "nats-server fsyncs per accepted message: {:.2} while accepting ({accepting} fsync and fdatasync calls \
-         from the start of the load to the last 250, {} messages){until_delivered}",
+        "nats-server fsyncs per accepted message: {:.2} accepting ({accepting} fsync and fdatasync calls from \
+         the start of the load to the last 250, the relay stopped, {} messages){delivering}",
         per(accepting),
         report.accepted
     );
+    Ok(())
+}
+
+/// Sends a signal with kill(1): `-STOP` or `-CONT`.
+fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status()?;
+    ensure!(status.success(), "kill {signal} {pid}: {status}");
     Ok(())
 }
 
