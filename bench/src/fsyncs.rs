@@ -1,6 +1,6 @@
-//! How often a process (nats-server) calls fsync or fdatasync, counted with strace attached to it: every
-//! call is written with its time stamp, so a run's calls can be told apart from those after it (the
-//! relay's deliveries and acknowledgements). Attaching with `-p` cannot use seccomp-bpf, so every
+//! How often processes (nats-server; Postfix's master and its daemons) call fsync or fdatasync, counted
+//! with strace attached to them: every call is written with its time stamp, so a run's calls can be told
+//! apart from those after it (the relay's deliveries and acknowledgements). Attaching with `-p` cannot use seccomp-bpf, so every
 //! system call of the traced process stops for strace: a traced run is slower, and its rate is not one
 //! to compare.
 
@@ -22,16 +22,17 @@ pub struct SyncTrace {
 }
 
 impl SyncTrace {
-    /// Attaches to every thread of `pid` and returns once strace said so; `None` when strace is not
-    /// installed (Debian package strace).
-    pub async fn attach(pid: u32) -> anyhow::Result<Option<SyncTrace>> {
+    /// Attaches to every thread of each of `pids`, and to the processes they fork from then on, and
+    /// returns once strace said so for each; `None` when strace is not installed (Debian package strace).
+    pub async fn attach(pids: &[u32]) -> anyhow::Result<Option<SyncTrace>> {
+        ensure!(!pids.is_empty(), "no process to trace");
         let Some(strace) = crate::installed("strace") else { return Ok(None) };
         let dir = tempfile::Builder::new().prefix("bench-strace-").tempdir()?;
         let out = dir.path().join("fsyncs.txt");
         let mut child = tokio::process::Command::new(&strace)
             .args(["-f", "-ttt", "-e", "trace=fsync,fdatasync", "-e", "signal=none", "-o"])
             .arg(&out)
-            .args(["-p", &pid.to_string()])
+            .args(pids.iter().flat_map(|pid| ["-p".to_owned(), pid.to_string()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -40,17 +41,25 @@ impl SyncTrace {
             .with_context(|| format!("starting {}", strace.display()))?;
         let mut stderr = BufReader::new(child.stderr.take().context("strace's stderr")?).lines();
         let attached = tokio::time::timeout(ATTACH_LIMIT, async {
+            // strace says "Process N attached" for each, or "attach: ptrace(...): No such process" for
+            // one that exited meanwhile (a Postfix daemon past its idle time): either settles that pid.
+            let mut settled = 0;
             while let Some(line) = stderr.next_line().await? {
-                if line.contains("attached") {
-                    return Ok(true);
+                if !line.contains("attached") {
+                    eprintln!("{line}");
                 }
-                eprintln!("{line}");
+                if line.contains("attached") || line.contains("attach:") {
+                    settled += 1;
+                    if settled == pids.len() {
+                        return Ok(true);
+                    }
+                }
             }
             anyhow::Ok(false)
         })
         .await
         .context("strace did not attach within 30 s")??;
-        ensure!(attached, "strace exited before attaching to process {pid}");
+        ensure!(attached, "strace exited before attaching to processes {pids:?}");
         // What strace says later (detaching) must not fill the pipe and stop it.
         tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
         Ok(Some(SyncTrace { strace: child, _dir: dir, out }))

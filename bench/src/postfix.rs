@@ -85,6 +85,17 @@ impl ThrowawayPostfix {
         self.dir.path().join("maillog")
     }
 
+    /// The master's pid and those of the daemons it runs now (smtpd, cleanup, qmgr, ...); empty when
+    /// the master's pid file cannot be read.
+    pub fn pids(&self) -> Vec<u32> {
+        let pid_file = self.dir.path().join("queue/pid/master.pid");
+        let Some(master) = std::fs::read_to_string(pid_file).ok().and_then(|pid| pid.trim().parse::<u32>().ok()) else {
+            return Vec::new();
+        };
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+        std::iter::once(master).chain(children.split_whitespace().filter_map(|pid| pid.parse().ok())).collect()
+    }
+
     /// Messages in the queue: files under maildrop, incoming, active and deferred.
     pub fn queued(&self) -> usize {
         let queue = self.dir.path().join("queue");

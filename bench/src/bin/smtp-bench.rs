@@ -18,9 +18,10 @@
 //!    `smtp-sink` (the loopback ceiling: it answers 250 at once and keeps nothing). Before the next side
 //!    runs, the one before has drained its queue. Each round's rate is printed beside the median, and
 //!    the ratios are of the medians.
-//! 2. **nats-server's fsyncs per accepted message**: one more mailbus run with strace attached to
-//!    nats-server (slower, so not among the medians) and the relay stopped until the last 250, so that
-//!    the calls of accepting and those of delivering are counted apart.
+//! 2. **fsyncs per accepted message**: one more mailbus run with strace attached to nats-server
+//!    (slower, so not among the medians) and the relay stopped until the last 250, so that the calls of
+//!    accepting and those of delivering are counted apart; and one more Postfix run with strace
+//!    attached to its master and daemons.
 //! 3. **End to end**, from the start of the load until the last message is readable over IMAP
 //!    (`STATUS INBOX (MESSAGES)` in a logged-in session per mailbox), `--e2e-messages` into one mailbox
 //!    and then spread over `--spread` mailboxes, in rounds: mailbus, then (with `--postfix`) Postfix
@@ -282,6 +283,9 @@ async fn acceptance(args: &Args, ours: &Mailbus, message: &Arc<[u8]>) -> anyhow:
             run_smtp_source(&tool, args, peer.addr, persistent).await?;
         }
     }
+    if let Some(peer) = &peer {
+        postfix_fsyncs_per_message(peer, &load).await?;
+    }
     drop(peer);
     drop(sink);
     fsyncs_per_message(ours, &load, delivered).await
@@ -297,9 +301,16 @@ async fn fsyncs_per_message(ours: &Mailbus, load: &Load, delivered: usize) -> an
         println!("nats-server fsyncs per accepted message: not counted (not this benchmark's nats-server)");
         return Ok(());
     };
-    let Some(trace) = SyncTrace::attach(pid).await? else {
-        println!("nats-server fsyncs per accepted message: not counted (strace not found: Debian package strace)");
-        return Ok(());
+    let trace = match SyncTrace::attach(&[pid]).await {
+        Ok(Some(trace)) => trace,
+        Ok(None) => {
+            println!("nats-server fsyncs per accepted message: not counted (strace not found: Debian package strace)");
+            return Ok(());
+        }
+        Err(error) => {
+            println!("nats-server fsyncs per accepted message: not counted ({error:#})");
+            return Ok(());
+        }
     };
     let relay = ours.stack.pid("relay").context("the relay has no pid")?;
     signal(relay, "-STOP")?;
@@ -330,6 +341,54 @@ async fn fsyncs_per_message(ours: &Mailbus, load: &Load, delivered: usize) -> an
         "nats-server fsyncs per accepted message: {:.2} accepting ({accepting} fsync and fdatasync calls from \
          the start of the load to the last 250, the relay stopped, {} messages){delivering}",
         per(accepting),
+        report.accepted
+    );
+    Ok(())
+}
+
+/// One more Postfix run of the same load with strace attached to its master and every daemon it runs
+/// (and those it forks from then on): their fsync and fdatasync calls from the start of the load to the
+/// last 250, and on until the queue is empty, per accepted message.
+async fn postfix_fsyncs_per_message(peer: &ThrowawayPostfix, load: &Load) -> anyhow::Result<()> {
+    println!("\n== Postfix's fsyncs per accepted message: one more Postfix run, strace attached ==");
+    let pids = peer.pids();
+    if pids.is_empty() {
+        println!("Postfix fsyncs per accepted message: not counted (no master pid)");
+        return Ok(());
+    }
+    let trace = match SyncTrace::attach(&pids).await {
+        Ok(Some(trace)) => trace,
+        Ok(None) => {
+            println!("Postfix fsyncs per accepted message: not counted (strace not found: Debian package strace)");
+            return Ok(());
+        }
+        Err(error) => {
+            println!("Postfix fsyncs per accepted message: not counted ({error:#})");
+            return Ok(());
+        }
+    };
+    let report = load.run(peer.addr).await;
+    report.print_line("Postfix, traced (slower: not among the medians)");
+    let emptied = peer.wait_empty(DRAIN_LIMIT).await.then(Instant::now);
+    let calls = trace.stop().await?;
+    let (Some(last), true) = (report.last_accept, report.accepted > 0) else {
+        println!("Postfix fsyncs per accepted message: not counted (nothing was accepted)");
+        return Ok(());
+    };
+    let accepting = count_between(&calls, report.start_wall, report.wall_clock(last));
+    let per = |calls: usize| calls as f64 / report.accepted as f64;
+    let in_all = match emptied {
+        Some(emptied) => {
+            let calls = count_between(&calls, report.start_wall, report.wall_clock(emptied));
+            format!("; {:.2} until the queue was empty ({calls} calls)", per(calls))
+        }
+        None => String::new(),
+    };
+    println!(
+        "Postfix fsyncs per accepted message: {:.2} accepting ({accepting} fsync and fdatasync calls of its \
+         {} processes and their children from the start of the load to the last 250, {} messages){in_all}",
+        per(accepting),
+        pids.len(),
         report.accepted
     );
     Ok(())
