@@ -21,6 +21,12 @@ use mailbus_tests::{infra, processes};
 /// The throwaway Dovecot lives in the test harness, which the tests that import from Dovecot share.
 pub use mailbus_tests::dovecot;
 
+pub mod fsyncs;
+pub mod imap_status;
+pub mod postfix;
+pub mod rounds;
+pub mod smtp_load;
+
 pub use mailbus_tests::smtp_client::{REPLY_TIMEOUT, Reply, SmtpClient};
 
 /// Longest wait for a role to become ready, or for the queue to make progress.
@@ -100,6 +106,25 @@ pub fn message_of_size(header: &str, size: usize) -> Vec<u8> {
         line_number += 1;
     }
     message
+}
+
+/// A program on PATH, or in /usr/sbin or /usr/bin (where Debian puts Postfix's tools and strace).
+pub fn installed(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name));
+    on_path.chain(["/usr/sbin", "/usr/bin"].map(|dir| Path::new(dir).join(name))).find(|p| p.is_file())
+}
+
+/// The process one of whose command-line arguments is exactly `arg` (the first found), for a server
+/// started by another library that does not say its pid.
+pub fn pid_with_arg(arg: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()).then_some(pid)
+    })
 }
 
 pub fn rate(count: usize, elapsed: Duration) -> f64 {

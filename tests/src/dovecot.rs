@@ -1,7 +1,9 @@
 //! A throwaway Dovecot (POP3 or IMAP on loopback), for the benchmarks, which measure mailbus side by
 //! side with it on the same machine and the same messages, and for the tests that import from a real
 //! Dovecot (over IMAPS and STARTTLS, with the harness's certificate). Needs root and the Debian packages
-//! dovecot-core with dovecot-pop3d or dovecot-imapd (`deploy/prerequisites` installs dovecot-imapd).
+//! dovecot-core with dovecot-pop3d or dovecot-imapd (`deploy/prerequisites` installs dovecot-imapd), and
+//! for an instance that also takes mail over LMTP (the benchmarks' Postfix → LMTP → Dovecot path)
+//! dovecot-lmtpd.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,8 @@ pub struct ThrowawayDovecot {
     pub addr: SocketAddr,
     /// With TLS: the implicit-TLS port (IMAPS or POP3S).
     pub tls_addr: Option<SocketAddr>,
+    /// With LMTP: the port its `lmtp` service listens on.
+    pub lmtp_addr: Option<SocketAddr>,
 }
 
 /// A certificate and key (PEM files) for Dovecot to serve.
@@ -95,6 +99,26 @@ impl ThrowawayDovecot {
         hashes: &[String],
         contents: &[Vec<Vec<u8>>],
         tls: Option<Tls<'_>>,
+    ) -> anyhow::Result<ThrowawayDovecot> {
+        Self::launch(protocol, users, hashes, contents, tls, None)
+    }
+
+    /// IMAP, and LMTP on a second loopback port (`lmtp_addr`) for a mail server to deliver into the
+    /// users' empty INBOXes; `settings` are appended to the configuration (`mail_fsync = never`, say).
+    pub fn start_imap_lmtp(users: &[String], hashes: &[String], settings: &str) -> anyhow::Result<ThrowawayDovecot> {
+        let daemon = "/usr/lib/dovecot/lmtp";
+        ensure!(Path::new(daemon).is_file(), "{daemon} not found (Debian package dovecot-lmtpd)");
+        let empty = vec![Vec::new(); users.len()];
+        Self::launch(Protocol::Imap, users, hashes, &empty, None, Some(settings))
+    }
+
+    fn launch(
+        protocol: Protocol,
+        users: &[String],
+        hashes: &[String],
+        contents: &[Vec<Vec<u8>>],
+        tls: Option<Tls<'_>>,
+        lmtp_settings: Option<&str>,
     ) -> anyhow::Result<ThrowawayDovecot> {
         let dir = tempfile::Builder::new().prefix("bench-dovecot-").tempdir()?;
         let root = &dir.path().to_owned();
@@ -127,15 +151,25 @@ impl ThrowawayDovecot {
             Some(_) => Some(format!("127.0.0.1:{}", free_port()?).parse()?),
             None => None,
         };
+        let lmtp = match lmtp_settings {
+            Some(settings) => Some((format!("127.0.0.1:{}", free_port()?).parse::<SocketAddr>()?, settings)),
+            None => None,
+        };
         let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, dovecot_conf(protocol, root, addr, tls.as_ref().zip(tls_addr)))?;
-        let dovecot = ThrowawayDovecot { dir, conf, addr, tls_addr };
+        let mut text = dovecot_conf(protocol, lmtp.is_some(), root, addr, tls.as_ref().zip(tls_addr));
+        if let Some((lmtp_addr, settings)) = lmtp {
+            text.push_str(&lmtp_conf(lmtp_addr, settings));
+        }
+        std::fs::write(&conf, text)?;
+        let dovecot = ThrowawayDovecot { dir, conf, addr, tls_addr, lmtp_addr: lmtp.map(|(addr, _)| addr) };
         run_checked("/usr/sbin/dovecot", &["-c", &dovecot.conf.display().to_string()])
             .with_context(|| format!("starting Dovecot; see {}", root.join("dovecot.log").display()))?;
         let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(addr).is_err() {
-            ensure!(Instant::now() < deadline, "Dovecot never listened on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
+        for addr in std::iter::once(addr).chain(dovecot.lmtp_addr) {
+            while std::net::TcpStream::connect(addr).is_err() {
+                ensure!(Instant::now() < deadline, "Dovecot never listened on {addr}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Ok(dovecot)
     }
@@ -184,7 +218,13 @@ impl Drop for ThrowawayDovecot {
 /// One protocol, on `addr` only; without TLS, plaintext logins allowed; with it, STARTTLS required
 /// there and implicit TLS on its address; passwd-file users, maildirs, no auth cache (the default), and
 /// (for POP3) an exclusive maildrop lock per session like mailbus's.
-fn dovecot_conf(protocol: Protocol, root: &Path, addr: SocketAddr, tls: Option<(&Tls<'_>, SocketAddr)>) -> String {
+fn dovecot_conf(
+    protocol: Protocol,
+    lmtp: bool,
+    root: &Path,
+    addr: SocketAddr,
+    tls: Option<(&Tls<'_>, SocketAddr)>,
+) -> String {
     let root = root.display();
     let (ip, port) = (addr.ip(), addr.port());
     let tls_port = tls.map_or(0, |(_, a)| a.port());
@@ -201,8 +241,9 @@ fn dovecot_conf(protocol: Protocol, root: &Path, addr: SocketAddr, tls: Option<(
         ),
     };
     let name = protocol.name();
+    let protocols = if lmtp { format!("{name} lmtp") } else { name.to_owned() };
     format!(
-        "protocols = {name}
+        "protocols = {protocols}
 listen = {ip}
 base_dir = {root}/base
 state_dir = {root}/state
@@ -253,6 +294,23 @@ service imap-login {{
     port = {imaps_port}
   }}
 }}
+"
+    )
+}
+
+/// Appended to an instance's configuration that has `lmtp` among its protocols: its service listening on `addr` only, delivering as the passwd-file user (RFC 2033 `RCPT TO` is the full address,
+/// as the passwd-file names users), then `settings`.
+fn lmtp_conf(addr: SocketAddr, settings: &str) -> String {
+    let (ip, port) = (addr.ip(), addr.port());
+    format!(
+        "postmaster_address = postmaster@localhost
+service lmtp {{
+  inet_listener lmtp {{
+    address = {ip}
+    port = {port}
+  }}
+}}
+{settings}
 "
     )
 }
