@@ -281,9 +281,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "WITH b AS (SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = $1 AND name = 'INBOX'),
          copies AS (
             INSERT INTO messages (account_id, content, size, internal_date, structure, sent_at, header_names,
-                                  header_values, body_text, header_size)
+                                  header_values, search_header, search_body, header_size)
             SELECT account_id, content, size, internal_date - make_interval(days => g), structure, sent_at,
-                   header_names, header_values, body_text, header_size
+                   header_names, header_values, search_header, search_body, header_size
               FROM messages m, generate_series(1, $2) g
              WHERE m.account_id = $1
             RETURNING id),

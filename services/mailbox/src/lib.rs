@@ -8,7 +8,8 @@
 //!
 //! Where things are: `rpc` is the gRPC edge (proto types in and out, no SQL); `store` is the store layer,
 //! where the SQL is (`jmap` keeps the queries of JMAP's own tables beside its methods). Beside them:
-//! `mime` parses a message once, `sections` cuts FETCH body sections from the stored octets, `flags` and
+//! `mime` parses a message once, `search_text` makes the decoded, case-folded text SEARCH matches substrings
+//! in, `sections` cuts FETCH body sections from the stored octets, `flags` and
 //! `list_pattern` are the rules for flags and LIST patterns, `password` hashes credentials, `events`
 //! publishes changes on NATS, and `error` maps every error to a gRPC status. Identifiers are
 //! `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`, and inside the store
@@ -24,6 +25,7 @@ mod list_pattern;
 mod mime;
 mod password;
 mod rpc;
+mod search_text;
 mod sections;
 mod store;
 
@@ -183,6 +185,11 @@ impl Mailbox {
                 Ok(0) => {}
                 Ok(filled) => tracing::info!(filled, "hasAttachment filled for messages parsed before it existed"),
                 Err(error) => tracing::warn!(%error, "hasAttachment backfill stopped; it resumes at the next start"),
+            }
+            match store::parsed::backfill_search_text(&pool).await {
+                Ok(0) => {}
+                Ok(filled) => tracing::info!(filled, "searchable text made for messages stored before it existed"),
+                Err(error) => tracing::warn!(%error, "search text backfill stopped; it resumes at the next start"),
             }
         });
         let routes = Routes::new(DirectoryServer::new(self.service.clone()))

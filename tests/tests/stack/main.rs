@@ -25,6 +25,7 @@ mod ops;
 mod pop3;
 mod rate_limits;
 mod relay;
+mod search;
 mod sender_auth;
 mod sieve;
 mod smtp;
