@@ -11,7 +11,10 @@
 //!    1,000 envelopes, and a header fetch of all M (flags and BODY.PEEK[HEADER.FIELDS (From To Cc
 //!    Subject Date Message-ID)], as a mail client's first sync asks).
 //! 4. That mailbox grown to S messages by copying its rows in SQL (the store's own columns, parsed
-//!    structure and text-search vector included), then `Search` with several keys.
+//!    structure and searchable text included), then `Search` with several keys, BODY and TEXT substrings
+//!    among them.
+//!
+//! `--only deliveries` runs steps 1 and 2; `--only search` fills the mailbox of step 3 and runs step 4.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +53,19 @@ struct Args {
     /// Size of each message, in octets.
     #[arg(long, default_value_t = 4096)]
     size: usize,
+    /// Run only the delivery runs (steps 1 and 2), or only fill the mailbox and search it (step 3's
+    /// filling, and step 4).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// The mailbox role's MAILBUS_DELIVERY_BATCH (1: each delivery its own transaction).
+    #[arg(long)]
+    delivery_batch: Option<usize>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Only {
+    Deliveries,
+    Search,
 }
 
 #[tokio::main]
@@ -169,19 +185,11 @@ async fn fetch_all(client: &mut MailboxClient<Channel>, request: pb::FetchReques
     Ok((messages, octets))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    bench::print_setting(&format!(
-        "mailbox role as a process; {} deliveries of {} octets, {} at a time; {} accounts; SELECT/FETCH over {}, SEARCH over {} messages",
-        args.deliveries, args.size, args.concurrency, args.accounts, args.mailbox, args.search
-    ));
-    let stack = Stack::start(&args.mailbus, &["mailbox"], &[]).await?;
-    let mut directory = stack.directory().await?;
-    directory.add_domain(pb::AddDomainRequest { name: DOMAIN.into() }).await.context("AddDomain")?;
+/// Steps 1 and 2: deliveries into one mailbox, then spread over many accounts.
+async fn delivery_runs(stack: &Stack, args: &Args) -> anyhow::Result<()> {
+    let directory = stack.directory().await?;
     let add = |address: String| pb::AddAccountRequest { address, password: "bench".into() };
-    let one = directory.add_account(add(format!("one@{DOMAIN}"))).await?.into_inner().id;
-    let big = directory.add_account(add(format!("big@{DOMAIN}"))).await?.into_inner().id;
-
-    deliveries(&stack, "deliver, one mailbox", args.deliveries, args.concurrency, args.size, |_| {
+    deliveries(stack, "deliver, one mailbox", args.deliveries, args.concurrency, args.size, |_| {
         format!("one@{DOMAIN}")
     })
     .await?;
@@ -205,7 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let names = Arc::new(names);
     deliveries(
-        &stack,
+        stack,
         &format!("deliver, spread over {} accounts", args.accounts),
         args.deliveries,
         args.concurrency,
@@ -217,16 +225,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
 
-    deliveries(
-        &stack,
-        &format!("(filling a mailbox of {})", args.mailbox),
-        args.mailbox,
-        args.concurrency,
-        args.size,
-        |_| format!("big@{DOMAIN}"),
-    )
-    .await?;
-    let mut client = mailbox_client(&stack).await?;
+    Ok(())
+}
+
+/// Step 3's reads of the filled mailbox: SELECT, FETCH of envelopes, FETCH of every header.
+async fn reads(client: &MailboxClient<Channel>, big: i64, args: &Args) -> anyhow::Result<()> {
     let select = pb::SelectRequest { account_id: big, mailbox: "INBOX".into(), claim_recent: true };
     timed(&format!("SELECT of {} messages", args.mailbox), 20, || {
         let (mut client, select) = (client.clone(), select.clone());
@@ -236,7 +239,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     })
     .await?;
-    let uids: Vec<u32> = client.select(select.clone()).await?.into_inner().uids;
+    let uids: Vec<u32> = client.clone().select(select.clone()).await?.into_inner().uids;
     let envelopes = pb::FetchRequest {
         account_id: big,
         mailbox: "INBOX".into(),
@@ -272,8 +275,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await?;
 
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    bench::print_setting(&format!(
+        "mailbox role as a process; {} deliveries of {} octets, {} at a time; {} accounts; SELECT/FETCH over {}, SEARCH over {} messages",
+        args.deliveries, args.size, args.concurrency, args.accounts, args.mailbox, args.search
+    ));
+    let settings: Vec<(&'static str, String)> =
+        args.delivery_batch.iter().map(|n| ("MAILBUS_DELIVERY_BATCH", n.to_string())).collect();
+    let stack = Stack::start(&args.mailbus, &["mailbox"], &settings).await?;
+    let mut directory = stack.directory().await?;
+    directory.add_domain(pb::AddDomainRequest { name: DOMAIN.into() }).await.context("AddDomain")?;
+    let add = |address: String| pb::AddAccountRequest { address, password: "bench".into() };
+    let one = directory.add_account(add(format!("one@{DOMAIN}"))).await?.into_inner().id;
+    let big = directory.add_account(add(format!("big@{DOMAIN}"))).await?.into_inner().id;
+
+    if args.only != Some(Only::Search) {
+        delivery_runs(&stack, &args).await?;
+    }
+    if args.only == Some(Only::Deliveries) {
+        return Ok(());
+    }
+    deliveries(
+        &stack,
+        &format!("(filling a mailbox of {})", args.mailbox),
+        args.mailbox,
+        args.concurrency,
+        args.size,
+        |_| format!("big@{DOMAIN}"),
+    )
+    .await?;
+    let mut client = mailbox_client(&stack).await?;
+    if args.only.is_none() {
+        reads(&client, big, &args).await?;
+    }
+
     // Grow the mailbox to --search messages by copying its rows in SQL: what the store keeps per message
-    // (octets, structure, header arrays, text-search vector) is copied along, so SEARCH reads what it
+    // (octets, structure, header arrays, searchable text) is copied along, so SEARCH reads what it
     // would after as many deliveries.
     let grown = Instant::now();
     let pool = sqlx::PgPool::connect(&stack.env["DATABASE_URL"]).await?;
@@ -281,9 +321,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "WITH b AS (SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = $1 AND name = 'INBOX'),
          copies AS (
             INSERT INTO messages (account_id, content, size, internal_date, structure, sent_at, header_names,
-                                  header_values, body_text, header_size)
+                                  header_values, search_header, search_body, header_size)
             SELECT account_id, content, size, internal_date - make_interval(days => g), structure, sent_at,
-                   header_names, header_values, body_text, header_size
+                   header_names, header_values, search_header, search_body, header_size
               FROM messages m, generate_series(1, $2) g
              WHERE m.account_id = $1
             RETURNING id),
@@ -314,6 +354,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("SEARCH FROM sender7@", header("from", "sender7@")),
         ("SEARCH BODY needle", Key::Body("needle".into())),
         ("SEARCH TEXT budget", Key::Text("budget".into())),
+        // Substrings: inside a word, of the header through TEXT, absent, too short for the trigram
+        // index, and in every message's filler lines.
+        ("SEARCH BODY eedl", Key::Body("eedl".into())),
+        ("SEARCH BODY \"NEEDLE IN THE\"", Key::Body("NEEDLE IN THE".into())),
+        ("SEARCH TEXT \"umber 4242\"", Key::Text("umber 4242".into())),
+        ("SEARCH BODY zqxj", Key::Body("zqxj".into())),
+        ("SEARCH BODY nd", Key::Body("nd".into())),
+        ("SEARCH BODY klmnop", Key::Body("klmnop".into())),
         ("SEARCH LARGER 4000", Key::Larger(4000)),
     ];
     for (label, key) in searches {

@@ -5,21 +5,26 @@ use mailbus_address::{AccountId, MailboxName, Uid};
 use mailbus_jetstream::{MailboxEvent, Names};
 use mailbus_proto::v1::MailboxEventKind;
 use prost::Message as _;
+use tokio::sync::mpsc;
 
+/// The publisher: events go to one task that publishes them in the order they were given, so that a
+/// session learns of UIDs in the order they were committed.
 #[derive(Clone)]
 pub struct Events {
-    client: async_nats::Client,
-    names: Names,
+    queue: mpsc::UnboundedSender<MailboxEvent>,
 }
 
 impl Events {
+    /// Starts the publishing task, which ends when the last `Events` is dropped.
     pub fn new(client: async_nats::Client, names: Names) -> Self {
-        Events { client, names }
+        let (queue, events) = mpsc::unbounded_channel();
+        tokio::spawn(publish_in_order(client, names, events));
+        Events { queue }
     }
 
     /// Best effort by design: the commit is the truth and has already happened. A lost event delays a
-    /// notification until the session's next command; it loses no mail. The publish runs on its own task
-    /// so that a NATS outage never holds up the reply to the caller.
+    /// notification until the session's next command; it loses no mail. The publish runs on the
+    /// publishing task so that a NATS outage never holds up the reply to the caller.
     pub fn publish(
         &self,
         account: AccountId,
@@ -59,21 +64,25 @@ impl Events {
     }
 
     fn send(&self, event: MailboxEvent) {
+        // Fails only once the publishing task is gone, at shutdown.
+        let _ = self.queue.send(event);
+    }
+}
+
+async fn publish_in_order(client: async_nats::Client, names: Names, mut events: mpsc::UnboundedReceiver<MailboxEvent>) {
+    while let Some(event) = events.recv().await {
         let account_id = event.account_id;
-        let (client, subject) = (self.client.clone(), self.names.mailbox_events(account_id));
-        tokio::spawn(async move {
-            let publish = client.publish(subject, event.encode_to_vec().into());
-            match tokio::time::timeout(std::time::Duration::from_secs(5), publish).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    mailbus_telemetry::metrics::nats_client_error(mailbus_telemetry::metrics::NatsOperation::Publish);
-                    tracing::warn!(account_id, %error, "mailbox event not published");
-                }
-                Err(_) => {
-                    mailbus_telemetry::metrics::nats_client_error(mailbus_telemetry::metrics::NatsOperation::Publish);
-                    tracing::warn!(account_id, "mailbox event not published: timed out");
-                }
+        let publish = client.publish(names.mailbox_events(account_id), event.encode_to_vec().into());
+        match tokio::time::timeout(std::time::Duration::from_secs(5), publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                mailbus_telemetry::metrics::nats_client_error(mailbus_telemetry::metrics::NatsOperation::Publish);
+                tracing::warn!(account_id, %error, "mailbox event not published");
             }
-        });
+            Err(_) => {
+                mailbus_telemetry::metrics::nats_client_error(mailbus_telemetry::metrics::NatsOperation::Publish);
+                tracing::warn!(account_id, "mailbox event not published: timed out");
+            }
+        }
     }
 }

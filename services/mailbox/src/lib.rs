@@ -8,9 +8,11 @@
 //!
 //! Where things are: `rpc` is the gRPC edge (proto types in and out, no SQL); `store` is the store layer,
 //! where the SQL is (`jmap` keeps the queries of JMAP's own tables beside its methods). Beside them:
-//! `mime` parses a message once, `sections` cuts FETCH body sections from the stored octets, `flags` and
+//! `mime` parses a message once, `search_text` makes the decoded, case-folded text SEARCH matches substrings
+//! in, `sections` cuts FETCH body sections from the stored octets, `flags` and
 //! `list_pattern` are the rules for flags and LIST patterns, `password` hashes credentials, `events`
-//! publishes changes on NATS, and `error` maps every error to a gRPC status. Identifiers are
+//! publishes changes on NATS, `group_commit` batches deliveries into one account into one transaction, and
+//! `error` maps every error to a gRPC status. Identifiers are
 //! `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`, and inside the store
 //! `MailboxId`.
 
@@ -19,11 +21,13 @@ mod error;
 mod events;
 mod filter;
 mod flags;
+mod group_commit;
 mod jmap;
 mod list_pattern;
 mod mime;
 mod password;
 mod rpc;
+mod search_text;
 mod sections;
 mod store;
 
@@ -57,6 +61,8 @@ pub struct MailboxConfig {
     pub metrics_listen: SocketAddr,
     pub max_message_size: u64,
     pub max_db_connections: u32,
+    /// The most concurrent deliveries into one account committed as one transaction; 1 commits each alone.
+    pub delivery_batch: usize,
     pub quota_full: QuotaFull,
     /// Plus-addressing (`MAILBUS_RECIPIENT_DELIMITER`); applied wherever a recipient is resolved.
     pub recipient_delimiter: RecipientDelimiter,
@@ -144,6 +150,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         deliver_seconds,
         filter: filter::Filter::new(limits, sieve_errors),
         sieve_quota: rpc::SieveQuota { max_scripts: config.sieve.max_scripts, max_size: config.sieve.max_script_size },
+        delivery_batches: group_commit::GroupCommit::new(config.delivery_batch),
     };
     Ok(Mailbox {
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
@@ -183,6 +190,11 @@ impl Mailbox {
                 Ok(0) => {}
                 Ok(filled) => tracing::info!(filled, "hasAttachment filled for messages parsed before it existed"),
                 Err(error) => tracing::warn!(%error, "hasAttachment backfill stopped; it resumes at the next start"),
+            }
+            match store::parsed::backfill_search_text(&pool).await {
+                Ok(0) => {}
+                Ok(filled) => tracing::info!(filled, "searchable text made for messages stored before it existed"),
+                Err(error) => tracing::warn!(%error, "search text backfill stopped; it resumes at the next start"),
             }
         });
         let routes = Routes::new(DirectoryServer::new(self.service.clone()))

@@ -1,14 +1,12 @@
 //! A message parsed once, when it is stored: the IMAP ENVELOPE and BODYSTRUCTURE with every part's
 //! offsets (so FETCH of a section slices the stored octets instead of parsing again), the Date field, the
-//! header fields and the decoded text that SEARCH looks at. Parsing only: `store::parsed` writes the
-//! result.
+//! header fields and the decoded text that SEARCH looks at (made by `search_text`). Parsing only:
+//! `store::parsed` writes the result.
 
 use mail_parser::{Address, Header, HeaderName, HeaderValue, Message, MessageParser, PartType};
 use mailbus_proto::v1 as pb;
 
-/// Text longer than this is cut before indexing: PostgreSQL's tsvector holds at most 1 MiB, and the
-/// first 256 KiB of a message's text are what a search is about.
-const MAX_INDEXED_TEXT: usize = 256 * 1024;
+use crate::search_text::{self, SearchText};
 
 /// Parts nested deeper than this (multiparts and message/rfc822 alike) are described as opaque
 /// application/octet-stream: it bounds our recursion and keeps the stored structure well inside prost's
@@ -27,8 +25,8 @@ pub struct Parsed {
     /// encoded words decoded.
     pub header_names: Vec<String>,
     pub header_values: Vec<String>,
-    /// The decoded text of its text and HTML bodies, for full-text search.
-    pub text: String,
+    /// The decoded, case-folded text SEARCH BODY and TEXT look for substrings in.
+    pub search: SearchText,
     /// Whether any leaf part is an attachment (JMAP's hasAttachment, RFC 8621 §4.1.4).
     pub has_attachment: bool,
     /// JMAP's preview: the first 256 characters of the first text body, white space folded.
@@ -55,7 +53,7 @@ pub fn parse(content: &[u8]) -> Parsed {
             sent_day: None,
             header_names: Vec::new(),
             header_values: Vec::new(),
-            text: String::from_utf8_lossy(&content[..content.len().min(MAX_INDEXED_TEXT)]).replace('\0', " "),
+            search: search_text::of_unparsed(content),
             has_attachment: false,
             preview: String::new(),
         };
@@ -63,22 +61,13 @@ pub fn parse(content: &[u8]) -> Parsed {
     let headers = message.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
     let (header_names, header_values): (Vec<String>, Vec<String>) =
         headers.iter().map(|h| (h.name.as_str().to_ascii_lowercase(), searchable_value(h, content))).unzip();
-    let mut text = String::new();
-    for index in 0..message.text_body_count().max(message.html_body_count()) {
-        let part = if index < message.text_body_count() { message.body_text(index) } else { message.body_html(index) };
-        if let Some(part) = part {
-            text.push_str(&part);
-            text.push('\n');
-        }
-        if text.len() >= MAX_INDEXED_TEXT {
-            break;
-        }
-    }
-    truncate(&mut text, MAX_INDEXED_TEXT);
     // PostgreSQL text cannot hold NUL.
-    let text = text.replace('\0', " ");
-    let header_values = header_values.into_iter().map(|v: String| v.replace('\0', " ")).collect();
-    let header_names = header_names.into_iter().map(|v: String| v.replace('\0', " ")).collect();
+    let header_values: Vec<String> = header_values.into_iter().map(|v| v.replace('\0', " ")).collect();
+    let header_names = header_names.into_iter().map(|v| v.replace('\0', " ")).collect();
+    let search = search_text::of(&message, &header_values, |nested| {
+        let headers = nested.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
+        headers.iter().map(|h| searchable_value(h, nested.raw_message.as_ref())).collect()
+    });
     let body = body_part(&message, 0, content, 0, Default::default());
     let preview = {
         use crate::jmap::email::body;
@@ -93,7 +82,7 @@ pub fn parse(content: &[u8]) -> Parsed {
         sent_day: message.date().and_then(day_as_written),
         header_names,
         header_values,
-        text,
+        search,
     }
 }
 
@@ -101,16 +90,6 @@ pub fn parse(content: &[u8]) -> Parsed {
 fn day_as_written(date: &mail_parser::DateTime) -> Option<String> {
     let day = chrono::NaiveDate::from_ymd_opt(i32::from(date.year), u32::from(date.month), u32::from(date.day))?;
     Some(day.format("%Y-%m-%d").to_string())
-}
-
-fn truncate(text: &mut String, limit: usize) {
-    if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
 }
 
 /// A whole message that could not be parsed as one: text/plain of its octets.
@@ -479,7 +458,9 @@ epilogue\r\n";
         assert_eq!(late.sent_day.as_deref(), Some("2026-11-24"), "the day as written, not 25 November in UTC");
         let subject = parsed.header_names.iter().position(|n| n == "subject").unwrap();
         assert_eq!(parsed.header_values[subject], "Grüße and folded");
-        assert!(parsed.text.contains("Hello Jörg,"), "{}", parsed.text);
+        assert!(parsed.search.body.contains("hello jörg,"), "{}", parsed.search.body);
+        assert!(parsed.search.body.contains("inner body."), "the attached message's text: {}", parsed.search.body);
+        assert!(parsed.search.header.contains("grüße and folded"), "{}", parsed.search.header);
     }
 
     #[test]
@@ -567,7 +548,8 @@ Content-Type: image/jpeg\r\n\r\nJPEG\r\n--m--\r\n";
         let encoded = prost::Message::encode_to_vec(&structure);
         assert!(<pb::MessageStructure as prost::Message>::decode(encoded.as_slice()).is_ok(), "decodable again");
         let parsed = parse(b"Subject: a\0b\r\n\r\nnul\0here\r\n");
-        assert!(!parsed.text.contains('\0') && parsed.text.contains("nul here"), "{:?}", parsed.text);
+        let body = &parsed.search.body;
+        assert!(!body.contains('\0') && body.contains("nul here"), "{body:?}");
         assert!(parsed.header_values.iter().all(|v| !v.contains('\0')));
     }
 }

@@ -60,6 +60,7 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         metrics_listen: s.get(MAILBUS_MAILBOX_METRICS_LISTEN)?,
         max_message_size: s.get(MAILBUS_MAX_MESSAGE_SIZE)?,
         max_db_connections: s.get(MAILBUS_DB_MAX_CONNECTIONS)?,
+        delivery_batch: s.get(MAILBUS_DELIVERY_BATCH)?,
         quota_full: s.get(MAILBUS_QUOTA_FULL)?,
         recipient_delimiter: s.get(MAILBUS_RECIPIENT_DELIMITER)?,
         sieve: SieveConfig {

@@ -462,6 +462,11 @@ settings! {
         "JetStream request timeout; past it SMTP answers 451",
     );
     MAILBUS_DB_MAX_CONNECTIONS: u32 = bounded("20", 1..=1000, "PostgreSQL pool size per mailbox process");
+    MAILBUS_DELIVERY_BATCH: usize = bounded(
+        "32",
+        1..=256,
+        "most concurrent deliveries into one account committed as one transaction (1: each alone)",
+    );
     MAILBUS_LOG_FORMAT: LogFormat = new("text", "text or json");
     RUST_LOG: String = new("info", "log filter (tracing-subscriber EnvFilter syntax)");
     OTEL_EXPORTER_OTLP_ENDPOINT: Option<String> = optional("OTLP/gRPC endpoint; traces are exported when set");

@@ -127,6 +127,62 @@ async fn fifty_parallel_deliveries_into_one_mailbox_get_distinct_increasing_uids
     stack.stop().await;
 }
 
+/// Deliveries into one account at once share transactions (group commit): still one UID per message, dense
+/// and increasing, a repeated queue id delivered once whether its twin is in the same batch or another,
+/// every message readable under the UID its reply named, and the Appended events in UID order.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deliveries_with_repeats_keep_dense_uids_dedup_and_events_in_order() {
+    const MESSAGES: usize = 80;
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let account = stack.add_account("gus@example.org", "pw").await;
+    let mut events = stack.mailbox_events(account).await;
+    // Half the messages are sent twice, the twin among the others or after them all.
+    let calls = (0..MESSAGES).chain((0..MESSAGES).step_by(2)).map(|i| {
+        let stack = &stack;
+        async move {
+            let body = message("gus@example.org", &format!("batched-{i}"));
+            let reply = stack.deliver(&format!("{i:032x}"), "gus@example.org", &body).await.expect("deliver");
+            (i, reply.placements[0].uid, reply.duplicate)
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut uid_of = std::collections::HashMap::new();
+    for &(i, uid, _) in &replies {
+        assert_eq!(*uid_of.entry(i).or_insert(uid), uid, "both calls for message {i} name one UID");
+    }
+    let fresh = replies.iter().filter(|(_, _, duplicate)| !duplicate).count();
+    assert_eq!(fresh, MESSAGES, "each message stored once; its twin is told it is a duplicate");
+    let mut uids: Vec<u32> = uid_of.values().copied().collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=MESSAGES as u32).collect::<Vec<_>>(), "dense UIDs: no gap, no reuse");
+    assert_eq!(stack.inbox_uids(account).await, uids);
+    // Every message is readable under the UID its reply named.
+    let request = pb::FetchRequest {
+        account_id: account,
+        mailbox: "INBOX".into(),
+        uids: uids.clone(),
+        sections: vec![pb::Section { text: pb::SectionText::Header.into(), ..Default::default() }],
+        ..Default::default()
+    };
+    let fetched = crate::store::fetch(&stack, request).await.expect("fetch");
+    assert_eq!(fetched.len(), MESSAGES);
+    for (i, uid) in &uid_of {
+        let message = fetched.iter().find(|f| f.message.uid == *uid).expect("fetched");
+        let header = String::from_utf8_lossy(message.sections[0].as_deref().expect("a header"));
+        assert!(header.contains(&format!("Subject: batched-{i}\r\n")), "UID {uid}: {header}");
+    }
+    // The events name every UID once, in increasing order across all of them.
+    let mut announced: Vec<u32> = Vec::new();
+    while announced.len() < MESSAGES {
+        let next = tokio::time::timeout(PATIENCE, events.next()).await.expect("an event").expect("subscribed");
+        let event = pb::MailboxEvent::decode(next.payload).unwrap();
+        assert_eq!((event.kind(), event.mailbox.as_str()), (pb::MailboxEventKind::Appended, "INBOX"));
+        announced.extend(event.uids);
+    }
+    assert_eq!(announced, uids, "events in UID order, each UID once");
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recipient_that_fails_for_good_gets_the_sender_one_dsn() {
     let mut stack = TestStack::builder().roles(&[Role::Mailbox, Role::SmtpIngress, Role::Access]).start().await;

@@ -26,6 +26,7 @@ mod pop3;
 mod rate_limits;
 mod relay;
 mod replicas;
+mod search;
 mod sender_auth;
 mod sieve;
 mod smtp;

@@ -1,18 +1,24 @@
 //! Deliver: the relay's local delivery. The recipient is resolved to its accounts, the message parsed
 //! once, and each account gets its own copy in its own transaction, followed by its event; the outcome is
-//! counted and timed.
+//! counted and timed. Concurrent calls for one account share a transaction (`crate::group_commit`): one
+//! commit for the batch, then its events, one per mailbox with the batch's UIDs in order, then each
+//! caller's reply.
 
-use mailbus_address::{AccountId, EmailAddress};
+use std::sync::Arc;
+
+use mailbus_address::{AccountId, EmailAddress, Uid};
 use mailbus_proto::v1::{self as pb, MailboxEventKind};
+use sqlx::PgPool;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use crate::error::{MailboxError, invalid};
+use crate::events::Events;
 use crate::filter::Delivery;
 use crate::rpc::MailboxService;
 use crate::rpc::upload::{parse, read_upload};
 use crate::store;
-use crate::store::delivery::{FollowUpKind, StoredFollowUp};
+use crate::store::delivery::{Delivered, FollowUpKind, Incoming, Job, StoredFollowUp};
 use crate::store::directory::{self, Resolution};
 use crate::store::messages::Placed;
 
@@ -46,6 +52,7 @@ impl MailboxService {
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
         };
         let (content, parsed) = parse(content).await?;
+        let message = Arc::new(Incoming { content, parsed });
         // An alias may lead to several accounts: each gets its own copy in its own transaction, and a
         // repeated call skips the accounts that already have theirs, so a refusal for one (a full mailbox)
         // neither blocks nor duplicates the others. Each account's Sieve script decides where its copy goes.
@@ -56,17 +63,19 @@ impl MailboxService {
             queue_id: &header.queue_id,
             recipient: &header.recipient,
             mail_from: &header.mail_from,
-            content: &content,
+            content: &message.content,
         };
         for account in accounts {
             let plan = self.filter.plan(&self.pool, account, &delivery).await?;
-            let done =
-                store::delivery::deliver(&self.pool, account, (&header.queue_id, &key), &content, &parsed, &plan);
-            match done.await {
+            let job = Job { queue_id: header.queue_id.clone(), recipient: key.clone(), message: message.clone(), plan };
+            let (pool, events) = (self.pool.clone(), self.events.clone());
+            let run = move |jobs: Vec<Job>| deliver_and_publish(pool.clone(), events.clone(), account, jobs);
+            let done = self.delivery_batches.submit(account, job, run).await;
+            let done = done.unwrap_or_else(|| Err(MailboxError::FailedPrecondition("delivery batch failed".into())));
+            match done {
                 Ok(delivered) => {
                     if !delivered.duplicate {
                         reply.duplicate = false;
-                        delivered.placed.iter().for_each(|placed| self.publish_delivered(account, placed));
                     }
                     reply.placements.extend(delivered.placed.into_iter().map(|placed| placement(account, placed)));
                     reply.follow_ups.extend(delivered.follow_ups.into_iter().map(follow_up));
@@ -95,11 +104,32 @@ impl MailboxService {
         store::delivery::follow_ups_queued(&self.pool, &request.queue_id, &recipient.lookup_key()).await?;
         Ok(())
     }
+}
 
-    fn publish_delivered(&self, account: AccountId, placed: &Placed) {
-        let kind = MailboxEventKind::Appended;
-        self.events.publish(account, &placed.mailbox, kind, &[placed.uid], placed.modseq, placed.uidvalidity);
+/// One batch of deliveries into `account`, then, after its commit, its events: per mailbox one Appended
+/// event carrying the batch's new UIDs in order, so that a session learns of them in UID order.
+async fn deliver_and_publish(
+    pool: PgPool,
+    events: Events,
+    account: AccountId,
+    jobs: Vec<Job>,
+) -> Vec<Result<Delivered, MailboxError>> {
+    let results = store::delivery::deliver_batch(&pool, account, &jobs).await;
+    let mut appended: Vec<(&Placed, Vec<Uid>)> = Vec::new();
+    let fresh = results.iter().flatten().filter(|d| !d.duplicate).flat_map(|d| d.placed.iter());
+    for placed in fresh {
+        match appended.iter_mut().find(|(p, _)| p.mailbox == placed.mailbox) {
+            Some((last, uids)) => {
+                uids.push(placed.uid);
+                *last = placed;
+            }
+            None => appended.push((placed, vec![placed.uid])),
+        }
     }
+    for (last, uids) in &appended {
+        events.publish(account, &last.mailbox, MailboxEventKind::Appended, uids, last.modseq, last.uidvalidity);
+    }
+    results
 }
 
 /// A follow-up's id names its account and its place in that account's plan: stable across calls.

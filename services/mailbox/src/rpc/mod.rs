@@ -16,7 +16,7 @@ mod mailbox;
 mod sieve;
 mod upload;
 
-use mailbus_address::{MailboxName, RecipientDelimiter, Uid};
+use mailbus_address::{AccountId, MailboxName, RecipientDelimiter, Uid};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -25,7 +25,9 @@ use sqlx::PgPool;
 use crate::error::{MailboxError, QuotaFull};
 use crate::events::Events;
 use crate::filter::Filter;
+use crate::group_commit::GroupCommit;
 use crate::password::Hasher;
+use crate::store::delivery;
 
 /// What both services share: the store's pool, the hashing threads, the event publisher, the limits and
 /// policy, and Deliver's metrics.
@@ -44,6 +46,8 @@ pub struct MailboxService {
     /// Sieve at delivery: the parsed-script cache, the interpreter's limits, the error counts.
     pub filter: Filter,
     pub sieve_quota: SieveQuota,
+    /// Deliver calls for one account, gathered into one transaction each (`crate::group_commit`).
+    pub delivery_batches: GroupCommit<AccountId, delivery::Job, Result<delivery::Delivered, MailboxError>>,
 }
 
 /// How many scripts an account may keep, and how large each may be.

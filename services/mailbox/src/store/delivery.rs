@@ -1,8 +1,11 @@
 //! One delivery into one account, as its Sieve script planned it: the message in each planned mailbox
 //! (octets stored once, entries sharing them), the follow-up messages for the relay to queue, vacation's
-//! memory and a rejection, all in one transaction. Its idempotency key is the account's `delivery_runs`
-//! row, inserted first: a repeated delivery (a relay that died before its ack) conflicts on it, waits for
-//! the first to commit or roll back, and then answers with what the first one did.
+//! memory and a rejection, all in one transaction, which may hold a batch of deliveries into the same
+//! account (`crate::group_commit` gathers them): one commit for many. Its idempotency key is the account's
+//! `delivery_runs` row, inserted first: a repeated delivery (a relay that died before its ack) conflicts
+//! on it, waits for the first to commit or roll back, and then answers with what the first one did.
+
+use std::sync::Arc;
 
 use mailbus_address::{AccountId, MailboxName};
 use mailbus_sieve::VacationRecord;
@@ -82,38 +85,107 @@ pub struct Delivered {
     pub duplicate: bool,
 }
 
-/// The delivery of (queue id, recipient) into `account` by `plan`, once.
-pub async fn deliver(
+/// One delivery into one account: the (queue id, recipient) key it is done once under, the message, and
+/// where its Sieve script says it goes.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub queue_id: String,
+    pub recipient: String,
+    pub message: Arc<Incoming>,
+    pub plan: Plan,
+}
+
+/// A message as delivery stores it: its octets and what was parsed from them, shared by the accounts an
+/// alias leads to.
+#[derive(Debug)]
+pub struct Incoming {
+    pub content: Vec<u8>,
+    pub parsed: Parsed,
+}
+
+/// Several deliveries into `account` in one transaction, in their order: one commit for all, each
+/// delivery once (a repeated key, even within the batch, answers with what the first did). A delivery
+/// that fails (a full mailbox) is undone alone, to a savepoint, and the others go on. Every mailbox any
+/// of them may touch is locked first, in name order (as a move locks its two), so that a batch cannot
+/// deadlock with another transaction; UIDs are then given in the batch's order.
+pub async fn deliver_batch(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Vec<Result<Delivered, MailboxError>> {
+    match deliver_all(pool, account, jobs).await {
+        Ok(results) => results,
+        Err(error) => {
+            // Nothing was committed: every delivery failed, and the relay tries each again.
+            let text = error.to_string();
+            let mut first = Some(error);
+            jobs.iter()
+                .map(|_| {
+                    Err(first.take().unwrap_or_else(|| MailboxError::Database(sqlx::Error::Protocol(text.clone()))))
+                })
+                .collect()
+        }
+    }
+}
+
+async fn deliver_all(
     pool: &PgPool,
     account: AccountId,
-    key: (&str, &str),
-    content: &[u8],
-    parsed: &Parsed,
-    plan: &Plan,
-) -> Result<Delivered, MailboxError> {
-    let (queue_id, recipient) = key;
+    jobs: &[Job],
+) -> Result<Vec<Result<Delivered, MailboxError>>, MailboxError> {
     let mut tx = pool.begin().await?;
+    let mut names: Vec<&MailboxName> = jobs.iter().flat_map(|j| j.plan.targets.iter().map(|t| &t.mailbox)).collect();
+    let inbox = MailboxName::inbox();
+    // A vanished Sieve target falls back to INBOX: it is locked with the others, not after them.
+    names.push(&inbox);
+    names.sort();
+    names.dedup();
+    for name in names {
+        match messages::lock(&mut tx, account, name).await {
+            Ok(_) | Err(MailboxError::NotFound(_)) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if jobs.len() == 1 {
+            results.push(deliver_in(&mut tx, account, job).await);
+            break;
+        }
+        sqlx::query("SAVEPOINT delivery").execute(&mut *tx).await?;
+        let result = deliver_in(&mut tx, account, job).await;
+        let end = if result.is_ok() { "RELEASE SAVEPOINT delivery" } else { "ROLLBACK TO SAVEPOINT delivery" };
+        sqlx::query(end).execute(&mut *tx).await?;
+        results.push(result);
+    }
+    if results.iter().all(Result::is_err) {
+        return Ok(results);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The delivery of (queue id, recipient) into `account` by `plan`, once, inside the batch's transaction.
+async fn deliver_in(conn: &mut PgConnection, account: AccountId, job: &Job) -> Result<Delivered, MailboxError> {
+    let key = (job.queue_id.as_str(), job.recipient.as_str());
+    let plan = &job.plan;
     let first: Option<i32> = sqlx::query_scalar(
         "INSERT INTO delivery_runs (queue_id, recipient, account_id, rejection) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING RETURNING 1",
     )
-    .bind(queue_id)
-    .bind(recipient)
+    .bind(key.0)
+    .bind(key.1)
     .bind(account.get())
     .bind(plan.rejection.as_deref())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     if first.is_none() {
-        drop(tx);
-        return earlier(pool, account, key).await;
+        return earlier(conn, account, key).await;
     }
-    let placed = place(&mut tx, account, key, content, parsed, &plan.targets).await?;
+    let Incoming { content, parsed } = job.message.as_ref();
+    let placed = place(conn, account, key, content, parsed, &plan.targets).await?;
     let mut follow_ups = Vec::with_capacity(plan.follow_ups.len());
     for follow_up in &plan.follow_ups {
         // Vacation's memory is written here, under its row's lock: of two deliveries from one sender at
         // once, which both found no memory when they planned, only the first answers.
         if let Some(record) = &follow_up.record
-            && !sieve::remember_vacation(&mut tx, account, record).await?
+            && !sieve::remember_vacation(conn, account, record).await?
         {
             tracing::info!(account_id = account.get(), "vacation answered this sender meanwhile; no second reply");
             continue;
@@ -123,19 +195,18 @@ pub async fn deliver(
             "INSERT INTO delivery_follow_ups (queue_id, recipient, account_id, seq, kind, mail_from, rcpt_to, content)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(queue_id)
-        .bind(recipient)
+        .bind(key.0)
+        .bind(key.1)
         .bind(account.get())
         .bind(seq)
         .bind(follow_up.kind.column())
         .bind(&follow_up.mail_from)
         .bind(&follow_up.rcpt_to)
         .bind(&follow_up.content)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         follow_ups.push(StoredFollowUp { account, seq, follow_up: FollowUp { record: None, ..follow_up.clone() } });
     }
-    tx.commit().await?;
     Ok(Delivered { placed, follow_ups, rejection: plan.rejection.clone(), duplicate: false })
 }
 
@@ -205,7 +276,7 @@ struct FollowUpRow {
 
 /// What an earlier call did: its placements, its follow-ups not yet queued, its rejection.
 async fn earlier(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     account: AccountId,
     (queue_id, recipient): (&str, &str),
 ) -> Result<Delivered, MailboxError> {
@@ -216,7 +287,7 @@ async fn earlier(
     .bind(queue_id)
     .bind(recipient)
     .bind(account.get())
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut placed = Vec::with_capacity(rows.len());
     for row in rows {
@@ -235,7 +306,7 @@ async fn earlier(
     .bind(queue_id)
     .bind(recipient)
     .bind(account.get())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?
     .flatten();
     let rows: Vec<FollowUpRow> = sqlx::query_as(
@@ -245,7 +316,7 @@ async fn earlier(
     .bind(queue_id)
     .bind(recipient)
     .bind(account.get())
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let follow_ups = rows
         .into_iter()

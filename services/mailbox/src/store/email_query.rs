@@ -1,12 +1,14 @@
 //! Email/query's filter and sort (RFC 8621 §4.4) as one SQL query over the account's messages: flags of
-//! the live entries for keywords, header arrays for addresses and subject, the `body_text` tsvector for
-//! text, `thread_id` for the thread keyword conditions. Only ids leave PostgreSQL, never octets; the
+//! the live entries for keywords, header arrays for addresses and subject, the searchable text (as SEARCH
+//! BODY reads it) for text and body, `thread_id` for the thread keyword conditions. Only ids leave PostgreSQL, never octets; the
 //! common case (no anchor, no collapse, a page from the start) is cut to its page in SQL.
 
 use mailbus_address::AccountId;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::MailboxError;
+use crate::search_text;
+use crate::store::search;
 
 /// Deeper filter trees are refused: they come only from hostile clients.
 pub const MAX_DEPTH: usize = 32;
@@ -278,14 +280,17 @@ fn header_contains(q: &mut QueryBuilder<Postgres>, field: &str, text: &str) {
     q.push_bind(field.to_owned()).push(" AND h.value ILIKE ").push_bind(format!("%{}%", escape_like(text))).push(")");
 }
 
-/// Every word of `text` in the decoded body, anywhere (as Stalwart: words, not a phrase); a text without
-/// words matches every message.
+/// Every word of `text` in the decoded body, anywhere (as Stalwart: words, not a phrase), each as a
+/// case-insensitive substring (as IMAP's BODY: "ndeliv" finds "undeliverable"); a text without words
+/// matches every message.
 fn body_match(q: &mut QueryBuilder<Postgres>, text: &str) {
-    if !text.chars().any(char::is_alphanumeric) {
-        q.push("TRUE");
-        return;
+    let folded = search_text::fold(text);
+    q.push("(TRUE");
+    for word in folded.split_whitespace() {
+        q.push(" AND ");
+        search::contains(q, "m.search_body", word);
     }
-    q.push("coalesce(m.body_text @@ plainto_tsquery('simple', ").push_bind(text.to_owned()).push("), false)");
+    q.push(")");
 }
 
 fn escape_like(text: &str) -> String {
@@ -311,6 +316,13 @@ mod tests {
         assert_eq!(sql(not), "NOT (m.size >= $1 OR coalesce(m.has_attachment, false) = $2)");
         assert_eq!(sql(Filter::And(vec![])), "(TRUE)");
         assert_eq!(sql(Filter::Or(vec![])), "(FALSE)");
+        let body = sql(Filter::Condition(Condition::Body(" Two  words ".into())));
+        assert_eq!(
+            body,
+            "(TRUE AND (m.search_body IS NOT NULL AND m.search_body LIKE $1) AND (m.search_body IS NOT NULL AND \
+             m.search_body LIKE $2))"
+        );
+        assert_eq!(sql(Filter::Condition(Condition::Body(" ".into()))), "(TRUE)");
         let keyword = sql(Filter::Condition(Condition::HasKeyword("\\Seen".into())));
         assert!(keyword.contains("e.flags @> ARRAY[$1]"), "{keyword}");
         let mut deep = Filter::Condition(Condition::Nothing);

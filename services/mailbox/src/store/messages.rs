@@ -150,10 +150,10 @@ pub(super) async fn insert_message(
 ) -> Result<i64, MailboxError> {
     let insert = sqlx::query(
         "INSERT INTO messages (account_id, content, size, internal_date, structure, sent_at,
-                               header_names, header_values, body_text, header_size, sent_date, has_attachment,
-                               preview)
-         VALUES ($1, $2, $3, coalesce(to_timestamp($4), now()), $5, to_timestamp($6), $7, $8,
-                 to_tsvector('simple', $9), $10, $11::date, $12, $13)
+                               header_names, header_values, search_header, search_body, header_size, sent_date,
+                               has_attachment, preview)
+         VALUES ($1, $2, $3, coalesce(to_timestamp($4), now()), $5, to_timestamp($6), $7, $8, $9, $10, $11,
+                 $12::date, $13, $14)
          RETURNING id",
     )
     .bind(account.get())

@@ -11,12 +11,13 @@
 //! - `mailboxes`: an account's hierarchy (create, rename, delete, subscribe, LIST).
 //! - `mailbox_state`: what a session reads of one mailbox (STATUS, SELECT, changes since a MODSEQ).
 //! - `delivery`: one delivery into one account as its Sieve script planned it (mailboxes, follow-ups,
-//!   vacation's memory, rejection), idempotent per (queue id, recipient, account).
+//!   vacation's memory, rejection), idempotent per (queue id, recipient, account); a batch of them into
+//!   one account in one transaction.
 //! - `sieve`: an account's Sieve scripts, its VacationResponse, and whom vacation answered.
 //! - `messages`: every change to messages (append, flags, copy, move, expunge), each one
 //!   transaction under the mailbox row lock.
 //! - `fetch`: reading messages back (POP3's listing and RETR, FETCH's rows and octets).
-//! - `search`: SEARCH keys as one query.
+//! - `search`: SEARCH keys as one query; BODY and TEXT as substrings of the stored searchable text.
 //! - `emails`: JMAP's reads of emails (rows, entries, uploads) for Email/get and the Email writes' plans.
 //! - `email_query`: Email/query's filter and sort as one query.
 //! - `parsed`: the columns a parsed message fills, and the start-up backfill of rows stored before parsing.

@@ -1,6 +1,6 @@
 //! What the store keeps of a parsed message beside its octets (structure, Date, header fields, text for
-//! search), bound in one place for both writers: delivery and append, and the start-up backfill that
-//! parses messages stored before parsing existed.
+//! search), bound in one place for both writers: delivery and append, and the start-up backfills that
+//! parse messages stored before parsing existed, or before their searchable text did.
 
 use prost::Message as _;
 use sqlx::PgPool;
@@ -13,7 +13,8 @@ use crate::mime::{self, Parsed};
 const BACKFILL_BATCH: i64 = 50;
 
 /// Binds what is stored of a parsed message, in the order both writers list the columns: structure,
-/// sent_at, header_names, header_values, body_text, header_size, sent_date, has_attachment, preview.
+/// sent_at, header_names, header_values, search_header, search_body, header_size, sent_date,
+/// has_attachment, preview.
 pub(crate) fn bind<'q>(
     query: Query<'q, Postgres, PgArguments>,
     parsed: &'q Parsed,
@@ -23,7 +24,8 @@ pub(crate) fn bind<'q>(
         .bind(parsed.sent_unix.map(|t| t as f64))
         .bind(&parsed.header_names)
         .bind(&parsed.header_values)
-        .bind(&parsed.text)
+        .bind(&parsed.search.header)
+        .bind(&parsed.search.body)
         .bind(parsed.header_size() as i32)
         .bind(parsed.sent_day.as_deref())
         .bind(parsed.has_attachment)
@@ -57,12 +59,42 @@ pub async fn backfill(pool: &PgPool) -> Result<u64, sqlx::Error> {
                 .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
             let update = sqlx::query(
                 "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
-                        header_values = $5, body_text = to_tsvector('simple', $6), header_size = $7,
-                        sent_date = $8::date, has_attachment = $9, preview = $10
+                        header_values = $5, search_header = $6, search_body = $7, header_size = $8,
+                        sent_date = $9::date, has_attachment = $10, preview = $11
                   WHERE id = $1",
             )
             .bind(id);
             bind(update, &parsed).execute(pool).await?;
+            done += 1;
+        }
+    }
+}
+
+/// Fills the searchable text (migration 0015) of messages parsed before it existed, parsing their octets
+/// again; returns how many. Runs after [`backfill`], which fills it for the messages it parses. Until a
+/// message is reached, BODY and TEXT do not find it.
+pub async fn backfill_search_text(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut done = 0;
+    loop {
+        let batch: Vec<Unparsed> = sqlx::query_as(
+            "SELECT id, content FROM messages WHERE search_body IS NULL AND structure IS NOT NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BACKFILL_BATCH)
+        .fetch_all(pool)
+        .await?;
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        for Unparsed { id, content } in batch {
+            let search = tokio::task::spawn_blocking(move || mime::parse(&content).search)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
+            sqlx::query("UPDATE messages SET search_header = $2, search_body = $3 WHERE id = $1")
+                .bind(id)
+                .bind(&search.header)
+                .bind(&search.body)
+                .execute(pool)
+                .await?;
             done += 1;
         }
     }

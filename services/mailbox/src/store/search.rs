@@ -1,5 +1,6 @@
 //! RFC 9051 §6.4.4 SEARCH keys as one SQL query over a mailbox's live entries: flags and sizes from the
-//! rows, header fields from the arrays stored at delivery, BODY and TEXT through PostgreSQL text search.
+//! rows, header fields from the arrays stored at delivery, BODY and TEXT as substrings of the searchable
+//! text stored at delivery (`crate::search_text`), found through its trigram indexes.
 
 use mailbus_address::{AccountId, MailboxName, Uid};
 use mailbus_proto::v1::{self as pb, date_match::Relation, search_key::Key};
@@ -8,6 +9,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::error::MailboxError;
 use crate::flags;
+use crate::search_text;
 use crate::store::mailboxes;
 
 /// Deeper key trees are refused: they come only from hostile clients and would exhaust the stack.
@@ -199,12 +201,16 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
             }
         }
         Key::Header(header) => header_match(q, &header.field, &header.value),
-        Key::Body(text) => body_match(q, text),
+        Key::Body(text) => {
+            contains(q, "m.search_body", &search_text::fold(text));
+        }
+        // The header's values or the body; not `header_match` with any field, which no index serves.
         Key::Text(text) => {
+            let needle = search_text::fold(text);
             q.push("(");
-            body_match(q, text);
+            contains(q, "m.search_header", &needle);
             q.push(" OR ");
-            header_match(q, "", text);
+            contains(q, "m.search_body", &needle);
             q.push(")");
         }
         // The internal date's zone is not kept: its day is counted in UTC.
@@ -257,15 +263,14 @@ fn header_match(q: &mut QueryBuilder<Postgres>, field: &str, value: &str) {
     q.push("h.value ILIKE ").push_bind(format!("%{}%", escape_like(value))).push(")");
 }
 
-/// BODY: the words of `text`, in order, in the decoded body (PostgreSQL's phrase search with the `simple`
-/// configuration: no stemming, case-insensitive). An empty or word-less text matches every message.
-fn body_match(q: &mut QueryBuilder<Postgres>, text: &str) {
-    if !text.chars().any(char::is_alphanumeric) {
-        q.push("TRUE");
-        return;
-    }
-    // body_text is NULL until a message stored before parsing existed is backfilled.
-    q.push("coalesce(m.body_text @@ phraseto_tsquery('simple', ").push_bind(text.to_owned()).push("), false)");
+/// Whether searchable text `column` (`m.search_header` or `m.search_body`) contains `needle`, folded by
+/// `search_text::fold`: `LIKE`, which the column's trigram index answers for a needle of three characters or
+/// more (a shorter one reads every row, and is as correct). The text is NULL until a message stored before
+/// it existed is backfilled: such a row matches nothing, and the condition is never NULL, so NOT is its
+/// complement. An empty needle is in every text.
+pub(super) fn contains(q: &mut QueryBuilder<Postgres>, column: &str, needle: &str) {
+    q.push("(").push(column).push(" IS NOT NULL AND ").push(column).push(" LIKE ");
+    q.push_bind(format!("%{}%", escape_like(needle))).push(")");
 }
 
 /// RFC 9051 dates disregard time and zone: `day` is an SQL expression of type date.
@@ -312,7 +317,12 @@ mod tests {
             }))),
         }));
         assert_eq!(sql(not_or), "NOT (m.size > $1 OR m.size < $2)");
-        assert_eq!(sql(Key::Body("  ".into())), "TRUE");
+        assert_eq!(sql(Key::Body("Ndeliv".into())), "(m.search_body IS NOT NULL AND m.search_body LIKE $1)");
+        let text = sql(Key::Text("x".into()));
+        assert!(
+            text.starts_with("((m.search_header IS NOT NULL AND m.search_header LIKE $1) OR (m.search_body"),
+            "{text}"
+        );
         assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
     }
 
