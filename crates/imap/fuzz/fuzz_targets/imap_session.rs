@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mailbus_access::imap::exercise(data);
+    let _ = mailbus_imap::exercise(data);
 });
