@@ -1,110 +1,62 @@
-//! The fuzz target's and the robustness test's way in: bytes through the framer, and every command through
-//! the session's pure conversions.
+//! The fuzz target's and the robustness test's way in: arbitrary bytes as a logged-in client's input to
+//! the real session, over the in-memory store with a few messages and INBOX selected.
 
-use imap_codec::decode::Decoder;
-use imap_next::server::{Error as FrameError, Event, Options, Server};
-use imap_next::{Interrupt, Io, State as _};
-use imap_types::command::CommandBody;
-use imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
-use imap_types::mailbox::ListMailbox;
-use imap_types::response::{Greeting, Status};
-use imap_types::sequence::SequenceSet;
+use crate::memory::{MemoryStore, MemoryWire, PASSWORD, USER};
+use crate::session::{Config, Session, Step};
 
-use crate::render;
-use crate::session::{has_modseq, mailbox_name_in, section_request, wire_mailbox_in};
-
-fn bad(message: &str) -> Status<'static> {
-    Status::bad(None, None, message.to_owned()).expect("ASCII text")
+/// How the session answered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    /// Tagged OK and NO: commands the session parsed and carried out or refused.
+    pub completed: usize,
+    /// BAD, tagged or not: input it could not take as a command.
+    pub bad: usize,
 }
 
-/// (sequence sets, sections, search keys, mailbox names), as the session would before calling the store.
-/// For the robustness test and the fuzz target (`services/access/fuzz`); returns how many commands and
-/// how many framing errors there were.
-#[doc(hidden)]
-pub fn exercise(input: &[u8]) -> (usize, usize) {
-    let mut options = Options::default();
-    options.crlf_relaxed = true;
-    options.max_literal_size = 1024;
-    options.max_command_size = 4096;
-    let mut server = Server::new(options, Greeting::ok(None, "ready").expect("valid greeting"));
-    server.enqueue_input(input);
-    let (mut commands, mut errors) = (0, 0);
-    for _ in 0..256 {
-        match server.next() {
-            Ok(Event::CommandReceived { command }) => {
-                commands += 1;
-                convert(&command.body);
-            }
-            Ok(Event::CommandAuthenticateReceived { .. }) => {
-                let _ = server.authenticate_finish(bad("done"));
-            }
-            Ok(Event::IdleCommandReceived { .. }) => {
-                let _ = server.idle_reject(bad("done"));
-            }
-            Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
-            Err(Interrupt::Io(Io::NeedMoreInput)) => break,
-            Err(Interrupt::Error(error)) => {
-                errors += 1;
-                if let FrameError::MalformedMessage { discarded_bytes } = &error
-                    && let Some((_, rest)) = render::rewrite_extended(discarded_bytes.declassify())
-                    && let Ok((_, command)) = imap_codec::CommandCodec::default().decode(&rest)
-                {
-                    convert(&command.body);
-                }
-            }
+/// Runs `input` through a session as a logged-in client with INBOX selected would send it, to the end of
+/// the input or of the session. For the robustness test and the fuzz target (`crates/imap/fuzz`).
+pub fn exercise(input: &[u8]) -> Answered {
+    let store = MemoryStore::default();
+    store.create("Trash", "\\Trash");
+    for (i, flags) in [&[][..], &["\\Seen"], &["\\Deleted", "$Work"]].into_iter().enumerate() {
+        store.deliver("INBOX", format!("Subject: {i}\r\n\r\nbody {i}\r\n").as_bytes(), flags);
+    }
+    let config = Config { max_message_size: 64 * 1024, max_auth_failures: 3, tls: true, plaintext_allowed: false };
+    let mut session = Session::new(store, MemoryWire::default(), config);
+    let start = format!("x1 LOGIN {USER} {PASSWORD}\r\nx2 SELECT INBOX\r\n");
+    session.wire().input.extend_from_slice(start.as_bytes());
+    let _ = run(&mut session);
+    session.wire().take_sent();
+    session.wire().input.extend_from_slice(input);
+    run(&mut session);
+    let sent = session.wire().take_sent();
+    let mut answered = Answered::default();
+    for line in sent.lines() {
+        let mut words = line.split(' ');
+        match (words.next(), words.next()) {
+            (Some(_), Some("BAD")) => answered.bad += 1,
+            (Some(tag), Some("OK" | "NO")) if tag != "*" => answered.completed += 1,
+            _ => {}
         }
     }
-    (commands, errors)
+    answered
 }
 
-/// Everything the session computes from a command before it calls the store.
-fn convert(body: &CommandBody<'_>) {
-    let uids: Vec<u32> = vec![1, 2, 5, 9, 4_294_967_295];
-    match body {
-        CommandBody::Fetch { sequence_set, macro_or_item_names, .. } => {
-            let _ = render::resolve(sequence_set, &uids, true);
-            let _ = render::resolve(sequence_set, &uids, false);
-            let _ = render::out_of_range(sequence_set, uids.len());
-            if let MacroOrMessageDataItemNames::MessageDataItemNames(names) = macro_or_item_names {
-                for name in names {
-                    if let MessageDataItemName::BodyExt { section, partial, .. } = name {
-                        let _ = section_request(section.as_ref(), *partial);
-                    }
-                }
-            }
+/// Advances the session until it wants more input or ends (STARTTLS is taken as a handshake done).
+fn run(session: &mut Session<MemoryStore, MemoryWire>) -> Step {
+    loop {
+        match futures::executor::block_on(session.advance()) {
+            Step::StartTls => session.tls_started(),
+            step => return step,
         }
-        CommandBody::Search { criteria, .. } => {
-            for key in criteria.as_ref() {
-                let _ = render::search_key(key, &uids, &uids);
-                let _ = has_modseq(key);
-            }
-        }
-        CommandBody::Select { mailbox, .. }
-        | CommandBody::Status { mailbox, .. }
-        | CommandBody::Copy { mailbox, .. } => {
-            for utf8 in [false, true] {
-                if let Some(name) = mailbox_name_in(mailbox, utf8) {
-                    let _ = wire_mailbox_in(&name, utf8);
-                }
-            }
-        }
-        CommandBody::List { mailbox_wildcard: ListMailbox::String(s), .. } => {
-            let _ = render::from_utf7(&String::from_utf8_lossy(s.as_ref()));
-        }
-        CommandBody::Store { sequence_set, .. } | CommandBody::ExpungeUid { sequence_set } => {
-            let text = render::uid_set_text(&render::resolve(sequence_set, &uids, true));
-            let _ = SequenceSet::try_from(text.as_str());
-        }
-        _ => {}
     }
 }
 
 #[cfg(test)]
 mod robustness {
-    //! The session's pure layer fed what a hostile or broken client sends: valid commands cut, spliced
-    //! and mutated byte by byte (a deterministic generator, so a failure reproduces). Every input must
-    //! come out of imap-next as a command or an error, and every command through our conversions,
-    //! without a panic.
+    //! The session fed what a hostile or broken client sends: valid commands cut, spliced and mutated
+    //! byte by byte (a deterministic generator, so a failure reproduces). Every input must be answered,
+    //! as a command or as an error, without a panic.
 
     use super::*;
 
@@ -118,6 +70,8 @@ mod robustness {
         b"a7 COPY 2:1 \"Tr&-ash\"\r\n",
         b"a8 STATUS INBOX (MESSAGES UIDNEXT SIZE HIGHESTMODSEQ)\r\n",
         b"a9 FETCH 1 (BODY[] BODY[TEXT]<4294967295.4294967295> RFC822 RFC822.HEADER)\r\n",
+        b"b1 IDLE\r\nDONE\r\nb2 UID MOVE 2:* Trash\r\nb3 EXPUNGE\r\n",
+        b"b4 SEARCH RETURN (SAVE MIN) UNSEEN\r\nb5 FETCH $ (FLAGS)\r\nb6 UNAUTHENTICATE\r\n",
     ];
 
     /// xorshift64*: small, deterministic, good enough to scramble bytes.
@@ -161,15 +115,15 @@ mod robustness {
     }
 
     #[test]
-    fn mutated_commands_never_panic_the_framer_or_the_conversions() {
+    fn mutated_commands_never_panic_the_session() {
         let mut rng = Rng(0x5eed_1234_abcd_0042);
         let (mut commands, mut errors) = (0, 0);
         for _ in 0..3_000 {
-            let (c, e) = exercise(&mutate(&mut rng));
-            commands += c;
-            errors += e;
+            let answered = exercise(&mutate(&mut rng));
+            commands += answered.completed;
+            errors += answered.bad;
         }
-        // Both kinds occur, so the generator exercises the conversions and the error paths alike.
+        // Both kinds occur, so the generator exercises the commands and the error paths alike.
         assert!(commands > 100 && errors > 100, "{commands} commands, {errors} errors");
     }
 }

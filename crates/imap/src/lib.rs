@@ -15,6 +15,7 @@ mod create_special_use;
 pub mod exercise;
 mod line_meter;
 mod list_extended;
+pub mod memory;
 pub mod object_id;
 mod recent;
 pub mod render;

@@ -1,5 +1,5 @@
-//! Arbitrary bytes as an IMAP client's input: nothing may panic in the framer, the parser, or the
-//! session's conversions of what they yield.
+//! Arbitrary bytes as a logged-in IMAP client's input to the real session (over the in-memory store):
+//! nothing may panic in the framer, the parser, the session or its conversions.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

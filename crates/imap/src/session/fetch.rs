@@ -255,7 +255,7 @@ impl<S: Store, W: Wire> Session<S, W> {
     }
 }
 
-pub(crate) fn section_request(section: Option<&Section<'_>>, partial: Option<(u32, NonZeroU32)>) -> pb::Section {
+pub(super) fn section_request(section: Option<&Section<'_>>, partial: Option<(u32, NonZeroU32)>) -> pb::Section {
     use pb::SectionText as T;
     let part =
         |p: &Option<Part>| p.as_ref().map(|p| p.0.as_ref().iter().map(|n| n.get()).collect()).unwrap_or_default();

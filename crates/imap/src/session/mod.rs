@@ -26,6 +26,8 @@ mod select;
 mod selected;
 mod store;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -58,11 +60,9 @@ use crate::render::nz;
 use crate::store::{LoginOutcome, Store, StoreError, Wire};
 use crate::{DELIMITER, unauthenticate};
 use crate::{binary_origin, create_special_use, line_meter, list_extended, object_id, recent, render, sort, thread};
-pub(crate) use fetch::section_request;
 use response::*;
 pub use response::{bye, spell_imap4rev1};
-pub(crate) use response::{mailbox_name_in, wire_mailbox_in};
-pub(crate) use search::has_modseq;
+
 use selected::{Selected, announce_new_keywords, flags_of};
 
 /// Before login, the most a command may hold, literals included: LOGIN, AUTHENTICATE PLAIN and ID need

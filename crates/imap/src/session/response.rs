@@ -89,7 +89,7 @@ pub(super) fn encode(status: Status<'static>) -> Vec<u8> {
 }
 
 /// A mailbox name from the client: modified UTF-7, or (after ENABLE UTF8=ACCEPT, RFC 6855 §3) UTF-8.
-pub(crate) fn mailbox_name_in(mailbox: &Mailbox<'_>, utf8: bool) -> Option<String> {
+pub(super) fn mailbox_name_in(mailbox: &Mailbox<'_>, utf8: bool) -> Option<String> {
     match mailbox {
         Mailbox::Inbox => Some("INBOX".into()),
         Mailbox::Other(other) => {
@@ -100,7 +100,7 @@ pub(crate) fn mailbox_name_in(mailbox: &Mailbox<'_>, utf8: bool) -> Option<Strin
 }
 
 /// A mailbox name for the client, in the form it reads.
-pub(crate) fn wire_mailbox_in(name: &str, utf8: bool) -> Mailbox<'static> {
+pub(super) fn wire_mailbox_in(name: &str, utf8: bool) -> Mailbox<'static> {
     use imap_types::core::{AString, IString};
     use imap_types::extensions::utf8::QuotedUtf8;
     use imap_types::mailbox::MailboxOther;

@@ -134,7 +134,7 @@ impl<S: Store, W: Wire> Session<S, W> {
     ) -> Result<pb::SearchResponse, StoreError> {
         let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
         let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading, sorting };
-        Ok(self.store.search(request).await?)
+        self.store.search(request).await
     }
 
     /// SORT's and THREAD's common first half: the charset checked, `criteria` turned into store keys
@@ -247,7 +247,7 @@ impl<S: Store, W: Wire> Session<S, W> {
     }
 }
 
-pub(crate) fn has_modseq(key: &SearchKey<'_>) -> bool {
+pub(super) fn has_modseq(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::ModSequence { .. } => true,
         SearchKey::Not(inner) => has_modseq(inner),
