@@ -214,6 +214,16 @@ pub struct Session<S: Store, W: Wire> {
     pending: VecDeque<Result<Event, FrameError>>,
 }
 
+/// The most an empty buffer keeps of its allocation while the session waits.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
+/// Frees an empty buffer's allocation when a large command made it larger than [`KEPT_CAPACITY`].
+fn release(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() && buffer.capacity() > KEPT_CAPACITY {
+        *buffer = Vec::new();
+    }
+}
+
 /// A framer for a new connection (with its greeting) or for one that has just started TLS (whose
 /// greeting was already sent, so the new one is taken out unsent).
 fn new_server(config: &Config, capabilities: Option<Vec1<Capability<'static>>>, framing: Framing) -> Server {
@@ -331,7 +341,9 @@ impl<S: Store, W: Wire> Session<S, W> {
                     if !matches!(event, Event::GreetingSent { .. } | Event::ResponseSent { .. }) {
                         self.fed = 0;
                     }
-                    self.event(event).await
+                    // Boxed, as below: a command's future (the store's calls inside it) exists only while
+                    // it runs, and a connection waiting for input does not carry room for the largest.
+                    Box::pin(self.event(event)).await
                 }
                 Err(Interrupt::Io(Io::Output(mut bytes))) => {
                     spell_imap4rev1(&mut bytes);
@@ -352,13 +364,16 @@ impl<S: Store, W: Wire> Session<S, W> {
                         self.framing = Framing::LoggedIn;
                     }
                     if self.wire.input().is_empty() {
+                        // An idle session keeps no buffer a large command (APPEND, FETCH) grew.
+                        release(self.wire.input());
+                        release(self.wire.output());
                         return Step::NeedInput;
                     }
                     self.feed().await
                 }
                 Err(Interrupt::Error(error)) => {
                     self.fed = 0;
-                    self.malformed(error).await
+                    Box::pin(self.malformed(error)).await
                 }
             };
             match flow {

@@ -22,7 +22,7 @@ impl<S: Store, W: Wire> Session<S, W> {
         if !matches!(self.mode, Mode::Idling(_)) {
             return Step::NeedInput;
         }
-        match self.sync(Sync::Full, false).await {
+        match Box::pin(self.sync(Sync::Full, false)).await {
             Flow::Close => {
                 let _ = self.wire.flush().await;
                 Step::Close

@@ -93,3 +93,17 @@ fn append_answers_appenduid_and_the_selected_mailbox_hears_of_it() {
     assert_eq!(client.send("b FETCH 1 FLAGS\r\n"), "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\nb OK FETCH completed\r\n");
     assert_eq!(client.send("c APPEND Nowhere {1+}\r\nx\r\n"), "c NO [TRYCREATE] no such mailbox\r\n");
 }
+
+#[test]
+fn a_waiting_session_lets_go_of_the_buffers_a_large_command_grew() {
+    let mut client = Client::on(MemoryStore::default(), Config { max_message_size: 100_000, ..config(true) });
+    client.login();
+    let message = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(40_000));
+    let reply = client.send(&format!("a APPEND INBOX {{{}+}}\r\n{message}\r\n", message.len()));
+    assert_eq!(reply, "a OK [APPENDUID 1001 1] APPEND completed\r\n");
+    assert!(client.session.wire().input.capacity() <= KEPT_CAPACITY, "{}", client.session.wire().input.capacity());
+    client.send("s SELECT INBOX\r\n");
+    let reply = client.send("f FETCH 1 BODY.PEEK[]\r\n");
+    assert!(reply.len() > message.len() && reply.ends_with("f OK FETCH completed\r\n"));
+    assert!(client.session.wire().output.capacity() <= KEPT_CAPACITY, "{}", client.session.wire().output.capacity());
+}
