@@ -646,10 +646,9 @@ impl<S: Store, W: Wire> Session<S, W> {
         }
     }
 
+    /// Answers one command: dispatched by the state it is valid in, then the untagged updates RFC 9051
+    /// §7.4.1 allows, then its tagged status.
     async fn command(&mut self, tag: Tag<'static>, body: CommandBody<'static>) -> Flow {
-        let account_id = self.state.login().map(|l| l.account_id);
-        let selected = matches!(self.state, State::Selected(..));
-        let name = body.name();
         // RFC 9051 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH by message number.
         let by_number = matches!(
             &body,
@@ -659,32 +658,80 @@ impl<S: Store, W: Wire> Session<S, W> {
                 | CommandBody::Thread { uid: false, .. }
                 | CommandBody::Sort { uid: false, .. }
         );
-        let status = match (body, account_id) {
-            (CommandBody::Capability, _) => {
+        let any_state = matches!(
+            &body,
+            CommandBody::Capability
+                | CommandBody::Noop
+                | CommandBody::Check
+                | CommandBody::Logout
+                | CommandBody::Id { .. }
+                | CommandBody::StartTLS
+        );
+        let answer = match self.state.login().map(|l| l.account_id) {
+            _ if any_state => self.any_state_command(tag, body).await,
+            None => self.not_authenticated_command(tag, body).await,
+            Some(id) => self.authenticated_command(tag, body, id).await,
+        };
+        let status = match answer {
+            Ok(status) => status,
+            Err(flow) => return flow,
+        };
+        if matches!(self.state, State::Selected(..)) {
+            let mode = if by_number { Sync::NoExpunge } else { Sync::Full };
+            if let Flow::Close = self.sync(mode, false).await {
+                return Flow::Close;
+            }
+        }
+        self.server.enqueue_status(status);
+        Flow::Continue
+    }
+
+    /// CAPABILITY, NOOP, CHECK, LOGOUT, ID and STARTTLS, valid in any state (RFC 9051 §6.1).
+    async fn any_state_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+    ) -> Result<Status<'static>, Flow> {
+        let name = body.name();
+        Ok(match body {
+            CommandBody::Capability => {
                 self.server.enqueue_data(Data::Capability(self.capabilities()));
                 ok(tag, None, "CAPABILITY completed")
             }
-            (CommandBody::Noop | CommandBody::Check, _) => {
+            CommandBody::Noop | CommandBody::Check => {
                 if let Flow::Close = self.sync(Sync::Full, true).await {
-                    return Flow::Close;
+                    return Err(Flow::Close);
                 }
                 ok(tag, None, &format!("{name} completed"))
             }
-            (CommandBody::Logout, _) => {
+            CommandBody::Logout => {
                 self.server.enqueue_status(Status::bye(None, "logging out").expect("ASCII"));
                 self.server.enqueue_status(ok(tag, None, "LOGOUT completed"));
                 self.drain().await;
-                return Flow::Close;
+                return Err(Flow::Close);
             }
-            (CommandBody::Id { .. }, _) => {
+            CommandBody::Id { .. } => {
                 let field = |k: &str, v: &str| (render::istring(k), render::nstring(Some(v)));
                 let parameters = vec![field("name", "mailbus"), field("version", env!("CARGO_PKG_VERSION"))];
                 self.server.enqueue_data(Data::Id { parameters: Some(parameters) });
                 ok(tag, None, "ID completed")
             }
-            (CommandBody::StartTLS, None) if !self.tls => return self.start_tls(tag).await,
-            (CommandBody::StartTLS, _) => bad(Some(tag), "TLS is already active"),
-            (CommandBody::Login { username, password }, None) => {
+            CommandBody::StartTLS if !self.tls && self.state.login().is_none() => {
+                return Err(self.start_tls(tag).await);
+            }
+            CommandBody::StartTLS => bad(Some(tag), "TLS is already active"),
+            _ => bad(Some(tag), "command not supported"),
+        })
+    }
+
+    /// The not-authenticated state's LOGIN (RFC 9051 §6.2.3); AUTHENTICATE comes as its own event.
+    async fn not_authenticated_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+    ) -> Result<Status<'static>, Flow> {
+        Ok(match body {
+            CommandBody::Login { username, password } => {
                 if !self.tls && !self.config.plaintext_allowed {
                     no(tag, Some(other_code("PRIVACYREQUIRED")), "LOGIN is disabled until STARTTLS")
                 } else {
@@ -692,16 +739,28 @@ impl<S: Store, W: Wire> Session<S, W> {
                     let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
                     match self.log_in(tag, &user, &password).await {
                         Ok(status) => status,
-                        Err(flow) => return flow,
+                        Err(flow) => return Err(flow),
                     }
                 }
             }
-            (CommandBody::Login { .. }, Some(_)) => bad(Some(tag), "already authenticated"),
-            (_, None) => bad(Some(tag), "log in first"),
-            (CommandBody::Enable { .. }, Some(_)) if selected => {
+            _ => bad(Some(tag), "log in first"),
+        })
+    }
+
+    /// The authenticated state's commands (RFC 9051 §6.3), valid when a mailbox is selected too.
+    async fn authenticated_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        id: AccountId,
+    ) -> Result<Status<'static>, Flow> {
+        let selected = matches!(self.state, State::Selected(..));
+        Ok(match body {
+            CommandBody::Login { .. } => bad(Some(tag), "already authenticated"),
+            CommandBody::Enable { .. } if selected => {
                 bad(Some(tag), "ENABLE is for the authenticated state (RFC 5161)")
             }
-            (CommandBody::Enable { capabilities }, Some(_)) => {
+            CommandBody::Enable { capabilities } => {
                 let mut enabled = Vec::new();
                 for capability in capabilities.as_ref() {
                     let name = capability.to_string();
@@ -732,7 +791,7 @@ impl<S: Store, W: Wire> Session<S, W> {
                 self.server.enqueue_data(Data::Enabled { capabilities: enabled });
                 ok(tag, None, "ENABLE completed")
             }
-            (CommandBody::Namespace, Some(_)) => {
+            CommandBody::Namespace => {
                 let personal = Namespace {
                     prefix: render::istring(""),
                     delimiter: Some(QuotedChar::try_from(DELIMITER).expect("a valid delimiter")),
@@ -745,34 +804,28 @@ impl<S: Store, W: Wire> Session<S, W> {
                 });
                 ok(tag, None, "NAMESPACE completed")
             }
-            (CommandBody::Select { mailbox, parameters } | CommandBody::Examine { mailbox, parameters }, Some(id))
+            CommandBody::Select { mailbox, parameters } | CommandBody::Examine { mailbox, parameters }
                 if parameters.iter().any(|p| matches!(p, SelectParameter::QResync { .. }))
                     && !self.state.enabled().qresync =>
             {
-                let _ = (mailbox, id);
+                let _ = mailbox;
                 bad(Some(tag), "ENABLE QRESYNC first")
             }
-            (CommandBody::Select { mailbox, parameters }, Some(id)) => {
-                self.select(tag, id, &mailbox, false, &parameters).await
-            }
-            (CommandBody::Examine { mailbox, parameters }, Some(id)) => {
-                self.select(tag, id, &mailbox, true, &parameters).await
-            }
-            (CommandBody::Create { mailbox }, Some(id)) => self.create(tag, id, &mailbox).await,
-            (CommandBody::Delete { mailbox }, Some(id)) => self.delete(tag, id, &mailbox).await,
-            (CommandBody::Rename { from, to }, Some(id)) => self.rename(tag, id, &from, &to).await,
-            (CommandBody::Subscribe { mailbox }, Some(id)) => self.subscribe(tag, id, &mailbox, true).await,
-            (CommandBody::Unsubscribe { mailbox }, Some(id)) => self.subscribe(tag, id, &mailbox, false).await,
-            (CommandBody::List { reference, mailbox_wildcard }, Some(id)) => {
+            CommandBody::Select { mailbox, parameters } => self.select(tag, id, &mailbox, false, &parameters).await,
+            CommandBody::Examine { mailbox, parameters } => self.select(tag, id, &mailbox, true, &parameters).await,
+            CommandBody::Create { mailbox } => self.create(tag, id, &mailbox).await,
+            CommandBody::Delete { mailbox } => self.delete(tag, id, &mailbox).await,
+            CommandBody::Rename { from, to } => self.rename(tag, id, &from, &to).await,
+            CommandBody::Subscribe { mailbox } => self.subscribe(tag, id, &mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(tag, id, &mailbox, false).await,
+            CommandBody::List { reference, mailbox_wildcard } => {
                 self.list(tag, id, &reference, &mailbox_wildcard, false).await
             }
-            (CommandBody::Lsub { reference, mailbox_wildcard }, Some(id)) => {
+            CommandBody::Lsub { reference, mailbox_wildcard } => {
                 self.list(tag, id, &reference, &mailbox_wildcard, true).await
             }
-            (CommandBody::Status { mailbox, item_names }, Some(id)) => {
-                self.status(tag, id, &mailbox, &item_names).await
-            }
-            (CommandBody::Append { mailbox, flags, date, message }, Some(id)) => {
+            CommandBody::Status { mailbox, item_names } => self.status(tag, id, &mailbox, &item_names).await,
+            CommandBody::Append { mailbox, flags, date, message } => {
                 let data = match &message {
                     imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
                     imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
@@ -780,16 +833,28 @@ impl<S: Store, W: Wire> Session<S, W> {
                 let date = date.map(|d| d.as_ref().timestamp());
                 self.append(tag, id, &mailbox, &flags, date, data).await
             }
-            (CommandBody::GetQuotaRoot { mailbox }, Some(id)) => self.quota(tag, id, Some(mailbox)).await,
-            (CommandBody::GetQuota { root }, Some(id)) => {
+            CommandBody::GetQuotaRoot { mailbox } => self.quota(tag, id, Some(mailbox)).await,
+            CommandBody::GetQuota { root } => {
                 if root.as_ref().is_empty() {
                     self.quota(tag, id, None).await
                 } else {
                     no(tag, Some(other_code("NONEXISTENT")), "the only quota root is \"\"")
                 }
             }
-            (_, Some(_)) if !selected => bad(Some(tag), "select a mailbox first"),
-            (CommandBody::Close, Some(id)) => {
+            body if selected => self.selected_command(tag, body, id).await,
+            _ => bad(Some(tag), "select a mailbox first"),
+        })
+    }
+
+    /// The selected state's commands (RFC 9051 §6.4).
+    async fn selected_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+        id: AccountId,
+    ) -> Status<'static> {
+        match body {
+            CommandBody::Close => {
                 let read_only = self.state.selected().is_some_and(|s| s.read_only);
                 if !read_only
                     && let Some(selected) = self.state.selected()
@@ -809,22 +874,22 @@ impl<S: Store, W: Wire> Session<S, W> {
                 self.state.deselect();
                 ok(tag, None, "CLOSE completed")
             }
-            (CommandBody::Unselect, Some(_)) => {
+            CommandBody::Unselect => {
                 self.state.deselect();
                 ok(tag, None, "UNSELECT completed")
             }
-            (CommandBody::Expunge, Some(id)) => self.expunge(tag, id, None).await,
-            (CommandBody::ExpungeUid { sequence_set }, Some(id)) => self.expunge(tag, id, Some(&sequence_set)).await,
-            (CommandBody::Search { charset, criteria, uid }, Some(id)) => {
+            CommandBody::Expunge => self.expunge(tag, id, None).await,
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(tag, id, Some(&sequence_set)).await,
+            CommandBody::Search { charset, criteria, uid } => {
                 self.search(tag, id, charset.as_ref(), criteria.as_ref(), uid).await
             }
-            (CommandBody::Thread { algorithm, charset, search_criteria, uid }, Some(id)) => {
+            CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
                 self.thread(tag, id, &algorithm, &charset, search_criteria.as_ref(), uid).await
             }
-            (CommandBody::Sort { sort_criteria, charset, search_criteria, uid }, Some(id)) => {
+            CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
                 self.sort(tag, id, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid).await
             }
-            (CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers }, Some(id)) => {
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 let changed_since = modifiers.iter().find_map(|m| match m {
                     FetchModifier::ChangedSince(since) => Some(since.get()),
                     _ => None,
@@ -844,25 +909,17 @@ impl<S: Store, W: Wire> Session<S, W> {
                     }
                 }
             }
-            (CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers }, Some(id)) => {
+            CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
                 let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
                 self.store(tag, id, &sequence_set, &kind, &response, &flags, uid, unchanged_since).await
             }
-            (CommandBody::Copy { sequence_set, mailbox, uid }, Some(id)) => {
+            CommandBody::Copy { sequence_set, mailbox, uid } => {
                 self.copy(tag, id, &sequence_set, &mailbox, uid, false).await
             }
-            (CommandBody::Move { sequence_set, mailbox, uid }, Some(id)) => {
+            CommandBody::Move { sequence_set, mailbox, uid } => {
                 self.copy(tag, id, &sequence_set, &mailbox, uid, true).await
             }
-            (_, Some(_)) => bad(Some(tag), "command not supported"),
-        };
-        if matches!(self.state, State::Selected(..)) {
-            let mode = if by_number { Sync::NoExpunge } else { Sync::Full };
-            if let Flow::Close = self.sync(mode, false).await {
-                return Flow::Close;
-            }
+            _ => bad(Some(tag), "command not supported"),
         }
-        self.server.enqueue_status(status);
-        Flow::Continue
     }
 }
