@@ -65,17 +65,25 @@ pub enum ReadError {
     Io(std::io::Error),
 }
 
+/// What a read makes room for while the peer sends little (a command line): a connection waiting for its
+/// client holds this much, not [`READ_CHUNK`].
+const SMALL_READ: usize = 512;
+/// What a read makes room for once the peer sends more than [`SMALL_READ`] at a time (a message body).
+const READ_CHUNK: usize = 8192;
+
 pub struct Wire<IO> {
     io: IO,
     /// Received bytes not yet consumed by the decoder.
     pub input: Vec<u8>,
     /// Replies not yet written.
     pub output: Vec<u8>,
+    /// How many bytes the last read brought.
+    last_read: usize,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     pub fn new(io: IO) -> Self {
-        Wire { io, input: Vec::with_capacity(4096), output: Vec::new() }
+        Wire { io, input: Vec::new(), output: Vec::new(), last_read: 0 }
     }
 
     /// Drops `n` decoded bytes from the front of the input.
@@ -89,11 +97,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         mailbus_lines::next_item(&mut self.input, decode)
     }
 
-    /// Reads what the peer sent next into `input`.
+    /// Reads what the peer sent next into `input`, straight into its spare room: no buffer lives in the
+    /// waiting future, and a connection whose peer sends command lines waits with [`SMALL_READ`] of room,
+    /// one streaming a body reads [`READ_CHUNK`]s.
     pub async fn read_more(&mut self, timeout: Duration, shutdown: &CancellationToken) -> Result<(), ReadError> {
-        let mut chunk = [0u8; 8192];
+        let room = if self.last_read >= SMALL_READ { READ_CHUNK } else { SMALL_READ };
+        self.input.reserve(room);
         let read = tokio::select! {
-            read = tokio::time::timeout(timeout, self.io.read(&mut chunk)) => read,
+            read = tokio::time::timeout(timeout, self.io.read_buf(&mut self.input)) => read,
             _ = shutdown.cancelled() => return Err(ReadError::Shutdown),
         };
         match read {
@@ -101,7 +112,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             Ok(Err(error)) => Err(ReadError::Io(error)),
             Ok(Ok(0)) => Err(ReadError::Eof),
             Ok(Ok(n)) => {
-                self.input.extend_from_slice(&chunk[..n]);
+                self.last_read = n;
                 Ok(())
             }
         }
@@ -253,5 +264,27 @@ mod tests {
         let (error, seen) = farewell_seen(CancellationToken::new(), true).await;
         assert!(matches!(error, ReadError::Eof), "{error:?}");
         assert_eq!(seen, b"");
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_lines_leaves_little_room_and_a_body_is_read_in_chunks() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut wire = Wire::new(server);
+        let forever = Duration::from_secs(60);
+        client.write_all(b"a1 NOOP\r\n").await.unwrap();
+        wire.read_more(forever, &CancellationToken::new()).await.unwrap();
+        assert_eq!(wire.input, b"a1 NOOP\r\n");
+        assert!(wire.input.capacity() <= SMALL_READ, "{}", wire.input.capacity());
+        wire.input.clear();
+        let body = vec![b'x'; 20_000];
+        client.write_all(&body).await.unwrap();
+        let mut reads = 0;
+        while wire.input.len() < body.len() {
+            wire.read_more(forever, &CancellationToken::new()).await.unwrap();
+            reads += 1;
+        }
+        assert_eq!(wire.input, body);
+        // One small read, then chunks: not one read per SMALL_READ bytes.
+        assert!(reads <= 1 + body.len().div_ceil(READ_CHUNK), "{reads} reads");
     }
 }

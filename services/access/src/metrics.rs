@@ -75,8 +75,13 @@ impl SessionMetrics {
 
     /// Records a command that started at `started` and is done now.
     pub fn observe(&self, command: &str, started: Instant) {
+        self.observe_elapsed(command, started.elapsed());
+    }
+
+    /// Records a command that took `elapsed`.
+    pub fn observe_elapsed(&self, command: &str, elapsed: std::time::Duration) {
         let labels = vec![("command", command.to_ascii_lowercase())];
-        self.command_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        self.command_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 }
 

@@ -129,7 +129,7 @@ fn our_name(mailbox: &Mailbox<'_>, delimiter: Option<char>) -> Option<String> {
         Mailbox::Inbox => return Some("INBOX".to_owned()),
         Mailbox::Other(other) => std::str::from_utf8(other.inner().as_ref()).ok()?,
     };
-    let name = mailbus_access::imap::render::from_utf7(wire)?;
+    let name = mailbus_imap::render::from_utf7(wire)?;
     let levels: Vec<String> = match delimiter {
         Some(d) => name.split(d).map(|level| level.replace('/', "_")).collect(),
         None => vec![name.replace('/', "_")],

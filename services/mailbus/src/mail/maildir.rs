@@ -37,7 +37,7 @@ pub fn folders(root: &Path) -> anyhow::Result<Vec<Folder>> {
 /// `.Sub.Folder` (without its dot) as a mailbus name: `Sub/Folder`, modified UTF-7 decoded; a leading
 /// `INBOX.` (some layouts nest everything under INBOX) is kept as INBOX's child.
 pub fn folder_name(dotted: &str) -> String {
-    let utf8 = mailbus_access::imap::render::from_utf7(dotted).unwrap_or_else(|| dotted.to_owned());
+    let utf8 = mailbus_imap::render::from_utf7(dotted).unwrap_or_else(|| dotted.to_owned());
     utf8.replace('.', "/")
 }
 
@@ -165,7 +165,7 @@ impl Writer {
         let dir = if mailbox.eq_ignore_ascii_case("INBOX") {
             root.to_path_buf()
         } else {
-            let dotted = mailbus_access::imap::render::to_utf7(mailbox).replace('/', ".");
+            let dotted = mailbus_imap::render::to_utf7(mailbox).replace('/', ".");
             root.join(format!(".{dotted}"))
         };
         for sub in ["cur", "new", "tmp"] {

@@ -273,7 +273,7 @@ fn collect_mbox(dir: &std::path::Path, prefix: &str, folders: &mut Vec<Folder>) 
         let name = file_name.strip_suffix(".mbox").unwrap_or(&file_name);
         // Dovecot names mbox files in modified UTF-7, as its Maildir++ folders; a name that is not
         // (mutt's UTF-8, or `R&D`) is taken as it is.
-        let decoded = mailbus_access::imap::render::from_utf7(name);
+        let decoded = mailbus_imap::render::from_utf7(name);
         let name = decoded.as_deref().unwrap_or(name);
         let name = if prefix.is_empty() && name.eq_ignore_ascii_case("INBOX") {
             "INBOX".to_owned()

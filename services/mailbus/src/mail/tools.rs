@@ -48,7 +48,7 @@ fn query(words: &[String], uids: &[u32]) -> anyhow::Result<pb::SearchKey> {
     let CommandBody::Search { criteria, .. } = command.body else {
         bail!("not IMAP search keys (RFC 9051 §6.4.4): {}", words.join(" "))
     };
-    let keys = criteria.as_ref().iter().map(|k| mailbus_access::imap::render::search_key(k, uids, &[])).collect();
+    let keys = criteria.as_ref().iter().map(|k| mailbus_imap::render::search_key(k, uids, &[])).collect();
     Ok(pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) })
 }
 

@@ -1,0 +1,258 @@
+//! SEARCH (with ESEARCH, RFC 4731, and SEARCHRES, RFC 5182), SORT and THREAD (RFC 5256).
+
+use super::*;
+
+impl<S: Store, W: Wire> Session<S, W> {
+    pub(super) async fn search(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        charset: Option<&Charset<'_>>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        let rev2 = self.rev2();
+        if let Some(charset) = charset
+            && !searchable_charset(charset)
+        {
+            return bad_charset(tag);
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
+        let wants_modseq = criteria.iter().any(has_modseq);
+        if wants_modseq {
+            self.enable_condstore();
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        let mailbox = selected.name.clone();
+        let found = match self.search_rpc(account_id, mailbox, keys, false).await {
+            Ok(found) => found,
+            Err(status) => return refusal(tag, &status),
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        selected.saw_modseq(found.mailbox_modseq);
+        // Only messages this session has announced: a UID the client has not heard of yet is left out.
+        // Each keeps its MODSEQ: the one reported is the highest of the messages returned (RFC 7162
+        // §3.1.5, RFC 4731 §3.2).
+        let modseq_of = |i: usize| found.modseqs.get(i).copied().unwrap_or(found.highest_modseq);
+        let announced: Vec<(NonZeroU32, u64)> = found
+            .uids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, uid)| {
+                let number = selected.uids.binary_search(uid).ok()?;
+                Some((if by_uid { nz(*uid) } else { nz(number as u32 + 1) }, modseq_of(i)))
+            })
+            .collect();
+        let numbers: Vec<NonZeroU32> = announced.iter().map(|&(number, _)| number).collect();
+        let highest_of = |returned: &[&(NonZeroU32, u64)]| {
+            returned.iter().map(|&&(_, modseq)| modseq).max().filter(|_| wants_modseq).and_then(NonZeroU64::new)
+        };
+        let modseq = highest_of(&announced.iter().collect::<Vec<_>>());
+        let extended = match self.extended.take().filter(|e| matches!(e, render::Extended::Search { .. })) {
+            // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+            None if rev2 => Some(render::Extended::Search { options: Vec::new() }),
+            other => other,
+        };
+        if let Some(render::Extended::Search { mut options }) = extended {
+            if let Some(at) = options.iter().position(|o| o == "SAVE") {
+                // RFC 5182 SEARCHRES: remember the result for `$`; alone, SAVE asks for no ESEARCH line.
+                options.remove(at);
+                let saved = found.uids.iter().copied().filter(|u| selected.uids.binary_search(u).is_ok()).collect();
+                if let Some(selected) = self.state.selected() {
+                    selected.saved = saved;
+                }
+                if options.is_empty() {
+                    return ok(tag, None, "SEARCH completed, result saved");
+                }
+            }
+            // RFC 4731: one ESEARCH line with what RETURN asked for (ALL when it asked for nothing).
+            let values: Vec<u32> = numbers.iter().map(|n| n.get()).collect();
+            let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
+            if by_uid {
+                line.push_str(" UID");
+            }
+            let all = options.is_empty() || options.iter().any(|o| o == "ALL");
+            if options.iter().any(|o| o == "MIN")
+                && let Some(min) = values.first()
+            {
+                line.push_str(&format!(" MIN {min}"));
+            }
+            if options.iter().any(|o| o == "MAX")
+                && let Some(max) = values.last()
+            {
+                line.push_str(&format!(" MAX {max}"));
+            }
+            if all && !values.is_empty() {
+                line.push_str(&format!(" ALL {}", render::uid_set_text(&values)));
+            }
+            if options.iter().any(|o| o == "COUNT") {
+                line.push_str(&format!(" COUNT {}", values.len()));
+            }
+            // MIN or MAX without ALL or COUNT returns one or two messages: the MODSEQ is theirs.
+            let narrowed = !all && !options.iter().any(|o| o == "COUNT");
+            let modseq = if narrowed {
+                let min = announced.first().filter(|_| options.iter().any(|o| o == "MIN"));
+                let max = announced.last().filter(|_| options.iter().any(|o| o == "MAX"));
+                highest_of(&min.into_iter().chain(max).collect::<Vec<_>>())
+            } else {
+                modseq
+            };
+            if let Some(modseq) = modseq {
+                line.push_str(&format!(" MODSEQ {modseq}"));
+            }
+            line.push_str("\r\n");
+            self.raw_untagged(line).await;
+            return ok(tag, None, "SEARCH completed");
+        }
+        self.server.enqueue_data(Data::Search(numbers, modseq));
+        ok(tag, None, "SEARCH completed")
+    }
+
+    /// The messages of `mailbox` that match every one of `keys`, from the mailbox role; with `threading`,
+    /// what THREAD needs of each too.
+    pub(super) async fn search_rpc(
+        &mut self,
+        account_id: AccountId,
+        mailbox: String,
+        keys: Vec<pb::SearchKey>,
+        threading: bool,
+    ) -> Result<pb::SearchResponse, StoreError> {
+        self.search_for(account_id, mailbox, keys, threading, false).await
+    }
+
+    /// A search that also brings THREAD's (`threading`) or SORT's (`sorting`) facts of each match.
+    pub(super) async fn search_for(
+        &mut self,
+        account_id: AccountId,
+        mailbox: String,
+        keys: Vec<pb::SearchKey>,
+        threading: bool,
+        sorting: bool,
+    ) -> Result<pb::SearchResponse, StoreError> {
+        let key = pb::SearchKey { key: Some(pb::search_key::Key::And(pb::SearchKeys { keys })) };
+        let request = pb::SearchRequest { account_id: account_id.get(), mailbox, key: Some(key), threading, sorting };
+        self.store.search(request).await
+    }
+
+    /// SORT's and THREAD's common first half: the charset checked, `criteria` turned into store keys
+    /// against the selected mailbox, the search asked with THREAD's (`threading`) or SORT's (`sorting`)
+    /// facts of each match, and the selected view told of the mailbox's modseq. `Err` is the tagged answer.
+    pub(super) async fn search_selected(
+        &mut self,
+        tag: &Tag<'static>,
+        account_id: AccountId,
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        threading: bool,
+        sorting: bool,
+    ) -> Result<pb::SearchResponse, Status<'static>> {
+        if !searchable_charset(charset) {
+            return Err(bad_charset(tag.clone()));
+        }
+        let Some(selected) = self.state.selected() else {
+            return Err(bad(Some(tag.clone()), "select a mailbox first"));
+        };
+        let recent = selected.recent.uids();
+        let keys: Vec<pb::SearchKey> =
+            criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
+        let mailbox = selected.name.clone();
+        let found = match self.search_for(account_id, mailbox, keys, threading, sorting).await {
+            Ok(found) => found,
+            Err(status) => return Err(refusal(tag.clone(), &status)),
+        };
+        if let Some(selected) = self.state.selected() {
+            selected.saw_modseq(found.mailbox_modseq);
+        }
+        Ok(found)
+    }
+
+    /// RFC 5256 SORT (and RFC 5957's DISPLAYFROM/DISPLAYTO): the matches of `criteria`, ordered by
+    /// `sort_criteria` (`sort.rs`), written raw.
+    pub(super) async fn sort(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        sort_criteria: &[SortCriterion],
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        let found = match self.search_selected(&tag, account_id, charset, criteria, false, true).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        // Only messages this session has announced, as SEARCH answers.
+        let messages: Vec<sort::Message> = found
+            .uids
+            .iter()
+            .zip(found.sorting)
+            .filter_map(|(&uid, keys)| {
+                let index = selected.uids.binary_search(&uid).ok()?;
+                Some(sort::Message { number: if by_uid { uid } else { index as u32 + 1 }, keys })
+            })
+            .collect();
+        let sorted = sort::sort(messages, sort_criteria);
+        let line = match self.extended.take() {
+            Some(render::Extended::Sort { options }) => sort::render_esearch(tag.inner(), by_uid, &options, &sorted),
+            _ => sort::render(&sorted),
+        };
+        self.raw_untagged(line).await;
+        ok(tag, None, "SORT completed")
+    }
+
+    /// RFC 5256 THREAD: the matches of `criteria`, threaded by `algorithm` (`thread.rs`), written raw.
+    pub(super) async fn thread(
+        &mut self,
+        tag: Tag<'static>,
+        account_id: AccountId,
+        algorithm: &ThreadingAlgorithm<'_>,
+        charset: &Charset<'_>,
+        criteria: &[SearchKey<'_>],
+        by_uid: bool,
+    ) -> Status<'static> {
+        let references = match algorithm {
+            ThreadingAlgorithm::References => true,
+            ThreadingAlgorithm::OrderedSubject => false,
+            ThreadingAlgorithm::Other(_) => return bad(Some(tag), "unsupported threading algorithm"),
+        };
+        let found = match self.search_selected(&tag, account_id, charset, criteria, true, false).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        // Only messages this session has announced, as SEARCH answers.
+        let messages: Vec<thread::Message> = found
+            .uids
+            .iter()
+            .zip(found.threading)
+            .filter_map(|(&uid, t)| {
+                let index = selected.uids.binary_search(&uid).ok()?;
+                Some(thread::Message {
+                    number: if by_uid { uid } else { index as u32 + 1 },
+                    thread_id: t.thread_id,
+                    message_id: t.message_id,
+                    parents: t.parents,
+                    base_subject: t.base_subject,
+                    date: t.internal_date_unix,
+                })
+            })
+            .collect();
+        let threads = if references { thread::references(messages) } else { thread::ordered_subject(messages) };
+        self.raw_untagged(thread::render(&threads)).await;
+        ok(tag, None, "THREAD completed")
+    }
+}
+
+pub(super) fn has_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::Not(inner) => has_modseq(inner),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        SearchKey::And(all) => all.as_ref().iter().any(has_modseq),
+        _ => false,
+    }
+}
