@@ -132,6 +132,9 @@ impl Nats {
         let mut text = format!("jetstream {{\n  store_dir: \"{store}\"{sync}\n}}\n");
         if let Some(node) = &self.cluster {
             text.push_str(&cluster_config(node));
+            // A cluster's elections are worth reading after a failed test.
+            let log = self.store.join("nats-server.log").display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+            text.push_str(&format!("log_file: \"{log}\"\n"));
         }
         std::fs::write(&config, text)?;
         let mut command = Command::new(&self.binary);

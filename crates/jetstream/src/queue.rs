@@ -71,22 +71,29 @@ impl Queue {
         let setup = |what: String| move |e: &dyn std::fmt::Display| QueueError::Setup { what, message: e.to_string() };
         let replicas = names.replicas();
         for partition in 0..names.partitions() {
-            jetstream
-                .get_or_create_stream(partition_config(&names, partition))
-                .await
-                .map_err(|e| setup(names.queue_partition_stream(partition))(&e))?;
-        }
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: names.dead_letter_stream(),
-                subjects: vec![names.dead_letter_subject()],
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
+            patiently(async || {
+                jetstream
+                    .get_or_create_stream(partition_config(&names, partition))
+                    .await
+                    .map_err(|e| setup(names.queue_partition_stream(partition))(&e))
             })
-            .await
-            .map_err(|e| setup(names.dead_letter_stream())(&e))?;
-        if jetstream.get_object_store(names.bodies_bucket()).await.is_err() {
+            .await?;
+        }
+        let dead_letters = stream::Config {
+            name: names.dead_letter_stream(),
+            subjects: vec![names.dead_letter_subject()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        patiently(async || {
+            jetstream.get_or_create_stream(dead_letters.clone()).await.map_err(|e| setup(names.dead_letter_stream())(&e))
+        })
+        .await?;
+        patiently(async || {
+            if jetstream.get_object_store(names.bodies_bucket()).await.is_ok() {
+                return Ok(());
+            }
             jetstream
                 .create_object_store(object_store::Config {
                     bucket: names.bodies_bucket(),
@@ -95,11 +102,13 @@ impl Queue {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| setup(names.bodies_bucket())(&e))?;
-        }
-        let claims = Claims::open(&jetstream, names.queue_claims_bucket(), replicas).await?;
-        reconcile_replicas(&jetstream, &names).await?;
-        let bodies_stream = allow_direct_gets(&jetstream, &names.bodies_stream()).await?;
+                .map(drop)
+                .map_err(|e| setup(names.bodies_bucket())(&e))
+        })
+        .await?;
+        let claims = patiently(async || Claims::open(&jetstream, names.queue_claims_bucket(), replicas).await).await?;
+        patiently(async || reconcile_replicas(&jetstream, &names).await).await?;
+        let bodies_stream = patiently(async || allow_direct_gets(&jetstream, &names.bodies_stream()).await).await?;
         // Opened after the reconciliation, so that its cached stream info has allow_direct and its
         // `info` reads by direct get too.
         let bodies =
@@ -431,6 +440,27 @@ impl Queue {
             }
         }
         Ok(total)
+    }
+}
+
+/// How often a start-up request is tried before start-up fails, 500 ms apart.
+const SETUP_TRIES: usize = 10;
+
+/// Runs a start-up request, trying it again when it fails: on a NATS cluster, a stream another role
+/// has just made answers nothing until its replicas have elected a leader, and roles starting together
+/// meet exactly that. A request that keeps failing fails start-up with its last error.
+async fn patiently<T>(mut request: impl AsyncFnMut() -> Result<T, QueueError>) -> Result<T, QueueError> {
+    let mut tries = 1;
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tries < SETUP_TRIES => {
+                tracing::info!(%error, tries, "NATS set-up request failed, trying again");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

@@ -57,6 +57,17 @@ impl NatsUnderTest {
         }
     }
 
+    /// How long a JetStream request may take. One server answers at once, or is down and a quick 451
+    /// sends the client back sooner. A cluster takes longer to make a stream in three replicas (each
+    /// role makes them at start-up, all at once), and a publish to a partition whose leader was on the
+    /// killed node waits for the others to elect a new one, which takes a few seconds.
+    fn timeout_ms(&self) -> &'static str {
+        match self {
+            NatsUnderTest::Single(_) => "2000",
+            NatsUnderTest::Cluster(_) => "10000",
+        }
+    }
+
     /// What the report line calls this run.
     fn label(&self) -> String {
         match self {
@@ -188,7 +199,7 @@ async fn no_loss_while_everything_crashes(mut nats: NatsUnderTest) {
         // A killed relay's messages go to the other one after this long, and retries come quickly.
         ("MAILBUS_RELAY_ACK_WAIT_SECS", "5".into()),
         ("MAILBUS_RELAY_RETRY_SCHEDULE", "1s".into()),
-        ("MAILBUS_NATS_TIMEOUT_MS", "2000".into()),
+        ("MAILBUS_NATS_TIMEOUT_MS", nats.timeout_ms().into()),
         ("RUST_LOG", "warn".into()),
     ]);
     let mut mailbox = Replica::spawn(under_test(), "mailbox", "mailbox", &shared, &logs);
