@@ -133,7 +133,8 @@ impl Nats {
         if let Some(node) = &self.cluster {
             text.push_str(&cluster_config(node));
             // A cluster's elections are worth reading after a failed test.
-            let log = self.store.join("nats-server.log").display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+            let log =
+                self.store.join("nats-server.log").display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
             text.push_str(&format!("log_file: \"{log}\"\n"));
         }
         std::fs::write(&config, text)?;

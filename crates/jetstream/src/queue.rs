@@ -87,7 +87,10 @@ impl Queue {
             ..Default::default()
         };
         patiently(async || {
-            jetstream.get_or_create_stream(dead_letters.clone()).await.map_err(|e| setup(names.dead_letter_stream())(&e))
+            jetstream
+                .get_or_create_stream(dead_letters.clone())
+                .await
+                .map_err(|e| setup(names.dead_letter_stream())(&e))
         })
         .await?;
         patiently(async || {
