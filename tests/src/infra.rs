@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use mailbus_devstack::{Nats, Postgres, free_port};
+use mailbus_devstack::{Nats, NatsCluster, Postgres, free_port};
 use sqlx::Connection;
 
 pub struct Infra {
@@ -93,4 +93,11 @@ impl Infra {
 pub fn dedicated_nats(name: &str) -> Nats {
     let dir = scratch_dir().join(format!("nats-{name}-{}", uuid::Uuid::new_v4().simple()));
     Nats::start_synced(&dir, free_port().expect("free port")).expect("starting a dedicated nats-server")
+}
+
+/// A three-node nats-server cluster of one test's own, on loopback, for tests that kill a node: streams
+/// made with three replicas (`MAILBUS_NATS_REPLICAS=3`) keep their quorum with any one node down.
+pub fn dedicated_nats_cluster(name: &str) -> NatsCluster {
+    let dir = scratch_dir().join(format!("nats-cluster-{name}-{}", uuid::Uuid::new_v4().simple()));
+    NatsCluster::start(&dir, 3).expect("starting a three-node nats-server cluster")
 }

@@ -306,17 +306,17 @@ impl TestStack {
     /// A subscription to the account's mailbox change events, as an access replica has.
     pub async fn mailbox_events(&self, account_id: i64) -> async_nats::Subscriber {
         let nats = mailbus_jetstream::connect(&self.settings.string("NATS_URL").unwrap(), "test").await.unwrap();
-        let names = mailbus_jetstream::Names::new(&self.settings.string("MAILBUS_NATS_PREFIX").unwrap()).unwrap();
+        let names = mailbus::settings::nats_names(&self.settings).unwrap();
         let subscriber = nats.subscribe(names.mailbox_events(account_id)).await.expect("subscribing to events");
         // The subscription is in place once the server has seen a round trip after it.
         nats.flush().await.expect("flushing the subscription");
         subscriber
     }
 
-    /// A handle on this stack's queue stream and body store.
+    /// A handle on this stack's queue partitions and body store, named and shaped as its roles have them.
     pub async fn queue(&self) -> mailbus_jetstream::Queue {
         let nats = mailbus_jetstream::connect(&self.settings.string("NATS_URL").unwrap(), "test").await.unwrap();
-        let names = mailbus_jetstream::Names::new(&self.settings.string("MAILBUS_NATS_PREFIX").unwrap()).unwrap();
+        let names = mailbus::settings::nats_names(&self.settings).unwrap();
         mailbus_jetstream::Queue::open(nats, names, std::time::Duration::from_secs(5)).await.expect("opening the queue")
     }
 

@@ -10,7 +10,7 @@ mod process;
 
 use std::net::TcpListener;
 
-pub use nats::{Nats, find_nats_server};
+pub use nats::{Nats, NatsCluster, find_nats_server};
 pub use postgres::{Postgres, find_pg_bin};
 
 /// A loopback port that was free a moment ago, for a server another process will bind. It is drawn from

@@ -3,12 +3,13 @@
 //! An operator's hold, delete or bounce replaces or removes the message at a stream sequence, while a
 //! relay may be delivering that very message; if both went ahead, the relay's requeue would bring back
 //! a pending copy of a held or deleted message. So each side first creates the key
-//! `<queue id>.<sequence>` in a key-value bucket, and the create is atomic: whoever comes second learns
+//! `<queue id>.<sequence>` (partition 0, as before the queue had partitions) or
+//! `<queue id>.p<partition>.<sequence>` in a key-value bucket, and the create is atomic: whoever comes second learns
 //! who came first. An operator who comes second looks again (the relay has settled that sequence and
 //! requeued, or acked, it); a relay that comes second obeys the operator's change. Entries live for
 //! [`crate::DUPLICATE_WINDOW`], well past any attempt.
 //!
-//! The same bucket keeps an attempt's outcome whose requeue failed (`<queue id>.<sequence>.outcome`):
+//! The same bucket keeps an attempt's outcome whose requeue failed (the claim's key and `.outcome`):
 //! the message then comes back as it was, and the next attempt at it starts from the kept outcome
 //! rather than send the message again to recipients that accepted it.
 
@@ -18,7 +19,7 @@ use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use mailbus_proto::v1::Envelope;
 use prost::Message as _;
 
-use crate::queue::{DUPLICATE_WINDOW, QueueError};
+use crate::queue::{DUPLICATE_WINDOW, Position, QueueError};
 
 /// The value a relay attempt writes; an operator writes the name of the change.
 const RELAY: &str = "relay";
@@ -38,8 +39,8 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Opens (creating it on first use) the bucket `bucket`.
-    pub async fn open(jetstream: &jetstream::Context, bucket: String) -> Result<Self, QueueError> {
+    /// Opens (creating it on first use, with `replicas` copies) the bucket `bucket`.
+    pub async fn open(jetstream: &jetstream::Context, bucket: String, replicas: usize) -> Result<Self, QueueError> {
         let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: bucket.clone(), message: e.to_string() };
         let kv = match jetstream.get_key_value(&bucket).await {
             Ok(kv) => kv,
@@ -48,6 +49,7 @@ impl Claims {
                     bucket: bucket.clone(),
                     history: 1,
                     max_age: DUPLICATE_WINDOW,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await
@@ -56,10 +58,10 @@ impl Claims {
         Ok(Claims { kv })
     }
 
-    /// Claims the message at `sequence` for `claimant`; returns who holds it: `claimant` itself, or whoever
-    /// came first.
-    pub async fn claim(&self, queue_id: &str, sequence: u64, claimant: &Claimant) -> Result<Claimant, QueueError> {
-        let key = format!("{queue_id}.{sequence}");
+    /// Claims the message at `position` for `claimant`; returns who holds it: `claimant` itself, or
+    /// whoever came first.
+    pub async fn claim(&self, queue_id: &str, position: Position, claimant: &Claimant) -> Result<Claimant, QueueError> {
+        let key = key(queue_id, position);
         let value = match claimant {
             Claimant::Relay => RELAY.to_owned(),
             Claimant::Operator(change) => change.clone(),
@@ -76,7 +78,7 @@ impl Claims {
         }
         let held = self.kv.get(&key).await.map_err(|e| error(&e))?;
         // Gone between the create and the get: it was released, so claim again.
-        let Some(held) = held else { return Box::pin(self.claim(queue_id, sequence, claimant)).await };
+        let Some(held) = held else { return Box::pin(self.claim(queue_id, position, claimant)).await };
         Ok(match String::from_utf8_lossy(&held).as_ref() {
             RELAY => Claimant::Relay,
             change => Claimant::Operator(change.to_owned()),
@@ -85,18 +87,23 @@ impl Claims {
 
     /// Gives up a claim: the relay's attempt did not settle the message after all (its requeue failed),
     /// so an operator may change it.
-    pub async fn release(&self, queue_id: &str, sequence: u64) -> Result<(), QueueError> {
-        let key = format!("{queue_id}.{sequence}");
+    pub async fn release(&self, queue_id: &str, position: Position) -> Result<(), QueueError> {
+        let key = key(queue_id, position);
         self.kv
             .delete(&key)
             .await
             .map_err(|e| QueueError::Setup { what: format!("claim {key}"), message: e.to_string() })
     }
 
-    /// Keeps the envelope an attempt at the message at `sequence` ended with, when it could not be
+    /// Keeps the envelope an attempt at the message at `position` ended with, when it could not be
     /// requeued ([`Self::kept_outcome`]).
-    pub async fn keep_outcome(&self, queue_id: &str, sequence: u64, envelope: &Envelope) -> Result<(), QueueError> {
-        let key = format!("{queue_id}.{sequence}.outcome");
+    pub async fn keep_outcome(
+        &self,
+        queue_id: &str,
+        position: Position,
+        envelope: &Envelope,
+    ) -> Result<(), QueueError> {
+        let key = format!("{}.outcome", key(queue_id, position));
         // The body is in the message itself; the kept outcome needs only the states.
         let outcome = Envelope { inline_body: Vec::new(), ..envelope.clone() };
         self.kv.put(&key, outcome.encode_to_vec().into()).await.map(drop).map_err(|e| {
@@ -105,14 +112,38 @@ impl Claims {
         })
     }
 
-    /// The outcome kept for the message at `sequence`, with the body of `message` (the envelope as it
+    /// The outcome kept for the message at `position`, with the body of `message` (the envelope as it
     /// was queued), if an earlier attempt's requeue failed.
-    pub async fn kept_outcome(&self, message: &Envelope, sequence: u64) -> Result<Option<Envelope>, QueueError> {
-        let key = format!("{}.{sequence}.outcome", message.queue_id);
+    pub async fn kept_outcome(&self, message: &Envelope, position: Position) -> Result<Option<Envelope>, QueueError> {
+        let key = format!("{}.outcome", key(&message.queue_id, position));
         let error =
             |e: &dyn std::fmt::Display| QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() };
         let Some(kept) = self.kv.get(&key).await.map_err(|e| error(&e))? else { return Ok(None) };
         let outcome = Envelope::decode(kept).map_err(|e| error(&e))?;
         Ok(Some(Envelope { inline_body: message.inline_body.clone(), ..outcome }))
+    }
+}
+
+/// The claim's key: sequences are per partition, so the partition is part of it; partition 0 keeps the
+/// key it had before the queue had partitions, so claims made across an upgrade still hold.
+fn key(queue_id: &str, position: Position) -> String {
+    match position.partition {
+        0 => format!("{queue_id}.{}", position.sequence),
+        partition => format!("{queue_id}.p{partition}.{}", position.sequence),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_partition_beyond_the_first() {
+        assert_eq!(key("abc", Position { partition: 0, sequence: 7 }), "abc.7");
+        assert_eq!(key("abc", Position { partition: 3, sequence: 7 }), "abc.p3.7");
+        assert_ne!(
+            key("abc", Position { partition: 1, sequence: 7 }),
+            key("abc", Position { partition: 2, sequence: 7 })
+        );
     }
 }

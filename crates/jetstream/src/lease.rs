@@ -29,13 +29,24 @@ pub struct Lease {
 }
 
 impl Leases {
-    /// Opens (creating it on first use) the bucket `bucket`, whose entries expire after `ttl`.
-    pub async fn open(jetstream: &jetstream::Context, bucket: String, ttl: Duration) -> Result<Self, QueueError> {
+    /// Opens (creating it on first use, with `replicas` copies) the bucket `bucket`, whose entries expire
+    /// after `ttl`.
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        (bucket, replicas): (String, usize),
+        ttl: Duration,
+    ) -> Result<Self, QueueError> {
         let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: bucket.clone(), message: e.to_string() };
         let kv = match jetstream.get_key_value(&bucket).await {
             Ok(kv) => kv,
             Err(_) => jetstream
-                .create_key_value(kv::Config { bucket: bucket.clone(), history: 1, max_age: ttl, ..Default::default() })
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age: ttl,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| setup(&e))?,
         };

@@ -2,8 +2,12 @@
 //! configurable prefix, so tests and tenants stay apart), and the operations on them that more than one
 //! role performs.
 //!
-//! - The **queue**: a JetStream work-queue stream of protobuf [`Envelope`]s, one per accepted message,
-//!   deduplicated by `Nats-Msg-Id` = queue id. Relay replicas share one durable pull consumer on it.
+//! - The **queue**: JetStream work-queue streams ([`Names::partitions`] of them) of protobuf
+//!   [`Envelope`]s, one per accepted message, deduplicated by `Nats-Msg-Id` = queue id; the partition of
+//!   a message is chosen from that id ([`partition_for`]), so a repeat reaches the stream that remembers
+//!   it. Relay replicas share one durable pull consumer on each partition and consume them all.
+//! - **Replicas**: every stream and bucket is made with [`Names::replicas`] copies, and brought to that
+//!   count when a role opens the queue ([`reconcile_replicas`]).
 //! - The **body store**: a JetStream object store holding each large message's octets under its queue id,
 //!   read by direct gets of its chunks, never through a consumer.
 //! - **Mailbox events**: core NATS subjects `<prefix>.mail.events.<account id>`, published by the mailbox
@@ -38,20 +42,29 @@ pub use claims::{Claimant, Claims};
 pub use events::{PROBE_HEADER, is_probe, subscribe_confirmed};
 pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};
-pub use names::{NameError, Names};
-pub use queue::{DUPLICATE_WINDOW, INLINE_LIMIT, MAX_ACK_WAIT, Queue, QueueError, QueueStatus, RELAY_CONSUMER};
+pub use names::{MAX_PARTITIONS, MAX_REPLICAS, NameError, Names, partition_for};
+pub use queue::{
+    DUPLICATE_WINDOW, INLINE_LIMIT, MAX_ACK_WAIT, Position, Queue, QueueError, QueueStatus, RELAY_CONSUMER,
+    reconcile_replicas,
+};
 pub use rate::{Limit, RatePolicy, SubmissionLimits};
 pub use throttle::{LoginThrottle, ThrottlePolicy, Verdict, account_tag};
 pub use trace::{adopt_trace, inject_trace};
 
 /// Connects to NATS and keeps reconnecting for as long as the process runs: a role survives a NATS
-/// restart without being restarted itself.
+/// restart without being restarted itself. `url` may name several servers of a cluster, separated by
+/// commas; the client goes to another when one is down (and learns the rest of the cluster from them).
 pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
     async_nats::ConnectOptions::new()
         .name(client_name)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
+        .connect(servers(url))
         .await
+}
+
+/// The servers of a `NATS_URL`: one URL, or several separated by commas.
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
 }

@@ -1,15 +1,28 @@
-//! Names of every NATS object mailbus uses.
+//! Names of every NATS object mailbus uses, and the shape they are made in: how many partitions the
+//! queue has and how many replicas every stream and bucket keeps.
 
 /// The prefix becomes part of stream names (no `.`, `*`, `>` or spaces) and a subject token.
 const MAX_PREFIX: usize = 32;
+
+/// More queue partitions than this buy nothing on any server we know of (8 streams already saturate one
+/// node's disk in `BENCHMARKS.md`), and each costs a consumer per relay.
+pub const MAX_PARTITIONS: u32 = 64;
+
+/// JetStream's own limit on a stream's replicas.
+pub const MAX_REPLICAS: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("NATS prefix {0:?} must be 1 to 32 characters of A-Z, a-z, 0-9, '_' or '-'")]
 pub struct NameError(pub String);
 
+/// The names under one prefix, with the queue's partition count and the replica count of every stream
+/// and bucket made under them (both 1 unless [`Names::with_partitions`] and [`Names::with_replicas`]
+/// say otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     prefix: String,
+    partitions: u32,
+    replicas: usize,
 }
 
 impl Names {
@@ -17,21 +30,79 @@ impl Names {
         let valid = !prefix.is_empty()
             && prefix.len() <= MAX_PREFIX
             && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid { Ok(Names { prefix: prefix.to_owned() }) } else { Err(NameError(prefix.to_owned())) }
+        if valid {
+            Ok(Names { prefix: prefix.to_owned(), partitions: 1, replicas: 1 })
+        } else {
+            Err(NameError(prefix.to_owned()))
+        }
+    }
+
+    /// The queue in `partitions` streams (clamped to 1..=[`MAX_PARTITIONS`]): new messages go to
+    /// [`partition_for`] their `Nats-Msg-Id`.
+    pub fn with_partitions(self, partitions: u32) -> Self {
+        Names { partitions: partitions.clamp(1, MAX_PARTITIONS), ..self }
+    }
+
+    /// Every stream and bucket made, or found at start-up, with `replicas` copies (clamped to
+    /// 1..=[`MAX_REPLICAS`]).
+    pub fn with_replicas(self, replicas: usize) -> Self {
+        Names { replicas: replicas.clamp(1, MAX_REPLICAS), ..self }
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// The work-queue stream of envelopes.
-    pub fn queue_stream(&self) -> String {
-        format!("{}_queue", self.prefix)
+    /// How many partition streams new messages are spread over.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
     }
 
-    /// The subject envelopes are published on.
+    /// How many copies each stream and bucket keeps.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// The first partition of the queue: the work-queue stream of envelopes. It keeps the name the single
+    /// queue stream had before the queue was partitioned, so an upgraded system drains it as partition 0.
+    pub fn queue_stream(&self) -> String {
+        self.queue_partition_stream(0)
+    }
+
+    /// The subject of partition 0 (the single queue's subject before partitions).
     pub fn queue_subject(&self) -> String {
-        format!("{}.queue.envelopes", self.prefix)
+        self.queue_partition_subject(0)
+    }
+
+    /// The stream of queue partition `partition`: `<prefix>_queue`, then `<prefix>_queue_1`, ….
+    pub fn queue_partition_stream(&self, partition: u32) -> String {
+        match partition {
+            0 => format!("{}_queue", self.prefix),
+            n => format!("{}_queue_{n}", self.prefix),
+        }
+    }
+
+    /// The subject envelopes of partition `partition` are published on: `<prefix>.queue.envelopes`,
+    /// then `<prefix>.queue.envelopes.1`, ….
+    pub fn queue_partition_subject(&self, partition: u32) -> String {
+        match partition {
+            0 => format!("{}.queue.envelopes", self.prefix),
+            n => format!("{}.queue.envelopes.{n}", self.prefix),
+        }
+    }
+
+    /// Which queue partition the stream `stream` is, if it is one of this prefix's: what a relay looks
+    /// for, so that it drains every partition that exists, also those beyond today's count.
+    pub fn queue_partition_of(&self, stream: &str) -> Option<u32> {
+        let rest = stream.strip_prefix(&self.prefix)?.strip_prefix("_queue")?;
+        if rest.is_empty() {
+            return Some(0);
+        }
+        let digits = rest.strip_prefix('_')?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+            return None;
+        }
+        digits.parse().ok()
     }
 
     /// Where envelopes that cannot be processed at all are kept for an operator to look at.
@@ -95,6 +166,16 @@ impl Names {
     }
 }
 
+/// The partition of a message whose `Nats-Msg-Id` is `dedup_id`, among `partitions`: FNV-1a of the id,
+/// so that it is the same in every process and every version, and a resent transaction (same id) lands in
+/// the stream that remembers the id and drops the repeat (deduplication is per stream).
+pub fn partition_for(dedup_id: &str, partitions: u32) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = dedup_id.bytes().fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +200,67 @@ mod tests {
         assert_eq!(names.mailbox_events(42), "t1.mail.events.42");
         assert_eq!(names.http_tokens_bucket(), "t1_http_tokens");
         assert_eq!(names.webmail_sessions_bucket(), "t1_webmail_sessions");
+    }
+
+    #[test]
+    fn partition_zero_keeps_the_single_queue_names() {
+        let names = Names::new("t1").unwrap().with_partitions(4);
+        assert_eq!(names.queue_partition_stream(0), "t1_queue");
+        assert_eq!(names.queue_partition_subject(0), "t1.queue.envelopes");
+        assert_eq!(names.queue_partition_stream(3), "t1_queue_3");
+        assert_eq!(names.queue_partition_subject(3), "t1.queue.envelopes.3");
+    }
+
+    #[test]
+    fn partition_streams_are_recognised_and_nothing_else() {
+        let names = Names::new("t1").unwrap();
+        assert_eq!(names.queue_partition_of("t1_queue"), Some(0));
+        assert_eq!(names.queue_partition_of("t1_queue_7"), Some(7));
+        assert_eq!(names.queue_partition_of("t1_queue_12"), Some(12));
+        for other in ["t1_queue_", "t1_queue_07", "t1_queue_x", "t1_queue_claims", "t1_dead", "t2_queue", "KV_t1_queue"]
+        {
+            assert_eq!(names.queue_partition_of(other), None, "{other}");
+        }
+        // Another prefix that starts like this one owns its own streams.
+        assert_eq!(names.queue_partition_of("t1_queue_queue"), None);
+        let longer = Names::new("t1_queue").unwrap();
+        assert_eq!(longer.queue_partition_of("t1_queue_queue"), Some(0));
+    }
+
+    #[test]
+    fn the_partition_of_an_id_is_stable() {
+        // Fixed values: the choice must not change between versions, or a resend after an upgrade would
+        // land in another stream and be queued twice.
+        assert_eq!(partition_for("", 4), (0xcbf2_9ce4_8422_2325u64 % 4) as u32);
+        assert_eq!(partition_for("a", 1_000_000), (0xaf63_dc4c_8601_ec8cu64 % 1_000_000) as u32);
+        for id in ["0190a4d3c6f07b2e8f1d2c3b4a596877", "x.dsn.Failed.0", "abc.3"] {
+            assert_eq!(partition_for(id, 8), partition_for(id, 8), "{id}");
+            assert!(partition_for(id, 8) < 8);
+        }
+        assert_eq!(partition_for("anything", 1), 0);
+        assert_eq!(partition_for("anything", 0), 0);
+    }
+
+    #[test]
+    fn ids_spread_over_the_partitions() {
+        let mut counts = [0usize; 4];
+        for n in 0..4000 {
+            counts[partition_for(
+                &uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &[n as u8, (n >> 8) as u8]).simple().to_string(),
+                4,
+            ) as usize] += 1;
+        }
+        // Each of four partitions gets a fair share (1000 expected; 800 is far outside chance).
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn counts_are_clamped() {
+        let names = Names::new("t1").unwrap();
+        assert_eq!((names.partitions(), names.replicas()), (1, 1));
+        assert_eq!(names.clone().with_partitions(0).partitions(), 1);
+        assert_eq!(names.clone().with_partitions(1000).partitions(), MAX_PARTITIONS);
+        assert_eq!(names.clone().with_replicas(9).replicas(), MAX_REPLICAS);
+        assert_eq!(names.with_replicas(3).replicas(), 3);
     }
 }

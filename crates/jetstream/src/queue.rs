@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, object_store, stream};
 use async_nats::{HeaderMap, connection::State};
+use futures::TryStreamExt;
 use mailbus_proto::v1::Envelope;
 use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::claims::Claims;
-use crate::names::Names;
+use crate::names::{Names, partition_for};
 use crate::trace::inject_trace;
 
 /// Bodies up to this size travel inside the envelope (NATS's default max payload is 1 MiB).
@@ -60,48 +61,61 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens the queue, creating the stream and the body bucket if they do not exist yet. Every role that
-    /// uses them calls this, so start-up order does not matter.
+    /// Opens the queue, creating its partition streams, the dead letters, the body bucket and the claims
+    /// if they do not exist yet, each with [`Names::replicas`] copies, and bringing every stream and
+    /// bucket of the prefix that exists to that count ([`reconcile_replicas`]). Every role that uses
+    /// them calls this, so start-up order does not matter.
     pub async fn open(client: async_nats::Client, names: Names, timeout: Duration) -> Result<Self, QueueError> {
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(timeout);
         let setup = |what: String| move |e: &dyn std::fmt::Display| QueueError::Setup { what, message: e.to_string() };
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: names.queue_stream(),
-                subjects: vec![names.queue_subject()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: DUPLICATE_WINDOW,
-                ..Default::default()
+        let replicas = names.replicas();
+        for partition in 0..names.partitions() {
+            patiently(async || {
+                jetstream
+                    .get_or_create_stream(partition_config(&names, partition))
+                    .await
+                    .map_err(|e| setup(names.queue_partition_stream(partition))(&e))
             })
-            .await
-            .map_err(|e| setup(names.queue_stream())(&e))?;
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: names.dead_letter_stream(),
-                subjects: vec![names.dead_letter_subject()],
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| setup(names.dead_letter_stream())(&e))?;
-        if jetstream.get_object_store(names.bodies_bucket()).await.is_err() {
+            .await?;
+        }
+        let dead_letters = stream::Config {
+            name: names.dead_letter_stream(),
+            subjects: vec![names.dead_letter_subject()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        patiently(async || {
+            jetstream
+                .get_or_create_stream(dead_letters.clone())
+                .await
+                .map_err(|e| setup(names.dead_letter_stream())(&e))
+        })
+        .await?;
+        patiently(async || {
+            if jetstream.get_object_store(names.bodies_bucket()).await.is_ok() {
+                return Ok(());
+            }
             jetstream
                 .create_object_store(object_store::Config {
                     bucket: names.bodies_bucket(),
                     storage: stream::StorageType::File,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| setup(names.bodies_bucket())(&e))?;
-        }
-        let bodies_stream = allow_direct_gets(&jetstream, &names.bodies_stream()).await?;
+                .map(drop)
+                .map_err(|e| setup(names.bodies_bucket())(&e))
+        })
+        .await?;
+        let claims = patiently(async || Claims::open(&jetstream, names.queue_claims_bucket(), replicas).await).await?;
+        patiently(async || reconcile_replicas(&jetstream, &names).await).await?;
+        let bodies_stream = patiently(async || allow_direct_gets(&jetstream, &names.bodies_stream()).await).await?;
         // Opened after the reconciliation, so that its cached stream info has allow_direct and its
         // `info` reads by direct get too.
         let bodies =
             jetstream.get_object_store(names.bodies_bucket()).await.map_err(|e| setup(names.bodies_bucket())(&e))?;
-        let claims = Claims::open(&jetstream, names.queue_claims_bucket()).await?;
         Ok(Queue { client, jetstream, names, bodies, bodies_stream, claims })
     }
 
@@ -174,7 +188,7 @@ impl Queue {
         };
         let ack = self
             .jetstream
-            .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
+            .publish_with_headers(self.subject_for(dedup_id), headers, envelope.encode_to_vec().into())
             .await
             .map_err(|e| publish_error(&e))?
             .await
@@ -206,12 +220,46 @@ impl Queue {
             QueueError::Publish { queue_id: id.to_owned(), message: e.to_string() }
         };
         self.jetstream
-            .publish_with_headers(self.names.queue_subject(), headers, envelope.encode_to_vec().into())
+            .publish_with_headers(self.subject_for(id), headers, envelope.encode_to_vec().into())
             .await
             .map_err(|e| error(&e))?
             .await
             .map_err(|e| error(&e))?;
         Ok(())
+    }
+
+    /// The subject of the partition that a message with `Nats-Msg-Id` `dedup_id` goes to.
+    pub fn subject_for(&self, dedup_id: &str) -> String {
+        self.names.queue_partition_subject(partition_for(dedup_id, self.names.partitions()))
+    }
+
+    /// The queue partitions that exist: `0..partitions`, and any beyond that an earlier, larger setting
+    /// made, which still hold mail to drain. Sorted.
+    pub async fn partitions(&self) -> Result<Vec<u32>, QueueError> {
+        let mut found: Vec<u32> = self
+            .jetstream
+            .stream_names()
+            .try_collect::<Vec<String>>()
+            .await
+            .map_err(|e| {
+                nats_client_error(NatsOperation::StreamAdmin);
+                QueueError::Setup { what: "list of streams".into(), message: e.to_string() }
+            })?
+            .iter()
+            .filter_map(|name| self.names.queue_partition_of(name))
+            .chain(0..self.names.partitions())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
+    async fn partition_stream(&self, partition: u32) -> Result<stream::Stream, QueueError> {
+        let name = self.names.queue_partition_stream(partition);
+        self.jetstream.get_stream(&name).await.map_err(|e| {
+            nats_client_error(NatsOperation::StreamAdmin);
+            QueueError::Setup { what: name, message: e.to_string() }
+        })
     }
 
     /// Keeps an envelope that cannot be processed (it does not decode, or its body is gone) on the
@@ -274,12 +322,15 @@ impl Queue {
         }
     }
 
-    /// The relay's durable pull consumer, created on first use. `ack_wait` is how long a relay may hold a
-    /// message before the server hands it to another replica.
-    pub async fn relay_consumer(&self, ack_wait: Duration) -> Result<consumer::PullConsumer, QueueError> {
-        let stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| {
+    /// The relay's durable pull consumer on partition `partition`, created on first use. `ack_wait` is
+    /// how long a relay may hold a message before the server hands it to another replica.
+    pub async fn relay_consumer(
+        &self,
+        partition: u32,
+        ack_wait: Duration,
+    ) -> Result<consumer::PullConsumer, QueueError> {
+        let stream = self.partition_stream(partition).await.inspect_err(|_| {
             nats_client_error(NatsOperation::ConsumerCreate);
-            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
         })?;
         // Create or update: a changed ack_wait setting must reach the server, or it would redeliver messages
         // a relay is still working on.
@@ -294,18 +345,40 @@ impl Queue {
             .await
             .map_err(|e| {
                 nats_client_error(NatsOperation::ConsumerCreate);
-                QueueError::Setup { what: format!("consumer {RELAY_CONSUMER}"), message: e.to_string() }
+                QueueError::Setup {
+                    what: format!("consumer {RELAY_CONSUMER} of {}", self.names.queue_partition_stream(partition)),
+                    message: e.to_string(),
+                }
             })
     }
 
-    /// Every message in the queue stream with its sequence number, oldest first (at most `limit`).
-    pub async fn list(&self, limit: usize) -> Result<Vec<(u64, Envelope)>, QueueError> {
-        let setup = |e: &dyn std::fmt::Display| {
-            nats_client_error(NatsOperation::StreamAdmin);
-            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
-        };
-        let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
-        let state = stream.info().await.map_err(|e| setup(&e))?.state.clone();
+    /// Every message in every partition with its place, oldest first by the time the stream stored it
+    /// (at most `limit`).
+    pub async fn list(&self, limit: usize) -> Result<Vec<(Position, Envelope)>, QueueError> {
+        let mut found = Vec::new();
+        for partition in self.partitions().await? {
+            found.extend(self.list_partition(partition, limit).await?);
+        }
+        found.sort_by_key(|(time, position, _)| (*time, *position));
+        Ok(found.into_iter().take(limit).map(|(_, position, envelope)| (position, envelope)).collect())
+    }
+
+    /// The first `limit` messages of one partition with the time each was stored (Unix nanoseconds).
+    async fn list_partition(
+        &self,
+        partition: u32,
+        limit: usize,
+    ) -> Result<Vec<(i128, Position, Envelope)>, QueueError> {
+        let mut stream = self.partition_stream(partition).await?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| {
+                nats_client_error(NatsOperation::StreamAdmin);
+                QueueError::Setup { what: self.names.queue_partition_stream(partition), message: e.to_string() }
+            })?
+            .state
+            .clone();
         let mut found = Vec::new();
         if state.messages == 0 {
             return Ok(found);
@@ -317,52 +390,133 @@ impl Queue {
             // A work queue has holes where messages were acked.
             let Ok(message) = stream.get_raw_message(sequence).await else { continue };
             if let Ok(envelope) = Envelope::decode(message.payload) {
-                found.push((sequence, envelope));
+                found.push((message.time.unix_timestamp_nanos(), Position { partition, sequence }, envelope));
             }
         }
         Ok(found)
     }
 
-    /// Puts a changed envelope in place of the message at `sequence`: the new one first, then the old one
+    /// Puts a changed envelope in place of the message at `position`: the new one first, then the old one
     /// goes, so a crash in between leaves a duplicate (delivered once, thanks to the delivery key), never
     /// a loss.
-    pub async fn replace(&self, sequence: u64, envelope: &Envelope, change: &str) -> Result<(), QueueError> {
+    pub async fn replace(&self, position: Position, envelope: &Envelope, change: &str) -> Result<(), QueueError> {
         let id = format!("{}.{}.{change}.{}", envelope.queue_id, envelope.attempts, uuid::Uuid::now_v7().simple());
         self.publish_envelope(envelope, &id).await?;
-        self.remove(sequence).await
+        self.remove(position).await
     }
 
-    /// Takes the message at `sequence` out of the queue.
-    pub async fn remove(&self, sequence: u64) -> Result<(), QueueError> {
-        let setup = |e: &dyn std::fmt::Display| {
+    /// Takes the message at `position` out of the queue.
+    pub async fn remove(&self, position: Position) -> Result<(), QueueError> {
+        let stream = self.partition_stream(position.partition).await?;
+        stream.delete_message(position.sequence).await.map_err(|e| {
             nats_client_error(NatsOperation::StreamAdmin);
-            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
-        };
-        let stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
-        stream.delete_message(sequence).await.map_err(|e| setup(&e))?;
+            QueueError::Setup { what: self.names.queue_partition_stream(position.partition), message: e.to_string() }
+        })?;
         Ok(())
     }
 
-    /// Numbers for the operator: the stream's message and byte counts and the consumer's backlog.
+    /// Numbers for the operator, summed over the partitions: the streams' message and byte counts, the
+    /// consumers' backlog, and the oldest message's time.
     pub async fn status(&self) -> Result<QueueStatus, QueueError> {
-        let setup = |e: &dyn std::fmt::Display| {
-            nats_client_error(NatsOperation::StreamAdmin);
-            QueueError::Setup { what: self.names.queue_stream(), message: e.to_string() }
-        };
-        let mut stream = self.jetstream.get_stream(self.names.queue_stream()).await.map_err(|e| setup(&e))?;
-        let info = stream.info().await.map_err(|e| setup(&e))?.clone();
-        let (pending, in_flight) = match stream.consumer_info(RELAY_CONSUMER).await {
-            Ok(consumer) => (consumer.num_pending, consumer.num_ack_pending as u64),
-            Err(_) => (info.state.messages, 0),
-        };
-        Ok(QueueStatus {
-            messages: info.state.messages,
-            bytes: info.state.bytes,
-            pending,
-            in_flight,
-            oldest_unix: if info.state.messages == 0 { 0 } else { info.state.first_timestamp.unix_timestamp() },
-        })
+        let mut total = QueueStatus { messages: 0, bytes: 0, pending: 0, in_flight: 0, oldest_unix: 0 };
+        for partition in self.partitions().await? {
+            let mut stream = self.partition_stream(partition).await?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| {
+                    nats_client_error(NatsOperation::StreamAdmin);
+                    QueueError::Setup { what: self.names.queue_partition_stream(partition), message: e.to_string() }
+                })?
+                .clone();
+            let (pending, in_flight) = match stream.consumer_info(RELAY_CONSUMER).await {
+                Ok(consumer) => (consumer.num_pending, consumer.num_ack_pending as u64),
+                Err(_) => (info.state.messages, 0),
+            };
+            total.messages += info.state.messages;
+            total.bytes += info.state.bytes;
+            total.pending += pending;
+            total.in_flight += in_flight;
+            if info.state.messages > 0 {
+                let oldest = info.state.first_timestamp.unix_timestamp();
+                total.oldest_unix = if total.oldest_unix == 0 { oldest } else { total.oldest_unix.min(oldest) };
+            }
+        }
+        Ok(total)
     }
+}
+
+/// How often a start-up request is tried before start-up fails, 500 ms apart.
+const SETUP_TRIES: usize = 10;
+
+/// Runs a start-up request, trying it again when it fails: on a NATS cluster, a stream another role
+/// has just made answers nothing until its replicas have elected a leader, and roles starting together
+/// meet exactly that. A request that keeps failing fails start-up with its last error.
+async fn patiently<T>(mut request: impl AsyncFnMut() -> Result<T, QueueError>) -> Result<T, QueueError> {
+    let mut tries = 1;
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tries < SETUP_TRIES => {
+                tracing::info!(%error, tries, "NATS set-up request failed, trying again");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Where a message is in the queue: its partition and its sequence in that partition's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub partition: u32,
+    pub sequence: u64,
+}
+
+/// The configuration of queue partition `partition`: a work queue deduplicating by `Nats-Msg-Id`.
+fn partition_config(names: &Names, partition: u32) -> stream::Config {
+    stream::Config {
+        name: names.queue_partition_stream(partition),
+        subjects: vec![names.queue_partition_subject(partition)],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: names.replicas(),
+        ..Default::default()
+    }
+}
+
+/// Brings every stream of the prefix (queue partitions, dead letters, the object store's and the
+/// key-value buckets' streams) to [`Names::replicas`] copies: a changed setting takes effect at the next
+/// start-up of any role that opens the queue. The server moves the data itself (a scale-up copies the
+/// stream to new peers before they count toward its quorum); a server that cannot place them (fewer
+/// servers than replicas) refuses, and start-up fails with its answer.
+pub async fn reconcile_replicas(jetstream: &jetstream::Context, names: &Names) -> Result<(), QueueError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| {
+        nats_client_error(NatsOperation::StreamAdmin);
+        QueueError::Setup { what: what.to_owned(), message: e.to_string() }
+    };
+    let own = format!("{}_", names.prefix());
+    let streams: Vec<String> =
+        jetstream.stream_names().try_collect().await.map_err(|e| setup("list of streams", &e))?;
+    for name in streams {
+        let bare = name.strip_prefix("OBJ_").or_else(|| name.strip_prefix("KV_")).unwrap_or(&name);
+        if !bare.starts_with(&own) {
+            continue;
+        }
+        let mut stream = jetstream.get_stream(&name).await.map_err(|e| setup(&name, &e))?;
+        let config = stream.info().await.map_err(|e| setup(&name, &e))?.config.clone();
+        if config.num_replicas == names.replicas() {
+            continue;
+        }
+        tracing::info!(stream = %name, from = config.num_replicas, to = names.replicas(), "changing the replica count");
+        jetstream
+            .update_stream(stream::Config { num_replicas: names.replicas(), ..config })
+            .await
+            .map_err(|e| setup(&name, &e))?;
+    }
+    Ok(())
 }
 
 /// Turns on `allow_direct` on `name` if it is off, and returns the stream. async-nats makes object stores

@@ -87,8 +87,13 @@ enum Counts {
 }
 
 impl SubmissionLimits {
-    /// Opens (creating it on first use) the bucket `bucket`, whose entries outlive the longest window.
-    pub async fn open(jetstream: &jetstream::Context, bucket: String, policy: RatePolicy) -> Result<Self, QueueError> {
+    /// Opens (creating it on first use, with `replicas` copies) the bucket `bucket`, whose entries
+    /// outlive the longest window.
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        (bucket, replicas): (String, usize),
+        policy: RatePolicy,
+    ) -> Result<Self, QueueError> {
         let kv = match jetstream.get_key_value(&bucket).await {
             Ok(kv) => kv,
             Err(_) => jetstream
@@ -96,6 +101,7 @@ impl SubmissionLimits {
                     bucket: bucket.clone(),
                     history: 1,
                     max_age: policy.window.max(DAY),
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await

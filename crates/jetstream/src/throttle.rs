@@ -61,11 +61,11 @@ enum Counts {
 }
 
 impl LoginThrottle {
-    /// Opens (creating it on first use) the bucket `bucket`, whose entries expire a window after their
-    /// last change.
+    /// Opens (creating it on first use, with `replicas` copies) the bucket `bucket`, whose entries
+    /// expire a window after their last change.
     pub async fn open(
         jetstream: &jetstream::Context,
-        bucket: String,
+        (bucket, replicas): (String, usize),
         policy: ThrottlePolicy,
     ) -> Result<Self, QueueError> {
         let kv = match jetstream.get_key_value(&bucket).await {
@@ -75,6 +75,7 @@ impl LoginThrottle {
                     bucket: bucket.clone(),
                     history: 1,
                     max_age: policy.window,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await

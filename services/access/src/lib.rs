@@ -141,8 +141,15 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
     let mailbox = mailbus_grpc::connect_upstream(&config.mailbox_url);
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-access").await?;
     let jetstream = async_nats::jetstream::new(nats.clone());
-    let locks = Leases::open(&jetstream, config.names.pop3_locks_bucket(), config.pop3.lock_ttl).await?;
-    let throttle = LoginThrottle::open(&jetstream, config.names.auth_failures_bucket(), config.throttle).await?;
+    let locks =
+        Leases::open(&jetstream, (config.names.pop3_locks_bucket(), config.names.replicas()), config.pop3.lock_ttl)
+            .await?;
+    let throttle = LoginThrottle::open(
+        &jetstream,
+        (config.names.auth_failures_bucket(), config.names.replicas()),
+        config.throttle,
+    )
+    .await?;
     let (mailbox_client, directory_client) = imap::ImapContext::new_clients(mailbox.clone());
     let imap_context = Arc::new(imap::ImapContext {
         mailbox: mailbox_client,

@@ -172,17 +172,31 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-http").await?;
     let mut jetstream = async_nats::jetstream::new(nats.clone());
     jetstream.set_timeout(config.nats_timeout);
-    let throttle = LoginThrottle::open(&jetstream, config.names.auth_failures_bucket(), config.throttle).await?;
-    let tokens = tokens::Tokens::open(&jetstream, config.names.http_tokens_bucket(), config.token_ttl).await?;
+    let throttle = LoginThrottle::open(
+        &jetstream,
+        (config.names.auth_failures_bucket(), config.names.replicas()),
+        config.throttle,
+    )
+    .await?;
+    let tokens = tokens::Tokens::open(
+        &jetstream,
+        (config.names.http_tokens_bucket(), config.names.replicas()),
+        config.token_ttl,
+    )
+    .await?;
     let sessions = webmail::sessions::Sessions::open(
         &jetstream,
-        config.names.webmail_sessions_bucket(),
+        (config.names.webmail_sessions_bucket(), config.names.replicas()),
         config.webmail_session_ttl,
     )
     .await?;
     let queue = Queue::open(nats.clone(), config.names.clone(), config.nats_timeout).await?;
-    let submission_limits =
-        SubmissionLimits::open(&jetstream, config.names.submission_rates_bucket(), config.rates).await?;
+    let submission_limits = SubmissionLimits::open(
+        &jetstream,
+        (config.names.submission_rates_bucket(), config.names.replicas()),
+        config.rates,
+    )
+    .await?;
     let directory = DirectoryClient::new(mailbox.clone());
     // A call carries up to maxSizeRequest of arguments, and its answer (Email/get with body values, up
     // to 500 emails) may be larger than tonic's default 4 MiB.

@@ -37,11 +37,21 @@ struct Stored {
 
 impl Tokens {
     /// Opens (creating it on first use) the bucket `bucket`, whose entries live `ttl`.
-    pub async fn open(jetstream: &jetstream::Context, bucket: String, ttl: Duration) -> Result<Self, QueueError> {
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        (bucket, replicas): (String, usize),
+        ttl: Duration,
+    ) -> Result<Self, QueueError> {
         let kv = match jetstream.get_key_value(&bucket).await {
             Ok(kv) => kv,
             Err(_) => jetstream
-                .create_key_value(kv::Config { bucket: bucket.clone(), history: 1, max_age: ttl, ..Default::default() })
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age: ttl,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| QueueError::Setup { what: bucket, message: e.to_string() })?,
         };

@@ -337,7 +337,7 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> anyhow::Result<(
 async fn nats(command: NatsCommand, settings: &Settings) -> anyhow::Result<()> {
     use mailbus_jetstream::backup;
     let url = settings.get(crate::settings::NATS_URL)?;
-    let names = settings.get(crate::settings::MAILBUS_NATS_PREFIX)?;
+    let names = crate::settings::nats_names(settings)?;
     let client = async_nats_connect(&url).await?;
     match command {
         NatsCommand::Backup { dir } => {
@@ -361,7 +361,7 @@ async fn async_nats_connect(url: &str) -> anyhow::Result<mailbus_jetstream::asyn
     mailbus_jetstream::async_nats::ConnectOptions::new()
         .name("mailbus admin")
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
+        .connect(mailbus_jetstream::servers(url))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
 }
@@ -501,8 +501,9 @@ async fn print_queue(
         }
         if full {
             println!(
-                "    body {}  sequence {}  envid {:?}  ret {:?}",
+                "    body {}  partition {}  sequence {}  envid {:?}  ret {:?}",
                 e.body_key,
+                message.partition,
                 message.sequence,
                 e.dsn_envid,
                 e.dsn_ret()

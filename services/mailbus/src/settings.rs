@@ -50,8 +50,21 @@ macro_rules! settings {
 
 settings! {
     DATABASE_URL: String = required("PostgreSQL URL; the mailbox role's only, required there");
-    NATS_URL: String = new("nats://127.0.0.1:4222", "NATS server (JetStream enabled)");
+    NATS_URL: String = new(
+        "nats://127.0.0.1:4222",
+        "NATS server (JetStream enabled); a cluster's servers separated by commas",
+    );
     MAILBUS_NATS_PREFIX: Names = names("mailbus", "prefix of every stream, bucket and subject name");
+    MAILBUS_QUEUE_PARTITIONS: u32 = bounded(
+        "4",
+        1..=64,
+        "queue streams new mail is spread over (by message id); relays drain every one that exists",
+    );
+    MAILBUS_NATS_REPLICAS: usize = bounded(
+        "1",
+        1..=5,
+        "copies of every stream and bucket (3 on a NATS cluster); applied to existing ones at start-up",
+    );
     MAILBUS_HOSTNAME: String = or_else(
         system_hostname,
         "name in the SMTP/POP3 greetings and Received: (default: the system host name)",
@@ -782,6 +795,13 @@ fn parse_wait(wait: &str) -> Result<Duration, ()> {
         _ => return Err(()),
     };
     if seconds == 0 { Err(()) } else { Ok(Duration::from_secs(seconds)) }
+}
+
+/// The NATS names of `MAILBUS_NATS_PREFIX`, with the queue's partitions and the replica count.
+pub fn nats_names(s: &Settings) -> anyhow::Result<Names> {
+    Ok(s.get(MAILBUS_NATS_PREFIX)?
+        .with_partitions(s.get(MAILBUS_QUEUE_PARTITIONS)?)
+        .with_replicas(s.get(MAILBUS_NATS_REPLICAS)?))
 }
 
 fn parse_names(setting: &Setting<Names>, text: &str) -> anyhow::Result<Names> {

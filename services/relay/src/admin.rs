@@ -1,11 +1,12 @@
 //! `QueueAdmin`: what an operator can see and do with the queue, in the spirit of `postqueue -p`,
-//! `postqueue -f` and `postsuper -h/-H/-d`. A change replaces the message's envelope in the stream.
+//! `postqueue -f` and `postsuper -h/-H/-d`, across every queue partition. A change replaces the message's
+//! envelope in the stream.
 //! A hold, delete or bounce first claims the message ([`mailbus_jetstream::Claims`]): one that a relay
 //! attempt has claimed is settled by it, and the change goes to the next state it queued.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use mailbus_jetstream::{Claimant, Envelope, Queue};
+use mailbus_jetstream::{Claimant, Envelope, Position, Queue};
 use mailbus_proto::v1::{self as pb, QueueChange, RecipientStatus};
 use tonic::{Request, Response, Status};
 
@@ -60,7 +61,11 @@ impl pb::queue_admin_server::QueueAdmin for QueueAdminService {
             .map_err(unavailable)?
             .into_iter()
             .filter(|(_, envelope)| wanted.is_empty() || envelope.queue_id == wanted)
-            .map(|(sequence, envelope)| pb::QueuedMessage { sequence, envelope: Some(envelope) })
+            .map(|(position, envelope)| pb::QueuedMessage {
+                sequence: position.sequence,
+                partition: position.partition,
+                envelope: Some(envelope),
+            })
             .collect();
         Ok(Response::new(pb::ListQueueResponse { messages }))
     }
@@ -75,8 +80,9 @@ impl pb::queue_admin_server::QueueAdmin for QueueAdminService {
             return Err(Status::invalid_argument("name a change and a queue id (or all)"));
         }
         let mut changed = Vec::new();
-        // Messages a relay attempt settled under us: their next state is looked for again, newer than this.
-        let mut settled: HashMap<String, u64> = HashMap::new();
+        // Messages a relay attempt settled under us, by queue id: their next state is looked for again, at
+        // any other place (it may be in another partition, so sequences say nothing about which is newer).
+        let mut settled: HashMap<String, HashSet<Position>> = HashMap::new();
         for round in 0..=SETTLED_ROUNDS {
             if round > 0 {
                 if settled.is_empty() {
@@ -85,23 +91,23 @@ impl pb::queue_admin_server::QueueAdmin for QueueAdminService {
                 tokio::time::sleep(SETTLED_PAUSE).await;
             }
             let wanted = |envelope: &Envelope| request.all || envelope.queue_id == request.queue_id;
-            for (sequence, envelope) in self.queue.list(LIST_LIMIT).await.map_err(unavailable)? {
+            for (position, envelope) in self.queue.list(LIST_LIMIT).await.map_err(unavailable)? {
                 let retried = settled.get(&envelope.queue_id);
-                if !wanted(&envelope) || (round > 0 && retried.is_none_or(|after| sequence <= *after)) {
+                if !wanted(&envelope) || (round > 0 && retried.is_none_or(|seen| seen.contains(&position))) {
                     continue;
                 }
                 let queue_id = envelope.queue_id.clone();
                 if contested(change) {
                     let me = Claimant::Operator(change.as_str_name().to_owned());
-                    if self.queue.claims().claim(&queue_id, sequence, &me).await.map_err(unavailable)? != me {
+                    if self.queue.claims().claim(&queue_id, position, &me).await.map_err(unavailable)? != me {
                         // A relay attempt settles this one: change its next state instead.
-                        tracing::info!(%queue_id, sequence, "message settled by a relay attempt, looking again");
-                        settled.insert(queue_id, sequence);
+                        tracing::info!(%queue_id, ?position, "message settled by a relay attempt, looking again");
+                        settled.entry(queue_id).or_default().insert(position);
                         continue;
                     }
                 }
                 settled.remove(&queue_id);
-                self.apply(change, sequence, envelope).await.map_err(unavailable)?;
+                self.apply(change, position, envelope).await.map_err(unavailable)?;
                 tracing::info!(%queue_id, ?change, "queue changed by an operator");
                 changed.push(queue_id);
             }
@@ -117,12 +123,12 @@ impl QueueAdminService {
     async fn apply(
         &self,
         change: QueueChange,
-        sequence: u64,
+        position: Position,
         mut envelope: Envelope,
     ) -> Result<(), mailbus_jetstream::QueueError> {
         match change {
             QueueChange::Delete => {
-                self.queue.remove(sequence).await?;
+                self.queue.remove(position).await?;
                 return self.queue.delete_body_of(&envelope).await;
             }
             QueueChange::Retry => envelope.next_attempt_unix_ms = 0,
@@ -142,6 +148,6 @@ impl QueueAdminService {
             }
             QueueChange::Unspecified => return Ok(()),
         }
-        self.queue.replace(sequence, &envelope, change.as_str_name()).await
+        self.queue.replace(position, &envelope, change.as_str_name()).await
     }
 }

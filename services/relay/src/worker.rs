@@ -1,6 +1,7 @@
-//! The consumer loop: pull envelopes; deliver their pending recipients; then acknowledge (every recipient
-//! final, with DSNs queued), requeue the envelope's new state for a later attempt, or dead-letter what
-//! cannot be processed at all. No message is processed before its time, and none is dropped.
+//! The consumer loop: pull envelopes from every queue partition; deliver their pending recipients; then
+//! acknowledge (every recipient final, with DSNs queued), requeue the envelope's new state for a later
+//! attempt, or dead-letter what cannot be processed at all. No message is processed before its time, and
+//! none is dropped.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
 use futures::StreamExt;
 use mailbus_address::QueueId;
-use mailbus_jetstream::{Claimant, Envelope, Queue, QueueError, adopt_trace};
+use mailbus_jetstream::{Claimant, Envelope, Position, Queue, QueueError, adopt_trace};
 use mailbus_proto::v1::{EnvelopeRecipient, QueueChange, RecipientStatus};
 use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use mailbus_telemetry::ops::Readiness;
@@ -36,6 +37,10 @@ const MERGE_LIST_LIMIT: usize = 10_000;
 
 /// How often a held message is looked at again.
 const HELD_RECHECK: Duration = Duration::from_secs(3600);
+
+/// How often the relay looks for queue partitions it does not consume yet (made by a role started with a
+/// larger `MAILBUS_QUEUE_PARTITIONS`).
+const PARTITION_RECHECK: Duration = Duration::from_secs(30);
 
 /// When to try again and when to give up.
 #[derive(Debug, Clone)]
@@ -123,22 +128,30 @@ impl Worker {
         Ok(())
     }
 
+    /// Consumes every partition that exists until `shutdown`, or until another partition appears: then
+    /// it returns, and [`Self::run`] opens them all again.
     async fn consume(&self, readiness: &Readiness, shutdown: &CancellationToken) -> Result<(), QueueError> {
-        let consumer = self.queue.relay_consumer(self.ack_wait).await?;
+        let partitions = self.queue.partitions().await?;
         // Pull no more than we work on at once: a pulled message's ack_wait is running, and only the ones
-        // in hand get progress acks.
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.concurrency)
-            .messages()
-            .await
-            .map_err(|e| QueueError::Setup { what: "consumer stream".into(), message: e.to_string() })?;
+        // in hand get progress acks. Each partition pulls its share of the concurrency.
+        let batch = self.concurrency.div_ceil(partitions.len()).max(1);
+        let mut streams = Vec::with_capacity(partitions.len());
+        for &partition in &partitions {
+            let consumer = self.queue.relay_consumer(partition, self.ack_wait).await?;
+            let messages = consumer.stream().max_messages_per_batch(batch).messages().await.map_err(|e| {
+                QueueError::Setup { what: format!("consumer stream of partition {partition}"), message: e.to_string() }
+            })?;
+            streams.push(messages.map(move |message| (partition, message)));
+        }
         readiness.set(true);
-        messages
+        let changed = CancellationToken::new();
+        let watcher = tokio::spawn(watch_partitions(self.queue.clone(), partitions, changed.clone()));
+        futures::stream::select_all(streams)
             .take_until(shutdown.cancelled())
-            .for_each_concurrent(self.concurrency, |message| async move {
+            .take_until(changed.cancelled())
+            .for_each_concurrent(self.concurrency, |(partition, message)| async move {
                 match message {
-                    Ok(message) => self.handle(message).await,
+                    Ok(message) => self.handle(partition, message).await,
                     Err(error) => {
                         nats_client_error(NatsOperation::Consume);
                         tracing::warn!(%error, "queue stream error");
@@ -146,10 +159,14 @@ impl Worker {
                 }
             })
             .await;
+        watcher.abort();
+        if changed.is_cancelled() {
+            tracing::info!("queue partitions changed, consuming them all");
+        }
         Ok(())
     }
 
-    async fn handle(&self, message: jetstream::Message) {
+    async fn handle(&self, partition: u32, message: jetstream::Message) {
         let mut envelope = match Envelope::decode(message.payload.clone()) {
             Ok(envelope) => envelope,
             Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
@@ -157,10 +174,10 @@ impl Worker {
         // An earlier attempt at this very message whose requeue failed: start from where it ended.
         let sequence = message.info().map(|info| info.stream_sequence).ok();
         if let Some(sequence) = sequence {
-            match self.queue.claims().kept_outcome(&envelope, sequence).await {
+            match self.queue.claims().kept_outcome(&envelope, Position { partition, sequence }).await {
                 Ok(Some(outcome)) => {
                     tracing::info!(queue_id = %envelope.queue_id, "requeueing the outcome of an earlier attempt");
-                    return self.settle_or_yield(&message, outcome).await;
+                    return self.settle_or_yield(partition, &message, outcome).await;
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -186,6 +203,7 @@ impl Worker {
             messaging.system = "nats",
             messaging.operation = "process",
             messaging.destination.name = %message.subject,
+            messaging.destination.partition.id = partition,
             queue_id = %envelope.queue_id,
             attempt = envelope.attempts + 1,
             recipients = envelope.recipients.len(),
@@ -196,7 +214,7 @@ impl Worker {
             match with_progress(self.deliverer.deliver(&envelope), &message, self.ack_wait).await {
                 Ok(outcomes) => {
                     self.record(&mut envelope, outcomes);
-                    self.settle_or_yield(&message, envelope).await;
+                    self.settle_or_yield(partition, &message, envelope).await;
                 }
                 Err(QueueError::MissingBody { key }) => {
                     self.dead_letter(&message, &format!("body {key} is missing")).await
@@ -258,19 +276,19 @@ impl Worker {
 
     /// Claims the message for this attempt's outcome; an operator who changed it during the attempt
     /// wins, and the outcome goes where the change says.
-    async fn settle_or_yield(&self, message: &jetstream::Message, envelope: Envelope) {
-        let sequence = match message.info() {
-            Ok(info) => info.stream_sequence,
+    async fn settle_or_yield(&self, partition: u32, message: &jetstream::Message, envelope: Envelope) {
+        let position = match message.info() {
+            Ok(info) => Position { partition, sequence: info.stream_sequence },
             Err(error) => {
                 tracing::warn!(%error, "message without its stream sequence; the attempt repeats");
                 return nak(message, Some(self.policy.wait_after(1))).await;
             }
         };
         let claims = self.queue.claims();
-        match claims.claim(&envelope.queue_id, sequence, &Claimant::Relay).await {
+        match claims.claim(&envelope.queue_id, position, &Claimant::Relay).await {
             Ok(Claimant::Relay) => {
-                if !self.settle(message, envelope.clone()).await
-                    && let Err(error) = claims.release(&envelope.queue_id, sequence).await
+                if !self.settle(position, message, envelope.clone()).await
+                    && let Err(error) = claims.release(&envelope.queue_id, position).await
                 {
                     tracing::warn!(%error, "claim not released; an operator's change waits for it to expire");
                 }
@@ -313,8 +331,8 @@ impl Worker {
                 .into_iter()
                 .rev()
                 .find(|(_, queued)| queued.queue_id == envelope.queue_id && queued.held);
-            if let Some((sequence, _)) = held {
-                return self.queue.replace(sequence, envelope, "merge").await;
+            if let Some((position, _)) = held {
+                return self.queue.replace(position, envelope, "merge").await;
             }
             // The operator's copy is on its way (claimed, not yet published).
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -324,7 +342,7 @@ impl Worker {
 
     /// Returns whether the message left the queue (acked, requeued, dead-lettered): `false` when it comes
     /// back as it was.
-    async fn settle(&self, message: &jetstream::Message, mut envelope: Envelope) -> bool {
+    async fn settle(&self, position: Position, message: &jetstream::Message, mut envelope: Envelope) -> bool {
         let now = Utc::now();
         let age = Duration::from_millis((now.timestamp_millis() - envelope.arrival_unix_ms).max(0) as u64);
         let pending = |e: &Envelope| e.recipients.iter().any(|r| r.status() == RecipientStatus::Pending);
@@ -361,13 +379,7 @@ impl Worker {
             Err(error) => {
                 tracing::warn!(%error, "requeue failed; the message comes back as it was");
                 // Who accepted must not be sent it again when it comes back: keep this outcome for then.
-                let kept = match message.info() {
-                    Ok(info) => {
-                        self.queue.claims().keep_outcome(&envelope.queue_id, info.stream_sequence, &envelope).await
-                    }
-                    Err(e) => Err(QueueError::Setup { what: "message info".into(), message: e.to_string() }),
-                };
-                if let Err(error) = kept {
+                if let Err(error) = self.queue.claims().keep_outcome(&envelope.queue_id, position, &envelope).await {
                     tracing::warn!(%error, "outcome not kept; the next attempt repeats this one");
                 }
                 nak(message, Some(wait)).await;
@@ -501,6 +513,20 @@ fn dsn_queue_id(envelope: &Envelope, action: DsnAction) -> QueueId {
     );
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
     id.simple().to_string().parse().expect("a UUID in simple form is a valid queue id")
+}
+
+/// Cancels `changed` once the queue has a partition that `consuming` lacks. A partition that cannot be
+/// listed for now is looked for again next time.
+async fn watch_partitions(queue: Queue, consuming: Vec<u32>, changed: CancellationToken) {
+    loop {
+        tokio::time::sleep(PARTITION_RECHECK).await;
+        if let Ok(partitions) = queue.partitions().await
+            && partitions.iter().any(|p| !consuming.contains(p))
+        {
+            changed.cancel();
+            return;
+        }
+    }
 }
 
 /// Hands a message back to JetStream for redelivery after `wait`. A failed nak costs nothing but time:

@@ -185,9 +185,18 @@ async fn bind_listener(
 pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-smtp-ingress").await?;
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
-    let throttle = LoginThrottle::open(queue.jetstream(), config.names.auth_failures_bucket(), config.throttle).await?;
-    let limits =
-        SubmissionLimits::open(queue.jetstream(), config.names.submission_rates_bucket(), config.rates).await?;
+    let throttle = LoginThrottle::open(
+        queue.jetstream(),
+        (config.names.auth_failures_bucket(), config.names.replicas()),
+        config.throttle,
+    )
+    .await?;
+    let limits = SubmissionLimits::open(
+        queue.jetstream(),
+        (config.names.submission_rates_bucket(), config.names.replicas()),
+        config.rates,
+    )
+    .await?;
     let mut registry = Registry::with_prefix("mailbus_smtp");
     let bodies = BodyStorage { memory_limit: body::MEMORY_LIMIT, dir: config.spool_dir.as_path().into() };
     bodies.check().map_err(|error| StartError::SpoolDir { dir: config.spool_dir.clone(), error })?;

@@ -51,7 +51,7 @@ impl Spool for JetStreamSpool {
             otel.kind = "producer",
             messaging.system = "nats",
             messaging.operation = "publish",
-            messaging.destination.name = %self.queue.names().queue_subject(),
+            messaging.destination.name = %self.queue.subject_for(&dedup_id),
             queue_id = %queue_id,
             size,
         );

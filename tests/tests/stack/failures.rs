@@ -59,7 +59,9 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
     assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "{sent:?}");
 
     let queue = stack.queue().await;
-    let consumer = queue.relay_consumer(Duration::from_secs(2)).await.unwrap();
+    // The partition its queue id chose.
+    let queued = queue.list(1).await.unwrap();
+    let consumer = queue.relay_consumer(queued[0].0.partition, Duration::from_secs(2)).await.unwrap();
     let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
     let taken = batch.next().await.expect("the message is on the queue").unwrap();
     let envelope = Envelope::decode(taken.payload.clone()).unwrap();

@@ -22,6 +22,7 @@ mod mail_tools;
 mod managesieve;
 mod noloss;
 mod ops;
+mod partitions;
 mod pop3;
 mod rate_limits;
 mod relay;

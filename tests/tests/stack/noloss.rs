@@ -3,8 +3,11 @@
 //! real ones do: a message without a `250` (refused with 4xx, or cut off) is sent again. Afterwards
 //! every message is in the mailbox exactly once.
 //!
-//! The system runs as separate processes (two replicas of smtp-ingress and relay) over a PostgreSQL and
-//! a nats-server of this test's own, since they are killed too.
+//! The system runs as separate processes (two replicas of smtp-ingress and relay, the queue in four
+//! partitions) over a PostgreSQL and NATS of this test's own, since they are killed too. It runs twice:
+//! on one nats-server (one replica of everything), which is killed and restarted; and on a three-node
+//! cluster with every stream and bucket in three replicas, where one node is killed while mail flows
+//! (the other two keep the quorum) and then started again.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mailbus_devstack::{Postgres, free_port};
-use mailbus_tests::infra::{dedicated_nats, scratch_dir};
+use mailbus_devstack::{Nats, NatsCluster, Postgres, free_port};
+use mailbus_tests::infra::{dedicated_nats, dedicated_nats_cluster, scratch_dir};
 use mailbus_tests::processes::Replica;
 use mailbus_tests::smtp_client::SmtpClient;
 
@@ -27,6 +30,52 @@ const PACE: Duration = Duration::from_millis(60);
 const RECIPIENT: &str = "sink@example.org";
 /// How long one message may take to get its 250, retries included, before the test gives up.
 const MESSAGE_PATIENCE: Duration = Duration::from_secs(120);
+/// The queue's partitions: the default, spread over by message id.
+const PARTITIONS: u32 = 4;
+
+/// The NATS the system runs on, and how it fails.
+enum NatsUnderTest {
+    /// One nats-server: killed and started again.
+    Single(Nats),
+    /// Three nodes, every stream and bucket in three replicas: one node killed while mail flows on the
+    /// other two, then started again.
+    Cluster(NatsCluster),
+}
+
+impl NatsUnderTest {
+    fn url(&self) -> String {
+        match self {
+            NatsUnderTest::Single(nats) => nats.url(),
+            NatsUnderTest::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    fn replicas(&self) -> usize {
+        match self {
+            NatsUnderTest::Single(_) => 1,
+            NatsUnderTest::Cluster(cluster) => cluster.nodes.len(),
+        }
+    }
+
+    /// How long a JetStream request may take. One server answers at once, or is down and a quick 451
+    /// sends the client back sooner. A cluster takes longer to make a stream in three replicas (each
+    /// role makes them at start-up, all at once), and a publish to a partition whose leader was on the
+    /// killed node waits for the others to elect a new one, which takes a few seconds.
+    fn timeout_ms(&self) -> &'static str {
+        match self {
+            NatsUnderTest::Single(_) => "2000",
+            NatsUnderTest::Cluster(_) => "10000",
+        }
+    }
+
+    /// What the report line calls this run.
+    fn label(&self) -> String {
+        match self {
+            NatsUnderTest::Single(_) => format!("R1, {PARTITIONS} partitions, nats-server killed"),
+            NatsUnderTest::Cluster(_) => format!("R3 cluster, {PARTITIONS} partitions, a NATS node killed"),
+        }
+    }
+}
 
 #[derive(Debug)]
 enum Attempt {
@@ -120,13 +169,23 @@ async fn stored(database_url: &str) -> Result<HashMap<String, usize>, sqlx::Erro
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_crash_in_turn() {
+    let nats = tokio::task::spawn_blocking(|| dedicated_nats("noloss")).await.unwrap();
+    no_loss_while_everything_crashes(NatsUnderTest::Single(nats)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_accepted_message_arrives_once_on_a_nats_cluster_that_loses_a_node() {
+    let cluster = tokio::task::spawn_blocking(|| dedicated_nats_cluster("noloss")).await.unwrap();
+    no_loss_while_everything_crashes(NatsUnderTest::Cluster(cluster)).await;
+}
+
+async fn no_loss_while_everything_crashes(mut nats: NatsUnderTest) {
     let scratch = scratch_dir().join(format!("noloss-{}", uuid::Uuid::new_v4().simple()));
     let pg_dir = scratch.join("postgres");
     let mut postgres = tokio::task::spawn_blocking(move || Postgres::start_crash_safe(&pg_dir, free_port().unwrap()))
         .await
         .unwrap()
         .expect("starting this test's PostgreSQL");
-    let mut nats = tokio::task::spawn_blocking(|| dedicated_nats("noloss")).await.unwrap();
     let logs = scratch.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let database_url = postgres.url("postgres");
@@ -134,11 +193,13 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
         ("DATABASE_URL", database_url.clone()),
         ("NATS_URL", nats.url()),
         ("MAILBUS_NATS_PREFIX", "noloss".into()),
+        ("MAILBUS_QUEUE_PARTITIONS", PARTITIONS.to_string()),
+        ("MAILBUS_NATS_REPLICAS", nats.replicas().to_string()),
         ("MAILBUS_HOSTNAME", "mx.noloss.test".into()),
         // A killed relay's messages go to the other one after this long, and retries come quickly.
         ("MAILBUS_RELAY_ACK_WAIT_SECS", "5".into()),
         ("MAILBUS_RELAY_RETRY_SCHEDULE", "1s".into()),
-        ("MAILBUS_NATS_TIMEOUT_MS", "2000".into()),
+        ("MAILBUS_NATS_TIMEOUT_MS", nats.timeout_ms().into()),
         ("RUST_LOG", "warn".into()),
     ]);
     let mut mailbox = Replica::spawn(under_test(), "mailbox", "mailbox", &shared, &logs);
@@ -195,13 +256,32 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
         crash_and_restart(replica).await;
         pause().await;
     }
-    println!("crashing nats-server");
-    nats = tokio::task::spawn_blocking(move || {
-        nats.restart().expect("restarting nats-server");
-        nats
-    })
-    .await
-    .unwrap();
+    nats = match nats {
+        NatsUnderTest::Single(mut server) => {
+            println!("crashing nats-server");
+            tokio::task::spawn_blocking(move || {
+                server.restart().expect("restarting nats-server");
+                NatsUnderTest::Single(server)
+            })
+            .await
+            .unwrap()
+        }
+        NatsUnderTest::Cluster(mut cluster) => {
+            // The first node is the one every role was given first, so most connections are on it.
+            println!("crashing NATS node 1 of {}", cluster.nodes.len());
+            cluster.nodes[0].kill();
+            // Mail flows on the other two.
+            pause().await;
+            println!("starting NATS node 1 again");
+            tokio::task::spawn_blocking(move || {
+                cluster.nodes[0].restart().expect("restarting the NATS node");
+                cluster.wait_healthy(Duration::from_secs(60)).expect("the cluster heals");
+                NatsUnderTest::Cluster(cluster)
+            })
+            .await
+            .unwrap()
+        }
+    };
     for replica in smtp.iter().chain(&relays) {
         replica.wait_ready(Duration::from_secs(60)).await;
     }
@@ -236,8 +316,21 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
     while stored(&database_url).await.map_or(0, |counts| counts.len()) < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let client = mailbus_jetstream::async_nats::connect(nats.url()).await.unwrap();
-    let names = mailbus_jetstream::Names::new("noloss").unwrap();
+    let client = mailbus_jetstream::connect(&nats.url(), "noloss").await.unwrap();
+    let names =
+        mailbus_jetstream::Names::new("noloss").unwrap().with_partitions(PARTITIONS).with_replicas(nats.replicas());
+    // Mail went through every partition, each kept as the roles were told to (looked at before this test
+    // opens the queue itself, which would bring them to its own count).
+    let jetstream = mailbus_jetstream::async_nats::jetstream::new(client.clone());
+    for partition in 0..PARTITIONS {
+        let stream = names.queue_partition_stream(partition);
+        let info = jetstream.get_stream(&stream).await.unwrap().info().await.unwrap().clone();
+        assert!(info.state.last_sequence > 0, "{stream} carried no mail");
+        assert_eq!(info.config.num_replicas, nats.replicas(), "{stream}'s replicas");
+    }
+    let claims = format!("KV_{}", names.queue_claims_bucket());
+    let info = jetstream.get_stream(&claims).await.unwrap().info().await.unwrap().clone();
+    assert_eq!(info.config.num_replicas, nats.replicas(), "{claims}'s replicas");
     let queue = mailbus_jetstream::Queue::open(client, names, Duration::from_secs(5)).await.unwrap();
     mailbus_tests::wait_until(Duration::from_secs(60), "the queue never emptied", async || {
         queue.status().await.is_ok_and(|status| status.messages == 0)
@@ -249,8 +342,9 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
     let lost: Vec<usize> =
         accepted.iter().copied().filter(|n| !counts.contains_key(&format!("load-{n}@noloss.test"))).collect();
     let result = format!(
-        "no loss: accepted {sent} / delivered {delivered} / duplicates {duplicates} / lost {} \
+        "no loss ({}): accepted {sent} / delivered {delivered} / duplicates {duplicates} / lost {} \
          ({} messages needed more than one attempt, {} attempts in all)",
+        nats.label(),
         lost.len(),
         ledger.retried.load(Ordering::SeqCst),
         ledger.attempts.load(Ordering::SeqCst),
@@ -266,6 +360,6 @@ async fn every_accepted_message_arrives_once_while_each_role_nats_and_postgres_c
     assert_eq!(duplicates, 0, "duplicates: {:?}", counts.iter().filter(|(_, c)| **c > 1).collect::<Vec<_>>());
     assert_eq!(delivered, sent, "nothing that was not sent");
     assert!(ledger.retried.load(Ordering::SeqCst) > 0, "the failures cost some attempts, or they missed the load");
-    drop((smtp, relays, access, mailbox, postgres));
+    drop((smtp, relays, access, mailbox, postgres, nats));
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -467,18 +467,27 @@ async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
     let (stack, _, _) = attempt_in_flight(&fake).await;
     let queue = stack.queue().await;
     let jetstream = queue.jetstream();
-    // While the attempt ends, the queue stream refuses anything new, so every requeue of it fails.
-    let mut stream = jetstream.get_stream(queue.names().queue_stream()).await.unwrap();
-    let config = stream.info().await.unwrap().config.clone();
-    let full = Config { max_messages: 1, discard: DiscardPolicy::New, ..config.clone() };
-    jetstream.update_stream(&full).await.unwrap();
+    // While the attempt ends, every queue partition refuses anything new, so every requeue of it fails
+    // (the one holding the message is full; the others take nothing).
+    let mut configs = Vec::new();
+    for partition in queue.partitions().await.unwrap() {
+        let mut stream = jetstream.get_stream(queue.names().queue_partition_stream(partition)).await.unwrap();
+        let config = stream.info().await.unwrap().config.clone();
+        let full = Config { max_messages: 1, discard: DiscardPolicy::New, ..config.clone() };
+        let refusing =
+            if stream.info().await.unwrap().state.messages == 0 { Config { max_bytes: 1, ..full } } else { full };
+        jetstream.update_stream(&refusing).await.unwrap();
+        configs.push(config);
+    }
     let claims = jetstream.get_key_value(queue.names().queue_claims_bucket()).await.unwrap();
     wait_until(PATIENCE, "the outcome of the failed requeue was never kept", async || {
         let keys: Vec<String> = claims.keys().await.unwrap().filter_map(async |k| k.ok()).collect().await;
         keys.iter().any(|k| k.ends_with(".outcome"))
     })
     .await;
-    jetstream.update_stream(&config).await.unwrap();
+    for config in &configs {
+        jetstream.update_stream(config).await.unwrap();
+    }
     wait_until(PATIENCE, "the message was never tried again", async || fake.attempts("later@remote.test") >= 2).await;
     assert_eq!(fake.attempts("now@remote.test"), 1, "who accepted before the failed requeue is not sent it again");
     stack.stop().await;
