@@ -41,20 +41,7 @@ pub struct Claims {
 impl Claims {
     /// Opens (creating it on first use, with `replicas` copies) the bucket `bucket`.
     pub async fn open(jetstream: &jetstream::Context, bucket: String, replicas: usize) -> Result<Self, QueueError> {
-        let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: bucket.clone(), message: e.to_string() };
-        let kv = match jetstream.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => jetstream
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    max_age: DUPLICATE_WINDOW,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| setup(&e))?,
-        };
+        let kv = crate::open_bucket(jetstream, (bucket, replicas), DUPLICATE_WINDOW).await?;
         Ok(Claims { kv })
     }
 

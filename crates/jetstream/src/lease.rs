@@ -36,20 +36,7 @@ impl Leases {
         (bucket, replicas): (String, usize),
         ttl: Duration,
     ) -> Result<Self, QueueError> {
-        let setup = |e: &dyn std::fmt::Display| QueueError::Setup { what: bucket.clone(), message: e.to_string() };
-        let kv = match jetstream.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => jetstream
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| setup(&e))?,
-        };
+        let kv = crate::open_bucket(jetstream, (bucket, replicas), ttl).await?;
         Ok(Leases { kv, ttl })
     }
 

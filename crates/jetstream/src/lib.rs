@@ -28,6 +28,7 @@
 
 pub mod backup;
 mod bodies;
+mod bucket;
 mod claims;
 mod events;
 mod lease;
@@ -38,6 +39,7 @@ mod throttle;
 mod trace;
 
 pub use async_nats;
+pub use bucket::open_bucket;
 pub use claims::{Claimant, Claims};
 pub use events::{PROBE_HEADER, is_probe, subscribe_confirmed};
 pub use lease::{Lease, Leases};

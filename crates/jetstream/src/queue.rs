@@ -262,6 +262,17 @@ impl Queue {
         })
     }
 
+    /// A partition's stream and what it holds now.
+    async fn partition_info(&self, partition: u32) -> Result<(stream::Stream, stream::Info), QueueError> {
+        let mut stream = self.partition_stream(partition).await?;
+        let info = stream.info().await.map_err(|e| {
+            nats_client_error(NatsOperation::StreamAdmin);
+            QueueError::Setup { what: self.names.queue_partition_stream(partition), message: e.to_string() }
+        })?;
+        let info = info.clone();
+        Ok((stream, info))
+    }
+
     /// Keeps an envelope that cannot be processed (it does not decode, or its body is gone) on the
     /// dead-letter stream, with the reason in the `Mailbus-Dead-Reason` header. Nothing is dropped silently.
     pub async fn dead_letter(
@@ -369,16 +380,8 @@ impl Queue {
         partition: u32,
         limit: usize,
     ) -> Result<Vec<(i128, Position, Envelope)>, QueueError> {
-        let mut stream = self.partition_stream(partition).await?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| {
-                nats_client_error(NatsOperation::StreamAdmin);
-                QueueError::Setup { what: self.names.queue_partition_stream(partition), message: e.to_string() }
-            })?
-            .state
-            .clone();
+        let (stream, info) = self.partition_info(partition).await?;
+        let state = info.state;
         let mut found = Vec::new();
         if state.messages == 0 {
             return Ok(found);
@@ -420,15 +423,7 @@ impl Queue {
     pub async fn status(&self) -> Result<QueueStatus, QueueError> {
         let mut total = QueueStatus { messages: 0, bytes: 0, pending: 0, in_flight: 0, oldest_unix: 0 };
         for partition in self.partitions().await? {
-            let mut stream = self.partition_stream(partition).await?;
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| {
-                    nats_client_error(NatsOperation::StreamAdmin);
-                    QueueError::Setup { what: self.names.queue_partition_stream(partition), message: e.to_string() }
-                })?
-                .clone();
+            let (stream, info) = self.partition_info(partition).await?;
             let (pending, in_flight) = match stream.consumer_info(RELAY_CONSUMER).await {
                 Ok(consumer) => (consumer.num_pending, consumer.num_ack_pending as u64),
                 Err(_) => (info.state.messages, 0),

@@ -94,19 +94,7 @@ impl SubmissionLimits {
         (bucket, replicas): (String, usize),
         policy: RatePolicy,
     ) -> Result<Self, QueueError> {
-        let kv = match jetstream.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => jetstream
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    max_age: policy.window.max(DAY),
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| QueueError::Setup { what: bucket, message: e.to_string() })?,
-        };
+        let kv = crate::open_bucket(jetstream, (bucket, replicas), policy.window.max(DAY)).await?;
         Ok(SubmissionLimits { counts: Counts::Nats(Box::new(kv)), policy })
     }
 

@@ -68,19 +68,7 @@ impl LoginThrottle {
         (bucket, replicas): (String, usize),
         policy: ThrottlePolicy,
     ) -> Result<Self, QueueError> {
-        let kv = match jetstream.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => jetstream
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    max_age: policy.window,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| QueueError::Setup { what: bucket, message: e.to_string() })?,
-        };
+        let kv = crate::open_bucket(jetstream, (bucket, replicas), policy.window).await?;
         Ok(LoginThrottle { counts: Counts::Nats(Box::new(kv)), policy })
     }
 

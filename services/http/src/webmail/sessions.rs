@@ -48,19 +48,7 @@ impl Sessions {
         (bucket, replicas): (String, usize),
         ttl: Duration,
     ) -> Result<Self, QueueError> {
-        let kv = match jetstream.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => jetstream
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| QueueError::Setup { what: bucket, message: e.to_string() })?,
-        };
+        let kv = mailbus_jetstream::open_bucket(jetstream, (bucket, replicas), ttl).await?;
         Ok(Sessions { kv, ttl })
     }
 
