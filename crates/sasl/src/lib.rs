@@ -167,10 +167,14 @@ mod tests {
             ("loopback", PlaintextAuth::Loopback),
             ("always", PlaintextAuth::Always),
             ("true", PlaintextAuth::Always),
+            ("Yes", PlaintextAuth::Always),
+            ("1", PlaintextAuth::Always),
+            ("NO", PlaintextAuth::Never),
+            ("0", PlaintextAuth::Never),
         ] {
             assert_eq!(text.parse::<PlaintextAuth>(), Ok(policy), "{text}");
         }
-        assert!("yes".parse::<PlaintextAuth>().is_err());
+        assert!("maybe".parse::<PlaintextAuth>().is_err());
     }
 
     #[test]
