@@ -47,6 +47,33 @@ pub async fn open<IO: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The two clocks of a session that logs in and then reads command lines (POP3, ManageSieve): the login
+/// deadline, counted from connecting, and the autologout timer, which a new command starts again and the
+/// rest of a partial one does not (so a client dribbling bytes cannot hold a session open).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionClock {
+    login: tokio::time::Instant,
+    idle: Duration,
+    command: tokio::time::Instant,
+}
+
+impl SessionClock {
+    pub fn new(login_deadline: tokio::time::Instant, idle: Duration) -> Self {
+        SessionClock { login: login_deadline, idle, command: tokio::time::Instant::now() + idle }
+    }
+
+    /// Before the next read at `now`: how long it may take, and whether the login deadline is what bounds
+    /// it (the session says a different goodbye then). `partial` is whether part of a command is buffered.
+    pub fn next_read(&mut self, now: tokio::time::Instant, partial: bool, logged_in: bool) -> (Duration, bool) {
+        if !partial {
+            self.command = now + self.idle;
+        }
+        let logging_in = !logged_in && self.login < self.command;
+        let deadline = if logging_in { self.login } else { self.command };
+        (deadline.saturating_duration_since(now), logging_in)
+    }
+}
+
 /// Why STARTTLS (or STLS) did not leave a TLS connection behind.
 #[derive(Debug)]
 pub enum StartTlsError {
@@ -192,6 +219,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<MaybeTls<IO>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_clock_restarts_for_a_new_command_only_and_the_login_deadline_bounds_until_login() {
+        let start = tokio::time::Instant::now();
+        let idle = Duration::from_secs(600);
+        let mut clock = SessionClock::new(start + Duration::from_secs(60), idle);
+        assert_eq!(clock.next_read(start, false, false), (Duration::from_secs(60), true));
+        // Logged in: the autologout timer, started again by a new command.
+        let later = start + Duration::from_secs(100);
+        assert_eq!(clock.next_read(later, false, true), (idle, false));
+        // A partial command gets only what is left of its timer.
+        let partial = later + Duration::from_secs(500);
+        assert_eq!(clock.next_read(partial, true, true), (Duration::from_secs(100), false));
+        // A login deadline past the command's timer is not the bound.
+        let mut late_login = SessionClock::new(start + Duration::from_secs(3600), idle);
+        assert_eq!(late_login.next_read(start, false, false), (idle, false));
+    }
 
     fn peer() -> std::net::SocketAddr {
         "192.0.2.1:1234".parse().unwrap()

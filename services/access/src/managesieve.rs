@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailbus_acceptor::wire::{ReadError, StartTlsError, Wire};
+use mailbus_acceptor::wire::{ReadError, SessionClock, StartTlsError, Wire};
 use mailbus_address::AccountId;
 use mailbus_grpc::TracedChannel;
 use mailbus_jetstream::{LoginThrottle, Verdict};
@@ -120,7 +120,7 @@ where
 {
     async fn run(&mut self, mut session: Session, shutdown: &CancellationToken) -> End {
         self.wire.output.extend(session.greeting().to_bytes());
-        let mut command_deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
+        let mut clock = SessionClock::new(self.login_deadline, self.ctx.idle_timeout);
         loop {
             while let Some(line) = self.wire.next_item(|input| self.decoder.decode(input)) {
                 let name = match &line {
@@ -150,19 +150,14 @@ where
             if let Err(error) = self.wire.flush().await {
                 return End::Io(error);
             }
-            let now = tokio::time::Instant::now();
-            if self.wire.input.is_empty() {
-                command_deadline = now + self.ctx.idle_timeout;
-            }
-            let logging_in = self.account.is_none() && self.login_deadline < command_deadline;
-            let deadline = if logging_in { self.login_deadline } else { command_deadline };
+            let partial = !self.wire.input.is_empty();
+            let (timeout, logging_in) = clock.next_read(tokio::time::Instant::now(), partial, self.account.is_some());
             let farewell = |error: &ReadError| match error {
                 ReadError::Timeout if logging_in => Some(Response::bye("login timed out").to_bytes()),
                 ReadError::Timeout => Some(Response::bye("idle too long").to_bytes()),
                 ReadError::Shutdown => Some(Response::bye("server shutting down").to_bytes()),
                 _ => None,
             };
-            let timeout = deadline.saturating_duration_since(now);
             if let Err(error) = self.wire.read_or_farewell(timeout, shutdown, farewell).await {
                 return End::Read(error);
             }

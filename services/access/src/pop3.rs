@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mailbus_acceptor::wire::{self, ReadError, StartTlsError, Wire};
+use mailbus_acceptor::wire::{self, ReadError, SessionClock, StartTlsError, Wire};
 use mailbus_jetstream::{Lease, Leases, LoginThrottle, Verdict};
 use mailbus_pop3::command::Secret;
 use mailbus_pop3::command::{Command, CommandDecoder, CommandError};
@@ -158,7 +158,7 @@ where
 {
     async fn run(&mut self, mut session: Session, shutdown: &CancellationToken) -> End {
         self.wire.output.extend(session.greeting().to_bytes());
-        let mut command_deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
+        let mut clock = SessionClock::new(self.login_deadline, self.ctx.idle_timeout);
         loop {
             while let Some(input) = self.next_input(session.expects()) {
                 let name = match &input {
@@ -196,12 +196,8 @@ where
                 return End::Io(error);
             }
             // A new command gets the whole idle timeout; the rest of a partial one only what is left of it.
-            let now = tokio::time::Instant::now();
-            if self.wire.input.is_empty() {
-                command_deadline = now + self.ctx.idle_timeout;
-            }
-            let logging_in = self.login.is_none() && self.login_deadline < command_deadline;
-            let deadline = if logging_in { self.login_deadline } else { command_deadline };
+            let partial = !self.wire.input.is_empty();
+            let (timeout, logging_in) = clock.next_read(tokio::time::Instant::now(), partial, self.login.is_some());
             // RFC 1939 §3: an autologout does not enter UPDATE, so nothing is deleted.
             let farewell = |error: &ReadError| match error {
                 ReadError::Timeout if logging_in => Some(Response::err("login timed out").to_bytes()),
@@ -209,7 +205,6 @@ where
                 ReadError::Shutdown => Some(Response::err("[SYS/TEMP] server shutting down").to_bytes()),
                 _ => None,
             };
-            let timeout = deadline.saturating_duration_since(now);
             if let Err(error) = self.wire.read_or_farewell(timeout, shutdown, farewell).await {
                 return End::Read(error);
             }
