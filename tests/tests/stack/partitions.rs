@@ -9,6 +9,7 @@ use mailbus_tests::clients::{SmtpOutcome, SubmitMode, smtp_send, smtp_submit};
 use mailbus_tests::fake_smtp::{FakeSmtp, Script};
 use mailbus_tests::{Infra, TestStack, wait_until};
 
+use crate::relay::queue_admin;
 use crate::{PATIENCE, message};
 
 async fn send(stack: &TestStack, from: &str, to: &str, body: &[u8]) {
@@ -51,19 +52,6 @@ async fn a_resent_transaction_lands_once_in_its_partition() {
     assert_eq!(queued.len(), 12, "each transaction queued once");
     assert!(partitions_in_use(&stack).await.len() > 1, "twelve transactions spread over the partitions");
     stack.stop().await;
-}
-
-async fn queue_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
-    let output = tokio::process::Command::new(crate::under_test())
-        .args(["admin", "queue"])
-        .args(args)
-        .env_clear()
-        .env("MAILBUS_RELAY_URL", format!("http://{}", stack.relay_grpc.unwrap()))
-        .output()
-        .await
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.code().unwrap_or(-1), text)
 }
 
 /// Eight messages waiting for a peer that says "not now", spread over four partitions: the operator

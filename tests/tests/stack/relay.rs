@@ -167,7 +167,7 @@ async fn two_domains_two_stacks_the_textbook_path() {
 }
 
 /// `mailbus admin queue …` against this stack's relay; returns (exit code, stdout).
-async fn queue_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
+pub(crate) async fn queue_admin(stack: &TestStack, args: &[&str]) -> (i32, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailbus-under-test"))
         .args(["admin", "queue"])
         .args(args)
