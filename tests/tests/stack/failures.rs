@@ -185,6 +185,46 @@ async fn concurrent_deliveries_with_repeats_keep_dense_uids_dedup_and_events_in_
     stack.stop().await;
 }
 
+/// A batch of deliveries locks its mailboxes once, and each entry takes its UID from the row as it is
+/// added: the last UIDs before 2^32 go to the first two deliveries, and the rest are refused, stored
+/// nowhere, with the others of their batch kept (RFC 9051 §2.3.1.1: a UID is never reused or passed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mailbox_out_of_uids_refuses_the_deliveries_past_the_last_and_keeps_the_rest() {
+    const LAST: u32 = u32::MAX;
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let account = stack.add_account("ivy@example.org", "pw").await;
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    sqlx::query("UPDATE mailboxes SET uidnext = $1 WHERE account_id = $2 AND name = 'INBOX'")
+        .bind(i64::from(LAST - 1))
+        .bind(account)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let calls = (0..6).map(|i| {
+        let stack = &stack;
+        async move {
+            let body = message("ivy@example.org", &format!("near-the-end-{i}"));
+            stack.deliver(&format!("uids-{i:028x}"), "ivy@example.org", &body).await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let mut stored: Vec<u32> = replies.iter().flatten().map(|r| r.placements[0].uid).collect();
+    stored.sort_unstable();
+    assert_eq!(stored, [LAST - 1, LAST], "the two UIDs left are given, once each: {replies:?}");
+    for refused in replies.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains("run out of UIDs"), "{refused:?}");
+    }
+    assert_eq!(stack.inbox_uids(account).await, stored, "nothing stored past the last UID");
+    let used: (i64, i64) = sqlx::query_as("SELECT used_messages, uidnext FROM accounts a JOIN mailboxes m ON m.account_id = a.id WHERE a.id = $1 AND m.name = 'INBOX'")
+        .bind(account)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(used, (2, i64::from(LAST) + 1), "the quota counts the two, and UIDNEXT stops past the last");
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recipient_that_fails_for_good_gets_the_sender_one_dsn() {
     let mut stack = TestStack::builder().roles(&[Role::Mailbox, Role::SmtpIngress, Role::Access]).start().await;

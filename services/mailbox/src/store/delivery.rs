@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::error::MailboxError;
 use crate::mime::Parsed;
 use crate::store::messages::{self, Locked, Placed};
-use crate::store::{quota, sieve, uid_from_column};
+use crate::store::{mailboxes, quota, sieve, uid_from_column};
 
 /// Where a message goes and what else is to be done, decided before the transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,20 +136,24 @@ async fn deliver_all(
     names.push(&inbox);
     names.sort();
     names.dedup();
+    // Locked once for the whole batch: each entry takes its UID and MODSEQ from the row as it is added
+    // (`messages::add_entry`), so the deliveries need not read the rows again.
+    let mut locked = Vec::with_capacity(names.len());
     for name in names {
         match messages::lock(&mut tx, account, name).await {
-            Ok(_) | Err(MailboxError::NotFound(_)) => {}
+            Ok(mailbox) => locked.push(mailbox),
+            Err(MailboxError::NotFound(_)) => {}
             Err(other) => return Err(other),
         }
     }
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         if jobs.len() == 1 {
-            results.push(deliver_in(&mut tx, account, job).await);
+            results.push(deliver_in(&mut tx, account, &locked, job).await);
             break;
         }
         sqlx::query("SAVEPOINT delivery").execute(&mut *tx).await?;
-        let result = deliver_in(&mut tx, account, job).await;
+        let result = deliver_in(&mut tx, account, &locked, job).await;
         let end = if result.is_ok() { "RELEASE SAVEPOINT delivery" } else { "ROLLBACK TO SAVEPOINT delivery" };
         sqlx::query(end).execute(&mut *tx).await?;
         results.push(result);
@@ -162,7 +166,12 @@ async fn deliver_all(
 }
 
 /// The delivery of (queue id, recipient) into `account` by `plan`, once, inside the batch's transaction.
-async fn deliver_in(conn: &mut PgConnection, account: AccountId, job: &Job) -> Result<Delivered, MailboxError> {
+async fn deliver_in(
+    conn: &mut PgConnection,
+    account: AccountId,
+    locked: &[Locked],
+    job: &Job,
+) -> Result<Delivered, MailboxError> {
     let key = (job.queue_id.as_str(), job.recipient.as_str());
     let plan = &job.plan;
     let first: Option<i32> = sqlx::query_scalar(
@@ -179,7 +188,7 @@ async fn deliver_in(conn: &mut PgConnection, account: AccountId, job: &Job) -> R
         return earlier(conn, account, key).await;
     }
     let Incoming { content, parsed } = job.message.as_ref();
-    let placed = place(conn, account, key, content, parsed, &plan.targets).await?;
+    let placed = place(conn, account, locked, key, content, parsed, &plan.targets).await?;
     let mut follow_ups = Vec::with_capacity(plan.follow_ups.len());
     for follow_up in &plan.follow_ups {
         // Vacation's memory is written here, under its row's lock: of two deliveries from one sender at
@@ -210,12 +219,13 @@ async fn deliver_in(conn: &mut PgConnection, account: AccountId, job: &Job) -> R
     Ok(Delivered { placed, follow_ups, rejection: plan.rejection.clone(), duplicate: false })
 }
 
-/// Stores the message once and gives it an entry in each target, the mailboxes locked in name order (as
-/// a move locks its two) and the quota checked once for the octets and every entry. A target that is
-/// gone by now (deleted since the plan was made) is replaced by INBOX.
+/// Stores the message once and gives it an entry in each target (the batch locked them all, in name
+/// order, as a move locks its two), the quota checked once for the octets and every entry. A target that
+/// is gone by now (deleted since the plan was made) is replaced by INBOX.
 async fn place(
     conn: &mut PgConnection,
     account: AccountId,
+    batch: &[Locked],
     (queue_id, recipient): (&str, &str),
     content: &[u8],
     parsed: &Parsed,
@@ -226,18 +236,21 @@ async fn place(
     }
     let mut sorted: Vec<&Target> = targets.iter().collect();
     sorted.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
-    let mut locked: Vec<(Locked, &[String])> = Vec::new();
+    let find = |name: &MailboxName| batch.iter().find(|m| &m.name == name);
+    let mut locked: Vec<(&Locked, &[String])> = Vec::new();
     let mut lost = Vec::new();
     for target in sorted {
-        match messages::lock(conn, account, &target.mailbox).await {
-            Ok(mailbox) => locked.push((mailbox, &target.flags)),
-            Err(MailboxError::NotFound(_)) if !target.mailbox.is_inbox() => lost.push(&target.flags),
-            Err(other) => return Err(other),
+        match find(&target.mailbox) {
+            Some(mailbox) => locked.push((mailbox, &target.flags)),
+            None if !target.mailbox.is_inbox() => lost.push(&target.flags),
+            None => return Err(mailboxes::not_found(&target.mailbox)),
         }
     }
     if !lost.is_empty() && !locked.iter().any(|(m, _)| m.name.is_inbox()) {
         tracing::warn!(account_id = account.get(), "a Sieve target mailbox vanished; the message goes to INBOX");
-        locked.push((messages::lock(conn, account, &MailboxName::inbox()).await?, lost[0]));
+        let inbox = MailboxName::inbox();
+        let mailbox = find(&inbox).ok_or_else(|| mailboxes::not_found(&inbox))?;
+        locked.push((mailbox, lost[0]));
     }
     let entries = locked.len() as i64;
     quota::check(conn, account, entries, entries * content.len() as i64).await?;

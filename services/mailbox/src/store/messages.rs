@@ -76,13 +76,14 @@ impl Locked {
     /// Refuses `count` more UIDs when they would pass 2^32 - 1 (RFC 9051 §2.3.1.1).
     fn room_for(&self, count: usize) -> Result<(), MailboxError> {
         if self.uidnext + count as i64 > i64::from(u32::MAX) + 1 {
-            return Err(MailboxError::FailedPrecondition(format!(
-                "mailbox {:?} has run out of UIDs",
-                self.name.as_str()
-            )));
+            return Err(out_of_uids(&self.name));
         }
         Ok(())
     }
+}
+
+fn out_of_uids(name: &MailboxName) -> MailboxError {
+    MailboxError::FailedPrecondition(format!("mailbox {:?} has run out of UIDs", name.as_str()))
 }
 
 /// Locks a mailbox row for the rest of the transaction. Every change to a mailbox takes this lock first.
@@ -202,17 +203,42 @@ pub(super) async fn add(
 /// Adds an entry for an already stored message (one of this account's) to a locked mailbox: a second
 /// place of a message filed twice at delivery shares its octets, as COPY does. The caller checked the
 /// quota for it.
+///
+/// The UID and MODSEQ come from the row itself, in the statement that takes them (one round trip, not
+/// an insert and an update): `mailbox` may have been locked before other entries were added in the same
+/// transaction (a batch of deliveries locks its mailboxes once), and only its id, name and UIDVALIDITY
+/// are read from it.
 pub(super) async fn add_entry(
     conn: &mut PgConnection,
     mailbox: &Locked,
     message_id: i64,
     flags: &[String],
 ) -> Result<Placed, MailboxError> {
-    mailbox.room_for(1)?;
-    let (uid, modseq) = (uid_from_column(mailbox.uidnext)?, mailbox.highestmodseq + 1);
-    insert_entry(conn, mailbox, uid, message_id, flags, modseq).await?;
-    advance(conn, mailbox, mailbox.uidnext + 1, modseq).await?;
-    Ok(Placed { mailbox: mailbox.name.clone(), uidvalidity: mailbox.uidvalidity as u32, uid, modseq, duplicate: false })
+    let taken: Option<(i64, i64)> = sqlx::query_as(
+        "WITH m AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+                     WHERE id = $1 AND uidnext <= $4
+                     RETURNING uidnext - 1 AS uid, highestmodseq AS modseq)
+         INSERT INTO mailbox_entries (mailbox_id, uid, message_id, flags, modseq)
+         SELECT $1, m.uid, $2, $3, m.modseq FROM m
+         RETURNING uid, modseq",
+    )
+    .bind(mailbox.id.get())
+    .bind(message_id)
+    .bind(flags)
+    .bind(i64::from(u32::MAX))
+    .fetch_optional(conn)
+    .await?;
+    let Some((uid, modseq)) = taken else {
+        // No row came back: UIDNEXT is past 2^32 - 1 (the row is locked, so it exists).
+        return Err(out_of_uids(&mailbox.name));
+    };
+    Ok(Placed {
+        mailbox: mailbox.name.clone(),
+        uidvalidity: mailbox.uidvalidity as u32,
+        uid: uid_from_column(uid)?,
+        modseq,
+        duplicate: false,
+    })
 }
 
 /// IMAP APPEND: a message into any mailbox of the account, with flags and an internal date.
