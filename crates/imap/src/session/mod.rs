@@ -28,6 +28,7 @@ mod store;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod update;
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -59,7 +60,10 @@ use mailbus_sasl::PlainError;
 use crate::render::nz;
 use crate::store::{LoginOutcome, Store, StoreError, Wire};
 use crate::{DELIMITER, unauthenticate};
-use crate::{binary_origin, create_special_use, line_meter, list_extended, object_id, recent, render, sort, thread};
+use crate::{
+    binary_origin, context, create_special_use, line_meter, list_extended, object_id, recent, render, savedate, sort,
+    thread,
+};
 use response::*;
 pub use response::{bye, spell_imap4rev1};
 
@@ -539,6 +543,22 @@ impl<S: Store, W: Wire> Session<S, W> {
                     }
                 }
             };
+        }
+        // RFC 5267 §4.3.5 CANCELUPDATE: the named UPDATE contexts end.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some(cancel) = context::cancel_update(bytes)
+        {
+            self.command_metric("cancelupdate");
+            let status = match cancel {
+                Ok((tag, tags)) => match Tag::try_from(tag) {
+                    Ok(tag) if self.state.selected().is_some() => self.cancel_update(tag, &tags),
+                    Ok(tag) => bad(Some(tag), "select a mailbox first"),
+                    Err(_) => bad(None, "bad tag"),
+                },
+                Err(tag) => bad(Tag::try_from(tag).ok(), "CANCELUPDATE takes one or more quoted tags"),
+            };
+            self.server.enqueue_status(status);
+            return Flow::Continue;
         }
         // RFC 8437 UNAUTHENTICATE: back to the not-authenticated state, TLS kept.
         if let FrameError::MalformedMessage { .. } = &error
