@@ -12,8 +12,9 @@
 //!
 //! One file per command family: `auth` (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE), `mailbox` (CREATE,
 //! DELETE, RENAME, SUBSCRIBE, STATUS, APPEND, quota), `list`, `select`, `fetch`, `store`, `search`
-//! (SEARCH, SORT, THREAD), `copy` (COPY, MOVE, EXPUNGE), `sync` (IDLE and untagged updates); `selected`
-//! is the selected-mailbox view and `response` what they share in writing answers.
+//! (SEARCH, SORT, THREAD), `copy` (COPY, MOVE, EXPUNGE), `sync` (IDLE and untagged updates), `update`
+//! (RFC 5267 UPDATE contexts and CANCELUPDATE); `selected` is the selected-mailbox view and `response`
+//! what they share in writing answers.
 
 mod auth;
 mod copy;
