@@ -68,9 +68,10 @@ impl ReturnOptions {
         self.words.iter().any(|w| w == option)
     }
 
-    /// Nothing asked for but SAVE and UPDATE: ALL is meant (RFC 4731 §3.1, RFC 5267 §4.2).
+    /// Nothing asked for but SAVE, UPDATE and CONTEXT: ALL is meant (RFC 4731 §3.1, RFC 5267 §4.2).
     pub fn all(&self) -> bool {
-        self.has("ALL") || self.words.iter().all(|w| w == "SAVE" || w == "UPDATE") && self.partial.is_none()
+        let asks_nothing = |w: &String| ["SAVE", "UPDATE", "CONTEXT"].contains(&w.as_str());
+        self.has("ALL") || self.words.iter().all(asks_nothing) && self.partial.is_none()
     }
 
     /// The 0-based indexes, in result order, of the `len` results a reply returns: every one with ALL or
@@ -197,6 +198,8 @@ mod tests {
         assert!(!options.all());
         assert!(parse_return("", &allowed).unwrap().all());
         assert!(parse_return("SAVE UPDATE", &allowed).unwrap().all());
+        assert!(parse_return("CONTEXT", &["CONTEXT"]).unwrap().all());
+        assert!(!parse_return("CONTEXT COUNT", &["CONTEXT", "COUNT"]).unwrap().all());
         assert_eq!(parse_return("PARTIAL 1:2 PARTIAL 3:4", &allowed), None);
         assert_eq!(parse_return("PARTIAL", &allowed), None);
         assert_eq!(parse_return("FUZZY", &allowed), None);

@@ -520,8 +520,9 @@ pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     Some(rewrite_options(line.as_bytes()).unwrap_or((Extended::ObjectIds(ids), line.into_bytes())))
 }
 
-/// The RETURN options SEARCH and SORT take, besides PARTIAL and its range.
-const RETURN_OPTIONS: &[&str] = &["MIN", "MAX", "COUNT", "ALL", "SAVE", "UPDATE"];
+/// The RETURN options SEARCH and SORT take, besides PARTIAL and its range (RFC 5267 §4.1's CONTEXT is a
+/// hint, taken and ignored).
+const RETURN_OPTIONS: &[&str] = &["MIN", "MAX", "COUNT", "ALL", "SAVE", "UPDATE", "CONTEXT"];
 
 /// ESEARCH's RETURN options and LIST-EXTENDED's selection and return options cut out.
 fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {

@@ -88,6 +88,11 @@ fn partial_returns_a_window_of_the_result() {
         client.send("s SORT RETURN (PARTIAL 1:2) (REVERSE SUBJECT) UTF-8 ALL\r\n"),
         "* ESEARCH (TAG \"s\") PARTIAL (1:2 5,4)\r\ns OK SORT completed\r\n"
     );
+    // RFC 5267 §4.1's CONTEXT is a hint: taken, changing nothing.
+    assert_eq!(
+        client.send("u SEARCH RETURN (CONTEXT COUNT) ALL\r\n"),
+        "* ESEARCH (TAG \"u\") COUNT 5\r\nu OK SEARCH completed\r\n"
+    );
     assert_eq!(client.send("t SEARCH RETURN (PARTIAL 0:2) ALL\r\n"), "t BAD unknown command or syntax error\r\n");
 }
 
