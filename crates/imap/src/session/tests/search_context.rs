@@ -245,3 +245,36 @@ fn update_contexts_are_bounded_and_refused_with_noupdate() {
     client.send("s SELECT INBOX\r\n");
     assert_eq!(client.send("c CANCELUPDATE \"u1\"\r\n"), "c BAD no update context \"u1\"\r\n");
 }
+
+#[test]
+fn an_update_reaches_an_idling_client_at_once() {
+    let mut client = Client::new();
+    fill(&client.store, 1);
+    client.select_inbox();
+    client.send("u SEARCH RETURN (UPDATE) UNSEEN\r\n");
+    assert_eq!(client.send("i IDLE\r\n"), "+ idling\r\n");
+    let event = client.store.deliver("INBOX", b"Subject: new\r\n\r\nnew\r\n", &[]);
+    // Not a UID context: the new message is named by its number.
+    assert_eq!(client.event(&event), "* 2 EXISTS\r\n* 2 RECENT\r\n* ESEARCH (TAG \"u\") ADDTO (0 2)\r\n");
+    let event = client.store.expunge_elsewhere("INBOX", 1);
+    assert_eq!(client.event(&event), "* ESEARCH (TAG \"u\") REMOVEFROM (0 1)\r\n* 1 EXPUNGE\r\n");
+    assert_eq!(client.send("DONE\r\n"), "i OK IDLE terminated\r\n");
+}
+
+#[test]
+fn search_save_with_min_alone_saves_only_the_minimum() {
+    let mut client = Client::new();
+    fill(&client.store, 3);
+    client.select_inbox();
+    // RFC 5182 §2.1: with MIN (or MAX) and neither ALL nor COUNT, `$` is what MIN returns.
+    assert_eq!(
+        client.send("a SEARCH RETURN (SAVE MIN) ALL\r\n"),
+        "* ESEARCH (TAG \"a\") MIN 1\r\na OK SEARCH completed\r\n"
+    );
+    assert_eq!(client.send("b UID SEARCH UID $\r\n"), "* SEARCH 1\r\nb OK SEARCH completed\r\n");
+    assert_eq!(
+        client.send("c SEARCH RETURN (SAVE MAX COUNT) ALL\r\n"),
+        "* ESEARCH (TAG \"c\") MAX 3 COUNT 3\r\nc OK SEARCH completed\r\n"
+    );
+    assert_eq!(client.send("d UID SEARCH UID $\r\n"), "* SEARCH 1 2 3\r\nd OK SEARCH completed\r\n");
+}
