@@ -10,6 +10,7 @@
 //! transcript tests and the fuzz target, in memory (`memory`). It depends on no runtime, RPC or TLS crate.
 
 mod binary_origin;
+pub mod context;
 mod create_special_use;
 #[doc(hidden)]
 pub mod exercise;
@@ -19,6 +20,7 @@ pub mod memory;
 pub mod object_id;
 mod recent;
 pub mod render;
+mod savedate;
 pub mod session;
 mod sort;
 pub mod store;

@@ -1,7 +1,9 @@
 //! An in-memory [`Store`] and [`Wire`], for the transcript tests and the fuzz target: a small model of the
 //! mailbox role (one account, mailboxes with UIDs, flags, MODSEQs, expunge tombstones and `\Recent`), not
 //! a second implementation of it. What it does not model (ENVELOPE, BODYSTRUCTURE, parts, most SEARCH
-//! keys, threading, sorting) it refuses with [`StoreError::Cannot`] or leaves empty.
+//! keys) it refuses with [`StoreError::Cannot`] or leaves empty. SORT and THREAD get each message's
+//! size, its Subject as written (no base-subject rules), its Date field's instant and, as its thread,
+//! the message alone.
 //!
 //! Stores made with [`MemoryStore::clone`] share one model, as two sessions share the mailbox role.
 
@@ -9,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mailbus_address::AccountId;
-use mailbus_proto::v1::{self as pb, search_key::Key};
+use mailbus_proto::v1::{self as pb, date_match::Relation, search_key::Key};
 
 use crate::store::{LoginOutcome, Store, StoreError, Wire};
 
@@ -25,6 +27,8 @@ struct Message {
     flags: Vec<String>,
     modseq: u64,
     octets: Vec<u8>,
+    /// RFC 8514 SAVEDATE: the model's clock when it was saved here.
+    saved: i64,
 }
 
 #[derive(Debug)]
@@ -69,11 +73,11 @@ impl Mailbox {
         }
     }
 
-    fn add(&mut self, octets: Vec<u8>, flags: Vec<String>) -> u32 {
+    fn add(&mut self, octets: Vec<u8>, flags: Vec<String>, saved: i64) -> u32 {
         let uid = self.uidnext;
         self.uidnext += 1;
         self.highest_modseq += 1;
-        self.messages.push(Message { uid, flags, modseq: self.highest_modseq, octets });
+        self.messages.push(Message { uid, flags, modseq: self.highest_modseq, octets, saved });
         uid
     }
 
@@ -96,6 +100,8 @@ struct Model {
     mailboxes: BTreeMap<String, Mailbox>,
     subscribed: BTreeSet<String>,
     next_id: i64,
+    /// Now, for save dates: [`DATE`] until a test moves it.
+    clock: i64,
 }
 
 /// The mailbox role, in memory.
@@ -109,7 +115,9 @@ impl Default for MemoryStore {
     fn default() -> Self {
         let mut mailboxes = BTreeMap::new();
         mailboxes.insert("INBOX".to_owned(), Mailbox::new(1));
-        MemoryStore { model: Arc::new(Mutex::new(Model { mailboxes, subscribed: BTreeSet::new(), next_id: 2 })) }
+        MemoryStore {
+            model: Arc::new(Mutex::new(Model { mailboxes, subscribed: BTreeSet::new(), next_id: 2, clock: DATE })),
+        }
     }
 }
 
@@ -118,12 +126,30 @@ impl MemoryStore {
         self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Sets the clock that dates what is saved from now on (RFC 8514 SAVEDATE).
+    pub fn set_clock(&self, unix: i64) {
+        self.model().clock = unix;
+    }
+
     /// Delivers `octets` into `mailbox`, as another session or the relay would; the event it publishes.
     pub fn deliver(&self, mailbox: &str, octets: &[u8], flags: &[&str]) -> pb::MailboxEvent {
         let mut model = self.model();
+        let clock = model.clock;
         let target = model.mailboxes.get_mut(mailbox).expect("an existing mailbox");
-        let uid = target.add(octets.to_vec(), flags.iter().map(|f| f.to_string()).collect());
+        let uid = target.add(octets.to_vec(), flags.iter().map(|f| f.to_string()).collect(), clock);
         event(mailbox, pb::MailboxEventKind::Appended, vec![uid], target.highest_modseq)
+    }
+
+    /// Sets `flags` on `uid` in `mailbox`, as another session would; the event it publishes.
+    pub fn flag_elsewhere(&self, mailbox: &str, uid: u32, flags: &[&str]) -> pb::MailboxEvent {
+        let mut model = self.model();
+        let target = model.mailboxes.get_mut(mailbox).expect("an existing mailbox");
+        target.highest_modseq += 1;
+        let modseq = target.highest_modseq;
+        let message = target.messages.iter_mut().find(|m| m.uid == uid).expect("an existing message");
+        message.flags = flags.iter().map(|f| f.to_string()).collect();
+        message.modseq = modseq;
+        event(mailbox, pb::MailboxEventKind::FlagsChanged, vec![uid], modseq)
     }
 
     /// Expunges `uid` from `mailbox`, as another session would; the event it publishes.
@@ -187,11 +213,59 @@ fn matches(key: &pb::SearchKey, message: &Message) -> Option<bool> {
         Key::Larger(n) => message.octets.len() as u64 > *n,
         Key::Smaller(n) => (message.octets.len() as u64) < *n,
         Key::Modseq(n) => message.modseq >= *n,
+        Key::SavedDate(date) => {
+            let day = message.saved.div_euclid(86_400);
+            match date.relation() {
+                Relation::Before => day < date.day,
+                Relation::On => day == date.day,
+                Relation::Since => day >= date.day,
+                Relation::Unspecified => return None,
+            }
+        }
         Key::Body(text) | Key::Text(text) => {
             String::from_utf8_lossy(&message.octets).to_lowercase().contains(&text.to_lowercase())
         }
         _ => return None,
     })
+}
+
+/// The value of a message's first `name` field (no folding), or empty.
+fn field(octets: &[u8], name: &str) -> String {
+    let text = String::from_utf8_lossy(octets);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n")
+        .find_map(|line| {
+            let (field, value) = line.split_once(':')?;
+            field.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// The Date field's instant, or the internal date ([`DATE`]) when there is none or it cannot be read.
+fn sent(octets: &[u8]) -> i64 {
+    chrono::DateTime::parse_from_rfc2822(&field(octets, "date")).map_or(DATE, |d| d.timestamp())
+}
+
+/// What SORT compares of a message, as far as the model goes.
+fn sorting(message: &Message) -> pb::Sorting {
+    pb::Sorting {
+        internal_date_unix: DATE,
+        sent_unix: sent(&message.octets),
+        size: message.octets.len() as u64,
+        base_subject: field(&message.octets, "subject"),
+        ..Default::default()
+    }
+}
+
+/// What THREAD needs of a message: each is a thread of its own (REFERENCES is not modelled).
+fn threading(message: &Message) -> pb::Threading {
+    pb::Threading {
+        thread_id: i64::from(message.uid),
+        base_subject: field(&message.octets, "subject"),
+        internal_date_unix: DATE,
+        sent_unix: sent(&message.octets),
+        ..Default::default()
+    }
 }
 
 /// A FETCH section of a whole message: all of it, its header or its text.
@@ -345,8 +419,9 @@ impl Store for MemoryStore {
     }
 
     async fn append(&mut self, header: pb::AppendHeader, message: Vec<u8>) -> Result<pb::AppendResponse, StoreError> {
+        let clock = self.model().clock;
         self.with(&header.mailbox, |mailbox| {
-            let uid = mailbox.add(message, header.flags.clone());
+            let uid = mailbox.add(message, header.flags.clone(), clock);
             Ok(pb::AppendResponse { uidvalidity: mailbox.uidvalidity, uid, duplicate: false })
         })
     }
@@ -371,9 +446,6 @@ impl Store for MemoryStore {
     }
 
     async fn search(&mut self, request: pb::SearchRequest) -> Result<pb::SearchResponse, StoreError> {
-        if request.threading || request.sorting {
-            return Err(StoreError::Cannot("the in-memory store neither threads nor sorts".into()));
-        }
         let key = request.key.unwrap_or_default();
         self.with(&request.mailbox, |mailbox| {
             let mut found = pb::SearchResponse { mailbox_modseq: mailbox.highest_modseq, ..Default::default() };
@@ -382,6 +454,12 @@ impl Store for MemoryStore {
                 if hit {
                     found.uids.push(message.uid);
                     found.modseqs.push(message.modseq);
+                    if request.threading {
+                        found.threading.push(threading(message));
+                    }
+                    if request.sorting {
+                        found.sorting.push(sorting(message));
+                    }
                     found.highest_modseq = found.highest_modseq.max(message.modseq);
                 }
             }
@@ -454,6 +532,7 @@ impl Store for MemoryStore {
                     flags: message.flags.clone(),
                     modseq: message.modseq,
                     internal_date_unix: DATE,
+                    saved_unix: message.saved,
                     size: message.octets.len() as u64,
                     section_sizes: sections.iter().map(|s| s.len() as i64).collect(),
                     ..Default::default()
@@ -494,8 +573,10 @@ fn copy_messages(
         source.messages.retain(|m| !uids.contains(&m.uid));
         source.expunged.extend(copied.iter().map(|m| (m.uid, modseq)));
     }
+    // A copy is saved now, whenever its original was (RFC 8514 §3).
+    let clock = model.clock;
     let target = model.mailboxes.get_mut(to).expect("checked above");
-    let target_uids = copied.iter().map(|m| target.add(m.octets.clone(), m.flags.clone())).collect();
+    let target_uids = copied.iter().map(|m| target.add(m.octets.clone(), m.flags.clone(), clock)).collect();
     Ok((copied.iter().map(|m| m.uid).collect(), target.uidvalidity, target_uids))
 }
 

@@ -17,6 +17,8 @@ pub struct ObjectIds {
     pub mailbox: bool,
     /// RFC 8970 FETCH PREVIEW (with or without LAZY, which changes nothing: previews are stored).
     pub preview: bool,
+    /// RFC 8514 FETCH SAVEDATE (`savedate.rs`), taken out with these.
+    pub savedate: bool,
     /// The command asked for nothing else: an item (FETCH UID, STATUS MESSAGES) stands in for the list
     /// imap-codec would find empty, and is not answered.
     pub filler: bool,
@@ -79,6 +81,7 @@ fn keep(word: &str, verb: &str, ids: &mut ObjectIds) -> bool {
         ("THREADID", "FETCH") => &mut ids.thread,
         ("MAILBOXID", "STATUS") => &mut ids.mailbox,
         ("PREVIEW", "FETCH") => &mut ids.preview,
+        ("SAVEDATE", "FETCH") => &mut ids.savedate,
         _ => return true,
     };
     *flag = true;
@@ -124,6 +127,18 @@ pub fn rewrite(line: &str) -> Option<(ObjectIds, String)> {
             let mut found = false;
             let mut i = at + 1;
             while i < words.len() {
+                // RFC 8514's keys: a date (checked here, so a bad one is BAD) or none.
+                if let Some((field, dated)) = crate::savedate::search_field(&words[i]) {
+                    let (value, taken) = match dated {
+                        true => (words.get(i + 1).filter(|v| crate::savedate::parse_date(v).is_some())?.clone(), 2),
+                        false => (String::new(), 1),
+                    };
+                    let value = value.trim_matches('"').to_owned();
+                    words.splice(i..i + taken, ["HEADER".to_owned(), format!("\"{field}\""), format!("\"{value}\"")]);
+                    found = true;
+                    i += 3;
+                    continue;
+                }
                 let field = match words[i].to_ascii_uppercase().as_str() {
                     "EMAILID" => EMAIL_FIELD,
                     "THREADID" => THREAD_FIELD,

@@ -16,6 +16,7 @@ use imap_types::search::SearchKey;
 use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use mailbus_proto::v1::{self as pb, search_key::Key};
 
+use super::context::{self, ReturnOptions};
 use super::object_id::{self, ObjectIds};
 
 // ---------------------------------------------------------------------------------------------------
@@ -439,7 +440,7 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::Search
         SearchKey::Header(name, v) => match text(name).to_ascii_lowercase() {
             field if field == object_id::EMAIL_FIELD => key(Key::EmailId(object_id::decode('e', &text(v)))),
             field if field == object_id::THREAD_FIELD => key(Key::ThreadId(object_id::decode('t', &text(v)))),
-            field => key(header(&field, text(v))),
+            field => crate::savedate::search_key(&field, &text(v)).unwrap_or_else(|| key(header(&field, text(v)))),
         },
         SearchKey::Body(v) => key(Key::Body(text(v))),
         SearchKey::Text(v) => key(Key::Text(text(v))),
@@ -476,12 +477,12 @@ pub fn search_key(k: &SearchKey<'_>, uids: &[u32], recent: &[u32]) -> pb::Search
 /// the options are cut out and the rest of the command is left for imap-codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extended {
-    /// `SEARCH RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
-    Search { options: Vec<String> },
+    /// `SEARCH RETURN (MIN MAX COUNT ALL SAVE PARTIAL 1:10 UPDATE)`: the options (none means ALL).
+    Search { options: ReturnOptions },
     /// RFC 6154 CREATE-SPECIAL-USE: the attributes of `CREATE name (USE (...))`, as written.
     Create { uses: Vec<String> },
-    /// RFC 5267 ESORT, `SORT RETURN (MIN MAX COUNT ALL)`: the options, upper case (none means ALL).
-    Sort { options: Vec<String> },
+    /// RFC 5267 ESORT, `SORT RETURN (...)`: the options, as SEARCH's (none means ALL).
+    Sort { options: ReturnOptions },
     /// `LIST (selection) ref pattern RETURN (options STATUS (items))`, options upper case; `patterns` is
     /// the list of `LIST ref (pattern ...)`, unquoted (empty for a single pattern, which imap-codec parses).
     List { selection: Vec<String>, returns: Vec<String>, status: Vec<String>, patterns: Vec<String> },
@@ -519,6 +520,10 @@ pub fn rewrite_extended(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     Some(rewrite_options(line.as_bytes()).unwrap_or((Extended::ObjectIds(ids), line.into_bytes())))
 }
 
+/// The RETURN options SEARCH and SORT take, besides PARTIAL and its range (RFC 5267 §4.1's CONTEXT is a
+/// hint, taken and ignored).
+const RETURN_OPTIONS: &[&str] = &["MIN", "MAX", "COUNT", "ALL", "SAVE", "UPDATE", "CONTEXT"];
+
 /// ESEARCH's RETURN options and LIST-EXTENDED's selection and return options cut out.
 fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     let line = std::str::from_utf8(line).ok()?;
@@ -528,11 +533,8 @@ fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     for verb in ["UID SEARCH RETURN ", "SEARCH RETURN "] {
         if upper.starts_with(verb) {
             let (inside, after) = parenthesised(&rest[verb.len()..])?;
-            let options: Vec<String> = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
-            // RFC 4731's return options; anything else is a syntax error (BAD).
-            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&o.as_str())) {
-                return None;
-            }
+            // RFC 4731's, RFC 5182's and RFC 5267's return options; anything else is a syntax error (BAD).
+            let options = context::parse_return(inside, RETURN_OPTIONS)?;
             let criteria = after.trim();
             let criteria = if criteria.is_empty() { "ALL" } else { criteria };
             let command = format!("{tag} {}{criteria}\r\n", &rest[..verb.len() - "RETURN ".len()]);
@@ -545,11 +547,8 @@ fn rewrite_options(line: &[u8]) -> Option<(Extended, Vec<u8>)> {
     for verb in ["UID SORT RETURN ", "SORT RETURN "] {
         if upper.starts_with(verb) {
             let (inside, after) = parenthesised(&rest[verb.len()..])?;
-            let options: Vec<String> = inside.split_whitespace().map(str::to_ascii_uppercase).collect();
-            // RFC 5267 §3.2's return options for SORT.
-            if !options.iter().all(|o| ["MIN", "MAX", "COUNT", "ALL"].contains(&o.as_str())) {
-                return None;
-            }
+            // RFC 5267 §3.2's return options for SORT, with RFC 5182 §2.4's SAVE.
+            let options = context::parse_return(inside, RETURN_OPTIONS)?;
             let command = format!("{tag} {}{}\r\n", &rest[..verb.len() - "RETURN ".len()], after.trim_start());
             return Some((Extended::Sort { options }, command.into_bytes()));
         }
@@ -611,14 +610,21 @@ mod tests {
     #[test]
     fn extended_search_and_list_are_cut_down_to_what_imap_codec_parses() {
         let (ext, rest) = rewrite_extended(b"a1 UID SEARCH RETURN (MIN COUNT) UNSEEN SINCE 1-Jan-2026\r\n").unwrap();
-        assert_eq!(ext, Extended::Search { options: vec!["MIN".into(), "COUNT".into()] });
+        let words = |w: &[&str]| ReturnOptions { words: w.iter().map(|w| w.to_string()).collect(), partial: None };
+        assert_eq!(ext, Extended::Search { options: words(&["MIN", "COUNT"]) });
         assert_eq!(rest, b"a1 UID SEARCH UNSEEN SINCE 1-Jan-2026\r\n");
         let (ext, rest) = rewrite_extended(b"a2 search return () FLAGGED").unwrap();
-        assert_eq!(ext, Extended::Search { options: vec![] });
+        assert_eq!(ext, Extended::Search { options: words(&[]) });
         let (ext, line) = rewrite_extended(b"s1 UID SORT RETURN (min COUNT) (DATE) UTF-8 ALL\r\n").unwrap();
-        assert_eq!(ext, Extended::Sort { options: vec!["MIN".into(), "COUNT".into()] });
+        assert_eq!(ext, Extended::Sort { options: words(&["MIN", "COUNT"]) });
         assert_eq!(line, b"s1 UID SORT (DATE) UTF-8 ALL\r\n");
-        assert!(rewrite_extended(b"s2 SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n").is_none());
+        // RFC 5182 §2.4: ESORT's SAVE saves the result for `$`.
+        let (ext, _) = rewrite_extended(b"s2 SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n").unwrap();
+        assert_eq!(ext, Extended::Sort { options: words(&["SAVE"]) });
+        let (ext, _) = rewrite_extended(b"s3 SORT RETURN (PARTIAL -1:-2) (DATE) UTF-8 ALL\r\n").unwrap();
+        let partial = context::Partial { first: 1, last: 2, from_end: true };
+        assert_eq!(ext, Extended::Sort { options: ReturnOptions { words: vec![], partial: Some(partial) } });
+        assert!(rewrite_extended(b"s4 SORT RETURN (PARTIAL 0:2) (DATE) UTF-8 ALL\r\n").is_none());
         assert_eq!(rest, b"a2 search FLAGGED\r\n");
         let (ext, rest) =
             rewrite_extended(b"a3 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n")

@@ -8,6 +8,8 @@ use std::cmp::Ordering;
 use imap_types::extensions::sort::{SortCriterion, SortKey};
 use mailbus_proto::v1 as pb;
 
+use crate::context::{self, ReturnOptions};
+
 /// A message SORT orders: its number (UID or sequence number, as the command asked) and its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -49,22 +51,26 @@ fn casemap(a: &str, b: &str) -> Ordering {
     a.bytes().map(|c| c.to_ascii_uppercase()).cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
 }
 
-/// `* SORT 3 1 2` (RFC 5256 §4).
-pub fn render(numbers: &[u32]) -> String {
+/// `* SORT 3 1 2` (RFC 5256 §4), with RFC 7162's `(MODSEQ 12)` when the criteria had MODSEQ and
+/// something matched.
+pub fn render(numbers: &[u32], modseq: Option<u64>) -> String {
     let mut out = String::from("* SORT");
     for number in numbers {
         out.push(' ');
         out.push_str(&number.to_string());
+    }
+    if let Some(modseq) = modseq.filter(|_| !numbers.is_empty()) {
+        out.push_str(&format!(" (MODSEQ {modseq})"));
     }
     out.push_str("\r\n");
     out
 }
 
 /// RFC 5267 §3.2 ESORT's `* ESEARCH` line for `sorted` (numbers in sort order): MIN and MAX are the first
-/// and last in that order, ALL keeps it (ranges only where numbers ascend one by one), and no options mean
-/// ALL.
-pub fn render_esearch(tag: &str, by_uid: bool, options: &[String], sorted: &[u32]) -> String {
-    let wants = |o: &str| options.iter().any(|x| x == o);
+/// and last in that order, ALL and PARTIAL keep it (ranges only where numbers ascend one by one), and no
+/// options mean ALL; `modseq` is the highest of what is returned (RFC 7162 §3.1.5).
+pub fn render_esearch(tag: &str, by_uid: bool, options: &ReturnOptions, sorted: &[u32], modseq: Option<u64>) -> String {
+    let wants = |o: &str| options.has(o);
     let mut line = format!("* ESEARCH (TAG \"{tag}\")");
     if by_uid {
         line.push_str(" UID");
@@ -79,12 +85,18 @@ pub fn render_esearch(tag: &str, by_uid: bool, options: &[String], sorted: &[u32
     {
         line.push_str(&format!(" MAX {max}"));
     }
-    if (options.is_empty() || wants("ALL")) && !sorted.is_empty() {
+    if options.all() && !sorted.is_empty() {
         line.push_str(" ALL ");
         line.push_str(&ordered_set(sorted));
     }
     if wants("COUNT") {
         line.push_str(&format!(" COUNT {}", sorted.len()));
+    }
+    if let Some(partial) = &options.partial {
+        line.push_str(&context::partial_data(partial, &ordered_set(&sorted[partial.indexes(sorted.len())])));
+    }
+    if let Some(modseq) = modseq {
+        line.push_str(&format!(" MODSEQ {modseq}"));
     }
     line.push_str("\r\n");
     line
@@ -159,19 +171,26 @@ mod tests {
 
     #[test]
     fn esearch_keeps_sort_order() {
-        let all: Vec<String> = Vec::new();
-        assert_eq!(render_esearch("a", false, &all, &[2, 3, 4, 1, 7]), "* ESEARCH (TAG \"a\") ALL 2:4,1,7\r\n");
-        let options = ["MIN", "MAX", "COUNT"].map(String::from);
+        let all = ReturnOptions::default();
+        assert_eq!(render_esearch("a", false, &all, &[2, 3, 4, 1, 7], None), "* ESEARCH (TAG \"a\") ALL 2:4,1,7\r\n");
+        let options = context::parse_return("MIN MAX COUNT", &["MIN", "MAX", "COUNT"]).unwrap();
         assert_eq!(
-            render_esearch("b", true, &options, &[9, 2, 5]),
-            "* ESEARCH (TAG \"b\") UID MIN 9 MAX 5 COUNT 3\r\n"
+            render_esearch("b", true, &options, &[9, 2, 5], Some(7)),
+            "* ESEARCH (TAG \"b\") UID MIN 9 MAX 5 COUNT 3 MODSEQ 7\r\n"
         );
-        assert_eq!(render_esearch("c", false, &options, &[]), "* ESEARCH (TAG \"c\") COUNT 0\r\n");
+        assert_eq!(render_esearch("c", false, &options, &[], None), "* ESEARCH (TAG \"c\") COUNT 0\r\n");
+        let partial = context::parse_return("PARTIAL -1:-3", &[]).unwrap();
+        assert_eq!(
+            render_esearch("d", false, &partial, &[9, 2, 3, 4, 1], None),
+            "* ESEARCH (TAG \"d\") PARTIAL (-1:-3 3:4,1)\r\n"
+        );
+        assert_eq!(render_esearch("e", false, &partial, &[], None), "* ESEARCH (TAG \"e\") PARTIAL (-1:-3 NIL)\r\n");
     }
 
     #[test]
     fn renders_the_untagged_line() {
-        assert_eq!(render(&[3, 1, 2]), "* SORT 3 1 2\r\n");
-        assert_eq!(render(&[]), "* SORT\r\n");
+        assert_eq!(render(&[3, 1, 2], None), "* SORT 3 1 2\r\n");
+        assert_eq!(render(&[3, 1, 2], Some(9)), "* SORT 3 1 2 (MODSEQ 9)\r\n");
+        assert_eq!(render(&[], Some(9)), "* SORT\r\n");
     }
 }

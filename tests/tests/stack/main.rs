@@ -12,6 +12,7 @@ mod flood;
 mod forwarding;
 mod hostile;
 mod imap;
+mod imap_context;
 mod imap_import;
 mod jmap;
 mod jmap_email;

@@ -39,10 +39,14 @@ impl<S: Store, W: Wire> Session<S, W> {
                         "SORT",
                         "SORT=DISPLAY",
                         "ESORT",
+                        "CONTEXT=SEARCH",
+                        "CONTEXT=SORT",
                         "UNAUTHENTICATE",
                         "PREVIEW",
                         "CREATE-SPECIAL-USE",
                         "WITHIN",
+                        "SEARCHRES",
+                        "SAVEDATE",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );

@@ -234,11 +234,15 @@ impl<S: Store, W: Wire> Session<S, W> {
             })
             .collect();
         let partial_binary = origins.iter().any(Option::is_some);
-        if ids.email || ids.thread || ids.preview || partial_binary {
-            // RFC 8474 §5's EMAILID and THREADID and RFC 8970's PREVIEW, which imap-types cannot write,
-            // added to what it writes.
+        if ids.email || ids.thread || ids.preview || ids.savedate || partial_binary {
+            // RFC 8474 §5's EMAILID and THREADID, RFC 8970's PREVIEW and RFC 8514's SAVEDATE, which
+            // imap-types cannot write, added to what it writes.
             let preview = message.preview.as_deref().unwrap_or_default();
-            let added = object_id::fetch_items(ids, message.email_id, message.thread_id, preview);
+            let mut added = object_id::fetch_items(ids, message.email_id, message.thread_id, preview);
+            if ids.savedate {
+                let space = if added.is_empty() { "" } else { " " };
+                added = format!("{added}{space}{}", savedate::fetch_item(message.saved_unix));
+            }
             return Some(match Vec1::try_from(items) {
                 Ok(items) => {
                     let line = ResponseCodec::default().encode(&Response::Data(Data::Fetch { seq, items })).dump();

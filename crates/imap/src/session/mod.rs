@@ -12,8 +12,9 @@
 //!
 //! One file per command family: `auth` (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE), `mailbox` (CREATE,
 //! DELETE, RENAME, SUBSCRIBE, STATUS, APPEND, quota), `list`, `select`, `fetch`, `store`, `search`
-//! (SEARCH, SORT, THREAD), `copy` (COPY, MOVE, EXPUNGE), `sync` (IDLE and untagged updates); `selected`
-//! is the selected-mailbox view and `response` what they share in writing answers.
+//! (SEARCH, SORT, THREAD), `copy` (COPY, MOVE, EXPUNGE), `sync` (IDLE and untagged updates), `update`
+//! (RFC 5267 UPDATE contexts and CANCELUPDATE); `selected` is the selected-mailbox view and `response`
+//! what they share in writing answers.
 
 mod auth;
 mod copy;
@@ -28,6 +29,7 @@ mod store;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod update;
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -59,7 +61,10 @@ use mailbus_sasl::PlainError;
 use crate::render::nz;
 use crate::store::{LoginOutcome, Store, StoreError, Wire};
 use crate::{DELIMITER, unauthenticate};
-use crate::{binary_origin, create_special_use, line_meter, list_extended, object_id, recent, render, sort, thread};
+use crate::{
+    binary_origin, context, create_special_use, line_meter, list_extended, object_id, recent, render, savedate, sort,
+    thread,
+};
 use response::*;
 pub use response::{bye, spell_imap4rev1};
 
@@ -539,6 +544,22 @@ impl<S: Store, W: Wire> Session<S, W> {
                     }
                 }
             };
+        }
+        // RFC 5267 §4.3.5 CANCELUPDATE: the named UPDATE contexts end.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some(cancel) = context::cancel_update(bytes)
+        {
+            self.command_metric("cancelupdate");
+            let status = match cancel {
+                Ok((tag, tags)) => match Tag::try_from(tag) {
+                    Ok(tag) if self.state.selected().is_some() => self.cancel_update(tag, &tags),
+                    Ok(tag) => bad(Some(tag), "select a mailbox first"),
+                    Err(_) => bad(None, "bad tag"),
+                },
+                Err(tag) => bad(Tag::try_from(tag).ok(), "CANCELUPDATE takes one or more quoted tags"),
+            };
+            self.server.enqueue_status(status);
+            return Flow::Continue;
         }
         // RFC 8437 UNAUTHENTICATE: back to the not-authenticated state, TLS kept.
         if let FrameError::MalformedMessage { .. } = &error

@@ -1,4 +1,5 @@
-//! SEARCH (with ESEARCH, RFC 4731, and SEARCHRES, RFC 5182), SORT and THREAD (RFC 5256).
+//! SEARCH (with ESEARCH, RFC 4731, SEARCHRES, RFC 5182, and RFC 5267's PARTIAL and UPDATE), SORT (with
+//! ESORT's RETURN options, RFC 5267) and THREAD (RFC 5256).
 
 use super::*;
 
@@ -27,6 +28,8 @@ impl<S: Store, W: Wire> Session<S, W> {
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         let mailbox = selected.name.clone();
+        // RFC 5267 UPDATE keeps the keys for looking again.
+        let update_keys = self.wants_update().then(|| keys.clone());
         let found = match self.search_rpc(account_id, mailbox, keys, false).await {
             Ok(found) => found,
             Err(status) => return refusal(tag, &status),
@@ -53,20 +56,21 @@ impl<S: Store, W: Wire> Session<S, W> {
         let modseq = highest_of(&announced.iter().collect::<Vec<_>>());
         let extended = match self.extended.take().filter(|e| matches!(e, render::Extended::Search { .. })) {
             // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
-            None if rev2 => Some(render::Extended::Search { options: Vec::new() }),
+            None if rev2 => Some(render::Extended::Search { options: Default::default() }),
             other => other,
         };
-        if let Some(render::Extended::Search { mut options }) = extended {
-            if let Some(at) = options.iter().position(|o| o == "SAVE") {
-                // RFC 5182 SEARCHRES: remember the result for `$`; alone, SAVE asks for no ESEARCH line.
-                options.remove(at);
-                let saved = found.uids.iter().copied().filter(|u| selected.uids.binary_search(u).is_ok()).collect();
-                if let Some(selected) = self.state.selected() {
-                    selected.saved = saved;
-                }
-                if options.is_empty() {
-                    return ok(tag, None, "SEARCH completed, result saved");
-                }
+        if let Some(render::Extended::Search { options }) = extended {
+            let returned = options.returned(announced.len());
+            if options.has("SAVE") {
+                // RFC 5182 SEARCHRES: remember what is returned for `$` (every match, unless MIN, MAX or
+                // PARTIAL alone narrowed it, §2.1).
+                let saved: Vec<u32> =
+                    returned.iter().map(|&i| found_uid(&announced, i, by_uid, &selected.uids)).collect();
+                selected.saved = saved;
+            }
+            if options.words.iter().all(|w| w == "SAVE") && options.partial.is_none() && !options.words.is_empty() {
+                // Alone, SAVE asks for no ESEARCH line.
+                return ok(tag, None, "SEARCH completed, result saved");
             }
             // RFC 4731: one ESEARCH line with what RETURN asked for (ALL when it asked for nothing).
             let values: Vec<u32> = numbers.iter().map(|n| n.get()).collect();
@@ -74,41 +78,49 @@ impl<S: Store, W: Wire> Session<S, W> {
             if by_uid {
                 line.push_str(" UID");
             }
-            let all = options.is_empty() || options.iter().any(|o| o == "ALL");
-            if options.iter().any(|o| o == "MIN")
+            if options.has("MIN")
                 && let Some(min) = values.first()
             {
                 line.push_str(&format!(" MIN {min}"));
             }
-            if options.iter().any(|o| o == "MAX")
+            if options.has("MAX")
                 && let Some(max) = values.last()
             {
                 line.push_str(&format!(" MAX {max}"));
             }
-            if all && !values.is_empty() {
+            if options.all() && !values.is_empty() {
                 line.push_str(&format!(" ALL {}", render::uid_set_text(&values)));
             }
-            if options.iter().any(|o| o == "COUNT") {
+            if options.has("COUNT") {
                 line.push_str(&format!(" COUNT {}", values.len()));
             }
-            // MIN or MAX without ALL or COUNT returns one or two messages: the MODSEQ is theirs.
-            let narrowed = !all && !options.iter().any(|o| o == "COUNT");
-            let modseq = if narrowed {
-                let min = announced.first().filter(|_| options.iter().any(|o| o == "MIN"));
-                let max = announced.last().filter(|_| options.iter().any(|o| o == "MAX"));
-                highest_of(&min.into_iter().chain(max).collect::<Vec<_>>())
-            } else {
-                modseq
-            };
-            if let Some(modseq) = modseq {
+            if let Some(partial) = &options.partial {
+                let picked: Vec<u32> = values[partial.indexes(values.len())].to_vec();
+                line.push_str(&context::partial_data(partial, &render::uid_set_text(&picked)));
+            }
+            // MODSEQ is the highest of the messages returned: MIN, MAX or PARTIAL alone narrow them.
+            if let Some(modseq) = highest_of(&returned.iter().map(|&i| &announced[i]).collect::<Vec<_>>()) {
                 line.push_str(&format!(" MODSEQ {modseq}"));
             }
             line.push_str("\r\n");
+            let matched: Vec<u32> =
+                (0..announced.len()).map(|i| found_uid(&announced, i, by_uid, &selected.uids)).collect();
             self.raw_untagged(line).await;
+            if let Some(keys) = update_keys {
+                self.start_update(&tag, by_uid, keys, None, matched, &options);
+            }
             return ok(tag, None, "SEARCH completed");
         }
         self.server.enqueue_data(Data::Search(numbers, modseq));
         ok(tag, None, "SEARCH completed")
+    }
+
+    /// The command being answered asked for RFC 5267 UPDATE.
+    fn wants_update(&self) -> bool {
+        matches!(
+            &self.extended,
+            Some(render::Extended::Search { options } | render::Extended::Sort { options }) if options.has("UPDATE")
+        )
     }
 
     /// The messages of `mailbox` that match every one of `keys`, from the mailbox role; with `threading`,
@@ -139,7 +151,8 @@ impl<S: Store, W: Wire> Session<S, W> {
 
     /// SORT's and THREAD's common first half: the charset checked, `criteria` turned into store keys
     /// against the selected mailbox, the search asked with THREAD's (`threading`) or SORT's (`sorting`)
-    /// facts of each match, and the selected view told of the mailbox's modseq. `Err` is the tagged answer.
+    /// facts of each match, and the selected view told of the mailbox's modseq; with the keys when the
+    /// command asked for UPDATE. `Err` is the tagged answer.
     pub(super) async fn search_selected(
         &mut self,
         tag: &Tag<'static>,
@@ -148,7 +161,7 @@ impl<S: Store, W: Wire> Session<S, W> {
         criteria: &[SearchKey<'_>],
         threading: bool,
         sorting: bool,
-    ) -> Result<pb::SearchResponse, Status<'static>> {
+    ) -> Result<(pb::SearchResponse, Vec<pb::SearchKey>), Status<'static>> {
         if !searchable_charset(charset) {
             return Err(bad_charset(tag.clone()));
         }
@@ -159,6 +172,8 @@ impl<S: Store, W: Wire> Session<S, W> {
         let keys: Vec<pb::SearchKey> =
             criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
         let mailbox = selected.name.clone();
+        // RFC 5267 UPDATE keeps the keys for looking again.
+        let kept = if self.wants_update() { keys.clone() } else { Vec::new() };
         let found = match self.search_for(account_id, mailbox, keys, threading, sorting).await {
             Ok(found) => found,
             Err(status) => return Err(refusal(tag.clone(), &status)),
@@ -166,11 +181,12 @@ impl<S: Store, W: Wire> Session<S, W> {
         if let Some(selected) = self.state.selected() {
             selected.saw_modseq(found.mailbox_modseq);
         }
-        Ok(found)
+        Ok((found, kept))
     }
 
     /// RFC 5256 SORT (and RFC 5957's DISPLAYFROM/DISPLAYTO): the matches of `criteria`, ordered by
-    /// `sort_criteria` (`sort.rs`), written raw.
+    /// `sort_criteria` (`sort.rs`), written raw; with RFC 5267 ESORT's RETURN options an ESEARCH line,
+    /// SAVE (RFC 5182 §2.4) and UPDATE; MODSEQ as SEARCH gives it (RFC 7162 §3.1.5).
     pub(super) async fn sort(
         &mut self,
         tag: Tag<'static>,
@@ -180,27 +196,59 @@ impl<S: Store, W: Wire> Session<S, W> {
         criteria: &[SearchKey<'_>],
         by_uid: bool,
     ) -> Status<'static> {
-        let found = match self.search_selected(&tag, account_id, charset, criteria, false, true).await {
+        let (found, keys) = match self.search_selected(&tag, account_id, charset, criteria, false, true).await {
             Ok(found) => found,
             Err(answer) => return answer,
         };
+        let wants_modseq = criteria.iter().any(has_modseq);
+        if wants_modseq {
+            self.enable_condstore();
+        }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
-        // Only messages this session has announced, as SEARCH answers.
+        // Only messages this session has announced, as SEARCH answers; each number with its UID and MODSEQ.
+        let mut facts: Vec<(u32, u32, u64)> = Vec::with_capacity(found.uids.len());
+        let modseq_of = |i: usize| found.modseqs.get(i).copied().unwrap_or(found.highest_modseq);
         let messages: Vec<sort::Message> = found
             .uids
             .iter()
             .zip(found.sorting)
-            .filter_map(|(&uid, keys)| {
+            .enumerate()
+            .filter_map(|(i, (&uid, keys))| {
                 let index = selected.uids.binary_search(&uid).ok()?;
-                Some(sort::Message { number: if by_uid { uid } else { index as u32 + 1 }, keys })
+                let number = if by_uid { uid } else { index as u32 + 1 };
+                facts.push((number, uid, modseq_of(i)));
+                Some(sort::Message { number, keys })
             })
             .collect();
         let sorted = sort::sort(messages, sort_criteria);
-        let line = match self.extended.take() {
-            Some(render::Extended::Sort { options }) => sort::render_esearch(tag.inner(), by_uid, &options, &sorted),
-            _ => sort::render(&sorted),
+        let fact = |number: u32| facts.binary_search_by_key(&number, |f| f.0).map(|at| facts[at]).ok();
+        let highest = |positions: &mut dyn Iterator<Item = usize>| {
+            positions.filter_map(|p| fact(sorted[p])).map(|f| f.2).max().filter(|_| wants_modseq)
         };
-        self.raw_untagged(line).await;
+        let options = match self.extended.take() {
+            Some(render::Extended::Sort { options }) => options,
+            _ => {
+                let modseq = highest(&mut (0..sorted.len()));
+                self.raw_untagged(sort::render(&sorted, modseq)).await;
+                return ok(tag, None, "SORT completed");
+            }
+        };
+        let returned = options.returned(sorted.len());
+        if options.has("SAVE") {
+            // RFC 5182 §2.4: `$` is the set of what is returned, in no order.
+            let mut saved: Vec<u32> = returned.iter().filter_map(|&p| fact(sorted[p])).map(|f| f.1).collect();
+            saved.sort_unstable();
+            selected.saved = saved;
+            if options.words.iter().all(|w| w == "SAVE") && options.partial.is_none() {
+                return ok(tag, None, "SORT completed, result saved");
+            }
+        }
+        let in_order: Vec<u32> = sorted.iter().filter_map(|&n| fact(n)).map(|f| f.1).collect();
+        let modseq = highest(&mut returned.iter().copied());
+        self.raw_untagged(sort::render_esearch(tag.inner(), by_uid, &options, &sorted, modseq)).await;
+        if options.has("UPDATE") {
+            self.start_update(&tag, by_uid, keys, Some(sort_criteria.to_vec()), in_order, &options);
+        }
         ok(tag, None, "SORT completed")
     }
 
@@ -220,7 +268,7 @@ impl<S: Store, W: Wire> Session<S, W> {
             ThreadingAlgorithm::Other(_) => return bad(Some(tag), "unsupported threading algorithm"),
         };
         let found = match self.search_selected(&tag, account_id, charset, criteria, true, false).await {
-            Ok(found) => found,
+            Ok((found, _)) => found,
             Err(answer) => return answer,
         };
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
@@ -237,7 +285,9 @@ impl<S: Store, W: Wire> Session<S, W> {
                     message_id: t.message_id,
                     parents: t.parents,
                     base_subject: t.base_subject,
-                    date: t.internal_date_unix,
+                    // RFC 5256 §2.2: the sent date, which a mailbox role older than this field leaves
+                    // 0 (the internal date stands in then).
+                    date: if t.sent_unix != 0 { t.sent_unix } else { t.internal_date_unix },
                 })
             })
             .collect();
@@ -245,6 +295,12 @@ impl<S: Store, W: Wire> Session<S, W> {
         self.raw_untagged(thread::render(&threads)).await;
         ok(tag, None, "THREAD completed")
     }
+}
+
+/// The UID of the `i`th announced match (whose number is a UID or a message number, as the command asked).
+fn found_uid(announced: &[(NonZeroU32, u64)], i: usize, by_uid: bool, uids: &[u32]) -> u32 {
+    let number = announced[i].0.get();
+    if by_uid { number } else { uids.get(number as usize - 1).copied().unwrap_or(number) }
 }
 
 pub(super) fn has_modseq(key: &SearchKey<'_>) -> bool {

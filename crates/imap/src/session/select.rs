@@ -93,6 +93,7 @@ impl<S: Store, W: Wire> Session<S, W> {
                 own_modseqs: Default::default(),
                 keywords: selected.keywords.iter().map(|k| (k.to_ascii_lowercase(), k.clone())).collect(),
                 recent,
+                contexts: None,
             },
         );
         if let Some((uidvalidity, since, known)) = resync

@@ -46,6 +46,8 @@ pub(super) struct Selected {
     pub(super) keywords: std::collections::BTreeMap<String, String>,
     /// The messages that are `\Recent` to this session (RFC 3501 §2.3.2).
     pub(super) recent: recent::Recent,
+    /// RFC 5267 UPDATE contexts (`context.rs`), allocated only once a client asks for one.
+    pub(super) contexts: Option<Box<super::update::Contexts>>,
 }
 
 /// RFC 3501 §7.2.6: a keyword the client has not been told of in a FLAGS response is announced, with

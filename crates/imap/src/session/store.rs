@@ -77,6 +77,12 @@ impl<S: Store, W: Wire> Session<S, W> {
                 self.server.enqueue_data(Data::Fetch { seq: nz(index as u32 + 1), items });
             }
         }
+        // RFC 5267 UPDATE contexts hear of the session's own changes too.
+        if stored.changed && selected.contexts.is_some() {
+            let touched: Vec<u32> = stored.updated.iter().map(|e| e.uid).collect();
+            self.contexts_changed(touched).await;
+        }
+        let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
         // The session's MODSEQ moves only in `sync`: changes made elsewhere before this STORE have not been
         // reported yet, and the next sync will repeat this one's FETCH, which is harmless.
         if stored.modified.is_empty() {

@@ -75,7 +75,12 @@ impl<S: Store, W: Wire> Session<S, W> {
             let mut data = Vec::new();
             let mut flags_changed = Vec::new();
             let mut arrived = false;
+            // For RFC 5267 UPDATE contexts: what arrived or changed, looked at again after EXISTS.
+            let mut touched = Vec::new();
             for entry in changes.changed {
+                if selected.contexts.is_some() {
+                    touched.push(entry.uid);
+                }
                 if entry.uid > known {
                     selected.uids.push(entry.uid);
                     if !rev2 {
@@ -111,12 +116,23 @@ impl<S: Store, W: Wire> Session<S, W> {
                     self.server.enqueue_data(Data::Recent(selected.recent.count()));
                 }
             }
+            if !touched.is_empty() {
+                touched.sort_unstable();
+                touched.dedup();
+                self.contexts_changed(touched).await;
+            }
         }
         let qresync = self.state.enabled().qresync;
         if mode == Sync::Full
             && let Some(selected) = self.state.selected()
             && !selected.vanished.is_empty()
         {
+            if selected.contexts.is_some() {
+                // REMOVEFROM before the EXPUNGEs, while the messages' numbers still hold.
+                let gone = selected.vanished.clone();
+                self.contexts_expunged(&gone).await;
+            }
+            let Some(selected) = self.state.selected() else { return Flow::Continue };
             let gone = std::mem::take(&mut selected.vanished);
             // Each EXPUNGE numbers the message as it is after the ones before it (RFC 9051 §7.5.1); one
             // pass over the map rather than a removal per UID.

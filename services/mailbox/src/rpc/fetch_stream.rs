@@ -171,6 +171,7 @@ async fn send_message(
         flags: row.flags.clone(),
         modseq: row.modseq,
         internal_date_unix: row.internal_date_unix,
+        saved_unix: row.saved_unix,
         size: row.size,
         envelope: if request.envelope { structure.envelope.clone() } else { None },
         body_structure: if request.body_structure { structure.body.clone() } else { None },

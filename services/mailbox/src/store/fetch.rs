@@ -70,6 +70,8 @@ pub struct FetchRow {
     #[sqlx(try_from = "i64")]
     pub modseq: u64,
     pub internal_date_unix: i64,
+    /// RFC 8514 SAVEDATE: when the entry was saved into the mailbox (migration 0016).
+    pub saved_unix: i64,
     #[sqlx(try_from = "i64")]
     pub size: u64,
     pub message_id: i64,
@@ -93,7 +95,7 @@ pub async fn fetch_rows(
     let mailbox = mailboxes::find(pool, account, name).await?;
     let rows = sqlx::query_as(
         "SELECT e.uid, e.flags, e.modseq, extract(epoch FROM m.internal_date)::bigint AS internal_date_unix,
-                m.size, m.id AS message_id,
+                extract(epoch FROM coalesce(e.saved_at, m.internal_date))::bigint AS saved_unix, m.size, m.id AS message_id,
                 coalesce(m.thread_id, m.id) AS thread_id, m.structure, m.preview
            FROM mailbox_entries e JOIN messages m ON m.id = e.message_id
           WHERE e.mailbox_id = $1 AND e.expunged_modseq IS NULL AND e.uid = ANY($2)

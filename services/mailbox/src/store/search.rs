@@ -71,9 +71,12 @@ const THREADING_COLUMNS: &str = ", coalesce(m.thread_id, m.id) AS thread_id,
 const DATE_SUBJECT_COLUMNS: &str = ", coalesce(m.base_subject, '') AS base_subject,
        extract(epoch FROM m.internal_date)::bigint AS internal_date_unix";
 
-/// What SORT reads besides: the stored structure (for the envelope's addresses), size and sent date.
-const SORTING_COLUMNS: &str = ", m.structure, m.size,
-       extract(epoch FROM coalesce(m.sent_at, m.internal_date))::bigint AS sent_unix";
+/// What SORT reads besides: the stored structure (for the envelope's addresses) and size.
+const SORTING_COLUMNS: &str = ", m.structure, m.size";
+
+/// What both THREAD and SORT order by: the sent date (RFC 5256 §2.2), the internal date when the Date
+/// field is missing or unreadable.
+const SENT_COLUMN: &str = ", extract(epoch FROM coalesce(m.sent_at, m.internal_date))::bigint AS sent_unix";
 
 /// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
 /// (RFC 7162 §3.1.5); 0 when none match.
@@ -91,6 +94,7 @@ pub async fn search(
     }
     if facts.threading || facts.sorting {
         query.push(DATE_SUBJECT_COLUMNS);
+        query.push(SENT_COLUMN);
     }
     if facts.sorting {
         query.push(SORTING_COLUMNS);
@@ -127,6 +131,7 @@ fn threading_of(m: &Match) -> pb::Threading {
         parents: m.refs[skip..].to_vec(),
         base_subject: m.base_subject.clone(),
         internal_date_unix: m.internal_date_unix,
+        sent_unix: m.sent_unix,
     }
 }
 
@@ -217,6 +222,10 @@ fn condition(q: &mut QueryBuilder<Postgres>, key: &pb::SearchKey, depth: usize) 
         Key::InternalDate(date) => date_match(q, "(m.internal_date AT TIME ZONE 'UTC')::date", date)?,
         // The Date field's day as written (RFC 9051 §6.4.4), kept at delivery.
         Key::SentDate(date) => date_match(q, "m.sent_date", date)?,
+        // RFC 8514: the day the entry was saved, counted in UTC as the internal date's.
+        Key::SavedDate(date) => {
+            date_match(q, "(coalesce(e.saved_at, m.internal_date) AT TIME ZONE 'UTC')::date", date)?
+        }
         Key::Larger(size) => {
             q.push("m.size > ").push_bind(clamp(*size));
         }
