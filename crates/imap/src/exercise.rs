@@ -42,11 +42,13 @@ pub fn exercise(input: &[u8]) -> Answered {
     answered
 }
 
-/// Advances the session until it wants more input or ends (STARTTLS is taken as a handshake done).
+/// Advances the session until it wants more input or ends (STARTTLS is taken as a handshake done,
+/// COMPRESS as compression turned on: the in-memory wire stays plain).
 fn run(session: &mut Session<MemoryStore, MemoryWire>) -> Step {
     loop {
         match futures::executor::block_on(session.advance()) {
             Step::StartTls => session.tls_started(),
+            Step::Compress => session.compression_started(),
             step => return step,
         }
     }

@@ -16,6 +16,7 @@ pub mod exercise;
 mod line_meter;
 mod list_extended;
 pub mod memory;
+mod notify;
 pub mod object_id;
 mod recent;
 pub mod render;
