@@ -1,5 +1,5 @@
 //! One IMAP connection around `mailbus_imap::Session`, which holds the protocol: this module moves the
-//! bytes (TCP, implicit TLS, STARTTLS's handshake), keeps the deadlines (the login timeout, the autologout
+//! bytes (TCP, implicit TLS, STARTTLS's handshake, COMPRESS=DEFLATE in the wire), keeps the deadlines (the login timeout, the autologout
 //! timer), feeds the session the account's mailbox events from NATS, and gives it the mailbox role over
 //! gRPC (`grpc.rs`, the [`Store`](mailbus_imap::Store) adapter), with the failed-login throttle, the
 //! per-account connection slots and the metrics around the login.
