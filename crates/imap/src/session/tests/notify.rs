@@ -170,3 +170,33 @@ fn during_idle_notify_events_arrive_too() {
     assert_eq!(client.event(&event), "* STATUS Work (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 1002 UNSEEN 1)\r\n");
     assert_eq!(client.send("DONE\r\n"), "i OK IDLE terminated\r\n");
 }
+
+#[test]
+fn flag_change_is_sent_only_where_it_was_asked_for() {
+    let mut client = Client::new();
+    client.store.create("Work", "");
+    client.store.deliver("Work", b"Subject: w\r\n\r\nw\r\n", &[]);
+    fill(&client.store, 1);
+    client.select_inbox();
+    assert_eq!(
+        client.send("n NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) (personal (MessageNew MessageExpunge FlagChange))\r\n"),
+        "n OK NOTIFY completed\r\n"
+    );
+    let mut other = client.another();
+    other.send("s SELECT Work\r\n");
+    other.send("t STORE 1 +FLAGS (\\Seen)\r\n");
+    let reflagged = |mailbox: &str| hierarchy(pb::MailboxEventKind::FlagsChanged, mailbox, "");
+    assert_eq!(client.event(&reflagged("Work")), "* STATUS Work (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 1002 UNSEEN 0)\r\n");
+    other.send("s2 SELECT INBOX\r\n");
+    other.send("t2 STORE 1 +FLAGS (\\Flagged)\r\n");
+    assert_eq!(client.event(&reflagged("INBOX")), "* 1 FETCH (FLAGS (\\Flagged \\Recent) UID 1)\r\n");
+
+    // Without FlagChange, a flag change waits for the client's next command, and STATUS is not sent.
+    client.send("n2 NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))\r\n");
+    other.send("t3 STORE 1 -FLAGS (\\Flagged)\r\n");
+    assert_eq!(client.event(&reflagged("INBOX")), "");
+    assert_eq!(client.send("x NOOP\r\n"), "* 1 FETCH (FLAGS (\\Recent) UID 1)\r\nx OK NOOP completed\r\n");
+    other.send("s3 SELECT Work\r\n");
+    other.send("t4 STORE 1 -FLAGS (\\Seen)\r\n");
+    assert_eq!(client.event(&reflagged("Work")), "");
+}
