@@ -1,11 +1,12 @@
 //! RFC 5465 NOTIFY through the whole stack: a session that asked for `personal` events hears of an SMTP
 //! delivery into a mailbox other than its selected one as `* STATUS`, and of another session's CREATE,
-//! SUBSCRIBE and RENAME as `* LIST`, with no command of its own, carried by the mailbox role's events
-//! over NATS.
+//! SUBSCRIBE (and JMAP's isSubscribed), RENAME and DELETE as `* LIST`, with no command of its own,
+//! carried by the mailbox role's events over NATS.
 
 use mailbus_tests::TestStack;
 use mailbus_tests::clients::{SmtpOutcome, smtp_send};
 use mailbus_tests::raw::RawClient;
+use serde_json::json;
 
 use crate::message;
 
@@ -25,7 +26,7 @@ async fn answered(client: &mut RawClient, tag: &str, command: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn notify_sends_status_for_a_delivery_elsewhere_and_list_for_another_sessions_changes() {
     let stack = TestStack::start().await;
-    stack.add_account("nia@example.org", "nia pw").await;
+    let account = stack.add_account("nia@example.org", "nia pw").await;
     let mut other = logged_in(&stack, "nia@example.org", "nia pw").await;
     assert!(answered(&mut other, "c1", "CREATE Work").await.starts_with("c1 OK"));
 
@@ -56,6 +57,20 @@ async fn notify_sends_status_for_a_delivery_elsewhere_and_list_for_another_sessi
     assert_eq!(watcher.line_starting("* LIST").await.as_deref(), Some("* LIST () \"/\" Done (\"OLDNAME\" (Projects))"));
     assert!(answered(&mut other, "c5", "DELETE Done").await.starts_with("c5 OK"));
     assert_eq!(watcher.line_starting("* LIST").await.as_deref(), Some("* LIST (\\NonExistent) \"/\" Done"));
+    // IMAP's DELETE also unsubscribes the name, which is a subscription change too.
+    assert_eq!(watcher.line_starting("* LIST").await.as_deref(), Some("* LIST () \"/\" Done"));
+
+    // JMAP's isSubscribed is a subscription change too.
+    let got = stack.jmap_call(account, "Mailbox/get", json!({"accountId": "a", "ids": null})).await;
+    let list = got[0].1["list"].as_array().expect("a list").clone();
+    let work = list.iter().find(|m| m["name"] == "Work").expect("Work")["id"].as_str().unwrap().to_owned();
+    let set = |subscribed| json!({"accountId": "a", "update": {work.clone(): {"isSubscribed": subscribed}}});
+    let updated = stack.jmap_call(account, "Mailbox/set", set(true)).await;
+    assert!(updated[0].1["updated"].get(&work).is_some(), "{updated:?}");
+    let subscribed = "* LIST (\\Subscribed) \"/\" Work";
+    assert_eq!(watcher.line_starting("* LIST").await.as_deref(), Some(subscribed));
+    stack.jmap_call(account, "Mailbox/set", set(false)).await;
+    assert_eq!(watcher.line_starting("* LIST").await.as_deref(), Some("* LIST () \"/\" Work"));
 
     // A delivery into the selected mailbox is an EXISTS (here by APPEND from the other session).
     let append = "APPEND Work {21}\r\nSubject: w\r\n\r\nhello\r\n\r\n";
