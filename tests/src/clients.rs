@@ -339,6 +339,22 @@ pub async fn imap_session(server: SocketAddr, tls: Option<(&str, &std::path::Pat
     }
 }
 
+/// An IMAP session over a bare socket that turns on COMPRESS=DEFLATE (`tests/clients/imap_compress.py`,
+/// with Python's zlib): `mode` is `fetch`, `corrupt` or `bomb`; `tls` is `Some(cafile)` for implicit TLS.
+pub async fn imap_compress(
+    server: SocketAddr,
+    tls: Option<&std::path::Path>,
+    (user, password): (&str, &str),
+    mode: &str,
+) -> Value {
+    let mut args = vec![server.ip().to_string(), server.port().to_string()];
+    if let Some(cafile) = tls {
+        args.extend(["--tls".into(), "implicit".into(), "--cafile".into(), cafile.display().to_string()]);
+    }
+    let stdin = serde_json::json!({ "user": user, "password": password, "mode": mode }).to_string();
+    run("imap_compress.py", &args, Some(stdin.as_bytes())).await
+}
+
 /// Runs a ManageSieve session with the `managesieve` library (PyPI): STARTTLS (verifying `cafile`),
 /// AUTHENTICATE PLAIN, then each step `["method", args...]` (see `tests/clients/managesieve_session.py`).
 pub async fn managesieve_session(

@@ -3,8 +3,10 @@
 //! and on shutdown no new connections while the open ones finish within a grace period (each session
 //! watches the same token and says goodbye).
 //! [`wire`] is the buffered, time-bounded reading and writing that each session does; [`proxy`] reads
-//! the PROXY protocol header a load balancer puts before a session.
+//! the PROXY protocol header a load balancer puts before a session; [`deflate`] is the compression a
+//! protocol may turn on in the wire (IMAP COMPRESS=DEFLATE).
 
+pub mod deflate;
 pub mod proxy;
 pub mod wire;
 

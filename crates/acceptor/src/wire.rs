@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use mailbus_lines::Decode;
+
+use crate::deflate::Deflate;
 use mailbus_tls::{MaybeTls, ServerTls, TlsFacts};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +92,8 @@ pub enum ReadError {
     Shutdown,
     Eof,
     Io(std::io::Error),
+    /// The peer's compressed stream is not valid DEFLATE (after [`Wire::start_deflate`]).
+    Corrupt,
 }
 
 /// What a read makes room for while the peer sends little (a command line): a connection waiting for its
@@ -106,11 +110,14 @@ pub struct Wire<IO> {
     pub output: Vec<u8>,
     /// How many bytes the last read brought.
     last_read: usize,
+    /// Compression both ways, once the protocol turned it on (IMAP COMPRESS): boxed, so that a
+    /// connection without it carries one pointer.
+    deflate: Option<Box<Deflate>>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     pub fn new(io: IO) -> Self {
-        Wire { io, input: Vec::new(), output: Vec::new(), last_read: 0 }
+        Wire { io, input: Vec::new(), output: Vec::new(), last_read: 0, deflate: None }
     }
 
     /// Drops `n` decoded bytes from the front of the input.
@@ -127,8 +134,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     /// Reads what the peer sent next into `input`, straight into its spare room: no buffer lives in the
     /// waiting future, and a connection whose peer sends command lines waits with [`SMALL_READ`] of room,
     /// one streaming a body reads [`READ_CHUNK`]s.
+    ///
+    /// With compression on, the bytes read are inflated into `input`, at most a read's room at a time
+    /// (see [`crate::deflate`]); what is left compressed is inflated by the next call before it reads.
     pub async fn read_more(&mut self, timeout: Duration, shutdown: &CancellationToken) -> Result<(), ReadError> {
         let room = if self.last_read >= SMALL_READ { READ_CHUNK } else { SMALL_READ };
+        if let Some(deflate) = self.deflate.as_deref_mut() {
+            return read_deflated(&mut self.io, deflate, &mut self.input, &mut self.last_read, room, timeout, shutdown)
+                .await;
+        }
         self.input.reserve(room);
         let read = tokio::select! {
             read = tokio::time::timeout(timeout, self.io.read_buf(&mut self.input)) => read,
@@ -166,7 +180,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     /// it would hold a connection slot and hold up shutdown.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         let write = async {
-            if !self.output.is_empty() {
+            if let Some(deflate) = self.deflate.as_deref_mut() {
+                if !self.output.is_empty() {
+                    write_deflated(&mut self.io, deflate, &self.output).await?;
+                    self.output.clear();
+                }
+            } else if !self.output.is_empty() {
                 self.io.write_all(&self.output).await?;
                 self.output.clear();
             }
@@ -183,6 +202,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         if self.output.len() >= OUTPUT_HIGH_WATER { self.flush().await } else { Ok(()) }
     }
 
+    /// Turns compression on both ways (IMAP COMPRESS=DEFLATE, RFC 4978): from here on, what is read is
+    /// inflated and what is written deflated. The caller has sent the go-ahead already (plain) and its
+    /// input holds nothing received after the command (the peer waits for the answer before compressing).
+    pub fn start_deflate(&mut self) {
+        if self.deflate.is_none() {
+            self.deflate = Some(Box::new(Deflate::new()));
+        }
+    }
+
+    /// Whether [`Self::start_deflate`] was called.
+    pub fn is_deflating(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     pub fn io_mut(&mut self) -> &mut IO {
         &mut self.io
     }
@@ -191,6 +224,58 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     pub async fn last_words(&mut self, bytes: &[u8]) {
         self.output.extend_from_slice(bytes);
         let _ = self.flush().await;
+    }
+}
+
+/// [`Wire::read_more`] with compression on: inflate what is waiting; read compressed bytes only when
+/// nothing is.
+async fn read_deflated<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    deflate: &mut Deflate,
+    input: &mut Vec<u8>,
+    last_read: &mut usize,
+    room: usize,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(), ReadError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match deflate.inflate(input, room) {
+            Err(_) => return Err(ReadError::Corrupt),
+            Ok(0) => {}
+            Ok(n) => {
+                *last_read = n;
+                return Ok(());
+            }
+        }
+        deflate.raw.reserve(room);
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, io.read_buf(&mut deflate.raw)) => read,
+            _ = shutdown.cancelled() => return Err(ReadError::Shutdown),
+        };
+        match read {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(Err(error)) => return Err(ReadError::Io(error)),
+            Ok(Ok(0)) => return Err(ReadError::Eof),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// [`Wire::flush`]'s write with compression on: `plain` deflated and sync-flushed, written a chunk at a
+/// time.
+async fn write_deflated<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    deflate: &mut Deflate,
+    plain: &[u8],
+) -> std::io::Result<()> {
+    let (mut taken, mut chunk) = (0, Vec::new());
+    loop {
+        let done = deflate.deflate_step(plain, &mut taken, &mut chunk);
+        io.write_all(&chunk).await?;
+        if done {
+            return Ok(());
+        }
     }
 }
 
@@ -332,5 +417,58 @@ mod tests {
         assert_eq!(wire.input, body);
         // One small read, then chunks: not one read per SMALL_READ bytes.
         assert!(reads <= 1 + body.len().div_ceil(READ_CHUNK), "{reads} reads");
+    }
+
+    fn raw_deflate(plain: &[u8]) -> Vec<u8> {
+        let mut deflater = flate2::Compress::new(flate2::Compression::fast(), false);
+        let mut out = Vec::with_capacity(plain.len() + 1024);
+        deflater.compress_vec(plain, &mut out, flate2::FlushCompress::Sync).unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn with_deflate_on_input_is_inflated_and_output_deflated_per_flush() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut wire = Wire::new(server);
+        assert!(!wire.is_deflating());
+        wire.start_deflate();
+        assert!(wire.is_deflating());
+        let forever = Duration::from_secs(60);
+        client.write_all(&raw_deflate(b"a2 NOOP\r\n")).await.unwrap();
+        wire.read_more(forever, &CancellationToken::new()).await.unwrap();
+        assert_eq!(wire.input, b"a2 NOOP\r\n");
+        wire.output.extend_from_slice(b"a2 OK NOOP completed\r\n");
+        wire.flush().await.unwrap();
+        assert!(wire.output.is_empty());
+        // What went out is one sync-flushed raw DEFLATE burst, readable at once.
+        let mut seen = vec![0; 1024];
+        let n = client.read(&mut seen).await.unwrap();
+        assert!(seen[..n].ends_with(&[0, 0, 0xff, 0xff]), "{:x?}", &seen[..n]);
+        let mut inflater = flate2::Decompress::new(false);
+        let mut plain = Vec::with_capacity(1024);
+        inflater.decompress_vec(&seen[..n], &mut plain, flate2::FlushDecompress::Sync).unwrap();
+        assert_eq!(plain, b"a2 OK NOOP completed\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_compressed_bomb_is_taken_a_chunk_at_a_time_and_garbage_is_corrupt() {
+        let (mut client, server) = tokio::io::duplex(1024 * 1024);
+        let mut wire = Wire::new(server);
+        wire.start_deflate();
+        let forever = Duration::from_secs(60);
+        let bomb = raw_deflate(&vec![b'a'; 16 * 1024 * 1024]);
+        client.write_all(&bomb).await.unwrap();
+        wire.read_more(forever, &CancellationToken::new()).await.unwrap();
+        assert!(!wire.input.is_empty() && wire.input.len() <= READ_CHUNK, "{}", wire.input.len());
+        wire.input.clear();
+        wire.read_more(forever, &CancellationToken::new()).await.unwrap();
+        assert!(!wire.input.is_empty() && wire.input.len() <= READ_CHUNK, "{}", wire.input.len());
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut wire = Wire::new(server);
+        wire.start_deflate();
+        client.write_all(&[0xff; 32]).await.unwrap();
+        let error = wire.read_more(forever, &CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(error, ReadError::Corrupt), "{error:?}");
     }
 }

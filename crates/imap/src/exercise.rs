@@ -42,11 +42,13 @@ pub fn exercise(input: &[u8]) -> Answered {
     answered
 }
 
-/// Advances the session until it wants more input or ends (STARTTLS is taken as a handshake done).
+/// Advances the session until it wants more input or ends (STARTTLS is taken as a handshake done,
+/// COMPRESS as compression turned on: the in-memory wire stays plain).
 fn run(session: &mut Session<MemoryStore, MemoryWire>) -> Step {
     loop {
         match futures::executor::block_on(session.advance()) {
             Step::StartTls => session.tls_started(),
+            Step::Compress => session.compression_started(),
             step => return step,
         }
     }
@@ -72,6 +74,8 @@ mod robustness {
         b"a9 FETCH 1 (BODY[] BODY[TEXT]<4294967295.4294967295> RFC822 RFC822.HEADER)\r\n",
         b"b1 IDLE\r\nDONE\r\nb2 UID MOVE 2:* Trash\r\nb3 EXPUNGE\r\n",
         b"b4 SEARCH RETURN (SAVE MIN) UNSEEN\r\nb5 FETCH $ (FLAGS)\r\nb6 UNAUTHENTICATE\r\n",
+        b"b7 NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge FlagChange)) (subtree (Lists {5+}\r\nTrash) (MailboxName SubscriptionChange))\r\nb8 NOTIFY NONE\r\n",
+        b"b9 COMPRESS DEFLATE\r\nc1 NOOP\r\nc2 COMPRESS DEFLATE\r\n",
     ];
 
     /// xorshift64*: small, deterministic, good enough to scramble bytes.

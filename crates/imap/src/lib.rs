@@ -5,6 +5,9 @@
 //! expunges and flag updates, `\\Recent`), command dispatch and response rendering (`session`), and the
 //! conversions between IMAP and the mailbox role's messages (`render` and the modules beside it).
 //!
+//! COMPRESS=DEFLATE is decided here (`Step::Compress`) and done in the connection's wire; NOTIFY's
+//! syntax is `notify`, its events `session::notify`.
+//!
 //! It must not do I/O: it asks the mailbox role through the [`Store`] port and writes to the connection
 //! through the [`Wire`] port, both implemented by the access role (gRPC, NATS, TCP and TLS) and, for the
 //! transcript tests and the fuzz target, in memory (`memory`). It depends on no runtime, RPC or TLS crate.
@@ -17,6 +20,7 @@ pub mod exercise;
 mod line_meter;
 mod list_extended;
 pub mod memory;
+mod notify;
 pub mod object_id;
 mod recent;
 pub mod render;

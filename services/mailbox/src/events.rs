@@ -1,5 +1,5 @@
 //! Change events, published on NATS after each commit so that sessions on any access replica learn of
-//! new mail and expunges.
+//! new mail and expunges, of mailboxes created, renamed and deleted, and of subscriptions (IMAP NOTIFY).
 
 use mailbus_address::{AccountId, MailboxName, Uid};
 use mailbus_jetstream::{MailboxEvent, Names};
@@ -61,6 +61,12 @@ impl Events {
             renamed_to: renamed_to.map(MailboxName::to_string).unwrap_or_default(),
             ..Default::default()
         });
+    }
+
+    /// SUBSCRIBED or UNSUBSCRIBED (IMAP NOTIFY's SubscriptionChange); the name need not exist.
+    pub fn publish_subscription(&self, account: AccountId, mailbox: &MailboxName, subscribed: bool) {
+        let kind = if subscribed { MailboxEventKind::Subscribed } else { MailboxEventKind::Unsubscribed };
+        self.publish_hierarchy(account, mailbox, kind, None);
     }
 
     fn send(&self, event: MailboxEvent) {

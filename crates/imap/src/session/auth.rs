@@ -47,11 +47,16 @@ impl<S: Store, W: Wire> Session<S, W> {
                         "WITHIN",
                         "SEARCHRES",
                         "SAVEDATE",
+                        "NOTIFY",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );
                 caps.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"].map(|c| Capability::from(atom(c))));
                 caps.push(Capability::from(atom(&format!("APPENDLIMIT={}", self.config.max_message_size))));
+                // RFC 4978: offered once logged in (see `compress`).
+                caps.push(Capability::Compress {
+                    algorithm: imap_types::extensions::compress::CompressionAlgorithm::Deflate,
+                });
             }
         }
         Vec1::try_from(caps).expect("never empty")
@@ -126,7 +131,8 @@ impl<S: Store, W: Wire> Session<S, W> {
             LoginOutcome::NotReady => return Ok(no(tag, Some(other_code("UNAVAILABLE")), "try again later")),
             LoginOutcome::Failed(error) => return Ok(refusal(tag, &error)),
         };
-        self.state = State::Authenticated(Login { account_id, address, enabled: Enabled::default(), lease });
+        self.state =
+            State::Authenticated(Login { account_id, address, enabled: Enabled::default(), notify: None, lease });
         Ok(ok(tag, Some(Code::Capability(self.capabilities())), "logged in"))
     }
 

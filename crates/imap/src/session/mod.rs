@@ -13,14 +13,17 @@
 //! One file per command family: `auth` (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE), `mailbox` (CREATE,
 //! DELETE, RENAME, SUBSCRIBE, STATUS, APPEND, quota), `list`, `select`, `fetch`, `store`, `search`
 //! (SEARCH, SORT, THREAD), `copy` (COPY, MOVE, EXPUNGE), `sync` (IDLE and untagged updates), `update`
-//! (RFC 5267 UPDATE contexts and CANCELUPDATE); `selected` is the selected-mailbox view and `response`
-//! what they share in writing answers.
+//! (RFC 5267 UPDATE contexts and CANCELUPDATE), `notify` (RFC 5465 NOTIFY's filters and the responses
+//! events bring), `compress` (RFC 4978); `selected` is the selected-mailbox view and `response` what
+//! they share in writing answers.
 
 mod auth;
+mod compress;
 mod copy;
 mod fetch;
 mod list;
 mod mailbox;
+mod notify;
 mod response;
 mod search;
 mod select;
@@ -115,6 +118,8 @@ struct Login<L> {
     account_id: AccountId,
     address: String,
     enabled: Enabled,
+    /// RFC 5465 NOTIFY SET's filters and events, while set (boxed: most sessions never ask).
+    notify: Option<Box<notify::Watch>>,
     /// What the store's login handed out (the connection slot, the event subscription), dropped with it.
     lease: L,
 }
@@ -183,6 +188,7 @@ enum Flow {
     Continue,
     Close,
     StartTls,
+    Compress,
 }
 
 /// What the connection does next, after [`Session::advance`].
@@ -193,6 +199,9 @@ pub enum Step {
     /// STARTTLS was answered and sent: drop any input received, handshake, then call
     /// [`Session::tls_started`] (or close if the handshake fails).
     StartTls,
+    /// COMPRESS DEFLATE was answered and its OK sent uncompressed: drop any input received, turn on
+    /// compression both ways in the wire, then call [`Session::compression_started`] (RFC 4978 §3).
+    Compress,
     /// The session is over (LOGOUT, too many failures, a limit); its last words are sent.
     Close,
     /// The connection failed while sending.
@@ -211,6 +220,8 @@ pub struct Session<S: Store, W: Wire> {
     /// After login: the text of the command being received, outside its literals.
     meter: line_meter::LineMeter,
     tls: bool,
+    /// COMPRESS DEFLATE is active (RFC 4978): for good, UNAUTHENTICATE or not.
+    compressed: bool,
     state: State<S::Lease>,
     mode: Mode,
     /// The ESEARCH or LIST-EXTENDED options of the command being answered.
@@ -270,6 +281,7 @@ impl<S: Store, W: Wire> Session<S, W> {
             fed: 0,
             meter: Default::default(),
             tls: config.tls,
+            compressed: false,
             state: State::NotAuthenticated { failures: 0 },
             mode: Mode::Commands,
             extended: None,
@@ -388,6 +400,7 @@ impl<S: Store, W: Wire> Session<S, W> {
                     return Step::Close;
                 }
                 Flow::StartTls => return Step::StartTls,
+                Flow::Compress => return Step::Compress,
             }
         }
     }
@@ -559,6 +572,14 @@ impl<S: Store, W: Wire> Session<S, W> {
                 Err(tag) => bad(Tag::try_from(tag).ok(), "CANCELUPDATE takes one or more quoted tags"),
             };
             self.server.enqueue_status(status);
+            return Flow::Continue;
+        }
+        // RFC 5465 NOTIFY: parsed here, imap-codec having no grammar for it.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some((tag, command)) = crate::notify::parse(bytes)
+        {
+            self.command_metric("notify");
+            self.notify(tag, command).await;
             return Flow::Continue;
         }
         // RFC 8437 UNAUTHENTICATE: back to the not-authenticated state, TLS kept.
@@ -778,6 +799,7 @@ impl<S: Store, W: Wire> Session<S, W> {
         let selected = matches!(self.state, State::Selected(..));
         Ok(match body {
             CommandBody::Login { .. } => bad(Some(tag), "already authenticated"),
+            CommandBody::Compress { algorithm } => return self.compress(tag, algorithm).await,
             CommandBody::Enable { .. } if selected => {
                 bad(Some(tag), "ENABLE is for the authenticated state (RFC 5161)")
             }

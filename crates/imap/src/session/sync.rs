@@ -9,18 +9,25 @@ impl<S: Store, W: Wire> Session<S, W> {
     /// is out of date unless the change was this session's own; during IDLE, the client hears at once.
     /// A RENAME of the selected mailbox (or a parent) renames the view.
     pub async fn mailbox_event(&mut self, event: &pb::MailboxEvent) -> Step {
+        let kind = event.kind();
         if let Some(selected) = self.state.selected() {
-            let kind = event.kind();
             let own = matches!(kind, pb::MailboxEventKind::FlagsChanged | pb::MailboxEventKind::Expunged)
                 && selected.own_modseqs.contains(&event.modseq);
+            let subscription = matches!(kind, pb::MailboxEventKind::Subscribed | pb::MailboxEventKind::Unsubscribed);
             if kind == pb::MailboxEventKind::Renamed {
                 selected.follow_rename(&event.mailbox, &event.renamed_to);
-            } else if event.mailbox == selected.name && !own {
+            } else if event.mailbox == selected.name && !own && !subscription {
                 selected.dirty = true;
             }
         }
+        // RFC 5465 §5: with NOTIFY set, what it asks for goes out now, no command being in progress.
+        let notifying = self.state.login().is_some_and(|l| l.notify.is_some());
+        if notifying && let Flow::Close = Box::pin(self.notify_event(event)).await {
+            let _ = self.wire.flush().await;
+            return Step::Close;
+        }
         if !matches!(self.mode, Mode::Idling(_)) {
-            return Step::NeedInput;
+            return if notifying { self.advance().await } else { Step::NeedInput };
         }
         match Box::pin(self.sync(Sync::Full, false)).await {
             Flow::Close => {

@@ -1,5 +1,5 @@
 //! One IMAP connection around `mailbus_imap::Session`, which holds the protocol: this module moves the
-//! bytes (TCP, implicit TLS, STARTTLS's handshake), keeps the deadlines (the login timeout, the autologout
+//! bytes (TCP, implicit TLS, STARTTLS's handshake, COMPRESS=DEFLATE in the wire), keeps the deadlines (the login timeout, the autologout
 //! timer), feeds the session the account's mailbox events from NATS, and gives it the mailbox role over
 //! gRPC (`grpc.rs`, the [`Store`](mailbus_imap::Store) adapter), with the failed-login throttle, the
 //! per-account connection slots and the metrics around the login.
@@ -182,6 +182,16 @@ where
                     step = self.session.advance().await;
                     continue;
                 }
+                Step::Compress => {
+                    // RFC 4978 §3: the OK went out plain; the client waits for it before compressing, so
+                    // anything received meanwhile is dropped unread, as after STARTTLS.
+                    let wire = &mut self.session.wire().0;
+                    wire.input.clear();
+                    wire.start_deflate();
+                    self.session.compression_started();
+                    step = self.session.advance().await;
+                    continue;
+                }
             }
             step = match self.wait(shutdown).await {
                 Ok(Woken::Input) => {
@@ -214,6 +224,12 @@ where
                         ReadError::Shutdown => Some("server shutting down"),
                         _ => None,
                     };
+                    if let ReadError::Corrupt = error {
+                        // As Dovecot: the BYE goes out through the compressor, the only stream the client
+                        // is reading now.
+                        let bye = mailbus_imap::session::bye(None, "compressed input is not valid DEFLATE");
+                        self.session.wire().0.last_words(&bye).await;
+                    }
                     if let Some(why) = farewell {
                         let bye = mailbus_imap::session::bye(Some("UNAVAILABLE"), why);
                         self.session.wire().0.last_words(&bye).await;

@@ -600,6 +600,7 @@ async fn create_one(ctx: &Ctx<'_>, props: &Value) -> Result<Result<Value, SetErr
         .await?;
     if subscribed {
         store::subscribe(ctx.pool, ctx.account, &name, true).await?;
+        ctx.events.publish_subscription(ctx.account, &name, true);
     }
     if let Some(order) = order {
         set_sort_order(ctx, row_id, order).await?;
@@ -726,6 +727,7 @@ async fn update(ctx: &Ctx<'_>, given: &str, props: &Value) -> Result<Result<(), 
     if let Some(subscribed) = patch.subscribed {
         store::subscribe(ctx.pool, ctx.account, &name, subscribed).await?;
         log_update(ctx, row_id).await?;
+        ctx.events.publish_subscription(ctx.account, &name, subscribed);
     }
     if let Some(order) = patch.sort_order {
         set_sort_order(ctx, row_id, order).await?;

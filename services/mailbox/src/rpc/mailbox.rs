@@ -182,7 +182,9 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeResponse>, Status> {
         let r = request.into_inner();
-        mailboxes::subscribe(&self.pool, r.account_id.into(), &mailbox_name(&r.name)?, r.subscribed).await?;
+        let (account, name) = (r.account_id.into(), mailbox_name(&r.name)?);
+        mailboxes::subscribe(&self.pool, account, &name, r.subscribed).await?;
+        self.events.publish_subscription(account, &name, r.subscribed);
         Ok(Response::new(pb::SubscribeResponse {}))
     }
 

@@ -2,10 +2,12 @@
 //! (`crate::memory`), and what the session sends is compared line by line with what the RFCs say.
 
 mod auth;
+mod compress;
 mod errors;
 mod extensions;
 mod idle;
 mod messages;
+mod notify;
 mod search_context;
 mod select;
 
