@@ -13,9 +13,11 @@ mod binary_origin;
 mod create_special_use;
 #[doc(hidden)]
 pub mod exercise;
+mod imap_url;
 mod line_meter;
 mod list_extended;
 pub mod memory;
+mod multiappend;
 pub mod object_id;
 mod recent;
 pub mod render;

@@ -16,6 +16,8 @@ use crate::store::{LoginOutcome, Store, StoreError, Wire};
 /// The one account's login.
 pub const USER: &str = "alice@example.org";
 pub const PASSWORD: &str = "secret";
+/// The host an absolute IMAP URL names for this server.
+pub const HOST: &str = "imap.example.org";
 /// Its internal date for every message (2026-01-01T00:00:00Z).
 pub const DATE: i64 = 1_767_225_600;
 
@@ -93,6 +95,8 @@ impl Mailbox {
 
 #[derive(Debug)]
 struct Model {
+    /// The account's storage quota: APPEND refuses to pass it.
+    quota_bytes: u64,
     mailboxes: BTreeMap<String, Mailbox>,
     subscribed: BTreeSet<String>,
     next_id: i64,
@@ -109,13 +113,25 @@ impl Default for MemoryStore {
     fn default() -> Self {
         let mut mailboxes = BTreeMap::new();
         mailboxes.insert("INBOX".to_owned(), Mailbox::new(1));
-        MemoryStore { model: Arc::new(Mutex::new(Model { mailboxes, subscribed: BTreeSet::new(), next_id: 2 })) }
+        MemoryStore {
+            model: Arc::new(Mutex::new(Model {
+                quota_bytes: 1024 * 1024,
+                mailboxes,
+                subscribed: BTreeSet::new(),
+                next_id: 2,
+            })),
+        }
     }
 }
 
 impl MemoryStore {
     fn model(&self) -> MutexGuard<'_, Model> {
         self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets the account's storage quota.
+    pub fn set_quota(&self, bytes: u64) {
+        self.model().quota_bytes = bytes;
     }
 
     /// Delivers `octets` into `mailbox`, as another session or the relay would; the event it publishes.
@@ -279,7 +295,7 @@ impl Store for MemoryStore {
         let messages = model.mailboxes.values().flat_map(|m| &m.messages);
         let used_bytes = messages.clone().map(|m| m.octets.len() as u64).sum();
         let used_messages = messages.count() as u64;
-        Ok(pb::QuotaUsage { used_bytes, used_messages, limit_bytes: Some(1024 * 1024), limit_messages: None })
+        Ok(pb::QuotaUsage { used_bytes, used_messages, limit_bytes: Some(model.quota_bytes), limit_messages: None })
     }
 
     async fn list_mailboxes(
@@ -345,10 +361,33 @@ impl Store for MemoryStore {
     }
 
     async fn append(&mut self, header: pb::AppendHeader, message: Vec<u8>) -> Result<pb::AppendResponse, StoreError> {
-        self.with(&header.mailbox, |mailbox| {
-            let uid = mailbox.add(message, header.flags.clone());
-            Ok(pb::AppendResponse { uidvalidity: mailbox.uidvalidity, uid, duplicate: false })
-        })
+        self.append_all(vec![(header, message)]).await
+    }
+
+    async fn append_all(
+        &mut self,
+        messages: Vec<(pb::AppendHeader, Vec<u8>)>,
+    ) -> Result<pb::AppendResponse, StoreError> {
+        if messages.is_empty() {
+            return Err(StoreError::Cannot("nothing to append".into()));
+        }
+        let mut model = self.model();
+        let quota = model.quota_bytes;
+        let used: u64 = model.mailboxes.values().flat_map(|m| &m.messages).map(|m| m.octets.len() as u64).sum();
+        let adding: u64 = messages.iter().map(|(_, octets)| octets.len() as u64).sum();
+        let name = messages.first().map(|(header, _)| header.mailbox.clone()).unwrap_or_default();
+        let mailbox = model.mailboxes.get_mut(&name).ok_or_else(|| nonexistent(&name))?;
+        // As the mailbox role: the quota is checked for all of them before any is added.
+        if used + adding > quota {
+            return Err(StoreError::OverQuota(format!("storage quota exceeded ({used} of {quota} octets used)")));
+        }
+        let uids: Vec<u32> = messages.into_iter().map(|(header, octets)| mailbox.add(octets, header.flags)).collect();
+        let (uid, last_uid) = (uids[0], uids[uids.len() - 1]);
+        Ok(pb::AppendResponse { uidvalidity: mailbox.uidvalidity, uid, duplicate: false, last_uid })
+    }
+
+    fn serves_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(HOST)
     }
 
     async fn expunge(&mut self, request: pb::ExpungeRequest) -> Result<pb::ExpungeResponse, StoreError> {

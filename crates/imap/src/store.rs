@@ -106,6 +106,14 @@ pub trait Store: Send {
         header: pb::AppendHeader,
         message: Vec<u8>,
     ) -> impl Future<Output = Result<pb::AppendResponse, StoreError>> + Send;
+    /// RFC 3502 MULTIAPPEND: several messages (each checked against APPENDLIMIT, every header naming the
+    /// same mailbox) added all or none, with consecutive UIDs: `uid` to `last_uid` in the answer.
+    fn append_all(
+        &mut self,
+        messages: Vec<(pb::AppendHeader, Vec<u8>)>,
+    ) -> impl Future<Output = Result<pb::AppendResponse, StoreError>> + Send;
+    /// Whether `host`, the host of an absolute IMAP URL (RFC 5092) in a CATENATE, names this server.
+    fn serves_host(&self, host: &str) -> bool;
     fn expunge(
         &mut self,
         request: pb::ExpungeRequest,

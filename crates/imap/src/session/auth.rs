@@ -43,6 +43,8 @@ impl<S: Store, W: Wire> Session<S, W> {
                         "PREVIEW",
                         "CREATE-SPECIAL-USE",
                         "WITHIN",
+                        "MULTIAPPEND",
+                        "CATENATE",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );

@@ -180,6 +180,22 @@ impl Store for GrpcStore {
         reply(self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await)
     }
 
+    async fn append_all(
+        &mut self,
+        messages: Vec<(pb::AppendHeader, Vec<u8>)>,
+    ) -> Result<pb::AppendResponse, StoreError> {
+        // One stream, each message a header and its chunks: the mailbox role adds them in one transaction.
+        let mut parts = Vec::new();
+        for (header, message) in messages {
+            parts.extend(mailbus_proto::upload::append(header, &message, mailbus_proto::upload::CHUNK));
+        }
+        reply(self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await)
+    }
+
+    fn serves_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.ctx.hostname)
+    }
+
     async fn expunge(&mut self, request: pb::ExpungeRequest) -> Result<pb::ExpungeResponse, StoreError> {
         reply(self.ctx.mailbox.clone().expunge(request).await)
     }

@@ -6,6 +6,7 @@ mod errors;
 mod extensions;
 mod idle;
 mod messages;
+mod multiappend;
 mod select;
 
 use super::*;
