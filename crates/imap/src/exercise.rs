@@ -72,6 +72,7 @@ mod robustness {
         b"a9 FETCH 1 (BODY[] BODY[TEXT]<4294967295.4294967295> RFC822 RFC822.HEADER)\r\n",
         b"b1 IDLE\r\nDONE\r\nb2 UID MOVE 2:* Trash\r\nb3 EXPUNGE\r\n",
         b"b4 SEARCH RETURN (SAVE MIN) UNSEEN\r\nb5 FETCH $ (FLAGS)\r\nb6 UNAUTHENTICATE\r\n",
+        b"b7 APPEND INBOX {2+}\r\nab (\\Seen) ~{1+}\r\nc CATENATE (TEXT {1+}\r\nd URL \"/INBOX;UIDVALIDITY=1001/;UID=1/;SECTION=HEADER/;PARTIAL=0.3\" URL imap://alice@example.org@imap.example.org/INBOX/;UID=1)\r\n",
     ];
 
     /// xorshift64*: small, deterministic, good enough to scramble bytes.

@@ -171,3 +171,20 @@ fn capabilities_name_both() {
     let reply = client.send("c CAPABILITY\r\n");
     assert!(reply.contains(" MULTIAPPEND ") && reply.contains(" CATENATE "), "{reply}");
 }
+
+#[test]
+fn an_append_past_what_one_command_may_hold_is_toobig() {
+    // Each literal is within APPENDLIMIT (10 000), but the command passes APPENDLIMIT and 64 KiB: the
+    // framer stops keeping it, and the APPEND is refused as a whole (RFC 7889 TOOBIG), not as a bad command.
+    let mut client = Client::new();
+    client.login();
+    let message = "x".repeat(9000);
+    let mut command = "a APPEND INBOX".to_owned();
+    for _ in 0..9 {
+        command += &format!(" {{9000+}}\r\n{message}");
+    }
+    command += "\r\n";
+    assert_eq!(client.send(&command), "a NO [TOOBIG] the APPEND's messages together exceed APPENDLIMIT\r\n");
+    assert_eq!(status(&mut client), "* STATUS INBOX (MESSAGES 0 UIDNEXT 1)\r\nst OK STATUS completed\r\n");
+    assert_eq!(client.send("n NOOP\r\n"), "n OK NOOP completed\r\n");
+}
