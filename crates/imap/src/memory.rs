@@ -328,9 +328,15 @@ impl Store for MemoryStore {
         &mut self,
         request: pb::CreateMailboxRequest,
     ) -> Result<pb::CreateMailboxResponse, StoreError> {
-        if self.model().mailboxes.contains_key(&request.name) {
+        let model = self.model();
+        if model.mailboxes.contains_key(&request.name) {
             return Err(StoreError::AlreadyExists(format!("mailbox {:?} already exists", request.name)));
         }
+        let taken = |m: &Mailbox| !m.special_use.is_empty() && m.special_use.eq_ignore_ascii_case(&request.special_use);
+        if model.mailboxes.values().any(taken) {
+            return Err(StoreError::SpecialUseTaken(format!("another mailbox is {}", request.special_use)));
+        }
+        drop(model);
         self.create(&request.name, &request.special_use);
         self.with(&request.name, |m| Ok(pb::CreateMailboxResponse { uidvalidity: m.uidvalidity, mailbox_id: m.id }))
     }

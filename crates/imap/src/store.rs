@@ -26,6 +26,9 @@ pub enum StoreError {
     /// RFC 9051 `HASCHILDREN`: a mailbox with children cannot be deleted.
     #[error("{0}")]
     HasChildren(String),
+    /// RFC 6154 `USEATTR`: another mailbox already has the special-use attribute.
+    #[error("{0}")]
+    SpecialUseTaken(String),
     /// `OVERQUOTA`: the account's quota has no room.
     #[error("{0}")]
     OverQuota(String),

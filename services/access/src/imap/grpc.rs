@@ -72,6 +72,7 @@ fn store_error(status: tonic::Status) -> StoreError {
     let message = status.message().to_owned();
     match (reason, status.code()) {
         (Reason::HasChildren, _) => StoreError::HasChildren(message),
+        (Reason::SpecialUseTaken, _) => StoreError::SpecialUseTaken(message),
         (Reason::Nonexistent, _) | (_, G::NotFound) => StoreError::NonExistent(message),
         (Reason::AlreadyExists, _) | (_, G::AlreadyExists) => StoreError::AlreadyExists(message),
         (Reason::OverQuotaTemporary | Reason::OverQuotaPermanent, _) | (_, G::ResourceExhausted) => {
