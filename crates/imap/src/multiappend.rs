@@ -48,7 +48,8 @@ pub struct Refused {
     pub why: &'static str,
 }
 
-/// The most parts a CATENATE may have: each URL costs a store call.
+/// The most CATENATE parts one APPEND may have, all its messages together: each URL costs two store
+/// calls.
 pub const MAX_PARTS: usize = 100;
 /// The most messages one APPEND may carry (the literals' total is bounded by the framer too).
 pub const MAX_MESSAGES: usize = 1000;
@@ -56,7 +57,7 @@ pub const MAX_MESSAGES: usize = 1000;
 /// `None` when `bytes` is not an APPEND; otherwise the command, or why its syntax is wrong.
 pub fn parse(bytes: &[u8]) -> Option<Result<Append<'_>, Refused>> {
     let (tag, rest) = split_append(bytes)?;
-    let mut cursor = Cursor { bytes: rest };
+    let mut cursor = Cursor { bytes: rest, parts: 0 };
     Some(cursor.append(tag.clone()).map_err(|why| Refused { tag: Some(tag), why }))
 }
 
@@ -76,6 +77,8 @@ fn split_append(bytes: &[u8]) -> Option<(Tag<'static>, &[u8])> {
 
 struct Cursor<'a> {
     bytes: &'a [u8],
+    /// CATENATE parts so far, in every message.
+    parts: usize,
 }
 
 type Parsed<T> = Result<T, &'static str>;
@@ -154,9 +157,10 @@ impl<'a> Cursor<'a> {
         self.expect(b"(")?;
         let mut parts = Vec::new();
         loop {
-            if parts.len() == MAX_PARTS {
+            if self.parts == MAX_PARTS {
                 return Err("too many CATENATE parts");
             }
+            self.parts += 1;
             if self.word("TEXT ") {
                 parts.push(Part::Text(self.literal().ok_or("TEXT needs a literal")?));
             } else if self.word("URL ") {
@@ -340,6 +344,11 @@ mod tests {
         assert_eq!(refused(b"a APPEND INBOX CATENATE (URL \"x\r\n"), "URL needs a string");
         assert_eq!(refused(b"a APPEND INBOX {1}\r\nx junk\r\n"), "expected a literal or CATENATE");
         assert_eq!(refused(b"a APPEND INBOX {1}\r\nx\r\nmore"), "unexpected text after the APPEND");
+        // The parts are counted across the messages of one APPEND.
+        let message = format!(" CATENATE ({})", vec!["URL /INBOX/;UID=1"; 60].join(" "));
+        let two = format!("a APPEND INBOX{message}{message}\r\n");
+        assert_eq!(refused(two.as_bytes()), "too many CATENATE parts");
+        assert!(parse(format!("a APPEND INBOX{message}\r\n").as_bytes()).unwrap().is_ok());
         // Every prefix and every one-byte change of a valid command parses or is refused, never panics.
         let valid = b"t APPEND INBOX (\\Seen) \"01-Jan-2020 00:00:00 +0000\" {2}\r\nab CATENATE (TEXT {1+}\r\nx URL \"/INBOX;UID=1\")\r\n";
         for end in 0..valid.len() {

@@ -8,6 +8,10 @@ use tonic::{Status, Streaming};
 use crate::error::invalid;
 use crate::mime::{self, Parsed};
 
+/// The most messages one Append stream may carry (the access role sends at most as many as the client's
+/// APPEND had, which its command bound keeps far below this).
+const MAX_UPLOADS: usize = 1000;
+
 /// A client-streamed upload (Deliver, Append): a header that announces the size, then body chunks.
 pub(super) trait Upload: prost::Message + Default + 'static {
     type Header;
@@ -82,6 +86,9 @@ pub(super) async fn read_uploads<R: Upload>(
                 announced = announced.saturating_add(size);
                 if announced > total {
                     return Err(invalid(format!("messages of {announced} octets together exceed {total}")));
+                }
+                if uploads.len() == MAX_UPLOADS {
+                    return Err(invalid(format!("more than {MAX_UPLOADS} messages in one stream")));
                 }
                 expected = size;
                 uploads.push((header, Vec::with_capacity(size as usize)));
