@@ -114,7 +114,7 @@ async fn a_catenated_message_reads_back_byte_exact() {
     // The header of the first message, new text, and its second part's body, the last one named by an
     // absolute URL (this user, this server), with a plain message after it in the same APPEND.
     let text = "--b\r\nContent-Type: text/plain\r\n\r\nnew text\r\n--b\r\nContent-Type: text/plain\r\n\r\n";
-    let url = format!("imap://ned@example.org@mx.test/INBOX;UIDVALIDITY={uidvalidity}/;UID=1/;SECTION=2");
+    let url = format!("imap://ned%40example.org@mx.test/INBOX;UIDVALIDITY={uidvalidity}/;UID=1/;SECTION=2");
     let command = format!(
         "c APPEND INBOX (\\Draft) CATENATE (URL \"/INBOX;UIDVALIDITY={uidvalidity}/;UID=1/;SECTION=HEADER\" \
          TEXT {{{}+}}\r\n{text} URL \"{url}\" TEXT {{9+}}\r\n\r\n--b--\r\n) {{5+}}\r\nlast\n\r\n",

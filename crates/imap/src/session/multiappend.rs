@@ -52,7 +52,8 @@ impl<S: Store, W: Wire> Session<S, W> {
                 Content::Catenate(parts) => match self.catenate(account_id, &parts).await {
                     Ok(octets) => octets,
                     Err(Unbuilt::BadUrl(url)) => {
-                        return no(tag, Some(other_code(&format!("BADURL {url}"))), "CATENATE URL does not resolve");
+                        let code = other_code(&format!("BADURL {}", url_resp_text(&url)));
+                        return no(tag, Some(code), "CATENATE URL does not resolve");
                     }
                     Err(Unbuilt::TooBig) => return no(tag, Some(Code::TooBig), "message exceeds APPENDLIMIT"),
                     Err(Unbuilt::Store(error)) => return refusal(tag, &error),
@@ -194,6 +195,20 @@ impl<S: Store, W: Wire> Session<S, W> {
         }
         Ok(found.then_some(octets))
     }
+}
+
+/// RFC 4469 §6 url-resp-text: the URL as the client wrote it, with what a response code cannot hold (`]`,
+/// controls, non-ASCII, and `%` so the result stays unambiguous) written as `%XX`.
+fn url_resp_text(url: &str) -> String {
+    let mut text = String::with_capacity(url.len());
+    for b in url.bytes() {
+        if b == b']' || b == b'%' || b.is_ascii_control() || !b.is_ascii() {
+            text.push_str(&format!("%{b:02X}"));
+        } else {
+            text.push(char::from(b));
+        }
+    }
+    text
 }
 
 /// An IMAP URL's section (`1.2`, `HEADER`, `1.MIME`, `HEADER.FIELDS (SUBJECT)`) as the store's, read by

@@ -132,6 +132,19 @@ fn a_url_that_does_not_resolve_is_badurl_and_nothing_is_appended() {
 }
 
 #[test]
+fn a_badurl_code_never_carries_a_bracket_or_a_line_end() {
+    let mut client = with_source();
+    assert_eq!(
+        client.send("a APPEND INBOX CATENATE (URL \"/IN]BOX%/;UID=1\")\r\n"),
+        "a NO [BADURL /IN%5DBOX%25/;UID=1] CATENATE URL does not resolve\r\n"
+    );
+    assert_eq!(
+        client.send("b APPEND INBOX CATENATE (URL {13+}\r\n/INBOX\r\n* BYE)\r\n"),
+        "b NO [BADURL /INBOX%0D%0A* BYE] CATENATE URL does not resolve\r\n"
+    );
+}
+
+#[test]
 fn a_catenated_message_over_appendlimit_is_toobig() {
     let mut client = Client::new();
     client.store.deliver("INBOX", format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(6000)).as_bytes(), &[]);
