@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// How long a test waits for one line before it fails.
@@ -55,6 +55,16 @@ impl RawClient {
             Ok(0) | Err(_) => None,
             Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
         }
+    }
+
+    /// The next `n` octets exactly (an IMAP literal's), line ends and all.
+    pub async fn octets(&mut self, n: usize) -> Vec<u8> {
+        let mut octets = vec![0; n];
+        tokio::time::timeout(LINE_WAIT, self.stream.read_exact(&mut octets))
+            .await
+            .expect("no octets from the server in time")
+            .expect("reading octets");
+        octets
     }
 
     /// Lines until one starts with `prefix` (returned), or `None` if the connection ends first.

@@ -76,6 +76,7 @@ mod robustness {
         b"b4 SEARCH RETURN (SAVE MIN) UNSEEN\r\nb5 FETCH $ (FLAGS)\r\nb6 UNAUTHENTICATE\r\n",
         b"b7 NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge FlagChange)) (subtree (Lists {5+}\r\nTrash) (MailboxName SubscriptionChange))\r\nb8 NOTIFY NONE\r\n",
         b"b9 COMPRESS DEFLATE\r\nc1 NOOP\r\nc2 COMPRESS DEFLATE\r\n",
+        b"b7 APPEND INBOX {2+}\r\nab (\\Seen) ~{1+}\r\nc CATENATE (TEXT {1+}\r\nd URL \"/INBOX;UIDVALIDITY=1001/;UID=1/;SECTION=HEADER/;PARTIAL=0.3\" URL imap://alice@example.org@imap.example.org/INBOX/;UID=1)\r\n",
     ];
 
     /// xorshift64*: small, deterministic, good enough to scramble bytes.

@@ -17,9 +17,11 @@ pub mod context;
 mod create_special_use;
 #[doc(hidden)]
 pub mod exercise;
+mod imap_url;
 mod line_meter;
 mod list_extended;
 pub mod memory;
+mod multiappend;
 mod notify;
 pub mod object_id;
 mod recent;

@@ -18,6 +18,8 @@ use crate::store::{LoginOutcome, Store, StoreError, Wire};
 /// The one account's login.
 pub const USER: &str = "alice@example.org";
 pub const PASSWORD: &str = "secret";
+/// The host an absolute IMAP URL names for this server.
+pub const HOST: &str = "imap.example.org";
 /// Its internal date for every message (2026-01-01T00:00:00Z).
 pub const DATE: i64 = 1_767_225_600;
 
@@ -97,6 +99,8 @@ impl Mailbox {
 
 #[derive(Debug)]
 struct Model {
+    /// The account's storage quota: APPEND refuses to pass it.
+    quota_bytes: u64,
     mailboxes: BTreeMap<String, Mailbox>,
     subscribed: BTreeSet<String>,
     next_id: i64,
@@ -116,7 +120,13 @@ impl Default for MemoryStore {
         let mut mailboxes = BTreeMap::new();
         mailboxes.insert("INBOX".to_owned(), Mailbox::new(1));
         MemoryStore {
-            model: Arc::new(Mutex::new(Model { mailboxes, subscribed: BTreeSet::new(), next_id: 2, clock: DATE })),
+            model: Arc::new(Mutex::new(Model {
+                quota_bytes: 1024 * 1024,
+                mailboxes,
+                subscribed: BTreeSet::new(),
+                next_id: 2,
+                clock: DATE,
+            })),
         }
     }
 }
@@ -129,6 +139,11 @@ impl MemoryStore {
     /// Sets the clock that dates what is saved from now on (RFC 8514 SAVEDATE).
     pub fn set_clock(&self, unix: i64) {
         self.model().clock = unix;
+    }
+
+    /// Sets the account's storage quota.
+    pub fn set_quota(&self, bytes: u64) {
+        self.model().quota_bytes = bytes;
     }
 
     /// Delivers `octets` into `mailbox`, as another session or the relay would; the event it publishes.
@@ -353,7 +368,7 @@ impl Store for MemoryStore {
         let messages = model.mailboxes.values().flat_map(|m| &m.messages);
         let used_bytes = messages.clone().map(|m| m.octets.len() as u64).sum();
         let used_messages = messages.count() as u64;
-        Ok(pb::QuotaUsage { used_bytes, used_messages, limit_bytes: Some(1024 * 1024), limit_messages: None })
+        Ok(pb::QuotaUsage { used_bytes, used_messages, limit_bytes: Some(model.quota_bytes), limit_messages: None })
     }
 
     async fn list_mailboxes(
@@ -386,9 +401,15 @@ impl Store for MemoryStore {
         &mut self,
         request: pb::CreateMailboxRequest,
     ) -> Result<pb::CreateMailboxResponse, StoreError> {
-        if self.model().mailboxes.contains_key(&request.name) {
+        let model = self.model();
+        if model.mailboxes.contains_key(&request.name) {
             return Err(StoreError::AlreadyExists(format!("mailbox {:?} already exists", request.name)));
         }
+        let taken = |m: &Mailbox| !m.special_use.is_empty() && m.special_use.eq_ignore_ascii_case(&request.special_use);
+        if model.mailboxes.values().any(taken) {
+            return Err(StoreError::SpecialUseTaken(format!("another mailbox is {}", request.special_use)));
+        }
+        drop(model);
         self.create(&request.name, &request.special_use);
         self.with(&request.name, |m| Ok(pb::CreateMailboxResponse { uidvalidity: m.uidvalidity, mailbox_id: m.id }))
     }
@@ -419,11 +440,35 @@ impl Store for MemoryStore {
     }
 
     async fn append(&mut self, header: pb::AppendHeader, message: Vec<u8>) -> Result<pb::AppendResponse, StoreError> {
-        let clock = self.model().clock;
-        self.with(&header.mailbox, |mailbox| {
-            let uid = mailbox.add(message, header.flags.clone(), clock);
-            Ok(pb::AppendResponse { uidvalidity: mailbox.uidvalidity, uid, duplicate: false })
-        })
+        self.append_all(vec![(header, message)]).await
+    }
+
+    async fn append_all(
+        &mut self,
+        messages: Vec<(pb::AppendHeader, Vec<u8>)>,
+    ) -> Result<pb::AppendResponse, StoreError> {
+        if messages.is_empty() {
+            return Err(StoreError::Cannot("nothing to append".into()));
+        }
+        let mut model = self.model();
+        let clock = model.clock;
+        let quota = model.quota_bytes;
+        let used: u64 = model.mailboxes.values().flat_map(|m| &m.messages).map(|m| m.octets.len() as u64).sum();
+        let adding: u64 = messages.iter().map(|(_, octets)| octets.len() as u64).sum();
+        let name = messages.first().map(|(header, _)| header.mailbox.clone()).unwrap_or_default();
+        let mailbox = model.mailboxes.get_mut(&name).ok_or_else(|| nonexistent(&name))?;
+        // As the mailbox role: the quota is checked for all of them before any is added.
+        if used + adding > quota {
+            return Err(StoreError::OverQuota(format!("storage quota exceeded ({used} of {quota} octets used)")));
+        }
+        let uids: Vec<u32> =
+            messages.into_iter().map(|(header, octets)| mailbox.add(octets, header.flags, clock)).collect();
+        let (uid, last_uid) = (uids[0], uids[uids.len() - 1]);
+        Ok(pb::AppendResponse { uidvalidity: mailbox.uidvalidity, uid, duplicate: false, last_uid })
+    }
+
+    fn serves_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(HOST)
     }
 
     async fn expunge(&mut self, request: pb::ExpungeRequest) -> Result<pb::ExpungeResponse, StoreError> {

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// RFC 9051 `HASCHILDREN`: a mailbox with children cannot be deleted.
     #[error("{0}")]
     HasChildren(String),
+    /// RFC 6154 `USEATTR`: another mailbox already has the special-use attribute.
+    #[error("{0}")]
+    SpecialUseTaken(String),
     /// `OVERQUOTA`: the account's quota has no room.
     #[error("{0}")]
     OverQuota(String),
@@ -106,6 +109,14 @@ pub trait Store: Send {
         header: pb::AppendHeader,
         message: Vec<u8>,
     ) -> impl Future<Output = Result<pb::AppendResponse, StoreError>> + Send;
+    /// RFC 3502 MULTIAPPEND: several messages (each checked against APPENDLIMIT, every header naming the
+    /// same mailbox) added all or none, with consecutive UIDs: `uid` to `last_uid` in the answer.
+    fn append_all(
+        &mut self,
+        messages: Vec<(pb::AppendHeader, Vec<u8>)>,
+    ) -> impl Future<Output = Result<pb::AppendResponse, StoreError>> + Send;
+    /// Whether `host`, the host of an absolute IMAP URL (RFC 5092) in a CATENATE, names this server.
+    fn serves_host(&self, host: &str) -> bool;
     fn expunge(
         &mut self,
         request: pb::ExpungeRequest,

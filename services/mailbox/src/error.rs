@@ -74,6 +74,9 @@ pub enum MailboxError {
     /// RFC 5804 ACTIVE: the active Sieve script cannot be deleted.
     #[error("script {0:?} is active")]
     ActiveScript(String),
+    /// RFC 6154 USEATTR: another mailbox of the account has this special-use attribute.
+    #[error("another mailbox is {0}")]
+    SpecialUseTaken(String),
     /// The account's quota has no room; the text says which limit.
     #[error("{0}")]
     OverQuota(String),
@@ -119,6 +122,9 @@ impl From<MailboxError> for Status {
             }
             error @ MailboxError::HasChildren(_) => {
                 refusal::status(Code::FailedPrecondition, error.to_string(), Reason::HasChildren, "")
+            }
+            error @ MailboxError::SpecialUseTaken(_) => {
+                refusal::status(Code::AlreadyExists, error.to_string(), Reason::SpecialUseTaken, "")
             }
             error @ MailboxError::ActiveScript(_) => {
                 refusal::status(Code::FailedPrecondition, error.to_string(), Reason::ActiveScript, "")

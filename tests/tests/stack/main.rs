@@ -23,6 +23,7 @@ mod jmap_objects;
 mod mail_import;
 mod mail_tools;
 mod managesieve;
+mod multiappend;
 mod noloss;
 mod ops;
 mod partitions;

@@ -48,6 +48,8 @@ impl<S: Store, W: Wire> Session<S, W> {
                         "SEARCHRES",
                         "SAVEDATE",
                         "NOTIFY",
+                        "MULTIAPPEND",
+                        "CATENATE",
                     ]
                     .map(|c| Capability::from(atom(c))),
                 );

@@ -63,19 +63,8 @@ impl<S: Store, W: Wire> Session<S, W> {
                         "one of \\Drafts \\Sent \\Trash \\Junk \\Archive \\All \\Flagged",
                     );
                 };
-                let taken = pb::ListMailboxesRequest {
-                    account_id: account_id.get(),
-                    patterns: vec!["*".into()],
-                    special_use_only: true,
-                    ..Default::default()
-                };
-                match self.store.list_mailboxes(taken).await {
-                    Ok(list) if list.mailboxes.iter().any(|m| m.special_use.eq_ignore_ascii_case(attribute)) => {
-                        return no(tag, Some(other_code("USEATTR")), &format!("another mailbox is {attribute}"));
-                    }
-                    Ok(_) => attribute.to_owned(),
-                    Err(status) => return refusal(tag, &status),
-                }
+                // One the account's other mailbox has, the store refuses (`StoreError::SpecialUseTaken`).
+                attribute.to_owned()
             }
             _ => String::new(),
         };

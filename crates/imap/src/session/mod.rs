@@ -23,6 +23,7 @@ mod copy;
 mod fetch;
 mod list;
 mod mailbox;
+mod multiappend;
 mod notify;
 mod response;
 mod search;
@@ -61,6 +62,7 @@ use mailbus_address::AccountId;
 use mailbus_proto::v1 as pb;
 use mailbus_sasl::PlainError;
 
+use crate::multiappend as append_syntax;
 use crate::render::nz;
 use crate::store::{LoginOutcome, Store, StoreError, Wire};
 use crate::{DELIMITER, unauthenticate};
@@ -255,7 +257,9 @@ fn new_server(config: &Config, capabilities: Option<Vec1<Capability<'static>>>, 
             let limit = u32::try_from(config.max_message_size).unwrap_or(u32::MAX - 65536);
             options.max_literal_size = limit;
             options.max_command_size = limit.saturating_add(64 * 1024);
-            let _ = options.set_literal_reject_text("[TOOBIG] literal larger than APPENDLIMIT".into());
+            // imap-next answers BAD with a text alone: a `[TOOBIG]` in front is not a valid text, and it
+            // would answer `BAD ...` instead.
+            let _ = options.set_literal_reject_text("literal larger than APPENDLIMIT".into());
         }
     }
     let fresh = capabilities.is_none();
@@ -521,6 +525,21 @@ impl<S: Store, W: Wire> Session<S, W> {
                 return Flow::Continue;
             }
             Mode::Commands => {}
+        }
+        // RFC 3502 MULTIAPPEND and RFC 4469 CATENATE: an APPEND with several messages, or with parts.
+        if let FrameError::MalformedMessage { .. } = &error
+            && let Some(append) = append_syntax::parse(bytes)
+        {
+            return self.multiappend(append).await;
+        }
+        // An APPEND whose literals together passed what one command may hold (RFC 7889 TOOBIG).
+        if let FrameError::CommandTooLong { .. } = &error
+            && let Some(tag) = append_syntax::append_tag(bytes)
+        {
+            self.command_metric("append");
+            let status = no(tag, Some(Code::TooBig), "the APPEND's messages together exceed APPENDLIMIT");
+            self.server.enqueue_status(status);
+            return Flow::Continue;
         }
         // RFC 5182 `$`: the saved search result, written out as the set it stands for.
         if let FrameError::MalformedMessage { .. } = &error

@@ -70,6 +70,7 @@ pub(super) fn refusal(tag: Tag<'static>, error: &StoreError) -> Status<'static> 
         StoreError::NonExistent(message) => (other_code("NONEXISTENT"), message.as_str()),
         StoreError::AlreadyExists(message) => (other_code("ALREADYEXISTS"), message.as_str()),
         StoreError::HasChildren(message) => (other_code("HASCHILDREN"), message.as_str()),
+        StoreError::SpecialUseTaken(message) => (other_code("USEATTR"), message.as_str()),
         StoreError::OverQuota(message) => (Code::OverQuota, message.as_str()),
         StoreError::Cannot(message) => (other_code("CANNOT"), message.as_str()),
         StoreError::Unavailable(_) => (other_code("UNAVAILABLE"), "the mail store is unavailable, try again"),

@@ -72,6 +72,7 @@ fn store_error(status: tonic::Status) -> StoreError {
     let message = status.message().to_owned();
     match (reason, status.code()) {
         (Reason::HasChildren, _) => StoreError::HasChildren(message),
+        (Reason::SpecialUseTaken, _) => StoreError::SpecialUseTaken(message),
         (Reason::Nonexistent, _) | (_, G::NotFound) => StoreError::NonExistent(message),
         (Reason::AlreadyExists, _) | (_, G::AlreadyExists) => StoreError::AlreadyExists(message),
         (Reason::OverQuotaTemporary | Reason::OverQuotaPermanent, _) | (_, G::ResourceExhausted) => {
@@ -178,6 +179,22 @@ impl Store for GrpcStore {
         let parts = mailbus_proto::upload::append(header, &message, mailbus_proto::upload::CHUNK);
         drop(message);
         reply(self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await)
+    }
+
+    async fn append_all(
+        &mut self,
+        messages: Vec<(pb::AppendHeader, Vec<u8>)>,
+    ) -> Result<pb::AppendResponse, StoreError> {
+        // One stream, each message a header and its chunks: the mailbox role adds them in one transaction.
+        let mut parts = Vec::new();
+        for (header, message) in messages {
+            parts.extend(mailbus_proto::upload::append(header, &message, mailbus_proto::upload::CHUNK));
+        }
+        reply(self.ctx.mailbox.clone().append(futures::stream::iter(parts)).await)
+    }
+
+    fn serves_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.ctx.hostname)
     }
 
     async fn expunge(&mut self, request: pb::ExpungeRequest) -> Result<pb::ExpungeResponse, StoreError> {

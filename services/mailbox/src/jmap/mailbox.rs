@@ -546,8 +546,8 @@ fn special_use(value: &Value) -> Result<Option<&'static str>, SetError> {
 /// A store error that is the client's doing, as the SetError it gets.
 fn refusal(error: MailboxError) -> Result<SetError, MethodError> {
     Ok(match error {
-        MailboxError::AlreadyExists(what) if what.starts_with("a mailbox with") => {
-            SetError::invalid(&["role"], format!("{what} already exists"))
+        MailboxError::SpecialUseTaken(attribute) => {
+            SetError::invalid(&["role"], format!("a mailbox with {attribute} already exists"))
         }
         MailboxError::AlreadyExists(what) => SetError::invalid(&["name"], format!("{what} already exists")),
         MailboxError::InvalidArgument(why) => SetError::invalid(&["name", "parentId"], why),
@@ -762,9 +762,7 @@ async fn set_special_use(ctx: &Ctx<'_>, row_id: i64, special_use: Option<&str>) 
         .execute(ctx.pool)
         .await
         .map_err(|e| match MailboxError::from(e) {
-            MailboxError::AlreadyExists(_) => {
-                MailboxError::AlreadyExists(format!("a mailbox with {}", special_use.unwrap_or_default()))
-            }
+            MailboxError::AlreadyExists(_) => MailboxError::SpecialUseTaken(special_use.unwrap_or_default().to_owned()),
             other => other,
         })?;
     Ok(())

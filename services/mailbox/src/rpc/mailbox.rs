@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{MailboxError, invalid};
 use crate::rpc::fetch_stream::{CHUNK, FetchStream};
-use crate::rpc::upload::{parse, read_upload};
+use crate::rpc::upload::{parse, read_uploads};
 use crate::rpc::{MailboxService, mailbox_name, uids, uids_to_pb};
 use crate::store::mailbox_state::{self, EntryState, Status as MailboxStatus};
 use crate::store::mailboxes::{self, ListQuery, Listed, RenameOutcome};
@@ -244,7 +244,13 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         &self,
         request: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let (header, content): (pb::AppendHeader, _) = read_upload(request.into_inner(), self.max_message_size).await?;
+        // A MULTIAPPEND's messages together are bounded as one message is, as the access role bounds them.
+        let limit = self.max_message_size;
+        let mut uploads: Vec<(pb::AppendHeader, _)> = read_uploads(request.into_inner(), limit, limit).await?;
+        if uploads.len() > 1 {
+            return self.append_all(uploads).await.map(Response::new);
+        }
+        let (header, content) = uploads.pop().expect("read_uploads reads at least one");
         let (account, mailbox) = (AccountId::from(header.account_id), mailbox_name(&header.mailbox)?);
         let (content, parsed) = parse(content).await?;
         let appending = messages::Appending {
@@ -258,7 +264,7 @@ impl pb::mailbox_server::Mailbox for MailboxService {
             self.events.publish(account, &placed.mailbox, kind, &[placed.uid], placed.modseq, placed.uidvalidity);
         }
         let (uidvalidity, uid, duplicate) = (placed.uidvalidity, placed.uid.get(), placed.duplicate);
-        Ok(Response::new(pb::AppendResponse { uidvalidity, uid, duplicate }))
+        Ok(Response::new(pb::AppendResponse { uidvalidity, uid, duplicate, last_uid: uid }))
     }
 
     async fn store(&self, request: Request<pb::StoreRequest>) -> Result<Response<pb::StoreResponse>, Status> {
@@ -322,6 +328,44 @@ impl pb::mailbox_server::Mailbox for MailboxService {
 }
 
 impl MailboxService {
+    /// RFC 3502 MULTIAPPEND: the stream's messages into one mailbox, all or none, then one Appended event
+    /// with every new UID, after the commit.
+    async fn append_all(&self, uploads: Vec<(pb::AppendHeader, Vec<u8>)>) -> Result<pb::AppendResponse, Status> {
+        let first = &uploads[0].0;
+        let (account, name) = (AccountId::from(first.account_id), first.mailbox.clone());
+        if uploads.iter().any(|(h, _)| h.account_id != first.account_id || h.mailbox != name) {
+            return Err(invalid("every message of one append goes to the same mailbox"));
+        }
+        if uploads.iter().any(|(h, _)| h.import_digest.is_some()) {
+            return Err(invalid("an import appends one message at a time"));
+        }
+        let mailbox = mailbox_name(&name)?;
+        let mut parsed = Vec::with_capacity(uploads.len());
+        for (header, content) in uploads {
+            let (content, facts) = parse(content).await?;
+            parsed.push((header, content, facts));
+        }
+        let appending: Vec<messages::Appended<'_>> = parsed
+            .iter()
+            .map(|(header, content, facts)| messages::Appended {
+                content,
+                parsed: facts,
+                flags: &header.flags,
+                internal_date_unix: header.internal_date_unix,
+            })
+            .collect();
+        let placed = messages::append_all(&self.pool, account, &mailbox, &appending).await?;
+        let (first, last) = (&placed[0], &placed[placed.len() - 1]);
+        let uids: Vec<_> = placed.iter().map(|p| p.uid).collect();
+        self.events.publish(account, &first.mailbox, MailboxEventKind::Appended, &uids, last.modseq, first.uidvalidity);
+        Ok(pb::AppendResponse {
+            uidvalidity: first.uidvalidity,
+            uid: first.uid.get(),
+            duplicate: false,
+            last_uid: last.uid.get(),
+        })
+    }
+
     /// COPY, or with `expunge_source` MOVE, followed by the events of both mailboxes.
     async fn copy_or_move(
         &self,

@@ -85,7 +85,7 @@ pub async fn insert(
     .await
     .map_err(|e| match MailboxError::from(e) {
         MailboxError::AlreadyExists(what) if what.contains("special_use") => {
-            MailboxError::AlreadyExists(format!("a mailbox with {}", special_use.unwrap_or_default()))
+            MailboxError::SpecialUseTaken(special_use.unwrap_or_default().to_owned())
         }
         MailboxError::AlreadyExists(_) => already_exists(name),
         other => other,

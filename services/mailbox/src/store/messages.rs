@@ -315,6 +315,50 @@ pub async fn append_with(
     Ok(placed)
 }
 
+/// One message of a MULTIAPPEND: its octets, what was parsed from them, its flags and internal date.
+pub struct Appended<'a> {
+    pub content: &'a [u8],
+    pub parsed: &'a Parsed,
+    pub flags: &'a [String],
+    /// Absent: now.
+    pub internal_date_unix: Option<i64>,
+}
+
+/// RFC 3502 MULTIAPPEND: every message into one mailbox in one transaction under its row lock, so they
+/// get consecutive UIDs and either all are added or none (a quota, a flag, a date refused for one
+/// refuses them all). The places, in order.
+pub async fn append_all(
+    pool: &PgPool,
+    account: AccountId,
+    mailbox: &MailboxName,
+    messages: &[Appended<'_>],
+) -> Result<Vec<Placed>, MailboxError> {
+    const DATES: std::ops::RangeInclusive<i64> = -2_208_988_800..=253_402_300_799;
+    let mut canonical = Vec::with_capacity(messages.len());
+    for message in messages {
+        canonical.push(flags::canonical(message.flags)?);
+        if let Some(date) = message.internal_date_unix.filter(|d| !DATES.contains(d)) {
+            return Err(MailboxError::InvalidArgument(format!("internal date {date} is out of range")));
+        }
+    }
+    let mut tx = pool.begin().await?;
+    let mut locked = lock(&mut tx, account, mailbox).await?;
+    locked.room_for(messages.len())?;
+    let bytes = messages.iter().map(|m| m.content.len() as i64).sum();
+    quota::check(&mut tx, account, messages.len() as i64, bytes).await?;
+    let mut placed = Vec::with_capacity(messages.len());
+    for (message, flags) in messages.iter().zip(&canonical) {
+        let (content, parsed, date) = (message.content, message.parsed, message.internal_date_unix);
+        let one = add(&mut tx, account, &locked, content, parsed, flags, date).await?;
+        // `add` moved the row on by one UID and one MODSEQ; the next message starts from there.
+        locked.uidnext += 1;
+        locked.highestmodseq = one.modseq;
+        placed.push(one);
+    }
+    tx.commit().await?;
+    Ok(placed)
+}
+
 /// Deletes the octets of messages that no entry references any more. The rows are locked first: two
 /// transactions dropping the last two references to one message each see the other's reference in
 /// their snapshot, but the second to get the lock looks again after the first committed.

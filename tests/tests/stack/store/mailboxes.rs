@@ -79,7 +79,11 @@ async fn a_new_account_has_inbox_and_the_special_use_set_and_list_patterns_selec
         assert_eq!(create(&stack, id, bad).await.unwrap_err().code(), Code::InvalidArgument, "{bad:?}");
     }
     let taken = pb::CreateMailboxRequest { account_id: id, name: "Sent2".into(), special_use: "\\Sent".into() };
-    assert_eq!(stack.mailbox().await.create_mailbox(taken).await.unwrap_err().code(), Code::AlreadyExists);
+    let refused = stack.mailbox().await.create_mailbox(taken).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+    // Typed, so IMAP answers USEATTR (RFC 6154 §5.2) and JMAP points at the role, not at the name.
+    assert_eq!(mailbus_proto::refusal::reason(&refused), pb::Reason::SpecialUseTaken, "{refused:?}");
+    assert_eq!(refused.message(), "another mailbox is \\Sent");
     let used = pb::CreateMailboxRequest { account_id: id, name: "Everything".into(), special_use: "\\All".into() };
     stack.mailbox().await.create_mailbox(used).await.unwrap();
     stack.stop().await;

@@ -459,3 +459,45 @@ async fn each_change_publishes_its_event_after_the_commit() {
     assert_eq!(next().await.0, Kind::Appended);
     stack.stop().await;
 }
+
+/// RFC 3502 MULTIAPPEND at the role: one Append stream with several messages (each a header and its
+/// chunks) is one transaction, consecutive UIDs and one Appended event; a stream the role refuses
+/// (two mailboxes, a body shorter than its header said) adds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_append_stream_of_several_messages_is_all_or_none() {
+    use futures::StreamExt as _;
+    use prost::Message as _;
+
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let id = stack.add_account("multi@example.org", "pw").await;
+    let mut events = stack.mailbox_events(id).await;
+    let header = |mailbox: &str, size: usize| pb::AppendHeader {
+        account_id: id,
+        mailbox: mailbox.into(),
+        flags: vec!["\\Seen".into()],
+        size: size as u64,
+        ..Default::default()
+    };
+    let stream = |messages: &[(&str, &[u8])]| {
+        let parts: Vec<_> = messages
+            .iter()
+            .flat_map(|(mailbox, body)| mailbus_proto::upload::append(header(mailbox, body.len()), body, 100))
+            .collect();
+        futures::stream::iter(parts)
+    };
+    let reply = stack.mailbox().await.append(stream(&[("INBOX", MIME), ("INBOX", b"Subject: two\r\n\r\n2\r\n")])).await;
+    let reply = reply.expect("appended").into_inner();
+    assert_eq!((reply.uid, reply.last_uid, reply.duplicate), (1, 2, false));
+    let next = tokio::time::timeout(crate::PATIENCE, events.next()).await.expect("an event").expect("subscribed");
+    let event = pb::MailboxEvent::decode(next.payload).unwrap();
+    assert_eq!((event.kind(), event.uids), (pb::MailboxEventKind::Appended, vec![1, 2]));
+
+    let refused = stack.mailbox().await.append(stream(&[("INBOX", b"a\r\n"), ("Drafts", b"b\r\n")])).await;
+    assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
+    let mut short = mailbus_proto::upload::append(header("INBOX", 10), b"12345", 100);
+    short.extend(mailbus_proto::upload::append(header("INBOX", 3), b"abc", 100));
+    let refused = stack.mailbox().await.append(futures::stream::iter(short)).await;
+    assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(stack.inbox_uids(id).await, [1, 2], "nothing more was added");
+    stack.stop().await;
+}

@@ -106,3 +106,13 @@ fn namespace_and_id() {
         "{reply}"
     );
 }
+
+#[test]
+fn create_special_use_is_useattr_when_the_store_has_the_attribute_on_another_mailbox() {
+    // RFC 6154 §5.2: the store refuses the second \Drafts (typed), the session answers USEATTR.
+    let mut client = Client::new();
+    client.login();
+    assert_eq!(client.send("a CREATE Drafts (USE (\\Drafts))\r\n"), "a OK [MAILBOXID (m2)] CREATE completed\r\n");
+    assert_eq!(client.send("b CREATE Drafts2 (USE (\\Drafts))\r\n"), "b NO [USEATTR] another mailbox is \\Drafts\r\n");
+    assert_eq!(client.send("c LIST \"\" Drafts2\r\n"), "c OK LIST completed\r\n");
+}

@@ -7,6 +7,7 @@ mod errors;
 mod extensions;
 mod idle;
 mod messages;
+mod multiappend;
 mod notify;
 mod search_context;
 mod select;
