@@ -18,8 +18,37 @@ use imap_codec::decode::Decoder;
 use imap_types::IntoStatic;
 use imap_types::command::CommandBody;
 use imap_types::core::{AString, Tag};
-use imap_types::fetch::MacroOrMessageDataItemNames;
+use imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
 use imap_types::mailbox::Mailbox;
+use mailbus_address::MailboxName;
+
+/// The longest mailbox name as written on the wire: modified UTF-7 may spell a name of
+/// [`MailboxName::MAX_LEN`] octets in up to about three times as many.
+const MAX_WIRE_NAME: usize = 4 * MailboxName::MAX_LEN;
+
+/// MessageNew's items read a message the user has not seen: a body section is fetched as with PEEK, so
+/// news of a message does not mark it \Seen (RFC 5465 §5.2 has the server send these by itself). RFC822
+/// and RFC822.TEXT, which have no PEEK form, are sent as BODY.PEEK[] and BODY.PEEK[TEXT].
+fn peeking(items: MacroOrMessageDataItemNames<'static>) -> MacroOrMessageDataItemNames<'static> {
+    let MacroOrMessageDataItemNames::MessageDataItemNames(items) = items else { return items };
+    let items = items
+        .into_iter()
+        .map(|item| match item {
+            MessageDataItemName::BodyExt { section, partial, .. } => {
+                MessageDataItemName::BodyExt { section, partial, peek: true }
+            }
+            MessageDataItemName::Binary { section, partial, .. } => {
+                MessageDataItemName::Binary { section, partial, peek: true }
+            }
+            MessageDataItemName::Rfc822 => MessageDataItemName::BodyExt { section: None, partial: None, peek: true },
+            MessageDataItemName::Rfc822Text => {
+                MessageDataItemName::BodyExt { section: Some(Section::Text(None)), partial: None, peek: true }
+            }
+            other => other,
+        })
+        .collect();
+    MacroOrMessageDataItemNames::MessageDataItemNames(items)
+}
 
 /// The events this server sends, as BADEVENT lists them (RFC 5465 §3.1).
 pub const SUPPORTED: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
@@ -212,6 +241,11 @@ impl<'a> Reader<'a> {
             Some(b'{') => self.literal()?,
             _ => self.word().ok_or(bad("a mailbox name is expected"))?.to_vec(),
         };
+        // The settings live as long as the login: a name no mailbox can have is not kept. (The framer
+        // bounds a literal by APPENDLIMIT, far more than a name.)
+        if bytes.len() > MAX_WIRE_NAME {
+            return Err(bad("mailbox name too long"));
+        }
         let astring = AString::try_from(bytes).map_err(|_| bad("not a mailbox name"))?;
         Ok(Mailbox::from(astring).into_static())
     }
@@ -249,6 +283,9 @@ impl<'a> Reader<'a> {
         let digits = &self.line[start..self.at];
         let digits = digits.strip_suffix(b"+").unwrap_or(digits);
         let size: usize = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).ok_or(bad("bad literal"))?;
+        if size > MAX_WIRE_NAME {
+            return Err(bad("mailbox name too long"));
+        }
         self.need(b'}', "bad literal")?;
         self.eat(b'\r');
         self.need(b'\n', "bad literal")?;
@@ -329,7 +366,7 @@ impl<'a> Reader<'a> {
         command.extend_from_slice(b"\r\n");
         match CommandCodec::default().decode(&command) {
             Ok((_, parsed)) => match parsed.body {
-                CommandBody::Fetch { macro_or_item_names, .. } => Ok(macro_or_item_names.into_static()),
+                CommandBody::Fetch { macro_or_item_names, .. } => Ok(peeking(macro_or_item_names.into_static())),
                 _ => Err(bad("not FETCH items")),
             },
             Err(_) => Err(bad("not FETCH items")),
@@ -410,6 +447,40 @@ mod tests {
         ] {
             assert!(matches!(read(line), Err(Refusal::Syntax(_))), "{line:?}: {:?}", read(line));
         }
+    }
+
+    #[test]
+    fn message_new_reads_bodies_as_peek_so_news_of_a_message_does_not_mark_it_seen() {
+        let Command::Set { groups, .. } = read(
+            "a NOTIFY SET (selected (MessageNew (UID BODY[HEADER] BINARY[1] RFC822 RFC822.TEXT) MessageExpunge))\r\n",
+        )
+        .unwrap() else {
+            panic!("a SET")
+        };
+        let Some(MacroOrMessageDataItemNames::MessageDataItemNames(items)) = &groups[0].events.fetch else {
+            panic!("items: {:?}", groups[0].events.fetch)
+        };
+        let peeks: Vec<bool> = items
+            .iter()
+            .filter_map(|item| match item {
+                MessageDataItemName::BodyExt { peek, .. } | MessageDataItemName::Binary { peek, .. } => Some(*peek),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(peeks, [true, true, true, true], "{items:?}");
+        assert!(!items.iter().any(|i| matches!(i, MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text)));
+    }
+
+    #[test]
+    fn a_name_no_mailbox_can_have_is_refused_not_kept() {
+        let long = "x".repeat(MAX_WIRE_NAME + 1);
+        let literal = format!("a NOTIFY SET (mailboxes {{{}}}\r\n{long} (MailboxName))\r\n", long.len());
+        assert_eq!(read(&literal), Err(Refusal::Syntax("mailbox name too long")));
+        let quoted = format!("a NOTIFY SET (mailboxes \"{long}\" (MailboxName))\r\n");
+        assert_eq!(read(&quoted), Err(Refusal::Syntax("mailbox name too long")));
+        let fits = "x".repeat(MailboxName::MAX_LEN);
+        let line = format!("a NOTIFY SET (mailboxes {{{}}}\r\n{fits} (MailboxName))\r\n", fits.len());
+        assert!(matches!(read(&line), Ok(Command::Set { .. })), "{:?}", read(&line));
     }
 
     #[test]

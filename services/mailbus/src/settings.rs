@@ -67,7 +67,7 @@ settings! {
     );
     MAILBUS_HOSTNAME: String = or_else(
         system_hostname,
-        "name in the SMTP/POP3 greetings and Received: (default: the system host name)",
+        "name in the SMTP/POP3 greetings and Received:, and the host an absolute IMAP URL in a CATENATE must name (default: the system host name)",
     );
     MAILBUS_MAILBOX_URL: Upstream = new(
         "http://127.0.0.1:50051",

@@ -11,7 +11,7 @@ impl<S: Store, W: Wire> Session<S, W> {
         caps.extend(["ID", "ENABLE", "NAMESPACE"].map(|c| Capability::from(atom(c))));
         match &self.state {
             State::NotAuthenticated { .. } => {
-                if !self.tls {
+                if !self.tls && !self.compressed {
                     caps.push(Capability::StartTls);
                 }
                 if self.tls || self.config.plaintext_allowed {

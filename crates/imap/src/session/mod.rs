@@ -777,6 +777,9 @@ impl<S: Store, W: Wire> Session<S, W> {
                 self.server.enqueue_data(Data::Id { parameters: Some(parameters) });
                 ok(tag, None, "ID completed")
             }
+            // TLS goes under compression, never over it (RFC 4978 §4): after COMPRESS and UNAUTHENTICATE
+            // the connection stays as it is.
+            CommandBody::StartTLS if self.compressed => bad(Some(tag), "STARTTLS is not possible after COMPRESS"),
             CommandBody::StartTLS if !self.tls && self.state.login().is_none() => {
                 return Err(self.start_tls(tag).await);
             }

@@ -38,9 +38,20 @@ impl Scope {
             Scope::Subscribed => subscribed.iter().any(same),
             Scope::Mailboxes(names) => names.iter().any(same),
             Scope::Subtree(names) => names.iter().any(|root| {
-                same(root) || name.strip_prefix(root.as_str()).is_some_and(|rest| rest.starts_with(DELIMITER))
+                let root = inbox_spelt(root);
+                same(&root) || name.strip_prefix(root.as_str()).is_some_and(|rest| rest.starts_with(DELIMITER))
             }),
         }
+    }
+}
+
+/// A name with its first level spelt "INBOX" when it is INBOX in any case, as the store spells it.
+fn inbox_spelt(name: &str) -> String {
+    match name.get(..5) {
+        Some(first) if first.eq_ignore_ascii_case("INBOX") && (name.len() == 5 || name[5..].starts_with(DELIMITER)) => {
+            format!("INBOX{}", &name[5..])
+        }
+        _ => name.to_owned(),
     }
 }
 
@@ -250,5 +261,24 @@ impl<S: Store, W: Wire> Session<S, W> {
             Ok(list) => list.mailboxes.into_iter().map(|m| m.name).collect(),
             Err(_) => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subtree_of_inbox_in_any_case_holds_its_children() {
+        let subtree = Scope::Subtree(vec!["inbox".into(), "Work".into()]);
+        for name in ["INBOX", "INBOX/Lists", "INBOX/Lists/rust", "Work", "Work/a"] {
+            assert!(subtree.holds(name, &[]), "{name}");
+        }
+        for name in ["INBOXES", "Workshop", "work/a", "Other"] {
+            assert!(!subtree.holds(name, &[]), "{name}");
+        }
+        assert_eq!(inbox_spelt("Inbox/Ä"), "INBOX/Ä");
+        assert_eq!(inbox_spelt("Inboxes"), "Inboxes");
+        assert_eq!(inbox_spelt("Ä"), "Ä");
     }
 }

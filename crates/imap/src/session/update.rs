@@ -11,6 +11,8 @@
 //! that a session which never asks for UPDATE never allocates; at most [`MAX_CONTEXTS`] at once, beyond
 //! which the search is answered and the client told `* NO [NOUPDATE "tag"]`.
 
+use std::collections::HashSet;
+
 use super::*;
 
 /// Live UPDATE contexts a session may have at once (each costs a store search per change).
@@ -144,17 +146,21 @@ impl<S: Store, W: Wire> Session<S, W> {
         let mut removed = Vec::new();
         for &uid in uids {
             let matches = found.uids.binary_search(&uid).is_ok();
-            match (context.results.binary_search(&uid), matches) {
-                (Err(at), true) => {
-                    context.results.insert(at, uid);
-                    added.push(uid);
-                }
-                (Ok(at), false) => {
-                    context.results.remove(at);
-                    removed.push(uid);
-                }
+            match (context.results.binary_search(&uid).is_ok(), matches) {
+                (false, true) => added.push(uid),
+                (true, false) => removed.push(uid),
                 _ => {}
             }
+        }
+        // One pass over the results for all of them, not a shift per UID: a STORE 1:* on a large
+        // mailbox changes every UID at once.
+        if !removed.is_empty() {
+            let removed: HashSet<u32> = removed.iter().copied().collect();
+            context.results.retain(|uid| !removed.contains(uid));
+        }
+        if !added.is_empty() {
+            context.results.extend_from_slice(&added);
+            context.results.sort_unstable();
         }
         let mut items = String::new();
         if !removed.is_empty() {
@@ -187,25 +193,28 @@ impl<S: Store, W: Wire> Session<S, W> {
             .map(|(&uid, keys)| sort::Message { number: uid, keys })
             .collect();
         let mut new = sort::sort(messages, context.sort.as_deref().unwrap_or_default());
+        // Membership by hashing, not by scanning: every change re-sorts the whole result.
+        let mut in_new: HashSet<u32> = new.iter().copied().collect();
         // A message expunged but not yet announced keeps its place: its REMOVEFROM goes with its
         // EXPUNGE (`contexts_expunged`).
         for (at, uid) in context.results.iter().enumerate() {
-            if selected.vanished.contains(uid) && !new.contains(uid) {
+            if selected.vanished.contains(uid) && in_new.insert(*uid) {
                 new.insert(at.min(new.len()), *uid);
             }
         }
         let mut items = String::new();
-        let mut old = std::mem::take(&mut context.results);
-        let mut at = 0;
-        while at < old.len() {
-            if new.contains(&old[at]) {
-                at += 1;
+        // Each that left is numbered as the ones before it left: its place among those that stay.
+        let mut stayed = Vec::with_capacity(context.results.len());
+        for uid in std::mem::take(&mut context.results) {
+            if in_new.contains(&uid) {
+                stayed.push(uid);
             } else {
-                let uid = old.remove(at);
                 let number = self.context_numbers(context.by_uid, &[uid]);
-                items.push_str(&format!(" REMOVEFROM ({} {})", at + 1, number.first().copied().unwrap_or(uid)));
+                let position = stayed.len() + 1;
+                items.push_str(&format!(" REMOVEFROM ({position} {})", number.first().copied().unwrap_or(uid)));
             }
         }
+        let old: HashSet<u32> = stayed.into_iter().collect();
         for (position, uid) in new.iter().enumerate() {
             if !old.contains(uid) {
                 let number = self.context_numbers(context.by_uid, &[*uid]);
@@ -225,17 +234,17 @@ impl<S: Store, W: Wire> Session<S, W> {
         for context in contexts.iter_mut() {
             let mut items = String::new();
             if context.sort.is_some() {
-                let mut at = 0;
-                while at < context.results.len() {
-                    let uid = context.results[at];
+                let mut stayed = Vec::with_capacity(context.results.len());
+                for uid in std::mem::take(&mut context.results) {
                     if gone.contains(&uid) {
-                        context.results.remove(at);
                         let number = self.context_numbers(context.by_uid, &[uid]);
-                        items.push_str(&format!(" REMOVEFROM ({} {})", at + 1, number.first().copied().unwrap_or(uid)));
+                        let position = stayed.len() + 1;
+                        items.push_str(&format!(" REMOVEFROM ({position} {})", number.first().copied().unwrap_or(uid)));
                     } else {
-                        at += 1;
+                        stayed.push(uid);
                     }
                 }
+                context.results = stayed;
             } else {
                 let removed: Vec<u32> = context.results.iter().copied().filter(|u| gone.contains(u)).collect();
                 context.results.retain(|u| !gone.contains(u));

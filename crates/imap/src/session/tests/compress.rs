@@ -38,3 +38,22 @@ fn a_command_pipelined_behind_compress_is_dropped() {
     client.session.wire().input.clear();
     assert_eq!(client.send("c3 NOOP\r\n"), "c3 OK NOOP completed\r\n");
 }
+
+/// TLS goes under compression, never over it (RFC 4978 §4): once compressed, a connection that returns to
+/// the not-authenticated state is not offered STARTTLS, and STARTTLS is refused.
+#[test]
+fn starttls_is_neither_offered_nor_accepted_after_compress() {
+    // A plain connection (143) where the policy allows a plaintext login.
+    let plain = Config { plaintext_allowed: true, ..config(false) };
+    let mut client = Client::on(MemoryStore::default(), plain);
+    let caps = client.send("c0 CAPABILITY\r\n");
+    assert!(caps.split([' ', '\r']).any(|c| c == "STARTTLS"), "offered on a plain connection: {caps}");
+    client.login();
+    let (step, _) = client.send_step("c1 COMPRESS DEFLATE\r\n");
+    assert!(matches!(step, Step::Compress), "{step:?}");
+    client.session.compression_started();
+    assert_eq!(client.send("c2 UNAUTHENTICATE\r\n"), "c2 OK UNAUTHENTICATE completed\r\n");
+    let caps = client.send("c3 CAPABILITY\r\n");
+    assert!(!caps.contains("STARTTLS"), "{caps}");
+    assert_eq!(client.send("c4 STARTTLS\r\n"), "c4 BAD STARTTLS is not possible after COMPRESS\r\n");
+}
