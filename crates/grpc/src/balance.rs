@@ -85,6 +85,9 @@ impl Balanced {
             pool.set_addrs(addrs);
         }
         tokio::spawn(maintain(Arc::downgrade(&pool), upstream.clone(), fixed.is_none()));
+        // Every balanced client may retry; its retries show from zero (the health check is the one method
+        // every upstream serves).
+        mailbus_telemetry::metrics::grpc_client_retries_start_at_zero("grpc.health.v1.Health", "Check");
         Balanced { pool }
     }
 

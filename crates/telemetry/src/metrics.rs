@@ -86,6 +86,13 @@ pub fn grpc_client_retry(service: &str, method: &str) {
     PROCESS.grpc_client_retries.get_or_create(&labels).inc();
 }
 
+/// Shows the retry counter at zero for `service`/`method` before any retry, so that a process with
+/// gRPC clients exposes the family and a dashboard draws zero rather than no data.
+pub fn grpc_client_retries_start_at_zero(service: &str, method: &str) {
+    let labels = vec![("rpc_service", service.to_owned()), ("rpc_method", method.to_owned())];
+    drop(PROCESS.grpc_client_retries.get_or_create(&labels));
+}
+
 /// Counts a gRPC call this process received.
 pub fn grpc_server_call(service: &str, method: &str) {
     let labels = vec![("rpc_service", service.to_owned()), ("rpc_method", method.to_owned())];
