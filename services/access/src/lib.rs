@@ -169,6 +169,7 @@ pub async fn bind(config: AccessConfig) -> Result<Access, StartError> {
         metrics: Default::default(),
         max_user_connections: config.imap.max_user_connections,
         user_connections: Default::default(),
+        feeds: Default::default(),
     });
     let managesieve_context = Arc::new(managesieve::Context {
         directory: mailbus_proto::v1::directory_client::DirectoryClient::new(mailbox.clone()),

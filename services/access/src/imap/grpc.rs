@@ -13,7 +13,7 @@ use mailbus_address::AccountId;
 use mailbus_imap::{LoginOutcome, Store, StoreError};
 use mailbus_proto::v1 as pb;
 
-use super::{EVENTS_CONFIRMED, ImapContext};
+use super::ImapContext;
 
 /// One session's way to the mailbox role.
 pub(super) struct GrpcStore {
@@ -30,7 +30,7 @@ impl GrpcStore {
 /// What a login holds: the account's connection slot from this address, and its mailbox events (None
 /// after NATS dropped the subscription, until it is made again).
 pub(super) struct Lease {
-    pub(super) events: Option<async_nats::Subscriber>,
+    pub(super) events: Option<super::feed::Events>,
     _slot: UserSlot,
 }
 
@@ -117,8 +117,7 @@ impl Store for GrpcStore {
         };
         // Confirmed before the login is answered: a change committed after the client's SELECT reads the
         // mailbox must reach this session, or it would not report it until something else changes.
-        let subject = ctx.names.mailbox_events(reply.account_id);
-        let events = match mailbus_jetstream::subscribe_confirmed(&ctx.nats, subject, EVENTS_CONFIRMED).await {
+        let events = match super::feed::join(ctx, account_id).await {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "cannot subscribe to mailbox events");

@@ -4,13 +4,13 @@
 //! gRPC (`grpc.rs`, the [`Store`](mailbus_imap::Store) adapter), with the failed-login throttle, the
 //! per-account connection slots and the metrics around the login.
 
+mod feed;
 mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use mailbus_acceptor::wire::{self, ReadError, StartTlsError, Wire};
 use mailbus_address::AccountId;
 use mailbus_grpc::TracedChannel;
@@ -56,6 +56,8 @@ pub struct ImapContext {
     /// `mail_max_userip_connections`).
     pub max_user_connections: usize,
     pub user_connections: std::sync::Mutex<std::collections::HashMap<(AccountId, std::net::IpAddr), usize>>,
+    /// Each account's mailbox events, one NATS subscription per account shared by its sessions.
+    pub feeds: feed::Feeds,
 }
 
 impl ImapContext {
@@ -101,7 +103,10 @@ enum End {
 
 enum Woken {
     Input,
-    Event(async_nats::Message),
+    /// A mailbox event's payload.
+    Event(bytes::Bytes),
+    /// This session fell behind its account's feed: events were lost to it.
+    EventsLagged,
     EventsEnded,
     Resubscribe,
 }
@@ -200,12 +205,14 @@ where
                     }
                     self.session.advance().await
                 }
-                Ok(Woken::Event(message)) => {
-                    if mailbus_jetstream::is_probe(&message) {
-                        continue;
-                    }
-                    let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(message.payload) else { continue };
+                Ok(Woken::Event(payload)) => {
+                    let Ok(event) = <pb::MailboxEvent as prost::Message>::decode(payload) else { continue };
                     self.session.mailbox_event(&event).await
+                }
+                Ok(Woken::EventsLagged) => {
+                    // As after a lost subscription: the session looks at the store on its next occasion.
+                    self.session.events_missed();
+                    Step::NeedInput
                 }
                 Ok(Woken::EventsEnded) => {
                     if let (_, Some(lease)) = self.session.wire_and_lease() {
@@ -286,8 +293,9 @@ where
         let event = async {
             match lease {
                 Some(Lease { events: Some(events), .. }) => match events.next().await {
-                    Some(message) => Woken::Event(message),
-                    None => Woken::EventsEnded,
+                    feed::Next::Event(payload) => Woken::Event(payload),
+                    feed::Next::Lagged => Woken::EventsLagged,
+                    feed::Next::Ended => Woken::EventsEnded,
                 },
                 Some(_) => {
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -306,8 +314,7 @@ where
     /// missed meanwhile.
     async fn resubscribe(&mut self) {
         let Some((account_id, _)) = self.session.account() else { return };
-        let subject = self.ctx.names.mailbox_events(account_id.get());
-        if let Ok(events) = mailbus_jetstream::subscribe_confirmed(&self.ctx.nats, subject, EVENTS_CONFIRMED).await
+        if let Ok(events) = feed::join(&self.ctx, account_id).await
             && let (_, Some(lease)) = self.session.wire_and_lease()
         {
             lease.events = Some(events);
