@@ -47,10 +47,7 @@ impl Tokens {
     }
 
     pub async fn issue(&self, account: &Account) -> Result<String, String> {
-        let mut random = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
-            .map_err(|_| "no randomness".to_owned())?;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+        let token = random_token()?;
         let stored = Stored { account_id: account.id, address: account.address.clone() };
         let value = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
         self.kv.put(key(&token), value.into()).await.map_err(|e| e.to_string())?;
@@ -75,9 +72,17 @@ impl Tokens {
 }
 
 /// The bucket key of a token: its SHA-256 in hex (key-value keys allow no `-` at the start, nor `/`).
-fn key(token: &str) -> String {
+pub(crate) fn key(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 random bytes in base64url: an API token, a webmail session id, a CSRF or login-form token.
+pub(crate) fn random_token() -> Result<String, String> {
+    let mut random = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+        .map_err(|_| "no randomness".to_owned())?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::webmail::sessions::{LOGIN_COOKIE, random_token, set_cookie};
+use crate::tokens::random_token;
+use crate::webmail::sessions::{LOGIN_COOKIE, set_cookie};
 use crate::{App, Secure};
 
 mod files {

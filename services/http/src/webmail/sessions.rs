@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use axum::http::{HeaderMap, header};
-use base64::Engine;
 use mailbus_jetstream::QueueError;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Account;
+use crate::tokens::key;
+use crate::tokens::random_token;
 
 /// The session cookie. The `__Host-` prefix (RFC 6265bis §4.1.3.2) makes a browser keep it only when set
 /// Secure, with Path=/ and no Domain, by this very host: a sibling subdomain cannot plant one of its own.
@@ -76,20 +77,6 @@ impl Sessions {
     pub async fn end(&self, id: &str) -> Result<(), String> {
         self.kv.purge(key(id)).await.map_err(|e| e.to_string())
     }
-}
-
-/// 256 random bits, base64url: a session id or a CSRF token.
-pub fn random_token() -> Result<String, String> {
-    let mut random = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
-        .map_err(|_| "no randomness".to_owned())?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
-}
-
-/// The bucket key of a session id: its SHA-256 in hex, so the bucket never holds a usable cookie.
-fn key(id: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4), if it looks like one of
