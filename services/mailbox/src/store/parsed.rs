@@ -39,24 +39,31 @@ struct Unparsed {
     content: Vec<u8>,
 }
 
+/// The next [`BACKFILL_BATCH`] messages `select` names (by id and content, its one parameter the limit),
+/// each parsed off the async threads (parsing is CPU work).
+async fn parsed_batch(pool: &PgPool, select: &'static str) -> Result<Vec<(i64, Parsed)>, sqlx::Error> {
+    let batch: Vec<Unparsed> = sqlx::query_as(select).bind(BACKFILL_BATCH).fetch_all(pool).await?;
+    let mut parsed = Vec::with_capacity(batch.len());
+    for Unparsed { id, content } in batch {
+        let message = tokio::task::spawn_blocking(move || mime::parse(&content))
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
+        parsed.push((id, message));
+    }
+    Ok(parsed)
+}
+
 /// Parses every message stored before parsing existed and fills its columns; returns how many. Several
 /// replicas may run this at once harmlessly: each writes what the other would.
 pub async fn backfill(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut done = 0;
     loop {
-        let batch: Vec<Unparsed> =
-            sqlx::query_as("SELECT id, content FROM messages WHERE structure IS NULL ORDER BY id LIMIT $1")
-                .bind(BACKFILL_BATCH)
-                .fetch_all(pool)
-                .await?;
+        let batch =
+            parsed_batch(pool, "SELECT id, content FROM messages WHERE structure IS NULL ORDER BY id LIMIT $1").await?;
         if batch.is_empty() {
             return Ok(done);
         }
-        for Unparsed { id, content } in batch {
-            // Parsing is CPU work: off the async threads.
-            let parsed = tokio::task::spawn_blocking(move || mime::parse(&content))
-                .await
-                .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
+        for (id, parsed) in batch {
             let update = sqlx::query(
                 "UPDATE messages SET structure = $2, sent_at = to_timestamp($3), header_names = $4,
                         header_values = $5, search_header = $6, search_body = $7, header_size = $8,
@@ -76,19 +83,15 @@ pub async fn backfill(pool: &PgPool) -> Result<u64, sqlx::Error> {
 pub async fn backfill_search_text(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut done = 0;
     loop {
-        let batch: Vec<Unparsed> = sqlx::query_as(
+        let batch = parsed_batch(
+            pool,
             "SELECT id, content FROM messages WHERE search_body IS NULL AND structure IS NOT NULL ORDER BY id LIMIT $1",
         )
-        .bind(BACKFILL_BATCH)
-        .fetch_all(pool)
         .await?;
         if batch.is_empty() {
             return Ok(done);
         }
-        for Unparsed { id, content } in batch {
-            let search = tokio::task::spawn_blocking(move || mime::parse(&content).search)
-                .await
-                .map_err(|e| sqlx::Error::Protocol(format!("parsing message {id}: {e}")))?;
+        for (id, Parsed { search, .. }) in batch {
             sqlx::query("UPDATE messages SET search_header = $2, search_body = $3 WHERE id = $1")
                 .bind(id)
                 .bind(&search.header)
