@@ -7,8 +7,11 @@
 //!   that is safe ([`retry`]), and injects the current trace into every request.
 //! - Served and failed calls are counted per method (`mailbus_grpc_server_calls_total`,
 //!   `mailbus_grpc_client_errors_total`, `mailbus_grpc_client_retries_total`).
+//! - [`recipients`] keeps the mailbox role's answers to `ResolveRecipient` for the roles that ask per
+//!   message.
 
 pub mod balance;
+pub mod recipients;
 pub mod retry;
 mod tape;
 pub mod upstream;

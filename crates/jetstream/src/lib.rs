@@ -12,8 +12,11 @@
 //!   read by direct gets of its chunks, never through a consumer.
 //! - **Mailbox events**: core NATS subjects `<prefix>.mail.events.<account id>`, published by the mailbox
 //!   role after each commit.
+//! - **Directory changes**: the core NATS subject `<prefix>.directory.changed`, announced by the mailbox
+//!   role after each change to accounts, aliases or domains, on which the roles that keep recipient
+//!   answers forget them ([`follow_directory_changes`]).
 //!
-//! - **Claims**: a key-value bucket saying who settles a queue message, a relay attempt or an operator's
+//! - **Claims**: a key-value bucket per partition saying who settles a queue message, a relay attempt or an operator's
 //!   change, so that an operator's hold, delete or bounce wins over an attempt in flight ([`Claims`]).
 //! - **Leases**: a key-value bucket of locks that expire by themselves (the POP3 maildrop lock).
 //! - **Failed logins**: a key-value bucket of counts per client address and account, shared by every
@@ -30,6 +33,7 @@ pub mod backup;
 mod bodies;
 mod bucket;
 mod claims;
+mod directory;
 mod events;
 mod lease;
 mod names;
@@ -41,6 +45,7 @@ mod trace;
 pub use async_nats;
 pub use bucket::open_bucket;
 pub use claims::{Claimant, Claims};
+pub use directory::{announce_directory_change, follow_directory_changes};
 pub use events::{PROBE_HEADER, is_probe, subscribe_confirmed};
 pub use lease::{Lease, Leases};
 pub use mailbus_proto::v1::{Envelope, MailboxEvent};

@@ -12,14 +12,16 @@ use tokio::sync::mpsc;
 #[derive(Clone)]
 pub struct Events {
     queue: mpsc::UnboundedSender<MailboxEvent>,
+    client: async_nats::Client,
+    names: Names,
 }
 
 impl Events {
     /// Starts the publishing task, which ends when the last `Events` is dropped.
     pub fn new(client: async_nats::Client, names: Names) -> Self {
         let (queue, events) = mpsc::unbounded_channel();
-        tokio::spawn(publish_in_order(client, names, events));
-        Events { queue }
+        tokio::spawn(publish_in_order(client.clone(), names.clone(), events));
+        Events { queue, client, names }
     }
 
     /// Best effort by design: the commit is the truth and has already happened. A lost event delays a
@@ -67,6 +69,12 @@ impl Events {
     pub fn publish_subscription(&self, account: AccountId, mailbox: &MailboxName, subscribed: bool) {
         let kind = if subscribed { MailboxEventKind::Subscribed } else { MailboxEventKind::Unsubscribed };
         self.publish_hierarchy(account, mailbox, kind, None);
+    }
+
+    /// Announces a committed change to accounts, aliases or domains, so that smtp-ingress and the relay
+    /// forget the recipient answers they keep; returns once the server has it (or after a warning).
+    pub async fn directory_changed(&self) {
+        mailbus_jetstream::announce_directory_change(&self.client, &self.names).await;
     }
 
     fn send(&self, event: MailboxEvent) {

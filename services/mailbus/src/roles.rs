@@ -95,6 +95,7 @@ pub fn relay_config(s: &Settings) -> anyhow::Result<RelayConfig> {
         ack_wait: s.get(MAILBUS_RELAY_ACK_WAIT_SECS)?,
         concurrency: s.get(MAILBUS_RELAY_CONCURRENCY)?,
         nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
+        recipient_cache_ttl: s.get(MAILBUS_RECIPIENT_CACHE_SECS)?,
     })
 }
 
@@ -137,6 +138,7 @@ pub fn smtp_config(s: &Settings, tls: ServerTls) -> anyhow::Result<SmtpConfig> {
         proxies: s.get(MAILBUS_PROXY_PROTOCOL_FROM)?,
         shutdown_grace: s.get(MAILBUS_SHUTDOWN_GRACE_SECS)?,
         nats_timeout: s.get(MAILBUS_NATS_TIMEOUT_MS)?,
+        recipient_cache_ttl: s.get(MAILBUS_RECIPIENT_CACHE_SECS)?,
         auth: auth_policy(s)?,
         dns: dns_config(s)?,
     })

@@ -3,8 +3,10 @@
 //! data, one [`Outcome`] per recipient, so the worker decides about acks, retries and DSNs in one place.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mailbus_grpc::TracedChannel;
+use mailbus_grpc::recipients::RecipientCache;
 use mailbus_jetstream::{Envelope, Queue, QueueError};
 use mailbus_proto::v1::{
     self as pb, DsnRet, RecipientKind, RecipientStatus, directory_client::DirectoryClient,
@@ -91,6 +93,8 @@ pub struct Deliverer {
     durations: Family<Vec<(String, String)>, Histogram>,
     queue: Queue,
     directory: DirectoryClient<TracedChannel>,
+    /// The mailbox role's answers about recipients, kept so that a delivery seldom waits for a call.
+    recipients: Arc<RecipientCache>,
     mailbox: MailboxClient<TracedChannel>,
     remote: Remote,
     keys: KeyCache,
@@ -102,7 +106,7 @@ impl Deliverer {
     pub fn new(
         queue: Queue,
         channel: TracedChannel,
-        remote: Remote,
+        (remote, recipients): (Remote, Arc<RecipientCache>),
         keys: KeyCache,
         (srs, sealer): (Option<mailbus_srs::Srs>, Sealer),
         registry: &mut Registry,
@@ -118,6 +122,7 @@ impl Deliverer {
             durations,
             queue,
             directory: DirectoryClient::new(channel.clone()),
+            recipients,
             mailbox: MailboxClient::new(channel),
             remote,
             keys,
@@ -242,8 +247,8 @@ impl Deliverer {
     }
 
     async fn resolve(&self, address: &str) -> Result<pb::ResolveRecipientResponse, tonic::Status> {
-        let request = pb::ResolveRecipientRequest { address: address.to_owned() };
-        Ok(self.directory.clone().resolve_recipient(request).await?.into_inner())
+        let ask = |request| async move { Ok(self.directory.clone().resolve_recipient(request).await?.into_inner()) };
+        self.recipients.resolve(address, ask).await
     }
 
     /// Where one pending recipient goes: settled here (stored, forwarded, or failed), or to another

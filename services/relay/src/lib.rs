@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailbus_grpc::recipients::RecipientCache;
 use mailbus_jetstream::{Names, Queue, QueueError};
 use mailbus_proto::v1::queue_admin_server::QueueAdminServer;
 use mailbus_telemetry::ops::{self, Readiness};
@@ -59,6 +60,8 @@ pub struct RelayConfig {
     pub concurrency: usize,
     /// Request timeout for JetStream operations.
     pub nats_timeout: Duration,
+    /// How long a recipient's answer from the mailbox role is kept (a directory change clears them all).
+    pub recipient_cache_ttl: Duration,
     /// Static routes for remote domains, before DNS.
     pub transports: TransportMap,
     /// The resolvers MX lookups ask.
@@ -124,6 +127,9 @@ async fn watch_queue(queue: Queue, gauges: QueueGauges, shutdown: CancellationTo
 
 pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-relay").await?;
+    let recipients = Arc::new(RecipientCache::new(config.recipient_cache_ttl));
+    let forget = recipients.clone();
+    mailbus_jetstream::follow_directory_changes(nats.clone(), &config.names, move || forget.clear());
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
     let mut registry = Registry::with_prefix("mailbus_relay");
     let remote = Remote::new(
@@ -137,7 +143,7 @@ pub async fn bind(config: RelayConfig) -> Result<Relay, StartError> {
     let deliverer = Deliverer::new(
         queue.clone(),
         channel,
-        remote,
+        (remote, recipients),
         keys,
         (config.srs.clone(), signing::Sealer::new(config.authserv_id.clone(), &config.dns)),
         &mut registry,

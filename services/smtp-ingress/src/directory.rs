@@ -1,7 +1,10 @@
 //! The directory port over gRPC: the mailbox role's `Directory` service.
 
+use std::sync::Arc;
+
 use mailbus_address::EmailAddress;
 use mailbus_grpc::TracedChannel;
+use mailbus_grpc::recipients::RecipientCache;
 use mailbus_proto::v1::{self as pb, RecipientKind, directory_client::DirectoryClient};
 use mailbus_smtp::session::{AuthenticatedUser, Verdict};
 use tracing::Instrument;
@@ -12,11 +15,13 @@ use crate::ports::{Directory, DirectoryUnavailable};
 pub struct GrpcDirectory {
     client: DirectoryClient<TracedChannel>,
     srs: Option<mailbus_srs::Srs>,
+    /// The mailbox role's answers about recipients, kept so that a RCPT TO seldom waits for a call.
+    recipients: Arc<RecipientCache>,
 }
 
 impl GrpcDirectory {
-    pub fn new(channel: TracedChannel, srs: Option<mailbus_srs::Srs>) -> Self {
-        GrpcDirectory { client: DirectoryClient::new(channel), srs }
+    pub fn new(channel: TracedChannel, srs: Option<mailbus_srs::Srs>, recipients: Arc<RecipientCache>) -> Self {
+        GrpcDirectory { client: DirectoryClient::new(channel), srs, recipients }
     }
 
     /// What an address of a hosted domain that is no account or alias is worth as an SRS address: a
@@ -52,9 +57,13 @@ fn unavailable(status: tonic::Status) -> DirectoryUnavailable {
 
 impl Directory for GrpcDirectory {
     async fn verdict(&self, address: &EmailAddress) -> Verdict {
-        let request = pb::ResolveRecipientRequest { address: address.to_string() };
-        let reply = self.client.clone().resolve_recipient(request).instrument(client_span("ResolveRecipient")).await;
-        match reply.map(|r| r.into_inner().kind()) {
+        let ask = |request| async move {
+            let reply =
+                self.client.clone().resolve_recipient(request).instrument(client_span("ResolveRecipient")).await;
+            Ok(reply?.into_inner())
+        };
+        let reply = self.recipients.resolve(&address.to_string(), ask).await;
+        match reply.map(|r| r.kind()) {
             Ok(RecipientKind::Local) => Verdict::Local,
             Ok(RecipientKind::UnknownUser) => self.srs_verdict(address),
             Ok(RecipientKind::NotLocal) => Verdict::NotLocal,

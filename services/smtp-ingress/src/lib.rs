@@ -26,6 +26,7 @@ use std::time::Duration;
 use mailbus_acceptor::proxy::TrustedProxies;
 use mailbus_acceptor::{Admit, Caps, ConnectionLimits, accept_loop};
 use mailbus_dns::DnsConfig;
+use mailbus_grpc::recipients::RecipientCache;
 use mailbus_jetstream::{LoginThrottle, Names, Queue, QueueError, RatePolicy, SubmissionLimits, ThrottlePolicy};
 use mailbus_sasl::PlaintextAuth;
 use mailbus_smtp::reply::{Enhanced, Reply};
@@ -95,6 +96,8 @@ pub struct SmtpConfig {
     pub shutdown_grace: Duration,
     /// How long to wait for JetStream to acknowledge a body or envelope before answering 451.
     pub nats_timeout: Duration,
+    /// How long a recipient's answer from the mailbox role is kept (a directory change clears them all).
+    pub recipient_cache_ttl: Duration,
     /// Port 25's sender authentication.
     pub auth: AuthPolicy,
     /// The resolvers its lookups ask.
@@ -184,6 +187,9 @@ async fn bind_listener(
 
 pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
     let nats = mailbus_jetstream::connect(&config.nats_url, "mailbus-smtp-ingress").await?;
+    let recipients = Arc::new(RecipientCache::new(config.recipient_cache_ttl));
+    let forget = recipients.clone();
+    mailbus_jetstream::follow_directory_changes(nats.clone(), &config.names, move || forget.clear());
     let queue = Queue::open(nats, config.names.clone(), config.nats_timeout).await?;
     let throttle = LoginThrottle::open(
         queue.jetstream(),
@@ -204,6 +210,7 @@ pub async fn bind(config: SmtpConfig) -> Result<SmtpIngress, StartError> {
         directory: directory::GrpcDirectory::new(
             mailbus_grpc::connect_upstream(&config.mailbox_url),
             config.srs.clone(),
+            recipients,
         ),
         spool: spool::JetStreamSpool::new(queue, config.policy.max_message_size),
         tls: config.tls.clone(),

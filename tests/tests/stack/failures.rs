@@ -72,7 +72,7 @@ async fn relay_dying_after_deliver_but_before_ack_leaves_exactly_one_copy() {
     let deliverer = Deliverer::new(
         queue.clone(),
         channel,
-        nowhere,
+        (nowhere, std::sync::Arc::new(mailbus_grpc::recipients::RecipientCache::new(Duration::ZERO))),
         keys,
         (None, mailbus_relay::Sealer::new("mx.test".into(), &mailbus::roles::dns_config(&stack.settings).unwrap())),
         &mut Default::default(),

@@ -429,3 +429,53 @@ async fn behind_a_proxy_the_client_named_in_its_header_is_the_client() {
     assert!(greeting.starts_with("* OK") && !greeting.contains("LOGINDISABLED"), "{greeting}");
     stack.stop().await;
 }
+
+/// How many ResolveRecipient calls the mailbox role has served.
+async fn resolve_calls(stack: &TestStack) -> u64 {
+    let metrics = crate::failures::reqwest_metrics(stack.mailbox_metrics.unwrap()).await;
+    let line =
+        metrics.lines().find(|line| line.contains("rpc_method=\"ResolveRecipient\"")).unwrap_or("ResolveRecipient 0");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// smtp-ingress and the relay keep the mailbox role's answers about recipients (60 s by default), yet a
+/// change to the directory is seen by the very next RCPT TO: the mailbox role announces it on NATS before
+/// it replies, and both roles forget what they kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn rcpt_answers_are_kept_and_a_directory_change_is_seen_at_once() {
+    use mailbus_tests::clients::{SmtpOutcome, smtp_send};
+    let stack = TestStack::start().await;
+    let erin = stack.add_account("erin@example.org", "pw").await;
+    let before = resolve_calls(&stack).await;
+    for n in 1..=3 {
+        let sent = smtp_send(
+            stack.smtp_addr(),
+            "a@elsewhere.net",
+            &["erin@example.org"],
+            &message("erin", &format!("kept {n}")),
+        )
+        .await;
+        assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "message {n}: {sent:?}");
+        // Delivered before the next is sent, so that no two ask at once before the first answer is kept.
+        stack.wait_for_inbox(erin, n, PATIENCE).await;
+    }
+    // One call from smtp-ingress and one from the relay, instead of one per message for each.
+    assert_eq!(resolve_calls(&stack).await - before, 2, "the answers were not kept");
+
+    let refused = smtp_send(stack.smtp_addr(), "a@elsewhere.net", &["newbie@example.org"], &message("n", "1")).await;
+    assert!(matches!(&refused, SmtpOutcome::RecipientsRefused(codes) if codes[0].1 == 550), "{refused:?}");
+    let newbie = stack.add_account("newbie@example.org", "pw").await;
+    let sent = smtp_send(stack.smtp_addr(), "a@elsewhere.net", &["newbie@example.org"], &message("n", "2")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { code: 250, .. }), "a new account refused: {sent:?}");
+    stack.wait_for_inbox(newbie, 1, PATIENCE).await;
+
+    let request = mailbus_proto::v1::RemoveAccountRequest { address: "erin@example.org".into() };
+    stack.directory().await.remove_account(request).await.expect("removing erin");
+    let refused =
+        smtp_send(stack.smtp_addr(), "a@elsewhere.net", &["erin@example.org"], &message("erin", "gone")).await;
+    assert!(
+        matches!(&refused, SmtpOutcome::RecipientsRefused(codes) if codes[0].1 == 550),
+        "a removed account still accepted: {refused:?}"
+    );
+    stack.stop().await;
+}

@@ -66,6 +66,7 @@ impl pb::directory_server::Directory for MailboxService {
 
     async fn add_domain(&self, request: Request<pb::AddDomainRequest>) -> Result<Response<pb::Domain>, Status> {
         let row = directory::add_domain(&self.pool, &request.into_inner().name).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(pb::Domain { name: row.name, created_unix: row.created_unix }))
     }
 
@@ -85,6 +86,7 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::RemoveDomainResponse>, Status> {
         let request = request.into_inner();
         let removed = directory::remove_domain(&self.pool, &request.name, request.force).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(pb::RemoveDomainResponse {
             accounts_removed: removed.accounts,
             aliases_removed: removed.aliases,
@@ -98,6 +100,7 @@ impl pb::directory_server::Directory for MailboxService {
         }
         let row =
             directory::add_account(&self.pool, &self.hasher, &request.address, Password::new(request.password)).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(account_to_pb(row)))
     }
 
@@ -126,6 +129,7 @@ impl pb::directory_server::Directory for MailboxService {
             quota_messages: limit(request.quota_messages),
         };
         let row = directory::update_account(&self.pool, &self.hasher, &request.address, change).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(account_to_pb(row)))
     }
 
@@ -134,6 +138,7 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RemoveAccountRequest>,
     ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
         directory::remove_account(&self.pool, &request.into_inner().address).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(pb::RemoveAccountResponse {}))
     }
 
@@ -143,12 +148,14 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::Account>, Status> {
         let request = request.into_inner();
         let row = directory::rename_account(&self.pool, &request.address, &request.new_address).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(account_to_pb(row)))
     }
 
     async fn add_alias(&self, request: Request<pb::AddAliasRequest>) -> Result<Response<pb::Alias>, Status> {
         let request = request.into_inner();
         let row = directory::add_alias(&self.pool, &request.address, &request.targets).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(pb::Alias { address: row.address, targets: row.targets }))
     }
 
@@ -158,6 +165,7 @@ impl pb::directory_server::Directory for MailboxService {
     ) -> Result<Response<pb::RemoveAliasResponse>, Status> {
         let request = request.into_inner();
         directory::remove_alias(&self.pool, &request.address, &request.targets).await?;
+        self.events.directory_changed().await;
         Ok(Response::new(pb::RemoveAliasResponse {}))
     }
 
