@@ -12,6 +12,14 @@
 //! The same bucket keeps an attempt's outcome whose requeue failed (the claim's key and `.outcome`):
 //! the message then comes back as it was, and the next attempt at it starts from the kept outcome
 //! rather than send the message again to recipients that accepted it.
+//!
+//! Each queue partition has its own bucket ([`crate::Names::queue_partition_claims_bucket`]): every
+//! delivery creates a claim, and a bucket is one stream whose writes nats-server syncs one after another,
+//! so one bucket for all partitions capped deliveries at one stream's sync rate (about 460 a second on
+//! the benchmark machine, BENCHMARKS.md) however many partitions the queue had.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, kv};
 use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
@@ -19,6 +27,7 @@ use mailbus_telemetry::metrics::{NatsOperation, nats_client_error};
 use mailbus_proto::v1::Envelope;
 use prost::Message as _;
 
+use crate::Names;
 use crate::queue::{DUPLICATE_WINDOW, Position, QueueError};
 
 /// The value a relay attempt writes; an operator writes the name of the change.
@@ -35,14 +44,37 @@ pub enum Claimant {
 
 #[derive(Clone)]
 pub struct Claims {
-    kv: kv::Store,
+    jetstream: jetstream::Context,
+    names: Names,
+    /// The buckets opened so far, by partition: the configured partitions' at [`Self::open`], any other
+    /// (a partition left from a larger count, which relays still drain) when first used.
+    buckets: Arc<Mutex<HashMap<u32, kv::Store>>>,
 }
 
 impl Claims {
-    /// Opens (creating it on first use, with `replicas` copies) the bucket `bucket`.
-    pub async fn open(jetstream: &jetstream::Context, bucket: String, replicas: usize) -> Result<Self, QueueError> {
-        let kv = crate::open_bucket(jetstream, (bucket, replicas), DUPLICATE_WINDOW).await?;
-        Ok(Claims { kv })
+    /// Opens (creating them on first use, with the names' replica count) the buckets of the configured
+    /// partitions.
+    pub async fn open(jetstream: &jetstream::Context, names: &Names) -> Result<Self, QueueError> {
+        let claims = Claims { jetstream: jetstream.clone(), names: names.clone(), buckets: Arc::default() };
+        for partition in 0..names.partitions() {
+            claims.bucket(partition).await?;
+        }
+        Ok(claims)
+    }
+
+    /// The bucket of `partition`'s claims.
+    async fn bucket(&self, partition: u32) -> Result<kv::Store, QueueError> {
+        if let Some(kv) = self.lock().get(&partition) {
+            return Ok(kv.clone());
+        }
+        let bucket = (self.names.queue_partition_claims_bucket(partition), self.names.replicas());
+        let kv = crate::open_bucket(&self.jetstream, bucket, DUPLICATE_WINDOW).await?;
+        self.lock().insert(partition, kv.clone());
+        Ok(kv)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, kv::Store>> {
+        self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Claims the message at `position` for `claimant`; returns who holds it: `claimant` itself, or
@@ -55,7 +87,8 @@ impl Claims {
         };
         let error =
             |e: &dyn std::fmt::Display| QueueError::Setup { what: format!("claim {key}"), message: e.to_string() };
-        match self.kv.create(&key, value.into()).await {
+        let kv = self.bucket(position.partition).await?;
+        match kv.create(&key, value.into()).await {
             Ok(_) => return Ok(claimant.clone()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => {
@@ -63,7 +96,7 @@ impl Claims {
                 return Err(error(&e));
             }
         }
-        let held = self.kv.get(&key).await.map_err(|e| error(&e))?;
+        let held = kv.get(&key).await.map_err(|e| error(&e))?;
         // Gone between the create and the get: it was released, so claim again.
         let Some(held) = held else { return Box::pin(self.claim(queue_id, position, claimant)).await };
         Ok(match String::from_utf8_lossy(&held).as_ref() {
@@ -76,7 +109,8 @@ impl Claims {
     /// so an operator may change it.
     pub async fn release(&self, queue_id: &str, position: Position) -> Result<(), QueueError> {
         let key = key(queue_id, position);
-        self.kv
+        self.bucket(position.partition)
+            .await?
             .delete(&key)
             .await
             .map_err(|e| QueueError::Setup { what: format!("claim {key}"), message: e.to_string() })
@@ -93,7 +127,8 @@ impl Claims {
         let key = format!("{}.outcome", key(queue_id, position));
         // The body is in the message itself; the kept outcome needs only the states.
         let outcome = Envelope { inline_body: Vec::new(), ..envelope.clone() };
-        self.kv.put(&key, outcome.encode_to_vec().into()).await.map(drop).map_err(|e| {
+        let kv = self.bucket(position.partition).await?;
+        kv.put(&key, outcome.encode_to_vec().into()).await.map(drop).map_err(|e| {
             nats_client_error(NatsOperation::KvUpdate);
             QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() }
         })
@@ -105,7 +140,8 @@ impl Claims {
         let key = format!("{}.outcome", key(&message.queue_id, position));
         let error =
             |e: &dyn std::fmt::Display| QueueError::Setup { what: format!("outcome {key}"), message: e.to_string() };
-        let Some(kept) = self.kv.get(&key).await.map_err(|e| error(&e))? else { return Ok(None) };
+        let kv = self.bucket(position.partition).await?;
+        let Some(kept) = kv.get(&key).await.map_err(|e| error(&e))? else { return Ok(None) };
         let outcome = Envelope::decode(kept).map_err(|e| error(&e))?;
         Ok(Some(Envelope { inline_body: message.inline_body.clone(), ..outcome }))
     }

@@ -119,9 +119,19 @@ impl Names {
         format!("{}_bodies", self.prefix)
     }
 
-    /// The key-value bucket of claims on queue messages, by queue id and sequence ([`crate::Claims`]).
+    /// The key-value bucket of claims on the first partition's messages, by queue id and sequence
+    /// ([`crate::Claims`]); the name the only bucket had before each partition had its own.
     pub fn queue_claims_bucket(&self) -> String {
-        format!("{}_queue_claims", self.prefix)
+        self.queue_partition_claims_bucket(0)
+    }
+
+    /// The key-value bucket of claims on partition `partition`'s messages: `<prefix>_queue_claims`, then
+    /// `<prefix>_queue_claims_1`, ….
+    pub fn queue_partition_claims_bucket(&self, partition: u32) -> String {
+        match partition {
+            0 => format!("{}_queue_claims", self.prefix),
+            n => format!("{}_queue_claims_{n}", self.prefix),
+        }
     }
 
     /// The stream under the body bucket (the object store's convention, `OBJ_<bucket>`), which bodies
@@ -158,6 +168,12 @@ impl Names {
     /// Where the mailbox role announces changes to one account's mailboxes.
     pub fn mailbox_events(&self, account_id: i64) -> String {
         format!("{}.mail.events.{account_id}", self.prefix)
+    }
+
+    /// Where the mailbox role announces that the directory changed (an account, alias or domain added,
+    /// changed or removed), so that the roles keeping recipient answers forget them.
+    pub fn directory_changes(&self) -> String {
+        format!("{}.directory.changed", self.prefix)
     }
 
     /// Every account's mailbox events.
@@ -197,6 +213,9 @@ mod tests {
         assert_eq!(names.bodies_bucket(), "t1_bodies");
         assert_eq!(names.bodies_stream(), "OBJ_t1_bodies");
         assert_eq!(names.queue_claims_bucket(), "t1_queue_claims");
+        assert_eq!(names.queue_partition_claims_bucket(0), "t1_queue_claims");
+        assert_eq!(names.queue_partition_claims_bucket(3), "t1_queue_claims_3");
+        assert_eq!(names.queue_partition_of("t1_queue_claims_3"), None);
         assert_eq!(names.mailbox_events(42), "t1.mail.events.42");
         assert_eq!(names.http_tokens_bucket(), "t1_http_tokens");
         assert_eq!(names.webmail_sessions_bucket(), "t1_webmail_sessions");

@@ -109,7 +109,7 @@ impl Queue {
                 .map_err(|e| setup(names.bodies_bucket())(&e))
         })
         .await?;
-        let claims = patiently(async || Claims::open(&jetstream, names.queue_claims_bucket(), replicas).await).await?;
+        let claims = patiently(async || Claims::open(&jetstream, &names).await).await?;
         patiently(async || reconcile_replicas(&jetstream, &names).await).await?;
         let bodies_stream = patiently(async || allow_direct_gets(&jetstream, &names.bodies_stream()).await).await?;
         // Opened after the reconciliation, so that its cached stream info has allow_direct and its

@@ -328,9 +328,12 @@ async fn no_loss_while_everything_crashes(mut nats: NatsUnderTest) {
         assert!(info.state.last_sequence > 0, "{stream} carried no mail");
         assert_eq!(info.config.num_replicas, nats.replicas(), "{stream}'s replicas");
     }
-    let claims = format!("KV_{}", names.queue_claims_bucket());
-    let info = jetstream.get_stream(&claims).await.unwrap().info().await.unwrap().clone();
-    assert_eq!(info.config.num_replicas, nats.replicas(), "{claims}'s replicas");
+    for partition in 0..PARTITIONS {
+        let claims = format!("KV_{}", names.queue_partition_claims_bucket(partition));
+        let info = jetstream.get_stream(&claims).await.unwrap().info().await.unwrap().clone();
+        assert!(info.state.last_sequence > 0, "{claims} carried no claim");
+        assert_eq!(info.config.num_replicas, nats.replicas(), "{claims}'s replicas");
+    }
     let queue = mailbus_jetstream::Queue::open(client, names, Duration::from_secs(5)).await.unwrap();
     mailbus_tests::wait_until(Duration::from_secs(60), "the queue never emptied", async || {
         queue.status().await.is_ok_and(|status| status.messages == 0)

@@ -148,7 +148,11 @@ async fn opening_the_queue_brings_every_stream_to_the_replica_setting() {
     mailbus_jetstream::LoginThrottle::open(&jetstream, (names.auth_failures_bucket(), 1), policy).await.unwrap();
     let replicas = async |expected: usize| {
         let streams: Vec<String> = jetstream.stream_names().try_collect().await.unwrap();
-        assert_eq!(streams.len(), 6, "two partitions, dead letters, bodies, claims, failed logins: {streams:?}");
+        assert_eq!(
+            streams.len(),
+            7,
+            "two partitions and their claims, dead letters, bodies, failed logins: {streams:?}"
+        );
         for name in streams {
             let info = jetstream.get_stream(&name).await.unwrap().info().await.unwrap().clone();
             assert_eq!(info.config.num_replicas, expected, "{name}");

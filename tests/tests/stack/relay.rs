@@ -479,10 +479,20 @@ async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
         jetstream.update_stream(&refusing).await.unwrap();
         configs.push(config);
     }
-    let claims = jetstream.get_key_value(queue.names().queue_claims_bucket()).await.unwrap();
+    // In the claims bucket of the message's partition, whichever that is.
+    let mut claims = Vec::new();
+    for partition in 0..queue.names().partitions() {
+        let bucket = queue.names().queue_partition_claims_bucket(partition);
+        claims.push(jetstream.get_key_value(bucket).await.unwrap());
+    }
     wait_until(PATIENCE, "the outcome of the failed requeue was never kept", async || {
-        let keys: Vec<String> = claims.keys().await.unwrap().filter_map(async |k| k.ok()).collect().await;
-        keys.iter().any(|k| k.ends_with(".outcome"))
+        for bucket in &claims {
+            let keys: Vec<String> = bucket.keys().await.unwrap().filter_map(async |k| k.ok()).collect().await;
+            if keys.iter().any(|k| k.ends_with(".outcome")) {
+                return true;
+            }
+        }
+        false
     })
     .await;
     for config in &configs {
