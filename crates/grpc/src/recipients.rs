@@ -6,8 +6,8 @@
 //!
 //! An answer is kept for the TTL (`MAILBUS_RECIPIENT_CACHE_SECS`), and the whole cache is cleared when
 //! the mailbox role announces a directory change on NATS (an account, alias or domain added, changed or
-//! removed): a change is seen at once, and the TTL only bounds how long a lost announcement (NATS down
-//! at that moment) can leave an answer stale. An answer that was being asked while the cache was cleared
+//! removed): a change is seen within milliseconds, and the TTL only bounds how long a lost announcement
+//! (NATS down at that moment) can leave an answer stale. An answer that was being asked while the cache was cleared
 //! is not kept ([`RecipientCache::resolve`] compares generations), so a clear never loses to a slow call.
 //! A failed call and an unspecified answer are never kept.
 
@@ -76,6 +76,14 @@ impl RecipientCache {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.entries.clear();
+    }
+
+    /// Forgets the answer about `address` (one that acting on did not work out), and keeps none being
+    /// asked meanwhile.
+    pub fn forget(&self, address: &str) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.entries.remove(address);
     }
 
     /// How many answers are kept (expired ones included until they are swept).
@@ -147,6 +155,11 @@ mod tests {
         cache.clear();
         assert_eq!(ask_counted(&calls, Ok(local(8)), &cache, "a@x.test").await.unwrap(), local(8));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+        ask_counted(&calls, Ok(local(1)), &cache, "b@x.test").await.unwrap();
+        cache.forget("a@x.test");
+        assert_eq!(ask_counted(&calls, Ok(local(9)), &cache, "a@x.test").await.unwrap(), local(9));
+        assert_eq!(ask_counted(&calls, Ok(local(2)), &cache, "b@x.test").await.unwrap(), local(1), "only a@ forgotten");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]

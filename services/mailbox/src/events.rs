@@ -73,8 +73,15 @@ impl Events {
 
     /// Announces a committed change to accounts, aliases or domains, so that smtp-ingress and the relay
     /// forget the recipient answers they keep; returns once the server has it (or after a warning).
+    /// The directory's handlers announce whether or not their change succeeded (one may fail after its
+    /// commit), and the announcement runs on a task of its own, so a caller that goes away meanwhile
+    /// cannot skip it. The role also announces once at start-up, for what changed while it was down (by
+    /// hand, or a new MAILBUS_RECIPIENT_DELIMITER).
     pub async fn directory_changed(&self) {
-        mailbus_jetstream::announce_directory_change(&self.client, &self.names).await;
+        let (client, names) = (self.client.clone(), self.names.clone());
+        let announcing =
+            tokio::spawn(async move { mailbus_jetstream::announce_directory_change(&client, &names).await });
+        let _ = announcing.await;
     }
 
     fn send(&self, event: MailboxEvent) {

@@ -152,6 +152,9 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         sieve_quota: rpc::SieveQuota { max_scripts: config.sieve.max_scripts, max_size: config.sieve.max_script_size },
         delivery_batches: group_commit::GroupCommit::new(config.delivery_batch),
     };
+    // What smtp-ingress and the relay kept from before this start may be out of date.
+    let events = service.events.clone();
+    tokio::spawn(async move { events.directory_changed().await });
     Ok(Mailbox {
         grpc: mailbus_acceptor::bind(config.grpc_listen).await?,
         ops: mailbus_acceptor::bind(config.metrics_listen).await?,

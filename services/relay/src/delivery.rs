@@ -42,6 +42,11 @@ impl Outcome {
     pub fn is_final(&self) -> bool {
         !matches!(self, Outcome::TemporaryFailure(_))
     }
+
+    /// Stored or passed on: nothing failed.
+    pub fn is_final_success(&self) -> bool {
+        matches!(self, Outcome::Delivered { .. } | Outcome::Relayed { .. })
+    }
 }
 
 /// Where a recipient's attempt went: the metrics' destination class.
@@ -259,9 +264,35 @@ impl Deliverer {
             Ok(found) => found,
             Err(status) => return Route::unresolved(&status),
         };
+        let route = self.route_found(envelope, address, &found, body).await;
+        // The answer may have been a kept one gone stale (an announcement of a directory change was
+        // missed, so the cache kept it for up to its TTL): when acting on it did not settle the recipient
+        // here, ask afresh, and if the directory now says something else, route by that.
+        if let Route::Here(Destination::Local, outcome) = &route
+            && !outcome.is_final_success()
+        {
+            self.recipients.forget(address);
+            if let Ok(fresh) = self.resolve(address).await
+                && fresh != found
+            {
+                tracing::info!(recipient = %address, "the directory's answer changed since it was kept; routing again");
+                return self.route_found(envelope, address, &fresh, body).await;
+            }
+        }
+        route
+    }
+
+    /// [`Self::route`] by the directory's answer `found` about `address`.
+    async fn route_found(
+        &self,
+        envelope: &Envelope,
+        address: &str,
+        found: &pb::ResolveRecipientResponse,
+        body: &[u8],
+    ) -> Route {
         match found.kind() {
             RecipientKind::Local => {
-                Route::Here(Destination::Local, self.timed_here(envelope, address, &found, body).await)
+                Route::Here(Destination::Local, self.timed_here(envelope, address, found, body).await)
             }
             RecipientKind::NotLocal => Route::Remote(address.to_owned()),
             _ => {

@@ -48,7 +48,13 @@ impl MailboxService {
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
         let accounts = match directory::resolve(&self.pool, &recipient, &self.recipient_delimiter).await? {
             // The forwards are the relay's to send on; Deliver stores for the accounts only.
-            Resolution::Local { accounts, .. } => accounts,
+            Resolution::Local { accounts, .. } if !accounts.is_empty() => accounts,
+            // An alias that now only forwards (or whose accounts are disabled): the relay acted on an
+            // older answer. Storing nowhere and answering success would lose the message; the relay asks
+            // the directory again and routes by what it says now.
+            Resolution::Local { .. } => {
+                return Err(Status::aborted(format!("{recipient} leads to no account here any more")));
+            }
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),
         };
         let (content, parsed) = parse(content).await?;

@@ -65,8 +65,9 @@ impl pb::directory_server::Directory for MailboxService {
     }
 
     async fn add_domain(&self, request: Request<pb::AddDomainRequest>) -> Result<Response<pb::Domain>, Status> {
-        let row = directory::add_domain(&self.pool, &request.into_inner().name).await?;
+        let row = directory::add_domain(&self.pool, &request.into_inner().name).await;
         self.events.directory_changed().await;
+        let row = row?;
         Ok(Response::new(pb::Domain { name: row.name, created_unix: row.created_unix }))
     }
 
@@ -85,8 +86,9 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RemoveDomainRequest>,
     ) -> Result<Response<pb::RemoveDomainResponse>, Status> {
         let request = request.into_inner();
-        let removed = directory::remove_domain(&self.pool, &request.name, request.force).await?;
+        let removed = directory::remove_domain(&self.pool, &request.name, request.force).await;
         self.events.directory_changed().await;
+        let removed = removed?;
         Ok(Response::new(pb::RemoveDomainResponse {
             accounts_removed: removed.accounts,
             aliases_removed: removed.aliases,
@@ -99,8 +101,9 @@ impl pb::directory_server::Directory for MailboxService {
             return Err(invalid("password must not be empty"));
         }
         let row =
-            directory::add_account(&self.pool, &self.hasher, &request.address, Password::new(request.password)).await?;
+            directory::add_account(&self.pool, &self.hasher, &request.address, Password::new(request.password)).await;
         self.events.directory_changed().await;
+        let row = row?;
         Ok(Response::new(account_to_pb(row)))
     }
 
@@ -128,8 +131,9 @@ impl pb::directory_server::Directory for MailboxService {
             quota_bytes: limit(request.quota_bytes),
             quota_messages: limit(request.quota_messages),
         };
-        let row = directory::update_account(&self.pool, &self.hasher, &request.address, change).await?;
+        let row = directory::update_account(&self.pool, &self.hasher, &request.address, change).await;
         self.events.directory_changed().await;
+        let row = row?;
         Ok(Response::new(account_to_pb(row)))
     }
 
@@ -137,8 +141,9 @@ impl pb::directory_server::Directory for MailboxService {
         &self,
         request: Request<pb::RemoveAccountRequest>,
     ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
-        directory::remove_account(&self.pool, &request.into_inner().address).await?;
+        let done = directory::remove_account(&self.pool, &request.into_inner().address).await;
         self.events.directory_changed().await;
+        done?;
         Ok(Response::new(pb::RemoveAccountResponse {}))
     }
 
@@ -147,15 +152,17 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RenameAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let request = request.into_inner();
-        let row = directory::rename_account(&self.pool, &request.address, &request.new_address).await?;
+        let row = directory::rename_account(&self.pool, &request.address, &request.new_address).await;
         self.events.directory_changed().await;
+        let row = row?;
         Ok(Response::new(account_to_pb(row)))
     }
 
     async fn add_alias(&self, request: Request<pb::AddAliasRequest>) -> Result<Response<pb::Alias>, Status> {
         let request = request.into_inner();
-        let row = directory::add_alias(&self.pool, &request.address, &request.targets).await?;
+        let row = directory::add_alias(&self.pool, &request.address, &request.targets).await;
         self.events.directory_changed().await;
+        let row = row?;
         Ok(Response::new(pb::Alias { address: row.address, targets: row.targets }))
     }
 
@@ -164,8 +171,9 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RemoveAliasRequest>,
     ) -> Result<Response<pb::RemoveAliasResponse>, Status> {
         let request = request.into_inner();
-        directory::remove_alias(&self.pool, &request.address, &request.targets).await?;
+        let done = directory::remove_alias(&self.pool, &request.address, &request.targets).await;
         self.events.directory_changed().await;
+        done?;
         Ok(Response::new(pb::RemoveAliasResponse {}))
     }
 
