@@ -11,6 +11,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::{Reply, SmtpClient, ms, percentile, rate};
 
+/// A load's shape on the command line, the same options with the same defaults in smtp-bench and
+/// smtp-load.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Shape {
+    /// Messages to get accepted (250) in each run.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Concurrent SMTP connections of every load.
+    #[arg(long, default_value_t = 20)]
+    pub connections: usize,
+    /// Size of each message in octets (headers and body, without the terminating ".").
+    #[arg(long, default_value_t = 4096)]
+    pub size: usize,
+}
+
 /// One load: how many messages over how many connections, the message, and whom it goes to.
 pub struct Load {
     pub messages: usize,

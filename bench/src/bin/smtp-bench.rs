@@ -43,7 +43,7 @@ use mailbus_bench::dovecot::ThrowawayDovecot;
 use mailbus_bench::fsyncs::{SyncTrace, count_between};
 use mailbus_bench::postfix::{self, Delivery, SmtpSink, ThrowawayPostfix};
 use mailbus_bench::rounds::{Series, print_ratio, print_table};
-use mailbus_bench::smtp_load::{Load, open};
+use mailbus_bench::smtp_load::{Load, Shape, open};
 use mailbus_bench::{self as bench, PATIENCE, SmtpClient, Stack, imap_status, rate, rss_kib};
 use mailbus_devstack::{Nats, free_port};
 use mailbus_proto::v1 as pb;
@@ -64,15 +64,9 @@ const VISIBLE_LIMIT: Duration = Duration::from_secs(300);
 struct Args {
     /// The (release-built) mailbus binary to run the roles from.
     mailbus: PathBuf,
-    /// Messages to get accepted (250) in each acceptance run.
-    #[arg(long, default_value_t = 10_000)]
-    messages: usize,
-    /// Concurrent SMTP connections of every load.
-    #[arg(long, default_value_t = 20)]
-    connections: usize,
-    /// Size of each message in octets (headers and body, without the terminating ".").
-    #[arg(long, default_value_t = 4096)]
-    size: usize,
+    /// Messages per acceptance run, connections and message size of every load.
+    #[command(flatten)]
+    load: Shape,
     /// Rounds of each side-by-side measurement; the sides take turns within a round.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -99,9 +93,13 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    ensure!(args.size >= HEADER.len() + 2, "--size must be at least {} octets", HEADER.len() + 2);
+    ensure!(args.load.size >= HEADER.len() + 2, "--size must be at least {} octets", HEADER.len() + 2);
     ensure!(
-        args.connections > 0 && args.messages > 0 && args.e2e_messages > 0 && args.rounds > 0 && args.spread > 0,
+        args.load.connections > 0
+            && args.load.messages > 0
+            && args.e2e_messages > 0
+            && args.rounds > 0
+            && args.spread > 0,
         "--connections, --messages, --e2e-messages, --rounds and --spread must be positive"
     );
     bench::until_interrupted("smtp-bench", run(args)).await
@@ -109,8 +107,8 @@ async fn main() -> anyhow::Result<ExitCode> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     print_setting(&args);
-    raise_open_files_limit(args.idle_sessions + args.connections + 2 * args.spread + 512)?;
-    let mut message = bench::message_of_size(HEADER, args.size);
+    raise_open_files_limit(args.idle_sessions + args.load.connections + 2 * args.spread + 512)?;
+    let mut message = bench::message_of_size(HEADER, args.load.size);
     let mut verification = None;
     if args.verify {
         let (dns, signed) = sender_auth_dns(&message).await;
@@ -222,8 +220,8 @@ async fn add_account(stack: &Stack, address: &str) -> anyhow::Result<i64> {
 /// `--rounds` rounds of mailbus, Postfix and smtp-sink under the same load, then the fsync count.
 async fn acceptance(args: &Args, ours: &Mailbus, message: &Arc<[u8]>) -> anyhow::Result<()> {
     let load = Load {
-        messages: args.messages,
-        connections: args.connections,
+        messages: args.load.messages,
+        connections: args.load.connections,
         message: message.clone(),
         sender: SENDER.into(),
         recipients: Arc::from([RECIPIENT.to_owned()]),
@@ -271,7 +269,7 @@ async fn acceptance(args: &Args, ours: &Mailbus, message: &Arc<[u8]>) -> anyhow:
     }
     let title = format!(
         "durable acceptance: {} connections, {} octets, {} messages a run, {} rounds taken in turn",
-        args.connections, args.size, args.messages, args.rounds
+        args.load.connections, args.load.size, args.load.messages, args.rounds
     );
     print_table(&title, "msgs/s", &[&mailbus, &theirs, &ceiling]);
     print_ratio("durable acceptance, mailbus / Postfix", &mailbus, &theirs, "issue 18: at least 1.5, aiming at 2");
@@ -464,7 +462,7 @@ async fn end_to_end(args: &Args, ours: &Mailbus, message: &Arc<[u8]>) -> anyhow:
             let users = e2e_users(mailboxes, round);
             let load = Load {
                 messages: args.e2e_messages,
-                connections: args.connections,
+                connections: args.load.connections,
                 message: message.clone(),
                 sender: SENDER.into(),
                 recipients: users.clone().into(),
@@ -493,7 +491,7 @@ async fn end_to_end(args: &Args, ours: &Mailbus, message: &Arc<[u8]>) -> anyhow:
         let title = format!(
             "end to end: {} messages of {} octets over {mailboxes} mailbox(es), {} connections, from the \
              start of the load until the last is readable over IMAP, {} rounds taken in turn",
-            args.e2e_messages, args.size, args.connections, args.rounds
+            args.e2e_messages, args.load.size, args.load.connections, args.rounds
         );
         print_table(&title, "msgs/s", &[&mailbus, &theirs]);
         let what = format!("end to end, {mailboxes} mailbox(es), mailbus / Postfix -> LMTP -> Dovecot");
@@ -562,9 +560,9 @@ fn print_setting(args: &Args) {
         &format!(
             "acceptance: {} messages of {} octets over {} connections, {} rounds; end to end: {} messages \
              into 1 and {} mailboxes; {} idle sessions; sender authentication {}",
-            args.messages,
-            args.size,
-            args.connections,
+            args.load.messages,
+            args.load.size,
+            args.load.connections,
             args.rounds,
             args.e2e_messages,
             args.spread,
@@ -685,7 +683,7 @@ async fn smtp_source_runs(args: &Args, ours: &Mailbus) -> anyhow::Result<()> {
         let before = ours.stack.mailbox_count(ours.sink_account).await?;
         run_smtp_source(&tool, args, ours.smtp, persistent).await?;
         // Only so that the next run starts on a quiet machine; the time is not reported.
-        ours.drain(before + args.messages).await?;
+        ours.drain(before + args.load.messages).await?;
         println!("delivered to the mailbox: {}", ours.stack.mailbox_count(ours.sink_account).await? - before);
     }
     Ok(())
@@ -701,11 +699,11 @@ async fn run_smtp_source(tool: &Path, args: &Args, server: SocketAddr, persisten
     command_line.extend(
         [
             "-l",
-            &args.size.to_string(),
+            &args.load.size.to_string(),
             "-m",
-            &args.messages.to_string(),
+            &args.load.messages.to_string(),
             "-s",
-            &args.connections.to_string(),
+            &args.load.connections.to_string(),
             "-f",
             SENDER,
             "-t",
@@ -733,9 +731,9 @@ async fn run_smtp_source(tool: &Path, args: &Args, server: SocketAddr, persisten
     }
     println!(
         "smtp-source: {} messages in {:.2} s = {:.0} msgs/s",
-        args.messages,
+        args.load.messages,
         elapsed.as_secs_f64(),
-        rate(args.messages, elapsed)
+        rate(args.load.messages, elapsed)
     );
     Ok(())
 }

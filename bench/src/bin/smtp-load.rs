@@ -8,20 +8,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use mailbus_bench::smtp_load::Load;
+use mailbus_bench::smtp_load::{Load, Shape};
 
 #[derive(Parser, Debug)]
 #[command(about = "Sends SMTP load to a running server, as smtp-bench does, and prints the rate")]
 struct Args {
     /// The server, e.g. 127.0.0.1:2525.
     server: SocketAddr,
-    #[arg(long, default_value_t = 10_000)]
-    messages: usize,
-    #[arg(long, default_value_t = 20)]
-    connections: usize,
-    /// Size of each message in octets (headers and body, without the terminating ".").
-    #[arg(long, default_value_t = 4096)]
-    size: usize,
+    #[command(flatten)]
+    load: Shape,
     #[arg(long, default_value = "bench@bench.test")]
     from: String,
     /// Recipients; message i goes to the (i mod count)th.
@@ -32,19 +27,19 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if args.messages == 0 || args.connections == 0 || args.to.is_empty() {
+    if args.load.messages == 0 || args.load.connections == 0 || args.to.is_empty() {
         eprintln!("smtp-load: --messages, --connections and --to must not be zero or empty");
         return ExitCode::from(2);
     }
     let header = format!("From: <{}>\r\nTo: <{}>\r\nSubject: smtp-load\r\n\r\n", args.from, args.to[0]);
     let load = Load {
-        messages: args.messages,
-        connections: args.connections,
-        message: Arc::from(mailbus_bench::message_of_size(&header, args.size.max(header.len() + 2))),
+        messages: args.load.messages,
+        connections: args.load.connections,
+        message: Arc::from(mailbus_bench::message_of_size(&header, args.load.size.max(header.len() + 2))),
         sender: args.from,
         recipients: Arc::from(args.to),
     };
     let report = load.run(args.server).await;
     report.print_line("smtp-load");
-    if report.accepted < args.messages { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if report.accepted < args.load.messages { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
