@@ -185,6 +185,73 @@ async fn concurrent_deliveries_with_repeats_keep_dense_uids_dedup_and_events_in_
     stack.stop().await;
 }
 
+/// A batch of deliveries into one account is written one statement per delivery, with no savepoint: the
+/// triggers still do for each what they do for a delivery alone. Parents and their replies arrive at
+/// once, in any order and often in one batch; every reply joins its parent's thread, the account's usage
+/// counts every message and octet, and the change log names every new email once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_delivered_at_once_keeps_threads_usage_and_the_change_log() {
+    const PAIRS: usize = 20;
+    let stack = TestStack::builder().roles(&[Role::Mailbox]).start().await;
+    let account = stack.add_account("hal@example.org", "pw").await;
+    let body = |i: usize, reply: bool| {
+        let (id, references) = if reply {
+            (format!("<reply-{i}@example.net>"), format!("References: <parent-{i}@example.net>\r\n"))
+        } else {
+            (format!("<parent-{i}@example.net>"), String::new())
+        };
+        format!(
+            "From: someone@example.net\r\nTo: hal@example.org\r\nSubject: topic {i}\r\nMessage-ID: {id}\r\n\
+             {references}\r\nbody of {id}\r\n"
+        )
+        .into_bytes()
+    };
+    let bodies: Vec<(String, Vec<u8>)> = (0..PAIRS)
+        .flat_map(|i| [(format!("{i:030x}01"), body(i, true)), (format!("{i:030x}00"), body(i, false))])
+        .collect();
+    let calls = bodies.iter().map(|(queue_id, body)| stack.deliver(queue_id, "hal@example.org", body));
+    for reply in futures::future::join_all(calls).await {
+        assert!(!reply.expect("deliver").duplicate);
+    }
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    let threads: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT header_values[array_position(header_names, 'message-id')], thread_id FROM messages WHERE account_id = $1",
+    )
+    .bind(account)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(threads.len(), 2 * PAIRS, "{threads:?}");
+    let thread_of = |id: &str| threads.iter().find(|(m, _)| m.contains(id)).map(|(_, t)| *t).expect(id);
+    for i in 0..PAIRS {
+        let (parent, reply) = (format!("<parent-{i}@"), format!("<reply-{i}@"));
+        assert_eq!(thread_of(&parent), thread_of(&reply), "pair {i} is one thread: {threads:?}");
+    }
+    let distinct: std::collections::HashSet<i64> = threads.iter().map(|(_, t)| *t).collect();
+    assert_eq!(distinct.len(), PAIRS, "one thread per pair: {threads:?}");
+    let usage: (i64, i64) = sqlx::query_as("SELECT used_messages, used_bytes FROM accounts WHERE id = $1")
+        .bind(account)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let octets: usize = bodies.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(usage, (2 * PAIRS as i64, octets as i64), "usage counts every message and octet");
+    let created: Vec<i64> = sqlx::query_scalar(
+        "SELECT object_id FROM changes WHERE account_id = $1 AND kind = 'E' AND op = 'c' ORDER BY object_id",
+    )
+    .bind(account)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM messages WHERE account_id = $1 ORDER BY id")
+        .bind(account)
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(created, stored, "the change log names each new email once");
+    stack.stop().await;
+}
+
 /// A batch of deliveries locks its mailboxes once, and each entry takes its UID from the row as it is
 /// added: the last UIDs before 2^32 go to the first two deliveries, and the rest are refused, stored
 /// nowhere, with the others of their batch kept (RFC 9051 §2.3.1.1: a UID is never reused or passed).

@@ -5,15 +5,15 @@
 //! `delivery_runs` row, inserted first: a repeated delivery (a relay that died before its ack) conflicts
 //! on it, waits for the first to commit or roll back, and then answers with what the first one did.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use mailbus_address::{AccountId, MailboxName};
 use mailbus_sieve::VacationRecord;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row as _};
 
 use crate::error::MailboxError;
 use crate::mime::Parsed;
-use crate::store::messages::{self, Locked, Placed};
+use crate::store::messages::{self, Locked, MESSAGE_COLUMNS, MESSAGE_VALUES, Placed};
 use crate::store::{mailboxes, quota, sieve, uid_from_column};
 
 /// Where a message goes and what else is to be done, decided before the transaction.
@@ -104,10 +104,12 @@ pub struct Incoming {
 }
 
 /// Several deliveries into `account` in one transaction, in their order: one commit for all, each
-/// delivery once (a repeated key, even within the batch, answers with what the first did). A delivery
-/// that fails (a full mailbox) is undone alone, to a savepoint, and the others go on. Every mailbox any
-/// of them may touch is locked first, in name order (as a move locks its two), so that a batch cannot
-/// deadlock with another transaction; UIDs are then given in the batch's order.
+/// delivery once (a repeated key, even within the batch, answers with what the first did). The batch is
+/// first tried whole, without savepoints ([`at_once`]); if that cannot be done, each delivery is tried to
+/// a savepoint of its own, so that one that fails (a full mailbox) is undone alone and the others go on
+/// ([`one_by_one`]). Every mailbox any of them may touch is locked first, in name order (as a move locks
+/// its two), so that a batch cannot deadlock with another transaction; UIDs are then given in the batch's
+/// order.
 pub async fn deliver_batch(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Vec<Result<Delivered, MailboxError>> {
     match deliver_all(pool, account, jobs).await {
         Ok(results) => results,
@@ -129,23 +131,79 @@ async fn deliver_all(
     account: AccountId,
     jobs: &[Job],
 ) -> Result<Vec<Result<Delivered, MailboxError>>, MailboxError> {
-    let mut tx = pool.begin().await?;
+    match at_once(pool, account, jobs).await {
+        Ok(Some(delivered)) => return Ok(delivered.into_iter().map(Ok).collect()),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(account_id = account.get(), %error, "a batch of deliveries failed whole; each is tried alone")
+        }
+    }
+    one_by_one(pool, account, jobs).await
+}
+
+/// Every mailbox any of `jobs` may touch, locked in name order, INBOX among them (a vanished Sieve target
+/// falls back to it: it is locked with the others, not after them). A mailbox that does not exist is left
+/// out. Locked once for the whole batch: each entry takes its UID and MODSEQ from the row as it is added,
+/// so the deliveries need not read the rows again.
+async fn lock_targets(conn: &mut PgConnection, account: AccountId, jobs: &[Job]) -> Result<Vec<Locked>, MailboxError> {
     let mut names: Vec<&MailboxName> = jobs.iter().flat_map(|j| j.plan.targets.iter().map(|t| &t.mailbox)).collect();
     let inbox = MailboxName::inbox();
-    // A vanished Sieve target falls back to INBOX: it is locked with the others, not after them.
     names.push(&inbox);
     names.sort();
     names.dedup();
-    // Locked once for the whole batch: each entry takes its UID and MODSEQ from the row as it is added
-    // (`messages::add_entry`), so the deliveries need not read the rows again.
     let mut locked = Vec::with_capacity(names.len());
     for name in names {
-        match messages::lock(&mut tx, account, name).await {
+        match messages::lock(conn, account, name).await {
             Ok(mailbox) => locked.push(mailbox),
             Err(MailboxError::NotFound(_)) => {}
             Err(other) => return Err(other),
         }
     }
+    Ok(locked)
+}
+
+/// The common case, quickly: the whole batch with no savepoint, and a delivery into one mailbox without
+/// follow-ups (almost every one) in one statement. The quota and the UIDs are checked once for the whole
+/// batch first, counting every delivery as new; `None` when they do not allow it all. Any failure undoes
+/// the whole batch, and [`one_by_one`] then tries each delivery alone, so that one that cannot be done
+/// costs only its own.
+async fn at_once(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Result<Option<Vec<Delivered>>, MailboxError> {
+    let mut tx = pool.begin().await?;
+    let locked = lock_targets(&mut tx, account, jobs).await?;
+    let entries: usize = jobs.iter().map(|j| j.plan.targets.len()).sum();
+    if locked.iter().any(|m| m.room_for(entries).is_err()) {
+        return Ok(None);
+    }
+    let bytes: usize = jobs.iter().map(|j| j.plan.targets.len() * j.message.content.len()).sum();
+    match quota::check(&mut tx, account, entries as i64, bytes as i64).await {
+        Ok(()) => {}
+        Err(MailboxError::OverQuota(_)) => return Ok(None),
+        Err(other) => return Err(other),
+    }
+    let mut delivered = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let into = match (job.plan.targets.as_slice(), job.plan.follow_ups.is_empty()) {
+            ([target], true) => locked.iter().find(|m| m.name == target.mailbox),
+            _ => None,
+        };
+        delivered.push(match into {
+            Some(mailbox) => deliver_into(&mut tx, account, mailbox, job).await?,
+            None => deliver_in(&mut tx, account, &locked, job).await?,
+        });
+    }
+    tx.commit().await?;
+    Ok(Some(delivered))
+}
+
+/// The batch one delivery at a time, each to a savepoint: one that fails (a full mailbox) is undone alone
+/// and the others go on. UIDs are given in the batch's order.
+async fn one_by_one(
+    pool: &PgPool,
+    account: AccountId,
+    jobs: &[Job],
+) -> Result<Vec<Result<Delivered, MailboxError>>, MailboxError> {
+    let mut tx = pool.begin().await?;
+    let locked = lock_targets(&mut tx, account, jobs).await?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         if jobs.len() == 1 {
@@ -163,6 +221,66 @@ async fn deliver_all(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// [`deliver_in`] for a plan of one mailbox and no follow-ups, in one round trip: the `delivery_runs` row,
+/// the message, its entry (UID and MODSEQ taken from the locked row as it is added) and its `deliveries`
+/// row, each only if the one before it was written. The triggers run as for the separate statements: the
+/// message's threading before its row, the entry's usage and change log after the statement.
+async fn deliver_into(
+    conn: &mut PgConnection,
+    account: AccountId,
+    mailbox: &Locked,
+    job: &Job,
+) -> Result<Delivered, MailboxError> {
+    static DELIVER: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH run AS (INSERT INTO delivery_runs (queue_id, recipient, account_id, rejection)
+                          VALUES ($15, $16, $1, $17) ON CONFLICT DO NOTHING RETURNING 1),
+                  message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_VALUES} FROM run RETURNING id),
+                  m AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+                         WHERE id = $18 AND uidnext <= $20 AND EXISTS (SELECT FROM message)
+                         RETURNING uidnext - 1 AS uid, highestmodseq AS modseq),
+                  entry AS (INSERT INTO mailbox_entries (mailbox_id, uid, message_id, flags, modseq)
+                            SELECT $18, m.uid, message.id, $19, m.modseq FROM m, message
+                            RETURNING uid, modseq),
+                  placed AS (INSERT INTO deliveries (queue_id, recipient, mailbox_id, uid)
+                             SELECT $15, $16, $18, uid FROM entry)
+             SELECT EXISTS (SELECT FROM run) AS first, entry.uid, entry.modseq FROM (SELECT) one LEFT JOIN entry ON true"
+        )
+    });
+    let key = (job.queue_id.as_str(), job.recipient.as_str());
+    let Incoming { content, parsed } = job.message.as_ref();
+    let flags: &[String] = job.plan.targets.first().map_or(&[], |t| t.flags.as_slice());
+    let row = messages::bind_message(sqlx::query(DELIVER.as_str()), account, content, parsed, None)
+        .bind(key.0)
+        .bind(key.1)
+        .bind(job.plan.rejection.as_deref())
+        .bind(mailbox.id.get())
+        .bind(flags)
+        .bind(i64::from(u32::MAX))
+        .fetch_one(&mut *conn)
+        .await?;
+    let (uid, modseq): (Option<i64>, Option<i64>) = (row.try_get("uid")?, row.try_get("modseq")?);
+    if !row.try_get::<bool, _>("first")? {
+        return earlier(conn, account, key).await;
+    }
+    let (Some(uid), Some(modseq)) = (uid, modseq) else {
+        return Err(messages::out_of_uids(&mailbox.name));
+    };
+    let placed = Placed {
+        mailbox: mailbox.name.clone(),
+        uidvalidity: mailbox.uidvalidity as u32,
+        uid: uid_from_column(uid)?,
+        modseq,
+        duplicate: false,
+    };
+    Ok(Delivered {
+        placed: vec![placed],
+        follow_ups: Vec::new(),
+        rejection: job.plan.rejection.clone(),
+        duplicate: false,
+    })
 }
 
 /// The delivery of (queue id, recipient) into `account` by `plan`, once, inside the batch's transaction.

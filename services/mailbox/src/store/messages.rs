@@ -3,7 +3,11 @@
 //! transaction that locks its mailbox row first, which is what keeps UIDs strictly increasing and flag
 //! changes whole under parallel sessions; quotas are checked inside it.
 
+use std::sync::LazyLock;
+
 use mailbus_address::{AccountId, MailboxId, MailboxName, Uid};
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Row as _};
 
 use crate::error::MailboxError;
@@ -74,7 +78,7 @@ pub(super) struct Locked {
 
 impl Locked {
     /// Refuses `count` more UIDs when they would pass 2^32 - 1 (RFC 9051 §2.3.1.1).
-    fn room_for(&self, count: usize) -> Result<(), MailboxError> {
+    pub(super) fn room_for(&self, count: usize) -> Result<(), MailboxError> {
         if self.uidnext + count as i64 > i64::from(u32::MAX) + 1 {
             return Err(out_of_uids(&self.name));
         }
@@ -82,7 +86,7 @@ impl Locked {
     }
 }
 
-fn out_of_uids(name: &MailboxName) -> MailboxError {
+pub(super) fn out_of_uids(name: &MailboxName) -> MailboxError {
     MailboxError::FailedPrecondition(format!("mailbox {:?} has run out of UIDs", name.as_str()))
 }
 
@@ -149,20 +153,32 @@ pub(super) async fn insert_message(
     parsed: &Parsed,
     internal_date_unix: Option<i64>,
 ) -> Result<i64, MailboxError> {
-    let insert = sqlx::query(
-        "INSERT INTO messages (account_id, content, size, internal_date, structure, sent_at,
-                               header_names, header_values, search_header, search_body, header_size, sent_date,
-                               has_attachment, preview)
-         VALUES ($1, $2, $3, coalesce(to_timestamp($4), now()), $5, to_timestamp($6), $7, $8, $9, $10, $11,
-                 $12::date, $13, $14)
-         RETURNING id",
-    )
-    .bind(account.get())
-    .bind(content)
-    .bind(content.len() as i64)
-    .bind(internal_date_unix.map(|t| t as f64));
-    let id: i64 = parsed::bind(insert, parsed).fetch_one(conn).await?.try_get("id")?;
+    static INSERT: LazyLock<String> =
+        LazyLock::new(|| format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({MESSAGE_VALUES}) RETURNING id"));
+    let insert = bind_message(sqlx::query(INSERT.as_str()), account, content, parsed, internal_date_unix);
+    let id: i64 = insert.fetch_one(conn).await?.try_get("id")?;
     Ok(id)
+}
+
+/// The columns a new message row is given, in the order [`bind_message`] binds them as `$1` to `$14`
+/// ([`MESSAGE_VALUES`]): shared by the insert above and delivery's one-statement insert.
+pub(super) const MESSAGE_COLUMNS: &str = "account_id, content, size, internal_date, structure, sent_at, header_names,
+    header_values, search_header, search_body, header_size, sent_date, has_attachment, preview";
+pub(super) const MESSAGE_VALUES: &str = "$1, $2, $3, coalesce(to_timestamp($4), now()), $5, to_timestamp($6), $7, $8,
+    $9, $10, $11, $12::date, $13, $14";
+
+/// Binds a new message row's `$1` to `$14`: its account, octets, size, internal date (`None`: now) and
+/// what was parsed from it.
+pub(super) fn bind_message<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    account: AccountId,
+    content: &'q [u8],
+    parsed: &'q Parsed,
+    internal_date_unix: Option<i64>,
+) -> Query<'q, Postgres, PgArguments> {
+    let query =
+        query.bind(account.get()).bind(content).bind(content.len() as i64).bind(internal_date_unix.map(|t| t as f64));
+    parsed::bind(query, parsed)
 }
 
 async fn insert_entry(
