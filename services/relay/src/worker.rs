@@ -171,9 +171,11 @@ impl Worker {
             Ok(envelope) => envelope,
             Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
         };
-        // An earlier attempt at this very message whose requeue failed: start from where it ended.
-        let sequence = message.info().map(|info| info.stream_sequence).ok();
-        if let Some(sequence) = sequence {
+        // An earlier attempt at this very message whose requeue failed: start from where it ended. Only a
+        // message delivered before can have one (the relay's consumer is durable: its delivery count
+        // survives restarts), so a first delivery, nearly every one, spares itself the read.
+        let earlier = message.info().ok().filter(|info| info.delivered > 1).map(|info| info.stream_sequence);
+        if let Some(sequence) = earlier {
             match self.queue.claims().kept_outcome(&envelope, Position { partition, sequence }).await {
                 Ok(Some(outcome)) => {
                     tracing::info!(queue_id = %envelope.queue_id, "requeueing the outcome of an earlier attempt");
