@@ -74,8 +74,8 @@ impl Filter {
     /// vacation in effect this is INBOX, as before Sieve.
     pub async fn plan(&self, pool: &PgPool, account: AccountId, delivery: &Delivery<'_>) -> Result<Plan, MailboxError> {
         let now = Utc::now();
-        let script = sieve::active(pool, account).await?;
-        let vacation = sieve::vacation(pool, account).await?.filter(|row| row.in_effect(now));
+        let (script, vacation) = sieve::filters(pool, account).await?;
+        let vacation = vacation.filter(|row| row.in_effect(now));
         if script.is_none() && vacation.is_none() {
             return Ok(Plan::inbox());
         }

@@ -1,6 +1,8 @@
 //! The directory's tables: hosted domains, accounts with their argon2id credentials and quotas, aliases
 //! (several targets; `@domain` catch-alls), and where an address leads.
 
+use std::sync::LazyLock;
+
 use mailbus_address::{AccountId, Domain, EmailAddress, MailboxName, RecipientDelimiter};
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -104,29 +106,36 @@ pub async fn resolve(
     address: &EmailAddress,
     delimiter: &RecipientDelimiter,
 ) -> Result<Resolution, MailboxError> {
+    static HOSTED_AND_RESOLVED: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT d.hosted, r.accounts, r.forwards
+               FROM (SELECT EXISTS (SELECT FROM domains WHERE name = $1) AS hosted) d
+               LEFT JOIN ({RESOLVE}) r ON d.hosted"
+        )
+    });
     let domain = address.domain().as_str();
-    let hosted: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM domains WHERE name = $1").bind(domain).fetch_optional(pool).await?;
-    if hosted.is_none() {
-        return Ok(Resolution::NotLocal);
-    }
     let key = address.lookup_key();
     let base = delimiter.base(address).map_or_else(|| key.clone(), |base| base.lookup_key());
-    let found: Option<Targets> =
-        sqlx::query_as(RESOLVE).bind(domain).bind(&key).bind(&base).fetch_optional(pool).await?;
+    let found: Targets =
+        sqlx::query_as(HOSTED_AND_RESOLVED.as_str()).bind(domain).bind(&key).bind(&base).fetch_one(pool).await?;
     Ok(match found {
-        Some(Targets { accounts, forwards }) if !accounts.is_empty() || !forwards.is_empty() => {
+        Targets { hosted: false, .. } => Resolution::NotLocal,
+        Targets { accounts: Some(accounts), forwards: Some(forwards), .. }
+            if !accounts.is_empty() || !forwards.is_empty() =>
+        {
             Resolution::Local { accounts: accounts.into_iter().map(AccountId::from).collect(), forwards }
         }
         _ => Resolution::UnknownUser,
     })
 }
 
-/// What `RESOLVE` found at the first rank that has anything.
+/// Whether the domain is hosted, and what `RESOLVE` found at the first rank that has anything (absent:
+/// nothing at any rank, or a domain not hosted).
 #[derive(sqlx::FromRow)]
 struct Targets {
-    accounts: Vec<i64>,
-    forwards: Vec<String>,
+    hosted: bool,
+    accounts: Option<Vec<i64>>,
+    forwards: Option<Vec<String>>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -204,24 +204,47 @@ pub async fn rename(pool: &PgPool, account: AccountId, old: &str, new: &str) -> 
     Ok(())
 }
 
-/// The active script, if the account has one.
-pub async fn active(pool: &PgPool, account: AccountId) -> Result<Option<ActiveScript>, MailboxError> {
-    let script = sqlx::query_as("SELECT content, updated_at FROM sieve_scripts WHERE account_id = $1 AND active")
-        .bind(account.get())
-        .fetch_optional(pool)
-        .await?;
-    Ok(script)
-}
-
-pub async fn vacation(pool: &PgPool, account: AccountId) -> Result<Option<VacationRow>, MailboxError> {
-    let row = sqlx::query_as(
-        "SELECT is_enabled, from_date, to_date, subject, text_body, html_body FROM vacation_responses
-          WHERE account_id = $1",
+/// What decides a delivery's plan, in one query: the account's active script and its vacation response,
+/// each if it has one.
+pub async fn filters(
+    pool: &PgPool,
+    account: AccountId,
+) -> Result<(Option<ActiveScript>, Option<VacationRow>), MailboxError> {
+    let row: Filters = sqlx::query_as(
+        "SELECT s.content, s.updated_at, v.is_enabled, v.from_date, v.to_date, v.subject, v.text_body, v.html_body
+           FROM (SELECT) one
+           LEFT JOIN sieve_scripts s ON s.account_id = $1 AND s.active
+           LEFT JOIN vacation_responses v ON v.account_id = $1",
     )
     .bind(account.get())
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(row)
+    let script = match (row.content, row.updated_at) {
+        (Some(content), Some(updated_at)) => Some(ActiveScript { content, updated_at }),
+        _ => None,
+    };
+    let vacation = row.is_enabled.map(|is_enabled| VacationRow {
+        is_enabled,
+        from_date: row.from_date,
+        to_date: row.to_date,
+        subject: row.subject,
+        text_body: row.text_body,
+        html_body: row.html_body,
+    });
+    Ok((script, vacation))
+}
+
+/// [`filters`]' row: every column absent where the account has no script or no vacation response.
+#[derive(sqlx::FromRow)]
+struct Filters {
+    content: Option<String>,
+    updated_at: Option<DateTime<Utc>>,
+    is_enabled: Option<bool>,
+    from_date: Option<DateTime<Utc>>,
+    to_date: Option<DateTime<Utc>>,
+    subject: Option<String>,
+    text_body: Option<String>,
+    html_body: Option<String>,
 }
 
 /// The handles vacation has answered `sender` with, still within their period.
