@@ -131,14 +131,33 @@ async fn deliver_all(
     account: AccountId,
     jobs: &[Job],
 ) -> Result<Vec<Result<Delivered, MailboxError>>, MailboxError> {
-    match at_once(pool, account, jobs).await {
+    let quick = match jobs {
+        // A delivery alone (the usual case when mail is spread over many accounts): one statement, which
+        // is its own transaction.
+        [job] => match simple_target(job) {
+            Some(target) => {
+                deliver_into(&mut *pool.acquire().await?, account, target, job).await.map(|d| d.map(|d| vec![d]))
+            }
+            None => Ok(None),
+        },
+        _ => at_once(pool, account, jobs).await,
+    };
+    match quick {
         Ok(Some(delivered)) => return Ok(delivered.into_iter().map(Ok).collect()),
         Ok(None) => {}
         Err(error) => {
-            tracing::debug!(account_id = account.get(), %error, "a batch of deliveries failed whole; each is tried alone")
+            tracing::debug!(account_id = account.get(), %error, "deliveries failed together; each is tried alone")
         }
     }
     one_by_one(pool, account, jobs).await
+}
+
+/// The one mailbox a plan files into, when it has no follow-ups: what [`deliver_into`] can do alone.
+fn simple_target(job: &Job) -> Option<&MailboxName> {
+    match (job.plan.targets.as_slice(), job.plan.follow_ups.is_empty()) {
+        ([target], true) => Some(&target.mailbox),
+        _ => None,
+    }
 }
 
 /// Every mailbox any of `jobs` may touch, locked in name order, INBOX among them (a vanished Sieve target
@@ -162,11 +181,11 @@ async fn lock_targets(conn: &mut PgConnection, account: AccountId, jobs: &[Job])
     Ok(locked)
 }
 
-/// The common case, quickly: the whole batch with no savepoint, and a delivery into one mailbox without
-/// follow-ups (almost every one) in one statement. The quota and the UIDs are checked once for the whole
-/// batch first, counting every delivery as new; `None` when they do not allow it all. Any failure undoes
-/// the whole batch, and [`one_by_one`] then tries each delivery alone, so that one that cannot be done
-/// costs only its own.
+/// A batch in one transaction with no savepoint, each delivery into one mailbox without follow-ups
+/// (almost every one) in one statement. The UIDs are checked for the whole batch first, counting every
+/// delivery as new; `None` when there are not enough, or when a delivery cannot be done (its quota).
+/// Any failure undoes the whole batch, and [`one_by_one`] then tries each delivery alone, so that one
+/// that cannot be done costs only its own.
 async fn at_once(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Result<Option<Vec<Delivered>>, MailboxError> {
     let mut tx = pool.begin().await?;
     let locked = lock_targets(&mut tx, account, jobs).await?;
@@ -174,22 +193,14 @@ async fn at_once(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Result<Opti
     if locked.iter().any(|m| m.room_for(entries).is_err()) {
         return Ok(None);
     }
-    let bytes: usize = jobs.iter().map(|j| j.plan.targets.len() * j.message.content.len()).sum();
-    match quota::check(&mut tx, account, entries as i64, bytes as i64).await {
-        Ok(()) => {}
-        Err(MailboxError::OverQuota(_)) => return Ok(None),
-        Err(other) => return Err(other),
-    }
     let mut delivered = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let into = match (job.plan.targets.as_slice(), job.plan.follow_ups.is_empty()) {
-            ([target], true) => locked.iter().find(|m| m.name == target.mailbox),
-            _ => None,
+        let done = match simple_target(job) {
+            Some(target) => deliver_into(&mut tx, account, target, job).await?,
+            None => Some(deliver_in(&mut tx, account, &locked, job).await?),
         };
-        delivered.push(match into {
-            Some(mailbox) => deliver_into(&mut tx, account, mailbox, job).await?,
-            None => deliver_in(&mut tx, account, &locked, job).await?,
-        });
+        let Some(done) = done else { return Ok(None) };
+        delivered.push(done);
     }
     tx.commit().await?;
     Ok(Some(delivered))
@@ -223,30 +234,43 @@ async fn one_by_one(
     Ok(results)
 }
 
-/// [`deliver_in`] for a plan of one mailbox and no follow-ups, in one round trip: the `delivery_runs` row,
-/// the message, its entry (UID and MODSEQ taken from the locked row as it is added) and its `deliveries`
-/// row, each only if the one before it was written. The triggers run as for the separate statements: the
-/// message's threading before its row, the entry's usage and change log after the statement.
+/// [`deliver_in`] for a plan of one mailbox and no follow-ups, in one statement: the mailbox row locked
+/// (a batch holds the lock already), then the account's row with the quota checked for one more entry
+/// (in that order, as every other change takes them), then the `delivery_runs` row, the message, its
+/// entry with the UID and MODSEQ taken from the row as it is added, and its `deliveries` row, each only
+/// if the one before it was written. The triggers run as for separate statements: the message's
+/// threading before its row, the entry's usage and change log after the statement. `None`, with nothing
+/// written, when it could not be done (the mailbox is gone, the quota or the UIDs would be passed):
+/// [`deliver_in`] then does it, or says why not.
 async fn deliver_into(
     conn: &mut PgConnection,
     account: AccountId,
-    mailbox: &Locked,
+    target: &MailboxName,
     job: &Job,
-) -> Result<Delivered, MailboxError> {
+) -> Result<Option<Delivered>, MailboxError> {
     static DELIVER: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH run AS (INSERT INTO delivery_runs (queue_id, recipient, account_id, rejection)
-                          VALUES ($15, $16, $1, $17) ON CONFLICT DO NOTHING RETURNING 1),
+            "WITH target AS (SELECT id, uidvalidity, uidnext FROM mailboxes WHERE account_id = $1 AND name = $18
+                              FOR UPDATE),
+                  room AS (SELECT a.id FROM accounts a, target
+                            WHERE a.id = $1 AND target.uidnext <= $20
+                              AND (a.quota_bytes IS NULL OR a.used_bytes + $3 <= a.quota_bytes)
+                              AND (a.quota_messages IS NULL OR a.used_messages + 1 <= a.quota_messages)
+                              FOR NO KEY UPDATE OF a),
+                  run AS (INSERT INTO delivery_runs (queue_id, recipient, account_id, rejection)
+                          SELECT $15, $16, $1, $17 FROM room ON CONFLICT DO NOTHING RETURNING 1),
                   message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_VALUES} FROM run RETURNING id),
                   m AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-                         WHERE id = $18 AND uidnext <= $20 AND EXISTS (SELECT FROM message)
-                         RETURNING uidnext - 1 AS uid, highestmodseq AS modseq),
+                         WHERE id = (SELECT id FROM target) AND uidnext <= $20 AND EXISTS (SELECT FROM message)
+                         RETURNING id, uidnext - 1 AS uid, highestmodseq AS modseq),
                   entry AS (INSERT INTO mailbox_entries (mailbox_id, uid, message_id, flags, modseq)
-                            SELECT $18, m.uid, message.id, $19, m.modseq FROM m, message
-                            RETURNING uid, modseq),
+                            SELECT m.id, m.uid, message.id, $19, m.modseq FROM m, message
+                            RETURNING mailbox_id, uid, modseq),
                   placed AS (INSERT INTO deliveries (queue_id, recipient, mailbox_id, uid)
-                             SELECT $15, $16, $18, uid FROM entry)
-             SELECT EXISTS (SELECT FROM run) AS first, entry.uid, entry.modseq FROM (SELECT) one LEFT JOIN entry ON true"
+                             SELECT $15, $16, mailbox_id, uid FROM entry)
+             SELECT EXISTS (SELECT FROM room) AS room, EXISTS (SELECT FROM run) AS first,
+                    (SELECT uidvalidity FROM target) AS uidvalidity, entry.uid, entry.modseq
+               FROM (SELECT) one LEFT JOIN entry ON true"
         )
     });
     let key = (job.queue_id.as_str(), job.recipient.as_str());
@@ -256,31 +280,39 @@ async fn deliver_into(
         .bind(key.0)
         .bind(key.1)
         .bind(job.plan.rejection.as_deref())
-        .bind(mailbox.id.get())
+        .bind(target.as_str())
         .bind(flags)
         .bind(i64::from(u32::MAX))
         .fetch_one(&mut *conn)
         .await?;
-    let (uid, modseq): (Option<i64>, Option<i64>) = (row.try_get("uid")?, row.try_get("modseq")?);
-    if !row.try_get::<bool, _>("first")? {
-        return earlier(conn, account, key).await;
+    // No room: the mailbox is gone (no row to lock), its UIDs are used up, or the quota would be passed.
+    // Nothing was written: every row depends on `room`, so a statement that is its own transaction never
+    // leaves a `delivery_runs` row without its delivery.
+    if !row.try_get::<bool, _>("room")? {
+        return Ok(None);
     }
-    let (Some(uid), Some(modseq)) = (uid, modseq) else {
-        return Err(messages::out_of_uids(&mailbox.name));
+    if !row.try_get::<bool, _>("first")? {
+        return earlier(conn, account, key).await.map(Some);
+    }
+    let (uidvalidity, uid, modseq): (Option<i64>, Option<i64>, Option<i64>) =
+        (row.try_get("uidvalidity")?, row.try_get("uid")?, row.try_get("modseq")?);
+    let (Some(uidvalidity), Some(uid), Some(modseq)) = (uidvalidity, uid, modseq) else {
+        // Not reached: with room for a UID, every row is written. An error undoes the statement.
+        return Err(MailboxError::FailedPrecondition(format!("delivery into {:?} wrote no entry", target.as_str())));
     };
     let placed = Placed {
-        mailbox: mailbox.name.clone(),
-        uidvalidity: mailbox.uidvalidity as u32,
+        mailbox: target.clone(),
+        uidvalidity: uidvalidity as u32,
         uid: uid_from_column(uid)?,
         modseq,
         duplicate: false,
     };
-    Ok(Delivered {
+    Ok(Some(Delivered {
         placed: vec![placed],
         follow_ups: Vec::new(),
         rejection: job.plan.rejection.clone(),
         duplicate: false,
-    })
+    }))
 }
 
 /// The delivery of (queue id, recipient) into `account` by `plan`, once, inside the batch's transaction.

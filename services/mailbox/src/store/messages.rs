@@ -86,7 +86,7 @@ impl Locked {
     }
 }
 
-pub(super) fn out_of_uids(name: &MailboxName) -> MailboxError {
+fn out_of_uids(name: &MailboxName) -> MailboxError {
     MailboxError::FailedPrecondition(format!("mailbox {:?} has run out of UIDs", name.as_str()))
 }
 
