@@ -2,8 +2,10 @@
 //! (octets stored once, entries sharing them), the follow-up messages for the relay to queue, vacation's
 //! memory and a rejection, all in one transaction, which may hold a batch of deliveries into the same
 //! account (`crate::group_commit` gathers them): one commit for many. Its idempotency key is the account's
-//! `delivery_runs` row, inserted first: a repeated delivery (a relay that died before its ack) conflicts
-//! on it, waits for the first to commit or roll back, and then answers with what the first one did.
+//! `delivery_runs` row, inserted before anything else of the delivery: a repeated delivery (a relay that
+//! died before its ack) conflicts on it, waits for the first to commit or roll back, and then answers
+//! with what the first one did. Every path takes its locks in one order: the mailbox rows (in name
+//! order), then the account's row, then the `delivery_runs` key.
 
 use std::sync::{Arc, LazyLock};
 
@@ -146,7 +148,7 @@ async fn deliver_all(
         Ok(Some(delivered)) => return Ok(delivered.into_iter().map(Ok).collect()),
         Ok(None) => {}
         Err(error) => {
-            tracing::debug!(account_id = account.get(), %error, "deliveries failed together; each is tried alone")
+            tracing::warn!(account_id = account.get(), %error, "deliveries failed together; each is tried alone")
         }
     }
     one_by_one(pool, account, jobs).await
@@ -188,21 +190,40 @@ async fn lock_targets(conn: &mut PgConnection, account: AccountId, jobs: &[Job])
 /// that cannot be done costs only its own.
 async fn at_once(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Result<Option<Vec<Delivered>>, MailboxError> {
     let mut tx = pool.begin().await?;
-    let locked = lock_targets(&mut tx, account, jobs).await?;
+    match at_once_in(&mut tx, account, jobs).await {
+        Ok(Some(delivered)) => {
+            tx.commit().await?;
+            Ok(Some(delivered))
+        }
+        other => {
+            // Undone now, not when the pool gets the connection back: the savepoint path that follows
+            // waits for the same locks.
+            tx.rollback().await?;
+            other
+        }
+    }
+}
+
+async fn at_once_in(
+    tx: &mut PgConnection,
+    account: AccountId,
+    jobs: &[Job],
+) -> Result<Option<Vec<Delivered>>, MailboxError> {
+    let locked = lock_targets(tx, account, jobs).await?;
     let entries: usize = jobs.iter().map(|j| j.plan.targets.len()).sum();
     if locked.iter().any(|m| m.room_for(entries).is_err()) {
         return Ok(None);
     }
     let mut delivered = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let done = match simple_target(job) {
-            Some(target) => deliver_into(&mut tx, account, target, job).await?,
-            None => Some(deliver_in(&mut tx, account, &locked, job).await?),
+        // Only into a mailbox locked above: one created since would be locked after the account's row.
+        let done = match simple_target(job).filter(|target| locked.iter().any(|m| &m.name == *target)) {
+            Some(target) => deliver_into(tx, account, target, job).await?,
+            None => Some(deliver_in(tx, account, &locked, job).await?),
         };
         let Some(done) = done else { return Ok(None) };
         delivered.push(done);
     }
-    tx.commit().await?;
     Ok(Some(delivered))
 }
 
@@ -239,8 +260,9 @@ async fn one_by_one(
 /// (in that order, as every other change takes them), then the `delivery_runs` row, the message, its
 /// entry with the UID and MODSEQ taken from the row as it is added, and its `deliveries` row, each only
 /// if the one before it was written. The triggers run as for separate statements: the message's
-/// threading before its row, the entry's usage and change log after the statement. `None`, with nothing
-/// written, when it could not be done (the mailbox is gone, the quota or the UIDs would be passed):
+/// threading before its row, the entry's usage and change log after the statement. A `delivery_runs` row
+/// without its entry cannot be written: `deliveries` then gets NULLs, refused, and the statement fails
+/// whole. `None`, with nothing written, when it could not be done (the mailbox is gone, the quota or the UIDs would be passed):
 /// [`deliver_in`] then does it, or says why not.
 async fn deliver_into(
     conn: &mut PgConnection,
@@ -267,7 +289,7 @@ async fn deliver_into(
                             SELECT m.id, m.uid, message.id, $19, m.modseq FROM m, message
                             RETURNING mailbox_id, uid, modseq),
                   placed AS (INSERT INTO deliveries (queue_id, recipient, mailbox_id, uid)
-                             SELECT $15, $16, mailbox_id, uid FROM entry)
+                             SELECT $15, $16, (SELECT mailbox_id FROM entry), (SELECT uid FROM entry) FROM run)
              SELECT EXISTS (SELECT FROM room) AS room, EXISTS (SELECT FROM run) AS first,
                     (SELECT uidvalidity FROM target) AS uidvalidity, entry.uid, entry.modseq
                FROM (SELECT) one LEFT JOIN entry ON true"
@@ -297,7 +319,8 @@ async fn deliver_into(
     let (uidvalidity, uid, modseq): (Option<i64>, Option<i64>, Option<i64>) =
         (row.try_get("uidvalidity")?, row.try_get("uid")?, row.try_get("modseq")?);
     let (Some(uidvalidity), Some(uid), Some(modseq)) = (uidvalidity, uid, modseq) else {
-        // Not reached: with room for a UID, every row is written. An error undoes the statement.
+        // Not reached: with room for a UID every row is written, and a run without its entry would have
+        // failed the whole statement (`placed` would insert NULLs into NOT NULL columns).
         return Err(MailboxError::FailedPrecondition(format!("delivery into {:?} wrote no entry", target.as_str())));
     };
     let placed = Placed {
@@ -324,6 +347,9 @@ async fn deliver_in(
 ) -> Result<Delivered, MailboxError> {
     let key = (job.queue_id.as_str(), job.recipient.as_str());
     let plan = &job.plan;
+    // The account's row before the `delivery_runs` key, in the order `deliver_into` takes them, so that
+    // two attempts at one delivery by the two paths cannot wait for each other.
+    sqlx::query("SELECT FROM accounts WHERE id = $1 FOR NO KEY UPDATE").bind(account.get()).execute(&mut *conn).await?;
     let first: Option<i32> = sqlx::query_scalar(
         "INSERT INTO delivery_runs (queue_id, recipient, account_id, rejection) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING RETURNING 1",
