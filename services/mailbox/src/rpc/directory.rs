@@ -65,9 +65,7 @@ impl pb::directory_server::Directory for MailboxService {
     }
 
     async fn add_domain(&self, request: Request<pb::AddDomainRequest>) -> Result<Response<pb::Domain>, Status> {
-        let row = directory::add_domain(&self.pool, &request.into_inner().name).await;
-        self.events.directory_changed().await;
-        let row = row?;
+        let row = self.announcing(directory::add_domain(&self.pool, &request.into_inner().name)).await?;
         Ok(Response::new(pb::Domain { name: row.name, created_unix: row.created_unix }))
     }
 
@@ -86,9 +84,7 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RemoveDomainRequest>,
     ) -> Result<Response<pb::RemoveDomainResponse>, Status> {
         let request = request.into_inner();
-        let removed = directory::remove_domain(&self.pool, &request.name, request.force).await;
-        self.events.directory_changed().await;
-        let removed = removed?;
+        let removed = self.announcing(directory::remove_domain(&self.pool, &request.name, request.force)).await?;
         Ok(Response::new(pb::RemoveDomainResponse {
             accounts_removed: removed.accounts,
             aliases_removed: removed.aliases,
@@ -100,10 +96,14 @@ impl pb::directory_server::Directory for MailboxService {
         if request.password.is_empty() {
             return Err(invalid("password must not be empty"));
         }
-        let row =
-            directory::add_account(&self.pool, &self.hasher, &request.address, Password::new(request.password)).await;
-        self.events.directory_changed().await;
-        let row = row?;
+        let row = self
+            .announcing(directory::add_account(
+                &self.pool,
+                &self.hasher,
+                &request.address,
+                Password::new(request.password),
+            ))
+            .await?;
         Ok(Response::new(account_to_pb(row)))
     }
 
@@ -131,9 +131,8 @@ impl pb::directory_server::Directory for MailboxService {
             quota_bytes: limit(request.quota_bytes),
             quota_messages: limit(request.quota_messages),
         };
-        let row = directory::update_account(&self.pool, &self.hasher, &request.address, change).await;
-        self.events.directory_changed().await;
-        let row = row?;
+        let row =
+            self.announcing(directory::update_account(&self.pool, &self.hasher, &request.address, change)).await?;
         Ok(Response::new(account_to_pb(row)))
     }
 
@@ -141,9 +140,7 @@ impl pb::directory_server::Directory for MailboxService {
         &self,
         request: Request<pb::RemoveAccountRequest>,
     ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
-        let done = directory::remove_account(&self.pool, &request.into_inner().address).await;
-        self.events.directory_changed().await;
-        done?;
+        self.announcing(directory::remove_account(&self.pool, &request.into_inner().address)).await?;
         Ok(Response::new(pb::RemoveAccountResponse {}))
     }
 
@@ -152,17 +149,14 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RenameAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let request = request.into_inner();
-        let row = directory::rename_account(&self.pool, &request.address, &request.new_address).await;
-        self.events.directory_changed().await;
-        let row = row?;
+        let row =
+            self.announcing(directory::rename_account(&self.pool, &request.address, &request.new_address)).await?;
         Ok(Response::new(account_to_pb(row)))
     }
 
     async fn add_alias(&self, request: Request<pb::AddAliasRequest>) -> Result<Response<pb::Alias>, Status> {
         let request = request.into_inner();
-        let row = directory::add_alias(&self.pool, &request.address, &request.targets).await;
-        self.events.directory_changed().await;
-        let row = row?;
+        let row = self.announcing(directory::add_alias(&self.pool, &request.address, &request.targets)).await?;
         Ok(Response::new(pb::Alias { address: row.address, targets: row.targets }))
     }
 
@@ -171,9 +165,7 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::RemoveAliasRequest>,
     ) -> Result<Response<pb::RemoveAliasResponse>, Status> {
         let request = request.into_inner();
-        let done = directory::remove_alias(&self.pool, &request.address, &request.targets).await;
-        self.events.directory_changed().await;
-        done?;
+        self.announcing(directory::remove_alias(&self.pool, &request.address, &request.targets)).await?;
         Ok(Response::new(pb::RemoveAliasResponse {}))
     }
 
@@ -186,6 +178,16 @@ impl pb::directory_server::Directory for MailboxService {
         Ok(Response::new(pb::ListAliasesResponse {
             aliases: rows.into_iter().map(|a| pb::Alias { address: a.address, targets: a.targets }).collect(),
         }))
+    }
+}
+
+impl MailboxService {
+    /// Runs a change to domains, accounts or aliases, then announces it (`Events::directory_changed`)
+    /// whether or not it succeeded, as one may fail after its commit; its result comes back as it was.
+    async fn announcing<T>(&self, change: impl Future<Output = T>) -> T {
+        let done = change.await;
+        self.events.directory_changed().await;
+        done
     }
 }
 
