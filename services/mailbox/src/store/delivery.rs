@@ -155,9 +155,9 @@ async fn deliver_all(
 }
 
 /// The one mailbox a plan files into, when it has no follow-ups: what [`deliver_into`] can do alone.
-fn simple_target(job: &Job) -> Option<&MailboxName> {
+fn simple_target(job: &Job) -> Option<&Target> {
     match (job.plan.targets.as_slice(), job.plan.follow_ups.is_empty()) {
-        ([target], true) => Some(&target.mailbox),
+        ([target], true) => Some(target),
         _ => None,
     }
 }
@@ -184,9 +184,8 @@ async fn lock_targets(conn: &mut PgConnection, account: AccountId, jobs: &[Job])
 }
 
 /// A batch in one transaction with no savepoint, each delivery into one mailbox without follow-ups
-/// (almost every one) in one statement. The UIDs are checked for the whole batch first, counting every
-/// delivery as new; `None` when there are not enough, or when a delivery cannot be done (its quota).
-/// Any failure undoes the whole batch, and [`one_by_one`] then tries each delivery alone, so that one
+/// (almost every one) in one statement. `None` when a delivery cannot be done (its quota, its UIDs).
+/// That, or any failure, undoes the whole batch, and [`one_by_one`] then tries each delivery alone, so that one
 /// that cannot be done costs only its own.
 async fn at_once(pool: &PgPool, account: AccountId, jobs: &[Job]) -> Result<Option<Vec<Delivered>>, MailboxError> {
     let mut tx = pool.begin().await?;
@@ -210,14 +209,10 @@ async fn at_once_in(
     jobs: &[Job],
 ) -> Result<Option<Vec<Delivered>>, MailboxError> {
     let locked = lock_targets(tx, account, jobs).await?;
-    let entries: usize = jobs.iter().map(|j| j.plan.targets.len()).sum();
-    if locked.iter().any(|m| m.room_for(entries).is_err()) {
-        return Ok(None);
-    }
     let mut delivered = Vec::with_capacity(jobs.len());
     for job in jobs {
         // Only into a mailbox locked above: one created since would be locked after the account's row.
-        let done = match simple_target(job).filter(|target| locked.iter().any(|m| &m.name == *target)) {
+        let done = match simple_target(job).filter(|target| locked.iter().any(|m| m.name == target.mailbox)) {
             Some(target) => deliver_into(tx, account, target, job).await?,
             None => Some(deliver_in(tx, account, &locked, job).await?),
         };
@@ -262,12 +257,12 @@ async fn one_by_one(
 /// if the one before it was written. The triggers run as for separate statements: the message's
 /// threading before its row, the entry's usage and change log after the statement. A `delivery_runs` row
 /// without its entry cannot be written: `deliveries` then gets NULLs, refused, and the statement fails
-/// whole. `None`, with nothing written, when it could not be done (the mailbox is gone, the quota or the UIDs would be passed):
-/// [`deliver_in`] then does it, or says why not.
+/// whole. `None`, with nothing written, when it could not be done (the mailbox is gone, the quota or the
+/// UIDs would be passed): [`deliver_in`] then does it, or says why not.
 async fn deliver_into(
     conn: &mut PgConnection,
     account: AccountId,
-    target: &MailboxName,
+    target: &Target,
     job: &Job,
 ) -> Result<Option<Delivered>, MailboxError> {
     static DELIVER: LazyLock<String> = LazyLock::new(|| {
@@ -283,7 +278,7 @@ async fn deliver_into(
                           SELECT $15, $16, $1, $17 FROM room ON CONFLICT DO NOTHING RETURNING 1),
                   message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_VALUES} FROM run RETURNING id),
                   m AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-                         WHERE id = (SELECT id FROM target) AND uidnext <= $20 AND EXISTS (SELECT FROM message)
+                         WHERE id = (SELECT id FROM target) AND EXISTS (SELECT FROM message)
                          RETURNING id, uidnext - 1 AS uid, highestmodseq AS modseq),
                   entry AS (INSERT INTO mailbox_entries (mailbox_id, uid, message_id, flags, modseq)
                             SELECT m.id, m.uid, message.id, $19, m.modseq FROM m, message
@@ -297,13 +292,12 @@ async fn deliver_into(
     });
     let key = (job.queue_id.as_str(), job.recipient.as_str());
     let Incoming { content, parsed } = job.message.as_ref();
-    let flags: &[String] = job.plan.targets.first().map_or(&[], |t| t.flags.as_slice());
     let row = messages::bind_message(sqlx::query(DELIVER.as_str()), account, content, parsed, None)
         .bind(key.0)
         .bind(key.1)
         .bind(job.plan.rejection.as_deref())
-        .bind(target.as_str())
-        .bind(flags)
+        .bind(target.mailbox.as_str())
+        .bind(&target.flags)
         .bind(i64::from(u32::MAX))
         .fetch_one(&mut *conn)
         .await?;
@@ -321,10 +315,13 @@ async fn deliver_into(
     let (Some(uidvalidity), Some(uid), Some(modseq)) = (uidvalidity, uid, modseq) else {
         // Not reached: with room for a UID every row is written, and a run without its entry would have
         // failed the whole statement (`placed` would insert NULLs into NOT NULL columns).
-        return Err(MailboxError::FailedPrecondition(format!("delivery into {:?} wrote no entry", target.as_str())));
+        return Err(MailboxError::FailedPrecondition(format!(
+            "delivery into {:?} wrote no entry",
+            target.mailbox.as_str()
+        )));
     };
     let placed = Placed {
-        mailbox: target.clone(),
+        mailbox: target.mailbox.clone(),
         uidvalidity: uidvalidity as u32,
         uid: uid_from_column(uid)?,
         modseq,

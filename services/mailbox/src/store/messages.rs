@@ -78,7 +78,7 @@ pub(super) struct Locked {
 
 impl Locked {
     /// Refuses `count` more UIDs when they would pass 2^32 - 1 (RFC 9051 §2.3.1.1).
-    pub(super) fn room_for(&self, count: usize) -> Result<(), MailboxError> {
+    fn room_for(&self, count: usize) -> Result<(), MailboxError> {
         if self.uidnext + count as i64 > i64::from(u32::MAX) + 1 {
             return Err(out_of_uids(&self.name));
         }
