@@ -1,15 +1,15 @@
 //! What the mailbox role answered to `Directory.ResolveRecipient`, kept for a while by the roles that ask
 //! it per message: smtp-ingress for every RCPT TO, the relay for every recipient it delivers. Without it
-//! each accepted message costs two gRPC calls and four PostgreSQL queries before it is even stored, about
-//! as much CPU as accepting it (BENCHMARKS.md, issue 18), where Postfix looks its recipients up in local
-//! tables and Dovecot and Stalwart cache their directory answers.
+//! each accepted message costs two gRPC calls and their PostgreSQL queries before it is even stored,
+//! about as much CPU as accepting it (BENCHMARKS.md, issue 18), where Postfix looks its recipients up in
+//! local tables and Dovecot and Stalwart cache their directory answers.
 //!
 //! An answer is kept for the TTL (`MAILBUS_RECIPIENT_CACHE_SECS`), and the whole cache is cleared when
 //! the mailbox role announces a directory change on NATS (an account, alias or domain added, changed or
 //! removed): a change is seen within milliseconds, and the TTL only bounds how long a lost announcement
-//! (NATS down at that moment) can leave an answer stale. An answer that was being asked while the cache was cleared
-//! is not kept ([`RecipientCache::resolve`] compares generations), so a clear never loses to a slow call.
-//! A failed call and an unspecified answer are never kept.
+//! (NATS down at that moment) can leave an answer stale. An answer that was being asked while the cache
+//! was cleared is not kept ([`RecipientCache::resolve`] compares generations), so a clear never loses to
+//! a slow call. A failed call and an unspecified answer are never kept.
 
 use std::collections::HashMap;
 use std::future::Future;

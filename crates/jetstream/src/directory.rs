@@ -1,8 +1,8 @@
 //! Directory changes: the mailbox role announces each committed change to accounts, aliases and domains
 //! on the core NATS subject [`Names::directory_changes`], and the roles that keep its answers about
-//! recipients (`mailbus_grpc::recipients`, in smtp-ingress and the relay) forget them
-//! on each announcement. Best effort by design, like the mailbox events: a lost announcement leaves an
-//! answer stale for at most the cache's TTL.
+//! recipients (`mailbus_grpc::recipients`, in smtp-ingress and the relay) forget them on each
+//! announcement. Best effort by design, like the mailbox events: a lost announcement leaves an answer
+//! stale for at most the cache's TTL.
 
 use std::time::Duration;
 

@@ -119,14 +119,9 @@ impl Names {
         format!("{}_bodies", self.prefix)
     }
 
-    /// The key-value bucket of claims on the first partition's messages, by queue id and sequence
-    /// ([`crate::Claims`]); the name the only bucket had before each partition had its own.
-    pub fn queue_claims_bucket(&self) -> String {
-        self.queue_partition_claims_bucket(0)
-    }
-
-    /// The key-value bucket of claims on partition `partition`'s messages: `<prefix>_queue_claims`, then
-    /// `<prefix>_queue_claims_1`, ….
+    /// The key-value bucket of claims on partition `partition`'s messages, by queue id and sequence
+    /// ([`crate::Claims`]): `<prefix>_queue_claims` (the name the only bucket had before each partition
+    /// had its own), then `<prefix>_queue_claims_1`, ….
     pub fn queue_partition_claims_bucket(&self, partition: u32) -> String {
         match partition {
             0 => format!("{}_queue_claims", self.prefix),
@@ -212,7 +207,6 @@ mod tests {
         assert_eq!(names.queue_subject(), "t1.queue.envelopes");
         assert_eq!(names.bodies_bucket(), "t1_bodies");
         assert_eq!(names.bodies_stream(), "OBJ_t1_bodies");
-        assert_eq!(names.queue_claims_bucket(), "t1_queue_claims");
         assert_eq!(names.queue_partition_claims_bucket(0), "t1_queue_claims");
         assert_eq!(names.queue_partition_claims_bucket(3), "t1_queue_claims_3");
         assert_eq!(names.queue_partition_of("t1_queue_claims_3"), None);
