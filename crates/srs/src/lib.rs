@@ -143,10 +143,14 @@ impl Srs {
     }
 }
 
-/// `local` without its `SRS0=`/`SRS1=` tag (the tag matched in any case).
+/// `local` without its `SRS0=`/`SRS1=` tag (the tag matched in any case). Compared as bytes: a local
+/// part is UTF-8 under SMTPUTF8, and a character may straddle the tag's end (`SRSé=`), where slicing the
+/// string would panic.
 fn strip_tag<'a>(local: &'a str, tag: &str) -> Option<&'a str> {
-    let head = local.get(..tag.len() + 1)?;
-    (head[..tag.len()].eq_ignore_ascii_case(tag) && head.ends_with('=')).then(|| &local[tag.len() + 1..])
+    let head = local.as_bytes().get(..tag.len() + 1)?;
+    let tagged = head[..tag.len()].eq_ignore_ascii_case(tag.as_bytes()) && head[tag.len()] == b'=';
+    // The tag and '=' are ASCII, so the rest starts on a character boundary.
+    tagged.then(|| &local[tag.len() + 1..])
 }
 
 /// Today (Unix days modulo 1024) in two base32 characters.
@@ -249,5 +253,19 @@ mod tests {
         // Our own domain's senders are not rewritten; nor is anything without a domain.
         assert_eq!(srs().forward("bob@Forwarder.example", "forwarder.example", NOW), "bob@Forwarder.example");
         assert_eq!(srs().forward("postmaster", "forwarder.example", NOW), "postmaster");
+    }
+
+    /// SMTPUTF8 local parts: a character that straddles where the tag would end is no tag, and nothing
+    /// panics (a sender `SRSé=x@…` reached here from port 25 and took the relay down).
+    #[test]
+    fn a_utf8_local_part_that_looks_like_a_tag_is_no_srs_address() {
+        for local in ["SRSé=x", "SRS0é", "SRSé", "SRS\u{10348}=", "é", "SRS1é=x"] {
+            let address = format!("{local}@origin.example");
+            let forwarded = srs().forward(&address, "forwarder.example", NOW);
+            assert!(forwarded.starts_with("SRS0="), "{forwarded}");
+            assert!(forwarded.ends_with(&format!("={local}@forwarder.example")), "{forwarded}");
+            assert_eq!(srs().reverse(&forwarded, NOW), Ok(Some(address)));
+            assert_eq!(srs().reverse(&format!("{local}@forwarder.example"), NOW), Ok(None), "{local}");
+        }
     }
 }

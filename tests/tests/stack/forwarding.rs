@@ -313,6 +313,46 @@ async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_a
     b.stop().await;
 }
 
+/// A UTF-8 sender whose local part starts like an SRS tag (`SRSé=`: the `é` straddles where the tag
+/// would end) is an ordinary sender: port 25 takes it, the forwarded copy leaves with its SRS0 form, and
+/// the relay goes on with the next message. Slicing that local part as a string once panicked the relay,
+/// which took its process down again after every restart (the message, never acknowledged, came back).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_utf8_sender_that_looks_like_an_srs_tag_is_forwarded_and_the_relay_goes_on() {
+    let sink = FakeSmtp::start(Script::default()).await;
+    let b = TestStack::builder()
+        .set("MAILBUS_HOSTNAME", "mx.b.example")
+        .set("MAILBUS_SRS_SECRET", "forwarding secret")
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", sink.addr()))
+        .start()
+        .await;
+    b.add_account("bob@b.example", "pw").await;
+    assert_eq!(alias_admin(&b, &["add", "fwd@b.example", "dave@remote.test"]).await.0, 0);
+    let (mut smtp, _) = SmtpRaw::connect(b.smtp_addr()).await;
+    smtp.command("EHLO client.test").await;
+    for (sender, subject) in [("SRSé=x@origin.test", "first"), ("SRS1é=y@origin.test", "second")] {
+        assert_eq!(smtp.command(&format!("MAIL FROM:<{sender}> SMTPUTF8")).await.code, 250);
+        assert_eq!(smtp.command("RCPT TO:<fwd@b.example>").await.code, 250);
+        assert_eq!(smtp.command("DATA").await.code, 354);
+        smtp.send(format!("Subject: {subject}\r\nMessage-ID: <{subject}@origin.test>\r\n\r\nhi\r\n.\r\n").as_bytes())
+            .await;
+        assert_eq!(smtp.reply().await.code, 250);
+    }
+    smtp.command("QUIT").await;
+    let sent = smtp_send(b.smtp_addr(), "alice@origin.test", &["fwd@b.example"], &message("fwd", "third")).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    wait_until(PATIENCE, "all three forwarded copies arrive", async || sink.received().len() >= 3).await;
+    let mut senders: Vec<String> = sink.received().iter().map(|r| r.mail_from.clone()).collect();
+    senders.sort();
+    assert_eq!(senders.len(), 3, "{senders:?}");
+    for (sender, local) in senders.iter().zip(["alice", "SRS1é=y", "SRSé=x"]) {
+        assert!(sender.starts_with("SRS0="), "{senders:?}");
+        assert!(sender.ends_with(&format!("=origin.test={local}@b.example")), "{senders:?}");
+    }
+    b.wait_for_empty_queue(PATIENCE).await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forwarded_copy_is_arc_sealed_and_passes_dmarc_at_the_final_receiver_though_spf_fails() {
     let dns = TestDns::start().await;
