@@ -10,8 +10,20 @@ pub fn is_eight_bit(bytes: &[u8]) -> bool {
     bytes.iter().any(|&b| b >= 0x80)
 }
 
+/// How deep multiparts and `message/rfc822` parts may nest before the downgrade gives up (as
+/// `None`: the recipient fails with 5.6.3). Real mail nests a handful of levels; the bound keeps a
+/// crafted body of thousands of nested parts from overflowing the relay's stack.
+const MAX_NESTING: usize = 64;
+
 /// The message with every 8-bit part re-encoded, or `None` when it cannot be done.
 pub fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
+    downgrade_entity(message, 0)
+}
+
+fn downgrade_entity(message: &[u8], depth: usize) -> Option<Vec<u8>> {
+    if depth > MAX_NESTING {
+        return None;
+    }
     let (header, body) = split_entity(message);
     if is_eight_bit(header) {
         return None;
@@ -21,12 +33,12 @@ pub fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
     let content_type = raw_type.to_ascii_lowercase();
     if let Some(boundary) = content_type.starts_with("multipart/").then(|| boundary(&raw_type)).flatten() {
         let mut out = header.to_vec();
-        out.extend(downgrade_multipart(body, boundary.as_bytes())?);
+        out.extend(downgrade_multipart(body, boundary.as_bytes(), depth)?);
         return Some(out);
     }
     if content_type.starts_with("message/rfc822") {
         let mut out = header.to_vec();
-        out.extend(to_seven_bit(body)?);
+        out.extend(downgrade_entity(body, depth + 1)?);
         return Some(out);
     }
     if !is_eight_bit(body) {
@@ -83,7 +95,7 @@ fn boundary(content_type: &str) -> Option<String> {
 
 /// Downgrades each part between the boundary lines; the preamble and epilogue are kept as they are
 /// (they must be 7-bit already, or the message cannot be downgraded).
-fn downgrade_multipart(body: &[u8], boundary: &[u8]) -> Option<Vec<u8>> {
+fn downgrade_multipart(body: &[u8], boundary: &[u8], depth: usize) -> Option<Vec<u8>> {
     let mut delimiter = b"\r\n--".to_vec();
     delimiter.extend_from_slice(boundary);
     // The first delimiter may open the body, without a CRLF before it.
@@ -111,7 +123,7 @@ fn downgrade_multipart(body: &[u8], boundary: &[u8]) -> Option<Vec<u8>> {
             }
             out.extend_from_slice(part);
         } else {
-            out.extend(to_seven_bit(part)?);
+            out.extend(downgrade_entity(part, depth + 1)?);
         }
         out.extend_from_slice(&rest[at..at + len]);
         rest = &rest[at + len..];
@@ -242,6 +254,41 @@ mod tests {
         let seven = to_seven_bit(message.as_bytes()).expect("Outlook-style boundary");
         assert!(!is_eight_bit(&seven));
         assert!(String::from_utf8(seven).unwrap().contains("=C3=84"));
+    }
+
+    /// Thousands of nested parts are refused, not recursed into until the stack overflows (checked on a
+    /// thread with a small stack); nesting as deep as real mail still downgrades.
+    #[test]
+    fn nesting_beyond_the_bound_is_refused_and_ordinary_nesting_is_not() {
+        let rfc822 = |levels: usize| {
+            let mut message = "Content-Type: message/rfc822\r\n\r\n".repeat(levels);
+            message.push_str("Subject: inner\r\n\r\n\u{e9}t\u{e9}\r\n");
+            message.into_bytes()
+        };
+        let multipart = |levels: usize| {
+            let mut message = String::new();
+            for level in 0..levels {
+                message.push_str(&format!("Content-Type: multipart/mixed; boundary=b{level}\r\n\r\n--b{level}\r\n"));
+            }
+            message.push_str("Content-Type: text/plain\r\n\r\n\u{e9}");
+            for level in (0..levels).rev() {
+                message.push_str(&format!("\r\n--b{level}--\r\n"));
+            }
+            message.into_bytes()
+        };
+        for (kind, build) in [("message/rfc822", &rfc822 as &dyn Fn(usize) -> Vec<u8>), ("multipart", &multipart)] {
+            let seven = to_seven_bit(&build(10)).unwrap_or_else(|| panic!("ten levels of {kind} downgrade"));
+            assert!(!is_eight_bit(&seven), "{kind}");
+            assert!(String::from_utf8(seven).unwrap().contains("quoted-printable\r\n\r\n=C3=A9"), "{kind}");
+            let deep = build(5_000);
+            let refused = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || to_seven_bit(&deep).is_none())
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+            assert!(refused, "5,000 levels of {kind}");
+        }
     }
 
     #[test]
