@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use mailbus_address::QueueId;
 use mailbus_jetstream::{Claimant, Envelope, Position, Queue, QueueError, adopt_trace};
 use mailbus_proto::v1::{EnvelopeRecipient, QueueChange, RecipientStatus};
@@ -90,14 +90,18 @@ impl Worker {
             recipients.clone(),
         );
         let messages = Family::<Labels, Counter>::default();
-        registry.register("messages", "Queue messages settled, by disposition", messages.clone());
+        registry.register(
+            "messages",
+            "Queue messages settled, by disposition (and attempts that panicked, sent back to wait)",
+            messages.clone(),
+        );
         let dsns = Family::<Labels, Counter>::default();
         registry.register("dsns", "Delivery status notifications queued, by action", dsns.clone());
         // Present from the start, so dashboards see zeros rather than nothing.
         for action in ["failed", "delayed", "delivered"] {
             drop(dsns.get_or_create(&vec![("action".into(), action.into())]));
         }
-        for disposition in ["done", "retry", "dead_letter", "operator"] {
+        for disposition in ["done", "retry", "dead_letter", "operator", "panicked"] {
             drop(messages.get_or_create(&vec![("disposition".into(), disposition.into())]));
         }
         Worker {
@@ -151,7 +155,12 @@ impl Worker {
             .take_until(changed.cancelled())
             .for_each_concurrent(self.concurrency, |(partition, message)| async move {
                 match message {
-                    Ok(message) => self.handle(partition, message).await,
+                    Ok(message) => {
+                        let attempt = std::panic::AssertUnwindSafe(self.handle(partition, &message)).catch_unwind();
+                        if attempt.await.is_err() {
+                            self.after_panic(&message).await;
+                        }
+                    }
                     Err(error) => {
                         nats_client_error(NatsOperation::Consume);
                         tracing::warn!(%error, "queue stream error");
@@ -166,10 +175,10 @@ impl Worker {
         Ok(())
     }
 
-    async fn handle(&self, partition: u32, message: jetstream::Message) {
+    async fn handle(&self, partition: u32, message: &jetstream::Message) {
         let mut envelope = match Envelope::decode(message.payload.clone()) {
             Ok(envelope) => envelope,
-            Err(error) => return self.dead_letter(&message, &format!("undecodable envelope: {error}")).await,
+            Err(error) => return self.dead_letter(message, &format!("undecodable envelope: {error}")).await,
         };
         // An earlier attempt at this very message whose requeue failed: start from where it ended. Only a
         // message delivered before can have one (the relay's consumer is durable: its delivery count
@@ -179,24 +188,24 @@ impl Worker {
             match self.queue.claims().kept_outcome(&envelope, Position { partition, sequence }).await {
                 Ok(Some(outcome)) => {
                     tracing::info!(queue_id = %envelope.queue_id, "requeueing the outcome of an earlier attempt");
-                    return self.settle_or_yield(partition, &message, outcome).await;
+                    return self.settle_or_yield(partition, message, outcome).await;
                 }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%error, "kept outcome unreadable; the attempt waits");
-                    return nak(&message, Some(self.policy.wait_after(1))).await;
+                    return nak(message, Some(self.policy.wait_after(1))).await;
                 }
             }
         }
         // On hold: look again in a while; an operator's release replaces the message anyway.
         if envelope.held {
-            nak(&message, Some(HELD_RECHECK)).await;
+            nak(message, Some(HELD_RECHECK)).await;
             return;
         }
         // A message whose time has not come goes back, to come round exactly when it is due.
-        let wait = envelope.next_attempt_unix_ms - Utc::now().timestamp_millis();
+        let wait = envelope.next_attempt_unix_ms.saturating_sub(Utc::now().timestamp_millis());
         if wait > 0 {
-            nak(&message, Some(Duration::from_millis(wait as u64))).await;
+            nak(message, Some(Duration::from_millis(wait as u64))).await;
             return;
         }
         let span = tracing::info_span!(
@@ -213,22 +222,34 @@ impl Worker {
         );
         adopt_trace(&span, message.headers.as_ref());
         async {
-            match with_progress(self.deliverer.deliver(&envelope), &message, self.ack_wait).await {
+            match with_progress(self.deliverer.deliver(&envelope), message, self.ack_wait).await {
                 Ok(outcomes) => {
                     self.record(&mut envelope, outcomes);
-                    self.settle_or_yield(partition, &message, envelope).await;
+                    self.settle_or_yield(partition, message, envelope).await;
                 }
                 Err(QueueError::MissingBody { key }) => {
-                    self.dead_letter(&message, &format!("body {key} is missing")).await
+                    self.dead_letter(message, &format!("body {key} is missing")).await
                 }
                 Err(error) => {
                     tracing::warn!(%error, "body unavailable, will retry");
-                    nak(&message, Some(self.policy.wait_after(1))).await;
+                    nak(message, Some(self.policy.wait_after(1))).await;
                 }
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// A bug that panics on one message must not take the relay down with it: the message, never
+    /// acknowledged, would come back after every restart and do it again, and no other mail would move.
+    /// The panic (its message and place are already on stderr) is logged with the queue id and counted,
+    /// and the message waits the longest retry interval before it is tried again, for an operator to
+    /// see in `mailbus admin queue list` and hold, bounce or delete.
+    async fn after_panic(&self, message: &jetstream::Message) {
+        let queue_id = Envelope::decode(message.payload.clone()).map(|e| e.queue_id).unwrap_or_default();
+        tracing::error!(%queue_id, subject = %message.subject, "the attempt panicked; the message waits for the longest retry interval");
+        self.count("panicked");
+        nak(message, Some(self.policy.wait_after(u32::MAX))).await;
     }
 
     /// Writes this attempt's outcomes into the envelope's recipients.
@@ -346,7 +367,7 @@ impl Worker {
     /// back as it was.
     async fn settle(&self, position: Position, message: &jetstream::Message, mut envelope: Envelope) -> bool {
         let now = Utc::now();
-        let age = Duration::from_millis((now.timestamp_millis() - envelope.arrival_unix_ms).max(0) as u64);
+        let age = Duration::from_millis(now.timestamp_millis().saturating_sub(envelope.arrival_unix_ms).max(0) as u64);
         let pending = |e: &Envelope| e.recipients.iter().any(|r| r.status() == RecipientStatus::Pending);
         if pending(&envelope) && age >= self.policy.max_lifetime {
             for recipient in envelope.recipients.iter_mut().filter(|r| r.status() == RecipientStatus::Pending) {
