@@ -215,9 +215,9 @@ pub fn uid_set_text(uids: &[u32]) -> String {
     while i < sorted.len() {
         let start = sorted[i];
         let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+        while i + 1 < sorted.len() && end.checked_add(1) == Some(sorted[i + 1]) {
             i += 1;
-            end += 1;
+            end = sorted[i];
         }
         out.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
         i += 1;
@@ -593,6 +593,7 @@ mod tests {
         assert!(out_of_range(&set("5"), 4) && out_of_range(&set("3:10"), 4) && !out_of_range(&set("4:*"), 4));
         assert!(out_of_range(&set("1:*"), 0), "* names nothing in an empty mailbox");
         assert_eq!(uid_set_text(&[7, 1, 2, 3, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set_text(&[u32::MAX, 4294967294, u32::MAX]), "4294967294:4294967295,4294967295");
     }
 
     #[test]

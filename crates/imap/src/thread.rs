@@ -17,10 +17,22 @@ pub struct Message {
     pub date: i64,
 }
 
+/// A message and the messages that hang under it. Nothing here recurses over the tree (building,
+/// rendering and dropping it are loops): a thread is as deep as its longest reply chain, which whoever
+/// sends the mail decides, and a recursion that deep would overflow the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub number: u32,
     pub children: Vec<Node>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.children);
+        while let Some(mut node) = pending.pop() {
+            pending.append(&mut node.children);
+        }
+    }
 }
 
 /// Messages in date order (number order between equal dates), as both algorithms read them.
@@ -62,13 +74,18 @@ fn tree(thread: Vec<Message>) -> Node {
             placed.entry(message.message_id.as_str()).or_insert(i);
         }
     }
-    build(&thread, &parent_of, 0)
-}
-
-fn build(thread: &[Message], parent_of: &[usize], at: usize) -> Node {
-    let children =
-        (at + 1..thread.len()).filter(|&i| parent_of[i] == at).map(|i| build(thread, parent_of, i)).collect();
-    Node { number: thread[at].number, children }
+    // A parent comes before its children, so building from the last message back finds each child
+    // built; children keep date order.
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); thread.len()];
+    for (i, &parent) in parent_of.iter().enumerate().skip(1) {
+        children[parent].push(i);
+    }
+    let mut built: Vec<Option<Node>> = vec![None; thread.len()];
+    for at in (0..thread.len()).rev() {
+        let children = children[at].iter().filter_map(|&child| built[child].take()).collect();
+        built[at] = Some(Node { number: thread[at].number, children });
+    }
+    built[0].take().expect("a thread has its first message")
 }
 
 /// ORDEREDSUBJECT (RFC 5256 §3): one thread per base subject, its first message the parent of the rest.
@@ -97,20 +114,42 @@ pub fn render(threads: &[Node]) -> String {
     out
 }
 
+/// A node and what hangs under it: an only child follows its parent in the same list, several each get
+/// a parenthesised list of their own.
 fn chain(node: &Node, out: &mut String) {
-    out.push_str(&node.number.to_string());
-    match node.children.as_slice() {
-        [] => {}
-        [only] => {
-            out.push(' ');
-            chain(only, out);
-        }
-        many => {
-            out.push(' ');
-            for child in many {
+    enum Step<'a> {
+        Open,
+        Node(&'a Node),
+        Close,
+    }
+    let mut steps = vec![Step::Node(node)];
+    while let Some(step) = steps.pop() {
+        let node = match step {
+            Step::Open => {
                 out.push('(');
-                chain(child, out);
+                continue;
+            }
+            Step::Close => {
                 out.push(')');
+                continue;
+            }
+            Step::Node(node) => node,
+        };
+        out.push_str(&node.number.to_string());
+        match node.children.as_slice() {
+            [] => {}
+            [only] => {
+                out.push(' ');
+                steps.push(Step::Node(only));
+            }
+            many => {
+                out.push(' ');
+                // The first child's list opens now; each later one opens after the one before closes.
+                for child in many.iter().rev() {
+                    steps.push(Step::Close);
+                    steps.push(Step::Node(child));
+                    steps.push(Step::Open);
+                }
             }
         }
     }
@@ -181,5 +220,38 @@ mod tests {
         assert_eq!(render(&ordered_subject(messages)), "* THREAD (5)(2 (3)(4))(1)\r\n");
         let two = vec![message(1, 1, "", &[], "a", 1), message(2, 2, "", &[], "a", 2)];
         assert_eq!(render(&ordered_subject(two)), "* THREAD (1 2)\r\n");
+    }
+
+    /// Anyone can mail a reply chain thousands deep: building, rendering and dropping its thread must not
+    /// overflow the stack (run here on a thread with a small one), and a fork deep down still renders.
+    #[test]
+    fn a_reply_chain_a_hundred_thousand_deep_is_threaded_without_recursion() {
+        const DEPTH: u32 = 100_000;
+        let rendered = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(|| {
+                let mut messages: Vec<Message> = (1..=DEPTH)
+                    .map(|n| {
+                        let parents = if n == 1 { Vec::new() } else { vec![format!("<{}>", n - 1)] };
+                        Message { parents, ..message(n, 7, &format!("<{n}>"), &[], "s", i64::from(n)) }
+                    })
+                    .collect();
+                // A second reply to the second-to-last message: a fork at the bottom.
+                messages.push(message(
+                    DEPTH + 1,
+                    7,
+                    "<fork>",
+                    &[&format!("<{}>", DEPTH - 1)],
+                    "s",
+                    i64::from(DEPTH + 1),
+                ));
+                render(&references(messages))
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        let chain: Vec<String> = (1..DEPTH - 1).map(|n| n.to_string()).collect();
+        let expected = format!("* THREAD ({} {} ({})({}))\r\n", chain.join(" "), DEPTH - 1, DEPTH, DEPTH + 1);
+        assert_eq!(rendered, expected);
     }
 }

@@ -106,7 +106,7 @@ fn copy_uid(uidvalidity: u32, source: &[u32], target: &[u32]) -> Option<Code<'st
         let mut i = 0;
         while i < uids.len() {
             let start = i;
-            while i + 1 < uids.len() && uids[i + 1] == uids[i] + 1 {
+            while i + 1 < uids.len() && uids[i].checked_add(1) == Some(uids[i + 1]) {
                 i += 1;
             }
             elements.push(if start == i {
