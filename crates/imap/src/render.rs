@@ -117,9 +117,23 @@ pub fn resolve_with_largest(set: &SequenceSet, uids: &[u32], largest: u32) -> Ve
     resolve_in(set, uids, true, largest)
 }
 
+/// A command with RFC 5182's `$` written out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Substituted {
+    /// `$` is empty: the command acts on no message.
+    Empty,
+    Line(Vec<u8>),
+    /// Written out, the command would pass [`MAX_SUBSTITUTED`].
+    TooLong,
+}
+
+/// The most a command may hold once each `$` is written out: a fragmented saved result is tens of
+/// kilobytes of text, and a command line may repeat `$` thousands of times.
+pub const MAX_SUBSTITUTED: usize = 1 << 20;
+
 /// RFC 5182: a command using `$` (the saved search result), with `$` written out as UIDs (after UID) or
-/// message numbers; Some(None) when `$` is empty; None when the command has no `$` token.
-pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Option<Vec<u8>>> {
+/// message numbers; None when the command has no `$` token.
+pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Substituted> {
     let text = std::str::from_utf8(line).ok()?;
     let words: Vec<&str> = text.split(' ').collect();
     if words.len() < 3 || !words[1..].iter().any(|w| w.trim_end_matches(['\r', '\n']) == "$") {
@@ -128,7 +142,7 @@ pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Opti
     let by_uid = words[1].eq_ignore_ascii_case("UID");
     let present: Vec<u32> = saved.iter().copied().filter(|u| uids.binary_search(u).is_ok()).collect();
     if present.is_empty() {
-        return Some(None);
+        return Some(Substituted::Empty);
     }
     let values: Vec<u32> = if by_uid {
         present
@@ -136,6 +150,10 @@ pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Opti
         present.iter().filter_map(|u| uids.binary_search(u).ok()).map(|i| i as u32 + 1).collect()
     };
     let set = uid_set_text(&values);
+    let dollars = words[1..].iter().filter(|w| w.trim_end_matches(['\r', '\n']) == "$").count();
+    if dollars.saturating_mul(set.len()).saturating_add(text.len()) > MAX_SUBSTITUTED {
+        return Some(Substituted::TooLong);
+    }
     let rewritten: Vec<String> = words
         .iter()
         .enumerate()
@@ -144,7 +162,7 @@ pub fn substitute_saved(line: &[u8], saved: &[u32], uids: &[u32]) -> Option<Opti
             if i > 0 && bare == "$" { w.replacen('$', &set, 1) } else { (*w).to_owned() }
         })
         .collect();
-    Some(Some(rewritten.join(" ").into_bytes()))
+    Some(Substituted::Line(rewritten.join(" ").into_bytes()))
 }
 
 /// The largest literal (`{n}`, `{n+}`) a command announces, 0 for none. The extended-syntax rewrite
@@ -171,25 +189,36 @@ fn resolve_in(set: &SequenceSet, uids: &[u32], by_uid: bool, largest: u32) -> Ve
         SeqOrUid::Value(v) => v.get(),
         SeqOrUid::Asterisk => largest,
     };
-    // Each range becomes a slice of the map (by binary search for UIDs, by index for numbers), so the
-    // cost is the ranges times log n plus the answer, whatever the client sends.
+    // Each range becomes a slice of the (ascending) map, by binary search for UIDs and by index for
+    // numbers; overlapping slices are merged before anything is copied, so the cost is the ranges times
+    // log n plus the answer, whatever the client sends (`1:*,1:*,…` sixteen thousand times included).
+    let mut slices: Vec<(usize, usize)> = set
+        .0
+        .as_ref()
+        .iter()
+        .map(|sequence| {
+            let (low, high) = match sequence {
+                Sequence::Single(s) => (value(s), value(s)),
+                Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
+            };
+            if by_uid {
+                (uids.partition_point(|&u| u < low), uids.partition_point(|&u| u <= high))
+            } else {
+                ((low.max(1) as usize - 1).min(uids.len()), (high as usize).min(uids.len()))
+            }
+        })
+        .filter(|(start, end)| start < end)
+        .collect();
+    slices.sort_unstable();
     let mut out = Vec::new();
-    for sequence in set.0.as_ref() {
-        let (low, high) = match sequence {
-            Sequence::Single(s) => (value(s), value(s)),
-            Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
-        };
-        let (start, end) = if by_uid {
-            (uids.partition_point(|&u| u < low), uids.partition_point(|&u| u <= high))
-        } else {
-            ((low.max(1) as usize - 1).min(uids.len()), (high as usize).min(uids.len()))
-        };
+    let mut copied = 0;
+    for (start, end) in slices {
+        let start = start.max(copied);
         if start < end {
             out.extend_from_slice(&uids[start..end]);
+            copied = end;
         }
     }
-    out.sort_unstable();
-    out.dedup();
     out
 }
 
@@ -580,6 +609,21 @@ mod tests {
     }
 
     #[test]
+    fn dollar_is_written_out_once_per_token_within_a_bound() {
+        let uids: Vec<u32> = (1..=20_000).collect();
+        let saved: Vec<u32> = (1..=20_000).step_by(2).collect();
+        assert_eq!(substitute_saved(b"a FETCH 1 FLAGS\r\n", &saved, &uids), None);
+        assert_eq!(substitute_saved(b"a UID FETCH $ FLAGS\r\n", &[], &uids), Some(Substituted::Empty));
+        let Some(Substituted::Line(line)) = substitute_saved(b"a UID FETCH $ FLAGS\r\n", &saved, &uids) else {
+            panic!("one $ is written out")
+        };
+        assert!(line.starts_with(b"a UID FETCH 1,3,5,") && line.ends_with(b",19999 FLAGS\r\n"));
+        // Ten thousand fragments are about 60 KB of text; twenty of them pass the bound.
+        let many = format!("a UID SEARCH {}\r\n", vec!["$"; 20].join(" "));
+        assert_eq!(substitute_saved(many.as_bytes(), &saved, &uids), Some(Substituted::TooLong));
+    }
+
+    #[test]
     fn sequence_sets_resolve_against_the_uid_map() {
         let uids = [3, 5, 9, 10];
         let set = |s: &str| SequenceSet::try_from(s).unwrap();
@@ -593,6 +637,13 @@ mod tests {
         assert!(out_of_range(&set("5"), 4) && out_of_range(&set("3:10"), 4) && !out_of_range(&set("4:*"), 4));
         assert!(out_of_range(&set("1:*"), 0), "* names nothing in an empty mailbox");
         assert_eq!(uid_set_text(&[7, 1, 2, 3, 9, 10]), "1:3,7,9:10");
+        assert_eq!(resolve(&set("9,3:5,4,10,1:3"), &uids, true), [3, 5, 9, 10], "overlaps merged, in order");
+        assert_eq!(resolve(&set("2:3,1,4,2"), &uids, false), [3, 5, 9, 10]);
+        // Sixteen thousand copies of the whole mailbox are one copy, made once.
+        let many = vec!["1:*"; 16_000].join(",");
+        let large: Vec<u32> = (1..=10_000).collect();
+        assert_eq!(resolve(&set(&many), &large, true), large);
+        assert_eq!(resolve(&set(&many), &large, false), large);
         assert_eq!(uid_set_text(&[u32::MAX, 4294967294, u32::MAX]), "4294967294:4294967295,4294967295");
     }
 

@@ -548,12 +548,16 @@ impl<S: Store, W: Wire> Session<S, W> {
         {
             let tag = bytes.iter().position(|&b| b == b' ').and_then(|end| Tag::try_from(bytes[..end].to_vec()).ok());
             return match line {
-                None => {
-                    // `$` is empty: the command acts on no message.
+                render::Substituted::Empty => {
                     self.server.enqueue_status(Status::ok(tag, None, "no messages in $").expect("ASCII"));
                     Flow::Continue
                 }
-                Some(line) => {
+                render::Substituted::TooLong => {
+                    self.command_metric("malformed");
+                    self.server.enqueue_status(bad(tag, "the command is too long once $ is written out"));
+                    Flow::Continue
+                }
+                render::Substituted::Line(line) => {
                     // Run it now, in its place among pipelined commands; it may use the extended syntax too.
                     let (extended, line) = match render::rewrite_extended(&line) {
                         Some((extended, rest)) => (Some(extended), rest),

@@ -19,6 +19,9 @@ impl<S: Store, W: Wire> Session<S, W> {
             return bad_charset(tag);
         }
         let Some(selected) = self.state.selected() else { return bad(Some(tag), "select a mailbox first") };
+        if too_many_sets(criteria, selected.uids.len()) {
+            return too_many_sets_refusal(tag);
+        }
         let recent = selected.recent.uids();
         let keys: Vec<pb::SearchKey> =
             criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
@@ -168,6 +171,9 @@ impl<S: Store, W: Wire> Session<S, W> {
         let Some(selected) = self.state.selected() else {
             return Err(bad(Some(tag.clone()), "select a mailbox first"));
         };
+        if too_many_sets(criteria, selected.uids.len()) {
+            return Err(too_many_sets_refusal(tag.clone()));
+        }
         let recent = selected.recent.uids();
         let keys: Vec<pb::SearchKey> =
             criteria.iter().map(|k| render::search_key(k, &selected.uids, &recent)).collect();
@@ -303,6 +309,31 @@ fn found_uid(announced: &[(NonZeroU32, u64)], i: usize, by_uid: bool, uids: &[u3
     if by_uid { number } else { uids.get(number as usize - 1).copied().unwrap_or(number) }
 }
 
+/// Each message-number or UID set among the keys becomes a list of the UIDs it names, as long as the
+/// mailbox at most: past this many UIDs in all (and more than one set), a SEARCH is refused rather than
+/// written out. One set always passes; a 10,000-message mailbox takes 400 sets of `1:*`.
+const MAX_SET_UIDS: usize = 4_000_000;
+
+/// Whether `criteria`'s sets could name more UIDs together than a SEARCH may write out (`1:* 1:* …`
+/// sixteen thousand times fits in one command line and would be sixteen thousand copies of the mailbox).
+fn too_many_sets(criteria: &[SearchKey<'_>], messages: usize) -> bool {
+    fn sets(key: &SearchKey<'_>) -> usize {
+        match key {
+            SearchKey::SequenceSet(_) | SearchKey::Uid(_) => 1,
+            SearchKey::Not(inner) => sets(inner),
+            SearchKey::Or(a, b) => sets(a) + sets(b),
+            SearchKey::And(all) => all.as_ref().iter().map(sets).sum(),
+            _ => 0,
+        }
+    }
+    let count: usize = criteria.iter().map(sets).sum();
+    count > 1 && count.saturating_mul(messages) > MAX_SET_UIDS.max(messages)
+}
+
+fn too_many_sets_refusal(tag: Tag<'static>) -> Status<'static> {
+    no(tag, Some(other_code("LIMIT")), "too many message sets in one search for a mailbox this large")
+}
+
 pub(super) fn has_modseq(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::ModSequence { .. } => true,
@@ -310,5 +341,25 @@ pub(super) fn has_modseq(key: &SearchKey<'_>) -> bool {
         SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
         SearchKey::And(all) => all.as_ref().iter().any(has_modseq),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_types::sequence::SequenceSet;
+
+    fn all() -> SearchKey<'static> {
+        SearchKey::SequenceSet(SequenceSet::try_from("1:*").unwrap())
+    }
+
+    #[test]
+    fn many_sets_over_a_large_mailbox_are_refused_and_one_set_never_is() {
+        assert!(!too_many_sets(&[all()], 50_000_000), "one set is the mailbox's size, whatever it is");
+        assert!(!too_many_sets(&vec![all(); 400], 10_000));
+        assert!(too_many_sets(&vec![all(); 401], 10_000));
+        let nested = SearchKey::Not(Box::new(SearchKey::Or(Box::new(all()), Box::new(all()))));
+        assert!(too_many_sets(&vec![nested; 16_000], 1_000), "sets inside NOT and OR count too");
+        assert!(!too_many_sets(&vec![SearchKey::All; 16_000], 10_000_000), "keys without sets cost nothing here");
     }
 }
