@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// The most items one FETCH may name (RFC 9051 has about twenty kinds; sections and partials add more).
+const MAX_FETCH_ITEMS: usize = 256;
+/// The most body sections (BODY[…], BINARY[…], RFC822, RFC822.HEADER, RFC822.TEXT) one FETCH may name.
+const MAX_FETCH_SECTIONS: usize = 64;
+
+/// Whether `name` asks for octets of the message (a section the store extracts).
+fn is_section(name: &MessageDataItemName<'_>) -> bool {
+    matches!(
+        name,
+        MessageDataItemName::BodyExt { .. }
+            | MessageDataItemName::Rfc822
+            | MessageDataItemName::Rfc822Header
+            | MessageDataItemName::Rfc822Text
+            | MessageDataItemName::Binary { .. }
+            | MessageDataItemName::BinarySize { .. }
+    )
+}
+
 impl<S: Store, W: Wire> Session<S, W> {
     pub(super) async fn fetch(
         &mut self,
@@ -14,7 +32,7 @@ impl<S: Store, W: Wire> Session<S, W> {
         changed_since: Option<u64>,
     ) -> Status<'static> {
         let ids = self.object_ids();
-        let mut names: Vec<MessageDataItemName<'static>> = match names {
+        let names: Vec<MessageDataItemName<'static>> = match names {
             MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
                 vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size]
             }
@@ -33,6 +51,22 @@ impl<S: Store, W: Wire> Session<S, W> {
             ],
             MacroOrMessageDataItemNames::MessageDataItemNames(names) => names.clone(),
         };
+        // An item named twice is answered once; a FETCH of hundreds of items, or dozens of body
+        // sections, is no client's and would multiply each message's reply (a 64 KiB command holds
+        // thousands of `BODY[]`).
+        if names.len() > MAX_FETCH_ITEMS {
+            return bad(Some(tag), "too many items in one FETCH");
+        }
+        let mut unique: Vec<MessageDataItemName<'static>> = Vec::with_capacity(names.len());
+        for name in names {
+            if !unique.contains(&name) {
+                unique.push(name);
+            }
+        }
+        let mut names = unique;
+        if names.iter().filter(|n| is_section(n)).count() > MAX_FETCH_SECTIONS {
+            return bad(Some(tag), "too many body sections in one FETCH");
+        }
         if ids.filler && !by_uid {
             names.retain(|n| *n != MessageDataItemName::Uid);
         }

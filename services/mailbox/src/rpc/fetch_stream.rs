@@ -35,6 +35,23 @@ type Sender = mpsc::Sender<Result<pb::FetchResponse, Status>>;
 /// The caller went away: stop sending.
 struct Gone;
 
+/// Why one message's reply stopped the stream.
+enum Stop {
+    Gone,
+    Refused(Status),
+}
+
+impl From<Gone> for Stop {
+    fn from(_: Gone) -> Self {
+        Stop::Gone
+    }
+}
+
+/// The most octets the sections of one message may add up to, beyond twice the message: BODY[] with
+/// BODY[HEADER] and BODY[TEXT] is about twice, where a FETCH naming overlapping partial ranges of a large
+/// message (`BODY[]<0.n> BODY[]<1.n> …`) would make a copy of it per name, here and in the front end.
+const SECTIONS_SLACK: usize = 1024 * 1024;
+
 impl MailboxService {
     /// Sets \Seen first when the request asks (BODY[] rather than BODY.PEEK[]), then streams the rows.
     pub(super) async fn fetch_stream(&self, request: pb::FetchRequest) -> Result<FetchStream, Status> {
@@ -117,8 +134,10 @@ async fn send_rows(
                 true => Some(preview(pool, row).await?),
                 false => None,
             };
-            if send_message(request, row, &structure, content, preview, sender).await.is_err() {
-                return Ok(());
+            match send_message(request, row, &structure, content, preview, sender).await {
+                Ok(()) => {}
+                Err(Stop::Gone) => return Ok(()),
+                Err(Stop::Refused(status)) => return Err(status),
             }
         }
     }
@@ -163,9 +182,21 @@ async fn send_message(
     content: &[u8],
     preview: Option<String>,
     sender: &Sender,
-) -> Result<(), Gone> {
-    let sections: Vec<Result<Option<Vec<u8>>, UnknownCte>> =
-        request.sections.iter().map(|s| sections::extract_section(content, structure, s)).collect();
+) -> Result<(), Stop> {
+    let budget = content.len().saturating_mul(2).saturating_add(SECTIONS_SLACK);
+    let mut total = 0usize;
+    let mut sections: Vec<Result<Option<Vec<u8>>, UnknownCte>> = Vec::with_capacity(request.sections.len());
+    for section in &request.sections {
+        let extracted = sections::extract_section(content, structure, section);
+        total = total.saturating_add(extracted.as_ref().map_or(0, |data| data.as_ref().map_or(0, Vec::len)));
+        if total > budget {
+            return Err(Stop::Refused(Status::invalid_argument(format!(
+                "the sections asked of message UID {} add up to more than twice its size",
+                row.uid.get()
+            ))));
+        }
+        sections.push(extracted);
+    }
     let meta = pb::FetchedMessage {
         uid: row.uid.get(),
         flags: row.flags.clone(),

@@ -169,6 +169,24 @@ async fn a_large_message_streams_in_chunks_and_a_header_fetch_reads_only_headers
     let headers = fetch(&stack, request).await.unwrap();
     let header = String::from_utf8(headers[0].sections[0].clone().unwrap()).unwrap();
     assert!(header.starts_with("From: Carol") && header.ends_with("+0000\r\n\r\n"), "{header}");
+    // The whole message with its header and text is about twice its size, and passes; overlapping
+    // partial copies of it (one more each time) do not, before anything of the message is sent.
+    let request = |sections: Vec<pb::Section>| pb::FetchRequest {
+        account_id: id,
+        mailbox: "INBOX".into(),
+        uids: vec![1],
+        sections,
+        ..Default::default()
+    };
+    let twice =
+        vec![section(&[], SectionText::Full), section(&[], SectionText::Header), section(&[], SectionText::Text)];
+    assert_eq!(fetch(&stack, request(twice)).await.unwrap()[0].sections[0].as_deref(), Some(big.as_slice()));
+    let copies: Vec<pb::Section> = (0..4)
+        .map(|i| pb::Section { offset: Some(i), length: Some(big.len() as u64), ..section(&[], SectionText::Full) })
+        .collect();
+    let refused = fetch(&stack, request(copies)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("more than twice its size"), "{refused:?}");
     stack.stop().await;
 }
 

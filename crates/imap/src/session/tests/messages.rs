@@ -107,3 +107,31 @@ fn a_waiting_session_lets_go_of_the_buffers_a_large_command_grew() {
     assert!(reply.len() > message.len() && reply.ends_with("f OK FETCH completed\r\n"));
     assert!(client.session.wire().output.capacity() <= KEPT_CAPACITY, "{}", client.session.wire().output.capacity());
 }
+
+/// A FETCH that names an item twice gets it once; one of hundreds of items, or of more than 64 body
+/// sections, is refused before anything is asked of the store (a 64 KiB command holds thousands of
+/// `BODY[]`, each a copy of the message in the reply).
+#[test]
+fn fetch_answers_a_repeated_item_once_and_refuses_hundreds() {
+    let mut client = Client::new();
+    client.store.deliver("INBOX", b"Subject: 1\r\n\r\nbody 1\r\n", &["\\Seen"]);
+    client.select_inbox();
+    assert_eq!(
+        client.send("f1 FETCH 1 (BODY.PEEK[] UID BODY.PEEK[] UID)\r\n"),
+        "* 1 FETCH (BODY[] {22}\r\nSubject: 1\r\n\r\nbody 1\r\n UID 1)\r\nf1 OK FETCH completed\r\n"
+    );
+    let sections: Vec<String> = (0..65).map(|i| format!("BODY.PEEK[]<{i}.5>")).collect();
+    assert_eq!(
+        client.send(&format!("f2 FETCH 1 ({})\r\n", sections.join(" "))),
+        "f2 BAD too many body sections in one FETCH\r\n"
+    );
+    let sixty_four = sections[..64].join(" ");
+    assert!(client.send(&format!("f3 FETCH 1 ({sixty_four})\r\n")).ends_with("f3 OK FETCH completed\r\n"));
+    let items = vec!["FLAGS"; 257].join(" ");
+    assert_eq!(client.send(&format!("f4 FETCH 1 ({items})\r\n")), "f4 BAD too many items in one FETCH\r\n");
+    let repeated = vec!["FLAGS"; 256].join(" ");
+    assert_eq!(
+        client.send(&format!("f5 FETCH 1 ({repeated})\r\n")),
+        "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\nf5 OK FETCH completed\r\n"
+    );
+}
