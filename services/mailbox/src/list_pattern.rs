@@ -5,6 +5,18 @@ use mailbus_address::MailboxName;
 const SEPARATOR: char = MailboxName::SEPARATOR;
 const INBOX: &str = MailboxName::INBOX;
 
+/// The most patterns one LIST may give (RFC 5258 allows a list; clients send one to three).
+pub const MAX_PATTERNS: usize = 64;
+/// The longest pattern, reference included: twice the longest name (a longer one either matches nothing
+/// or repeats wildcards to no effect), where a client could otherwise have every one of its patterns
+/// joined to a reference of tens of kilobytes and matched against every mailbox.
+pub const MAX_PATTERN_LEN: usize = 2 * MailboxName::MAX_LEN;
+
+/// Whether a LIST's reference and patterns are within [`MAX_PATTERNS`] and [`MAX_PATTERN_LEN`].
+pub fn within_limits(reference: &str, patterns: &[String]) -> bool {
+    patterns.len() <= MAX_PATTERNS && patterns.iter().all(|p| reference.len() + p.len() <= MAX_PATTERN_LEN)
+}
+
 /// "*" matches any run of characters, "%" any run without the separator. INBOX matches
 /// case-insensitively, as its name is.
 pub fn matches(pattern: &str, name: &str) -> bool {
@@ -20,8 +32,9 @@ fn glob(pattern: &[u8], name: &[u8], case_insensitive: usize) -> bool {
     // row[j]: pattern[..i] matches name[..j].
     let mut row = vec![false; name.len() + 1];
     row[0] = true;
+    let mut next = vec![false; name.len() + 1];
     for &c in pattern {
-        let mut next = vec![false; name.len() + 1];
+        next.fill(false);
         match c {
             b'*' => {
                 let mut any = false;
@@ -48,7 +61,7 @@ fn glob(pattern: &[u8], name: &[u8], case_insensitive: usize) -> bool {
                 }
             }
         }
-        row = next;
+        std::mem::swap(&mut row, &mut next);
     }
     row[name.len()]
 }
@@ -56,6 +69,16 @@ fn glob(pattern: &[u8], name: &[u8], case_insensitive: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_has_at_most_64_patterns_of_at_most_2048_octets_with_its_reference() {
+        let patterns = |n: usize, len: usize| vec!["*".repeat(len); n];
+        assert!(within_limits("", &patterns(64, 2048)));
+        assert!(!within_limits("", &patterns(65, 1)));
+        assert!(!within_limits("", &patterns(1, 2049)));
+        assert!(!within_limits(&"z".repeat(32 * 1024), &patterns(1, 1)), "the reference counts");
+        assert!(within_limits("Archive/", &patterns(3, 20)));
+    }
 
     #[test]
     fn list_patterns_follow_rfc_9051() {

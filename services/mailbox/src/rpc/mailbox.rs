@@ -193,6 +193,13 @@ impl pb::mailbox_server::Mailbox for MailboxService {
         request: Request<pb::ListMailboxesRequest>,
     ) -> Result<Response<pb::ListMailboxesResponse>, Status> {
         let r = request.into_inner();
+        if !crate::list_pattern::within_limits(&r.reference, &r.patterns) {
+            return Err(Status::invalid_argument(format!(
+                "at most {} patterns of at most {} octets each, the reference included",
+                crate::list_pattern::MAX_PATTERNS,
+                crate::list_pattern::MAX_PATTERN_LEN
+            )));
+        }
         let query = ListQuery {
             reference: r.reference,
             patterns: r.patterns,

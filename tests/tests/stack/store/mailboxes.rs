@@ -72,6 +72,21 @@ async fn a_new_account_has_inbox_and_the_special_use_set_and_list_patterns_selec
     };
     let special = stack.mailbox().await.list_mailboxes(special).await.unwrap().into_inner().mailboxes;
     assert_eq!(names(&special), ["Archive", "Drafts", "Junk", "Sent", "Trash"]);
+    // A LIST joins its reference to each of its patterns: 64 patterns of at most 2,048 octets with it.
+    let listing = |reference: String, patterns: Vec<String>| pb::ListMailboxesRequest {
+        account_id: id,
+        reference,
+        patterns,
+        ..Default::default()
+    };
+    let sixty_four = listing(String::new(), vec!["%".into(); 64]);
+    assert_eq!(stack.mailbox().await.list_mailboxes(sixty_four).await.unwrap().into_inner().mailboxes.len(), 7);
+    for (reference, patterns) in
+        [(String::new(), vec!["%".to_owned(); 65]), ("z".repeat(32 * 1024), vec!["a".to_owned(); 2])]
+    {
+        let refused = stack.mailbox().await.list_mailboxes(listing(reference, patterns)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
 
     assert_eq!(create(&stack, id, "Work/2026").await.unwrap_err().code(), Code::AlreadyExists);
     assert_eq!(create(&stack, id, "inbox").await.unwrap_err().code(), Code::AlreadyExists);
