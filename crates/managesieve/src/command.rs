@@ -78,13 +78,16 @@ enum Framing {
 }
 
 /// Splits input into [`Line`]s. It keeps the tokens of a line while its literals arrive, and no more than
-/// [`MAX_LINE`] plus one literal, under `max_literal`, of any client's bytes.
+/// [`MAX_LINE`] of text plus `max_literal` of literals, all of a line's literals together (PUTSCRIPT's
+/// name and script fit; a line that goes on with literal after literal does not), of any client's bytes.
 #[derive(Debug)]
 pub struct CommandDecoder {
     framing: Framing,
     tokens: Vec<Token>,
     /// Octets of the current line's text so far (not its literals), against [`MAX_LINE`].
     text_len: usize,
+    /// Octets of the current line's literals so far, against `max_literal`.
+    literals_len: usize,
     max_literal: usize,
 }
 
@@ -96,7 +99,7 @@ impl Default for CommandDecoder {
 
 impl CommandDecoder {
     pub fn new(max_literal: usize) -> Self {
-        CommandDecoder { framing: Framing::Text, tokens: Vec::new(), text_len: 0, max_literal }
+        CommandDecoder { framing: Framing::Text, tokens: Vec::new(), text_len: 0, literals_len: 0, max_literal }
     }
 
     /// After login, scripts come as literals: the limit becomes the largest script we would store.
@@ -153,6 +156,7 @@ impl CommandDecoder {
         self.framing = Framing::Text;
         self.tokens.clear();
         self.text_len = 0;
+        self.literals_len = 0;
     }
 
     /// A piece of line text up to its LF: the end of the line, or a literal header.
@@ -183,7 +187,7 @@ impl CommandDecoder {
                 self.reset();
                 Decode::Item { item: Line { tokens }, consumed }
             }
-            Ok(Some(size)) if size > self.max_literal => {
+            Ok(Some(size)) if size > self.max_literal.saturating_sub(self.literals_len) => {
                 self.tokens.clear();
                 // `size` is at least 1 here, so the skip ends.
                 self.framing = Framing::SkipLiteral { left: size };
@@ -195,6 +199,7 @@ impl CommandDecoder {
             }
             Ok(Some(size)) => {
                 // Grows as the octets come, so a client that announces more than it sends holds nothing.
+                self.literals_len += size;
                 self.framing = Framing::Literal { left: size, data: Vec::new() };
                 Decode::Skip { consumed }
             }
@@ -514,6 +519,31 @@ mod tests {
         input.extend_from_slice(b" trailing\r\nNOOP\r\n");
         let got = lines(&input);
         assert_eq!(got, vec![Err(CommandError::LiteralTooLarge), Ok(Line { tokens: vec![atom("NOOP")] })]);
+    }
+
+    /// Literals count together: a line that goes on with literal after literal, each under the limit,
+    /// is refused once they pass it in all (8 KiB before login: two of 5,000 octets are too many).
+    #[test]
+    fn a_line_whose_literals_together_pass_the_limit_is_skipped() {
+        let mut input = b"PUTSCRIPT {5000+}\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5000));
+        input.extend_from_slice(b" {5000+}\r\n");
+        input.extend(std::iter::repeat_n(b'y', 5000));
+        input.extend_from_slice(b"\r\nNOOP\r\nPUTSCRIPT {3000+}\r\n");
+        input.extend(std::iter::repeat_n(b'z', 3000));
+        input.extend_from_slice(b" {3000+}\r\n");
+        input.extend(std::iter::repeat_n(b'z', 3000));
+        input.extend_from_slice(b"\r\n");
+        let got = lines(&input);
+        let z = "z".repeat(3000);
+        assert_eq!(
+            got,
+            vec![
+                Err(CommandError::LiteralTooLarge),
+                Ok(Line { tokens: vec![atom("NOOP")] }),
+                Ok(Line { tokens: vec![atom("PUTSCRIPT"), string(&z), string(&z)] }),
+            ]
+        );
     }
 
     #[test]
