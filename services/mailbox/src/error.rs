@@ -105,6 +105,12 @@ impl From<sqlx::Error> for MailboxError {
         {
             return MailboxError::InvalidArgument(format!("value refused by {}", db.constraint().unwrap_or("a check")));
         }
+        // query_canceled: a statement ran past the `statement_timeout` its caller set (a search does).
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("57014")
+        {
+            return MailboxError::FailedPrecondition("it took longer than it may; ask for less".into());
+        }
         MailboxError::Database(error)
     }
 }

@@ -78,6 +78,9 @@ const SORTING_COLUMNS: &str = ", m.structure, m.size";
 /// field is missing or unreadable.
 const SENT_COLUMN: &str = ", extract(epoch FROM coalesce(m.sent_at, m.internal_date))::bigint AS sent_unix";
 
+/// How long one search may run: the callers' deadline (beyond it nobody waits for the answer).
+pub const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
 /// (RFC 7162 §3.1.5); 0 when none match.
 pub async fn search(
@@ -106,12 +109,20 @@ pub async fn search(
     query.push_bind(id.get()).push(" AND ");
     condition(&mut query, key, 0)?;
     query.push(" ORDER BY e.uid");
-    let matches: Vec<Match> = query.build_query_as().fetch_all(pool).await?;
+    // A search is bounded in time: thousands of `NOT BODY zq` over large messages would otherwise hold
+    // a pool connection (and a CPU of the database) long after the caller stopped waiting.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}s", SEARCH_TIMEOUT.as_secs()))
+        .execute(&mut *tx)
+        .await?;
+    let matches: Vec<Match> = query.build_query_as().fetch_all(&mut *tx).await?;
     let mailbox_modseq: i64 = sqlx::query_scalar("SELECT highestmodseq FROM mailboxes WHERE id = $1")
         .bind(id.get())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?
         .unwrap_or(0);
+    tx.commit().await?;
     Ok(Found {
         highest_modseq: matches.iter().map(|m| m.modseq as u64).max().unwrap_or(0),
         modseqs: matches.iter().map(|m| m.modseq as u64).collect(),
