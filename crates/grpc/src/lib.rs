@@ -126,8 +126,19 @@ pub(crate) fn replica_endpoint(addr: std::net::SocketAddr) -> Endpoint {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
+        // All calls to one replica share one HTTP/2 connection, whose window is given back only as the
+        // caller reads. A reply the caller stops reading (its own client reads a 20 MB FETCH or download
+        // slowly) holds at most its stream's window; the connection's is large enough that a few hundred
+        // such replies, not three, would hold up every other call to that replica.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true)
 }
+
+/// Each call's HTTP/2 flow-control window (as hyper's default): what a stalled reply may hold buffered.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// The connection's window: 512 stalled replies' worth.
+const CONNECTION_WINDOW: u32 = 512 * STREAM_WINDOW;
 
 /// Whether the server behind `channel` reports `SERVING` for `service` (the empty name asks about the
 /// server as a whole), within five seconds. Roles use it for their own readiness.

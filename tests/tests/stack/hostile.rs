@@ -3,6 +3,7 @@
 //! that dribbles bytes is closed at the login deadline; failed logins are counted across sessions and
 //! protocols, so reconnecting does not reset them. The load and memory test with thousands of connections
 //! is in `flood.rs`. A TLS handshake that never starts is let go at one limit, whatever the protocol.
+//! Sessions that stop reading big replies hold up nobody else's calls to the mailbox role.
 
 use mailbus_tests::TestStack;
 use mailbus_tests::raw::RawClient;
@@ -287,4 +288,47 @@ async fn a_handshake_that_never_starts_is_let_go_at_the_one_tls_limit_on_every_p
     sieve.send(b"STARTTLS\r\n").await;
     assert!(sieve.line().await.expect("a go-ahead").starts_with("OK"));
     assert_eq!(sieve.line().await, None, "ManageSieve STARTTLS without a handshake was kept");
+}
+
+/// Every IMAP session of an access process reaches a mailbox replica over one HTTP/2 connection, whose
+/// flow-control window comes back only as replies are read. Sessions that ask for big messages and then
+/// stop reading leave their replies unread; that must not hold up another user's FETCH (with hyper's
+/// default window, three such sessions did, until the 60-second call timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_that_stop_reading_big_fetches_hold_up_nobody_else() {
+    let stack = TestStack::start().await;
+    let hoarder = stack.add_account("hoarder@example.org", "pw").await;
+    let neighbour = stack.add_account("neighbour@example.org", "pw").await;
+    let big = {
+        let mut message = b"From: <a@example.net>\r\nSubject: big\r\n\r\n".to_vec();
+        message.extend(b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n".repeat(160_000));
+        message
+    };
+    for _ in 0..2 {
+        crate::store::append(&stack, hoarder, "INBOX", &[], None, &big).await.expect("a big message stored");
+    }
+    crate::store::append(&stack, neighbour, "INBOX", &[], None, &crate::message("neighbour", "small"))
+        .await
+        .expect("a small message stored");
+    let mut stalled = Vec::new();
+    for i in 0..6 {
+        let mut client = imap(ATTACKER, &stack).await;
+        assert!(imap_login(&mut client, "l", "hoarder@example.org", "pw").await.starts_with("l OK"));
+        client.send(b"s SELECT INBOX\r\n").await;
+        assert!(client.line_starting("s ").await.expect("SELECT answered").starts_with("s OK"));
+        // Asks for both (about 23 MB) and reads none of it.
+        client.send(format!("f{i} FETCH 1:2 BODY.PEEK[]\r\n").as_bytes()).await;
+        stalled.push(client);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut other = imap(NEIGHBOUR, &stack).await;
+    assert!(imap_login(&mut other, "l", "neighbour@example.org", "pw").await.starts_with("l OK"));
+    other.send(b"s SELECT INBOX\r\nf FETCH 1 BODY.PEEK[]\r\n").await;
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(15), other.line_starting("f ")).await;
+    assert_eq!(
+        answered.expect("the neighbour's FETCH is answered while the hoarder's replies wait").as_deref(),
+        Some("f OK FETCH completed")
+    );
+    drop(stalled);
+    stack.stop().await;
 }
