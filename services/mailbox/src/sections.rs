@@ -116,6 +116,8 @@ fn partial(data: &[u8], offset: Option<u64>, length: Option<u64>) -> &[u8] {
 /// The header fields named (or, with `keep` false, those not named), in their order, each with its
 /// continuation lines, followed by the blank line that ends a header.
 fn fields(header: &[u8], names: &[String], keep: bool) -> Vec<u8> {
+    // Looked up, not scanned: a client may name thousands of fields, and a header may have as many lines.
+    let names: std::collections::HashSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
     let mut out = Vec::with_capacity(header.len().min(4096));
     let mut taking = false;
     let mut rest = header;
@@ -129,7 +131,7 @@ fn fields(header: &[u8], names: &[String], keep: bool) -> Vec<u8> {
         if !matches!(line.first(), Some(b' ' | b'\t')) {
             let name = line.split(|&b| b == b':').next().unwrap_or_default();
             let name = String::from_utf8_lossy(name);
-            let named = names.iter().any(|n| n.eq_ignore_ascii_case(name.trim_end()));
+            let named = names.contains(&name.trim_end().to_ascii_lowercase());
             taking = named == keep;
         }
         if taking {

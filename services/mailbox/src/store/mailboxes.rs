@@ -406,7 +406,11 @@ fn listing(
                 name: name.clone(),
                 exists: existing.contains_key(name),
                 subscribed: subscribed.contains(name),
-                has_children: existing.keys().any(|other| other.starts_with(&prefix)),
+                // The first name after the prefix in order is a child if any is.
+                has_children: existing
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(other, _)| other.starts_with(&prefix)),
                 status: statuses.remove(name),
                 special_use,
                 child_subscribed: with_subscribed_child.contains(name.as_str()),
