@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value, json};
@@ -37,30 +37,31 @@ pub struct Request {
     pub created_ids: Option<HashMap<String, String>>,
 }
 
-/// Requests in progress per account, in this process (`maxConcurrentRequests`).
+/// Requests in progress per account, in this process (`maxConcurrentRequests`). A slot is owned (it
+/// can travel with a response body that is still being sent) and frees itself when dropped.
 #[derive(Default)]
-pub struct Concurrency(Mutex<HashMap<i64, usize>>);
+pub struct Concurrency(Arc<Mutex<HashMap<i64, usize>>>);
 
-pub struct Slot<'a> {
-    concurrency: &'a Concurrency,
+pub struct Slot {
+    map: Arc<Mutex<HashMap<i64, usize>>>,
     account: i64,
 }
 
 impl Concurrency {
-    pub fn enter(&self, account: i64, max: usize) -> Option<Slot<'_>> {
+    pub fn enter(&self, account: i64, max: usize) -> Option<Slot> {
         let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = map.entry(account).or_insert(0);
         if *count >= max {
             return None;
         }
         *count += 1;
-        Some(Slot { concurrency: self, account })
+        Some(Slot { map: self.0.clone(), account })
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.concurrency.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = map.get_mut(&self.account) {
             *count -= 1;
             if *count == 0 {
@@ -70,25 +71,33 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// How long a request's body may take to arrive, once its headers have: 10 MB (the default
+/// maxSizeRequest) at about 85 KB/s.
+const BODY_WAIT: Duration = Duration::from_secs(120);
+
 pub async fn api(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, Problem> {
+    // The body is read only after the caller is known and has one of its account's request slots, and
+    // within BODY_WAIT: before, anyone could have the server hold maxSizeRequest per connection, sent a
+    // byte at a time, without logging in.
     let account = crate::webmail::guard::authenticate_change(&app, &headers, peer.ip()).await?;
-    // RFC 8620 §3.6.1: over maxSizeRequest is a `limit` problem; axum's body limit says so by refusing.
-    let body = body.map_err(|_| Problem::limit("maxSizeRequest", StatusCode::PAYLOAD_TOO_LARGE))?;
-    if body.len() > app.limits.max_size_request {
-        return Err(Problem::limit("maxSizeRequest", StatusCode::PAYLOAD_TOO_LARGE));
-    }
     if !is_json(&headers) {
         return Err(Problem::not_json("the request's Content-Type must be application/json"));
     }
-    let request = parse(&body)?;
     let Some(_slot) = app.concurrency.enter(account.id, MAX_CONCURRENT_REQUESTS) else {
         return Err(Problem::limit("maxConcurrentRequests", StatusCode::BAD_REQUEST));
     };
+    // RFC 8620 §3.6.1: over maxSizeRequest is a `limit` problem.
+    let body = match tokio::time::timeout(BODY_WAIT, axum::body::to_bytes(body, app.limits.max_size_request)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(Problem::limit("maxSizeRequest", StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(_) => return Err(Problem::timeout(BODY_WAIT)),
+    };
+    let request = parse(&body)?;
     let response = run(&app, &account, peer.ip(), request).await?;
     Ok(Json(response))
 }

@@ -165,6 +165,10 @@ pub async fn download(
     if account_id != account.jmap_id() {
         return Err(Problem::not_found("no such blob"));
     }
+    // Held until the body is sent or its reader goes away.
+    let Some(slot) = app.downloads.enter(account.id, crate::MAX_CONCURRENT_DOWNLOADS) else {
+        return Err(Problem::too_many_downloads());
+    };
     let request = pb::BlobDownload { account_id: account.id, blob_id };
     let mut stream = match app.jmap.clone().download(request).await {
         Ok(stream) => stream.into_inner(),
@@ -183,7 +187,8 @@ pub async fn download(
         .and_then(sanitise_type)
         .or_else(|| sanitise_type(&info.media_type))
         .unwrap_or_else(|| "application/octet-stream".to_owned());
-    let body = stream.filter_map(|chunk| {
+    let body = stream.filter_map(move |chunk| {
+        let _sending = &slot;
         std::future::ready(match chunk {
             Ok(pb::BlobChunk { part: Some(blob_chunk::Part::Chunk(data)) }) => Some(Ok(Bytes::from(data))),
             Ok(_) => None,

@@ -92,6 +92,10 @@ pub const MAX_OBJECTS_IN_SET: usize = 500;
 /// RFC 8620 §2: `maxConcurrentUpload` and `maxConcurrentRequests`, per account and process.
 pub const MAX_CONCURRENT_UPLOAD: usize = 4;
 pub const MAX_CONCURRENT_REQUESTS: usize = 4;
+/// Downloads being sent per account and process. A download holds its blob in the mailbox role and,
+/// while its reader is slow, part of the one HTTP/2 connection's window to that replica: a browser
+/// opening a message's images stays far below this, a client that opens hundreds and reads none does not.
+pub const MAX_CONCURRENT_DOWNLOADS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -149,6 +153,8 @@ pub(crate) struct App {
     pub submission_limits: SubmissionLimits,
     pub metrics: metrics::Metrics,
     pub concurrency: api::Concurrency,
+    /// Downloads being sent, per account (`MAX_CONCURRENT_DOWNLOADS`).
+    pub downloads: api::Concurrency,
     /// Emails' sanitised documents, recently opened.
     pub rendered: webmail::rendered::RenderCache,
     pub shutdown: CancellationToken,
@@ -215,6 +221,7 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         submission_limits,
         metrics: metrics::Metrics::default(),
         concurrency: api::Concurrency::default(),
+        downloads: api::Concurrency::default(),
         rendered: webmail::rendered::RenderCache::default(),
         shutdown: CancellationToken::new(),
     });

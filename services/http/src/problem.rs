@@ -72,6 +72,20 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "about:blank", detail)
     }
 
+    /// 429 (RFC 6585): the account has `MAX_CONCURRENT_DOWNLOADS` downloads being sent already.
+    pub fn too_many_downloads() -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "about:blank", "too many downloads at once for this account")
+    }
+
+    /// 408: the request's body did not arrive in time.
+    pub fn timeout(wait: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "about:blank",
+            format!("the request's body did not arrive within {} s", wait.as_secs()),
+        )
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "about:blank", detail)
     }

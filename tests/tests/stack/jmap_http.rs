@@ -385,3 +385,54 @@ async fn jmap_http_vacation_response_get_and_set() {
     assert_eq!(without["methodResponses"][0][1]["type"], "unknownMethod", "{without}");
     stack.stop().await;
 }
+
+/// What an API request's body costs the server is bounded before the caller is known: a request that
+/// announces ten megabytes and sends none of them is answered 401 at once, not held while it trickles.
+/// Downloads that nobody reads hold their account's download slots (32), not the server: the 33rd
+/// waits for one with 429, and a slot is free again once its reader goes away.
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_http_bodies_wait_for_login_and_downloads_are_capped_per_account() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = TestStack::start().await;
+    let id = stack.add_account("ivy@example.org", "secret").await;
+    let addr = stack.http_addr();
+    let ivy = basic("ivy@example.org", "secret");
+
+    let mut stranger = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stranger
+        .write_all(b"POST /jmap/api HTTP/1.1\r\nHost: mail\r\nContent-Type: application/json\r\nContent-Length: 9999999\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stranger.read(&mut answer))
+        .await
+        .expect("answered before the body arrives")
+        .unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 401"), "{:?}", String::from_utf8_lossy(&answer[..read]));
+
+    let file = mailbus_tests::infra::scratch_dir().join(format!("big-blob-{id}"));
+    std::fs::write(&file, vec![b'x'; 24 * 1024 * 1024]).unwrap();
+    let data = format!("@{}", file.display());
+    let path = format!("/jmap/upload/a{id}/");
+    let uploaded =
+        curl(addr, &path, &["-H", &ivy, "-H", "Content-Type: application/octet-stream", "--data-binary", &data]).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    let blob = uploaded.json()["blobId"].as_str().unwrap().to_owned();
+    let download = format!("/jmap/download/a{id}/{blob}/big.bin");
+    let mut readers = Vec::new();
+    for _ in 0..32 {
+        let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {download} HTTP/1.1\r\nHost: mail\r\n{ivy}\r\n\r\n");
+        reader.write_all(request.as_bytes()).await.unwrap();
+        readers.push(reader);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(curl(addr, &download, &["-H", &ivy]).await.status, 429, "the 33rd download at once");
+    drop(readers);
+    mailbus_tests::wait_until(std::time::Duration::from_secs(20), "the slots are free again", async || {
+        curl(addr, &download, &["-H", &ivy]).await.status == 200
+    })
+    .await;
+    std::fs::remove_file(&file).unwrap();
+    stack.stop().await;
+}
