@@ -69,10 +69,12 @@ impl VacationReply {
     /// both the caller's (this crate has no clock).
     pub fn to_message(&self, date: &str, message_id: &str) -> String {
         let mut out = String::new();
+        // Every value is one line: a subject decoded from RFC 2047 (or a script's variable) may hold CR
+        // or LF, which would start a header or the body of a reply we sign, chosen by the sender.
         let mut header = |name: &str, value: &str| {
             out.push_str(name);
             out.push_str(": ");
-            out.push_str(value);
+            out.extend(value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
             out.push_str("\r\n");
         };
         header("From", &self.from);

@@ -106,8 +106,10 @@ pub(crate) fn default_handle(command: &VacationCommand) -> String {
 
 /// RFC 2047 Q-encoding for a subject that is not plain ASCII, in words short enough for one line.
 pub(crate) fn encode_subject(subject: &str) -> String {
+    // Control characters (CR and LF above all, which an encoded word may decode to) become spaces.
+    let subject: String = subject.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if subject.is_ascii() && !subject.contains("=?") {
-        return subject.to_owned();
+        return subject;
     }
     let mut words = Vec::new();
     let mut word = String::new();

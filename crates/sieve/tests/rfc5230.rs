@@ -291,3 +291,24 @@ fn a_second_vacation_is_an_error() {
     assert!(outcome.error.is_some());
     assert_eq!(outcome.actions, [keep()]);
 }
+
+/// A subject that decodes (RFC 2047) to CR LF and more header fields, or a script's variable holding
+/// one, stays one line in the reply: the sender does not get to write headers or a body into a reply
+/// we send and sign.
+#[test]
+fn a_decoded_subject_with_line_breaks_stays_one_header_line() {
+    let message = "From: friend@example.net\nTo: me@example.com\nSubject: =?utf-8?b?aGkNCkJjYzogdmljdGltQGV4YW1wbGUub3JnDQoNCmJ1eSBub3c=?=\n\nhello\n";
+    for script in [
+        r#"require "vacation"; vacation "away";"#,
+        r#"require ["vacation", "variables"]; if header :matches "subject" "*" { vacation :subject "Re: ${1}" "away"; }"#,
+    ] {
+        let outcome = run(script, message);
+        let Some(Action::Vacation(reply)) = outcome.first() else { panic!("{outcome:?}") };
+        let text = reply.to_message("Tue, 10 Nov 2009 18:35:00 +0100", "<r@example.com>");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a header and a body");
+        assert!(!head.contains("\r\nBcc:"), "{text}");
+        assert_eq!(head.lines().filter(|l| l.starts_with("Subject:")).count(), 1, "{text}");
+        assert!(head.contains("Subject: ") && head.contains("Bcc: victim@example.org"), "{text}");
+        assert_eq!(body, "away\r\n", "{text}");
+    }
+}
