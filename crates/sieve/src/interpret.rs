@@ -120,7 +120,7 @@ impl Run<'_, '_> {
             }
             Command::Flags { change, variable, flags } => self.change_flags(*change, variable.as_deref(), flags),
             Command::Set { name, value, modifiers } => {
-                let value = variables::modify(self.expand(value), modifiers);
+                let value = variables::bounded(variables::modify(self.expand(value), modifiers));
                 self.variables.insert(name.clone(), value);
             }
             Command::Vacation(command) => self.vacation(command)?,

@@ -8,8 +8,26 @@ use crate::script::Modifier;
 /// Variables by lower-case name (RFC 5229 §3: names are case-insensitive).
 pub(crate) type Variables = HashMap<String, String>;
 
+/// The longest a variable's value or an expanded string may be (RFC 5229 §3 asks for at least 4,000
+/// octets; Dovecot's default is 4 KiB). Longer is cut at a character boundary, as Dovecot does: without
+/// a bound, `set "a" "${a}${a}…"` a dozen times grows a value past the memory of the delivering process.
+pub(crate) const MAX_VALUE: usize = 64 * 1024;
+
+/// `value` cut to at most [`MAX_VALUE`] octets, at a character boundary.
+pub(crate) fn bounded(mut value: String) -> String {
+    if value.len() > MAX_VALUE {
+        let mut end = MAX_VALUE;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+    }
+    value
+}
+
 /// Replaces each `${name}` and `${n}`; an unknown variable is the empty string, and text that is
-/// not a reference (`${` without a valid name and `}`) stays as written (RFC 5229 §3).
+/// not a reference (`${` without a valid name and `}`) stays as written (RFC 5229 §3). The result is
+/// cut at [`MAX_VALUE`].
 pub(crate) fn expand(text: &str, variables: &Variables, matched: &[String]) -> String {
     if !text.contains("${") {
         return text.to_owned();
@@ -17,6 +35,9 @@ pub(crate) fn expand(text: &str, variables: &Variables, matched: &[String]) -> S
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
+        if out.len() > MAX_VALUE {
+            return bounded(out);
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         match after.find('}').map(|end| (&after[..end], end)) {
@@ -36,7 +57,7 @@ pub(crate) fn expand(text: &str, variables: &Variables, matched: &[String]) -> S
         }
     }
     out.push_str(rest);
-    out
+    bounded(out)
 }
 
 fn is_reference(name: &str) -> bool {
@@ -135,6 +156,15 @@ pub(crate) fn decode_encoded_characters(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_cut_at_64_kib_on_a_character_boundary() {
+        assert_eq!(bounded("é".repeat(40_000)).len(), MAX_VALUE);
+        assert_eq!(bounded(format!("x{}", "é".repeat(40_000))).len(), MAX_VALUE - 1, "é straddles the end");
+        assert_eq!(bounded("short".into()), "short");
+        let variables = Variables::from([("a".to_owned(), "ab".repeat(30_000))]);
+        assert_eq!(expand("${a}${a}${a}", &variables, &[]).len(), MAX_VALUE);
+    }
 
     #[test]
     fn references_expand_and_non_references_stay() {

@@ -277,3 +277,16 @@ if mailboxexists "Partners" {
         [Action::FileInto { mailbox: "INBOX.folder".into(), flags: Vec::new(), create: true }]
     );
 }
+
+/// A value that grows eightfold thirteen times (a terabyte unbounded) is cut at 64 KiB and the run goes
+/// on: a user's script cannot exhaust the memory of the delivering process.
+#[test]
+fn variables_grow_no_further_than_64_kib() {
+    let mut script = String::from("require [\"variables\", \"fileinto\"];\nset \"a\" \"0123456789\";\n");
+    for _ in 0..13 {
+        script.push_str("set \"a\" \"${a}${a}${a}${a}${a}${a}${a}${a}\";\n");
+    }
+    script.push_str("set :length \"n\" \"${a}\";\nif string :is \"${n}\" \"65536\" { fileinto \"bounded\"; }\n");
+    let actions = run(&script, "From: a@example.net\nSubject: x\n\nhi\n");
+    assert!(format!("{actions:?}").contains("bounded"), "{actions:?}");
+}
