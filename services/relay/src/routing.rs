@@ -107,7 +107,8 @@ impl Router {
                     return Err(NoRoute::NullMx);
                 }
                 mx.sort();
-                Ok(mx.into_iter().map(|(_, host)| Hop { host, port: 25 }).collect())
+                mx.dedup_by(|a, b| a.1.eq_ignore_ascii_case(&b.1));
+                Ok(best_hops(mx))
             }
             Err(error) if error.is_nx_domain() => Err(NoRoute::NoSuchDomain),
             // RFC 5321 §5.1: no MX records, so the domain itself is the host.
@@ -117,9 +118,28 @@ impl Router {
     }
 }
 
+/// The most MX hosts one attempt tries (Postfix's `smtp_mx_address_limit` is 5 addresses): a domain
+/// that publishes hundreds of unreachable exchangers would otherwise hold a relay slot for hours, each
+/// host waiting out its timeouts.
+pub const MAX_MX_HOSTS: usize = 5;
+
+/// The best [`MAX_MX_HOSTS`] of `mx`, sorted by preference, as hops on port 25.
+fn best_hops(mx: Vec<(u16, String)>) -> Vec<Hop> {
+    mx.into_iter().take(MAX_MX_HOSTS).map(|(_, host)| Hop { host, port: 25 }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_five_exchangers_are_tried_best_first() {
+        let mx: Vec<(u16, String)> = (0..100).map(|i| (i, format!("mx{i}.example"))).collect();
+        let hops = best_hops(mx);
+        assert_eq!(hops.len(), MAX_MX_HOSTS);
+        assert_eq!(hops[0], Hop { host: "mx0.example".into(), port: 25 });
+        assert_eq!(hops[4].host, "mx4.example");
+    }
 
     #[test]
     fn transport_maps_parse_and_fall_back_to_the_wildcard() {
