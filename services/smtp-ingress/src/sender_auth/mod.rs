@@ -102,6 +102,12 @@ fn domain_of(address: &str) -> &str {
     address.rsplit_once('@').map_or(address, |(_, domain)| domain)
 }
 
+/// Letters (any script), digits, `-` and `.`: a domain that can stand as an `Authentication-Results`
+/// property value as it is.
+fn is_plain_domain(domain: &str) -> bool {
+    !domain.is_empty() && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+}
+
 /// What to do with a message after its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -231,7 +237,12 @@ impl Verifier {
             let domain = domain_of(message.from()).to_owned();
             let mut extra = String::from(";\r\n\tdkim=temperror (timed out)");
             if self.policy.dmarc.is_on() {
-                extra.push_str(&format!(";\r\n\tdmarc=temperror (timed out) header.from={domain}"));
+                extra.push_str(";\r\n\tdmarc=temperror (timed out)");
+                // The From domain is the sender's text: written only when it is a plain domain, never
+                // `x; dkim=pass header.d=bank.example` from inside a `<…>` (RFC 8601 §2.2's pvalue).
+                if is_plain_domain(&domain) {
+                    extra.push_str(&format!(" header.from={domain}"));
+                }
             }
             let decision = match self.policy.dmarc {
                 Enforcement::Enforce => Decision::Defer { domain },

@@ -493,3 +493,11 @@ async fn arc_keeps_the_original_results_of_a_forwarded_message_that_broke_its_dk
     let findings = verify(&verifier, "bounce@lists.example", &tampered).await;
     assert_eq!(result_of(&findings.header, "arc"), "fail", "{}", findings.header);
 }
+
+#[test]
+fn only_a_plain_from_domain_is_written_into_authentication_results() {
+    assert!(super::is_plain_domain("bank.example") && super::is_plain_domain("bücher.example"));
+    for forged in ["x; dkim=pass header.d=bank.example", "a b", "x\r\nX-Evil: 1", "", "x(comment)"] {
+        assert!(!super::is_plain_domain(forged), "{forged:?}");
+    }
+}
