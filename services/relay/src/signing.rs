@@ -178,6 +178,9 @@ impl DomainKeys {
     }
 }
 
+/// The most header-field lookups verifying an ARC chain may make (as smtp-ingress bounds DKIM and ARC).
+const MAX_SIGNED_FIELD_LOOKUPS: usize = 20_000_000;
+
 /// What ARC-seals the copies an alias forwards (RFC 8617 §5.1, as OpenARC after Postfix's virtual alias
 /// expansion, or Stalwart's `arc.seal`): our authserv-id, whose `Authentication-Results` the AAR
 /// repeats, and a verifier for a chain the message brought with it, whose result the new seal's `cv=`
@@ -204,6 +207,12 @@ impl Sealer {
     /// (i=1, cv=none); one with a chain has it verified first, so the seal says what we found.
     pub async fn seal(&self, keys: &DomainKeys, message: &[u8]) -> Vec<u8> {
         let Some(parsed) = AuthenticatedMessage::parse(message) else { return Vec::new() };
+        // Verifying an ARC message signature scans the header section once per field it names: past
+        // this many lookups (a crafted `h=` of a million names) the chain is not verified nor sealed.
+        let lookups = parsed.ams_headers.iter().map(|s| s.header.h.len()).sum::<usize>();
+        if lookups.saturating_mul(parsed.headers.len()) > MAX_SIGNED_FIELD_LOOKUPS {
+            return Vec::new();
+        }
         let chain = if parsed.as_headers.is_empty() && parsed.ams_headers.is_empty() {
             ArcOutput::default()
         } else {

@@ -501,3 +501,21 @@ fn only_a_plain_from_domain_is_written_into_authentication_results() {
         assert!(!super::is_plain_domain(forged), "{forged:?}");
     }
 }
+
+/// A DKIM-Signature naming a hundred thousand fields over a few hundred header fields is past what
+/// verification may cost, and the message is accepted unchecked (saying so); real mail is far below.
+#[test]
+fn a_signature_naming_too_many_fields_is_not_verified() {
+    let mut raw = format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=x.example; s=s; t=1; h={}from; bh=AAAA; b=AAAA\r\n",
+        "x-a:".repeat(100_000)
+    );
+    raw.push_str(&"X-A: 1\r\n".repeat(300));
+    raw.push_str("From: a@x.example\r\nSubject: s\r\n\r\nbody\r\n");
+    let crafted = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
+    assert!(super::signed_field_lookups(&crafted) > super::MAX_SIGNED_FIELD_LOOKUPS);
+    let plain = "DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=s; h=from:to:subject:date; bh=AAAA; b=AAAA\r\n\
+                 From: a@x.example\r\nTo: b@y.example\r\nSubject: s\r\n\r\nbody\r\n";
+    let plain = AuthenticatedMessage::parse(plain.as_bytes()).unwrap();
+    assert!(super::signed_field_lookups(&plain) > 0 && super::signed_field_lookups(&plain) < 100);
+}
