@@ -459,6 +459,12 @@ impl Deliverer {
                 pb::FollowUpKind::Redirect => envelope.body_type,
                 _ => pb::BodyType::EightBitMime.into(),
             },
+            // A redirect is the original's, who sent it included (as an alias's forwarded copy is): so it
+            // is not taken for mail we wrote and DKIM-signed in the name of whatever its From says.
+            client: match follow_up.kind() {
+                pb::FollowUpKind::Redirect => envelope.client.clone(),
+                _ => None,
+            },
             ..Default::default()
         };
         self.queue.enqueue(&new, &content, &queue_id).await?;

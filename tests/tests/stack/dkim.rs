@@ -191,3 +191,35 @@ async fn an_8bit_message_is_signed_after_its_downgrade_for_a_7bit_peer_and_bad_r
     assert_eq!(selectors(&verdicts), [("ed", "ed25519-sha256", true)], "{verdicts:?}");
     stack.stop().await;
 }
+
+/// A Sieve redirect carries the original's sender and client, as an alias's forwarded copy does: a
+/// null-sender message from port 25 whose From claims our domain is passed on unsigned, where it used
+/// to be taken for a report of ours and signed with that domain's key; a vacation reply is ours, and
+/// signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirected_null_sender_message_is_not_signed_and_a_vacation_reply_is() {
+    let fake = FakeSmtp::start(Script::default()).await;
+    let stack = TestStack::builder()
+        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", fake.addr()))
+        .start()
+        .await;
+    let alice = stack.add_account("alice@example.org", "pw").await;
+    let ((name, value), _) = generate(&stack, "ed25519", "ed1").await;
+    crate::sieve::activate(&stack, alice, "redirect \"dave@remote.test\";").await;
+    let forged = "From: CEO <ceo@example.org>\r\nTo: alice@example.org\r\nSubject: wire the money\r\n\
+                  Message-ID: <forged@elsewhere.test>\r\n\r\nNow, please.\r\n";
+    let sent = smtp_send(stack.smtp_addr(), "", &["alice@example.org"], forged.as_bytes()).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    let redirected = nth_received(&fake, 1).await;
+    assert_eq!(redirected.rcpt_to, ["dave@remote.test"]);
+    assert!(!String::from_utf8_lossy(&redirected.data).contains("DKIM-Signature"), "a forged From is not signed");
+
+    crate::sieve::activate(&stack, alice, "require \"vacation\";\nvacation \"Away.\";").await;
+    let asks = "From: <dave@remote.test>\r\nTo: alice@example.org\r\nSubject: lunch?\r\n\r\nLunch?\r\n";
+    let sent = smtp_send(stack.smtp_addr(), "dave@remote.test", &["alice@example.org"], asks.as_bytes()).await;
+    assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
+    let reply = nth_received(&fake, 2).await;
+    let verdicts = dkim_verify(&reply.data, &[(name, value)]).await;
+    assert_eq!(selectors(&verdicts), [("ed1", "ed25519-sha256", true)], "{verdicts:?}");
+    stack.stop().await;
+}

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::{PATIENCE, message};
 
 /// Stores `source` as the account's script and makes it the active one.
-async fn activate(stack: &TestStack, account_id: i64, source: &str) {
+pub(crate) async fn activate(stack: &TestStack, account_id: i64, source: &str) {
     let mut sieve = stack.sieve().await;
     let script = pb::SieveScript { account_id, name: "main".into(), content: source.into() };
     sieve.put_script(script).await.expect("storing the script");
