@@ -319,8 +319,18 @@ impl Worker {
             Ok(Claimant::Operator(change)) => self.yield_to_operator(message, envelope, &change).await,
             Err(error) => {
                 tracing::warn!(%error, "message not claimed; the attempt repeats");
+                self.keep_outcome(position, &envelope).await;
                 nak(message, Some(self.policy.wait_after(1))).await;
             }
+        }
+    }
+
+    /// Keeps this attempt's outcome for the next attempt at the same message, which starts from it
+    /// instead of delivering again: who accepted the message must not be sent it twice when it comes
+    /// back as it was (a requeue, a claim or a DSN that could not be written).
+    async fn keep_outcome(&self, position: Position, envelope: &Envelope) {
+        if let Err(error) = self.queue.claims().keep_outcome(&envelope.queue_id, position, envelope).await {
+            tracing::warn!(%error, "outcome not kept; the next attempt repeats this one");
         }
     }
 
@@ -376,7 +386,7 @@ impl Worker {
             }
         }
         if !pending(&envelope) {
-            return self.finish(message, &envelope).await;
+            return self.finish(position, message, &envelope).await;
         }
         if let Some(warning) = self.policy.delay_warning
             && !envelope.delay_warned
@@ -401,10 +411,7 @@ impl Worker {
             }
             Err(error) => {
                 tracing::warn!(%error, "requeue failed; the message comes back as it was");
-                // Who accepted must not be sent it again when it comes back: keep this outcome for then.
-                if let Err(error) = self.queue.claims().keep_outcome(&envelope.queue_id, position, &envelope).await {
-                    tracing::warn!(%error, "outcome not kept; the next attempt repeats this one");
-                }
+                self.keep_outcome(position, &envelope).await;
                 nak(message, Some(wait)).await;
                 false
             }
@@ -413,7 +420,7 @@ impl Worker {
 
     /// Every recipient is final: queue the DSNs the sender asked for, then ack, then drop the body.
     /// Returns whether the message left the queue (see [`Self::settle`]).
-    async fn finish(&self, message: &jetstream::Message, envelope: &Envelope) -> bool {
+    async fn finish(&self, position: Position, message: &jetstream::Message, envelope: &Envelope) -> bool {
         let failed = envelope.recipients.iter().any(|r| r.status() == RecipientStatus::Failed);
         if failed && envelope.mail_from.is_empty() {
             // RFC 3464 §4: a null sender is never bounced; an operator can still see the failure.
@@ -423,7 +430,10 @@ impl Worker {
         }
         for action in [DsnAction::Failed, DsnAction::Delivered] {
             if let Err(error) = self.notify(envelope, action).await {
-                tracing::warn!(%error, "DSN not queued; the attempt repeats");
+                tracing::warn!(%error, "DSN not queued; the message comes back as it was");
+                // The DSN is queued again from the kept outcome, under the same id; nobody is sent the
+                // message again.
+                self.keep_outcome(position, envelope).await;
                 nak(message, Some(self.policy.wait_after(1))).await;
                 return false;
             }

@@ -457,18 +457,13 @@ async fn a_bounce_during_an_attempt_wins() {
     stack.stop().await;
 }
 
-/// A requeue that keeps failing does not drop the attempt's outcome: the message comes back as it was,
-/// but the next attempt starts from the kept outcome, so the recipient who accepted is not sent it again.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
+/// Makes every queue partition refuse anything new (the one holding the in-flight message is full;
+/// the others take nothing), so that whatever the attempt queues when it ends fails; returns the
+/// partitions' configurations, for [`accept_new_messages`].
+async fn refuse_new_messages(stack: &TestStack) -> Vec<async_nats::jetstream::stream::Config> {
     use async_nats::jetstream::stream::{Config, DiscardPolicy};
-    use futures::StreamExt as _;
-    let fake = FakeSmtp::start(slow_peer()).await;
-    let (stack, _, _) = attempt_in_flight(&fake).await;
     let queue = stack.queue().await;
     let jetstream = queue.jetstream();
-    // While the attempt ends, every queue partition refuses anything new, so every requeue of it fails
-    // (the one holding the message is full; the others take nothing).
     let mut configs = Vec::new();
     for partition in queue.partitions().await.unwrap() {
         let mut stream = jetstream.get_stream(queue.names().queue_partition_stream(partition)).await.unwrap();
@@ -479,13 +474,26 @@ async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
         jetstream.update_stream(&refusing).await.unwrap();
         configs.push(config);
     }
-    // In the claims bucket of the message's partition, whichever that is.
+    configs
+}
+
+async fn accept_new_messages(stack: &TestStack, configs: &[async_nats::jetstream::stream::Config]) {
+    let queue = stack.queue().await;
+    for config in configs {
+        queue.jetstream().update_stream(config).await.unwrap();
+    }
+}
+
+/// Waits until an attempt's outcome is kept, in the claims bucket of the message's partition.
+async fn wait_for_a_kept_outcome(stack: &TestStack) {
+    use futures::StreamExt as _;
+    let queue = stack.queue().await;
     let mut claims = Vec::new();
     for partition in 0..queue.names().partitions() {
         let bucket = queue.names().queue_partition_claims_bucket(partition);
-        claims.push(jetstream.get_key_value(bucket).await.unwrap());
+        claims.push(queue.jetstream().get_key_value(bucket).await.unwrap());
     }
-    wait_until(PATIENCE, "the outcome of the failed requeue was never kept", async || {
+    wait_until(PATIENCE, "the attempt's outcome was never kept", async || {
         for bucket in &claims {
             let keys: Vec<String> = bucket.keys().await.unwrap().filter_map(async |k| k.ok()).collect().await;
             if keys.iter().any(|k| k.ends_with(".outcome")) {
@@ -495,10 +503,43 @@ async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
         false
     })
     .await;
-    for config in &configs {
-        jetstream.update_stream(config).await.unwrap();
-    }
+}
+
+/// A requeue that keeps failing does not drop the attempt's outcome: the message comes back as it was,
+/// but the next attempt starts from the kept outcome, so the recipient who accepted is not sent it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
+    let fake = FakeSmtp::start(slow_peer()).await;
+    let (stack, _, _) = attempt_in_flight(&fake).await;
+    let configs = refuse_new_messages(&stack).await;
+    wait_for_a_kept_outcome(&stack).await;
+    accept_new_messages(&stack, &configs).await;
     wait_until(PATIENCE, "the message was never tried again", async || fake.attempts("later@remote.test") >= 2).await;
     assert_eq!(fake.attempts("now@remote.test"), 1, "who accepted before the failed requeue is not sent it again");
+    stack.stop().await;
+}
+
+/// The same when the attempt ended every recipient and only its DSN could not be queued: the message
+/// comes back, the next attempt queues the DSN from the kept outcome, and nobody is sent it twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_whose_dsn_cannot_be_queued_is_not_repeated_for_who_accepted() {
+    let fake = FakeSmtp::start(Script {
+        rcpt: Box::new(|to, _| match to {
+            "later@remote.test" => "550 5.1.1 no such user".into(),
+            _ => "250 2.1.5 Ok".into(),
+        }),
+        first_data_delay: std::time::Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await;
+    let (stack, _, ann) = attempt_in_flight(&fake).await;
+    let configs = refuse_new_messages(&stack).await;
+    wait_for_a_kept_outcome(&stack).await;
+    accept_new_messages(&stack, &configs).await;
+    stack.wait_for_inbox(ann, 1, PATIENCE).await;
+    stack.wait_for_empty_queue(PATIENCE).await;
+    assert_eq!(fake.attempts("now@remote.test"), 1, "who accepted is not sent it again");
+    assert_eq!(fake.attempts("later@remote.test"), 1, "nor is a recipient that failed for good tried again");
+    assert_eq!(stack.inbox_uids(ann).await.len(), 1, "one report");
     stack.stop().await;
 }
