@@ -30,6 +30,17 @@ const MAX_BODY: u64 = 4 << 20;
 const MAX_INLINE_IMAGES: usize = 8 << 20;
 /// The most `cid:` images one document inlines, each a download from the mailbox role.
 const MAX_INLINE_IMAGE_COUNT: usize = 100;
+/// The most octets of stored message the images of one document may have read: each image's download
+/// reads the whole message in the mailbox role, so a 50 MB mail naming a hundred tiny images would read
+/// 5 GB for one view.
+const MAX_INLINE_IMAGE_READS: u64 = 256 << 20;
+
+/// How many `cid:` images a message of `size` octets may have inlined: [`MAX_INLINE_IMAGE_COUNT`], fewer
+/// for a large message (a 5 MB newsletter still gets 51, a 50 MB message 5), at least one.
+fn inline_image_reads(size: u64) -> usize {
+    let reads = MAX_INLINE_IMAGE_READS / size.max(1);
+    usize::try_from(reads).unwrap_or(usize::MAX).clamp(1, MAX_INLINE_IMAGE_COUNT)
+}
 /// How the framed document looks before the mail's own styles: mail is written for white paper.
 const FRAME_HEAD: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
      <meta name=\"color-scheme\" content=\"light\"><meta name=\"referrer\" content=\"no-referrer\">\
@@ -76,7 +87,8 @@ pub async fn html(
 async fn render(app: &App, account: &Account, email_id: &str, remote_images: bool) -> Result<Rendered, Problem> {
     let email = fetch(app, account, email_id).await?;
     let (body, images) = body_of(&email);
-    let cids = inline_images(app, account, &images, &body).await;
+    let size = email.get("size").and_then(Value::as_u64).unwrap_or(0);
+    let cids = inline_images(app, account, &images, &body, size).await;
     let sanitised = tokio::task::spawn_blocking(move || sanitise(&body, &Options { remote_images, cids: &cids }))
         .await
         .map_err(|_| Problem::unavailable("the message could not be prepared"))?;
@@ -100,7 +112,7 @@ async fn fetch(app: &App, account: &Account, email_id: &str) -> Result<Value, Pr
     let arguments = json!({
         "accountId": account.jmap_id(),
         "ids": [email_id],
-        "properties": ["htmlBody", "textBody", "attachments", "bodyValues"],
+        "properties": ["htmlBody", "textBody", "attachments", "bodyValues", "size"],
         "bodyProperties": ["partId", "blobId", "type", "cid", "name", "size"],
         "fetchHTMLBodyValues": true,
         "maxBodyValueBytes": MAX_BODY,
@@ -184,14 +196,22 @@ fn image(part: &Value) -> Option<InlineImage> {
 }
 
 /// `cid` → a `data:` URL, for each image the body names, at most `MAX_INLINE_IMAGE_COUNT` of them and
-/// `MAX_INLINE_IMAGES` octets in all.
-async fn inline_images(app: &App, account: &Account, images: &[InlineImage], body: &str) -> HashMap<String, String> {
+/// `MAX_INLINE_IMAGES` octets in all, and no more of them than [`inline_image_reads`] allows a message
+/// of `message_size` octets.
+async fn inline_images(
+    app: &App,
+    account: &Account,
+    images: &[InlineImage],
+    body: &str,
+    message_size: u64,
+) -> HashMap<String, String> {
     let named = cid_references(body);
     let mut cids = HashMap::new();
     let mut budget = MAX_INLINE_IMAGES;
+    let most = inline_image_reads(message_size);
     for image in images {
         let key = image.cid.to_ascii_lowercase();
-        if cids.len() >= MAX_INLINE_IMAGE_COUNT {
+        if cids.len() >= most {
             break;
         }
         if !named.contains(&key) || cids.contains_key(&key) || image.size as usize > budget {
@@ -240,6 +260,15 @@ async fn download(app: &App, account: &Account, blob_id: &str, limit: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_message_inlines_fewer_images_and_never_none() {
+        assert_eq!(inline_image_reads(20_000), MAX_INLINE_IMAGE_COUNT);
+        assert_eq!(inline_image_reads(5 << 20), 51);
+        assert_eq!(inline_image_reads(50 << 20), 5);
+        assert_eq!(inline_image_reads(1 << 40), 1);
+        assert_eq!(inline_image_reads(0), MAX_INLINE_IMAGE_COUNT);
+    }
 
     #[test]
     fn cid_references_are_found_in_one_pass() {
