@@ -302,7 +302,6 @@ impl Http {
 
 /// All the role's routes, with CORS, compression and a span per request.
 fn router(app: Arc<App>, cors_origins: &[String]) -> Router {
-    let max_request = app.limits.max_size_request;
     Router::new()
         .route("/", get(webmail::pages::home))
         .route("/webmail/assets/{name}", get(webmail::pages::asset))
@@ -312,8 +311,9 @@ fn router(app: Arc<App>, cors_origins: &[String]) -> Router {
         .route("/webmail/html/{email}", get(webmail::html::html))
         .route("/.well-known/jmap", get(session::well_known))
         .route("/jmap/session", get(session::session))
-        .route("/jmap/api", post(api::api).layer(DefaultBodyLimit::max(max_request)))
-        .route("/jmap/api/", post(api::api).layer(DefaultBodyLimit::max(max_request)))
+        // The API reads its body itself, after login, up to maxSizeRequest (`api::api`).
+        .route("/jmap/api", post(api::api))
+        .route("/jmap/api/", post(api::api))
         .route("/jmap/upload/{account}", post(blobs::upload).layer(DefaultBodyLimit::disable()))
         .route("/jmap/upload/{account}/", post(blobs::upload).layer(DefaultBodyLimit::disable()))
         .route("/jmap/download/{account}/{blob}/{name}", get(blobs::download))
