@@ -79,7 +79,7 @@ const SORTING_COLUMNS: &str = ", m.structure, m.size";
 const SENT_COLUMN: &str = ", extract(epoch FROM coalesce(m.sent_at, m.internal_date))::bigint AS sent_unix";
 
 /// How long one search may run: the callers' deadline (beyond it nobody waits for the answer).
-pub const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
 /// (RFC 7162 §3.1.5); 0 when none match.
