@@ -242,10 +242,12 @@ async fn an_alias_loop_between_two_domains_ends_in_one_bounce() {
     b.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_after_its_check() {
-    const SECRET: &str = "forwarding secret";
-    let sink = FakeSmtp::start(Script::default()).await;
+/// The SRS secret of [`srs_forwarder`].
+const SECRET: &str = "forwarding secret";
+
+/// b.example with an SRS secret and the alias `fwd@b.example` forwarding to `target`; remote.test and
+/// origin.test are `sink`.
+async fn srs_forwarder(sink: &FakeSmtp, target: &str) -> TestStack {
     let b = TestStack::builder()
         .set("MAILBUS_HOSTNAME", "mx.b.example")
         .set("MAILBUS_SRS_SECRET", SECRET)
@@ -253,7 +255,14 @@ async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_a
         .start()
         .await;
     b.add_account("bob@b.example", "pw").await;
-    assert_eq!(alias_admin(&b, &["add", "fwd@b.example", "Dave@remote.test"]).await.0, 0);
+    assert_eq!(alias_admin(&b, &["add", "fwd@b.example", target]).await.0, 0);
+    b
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_after_its_check() {
+    let sink = FakeSmtp::start(Script::default()).await;
+    let b = srs_forwarder(&sink, "Dave@remote.test").await;
 
     let sent = smtp_send(b.smtp_addr(), "Alice@origin.test", &["fwd@b.example"], &message("fwd", "srs")).await;
     assert!(matches!(sent, SmtpOutcome::Accepted { .. }), "{sent:?}");
@@ -320,14 +329,7 @@ async fn forwarded_mail_leaves_with_an_srs_sender_and_a_bounce_to_it_goes_back_a
 #[tokio::test(flavor = "multi_thread")]
 async fn a_utf8_sender_that_looks_like_an_srs_tag_is_forwarded_and_the_relay_goes_on() {
     let sink = FakeSmtp::start(Script::default()).await;
-    let b = TestStack::builder()
-        .set("MAILBUS_HOSTNAME", "mx.b.example")
-        .set("MAILBUS_SRS_SECRET", "forwarding secret")
-        .set("MAILBUS_RELAY_TRANSPORTS", &format!("remote.test={},*=127.0.0.1:9", sink.addr()))
-        .start()
-        .await;
-    b.add_account("bob@b.example", "pw").await;
-    assert_eq!(alias_admin(&b, &["add", "fwd@b.example", "dave@remote.test"]).await.0, 0);
+    let b = srs_forwarder(&sink, "dave@remote.test").await;
     let (mut smtp, _) = SmtpRaw::connect(b.smtp_addr()).await;
     smtp.command("EHLO client.test").await;
     for (sender, subject) in [("SRSé=x@origin.test", "first"), ("SRS1é=y@origin.test", "second")] {

@@ -371,9 +371,14 @@ async fn attempt_in_flight(fake: &FakeSmtp) -> (TestStack, String, i64) {
 }
 
 fn slow_peer() -> Script {
+    slow_peer_answering_later("451 4.3.0 not now")
+}
+
+/// A peer slow at its first DATA that takes every recipient but `later@remote.test`, answered `reply`.
+fn slow_peer_answering_later(reply: &'static str) -> Script {
     Script {
-        rcpt: Box::new(|to, _| match to {
-            "later@remote.test" => "451 4.3.0 not now".into(),
+        rcpt: Box::new(move |to, _| match to {
+            "later@remote.test" => reply.into(),
             _ => "250 2.1.5 Ok".into(),
         }),
         first_data_delay: std::time::Duration::from_secs(3),
@@ -523,15 +528,7 @@ async fn an_attempt_whose_requeue_fails_is_not_repeated_for_who_accepted() {
 /// comes back, the next attempt queues the DSN from the kept outcome, and nobody is sent it twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_attempt_whose_dsn_cannot_be_queued_is_not_repeated_for_who_accepted() {
-    let fake = FakeSmtp::start(Script {
-        rcpt: Box::new(|to, _| match to {
-            "later@remote.test" => "550 5.1.1 no such user".into(),
-            _ => "250 2.1.5 Ok".into(),
-        }),
-        first_data_delay: std::time::Duration::from_secs(3),
-        ..Default::default()
-    })
-    .await;
+    let fake = FakeSmtp::start(slow_peer_answering_later("550 5.1.1 no such user")).await;
     let (stack, _, ann) = attempt_in_flight(&fake).await;
     let configs = refuse_new_messages(&stack).await;
     wait_for_a_kept_outcome(&stack).await;
