@@ -3,10 +3,15 @@
 //! `http`), so fail2ban's filter matches them too. argon2id is slow by design and a JMAP client sends its
 //! password with every request, so a success is remembered for a minute, keyed by the user name and a
 //! SHA-256 of the password (never the password itself).
+//!
+//! A token or webmail session carries the account's credential epoch as the login found it, and is
+//! refused once the epoch has moved (a new password or address): a stolen token dies with the password
+//! it came from. The epochs are cached for a minute, and the cache (with the verified passwords) is
+//! emptied whenever the mailbox role announces a directory change, so a change takes effect at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
@@ -32,6 +37,8 @@ type CacheKey = (String, [u8; 32]);
 pub struct Account {
     pub id: i64,
     pub address: String,
+    /// The account's credential epoch when its password was checked.
+    pub credential_epoch: i64,
 }
 
 impl Account {
@@ -71,7 +78,36 @@ pub struct Authenticator {
     throttle: LoginThrottle,
     pub tokens: Tokens,
     pub sessions: Sessions,
-    cache: Mutex<HashMap<CacheKey, (Account, Instant)>>,
+    caches: Arc<Caches>,
+}
+
+/// What the authenticator remembers, emptied together on a directory change.
+#[derive(Default)]
+struct Caches {
+    passwords: Mutex<HashMap<CacheKey, (Account, Instant)>>,
+    /// Account id → its credential epoch, and when it was read.
+    epochs: Mutex<HashMap<i64, (i64, Instant)>>,
+}
+
+impl Caches {
+    fn clear(&self) {
+        lock(&self.passwords).clear();
+        lock(&self.epochs).clear();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Drops expired entries of a full cache, and everything when none had expired.
+fn make_room<K, V>(cache: &mut HashMap<K, (V, Instant)>) {
+    if cache.len() >= CACHE_SIZE {
+        cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        if cache.len() >= CACHE_SIZE {
+            cache.clear();
+        }
+    }
 }
 
 impl Authenticator {
@@ -82,7 +118,13 @@ impl Authenticator {
         tokens: Tokens,
         sessions: Sessions,
     ) -> Self {
-        Authenticator { directory, jmap, throttle, tokens, sessions, cache: Mutex::new(HashMap::new()) }
+        Authenticator { directory, jmap, throttle, tokens, sessions, caches: Arc::default() }
+    }
+
+    /// Forgets every verified password and credential epoch; called on each directory change.
+    pub fn forgetter(&self) -> impl Fn() + Send + 'static {
+        let caches = self.caches.clone();
+        move || caches.clear()
     }
 
     /// The account the request proves, by its `Authorization` or else its webmail session cookie, or the
@@ -117,13 +159,19 @@ impl Authenticator {
         let Some(id) = sessions::cookie(headers, SESSION_COOKIE) else {
             return Ok(None);
         };
-        match self.sessions.lookup(id).await {
-            Ok(found) => Ok(found.map(|session| (id.to_owned(), session))),
+        let session = match self.sessions.lookup(id).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return Ok(None),
             Err(error) => {
                 tracing::warn!(%error, "session store unavailable");
-                Err(Problem::unavailable("the session store is unavailable"))
+                return Err(Problem::unavailable("the session store is unavailable"));
             }
+        };
+        // A session of an older password is over, whatever the browser keeps.
+        if !self.current(&session.account).await? {
+            return Ok(None);
         }
+        Ok(Some((id.to_owned(), session)))
     }
 
     /// A user name and password: from the cache, or checked by the directory under the throttle.
@@ -149,7 +197,8 @@ impl Authenticator {
             return Err(Problem::unauthorized());
         }
         self.throttle.succeeded(username).await;
-        let account = Account { id: reply.account_id, address: reply.account_address };
+        let account =
+            Account { id: reply.account_id, address: reply.account_address, credential_epoch: reply.credential_epoch };
         self.remember(key, account.clone());
         Ok(account)
     }
@@ -159,7 +208,10 @@ impl Authenticator {
             return Err(Problem::throttled());
         }
         match self.tokens.lookup(token).await {
-            Ok(Some(account)) => Ok(account),
+            // A token of an older password is refused as if revoked (it was, by the change), but it is
+            // not a guess: no failed login is counted for it.
+            Ok(Some(account)) if self.current(&account).await? => Ok(account),
+            Ok(Some(_)) => Err(Problem::unauthorized()),
             Ok(None) => {
                 // A guessed token is a failed login like a guessed password.
                 let delay = self.throttle.failed("http", client, "bearer-token").await;
@@ -182,19 +234,42 @@ impl Authenticator {
         }
     }
 
+    /// Whether `account` (as a token or session carries it) is of the account's current credential
+    /// epoch. An account that is gone has none.
+    async fn current(&self, account: &Account) -> Result<bool, Problem> {
+        let cached = lock(&self.caches.epochs)
+            .get(&account.id)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(epoch, _)| *epoch);
+        let epoch = match cached {
+            Some(epoch) => epoch,
+            None => {
+                let request = pb::CredentialEpochRequest { account_id: account.id };
+                let epoch = match self.directory.clone().credential_epoch(request).await {
+                    Ok(reply) => reply.into_inner().credential_epoch,
+                    Err(status) if status.code() == tonic::Code::NotFound => return Ok(false),
+                    Err(status) => {
+                        tracing::warn!(%status, "directory unavailable for a credential check");
+                        return Err(Problem::unavailable("the directory is unavailable"));
+                    }
+                };
+                let mut epochs = lock(&self.caches.epochs);
+                make_room(&mut epochs);
+                epochs.insert(account.id, (epoch, Instant::now()));
+                epoch
+            }
+        };
+        Ok(epoch == account.credential_epoch)
+    }
+
     fn cached(&self, key: &CacheKey) -> Option<Account> {
-        let cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cache = lock(&self.caches.passwords);
         cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(account, _)| account.clone())
     }
 
     fn remember(&self, key: CacheKey, account: Account) {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cache.len() >= CACHE_SIZE {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_SIZE {
-                cache.clear();
-            }
-        }
+        let mut cache = lock(&self.caches.passwords);
+        make_room(&mut cache);
         cache.insert(key, (account, Instant::now()));
     }
 }

@@ -209,9 +209,11 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
     let jmap = JmapClient::new(mailbox.clone())
         .max_encoding_message_size(config.limits.max_size_request + 64 * 1024)
         .max_decoding_message_size(JMAP_MAX_REPLY);
+    let auth = auth::Authenticator::new(directory.clone(), jmap.clone(), throttle, tokens, sessions);
+    mailbus_jetstream::follow_directory_changes(nats.clone(), &config.names, auth.forgetter());
     let app = Arc::new(App {
         hostname: config.hostname,
-        auth: auth::Authenticator::new(directory.clone(), jmap.clone(), throttle, tokens, sessions),
+        auth,
         jmap,
         push: push::Push::default(),
         queue,

@@ -249,7 +249,7 @@ mod tests {
     use super::*;
 
     fn account() -> Account {
-        Account { id: 7, address: "a@b.test".into() }
+        Account { id: 7, address: "a@b.test".into(), credential_epoch: 0 }
     }
 
     #[test]

@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn on_success_names_the_emails_of_successful_submissions() {
-        let account = Account { id: 3, address: "a@b.test".into() };
+        let account = Account { id: 3, address: "a@b.test".into(), credential_epoch: 0 };
         let sent = HashMap::from([("k1".to_owned(), Sent { id: "s9".into(), email_id: "e5".into() })]);
         let arguments = json!({
             "onSuccessUpdateEmail": {"#k1": {"keywords/$draft": null}, "#k2": {"keywords/$seen": true}},

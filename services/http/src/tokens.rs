@@ -33,6 +33,9 @@ pub struct Tokens {
 struct Stored {
     account_id: i64,
     address: String,
+    /// Absent in a token issued before epochs were kept: it stands for the first epoch.
+    #[serde(default)]
+    credential_epoch: i64,
 }
 
 impl Tokens {
@@ -48,7 +51,11 @@ impl Tokens {
 
     pub async fn issue(&self, account: &Account) -> Result<String, String> {
         let token = random_token()?;
-        let stored = Stored { account_id: account.id, address: account.address.clone() };
+        let stored = Stored {
+            account_id: account.id,
+            address: account.address.clone(),
+            credential_epoch: account.credential_epoch,
+        };
         let value = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
         self.kv.put(key(&token), value.into()).await.map_err(|e| e.to_string())?;
         Ok(token)
@@ -63,7 +70,7 @@ impl Tokens {
             Ok(stored) => stored,
             Err(_) => return Ok(None),
         };
-        Ok(Some(Account { id: stored.account_id, address: stored.address }))
+        Ok(Some(Account { id: stored.account_id, address: stored.address, credential_epoch: stored.credential_epoch }))
     }
 
     pub async fn revoke(&self, token: &str) -> Result<(), String> {
@@ -178,6 +185,15 @@ mod tests {
         let form = b"username=a%40b.test&password=p+w%26";
         assert_eq!(login_from_body(&headers, form), Some(("a@b.test".into(), "p w&".into())));
         assert_eq!(login_from_body(&headers, b"username=x"), None);
+    }
+
+    #[test]
+    fn a_token_stored_before_epochs_stands_for_the_first() {
+        let old: Stored = serde_json::from_str(r#"{"account_id": 4, "address": "a@b.test"}"#).unwrap();
+        assert_eq!((old.account_id, old.credential_epoch), (4, 0));
+        let new: Stored =
+            serde_json::from_str(r#"{"account_id": 4, "address": "a@b.test", "credential_epoch": 2}"#).unwrap();
+        assert_eq!(new.credential_epoch, 2);
     }
 
     #[test]

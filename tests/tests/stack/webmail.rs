@@ -212,6 +212,41 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     assert_eq!((again.status, again.header("location")), (303, Some("/")), "{}", again.body);
     assert!(cookie_value(&again, "__Host-mailbus_session").is_some_and(|new| new != other));
     assert_eq!(curl(addr, "/webmail/session", &["-H", &other_cookie]).await.status, 401, "the earlier session ended");
+
+    // A new password ends what the old one opened: the browser's session, a bearer token, and the
+    // verified password the role remembers. A change of anything else (the quota) ends nothing.
+    let latest = format!("Cookie: __Host-mailbus_session={}", cookie_value(&again, "__Host-mailbus_session").unwrap());
+    let old_password = basic(ALICE.0, ALICE.1);
+    let issued = curl(addr, "/jmap/token", &["-X", "POST", "-H", &old_password]).await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let bearer = format!("Authorization: Bearer {}", issued.json()["access_token"].as_str().unwrap());
+    let update = |password: Option<&str>, quota_messages: Option<u64>| mailbus_proto::v1::UpdateAccountRequest {
+        address: ALICE.0.into(),
+        password: password.map(str::to_owned),
+        quota_messages,
+        ..Default::default()
+    };
+    let alive = async |header: &str| {
+        let path = if header.starts_with("Cookie:") { "/webmail/session" } else { "/jmap/session" };
+        curl(addr, path, &["-H", header]).await.status == 200
+    };
+    assert!(alive(&latest).await && alive(&bearer).await);
+    stack.directory().await.update_account(update(None, Some(1000))).await.unwrap();
+    // The change is announced in milliseconds; had it moved the epoch, both would be refused by now.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(alive(&latest).await && alive(&bearer).await, "a quota change ends no session");
+    stack.directory().await.update_account(update(Some("new alice pw"), None)).await.unwrap();
+    wait_until(PATIENCE, "the token of the old password is refused", async || !alive(&bearer).await).await;
+    assert_eq!(curl(addr, "/jmap/session", &["-H", &bearer]).await.status, 401);
+    let ended = curl(addr, "/webmail/session", &["-H", &latest]).await;
+    assert_eq!(ended.status, 401, "the session of the old password is over: {}", ended.body);
+    assert_eq!(curl(addr, "/jmap/session", &["-H", &old_password]).await.status, 401, "the old password");
+    let new_password = basic(ALICE.0, "new alice pw");
+    assert_eq!(curl(addr, "/jmap/session", &["-H", &new_password]).await.status, 200, "the new password");
+    let reissued = curl(addr, "/jmap/token", &["-X", "POST", "-H", &new_password]).await;
+    let bearer = format!("Authorization: Bearer {}", reissued.json()["access_token"].as_str().unwrap());
+    assert!(alive(&bearer).await, "a token of the new password works");
+    assert!(browser.login(("alice@example.org", "new alice pw")).await.1.is_object(), "and so does the webmail");
     stack.stop().await;
 }
 

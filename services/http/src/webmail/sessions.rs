@@ -34,6 +34,9 @@ struct Stored {
     account_id: i64,
     address: String,
     csrf: String,
+    /// Absent in a session begun before epochs were kept: it stands for the first epoch.
+    #[serde(default)]
+    credential_epoch: i64,
 }
 
 #[derive(Clone)]
@@ -57,7 +60,12 @@ impl Sessions {
     pub async fn create(&self, account: &Account) -> Result<(String, Session), String> {
         let id = random_token()?;
         let session = Session { account: account.clone(), csrf: random_token()? };
-        let stored = Stored { account_id: account.id, address: account.address.clone(), csrf: session.csrf.clone() };
+        let stored = Stored {
+            account_id: account.id,
+            address: account.address.clone(),
+            csrf: session.csrf.clone(),
+            credential_epoch: account.credential_epoch,
+        };
         let value = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
         self.kv.put(key(&id), value.into()).await.map_err(|e| e.to_string())?;
         Ok((id, session))
@@ -71,7 +79,9 @@ impl Sessions {
         let Ok(stored) = serde_json::from_slice::<Stored>(&value) else {
             return Ok(None);
         };
-        Ok(Some(Session { account: Account { id: stored.account_id, address: stored.address }, csrf: stored.csrf }))
+        let account =
+            Account { id: stored.account_id, address: stored.address, credential_epoch: stored.credential_epoch };
+        Ok(Some(Session { account, csrf: stored.csrf }))
     }
 
     pub async fn end(&self, id: &str) -> Result<(), String> {

@@ -41,11 +41,25 @@ impl pb::directory_server::Directory for MailboxService {
             directory::authenticate(&self.pool, &self.hasher, &request.username, Password::new(request.password))
                 .await?;
         Ok(Response::new(match account {
-            Some(account) => {
-                pb::AuthenticateResponse { ok: true, account_id: account.id.get(), account_address: account.address }
-            }
+            Some(account) => pb::AuthenticateResponse {
+                ok: true,
+                account_id: account.id.get(),
+                account_address: account.address,
+                credential_epoch: account.credential_epoch,
+            },
             None => pb::AuthenticateResponse::default(),
         }))
+    }
+
+    async fn credential_epoch(
+        &self,
+        request: Request<pb::CredentialEpochRequest>,
+    ) -> Result<Response<pb::CredentialEpochResponse>, Status> {
+        let account = AccountId::from(request.into_inner().account_id);
+        match directory::credential_epoch(&self.pool, account).await? {
+            Some(credential_epoch) => Ok(Response::new(pb::CredentialEpochResponse { credential_epoch })),
+            None => Err(Status::not_found(format!("no account {}", account.get()))),
+        }
     }
 
     async fn check_sender(

@@ -29,6 +29,9 @@ pub struct Authenticated {
     pub id: AccountId,
     /// The lookup form of its address.
     pub address: String,
+    /// Moves with every new password or address (`credential_epoch`): what was issued for an older one
+    /// proves nothing any more.
+    pub credential_epoch: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -144,6 +147,7 @@ struct Credentials {
     id: AccountId,
     address: String,
     password_hash: String,
+    credential_epoch: i64,
 }
 
 /// Checks credentials. `None` for an unknown user, a disabled account or a wrong password alike.
@@ -153,18 +157,32 @@ pub async fn authenticate(
     username: &str,
     password: Password,
 ) -> Result<Option<Authenticated>, MailboxError> {
-    let account: Option<Credentials> = match username.parse::<EmailAddress>() {
-        Ok(address) => {
-            sqlx::query_as("SELECT id, address, password_hash FROM accounts WHERE address = $1 AND NOT disabled")
-                .bind(address.lookup_key())
-                .fetch_optional(pool)
-                .await?
-        }
-        Err(_) => None,
-    };
+    let account: Option<Credentials> =
+        match username.parse::<EmailAddress>() {
+            Ok(address) => sqlx::query_as(
+                "SELECT id, address, password_hash, credential_epoch FROM accounts WHERE address = $1 AND NOT disabled",
+            )
+            .bind(address.lookup_key())
+            .fetch_optional(pool)
+            .await?,
+            Err(_) => None,
+        };
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let ok = hasher.verify(password, stored).await?;
-    Ok(account.filter(|_| ok).map(|a| Authenticated { id: a.id, address: a.address }))
+    Ok(account.filter(|_| ok).map(|a| Authenticated {
+        id: a.id,
+        address: a.address,
+        credential_epoch: a.credential_epoch,
+    }))
+}
+
+/// An account's credential epoch; `None` for an account that is gone.
+pub async fn credential_epoch(pool: &PgPool, account: AccountId) -> Result<Option<i64>, MailboxError> {
+    let row = sqlx::query_scalar("SELECT credential_epoch FROM accounts WHERE id = $1")
+        .bind(account.get())
+        .fetch_optional(pool)
+        .await?;
+    Ok(row)
 }
 
 /// Whether `account` may send as `address`: its own address, or an alias that leads to it. A catch-all
@@ -324,6 +342,7 @@ pub async fn update_account(
     let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
         "UPDATE accounts a
             SET password_hash = coalesce($2, password_hash),
+                credential_epoch = credential_epoch + CASE WHEN $2 IS NULL THEN 0 ELSE 1 END,
                 disabled = coalesce($3, disabled),
                 quota_bytes = CASE WHEN $4 THEN $5 ELSE quota_bytes END,
                 quota_messages = CASE WHEN $6 THEN $7 ELSE quota_messages END
@@ -391,7 +410,8 @@ pub async fn rename_account(pool: &PgPool, from: &str, to: &str) -> Result<Accou
         return Err(MailboxError::AlreadyExists(format!("alias {to}")));
     }
     let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "UPDATE accounts a SET address = $2, domain_id = $3 WHERE address = $1 RETURNING {ACCOUNT_COLUMNS}"
+        "UPDATE accounts a SET address = $2, domain_id = $3, credential_epoch = credential_epoch + 1
+          WHERE address = $1 RETURNING {ACCOUNT_COLUMNS}"
     )))
     .bind(from.lookup_key())
     .bind(to.lookup_key())
