@@ -236,7 +236,7 @@ impl Authenticator {
 
     /// Whether `account` (as a token or session carries it) is of the account's current credential
     /// epoch. An account that is gone has none.
-    async fn current(&self, account: &Account) -> Result<bool, Problem> {
+    pub async fn current(&self, account: &Account) -> Result<bool, Problem> {
         let cached = lock(&self.caches.epochs)
             .get(&account.id)
             .filter(|(_, at)| at.elapsed() < CACHE_TTL)

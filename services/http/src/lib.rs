@@ -97,6 +97,11 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 4;
 /// opening a message's images stays far below this, a client that opens hundreds and reads none does not.
 pub const MAX_CONCURRENT_DOWNLOADS: usize = 32;
 
+/// EventSource connections per account and process. Each holds a task and a receiver, and every change
+/// to the account costs each of them a state lookup in the mailbox role: a person's browsers and
+/// phones stay far below this, a client that opens them in a loop does not.
+pub const MAX_EVENTSOURCES: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub hostname: String,
@@ -155,6 +160,8 @@ pub(crate) struct App {
     pub concurrency: api::Concurrency,
     /// Downloads being sent, per account (`MAX_CONCURRENT_DOWNLOADS`).
     pub downloads: api::Concurrency,
+    /// EventSource connections open, per account (`MAX_EVENTSOURCES`).
+    pub eventsources: api::Concurrency,
     /// Emails' sanitised documents, recently opened.
     pub rendered: webmail::rendered::RenderCache,
     pub shutdown: CancellationToken,
@@ -224,6 +231,7 @@ pub async fn bind(config: HttpConfig) -> Result<Http, StartError> {
         metrics: metrics::Metrics::default(),
         concurrency: api::Concurrency::default(),
         downloads: api::Concurrency::default(),
+        eventsources: api::Concurrency::default(),
         rendered: webmail::rendered::RenderCache::default(),
         shutdown: CancellationToken::new(),
     });

@@ -77,6 +77,11 @@ impl Problem {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "about:blank", "too many downloads at once for this account")
     }
 
+    /// 429 (RFC 6585): the account has `MAX_EVENTSOURCES` EventSource connections open already.
+    pub fn too_many_eventsources() -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "about:blank", "too many EventSource connections for this account")
+    }
+
     /// 408: the request's body did not arrive in time.
     pub fn timeout(wait: std::time::Duration) -> Self {
         Self::new(

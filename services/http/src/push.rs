@@ -136,11 +136,15 @@ pub async fn eventsource(
 ) -> Result<Response, Problem> {
     let account = app.auth.authenticate(&headers, peer.ip()).await?;
     let wanted = wanted(query)?;
+    let Some(slot) = app.eventsources.enter(account.id, crate::MAX_EVENTSOURCES) else {
+        return Err(Problem::too_many_eventsources());
+    };
     let receiver = app.push.subscribe(account.id);
     // The state now: an event is sent only when it moves on from here.
     let last = state(&app, &account).await?;
     let open = app.metrics.eventsource_opened();
-    let connection = Connection { app, account, wanted, receiver, last, last_sent: None, done: false, _open: open };
+    let connection =
+        Connection { app, account, wanted, receiver, last, last_sent: None, done: false, _open: open, _slot: slot };
     let stream = futures::stream::unfold(connection, |mut c| async move {
         let event = c.next_event().await?;
         Some((Ok::<_, std::convert::Infallible>(event), c))
@@ -171,14 +175,26 @@ struct Connection {
     last_sent: Option<tokio::time::Instant>,
     done: bool,
     _open: crate::metrics::OpenGuard,
+    _slot: crate::api::Slot,
 }
 
 impl Connection {
-    /// The next bytes to send, `None` to close.
+    /// The next bytes to send, `None` to close: after the last one asked for, at shutdown, and once the
+    /// credentials that opened the connection are no longer the account's (a new password).
     async fn next_event(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
         }
+        let event = self.next_event_unchecked().await?;
+        match self.app.auth.current(&self.account).await {
+            Ok(true) => Some(event),
+            Ok(false) => None,
+            // The directory is away: the next event asks again.
+            Err(_) => Some(event),
+        }
+    }
+
+    async fn next_event_unchecked(&mut self) -> Option<Bytes> {
         loop {
             let ping = async {
                 match self.wanted.ping {

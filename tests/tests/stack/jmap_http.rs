@@ -389,9 +389,10 @@ async fn jmap_http_vacation_response_get_and_set() {
 /// What an API request's body costs the server is bounded before the caller is known: a request that
 /// announces ten megabytes and sends none of them is answered 401 at once, not held while it trickles.
 /// Downloads that nobody reads hold their account's download slots (32), not the server: the 33rd
-/// waits for one with 429, and a slot is free again once its reader goes away.
+/// waits for one with 429, and a slot is free again once its reader goes away. EventSource connections
+/// are capped the same way (64).
 #[tokio::test(flavor = "multi_thread")]
-async fn jmap_http_bodies_wait_for_login_and_downloads_are_capped_per_account() {
+async fn jmap_http_bodies_wait_for_login_and_downloads_and_eventsources_are_capped_per_account() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = TestStack::start().await;
     let id = stack.add_account("ivy@example.org", "secret").await;
@@ -434,5 +435,31 @@ async fn jmap_http_bodies_wait_for_login_and_downloads_are_capped_per_account() 
     })
     .await;
     std::fs::remove_file(&file).unwrap();
+
+    // EventSource connections likewise: 64 per account, the 65th answered 429, a slot free again once
+    // a connection goes away.
+    let open_eventsource = async || {
+        let mut connection = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /jmap/eventsource?types=*&ping=0 HTTP/1.1\r\nHost: mail\r\n{ivy}\r\n\r\n");
+        connection.write_all(request.as_bytes()).await.unwrap();
+        let mut head = vec![0; 12];
+        tokio::time::timeout(std::time::Duration::from_secs(10), connection.read_exact(&mut head))
+            .await
+            .expect("the status line in time")
+            .unwrap();
+        (String::from_utf8_lossy(&head).into_owned(), connection)
+    };
+    let mut listeners = Vec::new();
+    for _ in 0..64 {
+        let (status, connection) = open_eventsource().await;
+        assert_eq!(status, "HTTP/1.1 200");
+        listeners.push(connection);
+    }
+    assert_eq!(open_eventsource().await.0, "HTTP/1.1 429", "the 65th EventSource at once");
+    drop(listeners.pop());
+    mailbus_tests::wait_until(std::time::Duration::from_secs(20), "an EventSource slot is free again", async || {
+        open_eventsource().await.0 == "HTTP/1.1 200"
+    })
+    .await;
     stack.stop().await;
 }

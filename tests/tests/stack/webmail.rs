@@ -231,6 +231,14 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
         curl(addr, path, &["-H", header]).await.status == 200
     };
     assert!(alive(&latest).await && alive(&bearer).await);
+    // An EventSource of the old token, with a ping every 5 s: it ends at the first ping after the
+    // change (curl gives up after 30 s otherwise, and says so in its exit status).
+    let url = format!("http://{addr}/jmap/eventsource?types=*&ping=5");
+    let listener = tokio::process::Command::new("curl")
+        .args(["-s", "-i", "-N", "--max-time", "30", "-H", &bearer, &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting curl");
     stack.directory().await.update_account(update(None, Some(1000))).await.unwrap();
     // The change is announced in milliseconds; had it moved the epoch, both would be refused by now.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -241,6 +249,10 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     let ended = curl(addr, "/webmail/session", &["-H", &latest]).await;
     assert_eq!(ended.status, 401, "the session of the old password is over: {}", ended.body);
     assert_eq!(curl(addr, "/jmap/session", &["-H", &old_password]).await.status, 401, "the old password");
+    let heard = listener.wait_with_output().await.unwrap();
+    assert!(heard.status.success(), "the EventSource of the old token ended: {:?}", heard.status);
+    let text = String::from_utf8_lossy(&heard.stdout);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("text/event-stream"), "it was open until then: {text}");
     let new_password = basic(ALICE.0, "new alice pw");
     assert_eq!(curl(addr, "/jmap/session", &["-H", &new_password]).await.status, 200, "the new password");
     let reissued = curl(addr, "/jmap/token", &["-X", "POST", "-H", &new_password]).await;
