@@ -482,6 +482,13 @@ async fn jmap_email_methods_hold_at_the_edges_of_their_arguments() {
     let many = jmap_call(&stack, ann, "Email/queryChanges", json!({"sinceQueryState": before, "maxChanges": 1})).await;
     assert_eq!(many[0].1["type"], json!("tooManyChanges"), "{many:?}");
 
+    // A filter of 255 conditions runs; one of 300 is refused before it reaches the database.
+    let wide = |n: usize| json!({"filter": {"operator": "OR", "conditions": vec![json!({"body": "zq"}); n]}});
+    let narrow_enough = jmap_call(&stack, ann, "Email/query", wide(255)).await;
+    assert_eq!(narrow_enough[0].1["ids"], json!([]), "{narrow_enough:?}");
+    let too_wide = jmap_call(&stack, ann, "Email/query", wide(300)).await;
+    assert_eq!(too_wide[0].1["type"], json!("unsupportedFilter"), "{too_wide:?}");
+
     // Mailbox conditions name mailboxes created earlier in the request.
     let created = HashMap::from([("box".to_owned(), inbox.clone())]);
     let within =

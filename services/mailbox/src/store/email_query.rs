@@ -12,6 +12,9 @@ use crate::store::search;
 
 /// Deeper filter trees are refused: they come only from hostile clients.
 pub const MAX_DEPTH: usize = 32;
+/// Operators and conditions in one filter: a person's search has a handful, a webmail's saved search a
+/// few dozen; thousands of `body` conditions would each scan every message's text.
+pub const MAX_FILTER_NODES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
@@ -90,21 +93,30 @@ pub async fn run(
     if let Some((offset, limit)) = page {
         q.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
     }
-    Ok(q.build_query_as().fetch_all(pool).await?)
+    let mut tx = search::bounded(pool).await?;
+    let found = q.build_query_as().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(found)
 }
 
 /// How many of the account's emails match.
 pub async fn count(pool: &PgPool, account: AccountId, filter: Option<&Filter>) -> Result<i64, MailboxError> {
     let mut q = QueryBuilder::<Postgres>::new("SELECT count(*) ");
     from_where(&mut q, account, filter)?;
-    Ok(q.build_query_scalar().fetch_one(pool).await?)
+    let mut tx = search::bounded(pool).await?;
+    let count = q.build_query_scalar().fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(count)
 }
 
 /// How many threads the matching emails are in (Email/query's total with collapseThreads).
 pub async fn count_threads(pool: &PgPool, account: AccountId, filter: Option<&Filter>) -> Result<i64, MailboxError> {
     let mut q = QueryBuilder::<Postgres>::new("SELECT count(DISTINCT coalesce(m.thread_id, m.id)) ");
     from_where(&mut q, account, filter)?;
-    Ok(q.build_query_scalar().fetch_one(pool).await?)
+    let mut tx = search::bounded(pool).await?;
+    let count = q.build_query_scalar().fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(count)
 }
 
 fn from_where(q: &mut QueryBuilder<Postgres>, account: AccountId, filter: Option<&Filter>) -> Result<(), MailboxError> {

@@ -81,6 +81,19 @@ const SENT_COLUMN: &str = ", extract(epoch FROM coalesce(m.sent_at, m.internal_d
 /// How long one search may run: the callers' deadline (beyond it nobody waits for the answer).
 const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A transaction whose statements may each run `SEARCH_TIMEOUT`. A search is bounded in time: thousands
+/// of `NOT BODY zq` over large messages (or as many `body` conditions in an Email/query) would otherwise
+/// hold a pool connection, and a CPU of the database, long after the caller stopped waiting. A statement
+/// cut off fails with `FailedPrecondition`.
+pub(crate) async fn bounded(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, MailboxError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}s", SEARCH_TIMEOUT.as_secs()))
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// The live entries of a mailbox that match `key`, in UID order, and the highest MODSEQ among them
 /// (RFC 7162 §3.1.5); 0 when none match.
 pub async fn search(
@@ -109,13 +122,7 @@ pub async fn search(
     query.push_bind(id.get()).push(" AND ");
     condition(&mut query, key, 0)?;
     query.push(" ORDER BY e.uid");
-    // A search is bounded in time: thousands of `NOT BODY zq` over large messages would otherwise hold
-    // a pool connection (and a CPU of the database) long after the caller stopped waiting.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
-        .bind(format!("{}s", SEARCH_TIMEOUT.as_secs()))
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = bounded(pool).await?;
     let matches: Vec<Match> = query.build_query_as().fetch_all(&mut *tx).await?;
     let mailbox_modseq: i64 = sqlx::query_scalar("SELECT highestmodseq FROM mailboxes WHERE id = $1")
         .bind(id.get())

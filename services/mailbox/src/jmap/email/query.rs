@@ -37,23 +37,42 @@ struct QueryArgs {
 
 /// A filter from its JSON (RFC 8620 §5.5 FilterOperator or RFC 8621 §4.4.1 FilterCondition). Mailbox ids
 /// may be `#creationId` references to mailboxes created earlier in the request (RFC 8620 §5.3).
+/// At most `email_query::MAX_FILTER_NODES` operators and conditions in all.
 pub fn parse_filter(value: &Value, created_ids: &HashMap<String, String>) -> Result<Filter, MethodError> {
-    parse_at(value, created_ids, 0)
+    let mut left = email_query::MAX_FILTER_NODES;
+    parse_at(value, created_ids, 0, &mut left)
 }
 
-fn parse_at(value: &Value, created_ids: &HashMap<String, String>, depth: usize) -> Result<Filter, MethodError> {
+fn parse_at(
+    value: &Value,
+    created_ids: &HashMap<String, String>,
+    depth: usize,
+    left: &mut usize,
+) -> Result<Filter, MethodError> {
     if depth > email_query::MAX_DEPTH {
         return Err(MethodError::UnsupportedFilter("filter nested too deeply".into()));
     }
+    let mut take = || match left.checked_sub(1) {
+        Some(rest) => {
+            *left = rest;
+            Ok(())
+        }
+        None => Err(MethodError::UnsupportedFilter(format!(
+            "a filter of more than {} operators and conditions",
+            email_query::MAX_FILTER_NODES
+        ))),
+    };
     let Value::Object(object) = value else {
         return Err(MethodError::InvalidArguments("a filter is an object".into()));
     };
     if let Some(operator) = object.get("operator") {
+        take()?;
         let conditions = object
             .get("conditions")
             .and_then(Value::as_array)
             .ok_or_else(|| MethodError::InvalidArguments("a FilterOperator needs conditions".into()))?;
-        let inner = conditions.iter().map(|c| parse_at(c, created_ids, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+        let inner =
+            conditions.iter().map(|c| parse_at(c, created_ids, depth + 1, left)).collect::<Result<Vec<_>, _>>()?;
         return match operator.as_str() {
             Some("AND") => Ok(Filter::And(inner)),
             Some("OR") => Ok(Filter::Or(inner)),
@@ -63,6 +82,7 @@ fn parse_at(value: &Value, created_ids: &HashMap<String, String>, depth: usize) 
     }
     let mut all = Vec::new();
     for (name, value) in object {
+        take()?;
         all.push(Filter::Condition(condition(name, value, created_ids)?));
     }
     Ok(if all.len() == 1 { all.remove(0) } else { Filter::And(all) })
@@ -337,6 +357,23 @@ mod tests {
             parse_filter(&json!({"after": "2026-12-07T10:00:00Z"}), &HashMap::new()).unwrap(),
             Filter::Condition(Condition::After(1_796_637_600))
         );
+    }
+
+    #[test]
+    fn a_filter_has_at_most_256_operators_and_conditions() {
+        let wide = |n: usize| json!({"operator": "OR", "conditions": vec![json!({"body": "x"}); n]});
+        assert!(parse_filter(&wide(255), &HashMap::new()).is_ok());
+        let refused = parse_filter(&wide(256), &HashMap::new());
+        assert!(matches!(refused, Err(MethodError::UnsupportedFilter(ref d)) if d.contains("256")), "{refused:?}");
+        // Conditions side by side in one object count one by one; empty operators count too.
+        let side_by_side: serde_json::Map<String, Value> = ["from", "to", "cc", "bcc", "subject", "body", "text"]
+            .iter()
+            .map(|k| (k.to_string(), json!("x")))
+            .collect();
+        let many = vec![Value::Object(side_by_side); 37];
+        assert!(parse_filter(&json!({"operator": "AND", "conditions": many}), &HashMap::new()).is_err());
+        let empty = vec![json!({"operator": "AND", "conditions": []}); 256];
+        assert!(parse_filter(&json!({"operator": "OR", "conditions": empty}), &HashMap::new()).is_err());
     }
 
     #[test]
