@@ -444,6 +444,36 @@ async fn quota_is_reported_and_connections_per_user_and_address_are_capped() {
     ok(&second.await.unwrap(), 1);
     let again = imap_session(addr, None, json!([["login", "hal@example.org", "hal pw"], ["logout"]])).await;
     ok(&again, 1);
+
+    // An account has at most 10,000 mailboxes: filled to one short of that (straight into the table),
+    // CREATE makes the last, and the next is NO [OVERQUOTA], over JMAP overQuota.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO mailboxes (account_id, name, uidvalidity)
+         SELECT $1, 'bulk/' || g, g FROM generate_series(1, 9999 - (SELECT count(*) FROM mailboxes WHERE account_id = $1)) g",
+    )
+    .bind(hal)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let steps = json!([
+        ["raw", "a1 LOGIN hal@example.org \"hal pw\""],
+        ["raw", "a2 CREATE last"],
+        ["raw", "a3 CREATE one-too-many"],
+        ["raw", "a4 CREATE parent/child"]
+    ]);
+    let results = imap_session(addr, None, steps).await;
+    assert!(reply(&results[2]).1.contains("a2 OK"), "{:?}", results[2]);
+    for refused in &results[3..5] {
+        assert!(reply(refused).1.contains("NO [OVERQUOTA]"), "{refused:?}");
+    }
+    let create = json!({"accountId": format!("a{hal}"), "create": {"m": {"name": "jmap-too"}}});
+    let set = stack.jmap_call(hal, "Mailbox/set", create).await;
+    assert_eq!(set[0].1["notCreated"]["m"]["type"], "overQuota", "{set:?}");
+    // A Sieve `fileinto :create` that cannot make its mailbox keeps the message in INBOX.
+    crate::sieve::activate(&stack, hal, "require [\"fileinto\", \"mailbox\"];\nfileinto :create \"sorted\";\n").await;
+    deliver(&stack, "hal@example.org", "filed where it can be").await;
+    stack.wait_for_inbox(hal, 2, PATIENCE).await;
     stack.stop().await;
 }
 

@@ -273,7 +273,13 @@ impl PlanBuilder<'_> {
         if create && !mailbox.is_inbox() {
             match mailboxes::create(self.pool, self.account, &mailbox, "").await {
                 Ok(_) | Err(MailboxError::AlreadyExists(_)) => {}
-                Err(MailboxError::InvalidArgument(why) | MailboxError::FailedPrecondition(why)) => {
+                // A mailbox that cannot be made (a bad name, the account's last mailbox made already)
+                // leaves the message in INBOX, as a missing one does.
+                Err(
+                    MailboxError::InvalidArgument(why)
+                    | MailboxError::FailedPrecondition(why)
+                    | MailboxError::OverQuota(why),
+                ) => {
                     self.fileinto_failed(name, &why);
                     self.keep(flags);
                     return Ok(());

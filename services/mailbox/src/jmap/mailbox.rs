@@ -554,6 +554,7 @@ fn refusal(error: MailboxError) -> Result<SetError, MethodError> {
         MailboxError::NotFound(_) => SetError::not_found(),
         MailboxError::HasChildren(_) => SetError::new("mailboxHasChild"),
         MailboxError::FailedPrecondition(why) => SetError::forbidden(why),
+        MailboxError::OverQuota(why) => SetError::new("overQuota").describe(why),
         other => return Err(other.into()),
     })
 }

@@ -58,21 +58,25 @@ pub struct ListQuery {
     pub recursive_match: bool,
 }
 
+/// Mailboxes one account may have. A person's are a few hundred at most; a client creating them in a
+/// loop would make every LIST, every JMAP Mailbox/get and the account's rows grow without end.
+pub const MAX_MAILBOXES: i64 = 10_000;
+
 /// Creates one mailbox row. Its UIDVALIDITY is the creation time in seconds (as Dovecot's) but always
 /// above every value the account handed out before, so a name deleted and created again within a second
-/// still gets a new one.
+/// still gets a new one. An account with `MAX_MAILBOXES` already gets `OverQuota`.
 pub async fn insert(
     conn: &mut PgConnection,
     account: AccountId,
     name: &MailboxName,
     special_use: Option<&str>,
 ) -> Result<u32, MailboxError> {
-    let uidvalidity: i64 = sqlx::query_scalar(
+    let uidvalidity: Option<i64> = sqlx::query_scalar(
         "WITH next AS (
             UPDATE accounts
                SET last_uidvalidity = greatest(last_uidvalidity + 1,
                                                extract(epoch FROM clock_timestamp())::bigint % 4294967296)
-             WHERE id = $1
+             WHERE id = $1 AND (SELECT count(*) FROM mailboxes WHERE account_id = $1) < $4
          RETURNING last_uidvalidity)
          INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)
          SELECT $1, $2, last_uidvalidity, $3 FROM next
@@ -81,7 +85,8 @@ pub async fn insert(
     .bind(account.get())
     .bind(name.as_str())
     .bind(special_use)
-    .fetch_one(conn)
+    .bind(MAX_MAILBOXES)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| match MailboxError::from(e) {
         MailboxError::AlreadyExists(what) if what.contains("special_use") => {
@@ -90,6 +95,17 @@ pub async fn insert(
         MailboxError::AlreadyExists(_) => already_exists(name),
         other => other,
     })?;
+    let Some(uidvalidity) = uidvalidity else {
+        // No row: the account has as many mailboxes as it may, or is gone.
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM accounts WHERE id = $1)")
+            .bind(account.get())
+            .fetch_one(&mut *conn)
+            .await?;
+        return Err(match exists {
+            true => MailboxError::OverQuota(format!("the account has {MAX_MAILBOXES} mailboxes, as many as it may")),
+            false => MailboxError::NotFound(format!("no account {}", account.get())),
+        });
+    };
     Ok(uidvalidity as u32)
 }
 
