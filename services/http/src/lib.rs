@@ -15,6 +15,7 @@ mod metrics;
 mod problem;
 mod push;
 mod reference;
+mod send_timeout;
 mod session;
 mod submission;
 mod tokens;
@@ -39,6 +40,8 @@ use mailbus_tls::ServerTls;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use crate::send_timeout::{SEND_TIMEOUT, SendTimeout};
 
 /// The largest answer to one JMAP method call the http role accepts from the mailbox role.
 pub const JMAP_MAX_REPLY: usize = 64 * 1024 * 1024;
@@ -377,10 +380,11 @@ async fn serve_connection(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
+    // A client that stops reading a response is let go after SEND_TIMEOUT without progress.
     match tls {
-        None => drive(TokioIo::new(stream), service, shutdown).await,
+        None => drive(SendTimeout::new(TokioIo::new(stream), SEND_TIMEOUT), service, shutdown).await,
         Some(tls) => match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
-            Ok(Ok(stream)) => drive(TokioIo::new(stream), service, shutdown).await,
+            Ok(Ok(stream)) => drive(SendTimeout::new(TokioIo::new(stream), SEND_TIMEOUT), service, shutdown).await,
             Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         },
