@@ -166,8 +166,21 @@ async fn admin_manages_aliases_quotas_passwords_and_disabled_accounts() {
     assert!(stdout.lines().any(|l| l.starts_with("judy@example.com") && l.contains("disabled")), "{stdout}");
     assert_eq!(admin(&stack, &["account", "enable", "judy@example.com"], "").await.0, 0);
     assert!(stack.authenticates("judy@example.com", "fresh pw").await);
+    // An account's change log goes with it (its mailboxes' creation is in it).
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    let logged = async |db: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM changes WHERE account_id = (SELECT id FROM accounts WHERE address = 'ken@example.com')
+                OR account_id NOT IN (SELECT id FROM accounts)",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap()
+    };
+    assert!(logged(&mut db).await > 0);
     assert_eq!(admin(&stack, &["account", "remove", "ken@example.com"], "").await.0, 0);
     assert_eq!(admin(&stack, &["account", "remove", "ken@example.com"], "").await.0, 1);
+    assert_eq!(logged(&mut db).await, 0, "no change of a removed account is left");
     let (_, stdout, _) = admin(&stack, &["alias", "list"], "").await;
     assert_eq!(stdout.lines().count(), 1, "the catch-all went with its only target: {stdout}");
     stack.stop().await;
