@@ -9,6 +9,7 @@ const IDEMPOTENT: &[&str] = &[
     "/grpc.health.v1.Health/Check",
     "/mailbus.v1.Directory/ResolveRecipient",
     "/mailbus.v1.Directory/Authenticate",
+    "/mailbus.v1.Directory/CredentialEpoch",
     "/mailbus.v1.Directory/CheckSender",
     "/mailbus.v1.Directory/ListDomains",
     "/mailbus.v1.Directory/ListAccounts",

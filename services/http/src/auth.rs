@@ -82,17 +82,34 @@ pub struct Authenticator {
 }
 
 /// What the authenticator remembers, emptied together on a directory change.
-#[derive(Default)]
 struct Caches {
     passwords: Mutex<HashMap<CacheKey, (Account, Instant)>>,
     /// Account id → its credential epoch, and when it was read.
     epochs: Mutex<HashMap<i64, (i64, Instant)>>,
+    /// Moves with every clear. An answer asked for before a clear is not kept after it (it may be of the
+    /// password or epoch the change replaced), and EventSource connections hear it and look again.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches { passwords: Mutex::default(), epochs: Mutex::default(), generation: tokio::sync::watch::Sender::new(0) }
+    }
 }
 
 impl Caches {
     fn clear(&self) {
-        lock(&self.passwords).clear();
-        lock(&self.epochs).clear();
+        // Both maps under their locks while the generation moves, so that no insert checked against the
+        // old generation lands after the clear.
+        let mut passwords = lock(&self.passwords);
+        let mut epochs = lock(&self.epochs);
+        passwords.clear();
+        epochs.clear();
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    fn generation(&self) -> u64 {
+        *self.generation.borrow()
     }
 }
 
@@ -127,6 +144,11 @@ impl Authenticator {
         move || caches.clear()
     }
 
+    /// Wakes whenever the directory changed, for a long-lived connection to check its credentials again.
+    pub fn directory_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.caches.generation.subscribe()
+    }
+
     /// The account the request proves, by its `Authorization` or else its webmail session cookie, or the
     /// problem to answer with. A request that changes something must go through
     /// [`crate::webmail::guard::authenticate_change`] instead, which adds the webmail's CSRF checks.
@@ -156,22 +178,29 @@ impl Authenticator {
     /// The webmail session of the request's cookie, with the cookie's value. An unknown cookie is not a
     /// failed login: a 256-bit id cannot be guessed, and an expired one is only a browser left open.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<(String, Session)>, Problem> {
-        let Some(id) = sessions::cookie(headers, SESSION_COOKIE) else {
+        let Some((id, session)) = self.stored_session(headers).await? else {
             return Ok(None);
-        };
-        let session = match self.sessions.lookup(id).await {
-            Ok(Some(session)) => session,
-            Ok(None) => return Ok(None),
-            Err(error) => {
-                tracing::warn!(%error, "session store unavailable");
-                return Err(Problem::unavailable("the session store is unavailable"));
-            }
         };
         // A session of an older password is over, whatever the browser keeps.
         if !self.current(&session.account).await? {
             return Ok(None);
         }
-        Ok(Some((id.to_owned(), session)))
+        Ok(Some((id, session)))
+    }
+
+    /// The session of the request's cookie as stored, whether or not its credentials are still the
+    /// account's: what logging out ends.
+    pub async fn stored_session(&self, headers: &HeaderMap) -> Result<Option<(String, Session)>, Problem> {
+        let Some(id) = sessions::cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        match self.sessions.lookup(id).await {
+            Ok(found) => Ok(found.map(|session| (id.to_owned(), session))),
+            Err(error) => {
+                tracing::warn!(%error, "session store unavailable");
+                Err(Problem::unavailable("the session store is unavailable"))
+            }
+        }
     }
 
     /// A user name and password: from the cache, or checked by the directory under the throttle.
@@ -183,6 +212,7 @@ impl Authenticator {
         if self.throttle.verdict(client).await == Verdict::Refuse {
             return Err(Problem::throttled());
         }
+        let generation = self.caches.generation();
         let request = pb::AuthenticateRequest { username: username.to_owned(), password: password.to_owned() };
         let reply = match self.directory.clone().authenticate(request).await {
             Ok(reply) => reply.into_inner(),
@@ -199,7 +229,7 @@ impl Authenticator {
         self.throttle.succeeded(username).await;
         let account =
             Account { id: reply.account_id, address: reply.account_address, credential_epoch: reply.credential_epoch };
-        self.remember(key, account.clone());
+        self.remember(generation, key, account.clone());
         Ok(account)
     }
 
@@ -235,31 +265,45 @@ impl Authenticator {
     }
 
     /// Whether `account` (as a token or session carries it) is of the account's current credential
-    /// epoch. An account that is gone has none.
+    /// epoch. An account that is gone has none. A cached epoch older than the one given was read before
+    /// a change whose announcement has not come yet: the directory is asked again.
     pub async fn current(&self, account: &Account) -> Result<bool, Problem> {
         let cached = lock(&self.caches.epochs)
             .get(&account.id)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .filter(|(epoch, at)| at.elapsed() < CACHE_TTL && *epoch >= account.credential_epoch)
             .map(|(epoch, _)| *epoch);
-        let epoch = match cached {
-            Some(epoch) => epoch,
-            None => {
-                let request = pb::CredentialEpochRequest { account_id: account.id };
-                let epoch = match self.directory.clone().credential_epoch(request).await {
-                    Ok(reply) => reply.into_inner().credential_epoch,
-                    Err(status) if status.code() == tonic::Code::NotFound => return Ok(false),
-                    Err(status) => {
-                        tracing::warn!(%status, "directory unavailable for a credential check");
-                        return Err(Problem::unavailable("the directory is unavailable"));
-                    }
-                };
-                let mut epochs = lock(&self.caches.epochs);
-                make_room(&mut epochs);
-                epochs.insert(account.id, (epoch, Instant::now()));
-                epoch
+        if let Some(epoch) = cached {
+            return Ok(epoch == account.credential_epoch);
+        }
+        let generation = self.caches.generation();
+        let request = pb::CredentialEpochRequest { account_id: account.id };
+        let epoch = match self.directory.clone().credential_epoch(request).await {
+            Ok(reply) => reply.into_inner().credential_epoch,
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(false),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                // A mailbox role from before credential epochs (a rolling upgrade that reached this role
+                // first): credentials are taken as they were before, until it is upgraded too.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| tracing::warn!("the mailbox role has no CredentialEpoch yet; tokens are not checked against password changes until it is upgraded"));
+                return Ok(true);
+            }
+            Err(status) => {
+                tracing::warn!(%status, "directory unavailable for a credential check");
+                return Err(Problem::unavailable("the directory is unavailable"));
             }
         };
+        self.remember_epoch(generation, account.id, epoch);
         Ok(epoch == account.credential_epoch)
+    }
+
+    /// Keeps `epoch` unless the caches were cleared since `generation` (it may be from before the change).
+    fn remember_epoch(&self, generation: u64, account: i64, epoch: i64) {
+        let mut epochs = lock(&self.caches.epochs);
+        if self.caches.generation() != generation {
+            return;
+        }
+        make_room(&mut epochs);
+        epochs.insert(account, (epoch, Instant::now()));
     }
 
     fn cached(&self, key: &CacheKey) -> Option<Account> {
@@ -267,8 +311,14 @@ impl Authenticator {
         cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(account, _)| account.clone())
     }
 
-    fn remember(&self, key: CacheKey, account: Account) {
+    /// Keeps a verified password, and the epoch it came with, unless the caches were cleared since
+    /// `generation`: a password checked before a change may be the one it replaced.
+    fn remember(&self, generation: u64, key: CacheKey, account: Account) {
+        self.remember_epoch(generation, account.id, account.credential_epoch);
         let mut cache = lock(&self.caches.passwords);
+        if self.caches.generation() != generation {
+            return;
+        }
         make_room(&mut cache);
         cache.insert(key, (account, Instant::now()));
     }

@@ -143,8 +143,19 @@ pub async fn eventsource(
     // The state now: an event is sent only when it moves on from here.
     let last = state(&app, &account).await?;
     let open = app.metrics.eventsource_opened();
-    let connection =
-        Connection { app, account, wanted, receiver, last, last_sent: None, done: false, _open: open, _slot: slot };
+    let directory_changes = app.auth.directory_changes();
+    let connection = Connection {
+        app,
+        account,
+        wanted,
+        receiver,
+        directory_changes,
+        last,
+        last_sent: None,
+        done: false,
+        _open: open,
+        _slot: slot,
+    };
     let stream = futures::stream::unfold(connection, |mut c| async move {
         let event = c.next_event().await?;
         Some((Ok::<_, std::convert::Infallible>(event), c))
@@ -170,6 +181,8 @@ struct Connection {
     account: Account,
     wanted: Wanted,
     receiver: broadcast::Receiver<Change>,
+    /// Moves with every directory change: the connection then checks that its credentials still hold.
+    directory_changes: tokio::sync::watch::Receiver<u64>,
     last: String,
     /// When the last state event went out: the next waits until COALESCE after it.
     last_sent: Option<tokio::time::Instant>,
@@ -180,21 +193,28 @@ struct Connection {
 
 impl Connection {
     /// The next bytes to send, `None` to close: after the last one asked for, at shutdown, and once the
-    /// credentials that opened the connection are no longer the account's (a new password).
+    /// credentials that opened the connection are no longer the account's (a new password), which is
+    /// checked before every event and on every directory change.
     async fn next_event(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
         }
-        let event = self.next_event_unchecked().await?;
-        match self.app.auth.current(&self.account).await {
-            Ok(true) => Some(event),
-            Ok(false) => None,
-            // The directory is away: the next event asks again.
-            Err(_) => Some(event),
+        loop {
+            let event = self.next_event_unchecked().await?;
+            match self.app.auth.current(&self.account).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                // The directory is away: the connection goes on, and asks again at its next wake.
+                Err(_) => {}
+            }
+            if let Some(event) = event {
+                return Some(event);
+            }
         }
     }
 
-    async fn next_event_unchecked(&mut self) -> Option<Bytes> {
+    /// The next event, or `Some(None)` when the directory changed and the credentials are to be checked.
+    async fn next_event_unchecked(&mut self) -> Option<Option<Bytes>> {
         loop {
             let ping = async {
                 match self.wanted.ping {
@@ -204,9 +224,14 @@ impl Connection {
             };
             let mut delivery = tokio::select! {
                 _ = self.app.shutdown.cancelled() => return None,
+                changed = self.directory_changes.changed() => match changed {
+                    Ok(()) => return Some(None),
+                    // The authenticator is gone: the role is shutting down.
+                    Err(_) => return None,
+                },
                 _ = ping => {
                     let interval = self.wanted.ping.map(|p| p.as_secs()).unwrap_or(0);
-                    return Some(Bytes::from(format!("event: ping\ndata: {}\n\n", json!({"interval": interval}))));
+                    return Some(Some(Bytes::from(format!("event: ping\ndata: {}\n\n", json!({"interval": interval})))));
                 }
                 received = self.receiver.recv() => match received {
                     Ok(change) => change.delivery,
@@ -236,7 +261,7 @@ impl Connection {
                 continue;
             };
             self.done = self.wanted.close_after_state;
-            return Some(Bytes::from(format!("event: state\ndata: {changed}\n\n")));
+            return Some(Some(Bytes::from(format!("event: state\ndata: {changed}\n\n"))));
         }
     }
 }

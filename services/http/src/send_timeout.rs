@@ -101,7 +101,8 @@ mod tests {
         let (ours, _theirs) = tokio::io::duplex(4096);
         let mut writer = TokioIo::new(SendTimeout::new(TokioIo::new(ours), LIMIT));
         let started = tokio::time::Instant::now();
-        let error = writer.write_all(&[b'x'; 1 << 20]).await.unwrap_err();
+        let written = tokio::time::timeout(LIMIT * 10, writer.write_all(&[b'x'; 1 << 20])).await;
+        let error = written.expect("cut off, not left waiting").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= LIMIT);
     }
@@ -124,6 +125,7 @@ mod tests {
         });
         writer.write_all(&[b'x'; 48 * 1024]).await.unwrap();
         writer.shutdown().await.unwrap();
-        assert_eq!(reader.await.unwrap(), 48 * 1024);
+        let read = tokio::time::timeout(LIMIT * 40, reader).await.expect("the reader is done");
+        assert_eq!(read.unwrap(), 48 * 1024);
     }
 }

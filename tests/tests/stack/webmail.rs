@@ -259,6 +259,11 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
     let bearer = format!("Authorization: Bearer {}", reissued.json()["access_token"].as_str().unwrap());
     assert!(alive(&bearer).await, "a token of the new password works");
     assert!(browser.login(("alice@example.org", "new alice pw")).await.1.is_object(), "and so does the webmail");
+    // A new address ends them too: the name they were opened with is gone.
+    let rename =
+        mailbus_proto::v1::RenameAccountRequest { address: ALICE.0.into(), new_address: "alice.b@example.org".into() };
+    stack.directory().await.rename_account(rename).await.unwrap();
+    wait_until(PATIENCE, "the token of the old address is refused", async || !alive(&bearer).await).await;
     stack.stop().await;
 }
 

@@ -127,7 +127,8 @@ pub async fn login(
 /// on the server, whatever the browser keeps.
 pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let clear = [set_cookie(SESSION_COOKIE, "", "/", Duration::ZERO)];
-    let Some((id, session)) = app.auth.session(&headers).await? else {
+    // The stored session, even one a new password has ended: logging out still removes it.
+    let Some((id, session)) = app.auth.stored_session(&headers).await? else {
         return Ok(see_other("/?logged_out=1", &clear));
     };
     let field = form_pairs(&body).into_iter().find(|(name, _)| name == "csrf").map(|(_, value)| value);

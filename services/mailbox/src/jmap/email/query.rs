@@ -80,9 +80,13 @@ fn parse_at(
             _ => Err(MethodError::UnsupportedFilter(format!("operator {operator}"))),
         };
     }
+    // A FilterCondition counts once, and once more for each property beyond its first: `{}` too.
+    take()?;
     let mut all = Vec::new();
-    for (name, value) in object {
-        take()?;
+    for (index, (name, value)) in object.iter().enumerate() {
+        if index > 0 {
+            take()?;
+        }
         all.push(Filter::Condition(condition(name, value, created_ids)?));
     }
     Ok(if all.len() == 1 { all.remove(0) } else { Filter::And(all) })
@@ -374,6 +378,8 @@ mod tests {
         assert!(parse_filter(&json!({"operator": "AND", "conditions": many}), &HashMap::new()).is_err());
         let empty = vec![json!({"operator": "AND", "conditions": []}); 256];
         assert!(parse_filter(&json!({"operator": "OR", "conditions": empty}), &HashMap::new()).is_err());
+        let nothing = vec![json!({}); 256];
+        assert!(parse_filter(&json!({"operator": "OR", "conditions": nothing}), &HashMap::new()).is_err());
     }
 
     #[test]
