@@ -236,7 +236,7 @@ impl Mailbox {
 }
 
 /// Keeps the JMAP change log to its retention, and drops vacation's memories whose period is over (and
-/// follow-ups no relay will ask for again), at start-up and then every hour.
+/// follow-ups and delivery records no relay will ask for again), at start-up and then every hour.
 async fn prune_changes(pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
         match jmap::changes::prune(&pool).await {
@@ -248,6 +248,11 @@ async fn prune_changes(pool: sqlx::PgPool, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "pruned vacation's memory and stale Sieve follow-ups"),
             Err(error) => tracing::warn!(%error, "pruning vacation's memory failed; it is tried again in an hour"),
+        }
+        match store::delivery::prune_records(&pool).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned delivery records past any queue lifetime"),
+            Err(error) => tracing::warn!(%error, "pruning delivery records failed; it is tried again in an hour"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -625,7 +625,7 @@ async fn rows_stored_before_ids_kept_their_brackets_are_threaded_by_their_ids() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_change_log_keeps_its_retention_and_older_states_start_over() {
+async fn the_change_log_and_delivery_records_keep_their_retention_and_older_states_start_over() {
     let mut stack = TestStack::start().await;
     let alice = User::new(&stack, "alice@example.org").await;
     deliver_smtp(&stack, "alice@example.org", &message("Old", "old@remote.test", "", "x")).await;
@@ -634,6 +634,11 @@ async fn the_change_log_keeps_its_retention_and_older_states_start_over() {
     // Everything so far falls out of the retention window.
     let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
     sqlx::query("UPDATE changes SET at = now() - interval '31 days'").execute(&mut db).await.unwrap();
+    // So do the first delivery's idempotency records.
+    for table in ["delivery_runs", "deliveries"] {
+        let backdate = format!("UPDATE {table} SET delivered_at = now() - interval '31 days'");
+        sqlx::query(sqlx::AssertSqlSafe(backdate)).execute(&mut db).await.unwrap();
+    }
     deliver_smtp(&stack, "alice@example.org", &message("New", "new@remote.test", "", "x")).await;
     let ids = wait_for_inbox(&alice, 2).await;
     // A mailbox role prunes the log when it starts (and every hour).
@@ -644,6 +649,13 @@ async fn the_change_log_keeps_its_retention_and_older_states_start_over() {
             .await
             .unwrap();
         floor > 0
+    })
+    .await;
+    // The old delivery's records go (there were two of each), the new one's stay.
+    wait_until(Duration::from_secs(20), "the delivery records are pruned", async || {
+        let counts = "SELECT (SELECT count(*) FROM delivery_runs), (SELECT count(*) FROM deliveries)";
+        let (runs, placed): (i64, i64) = sqlx::query_as(counts).fetch_one(&mut db).await.unwrap();
+        (runs, placed) == (1, 1)
     })
     .await;
     for method in ["Email/changes", "Mailbox/changes", "Thread/changes"] {

@@ -105,6 +105,31 @@ pub struct Incoming {
     pub parsed: Parsed,
 }
 
+/// How long a delivery's records (`delivery_runs`, `deliveries`, `delivery_follow_ups`) are kept: far
+/// beyond the queue lifetime a relay may send the same message again within (5 days by default).
+pub const RECORDS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Drops delivery records older than [`RECORDS_KEPT`], a batch at a time; returns how many. Run hourly.
+pub async fn prune_records(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut pruned = 0;
+    for table in ["delivery_runs", "deliveries"] {
+        loop {
+            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE ctid IN (
+                     SELECT ctid FROM {table} WHERE delivered_at < now() - make_interval(secs => $1) LIMIT 10000)"
+            )))
+            .bind(RECORDS_KEPT.as_secs_f64())
+            .execute(pool)
+            .await?;
+            pruned += done.rows_affected();
+            if done.rows_affected() == 0 {
+                break;
+            }
+        }
+    }
+    Ok(pruned)
+}
+
 /// Several deliveries into `account` in one transaction, in their order: one commit for all, each
 /// delivery once (a repeated key, even within the batch, answers with what the first did). The batch is
 /// first tried whole, without savepoints ([`at_once`]); if that cannot be done, each delivery is tried to

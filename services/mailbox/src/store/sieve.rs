@@ -286,9 +286,11 @@ pub async fn remember_vacation(
 /// that queued them but died before saying so); run hourly beside the change log's pruning.
 pub async fn prune(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let sent = sqlx::query("DELETE FROM vacation_sent WHERE until <= now()").execute(pool).await?;
-    let follow_ups = sqlx::query("DELETE FROM delivery_follow_ups WHERE created_at < now() - interval '30 days'")
-        .execute(pool)
-        .await?;
+    let follow_ups =
+        sqlx::query("DELETE FROM delivery_follow_ups WHERE created_at < now() - make_interval(secs => $1)")
+            .bind(crate::store::delivery::RECORDS_KEPT.as_secs_f64())
+            .execute(pool)
+            .await?;
     Ok(sent.rows_affected() + follow_ups.rows_affected())
 }
 
