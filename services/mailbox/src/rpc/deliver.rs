@@ -19,7 +19,6 @@ use crate::rpc::MailboxService;
 use crate::rpc::upload::{parse, read_upload};
 use crate::store;
 use crate::store::delivery::{Delivered, FollowUpKind, Incoming, Job, StoredFollowUp};
-use crate::store::directory::{self, Resolution};
 use crate::store::messages::Placed;
 
 impl MailboxService {
@@ -46,13 +45,16 @@ impl MailboxService {
 
     async fn deliver(&self, header: pb::DeliveryHeader, content: Vec<u8>) -> Result<pb::DeliverResponse, Status> {
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
-        let accounts = match directory::resolve(&self.pool, &recipient, &self.recipient_delimiter).await? {
+        let resolved = self.resolved(&recipient).await?;
+        let accounts: Vec<AccountId> = match resolved.kind() {
             // The forwards are the relay's to send on; Deliver stores for the accounts only.
-            Resolution::Local { accounts, .. } if !accounts.is_empty() => accounts,
+            pb::RecipientKind::Local if !resolved.account_ids.is_empty() => {
+                resolved.account_ids.iter().copied().map(AccountId::from).collect()
+            }
             // An alias that now only forwards (or whose accounts are disabled): the relay acted on an
             // older answer. Storing nowhere and answering success would lose the message; the relay asks
             // the directory again and routes by what it says now.
-            Resolution::Local { .. } => {
+            pb::RecipientKind::Local => {
                 return Err(Status::aborted(format!("{recipient} leads to no account here any more")));
             }
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),

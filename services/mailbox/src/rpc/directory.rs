@@ -16,20 +16,7 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::ResolveRecipientRequest>,
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         let address: EmailAddress = request.into_inner().address.parse().map_err(invalid)?;
-        let reply = match directory::resolve(&self.pool, &address, &self.recipient_delimiter).await? {
-            Resolution::Local { accounts, forwards } => pb::ResolveRecipientResponse {
-                kind: pb::RecipientKind::Local.into(),
-                account_ids: accounts.into_iter().map(i64::from).collect(),
-                forwards,
-            },
-            Resolution::UnknownUser => {
-                pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }
-            }
-            Resolution::NotLocal => {
-                pb::ResolveRecipientResponse { kind: pb::RecipientKind::NotLocal.into(), ..Default::default() }
-            }
-        };
-        Ok(Response::new(reply))
+        Ok(Response::new(self.resolved(&address).await?))
     }
 
     async fn authenticate(
@@ -198,10 +185,33 @@ impl pb::directory_server::Directory for MailboxService {
 impl MailboxService {
     /// Runs a change to domains, accounts or aliases, then announces it (`Events::directory_changed`)
     /// whether or not it succeeded, as one may fail after its commit; its result comes back as it was.
+    /// This replica forgets its own answers at once, before the announcement comes back to it.
     async fn announcing<T>(&self, change: impl Future<Output = T>) -> T {
         let done = change.await;
+        self.recipients.clear();
         self.events.directory_changed().await;
         done
+    }
+
+    /// Where `address` leads, from the cache or the directory.
+    pub(super) async fn resolved(&self, address: &EmailAddress) -> Result<pb::ResolveRecipientResponse, Status> {
+        let ask = async |_| {
+            let reply = match directory::resolve(&self.pool, address, &self.recipient_delimiter).await? {
+                Resolution::Local { accounts, forwards } => pb::ResolveRecipientResponse {
+                    kind: pb::RecipientKind::Local.into(),
+                    account_ids: accounts.into_iter().map(i64::from).collect(),
+                    forwards,
+                },
+                Resolution::UnknownUser => {
+                    pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }
+                }
+                Resolution::NotLocal => {
+                    pb::ResolveRecipientResponse { kind: pb::RecipientKind::NotLocal.into(), ..Default::default() }
+                }
+            };
+            Ok(reply)
+        };
+        self.recipients.resolve(&address.lookup_key(), ask).await
     }
 }
 
