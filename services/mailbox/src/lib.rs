@@ -16,6 +16,7 @@
 //! `mailbus_address`'s validated types: `AccountId`, `MailboxName`, `Uid`, and inside the store
 //! `MailboxId`.
 
+mod delivery_threads;
 mod dkim;
 mod error;
 mod events;
@@ -69,6 +70,8 @@ pub struct MailboxConfig {
     pub recipient_delimiter: RecipientDelimiter,
     /// How long an answer about a recipient address is kept (`MAILBUS_RECIPIENT_CACHE_SECS`).
     pub recipient_cache_ttl: Duration,
+    /// The nice value of the threads that store deliveries (`MAILBUS_DELIVERY_NICE`; 0: the server's).
+    pub delivery_nice: i32,
     pub sieve: SieveConfig,
 }
 
@@ -155,6 +158,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         sieve_quota: rpc::SieveQuota { max_scripts: config.sieve.max_scripts, max_size: config.sieve.max_script_size },
         delivery_batches: group_commit::GroupCommit::new(config.delivery_batch),
         recipients: Arc::new(RecipientCache::new(config.recipient_cache_ttl)),
+        delivery_threads: delivery_threads::DeliveryThreads::new(config.delivery_nice).map_err(StartError::Ops)?,
     };
     // Another replica's directory change (this one's own clear the cache at once, see `announcing`).
     let recipients = service.recipients.clone();

@@ -485,6 +485,11 @@ settings! {
         1..=256,
         "most concurrent deliveries into one account committed as one transaction (1: each alone)",
     );
+    MAILBUS_DELIVERY_NICE: i32 = bounded(
+        "10",
+        0..=19,
+        "nice value of the mailbox role's threads that store deliveries: while the CPUs are busy, SMTP acceptance and mail readers come first and the queue absorbs the burst (0: the same priority as the rest)",
+    );
     MAILBUS_LOG_FORMAT: LogFormat = new("text", "text or json");
     RUST_LOG: String = new("info", "log filter (tracing-subscriber EnvFilter syntax)");
     OTEL_EXPORTER_OTLP_ENDPOINT: Option<String> = optional("OTLP/gRPC endpoint; traces are exported when set");

@@ -35,7 +35,10 @@ impl MailboxService {
             uid = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        let outcome = self.deliver(header, content).instrument(span.clone()).await;
+        let service = self.clone();
+        let work = async move { service.deliver(header, content).await }.instrument(span.clone());
+        let outcome =
+            self.delivery_threads.run(work).await.unwrap_or_else(|| Err(Status::internal("delivery task failed")));
         let label = outcome_label(&outcome);
         span.record("outcome", label);
         self.deliveries.get_or_create(&vec![("outcome".into(), label.into())]).inc();

@@ -25,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::PgPool;
 
+use crate::delivery_threads::DeliveryThreads;
 use crate::error::{MailboxError, QuotaFull};
 use crate::events::Events;
 use crate::filter::Filter;
@@ -55,6 +56,8 @@ pub struct MailboxService {
     /// keep them (`MAILBUS_RECIPIENT_CACHE_SECS`, cleared by every directory change): a Deliver then
     /// costs no lookup before its statement.
     pub recipients: Arc<RecipientCache>,
+    /// Where Deliver's work runs (`crate::delivery_threads`).
+    pub delivery_threads: DeliveryThreads,
 }
 
 /// How many scripts an account may keep, and how large each may be.
