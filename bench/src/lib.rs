@@ -207,6 +207,14 @@ impl Stack {
         }
         env.insert("MAILBUS_MAILBOX_URL", format!("http://{}", env["MAILBUS_MAILBOX_GRPC_LISTEN"]));
         env.insert("MAILBUS_RELAY_URL", format!("http://{}", env["MAILBUS_RELAY_GRPC_LISTEN"]));
+        // A setting in the benchmark's own environment reaches the roles (`MAILBUS_DELIVERY_NICE=0
+        // smtp-bench ...` measures without it), except the listeners and URLs, which are the bench's.
+        for var in mailbus::settings::VARS.iter().filter(|v| !v.name.ends_with("_LISTEN") && !v.name.ends_with("_URL"))
+        {
+            if let Ok(value) = std::env::var(var.name) {
+                env.insert(var.name, value);
+            }
+        }
         env.extend(settings.iter().cloned());
         let logs = infra::scratch_dir().join("bench-logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
