@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailbus_address::RecipientDelimiter;
-use mailbus_grpc::recipients::RecipientCache;
 use mailbus_jetstream::Names;
 use mailbus_proto::v1::{
     directory_server::DirectoryServer, dkim_keys_server::DkimKeysServer, jmap_server::JmapServer,
@@ -68,8 +67,6 @@ pub struct MailboxConfig {
     pub quota_full: QuotaFull,
     /// Plus-addressing (`MAILBUS_RECIPIENT_DELIMITER`); applied wherever a recipient is resolved.
     pub recipient_delimiter: RecipientDelimiter,
-    /// How long an answer about a recipient address is kept (`MAILBUS_RECIPIENT_CACHE_SECS`).
-    pub recipient_cache_ttl: Duration,
     /// The nice value of the threads that store deliveries (`MAILBUS_DELIVERY_NICE`; 0: the server's).
     pub delivery_nice: i32,
     pub sieve: SieveConfig,
@@ -148,7 +145,7 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
     let service = rpc::MailboxService {
         pool,
         hasher: password::Hasher::new(threads),
-        events: events::Events::new(nats.clone(), config.names.clone()),
+        events: events::Events::new(nats, config.names.clone()),
         max_message_size: config.max_message_size,
         quota_full: config.quota_full,
         recipient_delimiter: config.recipient_delimiter,
@@ -157,12 +154,8 @@ pub async fn bind(config: MailboxConfig) -> Result<Mailbox, StartError> {
         filter: filter::Filter::new(limits, sieve_errors),
         sieve_quota: rpc::SieveQuota { max_scripts: config.sieve.max_scripts, max_size: config.sieve.max_script_size },
         delivery_batches: group_commit::GroupCommit::new(config.delivery_batch),
-        recipients: Arc::new(RecipientCache::new(config.recipient_cache_ttl)),
         delivery_threads: delivery_threads::DeliveryThreads::new(config.delivery_nice).map_err(StartError::Ops)?,
     };
-    // Another replica's directory change (this one's own clear the cache at once, see `announcing`).
-    let recipients = service.recipients.clone();
-    mailbus_jetstream::follow_directory_changes(nats.clone(), &config.names, move || recipients.clear());
     // What smtp-ingress and the relay kept from before this start may be out of date.
     let events = service.events.clone();
     tokio::spawn(async move { events.directory_changed().await });

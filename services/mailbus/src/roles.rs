@@ -63,7 +63,6 @@ pub fn mailbox_config(s: &Settings) -> anyhow::Result<MailboxConfig> {
         delivery_batch: s.get(MAILBUS_DELIVERY_BATCH)?,
         quota_full: s.get(MAILBUS_QUOTA_FULL)?,
         recipient_delimiter: s.get(MAILBUS_RECIPIENT_DELIMITER)?,
-        recipient_cache_ttl: s.get(MAILBUS_RECIPIENT_CACHE_SECS)?,
         delivery_nice: s.get(MAILBUS_DELIVERY_NICE)?,
         sieve: SieveConfig {
             max_scripts: s.get(MAILBUS_SIEVE_MAX_SCRIPTS)?,

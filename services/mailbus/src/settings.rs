@@ -409,7 +409,7 @@ settings! {
     MAILBUS_RECIPIENT_CACHE_SECS: Duration = secs(
         "60",
         0..=3600,
-        "how long smtp-ingress, the relay and the mailbox role's Deliver keep the answer about a recipient address; a change to accounts, aliases or domains through the mailbox role clears them within milliseconds (0: ask every time)",
+        "how long smtp-ingress and the relay keep the mailbox role's answer about a recipient address; a change to accounts, aliases or domains through the mailbox role clears them within milliseconds (0: ask every time)",
     );
     MAILBUS_DKIM_KEY_CACHE_SECS: Duration = secs(
         "60",

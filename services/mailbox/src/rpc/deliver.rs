@@ -19,6 +19,7 @@ use crate::rpc::MailboxService;
 use crate::rpc::upload::{parse, read_upload};
 use crate::store;
 use crate::store::delivery::{Delivered, FollowUpKind, Incoming, Job, StoredFollowUp};
+use crate::store::directory::{self, Resolution};
 use crate::store::messages::Placed;
 
 impl MailboxService {
@@ -48,16 +49,13 @@ impl MailboxService {
 
     async fn deliver(&self, header: pb::DeliveryHeader, content: Vec<u8>) -> Result<pb::DeliverResponse, Status> {
         let recipient: EmailAddress = header.recipient.parse().map_err(invalid)?;
-        let resolved = self.resolved(&recipient).await?;
-        let accounts: Vec<AccountId> = match resolved.kind() {
+        let accounts = match directory::resolve(&self.pool, &recipient, &self.recipient_delimiter).await? {
             // The forwards are the relay's to send on; Deliver stores for the accounts only.
-            pb::RecipientKind::Local if !resolved.account_ids.is_empty() => {
-                resolved.account_ids.iter().copied().map(AccountId::from).collect()
-            }
+            Resolution::Local { accounts, .. } if !accounts.is_empty() => accounts,
             // An alias that now only forwards (or whose accounts are disabled): the relay acted on an
             // older answer. Storing nowhere and answering success would lose the message; the relay asks
             // the directory again and routes by what it says now.
-            pb::RecipientKind::Local => {
+            Resolution::Local { .. } => {
                 return Err(Status::aborted(format!("{recipient} leads to no account here any more")));
             }
             _ => return Err(MailboxError::NotFound(format!("no mailbox for {recipient}")).into()),

@@ -16,7 +16,20 @@ impl pb::directory_server::Directory for MailboxService {
         request: Request<pb::ResolveRecipientRequest>,
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         let address: EmailAddress = request.into_inner().address.parse().map_err(invalid)?;
-        Ok(Response::new(self.resolved(&address).await?))
+        let reply = match directory::resolve(&self.pool, &address, &self.recipient_delimiter).await? {
+            Resolution::Local { accounts, forwards } => pb::ResolveRecipientResponse {
+                kind: pb::RecipientKind::Local.into(),
+                account_ids: accounts.into_iter().map(i64::from).collect(),
+                forwards,
+            },
+            Resolution::UnknownUser => {
+                pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }
+            }
+            Resolution::NotLocal => {
+                pb::ResolveRecipientResponse { kind: pb::RecipientKind::NotLocal.into(), ..Default::default() }
+            }
+        };
+        Ok(Response::new(reply))
     }
 
     async fn authenticate(
@@ -185,33 +198,25 @@ impl pb::directory_server::Directory for MailboxService {
 impl MailboxService {
     /// Runs a change to domains, accounts or aliases, then announces it (`Events::directory_changed`)
     /// whether or not it succeeded, as one may fail after its commit; its result comes back as it was.
-    /// This replica forgets its own answers at once, before the announcement comes back to it.
     async fn announcing<T>(&self, change: impl Future<Output = T>) -> T {
+        // A caller that goes away during the change (which may commit all the same) must not skip the
+        // announcement: dropped before it is disarmed, the guard announces on a task of its own.
+        let mut guard = AnnounceOnDrop(Some(self.events.clone()));
         let done = change.await;
-        self.recipients.clear();
+        guard.0 = None;
         self.events.directory_changed().await;
         done
     }
+}
 
-    /// Where `address` leads, from the cache or the directory.
-    pub(super) async fn resolved(&self, address: &EmailAddress) -> Result<pb::ResolveRecipientResponse, Status> {
-        let ask = async |_| {
-            let reply = match directory::resolve(&self.pool, address, &self.recipient_delimiter).await? {
-                Resolution::Local { accounts, forwards } => pb::ResolveRecipientResponse {
-                    kind: pb::RecipientKind::Local.into(),
-                    account_ids: accounts.into_iter().map(i64::from).collect(),
-                    forwards,
-                },
-                Resolution::UnknownUser => {
-                    pb::ResolveRecipientResponse { kind: pb::RecipientKind::UnknownUser.into(), ..Default::default() }
-                }
-                Resolution::NotLocal => {
-                    pb::ResolveRecipientResponse { kind: pb::RecipientKind::NotLocal.into(), ..Default::default() }
-                }
-            };
-            Ok(reply)
-        };
-        self.recipients.resolve(&address.lookup_key(), ask).await
+/// Announces a directory change when dropped while armed (see [`MailboxService::announcing`]).
+struct AnnounceOnDrop(Option<crate::events::Events>);
+
+impl Drop for AnnounceOnDrop {
+    fn drop(&mut self) {
+        if let Some(events) = self.0.take() {
+            tokio::spawn(async move { events.directory_changed().await });
+        }
     }
 }
 

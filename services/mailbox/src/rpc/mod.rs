@@ -16,10 +16,7 @@ mod mailbox;
 mod sieve;
 mod upload;
 
-use std::sync::Arc;
-
 use mailbus_address::{AccountId, MailboxName, RecipientDelimiter, Uid};
-use mailbus_grpc::recipients::RecipientCache;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -52,10 +49,6 @@ pub struct MailboxService {
     pub sieve_quota: SieveQuota,
     /// Deliver calls for one account, gathered into one transaction each (`crate::group_commit`).
     pub delivery_batches: GroupCommit<AccountId, delivery::Job, Result<delivery::Delivered, MailboxError>>,
-    /// Where recipient addresses lead, as `ResolveRecipient` answers, kept as smtp-ingress and the relay
-    /// keep them (`MAILBUS_RECIPIENT_CACHE_SECS`, cleared by every directory change): a Deliver then
-    /// costs no lookup before its statement.
-    pub recipients: Arc<RecipientCache>,
     /// Where Deliver's work runs (`crate::delivery_threads`).
     pub delivery_threads: DeliveryThreads,
 }

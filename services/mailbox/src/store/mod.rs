@@ -60,6 +60,15 @@ pub async fn open(database_url: &str, max_connections: u32) -> Result<PgPool, St
         .await
         .map_err(StartError::Database)?;
     MIGRATOR.run(&pool).await?;
+    // An account's change step names the transaction that took it (`accounts.change_xid`). A database
+    // restored into another cluster may carry ids that cluster has not reached yet; one of its own
+    // transactions would then share a step already published and its changes would be missed. Ids ahead
+    // of this very transaction's can only be such (or of a transaction running now, which has finished
+    // with its step when this update gets its row): they are forgotten.
+    sqlx::query("UPDATE accounts SET change_xid = NULL WHERE change_xid >= pg_current_xact_id()")
+        .execute(&pool)
+        .await
+        .map_err(StartError::Database)?;
     Ok(pool)
 }
 
