@@ -425,9 +425,15 @@ async fn jmap_http_bodies_wait_for_login_and_downloads_and_eventsources_are_capp
         let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
         let request = format!("GET {download} HTTP/1.1\r\nHost: mail\r\n{ivy}\r\n\r\n");
         reader.write_all(request.as_bytes()).await.unwrap();
+        // The status line comes once the download holds its slot; the 24 MiB after it stay unread.
+        let mut status = vec![0; 12];
+        tokio::time::timeout(std::time::Duration::from_secs(10), reader.read_exact(&mut status))
+            .await
+            .expect("the download starts")
+            .unwrap();
+        assert_eq!(status, b"HTTP/1.1 200");
         readers.push(reader);
     }
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(curl(addr, &download, &["-H", &ivy]).await.status, 429, "the 33rd download at once");
     drop(readers);
     mailbus_tests::wait_until(std::time::Duration::from_secs(20), "the slots are free again", async || {

@@ -231,6 +231,14 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
         curl(addr, path, &["-H", header]).await.status == 200
     };
     assert!(alive(&latest).await && alive(&bearer).await);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url).await.unwrap();
+    let epoch = async |db: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar("SELECT credential_epoch FROM accounts WHERE address = 'alice@example.org'")
+            .fetch_one(db)
+            .await
+            .unwrap()
+    };
+    let first_epoch = epoch(&mut db).await;
     // An EventSource of the old token, with a ping every 5 s: it ends at the first ping after the
     // change (curl gives up after 30 s otherwise, and says so in its exit status).
     let url = format!("http://{addr}/jmap/eventsource?types=*&ping=5");
@@ -240,10 +248,10 @@ async fn webmail_sessions_are_server_side_and_cookie_changes_need_the_csrf_token
         .spawn()
         .expect("starting curl");
     stack.directory().await.update_account(update(None, Some(1000))).await.unwrap();
-    // The change is announced in milliseconds; had it moved the epoch, both would be refused by now.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(epoch(&mut db).await, first_epoch, "a quota change leaves the credential epoch");
     assert!(alive(&latest).await && alive(&bearer).await, "a quota change ends no session");
     stack.directory().await.update_account(update(Some("new alice pw"), None)).await.unwrap();
+    assert_eq!(epoch(&mut db).await, first_epoch + 1, "a new password moves it");
     wait_until(PATIENCE, "the token of the old password is refused", async || !alive(&bearer).await).await;
     assert_eq!(curl(addr, "/jmap/session", &["-H", &bearer]).await.status, 401);
     let ended = curl(addr, "/webmail/session", &["-H", &latest]).await;
