@@ -318,9 +318,12 @@ async fn sessions_that_stop_reading_big_fetches_hold_up_nobody_else() {
         assert!(client.line_starting("s ").await.expect("SELECT answered").starts_with("s OK"));
         // Asks for both (about 23 MB) and reads none of it.
         client.send(format!("f{i} FETCH 1:2 BODY.PEEK[]\r\n").as_bytes()).await;
+        // Its reply has begun: the rest of it fills the socket, then the stream's window, unread. (Had the
+        // hoarders before it used up the connection's window, this one would not start either.)
+        let started = tokio::time::timeout(std::time::Duration::from_secs(15), client.line_starting("* 1 FETCH")).await;
+        assert!(started.expect("held up by the hoarders before it").is_some(), "the hoarder's FETCH starts");
         stalled.push(client);
     }
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let mut other = imap(NEIGHBOUR, &stack).await;
     assert!(imap_login(&mut other, "l", "neighbour@example.org", "pw").await.starts_with("l OK"));
     other.send(b"s SELECT INBOX\r\nf FETCH 1 BODY.PEEK[]\r\n").await;
